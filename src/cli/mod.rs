@@ -1,0 +1,195 @@
+//! The `coalition` command line: argument parsing and dispatch. Each command is a thin wrapper
+//! over the library; errors are returned to `main`, which prints one line.
+
+mod admin;
+mod submit;
+mod sync;
+
+use crate::client::Client;
+use crate::membership::MemberId;
+use crate::pki::CertDir;
+use crate::store::{Store, StoreConfig};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Coalition Hub: share signed hash sets and risk signals without trusting the server.
+#[derive(Debug, Parser)]
+#[command(name = "coalition", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole flow on loopback: certificates, a hub, two members, submit, sync, verify.
+    Quickstart {
+        /// Where the development PKI lives (created if missing).
+        #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+        certs: PathBuf,
+    },
+    /// Development PKI: CA, hub certificate, member certificates and signing keys.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Run a hub.
+    Serve(ServeArgs),
+    /// Coalition administration.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// Sign and submit a hash set (CSV or JSON Lines) or a risk signal (JSON).
+    Submit(submit::SubmitArgs),
+    /// Stream statements into a local file, verifying every signature, resumable from a cursor.
+    Sync(sync::SyncArgs),
+    /// Show who the hub thinks you are.
+    Whoami {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create the CA, the hub certificate and the named members' certificates and signing keys
+    /// (whatever is missing; existing files are kept).
+    Init {
+        /// Directory to write to.
+        #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+        certs: PathBuf,
+        /// Members to create certificates and signing keys for.
+        #[arg(long = "member", value_name = "ID", default_values_t = ["admin".to_string(), "acme".to_string(), "globex".to_string()])]
+        members: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Data directory (created if missing).
+    #[arg(long, env = "COALITION_DATA", default_value = "data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "COALITION_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// Development PKI directory holding ca.pem, hub.pem and hub.key.
+    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+    certs: PathBuf,
+    /// Storage cache budget in MiB.
+    #[arg(long, default_value_t = 128)]
+    cache_mib: u64,
+}
+
+/// How a client command reaches the hub and who it is.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Hub address.
+    #[arg(long, env = "COALITION_HUB", default_value = "127.0.0.1:50051")]
+    pub hub: String,
+    /// Member id to act as (selects certs/members/<id>.pem, .key and .sign.key).
+    #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID")]
+    pub member: String,
+    /// Development PKI directory.
+    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+    pub certs: PathBuf,
+}
+
+impl Connection {
+    /// The member id, validated.
+    pub fn member_id(&self) -> Result<MemberId> {
+        Ok(MemberId::parse(&self.member)?)
+    }
+
+    /// Connects with the member's certificate.
+    pub async fn connect(&self) -> Result<Client> {
+        let id = self.member_id()?;
+        let tls = CertDir::new(&self.certs).member_tls(&id)?;
+        Ok(Client::connect(&self.hub, &tls).await?)
+    }
+}
+
+impl Cli {
+    /// The log filter used when `RUST_LOG` is unset: the server logs its work, other commands
+    /// only warnings (their output is the answer).
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Serve(_) => "warn,coalition_hub=info",
+            _ => "warn",
+        }
+    }
+
+    /// Runs the parsed command.
+    pub async fn run(self) -> Result<()> {
+        match self.command {
+            Command::Quickstart { certs } => crate::quickstart::run(&certs).await,
+            Command::Pki {
+                command: PkiCommand::Init { certs, members },
+            } => {
+                let ids = members
+                    .iter()
+                    .map(|m| MemberId::parse(m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let created = CertDir::new(&certs).init(&ids)?;
+                if created.files.is_empty() {
+                    println!("{}: everything already present", certs.display());
+                }
+                for f in created.files {
+                    println!("created {}", f.display());
+                }
+                Ok(())
+            }
+            Command::Serve(args) => serve(args).await,
+            Command::Admin { command } => admin::run(command).await,
+            Command::Submit(args) => submit::run(args).await,
+            Command::Sync(args) => sync::run(args).await,
+            Command::Whoami { conn } => {
+                let mut client = conn.connect().await?;
+                let me = client
+                    .hub
+                    .who_am_i(crate::pb::WhoAmIRequest {})
+                    .await
+                    .map_err(crate::client::ClientError::from)?
+                    .into_inner();
+                let member = crate::membership::Member::from_wire(me)?;
+                admin::print_member(&member);
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let tls = CertDir::new(&args.certs).hub_tls()?;
+    let config = StoreConfig {
+        cache_bytes: args.cache_mib * 1024 * 1024,
+    };
+    let store = Store::open(&args.data, &config)
+        .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), "hub serving");
+    // Scripts (and the durability test) read this line to learn the port.
+    println!("listening on {addr}");
+    crate::server::serve(listener, store, &tls, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    Ok(())
+}
+
+/// Prints an error chain on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

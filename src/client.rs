@@ -1,0 +1,166 @@
+//! The gRPC client over mutual TLS, shared by the CLI, the quickstart, tests and benchmarks.
+
+use crate::membership::{Keyring, Member};
+use crate::pb;
+use crate::pb::admin_client::AdminClient;
+use crate::pb::hub_client::HubClient;
+use crate::pki::TlsConfig;
+use thiserror::Error;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// Client failures.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The address is not a usable URI.
+    #[error("hub address '{addr}': {reason}")]
+    Address {
+        /// What was given.
+        addr: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to the hub at {addr}: {source}")]
+    Connect {
+        /// Where.
+        addr: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The hub answered with an error.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The hub's member directory is malformed.
+    #[error("the hub's member directory is invalid: {0}")]
+    Directory(String),
+}
+
+/// The lowercase-with-spaces name of a gRPC code, for one-line error messages.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "ok",
+        C::Cancelled => "cancelled",
+        C::Unknown => "unknown error",
+        C::InvalidArgument => "invalid argument",
+        C::DeadlineExceeded => "deadline exceeded",
+        C::NotFound => "not found",
+        C::AlreadyExists => "already exists",
+        C::PermissionDenied => "permission denied",
+        C::ResourceExhausted => "resource exhausted",
+        C::FailedPrecondition => "failed precondition",
+        C::Aborted => "aborted",
+        C::OutOfRange => "out of range",
+        C::Unimplemented => "unimplemented",
+        C::Internal => "internal error",
+        C::Unavailable => "unavailable",
+        C::DataLoss => "data loss",
+        C::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// A connection to a hub, authenticated by a member's client certificate.
+#[derive(Clone)]
+pub struct Client {
+    /// The `Hub` service.
+    pub hub: HubClient<Channel>,
+    /// The `Admin` service.
+    pub admin: AdminClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port` or `https://host:port`). The hub's certificate must chain
+    /// to `tls.ca_pem` and name `localhost` (the development PKI) unless `addr` names a host.
+    pub async fn connect(addr: &str, tls: &TlsConfig) -> Result<Client, ClientError> {
+        let uri = if addr.starts_with("https://") {
+            addr.to_owned()
+        } else {
+            format!("https://{addr}")
+        };
+        let host = uri
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .map_or(uri.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']']);
+        // Certificates name `localhost`; dialing an IP literal still checks that name.
+        let domain = if host.parse::<std::net::IpAddr>().is_ok() {
+            "localhost"
+        } else {
+            host
+        };
+        let tls_config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+            .domain_name(domain)
+            .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        let endpoint = Channel::from_shared(uri.clone())
+            .map_err(|e| ClientError::Address {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?
+            .tls_config(tls_config)
+            .map_err(|e| ClientError::Address {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let limit = crate::server::MAX_MESSAGE_BYTES;
+        Ok(Client {
+            hub: HubClient::new(channel.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            admin: AdminClient::new(channel),
+        })
+    }
+
+    /// Submits a signed envelope.
+    pub async fn submit(
+        &mut self,
+        envelope: pb::Envelope,
+    ) -> Result<pb::SubmitResponse, ClientError> {
+        let request = pb::SubmitRequest {
+            envelope: Some(envelope),
+        };
+        Ok(self.hub.submit(request).await?.into_inner())
+    }
+
+    /// The hub's member directory, parsed.
+    pub async fn members(&mut self) -> Result<Vec<Member>, ClientError> {
+        let list = self.hub.list_members(pb::ListMembersRequest {}).await?;
+        list.into_inner()
+            .members
+            .into_iter()
+            .map(|m| Member::from_wire(m).map_err(|e| ClientError::Directory(e.to_string())))
+            .collect()
+    }
+
+    /// A keyring of every member key the hub lists.
+    pub async fn keyring(&mut self) -> Result<Keyring, ClientError> {
+        Ok(Keyring::from_members(&self.members().await?))
+    }
+}
+
+/// Makes and signs a new statement by `issuer` with `key`, dated now with a fresh random nonce.
+pub fn sign_new(
+    issuer: &crate::membership::MemberId,
+    key: &ed25519_dalek::SigningKey,
+    body: crate::statement::Body,
+) -> pb::Envelope {
+    use rand::RngCore;
+    let mut nonce = [0u8; crate::statement::NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let statement = crate::statement::Statement {
+        issuer: issuer.clone(),
+        key_id: crate::membership::KeyId::of(&key.verifying_key()),
+        issued_at_ms: crate::store::now_ms(),
+        nonce,
+        body,
+    };
+    crate::statement::sign_statement(&statement, key)
+}

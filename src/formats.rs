@@ -1,0 +1,471 @@
+//! File formats at the edge: hash lists (CSV `type,hash,labels[,quality]` or JSON Lines) and
+//! risk-signal JSON that members submit, and the JSON Lines / CSV rows that sync writes.
+//!
+//! Input rows are converted to wire entries and validated by `statement`, so a file and a
+//! gRPC request obey exactly the same rules; errors name the line.
+
+use crate::pb;
+use crate::statement::{Body, HashEntry, HashType, Indicator, RiskSignal, StatementError};
+use crate::sync::ReceivedEntry;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use thiserror::Error;
+
+/// PDQ quality assumed when a hash list gives none (lists exported without quality).
+pub const DEFAULT_PDQ_QUALITY: u32 = 100;
+
+/// A hash-list or output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// Guesses from a file name: `.csv` is CSV, anything else JSON Lines.
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::Jsonl,
+        }
+    }
+}
+
+/// A problem in an input file.
+#[derive(Debug, Error)]
+pub enum FormatError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is wrong.
+    #[error("{path}:{line}: {reason}")]
+    Line {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One hash as a JSON line. On input only `type`, `hash`, `labels` and `quality` are read; sync
+/// output adds where the hash came from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HashLine {
+    /// `hash` for hash rows in sync output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Log position of the statement carrying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The statement id, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_id: Option<String>,
+    /// Who shared it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// When the hub received it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at_ms: Option<i64>,
+    /// md5, sha1, sha256, pdq or photodna.
+    #[serde(rename = "type")]
+    pub hash_type: String,
+    /// The hash, hex.
+    pub hash: String,
+    /// PDQ quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u32>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl HashLine {
+    /// Validates the row into a hash entry; `field` prefixes error messages.
+    pub fn to_entry(&self) -> Result<HashEntry, String> {
+        let hash_type: HashType = self.hash_type.parse()?;
+        let value = hex::decode(self.hash.trim())
+            .map_err(|e| format!("hash '{}' is not hex: {e}", self.hash))?;
+        let quality = match (hash_type, self.quality) {
+            (HashType::Pdq, None) => Some(DEFAULT_PDQ_QUALITY),
+            (_, q) => q,
+        };
+        let wire = pb::HashEntry {
+            r#type: hash_type.to_wire() as i32,
+            value,
+            quality,
+            labels: self.labels.clone(),
+        };
+        HashEntry::from_wire(wire, "entry").map_err(|e| match e {
+            StatementError::Invalid { field, reason } => {
+                format!("{}: {reason}", field.trim_start_matches("entry."))
+            }
+            other => other.to_string(),
+        })
+    }
+
+    fn of(entry: &ReceivedEntry, hash: &HashEntry) -> HashLine {
+        HashLine {
+            kind: Some("hash".into()),
+            seq: Some(entry.seq),
+            statement_id: Some(entry.id.to_string()),
+            issuer: Some(entry.statement.issuer.to_string()),
+            received_at_ms: Some(entry.received_at_ms),
+            hash_type: hash.hash_type.name().into(),
+            hash: hex::encode(&hash.value),
+            quality: hash.quality.map(u32::from),
+            labels: hash.labels.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// Reads a hash list. CSV: an optional header row `type,hash,labels,quality`, then rows whose
+/// labels are separated by `;` or spaces and whose quality (PDQ only) is optional. JSON Lines:
+/// objects with `type`, `hash`, `labels`, `quality` (sync's own output is accepted: hash rows
+/// are read, other rows skipped). Blank lines and lines starting with `#` are skipped.
+pub fn read_hashes(path: &Path, format: Format) -> Result<Vec<HashEntry>, FormatError> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| FormatError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.map_err(|source| FormatError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let err = |reason: String| FormatError::Line {
+            path: shown.clone(),
+            line: line_no,
+            reason,
+        };
+        let row = match format {
+            Format::Csv => {
+                let cols: Vec<&str> = text.split(',').map(str::trim).collect();
+                if line_no == 1 && cols.first().is_some_and(|c| c.eq_ignore_ascii_case("type")) {
+                    continue;
+                }
+                if cols.len() < 2 || cols.len() > 4 {
+                    return Err(err(format!(
+                        "expected 2 to 4 columns type,hash[,labels[,quality]], got {}",
+                        cols.len()
+                    )));
+                }
+                let quality = match cols.get(3).filter(|q| !q.is_empty()) {
+                    Some(q) => Some(q.parse().map_err(|_| {
+                        err(format!("quality '{q}' is not a whole number 0..=100"))
+                    })?),
+                    None => None,
+                };
+                HashLine {
+                    hash_type: cols[0].into(),
+                    hash: cols[1].into(),
+                    labels: cols
+                        .get(2)
+                        .map(|l| {
+                            l.split([';', ' '])
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    quality,
+                    ..Default::default()
+                }
+            }
+            Format::Jsonl => {
+                let row: HashLine = serde_json::from_str(text)
+                    .map_err(|e| err(format!("not a hash object: {e}")))?;
+                if row.kind.as_deref().is_some_and(|k| k != "hash") {
+                    continue;
+                }
+                row
+            }
+        };
+        out.push(row.to_entry().map_err(err)?);
+    }
+    Ok(out)
+}
+
+/// A risk signal as a JSON file (see docs/PROTOCOL.md for the fields).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignalFile {
+    /// sextortion, grooming, csam_distribution, trafficking or other.
+    pub category: String,
+    /// low, medium, high or critical.
+    pub severity: String,
+    /// One-line title.
+    pub title: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Observables.
+    pub indicators: Vec<IndicatorLine>,
+    /// Milliseconds since the Unix epoch.
+    pub first_seen_ms: i64,
+    /// Milliseconds since the Unix epoch.
+    pub last_seen_ms: i64,
+    /// Optional expiry, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+/// One indicator in a signal file or in sync output.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IndicatorLine {
+    /// keyword, url, domain, account_handle or hash.
+    #[serde(rename = "type")]
+    pub indicator_type: String,
+    /// The keyword, URL, domain or handle.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    /// For account handles.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
+    /// For hash indicators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<HashLine>,
+}
+
+impl SignalFile {
+    /// Reads and validates a signal file.
+    pub fn read(path: &Path) -> Result<RiskSignal, FormatError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| FormatError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let err = |reason: String| FormatError::Line {
+            path: shown.clone(),
+            line: 1,
+            reason,
+        };
+        let file: SignalFile =
+            serde_json::from_str(&text).map_err(|e| err(format!("not a signal: {e}")))?;
+        file.to_signal().map_err(err)
+    }
+
+    /// Validates into a risk signal.
+    pub fn to_signal(&self) -> Result<RiskSignal, String> {
+        use pb::IndicatorType as T;
+        let category = crate::statement::SignalCategory::parse(&self.category)
+            .ok_or_else(|| format!("category '{}' is not one of sextortion, grooming, csam_distribution, trafficking, other", self.category))?;
+        let severity = crate::statement::Severity::parse(&self.severity).ok_or_else(|| {
+            format!(
+                "severity '{}' is not one of low, medium, high, critical",
+                self.severity
+            )
+        })?;
+        let mut indicators = Vec::with_capacity(self.indicators.len());
+        for (i, ind) in self.indicators.iter().enumerate() {
+            let t = match ind.indicator_type.as_str() {
+                "keyword" => T::Keyword,
+                "url" => T::Url,
+                "domain" => T::Domain,
+                "account_handle" => T::AccountHandle,
+                "hash" => T::Hash,
+                other => return Err(format!("indicators[{i}].type: unknown type '{other}'")),
+            };
+            let hash = match &ind.hash {
+                Some(h) => Some(
+                    h.to_entry()
+                        .map_err(|e| format!("indicators[{i}].hash: {e}"))?
+                        .to_wire(),
+                ),
+                None => None,
+            };
+            indicators.push(pb::Indicator {
+                r#type: t as i32,
+                value: ind.value.clone(),
+                platform: ind.platform.clone(),
+                hash,
+            });
+        }
+        let wire = pb::RiskSignal {
+            category: category_wire(category) as i32,
+            severity: severity_wire(severity) as i32,
+            title: self.title.clone(),
+            description: self.description.clone(),
+            indicators,
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            expires_at_ms: self.expires_at_ms,
+        };
+        RiskSignal::from_wire(wire).map_err(|e| e.to_string())
+    }
+
+    fn of(signal: &RiskSignal) -> SignalFile {
+        SignalFile {
+            category: signal.category.name().into(),
+            severity: signal.severity.name().into(),
+            title: signal.title.clone(),
+            description: signal.description.clone(),
+            indicators: signal
+                .indicators
+                .iter()
+                .map(|ind| IndicatorLine {
+                    indicator_type: ind.type_name().into(),
+                    value: match ind {
+                        Indicator::Keyword(v) | Indicator::Url(v) | Indicator::Domain(v) => {
+                            v.clone()
+                        }
+                        Indicator::AccountHandle { handle, .. } => handle.clone(),
+                        Indicator::Hash(_) => String::new(),
+                    },
+                    platform: match ind {
+                        Indicator::AccountHandle { platform, .. } => platform.clone(),
+                        _ => String::new(),
+                    },
+                    hash: match ind {
+                        Indicator::Hash(h) => Some(HashLine {
+                            hash_type: h.hash_type.name().into(),
+                            hash: hex::encode(&h.value),
+                            quality: h.quality.map(u32::from),
+                            labels: h.labels.iter().map(ToString::to_string).collect(),
+                            ..Default::default()
+                        }),
+                        _ => None,
+                    },
+                })
+                .collect(),
+            first_seen_ms: signal.first_seen_ms,
+            last_seen_ms: signal.last_seen_ms,
+            expires_at_ms: signal.expires_at_ms,
+        }
+    }
+}
+
+fn category_wire(c: crate::statement::SignalCategory) -> pb::SignalCategory {
+    use crate::statement::SignalCategory as C;
+    match c {
+        C::Sextortion => pb::SignalCategory::Sextortion,
+        C::Grooming => pb::SignalCategory::Grooming,
+        C::CsamDistribution => pb::SignalCategory::CsamDistribution,
+        C::Trafficking => pb::SignalCategory::Trafficking,
+        C::Other => pb::SignalCategory::Other,
+    }
+}
+
+fn severity_wire(s: crate::statement::Severity) -> pb::Severity {
+    use crate::statement::Severity as S;
+    match s {
+        S::Low => pb::Severity::Low,
+        S::Medium => pb::Severity::Medium,
+        S::High => pb::Severity::High,
+        S::Critical => pb::Severity::Critical,
+    }
+}
+
+/// A risk signal row in sync's JSON Lines output.
+#[derive(Serialize)]
+struct SignalLine<'a> {
+    kind: &'static str,
+    seq: u64,
+    statement_id: String,
+    issuer: &'a str,
+    received_at_ms: i64,
+    #[serde(flatten)]
+    signal: SignalFile,
+}
+
+/// Writes verified sync entries: JSON Lines (one row per hash, one per risk signal) or CSV
+/// (one row per hash; risk signals are counted and skipped).
+pub struct EntryWriter<W: Write> {
+    out: W,
+    format: Format,
+    /// Rows written.
+    pub rows: u64,
+    /// Risk signals skipped (CSV only).
+    pub skipped_signals: u64,
+}
+
+/// The CSV header sync writes.
+pub const CSV_HEADER: &str = "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels\n";
+
+impl<W: Write> EntryWriter<W> {
+    /// A writer; `header` writes the CSV header first (for a new file).
+    pub fn new(mut out: W, format: Format, header: bool) -> std::io::Result<Self> {
+        if header && format == Format::Csv {
+            out.write_all(CSV_HEADER.as_bytes())?;
+        }
+        Ok(EntryWriter {
+            out,
+            format,
+            rows: 0,
+            skipped_signals: 0,
+        })
+    }
+
+    /// Writes one entry's rows.
+    pub fn write(&mut self, entry: &ReceivedEntry) -> std::io::Result<()> {
+        match (&entry.statement.body, self.format) {
+            (Body::HashSet(set), Format::Jsonl) => {
+                for h in &set.entries {
+                    serde_json::to_writer(&mut self.out, &HashLine::of(entry, h))?;
+                    self.out.write_all(b"\n")?;
+                    self.rows += 1;
+                }
+            }
+            (Body::HashSet(set), Format::Csv) => {
+                let id = entry.id.to_string();
+                for h in &set.entries {
+                    let labels: Vec<String> = h.labels.iter().map(ToString::to_string).collect();
+                    writeln!(
+                        self.out,
+                        "{},{},{},{},{},{},{},{}",
+                        entry.seq,
+                        id,
+                        entry.statement.issuer,
+                        entry.received_at_ms,
+                        h.hash_type,
+                        hex::encode(&h.value),
+                        h.quality.map(|q| q.to_string()).unwrap_or_default(),
+                        labels.join(";")
+                    )?;
+                    self.rows += 1;
+                }
+            }
+            (Body::RiskSignal(signal), Format::Jsonl) => {
+                let line = SignalLine {
+                    kind: "risk_signal",
+                    seq: entry.seq,
+                    statement_id: entry.id.to_string(),
+                    issuer: entry.statement.issuer.as_str(),
+                    received_at_ms: entry.received_at_ms,
+                    signal: SignalFile::of(signal),
+                };
+                serde_json::to_writer(&mut self.out, &line)?;
+                self.out.write_all(b"\n")?;
+                self.rows += 1;
+            }
+            (Body::RiskSignal(_), Format::Csv) => self.skipped_signals += 1,
+        }
+        Ok(())
+    }
+
+    /// Flushes and returns the inner writer.
+    pub fn into_inner(mut self) -> std::io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    /// The inner writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+}

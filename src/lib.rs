@@ -1,0 +1,39 @@
+//! Coalition Hub: member companies of a child-safety coalition share signed hash sets and
+//! emerging-risk signals through a hub they do not have to trust.
+//!
+//! # Layout
+//! - [`statement`]: what members say: the envelope, its DSSE signature, the statement id, and
+//!   validated hash sets and risk signals. Pure; no I/O.
+//! - [`membership`]: members, roles, status and signing keys; the rules for who may do what.
+//! - [`log`]: RFC 6962 Merkle tree math and C2SP signed checkpoints. Pure.
+//! - [`store`]: sled storage: the append-only log, its Merkle nodes, indexes and the member
+//!   registry; group commit, nothing acknowledged before it is flushed.
+//! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain.
+//! - [`client`]: the gRPC client over mutual TLS.
+//! - [`sync`]: the receiving side of sync: local verification and the resumable cursor.
+//! - [`formats`]: hash lists, signal files and sync output (CSV, JSON Lines).
+//! - [`pki`]: the development CA, certificates and signing-key files.
+//! - [`quickstart`]: the end-to-end demonstration behind `coalition quickstart`.
+//! - [`cli`]: the `coalition` command line (thin; `src/main.rs` only calls it).
+//! - [`pb`]: the generated wire types of `proto/coalition/v1`.
+
+pub mod cli;
+pub mod client;
+pub mod formats;
+pub mod log;
+pub mod membership;
+pub mod pki;
+pub mod quickstart;
+pub mod server;
+pub mod statement;
+pub mod store;
+pub mod sync;
+
+/// Wire types and gRPC stubs generated from `proto/coalition/v1` at build time.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("coalition.v1");
+    /// The encoded descriptor set, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/coalition_descriptor.bin"));
+}

@@ -1,0 +1,17 @@
+//! Append-only Merkle log math (RFC 6962 / RFC 9162) and C2SP signed checkpoints; pure functions, no I/O.
+//!
+//! See `docs/merkle-notes.md` for the node layout and the
+//! O(log n) argument behind every operation.
+
+pub mod checkpoint;
+pub mod tree;
+
+pub use checkpoint::{
+    Checkpoint, CheckpointError, KeyId, VerifierKey, VerifierKeyError, key_id, sign_note,
+    verify_note,
+};
+pub use tree::{
+    Hash, LeafIndex, MemoryTree, MissingNode, NodeSource, ProofError, TreeSize, VerifyError,
+    append_nodes, consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root,
+    verify_consistency, verify_inclusion,
+};

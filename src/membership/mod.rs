@@ -1,0 +1,556 @@
+//! Membership: who belongs to the coalition, with which roles, status and signing keys.
+//!
+//! Pure types and rules; the store persists the registry and the server enforces it. Today an
+//! admin registers members directly (`Admin.AddMember`); the membership-lifecycle work turns
+//! every change into a signed statement in the log and this registry into its replayed view.
+
+use crate::pb;
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt;
+use thiserror::Error;
+
+/// Most characters in a member id.
+pub const MAX_MEMBER_ID_LEN: usize = 63;
+/// Most keys one member may hold.
+pub const MAX_KEYS: usize = 16;
+
+/// A member's identifier: `[a-z0-9][a-z0-9-]{0,62}`, as named by its certificate's SAN URI
+/// `urn:coalition:member:<id>`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId(String);
+
+/// A signing key's identifier: lowercase hex of the first 8 bytes of SHA-256 of the raw
+/// 32-byte ed25519 public key, so anyone can recompute it from the key.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(String);
+
+/// What a member may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Manages membership.
+    Admin,
+    /// Submits, syncs and matches.
+    Member,
+    /// Reads everything, writes nothing.
+    Auditor,
+    /// A federated hub (reserved).
+    Peer,
+}
+
+/// Whether a member may currently connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberStatus {
+    /// In good standing.
+    Active,
+    /// Temporarily barred.
+    Suspended,
+    /// Gone for good.
+    Removed,
+}
+
+/// Whether a key may sign new statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Rotated out; earlier statements stay valid.
+    Retired,
+    /// Leaked; statements after the compromise time are flagged.
+    Compromised,
+}
+
+/// One registered signing key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberKey {
+    /// Its id.
+    pub key_id: KeyId,
+    /// The ed25519 public key.
+    pub public_key: VerifyingKey,
+    /// Whether it may sign.
+    pub status: KeyStatus,
+}
+
+/// A registered member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: MemberId,
+    /// Human name, e.g. "Acme Social".
+    pub display_name: String,
+    /// What it may do.
+    pub roles: Vec<Role>,
+    /// Whether it may connect.
+    pub status: MemberStatus,
+    /// Its signing keys.
+    pub keys: Vec<MemberKey>,
+    /// When it was registered, milliseconds since the Unix epoch.
+    pub added_at_ms: i64,
+}
+
+/// Why a membership value or request is invalid, or why a caller may not act.
+#[derive(Debug, Error, PartialEq)]
+pub enum MembershipError {
+    /// A member id is malformed.
+    #[error(
+        "'{0}' is not a valid member id: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit"
+    )]
+    BadMemberId(String),
+    /// A key id is malformed.
+    #[error("'{0}' is not a valid key id: expected 16 lowercase hex characters")]
+    BadKeyId(String),
+    /// A public key is malformed or weak.
+    #[error("public_keys[{index}]: {reason}")]
+    BadPublicKey {
+        /// Position in the request.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A request field is invalid.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The caller's certificate names a member the hub does not know.
+    #[error(
+        "member '{0}' is not registered with this hub; ask a coalition admin to run `coalition admin member add`"
+    )]
+    UnknownMember(MemberId),
+    /// The member is suspended or removed.
+    #[error("member '{id}' is {status}; it may not use the hub")]
+    NotActive {
+        /// The member.
+        id: MemberId,
+        /// `suspended` or `removed`.
+        status: &'static str,
+    },
+    /// The member lacks the role an operation needs.
+    #[error("member '{id}' lacks the '{role}' role needed to {action}")]
+    MissingRole {
+        /// The member.
+        id: MemberId,
+        /// The role needed.
+        role: &'static str,
+        /// What it tried.
+        action: &'static str,
+    },
+    /// A member with this id exists already.
+    #[error("member '{0}' already exists")]
+    AlreadyExists(MemberId),
+}
+
+impl MemberId {
+    /// Parses and validates an id.
+    pub fn parse(s: &str) -> Result<Self, MembershipError> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_MEMBER_ID_LEN
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(MemberId(s.to_owned()))
+        } else {
+            Err(MembershipError::BadMemberId(s.to_owned()))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The SAN URI a certificate for this member carries.
+    pub fn uri(&self) -> String {
+        format!("{MEMBER_URI_PREFIX}{}", self.0)
+    }
+}
+
+/// Prefix of the SAN URI naming a member in its client certificate.
+pub const MEMBER_URI_PREFIX: &str = "urn:coalition:member:";
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MemberId({})", self.0)
+    }
+}
+
+impl KeyId {
+    /// The id of a public key.
+    pub fn of(key: &VerifyingKey) -> Self {
+        let digest = Sha256::digest(key.as_bytes());
+        KeyId(hex::encode(&digest[..8]))
+    }
+
+    /// Parses and validates an id.
+    pub fn parse(s: &str) -> Result<Self, MembershipError> {
+        if s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(KeyId(s.to_owned()))
+        } else {
+            Err(MembershipError::BadKeyId(s.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
+
+impl Role {
+    /// The lowercase name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Auditor => "auditor",
+            Role::Peer => "peer",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Admin, Role::Member, Role::Auditor, Role::Peer]
+            .into_iter()
+            .find(|r| r.name() == s)
+    }
+
+    fn to_wire(self) -> pb::Role {
+        match self {
+            Role::Admin => pb::Role::Admin,
+            Role::Member => pb::Role::Member,
+            Role::Auditor => pb::Role::Auditor,
+            Role::Peer => pb::Role::Peer,
+        }
+    }
+
+    fn from_wire(v: i32) -> Option<Role> {
+        match pb::Role::try_from(v).ok()? {
+            pb::Role::Admin => Some(Role::Admin),
+            pb::Role::Member => Some(Role::Member),
+            pb::Role::Auditor => Some(Role::Auditor),
+            pb::Role::Peer => Some(Role::Peer),
+            pb::Role::Unspecified => None,
+        }
+    }
+}
+
+/// Parses a raw 32-byte ed25519 public key, refusing weak (small-order) keys, which would make
+/// batch verification ambiguous.
+pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, String> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| format!("an ed25519 public key is 32 bytes, got {}", bytes.len()))?;
+    let key = VerifyingKey::from_bytes(&arr).map_err(|_| "not a valid ed25519 point".to_owned())?;
+    if key.is_weak() {
+        return Err("weak (small-order) ed25519 key refused".to_owned());
+    }
+    Ok(key)
+}
+
+impl Member {
+    /// Builds a new active member from an admin's request.
+    pub fn admit(req: pb::AddMemberRequest, now_ms: i64) -> Result<Member, MembershipError> {
+        let id = MemberId::parse(&req.member_id)?;
+        let display_name = req.display_name.trim().to_owned();
+        if display_name.chars().count() > 200 || display_name.chars().any(char::is_control) {
+            return Err(MembershipError::Invalid {
+                field: "display_name",
+                reason: "at most 200 printable characters".into(),
+            });
+        }
+        let mut roles = Vec::new();
+        for r in &req.roles {
+            let role = Role::from_wire(*r).ok_or_else(|| MembershipError::Invalid {
+                field: "roles",
+                reason: format!("unknown or unspecified role {r}"),
+            })?;
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        if roles.is_empty() {
+            return Err(MembershipError::Invalid {
+                field: "roles",
+                reason: "at least one of admin, member, auditor, peer".into(),
+            });
+        }
+        if req.public_keys.is_empty() && !roles.iter().all(|r| *r == Role::Auditor) {
+            return Err(MembershipError::Invalid {
+                field: "public_keys",
+                reason: "at least one ed25519 public key (only auditors may have none)".into(),
+            });
+        }
+        if req.public_keys.len() > MAX_KEYS {
+            return Err(MembershipError::Invalid {
+                field: "public_keys",
+                reason: format!("at most {MAX_KEYS} keys, got {}", req.public_keys.len()),
+            });
+        }
+        let mut keys: Vec<MemberKey> = Vec::new();
+        for (index, raw) in req.public_keys.iter().enumerate() {
+            let public_key = parse_public_key(raw)
+                .map_err(|reason| MembershipError::BadPublicKey { index, reason })?;
+            let key_id = KeyId::of(&public_key);
+            if keys.iter().any(|k| k.key_id == key_id) {
+                return Err(MembershipError::BadPublicKey {
+                    index,
+                    reason: "duplicate key".into(),
+                });
+            }
+            keys.push(MemberKey {
+                key_id,
+                public_key,
+                status: KeyStatus::Active,
+            });
+        }
+        Ok(Member {
+            id,
+            display_name,
+            roles,
+            status: MemberStatus::Active,
+            keys,
+            added_at_ms: now_ms,
+        })
+    }
+
+    /// Whether the member has a role.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The active key with this id, if any: the keys that may sign new statements.
+    pub fn active_key(&self, key_id: &KeyId) -> Option<VerifyingKey> {
+        self.keys
+            .iter()
+            .find(|k| &k.key_id == key_id && k.status == KeyStatus::Active)
+            .map(|k| k.public_key)
+    }
+
+    /// Checks that the member may use the hub at all.
+    pub fn ensure_active(&self) -> Result<(), MembershipError> {
+        match self.status {
+            MemberStatus::Active => Ok(()),
+            MemberStatus::Suspended => Err(MembershipError::NotActive {
+                id: self.id.clone(),
+                status: "suspended",
+            }),
+            MemberStatus::Removed => Err(MembershipError::NotActive {
+                id: self.id.clone(),
+                status: "removed",
+            }),
+        }
+    }
+
+    /// Checks that the member is active and holds `role`, needed to `action`.
+    pub fn ensure_role(&self, role: Role, action: &'static str) -> Result<(), MembershipError> {
+        self.ensure_active()?;
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(MembershipError::MissingRole {
+                id: self.id.clone(),
+                role: role.name(),
+                action,
+            })
+        }
+    }
+
+    /// The wire (and storage) form.
+    pub fn to_wire(&self) -> pb::Member {
+        pb::Member {
+            member_id: self.id.to_string(),
+            display_name: self.display_name.clone(),
+            roles: self.roles.iter().map(|r| r.to_wire() as i32).collect(),
+            status: match self.status {
+                MemberStatus::Active => pb::MemberStatus::Active,
+                MemberStatus::Suspended => pb::MemberStatus::Suspended,
+                MemberStatus::Removed => pb::MemberStatus::Removed,
+            } as i32,
+            keys: self
+                .keys
+                .iter()
+                .map(|k| pb::MemberKey {
+                    key_id: k.key_id.to_string(),
+                    public_key: k.public_key.as_bytes().to_vec(),
+                    status: match k.status {
+                        KeyStatus::Active => pb::KeyStatus::Active,
+                        KeyStatus::Retired => pb::KeyStatus::Retired,
+                        KeyStatus::Compromised => pb::KeyStatus::Compromised,
+                    } as i32,
+                })
+                .collect(),
+            added_at_ms: self.added_at_ms,
+        }
+    }
+
+    /// Parses the wire (and storage) form, checking that every key id matches its key.
+    pub fn from_wire(m: pb::Member) -> Result<Member, MembershipError> {
+        let id = MemberId::parse(&m.member_id)?;
+        let status = match pb::MemberStatus::try_from(m.status) {
+            Ok(pb::MemberStatus::Active) => MemberStatus::Active,
+            Ok(pb::MemberStatus::Suspended) => MemberStatus::Suspended,
+            Ok(pb::MemberStatus::Removed) => MemberStatus::Removed,
+            _ => {
+                return Err(MembershipError::Invalid {
+                    field: "status",
+                    reason: format!("unknown member status {}", m.status),
+                });
+            }
+        };
+        let mut keys = Vec::with_capacity(m.keys.len());
+        for (index, k) in m.keys.into_iter().enumerate() {
+            let public_key = parse_public_key(&k.public_key)
+                .map_err(|reason| MembershipError::BadPublicKey { index, reason })?;
+            let key_id = KeyId::parse(&k.key_id)?;
+            if key_id != KeyId::of(&public_key) {
+                return Err(MembershipError::BadPublicKey {
+                    index,
+                    reason: format!("key id {key_id} does not match the key"),
+                });
+            }
+            let status = match pb::KeyStatus::try_from(k.status) {
+                Ok(pb::KeyStatus::Active) => KeyStatus::Active,
+                Ok(pb::KeyStatus::Retired) => KeyStatus::Retired,
+                Ok(pb::KeyStatus::Compromised) => KeyStatus::Compromised,
+                _ => {
+                    return Err(MembershipError::Invalid {
+                        field: "keys",
+                        reason: format!("unknown key status {}", k.status),
+                    });
+                }
+            };
+            keys.push(MemberKey {
+                key_id,
+                public_key,
+                status,
+            });
+        }
+        Ok(Member {
+            id,
+            display_name: m.display_name,
+            roles: m.roles.into_iter().filter_map(Role::from_wire).collect(),
+            status,
+            keys,
+            added_at_ms: m.added_at_ms,
+        })
+    }
+}
+
+/// The public keys of every member, for verifying what a hub sends. Built from the member
+/// directory; a receiver keeps it and refuses a directory that changes a known key id's key.
+#[derive(Clone, Debug, Default)]
+pub struct Keyring {
+    keys: HashMap<(MemberId, KeyId), VerifyingKey>,
+}
+
+impl Keyring {
+    /// A keyring of every key (any status) of the given members.
+    pub fn from_members<'a>(members: impl IntoIterator<Item = &'a Member>) -> Self {
+        let mut ring = Keyring::default();
+        for m in members {
+            for k in &m.keys {
+                ring.keys
+                    .insert((m.id.clone(), k.key_id.clone()), k.public_key);
+            }
+        }
+        ring
+    }
+
+    /// The key `key_id` of `member`, if known.
+    pub fn key(&self, member: &MemberId, key_id: &KeyId) -> Option<VerifyingKey> {
+        self.keys.get(&(member.clone(), key_id.clone())).copied()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether it holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_ids() {
+        for ok in ["acme", "a", "globex-2", "0day"] {
+            assert!(MemberId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-acme", "Acme", "acme_x", "acme.x", &"a".repeat(64)] {
+            assert!(MemberId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_ids() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let id = KeyId::of(&key);
+        assert_eq!(id.to_string().len(), 16);
+        assert_eq!(KeyId::parse(&id.to_string()), Ok(id));
+        assert!(KeyId::parse("ABCDEF0123456789").is_err());
+        assert!(KeyId::parse("abc").is_err());
+    }
+
+    #[test]
+    fn admit_checks_request() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let req = |id: &str, roles: Vec<i32>, keys: Vec<Vec<u8>>| pb::AddMemberRequest {
+            member_id: id.into(),
+            display_name: "X".into(),
+            roles,
+            public_keys: keys,
+        };
+        let m = Role::Member.to_wire() as i32;
+        assert!(Member::admit(req("acme", vec![m], vec![key.to_bytes().to_vec()]), 1).is_ok());
+        assert!(Member::admit(req("Acme", vec![m], vec![key.to_bytes().to_vec()]), 1).is_err());
+        assert!(Member::admit(req("acme", vec![], vec![key.to_bytes().to_vec()]), 1).is_err());
+        assert!(Member::admit(req("acme", vec![m], vec![]), 1).is_err());
+        assert!(Member::admit(req("acme", vec![m], vec![vec![0; 31]]), 1).is_err());
+        // The identity point is a weak key.
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let err = Member::admit(req("acme", vec![m], vec![weak.to_vec()]), 1).expect_err("weak");
+        assert!(err.to_string().contains("weak"), "{err}");
+    }
+
+    #[test]
+    fn wire_round_trip() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        let req = pb::AddMemberRequest {
+            member_id: "acme".into(),
+            display_name: "Acme".into(),
+            roles: vec![Role::Member.to_wire() as i32, Role::Admin.to_wire() as i32],
+            public_keys: vec![key.to_bytes().to_vec()],
+        };
+        let member = Member::admit(req, 42).expect("valid");
+        assert_eq!(Member::from_wire(member.to_wire()), Ok(member));
+    }
+}

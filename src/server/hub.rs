@@ -1,0 +1,282 @@
+//! The `Hub` service: submit, sync, statement lookup and the member directory. Thin: each
+//! handler authorizes, converts wire to domain, calls `statement`/`store`, converts back.
+
+use super::{auth, status};
+use crate::membership::{MemberId, Role};
+use crate::pb;
+use crate::statement::{HashType, Kind, Label, ParsedEnvelope, StatementId};
+use crate::store::{Store, StoredEntry, SyncFilter, now_ms};
+use std::pin::Pin;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// How far in the future a statement's `issued_at_ms` may be (clock skew allowance).
+pub const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
+/// Entries buffered per sync stream before the server waits for the client (backpressure).
+const SYNC_BUFFER: usize = 16;
+/// Most bytes read from the store per sync chunk.
+const SYNC_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Most entries read from the store per sync chunk.
+const SYNC_CHUNK_ENTRIES: u64 = 256;
+/// After this many filtered-out entries in a row, tell the client how far the scan got.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// Roles that may read the log.
+const READERS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
+
+/// The `coalition.v1.Hub` implementation.
+#[derive(Clone)]
+pub struct HubService {
+    store: Store,
+}
+
+impl HubService {
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        HubService { store }
+    }
+}
+
+type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::hub_server::Hub for HubService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let member = auth::authorize(&self.store, &request, &[Role::Member], "submit statements")?;
+        let envelope = request
+            .into_inner()
+            .envelope
+            .ok_or_else(|| Status::invalid_argument("envelope: missing"))?;
+        // Decoding and verifying a large set takes milliseconds of CPU: keep it off the
+        // async workers.
+        let verified = tokio::task::spawn_blocking(move || {
+            let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
+            let statement = &parsed.statement;
+            if statement.issuer != member.id {
+                return Err(Status::permission_denied(format!(
+                    "statement issuer '{}' is not the authenticated member '{}': a member may only submit its own statements",
+                    statement.issuer, member.id
+                )));
+            }
+            if statement.issued_at_ms > now_ms() + MAX_CLOCK_SKEW_MS {
+                return Err(Status::invalid_argument(format!(
+                    "issued_at_ms: {} is more than 10 minutes in the future; check the signer's clock",
+                    statement.issued_at_ms
+                )));
+            }
+            parsed
+                .verify(|key_id| member.active_key(key_id))
+                .map_err(status::signature)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("verification task failed: {e}")))??;
+        let appended = self.store.append(verified).await.map_err(status::store)?;
+        Ok(Response::new(pb::SubmitResponse {
+            receipt: Some(receipt_to_wire(&appended.receipt)),
+            already_present: appended.already_present,
+        }))
+    }
+
+    type SyncStream = SyncStream;
+
+    async fn sync(
+        &self,
+        request: Request<pb::SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        auth::authorize(&self.store, &request, READERS, "sync")?;
+        let req = request.into_inner();
+        let filter = parse_filter(&req)?;
+        let (tx, rx) = mpsc::channel(SYNC_BUFFER);
+        tokio::spawn(stream_entries(
+            self.store.clone(),
+            req.from_seq,
+            filter,
+            req.follow,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_statement(
+        &self,
+        request: Request<pb::GetStatementRequest>,
+    ) -> Result<Response<pb::SyncEntry>, Status> {
+        auth::authorize(&self.store, &request, READERS, "read statements")?;
+        let raw = request.into_inner().statement_id;
+        let id = StatementId::from_slice(&raw).ok_or_else(|| {
+            Status::invalid_argument(format!("statement_id: must be 32 bytes, got {}", raw.len()))
+        })?;
+        let entry = self
+            .store
+            .entry_by_id(&id)
+            .map_err(status::store)?
+            .ok_or_else(|| Status::not_found(format!("no statement {id} in this hub's log")))?;
+        Ok(Response::new(entry.into_sync_entry()))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        auth::authorize(&self.store, &request, READERS, "list members")?;
+        let members = self.store.members().map_err(status::store)?;
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members.iter().map(|m| m.to_wire()).collect(),
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::Member>, Status> {
+        let all = &[Role::Member, Role::Auditor, Role::Admin, Role::Peer];
+        let member = auth::authorize(&self.store, &request, all, "connect")?;
+        Ok(Response::new(member.to_wire()))
+    }
+}
+
+/// The wire form of a receipt.
+pub fn receipt_to_wire(r: &crate::store::Receipt) -> pb::Receipt {
+    pb::Receipt {
+        statement_id: r.statement_id.0.to_vec(),
+        seq: r.seq,
+        received_at_ms: r.received_at_ms,
+    }
+}
+
+fn parse_filter(req: &pb::SyncRequest) -> Result<SyncFilter, Status> {
+    let kinds = req
+        .kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Kind::from_wire(*k).ok_or_else(|| {
+                Status::invalid_argument(format!("kinds[{i}]: unknown statement kind {k}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hash_types = req
+        .hash_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            HashType::from_wire(*t).ok_or_else(|| {
+                Status::invalid_argument(format!("hash_types[{i}]: unknown hash type {t}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let labels = req
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            Label::parse(l).map_err(|e| Status::invalid_argument(format!("labels[{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let issuers = req
+        .issuers
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            MemberId::parse(m).map_err(|e| Status::invalid_argument(format!("issuers[{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SyncFilter::new(kinds, &hash_types, &labels, &issuers))
+}
+
+/// Feeds one sync stream: reads durable entries in chunks off the async workers, sends the
+/// selected ones, reports progress, and (with `follow`) waits for the log to grow. The bounded
+/// channel makes a slow client slow this task down instead of growing a buffer.
+async fn stream_entries(
+    store: Store,
+    mut cursor: u64,
+    filter: SyncFilter,
+    follow: bool,
+    tx: mpsc::Sender<Result<pb::SyncResponse, Status>>,
+) {
+    let mut size_rx = store.watch_size();
+    let mut skipped = 0u64;
+    loop {
+        let size = *size_rx.borrow_and_update();
+        while cursor < size {
+            let chunk = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || read_chunk(&store, cursor, size)).await
+            };
+            let chunk = match chunk {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(status)) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(Status::internal(format!("sync reader failed: {e}"))))
+                        .await;
+                    return;
+                }
+            };
+            if chunk.is_empty() {
+                // Nothing readable below `size`: a store inconsistency, not a client problem.
+                let _ = tx
+                    .send(Err(Status::internal(format!(
+                        "entry {cursor} is missing from the store; operators: see the hub log"
+                    ))))
+                    .await;
+                return;
+            }
+            for entry in chunk {
+                cursor = entry.seq + 1;
+                let item = if filter.matches(&entry) {
+                    skipped = 0;
+                    pb::sync_response::Item::Entry(entry.into_sync_entry())
+                } else {
+                    skipped += 1;
+                    if skipped < PROGRESS_EVERY {
+                        continue;
+                    }
+                    skipped = 0;
+                    progress(cursor, size)
+                };
+                let msg = pb::SyncResponse { item: Some(item) };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return; // the client went away
+                }
+            }
+        }
+        skipped = 0;
+        let caught_up = pb::SyncResponse {
+            item: Some(progress(cursor, size)),
+        };
+        if tx.send(Ok(caught_up)).await.is_err() || !follow {
+            return;
+        }
+        tokio::select! {
+            changed = size_rx.changed() => if changed.is_err() { return },
+            () = tx.closed() => return,
+        }
+    }
+}
+
+fn progress(next_seq: u64, log_size: u64) -> pb::sync_response::Item {
+    pb::sync_response::Item::Progress(pb::SyncProgress { next_seq, log_size })
+}
+
+fn read_chunk(store: &Store, from: u64, to: u64) -> Result<Vec<StoredEntry>, Status> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for entry in store.entries(from, to.min(from + SYNC_CHUNK_ENTRIES)) {
+        let entry = entry.map_err(status::store)?;
+        bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
+        out.push(entry);
+        if bytes >= SYNC_CHUNK_BYTES {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,128 @@
+//! The gRPC server: mutual TLS, the `Hub` and `Admin` services, health and reflection.
+//!
+//! Handlers only translate between gRPC and the domain; rules live in `statement`,
+//! `membership` and `store`, and errors become statuses in `status`.
+
+mod admin;
+mod auth;
+mod hub;
+mod status;
+
+pub use auth::member_id_of_cert;
+pub use hub::{HubService, MAX_CLOCK_SKEW_MS, receipt_to_wire};
+
+use crate::pb;
+use crate::pki::TlsConfig;
+use crate::store::Store;
+use admin::AdminService;
+use std::future::Future;
+use std::net::SocketAddr;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+/// Largest gRPC message the server decodes. Statements are limited to
+/// `statement::MAX_PAYLOAD_BYTES` (RESOURCE_EXHAUSTED above it); a message beyond this
+/// transport limit is refused by the transport with OUT_OF_RANGE before it is read.
+pub const MAX_MESSAGE_BYTES: usize = 4 * crate::statement::MAX_PAYLOAD_BYTES;
+
+/// Server start-up failures.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// TLS material was rejected.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// Binding or serving failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A hub serving in the background (tests, quickstart, benchmarks).
+pub struct RunningHub {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningHub {
+    /// Stops accepting, lets in-flight calls finish, and waits.
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(ServerError::Io(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Installs ring as the process's rustls crypto provider (idempotent). tonic's server TLS
+/// needs a process default, and rustls cannot pick one if a dependency enables two.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    tls: &TlsConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    install_crypto_provider();
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::hub_server::HubServer<HubService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::admin_server::AdminServer<AdminService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Tls(format!("reflection: {e}")))?;
+    let tls_config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+        .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+    let hub = pb::hub_server::HubServer::new(HubService::new(store.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = pb::admin_server::AdminServer::new(AdminService::new(store));
+    Server::builder()
+        .tls_config(tls_config)?
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(hub)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Binds `addr` (use port 0 for an ephemeral port) and serves in the background.
+pub async fn spawn(addr: &str, store: Store, tls: TlsConfig) -> Result<RunningHub, ServerError> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        serve(listener, store, &tls, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Ok(RunningHub {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}

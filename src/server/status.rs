@@ -1,0 +1,50 @@
+//! The one place where domain errors become gRPC statuses (codes per docs/PROTOCOL.md).
+
+use crate::membership::MembershipError;
+use crate::statement::{SignatureError, StatementError};
+use crate::store::StoreError;
+use tonic::Status;
+
+/// A statement that is malformed or too large.
+pub fn statement(e: StatementError) -> Status {
+    match e {
+        StatementError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
+        StatementError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+    }
+}
+
+/// Signatures that do not verify.
+pub fn signature(e: SignatureError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// Membership rules.
+pub fn membership(e: MembershipError) -> Status {
+    use MembershipError as E;
+    match e {
+        E::UnknownMember(_) | E::NotActive { .. } | E::MissingRole { .. } => {
+            Status::permission_denied(e.to_string())
+        }
+        E::AlreadyExists(_) => Status::already_exists(e.to_string()),
+        E::BadMemberId(_) | E::BadKeyId(_) | E::BadPublicKey { .. } | E::Invalid { .. } => {
+            Status::invalid_argument(e.to_string())
+        }
+    }
+}
+
+/// Storage failures. Details go to the log; the caller learns what to do.
+pub fn store(e: StoreError) -> Status {
+    match e {
+        StoreError::Membership(m) => membership(m),
+        StoreError::Unavailable(reason) => {
+            tracing::error!("store unavailable: {reason}");
+            Status::unavailable(
+                "the hub cannot write right now; retry later (operators: see the hub log)",
+            )
+        }
+        other => {
+            tracing::error!("store error: {other}");
+            Status::internal("the hub hit a storage error; operators: see the hub log")
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! Durable storage on sled: the append-only log of accepted statements, its Merkle nodes, the
+//! statement-id index and the member registry.
+//!
+//! One writer thread owns every append. It takes whatever appends are waiting (group commit),
+//! assigns gap-free sequence numbers, writes entries, id index rows and Merkle nodes in ONE
+//! atomic sled batch, flushes (fsync), and only then publishes the new log size and answers the
+//! callers. Readers never look past the published size, so they only ever see durable entries.
+//! The store never verifies signatures: it only accepts [`Verified`] statements.
+
+mod filter;
+mod record;
+
+pub use filter::SyncFilter;
+pub use record::{StoredEntry, Summary};
+
+use crate::log::{self, Hash, NodeSource, TreeSize};
+use crate::membership::{Member, MemberId, MembershipError};
+use crate::pb;
+use crate::statement::{StatementId, Verified};
+use prost::Message;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use thiserror::Error;
+use tokio::sync::{oneshot, watch};
+
+/// Most appends committed in one group (one batch, one fsync).
+const MAX_GROUP: usize = 512;
+
+/// Key prefixes in the `log` tree.
+const ENTRY: u8 = b'E';
+const BY_ID: u8 = b'I';
+const NODE: u8 = b'N';
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// sled's page-cache budget in bytes; bounds the store's memory whatever the log size.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// The hub's acknowledgement of a durable statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The statement id.
+    pub statement_id: StatementId,
+    /// Its position in the log (also its Merkle leaf index).
+    pub seq: u64,
+    /// When the hub accepted it, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+}
+
+/// The outcome of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The (original) receipt.
+    pub receipt: Receipt,
+    /// True when the statement was stored already and nothing was written.
+    pub already_present: bool,
+}
+
+/// Storage failures.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record does not decode: the data directory is damaged.
+    #[error("stored record {key} is corrupt: {reason}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The writer thread is gone (the store is shutting down or a write failed earlier).
+    #[error("the store is not accepting writes: {0}")]
+    Unavailable(String),
+    /// A membership rule was broken.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+}
+
+/// The hub's durable state. Cheap to clone; all clones share one database and one writer.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    log: sled::Tree,
+    members: sled::Tree,
+    writer: mpsc::SyncSender<Job>,
+    size: watch::Receiver<u64>,
+}
+
+struct Job {
+    verified: Verified,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Fails if another process has it open.
+    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let log = db.open_tree("log")?;
+        let members = db.open_tree("members")?;
+        let size = match log.scan_prefix([ENTRY]).keys().next_back() {
+            Some(key) => seq_of_key(&key?)? + 1,
+            None => 0,
+        };
+        if size > 0 && log.get(node_key(0, size - 1))?.is_none() {
+            return Err(StoreError::Corrupt {
+                key: format!("node 0/{}", size - 1),
+                reason: "the Merkle leaf of the last entry is missing".into(),
+            });
+        }
+        let last_received = match size {
+            0 => 0,
+            n => read_entry(&log, n - 1)?.map_or(0, |e| e.received_at_ms),
+        };
+        let (size_tx, size_rx) = watch::channel(size);
+        // Bounded: a flood of submitters waits here instead of queueing without limit.
+        let (tx, rx) = mpsc::sync_channel(4 * MAX_GROUP);
+        let writer = Writer {
+            db: db.clone(),
+            log: log.clone(),
+            size,
+            last_received,
+            published: size_tx,
+        };
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        Ok(Store {
+            db,
+            log,
+            members,
+            writer: tx,
+            size: size_rx,
+        })
+    }
+
+    /// Appends a verified statement durably, or returns the original receipt if its id is
+    /// already stored. Returns only after the data is flushed to disk.
+    pub async fn append(&self, verified: Verified) -> Result<Appended, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let writer = self.writer.clone();
+        // The channel is bounded; waiting for room must not block the async runtime.
+        tokio::task::spawn_blocking(move || writer.send(Job { verified, reply }))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+    }
+
+    /// Number of durable entries; sequence numbers `0..log_size()` exist.
+    pub fn log_size(&self) -> u64 {
+        *self.size.borrow()
+    }
+
+    /// A receiver that changes whenever the durable log grows.
+    pub fn watch_size(&self) -> watch::Receiver<u64> {
+        self.size.clone()
+    }
+
+    /// The durable entries with `from <= seq < to` (clamped to the durable size), in order.
+    pub fn entries(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<StoredEntry, StoreError>> + use<> {
+        let to = to.min(self.log_size());
+        let range = entry_key(from)..entry_key(to.max(from));
+        self.log.range(range).map(|kv| {
+            let (key, value) = kv?;
+            StoredEntry::decode(value.as_ref()).map_err(|e| StoreError::Corrupt {
+                key: format!("entry {}", seq_of_key(&key).unwrap_or(u64::MAX)),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// The entry at `seq`, if durable.
+    pub fn entry(&self, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+        if seq >= self.log_size() {
+            return Ok(None);
+        }
+        read_entry(&self.log, seq)
+    }
+
+    /// The entry holding a statement id, if durable.
+    pub fn entry_by_id(&self, id: &StatementId) -> Result<Option<StoredEntry>, StoreError> {
+        match self.log.get(id_key(id))? {
+            Some(seq) => self.entry(decode_seq(&seq)?),
+            None => Ok(None),
+        }
+    }
+
+    /// The Merkle root of the first `size` entries (RFC 6962), `size <= log_size()`.
+    pub fn root(&self, size: u64) -> Result<Hash, StoreError> {
+        log::root(&Nodes(&self.log), TreeSize(size.min(self.log_size())))
+    }
+
+    /// Registers a new member; `AlreadyExists` if the id is taken. Durable on return.
+    pub fn add_member(&self, member: &Member) -> Result<(), StoreError> {
+        let key = member.id.as_str().as_bytes();
+        let value = member.to_wire().encode_to_vec();
+        let swapped = self
+            .members
+            .compare_and_swap(key, None::<&[u8]>, Some(value))?;
+        if swapped.is_err() {
+            return Err(MembershipError::AlreadyExists(member.id.clone()).into());
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Replaces a member's record (status, roles, keys). Durable on return.
+    pub fn update_member(&self, member: &Member) -> Result<(), StoreError> {
+        self.members.insert(
+            member.id.as_str().as_bytes(),
+            member.to_wire().encode_to_vec(),
+        )?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A member by id.
+    pub fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError> {
+        self.members
+            .get(id.as_str().as_bytes())?
+            .map(|v| decode_member(id.as_str(), &v))
+            .transpose()
+    }
+
+    /// Every member, ordered by id.
+    pub fn members(&self) -> Result<Vec<Member>, StoreError> {
+        self.members
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode_member(&String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
+    }
+}
+
+fn decode_member(key: &str, value: &[u8]) -> Result<Member, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: format!("member {key}"),
+        reason,
+    };
+    let wire = pb::Member::decode(value).map_err(|e| corrupt(e.to_string()))?;
+    Member::from_wire(wire).map_err(|e| corrupt(e.to_string()))
+}
+
+fn read_entry(log: &sled::Tree, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+    log.get(entry_key(seq))?
+        .map(|v| {
+            StoredEntry::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                key: format!("entry {seq}"),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+fn entry_key(seq: u64) -> [u8; 9] {
+    let mut k = [ENTRY; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn id_key(id: &StatementId) -> [u8; 33] {
+    let mut k = [BY_ID; 33];
+    k[1..].copy_from_slice(&id.0);
+    k
+}
+
+fn node_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [NODE; 10];
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn seq_of_key(key: &[u8]) -> Result<u64, StoreError> {
+    decode_seq(key.get(1..).unwrap_or_default())
+}
+
+fn decode_seq(bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        key: hex::encode(bytes),
+        reason: "a sequence number is 8 bytes".into(),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// Merkle nodes as stored in the `log` tree.
+struct Nodes<'a>(&'a sled::Tree);
+
+impl NodeSource for Nodes<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        let raw = self.0.get(node_key(level, index))?;
+        raw.as_deref()
+            .and_then(Hash::from_slice)
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("node {level}/{index}"),
+                reason: "missing or not 32 bytes".into(),
+            })
+    }
+}
+
+/// Merkle nodes of the batch being built, over the stored ones.
+struct Overlay<'a> {
+    stored: Nodes<'a>,
+    pending: &'a HashMap<(u8, u64), Hash>,
+}
+
+impl NodeSource for Overlay<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        match self.pending.get(&(level, index)) {
+            Some(h) => Ok(*h),
+            None => self.stored.node(level, index),
+        }
+    }
+}
+
+/// The single writer: group commit, one atomic batch and one flush per group.
+struct Writer {
+    db: sled::Db,
+    log: sled::Tree,
+    size: u64,
+    last_received: i64,
+    published: watch::Sender<u64>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.commit(jobs) {
+                // A failed batch leaves the on-disk state uncertain: refuse further writes so
+                // nothing is acknowledged that might not be durable. A restart recovers.
+                tracing::error!("store write failed, refusing further writes: {e}");
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        let start_size = self.size;
+        let mut batch = sled::Batch::default();
+        let mut pending_nodes = HashMap::new();
+        let mut in_batch: HashMap<StatementId, Receipt> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut failure = None;
+        for job in &jobs {
+            match self.stage(job, &mut batch, &mut pending_nodes, &mut in_batch) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let result = match failure {
+            Some(e) => Err(e),
+            None => self
+                .log
+                .apply_batch(batch)
+                .and_then(|()| self.db.flush().map(|_| ()))
+                .map_err(StoreError::from),
+        };
+        match result {
+            Ok(()) => {
+                self.published.send_replace(self.size);
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.size = start_size;
+                let msg = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn stage(
+        &mut self,
+        job: &Job,
+        batch: &mut sled::Batch,
+        pending_nodes: &mut HashMap<(u8, u64), Hash>,
+        in_batch: &mut HashMap<StatementId, Receipt>,
+    ) -> Result<Appended, StoreError> {
+        let id = job.verified.id;
+        if let Some(receipt) = in_batch.get(&id) {
+            return Ok(Appended {
+                receipt: *receipt,
+                already_present: true,
+            });
+        }
+        if let Some(seq) = self.log.get(id_key(&id))? {
+            let seq = decode_seq(&seq)?;
+            let entry = read_entry(&self.log, seq)?.ok_or_else(|| StoreError::Corrupt {
+                key: format!("entry {seq}"),
+                reason: "indexed by id but missing".into(),
+            })?;
+            return Ok(Appended {
+                receipt: entry.receipt()?,
+                already_present: true,
+            });
+        }
+        let seq = self.size;
+        // Receipt times never go backwards, even if the wall clock does.
+        let received_at_ms = now_ms().max(self.last_received);
+        let entry = StoredEntry::new(seq, received_at_ms, &job.verified);
+        batch.insert(&entry_key(seq)[..], entry.encode_to_vec());
+        batch.insert(&id_key(&id)[..], &seq.to_be_bytes()[..]);
+        let leaf = log::leaf_hash(&record::leaf_data(&id, received_at_ms));
+        let nodes = log::append_nodes(
+            &Overlay {
+                stored: Nodes(&self.log),
+                pending: pending_nodes,
+            },
+            TreeSize(seq),
+            leaf,
+        )?;
+        for (level, index, hash) in nodes {
+            batch.insert(&node_key(level, index)[..], &hash.0[..]);
+            pending_nodes.insert((level, index), hash);
+        }
+        let receipt = Receipt {
+            statement_id: id,
+            seq,
+            received_at_ms,
+        };
+        in_batch.insert(id, receipt);
+        self.size += 1;
+        self.last_received = received_at_ms;
+        Ok(Appended {
+            receipt,
+            already_present: false,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
