@@ -1,1 +1,637 @@
-fn main() {}
+//! Foundation benchmark: durable ingest and verified sync over real gRPC + mutual TLS on
+//! loopback, with the hub running as a separate `coalition serve` process so its memory can be
+//! read from `/proc/<pid>/status`.
+//!
+//! Measures:
+//! 1. ingest (hashes/s) of signed sets of 1,000 and 10,000 sha256 hashes with 1, 2 and 4
+//!    concurrent connections (each submit acknowledged only after fsync), with the client-side
+//!    signing cost, server-side verification cost and store-only commit cost as baselines;
+//! 2. full sync from cursor 0 (hashes/s) through `sync::Session`, which decodes every statement
+//!    and verifies every signature client-side, plus a raw-stream and verify-only breakdown;
+//! 3. the hub's peak memory (VmHWM) and VmRSS before/after syncing 100,000 and 1,000,000
+//!    stored hashes.
+//!
+//! Run (release build; a separate target dir keeps it from blocking other builds):
+//! `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench hub`
+//! Set `HUB_BENCH_QUICK=1` for a fast smoke run with fewer hashes.
+
+use anyhow::{Context, Result, anyhow, bail};
+use coalition_hub::client::{Client, sign_new};
+use coalition_hub::membership::{Member, MemberId};
+use coalition_hub::pb;
+use coalition_hub::pki::CertDir;
+use coalition_hub::statement::{
+    Body, Category, HashEntry, HashSet, HashType, Label, ParsedEnvelope,
+};
+use coalition_hub::store::{Store, StoreConfig, now_ms};
+use coalition_hub::sync::{Event, Session, verify_entry};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Runs per measured configuration (the median is reported).
+const RUNS: usize = 3;
+/// Connection counts tried for ingest.
+const CONCURRENCY: [usize; 3] = [1, 2, 4];
+
+fn main() -> Result<()> {
+    let quick = std::env::var_os("HUB_BENCH_QUICK").is_some();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    runtime.block_on(run(quick))
+}
+
+/// Everything one bench run needs: certificates and member ids.
+struct Env {
+    root: tempfile::TempDir,
+    certs: CertDir,
+    admin: MemberId,
+    submitter: MemberId,
+    reader: MemberId,
+}
+
+async fn run(quick: bool) -> Result<()> {
+    let started = Instant::now();
+    let root = tempfile::tempdir().context("creating a temporary directory")?;
+    let certs = CertDir::new(root.path().join("certs"));
+    let env = Env {
+        admin: MemberId::parse("admin")?,
+        submitter: MemberId::parse("bench-submitter")?,
+        reader: MemberId::parse("bench-reader")?,
+        certs,
+        root,
+    };
+    env.certs
+        .init(&[env.admin.clone(), env.submitter.clone(), env.reader.clone()])?;
+    println!("Coalition Hub foundation benchmark");
+    println!("machine: {} cores, {}", cores(), cpu_model());
+    println!(
+        "hub: separate `coalition serve` process, gRPC + mutual TLS on 127.0.0.1; sets of sha256 hashes, one category label each\n"
+    );
+
+    let mut table = Table::default();
+    // (set size, sets per ingest run)
+    let ingest_plan: [(usize, usize); 2] = if quick {
+        [(1_000, 40), (10_000, 8)]
+    } else {
+        [(1_000, 400), (10_000, 60)]
+    };
+    for (set_size, sets) in ingest_plan {
+        ingest(&env, set_size, sets, &mut table).await?;
+    }
+    let (small, large) = if quick { (10, 30) } else { (10, 100) };
+    sync_and_memory(&env, small, large, &mut table).await?;
+
+    println!("\n== Summary (medians of {RUNS} runs) ==");
+    table.print();
+    println!(
+        "\ntotal bench time: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+async fn ingest(env: &Env, set_size: usize, sets: usize, table: &mut Table) -> Result<()> {
+    println!("== Ingest: {sets} sets of {set_size} sha256 hashes per run ==");
+    let key = env.certs.signing_key(&env.submitter)?;
+
+    // Baseline 1: client-side signing (statement encoding + ed25519 over the PAE).
+    let bodies: Vec<Body> = (0..sets).map(|s| hash_set_body(set_size, s)).collect();
+    let t = Instant::now();
+    let pool: Vec<pb::Envelope> = bodies
+        .into_iter()
+        .map(|body| sign_new(&env.submitter, &key, body))
+        .collect();
+    let sign = t.elapsed();
+    let hashes = (set_size * sets) as f64;
+    println!(
+        "  client signing: {:.2} ms/set, {} hashes/s (one thread)",
+        ms(sign) / sets as f64,
+        rate(hashes, sign)
+    );
+    table.row(
+        format!("baseline: client sign, sets of {set_size}"),
+        rate(hashes, sign),
+        format!("{:.2} ms/set, one thread", ms(sign) / sets as f64),
+    );
+
+    // Baseline 2: what the hub does per submit before the store (decode, validate, verify).
+    let t = Instant::now();
+    let mut verified = Vec::with_capacity(pool.len());
+    for envelope in &pool {
+        let parsed = ParsedEnvelope::parse(envelope.clone())?;
+        let vk = key.verifying_key();
+        verified.push(parsed.verify(|_| Some(vk))?);
+    }
+    let verify = t.elapsed();
+    println!(
+        "  hub-side decode+verify (in process): {:.2} ms/set, {} hashes/s (one thread)",
+        ms(verify) / sets as f64,
+        rate(hashes, verify)
+    );
+    table.row(
+        format!("baseline: decode+verify, sets of {set_size}"),
+        rate(hashes, verify),
+        format!(
+            "{:.2} ms/set, one thread, in process",
+            ms(verify) / sets as f64
+        ),
+    );
+
+    // Baseline 3: the store alone (group commit + fsync), no gRPC, one caller at a time and
+    // all at once.
+    for parallel in [false, true] {
+        let dir = tempfile::tempdir_in(env.root.path())?;
+        let store = Store::open(dir.path(), &StoreConfig::default())?;
+        let batch = verified.clone();
+        let t = Instant::now();
+        if parallel {
+            let mut tasks = tokio::task::JoinSet::new();
+            for v in batch {
+                let store = store.clone();
+                tasks.spawn(async move { store.append(v).await });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done??;
+            }
+        } else {
+            for v in batch {
+                store.append(v).await?;
+            }
+        }
+        let took = t.elapsed();
+        drop(store);
+        let how = if parallel {
+            "all at once"
+        } else {
+            "sequential"
+        };
+        println!(
+            "  store only ({how}, in process): {:.2} ms/set, {} hashes/s",
+            ms(took) / sets as f64,
+            rate(hashes, took)
+        );
+        table.row(
+            format!("baseline: store append {how}, sets of {set_size}"),
+            rate(hashes, took),
+            format!("{:.2} ms/set incl. fsync, no gRPC", ms(took) / sets as f64),
+        );
+    }
+    drop(verified);
+
+    // End to end over gRPC + mTLS, fresh hub per run so every run starts from the same state.
+    let pool = Arc::new(pool);
+    for conns in CONCURRENCY {
+        let mut rates = Vec::new();
+        let mut latencies = Vec::new();
+        for _ in 0..RUNS {
+            let data = tempfile::tempdir_in(env.root.path())?;
+            register(env, data.path())?;
+            let hub = Hub::start(env, data.path(), 128)?;
+            let (took, mut lat) = submit_all(env, &hub.addr, &pool, conns).await?;
+            hub.stop()?;
+            rates.push(hashes / took.as_secs_f64());
+            latencies.append(&mut lat);
+        }
+        let r = median(&mut rates);
+        let lat = median(&mut latencies);
+        println!(
+            "  gRPC ingest, {conns} connection(s): median {} hashes/s (runs: {}), median submit latency {:.1} ms",
+            fmt_rate(r),
+            rates
+                .iter()
+                .map(|r| fmt_rate(*r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            lat
+        );
+        table.row(
+            format!("ingest, sets of {set_size}, {conns} conn"),
+            fmt_rate(r),
+            format!("submit latency {lat:.1} ms (median)"),
+        );
+    }
+    Ok(())
+}
+
+/// Submits every envelope of `pool` over `conns` connections; returns the wall time and each
+/// submit's latency in ms.
+async fn submit_all(
+    env: &Env,
+    addr: &str,
+    pool: &Arc<Vec<pb::Envelope>>,
+    conns: usize,
+) -> Result<(Duration, Vec<f64>)> {
+    let tls = env.certs.member_tls(&env.submitter)?;
+    let mut clients = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        clients.push(Client::connect(addr, &tls).await?);
+    }
+    // Owned copies made before the clock starts.
+    let queue = Arc::new(Mutex::new(pool.as_ref().clone().into_iter()));
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut client in clients {
+        let queue = queue.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let next = queue
+                    .lock()
+                    .map_err(|_| anyhow!("queue lock poisoned"))?
+                    .next();
+                let Some(envelope) = next else { break };
+                let s = Instant::now();
+                let response = client.submit(envelope).await?;
+                latencies.push(ms(s.elapsed()));
+                if response.already_present {
+                    bail!("a fresh hub reported a statement as already present");
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.append(&mut done??);
+    }
+    Ok((t.elapsed(), latencies))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync and memory
+
+async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Table) -> Result<()> {
+    const SET: usize = 10_000;
+    println!("\n== Sync and hub memory: sets of {SET} ==");
+    let data = tempfile::tempdir_in(env.root.path())?;
+    register(env, data.path())?;
+    let key = env.certs.signing_key(&env.submitter)?;
+    let mut stored = 0usize;
+    for target_sets in [small, large] {
+        // Grow the log to `target_sets` sets, then restart the hub so its VmHWM covers only
+        // start-up and sync.
+        let pool: Vec<pb::Envelope> = (stored..target_sets)
+            .map(|s| sign_new(&env.submitter, &key, hash_set_body(SET, 1_000_000 + s)))
+            .collect();
+        let hub = Hub::start(env, data.path(), 128)?;
+        submit_all(env, &hub.addr, &Arc::new(pool), 2).await?;
+        hub.stop()?;
+        stored = target_sets;
+        let hashes = (stored * SET) as f64;
+
+        for cache_mib in [128u64, 16] {
+            if cache_mib != 128 && target_sets != large {
+                continue;
+            }
+            let hub = Hub::start(env, data.path(), cache_mib)?;
+            let before = hub.memory()?;
+            let mut rates = Vec::new();
+            let mut raw_rates = Vec::new();
+            for _ in 0..RUNS {
+                let (took, n) = sync_session(env, &hub.addr).await?;
+                if n as f64 != hashes {
+                    bail!("synced {n} hashes, expected {hashes}");
+                }
+                rates.push(hashes / took.as_secs_f64());
+                let (took, n) = sync_raw(env, &hub.addr).await?;
+                if n != stored {
+                    bail!("raw sync returned {n} entries, expected {stored}");
+                }
+                raw_rates.push(hashes / took.as_secs_f64());
+            }
+            let after = hub.memory()?;
+            hub.stop()?;
+            let r = median(&mut rates);
+            let raw = median(&mut raw_rates);
+            println!(
+                "  {} hashes stored, cache {cache_mib} MiB: Session sync median {} hashes/s (runs: {}); raw stream (no decode/verify) {} hashes/s",
+                stored * SET,
+                fmt_rate(r),
+                rates
+                    .iter()
+                    .map(|r| fmt_rate(*r))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fmt_rate(raw),
+            );
+            println!(
+                "    hub memory: VmRSS before {} MiB, after {} MiB, VmHWM (peak) {} MiB",
+                before.rss_kib / 1024,
+                after.rss_kib / 1024,
+                after.hwm_kib / 1024
+            );
+            let label = format!("{} hashes stored", stored * SET);
+            if cache_mib == 128 {
+                table.row(
+                    format!("sync from 0 (Session, verified), {label}"),
+                    fmt_rate(r),
+                    format!("raw stream without decode/verify: {}", fmt_rate(raw)),
+                );
+            }
+            table.row(
+                format!("hub memory while syncing, {label}, cache {cache_mib} MiB"),
+                format!("{} MiB peak", after.hwm_kib / 1024),
+                format!(
+                    "VmRSS {} MiB before, {} MiB after",
+                    before.rss_kib / 1024,
+                    after.rss_kib / 1024
+                ),
+            );
+        }
+    }
+
+    // Client-side verification alone: what `Session` does per entry, on entries already
+    // received, one thread.
+    let hub = Hub::start(env, data.path(), 128)?;
+    let entries = collect_entries(env, &hub.addr).await?;
+    hub.stop()?;
+    let keyring = {
+        let store = Store::open(data.path(), &StoreConfig::default())?;
+        coalition_hub::membership::Keyring::from_members(&store.members()?)
+    };
+    let t = Instant::now();
+    let mut n = 0usize;
+    for entry in entries {
+        let received = verify_entry(entry, &keyring)?;
+        if let Body::HashSet(set) = &received.statement.body {
+            n += set.entries.len();
+        }
+    }
+    let took = t.elapsed();
+    println!(
+        "  client decode+verify only (in process, one thread): {} hashes/s",
+        rate(n as f64, took)
+    );
+    table.row(
+        "baseline: client decode+verify of synced entries",
+        rate(n as f64, took),
+        "one thread, in process, no network",
+    );
+    Ok(())
+}
+
+/// A full sync from cursor 0 through `Session` (decode + verify everything); returns the wall
+/// time and the number of hashes received.
+async fn sync_session(env: &Env, addr: &str) -> Result<(Duration, usize)> {
+    let client = Client::connect(addr, &env.certs.member_tls(&env.reader)?).await?;
+    let t = Instant::now();
+    let mut session = Session::start(client, pb::SyncRequest::default()).await?;
+    let mut hashes = 0;
+    while let Some(event) = session.next().await? {
+        if let Event::Entry(entry) = event
+            && let Body::HashSet(set) = &entry.statement.body
+        {
+            hashes += set.entries.len();
+        }
+    }
+    Ok((t.elapsed(), hashes))
+}
+
+/// A full sync reading the raw gRPC stream only (no statement decoding, no verification);
+/// returns the wall time and the number of entries.
+async fn sync_raw(env: &Env, addr: &str) -> Result<(Duration, usize)> {
+    let mut client = Client::connect(addr, &env.certs.member_tls(&env.reader)?).await?;
+    let t = Instant::now();
+    let mut stream = client
+        .hub
+        .sync(pb::SyncRequest::default())
+        .await?
+        .into_inner();
+    let mut entries = 0;
+    while let Some(msg) = stream.message().await? {
+        if let Some(pb::sync_response::Item::Entry(_)) = msg.item {
+            entries += 1;
+        }
+    }
+    Ok((t.elapsed(), entries))
+}
+
+/// Every entry of the log, as received and not yet verified.
+async fn collect_entries(env: &Env, addr: &str) -> Result<Vec<pb::SyncEntry>> {
+    let mut client = Client::connect(addr, &env.certs.member_tls(&env.reader)?).await?;
+    let mut stream = client
+        .hub
+        .sync(pb::SyncRequest::default())
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.message().await? {
+        if let Some(pb::sync_response::Item::Entry(e)) = msg.item {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hub process
+
+/// A `coalition serve` child process.
+struct Hub {
+    child: Child,
+    addr: String,
+    // Kept open so the hub never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
+
+/// Memory figures from `/proc/<pid>/status`, in KiB.
+struct Memory {
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+impl Hub {
+    /// Starts a hub, retrying briefly while a just-dropped in-process `Store` (whose writer
+    /// thread exits asynchronously) still holds sled's lock on `data`.
+    fn start(env: &Env, data: &Path, cache_mib: u64) -> Result<Hub> {
+        let mut attempt = 1;
+        loop {
+            match Hub::try_start(env, data, cache_mib) {
+                Ok(hub) => return Ok(hub),
+                Err(e) if attempt >= 40 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    fn try_start(env: &Env, data: &Path, cache_mib: u64) -> Result<Hub> {
+        let log = std::fs::File::create(env.root.path().join("hub.log"))?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--certs"])
+            .arg(env.certs.root())
+            .args(["--cache-mib", &cache_mib.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting `coalition serve`")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout from the hub"))?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stdout.read_line(&mut line)? == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log =
+                    std::fs::read_to_string(env.root.path().join("hub.log")).unwrap_or_default();
+                bail!("the hub exited before listening: {log}");
+            }
+            if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                return Ok(Hub {
+                    addr: addr.to_owned(),
+                    child,
+                    _stdout: stdout,
+                });
+            }
+        }
+    }
+
+    fn memory(&self) -> Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .context("reading the hub's /proc status")?;
+        let field = |name: &str| -> Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("no {name} in /proc status"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            hwm_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// Stops the hub (SIGKILL is safe: every acknowledged write is already durable) and waits
+    /// for it, so its sled lock is released.
+    fn stop(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Registers the bench members offline, as `coalition admin member add --data` does.
+fn register(env: &Env, data: &Path) -> Result<()> {
+    let store = Store::open(data, &StoreConfig::default())?;
+    for (id, role) in [
+        (&env.admin, pb::Role::Admin),
+        (&env.submitter, pb::Role::Member),
+        (&env.reader, pb::Role::Member),
+    ] {
+        let key = env.certs.signing_key(id)?;
+        store.add_member(&Member::admit(
+            pb::AddMemberRequest {
+                member_id: id.to_string(),
+                display_name: format!("bench {id}"),
+                roles: vec![role as i32],
+                public_keys: vec![key.verifying_key().to_bytes().to_vec()],
+            },
+            now_ms(),
+        )?)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A hash set of `n` distinct sha256 values (derived from `seed`), each labelled A1.
+fn hash_set_body(n: usize, seed: usize) -> Body {
+    let entries = (0..n)
+        .map(|i| HashEntry {
+            hash_type: HashType::Sha256,
+            value: Sha256::digest(format!("{seed}/{i}")).to_vec(),
+            quality: None,
+            labels: vec![Label::Category(Category::A1)],
+        })
+        .collect();
+    Body::HashSet(HashSet {
+        description: format!("bench set {seed}"),
+        entries,
+    })
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<(String, String, String)>,
+}
+
+impl Table {
+    fn row(&mut self, what: impl Into<String>, value: impl Into<String>, note: impl Into<String>) {
+        self.rows.push((what.into(), value.into(), note.into()));
+    }
+
+    fn print(&self) {
+        let w0 = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let w1 = self.rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+        for (what, value, note) in &self.rows {
+            println!("| {what:<w0$} | {value:>w1$} | {note} |");
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn rate(items: f64, d: Duration) -> String {
+    fmt_rate(items / d.as_secs_f64())
+}
+
+fn fmt_rate(r: f64) -> String {
+    let r = r.round() as u64;
+    let s = r.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

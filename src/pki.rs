@@ -32,6 +32,14 @@ pub enum PkiError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A file is missing.
+    #[error(
+        "{path} does not exist: create development certificates and keys with `coalition pki init [--member ID]`, or point --certs at your PKI directory"
+    )]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file exists but is not what it should be.
     #[error("{path}: {reason}")]
     Invalid {
@@ -267,6 +275,11 @@ fn write(path: &Path, data: &[u8], private: bool, created: &mut Created) -> Resu
 }
 
 fn io(path: &Path, source: std::io::Error) -> PkiError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        return PkiError::Missing {
+            path: path.to_owned(),
+        };
+    }
     PkiError::Io {
         path: path.to_owned(),
         source,

@@ -134,7 +134,7 @@ pub fn sample_hash_set() -> HashSet {
     let entry =
         |hash_type: HashType, seed: u8, quality: Option<u8>, labels: Vec<Label>| HashEntry {
             hash_type,
-            value: (0..hash_type.len())
+            value: (0..hash_type.value_len())
                 .map(|i| seed.wrapping_mul(31).wrapping_add(i as u8))
                 .collect(),
             quality,

@@ -170,7 +170,7 @@ impl Cursor {
 #[derive(Debug)]
 pub enum Event {
     /// A verified entry.
-    Entry(ReceivedEntry),
+    Entry(Box<ReceivedEntry>),
     /// Every entry below `next_seq` has been examined; resuming from it is exact.
     Progress {
         /// The cursor to save.
@@ -264,7 +264,7 @@ impl Session {
                     other => other?,
                 };
                 self.next_seq = received.seq + 1;
-                Ok(Some(Event::Entry(received)))
+                Ok(Some(Event::Entry(Box::new(received))))
             }
             Some(pb::sync_response::Item::Progress(p)) => {
                 self.next_seq = self.next_seq.max(p.next_seq);

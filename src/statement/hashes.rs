@@ -61,7 +61,7 @@ pub enum Label {
 pub struct HashEntry {
     /// The algorithm.
     pub hash_type: HashType,
-    /// The raw hash bytes, of exactly `hash_type.len()` bytes.
+    /// The raw hash bytes, of exactly `hash_type.value_len()` bytes.
     pub value: Vec<u8>,
     /// PDQ quality 0..=100; `Some` exactly when the type is PDQ.
     pub quality: Option<u8>,
@@ -71,7 +71,7 @@ pub struct HashEntry {
 
 impl HashType {
     /// The exact length in bytes of a value of this type.
-    pub fn len(self) -> usize {
+    pub fn value_len(self) -> usize {
         match self {
             HashType::Md5 => 16,
             HashType::Sha1 => 20,
@@ -189,12 +189,12 @@ impl HashEntry {
                 ),
             )
         })?;
-        if entry.value.len() != hash_type.len() {
+        if entry.value.len() != hash_type.value_len() {
             return Err(StatementError::invalid(
                 format!("{field}.value"),
                 format!(
                     "a {hash_type} hash must be {} bytes, got {}",
-                    hash_type.len(),
+                    hash_type.value_len(),
                     entry.value.len()
                 ),
             ));

@@ -20,7 +20,7 @@ use crate::statement::{StatementId, Verified};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
@@ -95,8 +95,25 @@ pub struct Store {
     db: sled::Db,
     log: sled::Tree,
     members: sled::Tree,
-    writer: mpsc::SyncSender<Job>,
+    writer: Arc<WriterHandle>,
     size: watch::Receiver<u64>,
+}
+
+/// The writer thread's inbox and handle. When the last `Store` clone goes, the inbox closes,
+/// the thread finishes its batch and exits, and dropping waits for it, so the database lock is
+/// released by the time the drop returns (a restart in the same process can reopen it).
+struct WriterHandle {
+    inbox: Option<mpsc::SyncSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        drop(self.inbox.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 struct Job {
@@ -138,7 +155,7 @@ impl Store {
             last_received,
             published: size_tx,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
@@ -146,7 +163,10 @@ impl Store {
             db,
             log,
             members,
-            writer: tx,
+            writer: Arc::new(WriterHandle {
+                inbox: Some(tx),
+                thread: Some(thread),
+            }),
             size: size_rx,
         })
     }
@@ -155,12 +175,17 @@ impl Store {
     /// already stored. Returns only after the data is flushed to disk.
     pub async fn append(&self, verified: Verified) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let writer = self.writer.clone();
+        let writer = self
+            .writer
+            .inbox
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is closing".into()))?;
         // The channel is bounded; waiting for room must not block the async runtime.
-        tokio::task::spawn_blocking(move || writer.send(Job { verified, reply }))
+        tokio::task::spawn_blocking(move || writer.send(Job { verified, reply }).is_ok())
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
-            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
+            .then_some(())
+            .ok_or_else(|| StoreError::Unavailable("writer thread stopped".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?

@@ -1,0 +1,267 @@
+//! The `coalition` binary end to end: PKI, offline bootstrap, serve, admin over mTLS, submit a
+//! CSV, sync to JSON Lines with a cursor, resume, and one-line errors with non-zero exits.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+fn coalition(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coalition"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run coalition")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = coalition(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command expected to fail; returns its stderr, which must be one line.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = coalition(dir, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert_eq!(out.status.code(), Some(1), "{args:?} exits 1");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "{stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+    stderr
+}
+
+struct Hub(Child);
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> (Hub, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
+        .current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let addr = line.trim().strip_prefix("listening on ").map(str::to_owned);
+    let hub = Hub(child);
+    (
+        hub,
+        addr.unwrap_or_else(|| panic!("no address in {line:?}")),
+    )
+}
+
+#[test]
+fn cli_end_to_end() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    ok(d, &["pki", "init"]);
+    assert!(d.join("certs/members/acme.sign.key").exists());
+    ok(d, &["pki", "init", "--member", "outsider"]);
+    // Bootstrap the first admin offline, then serve.
+    let out = ok(
+        d,
+        &[
+            "admin", "member", "add", "--data", "data", "--id", "admin", "--role", "admin",
+        ],
+    );
+    assert!(out.contains("added admin"), "{out}");
+    let (_hub, addr) = serve(d);
+    for m in ["acme", "globex"] {
+        let out = ok(
+            d,
+            &[
+                "admin", "member", "add", "--hub", &addr, "--as", "admin", "--id", m,
+            ],
+        );
+        assert!(out.contains(&format!("added {m}")), "{out}");
+    }
+    let list = ok(
+        d,
+        &["admin", "member", "list", "--hub", &addr, "--as", "admin"],
+    );
+    assert_eq!(list.lines().count(), 3, "{list}");
+
+    let pdq = "f".repeat(64);
+    std::fs::write(
+        d.join("hashes.csv"),
+        format!(
+            "type,hash,labels,quality\nmd5,d41d8cd98f00b204e9800998ecf8427e,A1;tag-x\nsha256,{},B2\npdq,{pdq},A1,77\n",
+            "ab".repeat(32)
+        ),
+    )
+    .expect("write csv");
+    let out = ok(
+        d,
+        &[
+            "submit",
+            "--hub",
+            &addr,
+            "--as",
+            "acme",
+            "--hashes",
+            "hashes.csv",
+            "--set-size",
+            "2",
+        ],
+    );
+    assert!(out.contains("submitted 2 statement(s) (3 hashes)"), "{out}");
+    std::fs::write(
+        d.join("signal.json"),
+        r#"{"category":"grooming","severity":"medium","title":"New lure phrase","indicators":[{"type":"keyword","value":"secret game"}],"first_seen_ms":1700000000000,"last_seen_ms":1700000000000}"#,
+    )
+    .expect("write signal");
+    ok(
+        d,
+        &[
+            "submit",
+            "--hub",
+            &addr,
+            "--as",
+            "acme",
+            "--signal",
+            "signal.json",
+        ],
+    );
+
+    let out = ok(
+        d,
+        &[
+            "sync",
+            "--hub",
+            &addr,
+            "--as",
+            "globex",
+            "--out",
+            "shared.jsonl",
+        ],
+    );
+    assert!(
+        out.contains("synced 3 statements (3 hashes, 1 risk signals)"),
+        "{out}"
+    );
+    let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
+    assert_eq!(lines.lines().count(), 4);
+    let pdq_row: serde_json::Value = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|v| v["type"] == "pdq")
+        .expect("pdq row");
+    assert_eq!(pdq_row["quality"], 77);
+    assert_eq!(pdq_row["issuer"], "acme");
+    assert_eq!(pdq_row["labels"], serde_json::json!(["A1"]));
+
+    // Resume: only what is new is appended.
+    let more = format!("sha1,{}\n", "cd".repeat(20));
+    std::fs::write(d.join("more.csv"), more).expect("write");
+    ok(
+        d,
+        &[
+            "submit", "--hub", &addr, "--as", "acme", "--hashes", "more.csv",
+        ],
+    );
+    let out = ok(
+        d,
+        &[
+            "sync",
+            "--hub",
+            &addr,
+            "--as",
+            "globex",
+            "--out",
+            "shared.jsonl",
+        ],
+    );
+    assert!(
+        out.contains("synced 1 statements (1 hashes, 0 risk signals) from seq 3 to 4"),
+        "{out}"
+    );
+    let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
+    assert_eq!(lines.lines().count(), 5, "appended, no duplicates");
+    // CSV output with a filter.
+    let out = ok(
+        d,
+        &[
+            "sync",
+            "--hub",
+            &addr,
+            "--as",
+            "globex",
+            "--out",
+            "pdq.csv",
+            "--hash-type",
+            "pdq",
+        ],
+    );
+    assert!(out.contains("synced 1 statements"), "{out}");
+    let csv = std::fs::read_to_string(d.join("pdq.csv")).expect("csv");
+    assert!(csv.starts_with("seq,statement_id,issuer"), "{csv}");
+
+    // Errors: one readable line, exit 1.
+    std::fs::write(
+        d.join("bad.csv"),
+        "type,hash\nmd5,d41d8cd98f00b204e9800998ecf8427e\nsha256,abcd\n",
+    )
+    .expect("write");
+    let err = fails(
+        d,
+        &[
+            "submit", "--hub", &addr, "--as", "acme", "--hashes", "bad.csv",
+        ],
+    );
+    assert!(
+        err.contains("bad.csv:3: value: a sha256 hash must be 32 bytes, got 2"),
+        "{err}"
+    );
+    let err = fails(
+        d,
+        &[
+            "sync", "--hub", &addr, "--as", "outsider", "--out", "x.jsonl",
+        ],
+    );
+    assert!(
+        err.contains("permission denied: member 'outsider' is not registered"),
+        "{err}"
+    );
+    let err = fails(
+        d,
+        &[
+            "admin", "member", "add", "--hub", &addr, "--as", "admin", "--id", "acme",
+        ],
+    );
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(
+        d,
+        &[
+            "submit", "--hub", &addr, "--as", "nobody", "--hashes", "more.csv",
+        ],
+    );
+    assert!(err.contains("nobody.sign.key does not exist"), "{err}");
+    let err = fails(
+        d,
+        &[
+            "sync",
+            "--hub",
+            "127.0.0.1:1",
+            "--as",
+            "globex",
+            "--out",
+            "y.jsonl",
+        ],
+    );
+    assert!(
+        err.contains("cannot connect to the hub at 127.0.0.1:1"),
+        "{err}"
+    );
+}

@@ -1,0 +1,160 @@
+//! Test harness: a real hub on 127.0.0.1 with an ephemeral port, certificates generated now by
+//! rcgen, sled in a temporary directory, and real gRPC clients over mutual TLS.
+#![allow(dead_code)]
+
+use coalition_hub::client::{Client, sign_new};
+use coalition_hub::membership::{Member, MemberId};
+use coalition_hub::pb;
+use coalition_hub::pki::{CertDir, TlsConfig};
+use coalition_hub::server::{RunningHub, spawn};
+use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
+use coalition_hub::store::{Store, StoreConfig, now_ms};
+use ed25519_dalek::SigningKey;
+use std::path::PathBuf;
+use tempfile::TempDir;
+
+/// A running hub with an admin and two members, acme and globex.
+pub struct TestHub {
+    pub hub: Option<RunningHub>,
+    pub addr: String,
+    pub store: Store,
+    pub certs: CertDir,
+    pub data: PathBuf,
+    _dirs: TempDir,
+}
+
+pub fn id(s: &str) -> MemberId {
+    MemberId::parse(s).expect("test member id")
+}
+
+impl TestHub {
+    /// Starts a hub; `admin` is registered offline, `acme` and `globex` through the Admin RPC.
+    pub async fn start() -> TestHub {
+        let dirs = tempfile::tempdir().expect("tempdir");
+        let certs = CertDir::new(dirs.path().join("certs"));
+        certs
+            .init(&[id("admin"), id("acme"), id("globex"), id("outsider")])
+            .expect("pki");
+        let data = dirs.path().join("data");
+        let store = Store::open(&data, &StoreConfig::default()).expect("store");
+        let admin_key = certs.signing_key(&id("admin")).expect("admin key");
+        store
+            .add_member(
+                &Member::admit(
+                    pb::AddMemberRequest {
+                        member_id: "admin".into(),
+                        display_name: "Admin".into(),
+                        roles: vec![pb::Role::Admin as i32],
+                        public_keys: vec![admin_key.verifying_key().to_bytes().to_vec()],
+                    },
+                    now_ms(),
+                )
+                .expect("admin"),
+            )
+            .expect("add admin");
+        let hub = spawn(
+            "127.0.0.1:0",
+            store.clone(),
+            certs.hub_tls().expect("hub tls"),
+        )
+        .await
+        .expect("server");
+        let addr = hub.addr.to_string();
+        let t = TestHub {
+            hub: Some(hub),
+            addr,
+            store,
+            certs,
+            data,
+            _dirs: dirs,
+        };
+        let mut admin = t.client("admin").await;
+        for m in ["acme", "globex"] {
+            admin
+                .admin
+                .add_member(pb::AddMemberRequest {
+                    member_id: m.into(),
+                    display_name: m.to_uppercase(),
+                    roles: vec![pb::Role::Member as i32],
+                    public_keys: vec![t.key(m).verifying_key().to_bytes().to_vec()],
+                })
+                .await
+                .expect("admit member");
+        }
+        t
+    }
+
+    pub fn tls(&self, member: &str) -> TlsConfig {
+        self.certs.member_tls(&id(member)).expect("member tls")
+    }
+
+    pub fn key(&self, member: &str) -> SigningKey {
+        self.certs.signing_key(&id(member)).expect("signing key")
+    }
+
+    pub async fn client(&self, member: &str) -> Client {
+        Client::connect(&self.addr, &self.tls(member))
+            .await
+            .expect("connect")
+    }
+
+    /// A signed hash set of `n` sha256 hashes by `member`, distinct per `seed`.
+    pub fn hash_set(&self, member: &str, seed: u64, n: usize) -> pb::Envelope {
+        sign_new(
+            &id(member),
+            &self.key(member),
+            Body::HashSet(sha256_set(seed, n)),
+        )
+    }
+}
+
+pub fn sha256_set(seed: u64, n: usize) -> HashSet {
+    HashSet {
+        description: String::new(),
+        entries: (0..n)
+            .map(|i| HashEntry {
+                hash_type: HashType::Sha256,
+                value: sha256_value(seed, i as u64),
+                quality: None,
+                labels: vec![Label::Tag("test".into())],
+            })
+            .collect(),
+    }
+}
+
+pub fn sha256_value(seed: u64, i: u64) -> Vec<u8> {
+    let mut v = vec![0u8; 32];
+    v[..8].copy_from_slice(&seed.to_be_bytes());
+    v[8..16].copy_from_slice(&i.to_be_bytes());
+    v
+}
+
+/// Re-signs a wire statement with `key` (for tests that craft invalid statements).
+pub fn sign_wire(statement: &pb::Statement, key: &SigningKey) -> pb::Envelope {
+    use ed25519_dalek::Signer;
+    let payload = prost::Message::encode_to_vec(statement);
+    let pae = coalition_hub::statement::pae(coalition_hub::statement::PAYLOAD_TYPE, &payload);
+    pb::Envelope {
+        payload_type: coalition_hub::statement::PAYLOAD_TYPE.into(),
+        payload: payload.into(),
+        signatures: vec![pb::Signature {
+            key_id: coalition_hub::membership::KeyId::of(&key.verifying_key()).to_string(),
+            sig: key.sign(&pae).to_bytes().to_vec(),
+        }],
+    }
+}
+
+/// Collects a non-following sync from `from`: (entries, final next_seq).
+pub async fn sync_all(client: &mut Client, request: pb::SyncRequest) -> (Vec<pb::SyncEntry>, u64) {
+    let mut stream = client.hub.sync(request).await.expect("sync").into_inner();
+    let mut entries = Vec::new();
+    let mut next = 0;
+    while let Some(msg) = stream.message().await.expect("stream") {
+        match msg.item {
+            Some(pb::sync_response::Item::Entry(e)) => entries.push(e),
+            Some(pb::sync_response::Item::Progress(p)) => next = p.next_seq,
+            None => {}
+        }
+    }
+    (entries, next)
+}
