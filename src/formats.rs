@@ -383,11 +383,29 @@ struct SignalLine<'a> {
     signal: SignalFile,
 }
 
+/// Which hash rows to write: the hub selects whole statements, this narrows them to the hashes
+/// asked for (empty = all).
+#[derive(Clone, Debug, Default)]
+pub struct RowFilter {
+    /// Only these hash types.
+    pub hash_types: Vec<HashType>,
+    /// Only hashes with one of these labels.
+    pub labels: Vec<crate::statement::Label>,
+}
+
+impl RowFilter {
+    fn keeps(&self, h: &HashEntry) -> bool {
+        (self.hash_types.is_empty() || self.hash_types.contains(&h.hash_type))
+            && (self.labels.is_empty() || h.labels.iter().any(|l| self.labels.contains(l)))
+    }
+}
+
 /// Writes verified sync entries: JSON Lines (one row per hash, one per risk signal) or CSV
 /// (one row per hash; risk signals are counted and skipped).
 pub struct EntryWriter<W: Write> {
     out: W,
     format: Format,
+    filter: RowFilter,
     /// Rows written.
     pub rows: u64,
     /// Risk signals skipped (CSV only).
@@ -399,13 +417,19 @@ pub const CSV_HEADER: &str = "seq,statement_id,issuer,received_at_ms,type,hash,q
 
 impl<W: Write> EntryWriter<W> {
     /// A writer; `header` writes the CSV header first (for a new file).
-    pub fn new(mut out: W, format: Format, header: bool) -> std::io::Result<Self> {
+    pub fn new(
+        mut out: W,
+        format: Format,
+        header: bool,
+        filter: RowFilter,
+    ) -> std::io::Result<Self> {
         if header && format == Format::Csv {
             out.write_all(CSV_HEADER.as_bytes())?;
         }
         Ok(EntryWriter {
             out,
             format,
+            filter,
             rows: 0,
             skipped_signals: 0,
         })
@@ -415,7 +439,7 @@ impl<W: Write> EntryWriter<W> {
     pub fn write(&mut self, entry: &ReceivedEntry) -> std::io::Result<()> {
         match (&entry.statement.body, self.format) {
             (Body::HashSet(set), Format::Jsonl) => {
-                for h in &set.entries {
+                for h in set.entries.iter().filter(|h| self.filter.keeps(h)) {
                     serde_json::to_writer(&mut self.out, &HashLine::of(entry, h))?;
                     self.out.write_all(b"\n")?;
                     self.rows += 1;
@@ -423,7 +447,7 @@ impl<W: Write> EntryWriter<W> {
             }
             (Body::HashSet(set), Format::Csv) => {
                 let id = entry.id.to_string();
-                for h in &set.entries {
+                for h in set.entries.iter().filter(|h| self.filter.keeps(h)) {
                     let labels: Vec<String> = h.labels.iter().map(ToString::to_string).collect();
                     writeln!(
                         self.out,

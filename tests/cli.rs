@@ -207,6 +207,7 @@ fn cli_end_to_end() {
     assert!(out.contains("synced 1 statements"), "{out}");
     let csv = std::fs::read_to_string(d.join("pdq.csv")).expect("csv");
     assert!(csv.starts_with("seq,statement_id,issuer"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "header and only the pdq row: {csv}");
 
     // Errors: one readable line, exit 1.
     std::fs::write(

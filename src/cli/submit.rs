@@ -89,8 +89,13 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     if let Some((seq, Some(sid))) = last {
+        let what = if total_hashes > 0 {
+            format!("{total_hashes} hashes")
+        } else {
+            "a risk signal".to_string()
+        };
         println!(
-            "submitted {new} statement(s) ({total_hashes} hashes), {present} already present; last: seq {seq}, statement {sid}"
+            "submitted {new} statement(s) ({what}), {present} already present; last: seq {seq}, statement {sid}"
         );
     }
     Ok(())

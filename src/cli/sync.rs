@@ -2,7 +2,7 @@
 //! from a saved cursor with no gap and no duplicate.
 
 use super::Connection;
-use crate::formats::{EntryWriter, Format};
+use crate::formats::{EntryWriter, Format, RowFilter};
 use crate::membership::MemberId;
 use crate::pb;
 use crate::statement::{Body, HashType, Kind, Label};
@@ -86,7 +86,19 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     };
     file.seek(SeekFrom::Start(cursor.output_bytes))?;
     let fresh = cursor.output_bytes == 0;
-    let mut writer = EntryWriter::new(BufWriter::new(file), format, fresh)?;
+    let rows = RowFilter {
+        hash_types: args
+            .hash_types
+            .iter()
+            .map(|t| t.parse::<HashType>().map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?,
+        labels: args
+            .labels
+            .iter()
+            .map(|l| Label::parse(l).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?,
+    };
+    let mut writer = EntryWriter::new(BufWriter::new(file), format, fresh, rows)?;
 
     let client = args.conn.connect().await?;
     let start_seq = cursor.next_seq;
