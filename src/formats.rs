@@ -90,7 +90,7 @@ pub struct HashLine {
 }
 
 impl HashLine {
-    /// Validates the row into a hash entry; `field` prefixes error messages.
+    /// Validates the row into a hash entry.
     pub fn to_entry(&self) -> Result<HashEntry, String> {
         let hash_type: HashType = self.hash_type.parse()?;
         let value = hex::decode(self.hash.trim())
@@ -128,78 +128,145 @@ impl HashLine {
     }
 }
 
-/// Reads a hash list. CSV: an optional header row `type,hash,labels,quality`, then rows whose
-/// labels are separated by `;` or spaces and whose quality (PDQ only) is optional. JSON Lines:
-/// objects with `type`, `hash`, `labels`, `quality` (sync's own output is accepted: hash rows
-/// are read, other rows skipped). Blank lines and lines starting with `#` are skipped.
-pub fn read_hashes(path: &Path, format: Format) -> Result<Vec<HashEntry>, FormatError> {
+/// One hash read from a file, with its 1-based line number.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Where it is in the file.
+    pub line: usize,
+    /// The validated hash.
+    pub entry: HashEntry,
+    /// Provenance columns, when the file is sync output.
+    pub source: HashLine,
+}
+
+/// Reads hashes from a file in any of the formats the CLI writes or accepts, detected line by
+/// line: JSON Lines objects (`{"type","hash","labels","quality"}`, including sync output, whose
+/// non-hash rows are skipped); sync's CSV (header `seq,statement_id,...`); hash-list CSV rows
+/// `type,hash[,labels[,quality]]` (optional header `type,hash,...`; labels separated by `;`
+/// or spaces); or a bare 64-hex PDQ hash with an optional `,quality` (ThreatExchange style).
+/// Blank lines and `#` comments are skipped. PDQ quality defaults to 100.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>, FormatError> {
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|source| FormatError::Io {
         path: shown.clone(),
         source,
     })?;
     let mut out = Vec::new();
+    let mut sync_csv = false;
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line_no = i + 1;
         let line = line.map_err(|source| FormatError::Io {
             path: shown.clone(),
             source,
         })?;
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
-            continue;
-        }
         let err = |reason: String| FormatError::Line {
             path: shown.clone(),
             line: line_no,
             reason,
         };
-        let row = match format {
-            Format::Csv => {
-                let cols: Vec<&str> = text.split(',').map(str::trim).collect();
-                if line_no == 1 && cols.first().is_some_and(|c| c.eq_ignore_ascii_case("type")) {
-                    continue;
-                }
-                if cols.len() < 2 || cols.len() > 4 {
-                    return Err(err(format!(
-                        "expected 2 to 4 columns type,hash[,labels[,quality]], got {}",
-                        cols.len()
-                    )));
-                }
-                let quality = match cols.get(3).filter(|q| !q.is_empty()) {
-                    Some(q) => Some(q.parse().map_err(|_| {
-                        err(format!("quality '{q}' is not a whole number 0..=100"))
-                    })?),
-                    None => None,
-                };
-                HashLine {
-                    hash_type: cols[0].into(),
-                    hash: cols[1].into(),
-                    labels: cols
-                        .get(2)
-                        .map(|l| {
-                            l.split([';', ' '])
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    quality,
-                    ..Default::default()
-                }
-            }
-            Format::Jsonl => {
-                let row: HashLine = serde_json::from_str(text)
-                    .map_err(|e| err(format!("not a hash object: {e}")))?;
-                if row.kind.as_deref().is_some_and(|k| k != "hash") {
-                    continue;
-                }
-                row
-            }
+        let Some(row) = parse_line(line.trim(), &mut sync_csv).map_err(err)? else {
+            continue;
         };
-        out.push(row.to_entry().map_err(err)?);
+        out.push(Row {
+            line: line_no,
+            entry: row.to_entry().map_err(err)?,
+            source: row,
+        });
     }
     Ok(out)
+}
+
+/// Reads a hash list for submission (see [`read_rows`]).
+pub fn read_hashes(path: &Path) -> Result<Vec<HashEntry>, FormatError> {
+    Ok(read_rows(path)?.into_iter().map(|r| r.entry).collect())
+}
+
+fn parse_line(text: &str, sync_csv: &mut bool) -> Result<Option<HashLine>, String> {
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
+    }
+    if text.starts_with('{') {
+        let row: HashLine =
+            serde_json::from_str(text).map_err(|e| format!("not a hash object: {e}"))?;
+        return Ok(row
+            .kind
+            .as_deref()
+            .is_none_or(|k| k == "hash")
+            .then_some(row));
+    }
+    let cols: Vec<&str> = text.split(',').map(str::trim).collect();
+    let first = cols.first().copied().unwrap_or_default();
+    if first.eq_ignore_ascii_case("type") {
+        return Ok(None);
+    }
+    if first.eq_ignore_ascii_case("seq") {
+        *sync_csv = true;
+        return Ok(None);
+    }
+    let quality = |q: Option<&&str>| -> Result<Option<u32>, String> {
+        match q.filter(|q| !q.is_empty()) {
+            Some(q) => q
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("quality '{q}' is not a whole number 0..=100")),
+            None => Ok(None),
+        }
+    };
+    let labels = |l: Option<&&str>| -> Vec<String> {
+        l.map(|l| {
+            l.split([';', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    if *sync_csv {
+        if cols.len() != 8 {
+            return Err(format!(
+                "expected the 8 columns of sync CSV output, got {}",
+                cols.len()
+            ));
+        }
+        return Ok(Some(HashLine {
+            kind: Some("hash".into()),
+            seq: cols[0].parse().ok(),
+            statement_id: Some(cols[1].to_owned()),
+            issuer: Some(cols[2].to_owned()),
+            received_at_ms: cols[3].parse().ok(),
+            hash_type: cols[4].to_owned(),
+            hash: cols[5].to_owned(),
+            quality: quality(cols.get(6))?,
+            labels: labels(cols.get(7)),
+        }));
+    }
+    if first.parse::<HashType>().is_ok() {
+        if cols.len() < 2 || cols.len() > 4 {
+            return Err(format!(
+                "expected 2 to 4 columns type,hash[,labels[,quality]], got {}",
+                cols.len()
+            ));
+        }
+        return Ok(Some(HashLine {
+            hash_type: first.to_owned(),
+            hash: cols[1].to_owned(),
+            labels: labels(cols.get(2)),
+            quality: quality(cols.get(3))?,
+            ..Default::default()
+        }));
+    }
+    if first.len() == 64 && cols.len() <= 2 {
+        return Ok(Some(HashLine {
+            hash_type: "pdq".into(),
+            hash: first.to_owned(),
+            quality: quality(cols.get(1))?,
+            ..Default::default()
+        }));
+    }
+    Err(format!(
+        "'{}' is not a hash row: expected type,hash[,labels[,quality]], a 64-hex PDQ hash, or a JSON object",
+        text.chars().take(80).collect::<String>()
+    ))
 }
 
 /// A risk signal as a JSON file (see docs/PROTOCOL.md for the fields).

@@ -6,6 +6,8 @@
 //!   validated hash sets and risk signals. Pure; no I/O.
 //! - [`membership`]: members, roles, status and signing keys; the rules for who may do what.
 //! - [`log`]: RFC 6962 Merkle tree math and C2SP signed checkpoints. Pure.
+//! - [`matching`]: exact and PDQ near-duplicate matching (PDQ multi-index hashing), online
+//!   and offline.
 //! - [`store`]: sled storage: the append-only log, its Merkle nodes, indexes and the member
 //!   registry; group commit, nothing acknowledged before it is flushed.
 //! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod formats;
 pub mod log;
+pub mod matching;
 pub mod membership;
 pub mod pki;
 pub mod quickstart;

@@ -124,6 +124,48 @@ pub async fn run(certs: &Path) -> Result<()> {
     println!(
         "7. globex synced {statements} statements ({hashes} hashes, {signals} risk signal) from cursor 0 and verified every ed25519 signature itself; next cursor {cursor}"
     );
+    // Matching: a near-duplicate of acme's first PDQ hash (5 bits flipped) and an unrelated one.
+    let mut as_globex = Client::connect(&addr, &dir.member_tls(&globex)?).await?;
+    let shared_pdq = sample_hash_set()
+        .entries
+        .into_iter()
+        .find(|e| e.hash_type == HashType::Pdq)
+        .map(|e| e.value)
+        .context("the sample set has a PDQ hash")?;
+    let mut near = shared_pdq.clone();
+    for bit in [3, 40, 77, 150, 201] {
+        near[bit / 8] ^= 1 << (bit % 8);
+    }
+    let unrelated: Vec<u8> = near.iter().map(|b| !b).collect();
+    let answer = as_globex
+        .hub
+        .r#match(pb::MatchRequest {
+            queries: [near, unrelated]
+                .into_iter()
+                .map(|value| pb::MatchQuery {
+                    r#type: pb::HashType::Pdq as i32,
+                    value,
+                    quality: None,
+                })
+                .collect(),
+            pdq_threshold: None,
+            min_quality: None,
+        })
+        .await
+        .map_err(crate::client::ClientError::from)?
+        .into_inner();
+    for (result, what) in answer.results.iter().zip(["near-duplicate", "unrelated"]) {
+        match result.matches.first() {
+            Some(m) => println!(
+                "8. match ({what} PDQ query): hit, distance {} (threshold 31), shared by '{}' at seq {}, labels {}",
+                m.distance,
+                m.issuer,
+                m.seq,
+                m.labels.join(",")
+            ),
+            None => println!("8. match ({what} PDQ query): no match within distance 31"),
+        }
+    }
     hub.stop().await?;
     println!("Done. Next: README.md walks through the same steps with the `coalition` CLI.");
     Ok(())

@@ -2,6 +2,7 @@
 //! over the library; errors are returned to `main`, which prints one line.
 
 mod admin;
+mod matching;
 mod submit;
 mod sync;
 
@@ -45,6 +46,8 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// Stream statements into a local file, verifying every signature, resumable from a cursor.
     Sync(sync::SyncArgs),
+    /// Look hashes up: offline against a local index file, or online against the hub.
+    Match(matching::MatchArgs),
     /// Show who the hub thinks you are.
     Whoami {
         #[command(flatten)]
@@ -144,6 +147,7 @@ impl Cli {
             Command::Admin { command } => admin::run(command).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Sync(args) => sync::run(args).await,
+            Command::Match(args) => matching::run(args).await,
             Command::Whoami { conn } => {
                 let mut client = conn.connect().await?;
                 let me = client

@@ -2,7 +2,7 @@
 
 use super::Connection;
 use crate::client::sign_new;
-use crate::formats::{self, Format, SignalFile};
+use crate::formats::{self, SignalFile};
 use crate::pki::{CertDir, load_signing_key};
 use crate::statement::{Body, HashSet, MAX_HASH_SET_ENTRIES, StatementId};
 use anyhow::{Result, bail};
@@ -14,12 +14,10 @@ use std::path::PathBuf;
 pub struct SubmitArgs {
     #[command(flatten)]
     conn: Connection,
-    /// Hash list to submit: CSV (type,hash,labels[,quality]) or JSON Lines.
+    /// Hash list to submit: CSV rows type,hash[,labels[,quality]], JSON Lines, or bare PDQ
+    /// hex lines (detected line by line; see docs/PROTOCOL.md).
     #[arg(long, conflicts_with = "signal", required_unless_present = "signal")]
     hashes: Option<PathBuf>,
-    /// Format of --hashes (default: from the extension; .csv is CSV, otherwise JSON Lines).
-    #[arg(long, value_enum)]
-    format: Option<Format>,
     /// Hashes per signed set.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=MAX_HASH_SET_ENTRIES as u64))]
     set_size: u64,
@@ -42,8 +40,7 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
     };
     let bodies: Vec<Body> = match (&args.hashes, &args.signal) {
         (Some(path), _) => {
-            let format = args.format.unwrap_or_else(|| Format::from_path(path));
-            let entries = formats::read_hashes(path, format)?;
+            let entries = formats::read_hashes(path)?;
             if entries.is_empty() {
                 bail!("{} holds no hashes", path.display());
             }

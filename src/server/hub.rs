@@ -1,7 +1,9 @@
 //! The `Hub` service: submit, sync, statement lookup and the member directory. Thin: each
 //! handler authorizes, converts wire to domain, calls `statement`/`store`, converts back.
 
+use super::indexer::Matching;
 use super::{auth, status};
+use crate::matching::{MAX_QUERIES, MatchOptions, Query};
 use crate::membership::{MemberId, Role};
 use crate::pb;
 use crate::statement::{HashType, Kind, Label, ParsedEnvelope, StatementId};
@@ -26,16 +28,20 @@ const PROGRESS_EVERY: u64 = 4096;
 /// Roles that may read the log.
 const READERS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
 
+/// How long a Match call waits for the corpus to reach the log size it saw on arrival.
+const MATCH_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The `coalition.v1.Hub` implementation.
 #[derive(Clone)]
 pub struct HubService {
     store: Store,
+    matching: Matching,
 }
 
 impl HubService {
-    /// A service over `store`.
-    pub fn new(store: Store) -> Self {
-        HubService { store }
+    /// A service over `store`, matching against `matching`.
+    pub fn new(store: Store, matching: Matching) -> Self {
+        HubService { store, matching }
     }
 }
 
@@ -128,6 +134,88 @@ impl pb::hub_server::Hub for HubService {
         Ok(Response::new(pb::ListMembersResponse {
             members: members.iter().map(|m| m.to_wire()).collect(),
         }))
+    }
+
+    async fn r#match(
+        &self,
+        request: Request<pb::MatchRequest>,
+    ) -> Result<Response<pb::MatchResponse>, Status> {
+        auth::authorize(
+            &self.store,
+            &request,
+            &[Role::Member, Role::Auditor],
+            "match",
+        )?;
+        let req = request.into_inner();
+        if req.queries.len() > MAX_QUERIES {
+            return Err(Status::invalid_argument(format!(
+                "queries: at most {MAX_QUERIES} per request, got {}; split the batch",
+                req.queries.len()
+            )));
+        }
+        let options = MatchOptions::new(req.pdq_threshold, req.min_quality)
+            .map_err(Status::invalid_argument)?;
+        let queries = req
+            .queries
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let hash_type = HashType::from_wire(q.r#type).ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "queries[{i}].type: unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq or photodna)",
+                        q.r#type
+                    ))
+                })?;
+                Query::new(hash_type, q.value, q.quality)
+                    .map_err(|e| Status::invalid_argument(format!("queries[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Read-your-writes: answer from a corpus that holds everything durable on arrival.
+        let wanted = self.store.log_size();
+        let mut indexed = self.matching.indexed.clone();
+        tokio::time::timeout(MATCH_INDEX_WAIT, indexed.wait_for(|n| *n >= wanted))
+            .await
+            .map_err(|_| {
+                Status::unavailable("the matching index is still loading; retry in a moment")
+            })?
+            .map_err(|_| {
+                Status::internal("the matching index stopped; operators: see the hub log")
+            })?;
+        let corpus = self.matching.corpus.clone();
+        let response = tokio::task::spawn_blocking(move || {
+            let corpus = corpus
+                .read()
+                .map_err(|_| Status::internal("the matching index is unavailable"))?;
+            let results = queries
+                .iter()
+                .enumerate()
+                .map(|(i, q)| pb::MatchResult {
+                    query_index: i as u32,
+                    matches: corpus
+                        .lookup(q, &options)
+                        .into_iter()
+                        .map(|f| pb::HashMatch {
+                            statement_id: f.source.statement_id.0.to_vec(),
+                            issuer: f.source.issuer.to_string(),
+                            r#type: f.hash_type.to_wire() as i32,
+                            value: f.value,
+                            distance: f.distance,
+                            labels: f.labels.iter().map(ToString::to_string).collect(),
+                            received_at_ms: f.source.received_at_ms,
+                            seq: f.source.seq,
+                            quality: f.quality.map(u32::from),
+                        })
+                        .collect(),
+                })
+                .collect();
+            Ok::<_, Status>(pb::MatchResponse {
+                results,
+                indexed_log_size: corpus.next_seq(),
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("match task failed: {e}")))??;
+        Ok(Response::new(response))
     }
 
     async fn who_am_i(

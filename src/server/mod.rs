@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod hub;
+mod indexer;
 mod status;
 
 pub use auth::member_id_of_cert;
@@ -93,13 +94,16 @@ pub async fn serve(
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
         .client_ca_root(Certificate::from_pem(&tls.ca_pem));
-    let hub = pb::hub_server::HubServer::new(HubService::new(store.clone()))
+    let matching = indexer::start(store.clone());
+    let hub = pb::hub_server::HubServer::new(HubService::new(store.clone(), matching))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(store));
     Server::builder()
         .tls_config(tls_config)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        // Bounds the requests (each up to MAX_MESSAGE_BYTES) one connection holds at once.
+        .concurrency_limit_per_connection(32)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(hub)

@@ -26,6 +26,8 @@ use tokio::sync::{oneshot, watch};
 
 /// Most appends committed in one group (one batch, one fsync).
 const MAX_GROUP: usize = 512;
+/// Most payload bytes committed in one group, so a burst of large sets cannot balloon a batch.
+const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 
 /// Key prefixes in the `log` tree.
 const ENTRY: u8 = b'E';
@@ -378,10 +380,14 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
+            let mut bytes = first.verified.envelope.payload.len();
             let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
+            while jobs.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                 match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(job) => {
+                        bytes += job.verified.envelope.payload.len();
+                        jobs.push(job);
+                    }
                     Err(_) => break,
                 }
             }

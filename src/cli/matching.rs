@@ -1,0 +1,241 @@
+//! `coalition match`: look hashes up against the shared corpus, offline against a local
+//! index file (nothing leaves the machine) or online against the hub.
+
+use crate::client::ClientError;
+use crate::formats::{self, Row};
+use crate::matching::{MAX_QUERIES, MatchOptions, Matcher, Query};
+use crate::membership::MemberId;
+use crate::pb;
+use crate::pki::CertDir;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct MatchArgs {
+    /// Hashes to look up: sync output, a hash list, or one 64-hex PDQ hash per line.
+    #[arg(long)]
+    queries: PathBuf,
+    /// Match offline against this file (same formats as --queries); no hub needed.
+    #[arg(long, conflicts_with = "hub", required_unless_present = "hub")]
+    index: Option<PathBuf>,
+    /// Match against the hub at this address instead.
+    #[arg(long)]
+    hub: Option<String>,
+    /// Member id to act as with --hub.
+    #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID")]
+    member: Option<String>,
+    /// Development PKI directory (with --hub).
+    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+    certs: PathBuf,
+    /// PDQ: largest Hamming distance that matches (0..=64).
+    #[arg(long, default_value_t = crate::matching::DEFAULT_PDQ_THRESHOLD)]
+    threshold: u32,
+    /// PDQ: hashes below this quality do not match (0..=100).
+    #[arg(long, default_value_t = crate::matching::DEFAULT_MIN_QUALITY.into())]
+    min_quality: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    format: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per match.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// One match as printed.
+#[derive(Debug, Serialize)]
+struct MatchLine {
+    query_line: usize,
+    query_type: String,
+    query: String,
+    r#match: String,
+    distance: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<u32>,
+    labels: Vec<String>,
+    source: Source,
+}
+
+/// Where the matched hash came from.
+#[derive(Debug, Default, Serialize)]
+struct Source {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index_line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statement_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received_at_ms: Option<i64>,
+}
+
+pub async fn run(args: MatchArgs) -> Result<()> {
+    let options = MatchOptions::new(Some(args.threshold), Some(args.min_quality))
+        .map_err(anyhow::Error::msg)?;
+    let queries = formats::read_rows(&args.queries)?;
+    let lines = match &args.index {
+        Some(index) => offline(index, &queries, &options)?,
+        None => online(&args, &queries).await?,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.format == OutputFormat::Csv {
+        writeln!(
+            out,
+            "query_line,query_type,query,match,distance,quality,labels,issuer,statement_id,seq,index_line"
+        )?;
+    }
+    for m in &lines {
+        match args.format {
+            OutputFormat::Json => {
+                serde_json::to_writer(&mut out, m)?;
+                writeln!(out)?;
+            }
+            OutputFormat::Csv => writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                m.query_line,
+                m.query_type,
+                m.query,
+                m.r#match,
+                m.distance,
+                opt(m.quality),
+                m.labels.join(";"),
+                m.source.issuer.clone().unwrap_or_default(),
+                m.source.statement_id.clone().unwrap_or_default(),
+                opt(m.source.seq),
+                opt(m.source.index_line),
+            )?,
+        }
+    }
+    out.flush()?;
+    let matched: std::collections::BTreeSet<usize> = lines.iter().map(|m| m.query_line).collect();
+    eprintln!(
+        "{} of {} queries matched ({} matches)",
+        matched.len(),
+        queries.len(),
+        lines.len()
+    );
+    Ok(())
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn query_of(row: &Row) -> Query {
+    Query {
+        hash_type: row.entry.hash_type,
+        value: row.entry.value.clone(),
+        quality: row.entry.quality,
+    }
+}
+
+fn offline(
+    index: &std::path::Path,
+    queries: &[Row],
+    options: &MatchOptions,
+) -> Result<Vec<MatchLine>> {
+    let rows = formats::read_rows(index)?;
+    let mut matcher = Matcher::new();
+    for row in &rows {
+        matcher.stage(row.entry.hash_type, &row.entry.value, row.entry.quality);
+    }
+    matcher.commit();
+    let mut out = Vec::new();
+    for q in queries {
+        for hit in matcher.lookup(&query_of(q), options) {
+            let Some(row) = rows.get(hit.slot as usize) else {
+                continue;
+            };
+            out.push(MatchLine {
+                query_line: q.line,
+                query_type: q.entry.hash_type.name().into(),
+                query: hex::encode(&q.entry.value),
+                r#match: hex::encode(&row.entry.value),
+                distance: hit.distance,
+                quality: row.entry.quality.map(u32::from),
+                labels: row.entry.labels.iter().map(ToString::to_string).collect(),
+                source: Source {
+                    index_line: Some(row.line),
+                    issuer: row.source.issuer.clone(),
+                    statement_id: row.source.statement_id.clone(),
+                    seq: row.source.seq,
+                    received_at_ms: row.source.received_at_ms,
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
+    let Some(hub) = &args.hub else {
+        bail!("give --index FILE to match offline or --hub ADDR to ask the hub");
+    };
+    let Some(member) = &args.member else {
+        bail!("say which member you act as with --as ID");
+    };
+    let id = MemberId::parse(member)?;
+    let tls = CertDir::new(&args.certs).member_tls(&id)?;
+    let mut client = crate::client::Client::connect(hub, &tls).await?;
+    let mut out = Vec::new();
+    for chunk in queries.chunks(MAX_QUERIES) {
+        let request = pb::MatchRequest {
+            queries: chunk
+                .iter()
+                .map(|q| pb::MatchQuery {
+                    r#type: q.entry.hash_type.to_wire() as i32,
+                    value: q.entry.value.clone(),
+                    quality: q.entry.quality.map(u32::from),
+                })
+                .collect(),
+            pdq_threshold: Some(args.threshold),
+            min_quality: Some(args.min_quality),
+        };
+        let response = client
+            .hub
+            .r#match(request)
+            .await
+            .map_err(ClientError::from)
+            .context("matching at the hub")?
+            .into_inner();
+        for result in response.results {
+            let Some(q) = chunk.get(result.query_index as usize) else {
+                bail!(
+                    "the hub answered for query {} of {}",
+                    result.query_index,
+                    chunk.len()
+                );
+            };
+            for m in result.matches {
+                out.push(MatchLine {
+                    query_line: q.line,
+                    query_type: q.entry.hash_type.name().into(),
+                    query: hex::encode(&q.entry.value),
+                    r#match: hex::encode(&m.value),
+                    distance: m.distance,
+                    quality: m.quality,
+                    labels: m.labels,
+                    source: Source {
+                        index_line: None,
+                        issuer: Some(m.issuer),
+                        statement_id: Some(hex::encode(&m.statement_id)),
+                        seq: Some(m.seq),
+                        received_at_ms: Some(m.received_at_ms),
+                    },
+                });
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,142 @@
+//! The hub's shared corpus as the matcher sees it: every hash in the log, indexed, with the
+//! statement it came from. Built from the store at start-up and extended as entries become
+//! durable, always in log order.
+
+use super::{Hit, MatchOptions, Matcher, Query};
+use crate::membership::MemberId;
+use crate::statement::{HashType, Label, Statement, StatementId};
+use crate::store::StoredEntry;
+use std::collections::HashMap;
+
+/// Where a matched hash came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The statement's log position.
+    pub seq: u64,
+    /// The statement id.
+    pub statement_id: StatementId,
+    /// Who shared it.
+    pub issuer: MemberId,
+    /// When the hub received it.
+    pub received_at_ms: i64,
+}
+
+/// A match with everything a member needs to act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found<'a> {
+    /// Distance in bits (PDQ) or 0 (exact).
+    pub distance: u32,
+    /// The matched hash's type.
+    pub hash_type: HashType,
+    /// The matched hash.
+    pub value: Vec<u8>,
+    /// Its PDQ quality, if PDQ.
+    pub quality: Option<u8>,
+    /// Its labels.
+    pub labels: &'a [Label],
+    /// Its statement.
+    pub source: &'a Provenance,
+}
+
+/// The indexed corpus.
+#[derive(Debug, Default)]
+pub struct Corpus {
+    matcher: Matcher,
+    /// Per slot: (statement ordinal, label-set ordinal).
+    slots: Vec<(u32, u32)>,
+    statements: Vec<Provenance>,
+    label_sets: Vec<Vec<Label>>,
+    label_set_ids: HashMap<Vec<Label>, u32>,
+    next_seq: u64,
+}
+
+impl Corpus {
+    /// An empty corpus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The first log position not yet indexed.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Number of hashes indexed.
+    pub fn hashes(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Indexes the hashes of a stored entry (hash-set entries and risk-signal hash
+    /// indicators) and makes them searchable. Entries must come in log order; an entry below
+    /// the indexed position is ignored, so replaying is harmless.
+    pub fn add(&mut self, entry: &StoredEntry, statement: &Statement, id: StatementId) {
+        self.stage(entry, statement, id);
+        self.matcher.commit();
+    }
+
+    /// Like [`Corpus::add`] without making PDQ hashes searchable until [`Corpus::commit`]:
+    /// loading a whole log this way builds the PDQ index once.
+    pub fn stage(&mut self, entry: &StoredEntry, statement: &Statement, id: StatementId) {
+        if entry.seq < self.next_seq {
+            return;
+        }
+        self.next_seq = entry.seq + 1;
+        let ordinal = self.statements.len() as u32;
+        let mut any = false;
+        for h in statement.hashes() {
+            let labels = self.label_set(&h.labels);
+            let slot = self.matcher.stage(h.hash_type, &h.value, h.quality);
+            debug_assert_eq!(slot as usize, self.slots.len());
+            self.slots.push((ordinal, labels));
+            any = true;
+        }
+        if any {
+            self.statements.push(Provenance {
+                seq: entry.seq,
+                statement_id: id,
+                issuer: statement.issuer.clone(),
+                received_at_ms: entry.received_at_ms,
+            });
+        }
+    }
+
+    /// Makes everything staged searchable.
+    pub fn commit(&mut self) {
+        self.matcher.commit();
+    }
+
+    /// Everything matching `query`, nearest first.
+    pub fn lookup(&self, query: &Query, options: &MatchOptions) -> Vec<Found<'_>> {
+        self.matcher
+            .lookup(query, options)
+            .into_iter()
+            .filter_map(|Hit { distance, slot }| {
+                let (statement, labels) = *self.slots.get(slot as usize)?;
+                let value = match query.hash_type {
+                    HashType::Pdq => self.matcher.pdq_hash(slot)?.0.to_vec(),
+                    _ => query.value.clone(),
+                };
+                Some(Found {
+                    distance,
+                    hash_type: query.hash_type,
+                    value,
+                    quality: (query.hash_type == HashType::Pdq)
+                        .then(|| self.matcher.quality(slot))
+                        .flatten(),
+                    labels: self.label_sets.get(labels as usize)?,
+                    source: self.statements.get(statement as usize)?,
+                })
+            })
+            .collect()
+    }
+
+    fn label_set(&mut self, labels: &[Label]) -> u32 {
+        if let Some(id) = self.label_set_ids.get(labels) {
+            return *id;
+        }
+        let id = self.label_sets.len() as u32;
+        self.label_sets.push(labels.to_vec());
+        self.label_set_ids.insert(labels.to_vec(), id);
+        id
+    }
+}

@@ -1,0 +1,329 @@
+//! The matching engine: exact lookup for cryptographic and opaque hashes and PDQ
+//! near-duplicate search, over numbered slots whose provenance the caller keeps.
+
+use super::{PdqHash, PdqIndex};
+use crate::statement::HashType;
+use std::collections::HashMap;
+
+/// The threshold Meta's Hasher-Matcher-Actioner uses for PDQ.
+pub const DEFAULT_PDQ_THRESHOLD: u32 = 31;
+/// The largest PDQ threshold a request may ask for.
+pub const MAX_PDQ_THRESHOLD: u32 = 64;
+/// Below this quality a PDQ hash carries too little signal to match (as in HMA).
+pub const DEFAULT_MIN_QUALITY: u8 = 50;
+
+/// How to match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchOptions {
+    /// PDQ: the largest Hamming distance that matches (0..=64).
+    pub pdq_threshold: u32,
+    /// PDQ: indexed hashes and queries below this quality do not match.
+    pub min_quality: u8,
+}
+
+impl Default for MatchOptions {
+    fn default() -> Self {
+        MatchOptions {
+            pdq_threshold: DEFAULT_PDQ_THRESHOLD,
+            min_quality: DEFAULT_MIN_QUALITY,
+        }
+    }
+}
+
+/// A query hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// The algorithm.
+    pub hash_type: HashType,
+    /// Raw bytes, of the type's exact length.
+    pub value: Vec<u8>,
+    /// PDQ quality of the query, if known.
+    pub quality: Option<u8>,
+}
+
+/// Most queries in one request.
+pub const MAX_QUERIES: usize = 10_000;
+
+impl Query {
+    /// Validates a query: the value has the type's length; quality (PDQ only) is 0..=100.
+    pub fn new(hash_type: HashType, value: Vec<u8>, quality: Option<u32>) -> Result<Query, String> {
+        if value.len() != hash_type.value_len() {
+            return Err(format!(
+                "a {hash_type} hash must be {} bytes, got {}",
+                hash_type.value_len(),
+                value.len()
+            ));
+        }
+        let quality = match (hash_type, quality) {
+            (_, None) => None,
+            (HashType::Pdq, Some(q)) if q <= 100 => Some(q as u8),
+            (HashType::Pdq, Some(q)) => return Err(format!("quality must be 0..=100, got {q}")),
+            (_, Some(_)) => {
+                return Err(format!(
+                    "only pdq queries carry a quality, this is {hash_type}"
+                ));
+            }
+        };
+        Ok(Query {
+            hash_type,
+            value,
+            quality,
+        })
+    }
+}
+
+impl MatchOptions {
+    /// Validates request options (`None` = default).
+    pub fn new(pdq_threshold: Option<u32>, min_quality: Option<u32>) -> Result<Self, String> {
+        let pdq_threshold = pdq_threshold.unwrap_or(DEFAULT_PDQ_THRESHOLD);
+        if pdq_threshold > MAX_PDQ_THRESHOLD {
+            return Err(format!(
+                "pdq_threshold must be 0..={MAX_PDQ_THRESHOLD} bits, got {pdq_threshold}"
+            ));
+        }
+        let min_quality = min_quality.unwrap_or(u32::from(DEFAULT_MIN_QUALITY));
+        if min_quality > 100 {
+            return Err(format!("min_quality must be 0..=100, got {min_quality}"));
+        }
+        Ok(MatchOptions {
+            pdq_threshold,
+            min_quality: min_quality as u8,
+        })
+    }
+}
+
+/// One match: the slot that matched and how far it is (0 for exact matches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hit {
+    /// Distance in bits (PDQ) or 0.
+    pub distance: u32,
+    /// The matched slot.
+    pub slot: u32,
+}
+
+/// Exact and PDQ indexes over slots `0..len`.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    pdq: PdqIndex,
+    exact: HashMap<(HashType, Box<[u8]>), Vec<u32>>,
+    slots: Vec<SlotInfo>,
+    staged: Vec<(PdqHash, u32)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SlotInfo {
+    hash_type: HashType,
+    quality: u8,
+    live: bool,
+}
+
+impl Matcher {
+    /// An empty matcher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Indexes a hash and returns its slot. `value` must have the type's length (the caller
+    /// holds validated entries).
+    pub fn add(&mut self, hash_type: HashType, value: &[u8], quality: Option<u8>) -> u32 {
+        let slot = self.stage(hash_type, value, quality);
+        self.commit();
+        slot
+    }
+
+    /// Indexes a hash like [`Matcher::add`], but a PDQ hash becomes searchable only at the
+    /// next [`Matcher::commit`]. Staging everything and committing once bulk-builds the PDQ
+    /// index, which is far faster than inserting one by one (start-up, offline indexes).
+    pub fn stage(&mut self, hash_type: HashType, value: &[u8], quality: Option<u8>) -> u32 {
+        let slot = self.slots.len() as u32;
+        self.slots.push(SlotInfo {
+            hash_type,
+            quality: quality.unwrap_or(100),
+            live: true,
+        });
+        match pdq_of(hash_type, value) {
+            Some(hash) => self.staged.push((hash, slot)),
+            None => self
+                .exact
+                .entry((hash_type, value.into()))
+                .or_default()
+                .push(slot),
+        }
+        slot
+    }
+
+    /// Makes every staged PDQ hash searchable.
+    pub fn commit(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        if self.pdq.is_empty() {
+            self.pdq = PdqIndex::build(staged);
+        } else {
+            for (hash, slot) in staged {
+                self.pdq.insert(hash, slot);
+            }
+        }
+    }
+
+    /// Removes a slot from matching (retractions, expiry); `false` if it was not live.
+    pub fn remove(&mut self, slot: u32) -> bool {
+        let Some(info) = self.slots.get_mut(slot as usize) else {
+            return false;
+        };
+        if !info.live {
+            return false;
+        }
+        info.live = false;
+        if info.hash_type == HashType::Pdq {
+            self.pdq.remove(slot);
+        } else {
+            for slots in self.exact.values_mut() {
+                slots.retain(|s| *s != slot);
+            }
+            self.exact.retain(|_, slots| !slots.is_empty());
+        }
+        true
+    }
+
+    /// Every live slot matching `query`, nearest first.
+    pub fn lookup(&self, query: &Query, options: &MatchOptions) -> Vec<Hit> {
+        match pdq_of(query.hash_type, &query.value) {
+            Some(hash) => {
+                if query.quality.is_some_and(|q| q < options.min_quality) {
+                    return Vec::new();
+                }
+                self.pdq
+                    .search(&hash, options.pdq_threshold)
+                    .into_iter()
+                    .filter(|m| {
+                        self.slots
+                            .get(m.id as usize)
+                            .is_some_and(|s| s.quality >= options.min_quality)
+                    })
+                    .map(|m| Hit {
+                        distance: m.distance,
+                        slot: m.id,
+                    })
+                    .collect()
+            }
+            None => self
+                .exact
+                .get(&(query.hash_type, query.value.as_slice().into()))
+                .map(|slots| {
+                    slots
+                        .iter()
+                        .map(|&slot| Hit { distance: 0, slot })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The value indexed at `slot` (for PDQ, the matched hash; for exact types, the query).
+    pub fn pdq_hash(&self, slot: u32) -> Option<PdqHash> {
+        self.pdq.hash(slot)
+    }
+
+    /// The quality recorded for a slot.
+    pub fn quality(&self, slot: u32) -> Option<u8> {
+        self.slots.get(slot as usize).map(|s| s.quality)
+    }
+
+    /// Number of slots ever added (live or not).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Heap bytes held by the PDQ index.
+    pub fn pdq_memory_bytes(&self) -> usize {
+        self.pdq.memory_bytes()
+    }
+}
+
+fn pdq_of(hash_type: HashType, value: &[u8]) -> Option<PdqHash> {
+    if hash_type != HashType::Pdq {
+        return None;
+    }
+    value.try_into().ok().map(PdqHash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pdq(seed: u8) -> Vec<u8> {
+        (0..32)
+            .map(|i| seed.wrapping_mul(37).wrapping_add(i))
+            .collect()
+    }
+
+    fn flip(v: &[u8], bits: usize) -> Vec<u8> {
+        let mut out = v.to_vec();
+        for b in 0..bits {
+            out[b / 8] ^= 1 << (b % 8);
+        }
+        out
+    }
+
+    #[test]
+    fn exact_and_near_matches() {
+        let mut m = Matcher::new();
+        let md5 = vec![1u8; 16];
+        let a = m.add(HashType::Md5, &md5, None);
+        let b = m.add(HashType::Pdq, &pdq(1), Some(90));
+        let low = m.add(HashType::Pdq, &pdq(2), Some(10));
+        let opts = MatchOptions::default();
+        let q = |t, v: Vec<u8>, quality| Query {
+            hash_type: t,
+            value: v,
+            quality,
+        };
+        assert_eq!(
+            m.lookup(&q(HashType::Md5, md5.clone(), None), &opts),
+            vec![Hit {
+                distance: 0,
+                slot: a
+            }]
+        );
+        assert!(
+            m.lookup(&q(HashType::Sha1, vec![1; 20], None), &opts)
+                .is_empty()
+        );
+        assert_eq!(
+            m.lookup(&q(HashType::Pdq, flip(&pdq(1), 31), None), &opts),
+            vec![Hit {
+                distance: 31,
+                slot: b
+            }]
+        );
+        assert!(
+            m.lookup(&q(HashType::Pdq, flip(&pdq(1), 32), None), &opts)
+                .is_empty()
+        );
+        // Low-quality indexed hashes and low-quality queries do not match.
+        assert!(m.lookup(&q(HashType::Pdq, pdq(2), None), &opts).is_empty());
+        let lenient = MatchOptions {
+            min_quality: 0,
+            ..opts
+        };
+        assert_eq!(
+            m.lookup(&q(HashType::Pdq, pdq(2), None), &lenient),
+            vec![Hit {
+                distance: 0,
+                slot: low
+            }]
+        );
+        assert!(
+            m.lookup(&q(HashType::Pdq, pdq(1), Some(20)), &opts)
+                .is_empty()
+        );
+        // Removal.
+        assert!(m.remove(b));
+        assert!(!m.remove(b));
+        assert!(m.lookup(&q(HashType::Pdq, pdq(1), None), &opts).is_empty());
+        assert!(m.remove(a));
+        assert!(m.lookup(&q(HashType::Md5, md5, None), &opts).is_empty());
+    }
+}

@@ -1,0 +1,115 @@
+//! Keeps the matching corpus in step with the durable log: loads every stored entry at
+//! start-up (building the PDQ index once), then follows the log as it grows.
+
+use crate::matching::Corpus;
+use crate::statement::Statement;
+use crate::store::Store;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+
+/// Entries indexed per step while following (one write-lock hold each).
+const STEP: u64 = 1024;
+
+/// The corpus shared by the Match handler, and how far into the log it reaches.
+#[derive(Clone)]
+pub struct Matching {
+    /// The corpus (many readers, the indexer writes).
+    pub corpus: Arc<RwLock<Corpus>>,
+    /// The number of log entries indexed so far.
+    pub indexed: watch::Receiver<u64>,
+}
+
+/// Starts indexing `store` in the background.
+pub fn start(store: Store) -> Matching {
+    let corpus = Arc::new(RwLock::new(Corpus::new()));
+    let (tx, rx) = watch::channel(0);
+    tokio::spawn(run(store, corpus.clone(), tx));
+    Matching {
+        corpus,
+        indexed: rx,
+    }
+}
+
+async fn run(store: Store, corpus: Arc<RwLock<Corpus>>, indexed: watch::Sender<u64>) {
+    let mut sizes = store.watch_size();
+    // At start-up PDQ hashes are only staged until the whole log is read, so the PDQ index
+    // is built once instead of grown one insert at a time.
+    let mut loading = true;
+    loop {
+        let target = *sizes.borrow_and_update();
+        loop {
+            let (s, c) = (store.clone(), corpus.clone());
+            let commit_each = !loading;
+            let step =
+                tokio::task::spawn_blocking(move || index_step(&s, &c, target, commit_each)).await;
+            match step {
+                Ok(Ok(next)) if next >= target => {
+                    if loading {
+                        let corpus = corpus.clone();
+                        let committed = tokio::task::spawn_blocking(move || {
+                            corpus.write().map(|mut c| c.commit()).is_ok()
+                        })
+                        .await;
+                        if !matches!(committed, Ok(true)) {
+                            tracing::error!("matching index could not be built");
+                            return;
+                        }
+                        loading = false;
+                    }
+                    indexed.send_replace(next);
+                    break;
+                }
+                Ok(Ok(next)) => {
+                    if !loading {
+                        indexed.send_replace(next);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("matching index stopped: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("matching index task failed: {e}");
+                    return;
+                }
+            }
+        }
+        if sizes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Indexes up to `STEP` entries from the corpus's position towards `target` and returns the
+/// new position. Decoding happens outside the lock; only the index update holds it.
+fn index_step(
+    store: &Store,
+    corpus: &RwLock<Corpus>,
+    target: u64,
+    commit: bool,
+) -> Result<u64, String> {
+    let from = corpus.read().map_err(|e| e.to_string())?.next_seq();
+    let to = target.min(from.saturating_add(STEP));
+    let mut decoded = Vec::new();
+    for entry in store.entries(from, to) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let id = entry.id().map_err(|e| e.to_string())?;
+        let payload = entry
+            .envelope
+            .as_ref()
+            .map(|e| e.payload.clone())
+            .unwrap_or_default();
+        // Only verified statements were stored; a decode failure means a damaged store.
+        let statement = Statement::decode(&payload)
+            .map_err(|e| format!("entry {} does not decode: {e}", entry.seq))?;
+        decoded.push((entry, statement, id));
+    }
+    let mut guard = corpus.write().map_err(|e| e.to_string())?;
+    for (entry, statement, id) in &decoded {
+        guard.stage(entry, statement, *id);
+    }
+    if commit {
+        guard.commit();
+    }
+    Ok(to.max(guard.next_seq()))
+}
