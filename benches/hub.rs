@@ -13,7 +13,8 @@
 //!
 //! Run (release build; a separate target dir keeps it from blocking other builds):
 //! `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench hub`
-//! Set `HUB_BENCH_QUICK=1` for a fast smoke run with fewer hashes.
+//! Set `HUB_BENCH_QUICK=1` for a fast smoke run with fewer hashes, `HUB_BENCH_SKIP_INGEST=1` to
+//! measure only sync and memory. The hub inherits the environment (e.g. `MALLOC_ARENA_MAX`).
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
@@ -81,8 +82,10 @@ async fn run(quick: bool) -> Result<()> {
     } else {
         [(1_000, 400), (10_000, 60)]
     };
-    for (set_size, sets) in ingest_plan {
-        ingest(&env, set_size, sets, &mut table).await?;
+    if std::env::var_os("HUB_BENCH_SKIP_INGEST").is_none() {
+        for (set_size, sets) in ingest_plan {
+            ingest(&env, set_size, sets, &mut table).await?;
+        }
     }
     let (small, large) = if quick { (10, 30) } else { (10, 100) };
     sync_and_memory(&env, small, large, &mut table).await?;
@@ -293,6 +296,10 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
                 continue;
             }
             let hub = Hub::start(env, data.path(), cache_mib)?;
+            // The hub loads its matching index from the log at start-up: let that finish, note
+            // the start-up peak, then reset the peak so VmHWM below covers only syncing.
+            let startup = hub.settle().await?;
+            hub.reset_peak()?;
             let before = hub.memory()?;
             let mut rates = Vec::new();
             let mut raw_rates = Vec::new();
@@ -302,11 +309,18 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
                     bail!("synced {n} hashes, expected {hashes}");
                 }
                 rates.push(hashes / took.as_secs_f64());
+                let mid = hub.memory()?;
                 let (took, n) = sync_raw(env, &hub.addr).await?;
                 if n != stored {
                     bail!("raw sync returned {n} entries, expected {stored}");
                 }
                 raw_rates.push(hashes / took.as_secs_f64());
+                let end = hub.memory()?;
+                println!(
+                    "    run: VmHWM {} MiB after Session sync, {} MiB after raw sync",
+                    mid.hwm_kib / 1024,
+                    end.hwm_kib / 1024
+                );
             }
             let after = hub.memory()?;
             hub.stop()?;
@@ -324,10 +338,12 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
                 fmt_rate(raw),
             );
             println!(
-                "    hub memory: VmRSS before {} MiB, after {} MiB, VmHWM (peak) {} MiB",
+                "    hub memory: start-up peak {} MiB (index load); idle VmRSS {} MiB before syncing, {} MiB after; peak while syncing {} MiB (+{} MiB over idle)",
+                startup.hwm_kib / 1024,
                 before.rss_kib / 1024,
                 after.rss_kib / 1024,
-                after.hwm_kib / 1024
+                after.hwm_kib / 1024,
+                after.hwm_kib.saturating_sub(before.rss_kib) / 1024
             );
             let label = format!("{} hashes stored", stored * SET);
             if cache_mib == 128 {
@@ -341,9 +357,11 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
                 format!("hub memory while syncing, {label}, cache {cache_mib} MiB"),
                 format!("{} MiB peak", after.hwm_kib / 1024),
                 format!(
-                    "VmRSS {} MiB before, {} MiB after",
+                    "+{} MiB over idle; VmRSS {} MiB before, {} MiB after; start-up peak {} MiB",
+                    after.hwm_kib.saturating_sub(before.rss_kib) / 1024,
                     before.rss_kib / 1024,
-                    after.rss_kib / 1024
+                    after.rss_kib / 1024,
+                    startup.hwm_kib / 1024
                 ),
             );
         }
@@ -522,12 +540,45 @@ impl Hub {
         })
     }
 
+    /// Waits until the hub's resident memory stops changing (its start-up work, such as
+    /// loading the matching index, is done); returns the memory then.
+    async fn settle(&self) -> Result<Memory> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = self.memory()?;
+        let mut stable = 0;
+        while stable < 4 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.memory()?;
+            if now.rss_kib.abs_diff(last.rss_kib) < 256 {
+                stable += 1;
+            } else {
+                stable = 0;
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+
+    /// Resets the hub's VmHWM to its current VmRSS (`/proc/<pid>/clear_refs`, value 5).
+    fn reset_peak(&self) -> Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .context("resetting the hub's peak RSS")
+    }
+
     /// Stops the hub (SIGKILL is safe: every acknowledged write is already durable) and waits
     /// for it, so its sled lock is released.
     fn stop(mut self) -> Result<()> {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+}
+
+impl Drop for Hub {
+    /// Never leaves a hub running if the bench fails part-way.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

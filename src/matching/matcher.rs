@@ -105,16 +105,70 @@ pub struct Hit {
 #[derive(Debug, Default)]
 pub struct Matcher {
     pdq: PdqIndex,
-    exact: HashMap<(HashType, Box<[u8]>), Vec<u32>>,
+    exact: ExactMaps,
     slots: Vec<SlotInfo>,
     staged: Vec<(PdqHash, u32)>,
 }
+
+/// No next slot.
+const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
 struct SlotInfo {
     hash_type: HashType,
     quality: u8,
     live: bool,
+    /// Exact types: the next slot holding the same value (a chain from the map's head).
+    next: u32,
+}
+
+/// Exact-match heads, one map per hash type with fixed-size keys (no allocation per hash);
+/// each value is the newest slot holding that hash, older ones follow `SlotInfo::next`.
+#[derive(Debug, Default)]
+struct ExactMaps {
+    md5: HashMap<[u8; 16], u32>,
+    sha1: HashMap<[u8; 20], u32>,
+    sha256: HashMap<[u8; 32], u32>,
+    photodna: HashMap<Box<[u8]>, u32>,
+}
+
+impl ExactMaps {
+    /// Makes `slot` the head for `value`; returns the previous head (or `NONE`).
+    fn push(&mut self, hash_type: HashType, value: &[u8], slot: u32) -> u32 {
+        fn put<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K, slot: u32) -> u32 {
+            map.insert(key, slot).unwrap_or(NONE)
+        }
+        match hash_type {
+            HashType::Md5 => value
+                .try_into()
+                .map_or(NONE, |k| put(&mut self.md5, k, slot)),
+            HashType::Sha1 => value
+                .try_into()
+                .map_or(NONE, |k| put(&mut self.sha1, k, slot)),
+            HashType::Sha256 => value
+                .try_into()
+                .map_or(NONE, |k| put(&mut self.sha256, k, slot)),
+            HashType::PhotoDna => put(&mut self.photodna, value.into(), slot),
+            HashType::Pdq => NONE,
+        }
+    }
+
+    fn head(&self, hash_type: HashType, value: &[u8]) -> u32 {
+        let found = match hash_type {
+            HashType::Md5 => <[u8; 16]>::try_from(value)
+                .ok()
+                .and_then(|k| self.md5.get(&k)),
+            HashType::Sha1 => <[u8; 20]>::try_from(value)
+                .ok()
+                .and_then(|k| self.sha1.get(&k)),
+            HashType::Sha256 => <[u8; 32]>::try_from(value)
+                .ok()
+                .and_then(|k| self.sha256.get(&k)),
+            HashType::PhotoDna => self.photodna.get(value),
+            HashType::Pdq => None,
+        };
+        found.copied().unwrap_or(NONE)
+    }
 }
 
 impl Matcher {
@@ -136,19 +190,19 @@ impl Matcher {
     /// index, which is far faster than inserting one by one (start-up, offline indexes).
     pub fn stage(&mut self, hash_type: HashType, value: &[u8], quality: Option<u8>) -> u32 {
         let slot = self.slots.len() as u32;
+        let next = match pdq_of(hash_type, value) {
+            Some(hash) => {
+                self.staged.push((hash, slot));
+                NONE
+            }
+            None => self.exact.push(hash_type, value, slot),
+        };
         self.slots.push(SlotInfo {
             hash_type,
             quality: quality.unwrap_or(100),
             live: true,
+            next,
         });
-        match pdq_of(hash_type, value) {
-            Some(hash) => self.staged.push((hash, slot)),
-            None => self
-                .exact
-                .entry((hash_type, value.into()))
-                .or_default()
-                .push(slot),
-        }
         slot
     }
 
@@ -176,13 +230,9 @@ impl Matcher {
             return false;
         }
         info.live = false;
+        // Exact slots stay in their chain and are skipped by lookups.
         if info.hash_type == HashType::Pdq {
             self.pdq.remove(slot);
-        } else {
-            for slots in self.exact.values_mut() {
-                slots.retain(|s| *s != slot);
-            }
-            self.exact.retain(|_, slots| !slots.is_empty());
         }
         true
     }
@@ -208,16 +258,18 @@ impl Matcher {
                     })
                     .collect()
             }
-            None => self
-                .exact
-                .get(&(query.hash_type, query.value.as_slice().into()))
-                .map(|slots| {
-                    slots
-                        .iter()
-                        .map(|&slot| Hit { distance: 0, slot })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            None => {
+                let mut hits = Vec::new();
+                let mut slot = self.exact.head(query.hash_type, &query.value);
+                while let Some(info) = self.slots.get(slot as usize) {
+                    if info.live {
+                        hits.push(Hit { distance: 0, slot });
+                    }
+                    slot = info.next;
+                }
+                hits.reverse(); // oldest first
+                hits
+            }
         }
     }
 
@@ -325,5 +377,31 @@ mod tests {
         assert!(m.lookup(&q(HashType::Pdq, pdq(1), None), &opts).is_empty());
         assert!(m.remove(a));
         assert!(m.lookup(&q(HashType::Md5, md5, None), &opts).is_empty());
+    }
+
+    #[test]
+    fn the_same_hash_shared_twice_matches_both_until_removed() {
+        let mut m = Matcher::new();
+        let sha = vec![9u8; 32];
+        let other = m.add(HashType::Sha256, &[8u8; 32], None);
+        let first = m.add(HashType::Sha256, &sha, None);
+        let second = m.add(HashType::Sha256, &sha, None);
+        let q = Query::new(HashType::Sha256, sha.clone(), None).expect("valid");
+        let slots = |m: &Matcher| -> Vec<u32> {
+            m.lookup(&q, &MatchOptions::default())
+                .iter()
+                .map(|h| h.slot)
+                .collect()
+        };
+        assert_eq!(slots(&m), vec![first, second]);
+        assert!(m.remove(first));
+        assert_eq!(slots(&m), vec![second]);
+        assert!(m.remove(second));
+        assert!(slots(&m).is_empty());
+        assert_ne!(other, first);
+        assert!(Query::new(HashType::Sha256, vec![0; 31], None).is_err());
+        assert!(Query::new(HashType::Md5, vec![0; 16], Some(5)).is_err());
+        assert!(MatchOptions::new(Some(65), None).is_err());
+        assert!(MatchOptions::new(None, Some(101)).is_err());
     }
 }

@@ -180,6 +180,16 @@ impl fmt::Display for Label {
 impl HashEntry {
     /// Validates a wire entry; `field` is its path for error messages.
     pub fn from_wire(entry: pb::HashEntry, field: &str) -> Result<Self, StatementError> {
+        Self::from_wire_at(entry, || field.to_owned())
+    }
+
+    /// Like [`HashEntry::from_wire`], building the field path only if there is an error (this
+    /// runs once per hash of every set).
+    pub fn from_wire_at(
+        entry: pb::HashEntry,
+        field: impl Fn() -> String,
+    ) -> Result<Self, StatementError> {
+        let field = &LazyField(&field);
         let hash_type = HashType::from_wire(entry.r#type).ok_or_else(|| {
             StatementError::invalid(
                 format!("{field}.type"),
@@ -258,6 +268,15 @@ impl HashEntry {
             quality: self.quality.map(u32::from),
             labels: self.labels.iter().map(Label::to_string).collect(),
         }
+    }
+}
+
+/// A field path computed only when displayed (that is, only when an error is reported).
+struct LazyField<'a, F: Fn() -> String>(&'a F);
+
+impl<F: Fn() -> String> fmt::Display for LazyField<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&(self.0)())
     }
 }
 

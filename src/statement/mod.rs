@@ -248,7 +248,7 @@ impl HashSet {
             .entries
             .into_iter()
             .enumerate()
-            .map(|(i, e)| HashEntry::from_wire(e, &format!("hash_set.entries[{i}]")))
+            .map(|(i, e)| HashEntry::from_wire_at(e, || format!("hash_set.entries[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(HashSet {
             description,
