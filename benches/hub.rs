@@ -9,12 +9,15 @@
 //! 2. full sync from cursor 0 (hashes/s) through `sync::Session`, which decodes every statement
 //!    and verifies every signature client-side, plus a raw-stream and verify-only breakdown;
 //! 3. the hub's peak memory (VmHWM) and VmRSS before/after syncing 100,000 and 1,000,000
-//!    stored hashes.
+//!    stored hashes;
+//! 4. `Match` over gRPC: a batch of 1,000 PDQ queries (half planted near-duplicates at
+//!    distances 0-31, half random) against 1,000,000 stored PDQ hashes, with recall against a
+//!    brute-force scan and the hub's memory with that index loaded.
 //!
 //! Run (release build; a separate target dir keeps it from blocking other builds):
 //! `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench hub`
 //! Set `HUB_BENCH_QUICK=1` for a fast smoke run with fewer hashes, `HUB_BENCH_SKIP_INGEST=1` to
-//! measure only sync and memory. The hub inherits the environment (e.g. `MALLOC_ARENA_MAX`).
+//! measure only sync, memory and matching, `HUB_BENCH_ONLY_MATCH=1` for matching alone. The hub inherits the environment (e.g. `MALLOC_ARENA_MAX`).
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
@@ -76,6 +79,12 @@ async fn run(quick: bool) -> Result<()> {
     );
 
     let mut table = Table::default();
+    if std::env::var_os("HUB_BENCH_ONLY_MATCH").is_some() {
+        match_rpc(&env, if quick { 10 } else { 100 }, &mut table).await?;
+        println!("\n== Summary (medians) ==");
+        table.print();
+        return Ok(());
+    }
     // (set size, sets per ingest run)
     let ingest_plan: [(usize, usize); 2] = if quick {
         [(1_000, 40), (10_000, 8)]
@@ -89,6 +98,7 @@ async fn run(quick: bool) -> Result<()> {
     }
     let (small, large) = if quick { (10, 30) } else { (10, 100) };
     sync_and_memory(&env, small, large, &mut table).await?;
+    match_rpc(&env, if quick { 10 } else { 100 }, &mut table).await?;
 
     println!("\n== Summary (medians of {RUNS} runs) ==");
     table.print();
@@ -453,6 +463,153 @@ async fn collect_entries(env: &Env, addr: &str) -> Result<Vec<pb::SyncEntry>> {
 // ---------------------------------------------------------------------------------------------
 // The hub process
 
+// ---------------------------------------------------------------------------------------------
+// Matching
+
+/// Stores `sets` sets of 10,000 random PDQ hashes, then times batches of 1,000 PDQ queries.
+async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
+    use coalition_hub::matching::{PdqHash, PdqIndex};
+    use rand::{Rng, SeedableRng};
+    const PER_SET: usize = 10_000;
+    const QUERIES: usize = 1_000;
+    const BATCHES: usize = 15;
+    let total = sets * PER_SET;
+    println!("== Match: {QUERIES} PDQ queries per batch against {total} stored PDQ hashes ==");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let corpus: Vec<[u8; 32]> = (0..total).map(|_| rng.r#gen()).collect();
+    let data = env.root.path().join("data-match");
+    register(env, &data)?;
+    let hub = Hub::start(env, &data, 128)?;
+    let key = env.certs.signing_key(&env.submitter)?;
+    let mut client = Client::connect(&hub.addr, &env.certs.member_tls(&env.submitter)?).await?;
+    for chunk in corpus.chunks(PER_SET) {
+        let body = Body::HashSet(HashSet {
+            description: "bench pdq".into(),
+            entries: chunk
+                .iter()
+                .map(|h| HashEntry {
+                    hash_type: HashType::Pdq,
+                    value: h.to_vec(),
+                    quality: Some(90),
+                    labels: vec![Label::Category(Category::A1)],
+                })
+                .collect(),
+        });
+        client.submit(sign_new(&env.submitter, &key, body)).await?;
+    }
+    // Half planted near-duplicates (0-31 bits from a stored hash), half random.
+    let queries: Vec<[u8; 32]> = (0..QUERIES)
+        .map(|i| {
+            if i % 2 == 0 {
+                let mut q = corpus[rng.gen_range(0..total)];
+                for _ in 0..(i / 2) % 32 {
+                    let bit = rng.gen_range(0..256);
+                    q[bit / 8] ^= 1 << (bit % 8);
+                }
+                q
+            } else {
+                rng.r#gen()
+            }
+        })
+        .collect();
+    let request = pb::MatchRequest {
+        queries: queries
+            .iter()
+            .map(|q| pb::MatchQuery {
+                r#type: pb::HashType::Pdq as i32,
+                value: q.to_vec(),
+                quality: None,
+            })
+            .collect(),
+        pdq_threshold: Some(31),
+        min_quality: None,
+    };
+    // Index grown live, one submitted set at a time.
+    let (live_ms, live_worst, first) = time_matches(env, &hub, &request, BATCHES).await?;
+    let live_memory = hub.settle().await?;
+    hub.stop()?;
+    // Index bulk-built from the log at start-up.
+    let started = Instant::now();
+    let hub = Hub::start(env, &data, 128)?;
+    let (restart_ms, restart_worst, _) = time_matches(env, &hub, &request, BATCHES).await?;
+    let load = started.elapsed();
+    // Recall against a brute-force scan of the same corpus.
+    let index = PdqIndex::build_with_params(
+        corpus
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (PdqHash(*h), i as u32)),
+        None,
+    );
+    let (mut want, mut got) = (0usize, 0usize);
+    for (q, result) in queries.iter().zip(&first.results) {
+        let truth = index.search(&PdqHash(*q), 31);
+        want += truth.len();
+        let found: Vec<u32> = result.matches.iter().map(|m| m.distance).collect();
+        let expected: Vec<u32> = truth.iter().map(|m| m.distance).collect();
+        if found == expected {
+            got += truth.len();
+        }
+    }
+    let memory = hub.settle().await?;
+    hub.stop()?;
+    println!(
+        "  index grown live: batch of {QUERIES} median {live_ms:.1} ms, slowest {live_worst:.1} ms; hub RSS {} MiB",
+        live_memory.rss_kib / 1024
+    );
+    println!(
+        "  after restart (bulk build; start + load + first answer {:.1} s): median {restart_ms:.1} ms, slowest {restart_worst:.1} ms; hub RSS {} MiB; recall {got}/{want}",
+        load.as_secs_f64(),
+        memory.rss_kib / 1024
+    );
+    table.row(
+        format!("Match over gRPC, {QUERIES} PDQ queries vs {total} PDQ hashes, index grown live"),
+        format!("{live_ms:.1} ms (slowest {live_worst:.1} ms)"),
+        format!(
+            "recall {got}/{want}; hub RSS {} MiB",
+            live_memory.rss_kib / 1024
+        ),
+    );
+    table.row(
+        format!("Match over gRPC, same, index built at start-up"),
+        format!("{restart_ms:.1} ms (slowest {restart_worst:.1} ms)"),
+        format!(
+            "hub RSS {} MiB; restart to first answer {:.1} s",
+            memory.rss_kib / 1024,
+            load.as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// Times `batches` Match calls after a first, untimed one (which waits for the index to cover
+/// the log); returns the median and slowest in ms and the first answer.
+async fn time_matches(
+    env: &Env,
+    hub: &Hub,
+    request: &pb::MatchRequest,
+    batches: usize,
+) -> Result<(f64, f64, pb::MatchResponse)> {
+    let mut reader = Client::connect(&hub.addr, &env.certs.member_tls(&env.reader)?).await?;
+    let first = reader.hub.r#match(request.clone()).await?.into_inner();
+    let mut times = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let t = Instant::now();
+        let answer = reader.hub.r#match(request.clone()).await?.into_inner();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if answer.results.len() != request.queries.len() {
+            bail!(
+                "{} results for {} queries",
+                answer.results.len(),
+                request.queries.len()
+            );
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let worst = times.last().copied().unwrap_or(0.0);
+    Ok((median(&mut times), worst, first))
+}
+
 /// A `coalition serve` child process.
 struct Hub {
     child: Child,
@@ -655,7 +812,7 @@ fn fmt_rate(r: f64) -> String {
     let s = r.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -28,6 +28,8 @@ const PROGRESS_EVERY: u64 = 4096;
 /// Roles that may read the log.
 const READERS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
 
+/// Below this many queries per thread a batch is answered on one thread.
+const PARALLEL_MATCH_MIN: usize = 64;
 /// How long a Match call waits for the corpus to reach the log size it saw on arrival.
 const MATCH_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -186,28 +188,50 @@ impl pb::hub_server::Hub for HubService {
             let corpus = corpus
                 .read()
                 .map_err(|_| Status::internal("the matching index is unavailable"))?;
-            let results = queries
-                .iter()
-                .enumerate()
-                .map(|(i, q)| pb::MatchResult {
-                    query_index: i as u32,
-                    matches: corpus
-                        .lookup(q, &options)
-                        .into_iter()
-                        .map(|f| pb::HashMatch {
-                            statement_id: f.source.statement_id.0.to_vec(),
-                            issuer: f.source.issuer.to_string(),
-                            r#type: f.hash_type.to_wire() as i32,
-                            value: f.value,
-                            distance: f.distance,
-                            labels: f.labels.iter().map(ToString::to_string).collect(),
-                            received_at_ms: f.source.received_at_ms,
-                            seq: f.source.seq,
-                            quality: f.quality.map(u32::from),
+            // Large batches are split across the cores; each half reads the same corpus.
+            let answer = |(i, q): (usize, &Query)| pb::MatchResult {
+                query_index: i as u32,
+                matches: corpus
+                    .lookup(q, &options)
+                    .into_iter()
+                    .map(|f| pb::HashMatch {
+                        statement_id: f.source.statement_id.0.to_vec(),
+                        issuer: f.source.issuer.to_string(),
+                        r#type: f.hash_type.to_wire() as i32,
+                        value: f.value,
+                        distance: f.distance,
+                        labels: f.labels.iter().map(ToString::to_string).collect(),
+                        received_at_ms: f.source.received_at_ms,
+                        seq: f.source.seq,
+                        quality: f.quality.map(u32::from),
+                    })
+                    .collect(),
+            };
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let per_thread = queries.len().div_ceil(threads).max(PARALLEL_MATCH_MIN);
+            let results: Vec<pb::MatchResult> = std::thread::scope(|scope| {
+                let parts: Vec<_> = queries
+                    .chunks(per_thread)
+                    .enumerate()
+                    .map(|(c, chunk)| {
+                        let answer = &answer;
+                        scope.spawn(move || {
+                            chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(j, q)| answer((c * per_thread + j, q)))
+                                .collect::<Vec<_>>()
                         })
-                        .collect(),
-                })
-                .collect();
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            if results.len() != queries.len() {
+                return Err(Status::internal("a match worker failed"));
+            }
             Ok::<_, Status>(pb::MatchResponse {
                 results,
                 indexed_log_size: corpus.next_seq(),

@@ -7,8 +7,10 @@ use crate::store::Store;
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
-/// Entries indexed per step while following (one write-lock hold each).
+/// Most entries indexed per step (one write-lock hold each).
 const STEP: u64 = 1024;
+/// Most payload bytes decoded per step, so a log of large sets is indexed in bounded memory.
+const STEP_BYTES: usize = 8 * 1024 * 1024;
 
 /// The corpus shared by the Match handler, and how far into the log it reaches.
 #[derive(Clone)]
@@ -91,8 +93,13 @@ fn index_step(
     let from = corpus.read().map_err(|e| e.to_string())?.next_seq();
     let to = target.min(from.saturating_add(STEP));
     let mut decoded = Vec::new();
+    let mut bytes = 0;
     for entry in store.entries(from, to) {
+        if bytes >= STEP_BYTES {
+            break;
+        }
         let entry = entry.map_err(|e| e.to_string())?;
+        bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
         let id = entry.id().map_err(|e| e.to_string())?;
         let payload = entry
             .envelope
@@ -111,5 +118,5 @@ fn index_step(
     if commit {
         guard.commit();
     }
-    Ok(to.max(guard.next_seq()))
+    Ok(guard.next_seq())
 }
