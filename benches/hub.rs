@@ -571,7 +571,7 @@ async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
         ),
     );
     table.row(
-        format!("Match over gRPC, same, index built at start-up"),
+        "Match over gRPC, same, index built at start-up",
         format!("{restart_ms:.1} ms (slowest {restart_worst:.1} ms)"),
         format!(
             "hub RSS {} MiB; restart to first answer {:.1} s",

@@ -389,3 +389,61 @@ fn offline_match_cli_against_a_local_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pdq_threshold must be 0..=64"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_during_concurrent_submissions_see_every_acknowledged_hash() {
+    use std::sync::{Arc, Mutex};
+    let t = TestHub::start().await;
+    let acked: Arc<Mutex<Vec<[u8; 32]>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut acme = t.client("acme").await;
+    let key = t.key("acme");
+    let writer_acked = acked.clone();
+    let writer = tokio::spawn(async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+        for round in 0..40 {
+            let hashes: Vec<[u8; 32]> = (0..100).map(|_| rng.r#gen()).collect();
+            let set = HashSet {
+                description: format!("concurrent {round}"),
+                entries: hashes.iter().map(|h| pdq_entry(*h, 100)).collect(),
+            };
+            acme.submit(sign_new(&id("acme"), &key, Body::HashSet(set)))
+                .await
+                .expect("submit");
+            writer_acked.lock().expect("lock").extend(hashes);
+        }
+    });
+    let mut globex = t.client("globex").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(100);
+    let mut checked = 0;
+    while !writer.is_finished() || checked == 0 {
+        // Everything acknowledged before this query is sent must be found by it.
+        let snapshot = acked.lock().expect("lock").clone();
+        if snapshot.is_empty() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let probes: Vec<[u8; 32]> = (0..20)
+            .map(|_| snapshot[rng.gen_range(0..snapshot.len())])
+            .collect();
+        let batch = probes
+            .iter()
+            .map(|p| query(HashType::Pdq, flip(p, 6)))
+            .collect();
+        let answer = ask(&mut globex, batch, None).await.expect("match");
+        for (probe, result) in probes.iter().zip(&answer.results) {
+            assert!(
+                result
+                    .matches
+                    .iter()
+                    .any(|m| m.value == probe.to_vec() && m.distance == 6),
+                "an acknowledged hash was missing from a later answer"
+            );
+        }
+        checked += 1;
+    }
+    writer.await.expect("writer");
+    assert!(
+        checked > 1,
+        "queries ran while submissions were in flight ({checked})"
+    );
+}
