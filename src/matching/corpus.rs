@@ -2,7 +2,7 @@
 //! statement it came from. Built from the store at start-up and extended as entries become
 //! durable, always in log order.
 
-use super::{Hit, MatchOptions, Matcher, Query};
+use super::{Hit, MatchOptions, Matcher, PdqIndex, Query};
 use crate::membership::MemberId;
 use crate::statement::{HashType, Label, Statement, StatementId};
 use crate::store::StoredEntry;
@@ -67,15 +67,9 @@ impl Corpus {
     }
 
     /// Indexes the hashes of a stored entry (hash-set entries and risk-signal hash
-    /// indicators) and makes them searchable. Entries must come in log order; an entry below
-    /// the indexed position is ignored, so replaying is harmless.
-    pub fn add(&mut self, entry: &StoredEntry, statement: &Statement, id: StatementId) {
-        self.stage(entry, statement, id);
-        self.matcher.commit();
-    }
-
-    /// Like [`Corpus::add`] without making PDQ hashes searchable until [`Corpus::commit`]:
-    /// loading a whole log this way builds the PDQ index once.
+    /// indicators); PDQ hashes become searchable at [`Corpus::commit`], so loading a whole log
+    /// builds the PDQ index once. Entries must come in log order; an entry below the indexed
+    /// position is ignored, so replaying is harmless.
     pub fn stage(&mut self, entry: &StoredEntry, statement: &Statement, id: StatementId) {
         if entry.seq < self.next_seq {
             return;
@@ -100,9 +94,26 @@ impl Corpus {
         }
     }
 
-    /// Makes everything staged searchable.
+    /// Makes everything staged searchable. Never rebuilds the PDQ index: the owner checks
+    /// [`Corpus::wants_compaction`] and rebuilds outside its write lock with
+    /// [`Corpus::compacted_pdq`] and [`Corpus::install_pdq`].
     pub fn commit(&mut self) {
-        self.matcher.commit();
+        self.matcher.commit_deferred();
+    }
+
+    /// Whether the PDQ index should be rebuilt.
+    pub fn wants_compaction(&self) -> bool {
+        self.matcher.pdq_wants_compaction()
+    }
+
+    /// A rebuilt copy of the PDQ index (searches may continue meanwhile).
+    pub fn compacted_pdq(&self) -> PdqIndex {
+        self.matcher.compacted_pdq()
+    }
+
+    /// Installs a copy made by [`Corpus::compacted_pdq`] with nothing changed in between.
+    pub fn install_pdq(&mut self, pdq: PdqIndex) {
+        self.matcher.install_pdq(pdq);
     }
 
     /// Everything matching `query`, nearest first.

@@ -94,26 +94,18 @@ impl PdqIndex {
     /// Adds `hash` under `id`. An existing entry with the same id is replaced.
     /// Amortized cheap; occasionally triggers a full rebuild (see type docs).
     pub fn insert(&mut self, hash: PdqHash, id: u32) {
-        self.remove(id);
-        self.delta_hashes.push(hash.to_words());
-        self.delta_ids.push(id);
-        if self.delta_ids.len() > delta_limit(self.main.ids.len()) {
+        self.insert_deferred(hash, id);
+        if self.wants_compaction() {
             self.compact();
         }
     }
 
     /// Removes the entry with `id`; returns whether it was present.
     pub fn remove(&mut self, id: u32) -> bool {
-        if let Some(pos) = self.delta_ids.iter().position(|&d| d == id) {
-            self.delta_ids.swap_remove(pos);
-            self.delta_hashes.swap_remove(pos);
-            return true;
-        }
-        if !self.main.kill(id) {
+        if !self.remove_deferred(id) {
             return false;
         }
-        let n = self.main.ids.len();
-        if self.main.dead_count >= MIN_COMPACT_DEAD && self.main.dead_count * 4 > n {
+        if self.wants_compaction() {
             self.compact();
         }
         true
@@ -121,6 +113,13 @@ impl PdqIndex {
 
     /// Merges the insert buffer into the tables and drops tombstones now (O(n)).
     pub fn compact(&mut self) {
+        *self = self.compacted();
+    }
+
+    /// A compacted copy (insert buffer merged, tombstones dropped), built from `&self` so that
+    /// searches can go on while it is built; swap it in afterwards. O(n) time, and the copy
+    /// needs as much memory as the index.
+    pub fn compacted(&self) -> PdqIndex {
         let live = self.len();
         let params = self.params();
         let mut hashes = Vec::with_capacity(live);
@@ -132,7 +131,7 @@ impl PdqIndex {
             .zip(self.delta_hashes.iter().copied())
             .collect();
         delta.sort_unstable_by_key(|&(id, _)| id);
-        let main = std::mem::take(&mut self.main);
+        let main = &self.main;
         let mut main_iter = (0..main.ids.len())
             .filter(|&slot| !main.is_dead(slot))
             .map(|slot| (main.ids[slot], main.hashes[slot]))
@@ -155,11 +154,39 @@ impl PdqIndex {
                 hashes.push(hash);
             }
         }
-        drop(main_iter);
-        drop(main);
-        self.delta_ids = Vec::new();
-        self.delta_hashes = Vec::new();
-        self.main = MainPart::from_sorted(hashes, ids, params);
+        PdqIndex {
+            main: MainPart::from_sorted(hashes, ids, params),
+            delta_hashes: Vec::new(),
+            delta_ids: Vec::new(),
+            params_override: self.params_override,
+        }
+    }
+
+    /// Adds `hash` under `id` like [`PdqIndex::insert`], but never rebuilds: the caller checks
+    /// [`PdqIndex::wants_compaction`] and swaps in [`PdqIndex::compacted`] when convenient
+    /// (the hub builds it outside its write lock, so queries never wait for a rebuild).
+    pub fn insert_deferred(&mut self, hash: PdqHash, id: u32) {
+        self.remove_deferred(id);
+        self.delta_hashes.push(hash.to_words());
+        self.delta_ids.push(id);
+    }
+
+    /// Removes like [`PdqIndex::remove`], but never rebuilds.
+    pub fn remove_deferred(&mut self, id: u32) -> bool {
+        if let Some(pos) = self.delta_ids.iter().position(|&d| d == id) {
+            self.delta_ids.swap_remove(pos);
+            self.delta_hashes.swap_remove(pos);
+            return true;
+        }
+        self.main.kill(id)
+    }
+
+    /// Whether the insert buffer or the tombstones have grown past the point where
+    /// [`PdqIndex::insert`] / [`PdqIndex::remove`] would rebuild.
+    pub fn wants_compaction(&self) -> bool {
+        let n = self.main.ids.len();
+        self.delta_ids.len() > delta_limit(n)
+            || (self.main.dead_count >= MIN_COMPACT_DEAD && self.main.dead_count * 4 > n)
     }
 
     /// The live hash stored under `id`, if any.
@@ -1125,6 +1152,40 @@ mod tests {
                     Op::Compact => index.compact(),
                 }
                 prop_assert_eq!(index.len(), live.len());
+            }
+        }
+    }
+
+    #[test]
+    fn deferred_inserts_and_off_lock_compaction_match_brute_force() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut items: Vec<(PdqHash, u32)> =
+            (0..40_000u32).map(|i| (PdqHash(rng.r#gen()), i)).collect();
+        let mut index = PdqIndex::build(items.iter().copied());
+        let mut next = items.len() as u32;
+        while !index.wants_compaction() {
+            let hash = PdqHash(rng.r#gen());
+            index.insert_deferred(hash, next);
+            items.push((hash, next));
+            next += 1;
+        }
+        assert!(index.remove_deferred(3));
+        items.retain(|(_, id)| *id != 3);
+        let queries: Vec<PdqHash> = (0..50)
+            .map(|i| {
+                let mut q = items[i * 97].0;
+                q.0[0] ^= 0b1011;
+                q
+            })
+            .collect();
+        let compacted = index.compacted();
+        assert!(!compacted.wants_compaction());
+        assert_eq!(compacted.len(), index.len());
+        for q in &queries {
+            for t in [0, 3, 31] {
+                let want = brute_force(&items, q, t);
+                assert_eq!(index.search(q, t), want, "before the swap");
+                assert_eq!(compacted.search(q, t), want, "after the swap");
             }
         }
     }

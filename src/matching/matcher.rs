@@ -206,8 +206,19 @@ impl Matcher {
         slot
     }
 
-    /// Makes every staged PDQ hash searchable.
+    /// Makes every staged PDQ hash searchable, rebuilding the PDQ index when its insert
+    /// buffer has outgrown it.
     pub fn commit(&mut self) {
+        self.commit_deferred();
+        if self.pdq.wants_compaction() {
+            self.pdq.compact();
+        }
+    }
+
+    /// Makes every staged PDQ hash searchable without ever rebuilding here: the caller checks
+    /// [`Matcher::pdq_wants_compaction`] and swaps in [`Matcher::compacted_pdq`] (built while
+    /// searches go on) with [`Matcher::install_pdq`].
+    pub fn commit_deferred(&mut self) {
         if self.staged.is_empty() {
             return;
         }
@@ -216,9 +227,25 @@ impl Matcher {
             self.pdq = PdqIndex::build(staged);
         } else {
             for (hash, slot) in staged {
-                self.pdq.insert(hash, slot);
+                self.pdq.insert_deferred(hash, slot);
             }
         }
+    }
+
+    /// Whether the PDQ index should be rebuilt (see [`Matcher::commit_deferred`]).
+    pub fn pdq_wants_compaction(&self) -> bool {
+        self.pdq.wants_compaction()
+    }
+
+    /// A rebuilt copy of the PDQ index, made from `&self`.
+    pub fn compacted_pdq(&self) -> PdqIndex {
+        self.pdq.compacted()
+    }
+
+    /// Replaces the PDQ index with one from [`Matcher::compacted_pdq`]. Only valid if nothing
+    /// changed the matcher in between (the hub's single indexer guarantees it).
+    pub fn install_pdq(&mut self, pdq: PdqIndex) {
+        self.pdq = pdq;
     }
 
     /// Removes a slot from matching (retractions, expiry); `false` if it was not live.

@@ -59,11 +59,13 @@ async fn run(store: Store, corpus: Arc<RwLock<Corpus>>, indexed: watch::Sender<u
                         loading = false;
                     }
                     indexed.send_replace(next);
+                    compact_if_needed(&corpus).await;
                     break;
                 }
                 Ok(Ok(next)) => {
                     if !loading {
                         indexed.send_replace(next);
+                        compact_if_needed(&corpus).await;
                     }
                 }
                 Ok(Err(e)) => {
@@ -79,6 +81,31 @@ async fn run(store: Store, corpus: Arc<RwLock<Corpus>>, indexed: watch::Sender<u
         if sizes.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Rebuilds the PDQ index when its insert buffer has outgrown it. The copy is built under a
+/// read lock, so Match calls go on meanwhile; only the swap takes the write lock. Safe because
+/// this task is the corpus's only writer.
+async fn compact_if_needed(corpus: &Arc<RwLock<Corpus>>) {
+    let corpus = corpus.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let fresh = {
+            let guard = corpus.read().map_err(|e| e.to_string())?;
+            if !guard.wants_compaction() {
+                return Ok(());
+            }
+            guard.compacted_pdq()
+        };
+        corpus
+            .write()
+            .map_err(|e| e.to_string())?
+            .install_pdq(fresh);
+        Ok::<(), String>(())
+    })
+    .await;
+    if !matches!(done, Ok(Ok(()))) {
+        tracing::error!("rebuilding the PDQ index failed; matching continues on the old one");
     }
 }
 
