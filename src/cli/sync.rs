@@ -197,10 +197,9 @@ fn build_request(args: &SyncArgs) -> Result<pb::SyncRequest> {
     let kinds = args
         .kinds
         .iter()
-        .map(|k| match k.as_str() {
-            "hash_set" => Ok(Kind::HashSet.to_wire() as i32),
-            "risk_signal" => Ok(Kind::RiskSignal.to_wire() as i32),
-            other => bail!("unknown --kind '{other}' (hash_set, risk_signal)"),
+        .map(|k| match Kind::parse(k) {
+            Some(kind) => Ok(kind.to_wire() as i32),
+            None => bail!("unknown --kind '{k}' (hash_set, risk_signal)"),
         })
         .collect::<Result<Vec<_>>>()?;
     let hash_types = args

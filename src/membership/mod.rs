@@ -5,6 +5,7 @@
 //! every change into a signed statement in the log and this registry into its replayed view.
 
 use crate::pb;
+use crate::statement::{ParsedEnvelope, SignatureError, Verified};
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -456,6 +457,56 @@ impl Member {
             keys,
             added_at_ms: m.added_at_ms,
         })
+    }
+}
+
+/// How far in the future a statement's `issued_at_ms` may be (clock-skew allowance).
+pub const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
+
+/// Why a member's statement is refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum AcceptError {
+    /// The statement names another member as its issuer.
+    #[error(
+        "statement issuer '{issuer}' is not the authenticated member '{member}': a member may only submit its own statements"
+    )]
+    NotIssuer {
+        /// Who the statement says made it.
+        issuer: MemberId,
+        /// Who is submitting it.
+        member: MemberId,
+    },
+    /// The statement is dated too far in the future.
+    #[error(
+        "issued_at_ms: {issued_at_ms} is more than 10 minutes in the future; check the signer's clock"
+    )]
+    FromTheFuture {
+        /// Its date.
+        issued_at_ms: i64,
+    },
+    /// A signature is missing, unknown or invalid.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+}
+
+impl Member {
+    /// The rules for a statement this member submits: it must be the issuer, the statement must
+    /// not be dated in the future (beyond clock skew), and every signature must verify with one
+    /// of its active keys, including the statement's own key.
+    pub fn accept(&self, parsed: ParsedEnvelope, now_ms: i64) -> Result<Verified, AcceptError> {
+        let statement = &parsed.statement;
+        if statement.issuer != self.id {
+            return Err(AcceptError::NotIssuer {
+                issuer: statement.issuer.clone(),
+                member: self.id.clone(),
+            });
+        }
+        if statement.issued_at_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(AcceptError::FromTheFuture {
+                issued_at_ms: statement.issued_at_ms,
+            });
+        }
+        Ok(parsed.verify(|key_id| self.active_key(key_id))?)
     }
 }
 

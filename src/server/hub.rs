@@ -14,8 +14,6 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-/// How far in the future a statement's `issued_at_ms` may be (clock skew allowance).
-pub const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
 /// Entries buffered per sync stream before the server waits for the client (backpressure).
 const SYNC_BUFFER: usize = 16;
 /// Most bytes read from the store per sync chunk.
@@ -64,22 +62,7 @@ impl pb::hub_server::Hub for HubService {
         // async workers.
         let verified = tokio::task::spawn_blocking(move || {
             let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
-            let statement = &parsed.statement;
-            if statement.issuer != member.id {
-                return Err(Status::permission_denied(format!(
-                    "statement issuer '{}' is not the authenticated member '{}': a member may only submit its own statements",
-                    statement.issuer, member.id
-                )));
-            }
-            if statement.issued_at_ms > now_ms() + MAX_CLOCK_SKEW_MS {
-                return Err(Status::invalid_argument(format!(
-                    "issued_at_ms: {} is more than 10 minutes in the future; check the signer's clock",
-                    statement.issued_at_ms
-                )));
-            }
-            parsed
-                .verify(|key_id| member.active_key(key_id))
-                .map_err(status::signature)
+            member.accept(parsed, now_ms()).map_err(status::accept)
         })
         .await
         .map_err(|e| Status::internal(format!("verification task failed: {e}")))??;
@@ -253,7 +236,7 @@ impl pb::hub_server::Hub for HubService {
 }
 
 /// The wire form of a receipt.
-pub fn receipt_to_wire(r: &crate::store::Receipt) -> pb::Receipt {
+fn receipt_to_wire(r: &crate::store::Receipt) -> pb::Receipt {
     pb::Receipt {
         statement_id: r.statement_id.0.to_vec(),
         seq: r.seq,

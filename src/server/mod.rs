@@ -9,8 +9,7 @@ mod hub;
 mod indexer;
 mod status;
 
-pub use auth::member_id_of_cert;
-pub use hub::{HubService, MAX_CLOCK_SKEW_MS, receipt_to_wire};
+pub use hub::HubService;
 
 use crate::pb;
 use crate::pki::TlsConfig;

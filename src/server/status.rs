@@ -1,6 +1,6 @@
 //! The one place where domain errors become gRPC statuses (codes per docs/PROTOCOL.md).
 
-use crate::membership::MembershipError;
+use crate::membership::{AcceptError, MembershipError};
 use crate::statement::{SignatureError, StatementError};
 use crate::store::StoreError;
 use tonic::Status;
@@ -16,6 +16,15 @@ pub fn statement(e: StatementError) -> Status {
 /// Signatures that do not verify.
 pub fn signature(e: SignatureError) -> Status {
     Status::invalid_argument(e.to_string())
+}
+
+/// A member's statement that is refused.
+pub fn accept(e: AcceptError) -> Status {
+    match e {
+        AcceptError::NotIssuer { .. } => Status::permission_denied(e.to_string()),
+        AcceptError::FromTheFuture { .. } => Status::invalid_argument(e.to_string()),
+        AcceptError::Signature(s) => signature(s),
+    }
 }
 
 /// Membership rules.

@@ -221,6 +221,13 @@ impl Kind {
             Kind::RiskSignal => "risk_signal",
         }
     }
+
+    /// Parses a name (`hash_set`, `risk_signal`).
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::HashSet, Kind::RiskSignal]
+            .into_iter()
+            .find(|k| k.name() == s)
+    }
 }
 
 impl HashSet {
