@@ -186,13 +186,15 @@ fn parse_line(text: &str, sync_csv: &mut bool) -> Result<Option<HashLine>, Strin
         return Ok(None);
     }
     if text.starts_with('{') {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        // Sync output interleaves other rows (risk signals): only hash rows are read.
+        if value.get("kind").is_some_and(|k| k != "hash") {
+            return Ok(None);
+        }
         let row: HashLine =
-            serde_json::from_str(text).map_err(|e| format!("not a hash object: {e}"))?;
-        return Ok(row
-            .kind
-            .as_deref()
-            .is_none_or(|k| k == "hash")
-            .then_some(row));
+            serde_json::from_value(value).map_err(|e| format!("not a hash object: {e}"))?;
+        return Ok(Some(row));
     }
     let cols: Vec<&str> = text.split(',').map(str::trim).collect();
     let first = cols.first().copied().unwrap_or_default();

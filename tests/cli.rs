@@ -162,6 +162,16 @@ fn cli_end_to_end() {
     assert_eq!(pdq_row["issuer"], "acme");
     assert_eq!(pdq_row["labels"], serde_json::json!(["A1"]));
 
+    // The synced file (hash rows and a risk-signal row) serves as an offline match index.
+    std::fs::write(d.join("q.txt"), format!("{}\n", "f".repeat(63) + "e")).expect("queries");
+    let out = ok(
+        d,
+        &["match", "--index", "shared.jsonl", "--queries", "q.txt"],
+    );
+    let hit: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON match");
+    assert_eq!(hit["distance"], 1);
+    assert_eq!(hit["source"]["issuer"], "acme");
+
     // Resume: only what is new is appended.
     let more = format!("sha1,{}\n", "cd".repeat(20));
     std::fs::write(d.join("more.csv"), more).expect("write");
