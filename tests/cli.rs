@@ -135,18 +135,21 @@ fn cli_end_to_end() {
         ],
     );
 
-    let out = ok(
-        d,
-        &[
-            "sync",
-            "--hub",
-            &addr,
-            "--as",
-            "globex",
-            "--out",
-            "shared.jsonl",
-        ],
-    );
+    let sync_shared = || {
+        ok(
+            d,
+            &[
+                "sync",
+                "--hub",
+                &addr,
+                "--as",
+                "globex",
+                "--out",
+                "shared.jsonl",
+            ],
+        )
+    };
+    let out = sync_shared();
     assert!(
         out.contains("synced 3 statements (3 hashes, 1 risk signals)"),
         "{out}"
@@ -181,18 +184,7 @@ fn cli_end_to_end() {
             "submit", "--hub", &addr, "--as", "acme", "--hashes", "more.csv",
         ],
     );
-    let out = ok(
-        d,
-        &[
-            "sync",
-            "--hub",
-            &addr,
-            "--as",
-            "globex",
-            "--out",
-            "shared.jsonl",
-        ],
-    );
+    let out = sync_shared();
     assert!(
         out.contains("synced 1 statements (1 hashes, 0 risk signals) from seq 3 to 4"),
         "{out}"
