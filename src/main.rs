@@ -1,6 +1,17 @@
 //! The `coalition` binary: parses arguments and runs the command; errors print one line.
 
 use clap::Parser;
+
+/// clap's usage errors on one line: the message without the usage block.
+fn one_line_usage_error(rendered: &str) -> String {
+    let message: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("{} (see --help)", message.join(" "))
+}
 use coalition_hub::cli::{Cli, one_line};
 use tracing_subscriber::EnvFilter;
 
@@ -12,7 +23,14 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            eprintln!("{}", one_line_usage_error(&e.to_string()));
+            return std::process::ExitCode::from(2);
+        }
+    };
     match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

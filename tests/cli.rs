@@ -63,6 +63,21 @@ fn serve(dir: &Path) -> (Hub, String) {
 }
 
 #[test]
+fn usage_errors_are_one_line_with_exit_2() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for args in [
+        &["submit"][..],
+        &["sync", "--as", "x", "--out", "y", "--bogus"][..],
+    ] {
+        let out = coalition(tmp.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr:?}");
+        assert!(stderr.starts_with("error: "), "{stderr:?}");
+    }
+}
+
+#[test]
 fn cli_end_to_end() {
     let tmp = tempfile::tempdir().expect("tmp");
     let d = tmp.path();
