@@ -279,3 +279,45 @@ async fn health_and_reflection_answer_stock_tools() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_member_suspended_while_following_is_cut_off() {
+    use coalition_hub::membership::MemberStatus;
+    let t = TestHub::start().await;
+    let globex = t.client("globex").await;
+    let mut session = Session::start(
+        globex,
+        pb::SyncRequest {
+            follow: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("session");
+    let first = session.next().await.expect("progress").expect("open");
+    assert!(matches!(first, Event::Progress { next_seq: 0, .. }));
+    // An admin action (the membership work adds the RPC) marks globex suspended.
+    let mut member = t
+        .store
+        .member(&id("globex"))
+        .expect("read")
+        .expect("exists");
+    member.status = MemberStatus::Suspended;
+    t.store.update_member(&member).expect("suspend");
+    let cut = tokio::time::timeout(std::time::Duration::from_secs(10), session.next())
+        .await
+        .expect("cut off within the re-check interval");
+    let err = cut.expect_err("the stream ends with an error");
+    assert!(
+        err.to_string().contains("member 'globex' is suspended"),
+        "{err}"
+    );
+    // And every new call is refused.
+    let mut again = t.client("globex").await;
+    let err = again
+        .hub
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("suspended");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+}

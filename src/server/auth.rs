@@ -41,10 +41,21 @@ pub fn authorize<T>(
         .first()
         .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
     let id = member_id_of_cert(leaf.as_ref()).map_err(Status::unauthenticated)?;
+    member_allowed(store, &id, roles, action)
+}
+
+/// The registered, active member `id`, holding one of `roles`; re-checked by long-lived
+/// streams so a member suspended or removed meanwhile is cut off.
+pub fn member_allowed(
+    store: &Store,
+    id: &MemberId,
+    roles: &[Role],
+    action: &'static str,
+) -> Result<Member, Status> {
     let member = store
-        .member(&id)
+        .member(id)
         .map_err(status::store)?
-        .ok_or_else(|| status::membership(MembershipError::UnknownMember(id)))?;
+        .ok_or_else(|| status::membership(MembershipError::UnknownMember(id.clone())))?;
     member.ensure_active().map_err(status::membership)?;
     if !roles.iter().any(|r| member.has_role(*r)) {
         let role = roles.first().map_or("?", |r| r.name());

@@ -23,6 +23,8 @@ const SYNC_CHUNK_ENTRIES: u64 = 256;
 /// After this many filtered-out entries in a row, tell the client how far the scan got.
 const PROGRESS_EVERY: u64 = 4096;
 
+/// How often an idle following stream re-checks that its member may still read.
+const MEMBERSHIP_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Roles that may read the log.
 const READERS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
 
@@ -79,12 +81,13 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
-        auth::authorize(&self.store, &request, READERS, "sync")?;
+        let reader = auth::authorize(&self.store, &request, READERS, "sync")?.id;
         let req = request.into_inner();
         let filter = parse_filter(&req)?;
         let (tx, rx) = mpsc::channel(SYNC_BUFFER);
         tokio::spawn(stream_entries(
             self.store.clone(),
+            reader,
             req.from_seq,
             filter,
             req.follow,
@@ -289,6 +292,7 @@ fn parse_filter(req: &pb::SyncRequest) -> Result<SyncFilter, Status> {
 /// channel makes a slow client slow this task down instead of growing a buffer.
 async fn stream_entries(
     store: Store,
+    reader: MemberId,
     mut cursor: u64,
     filter: SyncFilter,
     follow: bool,
@@ -296,9 +300,15 @@ async fn stream_entries(
 ) {
     let mut size_rx = store.watch_size();
     let mut skipped = 0u64;
+    let mut reported = None;
     loop {
         let size = *size_rx.borrow_and_update();
         while cursor < size {
+            // A member suspended or removed while streaming is cut off at the next chunk.
+            if let Err(status) = auth::member_allowed(&store, &reader, READERS, "sync") {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
             let chunk = {
                 let store = store.clone();
                 tokio::task::spawn_blocking(move || read_chunk(&store, cursor, size)).await
@@ -345,15 +355,27 @@ async fn stream_entries(
             }
         }
         skipped = 0;
-        let caught_up = pb::SyncResponse {
-            item: Some(progress(cursor, size)),
-        };
-        if tx.send(Ok(caught_up)).await.is_err() || !follow {
+        if reported != Some(cursor) {
+            reported = Some(cursor);
+            let caught_up = pb::SyncResponse {
+                item: Some(progress(cursor, size)),
+            };
+            if tx.send(Ok(caught_up)).await.is_err() {
+                return;
+            }
+        }
+        if !follow {
             return;
         }
         tokio::select! {
             changed = size_rx.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
+            () = tokio::time::sleep(MEMBERSHIP_RECHECK) => {
+                if let Err(status) = auth::member_allowed(&store, &reader, READERS, "sync") {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            }
         }
     }
 }
