@@ -283,3 +283,27 @@ fn cli_end_to_end() {
         "{err}"
     );
 }
+
+#[test]
+fn quickstart_runs_on_a_fresh_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = coalition(tmp.path(), &["quickstart"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(tmp.path().join("certs/ca.pem").exists());
+    for step in [
+        "resubmitting the same envelope is idempotent: already_present=true",
+        "globex tried to submit a statement in acme's name: refused (permission denied",
+        "globex synced 2 statements (6 hashes, 1 risk signal)",
+        "match (near-duplicate PDQ query): hit, distance 5",
+        "match (unrelated PDQ query): no match",
+    ] {
+        assert!(stdout.contains(step), "missing {step:?} in\n{stdout}");
+    }
+    assert!(stderr.trim().is_empty(), "quiet by default: {stderr}");
+    // A second run reuses the certificates.
+    let again = coalition(tmp.path(), &["quickstart"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("(0 new files"));
+}
