@@ -21,7 +21,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::membership::{Member, MemberId};
+use coalition_hub::membership::{Member, MemberId, Role, admission_request};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{
@@ -743,18 +743,13 @@ impl Drop for Hub {
 fn register(env: &Env, data: &Path) -> Result<()> {
     let store = Store::open(data, &StoreConfig::default())?;
     for (id, role) in [
-        (&env.admin, pb::Role::Admin),
-        (&env.submitter, pb::Role::Member),
-        (&env.reader, pb::Role::Member),
+        (&env.admin, Role::Admin),
+        (&env.submitter, Role::Member),
+        (&env.reader, Role::Member),
     ] {
         let key = env.certs.signing_key(id)?;
         store.add_member(&Member::admit(
-            pb::AddMemberRequest {
-                member_id: id.to_string(),
-                display_name: format!("bench {id}"),
-                roles: vec![role as i32],
-                public_keys: vec![key.verifying_key().to_bytes().to_vec()],
-            },
+            admission_request(id, &format!("bench {id}"), &[role], &[key.verifying_key()]),
             now_ms(),
         )?)?;
     }

@@ -366,8 +366,8 @@ impl SignalFile {
             });
         }
         let wire = pb::RiskSignal {
-            category: category_wire(category) as i32,
-            severity: severity_wire(severity) as i32,
+            category: category.to_wire() as i32,
+            severity: severity.to_wire() as i32,
             title: self.title.clone(),
             description: self.description.clone(),
             indicators,
@@ -416,27 +416,6 @@ impl SignalFile {
             last_seen_ms: signal.last_seen_ms,
             expires_at_ms: signal.expires_at_ms,
         }
-    }
-}
-
-fn category_wire(c: crate::statement::SignalCategory) -> pb::SignalCategory {
-    use crate::statement::SignalCategory as C;
-    match c {
-        C::Sextortion => pb::SignalCategory::Sextortion,
-        C::Grooming => pb::SignalCategory::Grooming,
-        C::CsamDistribution => pb::SignalCategory::CsamDistribution,
-        C::Trafficking => pb::SignalCategory::Trafficking,
-        C::Other => pb::SignalCategory::Other,
-    }
-}
-
-fn severity_wire(s: crate::statement::Severity) -> pb::Severity {
-    use crate::statement::Severity as S;
-    match s {
-        S::Low => pb::Severity::Low,
-        S::Medium => pb::Severity::Medium,
-        S::High => pb::Severity::High,
-        S::Critical => pb::Severity::Critical,
     }
 }
 

@@ -4,7 +4,7 @@
 //! that refuse a forged statement.
 
 use crate::client::{Client, sign_new};
-use crate::membership::{KeyId, Member, MemberId};
+use crate::membership::{KeyId, Member, MemberId, Role, admission_request};
 use crate::pb;
 use crate::pki::CertDir;
 use crate::statement::{
@@ -34,12 +34,12 @@ pub async fn run(certs: &Path) -> Result<()> {
     // Bootstrap: the first admin is registered offline, as `coalition admin member add --data`.
     let admin_key = dir.signing_key(&admin)?;
     store.add_member(&Member::admit(
-        pb::AddMemberRequest {
-            member_id: admin.to_string(),
-            display_name: "Coalition secretariat".into(),
-            roles: vec![pb::Role::Admin as i32],
-            public_keys: vec![admin_key.verifying_key().to_bytes().to_vec()],
-        },
+        admission_request(
+            &admin,
+            "Coalition secretariat",
+            &[Role::Admin],
+            &[admin_key.verifying_key()],
+        ),
         now_ms(),
     )?)?;
     let hub = crate::server::spawn("127.0.0.1:0", store, dir.hub_tls()?).await?;
@@ -54,12 +54,12 @@ pub async fn run(certs: &Path) -> Result<()> {
         let key = dir.signing_key(id)?;
         as_admin
             .admin
-            .add_member(pb::AddMemberRequest {
-                member_id: id.to_string(),
-                display_name: name.into(),
-                roles: vec![pb::Role::Member as i32],
-                public_keys: vec![key.verifying_key().to_bytes().to_vec()],
-            })
+            .add_member(admission_request(
+                id,
+                name,
+                &[Role::Member],
+                &[key.verifying_key()],
+            ))
             .await
             .map_err(crate::client::ClientError::from)?;
         println!(

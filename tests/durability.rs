@@ -4,7 +4,7 @@
 mod common;
 
 use coalition_hub::client::Client;
-use coalition_hub::membership::Member;
+use coalition_hub::membership::{Member, Role, admission_request};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::store::{Store, StoreConfig, now_ms};
@@ -54,12 +54,7 @@ async fn acknowledged_statements_survive_sigkill() {
         // Offline bootstrap, as `coalition admin member add --data`.
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
         let member = Member::admit(
-            pb::AddMemberRequest {
-                member_id: "acme".into(),
-                roles: vec![pb::Role::Member as i32],
-                public_keys: vec![key.verifying_key().to_bytes().to_vec()],
-                ..Default::default()
-            },
+            admission_request(&id("acme"), "", &[Role::Member], &[key.verifying_key()]),
             now_ms(),
         )
         .expect("admit");

@@ -115,12 +115,7 @@ async fn add(args: AddArgs) -> Result<()> {
     for r in &args.roles {
         let role = Role::parse(r)
             .with_context(|| format!("unknown role '{r}' (admin, member, auditor, peer)"))?;
-        roles.push(match role {
-            Role::Admin => pb::Role::Admin,
-            Role::Member => pb::Role::Member,
-            Role::Auditor => pb::Role::Auditor,
-            Role::Peer => pb::Role::Peer,
-        } as i32);
+        roles.push(role.to_wire() as i32);
     }
     let request = pb::AddMemberRequest {
         member_id: args.id.clone(),

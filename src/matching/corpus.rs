@@ -61,11 +61,6 @@ impl Corpus {
         self.next_seq
     }
 
-    /// Number of hashes indexed.
-    pub fn hashes(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Indexes the hashes of a stored entry (hash-set entries and risk-signal hash
     /// indicators); PDQ hashes become searchable at [`Corpus::commit`], so loading a whole log
     /// builds the PDQ index once. Entries must come in log order; an entry below the indexed

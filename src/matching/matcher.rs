@@ -309,16 +309,6 @@ impl Matcher {
     pub fn quality(&self, slot: u32) -> Option<u8> {
         self.slots.get(slot as usize).map(|s| s.quality)
     }
-
-    /// Number of slots ever added (live or not).
-    pub fn slots(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Heap bytes held by the PDQ index.
-    pub fn pdq_memory_bytes(&self) -> usize {
-        self.pdq.memory_bytes()
-    }
 }
 
 fn pdq_of(hash_type: HashType, value: &[u8]) -> Option<PdqHash> {

@@ -238,7 +238,8 @@ impl Role {
             .find(|r| r.name() == s)
     }
 
-    fn to_wire(self) -> pb::Role {
+    /// The wire enum value.
+    pub fn to_wire(self) -> pb::Role {
         match self {
             Role::Admin => pb::Role::Admin,
             Role::Member => pb::Role::Member,
@@ -255,6 +256,21 @@ impl Role {
             pb::Role::Peer => Some(Role::Peer),
             pb::Role::Unspecified => None,
         }
+    }
+}
+
+/// The `Admin.AddMember` request that admits `id` with `roles` and signing `keys`.
+pub fn admission_request(
+    id: &MemberId,
+    display_name: &str,
+    roles: &[Role],
+    keys: &[VerifyingKey],
+) -> pb::AddMemberRequest {
+    pb::AddMemberRequest {
+        member_id: id.to_string(),
+        display_name: display_name.to_owned(),
+        roles: roles.iter().map(|r| r.to_wire() as i32).collect(),
+        public_keys: keys.iter().map(|k| k.to_bytes().to_vec()).collect(),
     }
 }
 

@@ -97,7 +97,8 @@ impl SignalCategory {
             W::Unspecified => return None,
         })
     }
-    fn to_wire(self) -> pb::SignalCategory {
+    /// The wire enum value.
+    pub fn to_wire(self) -> pb::SignalCategory {
         use pb::SignalCategory as W;
         match self {
             SignalCategory::Sextortion => W::Sextortion,
@@ -141,7 +142,8 @@ impl Severity {
             W::Unspecified => return None,
         })
     }
-    fn to_wire(self) -> pb::Severity {
+    /// The wire enum value.
+    pub fn to_wire(self) -> pb::Severity {
         use pb::Severity as W;
         match self {
             Severity::Low => W::Low,

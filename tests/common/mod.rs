@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::membership::{Member, MemberId};
+use coalition_hub::membership::{Member, MemberId, Role, admission_request};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
 use coalition_hub::server::{RunningHub, spawn};
@@ -41,12 +41,12 @@ impl TestHub {
         store
             .add_member(
                 &Member::admit(
-                    pb::AddMemberRequest {
-                        member_id: "admin".into(),
-                        display_name: "Admin".into(),
-                        roles: vec![pb::Role::Admin as i32],
-                        public_keys: vec![admin_key.verifying_key().to_bytes().to_vec()],
-                    },
+                    admission_request(
+                        &id("admin"),
+                        "Admin",
+                        &[Role::Admin],
+                        &[admin_key.verifying_key()],
+                    ),
                     now_ms(),
                 )
                 .expect("admin"),
@@ -72,12 +72,12 @@ impl TestHub {
         for m in ["acme", "globex"] {
             admin
                 .admin
-                .add_member(pb::AddMemberRequest {
-                    member_id: m.into(),
-                    display_name: m.to_uppercase(),
-                    roles: vec![pb::Role::Member as i32],
-                    public_keys: vec![t.key(m).verifying_key().to_bytes().to_vec()],
-                })
+                .add_member(admission_request(
+                    &id(m),
+                    &m.to_uppercase(),
+                    &[Role::Member],
+                    &[t.key(m).verifying_key()],
+                ))
                 .await
                 .expect("admit member");
         }
