@@ -4,6 +4,7 @@
 //! ```text
 //! certs/ca.pem  ca.key                       coalition CA (signs every TLS certificate)
 //! certs/hub.pem hub.key                      the hub's server certificate (localhost, 127.0.0.1, ::1)
+//! certs/hub.sign.key                         the hub's ed25519 checkpoint-signing key (PKCS#8 PEM)
 //! certs/members/<id>.pem <id>.key            member TLS client certificate, SAN urn:coalition:member:<id>
 //! certs/members/<id>.sign.key <id>.sign.pub  member ed25519 signing key (PKCS#8 PEM) and public key (hex)
 //! ```
@@ -130,6 +131,9 @@ impl CertDir {
                 &mut created,
             )?;
         }
+        if !self.hub_signing_key_path().exists() {
+            write_signing_key(&self.hub_signing_key_path(), None, &mut created)?;
+        }
         for id in members {
             self.add_member(id, &mut created)?;
         }
@@ -152,20 +156,19 @@ impl CertDir {
         }
         let sign_key = self.signing_key_path(id);
         if !sign_key.exists() {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let pem = key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| invalid(&sign_key, e.to_string()))?;
-            write(&sign_key, pem.as_bytes(), true, created)?;
-            let public = hex::encode(key.verifying_key().as_bytes()) + "\n";
-            write(
-                &self.member_file(id, "sign.pub"),
-                public.as_bytes(),
-                false,
-                created,
-            )?;
+            write_signing_key(&sign_key, Some(&self.member_file(id, "sign.pub")), created)?;
         }
         Ok(())
+    }
+
+    /// Path of the hub's ed25519 checkpoint-signing key.
+    pub fn hub_signing_key_path(&self) -> PathBuf {
+        self.root.join("hub.sign.key")
+    }
+
+    /// The hub's checkpoint-signing key (created by `init` when missing).
+    pub fn hub_signing_key(&self) -> Result<SigningKey, PkiError> {
+        load_signing_key(&self.hub_signing_key_path())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -225,6 +228,25 @@ impl CertDir {
     pub fn signing_key(&self, id: &MemberId) -> Result<SigningKey, PkiError> {
         load_signing_key(&self.signing_key_path(id))
     }
+}
+
+/// Generates an ed25519 key into `path` (PKCS#8 PEM, private) and, if asked, its public key
+/// as hex into `public`.
+fn write_signing_key(
+    path: &Path,
+    public: Option<&Path>,
+    created: &mut Created,
+) -> Result<(), PkiError> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| invalid(path, e.to_string()))?;
+    write(path, pem.as_bytes(), true, created)?;
+    if let Some(public) = public {
+        let hex = hex::encode(key.verifying_key().as_bytes()) + "\n";
+        write(public, hex.as_bytes(), false, created)?;
+    }
+    Ok(())
 }
 
 /// Reads an ed25519 signing key from a PKCS#8 PEM file.

@@ -42,7 +42,11 @@ pub async fn run(certs: &Path) -> Result<()> {
         ),
         now_ms(),
     )?)?;
-    let hub = crate::server::spawn("127.0.0.1:0", store, dir.hub_tls()?).await?;
+    let signer =
+        crate::log::CheckpointSigner::new(crate::server::DEFAULT_ORIGIN, dir.hub_signing_key()?)?;
+    let checkpoint_key = signer.verifier_key().clone();
+    let options = crate::server::ServeOptions::new(signer);
+    let hub = crate::server::spawn("127.0.0.1:0", store, dir.hub_tls()?, options).await?;
     let addr = hub.addr.to_string();
     println!(
         "2. Hub: serving on {addr} over mutual TLS, sled in {}",
@@ -166,6 +170,13 @@ pub async fn run(certs: &Path) -> Result<()> {
             None => println!("8. match ({what} PDQ query): no match within distance 31"),
         }
     }
+    // Auditing: acme's first receipt is in a checkpoint signed by the hub's key.
+    let checkpoint = as_globex.verify_receipt(&checkpoint_key, &receipt).await?;
+    println!(
+        "9. audit: acme's receipt seq {} is in the hub's signed checkpoint of {} entries (key {checkpoint_key}); inclusion proof verified",
+        receipt.seq,
+        checkpoint.size()
+    );
     hub.stop().await?;
     println!("Done. Next: README.md walks through the same steps with the `coalition` CLI.");
     Ok(())

@@ -83,6 +83,10 @@ struct ServeArgs {
     /// Storage cache budget in MiB.
     #[arg(long, default_value_t = 128)]
     cache_mib: u64,
+    /// Checkpoint origin, also the name of the hub's checkpoint key (signed with
+    /// <certs>/hub.sign.key).
+    #[arg(long, env = "COALITION_ORIGIN", default_value = crate::server::DEFAULT_ORIGIN)]
+    origin: String,
 }
 
 /// How a client command reaches the hub and who it is.
@@ -165,7 +169,10 @@ impl Cli {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let tls = CertDir::new(&args.certs).hub_tls()?;
+    let certs = CertDir::new(&args.certs);
+    let tls = certs.hub_tls()?;
+    let signer = crate::log::CheckpointSigner::new(&args.origin, certs.hub_signing_key()?)
+        .with_context(|| format!("--origin {:?}", args.origin))?;
     let config = StoreConfig {
         cache_bytes: args.cache_mib * 1024 * 1024,
     };
@@ -175,10 +182,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), "hub serving");
+    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), checkpoint_key = %signer.verifier_key(), "hub serving");
     // Scripts (and the durability test) read this line to learn the port.
     println!("listening on {addr}");
-    crate::server::serve(listener, store, &tls, async {
+    let options = crate::server::ServeOptions::new(signer);
+    crate::server::serve(listener, store, &tls, options, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })

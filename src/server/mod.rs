@@ -1,16 +1,22 @@
-//! The gRPC server: mutual TLS, the `Hub` and `Admin` services, health and reflection.
+//! The gRPC server: mutual TLS, the `Hub`, `Admin` and `Audit` services, health and
+//! reflection, and the background checkpoint publisher.
 //!
 //! Handlers only translate between gRPC and the domain; rules live in `statement`,
 //! `membership` and `store`, and errors become statuses in `status`.
 
 mod admin;
+mod audit;
 mod auth;
+mod checkpointer;
 mod hub;
 mod indexer;
 mod status;
 
+pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
+pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use hub::HubService;
 
+use crate::log::CheckpointSigner;
 use crate::pb;
 use crate::pki::TlsConfig;
 use crate::store::Store;
@@ -41,6 +47,29 @@ pub enum ServerError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// The checkpoint origin used when none is configured (development and tests).
+pub const DEFAULT_ORIGIN: &str = "coalition.example/hub";
+
+/// How the hub runs, beyond its listener, store and TLS identity.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Signs the log's checkpoints: the origin (also the note key name) and the hub's
+    /// Ed25519 checkpoint key.
+    pub checkpoint_signer: CheckpointSigner,
+    /// When checkpoints are published (default: every 1,000 entries or 1 s after growth).
+    pub checkpoints: CheckpointPolicy,
+}
+
+impl ServeOptions {
+    /// Options with `checkpoint_signer` and every other field at its default.
+    pub fn new(checkpoint_signer: CheckpointSigner) -> Self {
+        ServeOptions {
+            checkpoint_signer,
+            checkpoints: CheckpointPolicy::default(),
+        }
+    }
 }
 
 /// A hub serving in the background (tests, quickstart, benchmarks).
@@ -75,6 +104,7 @@ pub async fn serve(
     listener: TcpListener,
     store: Store,
     tls: &TlsConfig,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     install_crypto_provider();
@@ -84,6 +114,9 @@ pub async fn serve(
         .await;
     health_reporter
         .set_serving::<pb::admin_server::AdminServer<AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::audit_server::AuditServer<AuditService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -97,6 +130,13 @@ pub async fn serve(
     let hub = pb::hub_server::HubServer::new(HubService::new(store.clone(), matching))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let checkpointer = Checkpointer::start(
+        store.clone(),
+        options.checkpoint_signer,
+        options.checkpoints,
+    );
+    let audit = pb::audit_server::AuditServer::new(AuditService::new(store.clone(), checkpointer))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(store));
     Server::builder()
         .tls_config(tls_config)?
@@ -107,6 +147,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(hub)
         .add_service(admin)
+        .add_service(audit)
         // Without TCP_NODELAY small HTTP/2 frames wait for delayed ACKs (~40 ms per submit).
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -117,12 +158,17 @@ pub async fn serve(
 }
 
 /// Binds `addr` (use port 0 for an ephemeral port) and serves in the background.
-pub async fn spawn(addr: &str, store: Store, tls: TlsConfig) -> Result<RunningHub, ServerError> {
+pub async fn spawn(
+    addr: &str,
+    store: Store,
+    tls: TlsConfig,
+    options: ServeOptions,
+) -> Result<RunningHub, ServerError> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        serve(listener, store, &tls, async {
+        serve(listener, store, &tls, options, async {
             let _ = rx.await;
         })
         .await

@@ -6,12 +6,20 @@
 //! atomic sled batch, flushes (fsync), and only then publishes the new log size and answers the
 //! callers. Readers never look past the published size, so they only ever see durable entries.
 //! The store never verifies signatures: it only accepts [`Verified`] statements.
+//! Published checkpoints live in their own tree (`checkpoints.rs`); proofs read the stored
+//! Merkle nodes (`proofs.rs`).
 
+mod checkpoints;
 mod filter;
+mod proofs;
 mod record;
 
+pub use checkpoints::PublishedCheckpoint;
 pub use filter::SyncFilter;
-pub use record::{StoredEntry, Summary};
+pub use proofs::ProofRequestError;
+#[doc(hidden)]
+pub use proofs::write_synthetic_tree;
+pub use record::{StoredEntry, Summary, leaf_data};
 
 use crate::log::{self, Hash, NodeSource, TreeSize};
 use crate::membership::{Member, MemberId, MembershipError};
@@ -89,6 +97,14 @@ pub enum StoreError {
     /// A membership rule was broken.
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    /// A checkpoint that does not describe this log (a bug in the caller, never stored).
+    #[error("checkpoint for {size} entries refused: {reason}")]
+    CheckpointRejected {
+        /// Its tree size.
+        size: u64,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// The hub's durable state. Cheap to clone; all clones share one database and one writer.
@@ -99,6 +115,7 @@ pub struct Store {
     members: sled::Tree,
     writer: Arc<WriterHandle>,
     size: watch::Receiver<u64>,
+    checkpoints: Arc<checkpoints::Checkpoints>,
 }
 
 /// The writer thread's inbox and handle. When the last `Store` clone goes, the inbox closes,
@@ -143,6 +160,7 @@ impl Store {
                 reason: "the Merkle leaf of the last entry is missing".into(),
             });
         }
+        let checkpoints = Arc::new(checkpoints::Checkpoints::open(&db, size)?);
         let last_received = match size {
             0 => 0,
             n => read_entry(&log, n - 1)?.map_or(0, |e| e.received_at_ms),
@@ -170,6 +188,7 @@ impl Store {
                 thread: Some(thread),
             }),
             size: size_rx,
+            checkpoints,
         })
     }
 

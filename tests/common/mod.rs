@@ -3,15 +3,19 @@
 #![allow(dead_code)]
 
 use coalition_hub::client::{Client, sign_new};
+use coalition_hub::log::{CheckpointSigner, VerifierKey};
 use coalition_hub::membership::{Member, MemberId, Role, admission_request};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
-use coalition_hub::server::{RunningHub, spawn};
+use coalition_hub::server::{CheckpointPolicy, RunningHub, ServeOptions, spawn};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig, now_ms};
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
 use tempfile::TempDir;
+
+/// The checkpoint origin of every test hub.
+pub const ORIGIN: &str = "coalition.example/hub";
 
 /// A running hub with an admin and two members, acme and globex.
 pub struct TestHub {
@@ -20,7 +24,24 @@ pub struct TestHub {
     pub store: Store,
     pub certs: CertDir,
     pub data: PathBuf,
+    /// The hub's checkpoint signer (a fresh key per test hub).
+    pub signer: CheckpointSigner,
+    /// The verifier key clients pin to check this hub's checkpoints.
+    pub checkpoint_key: VerifierKey,
+    /// When this hub publishes checkpoints.
+    pub policy: CheckpointPolicy,
     _dirs: TempDir,
+}
+
+/// A stopped test hub whose store is closed: everything needed to start it again on the same
+/// data. Drop the tokio runtime that ran the hub before resuming (its background tasks hold
+/// the store open until then).
+pub struct StoppedHub {
+    certs: CertDir,
+    data: PathBuf,
+    signer: CheckpointSigner,
+    policy: CheckpointPolicy,
+    dirs: TempDir,
 }
 
 pub fn id(s: &str) -> MemberId {
@@ -30,6 +51,11 @@ pub fn id(s: &str) -> MemberId {
 impl TestHub {
     /// Starts a hub; `admin` is registered offline, `acme` and `globex` through the Admin RPC.
     pub async fn start() -> TestHub {
+        Self::start_with(CheckpointPolicy::default()).await
+    }
+
+    /// The same, publishing checkpoints under `policy`.
+    pub async fn start_with(policy: CheckpointPolicy) -> TestHub {
         let dirs = tempfile::tempdir().expect("tempdir");
         let certs = CertDir::new(dirs.path().join("certs"));
         certs
@@ -52,22 +78,16 @@ impl TestHub {
                 .expect("admin"),
             )
             .expect("add admin");
-        let hub = spawn(
-            "127.0.0.1:0",
-            store.clone(),
-            certs.hub_tls().expect("hub tls"),
-        )
-        .await
-        .expect("server");
-        let addr = hub.addr.to_string();
-        let t = TestHub {
-            hub: Some(hub),
-            addr,
-            store,
+        let signer = CheckpointSigner::new(ORIGIN, SigningKey::generate(&mut rand::rngs::OsRng))
+            .expect("checkpoint signer");
+        let stopped = StoppedHub {
             certs,
             data,
-            _dirs: dirs,
+            signer,
+            policy,
+            dirs,
         };
+        let t = Self::launch(stopped, store).await;
         let mut admin = t.client("admin").await;
         for m in ["acme", "globex"] {
             admin
@@ -82,6 +102,69 @@ impl TestHub {
                 .expect("admit member");
         }
         t
+    }
+
+    /// Serves `store` (a fresh start or a restart).
+    async fn launch(s: StoppedHub, store: Store) -> TestHub {
+        let mut options = ServeOptions::new(s.signer.clone());
+        options.checkpoints = s.policy.clone();
+        let hub = spawn(
+            "127.0.0.1:0",
+            store.clone(),
+            s.certs.hub_tls().expect("hub tls"),
+            options,
+        )
+        .await
+        .expect("server");
+        // The hub publishes a checkpoint at start-up if it has none (or the log grew): wait for
+        // it, so tests know which checkpoints exist.
+        let mut published = store.watch_checkpoint();
+        let size = store.log_size();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            published.wait_for(|c| c.is_some_and(|c| c >= size)),
+        )
+        .await
+        .expect("start-up checkpoint within 10 s")
+        .expect("checkpoint watch");
+        TestHub {
+            addr: hub.addr.to_string(),
+            hub: Some(hub),
+            store,
+            certs: s.certs,
+            data: s.data,
+            checkpoint_key: s.signer.verifier_key().clone(),
+            signer: s.signer,
+            policy: s.policy,
+            _dirs: s.dirs,
+        }
+    }
+
+    /// The options this hub was started with.
+    pub fn options(&self) -> ServeOptions {
+        let mut options = ServeOptions::new(self.signer.clone());
+        options.checkpoints = self.policy.clone();
+        options
+    }
+
+    /// Stops the hub (in-flight calls finish) and hands back its directories and key.
+    pub async fn stop(mut self) -> StoppedHub {
+        if let Some(hub) = self.hub.take() {
+            hub.stop().await.expect("stop");
+        }
+        StoppedHub {
+            certs: self.certs,
+            data: self.data,
+            signer: self.signer,
+            policy: self.policy,
+            dirs: self._dirs,
+        }
+    }
+
+    /// Starts a stopped hub again on the same data directory, certificates and key.
+    pub async fn resume(stopped: StoppedHub) -> TestHub {
+        let store = Store::open(&stopped.data, &StoreConfig::default()).expect("reopen store");
+        Self::launch(stopped, store).await
     }
 
     pub fn tls(&self, member: &str) -> TlsConfig {
