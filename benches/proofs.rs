@@ -1,16 +1,19 @@
 //! Proof generation latency on a large log: inclusion and consistency proofs read from sled
 //! (`Store::inclusion_proof`, `Store::consistency_proof`) on a 10,000,000-leaf tree.
 //!
-//! The tree is written directly as Merkle nodes in large batches
-//! (`store::write_synthetic_tree`, leaf `i` = 8-byte big-endian `i`), into
-//! `$CARGO_TARGET_TMPDIR/proofs-bench-<n>` and reused by later runs. The store is then opened
+//! The tree is written directly as Merkle nodes (`store::write_synthetic_tree`, leaf `i` =
+//! 8-byte big-endian `i`) into `$CARGO_TARGET_TMPDIR/proofs-bench-<n>` and reused by later
+//! runs. sled's memory grows by several KB per node one process writes, so the nodes are
+//! written in parts of 2^20 by child processes (this binary, re-run). The store is then opened
 //! as the hub opens it (default 128 MiB cache), and proofs for random leaves / sizes are
 //! generated one at a time on one thread: first just after opening (sled's cache empty; the OS
 //! page cache may still hold the files), then warm. Every proof is verified against the root
 //! outside the timed section.
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-audit cargo bench --bench proofs`
-//! (`QUICK=1` for 1,000,000 leaves; `PROOFS_BENCH_SAMPLES=N` to change the sample count).
+//! (`QUICK=1` for 1,000,000 leaves; `PROOFS_BENCH_LEAVES=N` for another size;
+//! `PROOFS_BENCH_SAMPLES=N` to change the sample count, 10,000 by default;
+//! `PROOFS_BENCH_BUILD_ONLY=1` to stop after writing the tree).
 
 use anyhow::{Context, Result, bail};
 use coalition_hub::log::{self, Hash, LeafIndex, TreeSize};
@@ -20,9 +23,31 @@ use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Nodes written per child process while building the tree.
+const NODES_PER_PROCESS: u64 = 1 << 20;
+/// Set in a child process: `<leaves>,<first node>,<end node>` to write.
+const CHILD: &str = "PROOFS_BENCH_WRITE_NODES";
+
 fn main() -> Result<()> {
+    if let Ok(part) = std::env::var(CHILD) {
+        let numbers: Vec<u64> = part
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .context("bad part")?;
+        let [leaves, start, end] = numbers[..] else {
+            bail!("bad part {part}");
+        };
+        let dir = std::env::var_os("PROOFS_BENCH_DIR").context("no PROOFS_BENCH_DIR")?;
+        write_synthetic_tree(dir.as_ref(), leaves, &StoreConfig::default(), start..end)?;
+        return Ok(());
+    }
     let quick = std::env::var_os("QUICK").is_some();
-    let leaves: u64 = if quick { 1_000_000 } else { 10_000_000 };
+    let leaves: u64 = match std::env::var("PROOFS_BENCH_LEAVES") {
+        Ok(s) => s.parse().context("PROOFS_BENCH_LEAVES must be a number")?,
+        Err(_) if quick => 1_000_000,
+        Err(_) => 10_000_000,
+    };
     let samples: usize = match std::env::var("PROOFS_BENCH_SAMPLES") {
         Ok(s) => s.parse().context("PROOFS_BENCH_SAMPLES must be a number")?,
         Err(_) => 10_000,
@@ -39,7 +64,22 @@ fn main() -> Result<()> {
         }
         std::fs::create_dir_all(&dir)?;
         let t = Instant::now();
-        write_synthetic_tree(&dir.join("data"), leaves, &config)?;
+        // sled's memory grows with what one process writes (several KB per node): write the
+        // nodes in parts of NODES_PER_PROCESS, each by a child process running this binary.
+        let exe = std::env::current_exe()?;
+        let mut start = 0u64;
+        let total = 2 * leaves - u64::from(leaves.count_ones());
+        while start < total {
+            let end = (start + NODES_PER_PROCESS).min(total);
+            let status = std::process::Command::new(&exe)
+                .env(CHILD, format!("{leaves},{start},{end}"))
+                .env("PROOFS_BENCH_DIR", dir.join("data"))
+                .status()?;
+            if !status.success() {
+                bail!("writing nodes {start}..{end} failed: {status}");
+            }
+            start = end;
+        }
         std::fs::write(&done, b"")?;
         println!(
             "built {leaves}-leaf tree in {:.1} s ({})",
@@ -53,6 +93,9 @@ fn main() -> Result<()> {
         "on-disk size: {:.0} MiB",
         dir_size(&dir.join("data"))? as f64 / 1048576.0
     );
+    if std::env::var_os("PROOFS_BENCH_BUILD_ONLY").is_some() {
+        return Ok(());
+    }
 
     let t = Instant::now();
     let store = Store::open(&dir.join("data"), &config)?;

@@ -197,3 +197,70 @@ fn decode_checkpoint(size: u64, value: &[u8]) -> Result<PublishedCheckpoint, Sto
         note: note.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{CheckpointSigner, TreeSize};
+    use crate::store::{StoreConfig, write_synthetic_tree};
+    use ed25519_dalek::SigningKey;
+
+    fn signer(seed: u8) -> CheckpointSigner {
+        CheckpointSigner::new("coalition.example/hub", SigningKey::from_bytes(&[seed; 32]))
+            .expect("signer")
+    }
+
+    #[test]
+    fn checkpoints_are_checked_kept_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_synthetic_tree(dir.path(), 20, &StoreConfig::default(), 0..u64::MAX).expect("tree");
+        let store = Store::open(dir.path(), &StoreConfig::default()).expect("open");
+        let s = signer(1);
+        let sign = |signer: &CheckpointSigner, n: u64| {
+            signer
+                .sign(TreeSize(n), store.root(n).expect("root"))
+                .expect("sign")
+        };
+        assert_eq!(store.latest_checkpoint().expect("read"), None);
+        let ten = store.put_checkpoint(&sign(&s, 10)).expect("put");
+        assert_eq!((ten.size, ten.root), (10, store.root(10).expect("root")));
+        // The first checkpoint of a size is kept, even if signed again by another key.
+        assert_eq!(
+            store.put_checkpoint(&sign(&signer(2), 10)).expect("put"),
+            ten
+        );
+        // Refused: a root that is not the log's, a size beyond the log, a smaller size.
+        let forged = s.sign(TreeSize(15), Hash([1; 32])).expect("sign");
+        let refused = |r: Result<PublishedCheckpoint, StoreError>| {
+            matches!(r, Err(StoreError::CheckpointRejected { .. }))
+        };
+        assert!(refused(store.put_checkpoint(&forged)));
+        let beyond = s.sign(TreeSize(21), Hash([1; 32])).expect("sign");
+        assert!(refused(store.put_checkpoint(&beyond)));
+        assert!(refused(store.put_checkpoint(&sign(&s, 5))));
+        let twenty = store.put_checkpoint(&sign(&s, 20)).expect("put");
+        assert_eq!(
+            store.latest_checkpoint().expect("read"),
+            Some(twenty.clone())
+        );
+        assert_eq!(store.checkpoint(15).expect("read"), None);
+        assert_eq!(
+            store.checkpoints_from(0, 10).expect("list"),
+            vec![ten.clone(), twenty.clone()]
+        );
+        assert_eq!(
+            store.checkpoints_from(11, 10).expect("list"),
+            vec![twenty.clone()]
+        );
+        assert_eq!(
+            store.checkpoints_from(0, 1).expect("list"),
+            vec![ten.clone()]
+        );
+        assert!(store.checkpoints_from(21, 10).expect("list").is_empty());
+        drop(store);
+        let store = Store::open(dir.path(), &StoreConfig::default()).expect("reopen");
+        assert_eq!(store.latest_checkpoint().expect("read"), Some(twenty));
+        assert_eq!(store.checkpoint(10).expect("read"), Some(ten));
+        assert_eq!(*store.watch_checkpoint().borrow(), Some(20));
+    }
+}

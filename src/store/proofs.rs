@@ -2,7 +2,7 @@
 //! (docs/merkle-notes.md), plus a bulk tree writer for benchmarks.
 
 use super::{ENTRY, NODE, Nodes, Store, StoreConfig, StoreError, StoredEntry, entry_key, node_key};
-use crate::log::{self, Hash, LeafIndex, ProofError, TreeSize};
+use crate::log::{self, Hash, LeafIndex, NodeSource, ProofError, TreeSize};
 use prost::Message;
 use std::path::Path;
 use thiserror::Error;
@@ -119,69 +119,76 @@ impl Store {
 }
 
 /// Benchmark support, not part of the API: writes the Merkle nodes of a `leaves`-leaf tree
-/// (leaf `i` has data `i` as 8 big-endian bytes) into a new, empty data directory in large
-/// batches, plus one placeholder entry at `leaves - 1` so that [`Store::open`] reports that
-/// log size. Entries `0..leaves - 1` do not exist: only proofs and roots work on such a store.
+/// (leaf `i` has data `i` as 8 big-endian bytes) into a data directory, plus one placeholder
+/// entry at `leaves - 1` so that [`Store::open`] reports that log size. Entries
+/// `0..leaves - 1` do not exist: only proofs and roots work on such a store.
+///
+/// Nodes are numbered level by level (all leaves, then level 1, ...), which is key order;
+/// only the nodes numbered in `nodes` are written (the placeholder entry with the last one),
+/// so a large tree can be written by several processes in turn: sled's memory grows with
+/// what one process writes. Returns the total number of nodes. The first part (`nodes`
+/// starting at 0) must go into an empty directory.
 #[doc(hidden)]
 pub fn write_synthetic_tree(
     dir: &Path,
     leaves: u64,
     config: &StoreConfig,
-) -> Result<(), StoreError> {
-    const BATCH_NODES: usize = 1 << 20;
+    nodes: std::ops::Range<u64>,
+) -> Result<u64, StoreError> {
+    const BATCH_NODES: usize = 1 << 12;
+    let total: u64 = (0..64).map(|level| leaves >> level).sum();
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(config.cache_bytes)
         .mode(sled::Mode::HighThroughput)
         .open()?;
     let tree = db.open_tree("log")?;
-    if tree.scan_prefix([ENTRY]).next().is_some() || tree.scan_prefix([NODE]).next().is_some() {
+    if nodes.start == 0
+        && (tree.scan_prefix([ENTRY]).next().is_some() || tree.scan_prefix([NODE]).next().is_some())
+    {
         return Err(StoreError::Unavailable(format!(
             "{} already holds a log; synthetic trees go into an empty directory",
             dir.display()
         )));
     }
-    // The last node written at each level with an even index: the left sibling to come.
-    let mut lefts: Vec<Hash> = Vec::with_capacity(64);
+    let mut memory = log::MemoryTree::new();
+    for i in 0..leaves {
+        memory.append(&i.to_be_bytes());
+    }
     let mut batch = sled::Batch::default();
     let mut in_batch = 0usize;
-    for i in 0..leaves {
-        let (mut level, mut index) = (0u8, i);
-        let mut hash = log::leaf_hash(&i.to_be_bytes());
-        loop {
+    let mut number = 0u64;
+    for level in 0..64u8 {
+        let count = leaves >> level;
+        let first = nodes.start.saturating_sub(number).min(count);
+        let last = nodes.end.saturating_sub(number).min(count);
+        for index in first..last {
+            let hash = memory.node(level, index).map_err(|e| StoreError::Corrupt {
+                key: format!("node {level}/{index}"),
+                reason: e.to_string(),
+            })?;
             batch.insert(&node_key(level, index)[..], &hash.0[..]);
             in_batch += 1;
-            let l = usize::from(level);
-            if index & 1 == 0 {
-                if lefts.len() <= l {
-                    lefts.push(hash);
-                } else {
-                    lefts[l] = hash;
-                }
-                break;
+            if in_batch >= BATCH_NODES {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
             }
-            hash = log::node_hash(&lefts[l], &hash);
-            level += 1;
-            index >>= 1;
         }
-        if in_batch >= BATCH_NODES {
-            tree.apply_batch(std::mem::take(&mut batch))?;
-            in_batch = 0;
-        }
+        number += count;
     }
-    if leaves > 0 {
-        let last = StoredEntry {
+    if leaves > 0 && nodes.contains(&(total - 1)) {
+        let entry = StoredEntry {
             seq: leaves - 1,
             received_at_ms: 0,
             statement_id: vec![0; 32],
             envelope: None,
             summary: None,
         };
-        batch.insert(&entry_key(leaves - 1)[..], last.encode_to_vec());
+        batch.insert(&entry_key(leaves - 1)[..], entry.encode_to_vec());
     }
     tree.apply_batch(batch)?;
     db.flush()?;
-    Ok(())
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -193,7 +200,11 @@ mod tests {
     fn synthetic_tree_matches_memory_tree_and_proofs_check_bounds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let n = 1000u64;
-        write_synthetic_tree(dir.path(), n, &StoreConfig::default()).expect("write");
+        // In two parts, as the benchmark writes large trees.
+        let config = StoreConfig::default();
+        let total = write_synthetic_tree(dir.path(), n, &config, 0..700).expect("write");
+        assert_eq!(total, 2 * n - u64::from(n.count_ones()));
+        write_synthetic_tree(dir.path(), n, &config, 700..total).expect("write");
         let store = Store::open(dir.path(), &StoreConfig::default()).expect("open");
         assert_eq!(store.log_size(), n);
         let mut mem = MemoryTree::new();
@@ -237,6 +248,6 @@ mod tests {
         let decreased = store.consistency_proof(7, 6).expect_err("decreased");
         assert!(decreased.to_string().contains("old_size 7"), "{decreased}");
         drop(store);
-        assert!(write_synthetic_tree(dir.path(), 3, &StoreConfig::default()).is_err());
+        assert!(write_synthetic_tree(dir.path(), 3, &StoreConfig::default(), 0..5).is_err());
     }
 }
