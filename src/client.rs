@@ -1,6 +1,6 @@
 //! The gRPC client over mutual TLS, shared by the CLI, the quickstart, tests and benchmarks.
 
-use crate::membership::{Keyring, Member};
+use crate::membership::{Keyring, Member, MemberId};
 use crate::pb;
 use crate::pb::admin_client::AdminClient;
 use crate::pb::hub_client::HubClient;
@@ -138,6 +138,38 @@ impl Client {
             .into_iter()
             .map(|m| Member::from_wire(m).map_err(|e| ClientError::Directory(e.to_string())))
             .collect()
+    }
+
+    /// One member's details (admins and auditors).
+    pub async fn member(&mut self, id: &MemberId) -> Result<Member, ClientError> {
+        let wire = self
+            .admin
+            .get_member(pb::GetMemberRequest {
+                member_id: id.to_string(),
+            })
+            .await?
+            .into_inner();
+        Member::from_wire(wire).map_err(|e| ClientError::Directory(e.to_string()))
+    }
+
+    /// The membership changes that concerned a member (admins and auditors).
+    pub async fn history(&mut self, id: &MemberId) -> Result<pb::MemberHistory, ClientError> {
+        Ok(self
+            .admin
+            .get_member_history(pb::GetMemberRequest {
+                member_id: id.to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The coalition's governance (admins and auditors).
+    pub async fn coalition(&mut self) -> Result<pb::Coalition, ClientError> {
+        Ok(self
+            .admin
+            .get_coalition(pb::GetCoalitionRequest {})
+            .await?
+            .into_inner())
     }
 
     /// A keyring of every member key the hub lists.

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod client;
 pub mod formats;
+pub mod governance;
 pub mod log;
 pub mod matching;
 pub mod membership;

@@ -4,15 +4,16 @@
 //! ```text
 //! certs/ca.pem  ca.key                       coalition CA (signs every TLS certificate)
 //! certs/hub.pem hub.key                      the hub's server certificate (localhost, 127.0.0.1, ::1)
+//! certs/hub.sign.key hub.sign.pub            the hub's ed25519 key (signs the genesis and checkpoints)
 //! certs/members/<id>.pem <id>.key            member TLS client certificate, SAN urn:coalition:member:<id>
 //! certs/members/<id>.sign.key <id>.sign.pub  member ed25519 signing key (PKCS#8 PEM) and public key (hex)
 //! ```
 //! Private keys (`*.key`) are written with mode 0600 and are never committed (see .gitignore).
 
 use crate::membership::MemberId;
-use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -150,22 +151,29 @@ impl CertDir {
                 created,
             )?;
         }
-        let sign_key = self.signing_key_path(id);
-        if !sign_key.exists() {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let pem = key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| invalid(&sign_key, e.to_string()))?;
-            write(&sign_key, pem.as_bytes(), true, created)?;
-            let public = hex::encode(key.verifying_key().as_bytes()) + "\n";
-            write(
-                &self.member_file(id, "sign.pub"),
-                public.as_bytes(),
-                false,
-                created,
-            )?;
-        }
-        Ok(())
+        signing_key_files(
+            &self.signing_key_path(id),
+            &self.member_file(id, "sign.pub"),
+            created,
+        )
+    }
+
+    /// Path of the hub's ed25519 signing key (it signs the genesis and checkpoints).
+    pub fn hub_signing_key_path(&self) -> PathBuf {
+        self.root.join("hub.sign.key")
+    }
+
+    /// The hub's signing key, created (with `hub.sign.pub`) if missing.
+    pub fn hub_signing_key(&self, created: &mut Created) -> Result<SigningKey, PkiError> {
+        let path = self.hub_signing_key_path();
+        signing_key_files(&path, &self.root.join("hub.sign.pub"), created)?;
+        load_signing_key(&path)
+    }
+
+    /// A member's public signing key, from `members/<id>.sign.pub` (64 hex characters).
+    pub fn public_key(&self, id: &MemberId) -> Result<VerifyingKey, PkiError> {
+        let path = self.member_file(id, "sign.pub");
+        parse_public_key_hex(&read_string(&path)?).map_err(|reason| invalid(&path, reason))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -225,6 +233,30 @@ impl CertDir {
     pub fn signing_key(&self, id: &MemberId) -> Result<SigningKey, PkiError> {
         load_signing_key(&self.signing_key_path(id))
     }
+}
+
+/// Creates an ed25519 signing key (PKCS#8 PEM, private) and its hex public key if missing.
+fn signing_key_files(
+    key_path: &Path,
+    pub_path: &Path,
+    created: &mut Created,
+) -> Result<(), PkiError> {
+    if key_path.exists() {
+        return Ok(());
+    }
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| invalid(key_path, e.to_string()))?;
+    write(key_path, pem.as_bytes(), true, created)?;
+    let public = hex::encode(key.verifying_key().as_bytes()) + "\n";
+    write(pub_path, public.as_bytes(), false, created)
+}
+
+/// Parses an ed25519 public key written as 64 hex characters.
+pub fn parse_public_key_hex(text: &str) -> Result<VerifyingKey, String> {
+    let raw = hex::decode(text.trim()).map_err(|e| format!("not a hex public key: {e}"))?;
+    crate::membership::parse_public_key(&raw)
 }
 
 /// Reads an ed25519 signing key from a PKCS#8 PEM file.

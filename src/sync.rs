@@ -1,9 +1,11 @@
 //! The receiving side of sync: verifying every entry the hub sends (without trusting the hub)
 //! and the saved cursor that makes a resumed sync exact.
 
-use crate::membership::Keyring;
+use crate::membership::{KeyId, Keyring};
 use crate::pb;
-use crate::statement::{ParsedEnvelope, SignatureError, Statement, StatementError, StatementId};
+use crate::statement::{
+    Body, ParsedEnvelope, SignatureError, Statement, StatementError, StatementId,
+};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -20,6 +22,9 @@ pub struct ReceivedEntry {
     pub id: StatementId,
     /// The statement.
     pub statement: Statement,
+    /// Signer keys declared compromised by the time the hub received it (as the hub flagged
+    /// them, and as the member directory says).
+    pub compromised_keys: Vec<String>,
 }
 
 /// Why a received entry was rejected. Any of these means the hub (or the path to it) sent
@@ -85,14 +90,32 @@ pub fn verify_entry(entry: pb::SyncEntry, keyring: &Keyring) -> Result<ReceivedE
         });
     }
     let issuer = parsed.statement.issuer.clone();
-    let verified = parsed
-        .verify(|key_id| keyring.key(&issuer, key_id))
-        .map_err(|source| EntryError::Signature { seq, source })?;
+    let verified = match &parsed.statement.body {
+        // Membership changes are co-signed by several admins; the genesis by its own keys.
+        Body::Membership(_) => parsed.verify(|key_id| keyring.any_key(key_id)),
+        Body::Genesis(g) => {
+            let mut keys = vec![g.hub_key];
+            keys.extend(g.admins.iter().flat_map(|a| a.keys.iter().copied()));
+            parsed.verify(|key_id| keys.iter().copied().find(|k| &KeyId::of(k) == key_id))
+        }
+        _ => parsed.verify(|key_id| keyring.key(&issuer, key_id)),
+    }
+    .map_err(|source| EntryError::Signature { seq, source })?;
+    let mut compromised_keys = entry.compromised_key_ids;
+    for key_id in &verified.key_ids {
+        let owner = keyring.owner(key_id).unwrap_or(&issuer);
+        if keyring.compromised_at(owner, key_id, entry.received_at_ms)
+            && !compromised_keys.contains(&key_id.to_string())
+        {
+            compromised_keys.push(key_id.to_string());
+        }
+    }
     Ok(ReceivedEntry {
         seq,
         received_at_ms: entry.received_at_ms,
         id: verified.id,
         statement: verified.statement,
+        compromised_keys,
     })
 }
 

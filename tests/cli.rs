@@ -84,23 +84,24 @@ fn cli_end_to_end() {
     ok(d, &["pki", "init"]);
     assert!(d.join("certs/members/acme.sign.key").exists());
     ok(d, &["pki", "init", "--member", "outsider"]);
-    // Bootstrap the first admin offline, then serve.
-    let out = ok(
-        d,
-        &[
-            "admin", "member", "add", "--data", "data", "--id", "admin", "--role", "admin",
-        ],
+    // Found the hub (genesis), serve, admit the members with signed membership statements.
+    let out = ok(d, &["init", "--data", "data", "--name", "cli.test"]);
+    assert!(out.contains("founded hub 'cli.test'"), "{out}");
+    let again = fails(d, &["init", "--data", "data"]);
+    assert!(
+        again.contains("already holds a log of 1 entries"),
+        "{again}"
     );
-    assert!(out.contains("added admin"), "{out}");
     let (_hub, addr) = serve(d);
     for m in ["acme", "globex"] {
         let out = ok(
             d,
             &[
-                "admin", "member", "add", "--hub", &addr, "--as", "admin", "--id", m,
+                "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", m,
             ],
         );
-        assert!(out.contains(&format!("added {m}")), "{out}");
+        assert!(out.contains("logged at log entry"), "{out}");
+        assert!(out.contains(&format!("admit '{m}'")), "{out}");
     }
     let list = ok(
         d,
@@ -166,7 +167,7 @@ fn cli_end_to_end() {
     };
     let out = sync_shared();
     assert!(
-        out.contains("synced 3 statements (3 hashes, 1 risk signals)"),
+        out.contains("synced 6 statements (3 hashes, 1 risk signals, 3 membership)"),
         "{out}"
     );
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
@@ -201,7 +202,9 @@ fn cli_end_to_end() {
     );
     let out = sync_shared();
     assert!(
-        out.contains("synced 1 statements (1 hashes, 0 risk signals) from seq 3 to 4"),
+        out.contains(
+            "synced 1 statements (1 hashes, 0 risk signals, 0 membership) from seq 6 to 7"
+        ),
         "{out}"
     );
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
@@ -255,7 +258,7 @@ fn cli_end_to_end() {
     let err = fails(
         d,
         &[
-            "admin", "member", "add", "--hub", &addr, "--as", "admin", "--id", "acme",
+            "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", "acme",
         ],
     );
     assert!(err.contains("already exists"), "{err}");
@@ -295,7 +298,7 @@ fn quickstart_runs_on_a_fresh_directory() {
     for step in [
         "resubmitting the same envelope is idempotent: already_present=true",
         "globex tried to submit a statement in acme's name: refused (permission denied",
-        "globex synced 2 statements (6 hashes, 1 risk signal)",
+        "globex synced 5 statements (3 membership, 6 hashes, 1 risk signal)",
         "match (near-duplicate PDQ query): hit, distance 5",
         "match (unrelated PDQ query): no match",
     ] {

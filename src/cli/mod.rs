@@ -30,6 +30,9 @@ enum Command {
         #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
         certs: PathBuf,
     },
+    /// Found a hub: write its genesis (hub name and key, first admins, quorum) as the first
+    /// entry of a new data directory. Creates missing development certificates and keys.
+    Init(InitArgs),
     /// Development PKI: CA, hub certificate, member certificates and signing keys.
     Pki {
         #[command(subcommand)]
@@ -83,6 +86,25 @@ struct ServeArgs {
     /// Storage cache budget in MiB.
     #[arg(long, default_value_t = 128)]
     cache_mib: u64,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Data directory to create (must not hold a log yet).
+    #[arg(long, env = "COALITION_DATA", default_value = "data")]
+    data: PathBuf,
+    /// Development PKI directory (the hub key is hub.sign.key; admins' keys members/<id>.*).
+    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+    certs: PathBuf,
+    /// The hub's name: the origin line of its checkpoints.
+    #[arg(long, default_value = "hub.coalition.local")]
+    name: String,
+    /// First admins (repeatable); the first one issues the genesis.
+    #[arg(long = "admin", value_name = "ID", default_values_t = ["admin".to_string()])]
+    admins: Vec<String>,
+    /// Admin signatures a membership change needs (1..=number of admins).
+    #[arg(long, default_value_t = 1)]
+    quorum: u32,
 }
 
 /// How a client command reaches the hub and who it is.
@@ -143,6 +165,7 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Init(args) => init(args).await,
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
             Command::Submit(args) => submit::run(args).await,
@@ -164,6 +187,42 @@ impl Cli {
     }
 }
 
+async fn init(args: InitArgs) -> Result<()> {
+    let admins = args
+        .admins
+        .iter()
+        .map(|a| Ok((MemberId::parse(a)?, a.clone())))
+        .collect::<Result<Vec<_>>>()?;
+    let certs = CertDir::new(&args.certs);
+    let ids: Vec<MemberId> = admins.iter().map(|(id, _)| id.clone()).collect();
+    for f in certs.init(&ids)?.files {
+        println!("created {}", f.display());
+    }
+    let store = Store::open(&args.data, &StoreConfig::default())
+        .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    if store.log_size() > 0 {
+        anyhow::bail!(
+            "{} already holds a log of {} entries; a hub is founded once (use another --data)",
+            args.data.display(),
+            store.log_size()
+        );
+    }
+    let appended =
+        crate::governance::found_from_certs(&store, &certs, &args.name, &admins, args.quorum)
+            .await?;
+    println!(
+        "founded hub '{}' in {}: genesis {} (entry {}), admins {}, quorum {}; hub key {}",
+        args.name,
+        args.data.display(),
+        appended.receipt.statement_id,
+        appended.receipt.seq,
+        args.admins.join(","),
+        args.quorum,
+        certs.hub_signing_key_path().display()
+    );
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let tls = CertDir::new(&args.certs).hub_tls()?;
     let config = StoreConfig {
@@ -171,6 +230,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let store = Store::open(&args.data, &config)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    if store.registry().coalition().is_none() {
+        anyhow::bail!(
+            "{} holds no hub: found one first with `coalition init --data {0}`",
+            args.data.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

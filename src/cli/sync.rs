@@ -114,7 +114,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} {msg} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let (mut statements, mut hashes, mut signals) = (0u64, 0u64, 0u64);
+    let (mut statements, mut hashes, mut signals, mut membership) = (0u64, 0u64, 0u64, 0u64);
     let mut log_size = start_seq;
     let mut last_save = Instant::now();
     let mut dirty = false;
@@ -125,6 +125,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
                 match &entry.statement.body {
                     Body::HashSet(set) => hashes += set.entries.len() as u64,
                     Body::RiskSignal(_) => signals += 1,
+                    Body::Genesis(_) | Body::Membership(_) => membership += 1,
                 }
                 writer.write(&entry)?;
                 dirty = true;
@@ -168,7 +169,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         String::new()
     };
     println!(
-        "synced {statements} statements ({hashes} hashes, {signals} risk signals) from seq {start_seq} to {}, all signatures verified; log size {log_size}; wrote {} rows to {}{skipped}; cursor {}",
+        "synced {statements} statements ({hashes} hashes, {signals} risk signals, {membership} membership) from seq {start_seq} to {}, all signatures verified; log size {log_size}; wrote {} rows to {}{skipped}; cursor {}",
         cursor.next_seq,
         writer.rows,
         args.out.display(),

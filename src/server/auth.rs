@@ -1,5 +1,5 @@
 //! Who is calling: the member named by the mutual-TLS client certificate, checked against the
-//! registry on every call.
+//! registry (status, roles, certificate pins) on every call.
 
 use super::status;
 use crate::membership::{MEMBER_URI_PREFIX, Member, MemberId, MembershipError, Role};
@@ -41,7 +41,11 @@ pub fn authorize<T>(
         .first()
         .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
     let id = member_id_of_cert(leaf.as_ref()).map_err(Status::unauthenticated)?;
-    member_allowed(store, &id, roles, action)
+    let member = member_allowed(store, &id, roles, action)?;
+    member
+        .ensure_certificate(leaf.as_ref())
+        .map_err(status::membership)?;
+    Ok(member)
 }
 
 /// The registered, active member `id`, holding one of `roles`; re-checked by long-lived
@@ -54,7 +58,6 @@ pub fn member_allowed(
 ) -> Result<Member, Status> {
     let member = store
         .member(id)
-        .map_err(status::store)?
         .ok_or_else(|| status::membership(MembershipError::UnknownMember(id.clone())))?;
     member.ensure_active().map_err(status::membership)?;
     if !roles.iter().any(|r| member.has_role(*r)) {

@@ -2,24 +2,29 @@
 //! rcgen, sled in a temporary directory, and real gRPC clients over mutual TLS.
 #![allow(dead_code)]
 
-use coalition_hub::client::{Client, sign_new};
-use coalition_hub::membership::{Member, MemberId, Role, admission_request};
+use coalition_hub::client::{Client, ClientError, sign_new};
+use coalition_hub::governance::{self, admission};
+use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
 use coalition_hub::server::{RunningHub, spawn};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
-use coalition_hub::store::{Store, StoreConfig, now_ms};
+use coalition_hub::store::{Store, StoreConfig};
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
 use tempfile::TempDir;
 
-/// A running hub with an admin and two members, acme and globex.
+/// A running hub founded by `admin` (quorum 1), with two members, acme and globex, and an
+/// auditor, admitted by signed membership statements. `outsider` has a certificate from the
+/// coalition CA but was never admitted.
 pub struct TestHub {
     pub hub: Option<RunningHub>,
     pub addr: String,
     pub store: Store,
     pub certs: CertDir,
     pub data: PathBuf,
+    /// Log entries written while setting up (genesis and admissions): the first test entry's seq.
+    pub base: u64,
     _dirs: TempDir,
 }
 
@@ -28,30 +33,31 @@ pub fn id(s: &str) -> MemberId {
 }
 
 impl TestHub {
-    /// Starts a hub; `admin` is registered offline, `acme` and `globex` through the Admin RPC.
+    /// Starts a hub: genesis with `admin`, then acme, globex (members) and auditor admitted
+    /// over mutual TLS.
     pub async fn start() -> TestHub {
         let dirs = tempfile::tempdir().expect("tempdir");
         let certs = CertDir::new(dirs.path().join("certs"));
         certs
-            .init(&[id("admin"), id("acme"), id("globex"), id("outsider")])
+            .init(&[
+                id("admin"),
+                id("acme"),
+                id("globex"),
+                id("auditor"),
+                id("outsider"),
+            ])
             .expect("pki");
         let data = dirs.path().join("data");
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let admin_key = certs.signing_key(&id("admin")).expect("admin key");
-        store
-            .add_member(
-                &Member::admit(
-                    admission_request(
-                        &id("admin"),
-                        "Admin",
-                        &[Role::Admin],
-                        &[admin_key.verifying_key()],
-                    ),
-                    now_ms(),
-                )
-                .expect("admin"),
-            )
-            .expect("add admin");
+        governance::found_from_certs(
+            &store,
+            &certs,
+            "test.coalition.local",
+            &[(id("admin"), "Admin".to_string())],
+            1,
+        )
+        .await
+        .expect("genesis");
         let hub = spawn(
             "127.0.0.1:0",
             store.clone(),
@@ -60,28 +66,37 @@ impl TestHub {
         .await
         .expect("server");
         let addr = hub.addr.to_string();
-        let t = TestHub {
+        let mut t = TestHub {
             hub: Some(hub),
             addr,
             store,
             certs,
             data,
+            base: 0,
             _dirs: dirs,
         };
-        let mut admin = t.client("admin").await;
-        for m in ["acme", "globex"] {
-            admin
-                .admin
-                .add_member(admission_request(
-                    &id(m),
-                    &m.to_uppercase(),
-                    &[Role::Member],
-                    &[t.key(m).verifying_key()],
-                ))
-                .await
-                .expect("admit member");
+        for (m, role) in [
+            ("acme", Role::Member),
+            ("globex", Role::Member),
+            ("auditor", Role::Auditor),
+        ] {
+            t.admin_change(Action::Admit(admission(
+                &id(m),
+                &m.to_uppercase(),
+                &[role],
+                &[t.key(m).verifying_key()],
+            )))
+            .await
+            .expect("admit member");
         }
+        t.base = t.store.log_size();
         t
+    }
+
+    /// Signs `action` as `admin` and submits it.
+    pub async fn admin_change(&self, action: Action) -> Result<pb::SubmitResponse, ClientError> {
+        let envelope = governance::change(&id("admin"), &self.key("admin"), action, "test");
+        self.client("admin").await.submit(envelope).await
     }
 
     pub fn tls(&self, member: &str) -> TlsConfig {
