@@ -285,6 +285,83 @@ fn cli_end_to_end() {
         err.contains("cannot connect to the hub at 127.0.0.1:1"),
         "{err}"
     );
+
+    // Administering: two more admins, a 2-of-3 quorum, a change co-signed offline.
+    ok(d, &["pki", "init", "--member", "alice", "--member", "bob"]);
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--hub", &addr]);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| ok(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run_fails =
+        |args: Vec<String>| fails(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    for a in ["alice", "bob"] {
+        run(admin(&[
+            "member", "admit", "--id", a, "--role", "admin", "--as", "admin",
+        ]));
+    }
+    run(admin(&["quorum", "set", "2", "--as", "admin"]));
+    let out = run(admin(&[
+        "member",
+        "suspend",
+        "globex",
+        "--reason",
+        "unpaid dues",
+        "--as",
+        "admin",
+        "--sign-only",
+        "suspend.json",
+    ]));
+    assert!(
+        out.contains("wrote suspend.json: suspend 'globex'"),
+        "{out}"
+    );
+    let err = run_fails(admin(&["submit", "suspend.json", "--as", "admin"]));
+    assert!(
+        err.contains("failed precondition: this membership change needs signatures of 2 distinct admins, it has 1 (admin)"),
+        "{err}"
+    );
+    let out = ok(d, &["admin", "cosign", "suspend.json", "--as", "alice"]);
+    assert!(
+        out.contains("co-signed suspend.json: suspend 'globex'"),
+        "{out}"
+    );
+    assert!(out.contains("2 signature(s)"), "{out}");
+    let out = run(admin(&["submit", "suspend.json", "--as", "alice"]));
+    assert!(out.contains("logged at log entry"), "{out}");
+    let out = run(admin(&["member", "show", "globex", "--as", "bob"]));
+    assert!(out.contains("status=Suspended"), "{out}");
+    let out = run(admin(&["member", "history", "globex", "--as", "bob"]));
+    assert!(
+        out.contains("suspend 'globex': unpaid dues (signed by admin,alice;"),
+        "{out}"
+    );
+    let err = fails(
+        d,
+        &["sync", "--hub", &addr, "--as", "globex", "--out", "z.jsonl"],
+    );
+    assert!(err.contains("member 'globex' is suspended"), "{err}");
+    let out = run(admin(&["coalition", "--as", "alice"]));
+    assert!(out.contains("quorum 2 of admins admin,alice,bob"), "{out}");
+    // A key revoked as compromised needs a time; bad input is one line.
+    let err = run_fails(admin(&[
+        "key",
+        "revoke",
+        "--member",
+        "acme",
+        "--key-id",
+        "0011223344556677",
+        "--why",
+        "compromised",
+        "--as",
+        "admin",
+    ]));
+    assert!(
+        err.contains("--why compromised needs --since TIME"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -157,8 +157,8 @@ pub struct SetRolesArgs {
 #[derive(Debug, Args)]
 pub struct KeyAddArgs {
     /// The member.
-    #[arg(long)]
-    member: String,
+    #[arg(long = "member", value_name = "ID")]
+    owner: String,
     #[command(flatten)]
     keys: KeyInput,
     #[command(flatten)]
@@ -176,8 +176,8 @@ enum RevokeReason {
 #[derive(Debug, Args)]
 pub struct KeyRevokeArgs {
     /// The member.
-    #[arg(long)]
-    member: String,
+    #[arg(long = "member", value_name = "ID")]
+    owner: String,
     /// The key id (16 hex characters).
     #[arg(long)]
     key_id: String,
@@ -220,7 +220,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
         AdminCommand::Key {
             command: KeyCommand::Add(args),
         } => {
-            let member = MemberId::parse(&args.member)?;
+            let member = MemberId::parse(&args.owner)?;
             let keys = read_keys(&args.keys, &member, &args.change.conn.certs)?;
             let [key] = keys.as_slice() else {
                 bail!("give exactly one --key or --key-file (one key per change)");
@@ -244,7 +244,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                 ),
             };
             let action = Action::RevokeKey {
-                member: MemberId::parse(&args.member)?,
+                member: MemberId::parse(&args.owner)?,
                 key_id: crate::membership::KeyId::parse(&args.key_id)?,
                 revocation,
             };
