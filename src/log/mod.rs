@@ -4,12 +4,14 @@
 //! O(log n) argument behind every operation.
 
 pub mod checkpoint;
+pub mod frontier;
 pub mod tree;
 
 pub use checkpoint::{
     Checkpoint, CheckpointError, KeyId, VerifierKey, VerifierKeyError, key_id, sign_note,
     verify_note,
 };
+pub use frontier::Frontier;
 pub use tree::{
     Hash, LeafIndex, MemoryTree, MissingNode, NodeSource, ProofError, TreeSize, VerifyError,
     append_nodes, consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root,

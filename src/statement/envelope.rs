@@ -111,6 +111,21 @@ pub fn sign_statement(statement: &Statement, key: &SigningKey) -> pb::Envelope {
     }
 }
 
+/// Verifies many ed25519 signatures at once (batch verification, about twice as fast per
+/// signature as one by one): `messages[i]` signed by `keys[i]` with the 64 bytes `sigs[i]`.
+/// True iff every one verifies. On false, check them one by one ([`ParsedEnvelope::verify_with`])
+/// to learn which failed. Keys come from the registry, which refuses weak keys.
+pub fn verify_batch(messages: &[&[u8]], sigs: &[&[u8]], keys: &[VerifyingKey]) -> bool {
+    let Ok(signatures) = sigs
+        .iter()
+        .map(|s| Signature::from_slice(s))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    ed25519_dalek::verify_batch(messages, &signatures, keys).is_ok()
+}
+
 impl StatementId {
     /// The id of a payload of the given type.
     pub fn of(payload_type: &str, payload: &[u8]) -> Self {

@@ -10,6 +10,7 @@ mod signal;
 
 pub use envelope::{
     PAYLOAD_TYPE, ParsedEnvelope, SignatureError, StatementId, Verified, pae, sign_statement,
+    verify_batch,
 };
 pub use hashes::{Category, HashEntry, HashType, Label};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};

@@ -14,7 +14,7 @@ mod filter;
 mod record;
 
 pub use filter::SyncFilter;
-pub use record::{StoredEntry, Summary};
+pub use record::{StoredEntry, Summary, leaf_data};
 
 use crate::log::{self, Hash, NodeSource, TreeSize};
 use crate::membership::{EntryError, Member, MemberId, Position, Registry};
