@@ -6,7 +6,7 @@ use coalition_hub::client::{Client, sign_new};
 use coalition_hub::membership::{Member, MemberId, Role, admission_request};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
-use coalition_hub::server::{RunningHub, spawn};
+use coalition_hub::server::{RunningHub, ServeOptions, spawn_with};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig, now_ms};
 use ed25519_dalek::SigningKey;
@@ -30,6 +30,11 @@ pub fn id(s: &str) -> MemberId {
 impl TestHub {
     /// Starts a hub; `admin` is registered offline, `acme` and `globex` through the Admin RPC.
     pub async fn start() -> TestHub {
+        Self::start_with(|_| ServeOptions::default()).await
+    }
+
+    /// As `start`, with the options `configure` gives once the PKI exists.
+    pub async fn start_with(configure: impl FnOnce(&CertDir) -> ServeOptions) -> TestHub {
         let dirs = tempfile::tempdir().expect("tempdir");
         let certs = CertDir::new(dirs.path().join("certs"));
         certs
@@ -52,10 +57,11 @@ impl TestHub {
                 .expect("admin"),
             )
             .expect("add admin");
-        let hub = spawn(
+        let hub = spawn_with(
             "127.0.0.1:0",
             store.clone(),
             certs.hub_tls().expect("hub tls"),
+            configure(&certs),
         )
         .await
         .expect("server");
