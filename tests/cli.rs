@@ -43,9 +43,14 @@ impl Drop for Hub {
 }
 
 fn serve(dir: &Path) -> (Hub, String) {
+    serve_with(dir, &[])
+}
+
+fn serve_with(dir: &Path, extra: &[&str]) -> (Hub, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
         .current_dir(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -362,6 +367,46 @@ fn cli_end_to_end() {
         err.contains("--why compromised needs --since TIME"),
         "{err}"
     );
+}
+
+#[test]
+fn pki_revoke_is_picked_up_by_a_hub_serving_with_crl() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    ok(d, &["pki", "init"]);
+    assert!(d.join("certs/crl.pem").exists(), "init writes an empty CRL");
+    ok(d, &["init", "--data", "data"]);
+    let (_hub, addr) = serve_with(d, &["--crl", "certs/crl.pem"]);
+    ok(
+        d,
+        &[
+            "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", "acme",
+        ],
+    );
+    let out = ok(d, &["whoami", "--hub", &addr, "--as", "acme"]);
+    assert!(out.contains("acme"), "{out}");
+
+    let out = ok(d, &["pki", "revoke", "--member", "acme"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("revoked acme certificate serial "), "{out}");
+    assert!(out.contains("crl.pem (CRL number 2, 1 revoked)"), "{out}");
+    fails(d, &["pki", "revoke", "--member", "nobody"]);
+
+    // The hub polls the file every second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while coalition(d, &["whoami", "--hub", &addr, "--as", "acme"])
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "acme still accepted");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let stderr = fails(d, &["whoami", "--hub", &addr, "--as", "acme"]);
+    // Refused at the TLS handshake (the client reports the alert or a closed connection),
+    // not by a status from the hub.
+    assert!(stderr.contains("transport error"), "{stderr}");
+    assert!(!stderr.contains("unauthenticated"), "{stderr}");
+    ok(d, &["whoami", "--hub", &addr, "--as", "admin"]);
 }
 
 #[test]

@@ -285,6 +285,8 @@ async fn compromised_key_flags_what_was_logged_after_the_compromise() {
         .expect("early")
         .receipt
         .expect("receipt");
+    // Receipt times have millisecond resolution: keep the two apart.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let late = acme
         .submit(t.hash_set("acme", 2, 2))
         .await

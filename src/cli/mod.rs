@@ -70,6 +70,16 @@ enum PkiCommand {
         #[arg(long = "member", value_name = "ID", default_values_t = ["admin".to_string(), "acme".to_string(), "globex".to_string()])]
         members: Vec<String>,
     },
+    /// Revoke a member's TLS certificate: add it to revoked.txt and rewrite crl.pem, the CA's
+    /// revocation list (a hub serving with `--crl` on it reloads it by itself).
+    Revoke {
+        /// The PKI directory (holding ca.pem, ca.key and members/<ID>.pem).
+        #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+        certs: PathBuf,
+        /// The member whose certificate to revoke.
+        #[arg(long, value_name = "ID")]
+        member: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +96,11 @@ struct ServeArgs {
     /// Storage cache budget in MiB.
     #[arg(long, default_value_t = 128)]
     cache_mib: u64,
+    /// Certificate revocation list (PEM, issued by the coalition CA; e.g. certs/crl.pem from
+    /// `coalition pki revoke`). Revoked client certificates are refused; the file is re-read
+    /// when it changes.
+    #[arg(long, env = "COALITION_CRL", value_name = "FILE")]
+    crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +181,26 @@ impl Cli {
                 Ok(())
             }
             Command::Init(args) => init(args).await,
+            Command::Pki {
+                command: PkiCommand::Revoke { certs, member },
+            } => {
+                let id = MemberId::parse(&member)?;
+                let r = CertDir::new(&certs).revoke(&id)?;
+                let what = if r.newly_revoked {
+                    "revoked"
+                } else {
+                    "already revoked"
+                };
+                println!(
+                    "{what} {} certificate serial {}; wrote {} (CRL number {}, {} revoked)",
+                    r.member,
+                    r.serial,
+                    r.crl.display(),
+                    r.crl_number,
+                    r.revoked_total
+                );
+                Ok(())
+            }
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
             Command::Submit(args) => submit::run(args).await,
@@ -241,9 +276,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), "hub serving");
+    if let Some(crl) = &args.crl {
+        tracing::info!(crl = %crl.display(), "refusing certificates that CRL revokes");
+    }
+    let options = crate::server::ServeOptions {
+        crl: args.crl.clone(),
+        ..Default::default()
+    };
     // Scripts (and the durability test) read this line to learn the port.
     println!("listening on {addr}");
-    crate::server::serve(listener, store, &tls, async {
+    crate::server::serve_with(listener, store, &tls, &options, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })

@@ -93,12 +93,14 @@ impl pb::hub_server::Hub for HubService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         let reader = auth::authorize(&self.store, &request, READERS, "sync")?.id;
+        let peer = auth::PeerCert::of(&request)?;
         let req = request.into_inner();
         let filter = parse_filter(&req)?;
         let (tx, rx) = mpsc::channel(SYNC_BUFFER);
         tokio::spawn(stream_entries(
             self.store.clone(),
             reader,
+            peer,
             req.from_seq,
             filter,
             req.follow,
@@ -304,6 +306,7 @@ fn parse_filter(req: &pb::SyncRequest) -> Result<SyncFilter, Status> {
 async fn stream_entries(
     store: Store,
     reader: MemberId,
+    peer: auth::PeerCert,
     mut cursor: u64,
     filter: SyncFilter,
     follow: bool,
@@ -315,8 +318,9 @@ async fn stream_entries(
     loop {
         let size = *size_rx.borrow_and_update();
         while cursor < size {
-            // A member suspended or removed while streaming is cut off at the next chunk.
-            if let Err(status) = auth::member_allowed(&store, &reader, READERS, "sync") {
+            // A member suspended or removed, or a certificate revoked, while streaming is cut
+            // off at the next chunk.
+            if let Err(status) = still_allowed(&store, &reader, &peer) {
                 let _ = tx.send(Err(status)).await;
                 return;
             }
@@ -383,13 +387,19 @@ async fn stream_entries(
             changed = size_rx.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
             () = tokio::time::sleep(MEMBERSHIP_RECHECK) => {
-                if let Err(status) = auth::member_allowed(&store, &reader, READERS, "sync") {
+                if let Err(status) = still_allowed(&store, &reader, &peer) {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
             }
         }
     }
+}
+
+/// The re-check of a long-lived stream: certificate not revoked, member still allowed.
+fn still_allowed(store: &Store, reader: &MemberId, peer: &auth::PeerCert) -> Result<(), Status> {
+    peer.ensure_not_revoked()?;
+    auth::member_allowed(store, reader, READERS, "sync").map(|_| ())
 }
 
 fn progress(next_seq: u64, log_size: u64) -> pb::sync_response::Item {

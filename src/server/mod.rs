@@ -8,6 +8,7 @@ mod auth;
 mod hub;
 mod indexer;
 mod status;
+mod tls;
 
 pub use hub::HubService;
 
@@ -17,12 +18,15 @@ use crate::store::Store;
 use admin::AdminService;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 use thiserror::Error;
+use tls::HubTls;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::service::InterceptorLayer;
+use tonic::transport::Server;
 
 /// Largest gRPC message the server decodes. Statements are limited to
 /// `statement::MAX_PAYLOAD_BYTES` (RESOURCE_EXHAUSTED above it); a message beyond this
@@ -41,6 +45,27 @@ pub enum ServerError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// How the hub serves, beyond its listener, store and TLS material.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// A PEM file of certificate revocation lists issued by the coalition CA. Revoked client
+    /// certificates are refused at the TLS handshake, and calls on connections opened before
+    /// the revocation get UNAUTHENTICATED. The file is polled and reloaded when it changes; a
+    /// file that does not load leaves the previous CRL in force. `None`: no revocation.
+    pub crl: Option<PathBuf>,
+    /// How often the CRL file is checked for changes (modification time and length).
+    pub crl_poll: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            crl: None,
+            crl_poll: Duration::from_secs(1),
+        }
+    }
 }
 
 /// A hub serving in the background (tests, quickstart, benchmarks).
@@ -64,20 +89,36 @@ impl RunningHub {
     }
 }
 
-/// Installs ring as the process's rustls crypto provider (idempotent). tonic's server TLS
+/// Installs ring as the process's rustls crypto provider (idempotent). tonic's client TLS
 /// needs a process default, and rustls cannot pick one if a dependency enables two.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves on `listener` until `shutdown` completes, with default [`ServeOptions`].
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     tls: &TlsConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    serve_with(listener, store, tls, &ServeOptions::default(), shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` completes. The TLS handshakes are the hub's own
+/// (`tls.rs`), so that a CRL can refuse revoked client certificates.
+pub async fn serve_with(
+    listener: TcpListener,
+    store: Store,
+    tls: &TlsConfig,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
     install_crypto_provider();
+    let hub_tls =
+        HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
+    // Stops polling the CRL file when serving ends.
+    let _watch = hub_tls.watch(options.crl_poll);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::hub_server::HubServer<HubService>>()
@@ -90,39 +131,52 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Tls(format!("reflection: {e}")))?;
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-        .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+    // Every call carries the revocation state, for `auth::authorize`.
+    let attach_tls = {
+        let hub_tls = hub_tls.clone();
+        move |mut request: tonic::Request<()>| {
+            request.extensions_mut().insert(hub_tls.clone());
+            Ok(request)
+        }
+    };
     let matching = indexer::start(store.clone());
     let hub = pb::hub_server::HubServer::new(HubService::new(store.clone(), matching))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(store));
     Server::builder()
-        .tls_config(tls_config)?
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // Bounds the requests (each up to MAX_MESSAGE_BYTES) one connection holds at once.
         .concurrency_limit_per_connection(32)
+        .layer(InterceptorLayer::new(attach_tls))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(hub)
         .add_service(admin)
-        // Without TCP_NODELAY small HTTP/2 frames wait for delayed ACKs (~40 ms per submit).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        // TCP_NODELAY is set on accepted sockets there (~40 ms per call otherwise).
+        .serve_with_incoming_shutdown(hub_tls.incoming(listener), shutdown)
         .await?;
     Ok(())
 }
 
-/// Binds `addr` (use port 0 for an ephemeral port) and serves in the background.
+/// Binds `addr` (use port 0 for an ephemeral port) and serves in the background, with default
+/// [`ServeOptions`].
 pub async fn spawn(addr: &str, store: Store, tls: TlsConfig) -> Result<RunningHub, ServerError> {
+    spawn_with(addr, store, tls, ServeOptions::default()).await
+}
+
+/// Binds `addr` (use port 0 for an ephemeral port) and serves in the background.
+pub async fn spawn_with(
+    addr: &str,
+    store: Store,
+    tls: TlsConfig,
+    options: ServeOptions,
+) -> Result<RunningHub, ServerError> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        serve(listener, store, &tls, async {
+        serve_with(listener, store, &tls, &options, async {
             let _ = rx.await;
         })
         .await

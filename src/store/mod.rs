@@ -516,9 +516,6 @@ impl Writer {
         let batch = &mut group.batch;
         let pending_nodes = &mut group.pending_nodes;
         let in_batch = &mut group.in_batch;
-        let seq = self.size;
-        // Receipt times never go backwards, even if the wall clock does.
-        let received_at_ms = now_ms().max(self.last_received);
         let entry = StoredEntry::new(seq, received_at_ms, &job.verified);
         batch.insert(&entry_key(seq)[..], entry.encode_to_vec());
         batch.insert(&id_key(&id)[..], &seq.to_be_bytes()[..]);

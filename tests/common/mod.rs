@@ -7,7 +7,7 @@ use coalition_hub::governance::{self, admission};
 use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
-use coalition_hub::server::{RunningHub, spawn};
+use coalition_hub::server::{RunningHub, ServeOptions, spawn_with};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig};
 use ed25519_dalek::SigningKey;
@@ -36,6 +36,11 @@ impl TestHub {
     /// Starts a hub: genesis with `admin`, then acme, globex (members) and auditor admitted
     /// over mutual TLS.
     pub async fn start() -> TestHub {
+        Self::start_with(|_| ServeOptions::default()).await
+    }
+
+    /// As `start`, with the options `configure` gives once the PKI exists.
+    pub async fn start_with(configure: impl FnOnce(&CertDir) -> ServeOptions) -> TestHub {
         let dirs = tempfile::tempdir().expect("tempdir");
         let certs = CertDir::new(dirs.path().join("certs"));
         certs
@@ -58,10 +63,11 @@ impl TestHub {
         )
         .await
         .expect("genesis");
-        let hub = spawn(
+        let hub = spawn_with(
             "127.0.0.1:0",
             store.clone(),
             certs.hub_tls().expect("hub tls"),
+            configure(&certs),
         )
         .await
         .expect("server");
