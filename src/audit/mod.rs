@@ -12,3 +12,34 @@ pub mod bundle;
 mod verifier;
 
 pub use verifier::{AuditError, Location, Summary, Verifier};
+
+use bundle::{BundleError, BundleReader, Record};
+use std::path::Path;
+
+/// Why a bundle could not be verified: unreadable, or a failed check.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The file cannot be read or is not a bundle.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A check failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Verifies a bundle file from its genesis, with optional checkpoints saved earlier that the
+/// log must be consistent with.
+pub fn verify_bundle(path: &Path, previous: &[String]) -> Result<Summary, VerifyError> {
+    let mut verifier = Verifier::new();
+    for note in previous {
+        verifier.previous(note.clone())?;
+    }
+    let mut reader = BundleReader::open(path)?;
+    while let Some(record) = reader.next_record()? {
+        match record {
+            Record::Checkpoint(note) => verifier.checkpoint(note)?,
+            Record::Entry(entry) => verifier.entry(entry)?,
+        }
+    }
+    Ok(verifier.finish()?)
+}

@@ -13,9 +13,9 @@ use std::fmt;
 use thiserror::Error;
 
 /// Entries parsed in parallel and then replayed in order, per round.
-const CHUNK: usize = 8192;
+const CHUNK: usize = 16_384;
 /// Signatures per ed25519 batch.
-const BATCH: usize = 256;
+const BATCH: usize = 2048;
 
 /// What an audit failure points at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -415,10 +415,11 @@ fn parse_entry(entry: pb::SyncEntry) -> Result<Parsed, AuditError> {
             ),
         )
     };
-    let envelope = match ParsedEnvelope::parse(envelope.clone()) {
+    let (payload_type, payload) = (envelope.payload_type.clone(), envelope.payload.clone());
+    let envelope = match ParsedEnvelope::parse(envelope) {
         Ok(parsed) => parsed,
         Err(e) => {
-            let actual = StatementId::of(&envelope.payload_type, &envelope.payload);
+            let actual = StatementId::of(&payload_type, &payload);
             if actual.0.as_slice() != entry.statement_id.as_slice() {
                 return Err(altered(actual));
             }

@@ -2,6 +2,7 @@
 //! over the library; errors are returned to `main`, which prints one line.
 
 mod admin;
+mod audit;
 mod matching;
 mod submit;
 mod sync;
@@ -51,6 +52,11 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Look hashes up: offline against a local index file, or online against the hub.
     Match(matching::MatchArgs),
+    /// Independent auditing: export the log and checkpoints, verify them offline.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Show who the hub thinks you are.
     Whoami {
         #[command(flatten)]
@@ -203,6 +209,7 @@ impl Cli {
             }
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
+            Command::Audit { command } => audit::run(command).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Match(args) => matching::run(args).await,
