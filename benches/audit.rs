@@ -189,7 +189,9 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
         let id = ParsedEnvelope::parse(envelope.clone())?.id;
         frontier.append(leaf_hash(&leaf_data(&id, received_at_ms)));
         let size = frontier.size();
-        if (size.0 >= base && (size.0 - base) % CHECKPOINT_EVERY == 0) || size.0 == base + n {
+        if (size.0 >= base && (size.0 - base).is_multiple_of(CHECKPOINT_EVERY))
+            || size.0 == base + n
+        {
             notes.push(Checkpoint::new(HUB, size, frontier.root()).sign(HUB, &hub)?);
         }
         entries.push(pb::SyncEntry {
