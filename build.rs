@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/coalition/v1/statement.proto",
         "proto/coalition/v1/hub.proto",
+        "proto/coalition/v1/audit.proto",
         "proto/coalition/v1/bundle.proto",
     ];
     let fds = protox::compile(protos, ["proto"])?;

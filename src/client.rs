@@ -1,8 +1,10 @@
 //! The gRPC client over mutual TLS, shared by the CLI, the quickstart, tests and benchmarks.
 
+use crate::log::{AuditError, Hash, LeafIndex, SignedCheckpoint, VerifierKey};
 use crate::membership::{Keyring, Member, MemberId};
 use crate::pb;
 use crate::pb::admin_client::AdminClient;
+use crate::pb::audit_client::AuditClient;
 use crate::pb::hub_client::HubClient;
 use crate::pki::TlsConfig;
 use thiserror::Error;
@@ -33,6 +35,12 @@ pub enum ClientError {
     /// The hub's member directory is malformed.
     #[error("the hub's member directory is invalid: {0}")]
     Directory(String),
+    /// A checkpoint or proof from the hub does not verify.
+    #[error("{0}")]
+    Audit(#[from] AuditError),
+    /// A proof response is malformed (a hash that is not 32 bytes, a missing checkpoint).
+    #[error("the hub's proof response is malformed: {0}")]
+    MalformedProof(String),
 }
 
 /// The lowercase-with-spaces name of a gRPC code, for one-line error messages.
@@ -66,6 +74,8 @@ pub struct Client {
     pub hub: HubClient<Channel>,
     /// The `Admin` service.
     pub admin: AdminClient<Channel>,
+    /// The `Audit` service (checkpoints, proofs, entries).
+    pub audit: AuditClient<Channel>,
 }
 
 impl Client {
@@ -115,6 +125,7 @@ impl Client {
             hub: HubClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
+            audit: AuditClient::new(channel.clone()).max_decoding_message_size(limit),
             admin: AdminClient::new(channel),
         })
     }
@@ -176,6 +187,93 @@ impl Client {
     pub async fn keyring(&mut self) -> Result<Keyring, ClientError> {
         Ok(Keyring::from_members(&self.members().await?))
     }
+
+    /// The hub's latest checkpoint (with `refresh`, published now if the log grew), verified
+    /// with the pinned checkpoint key.
+    pub async fn checkpoint(
+        &mut self,
+        key: &VerifierKey,
+        refresh: bool,
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let request = pb::GetCheckpointRequest {
+            tree_size: None,
+            refresh,
+        };
+        let cp = self.audit.get_checkpoint(request).await?.into_inner();
+        Ok(SignedCheckpoint::verify(&cp.note, key).map_err(AuditError::from)?)
+    }
+
+    /// Checks that the hub logged the statement of `receipt`: fetches its inclusion proof
+    /// against the latest checkpoint (published on demand if needed), verifies the checkpoint
+    /// with `key` and the proof for the leaf recomputed from the receipt itself. Returns the
+    /// checkpoint that now commits to the statement.
+    pub async fn verify_receipt(
+        &mut self,
+        key: &VerifierKey,
+        receipt: &pb::Receipt,
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let id =
+            crate::statement::StatementId::from_slice(&receipt.statement_id).ok_or_else(|| {
+                ClientError::MalformedProof("receipt statement id is not 32 bytes".into())
+            })?;
+        let request = pb::GetInclusionProofRequest {
+            leaf: Some(pb::get_inclusion_proof_request::Leaf::LeafIndex(
+                receipt.seq,
+            )),
+            tree_size: 0,
+        };
+        let proof = self.audit.get_inclusion_proof(request).await?.into_inner();
+        let checkpoint = proof
+            .checkpoint
+            .ok_or_else(|| ClientError::MalformedProof("no checkpoint in the response".into()))?;
+        let path = hashes(&proof.audit_path)?;
+        let data = crate::store::leaf_data(&id, receipt.received_at_ms);
+        Ok(crate::log::verify_inclusion_in_checkpoint(
+            key,
+            &checkpoint.note,
+            &data,
+            LeafIndex(receipt.seq),
+            &path,
+        )?)
+    }
+
+    /// Checks that the hub's checkpoint `newer` extends `older` (both verified with `key`),
+    /// fetching the consistency proof between their sizes.
+    pub async fn verify_consistency(
+        &mut self,
+        key: &VerifierKey,
+        older: &SignedCheckpoint,
+        newer: &SignedCheckpoint,
+    ) -> Result<(), ClientError> {
+        let request = pb::GetConsistencyProofRequest {
+            old_size: older.size().0,
+            new_size: newer.size().0,
+        };
+        let proof = self
+            .audit
+            .get_consistency_proof(request)
+            .await?
+            .into_inner();
+        crate::log::verify_consistency_between_checkpoints(
+            key,
+            older.note(),
+            newer.note(),
+            &hashes(&proof.proof)?,
+        )?;
+        Ok(())
+    }
+}
+
+/// Proof hashes from the wire; each must be 32 bytes.
+pub fn hashes(raw: &[Vec<u8>]) -> Result<Vec<Hash>, ClientError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            Hash::from_slice(h).ok_or_else(|| {
+                ClientError::MalformedProof(format!("hash {i} is {} bytes, not 32", h.len()))
+            })
+        })
+        .collect()
 }
 
 /// Makes and signs a new statement by `issuer` with `key`, dated now with a fresh random nonce.

@@ -7,7 +7,7 @@
 use crate::client::sign_new;
 use crate::membership::{Action, Admission, Change, Genesis, KeyId, MemberId, Role};
 use crate::pb;
-use crate::pki::{CertDir, Created};
+use crate::pki::CertDir;
 use crate::statement::{Body, PAYLOAD_TYPE, ParsedEnvelope, StatementError, pae};
 use crate::store::{Appended, Store, StoreError};
 use base64::Engine;
@@ -137,7 +137,7 @@ pub async fn append_offline(
 }
 
 /// Founds a coalition whose keys live in a development PKI directory: the hub key is
-/// `hub.sign.key` (created if missing), each admin's public key its `members/<id>.sign.pub`,
+/// `hub.sign.key` (written by `CertDir::init`), each admin's public key its `members/<id>.sign.pub`,
 /// and the genesis is issued with the first admin's `members/<id>.sign.key`.
 pub async fn found_from_certs(
     store: &Store,
@@ -150,9 +150,7 @@ pub async fn found_from_certs(
         .first()
         .ok_or_else(|| GovernanceError::Invalid("name at least one admin".into()))?;
     let pki = |e: crate::pki::PkiError| GovernanceError::Invalid(e.to_string());
-    let hub_key = certs
-        .hub_signing_key(&mut Created::default())
-        .map_err(pki)?;
+    let hub_key = certs.hub_signing_key().map_err(pki)?;
     let admin_key = certs.signing_key(first).map_err(pki)?;
     let admissions = admins
         .iter()

@@ -177,6 +177,13 @@ impl CertDir {
                 &mut created,
             )?;
         }
+        if !self.hub_signing_key_path().exists() {
+            signing_key_files(
+                &self.hub_signing_key_path(),
+                &self.root.join("hub.sign.pub"),
+                &mut created,
+            )?;
+        }
         for id in members {
             self.add_member(id, &mut created)?;
         }
@@ -204,22 +211,21 @@ impl CertDir {
         )
     }
 
-    /// Path of the hub's ed25519 signing key (it signs the genesis and checkpoints).
-    pub fn hub_signing_key_path(&self) -> PathBuf {
-        self.root.join("hub.sign.key")
-    }
-
-    /// The hub's signing key, created (with `hub.sign.pub`) if missing.
-    pub fn hub_signing_key(&self, created: &mut Created) -> Result<SigningKey, PkiError> {
-        let path = self.hub_signing_key_path();
-        signing_key_files(&path, &self.root.join("hub.sign.pub"), created)?;
-        load_signing_key(&path)
-    }
-
     /// A member's public signing key, from `members/<id>.sign.pub` (64 hex characters).
     pub fn public_key(&self, id: &MemberId) -> Result<VerifyingKey, PkiError> {
         let path = self.member_file(id, "sign.pub");
         parse_public_key_hex(&read_string(&path)?).map_err(|reason| invalid(&path, reason))
+    }
+
+    /// Path of the hub's ed25519 checkpoint-signing key.
+    pub fn hub_signing_key_path(&self) -> PathBuf {
+        self.root.join("hub.sign.key")
+    }
+
+    /// The hub's signing key: it signs the genesis and checkpoints (created by `init` when
+    /// missing, with `hub.sign.pub`).
+    pub fn hub_signing_key(&self) -> Result<SigningKey, PkiError> {
+        load_signing_key(&self.hub_signing_key_path())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -45,7 +45,9 @@ pub async fn run(certs: &Path) -> Result<()> {
         "2. Genesis (as `coalition init`): hub 'quickstart.coalition.local', admin '{admin}', quorum 1; entry {} is statement {}",
         genesis.receipt.seq, genesis.receipt.statement_id
     );
-    let hub = crate::server::spawn("127.0.0.1:0", store, dir.hub_tls()?).await?;
+    let options = crate::server::ServeOptions::for_store(&store, dir.hub_signing_key()?)?;
+    let checkpoint_key = options.checkpoint_signer.verifier_key().clone();
+    let hub = crate::server::spawn("127.0.0.1:0", store, dir.hub_tls()?, options).await?;
     let addr = hub.addr.to_string();
     println!(
         "3. Hub: serving on {addr} over mutual TLS, sled in {}",
@@ -173,6 +175,13 @@ pub async fn run(certs: &Path) -> Result<()> {
             None => println!("9. match ({what} PDQ query): no match within distance 31"),
         }
     }
+    // Auditing: acme's first receipt is in a checkpoint signed by the hub's key.
+    let checkpoint = as_globex.verify_receipt(&checkpoint_key, &receipt).await?;
+    println!(
+        "10. audit: acme's receipt seq {} is in the hub's signed checkpoint of {} entries (key {checkpoint_key}); inclusion proof verified",
+        receipt.seq,
+        checkpoint.size()
+    );
     hub.stop().await?;
     println!("Done. Next: README.md walks through the same steps with the `coalition` CLI.");
     Ok(())

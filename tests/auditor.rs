@@ -79,9 +79,7 @@ async fn busy_hub() -> TestHub {
 }
 
 fn hub_key(t: &TestHub) -> SigningKey {
-    t.certs
-        .hub_signing_key(&mut Created::default())
-        .expect("hub key")
+    t.certs.hub_signing_key().expect("hub key")
 }
 
 fn sign_checkpoint(t: &TestHub, size: u64, root: Hash) -> String {
@@ -334,9 +332,7 @@ async fn tampering_with_the_store_is_caught() {
             .expect("append");
     }
     let size = store.log_size();
-    let hub_key = certs
-        .hub_signing_key(&mut Created::default())
-        .expect("hub key");
+    let hub_key = certs.hub_signing_key().expect("hub key");
     let note = Checkpoint::new(
         "test.coalition.local",
         TreeSize(size),

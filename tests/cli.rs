@@ -423,6 +423,7 @@ fn quickstart_runs_on_a_fresh_directory() {
         "globex synced 5 statements (3 membership, 6 hashes, 1 risk signal)",
         "match (near-duplicate PDQ query): hit, distance 5",
         "match (unrelated PDQ query): no match",
+        "inclusion proof verified",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in\n{stdout}");
     }

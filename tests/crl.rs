@@ -17,10 +17,11 @@ use tokio::io::AsyncReadExt;
 
 const POLL: Duration = Duration::from_millis(50);
 
-fn with_crl(certs: &coalition_hub::pki::CertDir) -> ServeOptions {
+fn with_crl(certs: &coalition_hub::pki::CertDir, options: ServeOptions) -> ServeOptions {
     ServeOptions {
         crl: Some(certs.crl_file()),
         crl_poll: POLL,
+        ..options
     }
 }
 
@@ -250,9 +251,9 @@ async fn a_crl_written_while_serving_refuses_new_and_open_connections() {
 #[tokio::test]
 async fn a_hub_started_with_a_crl_refuses_revoked_certificates_from_the_start() {
     // (d) acme is revoked before the hub starts (the harness still admits acme as admin).
-    let t = TestHub::start_with(|certs| {
+    let t = TestHub::start_with(|certs, options| {
         certs.revoke(&id("acme")).expect("revoke");
-        with_crl(certs)
+        with_crl(certs, options)
     })
     .await;
     let e = raw_tls(&t, "acme").await.expect_err("refused");

@@ -54,9 +54,7 @@ async fn acknowledged_statements_survive_sigkill() {
     {
         // Genesis, as `coalition init`: acme is the founding admin and also a member.
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let hub_key = certs
-            .hub_signing_key(&mut Default::default())
-            .expect("hub key");
+        let hub_key = certs.hub_signing_key().expect("hub key");
         let genesis = governance::genesis(
             "durability.test",
             &hub_key,

@@ -289,6 +289,7 @@ async fn index_follows_submissions_and_is_rebuilt_at_start_up() {
         "127.0.0.1:0",
         t.store.clone(),
         t.certs.hub_tls().expect("tls"),
+        t.options.clone(),
     )
     .await
     .expect("restart");

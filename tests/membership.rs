@@ -501,10 +501,7 @@ async fn bad_membership_input_is_refused_and_changes_nothing() {
         .expect_err("bad id");
     assert_eq!(bad.code(), Code::InvalidArgument);
     // A second genesis is refused.
-    let hub_key = t
-        .certs
-        .hub_signing_key(&mut Created::default())
-        .expect("hub key");
+    let hub_key = t.certs.hub_signing_key().expect("hub key");
     let genesis = governance::genesis(
         "again",
         &hub_key,

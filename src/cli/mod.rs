@@ -266,7 +266,8 @@ async fn init(args: InitArgs) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let tls = CertDir::new(&args.certs).hub_tls()?;
+    let certs = CertDir::new(&args.certs);
+    let tls = certs.hub_tls()?;
     let config = StoreConfig {
         cache_bytes: args.cache_mib * 1024 * 1024,
     };
@@ -278,21 +279,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
             args.data.display()
         );
     }
+    let options = {
+        let mut o = crate::server::ServeOptions::for_store(&store, certs.hub_signing_key()?)?;
+        o.crl = args.crl.clone();
+        o
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), "hub serving");
+    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), checkpoint_key = %options.checkpoint_signer.verifier_key(), "hub serving");
     if let Some(crl) = &args.crl {
         tracing::info!(crl = %crl.display(), "refusing certificates that CRL revokes");
     }
-    let options = crate::server::ServeOptions {
-        crl: args.crl.clone(),
-        ..Default::default()
-    };
     // Scripts (and the durability test) read this line to learn the port.
     println!("listening on {addr}");
-    crate::server::serve_with(listener, store, &tls, &options, async {
+    crate::server::serve(listener, store, &tls, options, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })

@@ -329,6 +329,16 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
+    /// The checkpoint's origin is not the log the verifier key names.
+    #[error(
+        "checkpoint origin {origin:?} is not the expected log {expected:?}; this checkpoint belongs to another log"
+    )]
+    OriginMismatch {
+        /// The origin line of the checkpoint.
+        origin: String,
+        /// The origin expected (the verifier key's name).
+        expected: String,
+    },
 }
 
 /// A transparency-log checkpoint, C2SP tlog-checkpoint "Note text".

@@ -1,16 +1,24 @@
-//! The gRPC server: mutual TLS, the `Hub` and `Admin` services, health and reflection.
+//! The gRPC server: mutual TLS, the `Hub`, `Admin` and `Audit` services, the checkpoint
+//! publisher, health and reflection.
 //!
 //! Handlers only translate between gRPC and the domain; rules live in `statement`,
 //! `membership` and `store`, and errors become statuses in `status`.
 
 mod admin;
+mod audit;
 mod auth;
+mod checkpointer;
 mod hub;
 mod indexer;
 mod status;
 mod tls;
 
+pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
+pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use hub::HubService;
+
+use crate::log::CheckpointSigner;
+use ed25519_dalek::SigningKey;
 
 use crate::pb;
 use crate::pki::TlsConfig;
@@ -45,11 +53,19 @@ pub enum ServerError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The store and the configuration do not describe the same hub.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// How the hub serves, beyond its listener, store and TLS material.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
+    /// Signs the log's checkpoints: origin = the genesis hub name, key = the genesis hub key
+    /// (checked at start-up).
+    pub checkpoint_signer: CheckpointSigner,
+    /// When checkpoints are published (default: every 1,000 entries or 1 s after growth).
+    pub checkpoints: CheckpointPolicy,
     /// A PEM file of certificate revocation lists issued by the coalition CA. Revoked client
     /// certificates are refused at the TLS handshake, and calls on connections opened before
     /// the revocation get UNAUTHENTICATED. The file is polled and reloaded when it changes; a
@@ -59,12 +75,51 @@ pub struct ServeOptions {
     pub crl_poll: Duration,
 }
 
-impl Default for ServeOptions {
-    fn default() -> Self {
+impl ServeOptions {
+    /// Options with `checkpoint_signer` and every other field at its default.
+    pub fn new(checkpoint_signer: CheckpointSigner) -> Self {
         ServeOptions {
+            checkpoint_signer,
+            checkpoints: CheckpointPolicy::default(),
             crl: None,
             crl_poll: Duration::from_secs(1),
         }
+    }
+
+    /// Options for the hub founded in `store`: checkpoints signed with `hub_key` under the
+    /// genesis hub name. Fails if the store holds no genesis or `hub_key` is not its hub key.
+    pub fn for_store(store: &Store, hub_key: SigningKey) -> Result<Self, ServerError> {
+        let registry = store.registry();
+        let coalition = registry.coalition().ok_or_else(|| {
+            ServerError::Config(
+                "this data directory holds no hub: found one first with `coalition init`".into(),
+            )
+        })?;
+        let signer = CheckpointSigner::new(&coalition.hub_name, hub_key)
+            .map_err(|e| ServerError::Config(format!("hub name: {e}")))?;
+        let options = ServeOptions::new(signer);
+        options.check(store)?;
+        Ok(options)
+    }
+
+    /// The checkpoint signer must be the hub the genesis names.
+    fn check(&self, store: &Store) -> Result<(), ServerError> {
+        let registry = store.registry();
+        let Some(c) = registry.coalition() else {
+            return Err(ServerError::Config(
+                "this data directory holds no hub: found one first with `coalition init`".into(),
+            ));
+        };
+        let signer = &self.checkpoint_signer;
+        if signer.origin() != c.hub_name || signer.verifier_key().verifying_key() != &c.hub_key {
+            return Err(ServerError::Config(format!(
+                "the checkpoint signer ({}) is not the hub key and name the genesis names ('{}', key {}): use the hub.sign.key `coalition init` used",
+                signer.verifier_key(),
+                c.hub_name,
+                hex::encode(c.hub_key.as_bytes())
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -95,25 +150,16 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Serves on `listener` until `shutdown` completes, with default [`ServeOptions`].
+/// Serves on `listener` until `shutdown` completes. The TLS handshakes are the hub's own
+/// (`tls.rs`), so that a CRL can refuse revoked client certificates.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     tls: &TlsConfig,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    serve_with(listener, store, tls, &ServeOptions::default(), shutdown).await
-}
-
-/// Serves on `listener` until `shutdown` completes. The TLS handshakes are the hub's own
-/// (`tls.rs`), so that a CRL can refuse revoked client certificates.
-pub async fn serve_with(
-    listener: TcpListener,
-    store: Store,
-    tls: &TlsConfig,
-    options: &ServeOptions,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServerError> {
+    options.check(&store)?;
     install_crypto_provider();
     let hub_tls =
         HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
@@ -125,6 +171,9 @@ pub async fn serve_with(
         .await;
     health_reporter
         .set_serving::<pb::admin_server::AdminServer<AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::audit_server::AuditServer<AuditService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -143,6 +192,13 @@ pub async fn serve_with(
     let hub = pb::hub_server::HubServer::new(HubService::new(store.clone(), matching))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let checkpointer = Checkpointer::start(
+        store.clone(),
+        options.checkpoint_signer.clone(),
+        options.checkpoints.clone(),
+    );
+    let audit = pb::audit_server::AuditServer::new(AuditService::new(store.clone(), checkpointer))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(store));
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -153,30 +209,26 @@ pub async fn serve_with(
         .add_service(reflection)
         .add_service(hub)
         .add_service(admin)
+        .add_service(audit)
         // TCP_NODELAY is set on accepted sockets there (~40 ms per call otherwise).
         .serve_with_incoming_shutdown(hub_tls.incoming(listener), shutdown)
         .await?;
     Ok(())
 }
 
-/// Binds `addr` (use port 0 for an ephemeral port) and serves in the background, with default
-/// [`ServeOptions`].
-pub async fn spawn(addr: &str, store: Store, tls: TlsConfig) -> Result<RunningHub, ServerError> {
-    spawn_with(addr, store, tls, ServeOptions::default()).await
-}
-
 /// Binds `addr` (use port 0 for an ephemeral port) and serves in the background.
-pub async fn spawn_with(
+pub async fn spawn(
     addr: &str,
     store: Store,
     tls: TlsConfig,
     options: ServeOptions,
 ) -> Result<RunningHub, ServerError> {
+    options.check(&store)?;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        serve_with(listener, store, &tls, &options, async {
+        serve(listener, store, &tls, options, async {
             let _ = rx.await;
         })
         .await

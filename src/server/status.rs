@@ -1,8 +1,9 @@
 //! The one place where domain errors become gRPC statuses (codes per docs/PROTOCOL.md).
 
+use super::checkpointer::PublishError;
 use crate::membership::{AcceptError, EntryError, MembershipError};
 use crate::statement::{SignatureError, StatementError};
-use crate::store::StoreError;
+use crate::store::{ProofRequestError, StoreError};
 use tonic::Status;
 
 /// A statement that is malformed or too large.
@@ -76,6 +77,28 @@ pub fn store(e: StoreError) -> Status {
         other => {
             tracing::error!("store error: {other}");
             Status::internal("the hub hit a storage error; operators: see the hub log")
+        }
+    }
+}
+
+/// Proof requests the log cannot answer (messages name the request field).
+pub fn proof_request(e: ProofRequestError) -> Status {
+    match e {
+        ProofRequestError::Store(e) => store(e),
+        other => Status::invalid_argument(other.to_string()),
+    }
+}
+
+/// A checkpoint that could not be published on demand.
+pub fn publish(e: PublishError) -> Status {
+    match e {
+        PublishError::Store(e) => store(e),
+        PublishError::Sign(e) => {
+            tracing::error!("checkpoint signing failed: {e}");
+            Status::internal("the hub could not sign a checkpoint; operators: see the hub log")
+        }
+        PublishError::Stopped => {
+            Status::unavailable("the hub is not publishing checkpoints right now; retry later")
         }
     }
 }

@@ -9,11 +9,19 @@
 //! callers. Readers never look past the published size, so they only ever see durable entries.
 //! The store never verifies signatures: it only accepts [`Verified`] statements, verified with
 //! the keys the registry resolved.
+//! Published checkpoints live in their own tree (`checkpoints.rs`); proofs read the stored
+//! Merkle nodes (`proofs.rs`).
 
+mod checkpoints;
 mod filter;
+mod proofs;
 mod record;
 
+pub use checkpoints::PublishedCheckpoint;
 pub use filter::SyncFilter;
+pub use proofs::ProofRequestError;
+#[doc(hidden)]
+pub use proofs::write_synthetic_tree;
 pub use record::{StoredEntry, Summary, leaf_data};
 
 use crate::log::{self, Hash, NodeSource, TreeSize};
@@ -93,15 +101,25 @@ pub enum StoreError {
     /// The statement may not be logged at this point (entitlement or membership rules).
     #[error(transparent)]
     Rejected(#[from] EntryError),
+    /// A checkpoint that does not describe this log (a bug in the caller, never stored).
+    #[error("checkpoint for {size} entries refused: {reason}")]
+    CheckpointRejected {
+        /// Its tree size.
+        size: u64,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// The hub's durable state. Cheap to clone; all clones share one database and one writer.
 #[derive(Clone)]
 pub struct Store {
+    db: sled::Db,
     log: sled::Tree,
     writer: Arc<WriterHandle>,
     size: watch::Receiver<u64>,
     registry: watch::Receiver<Arc<Registry>>,
+    checkpoints: Arc<checkpoints::Checkpoints>,
 }
 
 /// The writer thread's inbox and handle. When the last `Store` clone goes, the inbox closes,
@@ -145,6 +163,7 @@ impl Store {
                 reason: "the Merkle leaf of the last entry is missing".into(),
             });
         }
+        let checkpoints = Arc::new(checkpoints::Checkpoints::open(&db, size)?);
         let last_received = match size {
             0 => 0,
             n => read_entry(&log, n - 1)?.map_or(0, |e| e.received_at_ms),
@@ -167,6 +186,7 @@ impl Store {
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         Ok(Store {
+            db: db.clone(),
             log,
             writer: Arc::new(WriterHandle {
                 inbox: Some(tx),
@@ -174,6 +194,7 @@ impl Store {
             }),
             size: size_rx,
             registry: registry_rx,
+            checkpoints,
         })
     }
 

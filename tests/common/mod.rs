@@ -4,15 +4,19 @@
 
 use coalition_hub::client::{Client, ClientError, sign_new};
 use coalition_hub::governance::{self, admission};
+use coalition_hub::log::{CheckpointSigner, VerifierKey};
 use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
-use coalition_hub::server::{RunningHub, ServeOptions, spawn_with};
+use coalition_hub::server::{CheckpointPolicy, RunningHub, ServeOptions, spawn};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig};
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
 use tempfile::TempDir;
+
+/// The name of every test hub (its genesis hub name, the origin of its checkpoints).
+pub const ORIGIN: &str = "test.coalition.local";
 
 /// A running hub founded by `admin` (quorum 1), with two members, acme and globex, and an
 /// auditor, admitted by signed membership statements. `outsider` has a certificate from the
@@ -25,7 +29,24 @@ pub struct TestHub {
     pub data: PathBuf,
     /// Log entries written while setting up (genesis and admissions): the first test entry's seq.
     pub base: u64,
+    /// The hub's checkpoint signer (its genesis name and hub key).
+    pub signer: CheckpointSigner,
+    /// The verifier key clients pin to check this hub's checkpoints.
+    pub checkpoint_key: VerifierKey,
+    /// The options the hub serves with.
+    pub options: ServeOptions,
     _dirs: TempDir,
+}
+
+/// A stopped test hub whose store is closed: everything needed to start it again on the same
+/// data. Drop the tokio runtime that ran the hub before resuming (its background tasks hold
+/// the store open until then).
+pub struct StoppedHub {
+    certs: CertDir,
+    data: PathBuf,
+    base: u64,
+    options: ServeOptions,
+    dirs: TempDir,
 }
 
 pub fn id(s: &str) -> MemberId {
@@ -36,11 +57,22 @@ impl TestHub {
     /// Starts a hub: genesis with `admin`, then acme, globex (members) and auditor admitted
     /// over mutual TLS.
     pub async fn start() -> TestHub {
-        Self::start_with(|_| ServeOptions::default()).await
+        Self::start_with(|_, options| options).await
     }
 
-    /// As `start`, with the options `configure` gives once the PKI exists.
-    pub async fn start_with(configure: impl FnOnce(&CertDir) -> ServeOptions) -> TestHub {
+    /// The same, publishing checkpoints under `policy`.
+    pub async fn start_with_policy(policy: CheckpointPolicy) -> TestHub {
+        Self::start_with(|_, options| ServeOptions {
+            checkpoints: policy,
+            ..options
+        })
+        .await
+    }
+
+    /// As `start`, with the options `configure` makes of the defaults once the PKI exists.
+    pub async fn start_with(
+        configure: impl FnOnce(&CertDir, ServeOptions) -> ServeOptions,
+    ) -> TestHub {
         let dirs = tempfile::tempdir().expect("tempdir");
         let certs = CertDir::new(dirs.path().join("certs"));
         certs
@@ -57,30 +89,23 @@ impl TestHub {
         governance::found_from_certs(
             &store,
             &certs,
-            "test.coalition.local",
+            ORIGIN,
             &[(id("admin"), "Admin".to_string())],
             1,
         )
         .await
         .expect("genesis");
-        let hub = spawn_with(
-            "127.0.0.1:0",
-            store.clone(),
-            certs.hub_tls().expect("hub tls"),
-            configure(&certs),
-        )
-        .await
-        .expect("server");
-        let addr = hub.addr.to_string();
-        let mut t = TestHub {
-            hub: Some(hub),
-            addr,
-            store,
+        let defaults = ServeOptions::for_store(&store, certs.hub_signing_key().expect("hub key"))
+            .expect("options");
+        let options = configure(&certs, defaults);
+        let stopped = StoppedHub {
             certs,
             data,
             base: 0,
-            _dirs: dirs,
+            options,
+            dirs,
         };
+        let mut t = Self::launch(stopped, store).await;
         for (m, role) in [
             ("acme", Role::Member),
             ("globex", Role::Member),
@@ -97,6 +122,61 @@ impl TestHub {
         }
         t.base = t.store.log_size();
         t
+    }
+
+    /// Serves `store` (a fresh start or a restart).
+    async fn launch(s: StoppedHub, store: Store) -> TestHub {
+        let hub = spawn(
+            "127.0.0.1:0",
+            store.clone(),
+            s.certs.hub_tls().expect("hub tls"),
+            s.options.clone(),
+        )
+        .await
+        .expect("server");
+        // The hub publishes a checkpoint at start-up if it has none (or the log grew): wait for
+        // it, so tests know which checkpoints exist.
+        let mut published = store.watch_checkpoint();
+        let size = store.log_size();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            published.wait_for(|c| c.is_some_and(|c| c >= size)),
+        )
+        .await
+        .expect("start-up checkpoint within 10 s")
+        .expect("checkpoint watch");
+        TestHub {
+            addr: hub.addr.to_string(),
+            hub: Some(hub),
+            store,
+            certs: s.certs,
+            data: s.data,
+            base: s.base,
+            checkpoint_key: s.options.checkpoint_signer.verifier_key().clone(),
+            signer: s.options.checkpoint_signer.clone(),
+            options: s.options,
+            _dirs: s.dirs,
+        }
+    }
+
+    /// Stops the hub (in-flight calls finish) and hands back its directories and key.
+    pub async fn stop(mut self) -> StoppedHub {
+        if let Some(hub) = self.hub.take() {
+            hub.stop().await.expect("stop");
+        }
+        StoppedHub {
+            certs: self.certs,
+            data: self.data,
+            base: self.base,
+            options: self.options,
+            dirs: self._dirs,
+        }
+    }
+
+    /// Starts a stopped hub again on the same data directory, certificates and key.
+    pub async fn resume(stopped: StoppedHub) -> TestHub {
+        let store = Store::open(&stopped.data, &StoreConfig::default()).expect("reopen store");
+        Self::launch(stopped, store).await
     }
 
     /// Signs `action` as `admin` and submits it.

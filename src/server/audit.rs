@@ -1,0 +1,326 @@
+//! The `Audit` service: signed checkpoints, inclusion and consistency proofs, and raw entries.
+//! Thin, like `hub.rs`: authorize, convert, call the store or the checkpointer, convert back.
+
+use super::checkpointer::Checkpointer;
+use super::{auth, status};
+use crate::membership::Role;
+use crate::pb;
+use crate::statement::StatementId;
+use crate::store::{PublishedCheckpoint, Store, StoredEntry, leaf_data};
+use std::pin::Pin;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Roles that may audit the log.
+const AUDITORS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
+
+/// Most entries one `GetEntries` call returns (docs/PROTOCOL.md).
+pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
+/// Most envelope payload bytes one `GetEntries` call returns (at least one entry is sent).
+pub const MAX_ENTRY_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
+/// Entries read from the store per step of a `GetEntries` stream.
+const ENTRIES_CHUNK: u64 = 256;
+/// Messages buffered per `GetEntries` stream before the server waits for the client.
+const ENTRIES_BUFFER: usize = 16;
+
+/// `ListCheckpoints` page size when the request says 0.
+const DEFAULT_CHECKPOINT_PAGE: usize = 100;
+/// Largest `ListCheckpoints` page.
+const MAX_CHECKPOINT_PAGE: usize = 1000;
+
+/// The `coalition.v1.Audit` implementation.
+#[derive(Clone)]
+pub struct AuditService {
+    store: Store,
+    checkpointer: Checkpointer,
+}
+
+impl AuditService {
+    /// A service over `store`, publishing on demand through `checkpointer`.
+    pub fn new(store: Store, checkpointer: Checkpointer) -> Self {
+        AuditService {
+            store,
+            checkpointer,
+        }
+    }
+
+    /// Runs a store read on the blocking pool (proofs may read up to ~200 nodes from disk).
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, Status> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Status::internal(format!("audit task failed: {e}")))?
+    }
+
+    /// The latest checkpoint, publishing one if none exists yet.
+    async fn latest(&self) -> Result<PublishedCheckpoint, Status> {
+        let latest = self
+            .blocking(|s| s.latest_checkpoint().map_err(status::store))
+            .await?;
+        match latest {
+            Some(cp) => Ok(cp),
+            None => self.checkpointer.refresh().await.map_err(status::publish),
+        }
+    }
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::SyncEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        auth::authorize(&self.store, &request, AUDITORS, "read checkpoints")?;
+        let req = request.into_inner();
+        let cp = match (req.tree_size, req.refresh) {
+            (Some(_), true) => {
+                return Err(Status::invalid_argument(
+                    "refresh: applies to the latest checkpoint only; leave tree_size unset to refresh",
+                ));
+            }
+            (Some(size), false) => self
+                .blocking(move |s| s.checkpoint(size).map_err(status::store))
+                .await?
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "tree_size: the hub published no checkpoint for {size} entries; ListCheckpoints lists the published sizes"
+                    ))
+                })?,
+            (None, true) => self
+                .checkpointer
+                .refresh()
+                .await
+                .map_err(status::publish)?,
+            (None, false) => self.latest().await?,
+        };
+        Ok(Response::new(checkpoint_to_wire(cp)))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        auth::authorize(&self.store, &request, AUDITORS, "read checkpoints")?;
+        let req = request.into_inner();
+        let limit = match req.limit as usize {
+            0 => DEFAULT_CHECKPOINT_PAGE,
+            n => n.min(MAX_CHECKPOINT_PAGE),
+        };
+        let from = req.from_size;
+        let page = self
+            .blocking(move |s| s.checkpoints_from(from, limit).map_err(status::store))
+            .await?;
+        let next_from_size = match page.last() {
+            Some(last) if page.len() == limit => last.size.checked_add(1),
+            _ => None,
+        };
+        Ok(Response::new(pb::ListCheckpointsResponse {
+            checkpoints: page.into_iter().map(checkpoint_to_wire).collect(),
+            next_from_size,
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        use pb::get_inclusion_proof_request::Leaf;
+        auth::authorize(&self.store, &request, AUDITORS, "read proofs")?;
+        let req = request.into_inner();
+        let index = match req.leaf {
+            Some(Leaf::LeafIndex(index)) => index,
+            Some(Leaf::StatementId(raw)) => {
+                let id = StatementId::from_slice(&raw).ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "statement_id: must be 32 bytes, got {}",
+                        raw.len()
+                    ))
+                })?;
+                self.blocking(move |s| s.entry_by_id(&id).map_err(status::store))
+                    .await?
+                    .ok_or_else(|| {
+                        Status::not_found(format!(
+                            "statement_id: no statement {id} in this hub's log"
+                        ))
+                    })?
+                    .seq
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "leaf: set leaf_index or statement_id",
+                ));
+            }
+        };
+        // tree_size 0: the latest checkpoint, refreshed if it does not hold the entry yet.
+        let checkpoint = match req.tree_size {
+            0 => {
+                let latest = self.latest().await?;
+                if latest.size <= index && index < self.store.log_size() {
+                    Some(self.checkpointer.refresh().await.map_err(status::publish)?)
+                } else {
+                    Some(latest)
+                }
+            }
+            size => {
+                self.blocking(move |s| s.checkpoint(size).map_err(status::store))
+                    .await?
+            }
+        };
+        let tree_size = checkpoint.as_ref().map_or(req.tree_size, |c| c.size);
+        let (path, entry) = self
+            .blocking(move |s| {
+                let path = s
+                    .inclusion_proof(index, tree_size)
+                    .map_err(status::proof_request)?;
+                let entry = s.entry(index).map_err(status::store)?.ok_or_else(|| {
+                    Status::internal(format!(
+                        "entry {index} is missing from the store; operators: see the hub log"
+                    ))
+                })?;
+                Ok((path, entry))
+            })
+            .await?;
+        let id = entry.id().map_err(status::store)?;
+        let data = leaf_data(&id, entry.received_at_ms);
+        Ok(Response::new(pb::InclusionProof {
+            leaf_index: index,
+            tree_size,
+            statement_id: id.0.to_vec(),
+            received_at_ms: entry.received_at_ms,
+            leaf_data: data.to_vec(),
+            leaf_hash: crate::log::leaf_hash(&data).0.to_vec(),
+            audit_path: path.iter().map(|h| h.0.to_vec()).collect(),
+            checkpoint: checkpoint.map(checkpoint_to_wire),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        auth::authorize(&self.store, &request, AUDITORS, "read proofs")?;
+        let pb::GetConsistencyProofRequest { old_size, new_size } = request.into_inner();
+        let (proof, old_checkpoint, new_checkpoint) = self
+            .blocking(move |s| {
+                let proof = s
+                    .consistency_proof(old_size, new_size)
+                    .map_err(status::proof_request)?;
+                let old = s.checkpoint(old_size).map_err(status::store)?;
+                let new = s.checkpoint(new_size).map_err(status::store)?;
+                Ok((proof, old, new))
+            })
+            .await?;
+        Ok(Response::new(pb::ConsistencyProof {
+            old_size,
+            new_size,
+            proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            old_checkpoint: old_checkpoint.map(checkpoint_to_wire),
+            new_checkpoint: new_checkpoint.map(checkpoint_to_wire),
+        }))
+    }
+
+    type GetEntriesStream = EntryStream;
+
+    async fn get_entries(
+        &self,
+        request: Request<pb::GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        auth::authorize(&self.store, &request, AUDITORS, "read entries")?;
+        let pb::GetEntriesRequest { start, end } = request.into_inner();
+        if start > end {
+            return Err(Status::invalid_argument(format!(
+                "start {start} is after end {end}: entries are returned for start <= seq < end"
+            )));
+        }
+        let log_size = self.store.log_size();
+        if end > log_size {
+            return Err(Status::invalid_argument(format!(
+                "end {end} is beyond the log size {log_size}: ask for at most the latest checkpoint's tree size"
+            )));
+        }
+        let end = end.min(start.saturating_add(MAX_ENTRIES_PER_CALL));
+        let (tx, rx) = mpsc::channel(ENTRIES_BUFFER);
+        tokio::spawn(stream_range(self.store.clone(), start, end, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Sends the entries `start..end` in order, read in chunks off the async workers, stopping
+/// after `MAX_ENTRY_BYTES_PER_CALL` of payload.
+async fn stream_range(
+    store: Store,
+    mut cursor: u64,
+    end: u64,
+    tx: mpsc::Sender<Result<pb::SyncEntry, Status>>,
+) {
+    let mut bytes = 0usize;
+    while cursor < end && bytes < MAX_ENTRY_BYTES_PER_CALL {
+        let to = end.min(cursor + ENTRIES_CHUNK);
+        let chunk = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || read_range(&store, cursor, to)).await
+        };
+        let chunk = match chunk {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(status)) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx
+                    .send(Err(Status::internal(format!("entry reader failed: {e}"))))
+                    .await;
+                return;
+            }
+        };
+        let registry = store.registry();
+        for entry in chunk {
+            if entry.seq != cursor {
+                // A gap below the durable size: a store inconsistency, not a client problem.
+                let _ = tx
+                    .send(Err(Status::internal(format!(
+                        "entry {cursor} is missing from the store; operators: see the hub log"
+                    ))))
+                    .await;
+                return;
+            }
+            cursor += 1;
+            bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
+            if tx.send(Ok(entry.into_sync_entry(&registry))).await.is_err() {
+                return; // the client went away
+            }
+            if bytes >= MAX_ENTRY_BYTES_PER_CALL {
+                return;
+            }
+        }
+    }
+}
+
+fn read_range(store: &Store, from: u64, to: u64) -> Result<Vec<StoredEntry>, Status> {
+    let entries = store
+        .entries(from, to)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(status::store)?;
+    if entries.is_empty() && from < to {
+        return Err(Status::internal(format!(
+            "entry {from} is missing from the store; operators: see the hub log"
+        )));
+    }
+    Ok(entries)
+}
+
+fn checkpoint_to_wire(cp: PublishedCheckpoint) -> pb::SignedCheckpoint {
+    pb::SignedCheckpoint {
+        tree_size: cp.size,
+        root_hash: cp.root.0.to_vec(),
+        note: cp.note,
+    }
+}

@@ -1,0 +1,199 @@
+//! Published checkpoints, durable in the sled tree `checkpoints`: key = tree size (8 bytes,
+//! big-endian, so the tree iterates in size order), value = root hash (32 bytes) followed by
+//! the signed-note text (UTF-8).
+//!
+//! A checkpoint is stored only if its root is the store's own Merkle root at its size, sizes
+//! only grow, and the first checkpoint stored for a size is kept forever: the hub can never
+//! publish two different checkpoints for one size. Readers see a checkpoint only once it is
+//! flushed to disk.
+
+use super::{Store, StoreError};
+use crate::log::{Hash, SignedCheckpoint};
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+/// The checkpoint tree and the size of the latest durable checkpoint.
+pub(super) struct Checkpoints {
+    tree: sled::Tree,
+    /// Size of the latest flushed checkpoint; readers never look past it.
+    durable: watch::Sender<Option<u64>>,
+    /// Serializes writers (check, insert, flush, publish).
+    write: Mutex<()>,
+}
+
+/// A checkpoint the hub has published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedCheckpoint {
+    /// The tree size it commits to.
+    pub size: u64,
+    /// The Merkle root at that size.
+    pub root: Hash,
+    /// The C2SP signed note (checkpoint body, blank line, signature lines).
+    pub note: String,
+}
+
+impl Checkpoints {
+    /// Opens the `checkpoints` tree; the latest checkpoint must not exceed the log size.
+    pub(super) fn open(db: &sled::Db, log_size: u64) -> Result<Checkpoints, StoreError> {
+        let tree = db.open_tree("checkpoints")?;
+        let latest = match tree.last()? {
+            Some((key, _)) => Some(decode_size(&key)?),
+            None => None,
+        };
+        if let Some(size) = latest
+            && size > log_size
+        {
+            return Err(StoreError::Corrupt {
+                key: format!("checkpoint {size}"),
+                reason: format!(
+                    "a checkpoint was published for {size} entries but the log holds only {log_size}"
+                ),
+            });
+        }
+        let (durable, _) = watch::channel(latest);
+        Ok(Checkpoints {
+            tree,
+            durable,
+            write: Mutex::new(()),
+        })
+    }
+
+    fn latest_size(&self) -> Option<u64> {
+        *self.durable.borrow()
+    }
+}
+
+impl Store {
+    /// Stores a signed checkpoint durably (flushed before it becomes visible to readers) and
+    /// returns what is published for its size.
+    ///
+    /// Idempotent: if a checkpoint for this size exists, it is kept and returned. Refused
+    /// (`CheckpointRejected`) if the size is beyond the log, below the latest checkpoint, or
+    /// the root is not this store's root at that size.
+    pub fn put_checkpoint(
+        &self,
+        signed: &SignedCheckpoint,
+    ) -> Result<PublishedCheckpoint, StoreError> {
+        let cps = &self.checkpoints;
+        let _guard = cps
+            .write
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a checkpoint writer panicked".into()))?;
+        let size = signed.size().0;
+        let reject = |reason: String| StoreError::CheckpointRejected { size, reason };
+        if let Some(latest) = cps.latest_size() {
+            if size == latest {
+                return self.checkpoint(size)?.ok_or_else(|| StoreError::Corrupt {
+                    key: format!("checkpoint {size}"),
+                    reason: "published but missing".into(),
+                });
+            }
+            if size < latest {
+                return Err(reject(format!(
+                    "a checkpoint for {latest} entries is already published; checkpoints only grow"
+                )));
+            }
+        }
+        let log_size = self.log_size();
+        if size > log_size {
+            return Err(reject(format!(
+                "the durable log holds only {log_size} entries"
+            )));
+        }
+        let root = self.root(size)?;
+        if root != signed.root() {
+            return Err(reject(format!(
+                "its root {} is not the log's root {root} at that size",
+                signed.root()
+            )));
+        }
+        let mut value = Vec::with_capacity(Hash::LEN + signed.note().len());
+        value.extend_from_slice(root.as_bytes());
+        value.extend_from_slice(signed.note().as_bytes());
+        cps.tree.insert(size.to_be_bytes(), value)?;
+        self.db.flush()?;
+        cps.durable.send_replace(Some(size));
+        Ok(PublishedCheckpoint {
+            size,
+            root,
+            note: signed.note().to_owned(),
+        })
+    }
+
+    /// The latest published checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Result<Option<PublishedCheckpoint>, StoreError> {
+        match self.checkpoints.latest_size() {
+            Some(size) => self.checkpoint(size),
+            None => Ok(None),
+        }
+    }
+
+    /// The checkpoint published for exactly `size` entries, if any.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<PublishedCheckpoint>, StoreError> {
+        if self
+            .checkpoints
+            .latest_size()
+            .is_none_or(|latest| size > latest)
+        {
+            return Ok(None);
+        }
+        self.checkpoints
+            .tree
+            .get(size.to_be_bytes())?
+            .map(|v| decode_checkpoint(size, &v))
+            .transpose()
+    }
+
+    /// Published checkpoints with `size >= from_size`, in size order, at most `limit`.
+    pub fn checkpoints_from(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<PublishedCheckpoint>, StoreError> {
+        let Some(latest) = self.checkpoints.latest_size() else {
+            return Ok(Vec::new());
+        };
+        if from_size > latest {
+            return Ok(Vec::new());
+        }
+        self.checkpoints
+            .tree
+            .range(from_size.to_be_bytes()..=latest.to_be_bytes())
+            .take(limit)
+            .map(|kv| {
+                let (key, value) = kv?;
+                decode_checkpoint(decode_size(&key)?, &value)
+            })
+            .collect()
+    }
+
+    /// A receiver of the latest durable checkpoint's size (`None` before the first).
+    pub fn watch_checkpoint(&self) -> watch::Receiver<Option<u64>> {
+        self.checkpoints.durable.subscribe()
+    }
+}
+
+fn decode_size(key: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = key.try_into().map_err(|_| StoreError::Corrupt {
+        key: format!("checkpoint key {}", hex::encode(key)),
+        reason: "a checkpoint key is an 8-byte tree size".into(),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn decode_checkpoint(size: u64, value: &[u8]) -> Result<PublishedCheckpoint, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        key: format!("checkpoint {size}"),
+        reason: reason.into(),
+    };
+    let (root, note) = value
+        .split_at_checked(Hash::LEN)
+        .ok_or_else(|| corrupt("shorter than a root hash"))?;
+    let root = Hash::from_slice(root).ok_or_else(|| corrupt("bad root hash"))?;
+    let note = std::str::from_utf8(note).map_err(|_| corrupt("the note is not UTF-8"))?;
+    Ok(PublishedCheckpoint {
+        size,
+        root,
+        note: note.to_owned(),
+    })
+}

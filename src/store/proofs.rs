@@ -1,0 +1,242 @@
+//! Inclusion and consistency proofs over the stored Merkle nodes, in O(log n) reads
+//! (docs/merkle-notes.md), plus a bulk tree writer for benchmarks.
+
+use super::{ENTRY, NODE, Nodes, Store, StoreConfig, StoreError, StoredEntry, entry_key, node_key};
+use crate::log::{self, Hash, LeafIndex, ProofError, TreeSize};
+use prost::Message;
+use std::path::Path;
+use thiserror::Error;
+
+/// A proof request the log cannot answer. Messages name the request fields
+/// (`leaf_index`, `tree_size`, `old_size`, `new_size`) as in `coalition.v1.Audit`.
+#[derive(Debug, Error)]
+pub enum ProofRequestError {
+    /// The leaf is not inside the tree asked about.
+    #[error(
+        "leaf_index {index} is not below tree_size {tree_size}: ask for a tree that contains the leaf (tree_size > leaf_index)"
+    )]
+    IndexOutOfRange {
+        /// Requested leaf index.
+        index: u64,
+        /// Requested tree size.
+        tree_size: u64,
+    },
+    /// A tree size beyond what the log holds.
+    #[error(
+        "{field} {size} is beyond the log size {log_size}: ask for at most the latest checkpoint's tree size"
+    )]
+    BeyondLog {
+        /// The request field.
+        field: &'static str,
+        /// Requested size.
+        size: u64,
+        /// Durable log size.
+        log_size: u64,
+    },
+    /// The old tree is larger than the new one.
+    #[error(
+        "old_size {old} is larger than new_size {new}: a consistency proof goes from an older (smaller) tree to a newer one"
+    )]
+    SizeDecreased {
+        /// Requested old size.
+        old: u64,
+        /// Requested new size.
+        new: u64,
+    },
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ProofError<StoreError>> for ProofRequestError {
+    fn from(e: ProofError<StoreError>) -> Self {
+        match e {
+            ProofError::IndexOutOfRange { index, size } => ProofRequestError::IndexOutOfRange {
+                index: index.0,
+                tree_size: size.0,
+            },
+            ProofError::SizeDecreased { old, new } => ProofRequestError::SizeDecreased {
+                old: old.0,
+                new: new.0,
+            },
+            ProofError::Source(e) => ProofRequestError::Store(e),
+        }
+    }
+}
+
+impl Store {
+    /// The audit path of leaf `index` in the tree of the first `tree_size` entries
+    /// (RFC 9162 §2.1.3.1), leaf first. At most 128 node reads.
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Vec<Hash>, ProofRequestError> {
+        self.check_size("tree_size", tree_size)?;
+        if index >= tree_size {
+            return Err(ProofRequestError::IndexOutOfRange { index, tree_size });
+        }
+        Ok(log::inclusion_proof(
+            &Nodes(&self.log),
+            LeafIndex(index),
+            TreeSize(tree_size),
+        )?)
+    }
+
+    /// The consistency proof from the tree of `old_size` entries to that of `new_size`
+    /// (RFC 9162 §2.1.4.1); empty when `old_size` is 0 or equals `new_size`. At most 192
+    /// node reads.
+    pub fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<Hash>, ProofRequestError> {
+        if old_size > new_size {
+            return Err(ProofRequestError::SizeDecreased {
+                old: old_size,
+                new: new_size,
+            });
+        }
+        self.check_size("new_size", new_size)?;
+        Ok(log::consistency_proof(
+            &Nodes(&self.log),
+            TreeSize(old_size),
+            TreeSize(new_size),
+        )?)
+    }
+
+    fn check_size(&self, field: &'static str, size: u64) -> Result<(), ProofRequestError> {
+        let log_size = self.log_size();
+        if size > log_size {
+            return Err(ProofRequestError::BeyondLog {
+                field,
+                size,
+                log_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Benchmark support, not part of the API: writes the Merkle nodes of a `leaves`-leaf tree
+/// (leaf `i` has data `i` as 8 big-endian bytes) into a new, empty data directory in large
+/// batches, plus one placeholder entry at `leaves - 1` so that [`Store::open`] reports that
+/// log size. Entries `0..leaves - 1` do not exist: only proofs and roots work on such a store.
+#[doc(hidden)]
+pub fn write_synthetic_tree(
+    dir: &Path,
+    leaves: u64,
+    config: &StoreConfig,
+) -> Result<(), StoreError> {
+    const BATCH_NODES: usize = 1 << 20;
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(config.cache_bytes)
+        .mode(sled::Mode::HighThroughput)
+        .open()?;
+    let tree = db.open_tree("log")?;
+    if tree.scan_prefix([ENTRY]).next().is_some() || tree.scan_prefix([NODE]).next().is_some() {
+        return Err(StoreError::Unavailable(format!(
+            "{} already holds a log; synthetic trees go into an empty directory",
+            dir.display()
+        )));
+    }
+    // The last node written at each level with an even index: the left sibling to come.
+    let mut lefts: Vec<Hash> = Vec::with_capacity(64);
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0usize;
+    for i in 0..leaves {
+        let (mut level, mut index) = (0u8, i);
+        let mut hash = log::leaf_hash(&i.to_be_bytes());
+        loop {
+            batch.insert(&node_key(level, index)[..], &hash.0[..]);
+            in_batch += 1;
+            let l = usize::from(level);
+            if index & 1 == 0 {
+                if lefts.len() <= l {
+                    lefts.push(hash);
+                } else {
+                    lefts[l] = hash;
+                }
+                break;
+            }
+            hash = log::node_hash(&lefts[l], &hash);
+            level += 1;
+            index >>= 1;
+        }
+        if in_batch >= BATCH_NODES {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+    }
+    if leaves > 0 {
+        let last = StoredEntry {
+            seq: leaves - 1,
+            received_at_ms: 0,
+            statement_id: vec![0; 32],
+            envelope: None,
+            summary: None,
+        };
+        batch.insert(&entry_key(leaves - 1)[..], last.encode_to_vec());
+    }
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::MemoryTree;
+
+    #[test]
+    fn synthetic_tree_matches_memory_tree_and_proofs_check_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 1000u64;
+        write_synthetic_tree(dir.path(), n, &StoreConfig::default()).expect("write");
+        let store = Store::open(dir.path(), &StoreConfig::default()).expect("open");
+        assert_eq!(store.log_size(), n);
+        let mut mem = MemoryTree::new();
+        for i in 0..n {
+            mem.append(&i.to_be_bytes());
+        }
+        for size in [1u64, 2, 3, 511, 512, 513, 999, 1000] {
+            assert_eq!(
+                store.root(size).expect("root"),
+                log::root(&mem, TreeSize(size)).expect("root")
+            );
+            for index in [0, size / 3, size - 1] {
+                assert_eq!(
+                    store.inclusion_proof(index, size).expect("proof"),
+                    log::inclusion_proof(&mem, LeafIndex(index), TreeSize(size)).expect("proof")
+                );
+            }
+            for old in [0, 1, size / 2, size] {
+                assert_eq!(
+                    store.consistency_proof(old, size).expect("proof"),
+                    log::consistency_proof(&mem, TreeSize(old), TreeSize(size)).expect("proof")
+                );
+            }
+        }
+        assert!(matches!(
+            store.inclusion_proof(5, 5),
+            Err(ProofRequestError::IndexOutOfRange {
+                index: 5,
+                tree_size: 5
+            })
+        ));
+        let beyond = store.inclusion_proof(0, n + 1).expect_err("beyond");
+        assert!(beyond.to_string().contains("tree_size 1001"), "{beyond}");
+        assert!(matches!(
+            store.consistency_proof(0, n + 1),
+            Err(ProofRequestError::BeyondLog {
+                field: "new_size",
+                ..
+            })
+        ));
+        let decreased = store.consistency_proof(7, 6).expect_err("decreased");
+        assert!(decreased.to_string().contains("old_size 7"), "{decreased}");
+        drop(store);
+        assert!(write_synthetic_tree(dir.path(), 3, &StoreConfig::default()).is_err());
+    }
+}
