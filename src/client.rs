@@ -41,6 +41,9 @@ pub enum ClientError {
     /// A proof response is malformed (a hash that is not 32 bytes, a missing checkpoint).
     #[error("the hub's proof response is malformed: {0}")]
     MalformedProof(String),
+    /// Writing an export failed.
+    #[error(transparent)]
+    Bundle(#[from] crate::audit::bundle::BundleError),
 }
 
 /// The lowercase-with-spaces name of a gRPC code, for one-line error messages.
@@ -261,6 +264,81 @@ impl Client {
             &hashes(&proof.proof)?,
         )?;
         Ok(())
+    }
+
+    /// Writes an audit bundle of the whole log to `path`: the hub publishes a checkpoint of
+    /// its current size, then every published checkpoint up to it and every entry `0..size`
+    /// are written (checkpoints first). Returns (entries, checkpoints) written.
+    pub async fn export_bundle(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<(u64, usize), ClientError> {
+        use crate::audit::bundle::{BundleWriter, Record};
+        let latest = self
+            .audit
+            .get_checkpoint(pb::GetCheckpointRequest {
+                tree_size: None,
+                refresh: true,
+            })
+            .await?
+            .into_inner();
+        let size = latest.tree_size;
+        let mut notes = Vec::new();
+        let mut from_size = 0;
+        loop {
+            let page = self
+                .audit
+                .list_checkpoints(pb::ListCheckpointsRequest {
+                    from_size,
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            notes.extend(
+                page.checkpoints
+                    .into_iter()
+                    .filter(|c| c.tree_size <= size)
+                    .map(|c| c.note),
+            );
+            match page.next_from_size {
+                Some(next) if next <= size && next > from_size => from_size = next,
+                _ => break,
+            }
+        }
+        let mut writer = BundleWriter::create(path)?;
+        let checkpoints = notes.len();
+        for note in notes {
+            writer.write(Record::Checkpoint(note))?;
+        }
+        let mut next = 0;
+        while next < size {
+            let mut stream = self
+                .audit
+                .get_entries(pb::GetEntriesRequest {
+                    start: next,
+                    end: size,
+                })
+                .await?
+                .into_inner();
+            let before = next;
+            while let Some(entry) = stream.message().await? {
+                if entry.seq != next {
+                    return Err(ClientError::MalformedProof(format!(
+                        "the hub sent entry {} where entry {next} was due",
+                        entry.seq
+                    )));
+                }
+                next += 1;
+                writer.write(Record::Entry(entry))?;
+            }
+            if next == before {
+                return Err(ClientError::MalformedProof(format!(
+                    "the hub sent no entry from {next} although its checkpoint covers {size}"
+                )));
+            }
+        }
+        writer.finish()?;
+        Ok((size, checkpoints))
     }
 }
 

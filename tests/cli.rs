@@ -367,6 +367,54 @@ fn cli_end_to_end() {
         err.contains("--why compromised needs --since TIME"),
         "{err}"
     );
+
+    // Auditing: export, verify offline, verify live; a tampered export fails naming the entry.
+    let out = ok(
+        d,
+        &[
+            "audit",
+            "export",
+            "--hub",
+            &addr,
+            "--as",
+            "bob",
+            "--out",
+            "log.bundle",
+        ],
+    );
+    assert!(out.starts_with("exported "), "{out}");
+    let out = ok(d, &["audit", "verify", "log.bundle"]);
+    assert!(out.starts_with("audit OK: hub 'cli.test'"), "{out}");
+    assert!(out.contains("membership changes"), "{out}");
+    let genesis = out
+        .split("(genesis ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("genesis id")
+        .to_string();
+    let out = ok(d, &["audit", "verify", "log.bundle", "--genesis", &genesis]);
+    assert!(out.contains("audit OK"), "{out}");
+    let err = fails(
+        d,
+        &[
+            "audit",
+            "verify",
+            "log.bundle",
+            "--genesis",
+            &"0".repeat(64),
+        ],
+    );
+    assert!(err.contains("this is another hub's history"), "{err}");
+    let out = ok(d, &["audit", "verify", "--hub", &addr, "--as", "alice"]);
+    assert!(out.contains("audit OK"), "{out}");
+    let mut bytes = std::fs::read(d.join("log.bundle")).expect("bundle");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(d.join("tampered.bundle"), bytes).expect("write");
+    let err = fails(d, &["audit", "verify", "tampered.bundle"]);
+    assert!(err.contains("audit FAILED: entry "), "{err}");
+    let err = fails(d, &["audit", "verify", "hashes.csv"]);
+    assert!(err.contains("not an audit bundle"), "{err}");
 }
 
 #[test]
@@ -424,6 +472,8 @@ fn quickstart_runs_on_a_fresh_directory() {
         "match (near-duplicate PDQ query): hit, distance 5",
         "match (unrelated PDQ query): no match",
         "inclusion proof verified",
+        "audit export + offline verify",
+        "checkpoint(s) match the recomputed root",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in\n{stdout}");
     }
