@@ -24,6 +24,17 @@ impl Frontier {
         TreeSize(self.size)
     }
 
+    /// The roots of the complete subtrees, largest first (what a client saves to resume).
+    pub fn edge(&self) -> &[Hash] {
+        &self.edge
+    }
+
+    /// Rebuilds a frontier saved with [`Frontier::size`] and [`Frontier::edge`]; `None` if
+    /// the edge cannot belong to a tree of that size (one root per 1 bit of the size).
+    pub fn from_edge(size: TreeSize, edge: Vec<Hash>) -> Option<Self> {
+        (size.0.count_ones() as usize == edge.len()).then_some(Frontier { size: size.0, edge })
+    }
+
     /// Appends a leaf hash (`log::leaf_hash` of the leaf data).
     pub fn append(&mut self, leaf: Hash) {
         let mut hash = leaf;
