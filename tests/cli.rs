@@ -175,6 +175,10 @@ fn cli_end_to_end() {
         out.contains("synced 6 statements (3 hashes, 1 risk signals, 3 membership)"),
         "{out}"
     );
+    assert!(
+        out.contains("log checked: 6 received entries proven in the hub's signed checkpoint"),
+        "{out}"
+    );
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
     assert_eq!(lines.lines().count(), 4);
     let pdq_row: serde_json::Value = lines
@@ -212,6 +216,13 @@ fn cli_end_to_end() {
         ),
         "{out}"
     );
+    assert!(
+        out.contains("log checked: 7 received entries proven")
+            && out.contains("which extends the checkpoint of 6 seen before"),
+        "{out}"
+    );
+    let cursor = std::fs::read_to_string(d.join("shared.jsonl.cursor")).expect("cursor");
+    assert!(cursor.contains("\"checkpoint_key\""), "{cursor}");
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
     assert_eq!(lines.lines().count(), 5, "appended, no duplicates");
     // CSV output with a filter.
