@@ -1,6 +1,6 @@
 //! The gRPC client over mutual TLS, shared by the CLI, the quickstart, tests and benchmarks.
 
-use crate::log::{AuditError, Hash, LeafIndex, SignedCheckpoint, VerifierKey};
+use crate::log::{Hash, LeafIndex, ProofCheckError, SignedCheckpoint, VerifierKey};
 use crate::membership::{Keyring, Member, MemberId};
 use crate::pb;
 use crate::pb::admin_client::AdminClient;
@@ -37,7 +37,7 @@ pub enum ClientError {
     Directory(String),
     /// A checkpoint or proof from the hub does not verify.
     #[error("{0}")]
-    Audit(#[from] AuditError),
+    Audit(#[from] ProofCheckError),
     /// A proof response is malformed (a hash that is not 32 bytes, a missing checkpoint).
     #[error("the hub's proof response is malformed: {0}")]
     MalformedProof(String),
@@ -203,7 +203,7 @@ impl Client {
             refresh,
         };
         let cp = self.audit.get_checkpoint(request).await?.into_inner();
-        Ok(SignedCheckpoint::verify(&cp.note, key).map_err(AuditError::from)?)
+        Ok(SignedCheckpoint::verify(&cp.note, key).map_err(ProofCheckError::from)?)
     }
 
     /// Checks that the hub logged the statement of `receipt`: fetches its inclusion proof

@@ -6,7 +6,7 @@ mod common;
 use coalition_hub::client::{Client, hashes};
 use coalition_hub::governance::admission;
 use coalition_hub::log::{
-    self, AuditError, CheckpointSigner, LeafIndex, SignedCheckpoint, TreeSize,
+    self, CheckpointSigner, LeafIndex, ProofCheckError, SignedCheckpoint, TreeSize,
     verify_consistency_between_checkpoints, verify_inclusion_in_checkpoint,
 };
 use coalition_hub::membership::{Action, Role};
@@ -232,7 +232,7 @@ async fn inclusion_proofs_verify_for_every_receipt_by_index_and_by_id() {
                     LeafIndex(receipt.seq),
                     &hashes(&p.audit_path).expect("hashes"),
                 );
-                assert!(matches!(wrong, Err(AuditError::Inclusion(_))));
+                assert!(matches!(wrong, Err(ProofCheckError::Inclusion(_))));
             }
         }
         // The client helper does the same from the receipt alone.
@@ -336,7 +336,7 @@ async fn consistency_proofs_between_checkpoints_verify() {
     proof[0].0[0] ^= 1;
     assert!(matches!(
         verify_consistency_between_checkpoints(&t.checkpoint_key, a.note(), b.note(), &proof),
-        Err(AuditError::Consistency(_))
+        Err(ProofCheckError::Consistency(_))
     ));
     // Fetch by size; page through the list.
     let got = get_checkpoint(&mut acme, Some(a_size), false)

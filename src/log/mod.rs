@@ -10,7 +10,7 @@ pub mod signer;
 pub mod tree;
 
 pub use audit::{
-    AuditError, verify_consistency_between_checkpoints, verify_inclusion_in_checkpoint,
+    ProofCheckError, verify_consistency_between_checkpoints, verify_inclusion_in_checkpoint,
 };
 pub use checkpoint::{
     Checkpoint, CheckpointError, KeyId, VerifierKey, VerifierKeyError, key_id, sign_note,
