@@ -90,13 +90,14 @@ enum PkiCommand {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Data directory (created if missing).
+    /// Data directory, founded with `coalition init`.
     #[arg(long, env = "COALITION_DATA", default_value = "data")]
     data: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "COALITION_LISTEN", default_value = "127.0.0.1:50051")]
     listen: String,
-    /// Development PKI directory holding ca.pem, hub.pem and hub.key.
+    /// Development PKI directory holding ca.pem, hub.pem, hub.key and hub.sign.key (the hub
+    /// key of the genesis, which signs checkpoints).
     #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
     certs: PathBuf,
     /// Storage cache budget in MiB.
@@ -107,6 +108,12 @@ struct ServeArgs {
     /// when it changes.
     #[arg(long, env = "COALITION_CRL", value_name = "FILE")]
     crl: Option<PathBuf>,
+    /// Publish a signed checkpoint once the log has grown by this many entries.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    checkpoint_entries: u64,
+    /// ... or once it has grown at all and this many milliseconds have passed.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    checkpoint_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +289,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let options = {
         let mut o = crate::server::ServeOptions::for_store(&store, certs.hub_signing_key()?)?;
         o.crl = args.crl.clone();
+        o.checkpoints = crate::server::CheckpointPolicy {
+            max_entries: args.checkpoint_entries.max(1),
+            max_delay: std::time::Duration::from_millis(args.checkpoint_ms.max(1)),
+        };
         o
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
