@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/coalition/v1/statement.proto",
         "proto/coalition/v1/hub.proto",
         "proto/coalition/v1/audit.proto",
+        "proto/coalition/v1/bundle.proto",
     ];
     let fds = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -21,13 +21,14 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::membership::{Member, MemberId, Role, admission_request};
+use coalition_hub::governance;
+use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{
     Body, Category, HashEntry, HashSet, HashType, Label, ParsedEnvelope,
 };
-use coalition_hub::store::{Store, StoreConfig, now_ms};
+use coalition_hub::store::{Store, StoreConfig};
 use coalition_hub::sync::{Event, Session, verify_entry};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
@@ -207,7 +208,7 @@ async fn ingest(env: &Env, set_size: usize, sets: usize, table: &mut Table) -> R
         let mut latencies = Vec::new();
         for _ in 0..RUNS {
             let data = tempfile::tempdir_in(env.root.path())?;
-            register(env, data.path())?;
+            register(env, data.path()).await?;
             let hub = Hub::start(env, data.path(), 128)?;
             let (took, mut lat) = submit_all(env, &hub.addr, &pool, conns).await?;
             hub.stop()?;
@@ -286,7 +287,7 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
     const SET: usize = 10_000;
     println!("\n== Sync and hub memory: sets of {SET} ==");
     let data = tempfile::tempdir_in(env.root.path())?;
-    register(env, data.path())?;
+    register(env, data.path()).await?;
     let key = env.certs.signing_key(&env.submitter)?;
     let mut stored = 0usize;
     for target_sets in [small, large] {
@@ -384,7 +385,7 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
     hub.stop()?;
     let keyring = {
         let store = Store::open(data.path(), &StoreConfig::default())?;
-        coalition_hub::membership::Keyring::from_members(&store.members()?)
+        coalition_hub::membership::Keyring::from_members(&store.members())
     };
     let t = Instant::now();
     let mut n = 0usize;
@@ -478,7 +479,7 @@ async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(31);
     let corpus: Vec<[u8; 32]> = (0..total).map(|_| rng.r#gen()).collect();
     let data = env.root.path().join("data-match");
-    register(env, &data)?;
+    register(env, &data).await?;
     let hub = Hub::start(env, &data, 128)?;
     let key = env.certs.signing_key(&env.submitter)?;
     let mut client = Client::connect(&hub.addr, &env.certs.member_tls(&env.submitter)?).await?;
@@ -739,19 +740,23 @@ impl Drop for Hub {
     }
 }
 
-/// Registers the bench members offline, as `coalition admin member add --data` does.
-fn register(env: &Env, data: &Path) -> Result<()> {
+/// Founds the bench hub (genesis by the admin, as `coalition init`) and admits the bench
+/// members with signed membership statements, offline.
+async fn register(env: &Env, data: &Path) -> Result<()> {
     let store = Store::open(data, &StoreConfig::default())?;
-    for (id, role) in [
-        (&env.admin, Role::Admin),
-        (&env.submitter, Role::Member),
-        (&env.reader, Role::Member),
-    ] {
+    let admin = (env.admin.clone(), "bench admin".to_string());
+    governance::found_from_certs(&store, &env.certs, "bench.coalition.local", &[admin], 1).await?;
+    let admin_key = env.certs.signing_key(&env.admin)?;
+    for id in [&env.submitter, &env.reader] {
         let key = env.certs.signing_key(id)?;
-        store.add_member(&Member::admit(
-            admission_request(id, &format!("bench {id}"), &[role], &[key.verifying_key()]),
-            now_ms(),
-        )?)?;
+        let admit = governance::admission(
+            id,
+            &format!("bench {id}"),
+            &[Role::Member],
+            &[key.verifying_key()],
+        );
+        let change = governance::change(&env.admin, &admin_key, Action::Admit(admit), "bench");
+        governance::append_offline(&store, change).await?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The gRPC client over mutual TLS, shared by the CLI, the quickstart, tests and benchmarks.
 
-use crate::log::{AuditError, Hash, LeafIndex, SignedCheckpoint, VerifierKey};
-use crate::membership::{Keyring, Member};
+use crate::log::{Hash, LeafIndex, ProofCheckError, SignedCheckpoint, VerifierKey};
+use crate::membership::{Keyring, Member, MemberId};
 use crate::pb;
 use crate::pb::admin_client::AdminClient;
 use crate::pb::audit_client::AuditClient;
@@ -37,10 +37,13 @@ pub enum ClientError {
     Directory(String),
     /// A checkpoint or proof from the hub does not verify.
     #[error("{0}")]
-    Audit(#[from] AuditError),
+    Audit(#[from] ProofCheckError),
     /// A proof response is malformed (a hash that is not 32 bytes, a missing checkpoint).
     #[error("the hub's proof response is malformed: {0}")]
     MalformedProof(String),
+    /// Writing an export failed.
+    #[error(transparent)]
+    Bundle(#[from] crate::audit::bundle::BundleError),
 }
 
 /// The lowercase-with-spaces name of a gRPC code, for one-line error messages.
@@ -151,6 +154,38 @@ impl Client {
             .collect()
     }
 
+    /// One member's details (admins and auditors).
+    pub async fn member(&mut self, id: &MemberId) -> Result<Member, ClientError> {
+        let wire = self
+            .admin
+            .get_member(pb::GetMemberRequest {
+                member_id: id.to_string(),
+            })
+            .await?
+            .into_inner();
+        Member::from_wire(wire).map_err(|e| ClientError::Directory(e.to_string()))
+    }
+
+    /// The membership changes that concerned a member (admins and auditors).
+    pub async fn history(&mut self, id: &MemberId) -> Result<pb::MemberHistory, ClientError> {
+        Ok(self
+            .admin
+            .get_member_history(pb::GetMemberRequest {
+                member_id: id.to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The coalition's governance (admins and auditors).
+    pub async fn coalition(&mut self) -> Result<pb::Coalition, ClientError> {
+        Ok(self
+            .admin
+            .get_coalition(pb::GetCoalitionRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// A keyring of every member key the hub lists.
     pub async fn keyring(&mut self) -> Result<Keyring, ClientError> {
         Ok(Keyring::from_members(&self.members().await?))
@@ -168,7 +203,7 @@ impl Client {
             refresh,
         };
         let cp = self.audit.get_checkpoint(request).await?.into_inner();
-        Ok(SignedCheckpoint::verify(&cp.note, key).map_err(AuditError::from)?)
+        Ok(SignedCheckpoint::verify(&cp.note, key).map_err(ProofCheckError::from)?)
     }
 
     /// Checks that the hub logged the statement of `receipt`: fetches its inclusion proof
@@ -229,6 +264,81 @@ impl Client {
             &hashes(&proof.proof)?,
         )?;
         Ok(())
+    }
+
+    /// Writes an audit bundle of the whole log to `path`: the hub publishes a checkpoint of
+    /// its current size, then every published checkpoint up to it and every entry `0..size`
+    /// are written (checkpoints first). Returns (entries, checkpoints) written.
+    pub async fn export_bundle(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<(u64, usize), ClientError> {
+        use crate::audit::bundle::{BundleWriter, Record};
+        let latest = self
+            .audit
+            .get_checkpoint(pb::GetCheckpointRequest {
+                tree_size: None,
+                refresh: true,
+            })
+            .await?
+            .into_inner();
+        let size = latest.tree_size;
+        let mut notes = Vec::new();
+        let mut from_size = 0;
+        loop {
+            let page = self
+                .audit
+                .list_checkpoints(pb::ListCheckpointsRequest {
+                    from_size,
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            notes.extend(
+                page.checkpoints
+                    .into_iter()
+                    .filter(|c| c.tree_size <= size)
+                    .map(|c| c.note),
+            );
+            match page.next_from_size {
+                Some(next) if next <= size && next > from_size => from_size = next,
+                _ => break,
+            }
+        }
+        let mut writer = BundleWriter::create(path)?;
+        let checkpoints = notes.len();
+        for note in notes {
+            writer.write(Record::Checkpoint(note))?;
+        }
+        let mut next = 0;
+        while next < size {
+            let mut stream = self
+                .audit
+                .get_entries(pb::GetEntriesRequest {
+                    start: next,
+                    end: size,
+                })
+                .await?
+                .into_inner();
+            let before = next;
+            while let Some(entry) = stream.message().await? {
+                if entry.seq != next {
+                    return Err(ClientError::MalformedProof(format!(
+                        "the hub sent entry {} where entry {next} was due",
+                        entry.seq
+                    )));
+                }
+                next += 1;
+                writer.write(Record::Entry(entry))?;
+            }
+            if next == before {
+                return Err(ClientError::MalformedProof(format!(
+                    "the hub sent no entry from {next} although its checkpoint covers {size}"
+                )));
+            }
+        }
+        writer.finish()?;
+        Ok((size, checkpoints))
     }
 }
 

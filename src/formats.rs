@@ -87,6 +87,10 @@ pub struct HashLine {
     /// Labels.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Sync output: signer keys declared compromised by the time the hub received the
+    /// statement; do not act on the hash without checking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compromised_keys: Vec<String>,
 }
 
 impl HashLine {
@@ -124,6 +128,7 @@ impl HashLine {
             hash: hex::encode(&hash.value),
             quality: hash.quality.map(u32::from),
             labels: hash.labels.iter().map(ToString::to_string).collect(),
+            compromised_keys: entry.compromised_keys.clone(),
         }
     }
 }
@@ -224,9 +229,9 @@ fn parse_line(text: &str, sync_csv: &mut bool) -> Result<Option<HashLine>, Strin
         .unwrap_or_default()
     };
     if *sync_csv {
-        if cols.len() != 8 {
+        if cols.len() != 9 {
             return Err(format!(
-                "expected the 8 columns of sync CSV output, got {}",
+                "expected the 9 columns of sync CSV output, got {}",
                 cols.len()
             ));
         }
@@ -240,6 +245,7 @@ fn parse_line(text: &str, sync_csv: &mut bool) -> Result<Option<HashLine>, Strin
             hash: cols[5].to_owned(),
             quality: quality(cols.get(6))?,
             labels: labels(cols.get(7)),
+            compromised_keys: labels(cols.get(8)),
         }));
     }
     if first.parse::<HashType>().is_ok() {
@@ -427,6 +433,8 @@ struct SignalLine<'a> {
     statement_id: String,
     issuer: &'a str,
     received_at_ms: i64,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    compromised_keys: &'a [String],
     #[serde(flatten)]
     signal: SignalFile,
 }
@@ -461,7 +469,8 @@ pub struct EntryWriter<W: Write> {
 }
 
 /// The CSV header sync writes.
-pub const CSV_HEADER: &str = "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels\n";
+pub const CSV_HEADER: &str =
+    "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys\n";
 
 impl<W: Write> EntryWriter<W> {
     /// A writer; `header` writes the CSV header first (for a new file).
@@ -499,7 +508,7 @@ impl<W: Write> EntryWriter<W> {
                     let labels: Vec<String> = h.labels.iter().map(ToString::to_string).collect();
                     writeln!(
                         self.out,
-                        "{},{},{},{},{},{},{},{}",
+                        "{},{},{},{},{},{},{},{},{}",
                         entry.seq,
                         id,
                         entry.statement.issuer,
@@ -507,7 +516,8 @@ impl<W: Write> EntryWriter<W> {
                         h.hash_type,
                         hex::encode(&h.value),
                         h.quality.map(|q| q.to_string()).unwrap_or_default(),
-                        labels.join(";")
+                        labels.join(";"),
+                        entry.compromised_keys.join(";")
                     )?;
                     self.rows += 1;
                 }
@@ -519,6 +529,7 @@ impl<W: Write> EntryWriter<W> {
                     statement_id: entry.id.to_string(),
                     issuer: entry.statement.issuer.as_str(),
                     received_at_ms: entry.received_at_ms,
+                    compromised_keys: &entry.compromised_keys,
                     signal: SignalFile::of(signal),
                 };
                 serde_json::to_writer(&mut self.out, &line)?;
@@ -526,6 +537,8 @@ impl<W: Write> EntryWriter<W> {
                 self.rows += 1;
             }
             (Body::RiskSignal(_), Format::Csv) => self.skipped_signals += 1,
+            // Membership is for auditors and admins, not for a moderation pipeline.
+            (Body::Genesis(_) | Body::Membership(_), _) => {}
         }
         Ok(())
     }

@@ -19,9 +19,11 @@
 //! - [`cli`]: the `coalition` command line (thin; `src/main.rs` only calls it).
 //! - [`pb`]: the generated wire types of `proto/coalition/v1`.
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod formats;
+pub mod governance;
 pub mod log;
 pub mod matching;
 pub mod membership;

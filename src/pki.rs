@@ -4,23 +4,34 @@
 //! ```text
 //! certs/ca.pem  ca.key                       coalition CA (signs every TLS certificate)
 //! certs/hub.pem hub.key                      the hub's server certificate (localhost, 127.0.0.1, ::1)
-//! certs/hub.sign.key                         the hub's ed25519 checkpoint-signing key (PKCS#8 PEM)
+//! certs/hub.sign.key hub.sign.pub            the hub's ed25519 key (signs the genesis and checkpoints)
 //! certs/members/<id>.pem <id>.key            member TLS client certificate, SAN urn:coalition:member:<id>
 //! certs/members/<id>.sign.key <id>.sign.pub  member ed25519 signing key (PKCS#8 PEM) and public key (hex)
+//! certs/revoked.txt                          revoked certificates: serial (hex), unix time, member
+//! certs/crl.pem                              the CA's CRL listing every revoked serial (`coalition serve --crl`)
 //! ```
 //! Private keys (`*.key`) are written with mode 0600 and are never committed (see .gitignore).
 
 use crate::membership::MemberId;
-use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::fs;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+use x509_parser::time::ASN1Time;
+
+/// How long a CRL written by [`CertDir::revoke`] is current (its `nextUpdate`).
+pub const CRL_VALIDITY_SECS: i64 = 30 * 24 * 60 * 60;
 
 /// PKI and key-file failures.
 #[derive(Debug, Error)]
@@ -65,6 +76,30 @@ pub struct TlsConfig {
     pub key_pem: Vec<u8>,
 }
 
+/// What [`CertDir::revoke`] did.
+#[derive(Debug)]
+pub struct Revocation {
+    /// The member whose certificate is revoked.
+    pub member: MemberId,
+    /// The certificate's serial number (lowercase hex, no leading zero bytes).
+    pub serial: String,
+    /// False if that serial was already revoked (the CRL is rewritten anyway).
+    pub newly_revoked: bool,
+    /// Serials the CRL now lists.
+    pub revoked_total: usize,
+    /// The CRL's number.
+    pub crl_number: u64,
+    /// The CRL file written.
+    pub crl: PathBuf,
+}
+
+/// One line of `revoked.txt`.
+struct RevokedEntry {
+    serial: Vec<u8>,
+    at_secs: i64,
+    member: String,
+}
+
 /// A directory of PKI files in the layout above.
 #[derive(Clone, Debug)]
 pub struct CertDir {
@@ -95,6 +130,13 @@ impl CertDir {
     fn ca_key(&self) -> PathBuf {
         self.root.join("ca.key")
     }
+    /// The CRL file: every revoked certificate, signed by the CA (see [`CertDir::revoke`]).
+    pub fn crl_file(&self) -> PathBuf {
+        self.root.join("crl.pem")
+    }
+    fn revoked_file(&self) -> PathBuf {
+        self.root.join("revoked.txt")
+    }
     fn member_file(&self, id: &MemberId, ext: &str) -> PathBuf {
         self.root.join("members").join(format!("{id}.{ext}"))
     }
@@ -104,8 +146,8 @@ impl CertDir {
         self.member_file(id, "sign.key")
     }
 
-    /// Creates whatever is missing: the CA, the hub certificate, and for each member a TLS
-    /// certificate and a signing key. Existing files are kept.
+    /// Creates whatever is missing: the CA, its CRL (listing nothing yet), the hub certificate,
+    /// and for each member a TLS certificate and a signing key. Existing files are kept.
     pub fn init(&self, members: &[MemberId]) -> Result<Created, PkiError> {
         let mut created = Created::default();
         fs::create_dir_all(self.root.join("members")).map_err(|e| io(&self.root, e))?;
@@ -120,6 +162,10 @@ impl CertDir {
                 &mut created,
             )?;
         }
+        if !self.crl_file().exists() {
+            let pem = self.crl_pem(&self.revoked_entries()?, 1)?;
+            write(&self.crl_file(), pem.as_bytes(), false, &mut created)?;
+        }
         if !self.root.join("hub.pem").exists() {
             self.issue(
                 "hub",
@@ -132,7 +178,11 @@ impl CertDir {
             )?;
         }
         if !self.hub_signing_key_path().exists() {
-            write_signing_key(&self.hub_signing_key_path(), None, &mut created)?;
+            signing_key_files(
+                &self.hub_signing_key_path(),
+                &self.root.join("hub.sign.pub"),
+                &mut created,
+            )?;
         }
         for id in members {
             self.add_member(id, &mut created)?;
@@ -154,11 +204,17 @@ impl CertDir {
                 created,
             )?;
         }
-        let sign_key = self.signing_key_path(id);
-        if !sign_key.exists() {
-            write_signing_key(&sign_key, Some(&self.member_file(id, "sign.pub")), created)?;
-        }
-        Ok(())
+        signing_key_files(
+            &self.signing_key_path(id),
+            &self.member_file(id, "sign.pub"),
+            created,
+        )
+    }
+
+    /// A member's public signing key, from `members/<id>.sign.pub` (64 hex characters).
+    pub fn public_key(&self, id: &MemberId) -> Result<VerifyingKey, PkiError> {
+        let path = self.member_file(id, "sign.pub");
+        parse_public_key_hex(&read_string(&path)?).map_err(|reason| invalid(&path, reason))
     }
 
     /// Path of the hub's ed25519 checkpoint-signing key.
@@ -166,7 +222,8 @@ impl CertDir {
         self.root.join("hub.sign.key")
     }
 
-    /// The hub's checkpoint-signing key (created by `init` when missing).
+    /// The hub's signing key: it signs the genesis and checkpoints (created by `init` when
+    /// missing, with `hub.sign.pub`).
     pub fn hub_signing_key(&self) -> Result<SigningKey, PkiError> {
         load_signing_key(&self.hub_signing_key_path())
     }
@@ -182,13 +239,13 @@ impl CertDir {
         key_path: &Path,
         created: &mut Created,
     ) -> Result<(), PkiError> {
-        let ca_key_pem = read_string(&self.ca_key())?;
-        let ca_key =
-            KeyPair::from_pem(&ca_key_pem).map_err(|e| invalid(&self.ca_key(), e.to_string()))?;
-        let ca_pem = read_string(&self.ca_cert())?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)
-            .map_err(|e| invalid(&self.ca_cert(), e.to_string()))?;
+        let issuer = self.ca_issuer()?;
         let mut params = CertificateParams::new(dns_or_ip)?;
+        // Random, positive, 16 bytes: the CRL names certificates by serial number.
+        let mut serial = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut serial);
+        serial[0] = (serial[0] & 0x7f) | 0x40;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -204,6 +261,172 @@ impl CertDir {
         write(cert_path, cert.pem().as_bytes(), false, created)?;
         write(key_path, key.serialize_pem().as_bytes(), true, created)?;
         Ok(())
+    }
+
+    fn ca_issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let ca_key_pem = read_string(&self.ca_key())?;
+        let ca_key =
+            KeyPair::from_pem(&ca_key_pem).map_err(|e| invalid(&self.ca_key(), e.to_string()))?;
+        let ca_pem = read_string(&self.ca_cert())?;
+        Issuer::from_ca_cert_pem(&ca_pem, ca_key)
+            .map_err(|e| invalid(&self.ca_cert(), e.to_string()))
+    }
+
+    /// Revokes `id`'s current TLS certificate: adds its serial number to `revoked.txt` and
+    /// rewrites `crl.pem`, the CA-signed CRL of every revoked serial (a higher CRL number,
+    /// `thisUpdate` now, `nextUpdate` in 30 days). A hub started with `--crl` on that file
+    /// picks it up within its poll interval. To give the member a new certificate, delete
+    /// `members/<id>.pem` and `.key` and run `init --member <id>` again.
+    pub fn revoke(&self, id: &MemberId) -> Result<Revocation, PkiError> {
+        let cert_path = self.member_file(id, "pem");
+        let cert_der = CertificateDer::from_pem_file(&cert_path).map_err(|e| match e {
+            rustls::pki_types::pem::Error::Io(source) => io(&cert_path, source),
+            other => invalid(&cert_path, format!("not a PEM certificate ({other})")),
+        })?;
+        let (_, cert) = X509Certificate::from_der(cert_der.as_ref())
+            .map_err(|e| invalid(&cert_path, format!("certificate does not parse: {e}")))?;
+        let ca_der = CertificateDer::from_pem_file(self.ca_cert()).map_err(|e| match e {
+            rustls::pki_types::pem::Error::Io(source) => io(&self.ca_cert(), source),
+            other => invalid(&self.ca_cert(), format!("not a PEM certificate ({other})")),
+        })?;
+        let (_, ca) = X509Certificate::from_der(ca_der.as_ref())
+            .map_err(|e| invalid(&self.ca_cert(), format!("certificate does not parse: {e}")))?;
+        if cert.issuer().as_raw() != ca.subject().as_raw() {
+            return Err(invalid(
+                &cert_path,
+                format!(
+                    "issued by '{}', not by this directory's CA '{}'",
+                    cert.issuer(),
+                    ca.subject()
+                ),
+            ));
+        }
+        let serial = strip_zeros(cert.raw_serial()).to_vec();
+        let mut entries = self.revoked_entries()?;
+        let newly_revoked = !entries.iter().any(|e| e.serial == serial);
+        if newly_revoked {
+            entries.push(RevokedEntry {
+                serial: serial.clone(),
+                at_secs: ASN1Time::now().timestamp(),
+                member: id.to_string(),
+            });
+            let mut text = String::from("# serial (hex)  revoked at (unix seconds)  member\n");
+            for e in &entries {
+                text.push_str(&format!(
+                    "{} {} {}\n",
+                    hex::encode(&e.serial),
+                    e.at_secs,
+                    e.member
+                ));
+            }
+            write_replacing(&self.revoked_file(), text.as_bytes())?;
+        }
+        let crl_number = self.previous_crl_number()?.saturating_add(1);
+        let pem = self.crl_pem(&entries, crl_number)?;
+        write_replacing(&self.crl_file(), pem.as_bytes())?;
+        Ok(Revocation {
+            member: id.clone(),
+            serial: hex::encode(&serial),
+            newly_revoked,
+            revoked_total: entries.len(),
+            crl_number,
+            crl: self.crl_file(),
+        })
+    }
+
+    fn revoked_entries(&self) -> Result<Vec<RevokedEntry>, PkiError> {
+        let path = self.revoked_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&path, e)),
+        };
+        let mut entries = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = || {
+                invalid(
+                    &path,
+                    format!(
+                        "line {}: expected 'SERIAL_HEX UNIX_SECONDS MEMBER', got '{line}'",
+                        n + 1
+                    ),
+                )
+            };
+            let mut fields = line.split_whitespace();
+            let (Some(serial), Some(at), Some(member), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                return Err(bad());
+            };
+            entries.push(RevokedEntry {
+                serial: hex::decode(serial).map_err(|_| bad())?,
+                at_secs: at.parse().map_err(|_| bad())?,
+                member: member.to_string(),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The number of the CRL now in `crl.pem` (0 if there is none).
+    fn previous_crl_number(&self) -> Result<u64, PkiError> {
+        let path = self.crl_file();
+        if !path.exists() {
+            return Ok(0);
+        }
+        let der =
+            rustls::pki_types::CertificateRevocationListDer::from_pem_file(&path).map_err(|e| {
+                invalid(
+                    &path,
+                    format!("not a PEM CRL ({e}); delete it to start over"),
+                )
+            })?;
+        let (_, crl) = CertificateRevocationList::from_der(der.as_ref()).map_err(|e| {
+            invalid(
+                &path,
+                format!("CRL does not parse ({e}); delete it to start over"),
+            )
+        })?;
+        let bytes = crl
+            .crl_number()
+            .map(|n| n.to_bytes_be())
+            .unwrap_or_default();
+        let bytes = strip_zeros(&bytes);
+        if bytes.len() > 8 {
+            return Err(invalid(&path, "CRL number exceeds 64 bits".into()));
+        }
+        Ok(bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)))
+    }
+
+    fn crl_pem(&self, entries: &[RevokedEntry], crl_number: u64) -> Result<String, PkiError> {
+        let time = |secs: i64| {
+            ASN1Time::from_timestamp(secs)
+                .map(|t| t.to_datetime())
+                .map_err(|e| invalid(&self.revoked_file(), format!("time {secs}: {e}")))
+        };
+        let now = ASN1Time::now().timestamp();
+        let params = CertificateRevocationListParams {
+            this_update: time(now)?,
+            next_update: time(now.saturating_add(CRL_VALIDITY_SECS))?,
+            crl_number: SerialNumber::from(crl_number),
+            issuing_distribution_point: None,
+            revoked_certs: entries
+                .iter()
+                .map(|e| {
+                    Ok(RevokedCertParams {
+                        serial_number: SerialNumber::from_slice(&e.serial),
+                        revocation_time: time(e.at_secs)?,
+                        reason_code: None,
+                        invalidity_date: None,
+                    })
+                })
+                .collect::<Result<_, PkiError>>()?,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.ca_issuer()?)?.pem()?)
     }
 
     /// The hub's TLS material.
@@ -230,23 +453,28 @@ impl CertDir {
     }
 }
 
-/// Generates an ed25519 key into `path` (PKCS#8 PEM, private) and, if asked, its public key
-/// as hex into `public`.
-fn write_signing_key(
-    path: &Path,
-    public: Option<&Path>,
+/// Creates an ed25519 signing key (PKCS#8 PEM, private) and its hex public key if missing.
+fn signing_key_files(
+    key_path: &Path,
+    pub_path: &Path,
     created: &mut Created,
 ) -> Result<(), PkiError> {
+    if key_path.exists() {
+        return Ok(());
+    }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| invalid(path, e.to_string()))?;
-    write(path, pem.as_bytes(), true, created)?;
-    if let Some(public) = public {
-        let hex = hex::encode(key.verifying_key().as_bytes()) + "\n";
-        write(public, hex.as_bytes(), false, created)?;
-    }
-    Ok(())
+        .map_err(|e| invalid(key_path, e.to_string()))?;
+    write(key_path, pem.as_bytes(), true, created)?;
+    let public = hex::encode(key.verifying_key().as_bytes()) + "\n";
+    write(pub_path, public.as_bytes(), false, created)
+}
+
+/// Parses an ed25519 public key written as 64 hex characters.
+pub fn parse_public_key_hex(text: &str) -> Result<VerifyingKey, String> {
+    let raw = hex::decode(text.trim()).map_err(|e| format!("not a hex public key: {e}"))?;
+    crate::membership::parse_public_key(&raw)
 }
 
 /// Reads an ed25519 signing key from a PKCS#8 PEM file.
@@ -296,6 +524,34 @@ fn write(path: &Path, data: &[u8], private: bool, created: &mut Created) -> Resu
     Ok(())
 }
 
+/// Replaces `path` atomically (a temporary file renamed over it), so a hub polling the file
+/// never reads half of it.
+fn write_replacing(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
+    std::io::Write::write_all(&mut tmp, data).map_err(|e| io(path, e))?;
+    // Temporary files are private; these files hold nothing secret.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(|e| io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| io(path, e))?;
+    tmp.persist(path).map_err(|e| io(path, e.error))?;
+    Ok(())
+}
+
+/// A DER INTEGER's content without leading zero bytes (keeping one byte).
+fn strip_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    &bytes[start..]
+}
+
 fn io(path: &Path, source: std::io::Error) -> PkiError {
     if source.kind() == std::io::ErrorKind::NotFound {
         return PkiError::Missing {
@@ -312,5 +568,51 @@ fn invalid(path: &Path, reason: String) -> PkiError {
     PkiError::Invalid {
         path: path.to_owned(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_lists_every_serial_in_a_numbered_signed_crl() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let certs = CertDir::new(dir.path());
+        let (acme, globex) = (
+            MemberId::parse("acme").expect("id"),
+            MemberId::parse("globex").expect("id"),
+        );
+        let created = certs.init(&[acme.clone(), globex.clone()]).expect("init");
+        assert!(created.files.contains(&certs.crl_file()));
+        assert_eq!(certs.previous_crl_number().expect("number"), 1);
+
+        let first = certs.revoke(&acme).expect("revoke acme");
+        assert!(first.newly_revoked);
+        assert_eq!((first.crl_number, first.revoked_total), (2, 1));
+        assert_eq!(first.serial.len(), 32, "16-byte random serial");
+        let again = certs.revoke(&acme).expect("revoke acme again");
+        assert!(!again.newly_revoked);
+        assert_eq!((again.crl_number, again.revoked_total), (3, 1));
+        let second = certs.revoke(&globex).expect("revoke globex");
+        assert_eq!((second.crl_number, second.revoked_total), (4, 2));
+
+        let der = rustls::pki_types::CertificateRevocationListDer::from_pem_file(certs.crl_file())
+            .expect("pem");
+        let (_, crl) = CertificateRevocationList::from_der(der.as_ref()).expect("crl");
+        let serials: Vec<String> = crl
+            .iter_revoked_certificates()
+            .map(|r| hex::encode(strip_zeros(r.raw_serial())))
+            .collect();
+        assert_eq!(serials, vec![first.serial, second.serial]);
+        let next = crl.next_update().expect("next update").timestamp();
+        let this = crl.last_update().timestamp();
+        assert_eq!(next - this, CRL_VALIDITY_SECS);
+
+        let missing = MemberId::parse("nobody").expect("id");
+        assert!(matches!(
+            certs.revoke(&missing),
+            Err(PkiError::Missing { .. })
+        ));
     }
 }

@@ -1,10 +1,11 @@
 //! `coalition quickstart`: the whole flow on loopback in one command, through the real parts:
-//! development PKI, a hub on an ephemeral port with sled in a temporary directory, members
-//! admitted by an admin over mutual TLS, signed submissions, a verified sync, and the checks
-//! that refuse a forged statement.
+//! development PKI, a genesis founding the hub, a hub on an ephemeral port with sled in a
+//! temporary directory, members admitted by signed membership statements over mutual TLS,
+//! signed submissions, a verified sync, the checks that refuse a forged statement, matching.
 
 use crate::client::{Client, sign_new};
-use crate::membership::{KeyId, Member, MemberId, Role, admission_request};
+use crate::governance::admission;
+use crate::membership::{Action, KeyId, MemberId, Role};
 use crate::pb;
 use crate::pki::CertDir;
 use crate::statement::{
@@ -31,44 +32,47 @@ pub async fn run(certs: &Path) -> Result<()> {
 
     let data = tempfile::tempdir().context("creating a temporary data directory")?;
     let store = Store::open(data.path(), &StoreConfig::default())?;
-    // Bootstrap: the first admin is registered offline, as `coalition admin member add --data`.
-    let admin_key = dir.signing_key(&admin)?;
-    store.add_member(&Member::admit(
-        admission_request(
-            &admin,
-            "Coalition secretariat",
-            &[Role::Admin],
-            &[admin_key.verifying_key()],
-        ),
-        now_ms(),
-    )?)?;
-    let signer =
-        crate::log::CheckpointSigner::new(crate::server::DEFAULT_ORIGIN, dir.hub_signing_key()?)?;
-    let checkpoint_key = signer.verifier_key().clone();
-    let options = crate::server::ServeOptions::new(signer);
+    // Genesis, as `coalition init`: the hub's name and key, its first admin, quorum 1.
+    let genesis = crate::governance::found_from_certs(
+        &store,
+        &dir,
+        "quickstart.coalition.local",
+        &[(admin.clone(), "Coalition secretariat".to_string())],
+        1,
+    )
+    .await?;
+    println!(
+        "2. Genesis (as `coalition init`): hub 'quickstart.coalition.local', admin '{admin}', quorum 1; entry {} is statement {}",
+        genesis.receipt.seq, genesis.receipt.statement_id
+    );
+    let options = crate::server::ServeOptions::for_store(&store, dir.hub_signing_key()?)?;
+    let checkpoint_key = options.checkpoint_signer.verifier_key().clone();
     let hub = crate::server::spawn("127.0.0.1:0", store, dir.hub_tls()?, options).await?;
     let addr = hub.addr.to_string();
     println!(
-        "2. Hub: serving on {addr} over mutual TLS, sled in {}",
+        "3. Hub: serving on {addr} over mutual TLS, sled in {}",
         data.path().display()
     );
 
+    let admin_key = dir.signing_key(&admin)?;
     let mut as_admin = Client::connect(&addr, &dir.member_tls(&admin)?).await?;
     for (id, name) in [(&acme, "Acme Social"), (&globex, "Globex Video")] {
         let key = dir.signing_key(id)?;
-        as_admin
-            .admin
-            .add_member(admission_request(
-                id,
-                name,
-                &[Role::Member],
-                &[key.verifying_key()],
+        let admit = admission(id, name, &[Role::Member], &[key.verifying_key()]);
+        let receipt = as_admin
+            .submit(crate::governance::change(
+                &admin,
+                &admin_key,
+                Action::Admit(admit),
+                "quickstart",
             ))
-            .await
-            .map_err(crate::client::ClientError::from)?;
+            .await?
+            .receipt
+            .unwrap_or_default();
         println!(
-            "3. Admin admitted '{id}' ({name}), signing key {}",
-            KeyId::of(&key.verifying_key())
+            "4. admin signed a membership statement admitting '{id}' ({name}), signing key {}: entry {}",
+            KeyId::of(&key.verifying_key()),
+            receipt.seq
         );
     }
 
@@ -80,7 +84,7 @@ pub async fn run(certs: &Path) -> Result<()> {
     let first = as_acme.submit(envelope.clone()).await?;
     let receipt = first.receipt.unwrap_or_default();
     println!(
-        "4. acme submitted a signed hash set of {set_len} hashes (md5, sha1, sha256, pdq, photodna): seq {}, statement {}",
+        "5. acme submitted a signed hash set of {set_len} hashes (md5, sha1, sha256, pdq, photodna): seq {}, statement {}",
         receipt.seq,
         hex::encode(&receipt.statement_id)
     );
@@ -98,7 +102,7 @@ pub async fn run(certs: &Path) -> Result<()> {
         ))
         .await?;
     println!(
-        "5. acme submitted a sextortion risk signal: seq {}",
+        "6. acme submitted a sextortion risk signal: seq {}",
         signal.receipt.unwrap_or_default().seq
     );
 
@@ -106,12 +110,12 @@ pub async fn run(certs: &Path) -> Result<()> {
     let mut as_globex = Client::connect(&addr, &dir.member_tls(&globex)?).await?;
     let forged = sign_new(&acme, &globex_key, Body::HashSet(sample_hash_set()));
     match as_globex.submit(forged).await {
-        Err(e) => println!("6. globex tried to submit a statement in acme's name: refused ({e})"),
+        Err(e) => println!("7. globex tried to submit a statement in acme's name: refused ({e})"),
         Ok(_) => anyhow::bail!("the hub accepted a statement in another member's name"),
     }
 
     let mut session = Session::start(as_globex, pb::SyncRequest::default()).await?;
-    let (mut statements, mut hashes, mut signals) = (0, 0, 0);
+    let (mut statements, mut hashes, mut signals, mut membership) = (0, 0, 0, 0);
     let mut cursor = 0;
     while let Some(event) = session.next().await? {
         match event {
@@ -120,13 +124,14 @@ pub async fn run(certs: &Path) -> Result<()> {
                 match &entry.statement.body {
                     Body::HashSet(s) => hashes += s.entries.len(),
                     Body::RiskSignal(_) => signals += 1,
+                    Body::Genesis(_) | Body::Membership(_) => membership += 1,
                 }
             }
             Event::Progress { next_seq, .. } => cursor = next_seq,
         }
     }
     println!(
-        "7. globex synced {statements} statements ({hashes} hashes, {signals} risk signal) from cursor 0 and verified every ed25519 signature itself; next cursor {cursor}"
+        "8. globex synced {statements} statements ({membership} membership, {hashes} hashes, {signals} risk signal) from cursor 0 and verified every ed25519 signature itself; next cursor {cursor}"
     );
     // Matching: a near-duplicate of acme's first PDQ hash (5 bits flipped) and an unrelated one.
     let mut as_globex = Client::connect(&addr, &dir.member_tls(&globex)?).await?;
@@ -161,21 +166,36 @@ pub async fn run(certs: &Path) -> Result<()> {
     for (result, what) in answer.results.iter().zip(["near-duplicate", "unrelated"]) {
         match result.matches.first() {
             Some(m) => println!(
-                "8. match ({what} PDQ query): hit, distance {} (threshold 31), shared by '{}' at seq {}, labels {}",
+                "9. match ({what} PDQ query): hit, distance {} (threshold 31), shared by '{}' at seq {}, labels {}",
                 m.distance,
                 m.issuer,
                 m.seq,
                 m.labels.join(",")
             ),
-            None => println!("8. match ({what} PDQ query): no match within distance 31"),
+            None => println!("9. match ({what} PDQ query): no match within distance 31"),
         }
     }
     // Auditing: acme's first receipt is in a checkpoint signed by the hub's key.
     let checkpoint = as_globex.verify_receipt(&checkpoint_key, &receipt).await?;
     println!(
-        "9. audit: acme's receipt seq {} is in the hub's signed checkpoint of {} entries (key {checkpoint_key}); inclusion proof verified",
+        "10. audit: acme's receipt seq {} is in the hub's signed checkpoint of {} entries (key {checkpoint_key}); inclusion proof verified",
         receipt.seq,
         checkpoint.size()
+    );
+    // The offline auditor: export everything, replay it from the genesis.
+    let audit_dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let bundle = audit_dir.path().join("quickstart.bundle");
+    let (entries, checkpoints) = as_globex.export_bundle(&bundle).await?;
+    let path = bundle.clone();
+    let summary = tokio::task::spawn_blocking(move || crate::audit::verify_bundle(&path, &[]))
+        .await
+        .context("the verifier stopped")??;
+    println!(
+        "11. audit export + offline verify (as `coalition audit export` / `audit verify`): {entries} entries and {checkpoints} signed checkpoint(s) written; replayed from genesis {}: every signature entitled at its position, {} membership changes, {} checkpoint(s) match the recomputed root {}",
+        summary.genesis_id,
+        summary.membership_entries,
+        summary.checkpoints,
+        summary.root.to_hex()
     );
     hub.stop().await?;
     println!("Done. Next: README.md walks through the same steps with the `coalition` CLI.");

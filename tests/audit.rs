@@ -4,11 +4,12 @@
 mod common;
 
 use coalition_hub::client::{Client, hashes};
+use coalition_hub::governance::admission;
 use coalition_hub::log::{
-    self, AuditError, CheckpointSigner, LeafIndex, SignedCheckpoint, TreeSize,
+    self, CheckpointSigner, LeafIndex, ProofCheckError, SignedCheckpoint, TreeSize,
     verify_consistency_between_checkpoints, verify_inclusion_in_checkpoint,
 };
-use coalition_hub::membership::{Role, admission_request};
+use coalition_hub::membership::{Action, Role};
 use coalition_hub::pb;
 use coalition_hub::pb::get_inclusion_proof_request::Leaf;
 use coalition_hub::server::CheckpointPolicy;
@@ -17,6 +18,10 @@ use coalition_hub::store::leaf_data;
 use common::{ORIGIN, TestHub, id};
 use std::time::Duration;
 use tonic::Code;
+
+/// The size of the checkpoint a new hub publishes at start-up: the genesis statement only (it is
+/// published before the test hub admits its members, so it never covers `t.base` entries).
+const STARTUP_SIZE: u64 = 1;
 
 /// A policy that publishes only at start-up and on demand, so tests control every checkpoint.
 fn on_demand() -> CheckpointPolicy {
@@ -103,22 +108,23 @@ fn receipt_leaf(r: &pb::Receipt) -> [u8; 40] {
 #[tokio::test]
 async fn checkpoint_is_published_after_submissions_and_verifies_with_the_hub_key() {
     // Publish after every 3 entries or 200 ms of growth.
-    let t = TestHub::start_with(CheckpointPolicy {
+    let t = TestHub::start_with_policy(CheckpointPolicy {
         max_entries: 3,
         max_delay: Duration::from_millis(200),
     })
     .await;
     let mut acme = t.client("acme").await;
     submit_sets(&t, &mut acme, 1, 5).await;
+    let size = t.base + 5;
     // Without asking for a refresh, the background publisher catches up.
     let mut cp = get_checkpoint(&mut acme, None, false)
         .await
         .expect("checkpoint");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while cp.tree_size < 5 {
+    while cp.tree_size < size {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no checkpoint covers 5 entries: {}",
+            "no checkpoint covers {size} entries: {}",
             cp.tree_size
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -126,15 +132,15 @@ async fn checkpoint_is_published_after_submissions_and_verifies_with_the_hub_key
             .await
             .expect("checkpoint");
     }
-    assert_eq!(cp.tree_size, 5);
+    assert_eq!(cp.tree_size, size);
     let signed = SignedCheckpoint::verify(&cp.note, &t.checkpoint_key).expect("verifies");
-    assert_eq!(signed.size(), TreeSize(5));
-    assert_eq!(signed.root(), t.store.root(5).expect("root"));
+    assert_eq!(signed.size(), TreeSize(size));
+    assert_eq!(signed.root(), t.store.root(size).expect("root"));
     assert_eq!(cp.root_hash, signed.root().0.to_vec());
     // C2SP layout: origin, size, base64 root, blank line, one signature line by the origin.
     let lines: Vec<&str> = cp.note.split('\n').collect();
     assert_eq!(lines[0], ORIGIN);
-    assert_eq!(lines[1], "5");
+    assert_eq!(lines[1], size.to_string());
     assert_eq!(lines[3], "");
     assert!(
         lines[4].starts_with(&format!("\u{2014} {ORIGIN} ")),
@@ -154,8 +160,8 @@ async fn checkpoint_is_published_after_submissions_and_verifies_with_the_hub_key
         .expect("list")
         .into_inner();
     let sizes: Vec<u64> = list.checkpoints.iter().map(|c| c.tree_size).collect();
-    assert_eq!(sizes.first(), Some(&0), "{sizes:?}");
-    assert_eq!(sizes.last(), Some(&5), "{sizes:?}");
+    assert_eq!(sizes.first(), Some(&STARTUP_SIZE), "{sizes:?}");
+    assert_eq!(sizes.last(), Some(&size), "{sizes:?}");
     assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
     for c in &list.checkpoints {
         let s = SignedCheckpoint::verify(&c.note, &t.checkpoint_key).expect("verifies");
@@ -165,42 +171,50 @@ async fn checkpoint_is_published_after_submissions_and_verifies_with_the_hub_key
 
 #[tokio::test]
 async fn inclusion_proofs_verify_for_every_receipt_by_index_and_by_id() {
-    let t = TestHub::start_with(on_demand()).await;
+    let t = TestHub::start_with_policy(on_demand()).await;
     let mut acme = t.client("acme").await;
     let mut globex = t.client("globex").await;
     let submitted = submit_sets(&t, &mut acme, 2, 12).await;
-    // The start-up checkpoint is empty; nothing else was published yet.
+    let size = t.base + 12;
+    for (i, (_, receipt)) in submitted.iter().enumerate() {
+        assert_eq!(receipt.seq, t.base + i as u64);
+    }
+    // The start-up checkpoint holds only the genesis; nothing else was published yet.
     assert_eq!(
         get_checkpoint(&mut globex, None, false)
             .await
             .expect("cp")
             .tree_size,
-        0
+        STARTUP_SIZE
     );
     // tree_size 0 publishes a checkpoint that holds the entry.
-    let first = inclusion(&mut globex, Leaf::LeafIndex(0), 0)
+    let first = inclusion(&mut globex, Leaf::LeafIndex(t.base), 0)
         .await
         .expect("proof");
-    assert_eq!(first.tree_size, 12);
+    assert_eq!(first.tree_size, size);
     let cp = first.checkpoint.clone().expect("checkpoint");
-    assert_eq!(cp.tree_size, 12);
-    for (_, receipt) in &submitted {
+    assert_eq!(cp.tree_size, size);
+    for (i, (_, receipt)) in submitted.iter().enumerate() {
         let data = receipt_leaf(receipt);
         for leaf in [
             Leaf::LeafIndex(receipt.seq),
             Leaf::StatementId(receipt.statement_id.clone()),
         ] {
-            for tree_size in [0, 12] {
+            for tree_size in [0, size] {
                 let p = inclusion(&mut globex, leaf.clone(), tree_size)
                     .await
                     .expect("proof");
                 assert_eq!(p.leaf_index, receipt.seq);
-                assert_eq!(p.tree_size, 12);
+                assert_eq!(p.tree_size, size);
                 assert_eq!(p.statement_id, receipt.statement_id);
                 assert_eq!(p.received_at_ms, receipt.received_at_ms);
                 assert_eq!(p.leaf_data, data.to_vec());
                 assert_eq!(p.leaf_hash, log::leaf_hash(&data).0.to_vec());
-                let note = &p.checkpoint.as_ref().expect("checkpoint of size 12").note;
+                let note = &p
+                    .checkpoint
+                    .as_ref()
+                    .expect("checkpoint of the full size")
+                    .note;
                 let verified = verify_inclusion_in_checkpoint(
                     &t.checkpoint_key,
                     note,
@@ -209,16 +223,16 @@ async fn inclusion_proofs_verify_for_every_receipt_by_index_and_by_id() {
                     &hashes(&p.audit_path).expect("hashes"),
                 )
                 .expect("inclusion verifies");
-                assert_eq!(verified.size(), TreeSize(12));
+                assert_eq!(verified.size(), TreeSize(size));
                 // The proof does not verify for another leaf or another index.
                 let wrong = verify_inclusion_in_checkpoint(
                     &t.checkpoint_key,
                     note,
-                    &receipt_leaf(&submitted[(receipt.seq as usize + 1) % 12].1),
+                    &receipt_leaf(&submitted[(i + 1) % 12].1),
                     LeafIndex(receipt.seq),
                     &hashes(&p.audit_path).expect("hashes"),
                 );
-                assert!(matches!(wrong, Err(AuditError::Inclusion(_))));
+                assert!(matches!(wrong, Err(ProofCheckError::Inclusion(_))));
             }
         }
         // The client helper does the same from the receipt alone.
@@ -226,45 +240,47 @@ async fn inclusion_proofs_verify_for_every_receipt_by_index_and_by_id() {
             .verify_receipt(&t.checkpoint_key, receipt)
             .await
             .expect("receipt verifies");
-        assert_eq!(cp.size(), TreeSize(12));
+        assert_eq!(cp.size(), TreeSize(size));
     }
     // A tree size without a published checkpoint: the proof still verifies against the root.
-    let p = inclusion(&mut globex, Leaf::LeafIndex(3), 7)
+    let (index, partial) = (t.base + 3, t.base + 7);
+    let p = inclusion(&mut globex, Leaf::LeafIndex(index), partial)
         .await
         .expect("proof");
     assert!(p.checkpoint.is_none());
     log::verify_inclusion(
         &log::leaf_hash(&p.leaf_data),
-        LeafIndex(3),
-        TreeSize(7),
+        LeafIndex(index),
+        TreeSize(partial),
         &hashes(&p.audit_path).expect("hashes"),
-        &t.store.root(7).expect("root"),
+        &t.store.root(partial).expect("root"),
     )
-    .expect("verifies against the size-7 root");
+    .expect("verifies against the partial tree's root");
     // A later entry: tree_size 0 publishes a newer checkpoint.
     let later = submit_sets(&t, &mut acme, 3, 1).await;
     let cp = globex
         .verify_receipt(&t.checkpoint_key, &later[0].1)
         .await
         .expect("verifies");
-    assert_eq!(cp.size(), TreeSize(13));
+    assert_eq!(cp.size(), TreeSize(size + 1));
 }
 
 #[tokio::test]
 async fn consistency_proofs_between_checkpoints_verify() {
-    let t = TestHub::start_with(on_demand()).await;
+    let t = TestHub::start_with_policy(on_demand()).await;
     let mut acme = t.client("acme").await;
-    let empty = acme
+    let startup = acme
         .checkpoint(&t.checkpoint_key, false)
         .await
         .expect("start-up checkpoint");
-    assert_eq!(empty.size(), TreeSize(0));
+    assert_eq!(startup.size(), TreeSize(STARTUP_SIZE));
+    let (a_size, b_size) = (t.base + 3, t.base + 8);
     submit_sets(&t, &mut acme, 4, 3).await;
     let a = acme
         .checkpoint(&t.checkpoint_key, true)
         .await
         .expect("refresh");
-    assert_eq!(a.size(), TreeSize(3));
+    assert_eq!(a.size(), TreeSize(a_size));
     // Refreshing without growth returns the same checkpoint.
     assert_eq!(
         acme.checkpoint(&t.checkpoint_key, true)
@@ -277,18 +293,18 @@ async fn consistency_proofs_between_checkpoints_verify() {
         .checkpoint(&t.checkpoint_key, true)
         .await
         .expect("refresh");
-    assert_eq!(b.size(), TreeSize(8));
+    assert_eq!(b.size(), TreeSize(b_size));
     acme.verify_consistency(&t.checkpoint_key, &a, &b)
         .await
-        .expect("3 -> 8 consistent");
-    acme.verify_consistency(&t.checkpoint_key, &empty, &b)
+        .expect("a -> b consistent");
+    acme.verify_consistency(&t.checkpoint_key, &startup, &b)
         .await
-        .expect("0 -> 8 consistent");
+        .expect("start-up -> b consistent");
     acme.verify_consistency(&t.checkpoint_key, &b, &b)
         .await
-        .expect("8 -> 8 consistent");
+        .expect("b -> b consistent");
     // The raw RPC carries both checkpoints when published.
-    let p = consistency(&mut acme, 3, 8).await.expect("proof");
+    let p = consistency(&mut acme, a_size, b_size).await.expect("proof");
     let (old, new) = verify_consistency_between_checkpoints(
         &t.checkpoint_key,
         &p.old_checkpoint.expect("old").note,
@@ -298,26 +314,32 @@ async fn consistency_proofs_between_checkpoints_verify() {
     .expect("consistent");
     assert_eq!((old, new), (a.clone(), b.clone()));
     // Sizes without checkpoints: proof only, checked against the store's roots.
-    let p = consistency(&mut acme, 5, 7).await.expect("proof");
+    let (old, new) = (t.base + 5, t.base + 7);
+    let p = consistency(&mut acme, old, new).await.expect("proof");
     assert!(p.old_checkpoint.is_none() && p.new_checkpoint.is_none());
     log::verify_consistency(
-        TreeSize(5),
-        TreeSize(7),
-        &t.store.root(5).expect("root"),
-        &t.store.root(7).expect("root"),
+        TreeSize(old),
+        TreeSize(new),
+        &t.store.root(old).expect("root"),
+        &t.store.root(new).expect("root"),
         &hashes(&p.proof).expect("hashes"),
     )
-    .expect("5 -> 7 consistent");
+    .expect("unpublished sizes consistent");
     // A tampered proof is rejected.
-    let mut proof =
-        hashes(&consistency(&mut acme, 3, 8).await.expect("proof").proof).expect("hashes");
+    let mut proof = hashes(
+        &consistency(&mut acme, a_size, b_size)
+            .await
+            .expect("proof")
+            .proof,
+    )
+    .expect("hashes");
     proof[0].0[0] ^= 1;
     assert!(matches!(
         verify_consistency_between_checkpoints(&t.checkpoint_key, a.note(), b.note(), &proof),
-        Err(AuditError::Consistency(_))
+        Err(ProofCheckError::Consistency(_))
     ));
     // Fetch by size; page through the list.
-    let got = get_checkpoint(&mut acme, Some(3), false)
+    let got = get_checkpoint(&mut acme, Some(a_size), false)
         .await
         .expect("by size");
     assert_eq!(got.note, a.note());
@@ -331,12 +353,12 @@ async fn consistency_proofs_between_checkpoints_verify() {
         .expect("list")
         .into_inner();
     let sizes: Vec<u64> = page.checkpoints.iter().map(|c| c.tree_size).collect();
-    assert_eq!(sizes, [0, 3]);
-    assert_eq!(page.next_from_size, Some(4));
+    assert_eq!(sizes, [STARTUP_SIZE, a_size]);
+    assert_eq!(page.next_from_size, Some(a_size + 1));
     let page = acme
         .audit
         .list_checkpoints(pb::ListCheckpointsRequest {
-            from_size: 4,
+            from_size: a_size + 1,
             limit: 2,
         })
         .await
@@ -349,11 +371,13 @@ async fn consistency_proofs_between_checkpoints_verify() {
 
 #[tokio::test]
 async fn entries_stream_returns_envelopes_verbatim_in_order() {
-    let t = TestHub::start_with(on_demand()).await;
+    let t = TestHub::start_with_policy(on_demand()).await;
     let mut acme = t.client("acme").await;
     let submitted = submit_sets(&t, &mut acme, 6, 6).await;
     let mut globex = t.client("globex").await;
-    let got = entries(&mut globex, 1, 5).await.expect("entries");
+    let got = entries(&mut globex, t.base + 1, t.base + 5)
+        .await
+        .expect("entries");
     assert_eq!(got.len(), 4);
     for (entry, (env, receipt)) in got.iter().zip(&submitted[1..5]) {
         assert_eq!(entry.seq, receipt.seq);
@@ -361,8 +385,17 @@ async fn entries_stream_returns_envelopes_verbatim_in_order() {
         assert_eq!(entry.received_at_ms, receipt.received_at_ms);
         assert_eq!(entry.envelope.as_ref(), Some(env));
     }
-    assert!(entries(&mut globex, 2, 2).await.expect("empty").is_empty());
-    assert_eq!(entries(&mut globex, 0, 6).await.expect("all").len(), 6);
+    assert!(
+        entries(&mut globex, t.base + 2, t.base + 2)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    let all = entries(&mut globex, 0, t.base + 6).await.expect("all");
+    assert_eq!(all.len() as u64, t.base + 6);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.seq, i as u64);
+    }
     // The entries' leaves rebuild the checkpoint's root.
     let cp = globex
         .checkpoint(&t.checkpoint_key, true)
@@ -388,26 +421,27 @@ fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code
 
 #[tokio::test]
 async fn bad_input_is_refused_with_the_field_named() {
-    let t = TestHub::start_with(on_demand()).await;
+    let t = TestHub::start_with_policy(on_demand()).await;
     let mut acme = t.client("acme").await;
     submit_sets(&t, &mut acme, 7, 4).await;
     let c = &mut acme;
     let bad = Code::InvalidArgument;
     // Inclusion.
+    let b = t.base;
     assert_status(
-        inclusion(c, Leaf::LeafIndex(3), 3).await,
+        inclusion(c, Leaf::LeafIndex(b + 3), b + 3).await,
         bad,
-        "leaf_index 3",
+        &format!("leaf_index {}", b + 3),
     );
     assert_status(
-        inclusion(c, Leaf::LeafIndex(9), 0).await,
+        inclusion(c, Leaf::LeafIndex(b + 9), 0).await,
         bad,
-        "leaf_index 9",
+        &format!("leaf_index {}", b + 9),
     );
     assert_status(
-        inclusion(c, Leaf::LeafIndex(0), 5).await,
+        inclusion(c, Leaf::LeafIndex(0), b + 5).await,
         bad,
-        "tree_size 5",
+        &format!("tree_size {}", b + 5),
     );
     assert_status(
         c.audit
@@ -430,26 +464,46 @@ async fn bad_input_is_refused_with_the_field_named() {
         "statement_id",
     );
     // Consistency.
-    assert_status(consistency(c, 3, 2).await, bad, "old_size 3");
-    assert_status(consistency(c, 1, 5).await, bad, "new_size 5");
-    assert_status(consistency(c, 6, 5).await, bad, "old_size 6");
+    assert_status(
+        consistency(c, b + 3, b + 2).await,
+        bad,
+        &format!("old_size {}", b + 3),
+    );
+    assert_status(
+        consistency(c, b + 1, b + 5).await,
+        bad,
+        &format!("new_size {}", b + 5),
+    );
+    assert_status(
+        consistency(c, b + 6, b + 5).await,
+        bad,
+        &format!("old_size {}", b + 6),
+    );
     // Entries.
-    assert_status(entries(c, 3, 2).await, bad, "start 3");
-    assert_status(entries(c, 0, 5).await, bad, "end 5");
+    assert_status(
+        entries(c, b + 3, b + 2).await,
+        bad,
+        &format!("start {}", b + 3),
+    );
+    assert_status(entries(c, 0, b + 5).await, bad, &format!("end {}", b + 5));
     // Checkpoints.
     assert_status(
-        get_checkpoint(c, Some(2), false).await,
+        get_checkpoint(c, Some(b + 2), false).await,
         Code::NotFound,
         "tree_size",
     );
-    assert_status(get_checkpoint(c, Some(0), true).await, bad, "refresh");
+    assert_status(
+        get_checkpoint(c, Some(STARTUP_SIZE), true).await,
+        bad,
+        "refresh",
+    );
     // Nothing was written by any of these.
-    assert_eq!(t.store.log_size(), 4);
+    assert_eq!(t.store.log_size(), b + 4);
 }
 
 #[tokio::test]
 async fn unregistered_or_foreign_callers_are_denied_and_auditors_allowed() {
-    let t = TestHub::start_with(on_demand()).await;
+    let t = TestHub::start_with_policy(on_demand()).await;
     let mut outsider = t.client("outsider").await;
     let denied = get_checkpoint(&mut outsider, None, false).await;
     assert_status(
@@ -473,17 +527,14 @@ async fn unregistered_or_foreign_callers_are_denied_and_auditors_allowed() {
         "outsider",
     );
     // Admitted as an auditor (no signing key needed), the same certificate may audit.
-    let mut admin = t.client("admin").await;
-    admin
-        .admin
-        .add_member(admission_request(
-            &id("outsider"),
-            "Auditor",
-            &[Role::Auditor],
-            &[],
-        ))
-        .await
-        .expect("admit auditor");
+    t.admin_change(Action::Admit(admission(
+        &id("outsider"),
+        "Auditor",
+        &[Role::Auditor],
+        &[],
+    )))
+    .await
+    .expect("admit auditor");
     let cp = get_checkpoint(&mut outsider, None, true)
         .await
         .expect("auditor reads");
@@ -526,7 +577,7 @@ fn checkpoints_survive_a_restart() {
     };
     let first = runtime();
     let (stopped, notes) = first.block_on(async {
-        let t = TestHub::start_with(on_demand()).await;
+        let t = TestHub::start_with_policy(on_demand()).await;
         let mut acme = t.client("acme").await;
         submit_sets(&t, &mut acme, 8, 3).await;
         let a = acme.checkpoint(&t.checkpoint_key, true).await.expect("cp");
@@ -539,7 +590,7 @@ fn checkpoints_survive_a_restart() {
     drop(first);
     runtime().block_on(async {
         let t = TestHub::resume(stopped).await;
-        assert_eq!(t.store.log_size(), 5);
+        assert_eq!(t.store.log_size(), t.base + 5);
         let mut globex = t.client("globex").await;
         // The latest checkpoint is the one published before the restart, byte for byte.
         let latest = get_checkpoint(&mut globex, None, false)
@@ -557,7 +608,7 @@ fn checkpoints_survive_a_restart() {
             listed,
             [
                 t.store
-                    .checkpoint(0)
+                    .checkpoint(STARTUP_SIZE)
                     .expect("read")
                     .expect("start-up checkpoint")
                     .note
@@ -572,7 +623,7 @@ fn checkpoints_survive_a_restart() {
             .checkpoint(&t.checkpoint_key, true)
             .await
             .expect("cp");
-        assert_eq!(c.size(), TreeSize(7));
+        assert_eq!(c.size(), TreeSize(t.base + 7));
         globex
             .verify_consistency(&t.checkpoint_key, &notes[0], &c)
             .await

@@ -43,9 +43,14 @@ impl Drop for Hub {
 }
 
 fn serve(dir: &Path) -> (Hub, String) {
+    serve_with(dir, &[])
+}
+
+fn serve_with(dir: &Path, extra: &[&str]) -> (Hub, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
         .current_dir(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -84,23 +89,24 @@ fn cli_end_to_end() {
     ok(d, &["pki", "init"]);
     assert!(d.join("certs/members/acme.sign.key").exists());
     ok(d, &["pki", "init", "--member", "outsider"]);
-    // Bootstrap the first admin offline, then serve.
-    let out = ok(
-        d,
-        &[
-            "admin", "member", "add", "--data", "data", "--id", "admin", "--role", "admin",
-        ],
+    // Found the hub (genesis), serve, admit the members with signed membership statements.
+    let out = ok(d, &["init", "--data", "data", "--name", "cli.test"]);
+    assert!(out.contains("founded hub 'cli.test'"), "{out}");
+    let again = fails(d, &["init", "--data", "data"]);
+    assert!(
+        again.contains("already holds a log of 1 entries"),
+        "{again}"
     );
-    assert!(out.contains("added admin"), "{out}");
     let (_hub, addr) = serve(d);
     for m in ["acme", "globex"] {
         let out = ok(
             d,
             &[
-                "admin", "member", "add", "--hub", &addr, "--as", "admin", "--id", m,
+                "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", m,
             ],
         );
-        assert!(out.contains(&format!("added {m}")), "{out}");
+        assert!(out.contains("logged at log entry"), "{out}");
+        assert!(out.contains(&format!("admit '{m}'")), "{out}");
     }
     let list = ok(
         d,
@@ -166,7 +172,11 @@ fn cli_end_to_end() {
     };
     let out = sync_shared();
     assert!(
-        out.contains("synced 3 statements (3 hashes, 1 risk signals)"),
+        out.contains("synced 6 statements (3 hashes, 1 risk signals, 3 membership)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("log checked: 6 received entries proven in the hub's signed checkpoint"),
         "{out}"
     );
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
@@ -201,9 +211,18 @@ fn cli_end_to_end() {
     );
     let out = sync_shared();
     assert!(
-        out.contains("synced 1 statements (1 hashes, 0 risk signals) from seq 3 to 4"),
+        out.contains(
+            "synced 1 statements (1 hashes, 0 risk signals, 0 membership) from seq 6 to 7"
+        ),
         "{out}"
     );
+    assert!(
+        out.contains("log checked: 7 received entries proven")
+            && out.contains("which extends the checkpoint of 6 seen before"),
+        "{out}"
+    );
+    let cursor = std::fs::read_to_string(d.join("shared.jsonl.cursor")).expect("cursor");
+    assert!(cursor.contains("\"checkpoint_key\""), "{cursor}");
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
     assert_eq!(lines.lines().count(), 5, "appended, no duplicates");
     // CSV output with a filter.
@@ -255,7 +274,7 @@ fn cli_end_to_end() {
     let err = fails(
         d,
         &[
-            "admin", "member", "add", "--hub", &addr, "--as", "admin", "--id", "acme",
+            "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", "acme",
         ],
     );
     assert!(err.contains("already exists"), "{err}");
@@ -282,6 +301,171 @@ fn cli_end_to_end() {
         err.contains("cannot connect to the hub at 127.0.0.1:1"),
         "{err}"
     );
+
+    // Administering: two more admins, a 2-of-3 quorum, a change co-signed offline.
+    ok(d, &["pki", "init", "--member", "alice", "--member", "bob"]);
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--hub", &addr]);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| ok(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run_fails =
+        |args: Vec<String>| fails(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    for a in ["alice", "bob"] {
+        run(admin(&[
+            "member", "admit", "--id", a, "--role", "admin", "--as", "admin",
+        ]));
+    }
+    run(admin(&["quorum", "set", "2", "--as", "admin"]));
+    let out = run(admin(&[
+        "member",
+        "suspend",
+        "globex",
+        "--reason",
+        "unpaid dues",
+        "--as",
+        "admin",
+        "--sign-only",
+        "suspend.json",
+    ]));
+    assert!(
+        out.contains("wrote suspend.json: suspend 'globex'"),
+        "{out}"
+    );
+    let err = run_fails(admin(&["submit", "suspend.json", "--as", "admin"]));
+    assert!(
+        err.contains("failed precondition: this membership change needs signatures of 2 distinct admins, it has 1 (admin)"),
+        "{err}"
+    );
+    let out = ok(d, &["admin", "cosign", "suspend.json", "--as", "alice"]);
+    assert!(
+        out.contains("co-signed suspend.json: suspend 'globex'"),
+        "{out}"
+    );
+    assert!(out.contains("2 signature(s)"), "{out}");
+    let out = run(admin(&["submit", "suspend.json", "--as", "alice"]));
+    assert!(out.contains("logged at log entry"), "{out}");
+    let out = run(admin(&["member", "show", "globex", "--as", "bob"]));
+    assert!(out.contains("status=Suspended"), "{out}");
+    let out = run(admin(&["member", "history", "globex", "--as", "bob"]));
+    assert!(
+        out.contains("suspend 'globex': unpaid dues (signed by admin,alice;"),
+        "{out}"
+    );
+    let err = fails(
+        d,
+        &["sync", "--hub", &addr, "--as", "globex", "--out", "z.jsonl"],
+    );
+    assert!(err.contains("member 'globex' is suspended"), "{err}");
+    let out = run(admin(&["coalition", "--as", "alice"]));
+    assert!(out.contains("quorum 2 of admins admin,alice,bob"), "{out}");
+    // A key revoked as compromised needs a time; bad input is one line.
+    let err = run_fails(admin(&[
+        "key",
+        "revoke",
+        "--member",
+        "acme",
+        "--key-id",
+        "0011223344556677",
+        "--why",
+        "compromised",
+        "--as",
+        "admin",
+    ]));
+    assert!(
+        err.contains("--why compromised needs --since TIME"),
+        "{err}"
+    );
+
+    // Auditing: export, verify offline, verify live; a tampered export fails naming the entry.
+    let out = ok(
+        d,
+        &[
+            "audit",
+            "export",
+            "--hub",
+            &addr,
+            "--as",
+            "bob",
+            "--out",
+            "log.bundle",
+        ],
+    );
+    assert!(out.starts_with("exported "), "{out}");
+    let out = ok(d, &["audit", "verify", "log.bundle"]);
+    assert!(out.starts_with("audit OK: hub 'cli.test'"), "{out}");
+    assert!(out.contains("membership changes"), "{out}");
+    let genesis = out
+        .split("(genesis ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("genesis id")
+        .to_string();
+    let out = ok(d, &["audit", "verify", "log.bundle", "--genesis", &genesis]);
+    assert!(out.contains("audit OK"), "{out}");
+    let err = fails(
+        d,
+        &[
+            "audit",
+            "verify",
+            "log.bundle",
+            "--genesis",
+            &"0".repeat(64),
+        ],
+    );
+    assert!(err.contains("this is another hub's history"), "{err}");
+    let out = ok(d, &["audit", "verify", "--hub", &addr, "--as", "alice"]);
+    assert!(out.contains("audit OK"), "{out}");
+    let mut bytes = std::fs::read(d.join("log.bundle")).expect("bundle");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(d.join("tampered.bundle"), bytes).expect("write");
+    let err = fails(d, &["audit", "verify", "tampered.bundle"]);
+    assert!(err.contains("audit FAILED: entry "), "{err}");
+    let err = fails(d, &["audit", "verify", "hashes.csv"]);
+    assert!(err.contains("not an audit bundle"), "{err}");
+}
+
+#[test]
+fn pki_revoke_is_picked_up_by_a_hub_serving_with_crl() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    ok(d, &["pki", "init"]);
+    assert!(d.join("certs/crl.pem").exists(), "init writes an empty CRL");
+    ok(d, &["init", "--data", "data"]);
+    let (_hub, addr) = serve_with(d, &["--crl", "certs/crl.pem"]);
+    ok(
+        d,
+        &[
+            "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", "acme",
+        ],
+    );
+    let out = ok(d, &["whoami", "--hub", &addr, "--as", "acme"]);
+    assert!(out.contains("acme"), "{out}");
+
+    let out = ok(d, &["pki", "revoke", "--member", "acme"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("revoked acme certificate serial "), "{out}");
+    assert!(out.contains("crl.pem (CRL number 2, 1 revoked)"), "{out}");
+    fails(d, &["pki", "revoke", "--member", "nobody"]);
+
+    // The hub polls the file every second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while coalition(d, &["whoami", "--hub", &addr, "--as", "acme"])
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "acme still accepted");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let stderr = fails(d, &["whoami", "--hub", &addr, "--as", "acme"]);
+    // Refused at the TLS handshake (the client reports the alert or a closed connection),
+    // not by a status from the hub.
+    assert!(stderr.contains("transport error"), "{stderr}");
+    assert!(!stderr.contains("unauthenticated"), "{stderr}");
+    ok(d, &["whoami", "--hub", &addr, "--as", "admin"]);
 }
 
 #[test]
@@ -295,10 +479,12 @@ fn quickstart_runs_on_a_fresh_directory() {
     for step in [
         "resubmitting the same envelope is idempotent: already_present=true",
         "globex tried to submit a statement in acme's name: refused (permission denied",
-        "globex synced 2 statements (6 hashes, 1 risk signal)",
+        "globex synced 5 statements (3 membership, 6 hashes, 1 risk signal)",
         "match (near-duplicate PDQ query): hit, distance 5",
         "match (unrelated PDQ query): no match",
         "inclusion proof verified",
+        "audit export + offline verify",
+        "checkpoint(s) match the recomputed root",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in\n{stdout}");
     }

@@ -34,7 +34,7 @@ async fn resumed_follow_sees_everything_exactly_once_under_concurrent_submitters
     }
 
     // The follower: read a few entries, drop the connection, resume from the saved cursor.
-    let mut cursor = 0u64;
+    let mut cursor = t.base;
     let mut received: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut reconnects = 0;
     while (received.len() as u64) < total {
@@ -76,7 +76,7 @@ async fn resumed_follow_sees_everything_exactly_once_under_concurrent_submitters
     let seqs: Vec<u64> = received.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         seqs,
-        (0..total).collect::<Vec<_>>(),
+        (t.base..t.base + total).collect::<Vec<_>>(),
         "in order, no gap, no duplicate"
     );
     let ids: BTreeSet<Vec<u8>> = received.into_iter().map(|(_, id)| id).collect();

@@ -4,10 +4,11 @@
 mod common;
 
 use coalition_hub::client::Client;
-use coalition_hub::membership::{Member, Role, admission_request};
+use coalition_hub::governance;
+use coalition_hub::membership::Role;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
-use coalition_hub::store::{Store, StoreConfig, now_ms};
+use coalition_hub::store::{Store, StoreConfig};
 use common::{id, sha256_set, sync_all};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -51,14 +52,25 @@ async fn acknowledged_statements_survive_sigkill() {
     certs.init(&[id("acme")]).expect("pki");
     let key = certs.signing_key(&id("acme")).expect("key");
     {
-        // Offline bootstrap, as `coalition admin member add --data`.
+        // Genesis, as `coalition init`: acme is the founding admin and also a member.
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let member = Member::admit(
-            admission_request(&id("acme"), "", &[Role::Member], &[key.verifying_key()]),
-            now_ms(),
+        let hub_key = certs.hub_signing_key().expect("hub key");
+        let genesis = governance::genesis(
+            "durability.test",
+            &hub_key,
+            vec![governance::admission(
+                &id("acme"),
+                "Acme",
+                &[Role::Admin, Role::Member],
+                &[key.verifying_key()],
+            )],
+            1,
+            &key,
         )
-        .expect("admit");
-        store.add_member(&member).expect("add");
+        .expect("genesis");
+        governance::append_offline(&store, genesis)
+            .await
+            .expect("found");
     }
     let tls = certs.member_tls(&id("acme")).expect("tls");
     let mut acked = Vec::new();
@@ -69,10 +81,11 @@ async fn acknowledged_statements_survive_sigkill() {
         let (entries, next) = sync_all(&mut client, pb::SyncRequest::default()).await;
         let ids: Vec<Vec<u8>> = entries.iter().map(|e| e.statement_id.clone()).collect();
         assert_eq!(
-            ids, acked,
-            "round {round}: every acknowledged statement survived"
+            ids[1..].to_vec(),
+            acked,
+            "round {round}: every acknowledged statement survived (entry 0 is the genesis)"
         );
-        assert_eq!(next, acked.len() as u64);
+        assert_eq!(next, acked.len() as u64 + 1);
         for i in 0..20u64 {
             let set = sha256_set(round * 100 + i, 50);
             let env = coalition_hub::client::sign_new(
@@ -82,7 +95,7 @@ async fn acknowledged_statements_survive_sigkill() {
             );
             let r = client.submit(env).await.expect("submit");
             let receipt = r.receipt.expect("receipt");
-            assert_eq!(receipt.seq, acked.len() as u64);
+            assert_eq!(receipt.seq, acked.len() as u64 + 1);
             acked.push(receipt.statement_id);
         }
         // SIGKILL right after the last acknowledgement: no graceful shutdown, no Drop.

@@ -4,7 +4,7 @@
 mod common;
 
 use coalition_hub::client::sign_new;
-use coalition_hub::membership::Keyring;
+use coalition_hub::membership::{Action, Keyring};
 use coalition_hub::pb;
 use coalition_hub::quickstart::{sample_hash_set, sample_signal};
 use coalition_hub::statement::{Body, HashType, Kind};
@@ -23,7 +23,7 @@ async fn two_members_submit_and_sync_verified() {
     let r1 = acme.submit(set).await.expect("submit set");
     assert!(!r1.already_present);
     let receipt = r1.receipt.expect("receipt");
-    assert_eq!(receipt.seq, 0);
+    assert_eq!(receipt.seq, t.base);
     assert_eq!(receipt.statement_id.len(), 32);
     assert!(receipt.received_at_ms > 0);
     let signal = sign_new(
@@ -32,14 +32,27 @@ async fn two_members_submit_and_sync_verified() {
         Body::RiskSignal(sample_signal()),
     );
     let r2 = acme.submit(signal).await.expect("submit signal");
-    assert_eq!(r2.receipt.expect("receipt").seq, 1);
+    assert_eq!(r2.receipt.expect("receipt").seq, t.base + 1);
 
     // globex syncs and verifies each signature itself, with the directory's keys.
     let mut globex = t.client("globex").await;
     let keyring: Keyring = globex.keyring().await.expect("keyring");
-    assert_eq!(keyring.len(), 3);
-    let (entries, next) = sync_all(&mut globex, pb::SyncRequest::default()).await;
-    assert_eq!(next, 2);
+    assert_eq!(keyring.len(), 4, "admin, acme, globex, auditor");
+    // From 0: the genesis and the admissions verify too (co-signed by admins, hub key).
+    let (all, next) = sync_all(&mut globex, pb::SyncRequest::default()).await;
+    assert_eq!(next, t.base + 2);
+    let kinds: Vec<Kind> = all
+        .iter()
+        .map(|e| {
+            verify_entry(e.clone(), &keyring)
+                .expect("verifies")
+                .statement
+                .kind()
+        })
+        .collect();
+    assert_eq!(kinds[0], Kind::Genesis);
+    assert_eq!(kinds[1], Kind::Membership);
+    let entries = all[t.base as usize..].to_vec();
     assert_eq!(entries.len(), 2);
     let first = verify_entry(entries[0].clone(), &keyring).expect("verifies");
     assert_eq!(first.statement.issuer, id("acme"));
@@ -97,14 +110,14 @@ async fn resubmission_is_idempotent() {
     assert!(!first.already_present);
     assert!(again.already_present);
     assert_eq!(first.receipt, again.receipt, "same receipt");
-    assert_eq!(other.receipt.expect("r").seq, 1);
+    assert_eq!(other.receipt.expect("r").seq, t.base + 1);
     // A co-signed copy has the same statement id: still the same statement.
     let mut cosigned = env.clone();
     cosigned.signatures.push(env.signatures[0].clone());
     let third = acme.submit(cosigned).await.expect("cosigned");
     assert!(third.already_present);
     assert_eq!(third.receipt, first.receipt);
-    assert_eq!(t.store.log_size(), 2, "no duplicate entry");
+    assert_eq!(t.store.log_size(), t.base + 2, "no duplicate entry");
 }
 
 #[tokio::test]
@@ -154,21 +167,28 @@ async fn sync_filters_select_statements() {
         (check(vec![hs], vec![], &[], &["acme"]), vec![0]),
         (check(vec![rs], vec![], &[], &["globex"]), vec![]),
     ];
-    for (request, want) in cases {
+    for (mut request, want) in cases {
+        // The entries before `base` are the genesis and the admissions.
+        request.from_seq = t.base;
+        let want: Vec<u64> = want.iter().map(|s| s + t.base).collect();
         let (entries, next) = sync_all(&mut globex, request.clone()).await;
         assert_eq!(seqs(entries), want, "{request:?}");
-        assert_eq!(next, 3, "filtered syncs still advance the cursor");
+        assert_eq!(next, t.base + 3, "filtered syncs still advance the cursor");
     }
+    // Membership statements are a kind of their own.
+    let membership = check(vec![pb::StatementKind::Membership as i32], vec![], &[], &[]);
+    let (entries, _) = sync_all(&mut globex, membership).await;
+    assert_eq!(seqs(entries), (1..t.base).collect::<Vec<_>>());
     // Resuming from a cursor skips what was seen.
     let (entries, _) = sync_all(
         &mut globex,
         pb::SyncRequest {
-            from_seq: 2,
+            from_seq: t.base + 2,
             ..Default::default()
         },
     )
     .await;
-    assert_eq!(seqs(entries), vec![2]);
+    assert_eq!(seqs(entries), vec![t.base + 2]);
     // A bad filter value is INVALID_ARGUMENT naming it.
     let err = globex
         .hub
@@ -188,6 +208,7 @@ async fn follow_streams_new_statements_live() {
     let mut session = Session::start(
         globex,
         pb::SyncRequest {
+            from_seq: t.base,
             follow: true,
             ..Default::default()
         },
@@ -205,7 +226,7 @@ async fn follow_streams_new_statements_live() {
         match event {
             Event::Entry(e) => seen.push(e.seq),
             Event::Progress { next_seq, .. } => {
-                assert_eq!(next_seq as usize, seen.len());
+                assert_eq!(next_seq, t.base + seen.len() as u64);
                 if !submitted_later {
                     submitted_later = true;
                     acme.submit(t.hash_set("acme", 2, 5)).await.expect("live 1");
@@ -214,7 +235,7 @@ async fn follow_streams_new_statements_live() {
             }
         }
     }
-    assert_eq!(seen, vec![0, 1, 2]);
+    assert_eq!(seen, vec![t.base, t.base + 1, t.base + 2]);
 }
 
 #[tokio::test]
@@ -282,12 +303,12 @@ async fn health_and_reflection_answer_stock_tools() {
 
 #[tokio::test]
 async fn a_member_suspended_while_following_is_cut_off() {
-    use coalition_hub::membership::MemberStatus;
     let t = TestHub::start().await;
     let globex = t.client("globex").await;
     let mut session = Session::start(
         globex,
         pb::SyncRequest {
+            from_seq: t.base,
             follow: true,
             ..Default::default()
         },
@@ -295,15 +316,11 @@ async fn a_member_suspended_while_following_is_cut_off() {
     .await
     .expect("session");
     let first = session.next().await.expect("progress").expect("open");
-    assert!(matches!(first, Event::Progress { next_seq: 0, .. }));
-    // An admin action (the membership work adds the RPC) marks globex suspended.
-    let mut member = t
-        .store
-        .member(&id("globex"))
-        .expect("read")
-        .expect("exists");
-    member.status = MemberStatus::Suspended;
-    t.store.update_member(&member).expect("suspend");
+    assert!(matches!(first, Event::Progress { next_seq, .. } if next_seq == t.base));
+    // An admin suspends globex with a signed membership statement.
+    t.admin_change(Action::Suspend(id("globex")))
+        .await
+        .expect("suspend");
     let cut = tokio::time::timeout(std::time::Duration::from_secs(10), session.next())
         .await
         .expect("cut off within the re-check interval");

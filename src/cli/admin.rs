@@ -1,52 +1,119 @@
-//! `coalition admin ...`: membership administration over the Admin RPC, or offline against a
-//! stopped hub's data directory (bootstrap).
+//! `coalition admin ...`: membership changes as signed statements (submitted, or written with
+//! `--sign-only` for other admins to co-sign offline), and membership queries.
 
 use super::Connection;
-use crate::client::ClientError;
-use crate::membership::{Member, MemberId, Role};
+use crate::governance::{self, admission};
+use crate::membership::{Action, Member, MemberId, Revocation, Role, format_ms, parse_time_ms};
 use crate::pb;
-use crate::store::{Store, StoreConfig, now_ms};
+use crate::pki::{CertDir, parse_public_key_hex};
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use ed25519_dalek::VerifyingKey;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Members and their keys.
+    /// Members: admit, suspend, reinstate, remove, change roles; list, show, history.
     Member {
         #[command(subcommand)]
         command: MemberCommand,
+    },
+    /// Members' signing keys: add, revoke.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// How many admin signatures a membership change needs.
+    Quorum {
+        #[command(subcommand)]
+        command: QuorumCommand,
+    },
+    /// Add your signature to a change file written with --sign-only (prints what it does).
+    Cosign(CosignArgs),
+    /// Submit a change file once enough admins have signed it.
+    Submit(SubmitArgs),
+    /// Show the coalition's governance: hub name and key, genesis, admins, quorum.
+    Coalition {
+        #[command(flatten)]
+        conn: Connection,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MemberCommand {
-    /// Register a member and its signing keys.
-    Add(AddArgs),
-    /// List members.
-    List(Target),
+    /// Admit a new member with roles and signing keys.
+    Admit(AdmitArgs),
+    /// Bar a member from the hub until reinstated.
+    Suspend(MemberArgs),
+    /// Lift a suspension.
+    Reinstate(MemberArgs),
+    /// Remove a member for good.
+    Remove(MemberArgs),
+    /// Replace a member's roles.
+    SetRoles(SetRolesArgs),
+    /// List every member with roles, status and keys.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// One member's roles, status, keys and certificate pins.
+    Show {
+        /// The member.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Every membership change that concerned a member.
+    History {
+        /// The member.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
-/// Where an admin command acts: a running hub (as an admin) or a stopped hub's data directory.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Give a member another signing key (rotation: add the new key, then retire the old).
+    Add(KeyAddArgs),
+    /// Revoke a member's key as retired or compromised.
+    Revoke(KeyRevokeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuorumCommand {
+    /// Set the number of admin signatures a change needs.
+    Set {
+        /// 1..=number of admins able to sign.
+        quorum: u32,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+/// What every change command takes: who signs (`--as`), why, and whether to submit.
 #[derive(Debug, Args)]
-pub struct Target {
-    /// Act offline on this data directory (the hub must be stopped). Used to bootstrap the
-    /// first admin.
-    #[arg(long, conflicts_with_all = ["hub", "member"])]
-    data: Option<PathBuf>,
-    /// Hub address.
-    #[arg(long, env = "COALITION_HUB")]
-    hub: Option<String>,
-    /// Admin member id to act as.
-    #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID")]
-    member: Option<String>,
-    /// Development PKI directory.
-    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
-    certs: PathBuf,
+pub struct ChangeArgs {
+    /// Why, recorded in the member's history.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Only sign: write the envelope (DSSE JSON) to FILE for other admins to co-sign.
+    #[arg(long, value_name = "FILE")]
+    sign_only: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 #[derive(Debug, Args)]
-pub struct AddArgs {
+pub struct MemberArgs {
+    /// The member.
+    id: String,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdmitArgs {
     /// The new member's id.
     #[arg(long)]
     id: String,
@@ -56,122 +123,351 @@ pub struct AddArgs {
     /// Roles: admin, member, auditor, peer.
     #[arg(long = "role", default_values_t = ["member".to_string()])]
     roles: Vec<String>,
+    #[command(flatten)]
+    keys: KeyInput,
+    /// Pin the member to this client certificate (PEM; repeatable).
+    #[arg(long = "pin-cert", value_name = "PEM")]
+    pin_certs: Vec<PathBuf>,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+/// Public keys given on the command line.
+#[derive(Debug, Args)]
+pub struct KeyInput {
     /// ed25519 public key as 64 hex characters (repeatable).
     #[arg(long = "key")]
     keys: Vec<String>,
     /// File holding a hex public key (repeatable). Default: <certs>/members/<id>.sign.pub.
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetRolesArgs {
+    /// The member.
+    id: String,
+    /// Its complete new set of roles.
+    #[arg(long = "role", required = true)]
+    roles: Vec<String>,
     #[command(flatten)]
-    target: Target,
+    change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyAddArgs {
+    /// The member.
+    #[arg(long = "member", value_name = "ID")]
+    owner: String,
+    #[command(flatten)]
+    keys: KeyInput,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RevokeReason {
+    /// Rotated out; what it signed before stays valid.
+    Retired,
+    /// Leaked; what was logged from --since on is flagged.
+    Compromised,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRevokeArgs {
+    /// The member.
+    #[arg(long = "member", value_name = "ID")]
+    owner: String,
+    /// The key id (16 hex characters).
+    #[arg(long)]
+    key_id: String,
+    /// Why.
+    #[arg(long = "why", value_enum)]
+    why: RevokeReason,
+    /// Compromised keys: from when it is distrusted (RFC 3339 or ms since the epoch).
+    #[arg(long)]
+    since: Option<String>,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CosignArgs {
+    /// The change file (written by --sign-only); updated in place unless --out is given.
+    file: PathBuf,
+    /// Write the co-signed envelope here instead.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Admin member id whose signing key signs (<certs>/members/<id>.sign.key).
+    #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID")]
+    member: String,
+    /// Development PKI directory.
+    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+    certs: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The change file.
+    file: PathBuf,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
-        AdminCommand::Member {
-            command: MemberCommand::Add(args),
-        } => add(args).await,
-        AdminCommand::Member {
-            command: MemberCommand::List(target),
+        AdminCommand::Member { command } => member(command).await,
+        AdminCommand::Key {
+            command: KeyCommand::Add(args),
         } => {
-            let members = match &target.data {
-                Some(dir) => open_offline(dir)?.members()?,
-                None => connection(&target)?.connect().await?.members().await?,
+            let member = MemberId::parse(&args.owner)?;
+            let keys = read_keys(&args.keys, &member, &args.change.conn.certs)?;
+            let [key] = keys.as_slice() else {
+                bail!("give exactly one --key or --key-file (one key per change)");
             };
-            for m in &members {
+            let action = Action::AddKey { member, key: *key };
+            change(action, &args.change).await
+        }
+        AdminCommand::Key {
+            command: KeyCommand::Revoke(args),
+        } => {
+            let revocation = match (args.why, &args.since) {
+                (RevokeReason::Retired, None) => Revocation::Retired,
+                (RevokeReason::Retired, Some(_)) => {
+                    bail!("--since is only for --why compromised")
+                }
+                (RevokeReason::Compromised, Some(since)) => Revocation::Compromised {
+                    compromised_at_ms: parse_time_ms(since).map_err(anyhow::Error::msg)?,
+                },
+                (RevokeReason::Compromised, None) => bail!(
+                    "--why compromised needs --since TIME: from when the key is distrusted (statements logged from then on are flagged)"
+                ),
+            };
+            let action = Action::RevokeKey {
+                member: MemberId::parse(&args.owner)?,
+                key_id: crate::membership::KeyId::parse(&args.key_id)?,
+                revocation,
+            };
+            change(action, &args.change).await
+        }
+        AdminCommand::Quorum {
+            command: QuorumCommand::Set { quorum, change: c },
+        } => change(Action::SetQuorum(quorum), &c).await,
+        AdminCommand::Cosign(args) => {
+            let mut envelope = governance::read_envelope(&args.file)?;
+            let id = MemberId::parse(&args.member)?;
+            let key = CertDir::new(&args.certs).signing_key(&id)?;
+            let added = governance::cosign(&mut envelope, &key)?;
+            let out = args.out.as_ref().unwrap_or(&args.file);
+            governance::write_envelope(out, &envelope)?;
+            println!(
+                "{} {}: {}",
+                if added {
+                    "co-signed"
+                } else {
+                    "already signed by this key,"
+                },
+                out.display(),
+                governance::describe(&envelope)?
+            );
+            Ok(())
+        }
+        AdminCommand::Submit(args) => {
+            let envelope = governance::read_envelope(&args.file)?;
+            let what = governance::describe(&envelope)?;
+            submit(&args.conn, envelope, &what).await
+        }
+        AdminCommand::Coalition { conn } => {
+            let c = conn.connect().await?.coalition().await?;
+            println!(
+                "hub '{}' key {} genesis {} quorum {} of admins {} ({} log entries)",
+                c.hub_name,
+                hex::encode(&c.hub_public_key),
+                hex::encode(&c.genesis_statement_id),
+                c.quorum,
+                c.admins.join(","),
+                c.log_size
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn member(command: MemberCommand) -> Result<()> {
+    match command {
+        MemberCommand::Admit(args) => {
+            let id = MemberId::parse(&args.id)?;
+            let roles = parse_roles(&args.roles)?;
+            let keys = read_keys(&args.keys, &id, &args.change.conn.certs)?;
+            let mut admitted = admission(&id, &args.name, &roles, &keys);
+            for pem in &args.pin_certs {
+                admitted.cert_pins.push(cert_fingerprint(pem)?);
+            }
+            change(Action::Admit(admitted), &args.change).await
+        }
+        MemberCommand::Suspend(a) => {
+            change(Action::Suspend(MemberId::parse(&a.id)?), &a.change).await
+        }
+        MemberCommand::Reinstate(a) => {
+            change(Action::Reinstate(MemberId::parse(&a.id)?), &a.change).await
+        }
+        MemberCommand::Remove(a) => {
+            change(Action::Remove(MemberId::parse(&a.id)?), &a.change).await
+        }
+        MemberCommand::SetRoles(a) => {
+            let action = Action::SetRoles {
+                member: MemberId::parse(&a.id)?,
+                roles: parse_roles(&a.roles)?,
+            };
+            change(action, &a.change).await
+        }
+        MemberCommand::List { conn } => {
+            for m in &conn.connect().await?.members().await? {
                 print_member(m);
+            }
+            Ok(())
+        }
+        MemberCommand::Show { id, conn } => {
+            let m = conn.connect().await?.member(&MemberId::parse(&id)?).await?;
+            print_member(&m);
+            for k in &m.keys {
+                let revoked = match (k.revoked_seq, k.compromised_at_ms) {
+                    (Some(seq), Some(at)) => {
+                        format!(
+                            ", revoked at entry {seq}, distrusted since {}",
+                            format_ms(at)
+                        )
+                    }
+                    (Some(seq), None) => format!(", revoked at entry {seq}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "  key {} {:?} (added at entry {}{revoked})",
+                    k.key_id, k.status, k.added_seq
+                );
+            }
+            for pin in &m.cert_pins {
+                println!("  certificate pin sha256:{}", hex::encode(pin));
+            }
+            Ok(())
+        }
+        MemberCommand::History { id, conn } => {
+            let history = conn
+                .connect()
+                .await?
+                .history(&MemberId::parse(&id)?)
+                .await?;
+            for e in &history.events {
+                println!(
+                    "entry {} {} {}{} (signed by {}; statement {})",
+                    e.seq,
+                    format_ms(e.received_at_ms),
+                    e.change,
+                    if e.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", e.reason)
+                    },
+                    e.signed_by.join(","),
+                    hex::encode(&e.statement_id)
+                );
             }
             Ok(())
         }
     }
 }
 
-async fn add(args: AddArgs) -> Result<()> {
-    let mut keys = Vec::new();
-    for k in &args.keys {
-        keys.push(hex::decode(k.trim()).with_context(|| format!("--key {k} is not hex"))?);
-    }
-    let mut key_files = args.key_files.clone();
-    if keys.is_empty() && key_files.is_empty() {
-        let id = MemberId::parse(&args.id)?;
-        let default = args
-            .target
-            .certs
-            .join("members")
-            .join(format!("{id}.sign.pub"));
-        if default.exists() {
-            key_files.push(default);
+/// Signs a change as `--as`, then submits it or (with `--sign-only`) writes it for co-signing.
+async fn change(action: Action, args: &ChangeArgs) -> Result<()> {
+    let issuer = args.conn.member_id()?;
+    let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
+    let envelope = governance::change(&issuer, &key, action, &args.reason);
+    let what = governance::describe(&envelope)?;
+    match &args.sign_only {
+        Some(path) => {
+            governance::write_envelope(path, &envelope)?;
+            println!(
+                "wrote {}: {what}; other admins add signatures with `coalition admin cosign {0} --as ID`, then one of the signers runs `coalition admin submit {0} --as ID`",
+                path.display()
+            );
+            Ok(())
         }
+        None => submit(&args.conn, envelope, &what).await,
     }
-    for f in &key_files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        keys.push(
-            hex::decode(text.trim())
-                .with_context(|| format!("{} does not hold a hex public key", f.display()))?,
-        );
-    }
-    let mut roles = Vec::new();
-    for r in &args.roles {
-        let role = Role::parse(r)
-            .with_context(|| format!("unknown role '{r}' (admin, member, auditor, peer)"))?;
-        roles.push(role.to_wire() as i32);
-    }
-    let request = pb::AddMemberRequest {
-        member_id: args.id.clone(),
-        display_name: args.name.clone(),
-        roles,
-        public_keys: keys,
-    };
-    let member = match &args.target.data {
-        Some(dir) => {
-            let member = Member::admit(request, now_ms())?;
-            open_offline(dir)?.add_member(&member)?;
-            member
+}
+
+async fn submit(conn: &Connection, envelope: pb::Envelope, what: &str) -> Result<()> {
+    let response = conn.connect().await?.submit(envelope).await?;
+    let seq = response.receipt.map_or(0, |r| r.seq);
+    println!(
+        "{} at log entry {seq}: {what}",
+        if response.already_present {
+            "already logged"
+        } else {
+            "logged"
         }
-        None => {
-            let mut client = connection(&args.target)?.connect().await?;
-            let wire = client
-                .admin
-                .add_member(request)
-                .await
-                .map_err(ClientError::from)?
-                .into_inner();
-            Member::from_wire(wire)?
-        }
-    };
-    print!("added ");
-    print_member(&member);
+    );
     Ok(())
 }
 
-fn connection(target: &Target) -> Result<Connection> {
-    let Some(member) = target.member.clone() else {
-        bail!("say which admin you act as with --as ID (or act offline with --data DIR)");
-    };
-    Ok(Connection {
-        hub: target
-            .hub
-            .clone()
-            .unwrap_or_else(|| "127.0.0.1:50051".to_string()),
-        member,
-        certs: target.certs.clone(),
-    })
+fn parse_roles(names: &[String]) -> Result<Vec<Role>> {
+    names
+        .iter()
+        .map(|r| {
+            Role::parse(r)
+                .with_context(|| format!("unknown role '{r}' (admin, member, auditor, peer)"))
+        })
+        .collect()
 }
 
-fn open_offline(dir: &std::path::Path) -> Result<Store> {
-    Store::open(dir, &StoreConfig::default()).with_context(|| {
-        format!(
-            "opening {} (offline administration needs the hub stopped)",
-            dir.display()
-        )
-    })
+fn read_keys(
+    input: &KeyInput,
+    id: &MemberId,
+    certs: &std::path::Path,
+) -> Result<Vec<VerifyingKey>> {
+    let mut keys = Vec::new();
+    for k in &input.keys {
+        keys.push(parse_public_key_hex(k).map_err(|e| anyhow::anyhow!("--key {k}: {e}"))?);
+    }
+    let mut files = input.key_files.clone();
+    if keys.is_empty() && files.is_empty() {
+        let default = certs.join("members").join(format!("{id}.sign.pub"));
+        if default.exists() {
+            files.push(default);
+        }
+    }
+    for f in &files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        keys.push(
+            parse_public_key_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
+        );
+    }
+    Ok(keys)
+}
+
+fn cert_fingerprint(path: &std::path::Path) -> Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let der = CertificateDer::from_pem_slice(&pem);
+    let der =
+        der.map_err(|e| anyhow::anyhow!("{}: not a PEM certificate ({e})", path.display()))?;
+    Ok(Sha256::digest(der.as_ref()).into())
 }
 
 /// One line per member.
 pub fn print_member(m: &Member) {
     let roles: Vec<&str> = m.roles.iter().map(|r| r.name()).collect();
-    let keys: Vec<String> = m.keys.iter().map(|k| k.key_id.to_string()).collect();
+    let keys: Vec<String> = m
+        .keys
+        .iter()
+        .map(|k| match k.status {
+            crate::membership::KeyStatus::Active => k.key_id.to_string(),
+            crate::membership::KeyStatus::Retired => format!("{}(retired)", k.key_id),
+            crate::membership::KeyStatus::Compromised => format!("{}(compromised)", k.key_id),
+        })
+        .collect();
     println!(
         "{} ({}) roles={} status={:?} keys={}",
         m.id,

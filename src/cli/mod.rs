@@ -2,6 +2,7 @@
 //! over the library; errors are returned to `main`, which prints one line.
 
 mod admin;
+mod audit;
 mod matching;
 mod submit;
 mod sync;
@@ -30,6 +31,9 @@ enum Command {
         #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
         certs: PathBuf,
     },
+    /// Found a hub: write its genesis (hub name and key, first admins, quorum) as the first
+    /// entry of a new data directory. Creates missing development certificates and keys.
+    Init(InitArgs),
     /// Development PKI: CA, hub certificate, member certificates and signing keys.
     Pki {
         #[command(subcommand)]
@@ -48,6 +52,11 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Look hashes up: offline against a local index file, or online against the hub.
     Match(matching::MatchArgs),
+    /// Independent auditing: export the log and checkpoints, verify them offline.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Show who the hub thinks you are.
     Whoami {
         #[command(flatten)]
@@ -67,26 +76,63 @@ enum PkiCommand {
         #[arg(long = "member", value_name = "ID", default_values_t = ["admin".to_string(), "acme".to_string(), "globex".to_string()])]
         members: Vec<String>,
     },
+    /// Revoke a member's TLS certificate: add it to revoked.txt and rewrite crl.pem, the CA's
+    /// revocation list (a hub serving with `--crl` on it reloads it by itself).
+    Revoke {
+        /// The PKI directory (holding ca.pem, ca.key and members/<ID>.pem).
+        #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+        certs: PathBuf,
+        /// The member whose certificate to revoke.
+        #[arg(long, value_name = "ID")]
+        member: String,
+    },
 }
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Data directory (created if missing).
+    /// Data directory, founded with `coalition init`.
     #[arg(long, env = "COALITION_DATA", default_value = "data")]
     data: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "COALITION_LISTEN", default_value = "127.0.0.1:50051")]
     listen: String,
-    /// Development PKI directory holding ca.pem, hub.pem and hub.key.
+    /// Development PKI directory holding ca.pem, hub.pem, hub.key and hub.sign.key (the hub
+    /// key of the genesis, which signs checkpoints).
     #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
     certs: PathBuf,
     /// Storage cache budget in MiB.
     #[arg(long, default_value_t = 128)]
     cache_mib: u64,
-    /// Checkpoint origin, also the name of the hub's checkpoint key (signed with
-    /// <certs>/hub.sign.key).
-    #[arg(long, env = "COALITION_ORIGIN", default_value = crate::server::DEFAULT_ORIGIN)]
-    origin: String,
+    /// Certificate revocation list (PEM, issued by the coalition CA; e.g. certs/crl.pem from
+    /// `coalition pki revoke`). Revoked client certificates are refused; the file is re-read
+    /// when it changes.
+    #[arg(long, env = "COALITION_CRL", value_name = "FILE")]
+    crl: Option<PathBuf>,
+    /// Publish a signed checkpoint once the log has grown by this many entries.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    checkpoint_entries: u64,
+    /// ... or once it has grown at all and this many milliseconds have passed.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    checkpoint_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Data directory to create (must not hold a log yet).
+    #[arg(long, env = "COALITION_DATA", default_value = "data")]
+    data: PathBuf,
+    /// Development PKI directory (the hub key is hub.sign.key; admins' keys members/<id>.*).
+    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+    certs: PathBuf,
+    /// The hub's name: the origin line of its checkpoints.
+    #[arg(long, default_value = "hub.coalition.local")]
+    name: String,
+    /// First admins (repeatable); the first one issues the genesis.
+    #[arg(long = "admin", value_name = "ID", default_values_t = ["admin".to_string()])]
+    admins: Vec<String>,
+    /// Admin signatures a membership change needs (1..=number of admins).
+    #[arg(long, default_value_t = 1)]
+    quorum: u32,
 }
 
 /// How a client command reaches the hub and who it is.
@@ -147,8 +193,30 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Init(args) => init(args).await,
+            Command::Pki {
+                command: PkiCommand::Revoke { certs, member },
+            } => {
+                let id = MemberId::parse(&member)?;
+                let r = CertDir::new(&certs).revoke(&id)?;
+                let what = if r.newly_revoked {
+                    "revoked"
+                } else {
+                    "already revoked"
+                };
+                println!(
+                    "{what} {} certificate serial {}; wrote {} (CRL number {}, {} revoked)",
+                    r.member,
+                    r.serial,
+                    r.crl.display(),
+                    r.crl_number,
+                    r.revoked_total
+                );
+                Ok(())
+            }
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
+            Command::Audit { command } => audit::run(command).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Match(args) => matching::run(args).await,
@@ -168,24 +236,75 @@ impl Cli {
     }
 }
 
+async fn init(args: InitArgs) -> Result<()> {
+    let admins = args
+        .admins
+        .iter()
+        .map(|a| Ok((MemberId::parse(a)?, a.clone())))
+        .collect::<Result<Vec<_>>>()?;
+    let certs = CertDir::new(&args.certs);
+    let ids: Vec<MemberId> = admins.iter().map(|(id, _)| id.clone()).collect();
+    for f in certs.init(&ids)?.files {
+        println!("created {}", f.display());
+    }
+    let store = Store::open(&args.data, &StoreConfig::default())
+        .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    if store.log_size() > 0 {
+        anyhow::bail!(
+            "{} already holds a log of {} entries; a hub is founded once (use another --data)",
+            args.data.display(),
+            store.log_size()
+        );
+    }
+    let appended =
+        crate::governance::found_from_certs(&store, &certs, &args.name, &admins, args.quorum)
+            .await?;
+    println!(
+        "founded hub '{}' in {}: genesis {} (entry {}), admins {}, quorum {}; hub key {}",
+        args.name,
+        args.data.display(),
+        appended.receipt.statement_id,
+        appended.receipt.seq,
+        args.admins.join(","),
+        args.quorum,
+        certs.hub_signing_key_path().display()
+    );
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let certs = CertDir::new(&args.certs);
     let tls = certs.hub_tls()?;
-    let signer = crate::log::CheckpointSigner::new(&args.origin, certs.hub_signing_key()?)
-        .with_context(|| format!("--origin {:?}", args.origin))?;
     let config = StoreConfig {
         cache_bytes: args.cache_mib * 1024 * 1024,
     };
     let store = Store::open(&args.data, &config)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    if store.registry().coalition().is_none() {
+        anyhow::bail!(
+            "{} holds no hub: found one first with `coalition init --data {0}`",
+            args.data.display()
+        );
+    }
+    let options = {
+        let mut o = crate::server::ServeOptions::for_store(&store, certs.hub_signing_key()?)?;
+        o.crl = args.crl.clone();
+        o.checkpoints = crate::server::CheckpointPolicy {
+            max_entries: args.checkpoint_entries.max(1),
+            max_delay: std::time::Duration::from_millis(args.checkpoint_ms.max(1)),
+        };
+        o
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), checkpoint_key = %signer.verifier_key(), "hub serving");
+    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), checkpoint_key = %options.checkpoint_signer.verifier_key(), "hub serving");
+    if let Some(crl) = &args.crl {
+        tracing::info!(crl = %crl.display(), "refusing certificates that CRL revokes");
+    }
     // Scripts (and the durability test) read this line to learn the port.
     println!("listening on {addr}");
-    let options = crate::server::ServeOptions::new(signer);
     crate::server::serve(listener, store, &tls, options, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
@@ -204,4 +323,13 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

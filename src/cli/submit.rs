@@ -61,7 +61,7 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
         .iter()
         .map(|b| match b {
             Body::HashSet(s) => s.entries.len() as u64,
-            Body::RiskSignal(_) => 0,
+            _ => 0,
         })
         .sum();
     let mut client = args.conn.connect().await?;

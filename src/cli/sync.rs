@@ -6,7 +6,7 @@ use crate::formats::{EntryWriter, Format, RowFilter};
 use crate::membership::MemberId;
 use crate::pb;
 use crate::statement::{Body, HashType, Kind, Label};
-use crate::sync::{Cursor, Event, Session};
+use crate::sync::{Cursor, Event, LogCheck, Session};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,7 +46,14 @@ pub struct SyncArgs {
     /// Only statements by these members.
     #[arg(long = "issuer")]
     issuers: Vec<String>,
+    /// Skip the log check (proving what was received is in the hub's signed checkpoint and
+    /// that the checkpoint extends the one saved last time).
+    #[arg(long)]
+    no_log_check: bool,
 }
+
+/// How often a following sync re-checks the log while caught up.
+const LOG_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(args: SyncArgs) -> Result<()> {
     let format = args.format.unwrap_or_else(|| Format::from_path(&args.out));
@@ -102,6 +109,20 @@ pub async fn run(args: SyncArgs) -> Result<()> {
 
     let client = args.conn.connect().await?;
     let start_seq = cursor.next_seq;
+    let contiguous = request.kinds.is_empty()
+        && request.hash_types.is_empty()
+        && request.labels.is_empty()
+        && request.issuers.is_empty();
+    let mut log_check = if args.no_log_check {
+        None
+    } else {
+        Some((
+            LogCheck::new(cursor.log.clone(), start_seq, contiguous),
+            args.conn.connect().await?,
+        ))
+    };
+    let mut last_check = Instant::now();
+    let mut checked = None;
     let mut session = Session::start(
         client,
         pb::SyncRequest {
@@ -114,7 +135,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} {msg} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let (mut statements, mut hashes, mut signals) = (0u64, 0u64, 0u64);
+    let (mut statements, mut hashes, mut signals, mut membership) = (0u64, 0u64, 0u64, 0u64);
     let mut log_size = start_seq;
     let mut last_save = Instant::now();
     let mut dirty = false;
@@ -125,8 +146,12 @@ pub async fn run(args: SyncArgs) -> Result<()> {
                 match &entry.statement.body {
                     Body::HashSet(set) => hashes += set.entries.len() as u64,
                     Body::RiskSignal(_) => signals += 1,
+                    Body::Genesis(_) | Body::Membership(_) => membership += 1,
                 }
                 writer.write(&entry)?;
+                if let Some((check, _)) = &mut log_check {
+                    check.received(&entry);
+                }
                 dirty = true;
                 if last_save.elapsed() >= CHECKPOINT_EVERY {
                     save(&mut writer, &mut cursor, session.next_seq(), &cursor_path)?;
@@ -149,6 +174,14 @@ pub async fn run(args: SyncArgs) -> Result<()> {
                     last_save = Instant::now();
                     dirty = false;
                 }
+                if args.follow && last_check.elapsed() >= LOG_CHECK_EVERY {
+                    if let Some((check, client)) = &mut log_check {
+                        checked = Some(check.verify(client).await?);
+                        cursor.log = check.view().cloned();
+                        save(&mut writer, &mut cursor, next_seq, &cursor_path)?;
+                    }
+                    last_check = Instant::now();
+                }
                 if args.follow {
                     bar.set_message(format!(
                         "{statements} statements, {hashes} hashes, {signals} signals verified; caught up at {next_seq}, following"
@@ -158,7 +191,23 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         }
     }
     save(&mut writer, &mut cursor, session.next_seq(), &cursor_path)?;
+    if let Some((check, client)) = &mut log_check {
+        checked = Some(check.verify(client).await?);
+        cursor.log = check.view().cloned();
+        cursor.save(&cursor_path)?;
+    }
     bar.finish_and_clear();
+    let checked = match checked {
+        Some(r) => format!(
+            "; log checked: {} received entries proven in the hub's signed checkpoint of {} entries{}",
+            r.entries_proven,
+            r.checkpoint_size,
+            r.consistent_with
+                .map(|p| format!(", which extends the checkpoint of {p} seen before"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
     let skipped = if writer.skipped_signals > 0 {
         format!(
             " ({} risk signals not written: CSV holds hashes only, use --format jsonl)",
@@ -168,7 +217,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         String::new()
     };
     println!(
-        "synced {statements} statements ({hashes} hashes, {signals} risk signals) from seq {start_seq} to {}, all signatures verified; log size {log_size}; wrote {} rows to {}{skipped}; cursor {}",
+        "synced {statements} statements ({hashes} hashes, {signals} risk signals, {membership} membership) from seq {start_seq} to {}, all signatures verified; log size {log_size}; wrote {} rows to {}{skipped}; cursor {}{checked}",
         cursor.next_seq,
         writer.rows,
         args.out.display(),

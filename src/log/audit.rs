@@ -9,7 +9,7 @@ use super::tree::{Hash, LeafIndex, VerifyError};
 
 /// Why a proof against signed checkpoints was rejected.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum AuditError {
+pub enum ProofCheckError {
     /// A checkpoint note does not verify with the trusted key, or is not a checkpoint of its log.
     #[error("checkpoint rejected: {0}")]
     Checkpoint(#[from] CheckpointError),
@@ -33,11 +33,11 @@ pub fn verify_inclusion_in_checkpoint(
     leaf_data: &[u8],
     index: LeafIndex,
     proof: &[Hash],
-) -> Result<SignedCheckpoint, AuditError> {
+) -> Result<SignedCheckpoint, ProofCheckError> {
     let checkpoint = SignedCheckpoint::verify(note, key)?;
     checkpoint
         .verify_inclusion(leaf_data, index, proof)
-        .map_err(AuditError::Inclusion)?;
+        .map_err(ProofCheckError::Inclusion)?;
     Ok(checkpoint)
 }
 
@@ -48,11 +48,11 @@ pub fn verify_consistency_between_checkpoints(
     old_note: &str,
     new_note: &str,
     proof: &[Hash],
-) -> Result<(SignedCheckpoint, SignedCheckpoint), AuditError> {
+) -> Result<(SignedCheckpoint, SignedCheckpoint), ProofCheckError> {
     let old = SignedCheckpoint::verify(old_note, key)?;
     let new = SignedCheckpoint::verify(new_note, key)?;
     old.verify_consistency_to(&new, proof)
-        .map_err(AuditError::Consistency)?;
+        .map_err(ProofCheckError::Consistency)?;
     Ok((old, new))
 }
 
@@ -101,7 +101,7 @@ mod tests {
                     LeafIndex(u64::from(i)),
                     &proof
                 ),
-                Err(AuditError::Inclusion(_))
+                Err(ProofCheckError::Inclusion(_))
             ));
             assert!(
                 verify_inclusion_in_checkpoint(
@@ -125,7 +125,9 @@ mod tests {
         let proof = inclusion_proof(&t, LeafIndex(0), TreeSize(13)).expect("proof");
         assert!(matches!(
             verify_inclusion_in_checkpoint(vk, &forged, &0u32.to_be_bytes(), LeafIndex(0), &proof),
-            Err(AuditError::Checkpoint(CheckpointError::WrongKeyId { .. }))
+            Err(ProofCheckError::Checkpoint(
+                CheckpointError::WrongKeyId { .. }
+            ))
         ));
     }
 
@@ -152,7 +154,9 @@ mod tests {
         let proof = consistency_proof(&t, TreeSize(3), TreeSize(8)).expect("proof");
         assert!(matches!(
             verify_consistency_between_checkpoints(vk, &sign(8), &sign(3), &proof),
-            Err(AuditError::Consistency(VerifyError::SizeDecreased { .. }))
+            Err(ProofCheckError::Consistency(
+                VerifyError::SizeDecreased { .. }
+            ))
         ));
         let fork = signer
             .sign(TreeSize(8), Hash([7; 32]))
@@ -160,11 +164,11 @@ mod tests {
             .into_note();
         assert!(matches!(
             verify_consistency_between_checkpoints(vk, &sign(3), &fork, &proof),
-            Err(AuditError::Consistency(_))
+            Err(ProofCheckError::Consistency(_))
         ));
         assert!(matches!(
             verify_consistency_between_checkpoints(vk, &sign(8), &fork, &[]),
-            Err(AuditError::Consistency(
+            Err(ProofCheckError::Consistency(
                 VerifyError::RootsDifferAtSameSize { .. }
             ))
         ));

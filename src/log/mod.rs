@@ -5,16 +5,18 @@
 
 pub mod audit;
 pub mod checkpoint;
+pub mod frontier;
 pub mod signer;
 pub mod tree;
 
 pub use audit::{
-    AuditError, verify_consistency_between_checkpoints, verify_inclusion_in_checkpoint,
+    ProofCheckError, verify_consistency_between_checkpoints, verify_inclusion_in_checkpoint,
 };
 pub use checkpoint::{
     Checkpoint, CheckpointError, KeyId, VerifierKey, VerifierKeyError, key_id, sign_note,
     verify_note,
 };
+pub use frontier::Frontier;
 pub use signer::{CheckpointSigner, SignedCheckpoint};
 pub use tree::{
     Hash, LeafIndex, MemoryTree, MissingNode, NodeSource, ProofError, TreeSize, VerifyError,

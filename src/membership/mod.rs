@@ -1,11 +1,18 @@
-//! Membership: who belongs to the coalition, with which roles, status and signing keys.
+//! Membership: who belongs to the coalition, with which roles, status and signing keys, and
+//! the signed changes that say so.
 //!
-//! Pure types and rules; the store persists the registry and the server enforces it. Today an
-//! admin registers members directly (`Admin.AddMember`); the membership-lifecycle work turns
-//! every change into a signed statement in the log and this registry into its replayed view.
+//! Pure types and rules, no I/O. Every membership change is a signed statement in the log
+//! ([`Genesis`], [`Change`]); the [`Registry`] is their replayed view, and the same
+//! [`Registry::signing_keys`] / [`Registry::apply`] pair decides, for the hub's writer and for an
+//! offline auditor alike, whether an entry was entitled to be logged where it is.
+
+mod change;
+mod registry;
+
+pub use change::{Action, Admission, Change, Genesis, Revocation, format_ms, parse_time_ms};
+pub use registry::{Coalition, EntryError, Event, Position, Registry, Signer};
 
 use crate::pb;
-use crate::statement::{ParsedEnvelope, SignatureError, Verified};
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -71,6 +78,12 @@ pub struct MemberKey {
     pub public_key: VerifyingKey,
     /// Whether it may sign.
     pub status: KeyStatus,
+    /// Log position of the entry that added it.
+    pub added_seq: u64,
+    /// Log position of the entry that revoked it.
+    pub revoked_seq: Option<u64>,
+    /// Compromised keys: from when statements it signed are distrusted (ms since the epoch).
+    pub compromised_at_ms: Option<i64>,
 }
 
 /// A registered member.
@@ -86,8 +99,12 @@ pub struct Member {
     pub status: MemberStatus,
     /// Its signing keys.
     pub keys: Vec<MemberKey>,
-    /// When it was registered, milliseconds since the Unix epoch.
+    /// When its admission was logged, milliseconds since the Unix epoch.
     pub added_at_ms: i64,
+    /// Log position of its admission.
+    pub added_seq: u64,
+    /// SHA-256 of the DER client certificates it may connect with; empty: any CA-issued one.
+    pub cert_pins: Vec<[u8; 32]>,
 }
 
 /// Why a membership value or request is invalid, or why a caller may not act.
@@ -119,9 +136,19 @@ pub enum MembershipError {
     },
     /// The caller's certificate names a member the hub does not know.
     #[error(
-        "member '{0}' is not registered with this hub; ask a coalition admin to run `coalition admin member add`"
+        "member '{0}' is not registered with this hub; ask a coalition admin to run `coalition admin member admit`"
     )]
     UnknownMember(MemberId),
+    /// The client certificate is not one the member is pinned to.
+    #[error(
+        "this client certificate (sha256 {fingerprint}) is not one member '{id}' was admitted with"
+    )]
+    CertificateNotPinned {
+        /// The member.
+        id: MemberId,
+        /// SHA-256 of the presented certificate, hex.
+        fingerprint: String,
+    },
     /// The member is suspended or removed.
     #[error("member '{id}' is {status}; it may not use the hub")]
     NotActive {
@@ -248,7 +275,8 @@ impl Role {
         }
     }
 
-    fn from_wire(v: i32) -> Option<Role> {
+    /// Parses a wire enum value; `None` for unspecified or unknown values.
+    pub fn from_wire(v: i32) -> Option<Role> {
         match pb::Role::try_from(v).ok()? {
             pb::Role::Admin => Some(Role::Admin),
             pb::Role::Member => Some(Role::Member),
@@ -256,21 +284,6 @@ impl Role {
             pb::Role::Peer => Some(Role::Peer),
             pb::Role::Unspecified => None,
         }
-    }
-}
-
-/// The `Admin.AddMember` request that admits `id` with `roles` and signing `keys`.
-pub fn admission_request(
-    id: &MemberId,
-    display_name: &str,
-    roles: &[Role],
-    keys: &[VerifyingKey],
-) -> pb::AddMemberRequest {
-    pb::AddMemberRequest {
-        member_id: id.to_string(),
-        display_name: display_name.to_owned(),
-        roles: roles.iter().map(|r| r.to_wire() as i32).collect(),
-        public_keys: keys.iter().map(|k| k.to_bytes().to_vec()).collect(),
     }
 }
 
@@ -288,71 +301,6 @@ pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, String> {
 }
 
 impl Member {
-    /// Builds a new active member from an admin's request.
-    pub fn admit(req: pb::AddMemberRequest, now_ms: i64) -> Result<Member, MembershipError> {
-        let id = MemberId::parse(&req.member_id)?;
-        let display_name = req.display_name.trim().to_owned();
-        if display_name.chars().count() > 200 || display_name.chars().any(char::is_control) {
-            return Err(MembershipError::Invalid {
-                field: "display_name",
-                reason: "at most 200 printable characters".into(),
-            });
-        }
-        let mut roles = Vec::new();
-        for r in &req.roles {
-            let role = Role::from_wire(*r).ok_or_else(|| MembershipError::Invalid {
-                field: "roles",
-                reason: format!("unknown or unspecified role {r}"),
-            })?;
-            if !roles.contains(&role) {
-                roles.push(role);
-            }
-        }
-        if roles.is_empty() {
-            return Err(MembershipError::Invalid {
-                field: "roles",
-                reason: "at least one of admin, member, auditor, peer".into(),
-            });
-        }
-        if req.public_keys.is_empty() && !roles.iter().all(|r| *r == Role::Auditor) {
-            return Err(MembershipError::Invalid {
-                field: "public_keys",
-                reason: "at least one ed25519 public key (only auditors may have none)".into(),
-            });
-        }
-        if req.public_keys.len() > MAX_KEYS {
-            return Err(MembershipError::Invalid {
-                field: "public_keys",
-                reason: format!("at most {MAX_KEYS} keys, got {}", req.public_keys.len()),
-            });
-        }
-        let mut keys: Vec<MemberKey> = Vec::new();
-        for (index, raw) in req.public_keys.iter().enumerate() {
-            let public_key = parse_public_key(raw)
-                .map_err(|reason| MembershipError::BadPublicKey { index, reason })?;
-            let key_id = KeyId::of(&public_key);
-            if keys.iter().any(|k| k.key_id == key_id) {
-                return Err(MembershipError::BadPublicKey {
-                    index,
-                    reason: "duplicate key".into(),
-                });
-            }
-            keys.push(MemberKey {
-                key_id,
-                public_key,
-                status: KeyStatus::Active,
-            });
-        }
-        Ok(Member {
-            id,
-            display_name,
-            roles,
-            status: MemberStatus::Active,
-            keys,
-            added_at_ms: now_ms,
-        })
-    }
-
     /// Whether the member has a role.
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
@@ -395,7 +343,7 @@ impl Member {
         }
     }
 
-    /// The wire (and storage) form.
+    /// The wire form.
     pub fn to_wire(&self) -> pb::Member {
         pb::Member {
             member_id: self.id.to_string(),
@@ -417,13 +365,18 @@ impl Member {
                         KeyStatus::Retired => pb::KeyStatus::Retired,
                         KeyStatus::Compromised => pb::KeyStatus::Compromised,
                     } as i32,
+                    added_seq: k.added_seq,
+                    revoked_seq: k.revoked_seq,
+                    compromised_at_ms: k.compromised_at_ms,
                 })
                 .collect(),
             added_at_ms: self.added_at_ms,
+            added_seq: self.added_seq,
+            certificate_sha256: self.cert_pins.iter().map(|p| p.to_vec()).collect(),
         }
     }
 
-    /// Parses the wire (and storage) form, checking that every key id matches its key.
+    /// Parses the wire form, checking that every key id matches its key.
     pub fn from_wire(m: pb::Member) -> Result<Member, MembershipError> {
         let id = MemberId::parse(&m.member_id)?;
         let status = match pb::MemberStatus::try_from(m.status) {
@@ -463,8 +416,21 @@ impl Member {
                 key_id,
                 public_key,
                 status,
+                added_seq: k.added_seq,
+                revoked_seq: k.revoked_seq,
+                compromised_at_ms: k.compromised_at_ms,
             });
         }
+        let cert_pins = m
+            .certificate_sha256
+            .iter()
+            .map(|p| {
+                <[u8; 32]>::try_from(p.as_slice()).map_err(|_| MembershipError::Invalid {
+                    field: "certificate_sha256",
+                    reason: "a certificate pin is 32 bytes".into(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Member {
             id,
             display_name: m.display_name,
@@ -472,14 +438,32 @@ impl Member {
             status,
             keys,
             added_at_ms: m.added_at_ms,
+            added_seq: m.added_seq,
+            cert_pins,
         })
+    }
+
+    /// Checks a client certificate (DER) against the member's pins, if it has any.
+    pub fn ensure_certificate(&self, cert_der: &[u8]) -> Result<(), MembershipError> {
+        if self.cert_pins.is_empty() {
+            return Ok(());
+        }
+        let fingerprint: [u8; 32] = Sha256::digest(cert_der).into();
+        if self.cert_pins.contains(&fingerprint) {
+            Ok(())
+        } else {
+            Err(MembershipError::CertificateNotPinned {
+                id: self.id.clone(),
+                fingerprint: hex::encode(fingerprint),
+            })
+        }
     }
 }
 
 /// How far in the future a statement's `issued_at_ms` may be (clock-skew allowance).
 pub const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
 
-/// Why a member's statement is refused.
+/// Why a connection may not submit a statement (rules of the connection, not of the log).
 #[derive(Debug, Error, PartialEq)]
 pub enum AcceptError {
     /// The statement names another member as its issuer.
@@ -492,6 +476,14 @@ pub enum AcceptError {
         /// Who is submitting it.
         member: MemberId,
     },
+    /// A membership change submitted by an admin that did not sign it.
+    #[error(
+        "member '{member}' did not sign this membership change: it must be submitted by one of its signers"
+    )]
+    NotASigner {
+        /// Who is submitting it.
+        member: MemberId,
+    },
     /// The statement is dated too far in the future.
     #[error(
         "issued_at_ms: {issued_at_ms} is more than 10 minutes in the future; check the signer's clock"
@@ -500,29 +492,40 @@ pub enum AcceptError {
         /// Its date.
         issued_at_ms: i64,
     },
-    /// A signature is missing, unknown or invalid.
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
 }
 
-impl Member {
-    /// The rules for a statement this member submits: it must be the issuer, the statement must
-    /// not be dated in the future (beyond clock skew), and every signature must verify with one
-    /// of its active keys, including the statement's own key.
-    pub fn accept(&self, parsed: ParsedEnvelope, now_ms: i64) -> Result<Verified, AcceptError> {
-        let statement = &parsed.statement;
-        if statement.issuer != self.id {
-            return Err(AcceptError::NotIssuer {
-                issuer: statement.issuer.clone(),
-                member: self.id.clone(),
-            });
-        }
-        if statement.issued_at_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
-            return Err(AcceptError::FromTheFuture {
-                issued_at_ms: statement.issued_at_ms,
-            });
-        }
-        Ok(parsed.verify(|key_id| self.active_key(key_id))?)
+/// The connection-level rules for a statement `submitter` sends, checked before its
+/// signatures: nothing dated in the future beyond clock skew, and a member submits only its own
+/// statements (membership changes: see [`check_cosigner`]).
+pub fn check_submitter(
+    statement: &crate::statement::Statement,
+    submitter: &MemberId,
+    now_ms: i64,
+) -> Result<(), AcceptError> {
+    if statement.issued_at_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err(AcceptError::FromTheFuture {
+            issued_at_ms: statement.issued_at_ms,
+        });
+    }
+    let is_change = statement.kind() == crate::statement::Kind::Membership;
+    if !is_change && &statement.issuer != submitter {
+        return Err(AcceptError::NotIssuer {
+            issuer: statement.issuer.clone(),
+            member: submitter.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// A membership change may be submitted by any admin that signed it (the issuer or a
+/// co-signer), given who signed it as [`Registry::signing_keys`] resolved them.
+pub fn check_cosigner(signers: &[Signer], submitter: &MemberId) -> Result<(), AcceptError> {
+    if signers.iter().any(|s| s.member.as_ref() == Some(submitter)) {
+        Ok(())
+    } else {
+        Err(AcceptError::NotASigner {
+            member: submitter.clone(),
+        })
     }
 }
 
@@ -530,7 +533,8 @@ impl Member {
 /// directory; a receiver keeps it and refuses a directory that changes a known key id's key.
 #[derive(Clone, Debug, Default)]
 pub struct Keyring {
-    keys: HashMap<(MemberId, KeyId), VerifyingKey>,
+    keys: HashMap<(MemberId, KeyId), (VerifyingKey, Option<i64>)>,
+    owners: HashMap<KeyId, MemberId>,
 }
 
 impl Keyring {
@@ -539,8 +543,11 @@ impl Keyring {
         let mut ring = Keyring::default();
         for m in members {
             for k in &m.keys {
-                ring.keys
-                    .insert((m.id.clone(), k.key_id.clone()), k.public_key);
+                ring.keys.insert(
+                    (m.id.clone(), k.key_id.clone()),
+                    (k.public_key, k.compromised_at_ms),
+                );
+                ring.owners.insert(k.key_id.clone(), m.id.clone());
             }
         }
         ring
@@ -548,7 +555,28 @@ impl Keyring {
 
     /// The key `key_id` of `member`, if known.
     pub fn key(&self, member: &MemberId, key_id: &KeyId) -> Option<VerifyingKey> {
-        self.keys.get(&(member.clone(), key_id.clone())).copied()
+        self.keys
+            .get(&(member.clone(), key_id.clone()))
+            .map(|(k, _)| *k)
+    }
+
+    /// The member holding `key_id` (key ids are unique across a coalition).
+    pub fn owner(&self, key_id: &KeyId) -> Option<&MemberId> {
+        self.owners.get(key_id)
+    }
+
+    /// The key `key_id` of whichever member holds it (membership changes are co-signed by
+    /// several admins).
+    pub fn any_key(&self, key_id: &KeyId) -> Option<VerifyingKey> {
+        self.key(self.owner(key_id)?, key_id)
+    }
+
+    /// Whether `key_id` of `member` was declared compromised at or before `at_ms`.
+    pub fn compromised_at(&self, member: &MemberId, key_id: &KeyId, at_ms: i64) -> bool {
+        self.keys
+            .get(&(member.clone(), key_id.clone()))
+            .and_then(|(_, c)| *c)
+            .is_some_and(|c| c <= at_ms)
     }
 
     /// Number of keys.
@@ -584,40 +612,5 @@ mod tests {
         assert_eq!(KeyId::parse(&id.to_string()), Ok(id));
         assert!(KeyId::parse("ABCDEF0123456789").is_err());
         assert!(KeyId::parse("abc").is_err());
-    }
-
-    #[test]
-    fn admit_checks_request() {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
-        let req = |id: &str, roles: Vec<i32>, keys: Vec<Vec<u8>>| pb::AddMemberRequest {
-            member_id: id.into(),
-            display_name: "X".into(),
-            roles,
-            public_keys: keys,
-        };
-        let m = Role::Member.to_wire() as i32;
-        assert!(Member::admit(req("acme", vec![m], vec![key.to_bytes().to_vec()]), 1).is_ok());
-        assert!(Member::admit(req("Acme", vec![m], vec![key.to_bytes().to_vec()]), 1).is_err());
-        assert!(Member::admit(req("acme", vec![], vec![key.to_bytes().to_vec()]), 1).is_err());
-        assert!(Member::admit(req("acme", vec![m], vec![]), 1).is_err());
-        assert!(Member::admit(req("acme", vec![m], vec![vec![0; 31]]), 1).is_err());
-        // The identity point is a weak key.
-        let mut weak = [0u8; 32];
-        weak[0] = 1;
-        let err = Member::admit(req("acme", vec![m], vec![weak.to_vec()]), 1).expect_err("weak");
-        assert!(err.to_string().contains("weak"), "{err}");
-    }
-
-    #[test]
-    fn wire_round_trip() {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
-        let req = pb::AddMemberRequest {
-            member_id: "acme".into(),
-            display_name: "Acme".into(),
-            roles: vec![Role::Member.to_wire() as i32, Role::Admin.to_wire() as i32],
-            public_keys: vec![key.to_bytes().to_vec()],
-        };
-        let member = Member::admit(req, 42).expect("valid");
-        assert_eq!(Member::from_wire(member.to_wire()), Ok(member));
     }
 }

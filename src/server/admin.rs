@@ -1,10 +1,14 @@
-//! The `Admin` service: membership administration, for callers with the `admin` role.
+//! The `Admin` service: membership queries for admins and auditors. Membership changes are
+//! signed statements and go through `Hub.Submit` like everything else.
 
-use super::{auth, status};
-use crate::membership::{Member, Role};
+use super::auth;
+use crate::membership::{MemberId, Registry, Role};
 use crate::pb;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use tonic::{Request, Response, Status};
+
+/// Who may read membership details.
+const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 
 /// The `coalition.v1.Admin` implementation.
 #[derive(Clone)]
@@ -19,21 +23,85 @@ impl AdminService {
     }
 }
 
+fn member_id(raw: &str) -> Result<MemberId, Status> {
+    MemberId::parse(raw).map_err(|e| Status::invalid_argument(format!("member_id: {e}")))
+}
+
+fn not_found(id: &MemberId) -> Status {
+    Status::not_found(format!(
+        "member '{id}' is not registered with this hub; `coalition admin member list` shows who is"
+    ))
+}
+
+/// The wire form of the coalition's governance.
+pub fn coalition_to_wire(registry: &Registry, log_size: u64) -> Option<pb::Coalition> {
+    let c = registry.coalition()?;
+    Some(pb::Coalition {
+        hub_name: c.hub_name.clone(),
+        hub_public_key: c.hub_key.to_bytes().to_vec(),
+        genesis_statement_id: c.genesis_id.0.to_vec(),
+        quorum: c.quorum,
+        admins: registry
+            .signing_admins()
+            .into_iter()
+            .map(ToString::to_string)
+            .collect(),
+        log_size,
+    })
+}
+
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
-    async fn add_member(
+    async fn get_coalition(
         &self,
-        request: Request<pb::AddMemberRequest>,
+        request: Request<pb::GetCoalitionRequest>,
+    ) -> Result<Response<pb::Coalition>, Status> {
+        auth::authorize(
+            &self.store,
+            &request,
+            READERS,
+            "read the coalition's governance",
+        )?;
+        coalition_to_wire(&self.store.registry(), self.store.log_size())
+            .map(Response::new)
+            .ok_or_else(|| Status::failed_precondition("this hub has no genesis yet"))
+    }
+
+    async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::Member>, Status> {
-        auth::authorize(&self.store, &request, &[Role::Admin], "add members")?;
-        let member = Member::admit(request.into_inner(), now_ms()).map_err(status::membership)?;
-        let store = self.store.clone();
-        let stored = member.clone();
-        tokio::task::spawn_blocking(move || store.add_member(&stored))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status::store)?;
-        tracing::info!(member = %member.id, "member added");
+        auth::authorize(&self.store, &request, READERS, "read member details")?;
+        let id = member_id(&request.into_inner().member_id)?;
+        let member = self.store.member(&id).ok_or_else(|| not_found(&id))?;
         Ok(Response::new(member.to_wire()))
+    }
+
+    async fn get_member_history(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Result<Response<pb::MemberHistory>, Status> {
+        auth::authorize(&self.store, &request, READERS, "read member histories")?;
+        let id = member_id(&request.into_inner().member_id)?;
+        let registry = self.store.registry();
+        if registry.member(&id).is_none() {
+            return Err(not_found(&id));
+        }
+        let events = registry
+            .history(&id)
+            .iter()
+            .map(|e| pb::MemberEvent {
+                seq: e.position.seq,
+                received_at_ms: e.position.received_at_ms,
+                statement_id: e.statement_id.0.to_vec(),
+                signed_by: e.signed_by.iter().map(ToString::to_string).collect(),
+                change: e.change.clone(),
+                reason: e.reason.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::MemberHistory {
+            member_id: id.to_string(),
+            events,
+        }))
     }
 }

@@ -281,6 +281,7 @@ async fn stream_range(
                 return;
             }
         };
+        let registry = store.registry();
         for entry in chunk {
             if entry.seq != cursor {
                 // A gap below the durable size: a store inconsistency, not a client problem.
@@ -293,7 +294,7 @@ async fn stream_range(
             }
             cursor += 1;
             bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
-            if tx.send(Ok(entry.into_sync_entry())).await.is_err() {
+            if tx.send(Ok(entry.into_sync_entry(&registry))).await.is_err() {
                 return; // the client went away
             }
             if bytes >= MAX_ENTRY_BYTES_PER_CALL {

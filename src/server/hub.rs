@@ -4,7 +4,7 @@
 use super::indexer::Matching;
 use super::{auth, status};
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
-use crate::membership::{MemberId, Role};
+use crate::membership::{MemberId, Registry, Role, check_cosigner, check_submitter};
 use crate::pb;
 use crate::statement::{HashType, Kind, Label, ParsedEnvelope, StatementId};
 use crate::store::{Store, StoredEntry, SyncFilter, now_ms};
@@ -55,16 +55,27 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let member = auth::authorize(&self.store, &request, &[Role::Member], "submit statements")?;
+        let member = auth::authorize(
+            &self.store,
+            &request,
+            &[Role::Member, Role::Admin],
+            "submit statements",
+        )?;
         let envelope = request
             .into_inner()
             .envelope
             .ok_or_else(|| Status::invalid_argument("envelope: missing"))?;
+        let registry = self.store.registry();
         // Decoding and verifying a large set takes milliseconds of CPU: keep it off the
-        // async workers.
+        // async workers. The store's writer re-checks entitlement at the entry's position.
         let verified = tokio::task::spawn_blocking(move || {
             let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
-            member.accept(parsed, now_ms()).map_err(status::accept)
+            check_submitter(&parsed.statement, &member.id, now_ms()).map_err(status::accept)?;
+            let (verified, signers) = registry.verify(parsed).map_err(status::entry)?;
+            if verified.statement.kind() == Kind::Membership {
+                check_cosigner(&signers, &member.id).map_err(status::accept)?;
+            }
+            Ok::<_, Status>(verified)
         })
         .await
         .map_err(|e| Status::internal(format!("verification task failed: {e}")))??;
@@ -82,12 +93,14 @@ impl pb::hub_server::Hub for HubService {
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         let reader = auth::authorize(&self.store, &request, READERS, "sync")?.id;
+        let peer = auth::PeerCert::of(&request)?;
         let req = request.into_inner();
         let filter = parse_filter(&req)?;
         let (tx, rx) = mpsc::channel(SYNC_BUFFER);
         tokio::spawn(stream_entries(
             self.store.clone(),
             reader,
+            peer,
             req.from_seq,
             filter,
             req.follow,
@@ -110,7 +123,7 @@ impl pb::hub_server::Hub for HubService {
             .entry_by_id(&id)
             .map_err(status::store)?
             .ok_or_else(|| Status::not_found(format!("no statement {id} in this hub's log")))?;
-        Ok(Response::new(entry.into_sync_entry()))
+        Ok(Response::new(entry.into_sync_entry(&self.store.registry())))
     }
 
     async fn list_members(
@@ -118,7 +131,7 @@ impl pb::hub_server::Hub for HubService {
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         auth::authorize(&self.store, &request, READERS, "list members")?;
-        let members = self.store.members().map_err(status::store)?;
+        let members = self.store.members();
         Ok(Response::new(pb::ListMembersResponse {
             members: members.iter().map(|m| m.to_wire()).collect(),
         }))
@@ -293,6 +306,7 @@ fn parse_filter(req: &pb::SyncRequest) -> Result<SyncFilter, Status> {
 async fn stream_entries(
     store: Store,
     reader: MemberId,
+    peer: auth::PeerCert,
     mut cursor: u64,
     filter: SyncFilter,
     follow: bool,
@@ -304,8 +318,9 @@ async fn stream_entries(
     loop {
         let size = *size_rx.borrow_and_update();
         while cursor < size {
-            // A member suspended or removed while streaming is cut off at the next chunk.
-            if let Err(status) = auth::member_allowed(&store, &reader, READERS, "sync") {
+            // A member suspended or removed, or a certificate revoked, while streaming is cut
+            // off at the next chunk.
+            if let Err(status) = still_allowed(&store, &reader, &peer) {
                 let _ = tx.send(Err(status)).await;
                 return;
             }
@@ -335,11 +350,12 @@ async fn stream_entries(
                     .await;
                 return;
             }
+            let registry: std::sync::Arc<Registry> = store.registry();
             for entry in chunk {
                 cursor = entry.seq + 1;
                 let item = if filter.matches(&entry) {
                     skipped = 0;
-                    pb::sync_response::Item::Entry(entry.into_sync_entry())
+                    pb::sync_response::Item::Entry(entry.into_sync_entry(&registry))
                 } else {
                     skipped += 1;
                     if skipped < PROGRESS_EVERY {
@@ -371,13 +387,19 @@ async fn stream_entries(
             changed = size_rx.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
             () = tokio::time::sleep(MEMBERSHIP_RECHECK) => {
-                if let Err(status) = auth::member_allowed(&store, &reader, READERS, "sync") {
+                if let Err(status) = still_allowed(&store, &reader, &peer) {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
             }
         }
     }
+}
+
+/// The re-check of a long-lived stream: certificate not revoked, member still allowed.
+fn still_allowed(store: &Store, reader: &MemberId, peer: &auth::PeerCert) -> Result<(), Status> {
+    peer.ensure_not_revoked()?;
+    auth::member_allowed(store, reader, READERS, "sync").map(|_| ())
 }
 
 fn progress(next_seq: u64, log_size: u64) -> pb::sync_response::Item {

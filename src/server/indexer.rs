@@ -78,8 +78,11 @@ async fn run(store: Store, corpus: Arc<RwLock<Corpus>>, indexed: watch::Sender<u
                 }
             }
         }
-        if sizes.changed().await.is_err() {
-            return;
+        // Stop with the server: once every `Matching` handle is gone nobody reads the corpus,
+        // and the task must not keep the store (and its file lock) alive.
+        tokio::select! {
+            changed = sizes.changed() => if changed.is_err() { return },
+            () = indexed.closed() => return,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The gRPC server: mutual TLS, the `Hub`, `Admin` and `Audit` services, health and
-//! reflection, and the background checkpoint publisher.
+//! The gRPC server: mutual TLS, the `Hub`, `Admin` and `Audit` services, the checkpoint
+//! publisher, health and reflection.
 //!
 //! Handlers only translate between gRPC and the domain; rules live in `statement`,
 //! `membership` and `store`, and errors become statuses in `status`.
@@ -11,24 +11,30 @@ mod checkpointer;
 mod hub;
 mod indexer;
 mod status;
+mod tls;
 
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use hub::HubService;
 
 use crate::log::CheckpointSigner;
+use ed25519_dalek::SigningKey;
+
 use crate::pb;
 use crate::pki::TlsConfig;
 use crate::store::Store;
 use admin::AdminService;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 use thiserror::Error;
+use tls::HubTls;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::service::InterceptorLayer;
+use tonic::transport::Server;
 
 /// Largest gRPC message the server decodes. Statements are limited to
 /// `statement::MAX_PAYLOAD_BYTES` (RESOURCE_EXHAUSTED above it); a message beyond this
@@ -47,19 +53,26 @@ pub enum ServerError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The store and the configuration do not describe the same hub.
+    #[error("{0}")]
+    Config(String),
 }
 
-/// The checkpoint origin used when none is configured (development and tests).
-pub const DEFAULT_ORIGIN: &str = "coalition.example/hub";
-
-/// How the hub runs, beyond its listener, store and TLS identity.
+/// How the hub serves, beyond its listener, store and TLS material.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Signs the log's checkpoints: the origin (also the note key name) and the hub's
-    /// Ed25519 checkpoint key.
+    /// Signs the log's checkpoints: origin = the genesis hub name, key = the genesis hub key
+    /// (checked at start-up).
     pub checkpoint_signer: CheckpointSigner,
     /// When checkpoints are published (default: every 1,000 entries or 1 s after growth).
     pub checkpoints: CheckpointPolicy,
+    /// A PEM file of certificate revocation lists issued by the coalition CA. Revoked client
+    /// certificates are refused at the TLS handshake, and calls on connections opened before
+    /// the revocation get UNAUTHENTICATED. The file is polled and reloaded when it changes; a
+    /// file that does not load leaves the previous CRL in force. `None`: no revocation.
+    pub crl: Option<PathBuf>,
+    /// How often the CRL file is checked for changes (modification time and length).
+    pub crl_poll: Duration,
 }
 
 impl ServeOptions {
@@ -68,7 +81,45 @@ impl ServeOptions {
         ServeOptions {
             checkpoint_signer,
             checkpoints: CheckpointPolicy::default(),
+            crl: None,
+            crl_poll: Duration::from_secs(1),
         }
+    }
+
+    /// Options for the hub founded in `store`: checkpoints signed with `hub_key` under the
+    /// genesis hub name. Fails if the store holds no genesis or `hub_key` is not its hub key.
+    pub fn for_store(store: &Store, hub_key: SigningKey) -> Result<Self, ServerError> {
+        let registry = store.registry();
+        let coalition = registry.coalition().ok_or_else(|| {
+            ServerError::Config(
+                "this data directory holds no hub: found one first with `coalition init`".into(),
+            )
+        })?;
+        let signer = CheckpointSigner::new(&coalition.hub_name, hub_key)
+            .map_err(|e| ServerError::Config(format!("hub name: {e}")))?;
+        let options = ServeOptions::new(signer);
+        options.check(store)?;
+        Ok(options)
+    }
+
+    /// The checkpoint signer must be the hub the genesis names.
+    fn check(&self, store: &Store) -> Result<(), ServerError> {
+        let registry = store.registry();
+        let Some(c) = registry.coalition() else {
+            return Err(ServerError::Config(
+                "this data directory holds no hub: found one first with `coalition init`".into(),
+            ));
+        };
+        let signer = &self.checkpoint_signer;
+        if signer.origin() != c.hub_name || signer.verifier_key().verifying_key() != &c.hub_key {
+            return Err(ServerError::Config(format!(
+                "the checkpoint signer ({}) is not the hub key and name the genesis names ('{}', key {}): use the hub.sign.key `coalition init` used",
+                signer.verifier_key(),
+                c.hub_name,
+                hex::encode(c.hub_key.as_bytes())
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -93,13 +144,14 @@ impl RunningHub {
     }
 }
 
-/// Installs ring as the process's rustls crypto provider (idempotent). tonic's server TLS
+/// Installs ring as the process's rustls crypto provider (idempotent). tonic's client TLS
 /// needs a process default, and rustls cannot pick one if a dependency enables two.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves on `listener` until `shutdown` completes. The TLS handshakes are the hub's own
+/// (`tls.rs`), so that a CRL can refuse revoked client certificates.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
@@ -107,7 +159,12 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    options.check(&store)?;
     install_crypto_provider();
+    let hub_tls =
+        HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
+    // Stops polling the CRL file when serving ends.
+    let _watch = hub_tls.watch(options.crl_poll);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::hub_server::HubServer<HubService>>()
@@ -123,36 +180,38 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Tls(format!("reflection: {e}")))?;
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-        .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+    // Every call carries the revocation state, for `auth::authorize`.
+    let attach_tls = {
+        let hub_tls = hub_tls.clone();
+        move |mut request: tonic::Request<()>| {
+            request.extensions_mut().insert(hub_tls.clone());
+            Ok(request)
+        }
+    };
     let matching = indexer::start(store.clone());
     let hub = pb::hub_server::HubServer::new(HubService::new(store.clone(), matching))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let checkpointer = Checkpointer::start(
         store.clone(),
-        options.checkpoint_signer,
-        options.checkpoints,
+        options.checkpoint_signer.clone(),
+        options.checkpoints.clone(),
     );
     let audit = pb::audit_server::AuditServer::new(AuditService::new(store.clone(), checkpointer))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(store));
     Server::builder()
-        .tls_config(tls_config)?
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // Bounds the requests (each up to MAX_MESSAGE_BYTES) one connection holds at once.
         .concurrency_limit_per_connection(32)
+        .layer(InterceptorLayer::new(attach_tls))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(hub)
         .add_service(admin)
         .add_service(audit)
-        // Without TCP_NODELAY small HTTP/2 frames wait for delayed ACKs (~40 ms per submit).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        // TCP_NODELAY is set on accepted sockets there (~40 ms per call otherwise).
+        .serve_with_incoming_shutdown(hub_tls.incoming(listener), shutdown)
         .await?;
     Ok(())
 }
@@ -164,6 +223,7 @@ pub async fn spawn(
     tls: TlsConfig,
     options: ServeOptions,
 ) -> Result<RunningHub, ServerError> {
+    options.check(&store)?;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();

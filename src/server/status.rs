@@ -1,7 +1,7 @@
 //! The one place where domain errors become gRPC statuses (codes per docs/PROTOCOL.md).
 
 use super::checkpointer::PublishError;
-use crate::membership::{AcceptError, MembershipError};
+use crate::membership::{AcceptError, EntryError, MembershipError};
 use crate::statement::{SignatureError, StatementError};
 use crate::store::{ProofRequestError, StoreError};
 use tonic::Status;
@@ -19,12 +19,33 @@ pub fn signature(e: SignatureError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-/// A member's statement that is refused.
+/// A statement this connection may not submit.
 pub fn accept(e: AcceptError) -> Status {
     match e {
-        AcceptError::NotIssuer { .. } => Status::permission_denied(e.to_string()),
+        AcceptError::NotIssuer { .. } | AcceptError::NotASigner { .. } => {
+            Status::permission_denied(e.to_string())
+        }
         AcceptError::FromTheFuture { .. } => Status::invalid_argument(e.to_string()),
-        AcceptError::Signature(s) => signature(s),
+    }
+}
+
+/// A statement that may not be logged at this point of the log.
+pub fn entry(e: EntryError) -> Status {
+    use EntryError as E;
+    match e {
+        E::Signature(s) => signature(s),
+        E::UnknownKey { .. } | E::MissingSignerKey(_) | E::HubMustSign(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        E::UnknownIssuer(_)
+        | E::IssuerNotActive { .. }
+        | E::NotEntitled { .. }
+        | E::RevokedKey { .. } => Status::permission_denied(e.to_string()),
+        E::NotFound(_) => Status::not_found(e.to_string()),
+        E::AlreadyExists(_) => Status::already_exists(e.to_string()),
+        E::NoGenesis | E::SecondGenesis(_) | E::QuorumNotMet { .. } | E::Precondition(_) => {
+            Status::failed_precondition(e.to_string())
+        }
     }
 }
 
@@ -35,6 +56,7 @@ pub fn membership(e: MembershipError) -> Status {
         E::UnknownMember(_) | E::NotActive { .. } | E::MissingRole { .. } => {
             Status::permission_denied(e.to_string())
         }
+        E::CertificateNotPinned { .. } => Status::unauthenticated(e.to_string()),
         E::AlreadyExists(_) => Status::already_exists(e.to_string()),
         E::BadMemberId(_) | E::BadKeyId(_) | E::BadPublicKey { .. } | E::Invalid { .. } => {
             Status::invalid_argument(e.to_string())
@@ -45,7 +67,7 @@ pub fn membership(e: MembershipError) -> Status {
 /// Storage failures. Details go to the log; the caller learns what to do.
 pub fn store(e: StoreError) -> Status {
     match e {
-        StoreError::Membership(m) => membership(m),
+        StoreError::Rejected(e) => entry(e),
         StoreError::Unavailable(reason) => {
             tracing::error!("store unavailable: {reason}");
             Status::unavailable(

@@ -28,6 +28,8 @@ pub struct ParsedEnvelope {
     pub id: StatementId,
     /// The decoded statement.
     pub statement: Statement,
+    /// The key id of each signature, in envelope order.
+    pub key_ids: Vec<KeyId>,
     pae: Vec<u8>,
 }
 
@@ -41,6 +43,8 @@ pub struct Verified {
     pub id: StatementId,
     /// The decoded statement.
     pub statement: Statement,
+    /// The key id of each signature, in envelope order.
+    pub key_ids: Vec<KeyId>,
 }
 
 /// Why an envelope's signatures are not acceptable.
@@ -107,6 +111,21 @@ pub fn sign_statement(statement: &Statement, key: &SigningKey) -> pb::Envelope {
     }
 }
 
+/// Verifies many ed25519 signatures at once (batch verification, about twice as fast per
+/// signature as one by one): `messages[i]` signed by `keys[i]` with the 64 bytes `sigs[i]`.
+/// True iff every one verifies. On false, check them one by one ([`ParsedEnvelope::verify_with`])
+/// to learn which failed. Keys come from the registry, which refuses weak keys.
+pub fn verify_batch(messages: &[&[u8]], sigs: &[&[u8]], keys: &[VerifyingKey]) -> bool {
+    let Ok(signatures) = sigs
+        .iter()
+        .map(|s| Signature::from_slice(s))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    ed25519_dalek::verify_batch(messages, &signatures, keys).is_ok()
+}
+
 impl StatementId {
     /// The id of a payload of the given type.
     pub fn of(payload_type: &str, payload: &[u8]) -> Self {
@@ -169,10 +188,11 @@ impl ParsedEnvelope {
                 ),
             ));
         }
+        let mut key_ids = Vec::with_capacity(envelope.signatures.len());
         for (i, sig) in envelope.signatures.iter().enumerate() {
-            KeyId::parse(&sig.key_id).map_err(|e| {
+            key_ids.push(KeyId::parse(&sig.key_id).map_err(|e| {
                 StatementError::invalid(format!("envelope.signatures[{i}].key_id"), e.to_string())
-            })?;
+            })?);
             if sig.sig.len() != Signature::BYTE_SIZE {
                 return Err(StatementError::invalid(
                     format!("envelope.signatures[{i}].sig"),
@@ -186,8 +206,20 @@ impl ParsedEnvelope {
             id: StatementId::of_pae(&pae),
             envelope,
             statement,
+            key_ids,
             pae,
         })
+    }
+
+    /// The exact bytes every signature covers.
+    pub fn pae(&self) -> &[u8] {
+        &self.pae
+    }
+
+    /// Verifies signature `i` with `keys[i]` (as `Registry::signing_keys` resolved them).
+    pub fn verify_with(self, keys: &[VerifyingKey]) -> Result<Verified, SignatureError> {
+        let keys: Vec<Option<VerifyingKey>> = keys.iter().copied().map(Some).collect();
+        self.verify_each(|index, _| keys.get(index).copied().flatten())
     }
 
     /// Verifies every signature with the issuer's keys, as `key_of` resolves them (`None`: the
@@ -196,14 +228,23 @@ impl ParsedEnvelope {
         self,
         key_of: impl Fn(&KeyId) -> Option<VerifyingKey>,
     ) -> Result<Verified, SignatureError> {
+        self.verify_each(|_, key_id| key_of(key_id))
+    }
+
+    fn verify_each(
+        self,
+        key_of: impl Fn(usize, &KeyId) -> Option<VerifyingKey>,
+    ) -> Result<Verified, SignatureError> {
         let mut signer_signed = false;
-        for (index, sig) in self.envelope.signatures.iter().enumerate() {
-            // Shape was checked in `parse`; a failure here would be a bug, reported as a bad key.
-            let key_id = KeyId::parse(&sig.key_id).map_err(|_| SignatureError::BadSignature {
-                index,
-                key_id: self.statement.key_id.clone(),
-            })?;
-            let key = key_of(&key_id).ok_or_else(|| SignatureError::UnknownKey {
+        for (index, (sig, key_id)) in self
+            .envelope
+            .signatures
+            .iter()
+            .zip(&self.key_ids)
+            .enumerate()
+        {
+            let key_id = key_id.clone();
+            let key = key_of(index, &key_id).ok_or_else(|| SignatureError::UnknownKey {
                 index,
                 key_id: key_id.clone(),
                 issuer: self.statement.issuer.clone(),
@@ -229,6 +270,7 @@ impl ParsedEnvelope {
             envelope: self.envelope,
             id: self.id,
             statement: self.statement,
+            key_ids: self.key_ids,
         })
     }
 }

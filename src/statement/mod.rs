@@ -10,11 +10,12 @@ mod signal;
 
 pub use envelope::{
     PAYLOAD_TYPE, ParsedEnvelope, SignatureError, StatementId, Verified, pae, sign_statement,
+    verify_batch,
 };
 pub use hashes::{Category, HashEntry, HashType, Label};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
 
-use crate::membership::{KeyId, MemberId};
+use crate::membership::{Change, Genesis, KeyId, MemberId};
 use crate::pb;
 use prost::Message;
 use thiserror::Error;
@@ -52,6 +53,10 @@ pub enum Body {
     HashSet(HashSet),
     /// An emerging-risk signal.
     RiskSignal(RiskSignal),
+    /// The founding statement of a hub's log.
+    Genesis(Genesis),
+    /// A membership change signed by admins.
+    Membership(Change),
 }
 
 /// The kinds of statement, as filters and summaries name them.
@@ -61,6 +66,10 @@ pub enum Kind {
     HashSet,
     /// [`Body::RiskSignal`].
     RiskSignal,
+    /// [`Body::Genesis`].
+    Genesis,
+    /// [`Body::Membership`].
+    Membership,
 }
 
 /// A set of hashes of known material.
@@ -144,10 +153,16 @@ impl Statement {
             Some(pb::statement::Body::RiskSignal(signal)) => {
                 Body::RiskSignal(RiskSignal::from_wire(signal)?)
             }
+            Some(pb::statement::Body::Genesis(genesis)) => {
+                Body::Genesis(Genesis::from_wire(genesis)?)
+            }
+            Some(pb::statement::Body::Membership(change)) => {
+                Body::Membership(Change::from_wire(change)?)
+            }
             None => {
                 return Err(StatementError::invalid(
                     "body",
-                    "missing: set hash_set or risk_signal",
+                    "missing: set hash_set, risk_signal, genesis or membership",
                 ));
             }
         };
@@ -170,6 +185,8 @@ impl Statement {
             body: Some(match &self.body {
                 Body::HashSet(set) => pb::statement::Body::HashSet(set.to_wire()),
                 Body::RiskSignal(signal) => pb::statement::Body::RiskSignal(signal.to_wire()),
+                Body::Genesis(genesis) => pb::statement::Body::Genesis(genesis.to_wire()),
+                Body::Membership(change) => pb::statement::Body::Membership(change.to_wire()),
             }),
         }
     }
@@ -179,6 +196,8 @@ impl Statement {
         match self.body {
             Body::HashSet(_) => Kind::HashSet,
             Body::RiskSignal(_) => Kind::RiskSignal,
+            Body::Genesis(_) => Kind::Genesis,
+            Body::Membership(_) => Kind::Membership,
         }
     }
 
@@ -192,6 +211,7 @@ impl Statement {
                     _ => None,
                 }))
             }
+            Body::Genesis(_) | Body::Membership(_) => Box::new(std::iter::empty()),
         }
     }
 }
@@ -202,6 +222,8 @@ impl Kind {
         match self {
             Kind::HashSet => pb::StatementKind::HashSet,
             Kind::RiskSignal => pb::StatementKind::RiskSignal,
+            Kind::Genesis => pb::StatementKind::Genesis,
+            Kind::Membership => pb::StatementKind::Membership,
         }
     }
 
@@ -210,6 +232,8 @@ impl Kind {
         match pb::StatementKind::try_from(value).ok()? {
             pb::StatementKind::HashSet => Some(Kind::HashSet),
             pb::StatementKind::RiskSignal => Some(Kind::RiskSignal),
+            pb::StatementKind::Genesis => Some(Kind::Genesis),
+            pb::StatementKind::Membership => Some(Kind::Membership),
             pb::StatementKind::Unspecified => None,
         }
     }
@@ -219,14 +243,21 @@ impl Kind {
         match self {
             Kind::HashSet => "hash_set",
             Kind::RiskSignal => "risk_signal",
+            Kind::Genesis => "genesis",
+            Kind::Membership => "membership",
         }
     }
 
-    /// Parses a name (`hash_set`, `risk_signal`).
+    /// Parses a name (`hash_set`, `risk_signal`, `genesis`, `membership`).
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::HashSet, Kind::RiskSignal]
-            .into_iter()
-            .find(|k| k.name() == s)
+        [
+            Kind::HashSet,
+            Kind::RiskSignal,
+            Kind::Genesis,
+            Kind::Membership,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
     }
 }
 

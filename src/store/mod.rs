@@ -1,11 +1,14 @@
 //! Durable storage on sled: the append-only log of accepted statements, its Merkle nodes, the
-//! statement-id index and the member registry.
+//! statement-id index, and the membership registry replayed from the log.
 //!
 //! One writer thread owns every append. It takes whatever appends are waiting (group commit),
-//! assigns gap-free sequence numbers, writes entries, id index rows and Merkle nodes in ONE
-//! atomic sled batch, flushes (fsync), and only then publishes the new log size and answers the
+//! re-checks each statement's entitlement against the registry as of its position and applies
+//! membership changes ([`Registry::signing_keys`], [`Registry::apply`]), assigns gap-free
+//! sequence numbers, writes entries, id index rows and Merkle nodes in ONE atomic sled batch,
+//! flushes (fsync), and only then publishes the new log size and registry and answers the
 //! callers. Readers never look past the published size, so they only ever see durable entries.
-//! The store never verifies signatures: it only accepts [`Verified`] statements.
+//! The store never verifies signatures: it only accepts [`Verified`] statements, verified with
+//! the keys the registry resolved.
 //! Published checkpoints live in their own tree (`checkpoints.rs`); proofs read the stored
 //! Merkle nodes (`proofs.rs`).
 
@@ -22,9 +25,8 @@ pub use proofs::write_synthetic_tree;
 pub use record::{StoredEntry, Summary, leaf_data};
 
 use crate::log::{self, Hash, NodeSource, TreeSize};
-use crate::membership::{Member, MemberId, MembershipError};
-use crate::pb;
-use crate::statement::{StatementId, Verified};
+use crate::membership::{EntryError, Member, MemberId, Position, Registry};
+use crate::statement::{Kind, ParsedEnvelope, StatementId, Verified};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,6 +43,8 @@ const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 const ENTRY: u8 = b'E';
 const BY_ID: u8 = b'I';
 const NODE: u8 = b'N';
+/// Marks the entries that change membership (genesis and changes), replayed at start-up.
+const MEMBERSHIP: u8 = b'M';
 
 /// How to open a store.
 #[derive(Clone, Debug)]
@@ -94,9 +98,9 @@ pub enum StoreError {
     /// The writer thread is gone (the store is shutting down or a write failed earlier).
     #[error("the store is not accepting writes: {0}")]
     Unavailable(String),
-    /// A membership rule was broken.
+    /// The statement may not be logged at this point (entitlement or membership rules).
     #[error(transparent)]
-    Membership(#[from] MembershipError),
+    Rejected(#[from] EntryError),
     /// A checkpoint that does not describe this log (a bug in the caller, never stored).
     #[error("checkpoint for {size} entries refused: {reason}")]
     CheckpointRejected {
@@ -112,9 +116,9 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     log: sled::Tree,
-    members: sled::Tree,
     writer: Arc<WriterHandle>,
     size: watch::Receiver<u64>,
+    registry: watch::Receiver<Arc<Registry>>,
     checkpoints: Arc<checkpoints::Checkpoints>,
 }
 
@@ -149,7 +153,6 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let log = db.open_tree("log")?;
-        let members = db.open_tree("members")?;
         let size = match log.scan_prefix([ENTRY]).keys().next_back() {
             Some(key) => seq_of_key(&key?)? + 1,
             None => 0,
@@ -165,7 +168,9 @@ impl Store {
             0 => 0,
             n => read_entry(&log, n - 1)?.map_or(0, |e| e.received_at_ms),
         };
+        let registry = replay_membership(&log)?;
         let (size_tx, size_rx) = watch::channel(size);
+        let (registry_tx, registry_rx) = watch::channel(Arc::new(registry));
         // Bounded: a flood of submitters waits here instead of queueing without limit.
         let (tx, rx) = mpsc::sync_channel(4 * MAX_GROUP);
         let writer = Writer {
@@ -174,20 +179,21 @@ impl Store {
             size,
             last_received,
             published: size_tx,
+            registry: registry_tx,
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         Ok(Store {
-            db,
+            db: db.clone(),
             log,
-            members,
             writer: Arc::new(WriterHandle {
                 inbox: Some(tx),
                 thread: Some(thread),
             }),
             size: size_rx,
+            registry: registry_rx,
             checkpoints,
         })
     }
@@ -260,57 +266,55 @@ impl Store {
         log::root(&Nodes(&self.log), TreeSize(size.min(self.log_size())))
     }
 
-    /// Registers a new member; `AlreadyExists` if the id is taken. Durable on return.
-    pub fn add_member(&self, member: &Member) -> Result<(), StoreError> {
-        let key = member.id.as_str().as_bytes();
-        let value = member.to_wire().encode_to_vec();
-        let swapped = self
-            .members
-            .compare_and_swap(key, None::<&[u8]>, Some(value))?;
-        if swapped.is_err() {
-            return Err(MembershipError::AlreadyExists(member.id.clone()).into());
-        }
-        self.db.flush()?;
-        Ok(())
+    /// Membership as of the durable log.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.borrow().clone()
     }
 
-    /// Replaces a member's record (status, roles, keys). Durable on return.
-    pub fn update_member(&self, member: &Member) -> Result<(), StoreError> {
-        self.members.insert(
-            member.id.as_str().as_bytes(),
-            member.to_wire().encode_to_vec(),
-        )?;
-        self.db.flush()?;
-        Ok(())
+    /// A receiver that changes whenever a membership change becomes durable.
+    pub fn watch_registry(&self) -> watch::Receiver<Arc<Registry>> {
+        self.registry.clone()
     }
 
-    /// A member by id.
-    pub fn member(&self, id: &MemberId) -> Result<Option<Member>, StoreError> {
-        self.members
-            .get(id.as_str().as_bytes())?
-            .map(|v| decode_member(id.as_str(), &v))
-            .transpose()
+    /// A member by id (any status).
+    pub fn member(&self, id: &MemberId) -> Option<Member> {
+        self.registry.borrow().member(id).cloned()
     }
 
-    /// Every member, ordered by id.
-    pub fn members(&self) -> Result<Vec<Member>, StoreError> {
-        self.members
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode_member(&String::from_utf8_lossy(&k), &v)
-            })
-            .collect()
+    /// Every member ever admitted, ordered by id.
+    pub fn members(&self) -> Vec<Member> {
+        self.registry.borrow().members().cloned().collect()
     }
 }
 
-fn decode_member(key: &str, value: &[u8]) -> Result<Member, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: format!("member {key}"),
-        reason,
-    };
-    let wire = pb::Member::decode(value).map_err(|e| corrupt(e.to_string()))?;
-    Member::from_wire(wire).map_err(|e| corrupt(e.to_string()))
+/// Rebuilds the registry from the membership entries of the log, checking every one again
+/// exactly as the writer did (signatures included).
+fn replay_membership(log: &sled::Tree) -> Result<Registry, StoreError> {
+    let mut registry = Registry::new();
+    for key in log.scan_prefix([MEMBERSHIP]).keys() {
+        let seq = seq_of_key(&key?)?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: format!("entry {seq}"),
+            reason: format!("membership entry does not replay: {reason}"),
+        };
+        let entry = read_entry(log, seq)?.ok_or_else(|| corrupt("missing".into()))?;
+        let envelope = entry
+            .envelope
+            .clone()
+            .ok_or_else(|| corrupt("no envelope".into()))?;
+        let parsed = ParsedEnvelope::parse(envelope).map_err(|e| corrupt(e.to_string()))?;
+        let (verified, signers) = registry
+            .verify(parsed)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let position = Position {
+            seq,
+            received_at_ms: entry.received_at_ms,
+        };
+        registry
+            .apply(&verified.statement, verified.id, position, &signers)
+            .map_err(|e| corrupt(e.to_string()))?;
+    }
+    Ok(registry)
 }
 
 fn read_entry(log: &sled::Tree, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
@@ -333,6 +337,12 @@ fn entry_key(seq: u64) -> [u8; 9] {
 fn id_key(id: &StatementId) -> [u8; 33] {
     let mut k = [BY_ID; 33];
     k[1..].copy_from_slice(&id.0);
+    k
+}
+
+fn membership_key(seq: u64) -> [u8; 9] {
+    let mut k = [MEMBERSHIP; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -394,6 +404,7 @@ struct Writer {
     size: u64,
     last_received: i64,
     published: watch::Sender<u64>,
+    registry: watch::Sender<Arc<Registry>>,
 }
 
 impl Writer {
@@ -421,13 +432,18 @@ impl Writer {
 
     fn commit(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
         let start_size = self.size;
-        let mut batch = sled::Batch::default();
-        let mut pending_nodes = HashMap::new();
-        let mut in_batch: HashMap<StatementId, Receipt> = HashMap::new();
+        let start_received = self.last_received;
+        let mut group = Group {
+            batch: sled::Batch::default(),
+            pending_nodes: HashMap::new(),
+            in_batch: HashMap::new(),
+            registry: self.registry.borrow().clone(),
+            registry_changed: false,
+        };
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut failure = None;
         for job in &jobs {
-            match self.stage(job, &mut batch, &mut pending_nodes, &mut in_batch) {
+            match self.stage(job, &mut group) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     failure = Some(e);
@@ -439,20 +455,24 @@ impl Writer {
             Some(e) => Err(e),
             None => self
                 .log
-                .apply_batch(batch)
+                .apply_batch(group.batch)
                 .and_then(|()| self.db.flush().map(|_| ()))
                 .map_err(StoreError::from),
         };
         match result {
             Ok(()) => {
+                if group.registry_changed {
+                    self.registry.send_replace(group.registry);
+                }
                 self.published.send_replace(self.size);
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+                    let _ = job.reply.send(outcome.map_err(StoreError::Rejected));
                 }
                 Ok(())
             }
             Err(e) => {
                 self.size = start_size;
+                self.last_received = start_received;
                 let msg = e.to_string();
                 for job in jobs {
                     let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
@@ -462,19 +482,19 @@ impl Writer {
         }
     }
 
+    /// Stages one append into the group. The outer error is a storage failure (fatal for the
+    /// group); the inner one refuses this statement alone.
     fn stage(
         &mut self,
         job: &Job,
-        batch: &mut sled::Batch,
-        pending_nodes: &mut HashMap<(u8, u64), Hash>,
-        in_batch: &mut HashMap<StatementId, Receipt>,
-    ) -> Result<Appended, StoreError> {
+        group: &mut Group,
+    ) -> Result<Result<Appended, EntryError>, StoreError> {
         let id = job.verified.id;
-        if let Some(receipt) = in_batch.get(&id) {
-            return Ok(Appended {
+        if let Some(receipt) = group.in_batch.get(&id) {
+            return Ok(Ok(Appended {
                 receipt: *receipt,
                 already_present: true,
-            });
+            }));
         }
         if let Some(seq) = self.log.get(id_key(&id))? {
             let seq = decode_seq(&seq)?;
@@ -482,14 +502,41 @@ impl Writer {
                 key: format!("entry {seq}"),
                 reason: "indexed by id but missing".into(),
             })?;
-            return Ok(Appended {
+            return Ok(Ok(Appended {
                 receipt: entry.receipt()?,
                 already_present: true,
-            });
+            }));
         }
+        // Entitlement as of this position: a key revoked or a member suspended since the
+        // statement was verified is refused here, so every logged entry replays.
+        let statement = &job.verified.statement;
+        let signers = match group
+            .registry
+            .signing_keys(statement, &job.verified.key_ids)
+        {
+            Ok(signers) => signers,
+            Err(e) => return Ok(Err(e)),
+        };
         let seq = self.size;
         // Receipt times never go backwards, even if the wall clock does.
         let received_at_ms = now_ms().max(self.last_received);
+        let changes_membership = matches!(statement.kind(), Kind::Genesis | Kind::Membership);
+        if changes_membership {
+            let position = Position {
+                seq,
+                received_at_ms,
+            };
+            let mut next = (*group.registry).clone();
+            if let Err(e) = next.apply(statement, id, position, &signers) {
+                return Ok(Err(e));
+            }
+            group.registry = Arc::new(next);
+            group.registry_changed = true;
+            group.batch.insert(&membership_key(seq)[..], &[][..]);
+        }
+        let batch = &mut group.batch;
+        let pending_nodes = &mut group.pending_nodes;
+        let in_batch = &mut group.in_batch;
         let entry = StoredEntry::new(seq, received_at_ms, &job.verified);
         batch.insert(&entry_key(seq)[..], entry.encode_to_vec());
         batch.insert(&id_key(&id)[..], &seq.to_be_bytes()[..]);
@@ -514,11 +561,21 @@ impl Writer {
         in_batch.insert(id, receipt);
         self.size += 1;
         self.last_received = received_at_ms;
-        Ok(Appended {
+        Ok(Ok(Appended {
             receipt,
             already_present: false,
-        })
+        }))
     }
+}
+
+/// What one group commit accumulates.
+struct Group {
+    batch: sled::Batch,
+    pending_nodes: HashMap<(u8, u64), Hash>,
+    in_batch: HashMap<StatementId, Receipt>,
+    /// Membership as of the end of the staged entries.
+    registry: Arc<Registry>,
+    registry_changed: bool,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -2,6 +2,7 @@
 //! without decoding the payload, and the bytes its Merkle leaf commits to.
 
 use super::StoreError;
+use crate::membership::Registry;
 use crate::pb;
 use crate::statement::{Kind, Label, StatementId, Verified};
 use std::collections::BTreeSet;
@@ -104,13 +105,22 @@ impl StoredEntry {
         })
     }
 
-    /// The wire form sync sends.
-    pub fn into_sync_entry(self) -> pb::SyncEntry {
+    /// The wire form sync sends, flagging the signers `registry` knows as compromised by the
+    /// time the hub received it.
+    pub fn into_sync_entry(self, registry: &Registry) -> pb::SyncEntry {
+        let compromised_key_ids = match &self.envelope {
+            Some(envelope) => registry.compromised(
+                envelope.signatures.iter().map(|s| s.key_id.as_str()),
+                self.received_at_ms,
+            ),
+            None => Vec::new(),
+        };
         pb::SyncEntry {
             seq: self.seq,
             received_at_ms: self.received_at_ms,
             statement_id: self.statement_id,
             envelope: self.envelope,
+            compromised_key_ids,
         }
     }
 

@@ -2,34 +2,39 @@
 //! rcgen, sled in a temporary directory, and real gRPC clients over mutual TLS.
 #![allow(dead_code)]
 
-use coalition_hub::client::{Client, sign_new};
+use coalition_hub::client::{Client, ClientError, sign_new};
+use coalition_hub::governance::{self, admission};
 use coalition_hub::log::{CheckpointSigner, VerifierKey};
-use coalition_hub::membership::{Member, MemberId, Role, admission_request};
+use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
 use coalition_hub::server::{CheckpointPolicy, RunningHub, ServeOptions, spawn};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
-use coalition_hub::store::{Store, StoreConfig, now_ms};
+use coalition_hub::store::{Store, StoreConfig};
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
 use tempfile::TempDir;
 
-/// The checkpoint origin of every test hub.
-pub const ORIGIN: &str = "coalition.example/hub";
+/// The name of every test hub (its genesis hub name, the origin of its checkpoints).
+pub const ORIGIN: &str = "test.coalition.local";
 
-/// A running hub with an admin and two members, acme and globex.
+/// A running hub founded by `admin` (quorum 1), with two members, acme and globex, and an
+/// auditor, admitted by signed membership statements. `outsider` has a certificate from the
+/// coalition CA but was never admitted.
 pub struct TestHub {
     pub hub: Option<RunningHub>,
     pub addr: String,
     pub store: Store,
     pub certs: CertDir,
     pub data: PathBuf,
-    /// The hub's checkpoint signer (a fresh key per test hub).
+    /// Log entries written while setting up (genesis and admissions): the first test entry's seq.
+    pub base: u64,
+    /// The hub's checkpoint signer (its genesis name and hub key).
     pub signer: CheckpointSigner,
     /// The verifier key clients pin to check this hub's checkpoints.
     pub checkpoint_key: VerifierKey,
-    /// When this hub publishes checkpoints.
-    pub policy: CheckpointPolicy,
+    /// The options the hub serves with.
+    pub options: ServeOptions,
     _dirs: TempDir,
 }
 
@@ -39,8 +44,8 @@ pub struct TestHub {
 pub struct StoppedHub {
     certs: CertDir,
     data: PathBuf,
-    signer: CheckpointSigner,
-    policy: CheckpointPolicy,
+    base: u64,
+    options: ServeOptions,
     dirs: TempDir,
 }
 
@@ -49,70 +54,83 @@ pub fn id(s: &str) -> MemberId {
 }
 
 impl TestHub {
-    /// Starts a hub; `admin` is registered offline, `acme` and `globex` through the Admin RPC.
+    /// Starts a hub: genesis with `admin`, then acme, globex (members) and auditor admitted
+    /// over mutual TLS.
     pub async fn start() -> TestHub {
-        Self::start_with(CheckpointPolicy::default()).await
+        Self::start_with(|_, options| options).await
     }
 
     /// The same, publishing checkpoints under `policy`.
-    pub async fn start_with(policy: CheckpointPolicy) -> TestHub {
+    pub async fn start_with_policy(policy: CheckpointPolicy) -> TestHub {
+        Self::start_with(|_, options| ServeOptions {
+            checkpoints: policy,
+            ..options
+        })
+        .await
+    }
+
+    /// As `start`, with the options `configure` makes of the defaults once the PKI exists.
+    pub async fn start_with(
+        configure: impl FnOnce(&CertDir, ServeOptions) -> ServeOptions,
+    ) -> TestHub {
         let dirs = tempfile::tempdir().expect("tempdir");
         let certs = CertDir::new(dirs.path().join("certs"));
         certs
-            .init(&[id("admin"), id("acme"), id("globex"), id("outsider")])
+            .init(&[
+                id("admin"),
+                id("acme"),
+                id("globex"),
+                id("auditor"),
+                id("outsider"),
+            ])
             .expect("pki");
         let data = dirs.path().join("data");
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let admin_key = certs.signing_key(&id("admin")).expect("admin key");
-        store
-            .add_member(
-                &Member::admit(
-                    admission_request(
-                        &id("admin"),
-                        "Admin",
-                        &[Role::Admin],
-                        &[admin_key.verifying_key()],
-                    ),
-                    now_ms(),
-                )
-                .expect("admin"),
-            )
-            .expect("add admin");
-        let signer = CheckpointSigner::new(ORIGIN, SigningKey::generate(&mut rand::rngs::OsRng))
-            .expect("checkpoint signer");
+        governance::found_from_certs(
+            &store,
+            &certs,
+            ORIGIN,
+            &[(id("admin"), "Admin".to_string())],
+            1,
+        )
+        .await
+        .expect("genesis");
+        let defaults = ServeOptions::for_store(&store, certs.hub_signing_key().expect("hub key"))
+            .expect("options");
+        let options = configure(&certs, defaults);
         let stopped = StoppedHub {
             certs,
             data,
-            signer,
-            policy,
+            base: 0,
+            options,
             dirs,
         };
-        let t = Self::launch(stopped, store).await;
-        let mut admin = t.client("admin").await;
-        for m in ["acme", "globex"] {
-            admin
-                .admin
-                .add_member(admission_request(
-                    &id(m),
-                    &m.to_uppercase(),
-                    &[Role::Member],
-                    &[t.key(m).verifying_key()],
-                ))
-                .await
-                .expect("admit member");
+        let mut t = Self::launch(stopped, store).await;
+        for (m, role) in [
+            ("acme", Role::Member),
+            ("globex", Role::Member),
+            ("auditor", Role::Auditor),
+        ] {
+            t.admin_change(Action::Admit(admission(
+                &id(m),
+                &m.to_uppercase(),
+                &[role],
+                &[t.key(m).verifying_key()],
+            )))
+            .await
+            .expect("admit member");
         }
+        t.base = t.store.log_size();
         t
     }
 
     /// Serves `store` (a fresh start or a restart).
     async fn launch(s: StoppedHub, store: Store) -> TestHub {
-        let mut options = ServeOptions::new(s.signer.clone());
-        options.checkpoints = s.policy.clone();
         let hub = spawn(
             "127.0.0.1:0",
             store.clone(),
             s.certs.hub_tls().expect("hub tls"),
-            options,
+            s.options.clone(),
         )
         .await
         .expect("server");
@@ -133,18 +151,12 @@ impl TestHub {
             store,
             certs: s.certs,
             data: s.data,
-            checkpoint_key: s.signer.verifier_key().clone(),
-            signer: s.signer,
-            policy: s.policy,
+            base: s.base,
+            checkpoint_key: s.options.checkpoint_signer.verifier_key().clone(),
+            signer: s.options.checkpoint_signer.clone(),
+            options: s.options,
             _dirs: s.dirs,
         }
-    }
-
-    /// The options this hub was started with.
-    pub fn options(&self) -> ServeOptions {
-        let mut options = ServeOptions::new(self.signer.clone());
-        options.checkpoints = self.policy.clone();
-        options
     }
 
     /// Stops the hub (in-flight calls finish) and hands back its directories and key.
@@ -155,8 +167,8 @@ impl TestHub {
         StoppedHub {
             certs: self.certs,
             data: self.data,
-            signer: self.signer,
-            policy: self.policy,
+            base: self.base,
+            options: self.options,
             dirs: self._dirs,
         }
     }
@@ -165,6 +177,12 @@ impl TestHub {
     pub async fn resume(stopped: StoppedHub) -> TestHub {
         let store = Store::open(&stopped.data, &StoreConfig::default()).expect("reopen store");
         Self::launch(stopped, store).await
+    }
+
+    /// Signs `action` as `admin` and submits it.
+    pub async fn admin_change(&self, action: Action) -> Result<pb::SubmitResponse, ClientError> {
+        let envelope = governance::change(&id("admin"), &self.key("admin"), action, "test");
+        self.client("admin").await.submit(envelope).await
     }
 
     pub fn tls(&self, member: &str) -> TlsConfig {

@@ -1,0 +1,135 @@
+//! `coalition audit ...`: export a hub's log and checkpoints to a bundle, and verify a bundle
+//! offline from its genesis.
+
+use super::Connection;
+use crate::audit::{Summary, verify_bundle};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write the hub's whole log and every signed checkpoint to a self-contained bundle file
+    /// (as an auditor or any member), for `coalition audit verify`.
+    Export {
+        /// The bundle file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Replay a bundle (or, with --hub, the live hub) from its genesis: every signature
+    /// against the membership of its time, every membership change's quorum, the Merkle root
+    /// against every signed checkpoint.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle file (written by `coalition audit export`); omit it with --hub.
+    #[arg(required_unless_present = "hub")]
+    file: Option<PathBuf>,
+    /// Verify the live hub instead: export it to a temporary bundle, then verify that.
+    #[arg(long, conflicts_with = "file")]
+    hub: Option<String>,
+    /// Member id to connect as (with --hub).
+    #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID")]
+    member: Option<String>,
+    /// Development PKI directory (with --hub).
+    #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
+    certs: PathBuf,
+    /// A checkpoint saved earlier (signed note file): the log must be consistent with it.
+    /// Repeatable.
+    #[arg(long = "previous", value_name = "CHECKPOINT")]
+    previous: Vec<PathBuf>,
+    /// The genesis statement id (hex) you trust for this hub; refuse any other.
+    #[arg(long, value_name = "HEX")]
+    genesis: Option<String>,
+}
+
+pub async fn run(command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::Export { out, conn } => {
+            let mut client = conn.connect().await?;
+            let (entries, checkpoints) = client.export_bundle(&out).await?;
+            println!(
+                "exported {entries} entries and {checkpoints} signed checkpoint(s) to {}; verify with `coalition audit verify {0}`",
+                out.display()
+            );
+            Ok(())
+        }
+        AuditCommand::Verify(args) => {
+            let _live_dir;
+            let file = match (&args.file, &args.hub) {
+                (Some(file), _) => file.clone(),
+                (None, Some(hub)) => {
+                    let Some(member) = args.member.clone() else {
+                        bail!("say who you connect as with --as ID");
+                    };
+                    let conn = Connection {
+                        hub: hub.clone(),
+                        member,
+                        certs: args.certs.clone(),
+                    };
+                    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+                    let path = dir.path().join("live.bundle");
+                    conn.connect().await?.export_bundle(&path).await?;
+                    _live_dir = dir;
+                    path
+                }
+                (None, None) => bail!("give a bundle FILE or --hub ADDR"),
+            };
+            let previous = args
+                .previous
+                .iter()
+                .map(|p| {
+                    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let summary = tokio::task::spawn_blocking(move || verify_bundle(&file, &previous))
+                .await
+                .context("the verifier stopped")?
+                .map_err(|e| anyhow::anyhow!("audit FAILED: {e}"))?;
+            check_genesis(&summary, args.genesis.as_deref())?;
+            print_summary(&summary);
+            Ok(())
+        }
+    }
+}
+
+fn check_genesis(summary: &Summary, pinned: Option<&str>) -> Result<()> {
+    if let Some(pinned) = pinned
+        && !summary
+            .genesis_id
+            .to_string()
+            .eq_ignore_ascii_case(pinned.trim())
+    {
+        bail!(
+            "audit FAILED: the log's genesis is {}, not the pinned {pinned}: this is another hub's history",
+            summary.genesis_id
+        );
+    }
+    Ok(())
+}
+
+/// The summary lines of a successful audit.
+pub fn print_summary(s: &Summary) {
+    println!(
+        "audit OK: hub '{}' (genesis {}): {} entries replayed from the genesis ({} membership changes); {} members ever admitted, {} active",
+        s.hub_name, s.genesis_id, s.entries, s.membership_entries, s.members, s.active_members
+    );
+    match s.latest_checkpoint {
+        Some((size, root)) => println!(
+            "  {} signed checkpoint(s) match the recomputed Merkle root, the latest at size {size} (root {})",
+            s.checkpoints,
+            root.to_hex()
+        ),
+        None => println!(
+            "  no signed checkpoint in the bundle: only signatures and membership were checked"
+        ),
+    }
+    if let Some(size) = s.previous {
+        println!("  consistent with the previous checkpoint of size {size}");
+    }
+    println!("  root of all {} entries: {}", s.entries, s.root.to_hex());
+}

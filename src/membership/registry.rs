@@ -1,0 +1,728 @@
+//! The registry: membership as replayed from the log, and the rules that decide whether an
+//! entry may be logged at the current point.
+//!
+//! One implementation for everyone: the hub's store writer runs [`Registry::signing_keys`] and
+//! [`Registry::apply`] on every entry in log order, and so does an auditor replaying an export.
+//! Entry N is valid iff it is valid against the registry built from entries `0..N`.
+
+use super::change::{Action, Admission, Change, Genesis, Revocation};
+use super::{KeyId, KeyStatus, Member, MemberId, MemberKey, MemberStatus, Role};
+use crate::statement::{Body, ParsedEnvelope, SignatureError, Statement, StatementId, Verified};
+use ed25519_dalek::VerifyingKey;
+use std::collections::{BTreeMap, HashMap};
+use thiserror::Error;
+
+/// The coalition's governance, fixed by the genesis (quorum changeable later).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Coalition {
+    /// The hub's name (checkpoint origin).
+    pub hub_name: String,
+    /// The hub's checkpoint key.
+    pub hub_key: VerifyingKey,
+    /// The genesis statement id (what auditors pin).
+    pub genesis_id: StatementId,
+    /// Admin signatures a membership change needs.
+    pub quorum: u32,
+}
+
+/// Where an entry sits in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// Its sequence number (Merkle leaf index).
+    pub seq: u64,
+    /// When the hub accepted it.
+    pub received_at_ms: i64,
+}
+
+/// Who made one signature of an envelope, index-aligned with the envelope's signatures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signer {
+    /// The member whose key it is; `None` for the hub's own key (genesis only).
+    pub member: Option<MemberId>,
+    /// The key that must verify the signature.
+    pub key: VerifyingKey,
+}
+
+/// One membership change as it concerned a member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Where it is in the log.
+    pub position: Position,
+    /// The statement that made it.
+    pub statement_id: StatementId,
+    /// The admins who signed it (issuer first).
+    pub signed_by: Vec<MemberId>,
+    /// What changed.
+    pub change: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Why an entry may not be logged here.
+#[derive(Debug, Error, PartialEq)]
+pub enum EntryError {
+    /// Nothing but a genesis can start a log.
+    #[error("this hub has no genesis yet: run `coalition init` to found it")]
+    NoGenesis,
+    /// A log has one genesis.
+    #[error("this hub already has its genesis (statement {0}); a hub is founded only once")]
+    SecondGenesis(StatementId),
+    /// The issuer is not a registered member.
+    #[error("issuer '{0}' is not a member of this coalition")]
+    UnknownIssuer(MemberId),
+    /// The issuer is suspended or removed.
+    #[error("issuer '{id}' is {status}; it may not make statements")]
+    IssuerNotActive {
+        /// The issuer.
+        id: MemberId,
+        /// `suspended` or `removed`.
+        status: &'static str,
+    },
+    /// The issuer lacks the role this kind of statement needs.
+    #[error("member '{id}' lacks the '{role}' role needed to {action}")]
+    NotEntitled {
+        /// The issuer.
+        id: MemberId,
+        /// The role needed.
+        role: &'static str,
+        /// What it tried.
+        action: &'static str,
+    },
+    /// A signature names a key nobody entitled holds.
+    #[error("signatures[{index}]: key {key_id} is not an active key of {whose}")]
+    UnknownKey {
+        /// Position in the envelope.
+        index: usize,
+        /// The key named.
+        key_id: KeyId,
+        /// Whose key it had to be.
+        whose: String,
+    },
+    /// A signature by a key that was revoked before this entry.
+    #[error(
+        "signatures[{index}]: key {key_id} of '{member}' was {status} at log entry {revoked_seq}; sign with an active key"
+    )]
+    RevokedKey {
+        /// Position in the envelope.
+        index: usize,
+        /// The key.
+        key_id: KeyId,
+        /// Its owner.
+        member: MemberId,
+        /// `retired` or `compromised`.
+        status: &'static str,
+        /// The revocation's log position.
+        revoked_seq: u64,
+    },
+    /// The statement's own key did not sign, or signed for someone else.
+    #[error(
+        "signatures: none by key {0}, the key_id the statement names, as a key of its issuer; sign the payload with it"
+    )]
+    MissingSignerKey(KeyId),
+    /// A genesis not signed by the hub key it names.
+    #[error(
+        "signatures: the genesis must also be signed by the hub key it names ({0}); sign with the hub's signing key"
+    )]
+    HubMustSign(KeyId),
+    /// Too few distinct admins signed a membership change.
+    #[error(
+        "this membership change needs signatures of {needed} distinct admins, it has {got} ({signers}); collect more with `coalition admin cosign` and submit again"
+    )]
+    QuorumNotMet {
+        /// The quorum.
+        needed: u32,
+        /// Distinct admins that signed.
+        got: usize,
+        /// Their ids.
+        signers: String,
+    },
+    /// A signature does not verify.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The change names a member or key that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change would create something that exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The change is not possible in the current state.
+    #[error("{0}")]
+    Precondition(String),
+}
+
+/// Membership as of some point of the log.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    coalition: Option<Coalition>,
+    members: BTreeMap<MemberId, Member>,
+    /// Every key ever registered, to its owner: key ids are unique across the coalition.
+    key_owner: HashMap<KeyId, MemberId>,
+    /// Compromised keys and from when they are distrusted.
+    compromised: HashMap<KeyId, i64>,
+    history: HashMap<MemberId, Vec<Event>>,
+}
+
+fn status_name(status: MemberStatus) -> &'static str {
+    match status {
+        MemberStatus::Active => "active",
+        MemberStatus::Suspended => "suspended",
+        MemberStatus::Removed => "removed",
+    }
+}
+
+impl Registry {
+    /// An empty registry: the state before the genesis.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// The coalition's governance, once founded.
+    pub fn coalition(&self) -> Option<&Coalition> {
+        self.coalition.as_ref()
+    }
+
+    /// A member by id (any status).
+    pub fn member(&self, id: &MemberId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// Every member ever admitted, ordered by id.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// The membership changes that concerned a member, oldest first.
+    pub fn history(&self, id: &MemberId) -> &[Event] {
+        self.history.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Active admins holding at least one active key: those who can sign changes.
+    pub fn signing_admins(&self) -> Vec<&MemberId> {
+        self.members
+            .values()
+            .filter(|m| can_sign_changes(m))
+            .map(|m| &m.id)
+            .collect()
+    }
+
+    /// Of `key_ids`, those declared compromised from a time at or before `at_ms`.
+    pub fn compromised<'a>(
+        &self,
+        key_ids: impl IntoIterator<Item = &'a str>,
+        at_ms: i64,
+    ) -> Vec<String> {
+        if self.compromised.is_empty() {
+            return Vec::new();
+        }
+        key_ids
+            .into_iter()
+            .filter(|k| {
+                KeyId::parse(k)
+                    .ok()
+                    .and_then(|k| self.compromised.get(&k))
+                    .is_some_and(|since| *since <= at_ms)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Who must have made each signature (`key_ids`, in envelope order) for `statement` to be
+    /// logged now, or why it may not be. Checks entitlement only (roles, status, key status,
+    /// quorum); the caller verifies the signatures with the returned keys.
+    pub fn signing_keys(
+        &self,
+        statement: &Statement,
+        key_ids: &[KeyId],
+    ) -> Result<Vec<Signer>, EntryError> {
+        let signers = match (&statement.body, &self.coalition) {
+            (Body::Genesis(genesis), None) => genesis_signers(statement, genesis, key_ids)?,
+            (Body::Genesis(_), Some(c)) => return Err(EntryError::SecondGenesis(c.genesis_id)),
+            (_, None) => return Err(EntryError::NoGenesis),
+            (Body::Membership(_), Some(c)) => {
+                self.issuer(statement, Role::Admin, "sign membership changes")?;
+                let signers = self.admin_signers(key_ids)?;
+                let mut distinct: Vec<&MemberId> =
+                    signers.iter().filter_map(|s| s.member.as_ref()).collect();
+                distinct.sort();
+                distinct.dedup();
+                if distinct.len() < c.quorum as usize {
+                    return Err(EntryError::QuorumNotMet {
+                        needed: c.quorum,
+                        got: distinct.len(),
+                        signers: distinct
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                signers
+            }
+            (Body::HashSet(_) | Body::RiskSignal(_), Some(_)) => {
+                let issuer = self.issuer(statement, Role::Member, "submit statements")?;
+                key_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(index, key_id)| {
+                        key_of(issuer, index, key_id).map(|key| Signer {
+                            member: Some(issuer.id.clone()),
+                            key,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let own = key_ids
+            .iter()
+            .zip(&signers)
+            .any(|(k, s)| k == &statement.key_id && s.member.as_ref() == Some(&statement.issuer));
+        if !own {
+            return Err(EntryError::MissingSignerKey(statement.key_id.clone()));
+        }
+        Ok(signers)
+    }
+
+    /// [`Registry::signing_keys`] then the signatures themselves: whether `parsed` may be
+    /// logged now, and who signed it.
+    pub fn verify(&self, parsed: ParsedEnvelope) -> Result<(Verified, Vec<Signer>), EntryError> {
+        let signers = self.signing_keys(&parsed.statement, &parsed.key_ids)?;
+        let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
+        Ok((parsed.verify_with(&keys)?, signers))
+    }
+
+    fn issuer(
+        &self,
+        statement: &Statement,
+        role: Role,
+        action: &'static str,
+    ) -> Result<&Member, EntryError> {
+        let member = self
+            .members
+            .get(&statement.issuer)
+            .ok_or_else(|| EntryError::UnknownIssuer(statement.issuer.clone()))?;
+        if member.status != MemberStatus::Active {
+            return Err(EntryError::IssuerNotActive {
+                id: member.id.clone(),
+                status: status_name(member.status),
+            });
+        }
+        if !member.has_role(role) {
+            return Err(EntryError::NotEntitled {
+                id: member.id.clone(),
+                role: role.name(),
+                action,
+            });
+        }
+        Ok(member)
+    }
+
+    fn admin_signers(&self, key_ids: &[KeyId]) -> Result<Vec<Signer>, EntryError> {
+        key_ids
+            .iter()
+            .enumerate()
+            .map(|(index, key_id)| {
+                let owner = self
+                    .key_owner
+                    .get(key_id)
+                    .and_then(|id| self.members.get(id))
+                    .filter(|m| m.status == MemberStatus::Active && m.has_role(Role::Admin))
+                    .ok_or_else(|| EntryError::UnknownKey {
+                        index,
+                        key_id: key_id.clone(),
+                        whose: "any active admin".into(),
+                    })?;
+                key_of(owner, index, key_id).map(|key| Signer {
+                    member: Some(owner.id.clone()),
+                    key,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies an entry whose signatures verified with the keys [`Registry::signing_keys`]
+    /// returned. Membership statements change the registry; a change that is not possible now
+    /// is refused and leaves the registry as it was. Other statements change nothing.
+    pub fn apply(
+        &mut self,
+        statement: &Statement,
+        id: StatementId,
+        position: Position,
+        signers: &[Signer],
+    ) -> Result<(), EntryError> {
+        let signed_by = || {
+            let mut ids: Vec<MemberId> = vec![statement.issuer.clone()];
+            for s in signers {
+                if let Some(m) = &s.member
+                    && !ids.contains(m)
+                {
+                    ids.push(m.clone());
+                }
+            }
+            ids
+        };
+        match &statement.body {
+            Body::Genesis(genesis) => {
+                self.found(genesis, id, position, signed_by());
+                Ok(())
+            }
+            Body::Membership(change) => self.change(change, id, position, signed_by()),
+            Body::HashSet(_) | Body::RiskSignal(_) => Ok(()),
+        }
+    }
+
+    fn found(
+        &mut self,
+        genesis: &Genesis,
+        id: StatementId,
+        position: Position,
+        signed_by: Vec<MemberId>,
+    ) {
+        self.coalition = Some(Coalition {
+            hub_name: genesis.hub_name.clone(),
+            hub_key: genesis.hub_key,
+            genesis_id: id,
+            quorum: genesis.quorum,
+        });
+        for admission in &genesis.admins {
+            self.admit(admission, position);
+            self.record(
+                &admission.id,
+                Event {
+                    position,
+                    statement_id: id,
+                    signed_by: signed_by.clone(),
+                    change: format!(
+                        "founding admin of '{}' (quorum {}); {}",
+                        genesis.hub_name,
+                        genesis.quorum,
+                        admitted(admission)
+                    ),
+                    reason: "genesis".into(),
+                },
+            );
+        }
+    }
+
+    fn admit(&mut self, a: &Admission, position: Position) {
+        let keys = a
+            .keys
+            .iter()
+            .map(|k| MemberKey {
+                key_id: KeyId::of(k),
+                public_key: *k,
+                status: KeyStatus::Active,
+                added_seq: position.seq,
+                revoked_seq: None,
+                compromised_at_ms: None,
+            })
+            .collect::<Vec<_>>();
+        for k in &keys {
+            self.key_owner.insert(k.key_id.clone(), a.id.clone());
+        }
+        self.members.insert(
+            a.id.clone(),
+            Member {
+                id: a.id.clone(),
+                display_name: a.display_name.clone(),
+                roles: a.roles.clone(),
+                status: MemberStatus::Active,
+                keys,
+                added_at_ms: position.received_at_ms,
+                added_seq: position.seq,
+                cert_pins: a.cert_pins.clone(),
+            },
+        );
+    }
+
+    fn record(&mut self, member: &MemberId, event: Event) {
+        self.history.entry(member.clone()).or_default().push(event);
+    }
+
+    fn existing(&self, id: &MemberId) -> Result<&Member, EntryError> {
+        self.members.get(id).ok_or_else(|| {
+            EntryError::NotFound(format!("member '{id}' is not registered with this hub"))
+        })
+    }
+
+    /// `id` as it would be after `edit`, refused if that leaves too few admins able to sign.
+    fn edited(
+        &self,
+        id: &MemberId,
+        verb: &str,
+        edit: impl FnOnce(&mut Member),
+    ) -> Result<Member, EntryError> {
+        let before = self.existing(id)?;
+        if before.status == MemberStatus::Removed {
+            return Err(EntryError::Precondition(format!(
+                "member '{id}' was removed for good; it cannot be changed (admit a new id instead)"
+            )));
+        }
+        let mut after = before.clone();
+        edit(&mut after);
+        let quorum = self.coalition.as_ref().map_or(1, |c| c.quorum);
+        let remaining = self.signing_admins().len() - usize::from(can_sign_changes(before))
+            + usize::from(can_sign_changes(&after));
+        if remaining < quorum.max(1) as usize {
+            return Err(EntryError::Precondition(format!(
+                "{verb} would leave {remaining} admin(s) able to sign membership changes, fewer than the quorum of {quorum}; admit or promote another admin (or lower the quorum) first"
+            )));
+        }
+        Ok(after)
+    }
+
+    fn change(
+        &mut self,
+        change: &Change,
+        id: StatementId,
+        position: Position,
+        signed_by: Vec<MemberId>,
+    ) -> Result<(), EntryError> {
+        let updated = match &change.action {
+            Action::Admit(a) => {
+                if self.members.contains_key(&a.id) {
+                    return Err(EntryError::AlreadyExists(format!(
+                        "member '{}' already exists (member ids are never reused)",
+                        a.id
+                    )));
+                }
+                self.check_new_keys(&a.keys)?;
+                self.admit(a, position);
+                None
+            }
+            Action::Suspend(m) => {
+                if self.existing(m)?.status == MemberStatus::Suspended {
+                    return Err(EntryError::Precondition(format!(
+                        "member '{m}' is already suspended"
+                    )));
+                }
+                Some(self.edited(m, &format!("suspending '{m}'"), |x| {
+                    x.status = MemberStatus::Suspended;
+                })?)
+            }
+            Action::Reinstate(m) => {
+                let member = self.existing(m)?;
+                if member.status != MemberStatus::Suspended {
+                    return Err(EntryError::Precondition(format!(
+                        "member '{m}' is {}, not suspended; only a suspended member can be reinstated",
+                        status_name(member.status)
+                    )));
+                }
+                Some(self.edited(m, "reinstating", |x| x.status = MemberStatus::Active)?)
+            }
+            Action::Remove(m) => Some(self.edited(m, &format!("removing '{m}'"), |x| {
+                x.status = MemberStatus::Removed;
+            })?),
+            Action::AddKey { member, key } => {
+                self.check_new_keys(std::slice::from_ref(key))?;
+                if self.existing(member)?.keys.len() >= super::MAX_KEYS {
+                    return Err(EntryError::Precondition(format!(
+                        "member '{member}' already holds {} keys, the most allowed",
+                        super::MAX_KEYS
+                    )));
+                }
+                let key_id = KeyId::of(key);
+                let added = self.edited(member, "adding a key", |x| {
+                    x.keys.push(MemberKey {
+                        key_id: key_id.clone(),
+                        public_key: *key,
+                        status: KeyStatus::Active,
+                        added_seq: position.seq,
+                        revoked_seq: None,
+                        compromised_at_ms: None,
+                    });
+                })?;
+                self.key_owner.insert(key_id, member.clone());
+                Some(added)
+            }
+            Action::RevokeKey {
+                member,
+                key_id,
+                revocation,
+            } => {
+                let current = self.existing(member)?;
+                let key = current
+                    .keys
+                    .iter()
+                    .find(|k| &k.key_id == key_id)
+                    .ok_or_else(|| {
+                        EntryError::NotFound(format!("member '{member}' has no key {key_id}"))
+                    })?;
+                match (key.status, revocation) {
+                    (KeyStatus::Compromised, _) | (KeyStatus::Retired, Revocation::Retired) => {
+                        return Err(EntryError::Precondition(format!(
+                            "key {key_id} of '{member}' is already {}",
+                            if key.status == KeyStatus::Retired {
+                                "retired"
+                            } else {
+                                "revoked as compromised"
+                            }
+                        )));
+                    }
+                    _ => {}
+                }
+                let revoked = self.edited(member, &format!("revoking key {key_id}"), |x| {
+                    if let Some(k) = x.keys.iter_mut().find(|k| &k.key_id == key_id) {
+                        k.revoked_seq = k.revoked_seq.or(Some(position.seq));
+                        match revocation {
+                            Revocation::Retired => k.status = KeyStatus::Retired,
+                            Revocation::Compromised { compromised_at_ms } => {
+                                k.status = KeyStatus::Compromised;
+                                k.compromised_at_ms = Some(*compromised_at_ms);
+                            }
+                        }
+                    }
+                })?;
+                if let Revocation::Compromised { compromised_at_ms } = revocation {
+                    self.compromised.insert(key_id.clone(), *compromised_at_ms);
+                }
+                Some(revoked)
+            }
+            Action::SetRoles { member, roles } => Some(self.edited(
+                member,
+                &format!("changing the roles of '{member}'"),
+                |x| x.roles = roles.clone(),
+            )?),
+            Action::SetQuorum(q) => {
+                let admins = self.signing_admins().len();
+                if *q as usize > admins {
+                    return Err(EntryError::Precondition(format!(
+                        "a quorum of {q} is more than the {admins} admin(s) able to sign; admit more admins first"
+                    )));
+                }
+                if let Some(c) = &mut self.coalition {
+                    c.quorum = *q;
+                }
+                None
+            }
+        };
+        if let Some(member) = updated {
+            self.members.insert(member.id.clone(), member);
+        }
+        if let Some(subject) = change.subject() {
+            let description = match &change.action {
+                Action::Admit(a) => admitted(a),
+                _ => change.describe(),
+            };
+            self.record(
+                &subject.clone(),
+                Event {
+                    position,
+                    statement_id: id,
+                    signed_by,
+                    change: description,
+                    reason: change.reason.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn check_new_keys(&self, keys: &[VerifyingKey]) -> Result<(), EntryError> {
+        for k in keys {
+            let key_id = KeyId::of(k);
+            if let Some(owner) = self.key_owner.get(&key_id) {
+                return Err(EntryError::AlreadyExists(format!(
+                    "key {key_id} is already registered to member '{owner}'; every member signs with its own keys"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn admitted(a: &Admission) -> String {
+    format!(
+        "admitted with roles {} and keys {}",
+        a.roles
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        a.keys
+            .iter()
+            .map(|k| KeyId::of(k).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+fn can_sign_changes(m: &Member) -> bool {
+    m.status == MemberStatus::Active
+        && m.has_role(Role::Admin)
+        && m.keys.iter().any(|k| k.status == KeyStatus::Active)
+}
+
+/// The key `key_id` of `member` if it may sign now.
+fn key_of(member: &Member, index: usize, key_id: &KeyId) -> Result<VerifyingKey, EntryError> {
+    let key = member
+        .keys
+        .iter()
+        .find(|k| &k.key_id == key_id)
+        .ok_or_else(|| EntryError::UnknownKey {
+            index,
+            key_id: key_id.clone(),
+            whose: format!("member '{}'", member.id),
+        })?;
+    match key.status {
+        KeyStatus::Active => Ok(key.public_key),
+        status => Err(EntryError::RevokedKey {
+            index,
+            key_id: key_id.clone(),
+            member: member.id.clone(),
+            status: if status == KeyStatus::Retired {
+                "retired"
+            } else {
+                "revoked as compromised"
+            },
+            revoked_seq: key.revoked_seq.unwrap_or_default(),
+        }),
+    }
+}
+
+fn genesis_signers(
+    statement: &Statement,
+    genesis: &Genesis,
+    key_ids: &[KeyId],
+) -> Result<Vec<Signer>, EntryError> {
+    if !genesis.admins.iter().any(|a| a.id == statement.issuer) {
+        return Err(EntryError::NotEntitled {
+            id: statement.issuer.clone(),
+            role: "admin",
+            action: "issue the genesis (its issuer must be one of the admins it names)",
+        });
+    }
+    let hub_key_id = KeyId::of(&genesis.hub_key);
+    let signers = key_ids
+        .iter()
+        .enumerate()
+        .map(|(index, key_id)| {
+            if key_id == &hub_key_id {
+                return Ok(Signer {
+                    member: None,
+                    key: genesis.hub_key,
+                });
+            }
+            genesis
+                .admins
+                .iter()
+                .find_map(|a| {
+                    a.keys
+                        .iter()
+                        .find(|k| &KeyId::of(k) == key_id)
+                        .map(|k| Signer {
+                            member: Some(a.id.clone()),
+                            key: *k,
+                        })
+                })
+                .ok_or_else(|| EntryError::UnknownKey {
+                    index,
+                    key_id: key_id.clone(),
+                    whose: "the hub or an admin the genesis names".into(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !signers.iter().any(|s| s.member.is_none()) {
+        return Err(EntryError::HubMustSign(hub_key_id));
+    }
+    Ok(signers)
+}

@@ -1,0 +1,270 @@
+//! Certificate revocation over real mutual TLS: a CRL written while the hub runs refuses the
+//! revoked certificate at the handshake of new connections and with UNAUTHENTICATED on
+//! connections already open; a CRL that does not load leaves the previous one in force; a hub
+//! started with a CRL refuses from the start.
+
+mod common;
+
+use coalition_hub::client::{Client, ClientError};
+use coalition_hub::pb;
+use coalition_hub::server::ServeOptions;
+use common::{TestHub, id};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+const POLL: Duration = Duration::from_millis(50);
+
+fn with_crl(certs: &coalition_hub::pki::CertDir, options: ServeOptions) -> ServeOptions {
+    ServeOptions {
+        crl: Some(certs.crl_file()),
+        crl_poll: POLL,
+        ..options
+    }
+}
+
+/// How a fresh connection as a member fares.
+#[derive(Debug)]
+enum Attempt {
+    /// WhoAmI answered, naming this member.
+    Ok,
+    /// The connection failed below gRPC (the TLS handshake), as connect or first-call error.
+    Transport(String),
+    /// The hub answered with a gRPC status.
+    Status(tonic::Status),
+}
+
+async fn attempt(t: &TestHub, member: &str) -> Attempt {
+    let mut client = match Client::connect(&t.addr, &t.tls(member)).await {
+        Ok(client) => client,
+        Err(ClientError::Connect { source, .. }) => return Attempt::Transport(chain(&source)),
+        Err(other) => panic!("unexpected client error: {other}"),
+    };
+    match client.hub.who_am_i(pb::WhoAmIRequest {}).await {
+        Ok(me) => {
+            assert_eq!(
+                me.into_inner().member_id,
+                member,
+                "peer_certs names the member"
+            );
+            Attempt::Ok
+        }
+        Err(status) => {
+            match std::error::Error::source(&status).map(chain) {
+                // tonic reports a broken connection as a status made on the client side, with
+                // the transport error as its source; the hub's own statuses have none.
+                Some(source) => Attempt::Transport(source),
+                None => Attempt::Status(status),
+            }
+        }
+    }
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        out.push_str(": ");
+        out.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    out
+}
+
+/// A bare TLS handshake as `member` followed by one read: with TLS 1.3 the hub's verdict on
+/// the client certificate arrives after the client's side of the handshake, so it shows on
+/// the read. Returns the TLS error, if any.
+async fn raw_tls(t: &TestHub, member: &str) -> Result<(), String> {
+    let tls = t.tls(member);
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&tls.ca_pem) {
+        roots.add(ca.expect("ca pem")).expect("ca");
+    }
+    let chain = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .expect("cert pem");
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).expect("key pem");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&t.addr)
+        .await
+        .expect("tcp connect");
+    let server = ServerName::try_from("localhost").expect("name");
+    let io = async {
+        let mut stream = connector.connect(server, tcp).await?;
+        // The hub speaks first (its HTTP/2 SETTINGS) once it accepted the certificate; the
+        // client writes nothing, so the refusal cannot turn into a reset before the alert.
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed without a word"));
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), io).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+fn is_revoked_alert(e: &str) -> bool {
+    e.contains("CertificateRevoked")
+}
+
+/// Waits until a bare handshake as `member` is refused as revoked (several poll intervals at
+/// most; generous for slow machines).
+async fn until_refused(t: &TestHub, member: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match raw_tls(t, member).await {
+            Err(e) if is_revoked_alert(&e) => return,
+            other => assert!(
+                Instant::now() < deadline,
+                "{member} still accepted: {other:?}"
+            ),
+        }
+        tokio::time::sleep(POLL / 2).await;
+    }
+}
+
+/// The gRPC client fails below gRPC: no status from the hub. (The client may report the TLS
+/// alert, or only that the connection closed, depending on timing; `raw_tls` pins the alert.)
+async fn refused_below_grpc(t: &TestHub, member: &str) {
+    match attempt(t, member).await {
+        Attempt::Transport(e) => assert!(e.contains("transport error"), "{e}"),
+        other => panic!("expected {member} to fail at the handshake, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_crl_written_while_serving_refuses_new_and_open_connections() {
+    let t = TestHub::start_with(with_crl).await;
+    let mut acme = t.client("acme").await;
+    let mut globex = t.client("globex").await;
+    for c in [&mut acme, &mut globex] {
+        c.hub
+            .who_am_i(pb::WhoAmIRequest {})
+            .await
+            .expect("whoami before revocation");
+    }
+    assert!(matches!(attempt(&t, "acme").await, Attempt::Ok));
+    raw_tls(&t, "acme")
+        .await
+        .expect("bare handshake before revocation");
+    // A following sync stream opened before the revocation.
+    let mut following = acme
+        .hub
+        .sync(pb::SyncRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("follow")
+        .into_inner();
+
+    // (a) Revoked while the hub runs: new connections fail at the handshake.
+    let revocation = t.certs.revoke(&id("acme")).expect("revoke");
+    until_refused(&t, "acme").await;
+    refused_below_grpc(&t, "acme").await;
+    assert!(matches!(attempt(&t, "globex").await, Attempt::Ok));
+    raw_tls(&t, "globex").await.expect("globex still welcome");
+
+    // (b) The connection acme opened before the revocation is refused on its next call.
+    let status = acme
+        .hub
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("revoked on an open connection");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!(
+            "client certificate serial {} is revoked by the coalition CRL",
+            revocation.serial
+        )
+    );
+    // The stream that was already following is cut off at its next re-check.
+    let cut = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match following.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("cut off within the re-check interval");
+    assert_eq!(
+        cut.map(|s| s.code()),
+        Some(tonic::Code::Unauthenticated),
+        "the following stream ends UNAUTHENTICATED"
+    );
+    let sync = acme.hub.sync(pb::SyncRequest::default()).await;
+    assert_eq!(
+        sync.err().map(|s| s.code()),
+        Some(tonic::Code::Unauthenticated)
+    );
+    globex
+        .hub
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect("globex's open connection unaffected");
+
+    // (c) Garbage in the CRL file: the previous CRL stays in force.
+    std::fs::write(t.certs.crl_file(), b"this is not a CRL\n").expect("garbage");
+    tokio::time::sleep(POLL * 6).await;
+    assert!(is_revoked_alert(
+        &raw_tls(&t, "acme").await.expect_err("acme still refused")
+    ));
+    refused_below_grpc(&t, "acme").await;
+    assert!(matches!(attempt(&t, "globex").await, Attempt::Ok));
+    assert_eq!(
+        acme.hub
+            .who_am_i(pb::WhoAmIRequest {})
+            .await
+            .expect_err("still revoked")
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+
+    // A missing file keeps it too; a valid CRL written afterwards is picked up.
+    std::fs::remove_file(t.certs.crl_file()).expect("rm");
+    tokio::time::sleep(POLL * 6).await;
+    refused_below_grpc(&t, "acme").await;
+    t.certs.revoke(&id("globex")).expect("revoke globex");
+    until_refused(&t, "globex").await;
+    refused_below_grpc(&t, "acme").await;
+    assert!(matches!(attempt(&t, "admin").await, Attempt::Ok));
+}
+
+#[tokio::test]
+async fn a_hub_started_with_a_crl_refuses_revoked_certificates_from_the_start() {
+    // (d) acme is revoked before the hub starts (the harness still admits acme as admin).
+    let t = TestHub::start_with(|certs, options| {
+        certs.revoke(&id("acme")).expect("revoke");
+        with_crl(certs, options)
+    })
+    .await;
+    let e = raw_tls(&t, "acme").await.expect_err("refused");
+    assert!(is_revoked_alert(&e), "{e}");
+    refused_below_grpc(&t, "acme").await;
+    assert!(matches!(attempt(&t, "globex").await, Attempt::Ok));
+    assert!(matches!(attempt(&t, "admin").await, Attempt::Ok));
+    // The outsider's certificate is valid and not revoked: it gets past TLS, and the
+    // registry refuses it.
+    match attempt(&t, "outsider").await {
+        Attempt::Status(s) => assert_ne!(s.code(), tonic::Code::Ok),
+        other => panic!("expected a status from the hub, got {other:?}"),
+    }
+}
