@@ -358,7 +358,18 @@ async fn tampering_with_the_store_is_caught() {
 /// Rewrites entry `seq` in the sled `log` tree with one payload byte flipped.
 fn flip_stored_payload_byte(data: &Path, seq: u64) {
     use prost::Message;
-    let db = sled::open(data).expect("sled");
+    // sled releases its lock from background threads just after the store is dropped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let db = loop {
+        match sled::open(data) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    };
     let log = db.open_tree("log").expect("tree");
     let mut key = vec![b'E'];
     key.extend_from_slice(&seq.to_be_bytes());

@@ -6,7 +6,7 @@ use super::{auth, status};
 use crate::membership::Role;
 use crate::pb;
 use crate::statement::StatementId;
-use crate::store::{PublishedCheckpoint, Store, StoredEntry, leaf_data};
+use crate::store::{PublishedCheckpoint, Store, leaf_data};
 use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -264,20 +264,10 @@ async fn stream_range(
     let mut bytes = 0usize;
     while cursor < end && bytes < MAX_ENTRY_BYTES_PER_CALL {
         let to = end.min(cursor + ENTRIES_CHUNK);
-        let chunk = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || read_range(&store, cursor, to)).await
-        };
-        let chunk = match chunk {
-            Ok(Ok(chunk)) => chunk,
-            Ok(Err(status)) => {
+        let chunk = match super::read_entries(&store, cursor, to, usize::MAX).await {
+            Ok(chunk) => chunk,
+            Err(status) => {
                 let _ = tx.send(Err(status)).await;
-                return;
-            }
-            Err(e) => {
-                let _ = tx
-                    .send(Err(Status::internal(format!("entry reader failed: {e}"))))
-                    .await;
                 return;
             }
         };
@@ -302,19 +292,6 @@ async fn stream_range(
             }
         }
     }
-}
-
-fn read_range(store: &Store, from: u64, to: u64) -> Result<Vec<StoredEntry>, Status> {
-    let entries = store
-        .entries(from, to)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(status::store)?;
-    if entries.is_empty() && from < to {
-        return Err(Status::internal(format!(
-            "entry {from} is missing from the store; operators: see the hub log"
-        )));
-    }
-    Ok(entries)
 }
 
 fn checkpoint_to_wire(cp: PublishedCheckpoint) -> pb::SignedCheckpoint {

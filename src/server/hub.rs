@@ -7,7 +7,7 @@ use crate::matching::{MAX_QUERIES, MatchOptions, Query};
 use crate::membership::{MemberId, Registry, Role, check_cosigner, check_submitter};
 use crate::pb;
 use crate::statement::{HashType, Kind, Label, ParsedEnvelope, StatementId};
-use crate::store::{Store, StoredEntry, SyncFilter, now_ms};
+use crate::store::{Store, SyncFilter, now_ms};
 use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -324,32 +324,14 @@ async fn stream_entries(
                 let _ = tx.send(Err(status)).await;
                 return;
             }
-            let chunk = {
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || read_chunk(&store, cursor, size)).await
-            };
-            let chunk = match chunk {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err(status)) => {
+            let to = size.min(cursor + SYNC_CHUNK_ENTRIES);
+            let chunk = match super::read_entries(&store, cursor, to, SYNC_CHUNK_BYTES).await {
+                Ok(chunk) => chunk,
+                Err(status) => {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(Status::internal(format!("sync reader failed: {e}"))))
-                        .await;
-                    return;
-                }
             };
-            if chunk.is_empty() {
-                // Nothing readable below `size`: a store inconsistency, not a client problem.
-                let _ = tx
-                    .send(Err(Status::internal(format!(
-                        "entry {cursor} is missing from the store; operators: see the hub log"
-                    ))))
-                    .await;
-                return;
-            }
             let registry: std::sync::Arc<Registry> = store.registry();
             for entry in chunk {
                 cursor = entry.seq + 1;
@@ -404,18 +386,4 @@ fn still_allowed(store: &Store, reader: &MemberId, peer: &auth::PeerCert) -> Res
 
 fn progress(next_seq: u64, log_size: u64) -> pb::sync_response::Item {
     pb::sync_response::Item::Progress(pb::SyncProgress { next_seq, log_size })
-}
-
-fn read_chunk(store: &Store, from: u64, to: u64) -> Result<Vec<StoredEntry>, Status> {
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
-    for entry in store.entries(from, to.min(from + SYNC_CHUNK_ENTRIES)) {
-        let entry = entry.map_err(status::store)?;
-        bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
-        out.push(entry);
-        if bytes >= SYNC_CHUNK_BYTES {
-            break;
-        }
-    }
-    Ok(out)
 }

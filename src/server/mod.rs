@@ -144,6 +144,38 @@ impl RunningHub {
     }
 }
 
+/// Reads the durable entries `from..to` on the blocking pool, stopping early once `max_bytes`
+/// of payload are read (sync and `GetEntries` stream them in such chunks). Nothing readable
+/// where entries must exist is a store inconsistency: INTERNAL, for the operators.
+async fn read_entries(
+    store: &Store,
+    from: u64,
+    to: u64,
+    max_bytes: usize,
+) -> Result<Vec<crate::store::StoredEntry>, tonic::Status> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for entry in store.entries(from, to) {
+            let entry = entry.map_err(status::store)?;
+            bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
+            out.push(entry);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        if out.is_empty() && from < to {
+            return Err(tonic::Status::internal(format!(
+                "entry {from} is missing from the store; operators: see the hub log"
+            )));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| tonic::Status::internal(format!("entry reader failed: {e}")))?
+}
+
 /// Installs ring as the process's rustls crypto provider (idempotent). tonic's client TLS
 /// needs a process default, and rustls cannot pick one if a dependency enables two.
 pub fn install_crypto_provider() {

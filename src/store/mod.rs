@@ -147,11 +147,7 @@ struct Job {
 impl Store {
     /// Opens (or creates) the store in `dir`. Fails if another process has it open.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_db(dir, config)?;
         let log = db.open_tree("log")?;
         let size = match log.scan_prefix([ENTRY]).keys().next_back() {
             Some(key) => seq_of_key(&key?)? + 1,
@@ -284,6 +280,30 @@ impl Store {
     /// Every member ever admitted, ordered by id.
     pub fn members(&self) -> Vec<Member> {
         self.registry.borrow().members().cloned().collect()
+    }
+}
+
+/// Opens the sled database in `dir`. sled releases its file lock from background threads
+/// shortly after the last handle is dropped, so a reopen right after a close (a restart in
+/// the same process) may briefly find it taken: wait up to 2 s before giving up.
+pub(crate) fn open_db(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::Other
+                    && e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

@@ -137,11 +137,7 @@ pub fn write_synthetic_tree(
 ) -> Result<u64, StoreError> {
     const BATCH_NODES: usize = 1 << 12;
     let total: u64 = (0..64).map(|level| leaves >> level).sum();
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(config.cache_bytes)
-        .mode(sled::Mode::HighThroughput)
-        .open()?;
+    let db = super::open_db(dir, config)?;
     let tree = db.open_tree("log")?;
     if nodes.start == 0
         && (tree.scan_prefix([ENTRY]).next().is_some() || tree.scan_prefix([NODE]).next().is_some())
