@@ -192,13 +192,6 @@ impl Cursor {
     }
 }
 
-/// The first field of a `Statement`, decoded without the body (unknown fields are skipped).
-#[derive(Clone, PartialEq, prost::Message)]
-struct StatementHeader {
-    #[prost(string, tag = "1")]
-    issuer: String,
-}
-
 /// What a sync session yields.
 #[derive(Debug)]
 pub enum Event {
@@ -286,14 +279,18 @@ impl Session {
                     }
                     .into());
                 }
-                // A statement by a member admitted after the directory was fetched: refresh
-                // the directory once before verifying.
-                if let Some(env) = &entry.envelope
-                    && !self.keyring_knows_signers(env)
-                {
-                    self.keyring = self.client.keyring().await?;
-                }
-                let received = verify_entry(entry, &self.keyring)?;
+                // A key (or member) admitted after the directory was fetched: refresh the
+                // directory once and verify again.
+                let received = match verify_entry(entry.clone(), &self.keyring) {
+                    Err(EntryError::Signature {
+                        source: SignatureError::UnknownKey { .. },
+                        ..
+                    }) => {
+                        self.keyring = self.client.keyring().await?;
+                        verify_entry(entry, &self.keyring)?
+                    }
+                    other => other?,
+                };
                 self.next_seq = received.seq + 1;
                 Ok(Some(Event::Entry(Box::new(received))))
             }
@@ -309,23 +306,6 @@ impl Session {
                 log_size: self.next_seq,
             })),
         }
-    }
-
-    /// Whether every signature of the envelope names a key the keyring holds for the issuer.
-    /// (Cheap: decodes only the statement header fields needed; a malformed payload answers
-    /// `true` so that verification reports the real error.)
-    fn keyring_knows_signers(&self, envelope: &pb::Envelope) -> bool {
-        let Ok(header) = <StatementHeader as prost::Message>::decode(envelope.payload.as_ref())
-        else {
-            return true;
-        };
-        let Ok(issuer) = crate::membership::MemberId::parse(&header.issuer) else {
-            return true;
-        };
-        envelope.signatures.iter().all(|sig| {
-            crate::membership::KeyId::parse(&sig.key_id)
-                .is_ok_and(|k| self.keyring.key(&issuer, &k).is_some())
-        })
     }
 
     /// The cursor: first sequence number not yet processed.

@@ -8,7 +8,7 @@ use coalition_hub::audit::{AuditError, Location, Summary, Verifier};
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;
 use coalition_hub::log::{Checkpoint, Hash, TreeSize};
-use coalition_hub::membership::{Action, KeyId, Revocation, Role};
+use coalition_hub::membership::{Action, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::Created;
 use coalition_hub::statement::Body;
@@ -30,20 +30,7 @@ async fn busy_hub() -> TestHub {
             .await
             .expect("globex");
     }
-    let new_key = SigningKey::generate(&mut rand::rngs::OsRng);
-    t.admin_change(Action::AddKey {
-        member: id("acme"),
-        key: new_key.verifying_key(),
-    })
-    .await
-    .expect("add key");
-    t.admin_change(Action::RevokeKey {
-        member: id("acme"),
-        key_id: KeyId::of(&t.key("acme").verifying_key()),
-        revocation: Revocation::Retired,
-    })
-    .await
-    .expect("retire");
+    let new_key = t.rotate_key("acme", &t.key("acme")).await;
     acme.submit(sign_new(
         &id("acme"),
         &new_key,

@@ -8,7 +8,7 @@ use coalition_hub::membership::{Action, Keyring};
 use coalition_hub::pb;
 use coalition_hub::quickstart::{sample_hash_set, sample_signal};
 use coalition_hub::statement::{Body, HashType, Kind};
-use coalition_hub::sync::{Event, Session, verify_entry};
+use coalition_hub::sync::{Event, verify_entry};
 use common::{TestHub, id, sync_all};
 
 #[tokio::test]
@@ -204,17 +204,7 @@ async fn follow_streams_new_statements_live() {
     let t = TestHub::start().await;
     let mut acme = t.client("acme").await;
     acme.submit(t.hash_set("acme", 1, 5)).await.expect("before");
-    let globex = t.client("globex").await;
-    let mut session = Session::start(
-        globex,
-        pb::SyncRequest {
-            from_seq: t.base,
-            follow: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("session");
+    let mut session = t.follow("globex").await;
     let mut seen = Vec::new();
     let mut submitted_later = false;
     while seen.len() < 3 {
@@ -304,17 +294,7 @@ async fn health_and_reflection_answer_stock_tools() {
 #[tokio::test]
 async fn a_member_suspended_while_following_is_cut_off() {
     let t = TestHub::start().await;
-    let globex = t.client("globex").await;
-    let mut session = Session::start(
-        globex,
-        pb::SyncRequest {
-            from_seq: t.base,
-            follow: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("session");
+    let mut session = t.follow("globex").await;
     let first = session.next().await.expect("progress").expect("open");
     assert!(matches!(first, Event::Progress { next_seq, .. } if next_seq == t.base));
     // An admin suspends globex with a signed membership statement.

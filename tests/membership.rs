@@ -81,20 +81,7 @@ async fn whole_lifecycle_of_a_member() {
         .expect("reinstated members submit again");
 
     // Rotation: add key 2, retire key 1. Key 1 is refused for new statements.
-    let key2 = SigningKey::generate(&mut rand::rngs::OsRng);
-    t.admin_change(Action::AddKey {
-        member: id("newco"),
-        key: key2.verifying_key(),
-    })
-    .await
-    .expect("add key");
-    t.admin_change(Action::RevokeKey {
-        member: id("newco"),
-        key_id: KeyId::of(&key1.verifying_key()),
-        revocation: Revocation::Retired,
-    })
-    .await
-    .expect("retire key 1");
+    let key2 = t.rotate_key("newco", &key1).await;
     refused(
         newco.submit(sign_new(&id("newco"), &key1, body())).await,
         "permission denied",

@@ -131,11 +131,6 @@ impl Verifier {
         }
     }
 
-    /// Membership as replayed so far.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// A checkpoint the hub published; checked when the replay reaches its size.
     pub fn checkpoint(&mut self, note: String) -> Result<(), AuditError> {
         self.add(note, false)

@@ -167,9 +167,6 @@ pub enum MembershipError {
         /// What it tried.
         action: &'static str,
     },
-    /// A member with this id exists already.
-    #[error("member '{0}' already exists")]
-    AlreadyExists(MemberId),
 }
 
 impl MemberId {
@@ -306,14 +303,6 @@ impl Member {
         self.roles.contains(&role)
     }
 
-    /// The active key with this id, if any: the keys that may sign new statements.
-    pub fn active_key(&self, key_id: &KeyId) -> Option<VerifyingKey> {
-        self.keys
-            .iter()
-            .find(|k| &k.key_id == key_id && k.status == KeyStatus::Active)
-            .map(|k| k.public_key)
-    }
-
     /// Checks that the member may use the hub at all.
     pub fn ensure_active(&self) -> Result<(), MembershipError> {
         match self.status {
@@ -326,20 +315,6 @@ impl Member {
                 id: self.id.clone(),
                 status: "removed",
             }),
-        }
-    }
-
-    /// Checks that the member is active and holds `role`, needed to `action`.
-    pub fn ensure_role(&self, role: Role, action: &'static str) -> Result<(), MembershipError> {
-        self.ensure_active()?;
-        if self.has_role(role) {
-            Ok(())
-        } else {
-            Err(MembershipError::MissingRole {
-                id: self.id.clone(),
-                role: role.name(),
-                action,
-            })
         }
     }
 

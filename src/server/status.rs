@@ -57,7 +57,6 @@ pub fn membership(e: MembershipError) -> Status {
             Status::permission_denied(e.to_string())
         }
         E::CertificateNotPinned { .. } => Status::unauthenticated(e.to_string()),
-        E::AlreadyExists(_) => Status::already_exists(e.to_string()),
         E::BadMemberId(_) | E::BadKeyId(_) | E::BadPublicKey { .. } | E::Invalid { .. } => {
             Status::invalid_argument(e.to_string())
         }

@@ -267,11 +267,6 @@ impl Store {
         self.registry.borrow().clone()
     }
 
-    /// A receiver that changes whenever a membership change becomes durable.
-    pub fn watch_registry(&self) -> watch::Receiver<Arc<Registry>> {
-        self.registry.clone()
-    }
-
     /// A member by id (any status).
     pub fn member(&self, id: &MemberId) -> Option<Member> {
         self.registry.borrow().member(id).cloned()

@@ -5,12 +5,13 @@
 use coalition_hub::client::{Client, ClientError, sign_new};
 use coalition_hub::governance::{self, admission};
 use coalition_hub::log::{CheckpointSigner, VerifierKey};
-use coalition_hub::membership::{Action, MemberId, Role};
+use coalition_hub::membership::{Action, KeyId, MemberId, Revocation, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
 use coalition_hub::server::{CheckpointPolicy, RunningHub, ServeOptions, spawn};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig};
+use coalition_hub::sync::Session;
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -177,6 +178,40 @@ impl TestHub {
     pub async fn resume(stopped: StoppedHub) -> TestHub {
         let store = Store::open(&stopped.data, &StoreConfig::default()).expect("reopen store");
         Self::launch(stopped, store).await
+    }
+
+    /// Rotates `member`'s signing key as an admin would: adds a fresh key, then retires `old`.
+    /// Returns the new key.
+    pub async fn rotate_key(&self, member: &str, old: &SigningKey) -> SigningKey {
+        let new = SigningKey::generate(&mut rand::rngs::OsRng);
+        self.admin_change(Action::AddKey {
+            member: id(member),
+            key: new.verifying_key(),
+        })
+        .await
+        .expect("add key");
+        self.admin_change(Action::RevokeKey {
+            member: id(member),
+            key_id: KeyId::of(&old.verifying_key()),
+            revocation: Revocation::Retired,
+        })
+        .await
+        .expect("retire the old key");
+        new
+    }
+
+    /// A following sync session as `member`, from the first entry after the setup.
+    pub async fn follow(&self, member: &str) -> Session {
+        Session::start(
+            self.client(member).await,
+            pb::SyncRequest {
+                from_seq: self.base,
+                follow: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("session")
     }
 
     /// Signs `action` as `admin` and submits it.
