@@ -1,7 +1,7 @@
 //! The gRPC client over mutual TLS, shared by the CLI, the quickstart, tests and benchmarks.
 
 use crate::log::{Hash, LeafIndex, ProofCheckError, SignedCheckpoint, VerifierKey};
-use crate::membership::{Keyring, Member, MemberId};
+use crate::membership::{Member, MemberId};
 use crate::pb;
 use crate::pb::admin_client::AdminClient;
 use crate::pb::audit_client::AuditClient;
@@ -184,11 +184,6 @@ impl Client {
             .get_coalition(pb::GetCoalitionRequest {})
             .await?
             .into_inner())
-    }
-
-    /// A keyring of every member key the hub lists.
-    pub async fn keyring(&mut self) -> Result<Keyring, ClientError> {
-        Ok(Keyring::from_members(&self.members().await?))
     }
 
     /// The hub's latest checkpoint (with `refresh`, published now if the log grew), verified

@@ -26,6 +26,9 @@ pub enum GovernanceError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The registry refused the statement.
+    #[error(transparent)]
+    Entry(#[from] crate::membership::EntryError),
     /// An envelope file cannot be read or written.
     #[error("{path}: {reason}")]
     File {
@@ -99,7 +102,8 @@ pub fn cosign(envelope: &mut pb::Envelope, key: &SigningKey) -> Result<bool, Gov
 /// One line describing what an envelope says, for an admin about to co-sign or submit it.
 pub fn describe(envelope: &pb::Envelope) -> Result<String, GovernanceError> {
     let parsed = ParsedEnvelope::parse(envelope.clone())?;
-    let what = match &parsed.statement.body {
+    let statement = parsed.require_body()?;
+    let what = match &statement.body {
         Body::Membership(change) => change.describe(),
         Body::Genesis(g) => format!(
             "found hub '{}' with admins {} (quorum {})",
@@ -111,11 +115,11 @@ pub fn describe(envelope: &pb::Envelope) -> Result<String, GovernanceError> {
                 .join(","),
             g.quorum
         ),
-        _ => format!("a {} statement", parsed.statement.kind().name()),
+        _ => format!("a {} statement", statement.kind().name()),
     };
     Ok(format!(
         "{what} (issued by '{}', statement {}, {} signature(s))",
-        parsed.statement.issuer,
+        statement.issuer,
         parsed.id,
         envelope.signatures.len()
     ))
@@ -129,10 +133,7 @@ pub async fn append_offline(
     envelope: pb::Envelope,
 ) -> Result<Appended, GovernanceError> {
     let parsed = ParsedEnvelope::parse(envelope)?;
-    let (verified, _) = store
-        .registry()
-        .verify(parsed)
-        .map_err(StoreError::Rejected)?;
+    let (verified, _) = store.registry().verify(parsed)?;
     Ok(store.append(verified).await?)
 }
 
@@ -191,6 +192,8 @@ struct EnvelopeFile {
     payload_type: String,
     payload: String,
     signatures: Vec<SignatureFile>,
+    /// The statement body (base64): our extension of the DSSE JSON envelope.
+    body: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -204,6 +207,7 @@ pub fn write_envelope(path: &Path, envelope: &pb::Envelope) -> Result<(), Govern
     let file = EnvelopeFile {
         payload_type: envelope.payload_type.clone(),
         payload: B64.encode(&envelope.payload),
+        body: B64.encode(&envelope.body),
         signatures: envelope
             .signatures
             .iter()
@@ -252,10 +256,14 @@ pub fn read_envelope(path: &Path) -> Result<pb::Envelope, GovernanceError> {
             })
         })
         .collect::<Result<_, GovernanceError>>()?;
+    let body = B64
+        .decode(file.body.as_bytes())
+        .map_err(|e| err(format!("body is not base64: {e}")))?;
     Ok(pb::Envelope {
         payload_type: file.payload_type,
         payload: payload.into(),
         signatures,
+        body: body.into(),
     })
 }
 

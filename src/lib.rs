@@ -8,6 +8,8 @@
 //! - [`log`]: RFC 6962 Merkle tree math and C2SP signed checkpoints. Pure.
 //! - [`matching`]: exact and PDQ near-duplicate matching (PDQ multi-index hashing), online
 //!   and offline.
+//! - [`replica`]: what a log means, decided in one place: the state machine the hub's writer,
+//!   every member's sync and the auditor feed entries and checkpoints to. Pure.
 //! - [`store`]: sled storage: the append-only log, its Merkle nodes, indexes and the member
 //!   registry; group commit, nothing acknowledged before it is flushed.
 //! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain.
@@ -29,6 +31,7 @@ pub mod matching;
 pub mod membership;
 pub mod pki;
 pub mod quickstart;
+pub mod replica;
 pub mod server;
 pub mod statement;
 pub mod store;

@@ -1,17 +1,46 @@
-//! The receiving side of sync: verifying every entry the hub sends (without trusting the hub)
-//! and the saved cursor that makes a resumed sync exact.
+//! A member's sync: its own [`Replica`] of the hub's log, fed from the hub's `Sync` stream and
+//! proven batch by batch in a signed checkpoint before anything is written, then saved with the
+//! output so that a resumed run continues exactly.
+//!
+//! Nothing the hub *says* is believed: membership and keys come from the genesis and the
+//! membership statements replayed here (never from `ListMembers`), compromise flags are
+//! computed here, every sequence number is accounted for (entries outside the member's filter
+//! arrive as signed headers, which the replica checks against the filter), and a batch reaches
+//! the caller only once a signed checkpoint that extends the last one accepted proves it.
+//!
+//! Local state, beside the output: the cursor file (JSON: output length, filter, replica
+//! [`Snapshot`]) and the ids file (one 49-byte record per log entry: statement id, receipt
+//! time, signing key id, whether a row was written), saved after the output is flushed.
 
-use crate::membership::{KeyId, Keyring};
+use crate::client::{Client, ClientError};
+use crate::membership::{KeyId, MemberId};
 use crate::pb;
-use crate::statement::{
-    Body, ParsedEnvelope, SignatureError, Statement, StatementError, StatementId,
-};
+use crate::replica::{Accepted, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap, Snapshot};
+use crate::statement::{HashType, Kind, Label, Statement, StatementId, SyncFilter};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
 
-/// A verified entry: the statement, where the hub placed it, and when it received it.
+/// Most entries fed to the replica and proven at once.
+pub const MAX_BATCH_ENTRIES: usize = 4096;
+/// Most envelope bytes held in one unproven batch.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// While following, a batch is proven once no entry arrived for this long.
+const FOLLOW_IDLE: Duration = Duration::from_millis(200);
+/// How often a checkpoint that does not yet cover the batch is asked for again.
+const CHECKPOINT_RETRIES: u32 = 10;
+const CHECKPOINT_RETRY_DELAY: Duration = Duration::from_millis(200);
+/// Messages buffered between the stream reader and the replica.
+const STREAM_BUFFER: usize = 64;
+/// Size of one ids-file record.
+const RECORD: usize = 49;
+/// The cursor file format written by this version.
+const CURSOR_FORMAT: u32 = 2;
+
+/// A verified entry as the output writers see it.
 #[derive(Clone, Debug)]
 pub struct ReceivedEntry {
     /// Position in the hub's log.
@@ -22,554 +51,629 @@ pub struct ReceivedEntry {
     pub id: StatementId,
     /// The statement.
     pub statement: Statement,
-    /// Signer keys declared compromised by the time the hub received it (as the hub flagged
-    /// them, and as the member directory says).
+    /// The signing key, when the membership replayed here says it was compromised by the
+    /// time the hub received the statement.
     pub compromised_keys: Vec<String>,
 }
 
-/// Why a received entry was rejected. Any of these means the hub (or the path to it) sent
-/// something that is not a faithfully stored, properly signed statement.
-#[derive(Debug, Error)]
-pub enum EntryError {
-    /// No envelope.
-    #[error("entry {seq}: no envelope")]
-    MissingEnvelope {
-        /// The entry.
-        seq: u64,
-    },
-    /// The claimed statement id is not the hash of the envelope.
-    #[error("entry {seq}: the hub says statement {claimed} but the envelope hashes to {actual}")]
-    IdMismatch {
-        /// The entry.
-        seq: u64,
-        /// What the hub said.
-        claimed: String,
-        /// What the bytes hash to.
-        actual: StatementId,
-    },
-    /// The payload is not a valid statement.
-    #[error("entry {seq}: {source}")]
-    Statement {
-        /// The entry.
-        seq: u64,
-        /// Why.
-        source: StatementError,
-    },
-    /// A signature does not verify against the issuer's keys.
-    #[error("entry {seq}: {source}")]
-    Signature {
-        /// The entry.
-        seq: u64,
-        /// Why.
-        source: SignatureError,
-    },
-    /// Entries arrived out of order or with a gap below the cursor.
-    #[error(
-        "entry {got} arrived where entry >= {expected} was expected: the stream is not in log order"
-    )]
-    OutOfOrder {
-        /// The lowest acceptable seq.
-        expected: u64,
-        /// What came.
-        got: u64,
-    },
-}
-
-/// Verifies one synced entry against the keyring: the id is recomputed from the bytes, the
-/// payload parsed, and every signature checked with the issuer's keys.
-pub fn verify_entry(entry: pb::SyncEntry, keyring: &Keyring) -> Result<ReceivedEntry, EntryError> {
-    let seq = entry.seq;
-    let envelope = entry.envelope.ok_or(EntryError::MissingEnvelope { seq })?;
-    let parsed =
-        ParsedEnvelope::parse(envelope).map_err(|source| EntryError::Statement { seq, source })?;
-    if parsed.id.0.as_slice() != entry.statement_id.as_slice() {
-        return Err(EntryError::IdMismatch {
-            seq,
-            claimed: hex::encode(&entry.statement_id),
-            actual: parsed.id,
-        });
-    }
-    let issuer = parsed.statement.issuer.clone();
-    let verified = match &parsed.statement.body {
-        // Membership changes are co-signed by several admins; the genesis by its own keys.
-        Body::Membership(_) => parsed.verify(|key_id| keyring.any_key(key_id)),
-        Body::Genesis(g) => {
-            let mut keys = vec![g.hub_key];
-            keys.extend(g.admins.iter().flat_map(|a| a.keys.iter().copied()));
-            parsed.verify(|key_id| keys.iter().copied().find(|k| &KeyId::of(k) == key_id))
-        }
-        _ => parsed.verify(|key_id| keyring.key(&issuer, key_id)),
-    }
-    .map_err(|source| EntryError::Signature { seq, source })?;
-    let mut compromised_keys = entry.compromised_key_ids;
-    for key_id in &verified.key_ids {
-        let owner = keyring.owner(key_id).unwrap_or(&issuer);
-        if keyring.compromised_at(owner, key_id, entry.received_at_ms)
-            && !compromised_keys.contains(&key_id.to_string())
-        {
-            compromised_keys.push(key_id.to_string());
-        }
-    }
-    Ok(ReceivedEntry {
-        seq,
-        received_at_ms: entry.received_at_ms,
-        id: verified.id,
-        statement: verified.statement,
-        compromised_keys,
-    })
-}
-
-/// Where a sync stands: the next sequence number to ask for, and how long the output file was
-/// when everything before it had been written. Saved after the output is flushed, so a resumed
-/// sync truncates any partial tail and continues with no gap and no duplicate.
+/// The filter a cursor was made with, as written on the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    /// First sequence number not yet processed.
-    pub next_seq: u64,
-    /// Output file length matching `next_seq`.
-    pub output_bytes: u64,
-    /// The member's view of the hub's log (pinned genesis, last verified checkpoint).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<LogView>,
+pub struct FilterSpec {
+    /// `--kind` values.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// `--hash-type` values.
+    #[serde(default)]
+    pub hash_types: Vec<String>,
+    /// `--label` values.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// `--issuer` values.
+    #[serde(default)]
+    pub issuers: Vec<String>,
 }
 
-/// Cursor file failures.
-#[derive(Debug, Error)]
-pub enum CursorError {
-    /// Reading or writing failed.
-    #[error("cursor file {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not a cursor.
-    #[error(
-        "cursor file {path} is not valid JSON of the form {{\"next_seq\":N,\"output_bytes\":N}}: {reason}"
-    )]
-    Invalid {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-}
+impl FilterSpec {
+    /// Parses the filter; errors name the bad value.
+    pub fn parse(&self) -> Result<SyncFilter, String> {
+        let kinds = self
+            .kinds
+            .iter()
+            .map(|k| match Kind::parse(k) {
+                Some(kind @ (Kind::HashSet | Kind::RiskSignal)) => Ok(kind),
+                _ => Err(format!("unknown --kind '{k}' (hash_set, risk_signal)")),
+            })
+            .collect::<Result<_, _>>()?;
+        let hash_types = self
+            .hash_types
+            .iter()
+            .map(|t| t.parse::<HashType>())
+            .collect::<Result<_, _>>()?;
+        let labels = self
+            .labels
+            .iter()
+            .map(|l| Label::parse(l))
+            .collect::<Result<_, _>>()?;
+        let issuers = self
+            .issuers
+            .iter()
+            .map(|i| MemberId::parse(i).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(SyncFilter::new(kinds, hash_types, labels, issuers))
+    }
 
-impl Cursor {
-    /// Loads a cursor; `None` if the file does not exist.
-    pub fn load(path: &Path) -> Result<Option<Cursor>, CursorError> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| CursorError::Invalid {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(CursorError::Io {
-                path: path.display().to_string(),
-                source,
-            }),
+    /// The wire request from `from_seq`.
+    pub fn request(&self, filter: &SyncFilter, from_seq: u64, follow: bool) -> pb::SyncRequest {
+        pb::SyncRequest {
+            from_seq,
+            kinds: filter.kinds.iter().map(|k| k.to_wire() as i32).collect(),
+            hash_types: filter
+                .hash_types
+                .iter()
+                .map(|t| t.to_wire() as i32)
+                .collect(),
+            labels: filter.labels.iter().map(ToString::to_string).collect(),
+            issuers: filter.issuers.iter().map(ToString::to_string).collect(),
+            follow,
         }
     }
-
-    /// Saves atomically: write a temporary file, fsync, rename over the old one.
-    pub fn save(&self, path: &Path) -> Result<(), CursorError> {
-        let io = |source| CursorError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        let json = serde_json::to_vec(self).map_err(|e| io(std::io::Error::other(e)))?;
-        file.write_all(&json).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
-    }
 }
 
-/// What a sync session yields.
-#[derive(Debug)]
-pub enum Event {
-    /// A verified entry.
-    Entry(Box<ReceivedEntry>),
-    /// Every entry below `next_seq` has been examined; resuming from it is exact.
-    Progress {
-        /// The cursor to save.
-        next_seq: u64,
-        /// The hub's log size when it said so.
-        log_size: u64,
-    },
+/// The cursor file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The cursor format ([`CURSOR_FORMAT`]).
+    pub format: u32,
+    /// Output file length when the state was saved.
+    pub output_bytes: u64,
+    /// Records in the ids file (one per entry replayed).
+    pub ids_records: u64,
+    /// The filter the output was made with.
+    pub filter: FilterSpec,
+    /// The replica.
+    pub replica: Snapshot,
 }
 
-/// Sync session failures.
+/// Why a sync stopped.
 #[derive(Debug, Error)]
 pub enum SyncError {
     /// The hub or the connection failed.
     #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
-    /// An entry failed local verification.
-    #[error("verification failed: {0}")]
-    Entry(#[from] EntryError),
+    Client(#[from] ClientError),
+    /// The replica refused an entry or a checkpoint: the hub's log is not a valid,
+    /// consistent log of this coalition. Nothing of the refused batch was written.
+    #[error("verification FAILED at {0}")]
+    Refused(ReplicaError),
+    /// The server has fewer entries than this member already verified (a lagging mirror, a
+    /// hub restored from a backup): not a fork by itself. Retry later or use another server.
+    #[error(
+        "the server is behind: {0}; nothing was written: retry later or sync from another server"
+    )]
+    Behind(String),
+    /// The local state cannot be used.
+    #[error("{0}")]
+    State(String),
 }
 
-/// A running sync: receives on a background task (so decoding overlaps verification) and
-/// verifies each entry locally, refreshing the member directory once when an entry names a key
-/// it has not seen (a member admitted after the session started).
-pub struct Session {
-    client: crate::client::Client,
-    keyring: Keyring,
-    rx: tokio::sync::mpsc::Receiver<Result<pb::SyncResponse, tonic::Status>>,
-    next_seq: u64,
-}
-
-impl Session {
-    /// Starts syncing with `request` (its `from_seq` is the cursor).
-    pub async fn start(
-        mut client: crate::client::Client,
-        request: pb::SyncRequest,
-    ) -> Result<Session, SyncError> {
-        let keyring = client.keyring().await?;
-        let next_seq = request.from_seq;
-        let mut stream = client
-            .hub
-            .sync(request)
-            .await
-            .map_err(crate::client::ClientError::from)?
-            .into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(async move {
-            loop {
-                let item = stream.message().await;
-                let done = !matches!(item, Ok(Some(_)));
-                let forwarded = match item {
-                    Ok(Some(msg)) => tx.send(Ok(msg)).await,
-                    Ok(None) => break,
-                    Err(status) => tx.send(Err(status)).await,
-                };
-                if done || forwarded.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Session {
-            client,
-            keyring,
-            rx,
-            next_seq,
-        })
-    }
-
-    /// The next event; `None` when the hub ends the stream.
-    pub async fn next(&mut self) -> Result<Option<Event>, SyncError> {
-        let Some(item) = self.rx.recv().await else {
-            return Ok(None);
-        };
-        let msg = item.map_err(crate::client::ClientError::from)?;
-        match msg.item {
-            Some(pb::sync_response::Item::Entry(entry)) => {
-                if entry.seq < self.next_seq {
-                    return Err(EntryError::OutOfOrder {
-                        expected: self.next_seq,
-                        got: entry.seq,
-                    }
-                    .into());
-                }
-                // A key (or member) admitted after the directory was fetched: refresh the
-                // directory once and verify again.
-                let received = match verify_entry(entry.clone(), &self.keyring) {
-                    Err(EntryError::Signature {
-                        source: SignatureError::UnknownKey { .. },
-                        ..
-                    }) => {
-                        self.keyring = self.client.keyring().await?;
-                        verify_entry(entry, &self.keyring)?
-                    }
-                    other => other?,
-                };
-                self.next_seq = received.seq + 1;
-                Ok(Some(Event::Entry(Box::new(received))))
-            }
-            Some(pb::sync_response::Item::Progress(p)) => {
-                self.next_seq = self.next_seq.max(p.next_seq);
-                Ok(Some(Event::Progress {
-                    next_seq: self.next_seq,
-                    log_size: p.log_size,
-                }))
-            }
-            None => Ok(Some(Event::Progress {
-                next_seq: self.next_seq,
-                log_size: self.next_seq,
-            })),
-        }
-    }
-
-    /// The cursor: first sequence number not yet processed.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-}
-
-/// What a member remembers about the hub's log between syncs, saved with its cursor, so that
-/// it notices on its own if the hub rewrites history: the genesis and checkpoint key it pinned
-/// at its first sync, the last signed checkpoint it verified, and (for unfiltered syncs) the
-/// Merkle frontier of every entry received so far.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogView {
-    /// The genesis statement id (hex), pinned at the first sync.
-    pub genesis: String,
-    /// The hub's checkpoint key (`name+id+base64`), from the genesis.
-    pub checkpoint_key: String,
-    /// The last verified signed checkpoint note.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<String>,
-    /// The Merkle frontier after every entry below `frontier_size` (hex hashes), when every
-    /// entry was received.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frontier_size: Option<u64>,
-    /// The frontier's edge.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub frontier: Vec<String>,
-}
-
-/// The hub showed this member a history that does not extend what it saw before, or proofs
-/// that do not verify.
-#[derive(Debug, Error)]
-pub enum LogCheckError {
-    /// Talking to the hub failed.
-    #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
-    /// A check failed: the hub's log is not what it showed before.
-    #[error("log check FAILED: {0}")]
-    Failed(String),
-}
-
-/// What a log check established.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogCheckReport {
-    /// The size of the signed checkpoint everything was checked against.
-    pub checkpoint_size: u64,
-    /// Entries whose inclusion was proven.
-    pub entries_proven: u64,
-    /// The size of the previous checkpoint it is consistent with, if there was one.
-    pub consistent_with: Option<u64>,
-}
-
-/// Accumulates what a sync receives and then proves it against the hub's signed checkpoint:
-/// inclusion of every received entry (one consistency proof for an unfiltered sync, using the
-/// saved frontier; one inclusion proof per entry for a filtered one) and consistency with the
-/// checkpoint saved last time.
-pub struct LogCheck {
-    view: Option<LogView>,
-    frontier: Option<crate::log::Frontier>,
-    received: Vec<(u64, [u8; 40])>,
-    proven: u64,
-}
-
-fn hex_hash(text: &str) -> Option<crate::log::Hash> {
-    crate::log::Hash::from_hex(text).ok()
-}
-
-impl LogCheck {
-    /// Starts from the saved view; `contiguous`: the sync receives every entry from `start`
-    /// (no filter), so the frontier can be carried on.
-    pub fn new(view: Option<LogView>, start: u64, contiguous: bool) -> Self {
-        let saved = |v: &LogView| {
-            let size = v.frontier_size.filter(|size| *size == start)?;
-            let edge = v
-                .frontier
-                .iter()
-                .map(|h| hex_hash(h))
-                .collect::<Option<Vec<_>>>()?;
-            crate::log::Frontier::from_edge(crate::log::TreeSize(size), edge)
-        };
-        let frontier = match &view {
-            _ if !contiguous => None,
-            _ if start == 0 => Some(crate::log::Frontier::new()),
-            Some(v) => saved(v),
-            None => None,
-        };
-        LogCheck {
-            view,
-            frontier,
-            received: Vec::new(),
-            proven: 0,
-        }
-    }
-
-    /// Records a verified entry.
-    pub fn received(&mut self, entry: &ReceivedEntry) {
-        let data = crate::store::leaf_data(&entry.id, entry.received_at_ms);
-        match &mut self.frontier {
-            Some(f) if f.size().0 == entry.seq => f.append(crate::log::leaf_hash(&data)),
-            Some(_) => {
-                // Not contiguous after all: fall back to per-entry proofs.
-                self.frontier = None;
-                self.received.push((entry.seq, data));
-            }
-            None => self.received.push((entry.seq, data)),
-        }
-    }
-
-    /// The view to save with the cursor.
-    pub fn view(&self) -> Option<&LogView> {
-        self.view.as_ref()
-    }
-
-    /// Checks everything received so far against a fresh signed checkpoint (published on
-    /// demand) and the previous one; on success the view moves on to it.
-    pub async fn verify(
-        &mut self,
-        client: &mut crate::client::Client,
-    ) -> Result<LogCheckReport, LogCheckError> {
-        use crate::log::{SignedCheckpoint, VerifierKey};
-        let fail = |m: String| LogCheckError::Failed(m);
-        let mut view = match self.view.clone() {
-            Some(v) => v,
-            None => pin_genesis(client).await?,
-        };
-        let key = VerifierKey::parse(&view.checkpoint_key)
-            .map_err(|e| fail(format!("saved checkpoint key: {e}")))?;
-        let latest = client.checkpoint(&key, true).await?;
-        let mut consistent_with = None;
-        if let Some(note) = &view.checkpoint {
-            let old = SignedCheckpoint::verify(note, &key)
-                .map_err(|e| fail(format!("saved checkpoint: {e}")))?;
-            if latest.size() < old.size() {
-                return Err(fail(format!(
-                    "the hub's latest checkpoint has {} entries, fewer than the {} of the checkpoint it signed before: history was rewritten",
-                    latest.size(),
-                    old.size()
-                )));
-            }
-            client
-                .verify_consistency(&key, &old, &latest)
-                .await
-                .map_err(|e| {
-                    fail(format!(
-                        "the checkpoint of {} entries does not extend the one of {} seen before: {e}",
-                        latest.size(),
-                        old.size()
-                    ))
-                })?;
-            consistent_with = Some(old.size().0);
-        }
-        let n = latest.size();
-        // Contiguous entries: the frontier's root must be a prefix of the signed tree.
-        if let Some(f) = &self.frontier {
-            let size = f.size();
-            if size > n {
-                return Err(fail(format!(
-                    "received {size} entries but the hub's signed checkpoint covers only {n}"
-                )));
-            }
-            if size.0 > 0 {
-                let proof = client
-                    .audit
-                    .get_consistency_proof(crate::pb::GetConsistencyProofRequest {
-                        old_size: size.0,
-                        new_size: n.0,
-                    })
-                    .await
-                    .map_err(crate::client::ClientError::from)?
-                    .into_inner();
-                let path = crate::client::hashes(&proof.proof)?;
-                crate::log::verify_consistency(size, n, &f.root(), &latest.root(), &path)
-                    .map_err(|e| {
-                        fail(format!(
-                            "the {size} entries received are not the first {size} entries of the signed checkpoint of {n}: {e}"
-                        ))
-                    })?;
-            }
-            self.proven = size.0;
-            view.frontier_size = Some(size.0);
-            view.frontier = f.edge().iter().map(|h| h.to_hex()).collect();
+impl From<ReplicaError> for SyncError {
+    fn from(e: ReplicaError) -> Self {
+        if e.is_behind() {
+            SyncError::Behind(e.fault.to_string())
         } else {
-            view.frontier_size = None;
-            view.frontier.clear();
+            SyncError::Refused(e)
         }
-        // Entries of a filtered sync: one inclusion proof each.
-        for (seq, data) in std::mem::take(&mut self.received) {
-            let proof = client
-                .audit
-                .get_inclusion_proof(crate::pb::GetInclusionProofRequest {
-                    leaf: Some(crate::pb::get_inclusion_proof_request::Leaf::LeafIndex(seq)),
-                    tree_size: n.0,
-                })
-                .await
-                .map_err(crate::client::ClientError::from)?
-                .into_inner();
-            let path = crate::client::hashes(&proof.audit_path)?;
-            crate::log::verify_inclusion(
-                &crate::log::leaf_hash(&data),
-                crate::log::LeafIndex(seq),
-                n,
-                &path,
-                &latest.root(),
-            )
-            .map_err(|e| {
-                fail(format!(
-                    "entry {seq} is not in the signed checkpoint of {n}: {e}"
-                ))
-            })?;
-            self.proven += 1;
-        }
-        view.checkpoint = Some(latest.note().to_owned());
-        self.view = Some(view);
-        Ok(LogCheckReport {
-            checkpoint_size: n.0,
-            entries_proven: self.proven,
-            consistent_with,
-        })
     }
 }
 
-/// Reads and verifies the genesis (entry 0): the hub's name and checkpoint key come from it.
-async fn pin_genesis(client: &mut crate::client::Client) -> Result<LogView, LogCheckError> {
-    let fail = |m: String| LogCheckError::Failed(m);
-    let mut stream = client
-        .hub
-        .sync(pb::SyncRequest {
-            from_seq: 0,
-            kinds: vec![pb::StatementKind::Genesis as i32],
-            ..Default::default()
+/// A batch the hub proved: every entry is in a signed checkpoint extending the last one
+/// accepted.
+#[derive(Debug)]
+pub struct Proven {
+    /// The entries, in log order.
+    pub entries: Vec<Accepted>,
+    /// The checkpoint that proves them.
+    pub checkpoint_size: u64,
+    /// Entries written in earlier batches that a compromise revocation in this batch makes
+    /// suspect: (key, since, seqs).
+    pub suspects: Vec<Suspect>,
+}
+
+/// Rows already written whose signing key is now known to have been compromised then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suspect {
+    /// The member whose key leaked.
+    pub member: MemberId,
+    /// The key.
+    pub key_id: KeyId,
+    /// Compromised since (ms since the Unix epoch).
+    pub since_ms: i64,
+    /// Sequence numbers of the entries already written that it signed from then on.
+    pub seqs: Vec<u64>,
+}
+
+/// A running sync.
+pub struct Syncer {
+    client: Client,
+    replica: Replica,
+    seen: SeenMap,
+    filter: SyncFilter,
+    spec: FilterSpec,
+    cursor_path: PathBuf,
+    ids: File,
+    ids_records: u64,
+    stream: tokio::sync::mpsc::Receiver<Result<pb::SyncResponse, tonic::Status>>,
+    ended: bool,
+    follow: bool,
+    pinned_now: Option<StatementId>,
+    /// Entries of the last proven batch, waiting for [`Syncer::commit`].
+    uncommitted: Vec<(StatementId, i64, Option<KeyId>)>,
+}
+
+/// How to start a sync.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// The filter, as given.
+    pub filter: FilterSpec,
+    /// Keep the stream open.
+    pub follow: bool,
+    /// The genesis to trust (otherwise trust on first use).
+    pub genesis: Option<StatementId>,
+    /// The cursor file.
+    pub cursor: PathBuf,
+    /// The ids file.
+    pub ids: PathBuf,
+}
+
+fn state_err(path: &Path, e: impl std::fmt::Display) -> SyncError {
+    SyncError::State(format!("{}: {e}", path.display()))
+}
+
+impl Cursor {
+    /// Loads a cursor; `None` if the file does not exist.
+    pub fn load(path: &Path) -> Result<Option<Cursor>, SyncError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|e| {
+                    state_err(
+                        path,
+                        format!(
+                            "not a cursor of this version ({e}); delete it and the output to sync from the start"
+                        ),
+                    )
+                })?;
+                if cursor.format != CURSOR_FORMAT {
+                    return Err(state_err(
+                        path,
+                        format!(
+                            "cursor format {} is not {CURSOR_FORMAT}; delete it and the output to sync from the start",
+                            cursor.format
+                        ),
+                    ));
+                }
+                Ok(Some(cursor))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(state_err(path, e)),
+        }
+    }
+
+    /// Saves atomically: a temporary file, fsync, rename over the old one, fsync the folder.
+    pub fn save(&self, path: &Path) -> Result<(), SyncError> {
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec(self).map_err(|e| state_err(path, e))?;
+        let mut file = File::create(&tmp).map_err(|e| state_err(&tmp, e))?;
+        file.write_all(&json).map_err(|e| state_err(&tmp, e))?;
+        file.sync_all().map_err(|e| state_err(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| state_err(path, e))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(dir) = File::open(dir)
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Syncer {
+    /// Restores the saved state (or starts fresh), truncates the ids file to what the cursor
+    /// covers, and opens the hub's stream from the next entry. Returns the syncer and the
+    /// output length the cursor covers (truncate the output to it).
+    pub async fn open(
+        mut client: Client,
+        options: SyncOptions,
+    ) -> Result<(Syncer, u64), SyncError> {
+        let filter = options.filter.parse().map_err(SyncError::State)?;
+        let saved = Cursor::load(&options.cursor)?;
+        let (replica, output_bytes, ids_records) = match &saved {
+            Some(c) => {
+                if c.filter != options.filter {
+                    return Err(state_err(
+                        &options.cursor,
+                        "the output was made with another filter; use another output file, or delete the output and its cursor",
+                    ));
+                }
+                if let Some(g) = options.genesis
+                    && g.to_string() != c.replica.genesis
+                {
+                    return Err(state_err(
+                        &options.cursor,
+                        format!(
+                            "synced from the coalition of genesis {}, not the --genesis {g} given",
+                            c.replica.genesis
+                        ),
+                    ));
+                }
+                let replica = Replica::restore(&c.replica, filter.clone())
+                    .map_err(|e| state_err(&options.cursor, e))?;
+                if replica.size() != c.ids_records {
+                    return Err(state_err(
+                        &options.cursor,
+                        "its replica and ids file disagree on the number of entries",
+                    ));
+                }
+                (replica, c.output_bytes, c.ids_records)
+            }
+            None => {
+                let mut replica = Replica::new()
+                    .with_filter(filter.clone())
+                    .keeping_membership();
+                if let Some(g) = options.genesis {
+                    replica = replica.pin_genesis(g);
+                }
+                (replica, 0, 0)
+            }
+        };
+        let (ids, seen) = open_ids(&options.ids, ids_records)?;
+        let from = replica.size();
+        let stream = match client
+            .hub
+            .sync(options.filter.request(&filter, from, options.follow))
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::OutOfRange => {
+                return Err(behind_or_fork(&mut client, &replica, status).await);
+            }
+            Err(status) => return Err(ClientError::from(status).into()),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(forward(stream, tx));
+        Ok((
+            Syncer {
+                client,
+                replica,
+                seen,
+                filter,
+                spec: options.filter,
+                cursor_path: options.cursor,
+                ids,
+                ids_records,
+                stream: rx,
+                ended: false,
+                follow: options.follow,
+                pinned_now: None,
+                uncommitted: Vec::new(),
+            },
+            output_bytes,
+        ))
+    }
+
+    /// The replica (membership, size, checkpoint).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &SyncFilter {
+        &self.filter
+    }
+
+    /// The genesis this run pinned on first use, if it did.
+    pub fn pinned_now(&self) -> Option<StatementId> {
+        self.pinned_now
+    }
+
+    /// The next proven batch; `None` when the hub ended the stream and everything was proven.
+    pub async fn next(&mut self) -> Result<Option<Proven>, SyncError> {
+        let expected = self.replica.size();
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut bytes = 0usize;
+        while !self.ended && batch.len() < MAX_BATCH_ENTRIES && bytes < MAX_BATCH_BYTES {
+            let item = if self.follow && !batch.is_empty() {
+                match tokio::time::timeout(FOLLOW_IDLE, self.stream.recv()).await {
+                    Ok(item) => item,
+                    Err(_) => break,
+                }
+            } else {
+                self.stream.recv().await
+            };
+            let Some(item) = item else {
+                self.ended = true;
+                break;
+            };
+            let msg = item.map_err(ClientError::from)?;
+            match msg.item {
+                Some(pb::sync_response::Item::Entry(entry)) => {
+                    bytes += entry
+                        .envelope
+                        .as_ref()
+                        .map_or(0, |e| e.payload.len() + e.body.len());
+                    batch.push(Entry::from_wire(entry));
+                }
+                Some(pb::sync_response::Item::Progress(p)) => {
+                    let sent = expected + batch.len() as u64;
+                    if p.next_seq != sent {
+                        return Err(SyncError::Refused(ReplicaError::new(
+                            crate::replica::Location::Entry(sent),
+                            crate::replica::Fault::Usage(format!(
+                                "the hub says it sent every entry below {}, but it sent the entries below {sent}",
+                                p.next_seq
+                            )),
+                        )));
+                    }
+                    if !batch.is_empty() {
+                        break;
+                    }
+                }
+                None => {}
+            }
+        }
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let first_genesis = self.replica.genesis().is_none();
+        let mut replica = std::mem::take(&mut self.replica);
+        let mut seen = std::mem::take(&mut self.seen);
+        let (replica, seen, result) = tokio::task::spawn_blocking(move || {
+            let result = replica.append(batch, &mut seen);
+            (replica, seen, result)
         })
         .await
-        .map_err(crate::client::ClientError::from)?
-        .into_inner();
-    let entry = loop {
-        match stream
-            .message()
-            .await
-            .map_err(crate::client::ClientError::from)?
-        {
-            Some(pb::SyncResponse {
-                item: Some(pb::sync_response::Item::Entry(e)),
-            }) => break e,
-            Some(_) => continue,
-            None => return Err(fail("the hub's log has no genesis".into())),
+        .map_err(|e| SyncError::State(format!("the verifier stopped: {e}")))?;
+        self.replica = replica;
+        self.seen = seen;
+        let entries = result?;
+        if first_genesis {
+            self.pinned_now = self.replica.genesis();
         }
-    };
-    if entry.seq != 0 {
-        return Err(fail(format!(
-            "the genesis is entry {}, not entry 0",
-            entry.seq
-        )));
+        let checkpoint_size = self.prove().await?;
+        let suspects = self.suspects(&entries)?;
+        self.uncommitted = entries
+            .iter()
+            .map(|e| {
+                let key = e.header.as_ref().map(|h| h.key_id.clone());
+                (e.id, e.received_at_ms, key)
+            })
+            .collect();
+        Ok(Some(Proven {
+            entries,
+            checkpoint_size,
+            suspects,
+        }))
     }
-    let received =
-        verify_entry(entry, &Keyring::default()).map_err(|e| fail(format!("genesis: {e}")))?;
-    let Body::Genesis(g) = &received.statement.body else {
-        return Err(fail("entry 0 is not a genesis".into()));
-    };
-    let key = crate::log::VerifierKey::new(&g.hub_name, g.hub_key)
-        .map_err(|e| fail(format!("genesis hub name: {e}")))?;
-    Ok(LogView {
-        genesis: received.id.to_string(),
-        checkpoint_key: key.to_string(),
-        ..Default::default()
-    })
+
+    /// Fetches a fresh signed checkpoint and the consistency proofs the replica asks for.
+    async fn prove(&mut self) -> Result<u64, SyncError> {
+        let mut tries = 0;
+        let claim = loop {
+            let note = self
+                .client
+                .audit
+                .get_checkpoint(pb::GetCheckpointRequest {
+                    tree_size: None,
+                    refresh: true,
+                })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner()
+                .note;
+            match self.replica.check_checkpoint(&note) {
+                Err(e) if e.is_behind() && tries < CHECKPOINT_RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(CHECKPOINT_RETRY_DELAY).await;
+                }
+                other => break other?,
+            }
+        };
+        let mut proofs = Vec::new();
+        for need in claim.needs() {
+            let proof = self
+                .client
+                .audit
+                .get_consistency_proof(pb::GetConsistencyProofRequest {
+                    old_size: need.old_size,
+                    new_size: need.new_size,
+                })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            proofs.push(crate::client::hashes(&proof.proof)?);
+        }
+        let size = claim.size();
+        self.replica.accept_checkpoint(claim, &proofs)?;
+        Ok(size)
+    }
+
+    /// Entries written in earlier runs or batches that a compromise revocation among
+    /// `entries` makes suspect.
+    fn suspects(&mut self, entries: &[Accepted]) -> Result<Vec<Suspect>, SyncError> {
+        let mut out = Vec::new();
+        for notice in entries.iter().flat_map(|e| &e.notices) {
+            let Notice::KeyCompromised {
+                member,
+                key_id,
+                since_ms,
+            } = notice
+            else {
+                continue;
+            };
+            let mut raw = [0u8; 8];
+            if hex::decode_to_slice(key_id.as_str(), &mut raw).is_err() {
+                continue;
+            }
+            let mut seqs = Vec::new();
+            self.ids
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| SyncError::State(format!("ids file: {e}")))?;
+            let mut reader = std::io::BufReader::new(&self.ids);
+            let mut record = [0u8; RECORD];
+            for seq in 0..self.ids_records {
+                reader
+                    .read_exact(&mut record)
+                    .map_err(|e| SyncError::State(format!("ids file: {e}")))?;
+                let received = i64::from_be_bytes(record[32..40].try_into().unwrap_or_default());
+                if record[40..48] == raw && received >= *since_ms && record[48] & 1 == 1 {
+                    seqs.push(seq);
+                }
+            }
+            self.ids
+                .seek(SeekFrom::End(0))
+                .map_err(|e| SyncError::State(format!("ids file: {e}")))?;
+            out.push(Suspect {
+                member: member.clone(),
+                key_id: key_id.clone(),
+                since_ms: *since_ms,
+                seqs,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records the last proven batch after the caller flushed and fsynced its output:
+    /// `written[i]` says whether a row was written for its entry i, `output_bytes` is the
+    /// output's length now. Appends the ids records, fsyncs them, then saves the cursor.
+    pub fn commit(&mut self, written: &[bool], output_bytes: u64) -> Result<(), SyncError> {
+        let mut buf = Vec::with_capacity(self.uncommitted.len() * RECORD);
+        for (i, (id, received, key)) in self.uncommitted.drain(..).enumerate() {
+            buf.extend_from_slice(&id.0);
+            buf.extend_from_slice(&received.to_be_bytes());
+            let mut raw = [0u8; 8];
+            if let Some(key) = key {
+                let _ = hex::decode_to_slice(key.as_str(), &mut raw);
+            }
+            buf.extend_from_slice(&raw);
+            buf.push(u8::from(written.get(i).copied().unwrap_or(false)));
+        }
+        let io = |e: std::io::Error| SyncError::State(format!("ids file: {e}"));
+        self.ids.write_all(&buf).map_err(io)?;
+        self.ids.sync_data().map_err(io)?;
+        self.ids_records = self.replica.size();
+        Cursor {
+            format: CURSOR_FORMAT,
+            output_bytes,
+            ids_records: self.ids_records,
+            filter: self.spec.clone(),
+            replica: self.replica.snapshot(),
+        }
+        .save(&self.cursor_path)
+    }
+
+    /// The row a writer writes for an accepted entry, if the member's filter selects it and
+    /// this code reads it; compromise computed from the membership replayed here.
+    pub fn row(&self, entry: &Accepted) -> Option<ReceivedEntry> {
+        let header = entry.header.as_ref()?;
+        let statement = entry.statement()?;
+        if !self.filter.selects(header) {
+            return None;
+        }
+        let compromised_keys = if self
+            .replica
+            .is_compromised(&header.key_id, entry.received_at_ms)
+        {
+            vec![header.key_id.to_string()]
+        } else {
+            Vec::new()
+        };
+        Some(ReceivedEntry {
+            seq: entry.seq,
+            received_at_ms: entry.received_at_ms,
+            id: entry.id,
+            statement: statement.clone(),
+            compromised_keys,
+        })
+    }
+}
+
+/// Opens (or creates) the ids file, truncated to `records`, and loads the ids it holds.
+fn open_ids(path: &Path, records: u64) -> Result<(File, SeenMap), SyncError> {
+    let io = |e: std::io::Error| state_err(path, e);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    let want = records * RECORD as u64;
+    let len = file.metadata().map_err(io)?.len();
+    if len < want {
+        return Err(state_err(
+            path,
+            format!(
+                "holds {len} bytes, less than the {want} its cursor covers; it was changed by something else: delete the output, its cursor and this file to sync from the start"
+            ),
+        ));
+    }
+    file.set_len(want).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut seen = SeenMap::default();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
+    let mut record = [0u8; RECORD];
+    for seq in 0..records {
+        reader.read_exact(&mut record).map_err(io)?;
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&record[..32]);
+        seen.insert(StatementId(id), seq);
+    }
+    drop(reader);
+    file.seek(SeekFrom::End(0)).map_err(io)?;
+    Ok((file, seen))
+}
+
+/// The stream said OUT_OF_RANGE: the server has fewer entries than this member verified. A
+/// fork if its signed checkpoint contradicts what the replica knows, otherwise behind.
+async fn behind_or_fork(
+    client: &mut Client,
+    replica: &Replica,
+    status: tonic::Status,
+) -> SyncError {
+    let checkpoint = client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest {
+            tree_size: None,
+            refresh: false,
+        })
+        .await;
+    if let Ok(cp) = checkpoint
+        && let Err(e) = replica.check_checkpoint(&cp.into_inner().note)
+        && !e.is_behind()
+    {
+        return SyncError::Refused(e);
+    }
+    SyncError::Behind(format!(
+        "{} (this member has verified {} entries)",
+        status.message(),
+        replica.size()
+    ))
+}
+
+/// Moves the stream's messages into a bounded channel, so receiving overlaps verifying.
+async fn forward(
+    mut stream: tonic::Streaming<pb::SyncResponse>,
+    tx: tokio::sync::mpsc::Sender<Result<pb::SyncResponse, tonic::Status>>,
+) {
+    loop {
+        let item = stream.message().await;
+        let forwarded = match item {
+            Ok(Some(msg)) => tx.send(Ok(msg)).await,
+            Ok(None) => break,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                break;
+            }
+        };
+        if forwarded.is_err() {
+            break;
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! What a verifier that replays a whole log needs: O(log n) memory, amortized O(1) per appended
 //! leaf, and the RFC 6962 root at the current size in O(log n) — no stored nodes.
 
-use super::tree::{Hash, TreeSize, empty_root, node_hash};
+use super::tree::{Hash, NodeSource, TreeSize, empty_root, node_hash};
 
 /// A Merkle tree reduced to its right edge.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,6 +33,20 @@ impl Frontier {
     /// the edge cannot belong to a tree of that size (one root per 1 bit of the size).
     pub fn from_edge(size: TreeSize, edge: Vec<Hash>) -> Option<Self> {
         (size.0.count_ones() as usize == edge.len()).then_some(Frontier { size: size.0, edge })
+    }
+
+    /// The frontier of the first `size` leaves of a stored tree: one complete-subtree node per
+    /// set bit of `size` (≤ 64 reads).
+    pub fn from_nodes<S: NodeSource + ?Sized>(src: &S, size: TreeSize) -> Result<Self, S::Error> {
+        let mut edge = Vec::with_capacity(size.0.count_ones() as usize);
+        let mut start = 0u64;
+        for level in (0..64u8).rev() {
+            if size.0 & (1u64 << level) != 0 {
+                edge.push(src.node(level, start >> level)?);
+                start += 1u64 << level;
+            }
+        }
+        Ok(Frontier { size: size.0, edge })
     }
 
     /// Appends a leaf hash (`log::leaf_hash` of the leaf data).
@@ -77,6 +91,8 @@ mod tests {
             assert_eq!(frontier.size(), full.size());
             assert_eq!(frontier.root(), full.root(), "size {}", i + 1);
             assert!(frontier.edge.len() <= 9);
+            let stored = Frontier::from_nodes(&full, full.size()).expect("complete subtrees");
+            assert_eq!(stored, frontier, "size {}", i + 1);
         }
     }
 }

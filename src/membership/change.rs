@@ -101,6 +101,8 @@ pub enum Action {
     },
     /// Change how many admin signatures a change needs.
     SetQuorum(u32),
+    /// Announce that statements of a newer protocol version may follow.
+    SetProtocolVersion(u32),
 }
 
 fn member_id(field: &str, s: &str) -> Result<MemberId, StatementError> {
@@ -353,10 +355,19 @@ impl Change {
                 }
                 Action::SetQuorum(q.quorum)
             }
+            Some(W::SetProtocolVersion(v)) => {
+                if v.version < 2 {
+                    return Err(StatementError::invalid(
+                        "membership.set_protocol_version.version",
+                        "must be 2 or more (a log starts at version 1)",
+                    ));
+                }
+                Action::SetProtocolVersion(v.version)
+            }
             None => {
                 return Err(StatementError::invalid(
                     "membership.change",
-                    "missing: set admit, suspend, reinstate, remove, add_key, revoke_key, set_roles or set_quorum",
+                    "missing: set admit, suspend, reinstate, remove, add_key, revoke_key, set_roles, set_quorum or set_protocol_version",
                 ));
             }
         };
@@ -399,6 +410,9 @@ impl Change {
                 roles: roles.iter().map(|r| r.to_wire() as i32).collect(),
             }),
             Action::SetQuorum(q) => W::SetQuorum(pb::QuorumChange { quorum: *q }),
+            Action::SetProtocolVersion(v) => {
+                W::SetProtocolVersion(pb::ProtocolVersionChange { version: *v })
+            }
         };
         pb::MembershipChange {
             reason: self.reason.clone(),
@@ -414,7 +428,7 @@ impl Change {
             Action::AddKey { member, .. }
             | Action::RevokeKey { member, .. }
             | Action::SetRoles { member, .. } => Some(member),
-            Action::SetQuorum(_) => None,
+            Action::SetQuorum(_) | Action::SetProtocolVersion(_) => None,
         }
     }
 
@@ -457,6 +471,9 @@ impl Change {
                 format!("set the roles of '{member}' to {}", role_names(roles))
             }
             Action::SetQuorum(q) => format!("set the admin quorum to {q}"),
+            Action::SetProtocolVersion(v) => {
+                format!("announce protocol version {v}: statements of that version may follow")
+            }
         }
     }
 }

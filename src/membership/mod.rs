@@ -15,7 +15,7 @@ pub use registry::{Coalition, EntryError, Event, Position, Registry, Signer};
 use crate::pb;
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+
 use std::fmt;
 use thiserror::Error;
 
@@ -213,6 +213,11 @@ impl fmt::Debug for MemberId {
 }
 
 impl KeyId {
+    /// The 16 lowercase hex characters.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The id of a public key.
     pub fn of(key: &VerifyingKey) -> Self {
         let digest = Sha256::digest(key.as_bytes());
@@ -473,7 +478,7 @@ pub enum AcceptError {
 /// signatures: nothing dated in the future beyond clock skew, and a member submits only its own
 /// statements (membership changes: see [`check_cosigner`]).
 pub fn check_submitter(
-    statement: &crate::statement::Statement,
+    statement: &crate::statement::Header,
     submitter: &MemberId,
     now_ms: i64,
 ) -> Result<(), AcceptError> {
@@ -482,7 +487,7 @@ pub fn check_submitter(
             issued_at_ms: statement.issued_at_ms,
         });
     }
-    let is_change = statement.kind() == crate::statement::Kind::Membership;
+    let is_change = statement.kind == crate::statement::Kind::Membership;
     if !is_change && &statement.issuer != submitter {
         return Err(AcceptError::NotIssuer {
             issuer: statement.issuer.clone(),
@@ -501,67 +506,6 @@ pub fn check_cosigner(signers: &[Signer], submitter: &MemberId) -> Result<(), Ac
         Err(AcceptError::NotASigner {
             member: submitter.clone(),
         })
-    }
-}
-
-/// The public keys of every member, for verifying what a hub sends. Built from the member
-/// directory; a receiver keeps it and refuses a directory that changes a known key id's key.
-#[derive(Clone, Debug, Default)]
-pub struct Keyring {
-    keys: HashMap<(MemberId, KeyId), (VerifyingKey, Option<i64>)>,
-    owners: HashMap<KeyId, MemberId>,
-}
-
-impl Keyring {
-    /// A keyring of every key (any status) of the given members.
-    pub fn from_members<'a>(members: impl IntoIterator<Item = &'a Member>) -> Self {
-        let mut ring = Keyring::default();
-        for m in members {
-            for k in &m.keys {
-                ring.keys.insert(
-                    (m.id.clone(), k.key_id.clone()),
-                    (k.public_key, k.compromised_at_ms),
-                );
-                ring.owners.insert(k.key_id.clone(), m.id.clone());
-            }
-        }
-        ring
-    }
-
-    /// The key `key_id` of `member`, if known.
-    pub fn key(&self, member: &MemberId, key_id: &KeyId) -> Option<VerifyingKey> {
-        self.keys
-            .get(&(member.clone(), key_id.clone()))
-            .map(|(k, _)| *k)
-    }
-
-    /// The member holding `key_id` (key ids are unique across a coalition).
-    pub fn owner(&self, key_id: &KeyId) -> Option<&MemberId> {
-        self.owners.get(key_id)
-    }
-
-    /// The key `key_id` of whichever member holds it (membership changes are co-signed by
-    /// several admins).
-    pub fn any_key(&self, key_id: &KeyId) -> Option<VerifyingKey> {
-        self.key(self.owner(key_id)?, key_id)
-    }
-
-    /// Whether `key_id` of `member` was declared compromised at or before `at_ms`.
-    pub fn compromised_at(&self, member: &MemberId, key_id: &KeyId, at_ms: i64) -> bool {
-        self.keys
-            .get(&(member.clone(), key_id.clone()))
-            .and_then(|(_, c)| *c)
-            .is_some_and(|c| c <= at_ms)
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether it holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 }
 

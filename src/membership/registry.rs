@@ -7,7 +7,9 @@
 
 use super::change::{Action, Admission, Change, Genesis, Revocation};
 use super::{KeyId, KeyStatus, Member, MemberId, MemberKey, MemberStatus, Role};
-use crate::statement::{Body, ParsedEnvelope, SignatureError, Statement, StatementId, Verified};
+use crate::statement::{
+    Body, Header, Kind, ParsedEnvelope, SignatureError, Statement, StatementId, Verified,
+};
 use ed25519_dalek::VerifyingKey;
 use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
@@ -23,6 +25,8 @@ pub struct Coalition {
     pub genesis_id: StatementId,
     /// Admin signatures a membership change needs.
     pub quorum: u32,
+    /// The newest protocol version announced in the log (1 at the genesis).
+    pub protocol_version: u32,
 }
 
 /// Where an entry sits in the log.
@@ -59,7 +63,7 @@ pub struct Event {
 }
 
 /// Why an entry may not be logged here.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Clone, Debug, Error, PartialEq)]
 pub enum EntryError {
     /// Nothing but a genesis can start a log.
     #[error("this hub has no genesis yet: run `coalition init` to found it")]
@@ -229,16 +233,23 @@ impl Registry {
     /// Who must have made each signature (`key_ids`, in envelope order) for `statement` to be
     /// logged now, or why it may not be. Checks entitlement only (roles, status, key status,
     /// quorum); the caller verifies the signatures with the returned keys.
+    ///
+    /// A genesis names its own signers, so it needs its body (`genesis`); everything else is
+    /// decided from the header.
     pub fn signing_keys(
         &self,
-        statement: &Statement,
+        statement: &Header,
+        genesis: Option<&Genesis>,
         key_ids: &[KeyId],
     ) -> Result<Vec<Signer>, EntryError> {
-        let signers = match (&statement.body, &self.coalition) {
-            (Body::Genesis(genesis), None) => genesis_signers(statement, genesis, key_ids)?,
-            (Body::Genesis(_), Some(c)) => return Err(EntryError::SecondGenesis(c.genesis_id)),
+        let signers = match (statement.kind, &self.coalition) {
+            (Kind::Genesis, None) => {
+                let genesis = genesis.ok_or(EntryError::Signature(SignatureError::NoBody))?;
+                genesis_signers(statement, genesis, key_ids)?
+            }
+            (Kind::Genesis, Some(c)) => return Err(EntryError::SecondGenesis(c.genesis_id)),
             (_, None) => return Err(EntryError::NoGenesis),
-            (Body::Membership(_), Some(c)) => {
+            (Kind::Membership, Some(c)) => {
                 self.issuer(statement, Role::Admin, "sign membership changes")?;
                 let signers = self.admin_signers(key_ids)?;
                 let mut distinct: Vec<&MemberId> =
@@ -258,7 +269,7 @@ impl Registry {
                 }
                 signers
             }
-            (Body::HashSet(_) | Body::RiskSignal(_), Some(_)) => {
+            (Kind::HashSet | Kind::RiskSignal, Some(_)) => {
                 let issuer = self.issuer(statement, Role::Member, "submit statements")?;
                 key_ids
                     .iter()
@@ -285,14 +296,18 @@ impl Registry {
     /// [`Registry::signing_keys`] then the signatures themselves: whether `parsed` may be
     /// logged now, and who signed it.
     pub fn verify(&self, parsed: ParsedEnvelope) -> Result<(Verified, Vec<Signer>), EntryError> {
-        let signers = self.signing_keys(&parsed.statement, &parsed.key_ids)?;
+        let genesis = match parsed.statement.as_ref().map(|s| &s.body) {
+            Some(Body::Genesis(g)) => Some(g),
+            _ => None,
+        };
+        let signers = self.signing_keys(&parsed.header, genesis, &parsed.key_ids)?;
         let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
         Ok((parsed.verify_with(&keys)?, signers))
     }
 
     fn issuer(
         &self,
-        statement: &Statement,
+        statement: &Header,
         role: Role,
         action: &'static str,
     ) -> Result<&Member, EntryError> {
@@ -314,6 +329,31 @@ impl Registry {
             });
         }
         Ok(member)
+    }
+
+    /// For a statement whose content this code cannot read (a newer protocol version): each
+    /// signature must be by an active key of an active member.
+    pub fn active_signers(&self, key_ids: &[KeyId]) -> Result<Vec<Signer>, EntryError> {
+        key_ids
+            .iter()
+            .enumerate()
+            .map(|(index, key_id)| {
+                let owner = self
+                    .key_owner
+                    .get(key_id)
+                    .and_then(|id| self.members.get(id))
+                    .filter(|m| m.status == MemberStatus::Active)
+                    .ok_or_else(|| EntryError::UnknownKey {
+                        index,
+                        key_id: key_id.clone(),
+                        whose: "any active member".into(),
+                    })?;
+                key_of(owner, index, key_id).map(|key| Signer {
+                    member: Some(owner.id.clone()),
+                    key,
+                })
+            })
+            .collect()
     }
 
     fn admin_signers(&self, key_ids: &[KeyId]) -> Result<Vec<Signer>, EntryError> {
@@ -382,6 +422,7 @@ impl Registry {
             hub_key: genesis.hub_key,
             genesis_id: id,
             quorum: genesis.quorum,
+            protocol_version: 1,
         });
         for admission in &genesis.admins {
             self.admit(admission, position);
@@ -594,6 +635,18 @@ impl Registry {
                 }
                 None
             }
+            Action::SetProtocolVersion(v) => {
+                let current = self.coalition.as_ref().map_or(1, |c| c.protocol_version);
+                if *v <= current {
+                    return Err(EntryError::Precondition(format!(
+                        "the log is at protocol version {current} already; versions only go up"
+                    )));
+                }
+                if let Some(c) = &mut self.coalition {
+                    c.protocol_version = *v;
+                }
+                None
+            }
         };
         if let Some(member) = updated {
             self.members.insert(member.id.clone(), member);
@@ -680,7 +733,7 @@ fn key_of(member: &Member, index: usize, key_id: &KeyId) -> Result<VerifyingKey,
 }
 
 fn genesis_signers(
-    statement: &Statement,
+    statement: &Header,
     genesis: &Genesis,
     key_ids: &[KeyId],
 ) -> Result<Vec<Signer>, EntryError> {

@@ -242,8 +242,8 @@ impl pb::audit_server::Audit for AuditService {
         }
         let log_size = self.store.log_size();
         if end > log_size {
-            return Err(Status::invalid_argument(format!(
-                "end {end} is beyond the log size {log_size}: ask for at most the latest checkpoint's tree size"
+            return Err(Status::out_of_range(format!(
+                "end {end} is beyond the log size {log_size}: this server is behind; ask for at most {log_size}, retry later or use another server"
             )));
         }
         let end = end.min(start.saturating_add(MAX_ENTRIES_PER_CALL));
@@ -283,8 +283,15 @@ async fn stream_range(
                 return;
             }
             cursor += 1;
-            bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
-            if tx.send(Ok(entry.into_sync_entry(&registry))).await.is_err() {
+            bytes += entry
+                .envelope
+                .as_ref()
+                .map_or(0, |e| e.payload.len() + e.body.len());
+            if tx
+                .send(Ok(entry.into_sync_entry(&registry, true)))
+                .await
+                .is_err()
+            {
                 return; // the client went away
             }
             if bytes >= MAX_ENTRY_BYTES_PER_CALL {

@@ -6,8 +6,11 @@ use super::{auth, status};
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
 use crate::membership::{MemberId, Registry, Role, check_cosigner, check_submitter};
 use crate::pb;
-use crate::statement::{HashType, Kind, Label, ParsedEnvelope, StatementId};
-use crate::store::{Store, SyncFilter, now_ms};
+use crate::replica::PROTOCOL_VERSION;
+use crate::statement::{
+    HashType, Kind, Label, ParsedEnvelope, StatementError, StatementId, SyncFilter, payload_version,
+};
+use crate::store::{Store, now_ms};
 use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -20,8 +23,6 @@ const SYNC_BUFFER: usize = 16;
 const SYNC_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Most entries read from the store per sync chunk.
 const SYNC_CHUNK_ENTRIES: u64 = 256;
-/// After this many filtered-out entries in a row, tell the client how far the scan got.
-const PROGRESS_EVERY: u64 = 4096;
 
 /// How often an idle following stream re-checks that its member may still read.
 const MEMBERSHIP_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -69,10 +70,30 @@ impl pb::hub_server::Hub for HubService {
         // Decoding and verifying a large set takes milliseconds of CPU: keep it off the
         // async workers. The store's writer re-checks entitlement at the entry's position.
         let verified = tokio::task::spawn_blocking(move || {
+            if let Some(version) = payload_version(&envelope.payload_type)
+                && version > PROTOCOL_VERSION
+            {
+                return Err(Status::invalid_argument(format!(
+                    "envelope.payload_type: protocol version {version} is newer than this hub's ({PROTOCOL_VERSION}); upgrade the hub first"
+                )));
+            }
             let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
-            check_submitter(&parsed.statement, &member.id, now_ms()).map_err(status::accept)?;
+            parsed.require_body().map_err(status::statement)?;
+            check_submitter(&parsed.header, &member.id, now_ms()).map_err(status::accept)?;
+            if let Some(crate::statement::Body::Membership(change)) =
+                parsed.statement.as_ref().map(|s| &s.body)
+                && let crate::membership::Action::SetProtocolVersion(v) = change.action
+                && v > PROTOCOL_VERSION
+            {
+                return Err(status::statement(StatementError::invalid(
+                    "membership.set_protocol_version.version",
+                    format!(
+                        "this hub reads protocol version {PROTOCOL_VERSION}; upgrade it before announcing {v}"
+                    ),
+                )));
+            }
             let (verified, signers) = registry.verify(parsed).map_err(status::entry)?;
-            if verified.statement.kind() == Kind::Membership {
+            if verified.header.kind == Kind::Membership {
                 check_cosigner(&signers, &member.id).map_err(status::accept)?;
             }
             Ok::<_, Status>(verified)
@@ -96,6 +117,13 @@ impl pb::hub_server::Hub for HubService {
         let peer = auth::PeerCert::of(&request)?;
         let req = request.into_inner();
         let filter = parse_filter(&req)?;
+        let log_size = self.store.log_size();
+        if req.from_seq > log_size {
+            return Err(Status::out_of_range(format!(
+                "from_seq {} is beyond this server's log size {log_size}: the server is behind (retry later or use another server); a signed checkpoint inconsistent with yours is a fork",
+                req.from_seq
+            )));
+        }
         let (tx, rx) = mpsc::channel(SYNC_BUFFER);
         tokio::spawn(stream_entries(
             self.store.clone(),
@@ -123,7 +151,9 @@ impl pb::hub_server::Hub for HubService {
             .entry_by_id(&id)
             .map_err(status::store)?
             .ok_or_else(|| Status::not_found(format!("no statement {id} in this hub's log")))?;
-        Ok(Response::new(entry.into_sync_entry(&self.store.registry())))
+        Ok(Response::new(
+            entry.into_sync_entry(&self.store.registry(), true),
+        ))
     }
 
     async fn list_members(
@@ -297,7 +327,7 @@ fn parse_filter(req: &pb::SyncRequest) -> Result<SyncFilter, Status> {
             MemberId::parse(m).map_err(|e| Status::invalid_argument(format!("issuers[{i}]: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(SyncFilter::new(kinds, &hash_types, &labels, &issuers))
+    Ok(SyncFilter::new(kinds, hash_types, labels, issuers))
 }
 
 /// Feeds one sync stream: reads durable entries in chunks off the async workers, sends the
@@ -313,7 +343,6 @@ async fn stream_entries(
     tx: mpsc::Sender<Result<pb::SyncResponse, Status>>,
 ) {
     let mut size_rx = store.watch_size();
-    let mut skipped = 0u64;
     let mut reported = None;
     loop {
         let size = *size_rx.borrow_and_update();
@@ -335,24 +364,16 @@ async fn stream_entries(
             let registry: std::sync::Arc<Registry> = store.registry();
             for entry in chunk {
                 cursor = entry.seq + 1;
-                let item = if filter.matches(&entry) {
-                    skipped = 0;
-                    pb::sync_response::Item::Entry(entry.into_sync_entry(&registry))
-                } else {
-                    skipped += 1;
-                    if skipped < PROGRESS_EVERY {
-                        continue;
-                    }
-                    skipped = 0;
-                    progress(cursor, size)
-                };
+                // Every entry is sent; one the filter does not select without its body.
+                let selected = entry.header().is_some_and(|h| filter.selects(&h));
+                let item =
+                    pb::sync_response::Item::Entry(entry.into_sync_entry(&registry, selected));
                 let msg = pb::SyncResponse { item: Some(item) };
                 if tx.send(Ok(msg)).await.is_err() {
                     return; // the client went away
                 }
             }
         }
-        skipped = 0;
         if reported != Some(cursor) {
             reported = Some(cursor);
             let caught_up = pb::SyncResponse {

@@ -2,7 +2,7 @@
 //! start-up (building the PDQ index once), then follows the log as it grows.
 
 use crate::matching::Corpus;
-use crate::statement::Statement;
+use crate::statement::ParsedEnvelope;
 use crate::store::Store;
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
@@ -129,15 +129,18 @@ fn index_step(
             break;
         }
         let entry = entry.map_err(|e| e.to_string())?;
-        bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
-        let id = entry.id().map_err(|e| e.to_string())?;
-        let payload = entry
+        bytes += entry
             .envelope
             .as_ref()
-            .map(|e| e.payload.clone())
-            .unwrap_or_default();
+            .map_or(0, |e| e.payload.len() + e.body.len());
+        let id = entry.id().map_err(|e| e.to_string())?;
         // Only verified statements were stored; a decode failure means a damaged store.
-        let statement = Statement::decode(&payload)
+        let statement = entry
+            .envelope
+            .clone()
+            .ok_or_else(|| "no envelope".to_owned())
+            .and_then(|e| ParsedEnvelope::parse(e).map_err(|e| e.to_string()))
+            .and_then(|p| p.statement.ok_or_else(|| "no body".to_owned()))
             .map_err(|e| format!("entry {} does not decode: {e}", entry.seq))?;
         decoded.push((entry, statement, id));
     }

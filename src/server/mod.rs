@@ -159,7 +159,10 @@ async fn read_entries(
         let mut bytes = 0usize;
         for entry in store.entries(from, to) {
             let entry = entry.map_err(status::store)?;
-            bytes += entry.envelope.as_ref().map_or(0, |e| e.payload.len());
+            bytes += entry
+                .envelope
+                .as_ref()
+                .map_or(0, |e| e.payload.len() + e.body.len());
             out.push(entry);
             if bytes >= max_bytes {
                 break;

@@ -2,6 +2,7 @@
 
 use super::checkpointer::PublishError;
 use crate::membership::{AcceptError, EntryError, MembershipError};
+use crate::replica::{Fault, ReplicaError};
 use crate::statement::{SignatureError, StatementError};
 use crate::store::{ProofRequestError, StoreError};
 use tonic::Status;
@@ -49,6 +50,23 @@ pub fn entry(e: EntryError) -> Status {
     }
 }
 
+/// A statement the hub's replica refuses at its position.
+pub fn replica(e: ReplicaError) -> Status {
+    match e.fault {
+        Fault::NotEntitled(e) | Fault::Refused(e) => entry(e),
+        Fault::Signature(s) => signature(s),
+        Fault::Invalid(s) => statement(s),
+        Fault::FromTheFuture { .. } | Fault::VersionNotAnnounced { .. } => {
+            Status::invalid_argument(e.fault.to_string())
+        }
+        Fault::Duplicate { .. } => Status::already_exists(e.fault.to_string()),
+        other => {
+            tracing::error!("the hub's replica refused its own entry: {other}");
+            Status::internal("the hub refused its own log entry; operators: see the hub log")
+        }
+    }
+}
+
 /// Membership rules.
 pub fn membership(e: MembershipError) -> Status {
     use MembershipError as E;
@@ -66,7 +84,7 @@ pub fn membership(e: MembershipError) -> Status {
 /// Storage failures. Details go to the log; the caller learns what to do.
 pub fn store(e: StoreError) -> Status {
     match e {
-        StoreError::Rejected(e) => entry(e),
+        StoreError::Rejected(e) => replica(e),
         StoreError::Unavailable(reason) => {
             tracing::error!("store unavailable: {reason}");
             Status::unavailable(

@@ -3,7 +3,8 @@
 //! The signature covers `PAE(payload_type, payload)` over the payload bytes exactly as received;
 //! the payload is never re-serialized before verification.
 
-use super::{MAX_SIGNATURES, Statement, StatementError};
+use super::signature::{SignatureCheck, verify_one};
+use super::{Header, MAX_SIGNATURES, Statement, StatementError};
 use crate::membership::{KeyId, MemberId};
 use crate::pb;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -19,36 +20,54 @@ pub const PAYLOAD_TYPE: &str = "application/vnd.coalition.statement.v1+protobuf"
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatementId(pub [u8; 32]);
 
-/// A wire envelope whose payload decoded into a valid [`Statement`]; signatures not yet checked.
+/// A wire envelope whose header decoded into a valid [`Header`] (and whose body, when
+/// present, into the [`Statement`] the header signs for); signatures not yet checked.
 #[derive(Clone, Debug)]
 pub struct ParsedEnvelope {
     /// The envelope exactly as received.
     pub envelope: pb::Envelope,
     /// Its statement id.
     pub id: StatementId,
-    /// The decoded statement.
-    pub statement: Statement,
-    /// The key id of each signature, in envelope order.
+    /// The signed header.
+    pub header: Header,
+    /// The statement, when the body came with the envelope (a filtered sync withholds it).
+    pub statement: Option<Statement>,
+    /// The key id of each signature, in envelope order (distinct).
     pub key_ids: Vec<KeyId>,
     pae: Vec<u8>,
 }
 
-/// An envelope whose signatures all verified against keys of its issuer. Only
-/// [`ParsedEnvelope::verify`] makes one, so holding a `Verified` proves the check was done.
+/// An envelope whose signatures all verified against keys of its issuer, with its body. Only
+/// [`ParsedEnvelope::verify`]/[`ParsedEnvelope::verify_with`] make one, so holding a
+/// `Verified` proves the check was done.
 #[derive(Clone, Debug)]
 pub struct Verified {
     /// The envelope exactly as received.
     pub envelope: pb::Envelope,
     /// Its statement id.
     pub id: StatementId,
+    /// The signed header.
+    pub header: Header,
     /// The decoded statement.
     pub statement: Statement,
     /// The key id of each signature, in envelope order.
     pub key_ids: Vec<KeyId>,
 }
 
+/// The protocol version a payload type names
+/// (`application/vnd.coalition.statement.v<N>+protobuf`), if it has that form.
+pub fn payload_version(payload_type: &str) -> Option<u32> {
+    let n = payload_type
+        .strip_prefix("application/vnd.coalition.statement.v")?
+        .strip_suffix("+protobuf")?;
+    if n.is_empty() || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
 /// Why an envelope's signatures are not acceptable.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Clone, Debug, Error, PartialEq)]
 pub enum SignatureError {
     /// No signature by the key the statement names.
     #[error(
@@ -76,6 +95,9 @@ pub enum SignatureError {
         /// The key id named.
         key_id: KeyId,
     },
+    /// The body is missing where it is needed.
+    #[error("envelope.body: missing; send the serialized StatementBody the header signs for")]
+    NoBody,
 }
 
 /// The DSSE v1 pre-authentication encoding:
@@ -99,31 +121,17 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// Serializes a statement once and signs it: the envelope an author submits.
 pub fn sign_statement(statement: &Statement, key: &SigningKey) -> pb::Envelope {
-    let payload = prost::Message::encode_to_vec(&statement.to_wire());
-    let sig = key.sign(&pae(PAYLOAD_TYPE, &payload));
+    let encoded = statement.encode();
+    let sig = key.sign(&pae(PAYLOAD_TYPE, &encoded.header));
     pb::Envelope {
         payload_type: PAYLOAD_TYPE.to_owned(),
-        payload: payload.into(),
+        payload: encoded.header.into(),
         signatures: vec![pb::Signature {
             key_id: KeyId::of(&key.verifying_key()).to_string(),
             sig: sig.to_bytes().to_vec(),
         }],
+        body: encoded.body.into(),
     }
-}
-
-/// Verifies many ed25519 signatures at once (batch verification, about twice as fast per
-/// signature as one by one): `messages[i]` signed by `keys[i]` with the 64 bytes `sigs[i]`.
-/// True iff every one verifies. On false, check them one by one ([`ParsedEnvelope::verify_with`])
-/// to learn which failed. Keys come from the registry, which refuses weak keys.
-pub fn verify_batch(messages: &[&[u8]], sigs: &[&[u8]], keys: &[VerifyingKey]) -> bool {
-    let Ok(signatures) = sigs
-        .iter()
-        .map(|s| Signature::from_slice(s))
-        .collect::<Result<Vec<_>, _>>()
-    else {
-        return false;
-    };
-    ed25519_dalek::verify_batch(messages, &signatures, keys).is_ok()
 }
 
 impl StatementId {
@@ -132,7 +140,7 @@ impl StatementId {
         Self::of_pae(&pae(payload_type, payload))
     }
 
-    fn of_pae(pae: &[u8]) -> Self {
+    pub(crate) fn of_pae(pae: &[u8]) -> Self {
         StatementId(Sha256::digest(pae).into())
     }
 
@@ -162,7 +170,9 @@ impl fmt::Debug for StatementId {
 }
 
 impl ParsedEnvelope {
-    /// Checks the envelope's shape and decodes its payload into a validated statement.
+    /// Checks the envelope's shape, decodes its header and, when present, its body, and checks
+    /// that the body is the one the header signs for. Protocol version 1 only (see
+    /// [`payload_version`] for reading the version of others).
     pub fn parse(envelope: pb::Envelope) -> Result<Self, StatementError> {
         if envelope.payload_type != PAYLOAD_TYPE {
             return Err(StatementError::invalid(
@@ -173,38 +183,18 @@ impl ParsedEnvelope {
                 ),
             ));
         }
-        if envelope.signatures.is_empty() {
-            return Err(StatementError::invalid(
-                "envelope.signatures",
-                "missing: sign the payload with a registered key",
-            ));
-        }
-        if envelope.signatures.len() > MAX_SIGNATURES {
-            return Err(StatementError::invalid(
-                "envelope.signatures",
-                format!(
-                    "at most {MAX_SIGNATURES} signatures, got {}",
-                    envelope.signatures.len()
-                ),
-            ));
-        }
-        let mut key_ids = Vec::with_capacity(envelope.signatures.len());
-        for (i, sig) in envelope.signatures.iter().enumerate() {
-            key_ids.push(KeyId::parse(&sig.key_id).map_err(|e| {
-                StatementError::invalid(format!("envelope.signatures[{i}].key_id"), e.to_string())
-            })?);
-            if sig.sig.len() != Signature::BYTE_SIZE {
-                return Err(StatementError::invalid(
-                    format!("envelope.signatures[{i}].sig"),
-                    format!("an ed25519 signature is 64 bytes, got {}", sig.sig.len()),
-                ));
-            }
-        }
-        let statement = Statement::decode(&envelope.payload)?;
+        let key_ids = signature_key_ids(&envelope)?;
+        let header = Header::decode(&envelope.payload)?;
+        let statement = if envelope.body.is_empty() {
+            None
+        } else {
+            Some(Statement::from_parts(&header, &envelope.body)?)
+        };
         let pae = pae(&envelope.payload_type, &envelope.payload);
         Ok(ParsedEnvelope {
             id: StatementId::of_pae(&pae),
             envelope,
+            header,
             statement,
             key_ids,
             pae,
@@ -216,26 +206,19 @@ impl ParsedEnvelope {
         &self.pae
     }
 
-    /// Verifies signature `i` with `keys[i]` (as `Registry::signing_keys` resolved them).
+    /// The statement, or an error saying the body is missing.
+    pub fn require_body(&self) -> Result<&Statement, StatementError> {
+        self.statement.as_ref().ok_or_else(|| {
+            StatementError::invalid(
+                "envelope.body",
+                "missing: send the serialized StatementBody the header signs for",
+            )
+        })
+    }
+
+    /// Verifies signature `i` with `keys[i]` (as `Registry::signing_keys` resolved them),
+    /// under the one signature rule ([`verify_one`]). The body must be present.
     pub fn verify_with(self, keys: &[VerifyingKey]) -> Result<Verified, SignatureError> {
-        let keys: Vec<Option<VerifyingKey>> = keys.iter().copied().map(Some).collect();
-        self.verify_each(|index, _| keys.get(index).copied().flatten())
-    }
-
-    /// Verifies every signature with the issuer's keys, as `key_of` resolves them (`None`: the
-    /// issuer has no usable key with that id). The statement's own `key_id` must have signed.
-    pub fn verify(
-        self,
-        key_of: impl Fn(&KeyId) -> Option<VerifyingKey>,
-    ) -> Result<Verified, SignatureError> {
-        self.verify_each(|_, key_id| key_of(key_id))
-    }
-
-    fn verify_each(
-        self,
-        key_of: impl Fn(usize, &KeyId) -> Option<VerifyingKey>,
-    ) -> Result<Verified, SignatureError> {
-        let mut signer_signed = false;
         for (index, (sig, key_id)) in self
             .envelope
             .signatures
@@ -243,35 +226,121 @@ impl ParsedEnvelope {
             .zip(&self.key_ids)
             .enumerate()
         {
-            let key_id = key_id.clone();
-            let key = key_of(index, &key_id).ok_or_else(|| SignatureError::UnknownKey {
+            let key = keys.get(index).ok_or_else(|| SignatureError::UnknownKey {
                 index,
                 key_id: key_id.clone(),
-                issuer: self.statement.issuer.clone(),
+                issuer: self.header.issuer.clone(),
             })?;
-            let signature =
-                Signature::from_slice(&sig.sig).map_err(|_| SignatureError::BadSignature {
+            let check = SignatureCheck {
+                key,
+                message: &self.pae,
+                signature: &sig.sig,
+            };
+            if !verify_one(&check) {
+                return Err(SignatureError::BadSignature {
                     index,
                     key_id: key_id.clone(),
-                })?;
-            key.verify_strict(&self.pae, &signature)
-                .map_err(|_| SignatureError::BadSignature {
-                    index,
-                    key_id: key_id.clone(),
-                })?;
-            signer_signed |= key_id == self.statement.key_id;
+                });
+            }
         }
-        if !signer_signed {
+        if !self.key_ids.contains(&self.header.key_id) {
             return Err(SignatureError::MissingSignerKey {
-                key_id: self.statement.key_id,
+                key_id: self.header.key_id,
             });
         }
+        let statement = self.statement.ok_or(SignatureError::NoBody)?;
         Ok(Verified {
             envelope: self.envelope,
             id: self.id,
-            statement: self.statement,
+            header: self.header,
+            statement,
             key_ids: self.key_ids,
         })
+    }
+}
+
+/// The key ids of an envelope's signatures, after checking their number (1..=16), that each
+/// key id signs once, and that each signature is 64 bytes.
+fn signature_key_ids(envelope: &pb::Envelope) -> Result<Vec<KeyId>, StatementError> {
+    if envelope.signatures.is_empty() {
+        return Err(StatementError::invalid(
+            "envelope.signatures",
+            "missing: sign the payload with a registered key",
+        ));
+    }
+    if envelope.signatures.len() > MAX_SIGNATURES {
+        return Err(StatementError::invalid(
+            "envelope.signatures",
+            format!(
+                "at most {MAX_SIGNATURES} signatures, got {}",
+                envelope.signatures.len()
+            ),
+        ));
+    }
+    let mut key_ids: Vec<KeyId> = Vec::with_capacity(envelope.signatures.len());
+    for (i, sig) in envelope.signatures.iter().enumerate() {
+        let key_id = KeyId::parse(&sig.key_id).map_err(|e| {
+            StatementError::invalid(format!("envelope.signatures[{i}].key_id"), e.to_string())
+        })?;
+        if key_ids.contains(&key_id) {
+            return Err(StatementError::invalid(
+                format!("envelope.signatures[{i}].key_id"),
+                format!("key {key_id} already signed this envelope; each key signs once"),
+            ));
+        }
+        if sig.sig.len() != Signature::BYTE_SIZE {
+            return Err(StatementError::invalid(
+                format!("envelope.signatures[{i}].sig"),
+                format!("an ed25519 signature is 64 bytes, got {}", sig.sig.len()),
+            ));
+        }
+        key_ids.push(key_id);
+    }
+    Ok(key_ids)
+}
+
+/// An envelope of a newer protocol version than this code knows: its signatures can be
+/// checked (they cover the payload whatever its format), its content cannot be read.
+#[derive(Clone, Debug)]
+pub struct OpaqueEnvelope {
+    /// The envelope exactly as received.
+    pub envelope: pb::Envelope,
+    /// Its statement id.
+    pub id: StatementId,
+    /// The protocol version its payload type names.
+    pub version: u32,
+    /// The key id of each signature, in envelope order (distinct).
+    pub key_ids: Vec<KeyId>,
+    pae: Vec<u8>,
+}
+
+impl OpaqueEnvelope {
+    /// Checks the signatures' shape and the payload type's form (`…statement.v<N>+protobuf`,
+    /// N > 1); decodes nothing else.
+    pub fn parse(envelope: pb::Envelope) -> Result<Self, StatementError> {
+        let version = payload_version(&envelope.payload_type).ok_or_else(|| {
+            StatementError::invalid(
+                "envelope.payload_type",
+                format!(
+                    "'{}' is not a coalition statement type ('{PAYLOAD_TYPE}' or a later version)",
+                    envelope.payload_type
+                ),
+            )
+        })?;
+        let key_ids = signature_key_ids(&envelope)?;
+        let pae = pae(&envelope.payload_type, &envelope.payload);
+        Ok(OpaqueEnvelope {
+            id: StatementId::of_pae(&pae),
+            envelope,
+            version,
+            key_ids,
+            pae,
+        })
+    }
+
+    /// The exact bytes every signature covers.
+    pub fn pae(&self) -> &[u8] {
+        &self.pae
     }
 }
 

@@ -5,22 +5,27 @@
 //! module touches the network, the store or the clock.
 
 mod envelope;
+mod filter;
 mod hashes;
 mod signal;
+mod signature;
 
 pub use envelope::{
-    PAYLOAD_TYPE, ParsedEnvelope, SignatureError, StatementId, Verified, pae, sign_statement,
-    verify_batch,
+    OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, SignatureError, StatementId, Verified, pae,
+    payload_version, sign_statement,
 };
+pub use filter::SyncFilter;
 pub use hashes::{Category, HashEntry, HashType, Label};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
+pub use signature::{SignatureCheck, verify_many, verify_one};
 
 use crate::membership::{Change, Genesis, KeyId, MemberId};
 use crate::pb;
 use prost::Message;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-/// Largest accepted payload (the serialized statement), in bytes.
+/// Largest accepted body (the serialized statement body), in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 /// Most entries one hash set may carry.
 pub const MAX_HASH_SET_ENTRIES: usize = 100_000;
@@ -82,7 +87,7 @@ pub struct HashSet {
 }
 
 /// Why a payload is not a valid statement. Each variant names the offending field.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Clone, Debug, Error, PartialEq)]
 pub enum StatementError {
     /// The request is larger than the hub accepts.
     #[error("{what} is {size}, over the limit of {limit}; split it into smaller statements")]
@@ -114,24 +119,71 @@ impl StatementError {
     }
 }
 
-impl Statement {
-    /// Decodes and validates a payload (the exact signed bytes).
+/// Most distinct labels a statement may carry (they are listed in its header).
+pub const MAX_HEADER_LABELS: usize = 256;
+
+/// The signed part of a statement: who says it, with which key, when, what kind of thing it
+/// is, what a sync filter selects it by, and the digest of the body. A reader holding only the
+/// header can check the signatures and the entitlement, and whether a filter selects it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    /// The member that makes the statement.
+    pub issuer: MemberId,
+    /// The key the issuer signs it with.
+    pub key_id: KeyId,
+    /// When the issuer made it, milliseconds since the Unix epoch.
+    pub issued_at_ms: i64,
+    /// Random bytes that make two otherwise identical statements distinct.
+    pub nonce: [u8; NONCE_LEN],
+    /// The body's kind.
+    pub kind: Kind,
+    /// Every hash type the body carries, ascending, each once.
+    pub hash_types: Vec<HashType>,
+    /// Every label on the body's hashes, each once, in ascending byte order.
+    pub labels: Vec<Label>,
+    /// SHA-256 of the serialized body.
+    pub body_sha256: [u8; 32],
+    /// Length of the serialized body.
+    pub body_bytes: u64,
+}
+
+/// A statement serialized by its author: the signed header bytes and the body bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// The serialized `coalition.v1.Statement` (the envelope's payload).
+    pub header: Vec<u8>,
+    /// The serialized `coalition.v1.StatementBody` (the envelope's body).
+    pub body: Vec<u8>,
+}
+
+/// Decodes `bytes` as `M` and refuses anything but its canonical encoding: re-encoding the
+/// decoded message must give the same bytes. This refuses unknown and reserved fields, a field
+/// given twice (or two members of a oneof), unpacked repeated scalars, fields out of order,
+/// non-minimal varints and explicitly encoded default values, so that every reader sees the
+/// same message in the same bytes.
+fn decode_canonical<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, StatementError> {
+    let message = M::decode(bytes)
+        .map_err(|e| StatementError::invalid(what, format!("not a valid protobuf message: {e}")))?;
+    if message.encoded_len() != bytes.len() || message.encode_to_vec() != bytes {
+        return Err(StatementError::invalid(
+            what,
+            "not in canonical encoding (an unknown or reserved field, a field given twice or out of order, an unpacked repeated field, a non-minimal varint or an encoded default value); serialize it once with a protobuf library at protocol version 1",
+        ));
+    }
+    Ok(message)
+}
+
+impl Header {
+    /// Decodes and validates a payload (the exact signed header bytes), canonical encoding only.
     pub fn decode(payload: &[u8]) -> Result<Self, StatementError> {
-        if payload.len() > MAX_PAYLOAD_BYTES {
+        if payload.len() > MAX_HEADER_BYTES {
             return Err(StatementError::TooLarge {
-                what: "payload bytes",
+                what: "payload (statement header) bytes",
                 size: payload.len(),
-                limit: MAX_PAYLOAD_BYTES,
+                limit: MAX_HEADER_BYTES,
             });
         }
-        let wire = pb::Statement::decode(payload).map_err(|e| {
-            StatementError::invalid("payload", format!("not a coalition.v1.Statement: {e}"))
-        })?;
-        Self::from_wire(wire)
-    }
-
-    /// Validates a decoded wire statement.
-    pub fn from_wire(wire: pb::Statement) -> Result<Self, StatementError> {
+        let wire: pb::Statement = decode_canonical(payload, "payload")?;
         let issuer = MemberId::parse(&wire.issuer)
             .map_err(|e| StatementError::invalid("issuer", e.to_string()))?;
         let key_id = KeyId::parse(&wire.key_id)
@@ -148,15 +200,158 @@ impl Statement {
                 format!("must be {NONCE_LEN} bytes, got {}", wire.nonce.len()),
             )
         })?;
-        let body = match wire.body {
-            Some(pb::statement::Body::HashSet(set)) => Body::HashSet(HashSet::from_wire(set)?),
-            Some(pb::statement::Body::RiskSignal(signal)) => {
+        let kind = Kind::from_wire(wire.kind).ok_or_else(|| {
+            StatementError::invalid(
+                "kind",
+                format!(
+                    "unknown or unspecified statement kind {} (expected hash_set, risk_signal, genesis or membership)",
+                    wire.kind
+                ),
+            )
+        })?;
+        let hash_types = wire
+            .hash_types
+            .iter()
+            .map(|t| {
+                HashType::from_wire(*t).ok_or_else(|| {
+                    StatementError::invalid("hash_types", format!("unknown hash type {t}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !hash_types.windows(2).all(|w| w[0] < w[1]) {
+            return Err(StatementError::invalid(
+                "hash_types",
+                "must be ascending, each type once",
+            ));
+        }
+        if wire.labels.len() > MAX_HEADER_LABELS {
+            return Err(StatementError::TooLarge {
+                what: "distinct labels",
+                size: wire.labels.len(),
+                limit: MAX_HEADER_LABELS,
+            });
+        }
+        if !wire.labels.windows(2).all(|w| w[0] < w[1]) {
+            return Err(StatementError::invalid(
+                "labels",
+                "must be in ascending byte order, each label once",
+            ));
+        }
+        let labels = wire
+            .labels
+            .iter()
+            .map(|l| {
+                Label::parse(l)
+                    .ok()
+                    .filter(|parsed| parsed.to_string() == *l)
+                    .ok_or_else(|| {
+                        StatementError::invalid(
+                            "labels",
+                            format!("'{l}' is not a label in its canonical spelling"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let body_sha256: [u8; 32] = wire.body_sha256.as_slice().try_into().map_err(|_| {
+            StatementError::invalid(
+                "body_sha256",
+                format!("must be 32 bytes, got {}", wire.body_sha256.len()),
+            )
+        })?;
+        if wire.body_bytes == 0 || wire.body_bytes > MAX_PAYLOAD_BYTES as u64 {
+            return Err(StatementError::invalid(
+                "body_bytes",
+                format!("must be 1..={MAX_PAYLOAD_BYTES}, got {}", wire.body_bytes),
+            ));
+        }
+        Ok(Header {
+            issuer,
+            key_id,
+            issued_at_ms: wire.issued_at_ms,
+            nonce,
+            kind,
+            hash_types,
+            labels,
+            body_sha256,
+            body_bytes: wire.body_bytes,
+        })
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> pb::Statement {
+        pb::Statement {
+            issuer: self.issuer.to_string(),
+            key_id: self.key_id.to_string(),
+            issued_at_ms: self.issued_at_ms,
+            nonce: self.nonce.to_vec(),
+            kind: self.kind.to_wire() as i32,
+            hash_types: self.hash_types.iter().map(|t| t.to_wire() as i32).collect(),
+            labels: self.labels.iter().map(ToString::to_string).collect(),
+            body_sha256: self.body_sha256.to_vec(),
+            body_bytes: self.body_bytes,
+        }
+    }
+
+    /// Checks that `body` (decoded from `body_bytes`) is the body this header signs for: the
+    /// digest, the length, the kind, the hash types and the labels.
+    pub fn check_body(&self, body: &Body, body_bytes: &[u8]) -> Result<(), StatementError> {
+        let digest: [u8; 32] = Sha256::digest(body_bytes).into();
+        if digest != self.body_sha256 || body_bytes.len() as u64 != self.body_bytes {
+            return Err(StatementError::invalid(
+                "body",
+                "its SHA-256 or length is not what the signed header names: the body was altered or swapped",
+            ));
+        }
+        let (kind, hash_types, labels) = body.summary();
+        if kind != self.kind {
+            return Err(StatementError::invalid(
+                "kind",
+                format!(
+                    "the header says {} but the body is a {}",
+                    self.kind.name(),
+                    kind.name()
+                ),
+            ));
+        }
+        if hash_types != self.hash_types {
+            return Err(StatementError::invalid(
+                "hash_types",
+                "the header does not list exactly the hash types the body carries",
+            ));
+        }
+        if labels != self.labels {
+            return Err(StatementError::invalid(
+                "labels",
+                "the header does not list exactly the labels the body's hashes carry",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Largest accepted header (the signed payload), in bytes.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+impl Body {
+    /// Decodes and validates a serialized `StatementBody`, canonical encoding only.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StatementError> {
+        if bytes.len() > MAX_PAYLOAD_BYTES {
+            return Err(StatementError::TooLarge {
+                what: "body bytes",
+                size: bytes.len(),
+                limit: MAX_PAYLOAD_BYTES,
+            });
+        }
+        let wire: pb::StatementBody = decode_canonical(bytes, "body")?;
+        Ok(match wire.body {
+            Some(pb::statement_body::Body::HashSet(set)) => Body::HashSet(HashSet::from_wire(set)?),
+            Some(pb::statement_body::Body::RiskSignal(signal)) => {
                 Body::RiskSignal(RiskSignal::from_wire(signal)?)
             }
-            Some(pb::statement::Body::Genesis(genesis)) => {
+            Some(pb::statement_body::Body::Genesis(genesis)) => {
                 Body::Genesis(Genesis::from_wire(genesis)?)
             }
-            Some(pb::statement::Body::Membership(change)) => {
+            Some(pb::statement_body::Body::Membership(change)) => {
                 Body::Membership(Change::from_wire(change)?)
             }
             None => {
@@ -165,35 +360,24 @@ impl Statement {
                     "missing: set hash_set, risk_signal, genesis or membership",
                 ));
             }
-        };
-        Ok(Statement {
-            issuer,
-            key_id,
-            issued_at_ms: wire.issued_at_ms,
-            nonce,
-            body,
         })
     }
 
-    /// The wire form, for authors about to sign.
-    pub fn to_wire(&self) -> pb::Statement {
-        pb::Statement {
-            issuer: self.issuer.to_string(),
-            key_id: self.key_id.to_string(),
-            issued_at_ms: self.issued_at_ms,
-            nonce: self.nonce.to_vec(),
-            body: Some(match &self.body {
-                Body::HashSet(set) => pb::statement::Body::HashSet(set.to_wire()),
-                Body::RiskSignal(signal) => pb::statement::Body::RiskSignal(signal.to_wire()),
-                Body::Genesis(genesis) => pb::statement::Body::Genesis(genesis.to_wire()),
-                Body::Membership(change) => pb::statement::Body::Membership(change.to_wire()),
+    /// The wire form.
+    pub fn to_wire(&self) -> pb::StatementBody {
+        pb::StatementBody {
+            body: Some(match self {
+                Body::HashSet(set) => pb::statement_body::Body::HashSet(set.to_wire()),
+                Body::RiskSignal(signal) => pb::statement_body::Body::RiskSignal(signal.to_wire()),
+                Body::Genesis(genesis) => pb::statement_body::Body::Genesis(genesis.to_wire()),
+                Body::Membership(change) => pb::statement_body::Body::Membership(change.to_wire()),
             }),
         }
     }
 
-    /// Which kind of statement this is.
+    /// The kind.
     pub fn kind(&self) -> Kind {
-        match self.body {
+        match self {
             Body::HashSet(_) => Kind::HashSet,
             Body::RiskSignal(_) => Kind::RiskSignal,
             Body::Genesis(_) => Kind::Genesis,
@@ -201,9 +385,9 @@ impl Statement {
         }
     }
 
-    /// Every hash the statement carries: a set's entries, or a signal's hash indicators.
+    /// Every hash the body carries: a set's entries, or a signal's hash indicators.
     pub fn hashes(&self) -> Box<dyn Iterator<Item = &HashEntry> + '_> {
-        match &self.body {
+        match self {
             Body::HashSet(set) => Box::new(set.entries.iter()),
             Body::RiskSignal(signal) => {
                 Box::new(signal.indicators.iter().filter_map(|i| match i {
@@ -213,6 +397,72 @@ impl Statement {
             }
             Body::Genesis(_) | Body::Membership(_) => Box::new(std::iter::empty()),
         }
+    }
+
+    /// What the header lists for this body: kind, distinct hash types ascending, distinct
+    /// labels in byte order (a header with more than [`MAX_HEADER_LABELS`] is refused when
+    /// decoded).
+    fn summary(&self) -> (Kind, Vec<HashType>, Vec<Label>) {
+        let mut types = std::collections::BTreeSet::new();
+        let mut labels = std::collections::BTreeMap::new();
+        for h in self.hashes() {
+            types.insert(h.hash_type);
+            for l in &h.labels {
+                labels.entry(l.to_string()).or_insert_with(|| l.clone());
+            }
+        }
+        (
+            self.kind(),
+            types.into_iter().collect(),
+            labels.into_values().collect(),
+        )
+    }
+}
+
+impl Statement {
+    /// Assembles a statement from a verified header and the body it signs for.
+    pub fn from_parts(header: &Header, body_bytes: &[u8]) -> Result<Self, StatementError> {
+        let body = Body::decode(body_bytes)?;
+        header.check_body(&body, body_bytes)?;
+        Ok(Statement {
+            issuer: header.issuer.clone(),
+            key_id: header.key_id.clone(),
+            issued_at_ms: header.issued_at_ms,
+            nonce: header.nonce,
+            body,
+        })
+    }
+
+    /// Serializes the statement once, as its author signs it: the body, then the header that
+    /// names the body's digest.
+    pub fn encode(&self) -> Encoded {
+        let body = self.body.to_wire().encode_to_vec();
+        let (kind, hash_types, labels) = self.body.summary();
+        let header = Header {
+            issuer: self.issuer.clone(),
+            key_id: self.key_id.clone(),
+            issued_at_ms: self.issued_at_ms,
+            nonce: self.nonce,
+            kind,
+            hash_types,
+            labels,
+            body_sha256: Sha256::digest(&body).into(),
+            body_bytes: body.len() as u64,
+        };
+        Encoded {
+            header: header.to_wire().encode_to_vec(),
+            body,
+        }
+    }
+
+    /// Which kind of statement this is.
+    pub fn kind(&self) -> Kind {
+        self.body.kind()
+    }
+
+    /// Every hash the statement carries: a set's entries, or a signal's hash indicators.
+    pub fn hashes(&self) -> Box<dyn Iterator<Item = &HashEntry> + '_> {
+        self.body.hashes()
     }
 }
 

@@ -1,32 +1,31 @@
-//! Durable storage on sled: the append-only log of accepted statements, its Merkle nodes, the
-//! statement-id index, and the membership registry replayed from the log.
+//! Durable storage on sled: the append-only log of accepted statements, its Merkle nodes and
+//! the statement-id index, driven by the hub's [`Replica`].
 //!
 //! One writer thread owns every append. It takes whatever appends are waiting (group commit),
-//! re-checks each statement's entitlement against the registry as of its position and applies
-//! membership changes ([`Registry::signing_keys`], [`Registry::apply`]), assigns gap-free
-//! sequence numbers, writes entries, id index rows and Merkle nodes in ONE atomic sled batch,
-//! flushes (fsync), and only then publishes the new log size and registry and answers the
-//! callers. Readers never look past the published size, so they only ever see durable entries.
-//! The store never verifies signatures: it only accepts [`Verified`] statements, verified with
-//! the keys the registry resolved.
+//! hands each statement to the replica at its position ([`Replica::append_verified`]: every
+//! replica rule but the signatures, which the handler checked), assigns gap-free sequence
+//! numbers, writes entries, id index rows and Merkle nodes in ONE atomic sled batch, flushes
+//! (fsync), and only then publishes the new log size and registry and answers the callers.
+//! Readers never look past the published size, so they only ever see durable entries. At
+//! start-up the replica is restored from the store's own durable entries (membership replayed
+//! without re-verifying signatures the hub checked itself, the frontier from stored nodes).
 //! Published checkpoints live in their own tree (`checkpoints.rs`); proofs read the stored
 //! Merkle nodes (`proofs.rs`).
 
 mod checkpoints;
-mod filter;
 mod proofs;
 mod record;
 
 pub use checkpoints::PublishedCheckpoint;
-pub use filter::SyncFilter;
 pub use proofs::ProofRequestError;
 #[doc(hidden)]
 pub use proofs::write_synthetic_tree;
-pub use record::{StoredEntry, Summary, leaf_data};
+pub use record::{StoredEntry, leaf_data};
 
-use crate::log::{self, Hash, NodeSource, TreeSize};
-use crate::membership::{EntryError, Member, MemberId, Position, Registry};
-use crate::statement::{Kind, ParsedEnvelope, StatementId, Verified};
+use crate::log::{self, Frontier, Hash, NodeSource, TreeSize};
+use crate::membership::{Member, MemberId, Position, Registry};
+use crate::replica::{Replica, ReplicaError, SeenIds};
+use crate::statement::{Kind, StatementId, Verified};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::Path;
@@ -98,9 +97,10 @@ pub enum StoreError {
     /// The writer thread is gone (the store is shutting down or a write failed earlier).
     #[error("the store is not accepting writes: {0}")]
     Unavailable(String),
-    /// The statement may not be logged at this point (entitlement or membership rules).
-    #[error(transparent)]
-    Rejected(#[from] EntryError),
+    /// The statement may not be logged at this point (a replica rule: entitlement,
+    /// membership, dates).
+    #[error("{}", .0.fault)]
+    Rejected(ReplicaError),
     /// A checkpoint that does not describe this log (a bug in the caller, never stored).
     #[error("checkpoint for {size} entries refused: {reason}")]
     CheckpointRejected {
@@ -160,20 +160,16 @@ impl Store {
             });
         }
         let checkpoints = Arc::new(checkpoints::Checkpoints::open(&db, size)?);
-        let last_received = match size {
-            0 => 0,
-            n => read_entry(&log, n - 1)?.map_or(0, |e| e.received_at_ms),
-        };
-        let registry = replay_membership(&log)?;
+        let replica = restore_replica(&log, size)?;
+        let registry = replica.registry().clone();
         let (size_tx, size_rx) = watch::channel(size);
-        let (registry_tx, registry_rx) = watch::channel(Arc::new(registry));
+        let (registry_tx, registry_rx) = watch::channel(registry);
         // Bounded: a flood of submitters waits here instead of queueing without limit.
         let (tx, rx) = mpsc::sync_channel(4 * MAX_GROUP);
         let writer = Writer {
             db: db.clone(),
             log: log.clone(),
-            size,
-            last_received,
+            replica,
             published: size_tx,
             registry: registry_tx,
         };
@@ -302,10 +298,11 @@ pub(crate) fn open_db(dir: &Path, config: &StoreConfig) -> Result<sled::Db, Stor
     }
 }
 
-/// Rebuilds the registry from the membership entries of the log, checking every one again
-/// exactly as the writer did (signatures included).
-fn replay_membership(log: &sled::Tree) -> Result<Registry, StoreError> {
-    let mut registry = Registry::new();
+/// Restores the hub's replica from its own durable entries: membership replayed from the `M`
+/// markers (the hub verified those signatures before it fsynced them), the Merkle frontier
+/// from the stored nodes, and the last receipt time.
+fn restore_replica(log: &sled::Tree, size: u64) -> Result<Replica, StoreError> {
+    let mut replica = Replica::new();
     for key in log.scan_prefix([MEMBERSHIP]).keys() {
         let seq = seq_of_key(&key?)?;
         let corrupt = |reason: String| StoreError::Corrupt {
@@ -313,23 +310,38 @@ fn replay_membership(log: &sled::Tree) -> Result<Registry, StoreError> {
             reason: format!("membership entry does not replay: {reason}"),
         };
         let entry = read_entry(log, seq)?.ok_or_else(|| corrupt("missing".into()))?;
-        let envelope = entry
-            .envelope
-            .clone()
-            .ok_or_else(|| corrupt("no envelope".into()))?;
-        let parsed = ParsedEnvelope::parse(envelope).map_err(|e| corrupt(e.to_string()))?;
-        let (verified, signers) = registry
-            .verify(parsed)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let position = Position {
-            seq,
-            received_at_ms: entry.received_at_ms,
-        };
-        registry
-            .apply(&verified.statement, verified.id, position, &signers)
-            .map_err(|e| corrupt(e.to_string()))?;
+        replica
+            .restore_membership(entry.to_replica_entry(), false)
+            .map_err(|e| corrupt(e.fault.to_string()))?;
     }
-    Ok(registry)
+    let frontier = Frontier::from_nodes(&Nodes(log), TreeSize(size))?;
+    let last_received = match size {
+        0 => 0,
+        n => read_entry(log, n - 1)?.map_or(0, |e| e.received_at_ms),
+    };
+    replica.resume_at(frontier, last_received);
+    Ok(replica)
+}
+
+/// The statement ids already logged, for the replica's "no statement twice" rule: the ones in
+/// the group being staged, then the store's index (which the writer read just before, so a
+/// read error there has already stopped the group).
+struct LoggedIds<'a> {
+    log: &'a sled::Tree,
+    in_batch: &'a mut HashMap<StatementId, Receipt>,
+}
+
+impl SeenIds for LoggedIds<'_> {
+    fn first_seq(&self, id: &StatementId) -> Option<u64> {
+        if let Some(r) = self.in_batch.get(id) {
+            return Some(r.seq);
+        }
+        let raw = self.log.get(id_key(id)).ok().flatten()?;
+        decode_seq(&raw).ok()
+    }
+    fn insert(&mut self, _id: StatementId, _seq: u64) {
+        // The writer records the id in the batch and the index itself.
+    }
 }
 
 fn read_entry(log: &sled::Tree, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
@@ -416,8 +428,7 @@ impl NodeSource for Overlay<'_> {
 struct Writer {
     db: sled::Db,
     log: sled::Tree,
-    size: u64,
-    last_received: i64,
+    replica: Replica,
     published: watch::Sender<u64>,
     registry: watch::Sender<Arc<Registry>>,
 }
@@ -425,12 +436,14 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
-            let mut bytes = first.verified.envelope.payload.len();
+            let mut bytes =
+                first.verified.envelope.payload.len() + first.verified.envelope.body.len();
             let mut jobs = vec![first];
             while jobs.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                 match rx.try_recv() {
                     Ok(job) => {
-                        bytes += job.verified.envelope.payload.len();
+                        bytes +=
+                            job.verified.envelope.payload.len() + job.verified.envelope.body.len();
                         jobs.push(job);
                     }
                     Err(_) => break,
@@ -446,13 +459,10 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
-        let start_size = self.size;
-        let start_received = self.last_received;
         let mut group = Group {
             batch: sled::Batch::default(),
             pending_nodes: HashMap::new(),
             in_batch: HashMap::new(),
-            registry: self.registry.borrow().clone(),
             registry_changed: false,
         };
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -477,17 +487,17 @@ impl Writer {
         match result {
             Ok(()) => {
                 if group.registry_changed {
-                    self.registry.send_replace(group.registry);
+                    self.registry.send_replace(self.replica.registry().clone());
                 }
-                self.published.send_replace(self.size);
+                self.published.send_replace(self.replica.size());
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome.map_err(StoreError::Rejected));
                 }
                 Ok(())
             }
             Err(e) => {
-                self.size = start_size;
-                self.last_received = start_received;
+                // The replica has moved past entries that are not on disk: the writer stops
+                // (see `run`) and a restart restores it from what is.
                 let msg = e.to_string();
                 for job in jobs {
                     let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
@@ -498,12 +508,12 @@ impl Writer {
     }
 
     /// Stages one append into the group. The outer error is a storage failure (fatal for the
-    /// group); the inner one refuses this statement alone.
+    /// group); the inner one refuses this statement alone and changes nothing.
     fn stage(
         &mut self,
         job: &Job,
         group: &mut Group,
-    ) -> Result<Result<Appended, EntryError>, StoreError> {
+    ) -> Result<Result<Appended, ReplicaError>, StoreError> {
         let id = job.verified.id;
         if let Some(receipt) = group.in_batch.get(&id) {
             return Ok(Ok(Appended {
@@ -522,36 +532,31 @@ impl Writer {
                 already_present: true,
             }));
         }
-        // Entitlement as of this position: a key revoked or a member suspended since the
-        // statement was verified is refused here, so every logged entry replays.
-        let statement = &job.verified.statement;
-        let signers = match group
-            .registry
-            .signing_keys(statement, &job.verified.key_ids)
-        {
-            Ok(signers) => signers,
-            Err(e) => return Ok(Err(e)),
-        };
-        let seq = self.size;
+        let seq = self.replica.size();
         // Receipt times never go backwards, even if the wall clock does.
-        let received_at_ms = now_ms().max(self.last_received);
-        let changes_membership = matches!(statement.kind(), Kind::Genesis | Kind::Membership);
-        if changes_membership {
-            let position = Position {
-                seq,
-                received_at_ms,
-            };
-            let mut next = (*group.registry).clone();
-            if let Err(e) = next.apply(statement, id, position, &signers) {
-                return Ok(Err(e));
-            }
-            group.registry = Arc::new(next);
+        let position = Position {
+            seq,
+            received_at_ms: now_ms().max(self.replica.last_received_ms()),
+        };
+        // Every replica rule at this position: a key revoked or a member suspended since the
+        // handler verified the statement is refused here, so every logged entry replays.
+        let mut seen = LoggedIds {
+            log: &self.log,
+            in_batch: &mut group.in_batch,
+        };
+        if let Err(e) = self
+            .replica
+            .append_verified(&job.verified, position, &mut seen)
+        {
+            return Ok(Err(e));
+        }
+        let received_at_ms = position.received_at_ms;
+        if matches!(job.verified.header.kind, Kind::Genesis | Kind::Membership) {
             group.registry_changed = true;
             group.batch.insert(&membership_key(seq)[..], &[][..]);
         }
         let batch = &mut group.batch;
         let pending_nodes = &mut group.pending_nodes;
-        let in_batch = &mut group.in_batch;
         let entry = StoredEntry::new(seq, received_at_ms, &job.verified);
         batch.insert(&entry_key(seq)[..], entry.encode_to_vec());
         batch.insert(&id_key(&id)[..], &seq.to_be_bytes()[..]);
@@ -573,9 +578,7 @@ impl Writer {
             seq,
             received_at_ms,
         };
-        in_batch.insert(id, receipt);
-        self.size += 1;
-        self.last_received = received_at_ms;
+        group.in_batch.insert(id, receipt);
         Ok(Ok(Appended {
             receipt,
             already_present: false,
@@ -588,8 +591,6 @@ struct Group {
     batch: sled::Batch,
     pending_nodes: HashMap<(u8, u64), Hash>,
     in_batch: HashMap<StatementId, Receipt>,
-    /// Membership as of the end of the staged entries.
-    registry: Arc<Registry>,
     registry_changed: bool,
 }
 

@@ -178,7 +178,6 @@ pub fn write_synthetic_tree(
             received_at_ms: 0,
             statement_id: vec![0; 32],
             envelope: None,
-            summary: None,
         };
         batch.insert(&entry_key(leaves - 1)[..], entry.encode_to_vec());
     }

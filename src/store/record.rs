@@ -1,14 +1,11 @@
-//! The stored form of a log entry: the envelope verbatim plus a summary that sync filters read
-//! without decoding the payload, and the bytes its Merkle leaf commits to.
+//! The stored form of a log entry: the envelope verbatim (header, signatures and body), and the
+//! bytes its Merkle leaf commits to.
 
 use super::StoreError;
 use crate::membership::Registry;
 use crate::pb;
-use crate::statement::{Kind, Label, StatementId, Verified};
-use std::collections::BTreeSet;
-
-/// Most distinct labels kept in a summary; beyond it the filter decodes the payload.
-const MAX_SUMMARY_LABELS: usize = 256;
+use crate::replica;
+use crate::statement::{Header, StatementId, Verified};
 
 /// One log entry as stored (a private storage format, prost-encoded).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -25,66 +22,31 @@ pub struct StoredEntry {
     /// The envelope exactly as received.
     #[prost(message, optional, tag = "4")]
     pub envelope: Option<pb::Envelope>,
-    /// What filters need.
-    #[prost(message, optional, tag = "5")]
-    pub summary: Option<Summary>,
-}
-
-/// What sync filters look at, extracted once at append time.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Summary {
-    /// The issuer's member id.
-    #[prost(string, tag = "1")]
-    pub issuer: String,
-    /// The statement kind (`pb::StatementKind`).
-    #[prost(int32, tag = "2")]
-    pub kind: i32,
-    /// OR of `HashType::bit()` over every hash carried.
-    #[prost(uint32, tag = "3")]
-    pub hash_types: u32,
-    /// Distinct labels over every hash carried (empty if `labels_overflow`).
-    #[prost(string, repeated, tag = "4")]
-    pub labels: Vec<String>,
-    /// More distinct labels than a summary keeps: a label filter must decode the payload.
-    #[prost(bool, tag = "5")]
-    pub labels_overflow: bool,
-    /// Number of hashes carried.
-    #[prost(uint64, tag = "6")]
-    pub hash_count: u64,
 }
 
 impl StoredEntry {
     /// The record for a newly accepted statement.
     pub fn new(seq: u64, received_at_ms: i64, verified: &Verified) -> Self {
-        let statement = &verified.statement;
-        let mut hash_types = 0;
-        let mut hash_count = 0;
-        let mut labels = BTreeSet::new();
-        for h in statement.hashes() {
-            hash_types |= h.hash_type.bit();
-            hash_count += 1;
-            if labels.len() <= MAX_SUMMARY_LABELS {
-                labels.extend(h.labels.iter().map(Label::to_string));
-            }
-        }
-        let labels_overflow = labels.len() > MAX_SUMMARY_LABELS;
         StoredEntry {
             seq,
             received_at_ms,
             statement_id: verified.id.0.to_vec(),
             envelope: Some(verified.envelope.clone()),
-            summary: Some(Summary {
-                issuer: statement.issuer.to_string(),
-                kind: statement.kind().to_wire() as i32,
-                hash_types,
-                labels: if labels_overflow {
-                    Vec::new()
-                } else {
-                    labels.into_iter().collect()
-                },
-                labels_overflow,
-                hash_count,
-            }),
+        }
+    }
+
+    /// The signed header, decoded from the stored payload (what sync filters read).
+    pub fn header(&self) -> Option<Header> {
+        Header::decode(&self.envelope.as_ref()?.payload).ok()
+    }
+
+    /// The replica's view of the entry.
+    pub fn to_replica_entry(&self) -> replica::Entry {
+        replica::Entry {
+            seq: self.seq,
+            received_at_ms: self.received_at_ms,
+            statement_id: self.statement_id.clone(),
+            envelope: self.envelope.clone(),
         }
     }
 
@@ -105,9 +67,12 @@ impl StoredEntry {
         })
     }
 
-    /// The wire form sync sends, flagging the signers `registry` knows as compromised by the
-    /// time the hub received it.
-    pub fn into_sync_entry(self, registry: &Registry) -> pb::SyncEntry {
+    /// The wire form sync sends, flagging (for information) the signers `registry` knows as
+    /// compromised by the time the hub received it. `with_body` false withholds the body.
+    pub fn into_sync_entry(mut self, registry: &Registry, with_body: bool) -> pb::SyncEntry {
+        if !with_body && let Some(envelope) = &mut self.envelope {
+            envelope.body = Default::default();
+        }
         let compromised_key_ids = match &self.envelope {
             Some(envelope) => registry.compromised(
                 envelope.signatures.iter().map(|s| s.key_id.as_str()),
@@ -122,11 +87,6 @@ impl StoredEntry {
             envelope: self.envelope,
             compromised_key_ids,
         }
-    }
-
-    /// The statement kind, if known to this version.
-    pub fn kind(&self) -> Option<Kind> {
-        Kind::from_wire(self.summary.as_ref()?.kind)
     }
 }
 

@@ -11,7 +11,7 @@ use coalition_hub::pki::{CertDir, TlsConfig};
 use coalition_hub::server::{CheckpointPolicy, RunningHub, ServeOptions, spawn};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig};
-use coalition_hub::sync::Session;
+use coalition_hub::sync::{FilterSpec, Proven, SyncOptions, Syncer};
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -200,18 +200,23 @@ impl TestHub {
         new
     }
 
-    /// A following sync session as `member`, from the first entry after the setup.
-    pub async fn follow(&self, member: &str) -> Session {
-        Session::start(
+    /// A following sync as `member` with its own replica (state in a fresh temporary
+    /// directory): every batch it yields is verified and proven.
+    pub async fn follow(&self, member: &str) -> Follower {
+        let dir = tempfile::tempdir().expect("sync state dir");
+        let (syncer, _) = Syncer::open(
             self.client(member).await,
-            pb::SyncRequest {
-                from_seq: self.base,
+            SyncOptions {
+                filter: FilterSpec::default(),
                 follow: true,
-                ..Default::default()
+                genesis: None,
+                cursor: dir.path().join("cursor"),
+                ids: dir.path().join("ids"),
             },
         )
         .await
-        .expect("session")
+        .expect("sync");
+        Follower { syncer, _dir: dir }
     }
 
     /// Signs `action` as `admin` and submits it.
@@ -265,19 +270,61 @@ pub fn sha256_value(seed: u64, i: u64) -> Vec<u8> {
     v
 }
 
-/// Re-signs a wire statement with `key` (for tests that craft invalid statements).
-pub fn sign_wire(statement: &pb::Statement, key: &SigningKey) -> pb::Envelope {
+/// Signs raw header and body bytes with `key`, exactly as given (for tests that craft
+/// invalid statements).
+pub fn sign_raw(header: Vec<u8>, body: Vec<u8>, key: &SigningKey) -> pb::Envelope {
     use ed25519_dalek::Signer;
-    let payload = prost::Message::encode_to_vec(statement);
-    let pae = coalition_hub::statement::pae(coalition_hub::statement::PAYLOAD_TYPE, &payload);
+    let pae = coalition_hub::statement::pae(coalition_hub::statement::PAYLOAD_TYPE, &header);
     pb::Envelope {
         payload_type: coalition_hub::statement::PAYLOAD_TYPE.into(),
-        payload: payload.into(),
+        payload: header.into(),
         signatures: vec![pb::Signature {
             key_id: coalition_hub::membership::KeyId::of(&key.verifying_key()).to_string(),
             sig: key.sign(&pae).to_bytes().to_vec(),
         }],
+        body: body.into(),
     }
+}
+
+/// Signs a wire body with `key` under a header computed from it, as an honest author would
+/// but without validating the body (for tests that craft invalid statements): the header's
+/// kind, hash types and labels are taken from the body as given.
+pub fn sign_wire(issuer: &str, body: &pb::StatementBody, key: &SigningKey) -> pb::Envelope {
+    use prost::Message;
+    use sha2::Digest;
+    let body_bytes = body.encode_to_vec();
+    let (kind, entries): (pb::StatementKind, Vec<pb::HashEntry>) = match &body.body {
+        Some(pb::statement_body::Body::HashSet(s)) => {
+            (pb::StatementKind::HashSet, s.entries.clone())
+        }
+        Some(pb::statement_body::Body::RiskSignal(s)) => (
+            pb::StatementKind::RiskSignal,
+            s.indicators.iter().filter_map(|i| i.hash.clone()).collect(),
+        ),
+        Some(pb::statement_body::Body::Genesis(_)) => (pb::StatementKind::Genesis, Vec::new()),
+        Some(pb::statement_body::Body::Membership(_)) => {
+            (pb::StatementKind::Membership, Vec::new())
+        }
+        None => (pb::StatementKind::Unspecified, Vec::new()),
+    };
+    let mut hash_types: Vec<i32> = entries.iter().map(|e| e.r#type).collect();
+    hash_types.sort_unstable();
+    hash_types.dedup();
+    let mut labels: Vec<String> = entries.iter().flat_map(|e| e.labels.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    let header = pb::Statement {
+        issuer: issuer.into(),
+        key_id: coalition_hub::membership::KeyId::of(&key.verifying_key()).to_string(),
+        issued_at_ms: coalition_hub::store::now_ms(),
+        nonce: vec![7; 16],
+        kind: kind as i32,
+        hash_types,
+        labels,
+        body_sha256: sha2::Sha256::digest(&body_bytes).to_vec(),
+        body_bytes: body_bytes.len() as u64,
+    };
+    sign_raw(header.encode_to_vec(), body_bytes, key)
 }
 
 /// Collects a non-following sync from `from`: (entries, final next_seq).
@@ -293,4 +340,29 @@ pub async fn sync_all(client: &mut Client, request: pb::SyncRequest) -> (Vec<pb:
         }
     }
     (entries, next)
+}
+
+/// A following sync with its own replica and state directory.
+pub struct Follower {
+    pub syncer: Syncer,
+    _dir: TempDir,
+}
+
+impl Follower {
+    /// The next proven batch (committed at once, nothing written).
+    pub async fn next(&mut self) -> Option<Proven> {
+        let proven = self.syncer.next().await.expect("sync")?;
+        self.syncer.commit(&[], 0).expect("commit");
+        Some(proven)
+    }
+
+    /// The next accepted entry with a statement, skipping others, waiting for batches.
+    pub async fn next_statement(&mut self) -> coalition_hub::replica::Accepted {
+        loop {
+            let batch = self.next().await.expect("stream open");
+            if let Some(e) = batch.entries.into_iter().find(|e| e.statement().is_some()) {
+                return e;
+            }
+        }
+    }
 }

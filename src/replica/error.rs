@@ -1,0 +1,231 @@
+//! Why the replica refuses an entry or a checkpoint, and where.
+
+use crate::membership::EntryError;
+use crate::statement::{SignatureError, StatementError, StatementId};
+use std::fmt;
+use thiserror::Error;
+
+/// What a refusal points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The log entry with this sequence number.
+    Entry(u64),
+    /// The checkpoint of this tree size.
+    Checkpoint(u64),
+    /// A checkpoint saved earlier (`--previous`, a member's saved checkpoint), of this size.
+    Previous(u64),
+    /// The input as a whole.
+    Input,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Entry(seq) => write!(f, "entry {seq}"),
+            Location::Checkpoint(size) => write!(f, "checkpoint of size {size}"),
+            Location::Previous(size) => write!(f, "previous checkpoint (size {size})"),
+            Location::Input => f.write_str("log"),
+        }
+    }
+}
+
+/// Why an entry or a checkpoint is refused. The replica rules of docs/PROTOCOL.md §4, one
+/// variant per rule.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum Fault {
+    /// Rule 1: entries come in sequence.
+    #[error("missing: the next entry present is {got}")]
+    Gap {
+        /// The seq that came instead.
+        got: u64,
+    },
+    /// Rule 1: no entry twice, none out of order.
+    #[error("entry {got} appears again or out of order here")]
+    OutOfOrder {
+        /// The seq that came instead.
+        got: u64,
+    },
+    /// Rule 2: receipt times never go backwards.
+    #[error(
+        "received at {got} ms, before the entry before it ({previous} ms): receipt times never go backwards"
+    )]
+    TimeWentBack {
+        /// This entry's receipt time.
+        got: i64,
+        /// The previous entry's.
+        previous: i64,
+    },
+    /// Rule 3: the entry carries an envelope.
+    #[error("no envelope")]
+    NoEnvelope,
+    /// Rule 4: the statement id is the hash of the signed bytes.
+    #[error(
+        "recorded statement id {claimed} is not the hash {actual} of its envelope: the entry was altered"
+    )]
+    Altered {
+        /// What the log recorded (hex).
+        claimed: String,
+        /// What the bytes hash to.
+        actual: StatementId,
+    },
+    /// Rule 5: strict decoding and field rules.
+    #[error("not a valid statement: {0}")]
+    Invalid(#[from] StatementError),
+    /// Rule 6: a statement is logged once.
+    #[error("statement {id} was logged already, at entry {first}")]
+    Duplicate {
+        /// The statement.
+        id: StatementId,
+        /// Where it was first logged.
+        first: u64,
+    },
+    /// Rule 7: not dated after its receipt by more than the allowed clock skew.
+    #[error(
+        "issued at {issued_at_ms} ms, more than {skew_ms} ms after the hub received it at {received_at_ms} ms"
+    )]
+    FromTheFuture {
+        /// The statement's date.
+        issued_at_ms: i64,
+        /// Its receipt time.
+        received_at_ms: i64,
+        /// The allowed skew.
+        skew_ms: i64,
+    },
+    /// Rule 8: entitlement at this position.
+    #[error("not entitled here: {0}")]
+    NotEntitled(EntryError),
+    /// Rule 9: every signature verifies under the one rule.
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    /// Rule 10: a membership change must be possible in the state it applies to.
+    #[error("refused change: {0}")]
+    Refused(EntryError),
+    /// Rule 11: a body may be withheld only from a reader whose filter does not select it.
+    #[error(
+        "the body is withheld, but the signed header shows this sync's filter selects it: the hub is withholding a selected statement"
+    )]
+    WithheldSelected,
+    /// Rule 11: genesis and membership statements always come whole.
+    #[error("a {kind} statement's body is withheld; it must be sent whole")]
+    WithheldMembership {
+        /// The statement kind.
+        kind: &'static str,
+    },
+    /// Rule 12: a newer protocol version only once the log announced it.
+    #[error(
+        "a statement of protocol version {version}, which this log has not announced (it is at version {current})"
+    )]
+    VersionNotAnnounced {
+        /// The statement's version.
+        version: u32,
+        /// The log's.
+        current: u32,
+    },
+    /// Checkpoints: signed by the hub key the genesis names, with the hub's name as origin.
+    #[error("not validly signed by the hub key of the genesis: {0}")]
+    CheckpointSignature(String),
+    /// Checkpoints: there must be a genesis to take the hub key from.
+    #[error("cannot be checked: the log has no genesis naming the hub key")]
+    NoHubKey,
+    /// Checkpoints: one root per size.
+    #[error(
+        "split view: the hub signed two different roots for size {size} ({first} and {second})"
+    )]
+    SplitView {
+        /// The size.
+        size: u64,
+        /// One root (hex).
+        first: String,
+        /// The other (hex).
+        second: String,
+    },
+    /// Checkpoints: the root is the root of the entries replayed.
+    #[error(
+        "signed root {signed} is not the root {computed} of the log's first {size} entries: history was rewritten"
+    )]
+    RootMismatch {
+        /// The size.
+        size: u64,
+        /// The signed root (hex).
+        signed: String,
+        /// The recomputed root (hex).
+        computed: String,
+    },
+    /// Checkpoints: a newer checkpoint extends the older ones.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// Checkpoints: covers entries that never came.
+    #[error(
+        "covers {size} entries but the log has only {entries}: entries were dropped or the log is truncated"
+    )]
+    Truncated {
+        /// The checkpoint's size.
+        size: u64,
+        /// Entries replayed.
+        entries: u64,
+    },
+    /// The log ends with entries no signed checkpoint covers.
+    #[error(
+        "the log has {entries} entries but its last signed checkpoint covers {size}: the last entries are not proven"
+    )]
+    Unproven {
+        /// Entries replayed.
+        entries: u64,
+        /// The largest checkpoint verified.
+        size: u64,
+    },
+    /// A log must start with its genesis.
+    #[error("no entries: a log starts with its genesis")]
+    Empty,
+    /// The genesis is not the one pinned.
+    #[error("genesis {actual} is not the pinned genesis {pinned}: this is another coalition's log")]
+    WrongGenesis {
+        /// What was pinned (hex).
+        pinned: String,
+        /// What the log has.
+        actual: StatementId,
+    },
+    /// A checkpoint smaller than what this replica already holds: the server is behind (a
+    /// lagging mirror, a hub restored from a backup) — not by itself a fork.
+    #[error(
+        "the server is behind: its signed checkpoint covers {size} entries, this replica has already verified {have}"
+    )]
+    Behind {
+        /// The checkpoint's size.
+        size: u64,
+        /// What the replica holds.
+        have: u64,
+    },
+    /// Input given in the wrong order or state (a bug in the driver).
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A refusal: where, and why.
+#[derive(Clone, Debug, Error, PartialEq)]
+#[error("{location}: {fault}")]
+pub struct ReplicaError {
+    /// The entry or checkpoint refused.
+    pub location: Location,
+    /// Why.
+    pub fault: Fault,
+}
+
+impl ReplicaError {
+    /// A refusal of `location`.
+    pub fn new(location: Location, fault: impl Into<Fault>) -> Self {
+        ReplicaError {
+            location,
+            fault: fault.into(),
+        }
+    }
+
+    /// True when the server is merely behind (retry, or another server), not lying.
+    pub fn is_behind(&self) -> bool {
+        matches!(self.fault, Fault::Behind { .. })
+    }
+}
+
+pub(crate) fn at(seq: u64, fault: impl Into<Fault>) -> ReplicaError {
+    ReplicaError::new(Location::Entry(seq), fault)
+}

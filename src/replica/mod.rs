@@ -1,0 +1,790 @@
+//! The replica: what a log means, decided in one place.
+//!
+//! A transport-free, storage-free state machine fed a hub's log entries in order. For each
+//! entry it checks, in the order of docs/PROTOCOL.md §4: its position and receipt time, that
+//! its statement id is the hash of the signed bytes, strict decoding, that the statement was
+//! not logged before, its date against the receipt time, the signer's entitlement at this
+//! position (membership replayed from the genesis, quorum, key validity, compromise), every
+//! signature under the one signature rule, membership changes, withheld bodies against the
+//! reader's filter, and newer protocol versions; it appends the Merkle leaf to its frontier and
+//! checks every signed checkpoint it is given against the recomputed root, or says which
+//! consistency proof it needs. It never fetches anything: the hub's writer, its start-up,
+//! `coalition sync`, `coalition audit verify` and the tests are thin drivers around it, so one
+//! rule fixed here is fixed everywhere.
+//!
+//! After a refused entry in [`Replica::append`] the replica refuses further input (restore it
+//! from the last saved [`Snapshot`]); [`Replica::append_verified`], the hub writer's entry
+//! point, leaves the replica as it was when it refuses an entry.
+
+mod checkpoints;
+mod error;
+mod snapshot;
+
+pub use checkpoints::{CheckpointClaim, ConsistencyNeed};
+pub use error::{Fault, Location, ReplicaError};
+pub use snapshot::Snapshot;
+
+use crate::log::{Frontier, Hash, leaf_hash};
+use crate::membership::{
+    Action, KeyId, MAX_CLOCK_SKEW_MS, MemberId, Position, Registry, Revocation, Signer,
+};
+use crate::pb;
+use crate::statement::{
+    Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, SignatureCheck, Statement,
+    StatementId, SyncFilter, Verified, verify_many,
+};
+use ed25519_dalek::VerifyingKey;
+use error::at;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The protocol version this code reads (docs/PROTOCOL.md §1.1).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// An entry as a log presents it: position, receipt time, the statement id the log recorded,
+/// and the envelope as received (its body may be withheld by a filtered sync).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Its sequence number (Merkle leaf index).
+    pub seq: u64,
+    /// When the hub says it received it.
+    pub received_at_ms: i64,
+    /// The statement id the log recorded (checked against the bytes).
+    pub statement_id: Vec<u8>,
+    /// The envelope.
+    pub envelope: Option<pb::Envelope>,
+}
+
+impl Entry {
+    /// The replica's view of a wire entry. The hub's `compromised_key_ids` are dropped: the
+    /// replica computes compromise itself.
+    pub fn from_wire(entry: pb::SyncEntry) -> Self {
+        Entry {
+            seq: entry.seq,
+            received_at_ms: entry.received_at_ms,
+            statement_id: entry.statement_id,
+            envelope: entry.envelope,
+        }
+    }
+
+    /// The wire form (as stored in snapshots and bundles).
+    pub fn to_wire(&self) -> pb::SyncEntry {
+        pb::SyncEntry {
+            seq: self.seq,
+            received_at_ms: self.received_at_ms,
+            statement_id: self.statement_id.clone(),
+            envelope: self.envelope.clone(),
+            compromised_key_ids: Vec::new(),
+        }
+    }
+}
+
+/// The statement ids already logged, and where: the "no statement twice" rule. The hub's
+/// writer answers from its store's index, a member and an auditor from memory.
+pub trait SeenIds {
+    /// Where the statement was logged, if it was.
+    fn first_seq(&self, id: &StatementId) -> Option<u64>;
+    /// Records a statement logged at `seq`.
+    fn insert(&mut self, id: StatementId, seq: u64);
+}
+
+/// [`SeenIds`] in memory.
+#[derive(Clone, Debug, Default)]
+pub struct SeenMap(HashMap<StatementId, u64>);
+
+impl SeenMap {
+    /// Number of ids held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl SeenIds for SeenMap {
+    fn first_seq(&self, id: &StatementId) -> Option<u64> {
+        self.0.get(id).copied()
+    }
+    fn insert(&mut self, id: StatementId, seq: u64) {
+        self.0.insert(id, seq);
+    }
+}
+
+/// What an accepted entry holds for its reader.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    /// The whole statement.
+    Statement(Box<Statement>),
+    /// Only the header: the body was withheld because the reader's filter does not select it.
+    Withheld,
+    /// A statement of a newer protocol version: its signatures were checked against keys
+    /// active at its position; its content is not read (upgrade to read it).
+    Opaque {
+        /// Its protocol version.
+        version: u32,
+    },
+}
+
+/// What the replica tells its driver about an accepted entry beyond the entry itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A key was revoked as compromised since `since_ms`: entries it signed that the hub
+    /// received from then on are suspect, including ones accepted earlier.
+    KeyCompromised {
+        /// Whose key.
+        member: MemberId,
+        /// The key.
+        key_id: KeyId,
+        /// From when it is distrusted.
+        since_ms: i64,
+    },
+    /// The log announced a newer protocol version.
+    ProtocolVersion {
+        /// The version.
+        version: u32,
+    },
+    /// An entry of a protocol version this code cannot read: upgrade.
+    NeedsUpgrade {
+        /// Its version.
+        version: u32,
+    },
+}
+
+/// An entry the replica accepted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accepted {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When the hub received it.
+    pub received_at_ms: i64,
+    /// Its statement id, recomputed from the bytes.
+    pub id: StatementId,
+    /// The signed header (`None` for a newer protocol version).
+    pub header: Option<Header>,
+    /// The content.
+    pub content: Content,
+    /// What changed with it.
+    pub notices: Vec<Notice>,
+}
+
+impl Accepted {
+    /// The statement, if the body came and this code reads it.
+    pub fn statement(&self) -> Option<&Statement> {
+        match &self.content {
+            Content::Statement(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// An entry decoded in parallel, before the in-order checks.
+enum Form {
+    Current(ParsedEnvelope),
+    Newer(OpaqueEnvelope),
+}
+
+struct Parsed {
+    seq: u64,
+    received_at_ms: i64,
+    form: Form,
+}
+
+impl Parsed {
+    fn id(&self) -> StatementId {
+        match &self.form {
+            Form::Current(p) => p.id,
+            Form::Newer(o) => o.id,
+        }
+    }
+    fn key_ids(&self) -> &[KeyId] {
+        match &self.form {
+            Form::Current(p) => &p.key_ids,
+            Form::Newer(o) => &o.key_ids,
+        }
+    }
+    fn envelope(&self) -> &pb::Envelope {
+        match &self.form {
+            Form::Current(p) => &p.envelope,
+            Form::Newer(o) => &o.envelope,
+        }
+    }
+    fn pae(&self) -> &[u8] {
+        match &self.form {
+            Form::Current(p) => p.pae(),
+            Form::Newer(o) => o.pae(),
+        }
+    }
+}
+
+/// The state a log's entries build: membership, Merkle frontier, receipt time, checkpoints.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    registry: Arc<Registry>,
+    frontier: Frontier,
+    last_received_ms: i64,
+    filter: SyncFilter,
+    pinned_genesis: Option<StatementId>,
+    checkpoints: checkpoints::Checkpoints,
+    /// Membership entries (genesis included), encoded, when kept for snapshots.
+    membership: Option<Vec<Vec<u8>>>,
+    membership_entries: u64,
+    failed: Option<ReplicaError>,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Replica {
+    /// A replica that has seen nothing, reading every body.
+    pub fn new() -> Self {
+        Replica {
+            registry: Arc::new(Registry::new()),
+            frontier: Frontier::new(),
+            last_received_ms: 0,
+            filter: SyncFilter::default(),
+            pinned_genesis: None,
+            checkpoints: checkpoints::Checkpoints::default(),
+            membership: None,
+            membership_entries: 0,
+            failed: None,
+        }
+    }
+
+    /// Bodies may be withheld for the entries `filter` does not select (and only for those).
+    pub fn with_filter(mut self, filter: SyncFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Entry 0 must be the genesis with this statement id.
+    pub fn pin_genesis(mut self, genesis: StatementId) -> Self {
+        self.pinned_genesis = Some(genesis);
+        self
+    }
+
+    /// Keep the membership entries, for [`Replica::snapshot`].
+    pub fn keeping_membership(mut self) -> Self {
+        self.membership.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// Membership as of the entries replayed.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Number of entries replayed (the next seq expected).
+    pub fn size(&self) -> u64 {
+        self.frontier.size().0
+    }
+
+    /// The Merkle root of the entries replayed.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// The Merkle frontier.
+    pub fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
+    /// The receipt time of the last entry.
+    pub fn last_received_ms(&self) -> i64 {
+        self.last_received_ms
+    }
+
+    /// Membership entries replayed (genesis included).
+    pub fn membership_entries(&self) -> u64 {
+        self.membership_entries
+    }
+
+    /// The genesis statement id, once replayed.
+    pub fn genesis(&self) -> Option<StatementId> {
+        self.registry.coalition().map(|c| c.genesis_id)
+    }
+
+    /// Whether `key_id`, signing a statement the hub received at `received_at_ms`, is
+    /// compromised as far as the membership replayed so far knows.
+    pub fn is_compromised(&self, key_id: &KeyId, received_at_ms: i64) -> bool {
+        !self
+            .registry
+            .compromised([key_id.as_str()], received_at_ms)
+            .is_empty()
+    }
+
+    /// Replays the next entries of the log, in order: decoding and hashing in parallel, the
+    /// in-order rules one entry at a time, then every signature not yet checked in parallel
+    /// batches under the one signature rule. Returns the accepted entries, or the first
+    /// refusal (the earliest entry, or a checkpoint reached), after which the replica refuses
+    /// further input.
+    pub fn append(
+        &mut self,
+        entries: Vec<Entry>,
+        seen: &mut dyn SeenIds,
+    ) -> Result<Vec<Accepted>, ReplicaError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.append_inner(entries, seen);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn append_inner(
+        &mut self,
+        entries: Vec<Entry>,
+        seen: &mut dyn SeenIds,
+    ) -> Result<Vec<Accepted>, ReplicaError> {
+        let parsed: Vec<Result<Parsed, ReplicaError>> =
+            entries.into_par_iter().map(parse_entry).collect();
+        let mut accepted = Vec::with_capacity(parsed.len());
+        let mut pending: Vec<(Parsed, Vec<VerifyingKey>)> = Vec::new();
+        let mut stop = None;
+        for p in parsed {
+            let step = p.and_then(|p| self.replay_one(p, seen));
+            match step {
+                Ok((entry, unchecked)) => {
+                    if let Some(unchecked) = unchecked {
+                        pending.push(unchecked);
+                    }
+                    accepted.push(entry);
+                }
+                Err(e) => {
+                    stop = Some(e);
+                    break;
+                }
+            }
+        }
+        // Every signature of the entries before the stop; the earliest failure wins.
+        let mut checks = Vec::new();
+        let mut owner = Vec::new();
+        for (i, (p, keys)) in pending.iter().enumerate() {
+            for (sig, key) in p.envelope().signatures.iter().zip(keys) {
+                checks.push(SignatureCheck {
+                    key,
+                    message: p.pae(),
+                    signature: &sig.sig,
+                });
+                owner.push(i);
+            }
+        }
+        if let Err(i) = verify_many(&checks) {
+            let (p, keys) = &pending[owner[i]];
+            let index = owner[..i].iter().filter(|o| **o == owner[i]).count();
+            let key_id = p.key_ids()[index].clone();
+            let _ = keys;
+            return Err(at(
+                p.seq,
+                crate::statement::SignatureError::BadSignature { index, key_id },
+            ));
+        }
+        match stop {
+            Some(e) => Err(e),
+            None => Ok(accepted),
+        }
+    }
+
+    /// The in-order rules for one decoded entry. Returns the accepted entry and, unless its
+    /// signatures were checked already (membership statements are checked before they are
+    /// applied), the keys they must verify with.
+    #[allow(clippy::type_complexity)]
+    fn replay_one(
+        &mut self,
+        p: Parsed,
+        seen: &mut dyn SeenIds,
+    ) -> Result<(Accepted, Option<(Parsed, Vec<VerifyingKey>)>), ReplicaError> {
+        let position = Position {
+            seq: p.seq,
+            received_at_ms: p.received_at_ms,
+        };
+        let id = p.id();
+        match &p.form {
+            Form::Current(parsed) => {
+                let statement = parsed.statement.as_ref();
+                let signers = self.check(
+                    position,
+                    id,
+                    &parsed.header,
+                    statement,
+                    &parsed.key_ids,
+                    seen,
+                )?;
+                let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
+                let changes_membership =
+                    matches!(parsed.header.kind, Kind::Genesis | Kind::Membership);
+                if changes_membership {
+                    // Membership decides who may sign what follows: verify it before applying.
+                    parsed
+                        .clone()
+                        .verify_with(&keys)
+                        .map_err(|e| at(p.seq, e))?;
+                }
+                let notices =
+                    self.commit(position, id, statement, &signers, Some(p.envelope()), seen)?;
+                let accepted = Accepted {
+                    seq: p.seq,
+                    received_at_ms: p.received_at_ms,
+                    id,
+                    header: Some(parsed.header.clone()),
+                    content: match statement {
+                        Some(s) => Content::Statement(Box::new(s.clone())),
+                        None => Content::Withheld,
+                    },
+                    notices,
+                };
+                let unchecked = (!changes_membership).then_some((p, keys));
+                Ok((accepted, unchecked))
+            }
+            Form::Newer(opaque) => {
+                self.check_position(position, id, seen)?;
+                let current = self
+                    .registry
+                    .coalition()
+                    .map_or(PROTOCOL_VERSION, |c| c.protocol_version);
+                if opaque.version > current {
+                    return Err(at(
+                        p.seq,
+                        Fault::VersionNotAnnounced {
+                            version: opaque.version,
+                            current,
+                        },
+                    ));
+                }
+                let signers = self
+                    .registry
+                    .active_signers(&opaque.key_ids)
+                    .map_err(|e| at(p.seq, Fault::NotEntitled(e)))?;
+                let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
+                let version = opaque.version;
+                let mut notices = self.commit(position, id, None, &signers, None, seen)?;
+                notices.push(Notice::NeedsUpgrade { version });
+                let accepted = Accepted {
+                    seq: p.seq,
+                    received_at_ms: p.received_at_ms,
+                    id,
+                    header: None,
+                    content: Content::Opaque { version },
+                    notices,
+                };
+                Ok((accepted, Some((p, keys))))
+            }
+        }
+    }
+
+    /// The hub writer's entry point: a statement it is about to log at `position`, whose
+    /// signatures were verified under the one rule with keys this replica's registry resolved
+    /// (a [`Verified`]; key ids name one key forever, so the same ids resolving here means the
+    /// same keys). Applies every other rule; on refusal nothing changed.
+    pub fn append_verified(
+        &mut self,
+        verified: &Verified,
+        position: Position,
+        seen: &mut dyn SeenIds,
+    ) -> Result<Accepted, ReplicaError> {
+        let statement = Some(&verified.statement);
+        let signers = self.check(
+            position,
+            verified.id,
+            &verified.header,
+            statement,
+            &verified.key_ids,
+            seen,
+        )?;
+        let notices = self.commit(
+            position,
+            verified.id,
+            statement,
+            &signers,
+            Some(&verified.envelope),
+            seen,
+        )?;
+        Ok(Accepted {
+            seq: position.seq,
+            received_at_ms: position.received_at_ms,
+            id: verified.id,
+            header: Some(verified.header.clone()),
+            content: Content::Statement(Box::new(verified.statement.clone())),
+            notices,
+        })
+    }
+
+    /// Rules 1, 2 and 6: position, receipt time, no statement twice.
+    fn check_position(
+        &self,
+        position: Position,
+        id: StatementId,
+        seen: &dyn SeenIds,
+    ) -> Result<(), ReplicaError> {
+        let expected = self.frontier.size().0;
+        if position.seq != expected {
+            let fault = if position.seq > expected {
+                Fault::Gap { got: position.seq }
+            } else {
+                Fault::OutOfOrder { got: position.seq }
+            };
+            return Err(at(expected, fault));
+        }
+        if position.received_at_ms < self.last_received_ms {
+            return Err(at(
+                position.seq,
+                Fault::TimeWentBack {
+                    got: position.received_at_ms,
+                    previous: self.last_received_ms,
+                },
+            ));
+        }
+        if let Some(first) = seen.first_seq(&id) {
+            return Err(at(position.seq, Fault::Duplicate { id, first }));
+        }
+        Ok(())
+    }
+
+    /// Every rule that reads but does not change the state, for a current-version statement:
+    /// returns who must have made each signature.
+    fn check(
+        &self,
+        position: Position,
+        id: StatementId,
+        header: &Header,
+        statement: Option<&Statement>,
+        key_ids: &[KeyId],
+        seen: &dyn SeenIds,
+    ) -> Result<Vec<Signer>, ReplicaError> {
+        let seq = position.seq;
+        self.check_position(position, id, seen)?;
+        if header.issued_at_ms > position.received_at_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(at(
+                seq,
+                Fault::FromTheFuture {
+                    issued_at_ms: header.issued_at_ms,
+                    received_at_ms: position.received_at_ms,
+                    skew_ms: MAX_CLOCK_SKEW_MS,
+                },
+            ));
+        }
+        if let (Kind::Genesis, Some(pinned)) = (header.kind, self.pinned_genesis)
+            && pinned != id
+        {
+            return Err(at(
+                seq,
+                Fault::WrongGenesis {
+                    pinned: pinned.to_string(),
+                    actual: id,
+                },
+            ));
+        }
+        if statement.is_none() {
+            match header.kind {
+                Kind::Genesis | Kind::Membership => {
+                    return Err(at(
+                        seq,
+                        Fault::WithheldMembership {
+                            kind: header.kind.name(),
+                        },
+                    ));
+                }
+                _ if self.filter.selects(header) => return Err(at(seq, Fault::WithheldSelected)),
+                _ => {}
+            }
+        }
+        let genesis = match statement.map(|s| &s.body) {
+            Some(Body::Genesis(g)) => Some(g),
+            _ => None,
+        };
+        self.registry
+            .signing_keys(header, genesis, key_ids)
+            .map_err(|e| at(seq, Fault::NotEntitled(e)))
+    }
+
+    /// Applies an entry that passed the checks: membership changes (refused changes leave the
+    /// state as it was), then the Merkle leaf, the id, the receipt time, and any checkpoint
+    /// waiting for this size.
+    fn commit(
+        &mut self,
+        position: Position,
+        id: StatementId,
+        statement: Option<&Statement>,
+        signers: &[Signer],
+        envelope: Option<&pb::Envelope>,
+        seen: &mut dyn SeenIds,
+    ) -> Result<Vec<Notice>, ReplicaError> {
+        let mut notices = Vec::new();
+        if let Some(statement) = statement
+            && matches!(statement.kind(), Kind::Genesis | Kind::Membership)
+        {
+            let mut next = (*self.registry).clone();
+            next.apply(statement, id, position, signers)
+                .map_err(|e| at(position.seq, Fault::Refused(e)))?;
+            self.registry = Arc::new(next);
+            self.membership_entries += 1;
+            if let Body::Membership(change) = &statement.body {
+                match &change.action {
+                    Action::RevokeKey {
+                        member,
+                        key_id,
+                        revocation: Revocation::Compromised { compromised_at_ms },
+                    } => notices.push(Notice::KeyCompromised {
+                        member: member.clone(),
+                        key_id: key_id.clone(),
+                        since_ms: *compromised_at_ms,
+                    }),
+                    Action::SetProtocolVersion(version) => {
+                        notices.push(Notice::ProtocolVersion { version: *version })
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(kept) = &mut self.membership {
+                kept.push(prost::Message::encode_to_vec(
+                    &Entry {
+                        seq: position.seq,
+                        received_at_ms: position.received_at_ms,
+                        statement_id: id.0.to_vec(),
+                        envelope: envelope.cloned(),
+                    }
+                    .to_wire(),
+                ));
+            }
+            if let Some(c) = self.registry.coalition()
+                && !self.checkpoints.has_hub_key()
+            {
+                self.checkpoints
+                    .set_hub(&c.hub_name, c.hub_key)
+                    .map_err(|e| at(position.seq, e))?;
+            }
+        }
+        self.frontier.append(leaf_hash(&crate::store::leaf_data(
+            &id,
+            position.received_at_ms,
+        )));
+        seen.insert(id, position.seq);
+        self.last_received_ms = position.received_at_ms;
+        let (size, root) = (self.frontier.size().0, self.frontier.root());
+        self.checkpoints.reached(size, root)?;
+        Ok(notices)
+    }
+
+    /// Restores membership from a stored membership entry without re-deciding its position
+    /// (the hub's start-up over its own durable store; `verify_signatures` false trusts what
+    /// the hub fsynced itself).
+    pub fn restore_membership(
+        &mut self,
+        entry: Entry,
+        verify_signatures: bool,
+    ) -> Result<(), ReplicaError> {
+        let seq = entry.seq;
+        let parsed = parse_entry(entry)?;
+        let position = Position {
+            seq: parsed.seq,
+            received_at_ms: parsed.received_at_ms,
+        };
+        let Form::Current(parsed) = parsed.form else {
+            return Err(at(seq, Fault::Usage("not a membership statement".into())));
+        };
+        let statement = parsed.statement.as_ref().ok_or_else(|| {
+            at(
+                seq,
+                Fault::WithheldMembership {
+                    kind: parsed.header.kind.name(),
+                },
+            )
+        })?;
+        let genesis = match &statement.body {
+            Body::Genesis(g) => Some(g),
+            _ => None,
+        };
+        let signers = self
+            .registry
+            .signing_keys(&parsed.header, genesis, &parsed.key_ids)
+            .map_err(|e| at(seq, Fault::NotEntitled(e)))?;
+        if verify_signatures {
+            let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
+            parsed.clone().verify_with(&keys).map_err(|e| at(seq, e))?;
+        }
+        let mut next = (*self.registry).clone();
+        next.apply(statement, parsed.id, position, &signers)
+            .map_err(|e| at(seq, Fault::Refused(e)))?;
+        self.registry = Arc::new(next);
+        self.membership_entries += 1;
+        if let Some(kept) = &mut self.membership {
+            kept.push(prost::Message::encode_to_vec(
+                &Entry {
+                    seq,
+                    received_at_ms: position.received_at_ms,
+                    statement_id: parsed.id.0.to_vec(),
+                    envelope: Some(parsed.envelope.clone()),
+                }
+                .to_wire(),
+            ));
+        }
+        if let Some(c) = self.registry.coalition()
+            && !self.checkpoints.has_hub_key()
+        {
+            self.checkpoints
+                .set_hub(&c.hub_name, c.hub_key)
+                .map_err(|e| at(seq, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the position after restoring membership: the frontier of the first
+    /// `frontier.size()` entries and the last receipt time.
+    pub fn resume_at(&mut self, frontier: Frontier, last_received_ms: i64) {
+        self.frontier = frontier;
+        self.last_received_ms = last_received_ms;
+    }
+}
+
+/// Decodes one entry (in parallel): the payload type's version, the envelope, strict header
+/// and body decoding, and the statement id against the one the log recorded.
+fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
+    let seq = entry.seq;
+    let envelope = entry.envelope.ok_or_else(|| at(seq, Fault::NoEnvelope))?;
+    let claimed = entry.statement_id;
+    let check_id = |actual: StatementId| {
+        if actual.0.as_slice() == claimed.as_slice() {
+            Ok(())
+        } else {
+            Err(at(
+                seq,
+                Fault::Altered {
+                    claimed: hex::encode(&claimed),
+                    actual,
+                },
+            ))
+        }
+    };
+    let form = if envelope.payload_type == PAYLOAD_TYPE {
+        let id = StatementId::of(&envelope.payload_type, &envelope.payload);
+        // An altered entry is reported as altered, whatever else is wrong with it.
+        check_id(id)?;
+        Form::Current(ParsedEnvelope::parse(envelope).map_err(|e| at(seq, e))?)
+    } else {
+        let opaque = OpaqueEnvelope::parse(envelope).map_err(|e| at(seq, e))?;
+        check_id(opaque.id)?;
+        if opaque.version <= PROTOCOL_VERSION {
+            return Err(at(
+                seq,
+                crate::statement::StatementError::invalid(
+                    "envelope.payload_type",
+                    format!("'{}' is not supported", opaque.envelope.payload_type),
+                ),
+            ));
+        }
+        Form::Newer(opaque)
+    };
+    Ok(Parsed {
+        seq,
+        received_at_ms: entry.received_at_ms,
+        form,
+    })
+}

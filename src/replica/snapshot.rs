@@ -1,0 +1,97 @@
+//! What a member saves of its replica between syncs, and how it is restored: the pinned
+//! genesis, the membership statements (replayed again, signatures included, on restore), the
+//! Merkle frontier, the last receipt time and the last accepted checkpoint. The statement ids
+//! seen ([`super::SeenIds`]) are the driver's to keep.
+
+use super::error::{Fault, Location, ReplicaError};
+use super::{Entry, Replica};
+use crate::log::{Frontier, Hash, TreeSize};
+use crate::pb;
+use crate::statement::{StatementId, SyncFilter};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+/// A replica's state, serializable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The genesis statement id (hex), pinned.
+    pub genesis: String,
+    /// Entries replayed.
+    pub size: u64,
+    /// The Merkle frontier (hex hashes, largest subtree first).
+    pub frontier: Vec<String>,
+    /// The last entry's receipt time.
+    pub last_received_ms: i64,
+    /// The last accepted signed checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// Every genesis and membership entry (base64 of the `coalition.v1.SyncEntry` encoding).
+    pub membership: Vec<String>,
+}
+
+fn corrupt(reason: impl Into<String>) -> ReplicaError {
+    ReplicaError::new(
+        Location::Input,
+        Fault::Usage(format!("saved replica state: {}", reason.into())),
+    )
+}
+
+impl Replica {
+    /// The state to save (after [`Replica::keeping_membership`]).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            genesis: self.genesis().map(|g| g.to_string()).unwrap_or_default(),
+            size: self.size(),
+            frontier: self.frontier.edge().iter().map(Hash::to_hex).collect(),
+            last_received_ms: self.last_received_ms,
+            checkpoint: self.checkpoint().map(|(_, note)| note.to_owned()),
+            membership: self
+                .membership
+                .iter()
+                .flatten()
+                .map(|e| STANDARD.encode(e))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a replica from a snapshot, replaying its membership statements again (with
+    /// their signatures) and re-verifying its checkpoint; `filter` as for
+    /// [`Replica::with_filter`].
+    pub fn restore(snapshot: &Snapshot, filter: SyncFilter) -> Result<Replica, ReplicaError> {
+        let genesis = StatementId::from_hex(&snapshot.genesis)
+            .ok_or_else(|| corrupt("the genesis is not 64 hex characters"))?;
+        let mut replica = Replica::new()
+            .with_filter(filter)
+            .pin_genesis(genesis)
+            .keeping_membership();
+        for (i, text) in snapshot.membership.iter().enumerate() {
+            let bytes = STANDARD
+                .decode(text)
+                .map_err(|e| corrupt(format!("membership[{i}]: {e}")))?;
+            let wire = pb::SyncEntry::decode(bytes.as_slice())
+                .map_err(|e| corrupt(format!("membership[{i}]: {e}")))?;
+            replica.restore_membership(Entry::from_wire(wire), true)?;
+        }
+        if replica.genesis() != Some(genesis) {
+            return Err(corrupt(
+                "its first membership entry is not the pinned genesis",
+            ));
+        }
+        let edge = snapshot
+            .frontier
+            .iter()
+            .map(|h| Hash::from_hex(h).ok())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| corrupt("the frontier is not hex hashes"))?;
+        let frontier = Frontier::from_edge(TreeSize(snapshot.size), edge)
+            .ok_or_else(|| corrupt("the frontier does not fit its size"))?;
+        replica.resume_at(frontier, snapshot.last_received_ms);
+        if let Some(note) = &snapshot.checkpoint {
+            let (here, root) = (replica.size(), replica.root());
+            replica.checkpoints.restore_anchor(note, here, root)?;
+        }
+        Ok(replica)
+    }
+}

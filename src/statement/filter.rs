@@ -1,0 +1,60 @@
+//! Sync filters: which statements a sync selects, decided from the signed header alone, so a
+//! member can check every header it receives against its own filter.
+
+use super::{HashType, Header, Kind, Label};
+use crate::membership::MemberId;
+
+/// A validated sync filter. Within one dimension any value matches (OR); across dimensions all
+/// must match (AND); an empty dimension matches everything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncFilter {
+    /// Statement kinds.
+    pub kinds: Vec<Kind>,
+    /// Hash types.
+    pub hash_types: Vec<HashType>,
+    /// Labels.
+    pub labels: Vec<Label>,
+    /// Issuers.
+    pub issuers: Vec<MemberId>,
+}
+
+impl SyncFilter {
+    /// Builds a filter from parsed values.
+    pub fn new(
+        kinds: Vec<Kind>,
+        hash_types: Vec<HashType>,
+        labels: Vec<Label>,
+        issuers: Vec<MemberId>,
+    ) -> Self {
+        SyncFilter {
+            kinds,
+            hash_types,
+            labels,
+            issuers,
+        }
+    }
+
+    /// True if the filter selects everything.
+    pub fn is_everything(&self) -> bool {
+        self.kinds.is_empty()
+            && self.hash_types.is_empty()
+            && self.labels.is_empty()
+            && self.issuers.is_empty()
+    }
+
+    /// Whether the statement with this header is selected. Genesis and membership statements
+    /// are always selected: every reader needs them whole to replay membership.
+    pub fn selects(&self, header: &Header) -> bool {
+        if matches!(header.kind, Kind::Genesis | Kind::Membership) {
+            return true;
+        }
+        (self.kinds.is_empty() || self.kinds.contains(&header.kind))
+            && (self.hash_types.is_empty()
+                || header
+                    .hash_types
+                    .iter()
+                    .any(|t| self.hash_types.contains(t)))
+            && (self.labels.is_empty() || header.labels.iter().any(|l| self.labels.contains(l)))
+            && (self.issuers.is_empty() || self.issuers.contains(&header.issuer))
+    }
+}
