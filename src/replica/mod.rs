@@ -183,8 +183,8 @@ impl Accepted {
 
 /// An entry decoded in parallel, before the in-order checks.
 enum Form {
-    Current(ParsedEnvelope),
-    Newer(OpaqueEnvelope),
+    Current(Box<ParsedEnvelope>),
+    Newer(Box<OpaqueEnvelope>),
 }
 
 struct Parsed {
@@ -767,7 +767,9 @@ fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
         let id = StatementId::of(&envelope.payload_type, &envelope.payload);
         // An altered entry is reported as altered, whatever else is wrong with it.
         check_id(id)?;
-        Form::Current(ParsedEnvelope::parse(envelope).map_err(|e| at(seq, e))?)
+        Form::Current(Box::new(
+            ParsedEnvelope::parse(envelope).map_err(|e| at(seq, e))?,
+        ))
     } else {
         let opaque = OpaqueEnvelope::parse(envelope).map_err(|e| at(seq, e))?;
         check_id(opaque.id)?;
@@ -780,7 +782,7 @@ fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
                 ),
             ));
         }
-        Form::Newer(opaque)
+        Form::Newer(Box::new(opaque))
     };
     Ok(Parsed {
         seq,
