@@ -399,7 +399,7 @@ impl Replica {
     #[allow(clippy::type_complexity)]
     fn replay_one(
         &mut self,
-        p: Parsed,
+        mut p: Parsed,
         seen: &mut dyn SeenIds,
     ) -> Result<(Accepted, Option<(Parsed, Vec<VerifyingKey>)>), ReplicaError> {
         let position = Position {
@@ -407,9 +407,15 @@ impl Replica {
             received_at_ms: p.received_at_ms,
         };
         let id = p.id();
+        // The statement moves into the accepted entry; what is kept of `p` for the signature
+        // batch is the envelope and its PAE.
+        let owned = match &mut p.form {
+            Form::Current(parsed) => parsed.statement.take(),
+            Form::Newer(_) => None,
+        };
         match &p.form {
             Form::Current(parsed) => {
-                let statement = parsed.statement.as_ref();
+                let statement = owned.as_ref();
                 let signers = self.check(
                     position,
                     id,
@@ -423,10 +429,9 @@ impl Replica {
                     matches!(parsed.header.kind, Kind::Genesis | Kind::Membership);
                 if changes_membership {
                     // Membership decides who may sign what follows: verify it before applying.
-                    parsed
-                        .clone()
-                        .verify_with(&keys)
-                        .map_err(|e| at(p.seq, e))?;
+                    let mut whole = (**parsed).clone();
+                    whole.statement = owned.clone();
+                    whole.verify_with(&keys).map_err(|e| at(p.seq, e))?;
                 }
                 let notices =
                     self.commit(position, id, statement, &signers, Some(p.envelope()), seen)?;
@@ -435,8 +440,8 @@ impl Replica {
                     received_at_ms: p.received_at_ms,
                     id,
                     header: Some(parsed.header.clone()),
-                    content: match statement {
-                        Some(s) => Content::Statement(Box::new(s.clone())),
+                    content: match owned {
+                        Some(s) => Content::Statement(Box::new(s)),
                         None => Content::Withheld,
                     },
                     notices,
