@@ -1,12 +1,12 @@
 //! The replica: what a log means, decided in one place.
 //!
 //! A transport-free, storage-free state machine fed a hub's log entries in order. For each
-//! entry it checks, in the order of docs/PROTOCOL.md §4: its position and receipt time, that
-//! its statement id is the hash of the signed bytes, strict decoding, that the statement was
-//! not logged before, its date against the receipt time, the signer's entitlement at this
-//! position (membership replayed from the genesis, quorum, key validity, compromise), every
-//! signature under the one signature rule, membership changes, withheld bodies against the
-//! reader's filter, and newer protocol versions; it appends the Merkle leaf to its frontier and
+//! entry it checks, in the order of docs/PROTOCOL.md §4: that its statement id is the hash of
+//! the signed bytes and strict decoding, its position and receipt time, that the statement was
+//! not logged before, newer protocol versions, its date against the receipt time, withheld
+//! bodies against the reader's filter, the signer's entitlement at this position (membership
+//! replayed from the genesis, quorum, key validity, compromise), membership changes, and every
+//! signature under the one signature rule; it appends the Merkle leaf to its frontier and
 //! checks every signed checkpoint it is given against the recomputed root, or says which
 //! consistency proof it needs. It never fetches anything: the hub's writer, its start-up,
 //! `coalition sync`, `coalition audit verify` and the tests are thin drivers around it, so one
