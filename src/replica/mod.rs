@@ -350,7 +350,12 @@ impl Replica {
         let mut pending: Vec<(Parsed, Vec<VerifyingKey>)> = Vec::new();
         let mut stop = None;
         for p in parsed {
-            let step = p.and_then(|p| self.replay_one(p, seen));
+            // A position fault comes first: an undecodable entry out of place is reported as
+            // the gap or disorder it is, at the position expected.
+            let step = match p {
+                Ok(p) => self.replay_one(p, seen),
+                Err(e) => Err(self.misplaced(&e).unwrap_or(e)),
+            };
             match step {
                 Ok((entry, unchecked)) => {
                     if let Some(unchecked) = unchecked {
@@ -520,6 +525,19 @@ impl Replica {
             content: Content::Statement(Box::new(verified.statement.clone())),
             notices,
         })
+    }
+
+    /// For an entry that failed to decode: the position fault, if it is not where expected.
+    fn misplaced(&self, e: &ReplicaError) -> Option<ReplicaError> {
+        let Location::Entry(seq) = e.location else {
+            return None;
+        };
+        let expected = self.frontier.size().0;
+        match seq.cmp(&expected) {
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Greater => Some(at(expected, Fault::Gap { got: seq })),
+            std::cmp::Ordering::Less => Some(at(expected, Fault::OutOfOrder { got: seq })),
+        }
     }
 
     /// Rules 1, 2 and 6: position, receipt time, no statement twice.
@@ -776,17 +794,10 @@ fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
             ParsedEnvelope::parse(envelope).map_err(|e| at(seq, e))?,
         ))
     } else {
+        // Any other version 1 spelling is refused by `payload_version` (no leading zeros), so
+        // what parses here is a later version.
         let opaque = OpaqueEnvelope::parse(envelope).map_err(|e| at(seq, e))?;
         check_id(opaque.id)?;
-        if opaque.version <= PROTOCOL_VERSION {
-            return Err(at(
-                seq,
-                crate::statement::StatementError::invalid(
-                    "envelope.payload_type",
-                    format!("'{}' is not supported", opaque.envelope.payload_type),
-                ),
-            ));
-        }
         Form::Newer(Box::new(opaque))
     };
     Ok(Parsed {
