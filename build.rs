@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .bytes(".coalition.v1.Envelope.payload")
+        .bytes(".coalition.v1.Envelope.body")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

@@ -15,7 +15,9 @@
 use crate::client::{Client, ClientError};
 use crate::membership::{KeyId, MemberId};
 use crate::pb;
-use crate::replica::{Accepted, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap, Snapshot};
+use crate::replica::{
+    Accepted, Content, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap, Snapshot,
+};
 use crate::statement::{HashType, Kind, Label, Statement, StatementId, SyncFilter};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -34,7 +36,7 @@ const FOLLOW_IDLE: Duration = Duration::from_millis(200);
 const CHECKPOINT_RETRIES: u32 = 10;
 const CHECKPOINT_RETRY_DELAY: Duration = Duration::from_millis(200);
 /// Messages buffered between the stream reader and the replica.
-const STREAM_BUFFER: usize = 64;
+const STREAM_BUFFER: usize = 8;
 /// Size of one ids-file record.
 const RECORD: usize = 49;
 /// The cursor file format written by this version.
@@ -570,12 +572,14 @@ impl Syncer {
 
     /// The row a writer writes for an accepted entry, if the member's filter selects it and
     /// this code reads it; compromise computed from the membership replayed here.
-    pub fn row(&self, entry: &Accepted) -> Option<ReceivedEntry> {
+    pub fn row(&self, entry: Accepted) -> Option<ReceivedEntry> {
         let header = entry.header.as_ref()?;
-        let statement = entry.statement()?;
         if !self.filter.selects(header) {
             return None;
         }
+        let Content::Statement(statement) = entry.content else {
+            return None;
+        };
         let compromised_keys = if self
             .replica
             .is_compromised(&header.key_id, entry.received_at_ms)
@@ -588,7 +592,7 @@ impl Syncer {
             seq: entry.seq,
             received_at_ms: entry.received_at_ms,
             id: entry.id,
-            statement: statement.clone(),
+            statement: *statement,
             compromised_keys,
         })
     }

@@ -117,8 +117,8 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     let mut checkpoint_size = syncer.replica().checkpoint().map_or(0, |(size, _)| size);
     while let Some(proven) = syncer.next().await? {
         let mut written = Vec::with_capacity(proven.entries.len());
-        for entry in &proven.entries {
-            counts.add(entry);
+        for entry in proven.entries {
+            counts.add(&entry);
             let row = syncer.row(entry);
             if let Some(row) = &row {
                 writer.write(row)?;

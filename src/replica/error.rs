@@ -29,23 +29,23 @@ impl fmt::Display for Location {
     }
 }
 
-/// Why an entry or a checkpoint is refused. The replica rules of docs/PROTOCOL.md §4, one
-/// variant per rule.
+/// Why an entry or a checkpoint is refused: the replica rules of docs/PROTOCOL.md §4 (rule
+/// numbers below are that list's).
 #[derive(Clone, Debug, Error, PartialEq)]
 pub enum Fault {
-    /// Rule 1: entries come in sequence.
+    /// Rule 7: entries come in sequence.
     #[error("missing: the next entry present is {got}")]
     Gap {
         /// The seq that came instead.
         got: u64,
     },
-    /// Rule 1: no entry twice, none out of order.
+    /// Rule 7: no entry twice, none out of order.
     #[error("entry {got} appears again or out of order here")]
     OutOfOrder {
         /// The seq that came instead.
         got: u64,
     },
-    /// Rule 2: receipt times never go backwards.
+    /// Rule 8: receipt times never go backwards.
     #[error(
         "received at {got} ms, before the entry before it ({previous} ms): receipt times never go backwards"
     )]
@@ -55,10 +55,10 @@ pub enum Fault {
         /// The previous entry's.
         previous: i64,
     },
-    /// Rule 3: the entry carries an envelope.
+    /// Rule 1: the entry carries an envelope.
     #[error("no envelope")]
     NoEnvelope,
-    /// Rule 4: the statement id is the hash of the signed bytes.
+    /// Rule 3: the statement id is the hash of the signed bytes.
     #[error(
         "recorded statement id {claimed} is not the hash {actual} of its envelope: the entry was altered"
     )]
@@ -68,10 +68,10 @@ pub enum Fault {
         /// What the bytes hash to.
         actual: StatementId,
     },
-    /// Rule 5: strict decoding and field rules.
+    /// Rules 2, 4, 5 and 6: payload type, signature shape, strict decoding and field rules.
     #[error("not a valid statement: {0}")]
     Invalid(#[from] StatementError),
-    /// Rule 6: a statement is logged once.
+    /// Rule 9: a statement is logged once.
     #[error("statement {id} was logged already, at entry {first}")]
     Duplicate {
         /// The statement.
@@ -79,7 +79,7 @@ pub enum Fault {
         /// Where it was first logged.
         first: u64,
     },
-    /// Rule 7: not dated after its receipt by more than the allowed clock skew.
+    /// Rule 11: not dated after its receipt by more than the allowed clock skew.
     #[error(
         "issued at {issued_at_ms} ms, more than {skew_ms} ms after the hub received it at {received_at_ms} ms"
     )]
@@ -91,27 +91,27 @@ pub enum Fault {
         /// The allowed skew.
         skew_ms: i64,
     },
-    /// Rule 8: entitlement at this position.
+    /// Rules 10 and 14: entitlement at this position.
     #[error("not entitled here: {0}")]
     NotEntitled(EntryError),
-    /// Rule 9: every signature verifies under the one rule.
+    /// Rules 15 and 17: every signature verifies under the one rule.
     #[error("{0}")]
     Signature(#[from] SignatureError),
-    /// Rule 10: a membership change must be possible in the state it applies to.
+    /// Rule 16: a membership change must be possible in the state it applies to.
     #[error("refused change: {0}")]
     Refused(EntryError),
-    /// Rule 11: a body may be withheld only from a reader whose filter does not select it.
+    /// Rule 13: a body may be withheld only from a reader whose filter does not select it.
     #[error(
         "the body is withheld, but the signed header shows this sync's filter selects it: the hub is withholding a selected statement"
     )]
     WithheldSelected,
-    /// Rule 11: genesis and membership statements always come whole.
+    /// Rule 13: genesis and membership statements always come whole.
     #[error("a {kind} statement's body is withheld; it must be sent whole")]
     WithheldMembership {
         /// The statement kind.
         kind: &'static str,
     },
-    /// Rule 12: a newer protocol version only once the log announced it.
+    /// Rule 10: a newer protocol version only once the log announced it.
     #[error(
         "a statement of protocol version {version}, which this log has not announced (it is at version {current})"
     )]
@@ -121,13 +121,13 @@ pub enum Fault {
         /// The log's.
         current: u32,
     },
-    /// Checkpoints: signed by the hub key the genesis names, with the hub's name as origin.
+    /// Rule 18: signed by the hub key the genesis names, with the hub's name as origin.
     #[error("not validly signed by the hub key of the genesis: {0}")]
     CheckpointSignature(String),
-    /// Checkpoints: there must be a genesis to take the hub key from.
+    /// Rule 18: there must be a genesis to take the hub key from.
     #[error("cannot be checked: the log has no genesis naming the hub key")]
     NoHubKey,
-    /// Checkpoints: one root per size.
+    /// Rules 19 and 20: one root per size.
     #[error(
         "split view: the hub signed two different roots for size {size} ({first} and {second})"
     )]
@@ -139,7 +139,7 @@ pub enum Fault {
         /// The other (hex).
         second: String,
     },
-    /// Checkpoints: the root is the root of the entries replayed.
+    /// Rules 19 and 20: the root is the root of the entries replayed.
     #[error(
         "signed root {signed} is not the root {computed} of the log's first {size} entries: history was rewritten"
     )]
@@ -151,10 +151,10 @@ pub enum Fault {
         /// The recomputed root (hex).
         computed: String,
     },
-    /// Checkpoints: a newer checkpoint extends the older ones.
+    /// Rule 20: a newer checkpoint extends the older ones.
     #[error("{0}")]
     Inconsistent(String),
-    /// Checkpoints: covers entries that never came.
+    /// Rule 21: a checkpoint covers entries that never came.
     #[error(
         "covers {size} entries but the log has only {entries}: entries were dropped or the log is truncated"
     )]
@@ -164,7 +164,7 @@ pub enum Fault {
         /// Entries replayed.
         entries: u64,
     },
-    /// The log ends with entries no signed checkpoint covers.
+    /// Rule 21: the log ends with entries no signed checkpoint covers.
     #[error(
         "the log has {entries} entries but its last signed checkpoint covers {size}: the last entries are not proven"
     )]
@@ -174,10 +174,10 @@ pub enum Fault {
         /// The largest checkpoint verified.
         size: u64,
     },
-    /// A log must start with its genesis.
+    /// Rule 21: a log must start with its genesis.
     #[error("no entries: a log starts with its genesis")]
     Empty,
-    /// The genesis is not the one pinned.
+    /// Rule 12: the genesis is not the one pinned.
     #[error("genesis {actual} is not the pinned genesis {pinned}: this is another coalition's log")]
     WrongGenesis {
         /// What was pinned (hex).
@@ -185,7 +185,7 @@ pub enum Fault {
         /// What the log has.
         actual: StatementId,
     },
-    /// A checkpoint smaller than what this replica already holds: the server is behind (a
+    /// Rule 20: a checkpoint smaller than what this replica already holds: the server is behind (a
     /// lagging mirror, a hub restored from a backup) — not by itself a fork.
     #[error(
         "the server is behind: its signed checkpoint covers {size} entries, this replica has already verified {have}"

@@ -1,12 +1,12 @@
 //! The replica: what a log means, decided in one place.
 //!
 //! A transport-free, storage-free state machine fed a hub's log entries in order. For each
-//! entry it checks, in the order of docs/PROTOCOL.md §4: its position and receipt time, that
-//! its statement id is the hash of the signed bytes, strict decoding, that the statement was
-//! not logged before, its date against the receipt time, the signer's entitlement at this
-//! position (membership replayed from the genesis, quorum, key validity, compromise), every
-//! signature under the one signature rule, membership changes, withheld bodies against the
-//! reader's filter, and newer protocol versions; it appends the Merkle leaf to its frontier and
+//! entry it checks, in the order of docs/PROTOCOL.md §4: that its statement id is the hash of
+//! the signed bytes and strict decoding, its position and receipt time, that the statement was
+//! not logged before, newer protocol versions, its date against the receipt time, withheld
+//! bodies against the reader's filter, the signer's entitlement at this position (membership
+//! replayed from the genesis, quorum, key validity, compromise), membership changes, and every
+//! signature under the one signature rule; it appends the Merkle leaf to its frontier and
 //! checks every signed checkpoint it is given against the recomputed root, or says which
 //! consistency proof it needs. It never fetches anything: the hub's writer, its start-up,
 //! `coalition sync`, `coalition audit verify` and the tests are thin drivers around it, so one
@@ -183,8 +183,8 @@ impl Accepted {
 
 /// An entry decoded in parallel, before the in-order checks.
 enum Form {
-    Current(ParsedEnvelope),
-    Newer(OpaqueEnvelope),
+    Current(Box<ParsedEnvelope>),
+    Newer(Box<OpaqueEnvelope>),
 }
 
 struct Parsed {
@@ -350,7 +350,12 @@ impl Replica {
         let mut pending: Vec<(Parsed, Vec<VerifyingKey>)> = Vec::new();
         let mut stop = None;
         for p in parsed {
-            let step = p.and_then(|p| self.replay_one(p, seen));
+            // A position fault comes first: an undecodable entry out of place is reported as
+            // the gap or disorder it is, at the position expected.
+            let step = match p {
+                Ok(p) => self.replay_one(p, seen),
+                Err(e) => Err(self.misplaced(&e).unwrap_or(e)),
+            };
             match step {
                 Ok((entry, unchecked)) => {
                     if let Some(unchecked) = unchecked {
@@ -399,7 +404,7 @@ impl Replica {
     #[allow(clippy::type_complexity)]
     fn replay_one(
         &mut self,
-        p: Parsed,
+        mut p: Parsed,
         seen: &mut dyn SeenIds,
     ) -> Result<(Accepted, Option<(Parsed, Vec<VerifyingKey>)>), ReplicaError> {
         let position = Position {
@@ -407,9 +412,15 @@ impl Replica {
             received_at_ms: p.received_at_ms,
         };
         let id = p.id();
+        // The statement moves into the accepted entry; what is kept of `p` for the signature
+        // batch is the envelope and its PAE.
+        let owned = match &mut p.form {
+            Form::Current(parsed) => parsed.statement.take(),
+            Form::Newer(_) => None,
+        };
         match &p.form {
             Form::Current(parsed) => {
-                let statement = parsed.statement.as_ref();
+                let statement = owned.as_ref();
                 let signers = self.check(
                     position,
                     id,
@@ -423,10 +434,9 @@ impl Replica {
                     matches!(parsed.header.kind, Kind::Genesis | Kind::Membership);
                 if changes_membership {
                     // Membership decides who may sign what follows: verify it before applying.
-                    parsed
-                        .clone()
-                        .verify_with(&keys)
-                        .map_err(|e| at(p.seq, e))?;
+                    let mut whole = (**parsed).clone();
+                    whole.statement = owned.clone();
+                    whole.verify_with(&keys).map_err(|e| at(p.seq, e))?;
                 }
                 let notices =
                     self.commit(position, id, statement, &signers, Some(p.envelope()), seen)?;
@@ -435,8 +445,8 @@ impl Replica {
                     received_at_ms: p.received_at_ms,
                     id,
                     header: Some(parsed.header.clone()),
-                    content: match statement {
-                        Some(s) => Content::Statement(Box::new(s.clone())),
+                    content: match owned {
+                        Some(s) => Content::Statement(Box::new(s)),
                         None => Content::Withheld,
                     },
                     notices,
@@ -515,6 +525,19 @@ impl Replica {
             content: Content::Statement(Box::new(verified.statement.clone())),
             notices,
         })
+    }
+
+    /// For an entry that failed to decode: the position fault, if it is not where expected.
+    fn misplaced(&self, e: &ReplicaError) -> Option<ReplicaError> {
+        let Location::Entry(seq) = e.location else {
+            return None;
+        };
+        let expected = self.frontier.size().0;
+        match seq.cmp(&expected) {
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Greater => Some(at(expected, Fault::Gap { got: seq })),
+            std::cmp::Ordering::Less => Some(at(expected, Fault::OutOfOrder { got: seq })),
+        }
     }
 
     /// Rules 1, 2 and 6: position, receipt time, no statement twice.
@@ -767,20 +790,15 @@ fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
         let id = StatementId::of(&envelope.payload_type, &envelope.payload);
         // An altered entry is reported as altered, whatever else is wrong with it.
         check_id(id)?;
-        Form::Current(ParsedEnvelope::parse(envelope).map_err(|e| at(seq, e))?)
+        Form::Current(Box::new(
+            ParsedEnvelope::parse(envelope).map_err(|e| at(seq, e))?,
+        ))
     } else {
+        // Any other version 1 spelling is refused by `payload_version` (no leading zeros), so
+        // what parses here is a later version.
         let opaque = OpaqueEnvelope::parse(envelope).map_err(|e| at(seq, e))?;
         check_id(opaque.id)?;
-        if opaque.version <= PROTOCOL_VERSION {
-            return Err(at(
-                seq,
-                crate::statement::StatementError::invalid(
-                    "envelope.payload_type",
-                    format!("'{}' is not supported", opaque.envelope.payload_type),
-                ),
-            ));
-        }
-        Form::Newer(opaque)
+        Form::Newer(Box::new(opaque))
     };
     Ok(Parsed {
         seq,

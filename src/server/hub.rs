@@ -365,7 +365,8 @@ async fn stream_entries(
             for entry in chunk {
                 cursor = entry.seq + 1;
                 // Every entry is sent; one the filter does not select without its body.
-                let selected = entry.header().is_some_and(|h| filter.selects(&h));
+                let selected =
+                    filter.is_everything() || entry.header().is_some_and(|h| filter.selects(&h));
                 let item =
                     pb::sync_response::Item::Entry(entry.into_sync_entry(&registry, selected));
                 let msg = pb::SyncResponse { item: Some(item) };
