@@ -444,7 +444,7 @@ async fn sync_verified(env: &Env, addr: &str) -> Result<(Duration, usize)> {
     let mut hashes = 0;
     while let Some(proven) = syncer.next().await? {
         let mut written = Vec::with_capacity(proven.entries.len());
-        for entry in &proven.entries {
+        for entry in proven.entries {
             let row = syncer.row(entry);
             if let Some(Body::HashSet(set)) = row.as_ref().map(|r| &r.statement.body) {
                 hashes += set.entries.len();

@@ -247,8 +247,11 @@ impl TestHub {
                 synced.replica = syncer.replica().clone();
                 return Ok(synced);
             };
-            let rows: Vec<Option<ReceivedEntry>> =
-                proven.entries.iter().map(|e| syncer.row(e)).collect();
+            let rows: Vec<Option<ReceivedEntry>> = proven
+                .entries
+                .iter()
+                .map(|e| syncer.row(e.clone()))
+                .collect();
             let written: Vec<bool> = rows.iter().map(Option::is_some).collect();
             syncer.commit(&written, 0)?;
             synced.rows.extend(rows.into_iter().flatten());
