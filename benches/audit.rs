@@ -41,7 +41,8 @@ fn main() -> Result<()> {
     let dir = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
         .join("bench-audit");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("bundle-{n}.bin"));
+    // The statement format is in the name: a bundle cached by an older build is not reused.
+    let path = dir.join(format!("bundle-v1h-{n}.bin"));
     if !path.exists() {
         let t = Instant::now();
         build_bundle(&path, n)?;
@@ -155,6 +156,9 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
         ));
     }
     let base = envelopes.len() as u64;
+    // Receipt times from now on: after the genesis and admissions were dated (a statement is
+    // never dated after its receipt by more than the allowed clock skew).
+    let start = coalition_hub::store::now_ms();
     let signed: Vec<pb::Envelope> = (0..n)
         .into_par_iter()
         .map(|i| {
@@ -162,7 +166,7 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
             let statement = Statement {
                 issuer: member(m),
                 key_id: KeyId::of(&keys[m].verifying_key()),
-                issued_at_ms: 1_790_000_000_000 + i as i64,
+                issued_at_ms: start + i as i64,
                 nonce: Sha256::digest(i.to_be_bytes())[..16]
                     .try_into()
                     .expect("16"),
@@ -185,7 +189,7 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
     let mut notes = Vec::new();
     for (seq, envelope) in envelopes.into_iter().enumerate() {
         let seq = seq as u64;
-        let received_at_ms = 1_790_000_000_000 + seq as i64;
+        let received_at_ms = start + seq as i64;
         let id = ParsedEnvelope::parse(envelope.clone())?.id;
         frontier.append(leaf_hash(&leaf_data(&id, received_at_ms)));
         let size = frontier.size();
@@ -226,7 +230,7 @@ fn read_sample(
             Some(Record::Entry(e)) if e.seq > MEMBERS as u64 => {
                 let envelope = e.envelope.ok_or("no envelope")?;
                 let parsed = ParsedEnvelope::parse(envelope.clone())?;
-                let m: usize = parsed.statement.issuer.as_str()["member-".len()..].parse()?;
+                let m: usize = parsed.header.issuer.as_str()["member-".len()..].parse()?;
                 out.push((envelope, keys[m].verifying_key()));
             }
             Some(_) => {}

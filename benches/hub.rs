@@ -6,8 +6,12 @@
 //! 1. ingest (hashes/s) of signed sets of 1,000 and 10,000 sha256 hashes with 1, 2 and 4
 //!    concurrent connections (each submit acknowledged only after fsync), with the client-side
 //!    signing cost, server-side verification cost and store-only commit cost as baselines;
-//! 2. full sync from cursor 0 (hashes/s) through `sync::Session`, which decodes every statement
-//!    and verifies every signature client-side, plus a raw-stream and verify-only breakdown;
+//! 2. full-trust sync from cursor 0 (hashes/s) through `sync::Syncer`, the member's replica
+//!    (`coalition sync` without the output file): membership replayed from the genesis, every
+//!    statement decoded and every signature verified client-side, compromise computed locally,
+//!    every batch proven by a signed checkpoint and consistency proofs before it is returned,
+//!    and the replica state saved after each batch; plus a raw-stream and replay-only
+//!    breakdown;
 //! 3. the hub's peak memory (VmHWM) and VmRSS before/after syncing 100,000 and 1,000,000
 //!    stored hashes;
 //! 4. `Match` over gRPC: a batch of 1,000 PDQ queries (half planted near-duplicates at
@@ -25,11 +29,12 @@ use coalition_hub::governance;
 use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
+use coalition_hub::replica::{Entry, Replica, SeenMap};
 use coalition_hub::statement::{
     Body, Category, HashEntry, HashSet, HashType, Label, ParsedEnvelope,
 };
 use coalition_hub::store::{Store, StoreConfig};
-use coalition_hub::sync::{Event, Session, verify_entry};
+use coalition_hub::sync::{FilterSpec, SyncOptions, Syncer};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -142,8 +147,7 @@ async fn ingest(env: &Env, set_size: usize, sets: usize, table: &mut Table) -> R
     let mut verified = Vec::with_capacity(pool.len());
     for envelope in &pool {
         let parsed = ParsedEnvelope::parse(envelope.clone())?;
-        let vk = key.verifying_key();
-        verified.push(parsed.verify(|_| Some(vk))?);
+        verified.push(parsed.verify_with(&[key.verifying_key()])?);
     }
     let verify = t.elapsed();
     println!(
@@ -317,7 +321,7 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
             let mut rates = Vec::new();
             let mut raw_rates = Vec::new();
             for _ in 0..RUNS {
-                let (took, n) = sync_session(env, &hub.addr).await?;
+                let (took, n) = sync_verified(env, &hub.addr).await?;
                 if n as f64 != hashes {
                     bail!("synced {n} hashes, expected {hashes}");
                 }
@@ -333,7 +337,7 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
                 raw_rates.push(hashes / took.as_secs_f64());
                 let end = hub.memory()?;
                 println!(
-                    "    run: VmHWM {} MiB after Session sync, {} MiB after raw sync",
+                    "    run: VmHWM {} MiB after verified sync, {} MiB after raw sync",
                     mid.hwm_kib / 1024,
                     end.hwm_kib / 1024
                 );
@@ -343,7 +347,7 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
             let r = median(&mut rates);
             let raw = median(&mut raw_rates);
             println!(
-                "  {} hashes stored, cache {cache_mib} MiB: Session sync median {} hashes/s (runs: {}); raw stream (no decode/verify) {} hashes/s",
+                "  {} hashes stored, cache {cache_mib} MiB: verified sync (Syncer) median {} hashes/s (runs: {}); raw stream (no decode/verify) {} hashes/s",
                 stored * SET,
                 fmt_rate(r),
                 rates
@@ -364,7 +368,7 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
             let label = format!("{} hashes stored", stored * SET);
             if cache_mib == 128 {
                 table.row(
-                    format!("sync from 0 (Session, verified), {label}"),
+                    format!("sync from 0 (Syncer: replica, proofs), {label}"),
                     fmt_rate(r),
                     format!("raw stream without decode/verify: {}", fmt_rate(raw)),
                 );
@@ -383,49 +387,71 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
         }
     }
 
-    // Client-side verification alone: what `Session` does per entry, on entries already
-    // received, one thread.
+    // Client-side verification alone: the member's replica replaying entries already
+    // received (decode, entitlement, signatures, Merkle frontier), no network, no proofs.
     let hub = Hub::start(env, data.path(), 128)?;
     let entries = collect_entries(env, &hub.addr).await?;
     hub.stop()?;
-    let keyring = {
-        let store = Store::open(data.path(), &StoreConfig::default())?;
-        coalition_hub::membership::Keyring::from_members(&store.members())
+    let hashes = |accepted: &[coalition_hub::replica::Accepted]| -> usize {
+        accepted
+            .iter()
+            .filter_map(|a| match a.statement().map(|s| &s.body) {
+                Some(Body::HashSet(set)) => Some(set.entries.len()),
+                _ => None,
+            })
+            .sum()
     };
-    let t = Instant::now();
-    let mut n = 0usize;
-    for entry in entries {
-        let received = verify_entry(entry, &keyring)?;
-        if let Body::HashSet(set) = &received.statement.body {
-            n += set.entries.len();
-        }
+    for threads in [1, cores()] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let batch: Vec<Entry> = entries.iter().cloned().map(Entry::from_wire).collect();
+        let t = Instant::now();
+        let accepted = pool.install(|| Replica::new().append(batch, &mut SeenMap::default()))?;
+        let took = t.elapsed();
+        let n = hashes(&accepted);
+        println!(
+            "  client replica replay only (in process, {threads} thread(s)): {} hashes/s",
+            rate(n as f64, took)
+        );
+        table.row(
+            format!("baseline: client replica replay of synced entries, {threads} thread(s)"),
+            rate(n as f64, took),
+            "in process, no network, no proofs",
+        );
     }
-    let took = t.elapsed();
-    println!(
-        "  client decode+verify only (in process, one thread): {} hashes/s",
-        rate(n as f64, took)
-    );
-    table.row(
-        "baseline: client decode+verify of synced entries",
-        rate(n as f64, took),
-        "one thread, in process, no network",
-    );
     Ok(())
 }
 
-/// A full sync from cursor 0 through `Session` (decode + verify everything); returns the wall
-/// time and the number of hashes received.
-async fn sync_session(env: &Env, addr: &str) -> Result<(Duration, usize)> {
+/// A full-trust sync from cursor 0 through `Syncer` (the member's replica: membership from
+/// the genesis, every signature, proofs of every batch, state saved after each); returns the
+/// wall time and the number of hashes received.
+async fn sync_verified(env: &Env, addr: &str) -> Result<(Duration, usize)> {
     let client = Client::connect(addr, &env.certs.member_tls(&env.reader)?).await?;
+    let state = tempfile::tempdir_in(env.root.path())?;
     let t = Instant::now();
-    let mut session = Session::start(client, pb::SyncRequest::default()).await?;
+    let (mut syncer, _) = Syncer::open(
+        client,
+        SyncOptions {
+            filter: FilterSpec::default(),
+            follow: false,
+            genesis: None,
+            cursor: state.path().join("cursor"),
+            ids: state.path().join("ids"),
+        },
+    )
+    .await?;
     let mut hashes = 0;
-    while let Some(event) = session.next().await? {
-        if let Event::Entry(entry) = event
-            && let Body::HashSet(set) = &entry.statement.body
-        {
-            hashes += set.entries.len();
+    while let Some(proven) = syncer.next().await? {
+        let mut written = Vec::with_capacity(proven.entries.len());
+        for entry in proven.entries {
+            let row = syncer.row(entry);
+            if let Some(Body::HashSet(set)) = row.as_ref().map(|r| &r.statement.body) {
+                hashes += set.entries.len();
+            }
+            written.push(row.is_some());
         }
+        syncer.commit(&written, 0)?;
     }
     Ok((t.elapsed(), hashes))
 }

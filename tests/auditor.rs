@@ -4,15 +4,15 @@
 mod common;
 
 use coalition_hub::audit::bundle::{BundleReader, BundleWriter, Record};
-use coalition_hub::audit::{AuditError, Location, Summary, Verifier};
+use coalition_hub::audit::{AuditError, Location, Summary, Verifier, VerifyError, verify_bundle};
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;
-use coalition_hub::log::{Checkpoint, Hash, TreeSize};
-use coalition_hub::membership::{Action, Role};
+use coalition_hub::log::{Checkpoint, Hash, MemoryTree, TreeSize};
+use coalition_hub::membership::{Action, KeyId, MAX_CLOCK_SKEW_MS, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::Created;
-use coalition_hub::statement::Body;
-use coalition_hub::store::Store;
+use coalition_hub::statement::{Body, ParsedEnvelope, Statement, StatementId, sign_statement};
+use coalition_hub::store::{Store, leaf_data};
 use common::{TestHub, id, sha256_set};
 use ed25519_dalek::SigningKey;
 use std::path::Path;
@@ -88,8 +88,56 @@ fn entries(t: &TestHub) -> Vec<pb::SyncEntry> {
     let registry = t.store.registry();
     t.store
         .entries(0, u64::MAX)
-        .map(|e| e.expect("entry").into_sync_entry(&registry))
+        .map(|e| e.expect("entry").into_sync_entry(&registry, true))
         .collect()
+}
+
+/// Checkpoints at `sizes` of a (possibly bent) log, signed with the hub key over roots
+/// recomputed from the entries' recorded ids and receipt times: what a hub operator who holds
+/// the key signs for a history it forged, so that only the rule a case targets can fail.
+fn resign(t: &TestHub, entries: &[pb::SyncEntry], sizes: &[u64]) -> Vec<String> {
+    let mut tree = MemoryTree::new();
+    let mut roots = Vec::new();
+    for e in entries {
+        let id = StatementId::from_slice(&e.statement_id).expect("32-byte id");
+        tree.append(&leaf_data(&id, e.received_at_ms));
+        roots.push(tree.root());
+    }
+    sizes
+        .iter()
+        .map(|&n| sign_checkpoint(t, n, roots[n as usize - 1]))
+        .collect()
+}
+
+/// Writes checkpoints and entries as `coalition audit export` does (checkpoints first) and
+/// verifies the file as `coalition audit verify` does.
+fn verify_export(notes: &[String], entries: Vec<pb::SyncEntry>) -> Result<Summary, AuditError> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("export.bundle");
+    let mut w = BundleWriter::create(&path).expect("create");
+    for n in notes {
+        w.write(Record::Checkpoint(n.clone())).expect("write");
+    }
+    for e in entries {
+        w.write(Record::Entry(e)).expect("write");
+    }
+    w.finish().expect("finish");
+    verify_bundle(&path, &[]).map_err(|e| match e {
+        VerifyError::Audit(e) => e,
+        VerifyError::Bundle(e) => panic!("the bundle itself is fine: {e}"),
+    })
+}
+
+/// A log entry for `envelope`, logged at `seq` at `received_at_ms`.
+fn logged(seq: u64, received_at_ms: i64, envelope: pb::Envelope) -> pb::SyncEntry {
+    let id = ParsedEnvelope::parse(envelope.clone()).expect("parses").id;
+    pb::SyncEntry {
+        seq,
+        received_at_ms,
+        statement_id: id.0.to_vec(),
+        envelope: Some(envelope),
+        compromised_key_ids: vec![],
+    }
 }
 
 fn verify(notes: &[String], entries: Vec<pb::SyncEntry>) -> Result<Summary, AuditError> {
@@ -138,10 +186,8 @@ async fn an_honest_log_verifies_through_a_bundle_file() {
     let size = t.store.log_size();
     assert_eq!(summary.entries, size);
     assert_eq!(summary.checkpoints, 4);
-    assert_eq!(
-        summary.latest_checkpoint,
-        Some((size, t.store.root(size).expect("root")))
-    );
+    assert_eq!(summary.latest_checkpoint, Some(size));
+    assert_eq!(summary.root, t.store.root(size).expect("root"));
     assert_eq!(summary.members, 5, "admin, acme, globex, auditor, alice");
     assert_eq!(summary.active_members, 4, "globex is suspended");
     assert_eq!(summary.membership_entries, 9);
@@ -158,24 +204,37 @@ async fn tampering_with_the_export_is_caught_and_named() {
     let honest = entries(&t);
     let size = honest.len() as u64;
 
-    // Flip one byte of a statement: its id no longer matches.
+    // Change one byte of a statement's signed header: its id no longer matches.
+    let bent_nonce = |entry: &mut pb::SyncEntry| {
+        use prost::Message;
+        let env = entry.envelope.as_mut().expect("env");
+        let mut header = pb::Statement::decode(env.payload.as_ref()).expect("header");
+        header.nonce[0] ^= 1;
+        env.payload = header.encode_to_vec().into();
+    };
     let mut e = honest.clone();
-    let env = e[7].envelope.as_mut().expect("env");
-    let mut payload = env.payload.to_vec();
-    let last = payload.len() - 1;
-    payload[last] ^= 1;
-    env.payload = payload.into();
+    bent_nonce(&mut e[7]);
     fails_at(
         verify(&notes, e.clone()),
         Location::Entry(7),
         "the entry was altered",
     );
     // ... and if the forger also fixes the recorded id, the signature fails.
-    let parsed =
-        coalition_hub::statement::ParsedEnvelope::parse(e[7].envelope.clone().expect("env"))
-            .expect("still parses");
+    let parsed = ParsedEnvelope::parse(e[7].envelope.clone().expect("env")).expect("still parses");
     e[7].statement_id = parsed.id.0.to_vec();
     fails_at(verify(&notes, e), Location::Entry(7), "does not verify");
+    // The body is not under the id: changing it breaks the digest the signed header names.
+    let mut e = honest.clone();
+    let env = e[7].envelope.as_mut().expect("env");
+    let mut body = env.body.to_vec();
+    let last = body.len() - 1;
+    body[last] ^= 1;
+    env.body = body.into();
+    fails_at(
+        verify(&notes, e),
+        Location::Entry(7),
+        "body: its SHA-256 or length is not what the signed header names",
+    );
 
     // Drop an entry in the middle, or at the end.
     let mut e = honest.clone();
@@ -190,14 +249,17 @@ async fn tampering_with_the_export_is_caught_and_named() {
     fails_at(
         verify(&notes, e),
         Location::Checkpoint(size),
-        "entries were dropped or the export is truncated",
+        "entries were dropped or the log is truncated",
     );
 
-    // Swap two entries (renumbered so the sequence looks intact): the root changes.
+    // Swap two statements (renumbered and retimed so the sequence and the receipt times
+    // look intact): the root changes.
     let mut e = honest.clone();
     e.swap(5, 6);
-    e[5].seq = 5;
-    e[6].seq = 6;
+    for i in [5, 6] {
+        e[i].seq = i as u64;
+        e[i].received_at_ms = honest[i].received_at_ms;
+    }
     fails_at(
         verify(&notes, e),
         Location::Checkpoint(size / 2),
@@ -245,14 +307,7 @@ async fn tampering_with_the_export_is_caught_and_named() {
         &t.key("acme"),
         Body::HashSet(sha256_set(77, 1)),
     );
-    let parsed = coalition_hub::statement::ParsedEnvelope::parse(late.clone()).expect("parse");
-    e.push(pb::SyncEntry {
-        seq: size,
-        received_at_ms: coalition_hub::store::now_ms(),
-        statement_id: parsed.id.0.to_vec(),
-        envelope: Some(late),
-        compromised_key_ids: vec![],
-    });
+    e.push(logged(size, coalition_hub::store::now_ms(), late));
     fails_at(
         verify(&notes, e),
         Location::Entry(size),
@@ -268,8 +323,12 @@ async fn previous_checkpoints_must_be_consistent() {
     let t = busy_hub().await;
     let honest = entries(&t);
     let old = sign_checkpoint(&t, 10, t.store.root(10).expect("root"));
+    // A log ends with a checkpoint of its own size.
+    let size = honest.len() as u64;
+    let last = sign_checkpoint(&t, size, t.store.root(size).expect("root"));
     let mut v = Verifier::new();
     v.previous(old).expect("previous");
+    v.checkpoint(last.clone()).expect("checkpoint");
     for e in honest.clone() {
         v.entry(e).expect("entry");
     }
@@ -278,6 +337,7 @@ async fn previous_checkpoints_must_be_consistent() {
     let forked = sign_checkpoint(&t, 10, Hash([1; 32]));
     let mut v = Verifier::new();
     v.previous(forked).expect("previous");
+    v.checkpoint(last).expect("checkpoint");
     let err = honest
         .into_iter()
         .try_for_each(|e| v.entry(e))
@@ -333,13 +393,84 @@ async fn tampering_with_the_store_is_caught() {
     let registry = reopened.registry();
     let tampered: Vec<pb::SyncEntry> = reopened
         .entries(0, u64::MAX)
-        .map(|e| e.expect("entry").into_sync_entry(&registry))
+        .map(|e| e.expect("entry").into_sync_entry(&registry, true))
         .collect();
     fails_at(
         verify(&[note], tampered),
         Location::Entry(8),
         "the entry was altered",
     );
+}
+
+/// What the auditor used to accept (issue 9), each on an export bent from a real log with its
+/// checkpoints re-signed by the hub key, so that only the targeted rule fails.
+#[tokio::test]
+async fn replayed_unproven_and_misdated_logs_are_refused() {
+    let t = TestHub::start().await;
+    let mut acme = t.client("acme").await;
+    for i in 0..2 {
+        acme.submit(t.hash_set("acme", i, 2)).await.expect("acme");
+    }
+    t.admin_change(Action::Suspend(id("globex")))
+        .await
+        .expect("suspend");
+    let reinstate = t
+        .admin_change(Action::Reinstate(id("globex")))
+        .await
+        .expect("reinstate")
+        .receipt
+        .expect("receipt");
+    t.admin_change(Action::Suspend(id("globex")))
+        .await
+        .expect("suspend again");
+    let honest = entries(&t);
+    let size = honest.len() as u64;
+    let last_received = honest.last().expect("entries").received_at_ms;
+    // The control: the honest export with a re-signed checkpoint of its size verifies.
+    verify_export(&resign(&t, &honest, &[size]), honest.clone()).expect("honest");
+
+    // The old admin-signed reinstatement, logged again after the later suspension.
+    let mut replayed = honest.clone();
+    let old = honest[reinstate.seq as usize]
+        .envelope
+        .clone()
+        .expect("env");
+    replayed.push(logged(size, last_received, old));
+    // Receipt times going backwards.
+    let k = t.base as usize + 1;
+    let mut backwards = honest.clone();
+    backwards[k].received_at_ms = honest[k - 1].received_at_ms - 1;
+    // A statement dated after its receipt by more than the allowed clock skew.
+    let key = t.key("acme");
+    let future = Statement {
+        issuer: id("acme"),
+        key_id: KeyId::of(&key.verifying_key()),
+        issued_at_ms: last_received + MAX_CLOCK_SKEW_MS + 1,
+        nonce: [3; 16],
+        body: Body::HashSet(sha256_set(99, 1)),
+    };
+    let mut misdated = honest.clone();
+    misdated.push(logged(size, last_received, sign_statement(&future, &key)));
+
+    // (case, the bent entries, the sizes of the checkpoints re-signed over them, where the
+    // audit must fail, and the reason it must give)
+    type Case = (&'static str, Vec<pb::SyncEntry>, Vec<u64>, Location, String);
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("logged twice", replayed, vec![size + 1], Location::Entry(size), format!("was logged already, at entry {}", reinstate.seq)),
+        ("entries after the last checkpoint", honest.clone(), vec![size - 2], Location::Entry(size - 2), format!("the log has {size} entries but its last signed checkpoint covers {}", size - 2)),
+        ("no checkpoint at all", honest.clone(), vec![], Location::Entry(0), "its last signed checkpoint covers 0: the last entries are not proven".into()),
+        ("receipt times going backwards", backwards, vec![size], Location::Entry(k as u64), "receipt times never go backwards".into()),
+        ("issued after its receipt + skew", misdated, vec![size + 1], Location::Entry(size), format!("more than {MAX_CLOCK_SKEW_MS} ms after the hub received it")),
+    ];
+    for (case, bent, sizes, location, text) in cases {
+        let err = verify_export(&resign(&t, &bent, &sizes), bent).expect_err(case);
+        assert_eq!(err.location, location, "{case}: {err}");
+        assert!(
+            err.to_string().contains(&text),
+            "{case}: '{text}' not in '{err}'"
+        );
+    }
 }
 
 /// Rewrites entry `seq` in the sled `log` tree with one payload byte flipped.

@@ -4,27 +4,37 @@
 mod common;
 
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::membership::KeyId;
 use coalition_hub::pb;
-use coalition_hub::statement::{Body, MAX_HASH_SET_ENTRIES, MAX_PAYLOAD_BYTES, PAYLOAD_TYPE};
-use common::{TestHub, id, sha256_set, sign_wire};
+use coalition_hub::quickstart::sample_signal;
+use coalition_hub::statement::{
+    Body, MAX_HASH_SET_ENTRIES, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, PAYLOAD_TYPE,
+};
+use common::{TestHub, id, sha256_set, sign_raw, sign_wire, wire_header};
+use prost::Message;
 use tonic::Code;
 
-fn statement(
-    issuer: &str,
-    key: &ed25519_dalek::SigningKey,
-    entries: Vec<pb::HashEntry>,
-) -> pb::Statement {
-    pb::Statement {
-        issuer: issuer.into(),
-        key_id: KeyId::of(&key.verifying_key()).to_string(),
-        issued_at_ms: coalition_hub::store::now_ms(),
-        nonce: vec![7; 16],
-        body: Some(pb::statement::Body::HashSet(pb::HashSet {
+/// A hash-set body with these entries.
+fn hash_set(entries: Vec<pb::HashEntry>) -> pb::StatementBody {
+    pb::StatementBody {
+        body: Some(pb::statement_body::Body::HashSet(pb::HashSet {
             description: String::new(),
             entries,
         })),
     }
+}
+
+/// `body` signed by `issuer` with `key` under the header an honest author would sign, after
+/// `edit` changed that header.
+fn signed_with(
+    issuer: &str,
+    key: &ed25519_dalek::SigningKey,
+    body: &pb::StatementBody,
+    edit: impl FnOnce(&mut pb::Statement),
+) -> pb::Envelope {
+    let body_bytes = body.encode_to_vec();
+    let mut header = wire_header(issuer, body, &body_bytes, key);
+    edit(&mut header);
+    sign_raw(header.encode_to_vec(), body_bytes, key)
 }
 
 fn entry(t: pb::HashType, len: usize, quality: Option<u32>, labels: usize) -> pb::HashEntry {
@@ -57,14 +67,14 @@ async fn submit_bad_input_table() {
     let t = TestHub::start().await;
     let mut acme = t.client("acme").await;
     let key = t.key("acme");
-    let good = |entries| sign_wire(&statement("acme", &key, entries), &key);
+    let good = |entries| sign_wire("acme", &hash_set(entries), &key);
     let sha = |n| entry(pb::HashType::Sha256, 32, None, n);
 
     // Issuer differs from the authenticated member.
     let globex_key = t.key("globex");
     expect(
         &mut acme,
-        sign_wire(&statement("globex", &globex_key, vec![sha(0)]), &globex_key),
+        sign_wire("globex", &hash_set(vec![sha(0)]), &globex_key),
         Code::PermissionDenied,
         "is not the authenticated member 'acme'",
     )
@@ -79,10 +89,11 @@ async fn submit_bad_input_table() {
         "signatures[0]: signature by key",
     )
     .await;
-    // Signature over other bytes (payload changed after signing).
+    // Signature over other bytes (the statement changed after signing).
     let mut env = good(vec![sha(0)]);
     let other = good(vec![sha(1)]);
     env.payload = other.payload.clone();
+    env.body = other.body.clone();
     expect(&mut acme, env, Code::InvalidArgument, "does not verify").await;
     // Missing signature.
     let mut env = good(vec![sha(0)]);
@@ -108,7 +119,7 @@ async fn submit_bad_input_table() {
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     expect(
         &mut acme,
-        sign_wire(&statement("acme", &stranger, vec![sha(0)]), &stranger),
+        sign_wire("acme", &hash_set(vec![sha(0)]), &stranger),
         Code::InvalidArgument,
         "is not an active key of member 'acme'",
     )
@@ -120,7 +131,7 @@ async fn submit_bad_input_table() {
         &mut acme,
         env,
         Code::InvalidArgument,
-        "payload: not a coalition.v1.Statement",
+        "payload: not a valid protobuf message",
     )
     .await;
     // Wrong payload type.
@@ -168,15 +179,25 @@ async fn submit_bad_input_table() {
         "hash_set.entries[0].labels: at most 16 labels per entry, got 17",
     )
     .await;
-    // Unknown hash type.
+    // Unknown hash type: in the body (the header leaves it out), or in the header.
+    let unknown_type = hash_set(vec![pb::HashEntry {
+        r#type: 42,
+        ..sha(0)
+    }]);
     expect(
         &mut acme,
-        good(vec![pb::HashEntry {
-            r#type: 42,
-            ..sha(0)
-        }]),
+        signed_with("acme", &key, &unknown_type, |h| {
+            h.hash_types.retain(|t| *t != 42)
+        }),
         Code::InvalidArgument,
         "hash_set.entries[0].type",
+    )
+    .await;
+    expect(
+        &mut acme,
+        sign_wire("acme", &unknown_type, &key),
+        Code::InvalidArgument,
+        "hash_types: unknown hash type 42",
     )
     .await;
     // Empty set.
@@ -195,11 +216,11 @@ async fn submit_bad_input_table() {
         .expect_err("no envelope");
     assert_eq!(err.code(), Code::InvalidArgument);
     // A statement dated far in the future.
-    let mut far = statement("acme", &key, vec![sha(0)]);
-    far.issued_at_ms += 3_600_000;
     expect(
         &mut acme,
-        sign_wire(&far, &key),
+        signed_with("acme", &key, &hash_set(vec![sha(0)]), |h| {
+            h.issued_at_ms += 3_600_000
+        }),
         Code::InvalidArgument,
         "issued_at_ms",
     )
@@ -218,14 +239,23 @@ async fn submit_bad_input_table() {
         "hash_set entries is 100001, over the limit of 100000",
     )
     .await;
-    // Payload over the size limit: RESOURCE_EXHAUSTED.
+    // Header (payload) or body over its size limit: RESOURCE_EXHAUSTED.
     let mut big = good(vec![sha(0)]);
-    big.payload = vec![0u8; MAX_PAYLOAD_BYTES + 1].into();
+    big.payload = vec![0u8; MAX_HEADER_BYTES + 1].into();
     expect(
         &mut acme,
         big,
         Code::ResourceExhausted,
-        "payload bytes is 16777217, over the limit of 16777216",
+        "payload (statement header) bytes is 65537, over the limit of 65536",
+    )
+    .await;
+    let mut big = good(vec![sha(0)]);
+    big.body = vec![0u8; MAX_PAYLOAD_BYTES + 1].into();
+    expect(
+        &mut acme,
+        big,
+        Code::ResourceExhausted,
+        "body bytes is 16777217, over the limit of 16777216",
     )
     .await;
 
@@ -234,6 +264,141 @@ async fn submit_bad_input_table() {
         PAYLOAD_TYPE,
         "application/vnd.coalition.statement.v1+protobuf"
     );
+}
+
+/// Encodes a protobuf varint.
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
+/// A length-delimited field: tag, length, bytes.
+fn ld(field: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = varint(field << 3 | 2);
+    out.extend(varint(bytes.len() as u64));
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn read_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0;
+    for shift in (0..64).step_by(7) {
+        let b = bytes[*at];
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            break;
+        }
+    }
+    v
+}
+
+/// A message's top-level fields in order: (field number, its raw tag and value bytes).
+fn fields(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let start = at;
+        let tag = read_varint(bytes, &mut at);
+        match tag & 7 {
+            0 => {
+                read_varint(bytes, &mut at);
+            }
+            2 => at += read_varint(bytes, &mut at) as usize,
+            1 => at += 8,
+            5 => at += 4,
+            other => panic!("wire type {other}"),
+        }
+        out.push((tag >> 3, bytes[start..at].to_vec()));
+    }
+    out
+}
+
+/// Replaces the raw bytes of field `number`.
+fn replace(fields: &mut [(u64, Vec<u8>)], number: u64, raw: &[u8]) {
+    let f = fields.iter_mut().find(|f| f.0 == number).expect("field");
+    f.1 = raw.to_vec();
+}
+
+/// The statements the new format makes possible to get wrong, and the non-canonical bytes a
+/// protobuf library still decodes: each refused by Submit with INVALID_ARGUMENT naming the
+/// field or the canonical-encoding rule, and nothing stored.
+#[tokio::test]
+async fn header_body_and_canonical_bytes_table() {
+    let t = TestHub::start().await;
+    let mut acme = t.client("acme").await;
+    let key = t.key("acme");
+    let honest = hash_set(vec![entry(pb::HashType::Sha256, 32, None, 1)]);
+    let set = match &honest.body {
+        Some(pb::statement_body::Body::HashSet(set)) => set.encode_to_vec(),
+        _ => unreachable!("a hash set"),
+    };
+    let signal = Body::RiskSignal(sample_signal()).to_wire().encode_to_vec();
+    // Signed header edits (digest and length right).
+    let header = |edit: fn(&mut pb::Statement)| signed_with("acme", &key, &honest, edit);
+    // Envelope edits after signing.
+    let envelope = |edit: fn(&mut pb::Envelope)| {
+        let mut env = sign_wire("acme", &honest, &key);
+        edit(&mut env);
+        env
+    };
+    // Raw bytes: the header's fields edited, the body as given; the header names the body's
+    // real digest and length and is signed, so only the encoding is wrong.
+    let raw = |edit: fn(&mut Vec<(u64, Vec<u8>)>), body: Vec<u8>| {
+        let mut f = fields(&wire_header("acme", &honest, &body, &key).encode_to_vec());
+        edit(&mut f);
+        sign_raw(f.into_iter().flat_map(|(_, b)| b).collect(), body, &key)
+    };
+    let body = ld(10, &set);
+    let other_body = hash_set(vec![entry(pb::HashType::Sha256, 32, None, 2)]).encode_to_vec();
+    assert_eq!(
+        body,
+        honest.encode_to_vec(),
+        "the raw helpers encode canonically"
+    );
+    let keep: fn(&mut Vec<(u64, Vec<u8>)>) = |_| {};
+    #[rustfmt::skip]
+    let cases: Vec<(&str, pb::Envelope, &str)> = vec![
+        ("body missing", envelope(|e| e.body = Default::default()), "envelope.body: missing"),
+        ("body not the signed digest", { let mut e = envelope(|_| {}); e.body = other_body.clone().into(); e }, "body: its SHA-256 or length is not what the signed header names"),
+        ("header kind not the body's", header(|h| h.kind = pb::StatementKind::RiskSignal as i32), "kind: the header says risk_signal but the body is a hash_set"),
+        ("header hash types not the body's", header(|h| h.hash_types = vec![pb::HashType::Md5 as i32]), "hash_types: the header does not list exactly the hash types"),
+        ("header labels not the body's", header(|h| h.labels.clear()), "labels: the header does not list exactly the labels"),
+        ("one key signs twice", envelope(|e| e.signatures.push(e.signatures[0].clone())), "envelope.signatures[1].key_id: key"),
+        ("header: unknown field", raw(|f| f.push((10, vec![0x50, 0x01])), body.clone()), "payload: not in canonical encoding"),
+        ("header: field given twice", raw(|f| f.insert(1, f[0].clone()), body.clone()), "payload: not in canonical encoding"),
+        ("header: non-minimal varint", raw(|f| replace(f, 5, &[0x28, 0x81, 0x00]), body.clone()), "payload: not in canonical encoding"),
+        ("header: unpacked repeated enum", raw(|f| replace(f, 6, &[0x30, 0x03]), body.clone()), "payload: not in canonical encoding"),
+        ("body: reserved field 14", raw(keep, [body.clone(), ld(14, &[])].concat()), "body: not in canonical encoding"),
+        ("body: unknown field in the hash set", raw(keep, ld(10, &[set.clone(), ld(3, b"x")].concat())), "body: not in canonical encoding"),
+        ("body: two oneof bodies", raw(keep, [body.clone(), signal.clone()].concat()), "body: not in canonical encoding"),
+        ("body: default value encoded", raw(keep, ld(10, &[ld(1, b""), set.clone()].concat())), "body: not in canonical encoding"),
+    ];
+    for (case, envelope, needle) in cases {
+        let err = acme
+            .hub
+            .submit(pb::SubmitRequest {
+                envelope: Some(envelope),
+            })
+            .await
+            .expect_err(case);
+        assert_eq!(err.code(), Code::InvalidArgument, "{case}: {err:?}");
+        assert!(
+            err.message().contains(needle),
+            "{case}: {:?} should contain {needle:?}",
+            err.message()
+        );
+    }
+    assert_eq!(t.store.log_size(), t.base, "nothing was stored");
+    // The honest statement the cases were bent from is accepted.
+    acme.submit(sign_wire("acme", &honest, &key))
+        .await
+        .expect("honest");
 }
 
 #[tokio::test]

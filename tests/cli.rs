@@ -15,10 +15,15 @@ fn coalition(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
+    ok_with_stderr(dir, args).0
+}
+
+/// Runs a command expected to succeed; returns its stdout and stderr.
+fn ok_with_stderr(dir: &Path, args: &[&str]) -> (String, String) {
     let out = coalition(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{args:?} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
 /// Runs a command expected to fail; returns its stderr, which must be one line.
@@ -157,7 +162,7 @@ fn cli_end_to_end() {
     );
 
     let sync_shared = || {
-        ok(
+        ok_with_stderr(
             d,
             &[
                 "sync",
@@ -170,15 +175,23 @@ fn cli_end_to_end() {
             ],
         )
     };
-    let out = sync_shared();
+    let (out, stderr) = sync_shared();
     assert!(
-        out.contains("synced 6 statements (3 hashes, 1 risk signals, 3 membership)"),
+        out.contains("synced 6 statements (3 hashes, 1 risk signals, 3 membership, 0 outside the filter) from seq 0 to 6, all signatures and entitlements verified"),
         "{out}"
     );
     assert!(
-        out.contains("log checked: 6 received entries proven in the hub's signed checkpoint"),
+        out.contains("every entry proven in the hub's signed checkpoint of 6 entries; wrote 4 rows to shared.jsonl"),
         "{out}"
     );
+    // Trust on first use: the genesis pinned is printed, to compare out of band.
+    let pinned = stderr
+        .split("pinned genesis ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no pinned genesis in {stderr:?}"))
+        .to_string();
+    assert_eq!(pinned.len(), 64, "{stderr}");
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
     assert_eq!(lines.lines().count(), 4);
     let pdq_row: serde_json::Value = lines
@@ -209,20 +222,25 @@ fn cli_end_to_end() {
             "submit", "--hub", &addr, "--as", "acme", "--hashes", "more.csv",
         ],
     );
-    let out = sync_shared();
+    let (out, stderr) = sync_shared();
     assert!(
         out.contains(
-            "synced 1 statements (1 hashes, 0 risk signals, 0 membership) from seq 6 to 7"
+            "synced 1 statements (1 hashes, 0 risk signals, 0 membership, 0 outside the filter) from seq 6 to 7"
         ),
         "{out}"
     );
     assert!(
-        out.contains("log checked: 7 received entries proven")
-            && out.contains("which extends the checkpoint of 6 seen before"),
+        out.contains("every entry proven in the hub's signed checkpoint of 7 entries"),
         "{out}"
     );
+    assert!(!stderr.contains("pinned genesis"), "pinned once: {stderr}");
+    // The cursor holds the member's replica: the pinned genesis and the checkpoint it accepted.
     let cursor = std::fs::read_to_string(d.join("shared.jsonl.cursor")).expect("cursor");
-    assert!(cursor.contains("\"checkpoint_key\""), "{cursor}");
+    assert!(
+        cursor.contains(&format!("\"genesis\":\"{pinned}\"")),
+        "{cursor}"
+    );
+    assert!(cursor.contains("\"checkpoint\""), "{cursor}");
     let lines = std::fs::read_to_string(d.join("shared.jsonl")).expect("output");
     assert_eq!(lines.lines().count(), 5, "appended, no duplicates");
     // CSV output with a filter.
@@ -240,7 +258,13 @@ fn cli_end_to_end() {
             "pdq",
         ],
     );
-    assert!(out.contains("synced 1 statements"), "{out}");
+    // Every entry is accounted for and proven; only the selected set's body was sent.
+    assert!(
+        out.contains(
+            "synced 7 statements (1 hashes, 0 risk signals, 3 membership, 3 outside the filter)"
+        ),
+        "{out}"
+    );
     let csv = std::fs::read_to_string(d.join("pdq.csv")).expect("csv");
     assert!(csv.starts_with("seq,statement_id,issuer"), "{csv}");
     assert_eq!(csv.lines().count(), 2, "header and only the pdq row: {csv}");
@@ -260,6 +284,27 @@ fn cli_end_to_end() {
     assert!(
         err.contains("bad.csv:3: value: a sha256 hash must be 32 bytes, got 2"),
         "{err}"
+    );
+    // Another coalition's genesis pinned: refused, nothing written.
+    let err = fails(
+        d,
+        &[
+            "sync",
+            "--hub",
+            &addr,
+            "--as",
+            "globex",
+            "--out",
+            "pinned.jsonl",
+            "--genesis",
+            &"0".repeat(64),
+        ],
+    );
+    assert!(err.contains("is not the pinned genesis"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("pinned.jsonl")).unwrap_or_default(),
+        "",
+        "no row written"
     );
     let err = fails(
         d,

@@ -9,7 +9,7 @@ use coalition_hub::membership::Role;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::store::{Store, StoreConfig};
-use common::{id, sha256_set, sync_all};
+use common::{id, replay, sha256_set, sync_all};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -86,6 +86,8 @@ async fn acknowledged_statements_survive_sigkill() {
             "round {round}: every acknowledged statement survived (entry 0 is the genesis)"
         );
         assert_eq!(next, acked.len() as u64 + 1);
+        // And the restarted hub's log still replays from its genesis, every rule checked.
+        replay(entries).unwrap_or_else(|e| panic!("round {round}: {e}"));
         for i in 0..20u64 {
             let set = sha256_set(round * 100 + i, 50);
             let env = coalition_hub::client::sign_new(

@@ -4,12 +4,14 @@
 mod common;
 
 use coalition_hub::client::sign_new;
-use coalition_hub::membership::{Action, Keyring};
+use coalition_hub::membership::Action;
 use coalition_hub::pb;
 use coalition_hub::quickstart::{sample_hash_set, sample_signal};
+use coalition_hub::replica::Location;
 use coalition_hub::statement::{Body, HashType, Kind};
-use coalition_hub::sync::{Event, verify_entry};
-use common::{TestHub, id, sync_all};
+use coalition_hub::sync::FilterSpec;
+use common::{TestHub, id, replay, sync_all};
+use std::time::Duration;
 
 #[tokio::test]
 async fn two_members_submit_and_sync_verified() {
@@ -34,44 +36,69 @@ async fn two_members_submit_and_sync_verified() {
     let r2 = acme.submit(signal).await.expect("submit signal");
     assert_eq!(r2.receipt.expect("receipt").seq, t.base + 1);
 
-    // globex syncs and verifies each signature itself, with the directory's keys.
-    let mut globex = t.client("globex").await;
-    let keyring: Keyring = globex.keyring().await.expect("keyring");
-    assert_eq!(keyring.len(), 4, "admin, acme, globex, auditor");
+    // globex syncs with its own replica: membership replayed from the genesis (never the
+    // hub's directory), every signature verified, every entry proven in a signed checkpoint.
+    let synced = t
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("globex verifies the whole log");
+    let members: Vec<String> = synced
+        .replica
+        .registry()
+        .members()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(
+        members.len(),
+        4,
+        "admin, acme, globex, auditor: {members:?}"
+    );
+    assert_eq!(synced.replica.size(), t.base + 2);
+    assert_eq!(
+        synced.replica.checkpoint().map(|(size, _)| size),
+        Some(t.base + 2),
+        "proven in a checkpoint of the whole log"
+    );
     // From 0: the genesis and the admissions verify too (co-signed by admins, hub key).
-    let (all, next) = sync_all(&mut globex, pb::SyncRequest::default()).await;
-    assert_eq!(next, t.base + 2);
-    let kinds: Vec<Kind> = all
+    let kinds: Vec<Kind> = synced
+        .entries
         .iter()
-        .map(|e| {
-            verify_entry(e.clone(), &keyring)
-                .expect("verifies")
-                .statement
-                .kind()
-        })
+        .map(|e| e.statement().expect("whole").kind())
         .collect();
     assert_eq!(kinds[0], Kind::Genesis);
     assert_eq!(kinds[1], Kind::Membership);
+    let mut globex = t.client("globex").await;
+    let (all, next) = sync_all(&mut globex, pb::SyncRequest::default()).await;
+    assert_eq!(next, t.base + 2);
     let entries = all[t.base as usize..].to_vec();
     assert_eq!(entries.len(), 2);
-    let first = verify_entry(entries[0].clone(), &keyring).expect("verifies");
-    assert_eq!(first.statement.issuer, id("acme"));
+    let first = synced.at(t.base);
+    let first_statement = first.statement().expect("whole");
+    assert_eq!(first_statement.issuer, id("acme"));
     assert_eq!(first.id.0.to_vec(), receipt.statement_id);
-    match &first.statement.body {
+    match &first_statement.body {
         Body::HashSet(s) => assert_eq!(s.entries, sample_hash_set().entries),
         other => panic!("expected a hash set, got {other:?}"),
     }
-    let second = verify_entry(entries[1].clone(), &keyring).expect("verifies");
-    assert_eq!(second.statement.kind(), Kind::RiskSignal);
+    assert_eq!(
+        synced.at(t.base + 1).statement().expect("whole").kind(),
+        Kind::RiskSignal
+    );
+    assert_eq!(synced.written(), vec![t.base, t.base + 1]);
 
     // Envelopes come back verbatim: a flipped payload byte no longer verifies.
-    let mut tampered = entries[0].clone();
-    let env = tampered.envelope.as_mut().expect("envelope");
+    replay(all.clone()).expect("the log as sent verifies");
+    let mut tampered = all.clone();
+    let env = tampered[t.base as usize]
+        .envelope
+        .as_mut()
+        .expect("envelope");
     let mut bytes = env.payload.to_vec();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     env.payload = bytes.into();
-    assert!(verify_entry(tampered, &keyring).is_err());
+    let err = replay(tampered).expect_err("a flipped byte");
+    assert_eq!(err.location, Location::Entry(t.base), "{err}");
 
     // Lookup by id, and NOT_FOUND for an unknown id.
     let got = globex
@@ -111,13 +138,31 @@ async fn resubmission_is_idempotent() {
     assert!(again.already_present);
     assert_eq!(first.receipt, again.receipt, "same receipt");
     assert_eq!(other.receipt.expect("r").seq, t.base + 1);
-    // A co-signed copy has the same statement id: still the same statement.
+    // A copy co-signed with a second key of acme has the same statement id: still the same
+    // statement.
+    let second_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    t.admin_change(Action::AddKey {
+        member: id("acme"),
+        key: second_key.verifying_key(),
+    })
+    .await
+    .expect("add a second key");
     let mut cosigned = env.clone();
-    cosigned.signatures.push(env.signatures[0].clone());
+    coalition_hub::governance::cosign(&mut cosigned, &second_key).expect("cosign");
+    assert_eq!(cosigned.signatures.len(), 2);
     let third = acme.submit(cosigned).await.expect("cosigned");
     assert!(third.already_present);
     assert_eq!(third.receipt, first.receipt);
-    assert_eq!(t.store.log_size(), t.base + 2, "no duplicate entry");
+    // The same key signing twice is not a co-signature: refused.
+    let mut twice = env.clone();
+    twice.signatures.push(env.signatures[0].clone());
+    let err = acme.submit(twice).await.expect_err("one key signs once");
+    assert!(err.to_string().contains("each key signs once"), "{err}");
+    assert_eq!(
+        t.store.log_size(),
+        t.base + 3,
+        "no duplicate entry (one key added)"
+    );
 }
 
 #[tokio::test]
@@ -141,7 +186,16 @@ async fn sync_filters_select_statements() {
     .expect("1");
     globex.submit(t.hash_set("globex", 9, 3)).await.expect("2");
 
-    let seqs = |entries: Vec<pb::SyncEntry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    // Every entry from from_seq on is sent; the selected ones whole, the others with their
+    // body withheld (the signed header and signatures only).
+    let seqs = |entries: Vec<pb::SyncEntry>| {
+        entries
+            .iter()
+            .filter(|e| !e.envelope.as_ref().expect("envelope").body.is_empty())
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    };
+    let all_seqs = |entries: &[pb::SyncEntry]| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
     let check = |kinds: Vec<i32>, hash_types: Vec<i32>, labels: &[&str], issuers: &[&str]| {
         pb::SyncRequest {
             kinds,
@@ -172,13 +226,38 @@ async fn sync_filters_select_statements() {
         request.from_seq = t.base;
         let want: Vec<u64> = want.iter().map(|s| s + t.base).collect();
         let (entries, next) = sync_all(&mut globex, request.clone()).await;
+        assert_eq!(
+            all_seqs(&entries),
+            (t.base..t.base + 3).collect::<Vec<_>>(),
+            "every seq accounted for: {request:?}"
+        );
         assert_eq!(seqs(entries), want, "{request:?}");
         assert_eq!(next, t.base + 3, "filtered syncs still advance the cursor");
     }
-    // Membership statements are a kind of their own.
+    // Genesis and membership statements always come whole: every reader replays membership.
     let membership = check(vec![pb::StatementKind::Membership as i32], vec![], &[], &[]);
     let (entries, _) = sync_all(&mut globex, membership).await;
-    assert_eq!(seqs(entries), (1..t.base).collect::<Vec<_>>());
+    assert_eq!(seqs(entries), (0..t.base).collect::<Vec<_>>());
+    // A member's own filtered sync checks each withheld header against its filter and still
+    // proves every entry: it receives the selected bodies only.
+    let filtered = t
+        .sync_proven(
+            "globex",
+            FilterSpec {
+                hash_types: vec!["pdq".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("filtered sync verifies");
+    assert_eq!(filtered.replica.size(), t.base + 3);
+    assert_eq!(
+        filtered.written(),
+        vec![t.base],
+        "only the set with a pdq hash"
+    );
+    assert!(filtered.at(t.base + 1).statement().is_none(), "withheld");
+    assert!(filtered.at(t.base + 2).statement().is_none(), "withheld");
     // Resuming from a cursor skips what was seen.
     let (entries, _) = sync_all(
         &mut globex,
@@ -207,22 +286,23 @@ async fn follow_streams_new_statements_live() {
     let mut session = t.follow("globex").await;
     let mut seen = Vec::new();
     let mut submitted_later = false;
-    while seen.len() < 3 {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), session.next())
+    // Bounded: each batch is proven and holds at least one entry.
+    for _ in 0..20 {
+        if seen.len() == 3 {
+            break;
+        }
+        let batch = tokio::time::timeout(Duration::from_secs(10), session.next())
             .await
             .expect("no stall")
-            .expect("event")
             .expect("stream open");
-        match event {
-            Event::Entry(e) => seen.push(e.seq),
-            Event::Progress { next_seq, .. } => {
-                assert_eq!(next_seq, t.base + seen.len() as u64);
-                if !submitted_later {
-                    submitted_later = true;
-                    acme.submit(t.hash_set("acme", 2, 5)).await.expect("live 1");
-                    acme.submit(t.hash_set("acme", 3, 5)).await.expect("live 2");
-                }
-            }
+        // Proven: the checkpoint covers the batch.
+        assert!(batch.checkpoint_size > batch.entries.last().expect("entries").seq);
+        seen.extend(batch.entries.iter().map(|e| e.seq).filter(|s| *s >= t.base));
+        // Once everything logged so far is proven, two more arrive live.
+        if !submitted_later && session.syncer.replica().size() == t.base + 1 {
+            submitted_later = true;
+            acme.submit(t.hash_set("acme", 2, 5)).await.expect("live 1");
+            acme.submit(t.hash_set("acme", 3, 5)).await.expect("live 2");
         }
     }
     assert_eq!(seen, vec![t.base, t.base + 1, t.base + 2]);
@@ -295,16 +375,39 @@ async fn health_and_reflection_answer_stock_tools() {
 async fn a_member_suspended_while_following_is_cut_off() {
     let t = TestHub::start().await;
     let mut session = t.follow("globex").await;
-    let first = session.next().await.expect("progress").expect("open");
-    assert!(matches!(first, Event::Progress { next_seq, .. } if next_seq == t.base));
+    // Bounded: each batch holds at least one entry.
+    for _ in 0..t.base {
+        if session.syncer.replica().size() == t.base {
+            break;
+        }
+        session.next().await.expect("open");
+    }
+    assert_eq!(
+        session.syncer.replica().size(),
+        t.base,
+        "the log so far, proven"
+    );
     // An admin suspends globex with a signed membership statement.
     t.admin_change(Action::Suspend(id("globex")))
         .await
         .expect("suspend");
-    let cut = tokio::time::timeout(std::time::Duration::from_secs(10), session.next())
-        .await
-        .expect("cut off within the re-check interval");
-    let err = cut.expect_err("the stream ends with an error");
+    // The stream (or the checkpoint that would prove the suspension) is refused; bounded in
+    // case the suspension itself arrives as a batch first.
+    let mut cut = None;
+    for _ in 0..3 {
+        let next = tokio::time::timeout(Duration::from_secs(10), session.syncer.next())
+            .await
+            .expect("cut off within the re-check interval");
+        match next {
+            Ok(Some(_)) => session.syncer.commit(&[], 0).expect("commit"),
+            Ok(None) => panic!("a following stream does not end by itself"),
+            Err(e) => {
+                cut = Some(e);
+                break;
+            }
+        }
+    }
+    let err = cut.expect("the stream ends with an error");
     assert!(
         err.to_string().contains("member 'globex' is suspended"),
         "{err}"

@@ -5,14 +5,12 @@ mod common;
 
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::governance::{self, admission};
-use coalition_hub::membership::{
-    Action, KeyId, KeyStatus, MemberStatus, Position, Registry, Revocation, Role,
-};
+use coalition_hub::membership::{Action, KeyId, KeyStatus, MemberStatus, Revocation, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::Created;
 use coalition_hub::statement::{Body, Kind, ParsedEnvelope};
-use coalition_hub::sync::verify_entry;
-use common::{TestHub, id, sha256_set, sync_all};
+use coalition_hub::sync::FilterSpec;
+use common::{TestHub, id, replay, sha256_set, sync_all};
 use ed25519_dalek::SigningKey;
 use tonic::Code;
 
@@ -92,18 +90,20 @@ async fn whole_lifecycle_of_a_member() {
         .await
         .expect("the new key signs");
 
-    // Statements signed before the rotation still verify for everyone, from the log's start.
-    let mut globex = t.client("globex").await;
-    let keyring = globex.keyring().await.expect("keyring");
-    let (entries, _) = sync_all(&mut globex, pb::SyncRequest::default()).await;
-    for e in &entries {
-        verify_entry(e.clone(), &keyring).expect("every entry verifies");
-    }
-    assert!(
-        entries
-            .iter()
-            .any(|e| e.statement_id == before_rotation.statement_id)
+    // Statements signed before the rotation still verify for everyone, from the log's start:
+    // a member's own replica replays the rotation and accepts every entry.
+    let synced = t
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("every entry verifies");
+    assert_eq!(synced.replica.size(), t.store.log_size());
+    let signed_before = synced.at(before_rotation.seq);
+    assert_eq!(signed_before.id.0.to_vec(), before_rotation.statement_id);
+    assert_eq!(
+        signed_before.header.as_ref().expect("header").key_id,
+        KeyId::of(&key1.verifying_key())
     );
+    assert!(synced.row(before_rotation.seq).is_some(), "written");
 
     // Removed: refused for good; cannot be reinstated; its id cannot be reused.
     t.admin_change(Action::Remove(id("newco")))
@@ -153,21 +153,16 @@ async fn whole_lifecycle_of_a_member() {
         assert!(history.events.iter().all(|e| e.signed_by == vec!["admin"]));
     }
 
-    // The registry is the log replayed: replaying the stored entries from scratch, as an
-    // auditor would, rebuilds exactly the same members and history.
-    let mut replayed = Registry::new();
-    for entry in t.store.entries(0, u64::MAX) {
-        let entry = entry.expect("entry");
-        let parsed = ParsedEnvelope::parse(entry.envelope.expect("envelope")).expect("parse");
-        let (verified, signers) = replayed.verify(parsed).expect("entitled where it is");
-        let position = Position {
-            seq: entry.seq,
-            received_at_ms: entry.received_at_ms,
-        };
-        replayed
-            .apply(&verified.statement, verified.id, position, &signers)
-            .expect("applies");
-    }
+    // The registry is the log replayed: replaying the stored entries from scratch through a
+    // replica, as an auditor would, rebuilds exactly the same members and history.
+    let registry = t.store.registry();
+    let stored: Vec<pb::SyncEntry> = t
+        .store
+        .entries(0, u64::MAX)
+        .map(|e| e.expect("entry").into_sync_entry(&registry, true))
+        .collect();
+    let (replica, _) = replay(stored).expect("entitled where it is");
+    let replayed = replica.registry();
     assert_eq!(
         replayed.members().cloned().collect::<Vec<_>>(),
         t.store.members()
@@ -213,11 +208,36 @@ async fn two_of_three_quorum_collected_offline() {
         "failed precondition",
         "needs signatures of 2 distinct admins, it has 1 (admin)",
     );
-    // The same admin signing twice counts once.
+    // The same key may sign once; the same admin signing with two keys counts once.
     let mut twice = admit();
     twice.signatures.push(twice.signatures[0].clone());
     refused(
         admin.submit(twice).await,
+        "invalid argument",
+        "already signed this envelope; each key signs once",
+    );
+    let admin_key2 = SigningKey::generate(&mut rand::rngs::OsRng);
+    let mut both_keys = admit();
+    assert!(governance::cosign(&mut both_keys, &admin_key2).expect("cosign"));
+    refused(
+        admin.submit(both_keys.clone()).await,
+        "invalid argument",
+        "is not an active key of any active admin",
+    );
+    // (Adding a key is itself a change needing 2 of 3: admin and alice sign it.)
+    let mut add = governance::change(
+        &id("admin"),
+        &t.key("admin"),
+        Action::AddKey {
+            member: id("admin"),
+            key: admin_key2.verifying_key(),
+        },
+        "second admin key",
+    );
+    governance::cosign(&mut add, &t.key("alice")).expect("cosign");
+    admin.submit(add).await.expect("second admin key");
+    refused(
+        admin.submit(both_keys).await,
         "failed precondition",
         "it has 1 (admin)",
     );
@@ -301,7 +321,6 @@ async fn compromised_key_flags_what_was_logged_after_the_compromise() {
 
     // globex syncs: the late statement is flagged by the hub and by its own check.
     let mut globex = t.client("globex").await;
-    let keyring = globex.keyring().await.expect("keyring");
     let (entries, _) = sync_all(
         &mut globex,
         pb::SyncRequest {
@@ -323,22 +342,39 @@ async fn compromised_key_flags_what_was_logged_after_the_compromise() {
         by_seq(late.seq).compromised_key_ids,
         vec![old_id.to_string()]
     );
-    let received = verify_entry(by_seq(late.seq), &keyring).expect("still verifies");
-    assert_eq!(received.compromised_keys, vec![old_id.to_string()]);
-    let mut unflagged = by_seq(late.seq);
-    unflagged.compromised_key_ids.clear();
-    let received = verify_entry(unflagged, &keyring).expect("verifies");
+    // The member's own replica computes the flag from the revocation it replays, whatever
+    // the hub says: its rows are flagged, and stripping the hub's flags changes nothing.
+    let synced = t
+        .sync_proven(
+            "globex",
+            FilterSpec {
+                kinds: vec!["hash_set".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("still verifies");
     assert_eq!(
-        received.compromised_keys,
-        vec![old_id.to_string()],
-        "the member's own directory flags it even if the hub does not"
+        synced.row(late.seq).expect("written").compromised_keys,
+        vec![old_id.to_string()]
     );
     assert!(
-        verify_entry(by_seq(early.seq), &keyring)
-            .expect("verifies")
+        synced
+            .row(early.seq)
+            .expect("written")
             .compromised_keys
             .is_empty()
     );
+    let (mut unflagged, _) = sync_all(&mut globex, pb::SyncRequest::default()).await;
+    for e in &mut unflagged {
+        e.compromised_key_ids.clear();
+    }
+    let (replica, _) = replay(unflagged).expect("verifies");
+    assert!(
+        replica.is_compromised(&old_id, late.received_at_ms),
+        "the member's own replay flags it even if the hub does not"
+    );
+    assert!(!replica.is_compromised(&old_id, early.received_at_ms));
     // The compromised key signs nothing new; the new key does.
     refused(
         acme.submit(t.hash_set("acme", 3, 1)).await,
@@ -522,8 +558,8 @@ async fn bad_membership_input_is_refused_and_changes_nothing() {
         .map(|e| {
             ParsedEnvelope::parse(e.envelope.clone().expect("env"))
                 .expect("parse")
-                .statement
-                .kind()
+                .header
+                .kind
         })
         .collect();
     assert_eq!(kinds[0], Kind::Genesis);

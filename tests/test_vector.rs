@@ -1,5 +1,6 @@
 //! The published signing test vector (docs/test-vectors/statement.json) must match the code
-//! byte for byte: payload encoding, PAE, signature, key id and statement id. Regenerate with
+//! byte for byte: header (payload) and body encoding, body digest, PAE, signature, key id and
+//! statement id. Regenerate with
 //! `UPDATE_TEST_VECTORS=1 cargo test --test test_vector` only on a deliberate protocol change.
 
 use coalition_hub::membership::{KeyId, MemberId};
@@ -8,15 +9,20 @@ use coalition_hub::statement::{
     StatementId, pae, sign_statement,
 };
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 const PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/docs/test-vectors/statement.json"
 );
 
-fn vector() -> Value {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[0x11; 32]);
-    let statement = Statement {
+fn key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x11; 32])
+}
+
+fn statement() -> Statement {
+    let key = key();
+    Statement {
         issuer: MemberId::parse("acme").expect("id"),
         key_id: KeyId::of(&key.verifying_key()),
         issued_at_ms: 1_767_225_600_000,
@@ -38,16 +44,23 @@ fn vector() -> Value {
                 },
             ],
         }),
-    };
-    let envelope = sign_statement(&statement, &key);
+    }
+}
+
+fn vector() -> Value {
+    let key = key();
+    let envelope = sign_statement(&statement(), &key);
     let pae_bytes = pae(&envelope.payload_type, &envelope.payload);
     json!({
-        "description": "A coalition.v1 Statement signed by member 'acme'. Verify: ed25519 over pae_hex with public_key_hex; pae = \"DSSEv1\" SP len(payload_type) SP payload_type SP len(payload) SP payload; statement_id = SHA-256(pae); key_id = hex(SHA-256(public key)[0..8]).",
+        "description": "A coalition.v1 Statement (the signed header, payload_hex) with its StatementBody (body_hex) by member 'acme'. Verify: SHA-256(body) = body_sha256_hex and len(body) = body_bytes, both named in the header; ed25519 over pae_hex with public_key_hex; pae = \"DSSEv1\" SP len(payload_type) SP payload_type SP len(payload) SP payload; statement_id = SHA-256(pae); key_id = hex(SHA-256(public key)[0..8]). Both messages are in canonical protobuf encoding: decoding and re-encoding gives the same bytes.",
         "private_key_seed_hex": hex::encode([0x11u8; 32]),
         "public_key_hex": hex::encode(key.verifying_key().as_bytes()),
         "key_id": KeyId::of(&key.verifying_key()).to_string(),
         "payload_type": PAYLOAD_TYPE,
         "payload_hex": hex::encode(&envelope.payload),
+        "body_hex": hex::encode(&envelope.body),
+        "body_sha256_hex": hex::encode(Sha256::digest(&envelope.body)),
+        "body_bytes": envelope.body.len(),
         "pae_hex": hex::encode(&pae_bytes),
         "signature_hex": hex::encode(&envelope.signatures[0].sig),
         "statement_id_hex": StatementId::of(PAYLOAD_TYPE, &envelope.payload).to_string(),
@@ -56,6 +69,13 @@ fn vector() -> Value {
             "key_id": KeyId::of(&key.verifying_key()).to_string(),
             "issued_at_ms": 1_767_225_600_000i64,
             "nonce_hex": "000102030405060708090a0b0c0d0e0f",
+            "kind": "STATEMENT_KIND_HASH_SET",
+            "hash_types": ["HASH_TYPE_MD5", "HASH_TYPE_PDQ"],
+            "labels": ["A1", "B2", "example"],
+            "body_sha256_hex": hex::encode(Sha256::digest(&envelope.body)),
+            "body_bytes": envelope.body.len()
+        },
+        "body": {
             "hash_set": {
                 "description": "test vector",
                 "entries": [
@@ -96,11 +116,25 @@ fn published_vector_matches_code() {
             key_id: got["key_id"].as_str().expect("key_id").into(),
             sig: field("signature_hex"),
         }],
+        body: field("body_hex").into(),
     };
+    assert_eq!(
+        Sha256::digest(field("body_hex")).to_vec(),
+        field("body_sha256_hex")
+    );
     let parsed = ParsedEnvelope::parse(envelope).expect("parses");
     assert_eq!(
         parsed.id.to_string(),
         got["statement_id_hex"].as_str().expect("id")
     );
-    parsed.verify(|_| Some(public)).expect("verifies");
+    let verified = parsed.verify_with(&[public]).expect("verifies");
+    assert_eq!(verified.statement, statement());
+    // Both messages re-encode byte for byte (the canonical-encoding rule).
+    use prost::Message;
+    let header =
+        coalition_hub::pb::Statement::decode(field("payload_hex").as_slice()).expect("header");
+    assert_eq!(header.encode_to_vec(), field("payload_hex"));
+    let body =
+        coalition_hub::pb::StatementBody::decode(field("body_hex").as_slice()).expect("body");
+    assert_eq!(body.encode_to_vec(), field("body_hex"));
 }

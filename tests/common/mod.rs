@@ -8,10 +8,11 @@ use coalition_hub::log::{CheckpointSigner, VerifierKey};
 use coalition_hub::membership::{Action, KeyId, MemberId, Revocation, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
+use coalition_hub::replica::{Accepted, Entry, Replica, ReplicaError, SeenMap};
 use coalition_hub::server::{CheckpointPolicy, RunningHub, ServeOptions, spawn};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig};
-use coalition_hub::sync::{FilterSpec, Proven, SyncOptions, Syncer};
+use coalition_hub::sync::{FilterSpec, Proven, ReceivedEntry, SyncError, SyncOptions, Syncer};
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -219,6 +220,46 @@ impl TestHub {
         Follower { syncer, _dir: dir }
     }
 
+    /// A whole (non-following) sync as `member` with `filter`, by the member's own replica
+    /// (state in a fresh temporary directory): membership replayed from the genesis, every
+    /// entry verified and proven in a signed checkpoint. Returns what it proved, or why not.
+    pub async fn sync_proven(&self, member: &str, filter: FilterSpec) -> Result<Synced, SyncError> {
+        let dir = tempfile::tempdir().expect("sync state dir");
+        let (mut syncer, _) = Syncer::open(
+            self.client(member).await,
+            SyncOptions {
+                filter,
+                follow: false,
+                genesis: None,
+                cursor: dir.path().join("cursor"),
+                ids: dir.path().join("ids"),
+            },
+        )
+        .await?;
+        let mut synced = Synced {
+            entries: Vec::new(),
+            rows: Vec::new(),
+            replica: Replica::new(),
+        };
+        // Bounded: every batch holds at least one entry, and these logs are small.
+        for _ in 0..10_000 {
+            let Some(proven) = syncer.next().await? else {
+                synced.replica = syncer.replica().clone();
+                return Ok(synced);
+            };
+            let rows: Vec<Option<ReceivedEntry>> = proven
+                .entries
+                .iter()
+                .map(|e| syncer.row(e.clone()))
+                .collect();
+            let written: Vec<bool> = rows.iter().map(Option::is_some).collect();
+            syncer.commit(&written, 0)?;
+            synced.rows.extend(rows.into_iter().flatten());
+            synced.entries.extend(proven.entries);
+        }
+        panic!("the sync did not end");
+    }
+
     /// Signs `action` as `admin` and submits it.
     pub async fn admin_change(&self, action: Action) -> Result<pb::SubmitResponse, ClientError> {
         let envelope = governance::change(&id("admin"), &self.key("admin"), action, "test");
@@ -270,6 +311,53 @@ pub fn sha256_value(seed: u64, i: u64) -> Vec<u8> {
     v
 }
 
+/// What a member's own replica proved by syncing a whole log ([`TestHub::sync_proven`]).
+pub struct Synced {
+    /// Every entry, in log order.
+    pub entries: Vec<Accepted>,
+    /// The rows given to the member's output writer (its filter, compromise computed here).
+    pub rows: Vec<ReceivedEntry>,
+    /// The replica at the end: membership, size, checkpoint.
+    pub replica: Replica,
+}
+
+impl Synced {
+    /// The accepted entry with this sequence number.
+    pub fn at(&self, seq: u64) -> &Accepted {
+        self.entries
+            .iter()
+            .find(|e| e.seq == seq)
+            .unwrap_or_else(|| panic!("entry {seq} was not synced"))
+    }
+
+    /// The sequence numbers of the hash sets and risk signals given to the output writer
+    /// (membership statements reach it too, and it writes nothing for them).
+    pub fn written(&self) -> Vec<u64> {
+        use coalition_hub::statement::Kind;
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.statement.kind(), Kind::HashSet | Kind::RiskSignal))
+            .map(|r| r.seq)
+            .collect()
+    }
+
+    /// The row given to the output writer for this sequence number, if any.
+    pub fn row(&self, seq: u64) -> Option<&ReceivedEntry> {
+        self.rows.iter().find(|r| r.seq == seq)
+    }
+}
+
+/// Replays `entries` (a whole log, from its genesis) through a fresh replica, as a member or
+/// an auditor would, without checkpoints: every rule an entry must meet at its position.
+pub fn replay(entries: Vec<pb::SyncEntry>) -> Result<(Replica, Vec<Accepted>), ReplicaError> {
+    let mut replica = Replica::new();
+    let accepted = replica.append(
+        entries.into_iter().map(Entry::from_wire).collect(),
+        &mut SeenMap::default(),
+    )?;
+    Ok((replica, accepted))
+}
+
 /// Signs raw header and body bytes with `key`, exactly as given (for tests that craft
 /// invalid statements).
 pub fn sign_raw(header: Vec<u8>, body: Vec<u8>, key: &SigningKey) -> pb::Envelope {
@@ -291,8 +379,20 @@ pub fn sign_raw(header: Vec<u8>, body: Vec<u8>, key: &SigningKey) -> pb::Envelop
 /// kind, hash types and labels are taken from the body as given.
 pub fn sign_wire(issuer: &str, body: &pb::StatementBody, key: &SigningKey) -> pb::Envelope {
     use prost::Message;
-    use sha2::Digest;
     let body_bytes = body.encode_to_vec();
+    let header = wire_header(issuer, body, &body_bytes, key);
+    sign_raw(header.encode_to_vec(), body_bytes, key)
+}
+
+/// The header an honest author would sign for `body` (serialized as `body_bytes`), signing
+/// with `key`, dated now; not validated (tests edit it to craft invalid statements).
+pub fn wire_header(
+    issuer: &str,
+    body: &pb::StatementBody,
+    body_bytes: &[u8],
+    key: &SigningKey,
+) -> pb::Statement {
+    use sha2::Digest;
     let (kind, entries): (pb::StatementKind, Vec<pb::HashEntry>) = match &body.body {
         Some(pb::statement_body::Body::HashSet(s)) => {
             (pb::StatementKind::HashSet, s.entries.clone())
@@ -313,7 +413,7 @@ pub fn sign_wire(issuer: &str, body: &pb::StatementBody, key: &SigningKey) -> pb
     let mut labels: Vec<String> = entries.iter().flat_map(|e| e.labels.clone()).collect();
     labels.sort();
     labels.dedup();
-    let header = pb::Statement {
+    pb::Statement {
         issuer: issuer.into(),
         key_id: coalition_hub::membership::KeyId::of(&key.verifying_key()).to_string(),
         issued_at_ms: coalition_hub::store::now_ms(),
@@ -321,10 +421,9 @@ pub fn sign_wire(issuer: &str, body: &pb::StatementBody, key: &SigningKey) -> pb
         kind: kind as i32,
         hash_types,
         labels,
-        body_sha256: sha2::Sha256::digest(&body_bytes).to_vec(),
+        body_sha256: sha2::Sha256::digest(body_bytes).to_vec(),
         body_bytes: body_bytes.len() as u64,
-    };
-    sign_raw(header.encode_to_vec(), body_bytes, key)
+    }
 }
 
 /// Collects a non-following sync from `from`: (entries, final next_seq).
