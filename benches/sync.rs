@@ -114,7 +114,10 @@ async fn run(pdq_sets: usize, filter_sets: usize) -> Result<()> {
 
     // 2. Bytes moved by a filtered sync selecting 1% of the sets.
     let data = env.root.path().join("filtered");
-    build_log(&env, &data, filter_sets, 1_000, |set, i| sha256_entry(set, i)).await?;
+    build_log(&env, &data, filter_sets, 1_000, |set, i| {
+        sha256_entry(set, i)
+    })
+    .await?;
     let hub = Hub::start(&env, &data)?;
     let rare = FilterSpec {
         labels: vec!["rare".into()],
@@ -141,8 +144,16 @@ fn median(v: &mut [Duration]) -> Duration {
 
 /// Syncs everything from 0 with a fresh replica, as `coalition sync` does minus writing rows.
 /// Returns the time and the size of the checkpoint that proved the last batch.
-async fn full_trust(env: &Env, addr: &str, filter: FilterSpec, run: usize) -> Result<(Duration, u64)> {
-    let state = env.root.path().join(format!("state-{run}-{}", filter.labels.len()));
+async fn full_trust(
+    env: &Env,
+    addr: &str,
+    filter: FilterSpec,
+    run: usize,
+) -> Result<(Duration, u64)> {
+    let state = env
+        .root
+        .path()
+        .join(format!("state-{run}-{}", filter.labels.len()));
     std::fs::create_dir_all(&state)?;
     let client = Client::connect(addr, &env.certs.member_tls(&env.reader)?).await?;
     let started = Instant::now();
@@ -170,7 +181,10 @@ async fn full_trust(env: &Env, addr: &str, filter: FilterSpec, run: usize) -> Re
     let elapsed = started.elapsed();
     std::fs::remove_dir_all(&state)?;
     if proven != syncer.replica().size() {
-        bail!("the last checkpoint ({proven}) does not cover the log ({})", syncer.replica().size());
+        bail!(
+            "the last checkpoint ({proven}) does not cover the log ({})",
+            syncer.replica().size()
+        );
     }
     Ok((elapsed, proven))
 }

@@ -574,7 +574,8 @@ impl Syncer {
     /// this code reads it; compromise computed from the membership replayed here.
     pub fn row(&self, entry: Accepted) -> Option<ReceivedEntry> {
         let header = entry.header.as_ref()?;
-        if !self.filter.selects(header) {
+        if !matches!(header.kind, Kind::HashSet | Kind::RiskSignal) || !self.filter.selects(header)
+        {
             return None;
         }
         let Content::Statement(statement) = entry.content else {
