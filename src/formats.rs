@@ -12,6 +12,10 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use thiserror::Error;
 
+mod sync_csv;
+
+pub use sync_csv::{CSV_COLUMNS, CSV_HEADER};
+
 /// PDQ quality assumed when a hash list gives none (lists exported without quality).
 pub const DEFAULT_PDQ_QUALITY: u32 = 100;
 
@@ -146,30 +150,39 @@ pub struct Row {
 
 /// Reads hashes from a file in any of the formats the CLI writes or accepts, detected line by
 /// line: JSON Lines objects (`{"type","hash","labels","quality"}`, including sync output, whose
-/// non-hash rows are skipped); sync's CSV (header `seq,statement_id,...`); hash-list CSV rows
-/// `type,hash[,labels[,quality]]` (optional header `type,hash,...`; labels separated by `;`
-/// or spaces); or a bare 64-hex PDQ hash with an optional `,quality` (ThreatExchange style).
-/// Blank lines and `#` comments are skipped. PDQ quality defaults to 100.
+/// non-hash rows are skipped); hash-list CSV rows `type,hash[,labels[,quality]]` (optional
+/// header `type,hash,...`; labels separated by `;` or spaces); or a bare 64-hex PDQ hash with
+/// an optional `,quality` (ThreatExchange style). Sync's CSV (header `seq,statement_id,...`):
+/// everything after its header is read by a CSV parser, so quoted fields (holding commas,
+/// quotes or line breaks) read back exactly as [`EntryWriter`] wrote them. Blank lines and `#`
+/// comments are skipped. PDQ quality defaults to 100.
 pub fn read_rows(path: &Path) -> Result<Vec<Row>, FormatError> {
     let shown = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| FormatError::Io {
+    let io = |source| FormatError::Io {
         path: shown.clone(),
         source,
-    })?;
+    };
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
     let mut out = Vec::new();
-    let mut sync_csv = false;
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line_no = i + 1;
-        let line = line.map_err(|source| FormatError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+    let mut line = String::new();
+    let mut line_no = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).map_err(io)? == 0 {
+            return Ok(out);
+        }
+        line_no += 1;
+        let text = line.trim();
+        if sync_csv::is_header(text) {
+            sync_csv::read(reader, &shown, line_no, &mut out)?;
+            return Ok(out);
+        }
         let err = |reason: String| FormatError::Line {
             path: shown.clone(),
             line: line_no,
             reason,
         };
-        let Some(row) = parse_line(line.trim(), &mut sync_csv).map_err(err)? else {
+        let Some(row) = parse_line(text).map_err(err)? else {
             continue;
         };
         out.push(Row {
@@ -178,7 +191,6 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, FormatError> {
             source: row,
         });
     }
-    Ok(out)
 }
 
 /// Reads a hash list for submission (see [`read_rows`]).
@@ -186,7 +198,27 @@ pub fn read_hashes(path: &Path) -> Result<Vec<HashEntry>, FormatError> {
     Ok(read_rows(path)?.into_iter().map(|r| r.entry).collect())
 }
 
-fn parse_line(text: &str, sync_csv: &mut bool) -> Result<Option<HashLine>, String> {
+/// An optional PDQ quality column.
+fn parse_quality(q: &str) -> Result<Option<u32>, String> {
+    let q = q.trim();
+    if q.is_empty() {
+        return Ok(None);
+    }
+    q.parse()
+        .map(Some)
+        .map_err(|_| format!("quality '{q}' is not a whole number 0..=100"))
+}
+
+/// A labels column: labels separated by `;` or spaces.
+fn split_labels(labels: &str) -> Vec<String> {
+    labels
+        .split([';', ' '])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_line(text: &str) -> Result<Option<HashLine>, String> {
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);
     }
@@ -206,48 +238,8 @@ fn parse_line(text: &str, sync_csv: &mut bool) -> Result<Option<HashLine>, Strin
     if first.eq_ignore_ascii_case("type") {
         return Ok(None);
     }
-    if first.eq_ignore_ascii_case("seq") {
-        *sync_csv = true;
-        return Ok(None);
-    }
-    let quality = |q: Option<&&str>| -> Result<Option<u32>, String> {
-        match q.filter(|q| !q.is_empty()) {
-            Some(q) => q
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("quality '{q}' is not a whole number 0..=100")),
-            None => Ok(None),
-        }
-    };
-    let labels = |l: Option<&&str>| -> Vec<String> {
-        l.map(|l| {
-            l.split([';', ' '])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    if *sync_csv {
-        if cols.len() != 9 {
-            return Err(format!(
-                "expected the 9 columns of sync CSV output, got {}",
-                cols.len()
-            ));
-        }
-        return Ok(Some(HashLine {
-            kind: Some("hash".into()),
-            seq: cols[0].parse().ok(),
-            statement_id: Some(cols[1].to_owned()),
-            issuer: Some(cols[2].to_owned()),
-            received_at_ms: cols[3].parse().ok(),
-            hash_type: cols[4].to_owned(),
-            hash: cols[5].to_owned(),
-            quality: quality(cols.get(6))?,
-            labels: labels(cols.get(7)),
-            compromised_keys: labels(cols.get(8)),
-        }));
-    }
+    let quality = |q: Option<&&str>| parse_quality(q.copied().unwrap_or_default());
+    let labels = |l: Option<&&str>| split_labels(l.copied().unwrap_or_default());
     if first.parse::<HashType>().is_ok() {
         if cols.len() < 2 || cols.len() > 4 {
             return Err(format!(
@@ -468,10 +460,6 @@ pub struct EntryWriter<W: Write> {
     pub skipped_signals: u64,
 }
 
-/// The CSV header sync writes.
-pub const CSV_HEADER: &str =
-    "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys\n";
-
 impl<W: Write> EntryWriter<W> {
     /// A writer; `header` writes the CSV header first (for a new file).
     pub fn new(
@@ -481,7 +469,7 @@ impl<W: Write> EntryWriter<W> {
         filter: RowFilter,
     ) -> std::io::Result<Self> {
         if header && format == Format::Csv {
-            out.write_all(CSV_HEADER.as_bytes())?;
+            sync_csv::write_header(&mut out)?;
         }
         Ok(EntryWriter {
             out,
@@ -503,24 +491,8 @@ impl<W: Write> EntryWriter<W> {
                 }
             }
             (Body::HashSet(set), Format::Csv) => {
-                let id = entry.id.to_string();
-                for h in set.entries.iter().filter(|h| self.filter.keeps(h)) {
-                    let labels: Vec<String> = h.labels.iter().map(ToString::to_string).collect();
-                    writeln!(
-                        self.out,
-                        "{},{},{},{},{},{},{},{},{}",
-                        entry.seq,
-                        id,
-                        entry.statement.issuer,
-                        entry.received_at_ms,
-                        h.hash_type,
-                        hex::encode(&h.value),
-                        h.quality.map(|q| q.to_string()).unwrap_or_default(),
-                        labels.join(";"),
-                        entry.compromised_keys.join(";")
-                    )?;
-                    self.rows += 1;
-                }
+                let hashes = set.entries.iter().filter(|h| self.filter.keeps(h));
+                self.rows += sync_csv::write_rows(&mut self.out, entry, hashes)?;
             }
             (Body::RiskSignal(signal), Format::Jsonl) => {
                 let line = SignalLine {

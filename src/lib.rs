@@ -17,6 +17,7 @@
 //! - [`sync`]: the receiving side of sync: local verification and the resumable cursor.
 //! - [`formats`]: hash lists, signal files and sync output (CSV, JSON Lines).
 //! - [`pki`]: the development CA, certificates and signing-key files.
+//! - [`text`]: untrusted text made safe to print (control characters escaped).
 //! - [`quickstart`]: the end-to-end demonstration behind `coalition quickstart`.
 //! - [`cli`]: the `coalition` command line (thin; `src/main.rs` only calls it).
 //! - [`pb`]: the generated wire types of `proto/coalition/v1`.
@@ -36,6 +37,7 @@ pub mod server;
 pub mod statement;
 pub mod store;
 pub mod sync;
+pub mod text;
 
 /// Wire types and gRPC stubs generated from `proto/coalition/v1` at build time.
 #[allow(missing_docs, clippy::all)]

@@ -1,7 +1,9 @@
-//! The `coalition` binary: parses arguments and runs the command; errors print one line.
+//! The `coalition` binary: parses arguments and runs the command; errors print one line, with
+//! control characters escaped (`text::escape_control`): messages quote untrusted input.
 
 use clap::Parser;
 use coalition_hub::cli::{Cli, one_line};
+use coalition_hub::text::escape_control;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -9,8 +11,9 @@ async fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            eprintln!("{}", one_line_usage_error(&e.to_string()));
+        Err(mut e) => {
+            escape_quoted_args(&mut e);
+            print_error_line(&one_line_usage_error(&e.to_string()));
             return std::process::ExitCode::from(2);
         }
     };
@@ -24,9 +27,37 @@ async fn main() -> std::process::ExitCode {
     match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            print_error_line(&format!("error: {}", one_line(&e)));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints an error line to stderr. Every error goes through here: the message may quote a file,
+/// an argument or the hub, so control characters are escaped and it stays one line that cannot
+/// move the cursor or recolour the terminal.
+fn print_error_line(line: &str) {
+    eprintln!("{}", escape_control(line));
+}
+
+/// Escapes the arguments a clap usage error quotes (an unknown argument, an invalid value)
+/// before it is rendered, so a newline in one shows as `\n` instead of splitting the message
+/// that [`one_line_usage_error`] cuts at line boundaries.
+fn escape_quoted_args(e: &mut clap::Error) {
+    use clap::error::ContextValue;
+    let escape = |s: &String| escape_control(s).into_owned();
+    let escaped: Vec<_> = e
+        .context()
+        .filter_map(|(kind, value)| match value {
+            ContextValue::String(s) => Some((kind, ContextValue::String(escape(s)))),
+            ContextValue::Strings(v) => {
+                Some((kind, ContextValue::Strings(v.iter().map(escape).collect())))
+            }
+            _ => None,
+        })
+        .collect();
+    for (kind, value) in escaped {
+        e.insert(kind, value);
     }
 }
 

@@ -11,10 +11,16 @@
 //! certs/crl.pem                              the CA's CRL listing every revoked serial (`coalition serve --crl`)
 //! ```
 //! Private keys (`*.key`) are written with mode 0600 and are never committed (see .gitignore).
+//!
+//! Signing keys (`*.sign.key`) are written as PKCS#8 v1 ("OneAsymmetricKey" version 0, RFC 5208
+//! and RFC 8410 section 7: the 32-byte seed only, no public key), the form OpenSSL 3.0 and
+//! Python `cryptography` read; keys written earlier as PKCS#8 v2 (RFC 5958, public key
+//! embedded) are still read. See [`signing_key_pem`].
 
 use crate::membership::MemberId;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::RngCore;
 use rcgen::{
@@ -463,9 +469,7 @@ fn signing_key_files(
         return Ok(());
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| invalid(key_path, e.to_string()))?;
+    let pem = signing_key_pem(&key).map_err(|e| invalid(key_path, e.to_string()))?;
     write(key_path, pem.as_bytes(), true, created)?;
     let public = hex::encode(key.verifying_key().as_bytes()) + "\n";
     write(pub_path, public.as_bytes(), false, created)
@@ -477,7 +481,21 @@ pub fn parse_public_key_hex(text: &str) -> Result<VerifyingKey, String> {
     crate::membership::parse_public_key(&raw)
 }
 
-/// Reads an ed25519 signing key from a PKCS#8 PEM file.
+/// An ed25519 signing key as a PKCS#8 v1 PEM private key (`-----BEGIN PRIVATE KEY-----`):
+/// version 0, algorithm 1.3.101.112 (id-Ed25519) without parameters, and the 32-byte seed as a
+/// `CurvePrivateKey` OCTET STRING, with no public key (RFC 8410 section 7). ed25519-dalek's own
+/// `to_pkcs8_pem` writes v2 with the public key, which OpenSSL 3.0 and Python `cryptography`
+/// refuse.
+pub fn signing_key_pem(key: &SigningKey) -> ed25519_dalek::pkcs8::Result<Zeroizing<String>> {
+    let seed_only = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    seed_only.to_pkcs8_pem(LineEnding::LF)
+}
+
+/// Reads an ed25519 signing key from a PKCS#8 PEM file: v1 (seed only) or v2 (with the public
+/// key, which must match the seed).
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, PkiError> {
     let pem = read_string(path)?;
     SigningKey::from_pkcs8_pem(&pem)
@@ -574,6 +592,88 @@ fn invalid(path: &Path, reason: String) -> PkiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::pkcs8::{ALGORITHM_OID, PrivateKeyInfo, PublicKeyBytes, SecretDocument};
+
+    /// RFC 8410 section 10.3: the example Ed25519 private key, PKCS#8 v1.
+    const RFC_8410_SEED: [u8; 32] = [
+        0xd4, 0xee, 0x72, 0xdb, 0xf9, 0x13, 0x58, 0x4a, 0xd5, 0xb6, 0xd8, 0xf1, 0xf7, 0x69, 0xf8,
+        0xad, 0x3a, 0xfe, 0x7c, 0x28, 0xcb, 0xf1, 0xd4, 0xfb, 0xe0, 0x97, 0xa8, 0x8f, 0x44, 0x75,
+        0x58, 0x42,
+    ];
+    const RFC_8410_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+        MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+        -----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn signing_key_pem_is_the_rfc_8410_example() {
+        let key = SigningKey::from_bytes(&RFC_8410_SEED);
+        assert_eq!(signing_key_pem(&key).expect("pem").as_str(), RFC_8410_PEM);
+    }
+
+    #[test]
+    fn written_signing_keys_are_pkcs8_v1_and_round_trip() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let certs = CertDir::new(dir.path());
+        let acme = MemberId::parse("acme").expect("id");
+        certs.init(std::slice::from_ref(&acme)).expect("init");
+        for (key_path, pub_path) in [
+            (
+                certs.hub_signing_key_path(),
+                dir.path().join("hub.sign.pub"),
+            ),
+            (
+                certs.signing_key_path(&acme),
+                certs.member_file(&acme, "sign.pub"),
+            ),
+        ] {
+            let pem = fs::read_to_string(&key_path).expect("read key");
+            let (label, der) = SecretDocument::from_pem(&pem).expect("pem");
+            assert_eq!(label, "PRIVATE KEY");
+            let info = PrivateKeyInfo::try_from(der.as_bytes()).expect("PKCS#8");
+            assert_eq!(info.version() as u8, 0, "v1");
+            assert!(info.public_key.is_none(), "no public key field");
+            assert_eq!(info.algorithm.oid, ALGORITHM_OID);
+            assert!(info.algorithm.parameters.is_none());
+            assert_eq!(der.as_bytes().len(), 48, "16-byte header and 32-byte seed");
+
+            let key = load_signing_key(&key_path).expect("load");
+            assert_eq!(&info.private_key[2..], key.to_bytes().as_slice());
+            let public = parse_public_key_hex(&fs::read_to_string(&pub_path).expect("pub"))
+                .expect("public key");
+            assert_eq!(key.verifying_key(), public);
+        }
+    }
+
+    #[test]
+    fn pkcs8_v2_key_files_are_still_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = SigningKey::from_bytes(&RFC_8410_SEED);
+        // ed25519-dalek's own encoding, which earlier versions wrote: v2, public key embedded.
+        let v2 = key.to_pkcs8_pem(LineEnding::LF).expect("pem");
+        let (_, der) = SecretDocument::from_pem(&v2).expect("pem");
+        let info = PrivateKeyInfo::try_from(der.as_bytes()).expect("PKCS#8");
+        assert_eq!(info.version() as u8, 1, "v2");
+        let path = dir.path().join("v2.sign.key");
+        fs::write(&path, v2.as_bytes()).expect("write");
+        assert_eq!(
+            load_signing_key(&path).expect("load").to_bytes(),
+            key.to_bytes()
+        );
+
+        // A v2 file whose public key is not the seed's is refused.
+        let other = SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes();
+        let mismatched = KeypairBytes {
+            secret_key: RFC_8410_SEED,
+            public_key: Some(PublicKeyBytes(other)),
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("pem");
+        fs::write(&path, mismatched.as_bytes()).expect("write");
+        assert!(matches!(
+            load_signing_key(&path),
+            Err(PkiError::Invalid { .. })
+        ));
+    }
 
     #[test]
     fn revoke_lists_every_serial_in_a_numbered_signed_crl() {

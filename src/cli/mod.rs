@@ -313,7 +313,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints an error chain on one line.
+/// An error chain on one line: each cause not already quoted by an outer one, joined by ": ".
+/// Control characters (a newline in a quoted value included) are escaped by
+/// [`crate::text::escape_control`], so the line cannot be split or forged.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
@@ -322,7 +324,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    crate::text::escape_control(&parts.join(": ")).into_owned()
 }
 
 #[cfg(test)]
