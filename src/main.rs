@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use coalition_hub::cli::{Cli, one_line};
+use coalition_hub::sync::SyncError;
 use coalition_hub::text::escape_control;
 use tracing_subscriber::EnvFilter;
 
@@ -28,10 +29,18 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             print_error_line(&format!("error: {}", one_line(&e)));
-            std::process::ExitCode::FAILURE
+            // A server that is merely behind is not a failure of trust: a distinct code lets
+            // scripts retry later or elsewhere.
+            let behind = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref(), Some(SyncError::Behind(_))));
+            std::process::ExitCode::from(if behind { EXIT_BEHIND } else { 1 })
         }
     }
 }
+
+/// Exit code of `coalition sync` when the server is behind what this member already verified.
+const EXIT_BEHIND: u8 = 3;
 
 /// Prints an error line to stderr. Every error goes through here: the message may quote a file,
 /// an argument or the hub, so control characters are escaped and it stays one line that cannot
