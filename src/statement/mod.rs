@@ -7,6 +7,7 @@
 mod envelope;
 mod hashes;
 mod signal;
+mod signature;
 
 pub use envelope::{
     PAYLOAD_TYPE, ParsedEnvelope, SignatureError, StatementId, Verified, pae, sign_statement,
@@ -14,6 +15,7 @@ pub use envelope::{
 };
 pub use hashes::{Category, HashEntry, HashType, Label};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
+pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};
 
 use crate::membership::{Change, Genesis, KeyId, MemberId};
 use crate::pb;
