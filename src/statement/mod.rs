@@ -17,7 +17,7 @@ pub use envelope::{
 pub use filter::SyncFilter;
 pub use hashes::{Category, HashEntry, HashType, Label};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
-pub use signature::{SignatureCheck, verify_many, verify_one};
+pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};
 
 use crate::membership::{Change, Genesis, KeyId, MemberId};
 use crate::pb;
