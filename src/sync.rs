@@ -378,6 +378,9 @@ impl Syncer {
         let expected = self.replica.size();
         let mut batch: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
+        // A progress message claiming entries that did not come: reported once the replica
+        // has seen the batch, so that a missing entry is named as such.
+        let mut claimed = None;
         while !self.ended && batch.len() < MAX_BATCH_ENTRIES && bytes < MAX_BATCH_BYTES {
             let item = if self.follow && !batch.is_empty() {
                 match tokio::time::timeout(FOLLOW_IDLE, self.stream.recv()).await {
@@ -401,15 +404,9 @@ impl Syncer {
                     batch.push(Entry::from_wire(entry));
                 }
                 Some(pb::sync_response::Item::Progress(p)) => {
-                    let sent = expected + batch.len() as u64;
-                    if p.next_seq != sent {
-                        return Err(SyncError::Refused(ReplicaError::new(
-                            crate::replica::Location::Entry(sent),
-                            crate::replica::Fault::Usage(format!(
-                                "the hub says it sent every entry below {}, but it sent the entries below {sent}",
-                                p.next_seq
-                            )),
-                        )));
+                    if p.next_seq != expected + batch.len() as u64 {
+                        claimed = Some(p.next_seq);
+                        break;
                     }
                     if !batch.is_empty() {
                         break;
@@ -418,8 +415,20 @@ impl Syncer {
                 None => {}
             }
         }
+        let sent = expected + batch.len() as u64;
+        let progress_lie = |claimed: u64| {
+            SyncError::Refused(ReplicaError::new(
+                crate::replica::Location::Entry(sent),
+                crate::replica::Fault::Usage(format!(
+                    "the hub says it sent every entry below {claimed}, but it sent the entries below {sent}"
+                )),
+            ))
+        };
         if batch.is_empty() {
-            return Ok(None);
+            return match claimed {
+                Some(claimed) => Err(progress_lie(claimed)),
+                None => Ok(None),
+            };
         }
         let first_genesis = self.replica.genesis().is_none();
         let mut replica = std::mem::take(&mut self.replica);
@@ -433,6 +442,9 @@ impl Syncer {
         self.replica = replica;
         self.seen = seen;
         let entries = result?;
+        if let Some(claimed) = claimed {
+            return Err(progress_lie(claimed));
+        }
         if first_genesis {
             self.pinned_now = self.replica.genesis();
         }
