@@ -204,6 +204,8 @@ pub struct Syncer {
     stream: tokio::sync::mpsc::Receiver<Result<pb::SyncResponse, tonic::Status>>,
     ended: bool,
     follow: bool,
+    /// No genesis was given: the first one received is trusted on first use.
+    trust_on_first_use: bool,
     pinned_now: Option<StatementId>,
     /// Entries of the last proven batch, waiting for [`Syncer::commit`].
     uncommitted: Vec<(StatementId, i64, Option<KeyId>)>,
@@ -351,6 +353,7 @@ impl Syncer {
                 stream: rx,
                 ended: false,
                 follow: options.follow,
+                trust_on_first_use: options.genesis.is_none(),
                 pinned_now: None,
                 uncommitted: Vec::new(),
             },
@@ -445,7 +448,7 @@ impl Syncer {
         if let Some(claimed) = claimed {
             return Err(progress_lie(claimed));
         }
-        if first_genesis {
+        if first_genesis && self.trust_on_first_use {
             self.pinned_now = self.replica.genesis();
         }
         let checkpoint_size = self.prove().await?;
