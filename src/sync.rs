@@ -13,9 +13,12 @@
 //! time, signing key id, whether a row was written), saved after the output is flushed.
 
 use crate::client::{Client, ClientError};
+use crate::log::Hash;
 use crate::membership::{KeyId, MemberId};
 use crate::pb;
-use crate::replica::{Accepted, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap, Snapshot};
+use crate::replica::{
+    Accepted, CheckpointClaim, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap, Snapshot,
+};
 use crate::statement::{HashType, Kind, Label, Statement, StatementId, SyncFilter};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -490,20 +493,7 @@ impl Syncer {
                 other => break other?,
             }
         };
-        let mut proofs = Vec::new();
-        for need in claim.needs() {
-            let proof = self
-                .client
-                .audit
-                .get_consistency_proof(pb::GetConsistencyProofRequest {
-                    old_size: need.old_size,
-                    new_size: need.new_size,
-                })
-                .await
-                .map_err(ClientError::from)?
-                .into_inner();
-            proofs.push(crate::client::hashes(&proof.proof)?);
-        }
+        let proofs = consistency_proofs(&mut self.client, &claim).await?;
         let size = claim.size();
         self.replica.accept_checkpoint(claim, &proofs)?;
         Ok(size)
@@ -645,8 +635,30 @@ fn open_ids(path: &Path, records: u64) -> Result<(File, SeenMap), SyncError> {
     Ok((file, seen))
 }
 
+/// The consistency proofs a checkpoint claim needs, from the server.
+async fn consistency_proofs(
+    client: &mut Client,
+    claim: &CheckpointClaim,
+) -> Result<Vec<Vec<Hash>>, SyncError> {
+    let mut proofs = Vec::new();
+    for need in claim.needs() {
+        let proof = client
+            .audit
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: need.old_size,
+                new_size: need.new_size,
+            })
+            .await
+            .map_err(ClientError::from)?
+            .into_inner();
+        proofs.push(crate::client::hashes(&proof.proof)?);
+    }
+    Ok(proofs)
+}
+
 /// The stream said OUT_OF_RANGE: the server has fewer entries than this member verified. A
-/// fork if its signed checkpoint contradicts what the replica knows, otherwise behind.
+/// fork if its signed checkpoint contradicts what the replica knows (checked with the
+/// consistency proofs when it claims more entries than it serves), otherwise behind.
 async fn behind_or_fork(
     client: &mut Client,
     replica: &Replica,
@@ -659,10 +671,15 @@ async fn behind_or_fork(
             refresh: false,
         })
         .await;
-    if let Ok(cp) = checkpoint
-        && let Err(e) = replica.check_checkpoint(&cp.into_inner().note)
-        && !e.is_behind()
-    {
+    let fork = match checkpoint.map(|cp| replica.check_checkpoint(&cp.into_inner().note)) {
+        Ok(Err(e)) => Some(e),
+        Ok(Ok(claim)) => match consistency_proofs(client, &claim).await {
+            Ok(proofs) => replica.clone().accept_checkpoint(claim, &proofs).err(),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    if let Some(e) = fork.filter(|e| !e.is_behind()) {
         return SyncError::Refused(e);
     }
     SyncError::Behind(format!(
