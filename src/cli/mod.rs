@@ -313,7 +313,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints an error chain on one line.
+/// Prints an error chain on one line. Errors quote input (a server's status message, a file),
+/// so every control character but a newline (a space) is escaped: an error line cannot
+/// redraw the terminal or print a second, forged line.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
@@ -322,7 +324,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    let mut line = String::new();
+    for c in parts.join(": ").chars() {
+        match c {
+            '\n' => line.push(' '),
+            c if c.is_control() => line.extend(c.escape_default()),
+            c => line.push(c),
+        }
+    }
+    line
 }
 
 #[cfg(test)]
