@@ -13,10 +13,12 @@
 //! time, signing key id, whether a row was written), saved after the output is flushed.
 
 use crate::client::{Client, ClientError};
+use crate::log::Hash;
 use crate::membership::{KeyId, MemberId};
 use crate::pb;
 use crate::replica::{
-    Accepted, Content, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap, Snapshot,
+    Accepted, CheckpointClaim, Content, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap,
+    Snapshot,
 };
 use crate::statement::{HashType, Kind, Label, Statement, StatementId, SyncFilter};
 use serde::{Deserialize, Serialize};
@@ -148,9 +150,7 @@ pub enum SyncError {
     Refused(ReplicaError),
     /// The server has fewer entries than this member already verified (a lagging mirror, a
     /// hub restored from a backup): not a fork by itself. Retry later or use another server.
-    #[error(
-        "the server is behind: {0}; nothing was written: retry later or sync from another server"
-    )]
+    #[error("{0}; nothing was written: retry later or sync from another server")]
     Behind(String),
     /// The local state cannot be used.
     #[error("{0}")]
@@ -205,7 +205,11 @@ pub struct Syncer {
     ids_records: u64,
     stream: tokio::sync::mpsc::Receiver<Result<pb::SyncResponse, tonic::Status>>,
     ended: bool,
+    /// The hub said it had sent every entry so far (a `SyncProgress` matching what came).
+    caught_up: bool,
     follow: bool,
+    /// No genesis was given: the first one received is trusted on first use.
+    trust_on_first_use: bool,
     pinned_now: Option<StatementId>,
     /// Entries of the last proven batch, waiting for [`Syncer::commit`].
     uncommitted: Vec<(StatementId, i64, Option<KeyId>)>,
@@ -352,7 +356,9 @@ impl Syncer {
                 ids_records,
                 stream: rx,
                 ended: false,
+                caught_up: false,
                 follow: options.follow,
+                trust_on_first_use: options.genesis.is_none(),
                 pinned_now: None,
                 uncommitted: Vec::new(),
             },
@@ -380,6 +386,9 @@ impl Syncer {
         let expected = self.replica.size();
         let mut batch: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
+        // A progress message claiming entries that did not come: reported once the replica
+        // has seen the batch, so that a missing entry is named as such.
+        let mut claimed = None;
         while !self.ended && batch.len() < MAX_BATCH_ENTRIES && bytes < MAX_BATCH_BYTES {
             let item = if self.follow && !batch.is_empty() {
                 match tokio::time::timeout(FOLLOW_IDLE, self.stream.recv()).await {
@@ -396,6 +405,7 @@ impl Syncer {
             let msg = item.map_err(ClientError::from)?;
             match msg.item {
                 Some(pb::sync_response::Item::Entry(entry)) => {
+                    self.caught_up = false;
                     bytes += entry
                         .envelope
                         .as_ref()
@@ -403,16 +413,11 @@ impl Syncer {
                     batch.push(Entry::from_wire(entry));
                 }
                 Some(pb::sync_response::Item::Progress(p)) => {
-                    let sent = expected + batch.len() as u64;
-                    if p.next_seq != sent {
-                        return Err(SyncError::Refused(ReplicaError::new(
-                            crate::replica::Location::Entry(sent),
-                            crate::replica::Fault::Usage(format!(
-                                "the hub says it sent every entry below {}, but it sent the entries below {sent}",
-                                p.next_seq
-                            )),
-                        )));
+                    if p.next_seq != expected + batch.len() as u64 {
+                        claimed = Some(p.next_seq);
+                        break;
                     }
+                    self.caught_up = true;
                     if !batch.is_empty() {
                         break;
                     }
@@ -420,8 +425,28 @@ impl Syncer {
                 None => {}
             }
         }
+        let sent = expected + batch.len() as u64;
+        let progress_lie = |claimed: u64| {
+            SyncError::Refused(ReplicaError::new(
+                crate::replica::Location::Entry(sent),
+                crate::replica::Fault::Usage(format!(
+                    "the hub says it sent every entry below {claimed}, but it sent the entries below {sent}"
+                )),
+            ))
+        };
         if batch.is_empty() {
-            return Ok(None);
+            return match claimed {
+                Some(claimed) => Err(progress_lie(claimed)),
+                // A stream that ends without the hub saying it sent everything is cut short:
+                // what came is proven and kept, but the run does not claim to be complete.
+                None if !self.caught_up => Err(SyncError::Refused(ReplicaError::new(
+                    crate::replica::Location::Entry(sent),
+                    crate::replica::Fault::Usage(
+                        "the hub ended the stream without saying it had sent every entry; the entries before this one were proven and kept: sync again".into(),
+                    ),
+                ))),
+                None => Ok(None),
+            };
         }
         let first_genesis = self.replica.genesis().is_none();
         let mut replica = std::mem::take(&mut self.replica);
@@ -435,7 +460,10 @@ impl Syncer {
         self.replica = replica;
         self.seen = seen;
         let entries = result?;
-        if first_genesis {
+        if let Some(claimed) = claimed {
+            return Err(progress_lie(claimed));
+        }
+        if first_genesis && self.trust_on_first_use {
             self.pinned_now = self.replica.genesis();
         }
         let checkpoint_size = self.prove().await?;
@@ -477,20 +505,7 @@ impl Syncer {
                 other => break other?,
             }
         };
-        let mut proofs = Vec::new();
-        for need in claim.needs() {
-            let proof = self
-                .client
-                .audit
-                .get_consistency_proof(pb::GetConsistencyProofRequest {
-                    old_size: need.old_size,
-                    new_size: need.new_size,
-                })
-                .await
-                .map_err(ClientError::from)?
-                .into_inner();
-            proofs.push(crate::client::hashes(&proof.proof)?);
-        }
+        let proofs = consistency_proofs(&mut self.client, &claim).await?;
         let size = claim.size();
         self.replica.accept_checkpoint(claim, &proofs)?;
         Ok(size)
@@ -635,8 +650,30 @@ fn open_ids(path: &Path, records: u64) -> Result<(File, SeenMap), SyncError> {
     Ok((file, seen))
 }
 
+/// The consistency proofs a checkpoint claim needs, from the server.
+async fn consistency_proofs(
+    client: &mut Client,
+    claim: &CheckpointClaim,
+) -> Result<Vec<Vec<Hash>>, SyncError> {
+    let mut proofs = Vec::new();
+    for need in claim.needs() {
+        let proof = client
+            .audit
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: need.old_size,
+                new_size: need.new_size,
+            })
+            .await
+            .map_err(ClientError::from)?
+            .into_inner();
+        proofs.push(crate::client::hashes(&proof.proof)?);
+    }
+    Ok(proofs)
+}
+
 /// The stream said OUT_OF_RANGE: the server has fewer entries than this member verified. A
-/// fork if its signed checkpoint contradicts what the replica knows, otherwise behind.
+/// fork if its signed checkpoint contradicts what the replica knows (checked with the
+/// consistency proofs when it claims more entries than it serves), otherwise behind.
 async fn behind_or_fork(
     client: &mut Client,
     replica: &Replica,
@@ -649,14 +686,19 @@ async fn behind_or_fork(
             refresh: false,
         })
         .await;
-    if let Ok(cp) = checkpoint
-        && let Err(e) = replica.check_checkpoint(&cp.into_inner().note)
-        && !e.is_behind()
-    {
+    let fork = match checkpoint.map(|cp| replica.check_checkpoint(&cp.into_inner().note)) {
+        Ok(Err(e)) => Some(e),
+        Ok(Ok(claim)) => match consistency_proofs(client, &claim).await {
+            Ok(proofs) => replica.clone().accept_checkpoint(claim, &proofs).err(),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    if let Some(e) = fork.filter(|e| !e.is_behind()) {
         return SyncError::Refused(e);
     }
     SyncError::Behind(format!(
-        "{} (this member has verified {} entries)",
+        "the server is behind: it answered \"{}\" (this member has verified {} entries)",
         status.message(),
         replica.size()
     ))

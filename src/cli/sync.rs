@@ -134,7 +134,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         checkpoint_size = proven.checkpoint_size;
         for s in &proven.suspects {
             eprintln!(
-                "warning: key {} of '{}' was revoked as compromised since {}: {} row(s) already written are now suspect (seq {})",
+                "warning: key {} of '{}' was revoked as compromised since {}: {} entries already written are now suspect (seq {})",
                 s.key_id,
                 s.member,
                 format_ms(s.since_ms),

@@ -2,6 +2,8 @@
 //! rcgen, sled in a temporary directory, and real gRPC clients over mutual TLS.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use coalition_hub::client::{Client, ClientError, sign_new};
 use coalition_hub::governance::{self, admission};
 use coalition_hub::log::{CheckpointSigner, VerifierKey};
