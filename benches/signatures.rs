@@ -1,13 +1,13 @@
 //! Signature verification, one verdict: `verify_one` (= `verify_strict`) against `verify_many`
 //! on 10,000 valid signatures over 32-byte messages, median of 3 rounds, in ns per signature.
 //!
-//! Two key sets: every signature by its own key (each key's encoding and torsion are checked
-//! once per batch it appears in), and 8 keys (an auditor's case: few members, many
-//! statements). `verify_one` is timed in a loop on one thread and with rayon's `par_iter` on
-//! all cores; `verify_many` on the global rayon pool (all cores) and in a 1-thread pool. For
-//! reference, on one thread: plain `ed25519_dalek::verify_batch` in batches of the same size
-//! (what the batch costs without the encoding and torsion checks), and the torsion check of
-//! every R alone, constant time (`is_torsion_free`, what `verify_many` uses) and variable time.
+//! Two key sets: every signature by its own key, and 8 keys (an auditor's case: few members,
+//! many statements). `verify_one` is timed in a loop on one thread and with rayon's `par_iter`
+//! on all cores; `verify_many` on the global rayon pool (all cores) and in a 1-thread pool. For
+//! reference, on one thread: plain `ed25519_dalek::verify_batch` in chunks of the same size
+//! (what a batch costs without the checks that would make it agree with `verify_strict`), and
+//! the torsion check of every R alone, constant time (`is_torsion_free`) and variable time:
+//! what a sound batch would have to add per signature (why `verify_many` does not batch).
 //!
 //! Run: `cargo bench --bench signatures`
 

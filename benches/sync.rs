@@ -77,7 +77,7 @@ async fn run(pdq_sets: usize, filter_sets: usize) -> Result<()> {
 
     // 1. Full-trust sync of PDQ sets of 10,000.
     let data = env.root.path().join("pdq");
-    let built = build_log(&env, &data, pdq_sets, 10_000, |set, i| pdq_entry(set, i)).await?;
+    let built = build_log(&env, &data, pdq_sets, 10_000, pdq_entry).await?;
     println!(
         "log: {pdq_sets} sets of 10,000 PDQ hashes ({} hashes, {:.1} s to sign and store offline)",
         pdq_sets * 10_000,
@@ -218,7 +218,11 @@ fn pdq_entry(set: usize, i: usize) -> HashEntry {
 }
 
 fn sha256_entry(set: usize, i: usize) -> HashEntry {
-    let label = if set % 100 == 0 { "rare" } else { "common" };
+    let label = if set.is_multiple_of(100) {
+        "rare"
+    } else {
+        "common"
+    };
     HashEntry {
         hash_type: HashType::Sha256,
         value: Sha256::digest(format!("sha {set}/{i}")).to_vec(),

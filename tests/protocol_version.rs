@@ -140,7 +140,8 @@ fn newer_statements_are_refused_where_the_rules_say() {
         )
     };
     let stranger = SigningKey::from_bytes(&[9; 32]);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Log)>, fn(&Fault) -> bool)> = vec![
+    type Case<'a> = (&'static str, Box<dyn Fn(&mut Log) + 'a>, fn(&Fault) -> bool);
+    let cases: Vec<Case> = vec![
         (
             "not announced",
             Box::new(|log: &mut Log| {

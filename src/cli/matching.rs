@@ -88,33 +88,46 @@ pub async fn run(args: MatchArgs) -> Result<()> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.format == OutputFormat::Csv {
-        writeln!(
-            out,
-            "query_line,query_type,query,match,distance,quality,labels,issuer,statement_id,seq,index_line"
-        )?;
-    }
-    for m in &lines {
-        match args.format {
-            OutputFormat::Json => {
+    match args.format {
+        OutputFormat::Json => {
+            for m in &lines {
                 serde_json::to_writer(&mut out, m)?;
                 writeln!(out)?;
             }
-            OutputFormat::Csv => writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
-                m.query_line,
-                m.query_type,
-                m.query,
-                m.r#match,
-                m.distance,
-                opt(m.quality),
-                m.labels.join(";"),
-                m.source.issuer.clone().unwrap_or_default(),
-                m.source.statement_id.clone().unwrap_or_default(),
-                opt(m.source.seq),
-                opt(m.source.index_line),
-            )?,
+        }
+        OutputFormat::Csv => {
+            // Through a real CSV writer: labels and ids quoted from the index or the hub cannot
+            // add a column or a row.
+            let mut csv = csv::Writer::from_writer(&mut out);
+            csv.write_record([
+                "query_line",
+                "query_type",
+                "query",
+                "match",
+                "distance",
+                "quality",
+                "labels",
+                "issuer",
+                "statement_id",
+                "seq",
+                "index_line",
+            ])?;
+            for m in &lines {
+                csv.write_record([
+                    m.query_line.to_string(),
+                    m.query_type.clone(),
+                    m.query.clone(),
+                    m.r#match.clone(),
+                    m.distance.to_string(),
+                    opt(m.quality),
+                    m.labels.join(";"),
+                    m.source.issuer.clone().unwrap_or_default(),
+                    m.source.statement_id.clone().unwrap_or_default(),
+                    opt(m.source.seq),
+                    opt(m.source.index_line),
+                ])?;
+            }
+            csv.flush()?;
         }
     }
     out.flush()?;

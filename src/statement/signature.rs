@@ -1,9 +1,8 @@
-//! Signature verdicts: `verify_strict`'s, the one rule for every ed25519 signature, alone or in batches.
+//! Signature verdicts: `verify_strict`'s, the one rule for every ed25519 signature.
 //!
 //! The protocol has exactly one verdict for a signature: that of ed25519-dalek 2.2's
-//! [`VerifyingKey::verify_strict`]. [`verify_one`] is that verdict. [`verify_many`] gives the
-//! same verdict for every item, faster on many valid signatures, by sending only items for
-//! which a batch equation cannot disagree with `verify_strict` into a batch.
+//! [`VerifyingKey::verify_strict`]. [`verify_one`] is that verdict; [`verify_many`] gives it for
+//! many signatures on every core.
 //!
 //! # What `verify_strict` decides (read in ed25519-dalek 2.2.0's source)
 //!
@@ -42,47 +41,22 @@
 //! cofactorless equation holding) and accept one it rejects. `tests/signatures.rs` shows each
 //! of these on generated vectors.
 //!
-//! # The rule: who may be batched
+//! # Why `verify_many` does not batch
 //!
-//! An item is *batchable* only if `S` is canonical, `R_bytes` and `A_bytes` are canonical
-//! encodings (decompress, re-compress, same bytes), and `R` and `A` are both torsion-free
-//! (`EdwardsPoint::is_torsion_free`) and not of small order (`is_small_order`; with
-//! torsion-free this means not the identity, so both have order exactly ℓ). Every other item
-//! is checked alone with [`verify_one`]. For a batchable item:
-//! - conditions 1–3 of `verify_strict` hold, so `verify_strict` accepts iff `E_i = 0` (the
-//!   cofactorless equation, `R_bytes` being canonical);
-//! - `B`, `R_i` and `A_i` lie in the prime-order subgroup, hence so does `E_i`; and since
-//!   `A_i` has order ℓ, `[z_i h_i mod ℓ]A_i = [z_i h_i]A_i`, so the batch tests exactly
-//!   `Σ [z_i]E_i = 0`.
-//!
-//! If every `E_i = 0` the batch accepts. If some `E_j ≠ 0`, every `E_i = [e_i]B` for integers
-//! `e_i` mod ℓ, and the batch accepts only if `Σ z_i e_i ≡ 0 (mod ℓ)`, with `e_j ≢ 0`: for any
-//! fixed values of the other coefficients this pins `z_j` to a single residue mod ℓ, and a
-//! 128-bit `z_j` (ℓ > 2^252) hits it with probability at most 2^-128. The coefficients come
-//! from a hash of all of the inputs (R, A and M through `h_i`, and `S_i`), so this is a
-//! random-oracle argument: a forger who can choose inputs gets at most 2^-128 per attempt
-//! (per hash evaluation), and cannot pick `E_j` after seeing the `z_i`.
-//!
-//! The canonical-encoding checks are not what this rests on: both sides hash the same
-//! `A_bytes`, and every non-canonical encoding that decodes (24 with y ≥ p, 2 with x = 0 and
-//! the sign bit set) is a point of small order or with a torsion component, which the torsion
-//! checks already exclude (`tests/signatures.rs` checks all 26). They cost one compression
-//! each and keep the rule true without relying on that fact.
-//!
-//! When a batch fails, its items are checked one by one with [`verify_one`], so the index
-//! reported is always that of a signature `verify_strict` rejects, and the lowest such.
-//!
-//! # Cost
-//!
-//! `is_torsion_free` is a scalar multiplication by ℓ: once per `R` (every signature has its
-//! own) and once per distinct key in a chunk. This is the price of the batch agreeing with
-//! `verify_strict` item for item; `docs/PERFORMANCE.md` has the measured figures.
+//! A batch agrees with `verify_strict` item for item only for items whose `S` is canonical and
+//! whose `R` and `A` lie in the prime-order subgroup: then `E_i` does too, the batch tests
+//! exactly `Σ [z_i]E_i = 0`, and a single `E_j ≠ 0` survives with probability at most 2^-128.
+//! Everything else must be checked alone. Proving `R` torsion-free costs a scalar
+//! multiplication by ℓ per signature (every signature has its own `R`), and that check alone
+//! (~29 µs here) costs nearly what `verify_strict` does (~36 µs): such a sound batch measured
+//! 1.4–2.4× slower per core than checking one by one (docs/PERFORMANCE.md, "Signature
+//! verification: one verdict"), and a batch of cofactored equations cannot stand in for it (two
+//! crafted signatures' torsion components cancel). So [`verify_many`] checks every signature
+//! with [`verify_one`], in parallel, and reports the lowest failing index. `tests/signatures.rs`
+//! keeps the adversarial vectors on which a plain batch disagrees with `verify_strict`.
 
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, VerifyingKey};
 use rayon::prelude::*;
-use std::collections::HashMap;
 
 /// One signature to check: `signature` (64 bytes as received) by `key` over `message`.
 #[derive(Clone, Copy, Debug)]
@@ -105,122 +79,30 @@ pub fn verify_one(check: &SignatureCheck<'_>) -> bool {
 }
 
 /// Verifies many; `Ok(())` iff every one verifies, else `Err(i)` with the LOWEST failing index.
-/// Each item's verdict equals [`verify_one`]'s (up to a 2^-128 probability from batch
-/// randomness), adversarial inputs included: see the module documentation. Runs in parallel
-/// (rayon) over chunks of [`BATCH_SIZE`] items.
+/// Each item's verdict is [`verify_one`]'s. Runs in parallel (rayon) over chunks of
+/// [`BATCH_SIZE`] items.
 pub fn verify_many(checks: &[SignatureCheck<'_>]) -> Result<(), usize> {
     let first_failure = checks
         .par_chunks(BATCH_SIZE)
         .enumerate()
-        .find_map_first(|(c, chunk)| verify_chunk(chunk).err().map(|i| c * BATCH_SIZE + i));
+        .find_map_first(|(c, chunk)| {
+            chunk
+                .iter()
+                .position(|check| !verify_one(check))
+                .map(|i| c * BATCH_SIZE + i)
+        });
     match first_failure {
         Some(index) => Err(index),
         None => Ok(()),
     }
 }
 
-/// Items per batch (and per unit of parallel work) in [`verify_many`]. Larger batches amortize
-/// the multiscalar multiplication better; a failed batch costs one `verify_one` per item.
+/// Items per unit of parallel work in [`verify_many`].
 pub const BATCH_SIZE: usize = 256;
-
-/// `Err(i)`: the lowest index in `chunk` that `verify_one` rejects.
-fn verify_chunk(chunk: &[SignatureCheck<'_>]) -> Result<(), usize> {
-    let mut keys_batchable: HashMap<&VerifyingKey, bool> = HashMap::new();
-    let mut batch = Batch::with_capacity(chunk.len());
-    // The first item that failed on its own: nothing after it matters, so the scan stops there.
-    let mut failed_alone = None;
-    for (i, check) in chunk.iter().enumerate() {
-        let key_ok = *keys_batchable
-            .entry(check.key)
-            .or_insert_with(|| batchable_key(check.key));
-        match key_ok
-            .then(|| batchable_signature(check.signature))
-            .flatten()
-        {
-            Some(signature) => batch.push(i, check, signature),
-            None if verify_one(check) => {}
-            None => {
-                failed_alone = Some(i);
-                break;
-            }
-        }
-    }
-    let failed_in_batch = if batch.verifies() {
-        None
-    } else {
-        batch
-            .indices
-            .iter()
-            .copied()
-            .find(|&i| !verify_one(&chunk[i]))
-    };
-    // Every batched index is below `failed_alone`, so a failure in the batch is the lowest.
-    failed_in_batch.or(failed_alone).map_or(Ok(()), Err)
-}
-
-/// Batchable items of one chunk, in index order.
-struct Batch<'a> {
-    indices: Vec<usize>,
-    messages: Vec<&'a [u8]>,
-    signatures: Vec<Signature>,
-    keys: Vec<VerifyingKey>,
-}
-
-impl<'a> Batch<'a> {
-    fn with_capacity(n: usize) -> Self {
-        Batch {
-            indices: Vec::with_capacity(n),
-            messages: Vec::with_capacity(n),
-            signatures: Vec::with_capacity(n),
-            keys: Vec::with_capacity(n),
-        }
-    }
-
-    fn push(&mut self, index: usize, check: &SignatureCheck<'a>, signature: Signature) {
-        self.indices.push(index);
-        self.messages.push(check.message);
-        self.signatures.push(signature);
-        self.keys.push(*check.key);
-    }
-
-    /// The random-linear-combination (cofactorless) batch equation over every item; true for
-    /// an empty batch.
-    fn verifies(&self) -> bool {
-        self.indices.is_empty()
-            || ed25519_dalek::verify_batch(&self.messages, &self.signatures, &self.keys).is_ok()
-    }
-}
-
-/// A key may be batched: canonical encoding, order exactly ℓ.
-fn batchable_key(key: &VerifyingKey) -> bool {
-    let point = key.to_edwards();
-    point.compress().as_bytes() == key.as_bytes() && in_prime_order_subgroup(&point)
-}
-
-/// The signature, if it may be batched (its key being batchable): 64 bytes, canonical `S`,
-/// canonical `R` of order exactly ℓ.
-fn batchable_signature(bytes: &[u8]) -> Option<Signature> {
-    let bytes: &[u8; 64] = bytes.try_into().ok()?;
-    let (r_bytes, s_bytes) = bytes.split_at(32);
-    let s_bytes: [u8; 32] = s_bytes.try_into().ok()?;
-    Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
-    let r_compressed = CompressedEdwardsY::from_slice(r_bytes).ok()?;
-    let r = r_compressed.decompress()?;
-    (r.compress() == r_compressed && in_prime_order_subgroup(&r))
-        .then(|| Signature::from_bytes(bytes))
-}
-
-/// Torsion-free and not the identity: the point generates the prime-order subgroup.
-fn in_prime_order_subgroup(point: &EdwardsPoint) -> bool {
-    // is_small_order is three doublings; is_torsion_free a full scalar multiplication.
-    !point.is_small_order() && point.is_torsion_free()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-    use curve25519_dalek::traits::Identity;
     use ed25519_dalek::{Signer, SigningKey};
 
     fn key(seed: u8) -> SigningKey {
@@ -301,62 +183,5 @@ mod tests {
         items[6].2.truncate(10);
         items[8].2.clear();
         assert_eq!(verify_many(&checks(&items)), Err(6));
-    }
-
-    #[test]
-    fn batchability() {
-        let (key, _, signature) = signed(&key(3), b"x");
-        assert!(batchable_key(&key));
-        assert!(batchable_signature(&signature).is_some());
-        assert!(batchable_signature(&signature[..63]).is_none());
-
-        // R = identity: small order.
-        let mut identity_r = signature.clone();
-        identity_r[..32].copy_from_slice(EdwardsPoint::identity().compress().as_bytes());
-        assert!(batchable_signature(&identity_r).is_none());
-
-        // S + ℓ: not canonical.
-        let mut big_s = signature.clone();
-        let s = Scalar::from_canonical_bytes(signature[32..].try_into().expect("32 bytes"))
-            .expect("canonical");
-        big_s[32..].copy_from_slice(&add_l(s.as_bytes()));
-        assert!(batchable_signature(&big_s).is_none());
-
-        // The identity as a key (encoding y = 1): small order.
-        let identity_key = VerifyingKey::from_bytes(EdwardsPoint::identity().compress().as_bytes())
-            .expect("decodes");
-        assert!(!batchable_key(&identity_key));
-
-        // B + T2 (T2 = (0, −1), order 2): mixed order.
-        let t2 = VerifyingKey::from_bytes(&minus_one_y())
-            .expect("decodes")
-            .to_edwards();
-        let mixed = VerifyingKey::from(ED25519_BASEPOINT_POINT + t2);
-        assert!(!mixed.is_weak());
-        assert!(!batchable_key(&mixed));
-    }
-
-    /// The 32-byte little-endian encoding of y = −1 (x = 0): the point of order 2.
-    fn minus_one_y() -> [u8; 32] {
-        let mut y = [0xff; 32];
-        y[0] = 0xec; // p − 1 = 2^255 − 20
-        y[31] = 0x7f;
-        y
-    }
-
-    /// `s + ℓ` as 32 little-endian bytes (fits: s < ℓ < 2^253).
-    fn add_l(s: &[u8; 32]) -> [u8; 32] {
-        const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-        ];
-        let mut out = [0u8; 32];
-        let mut carry = 0u16;
-        for i in 0..32 {
-            let sum = u16::from(s[i]) + u16::from(L[i]) + carry;
-            out[i] = sum as u8;
-            carry = sum >> 8;
-        }
-        out
     }
 }
