@@ -133,7 +133,65 @@ async fn run(pdq_sets: usize, filter_sets: usize) -> Result<()> {
         100.0 * rare_bytes as f64 / all_bytes as f64,
         t.as_secs_f64()
     );
+    follow_latency(&env, &hub.addr).await?;
     hub.stop()?;
+    Ok(())
+}
+
+/// `--follow`: the time from a set's acknowledgement to its batch being proven (what a
+/// following `coalition sync` waits for before writing the rows), at the hub's default
+/// checkpoint cadence.
+async fn follow_latency(env: &Env, addr: &str) -> Result<()> {
+    const SAMPLES: usize = 15;
+    let state = env.root.path().join("follow");
+    std::fs::create_dir_all(&state)?;
+    let client = Client::connect(addr, &env.certs.member_tls(&env.reader)?).await?;
+    let (mut syncer, _) = Syncer::open(
+        client,
+        SyncOptions {
+            filter: FilterSpec::default(),
+            follow: true,
+            genesis: None,
+            cursor: state.join("cursor"),
+            ids: state.join("ids"),
+        },
+    )
+    .await?;
+    let mut submitter = Client::connect(addr, &env.certs.member_tls(&env.submitter)?).await?;
+    let key = env.certs.signing_key(&env.submitter)?;
+    // Catch up with the log first: until a batch's refreshed checkpoint is the replica's size.
+    loop {
+        let batch = syncer.next().await?.context("the stream ended")?;
+        syncer.commit(&vec![false; batch.entries.len()], 0)?;
+        if batch.checkpoint_size == syncer.replica().size() {
+            break;
+        }
+    }
+    let mut latencies = Vec::with_capacity(SAMPLES);
+    for n in 0..SAMPLES {
+        let body = Body::HashSet(HashSet {
+            description: String::new(),
+            entries: vec![sha256_entry(1_000_000 + n, 0)],
+        });
+        let receipt = submitter
+            .submit(sign_new(&env.submitter, &key, body))
+            .await?
+            .receipt
+            .context("no receipt")?;
+        let acked = Instant::now();
+        while syncer.replica().size() <= receipt.seq {
+            let batch = syncer.next().await?.context("the stream ended")?;
+            syncer.commit(&vec![false; batch.entries.len()], 0)?;
+        }
+        latencies.push(acked.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let max = latencies.iter().max().copied().unwrap_or_default();
+    println!(
+        "--follow: acknowledgement to proven batch, {SAMPLES} sets one at a time: median {:.0} ms, max {:.0} ms",
+        median(&mut latencies).as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
