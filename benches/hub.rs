@@ -23,6 +23,9 @@
 //! Set `HUB_BENCH_QUICK=1` for a fast smoke run with fewer hashes, `HUB_BENCH_SKIP_INGEST=1` to
 //! measure only sync, memory and matching, `HUB_BENCH_ONLY_MATCH=1` for matching alone. The hub inherits the environment (e.g. `MALLOC_ARENA_MAX`).
 
+#[path = "support/hub_process.rs"]
+mod hub_process;
+
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::governance;
@@ -35,6 +38,7 @@ use coalition_hub::statement::{
 };
 use coalition_hub::store::{Store, StoreConfig};
 use coalition_hub::sync::{FilterSpec, SyncOptions, Syncer};
+use hub_process::{Hub, Memory};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -215,7 +219,12 @@ async fn ingest(env: &Env, set_size: usize, sets: usize, table: &mut Table) -> R
         for _ in 0..RUNS {
             let data = tempfile::tempdir_in(env.root.path())?;
             register(env, data.path()).await?;
-            let hub = Hub::start(env, data.path(), 128)?;
+            let hub = Hub::start(
+                env.certs.root(),
+                data.path(),
+                &env.root.path().join("hub.log"),
+                128,
+            )?;
             let (took, mut lat) = submit_all(env, &hub.addr, &pool, conns).await?;
             hub.stop()?;
             rates.push(hashes / took.as_secs_f64());
@@ -302,7 +311,12 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
         let pool: Vec<pb::Envelope> = (stored..target_sets)
             .map(|s| sign_new(&env.submitter, &key, hash_set_body(SET, 1_000_000 + s)))
             .collect();
-        let hub = Hub::start(env, data.path(), 128)?;
+        let hub = Hub::start(
+            env.certs.root(),
+            data.path(),
+            &env.root.path().join("hub.log"),
+            128,
+        )?;
         submit_all(env, &hub.addr, &Arc::new(pool), 2).await?;
         hub.stop()?;
         stored = target_sets;
@@ -312,7 +326,12 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
             if cache_mib != 128 && target_sets != large {
                 continue;
             }
-            let hub = Hub::start(env, data.path(), cache_mib)?;
+            let hub = Hub::start(
+                env.certs.root(),
+                data.path(),
+                &env.root.path().join("hub.log"),
+                cache_mib,
+            )?;
             // The hub loads its matching index from the log at start-up: let that finish, note
             // the start-up peak, then reset the peak so VmHWM below covers only syncing.
             let startup = hub.settle().await?;
@@ -389,7 +408,12 @@ async fn sync_and_memory(env: &Env, small: usize, large: usize, table: &mut Tabl
 
     // Client-side verification alone: the member's replica replaying entries already
     // received (decode, entitlement, signatures, Merkle frontier), no network, no proofs.
-    let hub = Hub::start(env, data.path(), 128)?;
+    let hub = Hub::start(
+        env.certs.root(),
+        data.path(),
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
     let entries = collect_entries(env, &hub.addr).await?;
     hub.stop()?;
     let hashes = |accepted: &[coalition_hub::replica::Accepted]| -> usize {
@@ -511,7 +535,12 @@ async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
     let corpus: Vec<[u8; 32]> = (0..total).map(|_| rng.r#gen()).collect();
     let data = env.root.path().join("data-match");
     register(env, &data).await?;
-    let hub = Hub::start(env, &data, 128)?;
+    let hub = Hub::start(
+        env.certs.root(),
+        &data,
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
     let key = env.certs.signing_key(&env.submitter)?;
     let mut client = Client::connect(&hub.addr, &env.certs.member_tls(&env.submitter)?).await?;
     for chunk in corpus.chunks(PER_SET) {
@@ -562,7 +591,12 @@ async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
     hub.stop()?;
     // Index bulk-built from the log at start-up.
     let started = Instant::now();
-    let hub = Hub::start(env, &data, 128)?;
+    let hub = Hub::start(
+        env.certs.root(),
+        &data,
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
     let (restart_ms, restart_worst, _) = time_matches(env, &hub, &request, BATCHES).await?;
     let load = started.elapsed();
     // Recall against a brute-force scan of the same corpus.
@@ -640,135 +674,6 @@ async fn time_matches(
     times.sort_by(f64::total_cmp);
     let worst = times.last().copied().unwrap_or(0.0);
     Ok((median(&mut times), worst, first))
-}
-
-/// A `coalition serve` child process.
-struct Hub {
-    child: Child,
-    addr: String,
-    // Kept open so the hub never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-}
-
-/// Memory figures from `/proc/<pid>/status`, in KiB.
-struct Memory {
-    rss_kib: u64,
-    hwm_kib: u64,
-}
-
-impl Hub {
-    /// Starts a hub, retrying briefly while a just-dropped in-process `Store` (whose writer
-    /// thread exits asynchronously) still holds sled's lock on `data`.
-    fn start(env: &Env, data: &Path, cache_mib: u64) -> Result<Hub> {
-        let mut attempt = 1;
-        loop {
-            match Hub::try_start(env, data, cache_mib) {
-                Ok(hub) => return Ok(hub),
-                Err(e) if attempt >= 40 => return Err(e),
-                Err(_) => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-    }
-
-    fn try_start(env: &Env, data: &Path, cache_mib: u64) -> Result<Hub> {
-        let log = std::fs::File::create(env.root.path().join("hub.log"))?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--certs"])
-            .arg(env.certs.root())
-            .args(["--cache-mib", &cache_mib.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting `coalition serve`")?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no stdout from the hub"))?;
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stdout.read_line(&mut line)? == 0 {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log =
-                    std::fs::read_to_string(env.root.path().join("hub.log")).unwrap_or_default();
-                bail!("the hub exited before listening: {log}");
-            }
-            if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                return Ok(Hub {
-                    addr: addr.to_owned(),
-                    child,
-                    _stdout: stdout,
-                });
-            }
-        }
-    }
-
-    fn memory(&self) -> Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .context("reading the hub's /proc status")?;
-        let field = |name: &str| -> Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| anyhow!("no {name} in /proc status"))
-        };
-        Ok(Memory {
-            rss_kib: field("VmRSS:")?,
-            hwm_kib: field("VmHWM:")?,
-        })
-    }
-
-    /// Waits until the hub's resident memory stops changing (its start-up work, such as
-    /// loading the matching index, is done); returns the memory then.
-    async fn settle(&self) -> Result<Memory> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut last = self.memory()?;
-        let mut stable = 0;
-        while stable < 4 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let now = self.memory()?;
-            if now.rss_kib.abs_diff(last.rss_kib) < 256 {
-                stable += 1;
-            } else {
-                stable = 0;
-            }
-            last = now;
-        }
-        Ok(last)
-    }
-
-    /// Resets the hub's VmHWM to its current VmRSS (`/proc/<pid>/clear_refs`, value 5).
-    fn reset_peak(&self) -> Result<()> {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
-            .context("resetting the hub's peak RSS")
-    }
-
-    /// Stops the hub (SIGKILL is safe: every acknowledged write is already durable) and waits
-    /// for it, so its sled lock is released.
-    fn stop(mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Hub {
-    /// Never leaves a hub running if the bench fails part-way.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Log entries `register` writes: the genesis and two admissions.

@@ -15,7 +15,10 @@
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench sync`
 //! (`SYNC_BENCH_QUICK=1`: 50 PDQ sets and 2,000 sets of 1,000, a smoke run).
 
-use anyhow::{Context, Result, anyhow, bail};
+#[path = "support/hub_process.rs"]
+mod hub_process;
+
+use anyhow::{Context, Result, bail};
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::governance;
 use coalition_hub::membership::{Action, MemberId, Role};
@@ -23,6 +26,7 @@ use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label, ParsedEnvelope};
 use coalition_hub::store::{Store, StoreConfig};
 use coalition_hub::sync::{FilterSpec, SyncOptions, Syncer};
+use hub_process::Hub;
 use prost::Message;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -83,7 +87,12 @@ async fn run(pdq_sets: usize, filter_sets: usize) -> Result<()> {
         pdq_sets * 10_000,
         built.as_secs_f64()
     );
-    let hub = Hub::start(&env, &data)?;
+    let hub = Hub::start(
+        env.certs.root(),
+        &data,
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
     let hashes = (pdq_sets * 10_000) as f64;
     let mut full = Vec::new();
     let mut raw = Vec::new();
@@ -118,7 +127,12 @@ async fn run(pdq_sets: usize, filter_sets: usize) -> Result<()> {
         sha256_entry(set, i)
     })
     .await?;
-    let hub = Hub::start(&env, &data)?;
+    let hub = Hub::start(
+        env.certs.root(),
+        &data,
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
     let rare = FilterSpec {
         labels: vec!["rare".into()],
         ..FilterSpec::default()
@@ -337,66 +351,4 @@ async fn build_log(
         }
     }
     Ok(started.elapsed())
-}
-
-/// A `coalition serve` child process.
-struct Hub {
-    addr: String,
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Hub {
-    fn start(env: &Env, data: &Path) -> Result<Hub> {
-        let log: PathBuf = env.root.path().join("hub.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--certs"])
-            .arg(env.certs.root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&log)?))
-            .spawn()
-            .context("starting `coalition serve`")?;
-        let mut stdout = BufReader::new(
-            child
-                .stdout
-                .take()
-                .ok_or_else(|| anyhow!("no stdout from the hub"))?,
-        );
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stdout.read_line(&mut line)? == 0 {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "the hub exited before listening: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                return Ok(Hub {
-                    addr: addr.to_owned(),
-                    child,
-                    _stdout: stdout,
-                });
-            }
-        }
-    }
-
-    fn stop(mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -215,14 +215,7 @@ async fn a_rewritten_history_is_refused() {
     sync_cli(&t.addr, t.certs.root(), "globex", &synced, &[])
         .await
         .ok();
-    let genesis = hex::encode(
-        t.client("admin")
-            .await
-            .coalition()
-            .await
-            .expect("coalition")
-            .genesis_statement_id,
-    );
+    let genesis = t.genesis_hex().await;
 
     // The operator rewrites history: a new log under the same hub name and key, where acme's
     // statements are gone, served at another address to the same members.
@@ -417,14 +410,7 @@ async fn the_genesis_is_pinned() {
         .submit(t.hash_set("acme", 1, 2))
         .await
         .expect("submit");
-    let genesis = hex::encode(
-        t.client("admin")
-            .await
-            .coalition()
-            .await
-            .expect("coalition")
-            .genesis_statement_id,
-    );
+    let genesis = t.genesis_hex().await;
     let dir = tempfile::tempdir().expect("tmp");
     let sync = |file: &str, args: Vec<String>| {
         let out = dir.path().join(file);

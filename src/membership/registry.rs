@@ -334,29 +334,25 @@ impl Registry {
     /// For a statement whose content this code cannot read (a newer protocol version): each
     /// signature must be by an active key of an active member.
     pub fn active_signers(&self, key_ids: &[KeyId]) -> Result<Vec<Signer>, EntryError> {
-        key_ids
-            .iter()
-            .enumerate()
-            .map(|(index, key_id)| {
-                let owner = self
-                    .key_owner
-                    .get(key_id)
-                    .and_then(|id| self.members.get(id))
-                    .filter(|m| m.status == MemberStatus::Active)
-                    .ok_or_else(|| EntryError::UnknownKey {
-                        index,
-                        key_id: key_id.clone(),
-                        whose: "any active member".into(),
-                    })?;
-                key_of(owner, index, key_id).map(|key| Signer {
-                    member: Some(owner.id.clone()),
-                    key,
-                })
-            })
-            .collect()
+        self.signers_among(key_ids, "any active member", |m| {
+            m.status == MemberStatus::Active
+        })
     }
 
     fn admin_signers(&self, key_ids: &[KeyId]) -> Result<Vec<Signer>, EntryError> {
+        self.signers_among(key_ids, "any active admin", |m| {
+            m.status == MemberStatus::Active && m.has_role(Role::Admin)
+        })
+    }
+
+    /// Each signature's key, held by whichever member `eligible` accepts (key ids are unique
+    /// across the coalition) and still active; `whose` names the eligible in errors.
+    fn signers_among(
+        &self,
+        key_ids: &[KeyId],
+        whose: &str,
+        eligible: impl Fn(&Member) -> bool,
+    ) -> Result<Vec<Signer>, EntryError> {
         key_ids
             .iter()
             .enumerate()
@@ -365,11 +361,11 @@ impl Registry {
                     .key_owner
                     .get(key_id)
                     .and_then(|id| self.members.get(id))
-                    .filter(|m| m.status == MemberStatus::Active && m.has_role(Role::Admin))
+                    .filter(|m| eligible(m))
                     .ok_or_else(|| EntryError::UnknownKey {
                         index,
                         key_id: key_id.clone(),
-                        whose: "any active admin".into(),
+                        whose: whose.into(),
                     })?;
                 key_of(owner, index, key_id).map(|key| Signer {
                     member: Some(owner.id.clone()),

@@ -145,6 +145,11 @@ impl Checkpoints {
         Ok(size)
     }
 
+    /// Whether a checkpoint (or the anchor) is waiting for the replay to reach `size`.
+    pub(crate) fn waits_for(&self, size: u64) -> bool {
+        self.anchor.as_ref().is_some_and(|a| a.size == size) || self.expected.contains_key(&size)
+    }
+
     /// The replay reached `size` with `root`: every checkpoint held for that size, and the
     /// anchor if it has that size, must sign exactly this root.
     pub(crate) fn reached(&mut self, size: u64, root: Hash) -> Result<(), ReplicaError> {

@@ -371,22 +371,22 @@ impl Replica {
         }
         // Every signature of the entries before the stop; the earliest failure wins.
         let mut checks = Vec::new();
-        let mut owner = Vec::new();
-        for (i, (p, keys)) in pending.iter().enumerate() {
-            for (sig, key) in p.envelope().signatures.iter().zip(keys) {
+        // For each check: which pending entry, and which of its signatures.
+        let mut owner: Vec<(usize, usize)> = Vec::new();
+        for (entry, (p, keys)) in pending.iter().enumerate() {
+            for (index, (sig, key)) in p.envelope().signatures.iter().zip(keys).enumerate() {
                 checks.push(SignatureCheck {
                     key,
                     message: p.pae(),
                     signature: &sig.sig,
                 });
-                owner.push(i);
+                owner.push((entry, index));
             }
         }
         if let Err(i) = verify_many(&checks) {
-            let (p, keys) = &pending[owner[i]];
-            let index = owner[..i].iter().filter(|o| **o == owner[i]).count();
+            let (entry, index) = owner[i];
+            let p = &pending[entry].0;
             let key_id = p.key_ids()[index].clone();
-            let _ = keys;
             return Err(at(
                 p.seq,
                 crate::statement::SignatureError::BadSignature { index, key_id },
@@ -691,8 +691,11 @@ impl Replica {
         )));
         seen.insert(id, position.seq);
         self.last_received_ms = position.received_at_ms;
-        let (size, root) = (self.frontier.size().0, self.frontier.root());
-        self.checkpoints.reached(size, root)?;
+        // The root costs O(log n) hashes: only where a checkpoint waits for this size.
+        let size = self.frontier.size().0;
+        if self.checkpoints.waits_for(size) {
+            self.checkpoints.reached(size, self.frontier.root())?;
+        }
         Ok(notices)
     }
 

@@ -262,6 +262,17 @@ impl TestHub {
         panic!("the sync did not end");
     }
 
+    /// The genesis statement id (hex), as the admin reads it from the hub.
+    pub async fn genesis_hex(&self) -> String {
+        let coalition = self
+            .client("admin")
+            .await
+            .coalition()
+            .await
+            .expect("coalition");
+        hex::encode(coalition.genesis_statement_id)
+    }
+
     /// Signs `action` as `admin` and submits it.
     pub async fn admin_change(&self, action: Action) -> Result<pb::SubmitResponse, ClientError> {
         let envelope = governance::change(&id("admin"), &self.key("admin"), action, "test");

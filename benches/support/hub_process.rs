@@ -1,0 +1,142 @@
+//! A `coalition serve` child process for the benchmarks: started on 127.0.0.1:0 with the
+//! release binary, its address read from its `listening on` line, its memory read from
+//! `/proc/<pid>/status`, killed (and waited for) when dropped. Included by `benches/hub.rs` and
+//! `benches/sync.rs` with `#[path]`.
+#![allow(dead_code)]
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `coalition serve` child process.
+pub struct Hub {
+    child: Child,
+    /// The address it listens on.
+    pub addr: String,
+    // Kept open so the hub never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
+
+/// Memory figures from `/proc/<pid>/status`, in KiB.
+pub struct Memory {
+    /// VmRSS.
+    pub rss_kib: u64,
+    /// VmHWM.
+    pub hwm_kib: u64,
+}
+
+impl Hub {
+    /// Starts a hub, retrying briefly while a just-dropped in-process `Store` (whose writer
+    /// thread exits asynchronously) still holds sled's lock on `data`.
+    pub fn start(certs: &Path, data: &Path, log: &Path, cache_mib: u64) -> Result<Hub> {
+        let mut attempt = 1;
+        loop {
+            match Hub::try_start(certs, data, log, cache_mib) {
+                Ok(hub) => return Ok(hub),
+                Err(e) if attempt >= 40 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    fn try_start(certs: &Path, data: &Path, log_path: &Path, cache_mib: u64) -> Result<Hub> {
+        let log = std::fs::File::create(log_path)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--certs"])
+            .arg(certs)
+            .args(["--cache-mib", &cache_mib.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting `coalition serve`")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout from the hub"))?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stdout.read_line(&mut line)? == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                bail!("the hub exited before listening: {log}");
+            }
+            if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                return Ok(Hub {
+                    addr: addr.to_owned(),
+                    child,
+                    _stdout: stdout,
+                });
+            }
+        }
+    }
+
+    pub fn memory(&self) -> Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .context("reading the hub's /proc status")?;
+        let field = |name: &str| -> Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("no {name} in /proc status"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            hwm_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// Waits until the hub's resident memory stops changing (its start-up work, such as
+    /// loading the matching index, is done); returns the memory then.
+    pub async fn settle(&self) -> Result<Memory> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = self.memory()?;
+        let mut stable = 0;
+        while stable < 4 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.memory()?;
+            if now.rss_kib.abs_diff(last.rss_kib) < 256 {
+                stable += 1;
+            } else {
+                stable = 0;
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+
+    /// Resets the hub's VmHWM to its current VmRSS (`/proc/<pid>/clear_refs`, value 5).
+    pub fn reset_peak(&self) -> Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .context("resetting the hub's peak RSS")
+    }
+
+    /// Stops the hub (SIGKILL is safe: every acknowledged write is already durable) and waits
+    /// for it, so its sled lock is released.
+    pub fn stop(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Hub {
+    /// Never leaves a hub running if the bench fails part-way.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
