@@ -38,11 +38,11 @@ use coalition_hub::statement::{
 };
 use coalition_hub::store::{Store, StoreConfig};
 use coalition_hub::sync::{FilterSpec, SyncOptions, Syncer};
-use hub_process::{Hub, Memory};
+use hub_process::Hub;
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

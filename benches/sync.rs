@@ -30,9 +30,9 @@ use hub_process::Hub;
 use prost::Message;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 3;
