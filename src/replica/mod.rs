@@ -790,12 +790,17 @@ fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
         }
     };
     let form = if envelope.payload_type == PAYLOAD_TYPE {
-        let id = StatementId::of(&envelope.payload_type, &envelope.payload);
-        // An altered entry is reported as altered, whatever else is wrong with it.
-        check_id(id)?;
-        Form::Current(Box::new(
-            ParsedEnvelope::parse(envelope).map_err(|e| at(seq, e))?,
-        ))
+        match ParsedEnvelope::parse(envelope.clone()) {
+            Ok(parsed) => {
+                check_id(parsed.id)?;
+                Form::Current(Box::new(parsed))
+            }
+            // An altered entry is reported as altered, whatever else is wrong with it.
+            Err(e) => {
+                check_id(StatementId::of(&envelope.payload_type, &envelope.payload))?;
+                return Err(at(seq, e));
+            }
+        }
     } else {
         // Any other version 1 spelling is refused by `payload_version` (no leading zeros), so
         // what parses here is a later version.
