@@ -2,19 +2,23 @@
 //! emerging-risk signals through a hub they do not have to trust.
 //!
 //! # Layout
-//! - [`statement`]: what members say: the envelope, its DSSE signature, the statement id, and
-//!   validated hash sets and risk signals. Pure; no I/O.
+//! - [`statement`]: what members say: the envelope, the signed header and the body, strict
+//!   canonical decoding, the DSSE signature under one rule, the statement id, sync filters.
+//!   Pure; no I/O.
 //! - [`membership`]: members, roles, status and signing keys; the rules for who may do what.
 //! - [`log`]: RFC 6962 Merkle tree math and C2SP signed checkpoints. Pure.
+//! - [`audit`]: the auditor: the replica driven from a bundle file, and the bundle format.
+//! - [`governance`]: authoring membership statements (genesis, changes, co-signatures).
 //! - [`matching`]: exact and PDQ near-duplicate matching (PDQ multi-index hashing), online
 //!   and offline.
 //! - [`replica`]: what a log means, decided in one place: the state machine the hub's writer,
 //!   every member's sync and the auditor feed entries and checkpoints to. Pure.
-//! - [`store`]: sled storage: the append-only log, its Merkle nodes, indexes and the member
-//!   registry; group commit, nothing acknowledged before it is flushed.
+//! - [`store`]: sled storage: the append-only log, its Merkle nodes and indexes, written by the
+//!   hub's replica; group commit, nothing acknowledged before it is flushed.
 //! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain.
 //! - [`client`]: the gRPC client over mutual TLS.
-//! - [`sync`]: the receiving side of sync: local verification and the resumable cursor.
+//! - [`sync`]: a member's sync: its own replica fed from the hub, every batch proven before it
+//!   is handed out, and the state saved beside the output.
 //! - [`formats`]: hash lists, signal files and sync output (CSV, JSON Lines).
 //! - [`pki`]: the development CA, certificates and signing-key files.
 //! - [`text`]: untrusted text made safe to print (control characters escaped).

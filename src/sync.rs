@@ -126,7 +126,7 @@ impl FilterSpec {
 /// The cursor file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
-    /// The cursor format ([`CURSOR_FORMAT`]).
+    /// The cursor format (2 for this version).
     pub format: u32,
     /// Output file length when the state was saved.
     pub output_bytes: u64,

@@ -38,7 +38,7 @@ pub struct ParsedEnvelope {
 }
 
 /// An envelope whose signatures all verified against keys of its issuer, with its body. Only
-/// [`ParsedEnvelope::verify`]/[`ParsedEnvelope::verify_with`] make one, so holding a
+/// [`ParsedEnvelope::verify_with`] makes one, so holding a
 /// `Verified` proves the check was done.
 #[derive(Clone, Debug)]
 pub struct Verified {
