@@ -15,6 +15,8 @@
 //! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain.
 //! - [`client`]: the gRPC client over mutual TLS.
 //! - [`sync`]: the receiving side of sync: local verification and the resumable cursor.
+//! - [`journal`]: the submit journal: what `coalition submit` signed and the hub acknowledged,
+//!   so a rerun resends the same envelopes and nothing is logged twice.
 //! - [`formats`]: hash lists, signal files and sync output (CSV, JSON Lines).
 //! - [`pki`]: the development CA, certificates and signing-key files.
 //! - [`text`]: untrusted text made safe to print (control characters escaped).
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod client;
 pub mod formats;
 pub mod governance;
+pub mod journal;
 pub mod log;
 pub mod matching;
 pub mod membership;
