@@ -19,6 +19,8 @@
 //! - [`client`]: the gRPC client over mutual TLS.
 //! - [`sync`]: a member's sync: its own replica fed from the hub, every batch proven before it
 //!   is handed out, and the state saved beside the output.
+//! - [`journal`]: the submit journal: what `coalition submit` signed and the hub acknowledged,
+//!   so a rerun resends the same envelopes and nothing is logged twice.
 //! - [`formats`]: hash lists, signal files and sync output (CSV, JSON Lines).
 //! - [`pki`]: the development CA, certificates and signing-key files.
 //! - [`text`]: untrusted text made safe to print (control characters escaped).
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod client;
 pub mod formats;
 pub mod governance;
+pub mod journal;
 pub mod log;
 pub mod matching;
 pub mod membership;

@@ -1,11 +1,17 @@
-//! `coalition submit`: sign a hash list (split into sets) or a risk signal and submit it.
+//! `coalition submit`: sign a hash list (split into sets) or a risk signal and submit it through
+//! a journal, so that a rerun after a failure resends the same envelopes and logs nothing twice
+//! (the rules are in [`crate::journal`]).
 
 use super::Connection;
-use crate::client::sign_new;
+use crate::client::{Client, sign_new};
 use crate::formats::{self, SignalFile};
+use crate::journal::{InputKind, Journal, Receipt, Submission};
+use crate::log::LeafIndex;
+use crate::membership::KeyId;
+use crate::pb;
 use crate::pki::{CertDir, load_signing_key};
-use crate::statement::{Body, HashSet, MAX_HASH_SET_ENTRIES, StatementId};
-use anyhow::{Result, bail};
+use crate::statement::{Body, HashEntry, HashSet, MAX_HASH_SET_ENTRIES, RiskSignal, StatementId};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -30,6 +36,15 @@ pub struct SubmitArgs {
     /// Signing key (PKCS#8 PEM); default <certs>/members/<id>.sign.key.
     #[arg(long)]
     signing_key: Option<PathBuf>,
+    /// The submission's journal: every statement signed and every receipt, so that rerunning
+    /// the same command resends the same statements (nothing is logged twice) and, once all
+    /// are acknowledged, submits nothing. Default: <input>.journal.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// Sign and submit anew even if the journal holds this submission (or is damaged); the
+    /// journal is replaced. Statements it recorded are logged a second time.
+    #[arg(long)]
+    new_submission: bool,
 }
 
 pub async fn run(args: SubmitArgs) -> Result<()> {
@@ -38,62 +53,170 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
         Some(path) => load_signing_key(path)?,
         None => CertDir::new(&args.conn.certs).signing_key(&id)?,
     };
-    let bodies: Vec<Body> = match (&args.hashes, &args.signal) {
-        (Some(path), _) => {
-            let entries = formats::read_hashes(path)?;
-            if entries.is_empty() {
-                bail!("{} holds no hashes", path.display());
-            }
-            entries
-                .chunks(args.set_size as usize)
-                .map(|chunk| {
-                    Body::HashSet(HashSet {
-                        description: args.description.clone(),
-                        entries: chunk.to_vec(),
-                    })
-                })
-                .collect()
-        }
-        (None, Some(path)) => vec![Body::RiskSignal(SignalFile::read(path)?)],
+    let (input, kind) = match (&args.hashes, &args.signal) {
+        (Some(path), _) => (
+            path,
+            InputKind::HashList {
+                set_size: args.set_size,
+                description: &args.description,
+            },
+        ),
+        (None, Some(path)) => (path, InputKind::RiskSignal),
         (None, None) => bail!("give --hashes FILE or --signal FILE"),
     };
-    let total_hashes: u64 = bodies
-        .iter()
-        .map(|b| match b {
-            Body::HashSet(s) => s.entries.len() as u64,
-            _ => 0,
-        })
-        .sum();
-    let mut client = args.conn.connect().await?;
-    let bar = ProgressBar::new(bodies.len() as u64).with_style(
+    let submission = Submission::new(input, kind, &id, &KeyId::of(&key.verifying_key()))?;
+    let path = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| Journal::path_for(input));
+    let found = if args.new_submission {
+        None
+    } else {
+        Journal::open(&path)?
+    };
+    let (mut journal, what) = match found {
+        Some(journal) if journal.digest() == submission.digest => {
+            if journal.is_complete() {
+                print_completed(&journal);
+                return Ok(());
+            }
+            (journal, None)
+        }
+        other => {
+            // Read before anything is moved: a bad input changes nothing.
+            let parsed = match kind {
+                InputKind::HashList { .. } => {
+                    let entries = formats::read_hashes(input)?;
+                    if entries.is_empty() {
+                        bail!("{} holds no hashes", input.display());
+                    }
+                    Parsed::Hashes(entries)
+                }
+                InputKind::RiskSignal => Parsed::Signal(SignalFile::read(input)?),
+            };
+            if let Some(old) = other.filter(|j| !j.is_complete()) {
+                let (acked, total) = (old.acknowledged(), old.statements());
+                let kept = old.set_aside()?;
+                eprintln!(
+                    "note: {} held an unfinished submission of other inputs ({acked} of {total} statements acknowledged); kept it as {}: to finish that one, rerun with its inputs and --journal {1}",
+                    path.display(),
+                    kept.display()
+                );
+            }
+            // Signed one set at a time, each written to the journal before the next is made.
+            let (journal, what) = match parsed {
+                Parsed::Hashes(entries) => {
+                    let sets = entries.chunks(args.set_size as usize).map(|chunk| {
+                        let body = Body::HashSet(HashSet {
+                            description: args.description.clone(),
+                            entries: chunk.to_vec(),
+                        });
+                        sign_new(&id, &key, body)
+                    });
+                    let journal = Journal::create(&path, &submission, sets)?;
+                    (journal, format!("{} hashes", entries.len()))
+                }
+                Parsed::Signal(signal) => {
+                    let envelope = sign_new(&id, &key, Body::RiskSignal(signal));
+                    let journal = Journal::create(&path, &submission, [envelope])?;
+                    (journal, "a risk signal".to_string())
+                }
+            };
+            (journal, Some(what))
+        }
+    };
+
+    let before = journal.acknowledged();
+    let mut present = 0;
+    if let Err(e) = submit_pending(&args.conn, &mut journal, &mut present).await {
+        return Err(e.context(format!(
+            "submission interrupted with {} of {} statements acknowledged (recorded in {}); rerun the same command to submit the rest",
+            journal.acknowledged(),
+            journal.statements(),
+            journal.path().display()
+        )));
+    }
+    journal.complete()?;
+    let now = journal.statements() - before;
+    let last = match journal.receipts().last() {
+        Some((_, r)) => format!("last: seq {}, statement {}", r.seq, r.id),
+        None => "no statement".to_string(),
+    };
+    match what {
+        Some(what) => println!(
+            "submitted {now} statement(s) ({what}), {present} already present; {last}; journal {}",
+            journal.path().display()
+        ),
+        None => {
+            let held = match present {
+                0 => String::new(),
+                n => format!(" ({n} of them the hub already held: acknowledgements lost earlier)"),
+            };
+            println!(
+                "resumed the submission journaled in {}: {before} already acknowledged, {now} submitted now{held}; {last}",
+                journal.path().display()
+            )
+        }
+    }
+    Ok(())
+}
+
+/// Submits the journal's statements not yet acknowledged, recording each receipt as it comes;
+/// counts those the hub already held in `present`.
+async fn submit_pending(conn: &Connection, journal: &mut Journal, present: &mut u64) -> Result<()> {
+    let pending = journal.statements() - journal.acknowledged();
+    if pending == 0 {
+        return Ok(());
+    }
+    let mut client: Client = conn.connect().await?;
+    let bar = ProgressBar::new(pending as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} statements {elapsed} (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut new = 0;
-    let mut present = 0;
-    let mut last = None;
-    for body in bodies {
-        let envelope = sign_new(&id, &key, body);
-        let response = client.submit(envelope).await?;
-        let receipt = response.receipt.unwrap_or_default();
+    for item in journal.pending()? {
+        let (index, envelope) = item?;
+        let response: pb::SubmitResponse = client
+            .submit(envelope)
+            .await
+            .with_context(|| format!("submitting statement {index}"))?;
+        let receipt = response
+            .receipt
+            .ok_or_else(|| anyhow!("the hub's reply to statement {index} carries no receipt"))?;
+        let statement = StatementId::from_slice(&receipt.statement_id).ok_or_else(|| {
+            anyhow!("the hub's receipt for statement {index} has no 32-byte statement id")
+        })?;
+        journal.acknowledge(
+            index,
+            Receipt {
+                seq: LeafIndex(receipt.seq),
+                id: statement,
+                received_at_ms: receipt.received_at_ms,
+                already_present: response.already_present,
+            },
+        )?;
         if response.already_present {
-            present += 1;
-        } else {
-            new += 1;
+            *present += 1;
         }
-        last = Some((receipt.seq, StatementId::from_slice(&receipt.statement_id)));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    if let Some((seq, Some(sid))) = last {
-        let what = if total_hashes > 0 {
-            format!("{total_hashes} hashes")
-        } else {
-            "a risk signal".to_string()
-        };
-        println!(
-            "submitted {new} statement(s) ({what}), {present} already present; last: seq {seq}, statement {sid}"
-        );
-    }
     Ok(())
+}
+
+/// The input file, read.
+enum Parsed {
+    Hashes(Vec<HashEntry>),
+    Signal(RiskSignal),
+}
+
+/// A rerun of a completed submission: what was acknowledged, nothing submitted.
+fn print_completed(journal: &Journal) {
+    println!(
+        "submission already completed (journal {}): {} statement(s) acknowledged; nothing submitted (--new-submission signs and submits them anew)",
+        journal.path().display(),
+        journal.statements()
+    );
+    for (index, r) in journal.receipts() {
+        println!("statement {index}: seq {}, statement {}", r.seq, r.id);
+    }
 }
