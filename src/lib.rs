@@ -12,7 +12,8 @@
 //!   every member's sync and the auditor feed entries and checkpoints to. Pure.
 //! - [`store`]: sled storage: the append-only log, its Merkle nodes, indexes and the member
 //!   registry; group commit, nothing acknowledged before it is flushed.
-//! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain.
+//! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain; graceful
+//!   shutdown (`server::shutdown`).
 //! - [`client`]: the gRPC client over mutual TLS.
 //! - [`sync`]: the receiving side of sync: local verification and the resumable cursor.
 //! - [`formats`]: hash lists, signal files and sync output (CSV, JSON Lines).
