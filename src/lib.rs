@@ -15,7 +15,8 @@
 //!   every member's sync and the auditor feed entries and checkpoints to. Pure.
 //! - [`store`]: sled storage: the append-only log, its Merkle nodes and indexes, written by the
 //!   hub's replica; group commit, nothing acknowledged before it is flushed.
-//! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain.
+//! - [`server`]: the gRPC services over mutual TLS; thin translation to the domain; graceful
+//!   shutdown (`server::shutdown`).
 //! - [`client`]: the gRPC client over mutual TLS.
 //! - [`sync`]: a member's sync: its own replica fed from the hub, every batch proven before it
 //!   is handed out, and the state saved beside the output.

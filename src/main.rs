@@ -29,18 +29,23 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             print_error_line(&format!("error: {}", one_line(&e)));
-            // A server that is merely behind is not a failure of trust: a distinct code lets
-            // scripts retry later or elsewhere.
-            let behind = e
-                .chain()
-                .any(|c| matches!(c.downcast_ref(), Some(SyncError::Behind(_))));
-            std::process::ExitCode::from(if behind { EXIT_BEHIND } else { 1 })
+            // A server that is merely behind, or shutting down, is not a failure of trust: a
+            // distinct code lets scripts retry later or elsewhere.
+            let retry = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref(),
+                    Some(SyncError::Behind(_) | SyncError::Unavailable { .. })
+                )
+            });
+            std::process::ExitCode::from(if retry { EXIT_RETRY } else { 1 })
         }
     }
 }
 
-/// Exit code of `coalition sync` when the server is behind what this member already verified.
-const EXIT_BEHIND: u8 = 3;
+/// Exit code of `coalition sync` when nothing is wrong with what it verified but the server
+/// cannot serve it now: it is behind what this member already verified, or it is shutting
+/// down (or unavailable). Everything proven is saved: run it again later or elsewhere.
+const EXIT_RETRY: u8 = 3;
 
 /// Prints an error line to stderr. Every error goes through here: the message may quote a file,
 /// an argument or the hub, so control characters are escaped and it stays one line that cannot

@@ -152,6 +152,19 @@ pub enum SyncError {
     /// hub restored from a backup): not a fork by itself. Retry later or use another server.
     #[error("{0}; nothing was written: retry later or sync from another server")]
     Behind(String),
+    /// The hub answered `UNAVAILABLE`: it is shutting down (it ends every open stream so), or
+    /// cannot serve now. Every batch proven before is saved with its cursor; nothing unproven
+    /// was written. Run the same sync again, here later or at another server.
+    #[error(
+        "{reason}; the {saved} entries proven so far are saved with the cursor: run the same command again to resume (here once the hub is back, or at another server)"
+    )]
+    Unavailable {
+        /// What happened, in a person's words ("the hub is shutting down", or the hub's own
+        /// message).
+        reason: String,
+        /// Entries the saved cursor holds.
+        saved: u64,
+    },
     /// The local state cannot be used.
     #[error("{0}")]
     State(String),
@@ -340,7 +353,7 @@ impl Syncer {
             Err(status) if status.code() == tonic::Code::OutOfRange => {
                 return Err(behind_or_fork(&mut client, &replica, status).await);
             }
-            Err(status) => return Err(ClientError::from(status).into()),
+            Err(status) => return Err(stopped(status, ids_records)),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         tokio::spawn(forward(stream, tx));
@@ -402,7 +415,7 @@ impl Syncer {
                 self.ended = true;
                 break;
             };
-            let msg = item.map_err(ClientError::from)?;
+            let msg = item.map_err(|status| stopped(status, self.ids_records))?;
             match msg.item {
                 Some(pb::sync_response::Item::Entry(entry)) => {
                     self.caught_up = false;
@@ -485,6 +498,7 @@ impl Syncer {
     /// Fetches a fresh signed checkpoint and the consistency proofs the replica asks for.
     async fn prove(&mut self) -> Result<u64, SyncError> {
         let mut tries = 0;
+        let saved = self.ids_records;
         let claim = loop {
             let note = self
                 .client
@@ -494,7 +508,7 @@ impl Syncer {
                     refresh: true,
                 })
                 .await
-                .map_err(ClientError::from)?
+                .map_err(|status| stopped(status, saved))?
                 .into_inner()
                 .note;
             match self.replica.check_checkpoint(&note) {
@@ -505,7 +519,10 @@ impl Syncer {
                 other => break other?,
             }
         };
-        let proofs = consistency_proofs(&mut self.client, &claim).await?;
+        let proofs = match consistency_proofs(&mut self.client, &claim).await {
+            Err(SyncError::Client(ClientError::Status(status))) => Err(stopped(status, saved)),
+            other => other,
+        }?;
         let size = claim.size();
         self.replica.accept_checkpoint(claim, &proofs)?;
         Ok(size)
@@ -702,6 +719,21 @@ async fn behind_or_fork(
         status.message(),
         replica.size()
     ))
+}
+
+/// A call or the stream failed with `status`. `UNAVAILABLE` (the hub shutting down, or gone
+/// away) is [`SyncError::Unavailable`], which says the state is saved and to run again;
+/// `saved` is the number of entries the cursor holds.
+fn stopped(status: tonic::Status, saved: u64) -> SyncError {
+    if status.code() != tonic::Code::Unavailable {
+        return ClientError::from(status).into();
+    }
+    let reason = if status.message() == crate::server::shutdown::SHUTTING_DOWN {
+        "the hub is shutting down".to_owned()
+    } else {
+        format!("the hub is unavailable ({})", status.message())
+    };
+    SyncError::Unavailable { reason, saved }
 }
 
 /// Moves the stream's messages into a bounded channel, so receiving overlaps verifying.

@@ -64,8 +64,8 @@ enum Expect {
     Refused { at: At, reason: &'static str },
     /// Exit non-zero saying the server is behind; nothing written.
     Behind,
-    /// Exit 1 with one line saying `reason`; nothing written.
-    Failed { reason: &'static str },
+    /// Exit 3 (retry later or elsewhere) with one line saying `reason`; nothing written.
+    RetryLater { reason: &'static str },
     /// The lie does not reach the member: the sync succeeds with exactly the honest rows.
     Unaffected,
 }
@@ -198,8 +198,8 @@ async fn every_attack_of_a_hostile_hub_is_refused_or_harmless() {
             attack: "terminal control characters in an error message",
             out: All,
             bend: control_characters_in_status,
-            expect: Failed {
-                reason: "unavailable: \\u{1b}[2J",
+            expect: RetryLater {
+                reason: "the hub is unavailable (\\u{1b}[2J",
             },
         },
         Case {
@@ -248,11 +248,11 @@ async fn check(h: &Honest, case: &Case) {
             assert!(line.contains("nothing was written"), "{attack}: {line}");
             eprintln!("{attack}: behind (exit {:?}): {line}", run.code);
         }
-        Expect::Failed { reason } => {
-            assert_eq!(run.code, Some(1), "{attack}: {run:?}");
+        Expect::RetryLater { reason } => {
+            assert_eq!(run.code, Some(3), "{attack}: {run:?}");
             let line = run.failed();
             assert!(line.contains(reason), "{attack}: says {reason:?}: {line}");
-            eprintln!("{attack}: failed: {line}");
+            eprintln!("{attack}: retry later: {line}");
         }
         Expect::Unaffected => {
             let run = run.ok();

@@ -10,6 +10,7 @@ mod sync;
 use crate::client::Client;
 use crate::membership::MemberId;
 use crate::pki::CertDir;
+use crate::server::shutdown::Signals;
 use crate::store::{Store, StoreConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -114,6 +115,10 @@ struct ServeArgs {
     /// ... or once it has grown at all and this many milliseconds have passed.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     checkpoint_ms: u64,
+    /// On SIGTERM or SIGINT, how long to drain (end sync streams, answer the calls in flight,
+    /// close the store) before exiting anyway with code 1. A second signal exits at once.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +298,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_entries: args.checkpoint_entries.max(1),
             max_delay: std::time::Duration::from_millis(args.checkpoint_ms.max(1)),
         };
+        o.shutdown_grace = std::time::Duration::from_millis(args.shutdown_grace_ms);
         o
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -303,14 +309,41 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(crl) = &args.crl {
         tracing::info!(crl = %crl.display(), "refusing certificates that CRL revokes");
     }
+    // Before the address is printed: from then on SIGTERM and SIGINT drain the hub instead of
+    // killing it.
+    let mut signals =
+        Signals::install().context("listening for SIGTERM and SIGINT (to shut down cleanly)")?;
     // Scripts (and the durability test) read this line to learn the port.
     println!("listening on {addr}");
-    crate::server::serve(listener, store, &tls, options, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+    let (begin, begun) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let first = signals.recv().await;
+        tracing::info!(signal = %first, "stopping: a second signal exits at once");
+        let _ = begin.send(());
+        let second = signals.recv().await;
+        tracing::warn!(signal = %second, "second signal: exiting now, without draining (every acknowledged statement is on disk)");
+        exit_now(second.exit_code());
+    });
+    let served = crate::server::serve(listener, store, &tls, options, async {
+        let _ = begun.await;
     })
-    .await?;
-    Ok(())
+    .await;
+    match served {
+        Ok(()) => Ok(()),
+        Err(e @ crate::server::ServerError::ShutdownTimeout(_)) => {
+            tracing::warn!("{e}; exiting anyway");
+            exit_now(1)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ends the process now, without running destructors or waiting for the runtime: what is
+/// still running overran the shutdown (or a second signal said not to wait), and joining it
+/// could take any time. Safe for the data: every acknowledged statement was flushed before its
+/// answer, and the store recovers an interrupted write at the next start, as after SIGKILL.
+fn exit_now(code: u8) -> ! {
+    std::process::exit(i32::from(code))
 }
 
 /// An error chain on one line: each cause not already quoted by an outer one, joined by ": ".

@@ -2,6 +2,7 @@
 //! Thin, like `hub.rs`: authorize, convert, call the store or the checkpointer, convert back.
 
 use super::checkpointer::Checkpointer;
+use super::shutdown::{self, Listener};
 use super::{auth, status};
 use crate::membership::Role;
 use crate::pb;
@@ -35,14 +36,17 @@ const MAX_CHECKPOINT_PAGE: usize = 1000;
 pub struct AuditService {
     store: Store,
     checkpointer: Checkpointer,
+    shutdown: Listener,
 }
 
 impl AuditService {
-    /// A service over `store`, publishing on demand through `checkpointer`.
-    pub fn new(store: Store, checkpointer: Checkpointer) -> Self {
+    /// A service over `store`, publishing on demand through `checkpointer`; its entry streams
+    /// end when `shutdown` begins.
+    pub fn new(store: Store, checkpointer: Checkpointer, shutdown: Listener) -> Self {
         AuditService {
             store,
             checkpointer,
+            shutdown,
         }
     }
 
@@ -233,6 +237,9 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        if self.shutdown.is_shutting_down() {
+            return Err(shutdown::shutting_down());
+        }
         auth::authorize(&self.store, &request, AUDITORS, "read entries")?;
         let pb::GetEntriesRequest { start, end } = request.into_inner();
         if start > end {
@@ -248,26 +255,44 @@ impl pb::audit_server::Audit for AuditService {
         }
         let end = end.min(start.saturating_add(MAX_ENTRIES_PER_CALL));
         let (tx, rx) = mpsc::channel(ENTRIES_BUFFER);
-        tokio::spawn(stream_range(self.store.clone(), start, end, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(stream_range(
+            self.store.clone(),
+            start..end,
+            tx,
+            self.shutdown.clone(),
+        ));
+        let stream = self.shutdown.clone().end_stream(ReceiverStream::new(rx));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 
-/// Sends the entries `start..end` in order, read in chunks off the async workers, stopping
-/// after `MAX_ENTRY_BYTES_PER_CALL` of payload.
+/// Sends the entries of `range` in order, read in chunks off the async workers, stopping
+/// after `MAX_ENTRY_BYTES_PER_CALL` of payload, or when the hub shuts down.
 async fn stream_range(
     store: Store,
-    mut cursor: u64,
-    end: u64,
+    range: std::ops::Range<u64>,
     tx: mpsc::Sender<Result<pb::SyncEntry, Status>>,
+    mut shutdown: Listener,
 ) {
+    let (mut cursor, end) = (range.start, range.end);
     let mut bytes = 0usize;
+    // Queues one message, false when the client went away or the hub is shutting down.
+    let send = async |msg, shutdown: &mut Listener| {
+        tokio::select! {
+            biased;
+            () = shutdown.begun() => false,
+            sent = tx.send(msg) => sent.is_ok(),
+        }
+    };
     while cursor < end && bytes < MAX_ENTRY_BYTES_PER_CALL {
+        if shutdown.is_shutting_down() {
+            return;
+        }
         let to = end.min(cursor + ENTRIES_CHUNK);
         let chunk = match super::read_entries(&store, cursor, to, usize::MAX).await {
             Ok(chunk) => chunk,
             Err(status) => {
-                let _ = tx.send(Err(status)).await;
+                send(Err(status), &mut shutdown).await;
                 return;
             }
         };
@@ -275,11 +300,10 @@ async fn stream_range(
         for entry in chunk {
             if entry.seq != cursor {
                 // A gap below the durable size: a store inconsistency, not a client problem.
-                let _ = tx
-                    .send(Err(Status::internal(format!(
-                        "entry {cursor} is missing from the store; operators: see the hub log"
-                    ))))
-                    .await;
+                let missing = Status::internal(format!(
+                    "entry {cursor} is missing from the store; operators: see the hub log"
+                ));
+                send(Err(missing), &mut shutdown).await;
                 return;
             }
             cursor += 1;
@@ -287,12 +311,8 @@ async fn stream_range(
                 .envelope
                 .as_ref()
                 .map_or(0, |e| e.payload.len() + e.body.len());
-            if tx
-                .send(Ok(entry.into_sync_entry(&registry, true)))
-                .await
-                .is_err()
-            {
-                return; // the client went away
+            if !send(Ok(entry.into_sync_entry(&registry, true)), &mut shutdown).await {
+                return; // the client went away, or the hub is shutting down
             }
             if bytes >= MAX_ENTRY_BYTES_PER_CALL {
                 return;

@@ -3,7 +3,11 @@
 //! `max_entries` since the last one, or has grown at all and `max_delay` has passed since the
 //! last one; plus on demand (`refresh`). Every checkpoint is flushed to disk before anyone can
 //! read it, and the store keeps the first checkpoint of each size forever.
+//!
+//! At shutdown it keeps answering until the last handle is gone (the `Audit` service, once
+//! its calls in flight are answered), finishes a publication under way, and stops.
 
+use super::shutdown::Listener;
 use crate::log::{CheckpointError, CheckpointSigner, TreeSize};
 use crate::store::{PublishedCheckpoint, Store, StoreError};
 use std::time::Duration;
@@ -54,9 +58,19 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Starts publishing checkpoints of `store`, signed by `signer`, under `policy`. At start
     /// it publishes at once if the log has no checkpoint yet or has grown past the latest.
-    pub fn start(store: Store, signer: CheckpointSigner, policy: CheckpointPolicy) -> Self {
+    /// The task holds `tracked` until it ends, so that the shutdown waits for it (it does not
+    /// stop when the shutdown begins: calls in flight may still ask for a checkpoint).
+    pub fn start(
+        store: Store,
+        signer: CheckpointSigner,
+        policy: CheckpointPolicy,
+        tracked: Listener,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run(store, signer, policy, rx));
+        tokio::spawn(async move {
+            run(store, signer, policy, rx).await;
+            drop(tracked);
+        });
         Checkpointer { requests: tx }
     }
 

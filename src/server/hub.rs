@@ -2,6 +2,7 @@
 //! handler authorizes, converts wire to domain, calls `statement`/`store`, converts back.
 
 use super::indexer::Matching;
+use super::shutdown::{self, Listener};
 use super::{auth, status};
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
 use crate::membership::{MemberId, Registry, Role, check_cosigner, check_submitter};
@@ -39,12 +40,18 @@ const MATCH_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30)
 pub struct HubService {
     store: Store,
     matching: Matching,
+    shutdown: Listener,
 }
 
 impl HubService {
-    /// A service over `store`, matching against `matching`.
-    pub fn new(store: Store, matching: Matching) -> Self {
-        HubService { store, matching }
+    /// A service over `store`, matching against `matching`; its sync streams end when
+    /// `shutdown` begins.
+    pub fn new(store: Store, matching: Matching, shutdown: Listener) -> Self {
+        HubService {
+            store,
+            matching,
+            shutdown,
+        }
     }
 }
 
@@ -113,6 +120,9 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
+        if self.shutdown.is_shutting_down() {
+            return Err(shutdown::shutting_down());
+        }
         let reader = auth::authorize(&self.store, &request, READERS, "sync")?.id;
         let peer = auth::PeerCert::of(&request)?;
         let req = request.into_inner();
@@ -129,12 +139,16 @@ impl pb::hub_server::Hub for HubService {
             self.store.clone(),
             reader,
             peer,
-            req.from_seq,
-            filter,
-            req.follow,
+            Feed {
+                from_seq: req.from_seq,
+                filter,
+                follow: req.follow,
+            },
             tx,
+            self.shutdown.clone(),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let stream = self.shutdown.clone().end_stream(ReceiverStream::new(rx));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_statement(
@@ -330,34 +344,50 @@ fn parse_filter(req: &pb::SyncRequest) -> Result<SyncFilter, Status> {
     Ok(SyncFilter::new(kinds, hash_types, labels, issuers))
 }
 
+/// What one sync stream sends: from where, which bodies, and whether it follows the log.
+struct Feed {
+    from_seq: u64,
+    filter: SyncFilter,
+    follow: bool,
+}
+
 /// Feeds one sync stream: reads durable entries in chunks off the async workers, sends the
 /// selected ones, reports progress, and (with `follow`) waits for the log to grow. The bounded
-/// channel makes a slow client slow this task down instead of growing a buffer.
+/// channel makes a slow client slow this task down instead of growing a buffer. Stops when
+/// the hub shuts down (the response stream itself ends with `UNAVAILABLE` then: see
+/// `shutdown::Listener::end_stream`), even while waiting for a slow client.
 async fn stream_entries(
     store: Store,
     reader: MemberId,
     peer: auth::PeerCert,
-    mut cursor: u64,
-    filter: SyncFilter,
-    follow: bool,
+    feed: Feed,
     tx: mpsc::Sender<Result<pb::SyncResponse, Status>>,
+    mut shutdown: Listener,
 ) {
+    let Feed {
+        from_seq: mut cursor,
+        filter,
+        follow,
+    } = feed;
     let mut size_rx = store.watch_size();
     let mut reported = None;
     loop {
         let size = *size_rx.borrow_and_update();
         while cursor < size {
+            if shutdown.is_shutting_down() {
+                return;
+            }
             // A member suspended or removed, or a certificate revoked, while streaming is cut
             // off at the next chunk.
             if let Err(status) = still_allowed(&store, &reader, &peer) {
-                let _ = tx.send(Err(status)).await;
+                send(&tx, Err(status), &mut shutdown).await;
                 return;
             }
             let to = size.min(cursor + SYNC_CHUNK_ENTRIES);
             let chunk = match super::read_entries(&store, cursor, to, SYNC_CHUNK_BYTES).await {
                 Ok(chunk) => chunk,
                 Err(status) => {
-                    let _ = tx.send(Err(status)).await;
+                    send(&tx, Err(status), &mut shutdown).await;
                     return;
                 }
             };
@@ -370,8 +400,8 @@ async fn stream_entries(
                 let item =
                     pb::sync_response::Item::Entry(entry.into_sync_entry(&registry, selected));
                 let msg = pb::SyncResponse { item: Some(item) };
-                if tx.send(Ok(msg)).await.is_err() {
-                    return; // the client went away
+                if !send(&tx, Ok(msg), &mut shutdown).await {
+                    return; // the client went away, or the hub is shutting down
                 }
             }
         }
@@ -380,7 +410,7 @@ async fn stream_entries(
             let caught_up = pb::SyncResponse {
                 item: Some(progress(cursor, size)),
             };
-            if tx.send(Ok(caught_up)).await.is_err() {
+            if !send(&tx, Ok(caught_up), &mut shutdown).await {
                 return;
             }
         }
@@ -390,13 +420,28 @@ async fn stream_entries(
         tokio::select! {
             changed = size_rx.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
+            () = shutdown.begun() => return,
             () = tokio::time::sleep(MEMBERSHIP_RECHECK) => {
                 if let Err(status) = still_allowed(&store, &reader, &peer) {
-                    let _ = tx.send(Err(status)).await;
+                    send(&tx, Err(status), &mut shutdown).await;
                     return;
                 }
             }
         }
+    }
+}
+
+/// Queues one message for the client, waiting while its buffer is full. False when the client
+/// went away or the hub began shutting down meanwhile.
+async fn send(
+    tx: &mpsc::Sender<Result<pb::SyncResponse, Status>>,
+    msg: Result<pb::SyncResponse, Status>,
+    shutdown: &mut Listener,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown.begun() => false,
+        sent = tx.send(msg) => sent.is_ok(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Keeps the matching corpus in step with the durable log: loads every stored entry at
-//! start-up (building the PDQ index once), then follows the log as it grows.
+//! start-up (building the PDQ index once), then follows the log as it grows. It stops once
+//! nobody reads the corpus (the `Hub` service is gone: at shutdown, after the calls in flight).
 
+use super::shutdown::Listener;
 use crate::matching::Corpus;
 use crate::statement::ParsedEnvelope;
 use crate::store::Store;
@@ -21,11 +23,16 @@ pub struct Matching {
     pub indexed: watch::Receiver<u64>,
 }
 
-/// Starts indexing `store` in the background.
-pub fn start(store: Store) -> Matching {
+/// Starts indexing `store` in the background. The task holds `tracked` until it ends, so that
+/// the shutdown waits for it.
+pub fn start(store: Store, tracked: Listener) -> Matching {
     let corpus = Arc::new(RwLock::new(Corpus::new()));
     let (tx, rx) = watch::channel(0);
-    tokio::spawn(run(store, corpus.clone(), tx));
+    let task_corpus = corpus.clone();
+    tokio::spawn(async move {
+        run(store, task_corpus, tx).await;
+        drop(tracked);
+    });
     Matching {
         corpus,
         indexed: rx,
@@ -40,6 +47,10 @@ async fn run(store: Store, corpus: Arc<RwLock<Corpus>>, indexed: watch::Sender<u
     loop {
         let target = *sizes.borrow_and_update();
         loop {
+            // Nobody reads the corpus any more: stop, even in the middle of a long start-up load.
+            if indexed.is_closed() {
+                return;
+            }
             let (s, c) = (store.clone(), corpus.clone());
             let commit_each = !loading;
             let step =

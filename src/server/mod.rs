@@ -1,5 +1,5 @@
 //! The gRPC server: mutual TLS, the `Hub`, `Admin` and `Audit` services, the checkpoint
-//! publisher, health and reflection.
+//! publisher, health and reflection, and graceful shutdown (`serve` owns it; `shutdown.rs`).
 //!
 //! Handlers only translate between gRPC and the domain; rules live in `statement`,
 //! `membership` and `store`, and errors become statuses in `status`.
@@ -10,6 +10,7 @@ mod auth;
 mod checkpointer;
 mod hub;
 mod indexer;
+pub mod shutdown;
 mod status;
 mod tls;
 
@@ -19,6 +20,7 @@ pub use hub::HubService;
 
 use crate::log::CheckpointSigner;
 use ed25519_dalek::SigningKey;
+use shutdown::Shutdown;
 
 use crate::pb;
 use crate::pki::TlsConfig;
@@ -53,6 +55,13 @@ pub enum ServerError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// Calls or streams were still open when the shutdown grace period ran out. Every
+    /// acknowledged statement is on disk all the same (each was flushed before its answer).
+    #[error(
+        "the shutdown took longer than its grace period of {} ms: calls or streams were still open (every acknowledged statement is on disk)",
+        .0.as_millis()
+    )]
+    ShutdownTimeout(Duration),
     /// The store and the configuration do not describe the same hub.
     #[error("{0}")]
     Config(String),
@@ -73,7 +82,13 @@ pub struct ServeOptions {
     pub crl: Option<PathBuf>,
     /// How often the CRL file is checked for changes (modification time and length).
     pub crl_poll: Duration,
+    /// How long a shutdown may take, from its signal to the last call answered and the store
+    /// closed; past it `serve` returns [`ServerError::ShutdownTimeout`] (default 10 s).
+    pub shutdown_grace: Duration,
 }
+
+/// The default [`ServeOptions::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl ServeOptions {
     /// Options with `checkpoint_signer` and every other field at its default.
@@ -83,6 +98,7 @@ impl ServeOptions {
             checkpoints: CheckpointPolicy::default(),
             crl: None,
             crl_poll: Duration::from_secs(1),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -123,7 +139,8 @@ impl ServeOptions {
     }
 }
 
-/// A hub serving in the background (tests, quickstart, benchmarks).
+/// A hub serving in the background (tests, quickstart, benchmarks). Dropping it begins the
+/// same graceful shutdown as [`RunningHub::stop`], without waiting for it.
 pub struct RunningHub {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -132,7 +149,7 @@ pub struct RunningHub {
 }
 
 impl RunningHub {
-    /// Stops accepting, lets in-flight calls finish, and waits.
+    /// Shuts down as `coalition serve` does on SIGTERM (see [`serve`]) and waits for it.
     pub async fn stop(mut self) -> Result<(), ServerError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -185,8 +202,20 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Serves on `listener` until `shutdown` completes. The TLS handshakes are the hub's own
-/// (`tls.rs`), so that a CRL can refuse revoked client certificates.
+/// Serves on `listener` until `shutdown` completes, then shuts down gracefully within
+/// `options.shutdown_grace`. The TLS handshakes are the hub's own (`tls.rs`), so that a CRL can
+/// refuse revoked client certificates.
+///
+/// The shutdown, in order:
+/// 1. the listener is closed and every open connection gets HTTP/2 GOAWAY (no new calls);
+///    health reports NOT_SERVING and its `Watch` streams end;
+/// 2. every `Sync` and `GetEntries` stream ends with `UNAVAILABLE` ([`shutdown::SHUTTING_DOWN`]);
+/// 3. unary calls in flight (Submit, Match, proofs…) run to their answer: a Submit answered
+///    is flushed to disk;
+/// 4. the checkpointer (after a publication under way) and the indexer stop, and this handle
+///    on the store is dropped: if it is the last, the store's writer thread is joined;
+/// 5. `Ok(())`. If the grace period runs out first: [`ServerError::ShutdownTimeout`], with
+///    the rest abandoned (nothing acknowledged is lost: see the store's durability notes).
 pub async fn serve(
     listener: TcpListener,
     store: Store,
@@ -200,7 +229,7 @@ pub async fn serve(
         HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
     // Stops polling the CRL file when serving ends.
     let _watch = hub_tls.watch(options.crl_poll);
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let (mut health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::hub_server::HubServer<HubService>>()
         .await;
@@ -223,19 +252,30 @@ pub async fn serve(
             Ok(request)
         }
     };
-    let matching = indexer::start(store.clone());
-    let hub = pb::hub_server::HubServer::new(HubService::new(store.clone(), matching))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let stop = Shutdown::new();
+    let matching = indexer::start(store.clone(), stop.listener());
+    let hub =
+        pb::hub_server::HubServer::new(HubService::new(store.clone(), matching, stop.listener()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let checkpointer = Checkpointer::start(
         store.clone(),
         options.checkpoint_signer.clone(),
         options.checkpoints.clone(),
+        stop.listener(),
     );
-    let audit = pb::audit_server::AuditServer::new(AuditService::new(store.clone(), checkpointer))
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = pb::admin_server::AdminServer::new(AdminService::new(store));
-    Server::builder()
+    let audit = pb::audit_server::AuditServer::new(AuditService::new(
+        store.clone(),
+        checkpointer,
+        stop.listener(),
+    ))
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = pb::admin_server::AdminServer::new(AdminService::new(store.clone()));
+    let stop_accepting = {
+        let mut begun = stop.listener();
+        async move { begun.begun().await }
+    };
+    let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // Bounds the requests (each up to MAX_MESSAGE_BYTES) one connection holds at once.
         .concurrency_limit_per_connection(32)
@@ -246,9 +286,70 @@ pub async fn serve(
         .add_service(admin)
         .add_service(audit)
         // TCP_NODELAY is set on accepted sockets there (~40 ms per call otherwise).
-        .serve_with_incoming_shutdown(hub_tls.incoming(listener), shutdown)
-        .await?;
-    Ok(())
+        .serve_with_incoming_shutdown(hub_tls.incoming(listener), stop_accepting);
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => {
+            // The transport stopped by itself (an error): stop the rest with it.
+            stop.begin();
+            return served.map_err(ServerError::from);
+        }
+        () = shutdown => {}
+    }
+    let grace = options.shutdown_grace;
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections, sync streams ended, finishing the calls in flight"
+    );
+    stop.begin();
+    let drained = tokio::time::timeout(grace, async {
+        end_health(&mut health_reporter).await;
+        server.await?;
+        // The stream feeders, the checkpointer and the indexer.
+        stop.drained().await;
+        // The last handle on the store (in `coalition serve`) joins the writer thread, which
+        // has committed and flushed everything queued: off the async workers.
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
+        Ok::<(), ServerError>(())
+    })
+    .await;
+    match drained {
+        Ok(result) => {
+            if result.is_ok() {
+                tracing::info!("shut down cleanly: every stream ended, every call answered");
+            }
+            result
+        }
+        Err(_) => Err(ServerError::ShutdownTimeout(grace)),
+    }
+}
+
+/// Health says NOT_SERVING for every service, then forgets them, which ends the `Watch`
+/// streams (they would otherwise hold their connections open through the shutdown).
+async fn end_health(reporter: &mut tonic_health::server::HealthReporter) {
+    use tonic::server::NamedService;
+    reporter
+        .set_not_serving::<pb::hub_server::HubServer<HubService>>()
+        .await;
+    reporter
+        .set_not_serving::<pb::admin_server::AdminServer<AdminService>>()
+        .await;
+    reporter
+        .set_not_serving::<pb::audit_server::AuditServer<AuditService>>()
+        .await;
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    for name in [
+        "",
+        pb::hub_server::HubServer::<HubService>::NAME,
+        pb::admin_server::AdminServer::<AdminService>::NAME,
+        pb::audit_server::AuditServer::<AuditService>::NAME,
+    ] {
+        reporter.clear_service_status(name).await;
+    }
 }
 
 /// Binds `addr` (use port 0 for an ephemeral port) and serves in the background.
