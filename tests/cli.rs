@@ -1,9 +1,13 @@
 //! The `coalition` binary end to end: PKI, offline bootstrap, serve, admin over mTLS, submit a
 //! CSV, sync to JSON Lines with a cursor, resume, and one-line errors with non-zero exits.
 
-use std::io::{BufRead, BufReader};
+#[path = "common/serve.rs"]
+mod serve;
+
+use serve::ServeProcess;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn coalition(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coalition"))
@@ -38,38 +42,12 @@ fn fails(dir: &Path, args: &[&str]) -> String {
     stderr
 }
 
-struct Hub(Child);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn serve(dir: &Path) -> (ServeProcess, String) {
+    ServeProcess::start(dir, &[])
 }
 
-fn serve(dir: &Path) -> (Hub, String) {
-    serve_with(dir, &[])
-}
-
-fn serve_with(dir: &Path, extra: &[&str]) -> (Hub, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-        .current_dir(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line.trim().strip_prefix("listening on ").map(str::to_owned);
-    let hub = Hub(child);
-    (
-        hub,
-        addr.unwrap_or_else(|| panic!("no address in {line:?}")),
-    )
+fn serve_with(dir: &Path, extra: &[&str]) -> (ServeProcess, String) {
+    ServeProcess::start(dir, extra)
 }
 
 #[test]

@@ -3,10 +3,14 @@
 //! and the log holds each set exactly once; a completed submission submits nothing; changed
 //! inputs make new statements; a damaged journal is one error line.
 
+#[path = "common/serve.rs"]
+mod serve;
+
+use serve::ServeProcess;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn coalition(dir: &Path, args: &[&str]) -> Output {
@@ -36,49 +40,11 @@ fn one_error_line(out: &Output) -> String {
     stderr
 }
 
-struct Hub(Child);
-
-impl Hub {
-    /// `coalition serve` on the data directory `data` of `dir`, on a fresh loopback port.
-    fn start(dir: &Path) -> (Hub, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-            .current_dir(dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        let addr = line.trim().strip_prefix("listening on ").map(str::to_owned);
-        let hub = Hub(child);
-        (
-            hub,
-            addr.unwrap_or_else(|| panic!("no address in {line:?}")),
-        )
-    }
-
-    /// SIGKILL: no graceful shutdown.
-    fn kill(mut self) {
-        self.0.kill().expect("kill -9");
-        self.0.wait().expect("reap");
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A PKI, a founded hub serving, and acme and globex admitted.
-fn coalition_with_members(d: &Path) -> (Hub, String) {
+fn coalition_with_members(d: &Path) -> (ServeProcess, String) {
     ok(d, &["pki", "init"]);
     ok(d, &["init", "--data", "data"]);
-    let (hub, addr) = Hub::start(d);
+    let (hub, addr) = ServeProcess::start(d, &[]);
     for m in ["acme", "globex"] {
         ok(
             d,
@@ -197,7 +163,7 @@ fn a_rerun_after_the_hub_died_mid_submission_logs_each_set_once() {
     );
 
     // The same command against the restarted hub (a new port) finishes the submission.
-    let (hub, addr) = Hub::start(d);
+    let (hub, addr) = ServeProcess::start(d, &[]);
     let (out, _) = ok(d, &submit_args(&addr, "list.csv", "1"));
     assert!(
         out.contains(&format!(
