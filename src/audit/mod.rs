@@ -1,12 +1,11 @@
 //! Independent auditing: replaying a hub's whole log from its genesis, without trusting the hub.
 //!
-//! [`Verifier`] checks, entry by entry and in order, that each statement is intact (its id is
-//! the hash of its bytes), that it was entitled to be logged where it is (the same
-//! `membership::Registry` rules the hub's writer applies, with the membership state of the
-//! entries before it, quorum included), that its signatures verify (in parallel batches), and
-//! that the Merkle root it recomputes matches every checkpoint the hub signed — so a rewritten,
-//! reordered, truncated or forked history fails, naming the entry or checkpoint. [`bundle`] is
-//! the file format an export is written in.
+//! [`Verifier`] feeds a bundle's checkpoints and entries to the same [`crate::replica::Replica`]
+//! the hub's writer and every member's sync run: every replica rule (ids, canonical bytes,
+//! entitlement at each position, every signature under the one rule, no statement twice,
+//! receipt times, the Merkle root against every signed checkpoint, the last one of the log's own
+//! size) — so a rewritten, reordered, replayed, truncated or forked history fails, naming the
+//! entry or checkpoint. [`bundle`] is the file format an export is written in.
 
 pub mod bundle;
 mod verifier;
