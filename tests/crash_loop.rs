@@ -84,7 +84,7 @@ fn free_port() -> u16 {
 /// The hash list number `k` of submitter `s`: hashes no other list holds.
 fn write_list(dir: &Path, s: usize, k: u64) -> String {
     let name = format!("{}-{k}.csv", SUBMITTERS[s]);
-    let first = (s as u64 + 1) << 40 | k * HASHES_PER_LIST;
+    let first = ((s as u64 + 1) << 40) | (k * HASHES_PER_LIST);
     let rows: String = (first..first + HASHES_PER_LIST)
         .map(|i| format!("sha256,{i:064x}\n"))
         .collect();
@@ -219,10 +219,10 @@ fn follower(
             let stderr = c.stderr.take();
             *guard = Some(c);
             // Stopped between the check above and this spawn: end it here (see the caller).
-            if stop.load(Ordering::SeqCst) {
-                if let Some(c) = guard.as_mut() {
-                    let _ = c.kill();
-                }
+            if stop.load(Ordering::SeqCst)
+                && let Some(c) = guard.as_mut()
+            {
+                let _ = c.kill();
             }
             stderr
         };
