@@ -140,9 +140,11 @@ pub enum EntryError {
     HubMustSign(KeyId),
     /// Too few distinct admins signed a membership or settings change.
     #[error(
-        "this change needs signatures of {needed} distinct admins, it has {got} ({signers}); collect more with `coalition admin cosign` and submit again"
+        "this {what} needs signatures of {needed} distinct admins, it has {got} ({signers}); collect more with `coalition admin cosign` and submit again"
     )]
     QuorumNotMet {
+        /// `membership change` or `settings change`.
+        what: &'static str,
         /// The quorum.
         needed: u32,
         /// Distinct admins that signed.
@@ -285,6 +287,11 @@ impl Registry {
                 distinct.dedup();
                 if distinct.len() < c.quorum as usize {
                     return Err(EntryError::QuorumNotMet {
+                        what: if statement.kind == Kind::Membership {
+                            "membership change"
+                        } else {
+                            "settings change"
+                        },
                         needed: c.quorum,
                         got: distinct.len(),
                         signers: distinct
