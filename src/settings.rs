@@ -216,11 +216,11 @@ impl SettingsChange {
         let reason = check_text("settings.reason", wire.reason, 0, MAX_REASON_CHARS)?;
         let section = match wire.section {
             Some(W::Quotas(q)) => Section::Quotas(Quotas::from_wire(q, "settings.quotas")?),
-            Some(W::HubKey(k)) => Section::HubKey(
-                parse_public_key(&k.hub_public_key).map_err(|reason| {
+            Some(W::HubKey(k)) => {
+                Section::HubKey(parse_public_key(&k.hub_public_key).map_err(|reason| {
                     StatementError::invalid("settings.hub_key.hub_public_key", reason)
-                })?,
-            ),
+                })?)
+            }
             None => {
                 return Err(StatementError::invalid(
                     "settings.section",
@@ -360,9 +360,18 @@ mod tests {
     #[test]
     fn bad_changes_name_the_field() {
         let cases: Vec<(pb::SettingsChange, &str)> = vec![
-            (quotas(&["beta", "acme"]), "settings.quotas.members[1].member_id"),
-            (quotas(&["acme", "acme"]), "settings.quotas.members[1].member_id"),
-            (quotas(&["Not An Id"]), "settings.quotas.members[0].member_id"),
+            (
+                quotas(&["beta", "acme"]),
+                "settings.quotas.members[1].member_id",
+            ),
+            (
+                quotas(&["acme", "acme"]),
+                "settings.quotas.members[1].member_id",
+            ),
+            (
+                quotas(&["Not An Id"]),
+                "settings.quotas.members[0].member_id",
+            ),
             (
                 pb::SettingsChange {
                     reason: String::new(),

@@ -35,7 +35,12 @@ fn rotation(t: &TestHub, new: &SigningKey, proof: bool) -> pb::Envelope {
 }
 
 fn quotas(t: &TestHub, quotas: Quotas) -> pb::Envelope {
-    governance::settings(&id("admin"), &t.key("admin"), Section::Quotas(quotas), "fair use")
+    governance::settings(
+        &id("admin"),
+        &t.key("admin"),
+        Section::Quotas(quotas),
+        "fair use",
+    )
 }
 
 fn code(e: &ClientError) -> tonic::Code {
@@ -105,7 +110,9 @@ async fn the_hub_key_rotates_without_downtime_and_everyone_follows() {
     .await;
     let mut acme = t.client("acme").await;
     for seed in 0..3 {
-        acme.submit(t.hash_set("acme", seed, 2)).await.expect("before");
+        acme.submit(t.hash_set("acme", seed, 2))
+            .await
+            .expect("before");
     }
     let before = checkpointed(&t).await;
     // A member following the log live, from before the rotation.
@@ -121,7 +128,9 @@ async fn the_hub_key_rotates_without_downtime_and_everyone_follows() {
         .expect("rotation logged");
     let rotated_at = receipt.receipt.expect("receipt").seq;
     for seed in 3..6 {
-        acme.submit(t.hash_set("acme", seed, 2)).await.expect("after");
+        acme.submit(t.hash_set("acme", seed, 2))
+            .await
+            .expect("after");
     }
     let after = checkpointed(&t).await;
     assert!(after.tree_size > rotated_at + 1);
@@ -157,7 +166,12 @@ async fn the_hub_key_rotates_without_downtime_and_everyone_follows() {
     assert_eq!(summary.entries, t.store.log_size());
 
     // GetCoalition shows both keys and where the new one took over.
-    let c = t.client("admin").await.coalition().await.expect("coalition");
+    let c = t
+        .client("admin")
+        .await
+        .coalition()
+        .await
+        .expect("coalition");
     assert_eq!(c.hub_public_key, new.verifying_key().to_bytes().to_vec());
     let settings = c.settings.expect("settings");
     assert_eq!(settings.revision, 1);
@@ -166,7 +180,10 @@ async fn the_hub_key_rotates_without_downtime_and_everyone_follows() {
 
     // Only the new key may serve this log now.
     let err = ServeOptions::for_store(&t.store, t.signer_key()).expect_err("old key refused");
-    assert!(err.to_string().contains("not the hub's current key"), "{err}");
+    assert!(
+        err.to_string().contains("not the hub's current key"),
+        "{err}"
+    );
     assert!(ServeOptions::for_store(&t.store, new.clone()).is_ok());
     // After a restart the store replays the rotation from its own log.
     let size = t.store.log_size();
@@ -221,7 +238,12 @@ async fn a_checkpoint_after_the_rotation_signed_by_the_old_key_is_refused() {
     replica
         .expect_checkpoint(forged.clone(), false)
         .expect("held until its size");
-    let entries: Vec<Entry> = export.entries.iter().cloned().map(Entry::from_wire).collect();
+    let entries: Vec<Entry> = export
+        .entries
+        .iter()
+        .cloned()
+        .map(Entry::from_wire)
+        .collect();
     let err = replica
         .append(entries.clone(), &mut SeenMap::default())
         .expect_err("old key after the rotation");
@@ -254,7 +276,12 @@ async fn a_checkpoint_after_the_rotation_signed_by_the_old_key_is_refused() {
         .expect("before the rotation");
     early
         .append(
-            export.entries.iter().cloned().map(Entry::from_wire).collect(),
+            export
+                .entries
+                .iter()
+                .cloned()
+                .map(Entry::from_wire)
+                .collect(),
             &mut SeenMap::default(),
         )
         .expect("valid under the old key");
@@ -282,14 +309,21 @@ async fn a_rotation_needs_the_new_keys_signature_and_a_new_key() {
         .await
         .expect_err("no proof of possession");
     assert_eq!(code(&err), tonic::Code::InvalidArgument, "{err}");
-    assert!(err.to_string().contains("must also be signed by the new hub key"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("must also be signed by the new hub key"),
+        "{err}"
+    );
     // A member's key or the current hub key cannot become the hub key.
     let acme = t.key("acme");
     let err = admin
         .submit(rotation(&t, &acme, true))
         .await
         .expect_err("a member's key");
-    assert!(err.to_string().contains("registered to member 'acme'"), "{err}");
+    assert!(
+        err.to_string().contains("registered to member 'acme'"),
+        "{err}"
+    );
     let current = t.signer_key();
     let err = admin
         .submit(rotation(&t, &current, true))
@@ -303,9 +337,18 @@ async fn a_rotation_needs_the_new_keys_signature_and_a_new_key() {
         Section::Quotas(Quotas::default()),
         "",
     );
-    let err = t.client("acme").await.submit(env).await.expect_err("member");
+    let err = t
+        .client("acme")
+        .await
+        .submit(env)
+        .await
+        .expect_err("member");
     assert_eq!(code(&err), tonic::Code::PermissionDenied, "{err}");
-    assert_eq!(t.store.log_size(), size, "nothing stored by a refused change");
+    assert_eq!(
+        t.store.log_size(),
+        size,
+        "nothing stored by a refused change"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -333,7 +376,10 @@ async fn a_hub_without_the_current_key_publishes_no_checkpoint() {
         .expect_err("no key for the new size");
     assert!(err.message().contains("does not hold it"), "{err:?}");
     let latest = t.store.latest_checkpoint().expect("read").expect("some");
-    assert!(latest.size <= rotated_at, "never signed past the rotation with the old key");
+    assert!(
+        latest.size <= rotated_at,
+        "never signed past the rotation with the old key"
+    );
 }
 
 fn limits(f: impl FnOnce(&mut QuotaLimits)) -> QuotaLimits {
@@ -375,12 +421,20 @@ async fn quotas_refuse_with_retry_after_and_never_block_governance() {
         panic!("{err}")
     };
     assert!(exhausted(status) <= 30);
-    assert!(status.message().contains("2 statements submitted per minute"), "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("2 statements submitted per minute"),
+        "{status:?}"
+    );
     assert_eq!(t.store.log_size(), size, "nothing stored");
     // Others are not affected (globex has its own limits: submissions unlimited).
     let mut globex = t.client("globex").await;
     for seed in 10..14 {
-        globex.submit(t.hash_set("globex", seed, 1)).await.expect("globex");
+        globex
+            .submit(t.hash_set("globex", seed, 1))
+            .await
+            .expect("globex");
     }
     // Governance is never counted: the admin (two a minute, by default) changes membership
     // three times in a row, and acme's exhausted quota does not hold it up.
@@ -399,11 +453,21 @@ async fn quotas_refuse_with_retry_after_and_never_block_governance() {
         }],
         ..Default::default()
     };
-    globex.hub.r#match(query.clone()).await.expect("first match");
+    globex
+        .hub
+        .r#match(query.clone())
+        .await
+        .expect("first match");
     let err = globex.hub.r#match(query.clone()).await.expect_err("second");
     exhausted(&err);
-    assert!(err.message().contains("1 match calls per minute"), "{err:?}");
-    acme.hub.r#match(query).await.expect("acme's match calls are unlimited");
+    assert!(
+        err.message().contains("1 match calls per minute"),
+        "{err:?}"
+    );
+    acme.hub
+        .r#match(query)
+        .await
+        .expect("acme's match calls are unlimited");
 
     // Sync bytes: one byte a minute for globex. A whole sync runs out ...
     let request = pb::SyncRequest {

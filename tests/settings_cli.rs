@@ -63,7 +63,9 @@ fn hub_key_rotation_and_quotas_with_the_cli() {
     for m in ["acme", "globex"] {
         ok(
             d,
-            &["admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", m],
+            &[
+                "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", m,
+            ],
         );
     }
     submit(d, &addr, "a.csv", 1);
@@ -85,7 +87,10 @@ fn hub_key_rotation_and_quotas_with_the_cli() {
             "admin",
         ],
     );
-    assert!(out.contains("set quotas: default 600 submissions/min"), "{out}");
+    assert!(
+        out.contains("set quotas: default 600 submissions/min"),
+        "{out}"
+    );
     let err = fails(
         d,
         &[
@@ -121,12 +126,23 @@ fn hub_key_rotation_and_quotas_with_the_cli() {
     assert!(out.contains("2 signature(s)"), "{out}");
     let out = ok(
         d,
-        &["admin", "submit", "rotate.json", "--hub", &addr, "--as", "admin"],
+        &[
+            "admin",
+            "submit",
+            "rotate.json",
+            "--hub",
+            &addr,
+            "--as",
+            "admin",
+        ],
     );
     assert!(out.starts_with("logged at log entry"), "{out}");
     submit(d, &addr, "b.csv", 10);
 
-    let shown = ok(d, &["admin", "settings", "show", "--hub", &addr, "--as", "admin"]);
+    let shown = ok(
+        d,
+        &["admin", "settings", "show", "--hub", &addr, "--as", "admin"],
+    );
     assert!(shown.contains("settings revision 2"), "{shown}");
     assert!(shown.contains("quotas for 'globex'"), "{shown}");
     assert_eq!(shown.matches("(retired)").count(), 1, "{shown}");
@@ -135,7 +151,15 @@ fn hub_key_rotation_and_quotas_with_the_cli() {
     // Members and auditors follow the rotation.
     ok(
         d,
-        &["sync", "--hub", &addr, "--as", "globex", "--out", "out.jsonl"],
+        &[
+            "sync",
+            "--hub",
+            &addr,
+            "--as",
+            "globex",
+            "--out",
+            "out.jsonl",
+        ],
     );
     let out = ok(d, &["audit", "verify", "--hub", &addr, "--as", "admin"]);
     assert!(out.contains("audit OK"), "{out}");
@@ -148,7 +172,15 @@ fn hub_key_rotation_and_quotas_with_the_cli() {
     submit(d, &addr, "c.csv", 20);
     ok(
         d,
-        &["sync", "--hub", &addr, "--as", "globex", "--out", "out.jsonl"],
+        &[
+            "sync",
+            "--hub",
+            &addr,
+            "--as",
+            "globex",
+            "--out",
+            "out.jsonl",
+        ],
     );
     let out = ok(d, &["audit", "verify", "--hub", &addr, "--as", "admin"]);
     assert!(out.contains("audit OK"), "{out}");

@@ -119,7 +119,9 @@ fn settings_change_vector() {
     let new5 = new_hub.sign(TreeSize(5), root5).expect("sign").into_note();
     let old5 = f.hub.sign(TreeSize(5), root5).expect("sign").into_note();
     let mut auditor = Replica::new();
-    auditor.expect_checkpoint(f.checkpoint(4), false).expect("4");
+    auditor
+        .expect_checkpoint(f.checkpoint(4), false)
+        .expect("4");
     auditor.expect_checkpoint(new5, false).expect("5");
     auditor
         .append(entries.clone(), &mut SeenMap::default())

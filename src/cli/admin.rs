@@ -262,7 +262,12 @@ pub struct CosignArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Admin member id whose signing key signs (<certs>/members/<id>.sign.key).
-    #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID", required_unless_present = "key")]
+    #[arg(
+        long = "as",
+        env = "COALITION_MEMBER",
+        value_name = "ID",
+        required_unless_present = "key"
+    )]
     member: Option<String>,
     /// Sign with this signing key file instead (PKCS#8 PEM): e.g. the new hub key a hub key
     /// rotation names, proving the hub holds it.
@@ -465,9 +470,9 @@ async fn settings(command: SettingsCommand) -> Result<()> {
             ]);
             let mut members = std::collections::BTreeMap::new();
             for spec in &args.members {
-                let (id, numbers) = spec.split_once('=').with_context(|| {
-                    format!("--member-limits {spec}: expected ID=N,N,N,N,N,N")
-                })?;
+                let (id, numbers) = spec
+                    .split_once('=')
+                    .with_context(|| format!("--member-limits {spec}: expected ID=N,N,N,N,N,N"))?;
                 let numbers = numbers
                     .split(',')
                     .map(|n| n.trim().parse::<u64>())

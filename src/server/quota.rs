@@ -214,7 +214,11 @@ impl Ledger {
         }
         if !self.members.contains_key(member) && self.members.len() >= MAX_TRACKED {
             for b in self.members.values_mut() {
-                b.buckets.iter_mut().flatten().flatten().for_each(|b| b.refill(now));
+                b.buckets
+                    .iter_mut()
+                    .flatten()
+                    .flatten()
+                    .for_each(|b| b.refill(now));
             }
             self.members.retain(|_, b| !b.is_idle());
             if self.members.len() >= MAX_TRACKED {
@@ -338,7 +342,11 @@ mod tests {
         assert!(ledger.charge(&acme, l, sub, 1, t1).is_ok());
         assert!(ledger.charge(&acme, l, sub, 1, t1).is_err());
         // Other counters and other members are not affected.
-        assert!(ledger.charge(&acme, l, Counter::MatchQueries, 1, t1).is_ok());
+        assert!(
+            ledger
+                .charge(&acme, l, Counter::MatchQueries, 1, t1)
+                .is_ok()
+        );
         let beta = MemberId::parse("beta").expect("id");
         assert!(ledger.charge(&beta, l, sub, 1, t1).is_ok());
     }
@@ -374,7 +382,11 @@ mod tests {
             sync_bytes_per_minute: Some(100),
             ..Default::default()
         };
-        assert!(ledger.charge(&acme, l, Counter::SyncBytes, 1000, t0).is_ok());
+        assert!(
+            ledger
+                .charge(&acme, l, Counter::SyncBytes, 1000, t0)
+                .is_ok()
+        );
         let refused = ledger
             .charge(&acme, l, Counter::SyncBytes, 1, t0)
             .expect_err("in debt");
@@ -392,7 +404,10 @@ mod tests {
         .to_status(&MemberId::parse("acme").expect("id"));
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert_eq!(
-            status.metadata().get("retry-after").map(|v| v.to_str().ok()),
+            status
+                .metadata()
+                .get("retry-after")
+                .map(|v| v.to_str().ok()),
             Some(Some("12"))
         );
         assert!(status.message().contains("5 match calls per minute"));

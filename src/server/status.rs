@@ -38,9 +38,7 @@ pub fn entry(e: EntryError) -> Status {
         E::UnknownKey { .. }
         | E::MissingSignerKey(_)
         | E::HubMustSign(_)
-        | E::NewHubKeyMustSign(_) => {
-            Status::invalid_argument(e.to_string())
-        }
+        | E::NewHubKeyMustSign(_) => Status::invalid_argument(e.to_string()),
         E::UnknownIssuer(_)
         | E::IssuerNotActive { .. }
         | E::NotEntitled { .. }

@@ -20,8 +20,8 @@ pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
 pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};
 
 use crate::membership::{Change, Genesis, KeyId, MemberId};
-use crate::settings::SettingsChange;
 use crate::pb;
+use crate::settings::SettingsChange;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
