@@ -155,6 +155,10 @@ async fn run(
                     }
                     Err(e) => {
                         tracing::error!("publishing a checkpoint failed: {e}");
+                        if matches!(e, PublishError::KeyNotHeld { .. }) {
+                            metrics::counter!("coalition_checkpoint_key_missing_total")
+                                .increment(1);
+                        }
                         failed = true;
                     }
                 }

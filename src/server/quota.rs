@@ -13,6 +13,8 @@
 //! registered member), reset when that member's limits change; at most [`MAX_TRACKED`] are
 //! held (idle ones are dropped first). Why not the `governor` crate: its quotas are `u32`
 //! cells with one quota per limiter, and a day of sync bytes exceeds `u32`.
+//!
+//! Metric: `coalition_quota_refusals_total{quota="submissions"|"sync_bytes"|"match_queries"}`.
 
 use crate::membership::MemberId;
 use crate::settings::QuotaLimits;
@@ -46,6 +48,15 @@ impl Counter {
             Counter::Submissions => 0,
             Counter::SyncBytes => 1,
             Counter::MatchQueries => 2,
+        }
+    }
+
+    /// The metric label.
+    fn name(self) -> &'static str {
+        match self {
+            Counter::Submissions => "submissions",
+            Counter::SyncBytes => "sync_bytes",
+            Counter::MatchQueries => "match_queries",
         }
     }
 
@@ -268,7 +279,11 @@ impl Quota {
             .map_err(|_| Status::internal("the quota ledger is unavailable"))?;
         ledger
             .charge(member, limits, counter, n, Instant::now())
-            .map_err(|e| e.to_status(member))
+            .map_err(|e| {
+                metrics::counter!("coalition_quota_refusals_total", "quota" => counter.name())
+                    .increment(1);
+                e.to_status(member)
+            })
     }
 
     /// A verified statement about to be logged: counted to its issuer (the submitter, which
