@@ -1,8 +1,7 @@
 //! What a member saves of its replica between syncs, and how it is restored: the pinned
 //! genesis, the membership and settings statements (replayed again, signatures included, on
-//! restore), the
-//! Merkle frontier, the last receipt time and the last accepted checkpoint. The statement ids
-//! seen ([`super::SeenIds`]) are the driver's to keep.
+//! restore), the Merkle frontier, the last receipt time and the last accepted checkpoint. The
+//! statement ids seen ([`super::SeenIds`]) are the driver's to keep.
 
 use super::error::{Fault, Location, ReplicaError};
 use super::{Entry, Replica};
