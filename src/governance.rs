@@ -82,6 +82,21 @@ pub fn change(issuer: &MemberId, key: &SigningKey, action: Action, reason: &str)
     sign_new(issuer, key, Body::Membership(change))
 }
 
+/// A settings change issued by admin `issuer`, signed with `key` (more admins may co-sign;
+/// a hub key rotation must also be co-signed by the new hub key, see [`cosign`]).
+pub fn settings(
+    issuer: &MemberId,
+    key: &SigningKey,
+    section: crate::settings::Section,
+    reason: &str,
+) -> pb::Envelope {
+    let change = crate::settings::SettingsChange {
+        reason: reason.to_owned(),
+        section,
+    };
+    sign_new(issuer, key, Body::Settings(change))
+}
+
 /// Adds `key`'s signature to an envelope. Returns false (and changes nothing) if that key
 /// signed it already.
 pub fn cosign(envelope: &mut pb::Envelope, key: &SigningKey) -> Result<bool, GovernanceError> {
@@ -105,6 +120,7 @@ pub fn describe(envelope: &pb::Envelope) -> Result<String, GovernanceError> {
     let statement = parsed.require_body()?;
     let what = match &statement.body {
         Body::Membership(change) => change.describe(),
+        Body::Settings(change) => change.describe(),
         Body::Genesis(g) => format!(
             "found hub '{}' with admins {} (quorum {})",
             g.hub_name,

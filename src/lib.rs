@@ -8,7 +8,10 @@
 //! - [`membership`]: members, roles, status and signing keys; the rules for who may do what.
 //! - [`log`]: RFC 6962 Merkle tree math and C2SP signed checkpoints. Pure.
 //! - [`audit`]: the auditor: the replica driven from a bundle file, and the bundle format.
-//! - [`governance`]: authoring membership statements (genesis, changes, co-signatures).
+//! - [`governance`]: authoring membership and settings statements (genesis, changes,
+//!   co-signatures).
+//! - [`settings`]: coalition settings (quotas, the hub checkpoint key): the admin-quorum
+//!   statement that sets them and the settings in force. Pure.
 //! - [`matching`]: exact and PDQ near-duplicate matching (PDQ multi-index hashing), online
 //!   and offline.
 //! - [`replica`]: what a log means, decided in one place: the state machine the hub's writer,
@@ -42,6 +45,7 @@ pub mod pki;
 pub mod quickstart;
 pub mod replica;
 pub mod server;
+pub mod settings;
 pub mod statement;
 pub mod store;
 pub mod sync;

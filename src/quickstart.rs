@@ -134,7 +134,7 @@ pub async fn run(certs: &Path) -> Result<()> {
             match entry.statement().map(|s| &s.body) {
                 Some(Body::HashSet(s)) => hashes += s.entries.len(),
                 Some(Body::RiskSignal(_)) => signals += 1,
-                Some(Body::Genesis(_) | Body::Membership(_)) => membership += 1,
+                Some(Body::Genesis(_) | Body::Membership(_) | Body::Settings(_)) => membership += 1,
                 None => {}
             }
         }

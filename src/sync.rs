@@ -512,6 +512,9 @@ impl Syncer {
                 .into_inner()
                 .note;
             match self.replica.check_checkpoint(&note) {
+                Err(e) if matches!(e.fault, crate::replica::Fault::UnknownHubKey { .. }) => {
+                    break self.before_rotation(e).await?;
+                }
                 Err(e) if e.is_behind() && tries < CHECKPOINT_RETRIES => {
                     tries += 1;
                     tokio::time::sleep(CHECKPOINT_RETRY_DELAY).await;
@@ -526,6 +529,32 @@ impl Syncer {
         let size = claim.size();
         self.replica.accept_checkpoint(claim, &proofs)?;
         Ok(size)
+    }
+
+    /// The latest checkpoint is signed by a hub key this replica does not know yet (a
+    /// rotation logged after the entries replayed): the first checkpoint the hub published
+    /// at or after the entries replayed instead. The hub publishes one of each rotation's
+    /// position under the key it retired, so that one is signed by a key the replica knows;
+    /// if there is none, the original refusal stands.
+    async fn before_rotation(
+        &mut self,
+        unknown: ReplicaError,
+    ) -> Result<crate::replica::CheckpointClaim, SyncError> {
+        let saved = self.ids_records;
+        let page = self
+            .client
+            .audit
+            .list_checkpoints(pb::ListCheckpointsRequest {
+                from_size: self.replica.size(),
+                limit: 1,
+            })
+            .await
+            .map_err(|status| stopped(status, saved))?
+            .into_inner();
+        match page.checkpoints.into_iter().next() {
+            Some(first) => Ok(self.replica.check_checkpoint(&first.note)?),
+            None => Err(unknown.into()),
+        }
     }
 
     /// Entries written in earlier runs or batches that a compromise revocation among

@@ -7,6 +7,9 @@
 //! checkpoints of sizes 3 and 4; an inclusion proof, a consistency proof, and entry 2 as a sync
 //! filtered to risk signals receives it (header and signatures, body withheld).
 //!
+//! `settings-change.json` is what would be entry 4: a hub checkpoint-key rotation issued by
+//! alice and co-signed by bob and the new hub key; it is not in the checkpointed log.
+//!
 //! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test vectors`, only on a deliberate
 //! protocol change (record it in CHANGELOG.md). `clients/python/check_vectors.py` checks the
 //! same files with Python's protobuf.
@@ -20,6 +23,7 @@ use coalition_hub::log::{
 use coalition_hub::membership::{Action, Admission, Change, Genesis, KeyId, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::replica::{Content, Entry, Fault, Replica, SeenMap};
+use coalition_hub::settings::{Section, SettingsChange};
 use coalition_hub::statement::{
     Body, Category, HashEntry, HashSet, HashType, Header, Indicator, Kind, Label, PAYLOAD_TYPE,
     RiskSignal, Severity, SignalCategory, Statement, StatementId, SyncFilter, pae, sign_statement,
@@ -88,6 +92,47 @@ fn membership_change_vector() {
         );
     }
     assert_eq!(genesis["body"]["genesis"]["quorum"], 2);
+}
+
+#[test]
+fn settings_change_vector() {
+    let f = fixture();
+    let rotation = settings_rotation(&f);
+    let v = published("settings-change.json", make_statement_of(&rotation));
+    check_statement(&v);
+    let sigs = v["signatures"].as_array().expect("signatures");
+    assert_eq!(sigs.len(), 3);
+    assert_eq!(
+        sigs[2]["public_key_hex"],
+        v["body"]["settings"]["hub_public_key_hex"]
+    );
+    // It replays as entry 4: checkpoints up to size 4 stay under the old hub key, size 5 is
+    // signed by the new one, and the old key's checkpoint of size 5 is refused.
+    let mut entries: Vec<Entry> = f.logged.iter().map(|l| l.entry(true)).collect();
+    entries.push(rotation.entry(true));
+    let mut tree = MemoryTree::new();
+    for l in f.logged.iter().chain([&rotation]) {
+        tree.append(&l.leaf_data());
+    }
+    let root5 = coalition_hub::log::root(&tree, TreeSize(5)).expect("root");
+    let new_hub = CheckpointSigner::new(HUB_NAME, NEW_HUB.key()).expect("signer");
+    let new5 = new_hub.sign(TreeSize(5), root5).expect("sign").into_note();
+    let old5 = f.hub.sign(TreeSize(5), root5).expect("sign").into_note();
+    let mut auditor = Replica::new();
+    auditor
+        .expect_checkpoint(f.checkpoint(4), false)
+        .expect("4");
+    auditor.expect_checkpoint(new5, false).expect("5");
+    auditor
+        .append(entries.clone(), &mut SeenMap::default())
+        .expect("the rotation replays");
+    auditor.finish().expect("proven under both keys");
+    let mut refusing = Replica::new();
+    refusing.expect_checkpoint(old5, false).expect("held");
+    let err = refusing
+        .append(entries, &mut SeenMap::default())
+        .expect_err("old key after the rotation");
+    assert!(matches!(err.fault, Fault::RetiredHubKey { .. }), "{err}");
 }
 
 #[test]
@@ -394,6 +439,26 @@ const ACME: Signer = Signer {
     name: "acme",
     seed: [0x11; 32],
 };
+const NEW_HUB: Signer = Signer {
+    name: "new hub key",
+    seed: [0x08; 32],
+};
+
+/// Entry 4 after the fixture's log: a hub key rotation to `NEW_HUB`, issued by alice and
+/// co-signed by bob (quorum 2) and the new key (proof of possession).
+fn settings_rotation(f: &Fixture) -> Logged {
+    let body = Body::Settings(SettingsChange {
+        reason: "yearly hub key rotation".into(),
+        section: Section::HubKey(NEW_HUB.key().verifying_key()),
+    });
+    let seq = f.logged.len() as u64;
+    Logged {
+        seq,
+        received_at_ms: T0 + seq as i64 * 60_000 + 1_000,
+        envelope: signed("alice", seq as u8, body, &[&ALICE, &BOB, &NEW_HUB]),
+        signers: vec![&ALICE, &BOB, &NEW_HUB],
+    }
+}
 
 /// A statement of the fixture's log and where it is.
 struct Logged {
@@ -574,7 +639,11 @@ fn fixture() -> Fixture {
 // ---------------------------------------------------------------------------------------------
 
 fn make_statement(f: &Fixture, seq: usize) -> Value {
-    let l = &f.logged[seq];
+    make_statement_of(&f.logged[seq])
+}
+
+fn make_statement_of(l: &Logged) -> Value {
+    let seq = l.seq;
     let header = Header::decode(&l.envelope.payload).expect("header");
     let statement = Statement::from_parts(&header, &l.envelope.body).expect("statement");
     let what = match statement.kind() {
@@ -586,10 +655,18 @@ fn make_statement(f: &Fixture, seq: usize) -> Value {
         Kind::Membership => {
             "A membership change admitting 'acme', issued by alice and co-signed by bob (quorum 2)"
         }
+        Kind::Settings => {
+            "A settings change rotating the hub checkpoint key, issued by alice and co-signed by bob (quorum 2) and by the new hub key (proof of possession)"
+        }
+    };
+    let place = if statement.kind() == Kind::Settings {
+        "after the log in checkpoint.json"
+    } else {
+        "of the log in checkpoint.json"
     };
     json!({
         "description": format!(
-            "{what}: entry {seq} of the log in checkpoint.json. header_hex is the serialized coalition.v1.Statement (Envelope.payload), body_hex the serialized coalition.v1.StatementBody (Envelope.body); both re-encode to the same bytes. pae = \"DSSEv1\" SP len(payload_type) SP payload_type SP len(header) SP header; statement_id = SHA-256(pae); each signature is ed25519 over pae; key_id = hex(SHA-256(public key)[0..8]); body_sha256 = SHA-256(body)."
+            "{what}: entry {seq} {place}. header_hex is the serialized coalition.v1.Statement (Envelope.payload), body_hex the serialized coalition.v1.StatementBody (Envelope.body); both re-encode to the same bytes. pae = \"DSSEv1\" SP len(payload_type) SP payload_type SP len(header) SP header; statement_id = SHA-256(pae); each signature is ed25519 over pae; key_id = hex(SHA-256(public key)[0..8]); body_sha256 = SHA-256(body)."
         ),
         "payload_type": PAYLOAD_TYPE,
         "header_hex": hex::encode(&l.envelope.payload),
@@ -822,6 +899,13 @@ fn body_json(body: &Body) -> Value {
                 change["admit"] = admission_json(a);
             }
             json!({ "membership": change })
+        }
+        Body::Settings(c) => {
+            let mut change = json!({"reason": c.reason, "summary": c.describe()});
+            if let Some(k) = c.new_hub_key() {
+                change["hub_public_key_hex"] = json!(hex::encode(k.as_bytes()));
+            }
+            json!({ "settings": change })
         }
     }
 }

@@ -28,6 +28,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: QuorumCommand,
     },
+    /// Coalition settings: quotas, the hub checkpoint key; show the settings in force.
+    Settings {
+        #[command(subcommand)]
+        command: SettingsCommand,
+    },
     /// Add your signature to a change file written with --sign-only (prints what it does).
     Cosign(CosignArgs),
     /// Submit a change file once enough admins have signed it.
@@ -78,6 +83,64 @@ pub enum KeyCommand {
     Add(KeyAddArgs),
     /// Revoke a member's key as retired or compromised.
     Revoke(KeyRevokeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Replace the per-member quota policy (0 or absent: unlimited).
+    Quotas(QuotasArgs),
+    /// Rotate the hub's checkpoint key: the change is signed by you and by the new key.
+    RotateHubKey(RotateArgs),
+    /// The settings in force: quotas and every hub key with the log position it took over.
+    Show {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// One set of quota limits.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Non-governance statements a member may submit per minute.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    submissions_per_minute: u64,
+    /// ... per day.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    submissions_per_day: u64,
+    /// Bytes of non-governance entries Sync may send a member per minute.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    sync_bytes_per_minute: u64,
+    /// ... per day.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    sync_bytes_per_day: u64,
+    /// Match calls a member may make per minute.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    matches_per_minute: u64,
+    /// ... per day.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    matches_per_day: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct QuotasArgs {
+    /// Limits of every member without an override.
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// A member's own limits (repeatable): ID=SUB_MIN,SUB_DAY,SYNC_BYTES_MIN,SYNC_BYTES_DAY,MATCH_MIN,MATCH_DAY
+    /// (0: unlimited).
+    #[arg(long = "member-limits", value_name = "ID=N,N,N,N,N,N")]
+    members: Vec<String>,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The new hub signing key (PKCS#8 PEM, as `hub.sign.key`); it co-signs the change.
+    #[arg(long, value_name = "FILE")]
+    new_key: PathBuf,
+    #[command(flatten)]
+    change: ChangeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,8 +262,17 @@ pub struct CosignArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Admin member id whose signing key signs (<certs>/members/<id>.sign.key).
-    #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID")]
-    member: String,
+    #[arg(
+        long = "as",
+        env = "COALITION_MEMBER",
+        value_name = "ID",
+        required_unless_present = "key"
+    )]
+    member: Option<String>,
+    /// Sign with this signing key file instead (PKCS#8 PEM): e.g. the new hub key a hub key
+    /// rotation names, proving the hub holds it.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Development PKI directory.
     #[arg(long, env = "COALITION_CERTS", default_value = "certs")]
     certs: PathBuf,
@@ -253,10 +325,16 @@ pub async fn run(command: AdminCommand) -> Result<()> {
         AdminCommand::Quorum {
             command: QuorumCommand::Set { quorum, change: c },
         } => change(Action::SetQuorum(quorum), &c).await,
+        AdminCommand::Settings { command } => settings(command).await,
         AdminCommand::Cosign(args) => {
             let mut envelope = governance::read_envelope(&args.file)?;
-            let id = MemberId::parse(&args.member)?;
-            let key = CertDir::new(&args.certs).signing_key(&id)?;
+            let key = match &args.key {
+                Some(file) => crate::pki::load_signing_key(file)?,
+                None => {
+                    let id = MemberId::parse(args.member.as_deref().unwrap_or_default())?;
+                    CertDir::new(&args.certs).signing_key(&id)?
+                }
+            };
             let added = governance::cosign(&mut envelope, &key)?;
             let out = args.out.as_ref().unwrap_or(&args.file);
             governance::write_envelope(out, &envelope)?;
@@ -377,11 +455,114 @@ async fn member(command: MemberCommand) -> Result<()> {
     }
 }
 
+async fn settings(command: SettingsCommand) -> Result<()> {
+    use crate::settings::{QuotaLimits, Quotas, Section};
+    match command {
+        SettingsCommand::Quotas(args) => {
+            let l = &args.limits;
+            let default_limits = limits([
+                l.submissions_per_minute,
+                l.submissions_per_day,
+                l.sync_bytes_per_minute,
+                l.sync_bytes_per_day,
+                l.matches_per_minute,
+                l.matches_per_day,
+            ]);
+            let mut members = std::collections::BTreeMap::new();
+            for spec in &args.members {
+                let (id, numbers) = spec
+                    .split_once('=')
+                    .with_context(|| format!("--member-limits {spec}: expected ID=N,N,N,N,N,N"))?;
+                let numbers = numbers
+                    .split(',')
+                    .map(|n| n.trim().parse::<u64>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("--member-limits {spec}: numbers expected"))?;
+                let six: [u64; 6] = numbers.try_into().map_err(|_| {
+                    anyhow::anyhow!("--member-limits {spec}: six numbers expected (0: unlimited)")
+                })?;
+                members.insert(MemberId::parse(id)?, limits(six));
+            }
+            let section = Section::Quotas(Quotas {
+                default_limits,
+                members,
+            });
+            let change = &args.change;
+            let issuer = change.conn.member_id()?;
+            let key = CertDir::new(&change.conn.certs).signing_key(&issuer)?;
+            let envelope = governance::settings(&issuer, &key, section, &change.reason);
+            sign_or_submit(envelope, change).await
+        }
+        SettingsCommand::RotateHubKey(args) => {
+            let new_key = crate::pki::load_signing_key(&args.new_key)?;
+            let change = &args.change;
+            let issuer = change.conn.member_id()?;
+            let key = CertDir::new(&change.conn.certs).signing_key(&issuer)?;
+            let section = Section::HubKey(new_key.verifying_key());
+            let mut envelope = governance::settings(&issuer, &key, section, &change.reason);
+            governance::cosign(&mut envelope, &new_key)?;
+            sign_or_submit(envelope, change).await
+        }
+        SettingsCommand::Show { conn } => {
+            let c = conn.connect().await?.coalition().await?;
+            let s = c.settings.unwrap_or_default();
+            let q = Quotas::from_wire(s.quotas.unwrap_or_default(), "quotas")?;
+            let show = |l: &QuotaLimits| {
+                let n = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+                format!(
+                    "submissions {}/min {}/day, sync bytes {}/min {}/day, matches {}/min {}/day",
+                    n(l.submissions_per_minute),
+                    n(l.submissions_per_day),
+                    n(l.sync_bytes_per_minute),
+                    n(l.sync_bytes_per_day),
+                    n(l.match_queries_per_minute),
+                    n(l.match_queries_per_day)
+                )
+            };
+            println!("settings revision {}", s.revision);
+            println!("quotas default: {}", show(&q.default_limits));
+            for (id, l) in &q.members {
+                println!("quotas for '{id}': {}", show(l));
+            }
+            for p in &s.hub_keys {
+                println!(
+                    "hub key {} signs checkpoints of more than {} entries{}",
+                    hex::encode(&p.hub_public_key),
+                    p.from_seq,
+                    if p.hub_public_key == c.hub_public_key {
+                        " (current)"
+                    } else {
+                        " (retired)"
+                    }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn limits(v: [u64; 6]) -> crate::settings::QuotaLimits {
+    let l = |n: u64| (n > 0).then_some(n);
+    crate::settings::QuotaLimits {
+        submissions_per_minute: l(v[0]),
+        submissions_per_day: l(v[1]),
+        sync_bytes_per_minute: l(v[2]),
+        sync_bytes_per_day: l(v[3]),
+        match_queries_per_minute: l(v[4]),
+        match_queries_per_day: l(v[5]),
+    }
+}
+
 /// Signs a change as `--as`, then submits it or (with `--sign-only`) writes it for co-signing.
 async fn change(action: Action, args: &ChangeArgs) -> Result<()> {
     let issuer = args.conn.member_id()?;
     let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
     let envelope = governance::change(&issuer, &key, action, &args.reason);
+    sign_or_submit(envelope, args).await
+}
+
+/// Submits a signed change or (with `--sign-only`) writes it for co-signing.
+async fn sign_or_submit(envelope: pb::Envelope, args: &ChangeArgs) -> Result<()> {
     let what = governance::describe(&envelope)?;
     match &args.sign_only {
         Some(path) => {

@@ -109,6 +109,14 @@ struct ServeArgs {
     /// when it changes.
     #[arg(long, env = "COALITION_CRL", value_name = "FILE")]
     crl: Option<PathBuf>,
+    /// The hub's checkpoint signing key (PKCS#8 PEM). Default: <certs>/hub.sign.key. It must
+    /// be the key the log names as current (the genesis key until a rotation).
+    #[arg(long, env = "COALITION_HUB_KEY", value_name = "FILE")]
+    hub_key: Option<PathBuf>,
+    /// The key a hub key rotation not yet logged names (`coalition admin settings
+    /// rotate-hub-key`): the hub switches to it when the rotation is logged, without a restart.
+    #[arg(long, value_name = "FILE")]
+    next_hub_key: Option<PathBuf>,
     /// Publish a signed checkpoint once the log has grown by this many entries.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     checkpoint_entries: u64,
@@ -292,7 +300,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     let options = {
-        let mut o = crate::server::ServeOptions::for_store(&store, certs.hub_signing_key()?)?;
+        let hub_key = match &args.hub_key {
+            Some(file) => crate::pki::load_signing_key(file)?,
+            None => certs.hub_signing_key()?,
+        };
+        let next = args
+            .next_hub_key
+            .as_deref()
+            .map(crate::pki::load_signing_key)
+            .transpose()?;
+        let mut o = crate::server::ServeOptions::for_store_rotating(&store, hub_key, next)?;
         o.crl = args.crl.clone();
         o.checkpoints = crate::server::CheckpointPolicy {
             max_entries: args.checkpoint_entries.max(1),

@@ -206,7 +206,7 @@ impl Counts {
             Content::Statement(s) => match &s.body {
                 Body::HashSet(set) => self.hashes += set.entries.len() as u64,
                 Body::RiskSignal(_) => self.signals += 1,
-                Body::Genesis(_) | Body::Membership(_) => self.membership += 1,
+                Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) => self.membership += 1,
             },
             Content::Withheld => self.withheld += 1,
             Content::Opaque { version } => {

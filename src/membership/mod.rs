@@ -487,7 +487,10 @@ pub fn check_submitter(
             issued_at_ms: statement.issued_at_ms,
         });
     }
-    let is_change = statement.kind == crate::statement::Kind::Membership;
+    let is_change = matches!(
+        statement.kind,
+        crate::statement::Kind::Membership | crate::statement::Kind::Settings
+    );
     if !is_change && &statement.issuer != submitter {
         return Err(AcceptError::NotIssuer {
             issuer: statement.issuer.clone(),

@@ -7,6 +7,7 @@
 
 use super::change::{Action, Admission, Change, Genesis, Revocation};
 use super::{KeyId, KeyStatus, Member, MemberId, MemberKey, MemberStatus, Role};
+use crate::settings::{HubKeyPeriod, Section, Settings, SettingsChange};
 use crate::statement::{
     Body, Header, Kind, ParsedEnvelope, SignatureError, Statement, StatementId, Verified,
 };
@@ -14,12 +15,14 @@ use ed25519_dalek::VerifyingKey;
 use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
-/// The coalition's governance, fixed by the genesis (quorum changeable later).
+/// The coalition's governance, founded by the genesis (quorum, settings and the hub key
+/// changeable later).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Coalition {
     /// The hub's name (checkpoint origin).
     pub hub_name: String,
-    /// The hub's checkpoint key.
+    /// The hub's current checkpoint key (the genesis key until a settings change rotates
+    /// it; every key and where it took over: `settings.hub_keys`).
     pub hub_key: VerifyingKey,
     /// The genesis statement id (what auditors pin).
     pub genesis_id: StatementId,
@@ -27,6 +30,8 @@ pub struct Coalition {
     pub quorum: u32,
     /// The newest protocol version announced in the log (1 at the genesis).
     pub protocol_version: u32,
+    /// The coalition settings in force.
+    pub settings: Settings,
 }
 
 /// Where an entry sits in the log.
@@ -123,16 +128,23 @@ pub enum EntryError {
         "signatures: none by key {0}, the key_id the statement names, as a key of its issuer; sign the payload with it"
     )]
     MissingSignerKey(KeyId),
+    /// A hub key rotation not signed by the new hub key.
+    #[error(
+        "signatures: a hub key rotation must also be signed by the new hub key it names ({0}), proving the hub holds it; sign with `coalition admin cosign --key NEW_HUB_KEY`"
+    )]
+    NewHubKeyMustSign(KeyId),
     /// A genesis not signed by the hub key it names.
     #[error(
         "signatures: the genesis must also be signed by the hub key it names ({0}); sign with the hub's signing key"
     )]
     HubMustSign(KeyId),
-    /// Too few distinct admins signed a membership change.
+    /// Too few distinct admins signed a membership or settings change.
     #[error(
-        "this membership change needs signatures of {needed} distinct admins, it has {got} ({signers}); collect more with `coalition admin cosign` and submit again"
+        "this {what} needs signatures of {needed} distinct admins, it has {got} ({signers}); collect more with `coalition admin cosign` and submit again"
     )]
     QuorumNotMet {
+        /// `membership change` or `settings change`.
+        what: &'static str,
         /// The quorum.
         needed: u32,
         /// Distinct admins that signed.
@@ -234,30 +246,52 @@ impl Registry {
     /// logged now, or why it may not be. Checks entitlement only (roles, status, key status,
     /// quorum); the caller verifies the signatures with the returned keys.
     ///
-    /// A genesis names its own signers, so it needs its body (`genesis`); everything else is
-    /// decided from the header.
+    /// A genesis and a settings change may name signers of their own (the hub key), so they
+    /// need their `body`; everything else is decided from the header.
     pub fn signing_keys(
         &self,
         statement: &Header,
-        genesis: Option<&Genesis>,
+        body: Option<&Body>,
         key_ids: &[KeyId],
     ) -> Result<Vec<Signer>, EntryError> {
         let signers = match (statement.kind, &self.coalition) {
             (Kind::Genesis, None) => {
-                let genesis = genesis.ok_or(EntryError::Signature(SignatureError::NoBody))?;
+                let Some(Body::Genesis(genesis)) = body else {
+                    return Err(EntryError::Signature(SignatureError::NoBody));
+                };
                 genesis_signers(statement, genesis, key_ids)?
             }
             (Kind::Genesis, Some(c)) => return Err(EntryError::SecondGenesis(c.genesis_id)),
             (_, None) => return Err(EntryError::NoGenesis),
-            (Kind::Membership, Some(c)) => {
-                self.issuer(statement, Role::Admin, "sign membership changes")?;
-                let signers = self.admin_signers(key_ids)?;
+            (Kind::Membership | Kind::Settings, Some(c)) => {
+                let new_hub_key = match (statement.kind, body) {
+                    (Kind::Membership, _) => None,
+                    (_, Some(Body::Settings(change))) => change.new_hub_key().copied(),
+                    _ => return Err(EntryError::Signature(SignatureError::NoBody)),
+                };
+                let action = if statement.kind == Kind::Membership {
+                    "sign membership changes"
+                } else {
+                    "sign settings changes"
+                };
+                self.issuer(statement, Role::Admin, action)?;
+                let signers = self.admin_signers(key_ids, new_hub_key.as_ref())?;
+                if let Some(key) = &new_hub_key
+                    && !signers.iter().any(|s| s.member.is_none())
+                {
+                    return Err(EntryError::NewHubKeyMustSign(KeyId::of(key)));
+                }
                 let mut distinct: Vec<&MemberId> =
                     signers.iter().filter_map(|s| s.member.as_ref()).collect();
                 distinct.sort();
                 distinct.dedup();
                 if distinct.len() < c.quorum as usize {
                     return Err(EntryError::QuorumNotMet {
+                        what: if statement.kind == Kind::Membership {
+                            "membership change"
+                        } else {
+                            "settings change"
+                        },
                         needed: c.quorum,
                         got: distinct.len(),
                         signers: distinct
@@ -296,11 +330,8 @@ impl Registry {
     /// [`Registry::signing_keys`] then the signatures themselves: whether `parsed` may be
     /// logged now, and who signed it.
     pub fn verify(&self, parsed: ParsedEnvelope) -> Result<(Verified, Vec<Signer>), EntryError> {
-        let genesis = match parsed.statement.as_ref().map(|s| &s.body) {
-            Some(Body::Genesis(g)) => Some(g),
-            _ => None,
-        };
-        let signers = self.signing_keys(&parsed.header, genesis, &parsed.key_ids)?;
+        let body = parsed.statement.as_ref().map(|s| &s.body);
+        let signers = self.signing_keys(&parsed.header, body, &parsed.key_ids)?;
         let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
         Ok((parsed.verify_with(&keys)?, signers))
     }
@@ -334,29 +365,46 @@ impl Registry {
     /// For a statement whose content this code cannot read (a newer protocol version): each
     /// signature must be by an active key of an active member.
     pub fn active_signers(&self, key_ids: &[KeyId]) -> Result<Vec<Signer>, EntryError> {
-        self.signers_among(key_ids, "any active member", |m| {
+        self.signers_among(key_ids, None, "any active member", |m| {
             m.status == MemberStatus::Active
         })
     }
 
-    fn admin_signers(&self, key_ids: &[KeyId]) -> Result<Vec<Signer>, EntryError> {
-        self.signers_among(key_ids, "any active admin", |m| {
+    /// Each signature's key: an active key of an active admin, or `new_hub_key` (a hub key
+    /// rotation's proof of possession, made by no member).
+    fn admin_signers(
+        &self,
+        key_ids: &[KeyId],
+        new_hub_key: Option<&VerifyingKey>,
+    ) -> Result<Vec<Signer>, EntryError> {
+        self.signers_among(key_ids, new_hub_key, "any active admin", |m| {
             m.status == MemberStatus::Active && m.has_role(Role::Admin)
         })
     }
 
     /// Each signature's key, held by whichever member `eligible` accepts (key ids are unique
-    /// across the coalition) and still active; `whose` names the eligible in errors.
+    /// across the coalition) and still active, or the `hub` key (no member's); `whose` names
+    /// the eligible in errors.
     fn signers_among(
         &self,
         key_ids: &[KeyId],
+        hub: Option<&VerifyingKey>,
         whose: &str,
         eligible: impl Fn(&Member) -> bool,
     ) -> Result<Vec<Signer>, EntryError> {
+        let hub = hub.map(|k| (KeyId::of(k), *k));
         key_ids
             .iter()
             .enumerate()
             .map(|(index, key_id)| {
+                if let Some((hub_id, key)) = &hub
+                    && hub_id == key_id
+                {
+                    return Ok(Signer {
+                        member: None,
+                        key: *key,
+                    });
+                }
                 let owner = self
                     .key_owner
                     .get(key_id)
@@ -402,6 +450,7 @@ impl Registry {
                 Ok(())
             }
             Body::Membership(change) => self.change(change, id, position, signed_by()),
+            Body::Settings(change) => self.set(change, position),
             Body::HashSet(_) | Body::RiskSignal(_) => Ok(()),
         }
     }
@@ -419,6 +468,7 @@ impl Registry {
             genesis_id: id,
             quorum: genesis.quorum,
             protocol_version: 1,
+            settings: Settings::founded(genesis.hub_key),
         });
         for admission in &genesis.admins {
             self.admit(admission, position);
@@ -666,9 +716,58 @@ impl Registry {
         Ok(())
     }
 
+    /// Applies a settings change: the section it names replaced whole. A hub key must be new
+    /// to the coalition (never a member's key nor an earlier hub key).
+    fn set(&mut self, change: &SettingsChange, position: Position) -> Result<(), EntryError> {
+        if let Section::HubKey(key) = &change.section {
+            let key_id = KeyId::of(key);
+            let reused = self.coalition.as_ref().is_some_and(|c| {
+                c.settings
+                    .hub_keys
+                    .iter()
+                    .any(|p| KeyId::of(&p.key) == key_id)
+            });
+            if reused {
+                return Err(EntryError::AlreadyExists(format!(
+                    "key {key_id} was a hub key already; a rotation names a key never used before"
+                )));
+            }
+            if let Some(owner) = self.key_owner.get(&key_id) {
+                return Err(EntryError::AlreadyExists(format!(
+                    "key {key_id} is registered to member '{owner}'; the hub signs with a key of its own"
+                )));
+            }
+        }
+        let Some(c) = &mut self.coalition else {
+            return Err(EntryError::NoGenesis);
+        };
+        match &change.section {
+            Section::Quotas(q) => c.settings.quotas = q.clone(),
+            Section::HubKey(key) => {
+                c.settings.hub_keys.push(HubKeyPeriod {
+                    key: *key,
+                    from_seq: position.seq,
+                });
+                c.hub_key = *key;
+            }
+        }
+        c.settings.revision += 1;
+        Ok(())
+    }
+
     fn check_new_keys(&self, keys: &[VerifyingKey]) -> Result<(), EntryError> {
         for k in keys {
             let key_id = KeyId::of(k);
+            if self.coalition.as_ref().is_some_and(|c| {
+                c.settings
+                    .hub_keys
+                    .iter()
+                    .any(|p| KeyId::of(&p.key) == key_id)
+            }) {
+                return Err(EntryError::AlreadyExists(format!(
+                    "key {key_id} is a hub checkpoint key; every member signs with its own keys"
+                )));
+            }
             if let Some(owner) = self.key_owner.get(&key_id) {
                 return Err(EntryError::AlreadyExists(format!(
                     "key {key_id} is already registered to member '{owner}'; every member signs with its own keys"

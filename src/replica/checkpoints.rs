@@ -8,7 +8,7 @@
 
 use super::error::{Fault, Location, ReplicaError};
 use crate::log::{Checkpoint, Hash, SignedCheckpoint, TreeSize, VerifierKey, verify_consistency};
-use ed25519_dalek::VerifyingKey;
+use crate::settings::HubKeyPeriod;
 use std::collections::BTreeMap;
 
 /// A consistency proof the replica needs before it accepts a checkpoint: from the tree of
@@ -62,7 +62,9 @@ struct Expected {
 /// What the replica knows of the hub's checkpoints.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Checkpoints {
-    hub: Option<VerifierKey>,
+    /// Every hub key and the log position that named it, oldest first (the genesis key at 0):
+    /// a checkpoint of size N is signed by the last key named at a position below N.
+    hubs: Vec<(u64, VerifierKey)>,
     anchor: Option<Anchor>,
     expected: BTreeMap<u64, Vec<Expected>>,
     verified: usize,
@@ -90,23 +92,63 @@ fn note_size(note: &str) -> Result<u64, String> {
 
 impl Checkpoints {
     pub(crate) fn has_hub_key(&self) -> bool {
-        self.hub.is_some()
+        !self.hubs.is_empty()
     }
 
-    pub(crate) fn set_hub(&mut self, name: &str, key: VerifyingKey) -> Result<(), Fault> {
-        let key = VerifierKey::new(name, key)
-            .map_err(|e| Fault::CheckpointSignature(format!("genesis hub name: {e}")))?;
-        self.hub = Some(key);
+    /// Sets the hub keys as the settings replayed name them (the genesis key first).
+    pub(crate) fn set_hubs(&mut self, name: &str, keys: &[HubKeyPeriod]) -> Result<(), Fault> {
+        if self.hubs.len() == keys.len() {
+            return Ok(());
+        }
+        self.hubs = keys
+            .iter()
+            .map(|p| {
+                VerifierKey::new(name, p.key)
+                    .map(|k| (p.from_seq, k))
+                    .map_err(|e| Fault::CheckpointSignature(format!("genesis hub name: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(())
     }
 
-    fn verify(&self, note: &str, location: Location) -> Result<SignedCheckpoint, ReplicaError> {
-        let hub = self
-            .hub
-            .as_ref()
-            .ok_or_else(|| ReplicaError::new(location.clone(), Fault::NoHubKey))?;
-        SignedCheckpoint::verify(note, hub)
-            .map_err(|e| ReplicaError::new(location, Fault::CheckpointSignature(e.to_string())))
+    /// Verifies a checkpoint of `size` entries with the hub key in force for that size; `here`
+    /// is the number of entries replayed (rotations beyond it are not known yet).
+    fn verify(
+        &self,
+        note: &str,
+        location: Location,
+        size: u64,
+        here: u64,
+    ) -> Result<SignedCheckpoint, ReplicaError> {
+        let at = |fault| ReplicaError::new(location.clone(), fault);
+        let current = self
+            .hubs
+            .iter()
+            .rev()
+            .position(|(from, _)| *from < size)
+            .map_or(0, |i| self.hubs.len() - 1 - i);
+        let (_, hub) = self.hubs.get(current).ok_or_else(|| at(Fault::NoHubKey))?;
+        let error = match SignedCheckpoint::verify(note, hub) {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
+        };
+        // Signed by a key the log retired before this size: refused, whatever it says.
+        if let Some((i, (_, old))) = self.hubs[..current]
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, (_, k))| SignedCheckpoint::verify(note, k).is_ok())
+        {
+            return Err(at(Fault::RetiredHubKey {
+                size,
+                key_id: old.key_id().to_string(),
+                rotated_at: self.hubs[i + 1].0,
+            }));
+        }
+        if size > here {
+            return Err(at(Fault::UnknownHubKey { size, here }));
+        }
+        Err(at(Fault::CheckpointSignature(error.to_string())))
     }
 
     /// Holds a checkpoint to check when the replay reaches its size (`previous`: one saved
@@ -130,7 +172,7 @@ impl Checkpoints {
                 )),
             )
         })?;
-        if size < here || (size == here && here > 0 && self.hub.is_none()) {
+        if size < here || (size == here && here > 0 && self.hubs.is_empty()) {
             return Err(ReplicaError::new(
                 location(size, previous),
                 Fault::Usage(format!(
@@ -172,7 +214,7 @@ impl Checkpoints {
         let mut roots: Vec<Hash> = Vec::new();
         for c in waiting {
             let location = location(size, c.previous);
-            let checkpoint = self.verify(&c.note, location.clone())?;
+            let checkpoint = self.verify(&c.note, location.clone(), size, size)?;
             if !roots.contains(&checkpoint.root()) {
                 roots.push(checkpoint.root());
             }
@@ -221,7 +263,7 @@ impl Checkpoints {
         here_root: Hash,
     ) -> Result<CheckpointClaim, ReplicaError> {
         let size_hint = note_size(note).unwrap_or_default();
-        let checkpoint = self.verify(note, Location::Checkpoint(size_hint))?;
+        let checkpoint = self.verify(note, Location::Checkpoint(size_hint), size_hint, here)?;
         let (m, root) = (checkpoint.size().0, checkpoint.root());
         let fault_at = |fault| ReplicaError::new(Location::Checkpoint(m), fault);
         if let Some(a) = &self.anchor
@@ -329,7 +371,7 @@ impl Checkpoints {
         here_root: Hash,
     ) -> Result<(), ReplicaError> {
         let size_hint = note_size(note).unwrap_or_default();
-        let checkpoint = self.verify(note, Location::Previous(size_hint))?;
+        let checkpoint = self.verify(note, Location::Previous(size_hint), size_hint, here)?;
         let (size, root) = (checkpoint.size().0, checkpoint.root());
         if size == here && root != here_root {
             return Err(ReplicaError::new(

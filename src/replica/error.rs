@@ -124,6 +124,32 @@ pub enum Fault {
     /// Rule 18: signed by the hub key the genesis names, with the hub's name as origin.
     #[error("not validly signed by the hub key of the genesis: {0}")]
     CheckpointSignature(String),
+    /// Rule 18a: a checkpoint after a hub key rotation signed by a key the log retired.
+    #[error(
+        "signed by hub key {key_id}, which the log replaced at entry {rotated_at}: a checkpoint of {size} entries must be signed by the newer hub key (the old key may be lost or leaked)"
+    )]
+    RetiredHubKey {
+        /// The checkpoint's size.
+        size: u64,
+        /// The retired key's note key id (hex).
+        key_id: String,
+        /// Where the log rotated it out.
+        rotated_at: u64,
+    },
+    /// Rule 18a: a checkpoint beyond the entries replayed, not signed by the hub key known
+    /// for it: the log may have rotated the hub key in the entries not replayed yet.
+    #[error(
+        "not signed by the hub key this replica knows; it covers {size} entries and only {here} are replayed: if the log rotated the hub key after entry {here}, sync again to replay those entries first"
+    )]
+    UnknownHubKey {
+        /// The checkpoint's size.
+        size: u64,
+        /// Entries replayed.
+        here: u64,
+    },
+    /// Rule 16a: a settings change must be possible in the state it applies to.
+    #[error("refused settings change: {0}")]
+    SettingsRefused(EntryError),
     /// Rule 18: there must be a genesis to take the hub key from.
     #[error("cannot be checked: the log has no genesis naming the hub key")]
     NoHubKey,

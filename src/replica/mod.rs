@@ -147,6 +147,14 @@ pub enum Notice {
         /// The version.
         version: u32,
     },
+    /// A settings change rotated the hub's checkpoint key: checkpoints of more than `from_seq`
+    /// entries are signed by the new key.
+    HubKeyRotated {
+        /// The new key's id.
+        key_id: KeyId,
+        /// The rotation's position.
+        from_seq: u64,
+    },
     /// An entry of a protocol version this code cannot read: upgrade.
     NeedsUpgrade {
         /// Its version.
@@ -430,8 +438,7 @@ impl Replica {
                     seen,
                 )?;
                 let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
-                let changes_membership =
-                    matches!(parsed.header.kind, Kind::Genesis | Kind::Membership);
+                let changes_membership = parsed.header.kind.is_governance();
                 if changes_membership {
                     // Membership decides who may sign what follows: verify it before applying.
                     let mut whole = (**parsed).clone();
@@ -607,7 +614,7 @@ impl Replica {
         }
         if statement.is_none() {
             match header.kind {
-                Kind::Genesis | Kind::Membership => {
+                kind if kind.is_governance() => {
                     return Err(at(
                         seq,
                         Fault::WithheldMembership {
@@ -619,12 +626,8 @@ impl Replica {
                 _ => {}
             }
         }
-        let genesis = match statement.map(|s| &s.body) {
-            Some(Body::Genesis(g)) => Some(g),
-            _ => None,
-        };
         self.registry
-            .signing_keys(header, genesis, key_ids)
+            .signing_keys(header, statement.map(|s| &s.body), key_ids)
             .map_err(|e| at(seq, Fault::NotEntitled(e)))
     }
 
@@ -642,13 +645,17 @@ impl Replica {
     ) -> Result<Vec<Notice>, ReplicaError> {
         let mut notices = Vec::new();
         if let Some(statement) = statement
-            && matches!(statement.kind(), Kind::Genesis | Kind::Membership)
+            && statement.kind().is_governance()
         {
-            let mut next = (*self.registry).clone();
-            next.apply(statement, id, position, signers)
-                .map_err(|e| at(position.seq, Fault::Refused(e)))?;
-            self.registry = Arc::new(next);
-            self.membership_entries += 1;
+            self.apply_governance(statement, id, position, signers)?;
+            if let Body::Settings(change) = &statement.body
+                && let Some(key) = change.new_hub_key()
+            {
+                notices.push(Notice::HubKeyRotated {
+                    key_id: KeyId::of(key),
+                    from_seq: position.seq,
+                });
+            }
             if let Body::Membership(change) = &statement.body {
                 match &change.action {
                     Action::RevokeKey {
@@ -676,13 +683,6 @@ impl Replica {
                     }
                     .to_wire(),
                 ));
-            }
-            if let Some(c) = self.registry.coalition()
-                && !self.checkpoints.has_hub_key()
-            {
-                self.checkpoints
-                    .set_hub(&c.hub_name, c.hub_key)
-                    .map_err(|e| at(position.seq, e))?;
             }
         }
         self.frontier.append(leaf_hash(&crate::store::leaf_data(
@@ -724,23 +724,15 @@ impl Replica {
                 },
             )
         })?;
-        let genesis = match &statement.body {
-            Body::Genesis(g) => Some(g),
-            _ => None,
-        };
         let signers = self
             .registry
-            .signing_keys(&parsed.header, genesis, &parsed.key_ids)
+            .signing_keys(&parsed.header, Some(&statement.body), &parsed.key_ids)
             .map_err(|e| at(seq, Fault::NotEntitled(e)))?;
         if verify_signatures {
             let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
             parsed.clone().verify_with(&keys).map_err(|e| at(seq, e))?;
         }
-        let mut next = (*self.registry).clone();
-        next.apply(statement, parsed.id, position, &signers)
-            .map_err(|e| at(seq, Fault::Refused(e)))?;
-        self.registry = Arc::new(next);
-        self.membership_entries += 1;
+        self.apply_governance(statement, parsed.id, position, &signers)?;
         if let Some(kept) = &mut self.membership {
             kept.push(prost::Message::encode_to_vec(
                 &Entry {
@@ -752,12 +744,34 @@ impl Replica {
                 .to_wire(),
             ));
         }
-        if let Some(c) = self.registry.coalition()
-            && !self.checkpoints.has_hub_key()
-        {
+        Ok(())
+    }
+
+    /// Applies a governance statement (genesis, membership or settings change) to the
+    /// registry, refused as a whole if the change is not possible here; then takes the hub
+    /// keys the settings name for checking checkpoints.
+    fn apply_governance(
+        &mut self,
+        statement: &Statement,
+        id: StatementId,
+        position: Position,
+        signers: &[Signer],
+    ) -> Result<(), ReplicaError> {
+        let mut next = (*self.registry).clone();
+        next.apply(statement, id, position, signers).map_err(|e| {
+            let fault = if statement.kind() == Kind::Settings {
+                Fault::SettingsRefused(e)
+            } else {
+                Fault::Refused(e)
+            };
+            at(position.seq, fault)
+        })?;
+        self.registry = Arc::new(next);
+        self.membership_entries += 1;
+        if let Some(c) = self.registry.coalition() {
             self.checkpoints
-                .set_hub(&c.hub_name, c.hub_key)
-                .map_err(|e| at(seq, e))?;
+                .set_hubs(&c.hub_name, &c.settings.hub_keys)
+                .map_err(|e| at(position.seq, e))?;
         }
         Ok(())
     }

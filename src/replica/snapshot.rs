@@ -1,7 +1,7 @@
 //! What a member saves of its replica between syncs, and how it is restored: the pinned
-//! genesis, the membership statements (replayed again, signatures included, on restore), the
-//! Merkle frontier, the last receipt time and the last accepted checkpoint. The statement ids
-//! seen ([`super::SeenIds`]) are the driver's to keep.
+//! genesis, the membership and settings statements (replayed again, signatures included, on
+//! restore), the Merkle frontier, the last receipt time and the last accepted checkpoint. The
+//! statement ids seen ([`super::SeenIds`]) are the driver's to keep.
 
 use super::error::{Fault, Location, ReplicaError};
 use super::{Entry, Replica};
@@ -27,7 +27,8 @@ pub struct Snapshot {
     /// The last accepted signed checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
-    /// Every genesis and membership entry (base64 of the `coalition.v1.SyncEntry` encoding).
+    /// Every governance entry: genesis, membership and settings changes (base64 of the
+    /// `coalition.v1.SyncEntry` encoding).
     pub membership: Vec<String>,
 }
 

@@ -47,6 +47,7 @@ pub fn coalition_to_wire(registry: &Registry, log_size: u64) -> Option<pb::Coali
             .map(ToString::to_string)
             .collect(),
         log_size,
+        settings: Some(c.settings.to_wire()),
     })
 }
 

@@ -4,6 +4,14 @@
 //! last one; plus on demand (`refresh`). Every checkpoint is flushed to disk before anyone can
 //! read it, and the store keeps the first checkpoint of each size forever.
 //!
+//! Each checkpoint is signed with the hub key the replayed log assigns to its size (the
+//! genesis key, then the key each rotation names for sizes above its position), chosen from
+//! the keys the hub holds; one it does not hold is never replaced by another: the error is
+//! logged and no checkpoint is published until the hub restarts with that key. When a
+//! rotation was logged since the last checkpoint, the checkpoint of the log up to the
+//! rotation is published first (under the old key, if held), so members and auditors always
+//! find a checkpoint the key they know verifies.
+//!
 //! At shutdown it keeps answering until the last handle is gone (the `Audit` service, once
 //! its calls in flight are answered), finishes a publication under way, and stops.
 
@@ -42,12 +50,26 @@ pub enum PublishError {
     /// Signing failed (the signer was validated at start-up, so this is a bug).
     #[error("signing the checkpoint failed: {0}")]
     Sign(#[from] CheckpointError),
+    /// The log assigns the checkpoint to a hub key this hub does not hold.
+    #[error(
+        "the log names hub key {key} (rotated in at entry {from_seq}) for a checkpoint of {size} entries, and this hub does not hold it: restart `coalition serve` with --hub-key FILE of that key; no checkpoints are published until then"
+    )]
+    KeyNotHeld {
+        /// The key needed (hex of the public key).
+        key: String,
+        /// Where the log named it.
+        from_seq: u64,
+        /// The checkpoint's size.
+        size: u64,
+    },
     /// The publishing task is gone (the hub is shutting down, or it failed).
     #[error("the checkpoint publisher is not running")]
     Stopped,
 }
 
-type Reply = oneshot::Sender<Result<PublishedCheckpoint, String>>;
+/// An on-demand publication's answer: a missing hub key travels as such (the caller's status
+/// names it), any other failure as its text.
+type Reply = oneshot::Sender<Result<PublishedCheckpoint, Result<PublishError, String>>>;
 
 /// A handle on the publishing task. When every handle is gone, the task ends.
 #[derive(Clone)]
@@ -56,19 +78,20 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts publishing checkpoints of `store`, signed by `signer`, under `policy`. At start
+    /// Starts publishing checkpoints of `store`, signed by whichever of `signers` the log
+    /// assigns to each size (the current hub key, and the next one if given), under `policy`. At start
     /// it publishes at once if the log has no checkpoint yet or has grown past the latest.
     /// The task holds `tracked` until it ends, so that the shutdown waits for it (it does not
     /// stop when the shutdown begins: calls in flight may still ask for a checkpoint).
     pub fn start(
         store: Store,
-        signer: CheckpointSigner,
+        signers: Vec<CheckpointSigner>,
         policy: CheckpointPolicy,
         tracked: Listener,
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
-            run(store, signer, policy, rx).await;
+            run(store, signers, policy, rx).await;
             drop(tracked);
         });
         Checkpointer { requests: tx }
@@ -85,13 +108,13 @@ impl Checkpointer {
         answer
             .await
             .map_err(|_| PublishError::Stopped)?
-            .map_err(|e| PublishError::Store(StoreError::Unavailable(e)))
+            .map_err(|e| e.unwrap_or_else(|e| PublishError::Store(StoreError::Unavailable(e))))
     }
 }
 
 async fn run(
     store: Store,
-    signer: CheckpointSigner,
+    signer: Vec<CheckpointSigner>,
     policy: CheckpointPolicy,
     mut requests: mpsc::Receiver<Reply>,
 ) {
@@ -132,6 +155,10 @@ async fn run(
                     }
                     Err(e) => {
                         tracing::error!("publishing a checkpoint failed: {e}");
+                        if matches!(e, PublishError::KeyNotHeld { .. }) {
+                            metrics::counter!("coalition_checkpoint_key_missing_total")
+                                .increment(1);
+                        }
                         failed = true;
                     }
                 }
@@ -159,12 +186,22 @@ async fn run(
                 } else {
                     latest.clone().ok_or(PublishError::Stopped)
                 };
-                let outcome = outcome.map_err(|e| {
+                if let Err(e) = &outcome {
                     tracing::error!("publishing a checkpoint failed: {e}");
-                    e.to_string()
-                });
+                }
                 for reply in waiting {
-                    let _ = reply.send(outcome.clone());
+                    let answer = match &outcome {
+                        Ok(cp) => Ok(cp.clone()),
+                        Err(PublishError::KeyNotHeld { key, from_seq, size }) => {
+                            Err(Ok(PublishError::KeyNotHeld {
+                                key: key.clone(),
+                                from_seq: *from_seq,
+                                size: *size,
+                            }))
+                        }
+                        Err(e) => Err(Err(e.to_string())),
+                    };
+                    let _ = reply.send(answer);
                 }
             }
             changed = sizes.changed() => if changed.is_err() { return },
@@ -173,20 +210,65 @@ async fn run(
     }
 }
 
-/// Signs the current durable log size and stores the checkpoint (flushed).
+/// Signs the current durable log size and stores the checkpoint (flushed); first, the size
+/// of each hub key rotation logged since the latest checkpoint (under the key it retired).
 async fn publish(
     store: &Store,
-    signer: &CheckpointSigner,
+    signers: &[CheckpointSigner],
 ) -> Result<PublishedCheckpoint, PublishError> {
-    let (store, signer) = (store.clone(), signer.clone());
+    let (store, signers) = (store.clone(), signers.to_vec());
     tokio::task::spawn_blocking(move || {
+        // Size first: the writer publishes the registry before the size, so the registry read
+        // after covers every entry of `size`.
         let size = store.log_size();
-        let root = store.root(size)?;
-        let signed = signer.sign(TreeSize(size), root)?;
+        let registry = store.registry();
+        let latest = store.latest_checkpoint()?.map_or(0, |c| c.size);
+        let settings = registry
+            .coalition()
+            .map(|c| c.settings.clone())
+            .unwrap_or_default();
+        for boundary in settings
+            .hub_keys
+            .iter()
+            .map(|p| p.from_seq)
+            .filter(|s| *s > latest && *s < size)
+        {
+            // Best effort: without the retired key the boundary is skipped.
+            if let Ok(signed) = sign(&store, &signers, &settings, boundary) {
+                store.put_checkpoint(&signed)?;
+            }
+        }
+        let signed = sign(&store, &signers, &settings, size)?;
         let published = store.put_checkpoint(&signed)?;
-        tracing::debug!(size, root = %root, "checkpoint published");
+        tracing::debug!(size, root = %published.root, "checkpoint published");
         Ok(published)
     })
     .await
     .map_err(|_| PublishError::Stopped)?
+}
+
+/// A checkpoint of `size` entries signed with the key the log assigns to that size.
+fn sign(
+    store: &Store,
+    signers: &[CheckpointSigner],
+    settings: &crate::settings::Settings,
+    size: u64,
+) -> Result<crate::log::SignedCheckpoint, PublishError> {
+    let needed = settings.hub_key_for(size);
+    let signer = match needed {
+        None => signers.first(),
+        Some(p) => signers
+            .iter()
+            .find(|s| s.verifier_key().verifying_key() == &p.key),
+    };
+    let Some(signer) = signer else {
+        let p = needed.copied();
+        return Err(PublishError::KeyNotHeld {
+            key: p.map(|p| hex::encode(p.key.as_bytes())).unwrap_or_default(),
+            from_seq: p.map_or(0, |p| p.from_seq),
+            size,
+        });
+    };
+    let root = store.root(size)?;
+    Ok(signer.sign(TreeSize(size), root)?)
 }

@@ -41,6 +41,7 @@ pub struct HubService {
     store: Store,
     matching: Matching,
     shutdown: Listener,
+    quota: super::quota::Quota,
 }
 
 impl HubService {
@@ -48,6 +49,7 @@ impl HubService {
     /// `shutdown` begins.
     pub fn new(store: Store, matching: Matching, shutdown: Listener) -> Self {
         HubService {
+            quota: super::quota::Quota::new(store.clone()),
             store,
             matching,
             shutdown,
@@ -100,13 +102,14 @@ impl pb::hub_server::Hub for HubService {
                 )));
             }
             let (verified, signers) = registry.verify(parsed).map_err(status::entry)?;
-            if verified.header.kind == Kind::Membership {
+            if matches!(verified.header.kind, Kind::Membership | Kind::Settings) {
                 check_cosigner(&signers, &member.id).map_err(status::accept)?;
             }
             Ok::<_, Status>(verified)
         })
         .await
         .map_err(|e| Status::internal(format!("verification task failed: {e}")))??;
+        self.quota.submission(&verified.header)?;
         let appended = self.store.append(verified).await.map_err(status::store)?;
         Ok(Response::new(pb::SubmitResponse {
             receipt: Some(receipt_to_wire(&appended.receipt)),
@@ -127,6 +130,7 @@ impl pb::hub_server::Hub for HubService {
         let peer = auth::PeerCert::of(&request)?;
         let req = request.into_inner();
         let filter = parse_filter(&req)?;
+        self.quota.sync_start(&reader, &filter)?;
         let log_size = self.store.log_size();
         if req.from_seq > log_size {
             return Err(Status::out_of_range(format!(
@@ -143,6 +147,7 @@ impl pb::hub_server::Hub for HubService {
                 from_seq: req.from_seq,
                 filter,
                 follow: req.follow,
+                quota: self.quota.clone(),
             },
             tx,
             self.shutdown.clone(),
@@ -185,12 +190,13 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::MatchRequest>,
     ) -> Result<Response<pb::MatchResponse>, Status> {
-        auth::authorize(
+        let member = auth::authorize(
             &self.store,
             &request,
             &[Role::Member, Role::Auditor],
             "match",
         )?;
+        self.quota.match_query(&member.id)?;
         let req = request.into_inner();
         if req.queries.len() > MAX_QUERIES {
             return Err(Status::invalid_argument(format!(
@@ -349,6 +355,7 @@ struct Feed {
     from_seq: u64,
     filter: SyncFilter,
     follow: bool,
+    quota: super::quota::Quota,
 }
 
 /// Feeds one sync stream: reads durable entries in chunks off the async workers, sends the
@@ -368,6 +375,7 @@ async fn stream_entries(
         from_seq: mut cursor,
         filter,
         follow,
+        quota,
     } = feed;
     let mut size_rx = store.watch_size();
     let mut reported = None;
@@ -397,6 +405,10 @@ async fn stream_entries(
                 // Every entry is sent; one the filter does not select without its body.
                 let selected =
                     filter.is_everything() || entry.header().is_some_and(|h| filter.selects(&h));
+                if let Err(status) = quota.sync_entry(&reader, &entry, selected) {
+                    send(&tx, Err(status), &mut shutdown).await;
+                    return;
+                }
                 let item =
                     pb::sync_response::Item::Entry(entry.into_sync_entry(&registry, selected));
                 let msg = pb::SyncResponse { item: Some(item) };

@@ -10,6 +10,7 @@ mod auth;
 mod checkpointer;
 mod hub;
 mod indexer;
+mod quota;
 pub mod shutdown;
 mod status;
 mod tls;
@@ -70,9 +71,14 @@ pub enum ServerError {
 /// How the hub serves, beyond its listener, store and TLS material.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Signs the log's checkpoints: origin = the genesis hub name, key = the genesis hub key
-    /// (checked at start-up).
+    /// Signs the log's checkpoints: origin = the genesis hub name, key = the hub key the
+    /// replayed log names as current (the genesis key until a settings change rotates it;
+    /// checked at start-up, unless `next_checkpoint_signer` is that key).
     pub checkpoint_signer: CheckpointSigner,
+    /// The hub key a rotation not yet logged will name: once the log rotates to it, the hub
+    /// signs with it, without a restart. Never used for checkpoints the log assigns to
+    /// another key.
+    pub next_checkpoint_signer: Option<CheckpointSigner>,
     /// When checkpoints are published (default: every 1,000 entries or 1 s after growth).
     pub checkpoints: CheckpointPolicy,
     /// A PEM file of certificate revocation lists issued by the coalition CA. Revoked client
@@ -95,6 +101,7 @@ impl ServeOptions {
     pub fn new(checkpoint_signer: CheckpointSigner) -> Self {
         ServeOptions {
             checkpoint_signer,
+            next_checkpoint_signer: None,
             checkpoints: CheckpointPolicy::default(),
             crl: None,
             crl_poll: Duration::from_secs(1),
@@ -103,22 +110,37 @@ impl ServeOptions {
     }
 
     /// Options for the hub founded in `store`: checkpoints signed with `hub_key` under the
-    /// genesis hub name. Fails if the store holds no genesis or `hub_key` is not its hub key.
+    /// genesis hub name. Fails if the store holds no genesis or `hub_key` is not its current
+    /// hub key.
     pub fn for_store(store: &Store, hub_key: SigningKey) -> Result<Self, ServerError> {
+        Self::for_store_rotating(store, hub_key, None)
+    }
+
+    /// [`ServeOptions::for_store`] with the key a coming rotation names (`next`): one of the
+    /// two must be the log's current hub key.
+    pub fn for_store_rotating(
+        store: &Store,
+        hub_key: SigningKey,
+        next: Option<SigningKey>,
+    ) -> Result<Self, ServerError> {
         let registry = store.registry();
         let coalition = registry.coalition().ok_or_else(|| {
             ServerError::Config(
                 "this data directory holds no hub: found one first with `coalition init`".into(),
             )
         })?;
-        let signer = CheckpointSigner::new(&coalition.hub_name, hub_key)
-            .map_err(|e| ServerError::Config(format!("hub name: {e}")))?;
-        let options = ServeOptions::new(signer);
+        let signer = |key| {
+            CheckpointSigner::new(&coalition.hub_name, key)
+                .map_err(|e| ServerError::Config(format!("hub name: {e}")))
+        };
+        let mut options = ServeOptions::new(signer(hub_key)?);
+        options.next_checkpoint_signer = next.map(signer).transpose()?;
         options.check(store)?;
         Ok(options)
     }
 
-    /// The checkpoint signer must be the hub the genesis names.
+    /// One of the checkpoint signers must be the hub's current key and name as the log
+    /// names them.
     fn check(&self, store: &Store) -> Result<(), ServerError> {
         let registry = store.registry();
         let Some(c) = registry.coalition() else {
@@ -127,12 +149,16 @@ impl ServeOptions {
             ));
         };
         let signer = &self.checkpoint_signer;
-        if signer.origin() != c.hub_name || signer.verifier_key().verifying_key() != &c.hub_key {
+        let is_current = |s: &CheckpointSigner| {
+            s.origin() == c.hub_name && s.verifier_key().verifying_key() == &c.hub_key
+        };
+        if !is_current(signer) && !self.next_checkpoint_signer.as_ref().is_some_and(is_current) {
             return Err(ServerError::Config(format!(
-                "the checkpoint signer ({}) is not the hub key and name the genesis names ('{}', key {}): use the hub.sign.key `coalition init` used",
+                "the checkpoint signer ({}) is not the hub's current key and name as the log names them ('{}', key {}, named at entry {}): use the hub.sign.key `coalition init` used, or the key the last hub key rotation named (--hub-key FILE)",
                 signer.verifier_key(),
                 c.hub_name,
-                hex::encode(c.hub_key.as_bytes())
+                hex::encode(c.hub_key.as_bytes()),
+                c.settings.hub_keys.last().map_or(0, |p| p.from_seq)
             )));
         }
         Ok(())
@@ -260,7 +286,9 @@ pub async fn serve(
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let checkpointer = Checkpointer::start(
         store.clone(),
-        options.checkpoint_signer.clone(),
+        std::iter::once(options.checkpoint_signer.clone())
+            .chain(options.next_checkpoint_signer.clone())
+            .collect(),
         options.checkpoints.clone(),
         stop.listener(),
     );

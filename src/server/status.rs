@@ -35,9 +35,10 @@ pub fn entry(e: EntryError) -> Status {
     use EntryError as E;
     match e {
         E::Signature(s) => signature(s),
-        E::UnknownKey { .. } | E::MissingSignerKey(_) | E::HubMustSign(_) => {
-            Status::invalid_argument(e.to_string())
-        }
+        E::UnknownKey { .. }
+        | E::MissingSignerKey(_)
+        | E::HubMustSign(_)
+        | E::NewHubKeyMustSign(_) => Status::invalid_argument(e.to_string()),
         E::UnknownIssuer(_)
         | E::IssuerNotActive { .. }
         | E::NotEntitled { .. }
@@ -53,7 +54,7 @@ pub fn entry(e: EntryError) -> Status {
 /// A statement the hub's replica refuses at its position.
 pub fn replica(e: ReplicaError) -> Status {
     match e.fault {
-        Fault::NotEntitled(e) | Fault::Refused(e) => entry(e),
+        Fault::NotEntitled(e) | Fault::Refused(e) | Fault::SettingsRefused(e) => entry(e),
         Fault::Signature(s) => signature(s),
         Fault::Invalid(s) => statement(s),
         Fault::FromTheFuture { .. } | Fault::VersionNotAnnounced { .. } => {
@@ -113,6 +114,10 @@ pub fn publish(e: PublishError) -> Status {
         PublishError::Sign(e) => {
             tracing::error!("checkpoint signing failed: {e}");
             Status::internal("the hub could not sign a checkpoint; operators: see the hub log")
+        }
+        PublishError::KeyNotHeld { .. } => {
+            tracing::error!("{e}");
+            Status::unavailable(e.to_string())
         }
         PublishError::Stopped => {
             Status::unavailable("the hub is not publishing checkpoints right now; retry later")

@@ -34,6 +34,12 @@ impl SyncFilter {
         }
     }
 
+    /// True if the filter names kinds and every one is governance (genesis, membership,
+    /// settings): such a sync sends no other body.
+    pub fn only_governance(&self) -> bool {
+        !self.kinds.is_empty() && self.kinds.iter().all(|k| k.is_governance())
+    }
+
     /// True if the filter selects everything.
     pub fn is_everything(&self) -> bool {
         self.kinds.is_empty()
@@ -42,10 +48,11 @@ impl SyncFilter {
             && self.issuers.is_empty()
     }
 
-    /// Whether the statement with this header is selected. Genesis and membership statements
-    /// are always selected: every reader needs them whole to replay membership.
+    /// Whether the statement with this header is selected. Governance statements (genesis,
+    /// membership, settings) are always selected: every reader needs them whole to replay
+    /// membership and settings.
     pub fn selects(&self, header: &Header) -> bool {
-        if matches!(header.kind, Kind::Genesis | Kind::Membership) {
+        if header.kind.is_governance() {
             return true;
         }
         (self.kinds.is_empty() || self.kinds.contains(&header.kind))

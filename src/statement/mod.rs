@@ -21,6 +21,7 @@ pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};
 
 use crate::membership::{Change, Genesis, KeyId, MemberId};
 use crate::pb;
+use crate::settings::SettingsChange;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -62,6 +63,8 @@ pub enum Body {
     Genesis(Genesis),
     /// A membership change signed by admins.
     Membership(Change),
+    /// A settings change signed by admins.
+    Settings(SettingsChange),
 }
 
 /// The kinds of statement, as filters and summaries name them.
@@ -75,6 +78,8 @@ pub enum Kind {
     Genesis,
     /// [`Body::Membership`].
     Membership,
+    /// [`Body::Settings`].
+    Settings,
 }
 
 /// A set of hashes of known material.
@@ -354,10 +359,13 @@ impl Body {
             Some(pb::statement_body::Body::Membership(change)) => {
                 Body::Membership(Change::from_wire(change)?)
             }
+            Some(pb::statement_body::Body::Settings(change)) => {
+                Body::Settings(SettingsChange::from_wire(change)?)
+            }
             None => {
                 return Err(StatementError::invalid(
                     "body",
-                    "missing: set hash_set, risk_signal, genesis or membership",
+                    "missing: set hash_set, risk_signal, genesis, membership or settings",
                 ));
             }
         })
@@ -371,6 +379,7 @@ impl Body {
                 Body::RiskSignal(signal) => pb::statement_body::Body::RiskSignal(signal.to_wire()),
                 Body::Genesis(genesis) => pb::statement_body::Body::Genesis(genesis.to_wire()),
                 Body::Membership(change) => pb::statement_body::Body::Membership(change.to_wire()),
+                Body::Settings(change) => pb::statement_body::Body::Settings(change.to_wire()),
             }),
         }
     }
@@ -382,6 +391,7 @@ impl Body {
             Body::RiskSignal(_) => Kind::RiskSignal,
             Body::Genesis(_) => Kind::Genesis,
             Body::Membership(_) => Kind::Membership,
+            Body::Settings(_) => Kind::Settings,
         }
     }
 
@@ -395,7 +405,9 @@ impl Body {
                     _ => None,
                 }))
             }
-            Body::Genesis(_) | Body::Membership(_) => Box::new(std::iter::empty()),
+            Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) => {
+                Box::new(std::iter::empty())
+            }
         }
     }
 
@@ -474,6 +486,7 @@ impl Kind {
             Kind::RiskSignal => pb::StatementKind::RiskSignal,
             Kind::Genesis => pb::StatementKind::Genesis,
             Kind::Membership => pb::StatementKind::Membership,
+            Kind::Settings => pb::StatementKind::Settings,
         }
     }
 
@@ -484,6 +497,7 @@ impl Kind {
             pb::StatementKind::RiskSignal => Some(Kind::RiskSignal),
             pb::StatementKind::Genesis => Some(Kind::Genesis),
             pb::StatementKind::Membership => Some(Kind::Membership),
+            pb::StatementKind::Settings => Some(Kind::Settings),
             pb::StatementKind::Unspecified => None,
         }
     }
@@ -495,16 +509,25 @@ impl Kind {
             Kind::RiskSignal => "risk_signal",
             Kind::Genesis => "genesis",
             Kind::Membership => "membership",
+            Kind::Settings => "settings",
         }
     }
 
-    /// Parses a name (`hash_set`, `risk_signal`, `genesis`, `membership`).
+    /// Governance: the genesis, membership and settings changes. Every reader receives them
+    /// whole (filters always select them), they replay into the registry, and quotas never
+    /// count them.
+    pub fn is_governance(self) -> bool {
+        matches!(self, Kind::Genesis | Kind::Membership | Kind::Settings)
+    }
+
+    /// Parses a name (`hash_set`, `risk_signal`, `genesis`, `membership`, `settings`).
     pub fn parse(s: &str) -> Option<Kind> {
         [
             Kind::HashSet,
             Kind::RiskSignal,
             Kind::Genesis,
             Kind::Membership,
+            Kind::Settings,
         ]
         .into_iter()
         .find(|k| k.name() == s)

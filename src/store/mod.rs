@@ -25,7 +25,7 @@ pub use record::{StoredEntry, leaf_data};
 use crate::log::{self, Frontier, Hash, NodeSource, TreeSize};
 use crate::membership::{Member, MemberId, Position, Registry};
 use crate::replica::{Replica, ReplicaError, SeenIds};
-use crate::statement::{Kind, StatementId, Verified};
+use crate::statement::{StatementId, Verified};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::Path;
@@ -551,7 +551,7 @@ impl Writer {
             return Ok(Err(e));
         }
         let received_at_ms = position.received_at_ms;
-        if matches!(job.verified.header.kind, Kind::Genesis | Kind::Membership) {
+        if job.verified.header.kind.is_governance() {
             group.registry_changed = true;
             group.batch.insert(&membership_key(seq)[..], &[][..]);
         }

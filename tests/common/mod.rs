@@ -418,6 +418,7 @@ pub fn wire_header(
         Some(pb::statement_body::Body::Membership(_)) => {
             (pb::StatementKind::Membership, Vec::new())
         }
+        Some(pb::statement_body::Body::Settings(_)) => (pb::StatementKind::Settings, Vec::new()),
         None => (pb::StatementKind::Unspecified, Vec::new()),
     };
     let mut hash_types: Vec<i32> = entries.iter().map(|e| e.r#type).collect();

@@ -1,0 +1,413 @@
+//! Coalition settings: the admin-quorum statement that sets coalition-wide policy (per-member
+//! quotas, the hub's checkpoint key), parsed from its wire form with every field checked, and
+//! the settings in force as the log replays them.
+//!
+//! Pure, no I/O. Settings are grouped in sections; a [`SettingsChange`] replaces one section
+//! whole. Whether a change may be logged where it is (quorum, the new hub key's signature, no
+//! key reuse) is decided by `membership::Registry`, which holds the [`Settings`] it replays.
+
+use crate::membership::{KeyId, MemberId, parse_public_key};
+use crate::pb;
+use crate::statement::{StatementError, check_text};
+use ed25519_dalek::VerifyingKey;
+use std::collections::BTreeMap;
+
+/// Most characters in a settings change's reason.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// Most per-member quota overrides one quota policy may name.
+pub const MAX_MEMBER_QUOTAS: usize = 1024;
+
+/// A settings change and why it was made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SettingsChange {
+    /// Free text for the history.
+    pub reason: String,
+    /// The section it replaces.
+    pub section: Section,
+}
+
+/// One section of the settings, as a change sets it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Section {
+    /// The whole quota policy.
+    Quotas(Quotas),
+    /// A new hub checkpoint key (the envelope must also be signed by it).
+    HubKey(VerifyingKey),
+}
+
+/// Rate limits of one member; `None` is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaLimits {
+    /// Non-governance statements submitted per minute.
+    pub submissions_per_minute: Option<u64>,
+    /// Non-governance statements submitted per day.
+    pub submissions_per_day: Option<u64>,
+    /// Bytes of non-governance entries sent by Sync per minute.
+    pub sync_bytes_per_minute: Option<u64>,
+    /// Bytes of non-governance entries sent by Sync per day.
+    pub sync_bytes_per_day: Option<u64>,
+    /// Match calls per minute.
+    pub match_queries_per_minute: Option<u64>,
+    /// Match calls per day.
+    pub match_queries_per_day: Option<u64>,
+}
+
+/// The quota policy: defaults for everyone and per-member overrides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// Limits of every member not named in `members`.
+    pub default_limits: QuotaLimits,
+    /// Overrides by member.
+    pub members: BTreeMap<MemberId, QuotaLimits>,
+}
+
+/// A hub checkpoint key and where it took over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubKeyPeriod {
+    /// The key.
+    pub key: VerifyingKey,
+    /// The log position of the statement that named it (0: the genesis). It signs every
+    /// checkpoint of a tree size above this, up to the next rotation.
+    pub from_seq: u64,
+}
+
+/// The settings in force at some point of the log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    /// Settings changes applied so far.
+    pub revision: u64,
+    /// The quota policy (default: unlimited).
+    pub quotas: Quotas,
+    /// Every hub checkpoint key, oldest first (the genesis key first).
+    pub hub_keys: Vec<HubKeyPeriod>,
+}
+
+impl QuotaLimits {
+    fn from_wire(w: &pb::QuotaLimits) -> Self {
+        let limit = |v: u64| (v > 0).then_some(v);
+        QuotaLimits {
+            submissions_per_minute: limit(w.submissions_per_minute),
+            submissions_per_day: limit(w.submissions_per_day),
+            sync_bytes_per_minute: limit(w.sync_bytes_per_minute),
+            sync_bytes_per_day: limit(w.sync_bytes_per_day),
+            match_queries_per_minute: limit(w.match_queries_per_minute),
+            match_queries_per_day: limit(w.match_queries_per_day),
+        }
+    }
+
+    /// The wire form (unlimited is 0).
+    pub fn to_wire(&self) -> pb::QuotaLimits {
+        let v = |l: Option<u64>| l.unwrap_or(0);
+        pb::QuotaLimits {
+            submissions_per_minute: v(self.submissions_per_minute),
+            submissions_per_day: v(self.submissions_per_day),
+            sync_bytes_per_minute: v(self.sync_bytes_per_minute),
+            sync_bytes_per_day: v(self.sync_bytes_per_day),
+            match_queries_per_minute: v(self.match_queries_per_minute),
+            match_queries_per_day: v(self.match_queries_per_day),
+        }
+    }
+
+    /// Whether every limit is unlimited.
+    pub fn is_unlimited(&self) -> bool {
+        *self == QuotaLimits::default()
+    }
+
+    fn describe(&self) -> String {
+        if self.is_unlimited() {
+            return "unlimited".into();
+        }
+        let parts = [
+            ("submissions/min", self.submissions_per_minute),
+            ("submissions/day", self.submissions_per_day),
+            ("sync bytes/min", self.sync_bytes_per_minute),
+            ("sync bytes/day", self.sync_bytes_per_day),
+            ("matches/min", self.match_queries_per_minute),
+            ("matches/day", self.match_queries_per_day),
+        ];
+        parts
+            .iter()
+            .filter_map(|(name, l)| l.map(|v| format!("{v} {name}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Quotas {
+    /// Parses and checks a quota policy; `at` is the field path.
+    pub fn from_wire(wire: pb::Quotas, at: &str) -> Result<Self, StatementError> {
+        if wire.members.len() > MAX_MEMBER_QUOTAS {
+            return Err(StatementError::invalid(
+                format!("{at}.members"),
+                format!(
+                    "at most {MAX_MEMBER_QUOTAS} member overrides, got {}",
+                    wire.members.len()
+                ),
+            ));
+        }
+        let mut members = BTreeMap::new();
+        let mut last: Option<MemberId> = None;
+        for (i, m) in wire.members.iter().enumerate() {
+            let field = format!("{at}.members[{i}].member_id");
+            let id = MemberId::parse(&m.member_id)
+                .map_err(|e| StatementError::invalid(&field, e.to_string()))?;
+            if last.as_ref().is_some_and(|l| l >= &id) {
+                return Err(StatementError::invalid(
+                    field,
+                    "member ids must be ascending, each once",
+                ));
+            }
+            let limits = m.limits.as_ref().ok_or_else(|| {
+                StatementError::invalid(
+                    format!("{at}.members[{i}].limits"),
+                    "missing: set the member's limits (0 is unlimited)",
+                )
+            })?;
+            members.insert(id.clone(), QuotaLimits::from_wire(limits));
+            last = Some(id);
+        }
+        Ok(Quotas {
+            default_limits: wire
+                .default_limits
+                .as_ref()
+                .map(QuotaLimits::from_wire)
+                .unwrap_or_default(),
+            members,
+        })
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> pb::Quotas {
+        pb::Quotas {
+            default_limits: (!self.default_limits.is_unlimited())
+                .then(|| self.default_limits.to_wire()),
+            members: self
+                .members
+                .iter()
+                .map(|(id, l)| pb::MemberQuota {
+                    member_id: id.to_string(),
+                    limits: Some(l.to_wire()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The limits of one member.
+    pub fn limits(&self, member: &MemberId) -> QuotaLimits {
+        self.members
+            .get(member)
+            .copied()
+            .unwrap_or(self.default_limits)
+    }
+
+    fn describe(&self) -> String {
+        let mut text = format!("quotas: default {}", self.default_limits.describe());
+        for (id, l) in &self.members {
+            text.push_str(&format!("; '{id}' {}", l.describe()));
+        }
+        text
+    }
+}
+
+impl SettingsChange {
+    /// Parses and checks a settings change.
+    pub fn from_wire(wire: pb::SettingsChange) -> Result<Self, StatementError> {
+        use pb::settings_change::Section as W;
+        let reason = check_text("settings.reason", wire.reason, 0, MAX_REASON_CHARS)?;
+        let section = match wire.section {
+            Some(W::Quotas(q)) => Section::Quotas(Quotas::from_wire(q, "settings.quotas")?),
+            Some(W::HubKey(k)) => {
+                Section::HubKey(parse_public_key(&k.hub_public_key).map_err(|reason| {
+                    StatementError::invalid("settings.hub_key.hub_public_key", reason)
+                })?)
+            }
+            None => {
+                return Err(StatementError::invalid(
+                    "settings.section",
+                    "missing: set quotas or hub_key",
+                ));
+            }
+        };
+        Ok(SettingsChange { reason, section })
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> pb::SettingsChange {
+        use pb::settings_change::Section as W;
+        pb::SettingsChange {
+            reason: self.reason.clone(),
+            section: Some(match &self.section {
+                Section::Quotas(q) => W::Quotas(q.to_wire()),
+                Section::HubKey(k) => W::HubKey(pb::HubKeyRotation {
+                    hub_public_key: k.to_bytes().to_vec(),
+                }),
+            }),
+        }
+    }
+
+    /// The new hub key, for a rotation.
+    pub fn new_hub_key(&self) -> Option<&VerifyingKey> {
+        match &self.section {
+            Section::HubKey(k) => Some(k),
+            Section::Quotas(_) => None,
+        }
+    }
+
+    /// One line saying what the change does.
+    pub fn describe(&self) -> String {
+        match &self.section {
+            Section::Quotas(q) => format!("set {}", q.describe()),
+            Section::HubKey(k) => format!(
+                "rotate the hub checkpoint key to {} (its public key {})",
+                KeyId::of(k),
+                hex::encode(k.as_bytes())
+            ),
+        }
+    }
+}
+
+impl Settings {
+    /// The settings at the genesis: defaults, and the genesis hub key.
+    pub fn founded(hub_key: VerifyingKey) -> Self {
+        Settings {
+            revision: 0,
+            quotas: Quotas::default(),
+            hub_keys: vec![HubKeyPeriod {
+                key: hub_key,
+                from_seq: 0,
+            }],
+        }
+    }
+
+    /// The hub key that signs checkpoints of `size` entries: the one named last by a
+    /// statement at a position below `size` (the genesis key for sizes up to the first
+    /// rotation's position).
+    pub fn hub_key_for(&self, size: u64) -> Option<&HubKeyPeriod> {
+        self.hub_keys
+            .iter()
+            .rev()
+            .find(|p| p.from_seq < size)
+            .or(self.hub_keys.first())
+    }
+
+    /// The wire form, for `GetCoalition`.
+    pub fn to_wire(&self) -> pb::CoalitionSettings {
+        pb::CoalitionSettings {
+            revision: self.revision,
+            quotas: Some(self.quotas.to_wire()),
+            hub_keys: self
+                .hub_keys
+                .iter()
+                .map(|p| pb::HubKeyPeriod {
+                    hub_public_key: p.key.to_bytes().to_vec(),
+                    from_seq: p.from_seq,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn limits(per_minute: u64) -> pb::QuotaLimits {
+        pb::QuotaLimits {
+            submissions_per_minute: per_minute,
+            ..Default::default()
+        }
+    }
+
+    fn quotas(members: &[&str]) -> pb::SettingsChange {
+        pb::SettingsChange {
+            reason: "r".into(),
+            section: Some(pb::settings_change::Section::Quotas(pb::Quotas {
+                default_limits: Some(limits(5)),
+                members: members
+                    .iter()
+                    .map(|m| pb::MemberQuota {
+                        member_id: (*m).into(),
+                        limits: Some(limits(0)),
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
+    #[test]
+    fn changes_parse_and_round_trip() {
+        let ok = SettingsChange::from_wire(quotas(&["acme", "beta"])).expect("valid");
+        assert_eq!(SettingsChange::from_wire(ok.to_wire()).expect("again"), ok);
+        let Section::Quotas(q) = &ok.section else {
+            panic!("quotas")
+        };
+        let acme = MemberId::parse("acme").expect("id");
+        let other = MemberId::parse("zeta").expect("id");
+        assert!(q.limits(&acme).is_unlimited());
+        assert_eq!(q.limits(&other).submissions_per_minute, Some(5));
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let rotation = SettingsChange {
+            reason: String::new(),
+            section: Section::HubKey(key),
+        };
+        assert_eq!(
+            SettingsChange::from_wire(rotation.to_wire()).expect("rotation"),
+            rotation
+        );
+    }
+
+    #[test]
+    fn bad_changes_name_the_field() {
+        let cases: Vec<(pb::SettingsChange, &str)> = vec![
+            (
+                quotas(&["beta", "acme"]),
+                "settings.quotas.members[1].member_id",
+            ),
+            (
+                quotas(&["acme", "acme"]),
+                "settings.quotas.members[1].member_id",
+            ),
+            (
+                quotas(&["Not An Id"]),
+                "settings.quotas.members[0].member_id",
+            ),
+            (
+                pb::SettingsChange {
+                    reason: String::new(),
+                    section: None,
+                },
+                "settings.section",
+            ),
+            (
+                pb::SettingsChange {
+                    reason: String::new(),
+                    section: Some(pb::settings_change::Section::HubKey(pb::HubKeyRotation {
+                        hub_public_key: vec![1; 31],
+                    })),
+                },
+                "settings.hub_key.hub_public_key",
+            ),
+        ];
+        for (wire, field) in cases {
+            match SettingsChange::from_wire(wire) {
+                Err(StatementError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hub_key_for_switches_after_the_rotation_position() {
+        let k0 = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let k1 = SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let mut s = Settings::founded(k0);
+        s.hub_keys.push(HubKeyPeriod {
+            key: k1,
+            from_seq: 5,
+        });
+        for (size, key) in [(0, k0), (1, k0), (5, k0), (6, k1), (100, k1)] {
+            assert_eq!(s.hub_key_for(size).map(|p| p.key), Some(key), "size {size}");
+        }
+    }
+}
