@@ -6,7 +6,9 @@
 //!
 //! At shutdown it keeps answering until the last handle is gone (the `Audit` service, once
 //! its calls in flight are answered), finishes a publication under way, and stops.
+//! A failed publication marks it down in the hub's health until one succeeds.
 
+use super::health::{Component, HealthState};
 use super::shutdown::Listener;
 use crate::log::{CheckpointError, CheckpointSigner, TreeSize};
 use crate::store::{PublishedCheckpoint, Store, StoreError};
@@ -64,11 +66,12 @@ impl Checkpointer {
         store: Store,
         signer: CheckpointSigner,
         policy: CheckpointPolicy,
+        health: HealthState,
         tracked: Listener,
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
-            run(store, signer, policy, rx).await;
+            run(store, signer, policy, rx, health).await;
             drop(tracked);
         });
         Checkpointer { requests: tx }
@@ -94,18 +97,25 @@ async fn run(
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
     mut requests: mpsc::Receiver<Reply>,
+    health: HealthState,
 ) {
+    let down = |reason: String| {
+        health.set_down(
+            Component::Checkpointer,
+            format!("publishing a checkpoint failed: {reason}"),
+        )
+    };
     let mut sizes = store.watch_size();
     let mut latest = {
         let store = store.clone();
         match tokio::task::spawn_blocking(move || store.latest_checkpoint()).await {
             Ok(Ok(latest)) => latest,
             Ok(Err(e)) => {
-                tracing::error!("checkpoints unavailable, not publishing: {e}");
+                down(format!("the latest checkpoint cannot be read, restart the hub: {e}"));
                 return;
             }
             Err(e) => {
-                tracing::error!("checkpoint task failed: {e}");
+                down(format!("the task failed, restart the hub: {e}"));
                 return;
             }
         }
@@ -129,9 +139,10 @@ async fn run(
                     Ok(cp) => {
                         latest = Some(cp);
                         failed = false;
+                        health.set_up(Component::Checkpointer);
                     }
                     Err(e) => {
-                        tracing::error!("publishing a checkpoint failed: {e}");
+                        down(e.to_string());
                         failed = true;
                     }
                 }
@@ -152,17 +163,18 @@ async fn run(
                     last_attempt = Some(Instant::now());
                     let outcome = publish(&store, &signer).await;
                     failed = outcome.is_err();
-                    if let Ok(cp) = &outcome {
-                        latest = Some(cp.clone());
+                    match &outcome {
+                        Ok(cp) => {
+                            latest = Some(cp.clone());
+                            health.set_up(Component::Checkpointer);
+                        }
+                        Err(e) => down(e.to_string()),
                     }
                     outcome
                 } else {
                     latest.clone().ok_or(PublishError::Stopped)
                 };
-                let outcome = outcome.map_err(|e| {
-                    tracing::error!("publishing a checkpoint failed: {e}");
-                    e.to_string()
-                });
+                let outcome = outcome.map_err(|e| e.to_string());
                 for reply in waiting {
                     let _ = reply.send(outcome.clone());
                 }
