@@ -299,7 +299,11 @@ async fn metrics_cost(
             hub.stop()?;
             let r = hashes / took.as_secs_f64();
             println!("  run {run}, metrics {ops}: {} hashes/s", fmt_rate(r));
-            if metrics { with.push(r) } else { without.push(r) }
+            if metrics {
+                with.push(r)
+            } else {
+                without.push(r)
+            }
         }
     }
     let (on, off) = (median(&mut with), median(&mut without));

@@ -104,7 +104,10 @@ impl Founded {
             }
         };
         let log = db.open_tree("log").expect("log tree");
-        assert!(log.get(key).expect("get").is_some(), "damaging a missing key");
+        assert!(
+            log.get(key).expect("get").is_some(),
+            "damaging a missing key"
+        );
         log.insert(key, value).expect("insert");
         db.flush().expect("flush");
     }
@@ -302,15 +305,28 @@ async fn a_damaged_log_entry_stops_the_indexer_and_the_hub_says_so() {
         ),
         "{body}"
     );
-    assert!(hub.log().contains("health: indexer is down"), "{}", hub.log());
+    assert!(
+        hub.log().contains("health: indexer is down"),
+        "{}",
+        hub.log()
+    );
     let ch = channel(&hub.addr, &f.tls()).await;
     wait_for_status(&ch, HUB, ServingStatus::NotServing).await;
     wait_for_status(&ch, "", ServingStatus::NotServing).await;
     // What does not need the index goes on.
-    assert_eq!(health(&ch, AUDIT).await.expect("audit"), ServingStatus::Serving as i32);
-    assert_eq!(health(&ch, ADMIN).await.expect("admin"), ServingStatus::Serving as i32);
+    assert_eq!(
+        health(&ch, AUDIT).await.expect("audit"),
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        health(&ch, ADMIN).await.expect("admin"),
+        ServingStatus::Serving as i32
+    );
     let (_, metrics) = hub.get("/metrics");
-    assert!(metrics.contains("coalition_component_up{component=\"indexer\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("coalition_component_up{component=\"indexer\"} 0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("coalition_serving 0"), "{metrics}");
 }
 
@@ -334,11 +350,18 @@ async fn a_store_that_cannot_write_makes_the_hub_not_serving() {
         "{body}"
     );
     wait_for_status(&ch, HUB, ServingStatus::NotServing).await;
-    assert_eq!(health(&ch, ADMIN).await.expect("admin"), ServingStatus::Serving as i32);
+    assert_eq!(
+        health(&ch, ADMIN).await.expect("admin"),
+        ServingStatus::Serving as i32
+    );
     // Every later write is refused too, until a restart.
     let later = client.submit(f.hash_set(2, 5)).await.expect_err("refused");
     assert!(format!("{later}").contains("cannot write"), "{later}");
-    assert!(hub.log().contains("health: writer is down"), "{}", hub.log());
+    assert!(
+        hub.log().contains("health: writer is down"),
+        "{}",
+        hub.log()
+    );
 }
 
 #[tokio::test]
@@ -351,7 +374,10 @@ async fn health_and_reflection_answer_active_members_only() {
         .await
         .expect("suspend acme");
     let active = channel(&t.addr, &t.tls("auditor")).await;
-    assert_eq!(health(&active, HUB).await.expect("health"), ServingStatus::Serving as i32);
+    assert_eq!(
+        health(&active, HUB).await.expect("health"),
+        ServingStatus::Serving as i32
+    );
     for (who, code, says) in [
         ("globex", tonic::Code::PermissionDenied, "removed"),
         ("acme", tonic::Code::PermissionDenied, "suspended"),
@@ -360,10 +386,16 @@ async fn health_and_reflection_answer_active_members_only() {
         let ch = channel(&t.addr, &t.tls(who)).await;
         let refused = health(&ch, HUB).await.expect_err("refused");
         assert_eq!(refused.code(), code, "{who}: {refused:?}");
-        assert!(refused.message().contains(says), "{who}: {}", refused.message());
+        assert!(
+            refused.message().contains(says),
+            "{who}: {}",
+            refused.message()
+        );
         let refused = list_services_v1(&ch).await.expect_err("reflection refused");
         assert_eq!(refused.code(), code, "{who}: {refused:?}");
-        let refused = list_services_v1alpha(&ch).await.expect_err("v1alpha refused");
+        let refused = list_services_v1alpha(&ch)
+            .await
+            .expect_err("v1alpha refused");
         assert_eq!(refused.code(), code, "{who}: {refused:?}");
     }
     for names in [
@@ -371,16 +403,19 @@ async fn health_and_reflection_answer_active_members_only() {
         list_services_v1alpha(&active).await.expect("v1alpha"),
     ] {
         for want in [HUB, ADMIN, AUDIT, "grpc.health.v1.Health"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
     }
 }
 
 async fn list_services_v1(ch: &tonic::transport::Channel) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -399,10 +434,10 @@ async fn list_services_v1(ch: &tonic::transport::Channel) -> Result<Vec<String>,
 async fn list_services_v1alpha(
     ch: &tonic::transport::Channel,
 ) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -425,7 +460,11 @@ async fn access(
     request: pb::ListAccessRequest,
 ) -> Result<pb::ListAccessResponse, tonic::Status> {
     let mut client = t.client(who).await;
-    client.admin.list_access(request).await.map(|r| r.into_inner())
+    client
+        .admin
+        .list_access(request)
+        .await
+        .map(|r| r.into_inner())
 }
 
 #[tokio::test]
@@ -450,11 +489,20 @@ async fn the_access_log_counts_who_synced_and_matched_for_admins_and_auditors() 
         .into_inner();
     assert_eq!(answer.results[0].matches.len(), 1);
     let everything = pb::ListAccessRequest::default();
-    let log = access(&t, "auditor", everything.clone()).await.expect("auditor reads");
-    let mine: Vec<&pb::AccessRecord> = log.records.iter().filter(|r| r.member_id == "acme").collect();
+    let log = access(&t, "auditor", everything.clone())
+        .await
+        .expect("auditor reads");
+    let mine: Vec<&pb::AccessRecord> = log
+        .records
+        .iter()
+        .filter(|r| r.member_id == "acme")
+        .collect();
     assert_eq!(mine.len(), 2, "{:?}", log.records);
     let (sync, matched) = (mine[0], mine[1]);
-    assert_eq!((sync.rpc.as_str(), sync.entries), ("Sync", entries.len() as u64));
+    assert_eq!(
+        (sync.rpc.as_str(), sync.entries),
+        ("Sync", entries.len() as u64)
+    );
     assert!(sync.bytes > 0 && sync.ended_at_ms >= sync.started_at_ms);
     assert_eq!(
         (matched.rpc.as_str(), matched.queries, matched.hits),
@@ -465,23 +513,82 @@ async fn the_access_log_counts_who_synced_and_matched_for_admins_and_auditors() 
     assert!(!encoded.windows(secret.len()).any(|w| w == secret));
     assert!(access(&t, "admin", everything.clone()).await.is_ok());
     // Members do not read it.
-    let refused = access(&t, "acme", everything.clone()).await.expect_err("member");
+    let refused = access(&t, "acme", everything.clone())
+        .await
+        .expect_err("member");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
-    assert!(refused.message().contains("read the access log"), "{}", refused.message());
+    assert!(
+        refused.message().contains("read the access log"),
+        "{}",
+        refused.message()
+    );
     // Paging, a member filter and a time range.
-    let first = access(&t, "admin", pb::ListAccessRequest { member_id: "acme".into(), limit: 1, ..Default::default() }).await.expect("page 1");
+    let first = access(
+        &t,
+        "admin",
+        pb::ListAccessRequest {
+            member_id: "acme".into(),
+            limit: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("page 1");
     assert_eq!(first.records.len(), 1);
     assert_eq!(first.records[0].rpc, "Sync");
-    let second = access(&t, "admin", pb::ListAccessRequest { member_id: "acme".into(), limit: 1, page_token: first.next_page_token, ..Default::default() }).await.expect("page 2");
+    let second = access(
+        &t,
+        "admin",
+        pb::ListAccessRequest {
+            member_id: "acme".into(),
+            limit: 1,
+            page_token: first.next_page_token,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("page 2");
     assert_eq!(second.records.len(), 1);
     assert_eq!(second.records[0].rpc, "Match");
-    let later = access(&t, "admin", pb::ListAccessRequest { from_ms: matched.ended_at_ms + 1, ..Default::default() }).await.expect("later");
-    assert!(later.records.iter().all(|r| r.started_at_ms > matched.ended_at_ms));
+    let later = access(
+        &t,
+        "admin",
+        pb::ListAccessRequest {
+            from_ms: matched.ended_at_ms + 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("later");
+    assert!(
+        later
+            .records
+            .iter()
+            .all(|r| r.started_at_ms > matched.ended_at_ms)
+    );
     // Bad requests name the field.
     for (bad, says) in [
-        (pb::ListAccessRequest { limit: 1001, ..Default::default() }, "limit: at most 1000"),
-        (pb::ListAccessRequest { page_token: vec![1, 2], ..Default::default() }, "page_token"),
-        (pb::ListAccessRequest { member_id: "Not An Id".into(), ..Default::default() }, "member_id"),
+        (
+            pb::ListAccessRequest {
+                limit: 1001,
+                ..Default::default()
+            },
+            "limit: at most 1000",
+        ),
+        (
+            pb::ListAccessRequest {
+                page_token: vec![1, 2],
+                ..Default::default()
+            },
+            "page_token",
+        ),
+        (
+            pb::ListAccessRequest {
+                member_id: "Not An Id".into(),
+                ..Default::default()
+            },
+            "member_id",
+        ),
     ] {
         let refused = access(&t, "admin", bad).await.expect_err("bad request");
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
@@ -535,11 +642,26 @@ async fn the_operations_listener_serves_metrics_and_json_logs() {
         std::thread::sleep(Duration::from_millis(20));
     };
     for (name, want) in [
-        ("grpc_server_started_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\"}", 2.0),
-        ("grpc_server_handled_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\",grpc_code=\"OK\"}", 1.0),
-        ("grpc_server_handled_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\",grpc_code=\"InvalidArgument\"}", 1.0),
-        ("grpc_server_handled_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Sync\",grpc_code=\"OK\"}", 1.0),
-        ("grpc_server_handling_seconds_count{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\"}", 2.0),
+        (
+            "grpc_server_started_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\"}",
+            2.0,
+        ),
+        (
+            "grpc_server_handled_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\",grpc_code=\"OK\"}",
+            1.0,
+        ),
+        (
+            "grpc_server_handled_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\",grpc_code=\"InvalidArgument\"}",
+            1.0,
+        ),
+        (
+            "grpc_server_handled_total{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Sync\",grpc_code=\"OK\"}",
+            1.0,
+        ),
+        (
+            "grpc_server_handling_seconds_count{grpc_service=\"coalition.v1.Hub\",grpc_method=\"Submit\"}",
+            2.0,
+        ),
         ("coalition_ingested_statements_total", 1.0),
         ("coalition_ingested_hashes_total", 7.0),
         ("coalition_refusals_total{reason=\"bad_signature\"}", 1.0),
@@ -552,18 +674,34 @@ async fn the_operations_listener_serves_metrics_and_json_logs() {
     ] {
         assert_eq!(sample(&page, name), Some(want), "{name} in\n{page}");
     }
-    assert!(page.contains("# TYPE grpc_server_handling_seconds histogram"), "{page}");
-    assert!(sample(&page, "coalition_checkpoint_age_seconds").is_some(), "{page}");
+    assert!(
+        page.contains("# TYPE grpc_server_handling_seconds histogram"),
+        "{page}"
+    );
+    assert!(
+        sample(&page, "coalition_checkpoint_age_seconds").is_some(),
+        "{page}"
+    );
     // Every log line is one JSON object.
     let log = hub.log();
     for line in log.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v.get("level").is_some(), "{line}");
     }
     // The access log from the command line (acme is an admin here).
     let (code, out, err) = coalition(
         f.dir.path(),
-        &["admin", "access-log", "--as", "acme", "--hub", &hub.addr, "--certs", f.certs.to_str().expect("utf-8")],
+        &[
+            "admin",
+            "access-log",
+            "--as",
+            "acme",
+            "--hub",
+            &hub.addr,
+            "--certs",
+            f.certs.to_str().expect("utf-8"),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let line = out.lines().next().unwrap_or_default();
@@ -579,7 +717,10 @@ fn the_config_file_sets_serve_flags_and_the_command_line_wins() {
     let (code, _, err) = coalition(dir.path(), &["serve", "--config", path]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&format!("{path}: unknown key 'listne'")), "{err}");
+    assert!(
+        err.contains(&format!("{path}: unknown key 'listne'")),
+        "{err}"
+    );
     assert!(err.contains("listen, certs"), "the keys are listed: {err}");
     std::fs::write(&config, "cache-mib = \"many\"\n").expect("write");
     let (code, _, err) = coalition(dir.path(), &["serve", "--config", path]);
@@ -611,9 +752,23 @@ fn the_config_file_sets_serve_flags_and_the_command_line_wins() {
     let _ = child.kill();
     let _ = child.wait();
     let mut err = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
-    assert!(line.starts_with("listening on 127.0.0.1:") && !line.contains("127.0.0.1:1\n"), "{line} {err}");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert!(
+        line.starts_with("listening on 127.0.0.1:") && !line.contains("127.0.0.1:1\n"),
+        "{line} {err}"
+    );
     let first = err.lines().next().unwrap_or_default();
-    assert!(serde_json::from_str::<serde_json::Value>(first).is_ok(), "json logs: {err}");
-    assert!(!err.contains("operations listener"), "ops-listen off: {err}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(first).is_ok(),
+        "json logs: {err}"
+    );
+    assert!(
+        !err.contains("operations listener"),
+        "ops-listen off: {err}"
+    );
 }

@@ -31,7 +31,13 @@ impl Hub {
     /// Starts a hub, retrying briefly while a just-dropped in-process `Store` (whose writer
     /// thread exits asynchronously) still holds sled's lock on `data`.
     pub fn start(certs: &Path, data: &Path, log: &Path, cache_mib: u64) -> Result<Hub> {
-        Hub::start_with(certs, data, log, cache_mib, &["--ops-listen", "127.0.0.1:0"])
+        Hub::start_with(
+            certs,
+            data,
+            log,
+            cache_mib,
+            &["--ops-listen", "127.0.0.1:0"],
+        )
     }
 
     /// As [`Hub::start`], with `extra` arguments for `coalition serve`.

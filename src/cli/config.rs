@@ -101,7 +101,11 @@ mod tests {
         Command::new("serve")
             .arg(Arg::new("listen").long("listen"))
             .arg(Arg::new("cache-mib").long("cache-mib"))
-            .arg(Arg::new("verbose").long("verbose").action(ArgAction::SetTrue))
+            .arg(
+                Arg::new("verbose")
+                    .long("verbose")
+                    .action(ArgAction::SetTrue),
+            )
             .arg(Arg::new("member").long("member").action(ArgAction::Append))
             .arg(Arg::new("config").long("config"))
     }
@@ -124,10 +128,7 @@ mod tests {
     #[test]
     fn keys_become_flags() {
         check("", Ok(&[]));
-        check(
-            "listen = \"127.0.0.1:1\"",
-            Ok(&["--listen", "127.0.0.1:1"]),
-        );
+        check("listen = \"127.0.0.1:1\"", Ok(&["--listen", "127.0.0.1:1"]));
         check("cache-mib = 64", Ok(&["--cache-mib", "64"]));
         check("verbose = true", Ok(&["--verbose"]));
         check("verbose = false", Ok(&[]));
@@ -138,7 +139,10 @@ mod tests {
         check("listne = \"x\"", Err("hub.toml: unknown key 'listne'"));
         check("config = \"other.toml\"", Err("unknown key 'config'"));
         check("verbose = \"yes\"", Err("key 'verbose' is a switch"));
-        check("[listen]\nx = 1", Err("must be a string, number or boolean"));
+        check(
+            "[listen]\nx = 1",
+            Err("must be a string, number or boolean"),
+        );
         check("listen = ", Err("hub.toml: not valid TOML"));
     }
 }

@@ -373,7 +373,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         o.ops_listen = match args.ops_listen.as_str() {
             "off" => None,
             addr => Some(addr.parse().with_context(|| {
-                format!("--ops-listen {addr}: expected IP:PORT (e.g. {}) or off", crate::server::DEFAULT_OPS_LISTEN)
+                format!(
+                    "--ops-listen {addr}: expected IP:PORT (e.g. {}) or off",
+                    crate::server::DEFAULT_OPS_LISTEN
+                )
             })?),
         };
         o.access_retention = crate::store::AccessRetention {

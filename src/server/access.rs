@@ -94,7 +94,11 @@ impl MatchAccess {
     /// Records the answer's counts (queries, hits, bytes) and returns it.
     pub fn answered(self, store: &Store, response: pb::MatchResponse) -> pb::MatchResponse {
         let queries = response.results.len() as u64;
-        let hits: u64 = response.results.iter().map(|r| r.matches.len() as u64).sum();
+        let hits: u64 = response
+            .results
+            .iter()
+            .map(|r| r.matches.len() as u64)
+            .sum();
         metrics::counter!("coalition_match_queries_total").increment(queries);
         metrics::counter!("coalition_match_hits_total").increment(hits);
         write(

@@ -111,7 +111,9 @@ async fn run(
         match tokio::task::spawn_blocking(move || store.latest_checkpoint()).await {
             Ok(Ok(latest)) => latest,
             Ok(Err(e)) => {
-                down(format!("the latest checkpoint cannot be read, restart the hub: {e}"));
+                down(format!(
+                    "the latest checkpoint cannot be read, restart the hub: {e}"
+                ));
                 return;
             }
             Err(e) => {

@@ -147,7 +147,11 @@ impl pb::hub_server::Hub for HubService {
             tx,
             self.shutdown.clone(),
         ));
-        let stream = access::sync_stream(&self.store, reader, self.shutdown.clone().end_stream(ReceiverStream::new(rx)));
+        let stream = access::sync_stream(
+            &self.store,
+            reader,
+            self.shutdown.clone().end_stream(ReceiverStream::new(rx)),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 

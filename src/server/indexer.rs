@@ -57,7 +57,10 @@ async fn run(
     let mut retry = RETRY_MIN;
     // Marks the indexer down, then waits before the step is tried again; false: stop.
     let failed = async |reason: String, retry: &mut std::time::Duration| {
-        health.set_down(Component::Indexer, format!("the matching index stopped: {reason}"));
+        health.set_down(
+            Component::Indexer,
+            format!("the matching index stopped: {reason}"),
+        );
         let pause = *retry;
         *retry = (*retry * 2).min(RETRY_MAX);
         tokio::select! {

@@ -124,7 +124,10 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     match rendered {
         Ok(text) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         ),
         Err(e) => (
@@ -151,8 +154,11 @@ fn record_state(store: &Store, indexed: u64, components: &[(Component, bool)]) {
     };
     metrics::gauge!("coalition_checkpoint_age_seconds").set(age);
     for (component, up) in components {
-        metrics::gauge!("coalition_component_up", "component" => component.name())
-            .set(if *up { 1.0 } else { 0.0 });
+        metrics::gauge!("coalition_component_up", "component" => component.name()).set(if *up {
+            1.0
+        } else {
+            0.0
+        });
     }
     let serving = components.iter().all(|(_, up)| *up);
     metrics::gauge!("coalition_serving").set(if serving { 1.0 } else { 0.0 });

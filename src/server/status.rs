@@ -21,7 +21,9 @@ pub fn statement(e: StatementError) -> Status {
         StatementError::TooLarge { .. } => {
             refused("too_large", Status::resource_exhausted(e.to_string()))
         }
-        StatementError::Invalid { .. } => refused("malformed", Status::invalid_argument(e.to_string())),
+        StatementError::Invalid { .. } => {
+            refused("malformed", Status::invalid_argument(e.to_string()))
+        }
     }
 }
 
@@ -55,11 +57,15 @@ pub fn entry(e: EntryError) -> Status {
         | E::NotEntitled { .. }
         | E::RevokedKey { .. } => refused("not_entitled", Status::permission_denied(e.to_string())),
         E::NotFound(_) => refused("membership_precondition", Status::not_found(e.to_string())),
-        E::AlreadyExists(_) => {
-            refused("membership_precondition", Status::already_exists(e.to_string()))
-        }
+        E::AlreadyExists(_) => refused(
+            "membership_precondition",
+            Status::already_exists(e.to_string()),
+        ),
         E::NoGenesis | E::SecondGenesis(_) | E::QuorumNotMet { .. } | E::Precondition(_) => {
-            refused("membership_precondition", Status::failed_precondition(e.to_string()))
+            refused(
+                "membership_precondition",
+                Status::failed_precondition(e.to_string()),
+            )
         }
     }
 }
@@ -70,10 +76,13 @@ pub fn replica(e: ReplicaError) -> Status {
         Fault::NotEntitled(e) | Fault::Refused(e) => entry(e),
         Fault::Signature(s) => signature(s),
         Fault::Invalid(s) => statement(s),
-        Fault::FromTheFuture { .. } | Fault::VersionNotAnnounced { .. } => {
-            refused("from_the_future", Status::invalid_argument(e.fault.to_string()))
+        Fault::FromTheFuture { .. } | Fault::VersionNotAnnounced { .. } => refused(
+            "from_the_future",
+            Status::invalid_argument(e.fault.to_string()),
+        ),
+        Fault::Duplicate { .. } => {
+            refused("duplicate", Status::already_exists(e.fault.to_string()))
         }
-        Fault::Duplicate { .. } => refused("duplicate", Status::already_exists(e.fault.to_string())),
         other => {
             tracing::error!("the hub's replica refused its own entry: {other}");
             Status::internal("the hub refused its own log entry; operators: see the hub log")
@@ -86,11 +95,15 @@ pub fn membership(e: MembershipError) -> Status {
     use MembershipError as E;
     match e {
         E::UnknownMember(_) => refused("unknown_member", Status::permission_denied(e.to_string())),
-        E::NotActive { .. } => refused("member_not_active", Status::permission_denied(e.to_string())),
+        E::NotActive { .. } => refused(
+            "member_not_active",
+            Status::permission_denied(e.to_string()),
+        ),
         E::MissingRole { .. } => refused("missing_role", Status::permission_denied(e.to_string())),
-        E::CertificateNotPinned { .. } => {
-            refused("certificate_not_pinned", Status::unauthenticated(e.to_string()))
-        }
+        E::CertificateNotPinned { .. } => refused(
+            "certificate_not_pinned",
+            Status::unauthenticated(e.to_string()),
+        ),
         E::BadMemberId(_) | E::BadKeyId(_) | E::BadPublicKey { .. } | E::Invalid { .. } => {
             refused("malformed", Status::invalid_argument(e.to_string()))
         }

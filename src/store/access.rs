@@ -340,7 +340,8 @@ mod tests {
         let (_dir, log) = open();
         let now = super::super::now_ms();
         let day = 24 * 3600 * 1000;
-        log.record(&record("acme", now - 100 * day)).expect("record");
+        log.record(&record("acme", now - 100 * day))
+            .expect("record");
         for i in 0..10 {
             log.record(&record("acme", now + i)).expect("record");
         }

@@ -16,7 +16,13 @@ impl ServeProcess {
     pub fn start(dir: &Path, extra: &[&str]) -> (ServeProcess, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
             .current_dir(dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--ops-listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
