@@ -247,6 +247,8 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     options.check(&store)?;
     install_crypto_provider();
+    // First, so that everything the hub emits from now on (the CRL's state included) is kept.
+    let recorder = options.ops_listen.and_then(|_| ops::prometheus());
     let hub_tls =
         HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
     // Stops polling the CRL file when serving ends.
@@ -318,7 +320,7 @@ pub async fn serve(
     let ops = match ops_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            match ops::prometheus() {
+            match recorder {
                 Some(handle) => {
                     let state = ops::OpsState {
                         health: health.clone(),
