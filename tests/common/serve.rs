@@ -14,15 +14,15 @@ impl ServeProcess {
     /// Starts `coalition serve --listen 127.0.0.1:0 EXTRA…` in `dir`; returns it and the address
     /// from its `listening on` line.
     pub fn start(dir: &Path, extra: &[&str]) -> (ServeProcess, String) {
+        Self::start_on(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts `coalition serve --listen LISTEN EXTRA…` in `dir` (a fixed port lets clients
+    /// reconnect after a restart); returns it and the address from its `listening on` line.
+    pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> (ServeProcess, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
             .current_dir(dir)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--ops-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--listen", listen, "--ops-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
