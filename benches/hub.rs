@@ -21,7 +21,10 @@
 //! Run (release build; a separate target dir keeps it from blocking other builds):
 //! `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench hub`
 //! Set `HUB_BENCH_QUICK=1` for a fast smoke run with fewer hashes, `HUB_BENCH_SKIP_INGEST=1` to
-//! measure only sync, memory and matching, `HUB_BENCH_ONLY_MATCH=1` for matching alone. The hub inherits the environment (e.g. `MALLOC_ARENA_MAX`).
+//! measure only sync, memory and matching, `HUB_BENCH_ONLY_MATCH=1` for matching alone,
+//! `HUB_BENCH_ONLY_METRICS=1` for the cost of metrics on ingest alone (the same ingest with
+//! the Prometheus recorder installed, `--ops-listen 127.0.0.1:0`, and without, `--ops-listen
+//! off`, runs interleaved, medians). The hub inherits the environment (e.g. `MALLOC_ARENA_MAX`).
 
 #[path = "support/hub_process.rs"]
 mod hub_process;
@@ -89,6 +92,13 @@ async fn run(quick: bool) -> Result<()> {
     );
 
     let mut table = Table::default();
+    if std::env::var_os("HUB_BENCH_ONLY_METRICS").is_some() {
+        let (sets, runs) = if quick { (40, 3) } else { (400, 7) };
+        metrics_cost(&env, 1_000, sets, runs, &mut table).await?;
+        println!("\n== Summary (medians) ==");
+        table.print();
+        return Ok(());
+    }
     if std::env::var_os("HUB_BENCH_ONLY_MATCH").is_some() {
         match_rpc(&env, if quick { 10 } else { 100 }, &mut table).await?;
         println!("\n== Summary (medians) ==");
@@ -248,6 +258,66 @@ async fn ingest(env: &Env, set_size: usize, sets: usize, table: &mut Table) -> R
             format!("submit latency {lat:.1} ms (median)"),
         );
     }
+    Ok(())
+}
+
+/// The cost of metrics on ingest: `runs` pairs of the same gRPC ingest (2 connections, a
+/// fresh hub each), one with the Prometheus recorder and one without, in alternating order.
+async fn metrics_cost(
+    env: &Env,
+    set_size: usize,
+    sets: usize,
+    runs: usize,
+    table: &mut Table,
+) -> Result<()> {
+    println!("== Metrics cost: {sets} sets of {set_size} sha256 hashes per run, 2 connections ==");
+    let key = env.certs.signing_key(&env.submitter)?;
+    let pool: Vec<pb::Envelope> = (0..sets)
+        .map(|s| sign_new(&env.submitter, &key, hash_set_body(set_size, s)))
+        .collect();
+    let pool = Arc::new(pool);
+    let hashes = (set_size * sets) as f64;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let order = if run % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for metrics in order {
+            let data = tempfile::tempdir_in(env.root.path())?;
+            register(env, data.path()).await?;
+            let ops = if metrics { "127.0.0.1:0" } else { "off" };
+            let hub = Hub::start_with(
+                env.certs.root(),
+                data.path(),
+                &env.root.path().join("hub.log"),
+                128,
+                &["--ops-listen", ops],
+            )?;
+            let (took, _) = submit_all(env, &hub.addr, &pool, 2).await?;
+            hub.stop()?;
+            let r = hashes / took.as_secs_f64();
+            println!("  run {run}, metrics {ops}: {} hashes/s", fmt_rate(r));
+            if metrics {
+                with.push(r)
+            } else {
+                without.push(r)
+            }
+        }
+    }
+    let (on, off) = (median(&mut with), median(&mut without));
+    let cost = (off - on) / off * 100.0;
+    println!(
+        "  median with metrics {} hashes/s, without {} hashes/s: cost {cost:.1}%",
+        fmt_rate(on),
+        fmt_rate(off)
+    );
+    table.row(
+        format!("ingest with metrics, sets of {set_size}, 2 conn"),
+        fmt_rate(on),
+        format!("without: {} hashes/s; cost {cost:.1}%", fmt_rate(off)),
+    );
     Ok(())
 }
 

@@ -1,30 +1,40 @@
 //! The `coalition` binary: parses arguments and runs the command; errors print one line, with
 //! control characters escaped (`text::escape_control`): messages quote untrusted input.
 
-use clap::Parser;
-use coalition_hub::cli::{Cli, one_line};
+use coalition_hub::cli::{Cli, LogFormat, ParseError, one_line};
 use coalition_hub::sync::SyncError;
 use coalition_hub::text::escape_control;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_with_config(std::env::args_os().collect()) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(mut e) => {
+        Err(ParseError::Usage(e)) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(ParseError::Usage(mut e)) => {
             escape_quoted_args(&mut e);
             print_error_line(&one_line_usage_error(&e.to_string()));
             return std::process::ExitCode::from(2);
         }
+        Err(ParseError::Config(e)) => {
+            print_error_line(&format!("error: {}", one_line(&e)));
+            return std::process::ExitCode::from(2);
+        }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(match std::env::var("RUST_LOG") {
-            Ok(filter) if !filter.trim().is_empty() => EnvFilter::new(filter),
-            _ => EnvFilter::new(cli.default_log_filter()),
-        })
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.trim().is_empty() => EnvFilter::new(filter),
+        _ => EnvFilter::new(cli.default_log_filter()),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format() {
+        LogFormat::Json => logs.json().init(),
+        // Colours only for a person at a terminal, never in a file or a journal.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -16,7 +16,14 @@ use std::process::{Child, Command, Stdio};
 
 fn start_hub(data: &Path, certs: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
         .arg(data)
         .arg("--certs")
         .arg(certs)

@@ -92,6 +92,7 @@ impl Hub {
     fn start(f: &Founded, extra: &[&str]) -> Hub {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
             .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-ms", "50"])
+            .args(["--ops-listen", "127.0.0.1:0"])
             .arg("--data")
             .arg(&f.data)
             .arg("--certs")

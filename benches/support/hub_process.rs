@@ -31,9 +31,26 @@ impl Hub {
     /// Starts a hub, retrying briefly while a just-dropped in-process `Store` (whose writer
     /// thread exits asynchronously) still holds sled's lock on `data`.
     pub fn start(certs: &Path, data: &Path, log: &Path, cache_mib: u64) -> Result<Hub> {
+        Hub::start_with(
+            certs,
+            data,
+            log,
+            cache_mib,
+            &["--ops-listen", "127.0.0.1:0"],
+        )
+    }
+
+    /// As [`Hub::start`], with `extra` arguments for `coalition serve`.
+    pub fn start_with(
+        certs: &Path,
+        data: &Path,
+        log: &Path,
+        cache_mib: u64,
+        extra: &[&str],
+    ) -> Result<Hub> {
         let mut attempt = 1;
         loop {
-            match Hub::try_start(certs, data, log, cache_mib) {
+            match Hub::try_start(certs, data, log, cache_mib, extra) {
                 Ok(hub) => return Ok(hub),
                 Err(e) if attempt >= 40 => return Err(e),
                 Err(_) => {
@@ -44,7 +61,13 @@ impl Hub {
         }
     }
 
-    fn try_start(certs: &Path, data: &Path, log_path: &Path, cache_mib: u64) -> Result<Hub> {
+    fn try_start(
+        certs: &Path,
+        data: &Path,
+        log_path: &Path,
+        cache_mib: u64,
+        extra: &[&str],
+    ) -> Result<Hub> {
         let log = std::fs::File::create(log_path)?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
             .arg("serve")
@@ -53,6 +76,7 @@ impl Hub {
             .args(["--listen", "127.0.0.1:0", "--certs"])
             .arg(certs)
             .args(["--cache-mib", &cache_mib.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -42,6 +42,27 @@ pub enum AdminCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// The hub's access log: who synced or matched how much and when, oldest first (counts
+    /// only; admins and auditors).
+    AccessLog(AccessLogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AccessLogArgs {
+    /// Calls that began at or after this time (RFC 3339 or ms since the epoch).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// ... and before this time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only this member's calls.
+    #[arg(long = "member", value_name = "ID")]
+    only_member: Option<String>,
+    /// Print at most this many records.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +376,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             let what = governance::describe(&envelope)?;
             submit(&args.conn, envelope, &what).await
         }
+        AdminCommand::AccessLog(args) => access_log(args).await,
         AdminCommand::Coalition { conn } => {
             let c = conn.connect().await?.coalition().await?;
             println!(
@@ -661,4 +683,53 @@ pub fn print_member(m: &Member) {
         m.status,
         keys.join(",")
     );
+}
+
+/// Pages through `Admin.ListAccess`, one line per record.
+async fn access_log(args: AccessLogArgs) -> Result<()> {
+    let time = |t: &Option<String>| -> Result<i64> {
+        t.as_deref()
+            .map_or(Ok(0), |t| parse_time_ms(t).map_err(anyhow::Error::msg))
+    };
+    let (from_ms, to_ms) = (time(&args.since)?, time(&args.until)?);
+    let member_id = match &args.only_member {
+        Some(m) => MemberId::parse(m)?.to_string(),
+        None => String::new(),
+    };
+    let mut client = args.conn.connect().await?;
+    let mut left = args.limit.unwrap_or(u64::MAX);
+    let mut page_token = Vec::new();
+    while left > 0 {
+        let page = client
+            .admin
+            .list_access(pb::ListAccessRequest {
+                from_ms,
+                to_ms,
+                member_id: member_id.clone(),
+                limit: left.min(crate::store::MAX_ACCESS_PAGE as u64) as u32,
+                page_token,
+            })
+            .await
+            .map_err(crate::client::ClientError::from)?
+            .into_inner();
+        for r in page.records.iter().take(left as usize) {
+            let counts = match r.rpc.as_str() {
+                "Sync" => format!("entries={} bytes={}", r.entries, r.bytes),
+                _ => format!("queries={} hits={} bytes={}", r.queries, r.hits, r.bytes),
+            };
+            println!(
+                "{} {} {} {counts} duration_ms={}",
+                format_ms(r.started_at_ms),
+                crate::text::escape_control(&r.member_id),
+                crate::text::escape_control(&r.rpc),
+                (r.ended_at_ms - r.started_at_ms).max(0)
+            );
+        }
+        left = left.saturating_sub(page.records.len() as u64);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod config;
 mod matching;
 mod submit;
 mod sync;
@@ -41,6 +42,8 @@ enum Command {
         command: PkiCommand,
     },
     /// Run a hub.
+    // A flag given twice takes its last value: `--config` values come first.
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Coalition administration.
     Admin {
@@ -127,6 +130,32 @@ struct ServeArgs {
     /// close the store) before exiting anyway with code 1. A second signal exits at once.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     shutdown_grace_ms: u64,
+    /// Operations listener (plain HTTP, no client certificate: keep it on loopback):
+    /// GET /metrics (Prometheus) and GET /healthz. `off` disables it and the metrics.
+    #[arg(long, env = "COALITION_OPS_LISTEN", default_value = crate::server::DEFAULT_OPS_LISTEN, value_name = "ADDR|off")]
+    ops_listen: String,
+    /// Keep access-log records (who synced or matched how much, when) this many days.
+    #[arg(long, default_value_t = 90, value_name = "DAYS")]
+    access_log_days: u64,
+    /// Keep at most this many access-log records (the oldest go first).
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    access_log_max_records: u64,
+    /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object a line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// A TOML file setting any of these flags (keys = flag names without `--`, e.g.
+    /// `listen = "0.0.0.0:50051"`); flags on the command line win; unknown keys are refused.
+    #[arg(long, env = "COALITION_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// How the log lines on stderr are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +206,48 @@ impl Connection {
 }
 
 impl Cli {
+    /// Parses `args` (the program name first), then, for `serve --config FILE`, again with the
+    /// file's settings placed before the command line's (see `config.rs`). A usage error is
+    /// clap's; a config file that cannot be used is the second kind.
+    pub fn parse_with_config(
+        args: Vec<std::ffi::OsString>,
+    ) -> std::result::Result<Cli, ParseError> {
+        let cli = Cli::try_parse_from(&args).map_err(ParseError::Usage)?;
+        let Command::Serve(ServeArgs {
+            config: Some(file), ..
+        }) = &cli.command
+        else {
+            return Ok(cli);
+        };
+        use clap::CommandFactory;
+        let top = Cli::command();
+        let serve = top
+            .find_subcommand("serve")
+            .ok_or_else(|| ParseError::Config(anyhow::anyhow!("no serve command")))?;
+        let from_file = config::read(serve, file).map_err(ParseError::Config)?;
+        let Some(at) = args.iter().position(|a| a == "serve") else {
+            return Ok(cli);
+        };
+        let mut merged = args[..=at].to_vec();
+        merged.extend(from_file);
+        merged.extend_from_slice(&args[at + 1..]);
+        Cli::try_parse_from(merged).map_err(|e| {
+            ParseError::Config(anyhow::anyhow!(
+                "{}: {}",
+                file.display(),
+                e.render().to_string().lines().next().unwrap_or_default()
+            ))
+        })
+    }
+
+    /// The log format asked for (`serve --log-format`; text otherwise).
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Command::Serve(args) => args.log_format,
+            _ => LogFormat::Text,
+        }
+    }
+
     /// The log filter used when `RUST_LOG` is unset: the server logs its work, other commands
     /// only warnings (their output is the answer).
     pub fn default_log_filter(&self) -> &'static str {
@@ -316,6 +387,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_delay: std::time::Duration::from_millis(args.checkpoint_ms.max(1)),
         };
         o.shutdown_grace = std::time::Duration::from_millis(args.shutdown_grace_ms);
+        o.ops_listen = match args.ops_listen.as_str() {
+            "off" => None,
+            addr => Some(addr.parse().with_context(|| {
+                format!(
+                    "--ops-listen {addr}: expected IP:PORT (e.g. {}) or off",
+                    crate::server::DEFAULT_OPS_LISTEN
+                )
+            })?),
+        };
+        o.access_retention = crate::store::AccessRetention {
+            max_age: std::time::Duration::from_secs(args.access_log_days.saturating_mul(24 * 3600)),
+            max_records: args.access_log_max_records,
+        };
         o
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -353,6 +437,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Why the command line could not be used.
+#[derive(Debug)]
+pub enum ParseError {
+    /// A usage error (or `--help`, `--version`).
+    Usage(clap::Error),
+    /// `serve --config FILE` names a file that cannot be read or holds unknown keys.
+    Config(anyhow::Error),
 }
 
 /// Ends the process now, without running destructors or waiting for the runtime: what is

@@ -4,10 +4,13 @@
 use super::auth;
 use crate::membership::{MemberId, Registry, Role};
 use crate::pb;
-use crate::store::Store;
+use crate::store::{MAX_ACCESS_PAGE, Store};
 use tonic::{Request, Response, Status};
 
-/// Who may read membership details.
+/// Access records per `ListAccess` page when the request does not say.
+const DEFAULT_ACCESS_PAGE: usize = 100;
+
+/// Who may read membership details and the access log.
 const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 
 /// The `coalition.v1.Admin` implementation.
@@ -103,6 +106,60 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(pb::MemberHistory {
             member_id: id.to_string(),
             events,
+        }))
+    }
+    async fn list_access(
+        &self,
+        request: Request<pb::ListAccessRequest>,
+    ) -> Result<Response<pb::ListAccessResponse>, Status> {
+        auth::authorize(&self.store, &request, READERS, "read the access log")?;
+        let req = request.into_inner();
+        let member = match req.member_id.as_str() {
+            "" => None,
+            raw => Some(member_id(raw)?),
+        };
+        let limit = match req.limit {
+            0 => DEFAULT_ACCESS_PAGE,
+            n if n as usize > MAX_ACCESS_PAGE => {
+                return Err(Status::invalid_argument(format!(
+                    "limit: at most {MAX_ACCESS_PAGE} records per page, got {n}"
+                )));
+            }
+            n => n as usize,
+        };
+        if !req.page_token.is_empty() && req.page_token.len() != 16 {
+            return Err(Status::invalid_argument(format!(
+                "page_token: must be the 16 bytes of a previous next_page_token, got {}",
+                req.page_token.len()
+            )));
+        }
+        let to_ms = if req.to_ms == 0 { i64::MAX } else { req.to_ms };
+        let store = self.store.clone();
+        let after = (!req.page_token.is_empty()).then_some(req.page_token);
+        let page = tokio::task::spawn_blocking(move || {
+            store
+                .access()
+                .list(req.from_ms, to_ms, member.as_ref(), limit, after.as_deref())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("access log reader failed: {e}")))?
+        .map_err(super::status::store)?;
+        Ok(Response::new(pb::ListAccessResponse {
+            records: page
+                .records
+                .into_iter()
+                .map(|r| pb::AccessRecord {
+                    started_at_ms: r.started_at_ms,
+                    ended_at_ms: r.ended_at_ms,
+                    member_id: r.member.to_string(),
+                    rpc: r.call.name().to_owned(),
+                    entries: r.entries,
+                    bytes: r.bytes,
+                    queries: r.queries,
+                    hits: r.hits,
+                })
+                .collect(),
+            next_page_token: page.next.unwrap_or_default(),
         }))
     }
 }

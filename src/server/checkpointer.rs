@@ -14,7 +14,9 @@
 //!
 //! At shutdown it keeps answering until the last handle is gone (the `Audit` service, once
 //! its calls in flight are answered), finishes a publication under way, and stops.
+//! A failed publication marks it down in the hub's health until one succeeds.
 
+use super::health::{Component, HealthState};
 use super::shutdown::Listener;
 use crate::log::{CheckpointError, CheckpointSigner, TreeSize};
 use crate::store::{PublishedCheckpoint, Store, StoreError};
@@ -87,11 +89,12 @@ impl Checkpointer {
         store: Store,
         signers: Vec<CheckpointSigner>,
         policy: CheckpointPolicy,
+        health: HealthState,
         tracked: Listener,
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
-            run(store, signers, policy, rx).await;
+            run(store, signers, policy, rx, health).await;
             drop(tracked);
         });
         Checkpointer { requests: tx }
@@ -117,18 +120,27 @@ async fn run(
     signer: Vec<CheckpointSigner>,
     policy: CheckpointPolicy,
     mut requests: mpsc::Receiver<Reply>,
+    health: HealthState,
 ) {
+    let down = |reason: String| {
+        health.set_down(
+            Component::Checkpointer,
+            format!("publishing a checkpoint failed: {reason}"),
+        )
+    };
     let mut sizes = store.watch_size();
     let mut latest = {
         let store = store.clone();
         match tokio::task::spawn_blocking(move || store.latest_checkpoint()).await {
             Ok(Ok(latest)) => latest,
             Ok(Err(e)) => {
-                tracing::error!("checkpoints unavailable, not publishing: {e}");
+                down(format!(
+                    "the latest checkpoint cannot be read, restart the hub: {e}"
+                ));
                 return;
             }
             Err(e) => {
-                tracing::error!("checkpoint task failed: {e}");
+                down(format!("the task failed, restart the hub: {e}"));
                 return;
             }
         }
@@ -152,13 +164,14 @@ async fn run(
                     Ok(cp) => {
                         latest = Some(cp);
                         failed = false;
+                        health.set_up(Component::Checkpointer);
                     }
                     Err(e) => {
-                        tracing::error!("publishing a checkpoint failed: {e}");
                         if matches!(e, PublishError::KeyNotHeld { .. }) {
                             metrics::counter!("coalition_checkpoint_key_missing_total")
                                 .increment(1);
                         }
+                        down(e.to_string());
                         failed = true;
                     }
                 }
@@ -179,16 +192,17 @@ async fn run(
                     last_attempt = Some(Instant::now());
                     let outcome = publish(&store, &signer).await;
                     failed = outcome.is_err();
-                    if let Ok(cp) = &outcome {
-                        latest = Some(cp.clone());
+                    match &outcome {
+                        Ok(cp) => {
+                            latest = Some(cp.clone());
+                            health.set_up(Component::Checkpointer);
+                        }
+                        Err(e) => down(e.to_string()),
                     }
                     outcome
                 } else {
                     latest.clone().ok_or(PublishError::Stopped)
                 };
-                if let Err(e) = &outcome {
-                    tracing::error!("publishing a checkpoint failed: {e}");
-                }
                 for reply in waiting {
                     let answer = match &outcome {
                         Ok(cp) => Ok(cp.clone()),

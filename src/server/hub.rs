@@ -3,7 +3,7 @@
 
 use super::indexer::Matching;
 use super::shutdown::{self, Listener};
-use super::{auth, status};
+use super::{access, auth, status};
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
 use crate::membership::{MemberId, Registry, Role, check_cosigner, check_submitter};
 use crate::pb;
@@ -141,7 +141,7 @@ impl pb::hub_server::Hub for HubService {
         let (tx, rx) = mpsc::channel(SYNC_BUFFER);
         tokio::spawn(stream_entries(
             self.store.clone(),
-            reader,
+            reader.clone(),
             peer,
             Feed {
                 from_seq: req.from_seq,
@@ -152,7 +152,11 @@ impl pb::hub_server::Hub for HubService {
             tx,
             self.shutdown.clone(),
         ));
-        let stream = self.shutdown.clone().end_stream(ReceiverStream::new(rx));
+        let stream = access::sync_stream(
+            &self.store,
+            reader,
+            self.shutdown.clone().end_stream(ReceiverStream::new(rx)),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -197,6 +201,7 @@ impl pb::hub_server::Hub for HubService {
             "match",
         )?;
         self.quota.match_query(&member.id)?;
+        let access = access::MatchAccess::begin(member);
         let req = request.into_inner();
         if req.queries.len() > MAX_QUERIES {
             return Err(Status::invalid_argument(format!(
@@ -288,7 +293,7 @@ impl pb::hub_server::Hub for HubService {
         })
         .await
         .map_err(|e| Status::internal(format!("match task failed: {e}")))??;
-        Ok(Response::new(response))
+        Ok(Response::new(access.answered(&self.store, response)))
     }
 
     async fn who_am_i(

@@ -1,7 +1,11 @@
 //! Keeps the matching corpus in step with the durable log: loads every stored entry at
 //! start-up (building the PDQ index once), then follows the log as it grows. It stops once
 //! nobody reads the corpus (the `Hub` service is gone: at shutdown, after the calls in flight).
+//! A step that fails (an entry that cannot be read or decoded) marks the indexer down in the
+//! hub's health and is retried with a growing pause ([`RETRY_MIN`] to [`RETRY_MAX`]); it is up
+//! again once a step succeeds.
 
+use super::health::{Component, HealthState};
 use super::shutdown::Listener;
 use crate::matching::Corpus;
 use crate::statement::ParsedEnvelope;
@@ -13,6 +17,10 @@ use tokio::sync::watch;
 const STEP: u64 = 1024;
 /// Most payload bytes decoded per step, so a log of large sets is indexed in bounded memory.
 const STEP_BYTES: usize = 8 * 1024 * 1024;
+/// The first pause before a failed step is retried; it doubles up to [`RETRY_MAX`].
+pub const RETRY_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest pause between retries of a failed step.
+pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The corpus shared by the Match handler, and how far into the log it reaches.
 #[derive(Clone)]
@@ -25,12 +33,12 @@ pub struct Matching {
 
 /// Starts indexing `store` in the background. The task holds `tracked` until it ends, so that
 /// the shutdown waits for it.
-pub fn start(store: Store, tracked: Listener) -> Matching {
+pub fn start(store: Store, health: HealthState, tracked: Listener) -> Matching {
     let corpus = Arc::new(RwLock::new(Corpus::new()));
     let (tx, rx) = watch::channel(0);
     let task_corpus = corpus.clone();
     tokio::spawn(async move {
-        run(store, task_corpus, tx).await;
+        run(store, task_corpus, tx, health).await;
         drop(tracked);
     });
     Matching {
@@ -39,8 +47,27 @@ pub fn start(store: Store, tracked: Listener) -> Matching {
     }
 }
 
-async fn run(store: Store, corpus: Arc<RwLock<Corpus>>, indexed: watch::Sender<u64>) {
+async fn run(
+    store: Store,
+    corpus: Arc<RwLock<Corpus>>,
+    indexed: watch::Sender<u64>,
+    health: HealthState,
+) {
     let mut sizes = store.watch_size();
+    let mut retry = RETRY_MIN;
+    // Marks the indexer down, then waits before the step is tried again; false: stop.
+    let failed = async |reason: String, retry: &mut std::time::Duration| {
+        health.set_down(
+            Component::Indexer,
+            format!("the matching index stopped: {reason}"),
+        );
+        let pause = *retry;
+        *retry = (*retry * 2).min(RETRY_MAX);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => true,
+            () = indexed.closed() => false,
+        }
+    };
     // At start-up PDQ hashes are only staged until the whole log is read, so the PDQ index
     // is built once instead of grown one insert at a time.
     let mut loading = true;
@@ -64,28 +91,36 @@ async fn run(store: Store, corpus: Arc<RwLock<Corpus>>, indexed: watch::Sender<u
                         })
                         .await;
                         if !matches!(committed, Ok(true)) {
-                            tracing::error!("matching index could not be built");
+                            if failed("the index could not be built".into(), &mut retry).await {
+                                continue;
+                            }
                             return;
                         }
                         loading = false;
                     }
+                    health.set_up(Component::Indexer);
+                    retry = RETRY_MIN;
                     indexed.send_replace(next);
                     compact_if_needed(&corpus).await;
                     break;
                 }
                 Ok(Ok(next)) => {
+                    health.set_up(Component::Indexer);
+                    retry = RETRY_MIN;
                     if !loading {
                         indexed.send_replace(next);
                         compact_if_needed(&corpus).await;
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::error!("matching index stopped: {e}");
-                    return;
+                    if !failed(e, &mut retry).await {
+                        return;
+                    }
                 }
                 Err(e) => {
-                    tracing::error!("matching index task failed: {e}");
-                    return;
+                    if !failed(format!("its task failed: {e}"), &mut retry).await {
+                        return;
+                    }
                 }
             }
         }

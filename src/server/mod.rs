@@ -4,12 +4,16 @@
 //! Handlers only translate between gRPC and the domain; rules live in `statement`,
 //! `membership` and `store`, and errors become statuses in `status`.
 
+mod access;
 mod admin;
 mod audit;
 mod auth;
 mod checkpointer;
+mod grpc_metrics;
+pub mod health;
 mod hub;
 mod indexer;
+pub mod ops;
 mod quota;
 pub mod shutdown;
 mod status;
@@ -18,6 +22,7 @@ mod tls;
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use hub::HubService;
+pub use ops::DEFAULT_OPS_LISTEN;
 
 use crate::log::CheckpointSigner;
 use ed25519_dalek::SigningKey;
@@ -27,6 +32,7 @@ use crate::pb;
 use crate::pki::TlsConfig;
 use crate::store::Store;
 use admin::AdminService;
+use health::HealthState;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::InterceptorLayer;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 /// Largest gRPC message the server decodes. Statements are limited to
@@ -91,7 +98,20 @@ pub struct ServeOptions {
     /// How long a shutdown may take, from its signal to the last call answered and the store
     /// closed; past it `serve` returns [`ServerError::ShutdownTimeout`] (default 10 s).
     pub shutdown_grace: Duration,
+    /// Where the operations listener (`/metrics`, `/healthz`; plain HTTP) listens; `None`:
+    /// no listener and no metrics recorder (default; `coalition serve` listens on
+    /// [`DEFAULT_OPS_LISTEN`]).
+    pub ops_listen: Option<SocketAddr>,
+    /// How long the access log keeps its records.
+    pub access_retention: crate::store::AccessRetention,
 }
+
+/// The services whose health is reported (besides `""`, the whole hub).
+const HEALTH_SERVICES: &[&str] = &[
+    <pb::hub_server::HubServer<HubService> as tonic::server::NamedService>::NAME,
+    <pb::admin_server::AdminServer<AdminService> as tonic::server::NamedService>::NAME,
+    <pb::audit_server::AuditServer<AuditService> as tonic::server::NamedService>::NAME,
+];
 
 /// The default [`ServeOptions::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -106,6 +126,8 @@ impl ServeOptions {
             crl: None,
             crl_poll: Duration::from_secs(1),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            ops_listen: None,
+            access_retention: crate::store::AccessRetention::default(),
         }
     }
 
@@ -251,25 +273,48 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     options.check(&store)?;
     install_crypto_provider();
+    // First, so that everything the hub emits from now on (the CRL's state included) is kept.
+    let recorder = options.ops_listen.and_then(|_| ops::prometheus());
     let hub_tls =
         HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
     // Stops polling the CRL file when serving ends.
     let _watch = hub_tls.watch(options.crl_poll);
+    let ops_listener = match options.ops_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            ServerError::Io(std::io::Error::new(
+                e.kind(),
+                format!("operations listener {addr} (--ops-listen ADDR, or off): {e}"),
+            ))
+        })?),
+        None => None,
+    };
+    {
+        let (store, retention) = (store.clone(), options.access_retention);
+        tokio::task::spawn_blocking(move || store.access().set_retention(retention))
+            .await
+            .map_err(|e| ServerError::Io(std::io::Error::other(e)))?
+            .map_err(|e| ServerError::Config(format!("access log: {e}")))?;
+    }
+    let health = HealthState::new();
     let (mut health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<pb::hub_server::HubServer<HubService>>()
-        .await;
-    health_reporter
-        .set_serving::<pb::admin_server::AdminServer<AdminService>>()
-        .await;
-    health_reporter
-        .set_serving::<pb::audit_server::AuditServer<AuditService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Tls(format!("reflection: {e}")))?;
+    health::apply(&health_reporter, &health.faults(), HEALTH_SERVICES).await;
+    let active_only = health::require_active_member(store.clone());
+    let health_service = InterceptedService::new(health_service, active_only.clone());
+    // Reflection v1, and v1alpha for older tools.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error = |e| ServerError::Config(format!("reflection: {e}"));
+    let reflection_v1 = InterceptedService::new(
+        reflection().build_v1().map_err(reflection_error)?,
+        active_only.clone(),
+    );
+    let reflection_v1alpha = InterceptedService::new(
+        reflection().build_v1alpha().map_err(reflection_error)?,
+        active_only,
+    );
     // Every call carries the revocation state, for `auth::authorize`.
     let attach_tls = {
         let hub_tls = hub_tls.clone();
@@ -279,7 +324,50 @@ pub async fn serve(
         }
     };
     let stop = Shutdown::new();
-    let matching = indexer::start(store.clone(), stop.listener());
+    let reporting = tokio::spawn(health::report(
+        health.clone(),
+        health_reporter.clone(),
+        HEALTH_SERVICES,
+        {
+            let mut begun = stop.listener();
+            async move { begun.begun().await }
+        },
+    ));
+    tokio::spawn({
+        let (store, health, mut begun) = (store.clone(), health.clone(), stop.listener());
+        async move {
+            tokio::select! {
+                () = health::follow_writer(&store, health) => {}
+                () = begun.begun() => {}
+            }
+        }
+    });
+    let matching = indexer::start(store.clone(), health.clone(), stop.listener());
+    let ops = match ops_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            match recorder {
+                Some(handle) => {
+                    let state = ops::OpsState {
+                        health: health.clone(),
+                        store: store.clone(),
+                        indexed: matching.indexed.clone(),
+                        handle,
+                    };
+                    let mut begun = stop.listener();
+                    tracing::info!(%addr, "operations listener: http://{addr}/metrics and /healthz");
+                    Some(tokio::spawn(ops::serve(listener, state, async move {
+                        begun.begun().await
+                    })))
+                }
+                None => {
+                    tracing::warn!(%addr, "operations listener not started: another metrics recorder is installed in this process");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let hub =
         pb::hub_server::HubServer::new(HubService::new(store.clone(), matching, stop.listener()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -290,6 +378,7 @@ pub async fn serve(
             .chain(options.next_checkpoint_signer.clone())
             .collect(),
         options.checkpoints.clone(),
+        health.clone(),
         stop.listener(),
     );
     let audit = pb::audit_server::AuditServer::new(AuditService::new(
@@ -307,9 +396,12 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // Bounds the requests (each up to MAX_MESSAGE_BYTES) one connection holds at once.
         .concurrency_limit_per_connection(32)
+        // Outermost: counts and times every call, refusals included.
+        .layer(grpc_metrics::GrpcMetricsLayer)
         .layer(InterceptorLayer::new(attach_tls))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(hub)
         .add_service(admin)
         .add_service(audit)
@@ -331,10 +423,20 @@ pub async fn serve(
     );
     stop.begin();
     let drained = tokio::time::timeout(grace, async {
+        // The reporter task stops at the shutdown's start; then health ends for good.
+        let _ = reporting.await;
         end_health(&mut health_reporter).await;
         server.await?;
-        // The stream feeders, the checkpointer and the indexer.
+        // The stream feeders, the checkpointer, the indexer and the writer's health watch.
         stop.drained().await;
+        // The operations listener stopped at the shutdown's start; it holds the store.
+        if let Some(ops) = ops {
+            match ops.await {
+                Ok(Err(e)) => tracing::warn!("operations listener: {e}"),
+                Err(e) => tracing::warn!("operations listener task: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
         // The last handle on the store (in `coalition serve`) joins the writer thread, which
         // has committed and flushed everything queued: off the async workers.
         tokio::task::spawn_blocking(move || drop(store))

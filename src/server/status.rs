@@ -1,4 +1,5 @@
-//! The one place where domain errors become gRPC statuses (codes per docs/PROTOCOL.md).
+//! The one place where domain errors become gRPC statuses (codes per docs/PROTOCOL.md), and
+//! where refusals are counted by reason (`coalition_refusals_total{reason}`).
 
 use super::checkpointer::PublishError;
 use crate::membership::{AcceptError, EntryError, MembershipError};
@@ -7,26 +8,39 @@ use crate::statement::{SignatureError, StatementError};
 use crate::store::{ProofRequestError, StoreError};
 use tonic::Status;
 
+/// Counts a refusal in `coalition_refusals_total` under `reason` (a fixed snake_case word)
+/// and returns its status.
+pub fn refused(reason: &'static str, status: Status) -> Status {
+    metrics::counter!("coalition_refusals_total", "reason" => reason).increment(1);
+    status
+}
+
 /// A statement that is malformed or too large.
 pub fn statement(e: StatementError) -> Status {
     match e {
-        StatementError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
-        StatementError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        StatementError::TooLarge { .. } => {
+            refused("too_large", Status::resource_exhausted(e.to_string()))
+        }
+        StatementError::Invalid { .. } => {
+            refused("malformed", Status::invalid_argument(e.to_string()))
+        }
     }
 }
 
 /// Signatures that do not verify.
 pub fn signature(e: SignatureError) -> Status {
-    Status::invalid_argument(e.to_string())
+    refused("bad_signature", Status::invalid_argument(e.to_string()))
 }
 
 /// A statement this connection may not submit.
 pub fn accept(e: AcceptError) -> Status {
     match e {
         AcceptError::NotIssuer { .. } | AcceptError::NotASigner { .. } => {
-            Status::permission_denied(e.to_string())
+            refused("not_issuer", Status::permission_denied(e.to_string()))
         }
-        AcceptError::FromTheFuture { .. } => Status::invalid_argument(e.to_string()),
+        AcceptError::FromTheFuture { .. } => {
+            refused("from_the_future", Status::invalid_argument(e.to_string()))
+        }
     }
 }
 
@@ -38,15 +52,23 @@ pub fn entry(e: EntryError) -> Status {
         E::UnknownKey { .. }
         | E::MissingSignerKey(_)
         | E::HubMustSign(_)
-        | E::NewHubKeyMustSign(_) => Status::invalid_argument(e.to_string()),
+        | E::NewHubKeyMustSign(_) => {
+            refused("unknown_key", Status::invalid_argument(e.to_string()))
+        }
         E::UnknownIssuer(_)
         | E::IssuerNotActive { .. }
         | E::NotEntitled { .. }
-        | E::RevokedKey { .. } => Status::permission_denied(e.to_string()),
-        E::NotFound(_) => Status::not_found(e.to_string()),
-        E::AlreadyExists(_) => Status::already_exists(e.to_string()),
+        | E::RevokedKey { .. } => refused("not_entitled", Status::permission_denied(e.to_string())),
+        E::NotFound(_) => refused("membership_precondition", Status::not_found(e.to_string())),
+        E::AlreadyExists(_) => refused(
+            "membership_precondition",
+            Status::already_exists(e.to_string()),
+        ),
         E::NoGenesis | E::SecondGenesis(_) | E::QuorumNotMet { .. } | E::Precondition(_) => {
-            Status::failed_precondition(e.to_string())
+            refused(
+                "membership_precondition",
+                Status::failed_precondition(e.to_string()),
+            )
         }
     }
 }
@@ -57,10 +79,13 @@ pub fn replica(e: ReplicaError) -> Status {
         Fault::NotEntitled(e) | Fault::Refused(e) | Fault::SettingsRefused(e) => entry(e),
         Fault::Signature(s) => signature(s),
         Fault::Invalid(s) => statement(s),
-        Fault::FromTheFuture { .. } | Fault::VersionNotAnnounced { .. } => {
-            Status::invalid_argument(e.fault.to_string())
+        Fault::FromTheFuture { .. } | Fault::VersionNotAnnounced { .. } => refused(
+            "from_the_future",
+            Status::invalid_argument(e.fault.to_string()),
+        ),
+        Fault::Duplicate { .. } => {
+            refused("duplicate", Status::already_exists(e.fault.to_string()))
         }
-        Fault::Duplicate { .. } => Status::already_exists(e.fault.to_string()),
         other => {
             tracing::error!("the hub's replica refused its own entry: {other}");
             Status::internal("the hub refused its own log entry; operators: see the hub log")
@@ -72,12 +97,18 @@ pub fn replica(e: ReplicaError) -> Status {
 pub fn membership(e: MembershipError) -> Status {
     use MembershipError as E;
     match e {
-        E::UnknownMember(_) | E::NotActive { .. } | E::MissingRole { .. } => {
-            Status::permission_denied(e.to_string())
-        }
-        E::CertificateNotPinned { .. } => Status::unauthenticated(e.to_string()),
+        E::UnknownMember(_) => refused("unknown_member", Status::permission_denied(e.to_string())),
+        E::NotActive { .. } => refused(
+            "member_not_active",
+            Status::permission_denied(e.to_string()),
+        ),
+        E::MissingRole { .. } => refused("missing_role", Status::permission_denied(e.to_string())),
+        E::CertificateNotPinned { .. } => refused(
+            "certificate_not_pinned",
+            Status::unauthenticated(e.to_string()),
+        ),
         E::BadMemberId(_) | E::BadKeyId(_) | E::BadPublicKey { .. } | E::Invalid { .. } => {
-            Status::invalid_argument(e.to_string())
+            refused("malformed", Status::invalid_argument(e.to_string()))
         }
     }
 }

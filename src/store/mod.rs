@@ -12,10 +12,14 @@
 //! Published checkpoints live in their own tree (`checkpoints.rs`); proofs read the stored
 //! Merkle nodes (`proofs.rs`).
 
+mod access;
 mod checkpoints;
 mod proofs;
 mod record;
 
+pub use access::{
+    AccessCall, AccessLog, AccessPage, AccessRecord, AccessRetention, MAX_ACCESS_PAGE, PRUNE_EVERY,
+};
 pub use checkpoints::PublishedCheckpoint;
 pub use proofs::ProofRequestError;
 #[doc(hidden)]
@@ -120,6 +124,8 @@ pub struct Store {
     size: watch::Receiver<u64>,
     registry: watch::Receiver<Arc<Registry>>,
     checkpoints: Arc<checkpoints::Checkpoints>,
+    writer_fault: watch::Receiver<Option<String>>,
+    access: Arc<AccessLog>,
 }
 
 /// The writer thread's inbox and handle. When the last `Store` clone goes, the inbox closes,
@@ -160,10 +166,12 @@ impl Store {
             });
         }
         let checkpoints = Arc::new(checkpoints::Checkpoints::open(&db, size)?);
+        let access = Arc::new(AccessLog::open(&db)?);
         let replica = restore_replica(&log, size)?;
         let registry = replica.registry().clone();
         let (size_tx, size_rx) = watch::channel(size);
         let (registry_tx, registry_rx) = watch::channel(registry);
+        let (fault_tx, fault_rx) = watch::channel(None);
         // Bounded: a flood of submitters waits here instead of queueing without limit.
         let (tx, rx) = mpsc::sync_channel(4 * MAX_GROUP);
         let writer = Writer {
@@ -175,7 +183,14 @@ impl Store {
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                // Says why the thread ended unless it ended because the store closed.
+                let mut fault = FaultOnExit {
+                    fault: fault_tx,
+                    reason: Some("the writer thread panicked; restart the hub".into()),
+                };
+                fault.reason = writer.run(rx);
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
         Ok(Store {
             db: db.clone(),
@@ -187,6 +202,8 @@ impl Store {
             size: size_rx,
             registry: registry_rx,
             checkpoints,
+            writer_fault: fault_rx,
+            access,
         })
     }
 
@@ -208,6 +225,17 @@ impl Store {
         answer
             .await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+    }
+
+    /// Why the writer thread stopped accepting writes (`None` while it works): after a failed
+    /// write it refuses every later one until the hub restarts. Changes once, for health.
+    pub fn writer_fault(&self) -> watch::Receiver<Option<String>> {
+        self.writer_fault.clone()
+    }
+
+    /// The access log: who synced or matched how much and when (`access.rs`).
+    pub fn access(&self) -> &AccessLog {
+        &self.access
     }
 
     /// Number of durable entries; sequence numbers `0..log_size()` exist.
@@ -433,8 +461,23 @@ struct Writer {
     registry: watch::Sender<Arc<Registry>>,
 }
 
+/// Publishes why the writer thread ended when it ends (also by a panic).
+struct FaultOnExit {
+    fault: watch::Sender<Option<String>>,
+    reason: Option<String>,
+}
+
+impl Drop for FaultOnExit {
+    fn drop(&mut self) {
+        if let Some(reason) = self.reason.take() {
+            self.fault.send_replace(Some(reason));
+        }
+    }
+}
+
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
+    /// Commits groups until the inbox closes (`None`) or a write fails (the reason).
+    fn run(mut self, rx: mpsc::Receiver<Job>) -> Option<String> {
         while let Ok(first) = rx.recv() {
             let mut bytes =
                 first.verified.envelope.payload.len() + first.verified.envelope.body.len();
@@ -453,9 +496,12 @@ impl Writer {
                 // A failed batch leaves the on-disk state uncertain: refuse further writes so
                 // nothing is acknowledged that might not be durable. A restart recovers.
                 tracing::error!("store write failed, refusing further writes: {e}");
-                return;
+                return Some(format!(
+                    "a store write failed, so the hub refuses every write until it restarts: {e}"
+                ));
             }
         }
+        None
     }
 
     fn commit(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
@@ -490,6 +536,7 @@ impl Writer {
                     self.registry.send_replace(self.replica.registry().clone());
                 }
                 self.published.send_replace(self.replica.size());
+                count_ingest(&jobs, &outcomes);
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome.map_err(StoreError::Rejected));
                 }
@@ -584,6 +631,22 @@ impl Writer {
             already_present: false,
         }))
     }
+}
+
+/// The ingest counters (through the `metrics` facade): statements newly logged, and the hashes
+/// their hash sets carry.
+fn count_ingest(jobs: &[Job], outcomes: &[Result<Appended, ReplicaError>]) {
+    let (mut statements, mut hashes) = (0u64, 0u64);
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        if matches!(outcome, Ok(a) if !a.already_present) {
+            statements += 1;
+            if let crate::statement::Body::HashSet(set) = &job.verified.statement.body {
+                hashes += set.entries.len() as u64;
+            }
+        }
+    }
+    metrics::counter!("coalition_ingested_statements_total").increment(statements);
+    metrics::counter!("coalition_ingested_hashes_total").increment(hashes);
 }
 
 /// What one group commit accumulates.

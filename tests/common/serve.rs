@@ -22,7 +22,7 @@ impl ServeProcess {
     pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> (ServeProcess, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
             .current_dir(dir)
-            .args(["serve", "--listen", listen])
+            .args(["serve", "--listen", listen, "--ops-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
