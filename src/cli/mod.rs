@@ -109,6 +109,11 @@ struct ServeArgs {
     /// when it changes.
     #[arg(long, env = "COALITION_CRL", value_name = "FILE")]
     crl: Option<PathBuf>,
+    /// How long the CRL may be past its nextUpdate before the hub refuses every call (fails
+    /// closed) until a current CRL is installed; e.g. `12h`, `3d`. Warned about from the
+    /// first second past nextUpdate.
+    #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    crl_grace: std::time::Duration,
     /// Publish a signed checkpoint once the log has grown by this many entries.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     checkpoint_entries: u64,
@@ -294,6 +299,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let options = {
         let mut o = crate::server::ServeOptions::for_store(&store, certs.hub_signing_key()?)?;
         o.crl = args.crl.clone();
+        o.crl_grace = args.crl_grace;
         o.checkpoints = crate::server::CheckpointPolicy {
             max_entries: args.checkpoint_entries.max(1),
             max_delay: std::time::Duration::from_millis(args.checkpoint_ms.max(1)),
@@ -350,6 +356,12 @@ fn exit_now(code: u8) -> ! {
 /// Control characters (a newline in a quoted value included) are escaped by
 /// [`crate::text::escape_control`], so the line cannot be split or forged.
 pub fn one_line(e: &anyhow::Error) -> String {
+    if e
+        .chain()
+        .any(|cause| crate::client::is_certificate_revoked(cause))
+    {
+        return crate::client::REVOKED_MESSAGE.to_owned();
+    }
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();

@@ -10,13 +10,16 @@ mod auth;
 mod checkpointer;
 mod hub;
 mod indexer;
+pub mod limits;
 pub mod shutdown;
 mod status;
 mod tls;
 
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
-pub use hub::HubService;
+pub use hub::{HubService, MAX_MATCHES_PER_QUERY, MAX_MATCHES_PER_RESPONSE};
+pub use limits::Limits;
+pub use tls::{CrlHealth, DEFAULT_CRL_GRACE};
 
 use crate::log::CheckpointSigner;
 use ed25519_dalek::SigningKey;
@@ -35,7 +38,6 @@ use tls::HubTls;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::service::InterceptorLayer;
 use tonic::transport::Server;
 
 /// Largest gRPC message the server decodes. Statements are limited to
@@ -82,6 +84,11 @@ pub struct ServeOptions {
     pub crl: Option<PathBuf>,
     /// How often the CRL file is checked for changes (modification time and length).
     pub crl_poll: Duration,
+    /// How long the CRL may be past its `nextUpdate` before the hub refuses every call
+    /// (default [`DEFAULT_CRL_GRACE`], one day; `coalition serve --crl-grace`).
+    pub crl_grace: Duration,
+    /// Connection and call limits (docs/PROTOCOL.md, "Limits").
+    pub limits: Limits,
     /// How long a shutdown may take, from its signal to the last call answered and the store
     /// closed; past it `serve` returns [`ServerError::ShutdownTimeout`] (default 10 s).
     pub shutdown_grace: Duration,
@@ -98,6 +105,8 @@ impl ServeOptions {
             checkpoints: CheckpointPolicy::default(),
             crl: None,
             crl_poll: Duration::from_secs(1),
+            crl_grace: DEFAULT_CRL_GRACE,
+            limits: Limits::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
@@ -225,8 +234,8 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     options.check(&store)?;
     install_crypto_provider();
-    let hub_tls =
-        HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
+    let hub_tls = HubTls::load(tls, options.crl.as_deref(), options.crl_grace)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
     // Stops polling the CRL file when serving ends.
     let _watch = hub_tls.watch(options.crl_poll);
     let (mut health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -244,14 +253,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Tls(format!("reflection: {e}")))?;
-    // Every call carries the revocation state, for `auth::authorize`.
-    let attach_tls = {
-        let hub_tls = hub_tls.clone();
-        move |mut request: tonic::Request<()>| {
-            request.extensions_mut().insert(hub_tls.clone());
-            Ok(request)
-        }
-    };
+    // Authorizes every call on its head and bounds it (limits.rs).
+    let connections = limits::Connections::default();
+    let gate = limits::GateLayer::new(
+        store.clone(),
+        hub_tls.clone(),
+        connections.clone(),
+        &options.limits,
+    );
     let stop = Shutdown::new();
     let matching = indexer::start(store.clone(), stop.listener());
     let hub =
@@ -277,16 +286,20 @@ pub async fn serve(
     };
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        // Bounds the requests (each up to MAX_MESSAGE_BYTES) one connection holds at once.
-        .concurrency_limit_per_connection(32)
-        .layer(InterceptorLayer::new(attach_tls))
+        // Bounds the calls one connection has open at once (HTTP/2 SETTINGS; the peer must
+        // respect it, and excess streams are refused).
+        .max_concurrent_streams(options.limits.max_streams_per_connection)
+        .layer(gate)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(hub)
         .add_service(admin)
         .add_service(audit)
         // TCP_NODELAY is set on accepted sockets there (~40 ms per call otherwise).
-        .serve_with_incoming_shutdown(hub_tls.incoming(listener), stop_accepting);
+        .serve_with_incoming_shutdown(
+            hub_tls.incoming(listener, &options.limits, connections),
+            stop_accepting,
+        );
     tokio::pin!(server);
     tokio::select! {
         served = &mut server => {
