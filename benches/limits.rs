@@ -93,7 +93,7 @@ async fn run(samples: usize) -> Result<()> {
         let (stop, refused) = (stop.clone(), refused.clone());
         tokio::spawn(async move {
             let envelope = pb::Envelope {
-                payload: vec![0x5a; BIG_SUBMIT],
+                payload: vec![0x5a; BIG_SUBMIT].into(),
                 ..Default::default()
             };
             while !stop.load(Ordering::SeqCst) {

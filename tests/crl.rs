@@ -333,7 +333,7 @@ fn write_crl(certs: &coalition_hub::pki::CertDir, number: u64, next_update_secs:
         crl_number: SerialNumber::from(number),
         issuing_distribution_point: None,
         revoked_certs: Vec::new(),
-        key_id_method: KeyIdMethod::Sha256,
+        key_identifier_method: KeyIdMethod::Sha256,
     };
     let pem = params.signed_by(&issuer).expect("sign").pem().expect("pem");
     let tmp = root.join("crl.pem.tmp");

@@ -45,7 +45,7 @@ async fn still_serves(t: &TestHub) {
 /// An envelope of about `bytes` bytes (its payload is junk: only its size matters here).
 fn big_envelope(bytes: usize) -> pb::Envelope {
     pb::Envelope {
-        payload: vec![0x5a; bytes],
+        payload: vec![0x5a; bytes].into(),
         ..Default::default()
     }
 }
