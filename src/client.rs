@@ -53,8 +53,16 @@ pub const REVOKED_MESSAGE: &str = "the hub refused your client certificate: it i
 /// revoked: the TLS alert `certificate_revoked` at the handshake, or the hub's
 /// UNAUTHENTICATED on a connection opened before the revocation.
 pub fn is_certificate_revoked(e: &(dyn std::error::Error + 'static)) -> bool {
+    let alert =
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked).to_string();
     let mut cur = Some(e);
     while let Some(err) = cur {
+        // tokio-rustls hands the alert on as an `io::Error` holding its text only.
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.to_string() == alert)
+        {
+            return true;
+        }
         // An `io::Error` shows the rustls error it wraps, but its `source` skips it.
         let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
             err.downcast_ref::<std::io::Error>()

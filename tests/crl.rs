@@ -245,11 +245,18 @@ async fn a_crl_written_while_serving_refuses_new_and_open_connections() {
         tonic::Code::Unauthenticated
     );
 
-    // A missing file keeps it too; a valid CRL written afterwards is picked up.
+    // A missing file keeps it too. `pki revoke` then numbers its CRL from 1 again: lower than
+    // the CRL in force (2), so refused; the next ones (2, 3) are picked up.
     std::fs::remove_file(t.certs.crl_file()).expect("rm");
     tokio::time::sleep(POLL * 6).await;
     refused_below_grpc(&t, "acme").await;
-    t.certs.revoke(&id("globex")).expect("revoke globex");
+    assert_eq!(
+        t.certs.revoke(&id("globex")).expect("revoke globex").crl_number,
+        1
+    );
+    tokio::time::sleep(POLL * 6).await;
+    assert!(matches!(attempt(&t, "globex").await, Attempt::Ok));
+    t.certs.revoke(&id("globex")).expect("revoke globex again");
     until_refused(&t, "globex").await;
     refused_below_grpc(&t, "acme").await;
     assert!(matches!(attempt(&t, "admin").await, Attempt::Ok));
@@ -364,15 +371,20 @@ async fn a_crl_with_a_lower_number_is_refused_and_the_previous_stays_in_force() 
 
 #[tokio::test]
 async fn an_outdated_crl_fails_closed_after_its_grace_period() {
-    // nextUpdate an hour ago, grace one minute: every call is refused.
-    let t = TestHub::start_with(|certs, options| {
-        write_crl(certs, 5, -3600);
-        ServeOptions {
-            crl_grace: Duration::from_secs(60),
-            ..with_crl(certs, options)
-        }
+    let t = TestHub::start_with(|certs, options| ServeOptions {
+        crl_grace: Duration::from_secs(60),
+        ..with_crl(certs, options)
     })
     .await;
+    let mut open = t.client("globex").await;
+    // A CRL whose nextUpdate passed an hour ago, grace one minute: every call is refused, on
+    // new connections and open ones.
+    write_crl(&t.certs, 5, -3600);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open.hub.who_am_i(pb::WhoAmIRequest {}).await.is_ok() {
+        assert!(Instant::now() < deadline, "the outdated CRL was not taken");
+        tokio::time::sleep(POLL).await;
+    }
     match attempt(&t, "globex").await {
         Attempt::Status(s) => {
             assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
