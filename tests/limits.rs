@@ -57,6 +57,23 @@ fn status_of(e: ClientError) -> tonic::Status {
     }
 }
 
+/// A plain channel to the hub as `member`, for stock or hand-made clients.
+async fn channel_as(t: &TestHub, member: &str) -> tonic::transport::Channel {
+    let tls = t.tls(member);
+    tonic::transport::Endpoint::from_shared(format!("https://{}", t.addr))
+        .expect("uri")
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(tls.ca_pem))
+                .domain_name("localhost")
+                .identity(tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem)),
+        )
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect")
+}
+
 #[tokio::test]
 async fn a_removed_member_is_refused_on_the_request_head_without_its_body_being_read() {
     let t = TestHub::start().await;
@@ -67,22 +84,7 @@ async fn a_removed_member_is_refused_on_the_request_head_without_its_body_being_
     let before = t.store.log_size();
 
     // A Submit whose body never comes: refused all the same, so the hub did not wait for it.
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", t.addr))
-        .expect("uri")
-        .tls_config(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(t.tls("acme").ca_pem))
-                .domain_name("localhost")
-                .identity(tonic::transport::Identity::from_pem(
-                    t.tls("acme").cert_pem,
-                    t.tls("acme").key_pem,
-                )),
-        )
-        .expect("tls")
-        .connect()
-        .await
-        .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(channel_as(&t, "acme").await);
     grpc.ready().await.expect("ready");
     let never = tokio_stream::pending::<pb::SubmitRequest>();
     let path = http::uri::PathAndQuery::from_static("/coalition.v1.Hub/Submit");
@@ -412,4 +414,26 @@ async fn an_idle_connection_is_closed_but_an_open_stream_keeps_it() {
     tokio::time::timeout(HANG, from_globex)
         .await
         .expect("the stream is still open");
+}
+
+#[tokio::test]
+async fn health_needs_an_active_member_like_every_call() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let t = TestHub::start().await;
+    for (member, allowed) in [("globex", true), ("outsider", false)] {
+        let answer = HealthClient::new(channel_as(&t, member).await)
+            .check(HealthCheckRequest {
+                service: "coalition.v1.Hub".into(),
+            })
+            .await;
+        match (allowed, answer) {
+            (true, Ok(_)) => {}
+            (false, Err(status)) => {
+                assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+                assert!(status.message().contains("outsider"), "{}", status.message());
+            }
+            (allowed, answer) => panic!("{member}: allowed {allowed}, got {answer:?}"),
+        }
+    }
 }
