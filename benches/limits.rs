@@ -59,11 +59,17 @@ async fn run(samples: usize) -> Result<()> {
         let admin_key = certs.signing_key(&admin)?;
         for id in [&attacker, &legit] {
             let key = certs.signing_key(id)?;
-            let admit = governance::admission(id, id.as_str(), &[Role::Member], &[key.verifying_key()]);
+            let admit =
+                governance::admission(id, id.as_str(), &[Role::Member], &[key.verifying_key()]);
             let change = governance::change(&admin, &admin_key, Action::Admit(admit), "bench");
             governance::append_offline(&store, change).await?;
         }
-        let remove = governance::change(&admin, &admin_key, Action::Remove(attacker.clone()), "bench");
+        let remove = governance::change(
+            &admin,
+            &admin_key,
+            Action::Remove(attacker.clone()),
+            "bench",
+        );
         governance::append_offline(&store, remove).await?;
     }
     let hub = Hub::start(certs.root(), &data, &root.path().join("hub.log"), 128)?;
@@ -144,8 +150,14 @@ async fn run(samples: usize) -> Result<()> {
     let (q, a) = (median(&mut quiet), median(&mut attacked));
     let over_idle_mib = max_kib.saturating_sub(idle.rss_kib) as f64 / 1024.0;
     println!("\n== Summary ({samples} samples each, medians) ==");
-    println!("first call on a new connection, quiet:        {q:.1} ms (max {:.1})", max(&quiet));
-    println!("first call on a new connection, under attack: {a:.1} ms (max {:.1})", max(&attacked));
+    println!(
+        "first call on a new connection, quiet:        {q:.1} ms (max {:.1})",
+        max(&quiet)
+    );
+    println!(
+        "first call on a new connection, under attack: {a:.1} ms (max {:.1})",
+        max(&attacked)
+    );
     println!(
         "hub RSS: idle {:.0} MiB, peak under attack {:.0} MiB, over idle {over_idle_mib:.0} MiB",
         idle.rss_kib as f64 / 1024.0,
@@ -159,7 +171,11 @@ async fn run(samples: usize) -> Result<()> {
     println!(
         "targets: first call <= 100 ms: {}; RSS over idle <= 300 MiB: {}",
         if a <= 100.0 { "met" } else { "MISSED" },
-        if over_idle_mib <= 300.0 { "met" } else { "MISSED" }
+        if over_idle_mib <= 300.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     hub.stop()?;
     Ok(())

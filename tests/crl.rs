@@ -251,7 +251,10 @@ async fn a_crl_written_while_serving_refuses_new_and_open_connections() {
     tokio::time::sleep(POLL * 6).await;
     refused_below_grpc(&t, "acme").await;
     assert_eq!(
-        t.certs.revoke(&id("globex")).expect("revoke globex").crl_number,
+        t.certs
+            .revoke(&id("globex"))
+            .expect("revoke globex")
+            .crl_number,
         1
     );
     tokio::time::sleep(POLL * 6).await;
@@ -316,7 +319,9 @@ async fn a_client_refused_at_the_handshake_reads_one_line_saying_it_is_revoked()
     );
     // Another member's failure is not reported as a revocation.
     let other = anyhow::Error::from(ClientError::from(tonic::Status::unauthenticated("no")));
-    assert!(!coalition_hub::client::is_certificate_revoked(other.as_ref()));
+    assert!(!coalition_hub::client::is_certificate_revoked(
+        other.as_ref()
+    ));
 }
 
 /// Writes a CRL signed by the coalition CA: `number`, `nextUpdate` `next_update_secs` from now
@@ -394,7 +399,11 @@ async fn an_outdated_crl_fails_closed_after_its_grace_period() {
                 "{}",
                 s.message()
             );
-            assert!(s.message().contains("grace period of 60 s"), "{}", s.message());
+            assert!(
+                s.message().contains("grace period of 60 s"),
+                "{}",
+                s.message()
+            );
         }
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }

@@ -66,7 +66,10 @@ async fn channel_as(t: &TestHub, member: &str) -> tonic::transport::Channel {
             tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(tls.ca_pem))
                 .domain_name("localhost")
-                .identity(tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem)),
+                .identity(tonic::transport::Identity::from_pem(
+                    tls.cert_pem,
+                    tls.key_pem,
+                )),
         )
         .expect("tls")
         .connect()
@@ -214,9 +217,9 @@ async fn request_bytes_in_flight_are_limited_in_total() {
     );
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
-        status.message().contains(
-            "limit of 1048576 bytes of requests at once (max_request_bytes_in_flight)"
-        ),
+        status
+            .message()
+            .contains("limit of 1048576 bytes of requests at once (max_request_bytes_in_flight)"),
         "{}",
         status.message()
     );
@@ -360,9 +363,7 @@ async fn tls_as(
     .with_client_auth_cert(chain, key)
     .expect("client config");
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(&t.addr)
-        .await
-        .expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(&t.addr).await.expect("tcp");
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").expect("name"), tcp)
         .await
@@ -431,7 +432,11 @@ async fn health_needs_an_active_member_like_every_call() {
             (true, Ok(_)) => {}
             (false, Err(status)) => {
                 assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-                assert!(status.message().contains("outsider"), "{}", status.message());
+                assert!(
+                    status.message().contains("outsider"),
+                    "{}",
+                    status.message()
+                );
             }
             (allowed, answer) => panic!("{member}: allowed {allowed}, got {answer:?}"),
         }

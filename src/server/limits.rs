@@ -115,7 +115,10 @@ impl Activity {
 
     /// Since when the connection has had no call open, `None` while one is.
     pub fn idle_since(&self) -> Option<Instant> {
-        let since = *self.idle_since.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         (self.calls.load(Ordering::SeqCst) == 0).then_some(since)
     }
 
@@ -252,9 +255,7 @@ impl<S> Gate<S> {
         let s = &*self.shared;
         s.tls.ensure_crl_usable()?;
         let path = request.uri().path();
-        let info = request
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>();
+        let info = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
         let certs = info.and_then(|i| i.peer_certs());
         let policy = auth::policy(path);
         let member = auth::authorize(&s.store, &s.tls, certs.as_deref().map(|c| &c[..]), &policy)?;
@@ -291,7 +292,10 @@ where
         let (member, permit, max_bytes) = match self.admit(&request) {
             Ok(admitted) => admitted,
             Err(status) => {
-                tracing::debug!(path = request.uri().path(), "refused before the body: {status}");
+                tracing::debug!(
+                    path = request.uri().path(),
+                    "refused before the body: {status}"
+                );
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         };
@@ -373,8 +377,7 @@ impl HttpBody for LimitedBody {
                     let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
                     match this.budget.clone().try_acquire_many_owned(n) {
                         Ok(permit) => {
-                            let mut held =
-                                this.held.lock().unwrap_or_else(PoisonError::into_inner);
+                            let mut held = this.held.lock().unwrap_or_else(PoisonError::into_inner);
                             match held.as_mut() {
                                 Some(all) => all.merge(permit),
                                 None => *held = Some(permit),

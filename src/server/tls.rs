@@ -19,12 +19,12 @@
 //! in all, each with a timeout; open connections in all; and after the handshake an HTTP/2
 //! preface timeout and an idle timeout ([`Conn`]).
 
+use super::limits::{ConnectionHandle, Connections, Limits};
 use crate::pki::TlsConfig;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
-use super::limits::{ConnectionHandle, Connections, Limits};
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,11 +38,11 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use x509_parser::num_bigint::BigUint;
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
@@ -380,7 +380,9 @@ fn report_crl_health(path: &Path, h: &CrlHealth, reported: &mut (bool, bool)) {
             grace_s = h.grace.as_secs(),
             "the certificate revocation list is past its nextUpdate: install a current one before the grace period ends, or the hub refuses every call"
         ),
-        (false, false) => tracing::info!(crl = %path.display(), "the certificate revocation list is current again"),
+        (false, false) => {
+            tracing::info!(crl = %path.display(), "the certificate revocation list is current again")
+        }
     }
 }
 
@@ -499,7 +501,9 @@ fn parse_crls(pem: &[u8], cas: &[CertificateDer<'static>]) -> Result<ParsedCrls,
         numbers.push(crl.crl_number().cloned());
         if let Some(due) = crl.next_update() {
             let due = SystemTime::UNIX_EPOCH
-                .checked_add(Duration::from_secs(u64::try_from(due.timestamp()).unwrap_or(0)))
+                .checked_add(Duration::from_secs(
+                    u64::try_from(due.timestamp()).unwrap_or(0),
+                ))
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             next_update = Some(next_update.map_or(due, |d| d.min(due)));
         }
@@ -569,7 +573,10 @@ struct SourceSlot {
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
-        let mut map = self.per_source.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .per_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = map.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -620,7 +627,8 @@ impl TlsIncoming {
         let limits = self.limits.clone();
         let connections = self.connections.clone();
         self.handshakes.spawn(async move {
-            let accepted = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
+            let accepted =
+                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
             drop(slot);
             match accepted {
                 Ok(Ok(stream)) => Some(Conn {
@@ -860,7 +868,12 @@ mod tests {
     fn revocation_follows_the_crl_file_and_survives_bad_rewrites() {
         let (_dir, certs) = pki();
         let crl = certs.crl_file();
-        let tls = HubTls::load(&certs.hub_tls().expect("hub"), Some(&crl), DEFAULT_CRL_GRACE).expect("load");
+        let tls = HubTls::load(
+            &certs.hub_tls().expect("hub"),
+            Some(&crl),
+            DEFAULT_CRL_GRACE,
+        )
+        .expect("load");
         let (acme, globex) = (cert_der(&certs, "acme"), cert_der(&certs, "globex"));
         assert!(!tls.is_revoked(&acme));
         assert!(matches!(tls.reload_if_changed(), Reload::Unchanged));
@@ -942,7 +955,10 @@ mod tests {
         assert!(tls.ensure_crl_usable().is_ok());
         certs.revoke(&id("acme")).expect("revoke");
         assert!(matches!(tls.reload_if_changed(), Reload::Reloaded { .. }));
-        assert_eq!(tls.crl_health().expect("a CRL").number.as_deref(), Some("2"));
+        assert_eq!(
+            tls.crl_health().expect("a CRL").number.as_deref(),
+            Some("2")
+        );
     }
 
     #[test]
