@@ -48,7 +48,7 @@ fn main() -> Result<()> {
 async fn run(samples: usize) -> Result<()> {
     let root = tempfile::tempdir()?;
     let certs = CertDir::new(root.path().join("certs"));
-    let [admin, attacker, legit] = ["admin", "attacker", "legit"].map(|s| MemberId::parse(s));
+    let [admin, attacker, legit] = ["admin", "attacker", "legit"].map(MemberId::parse);
     let (admin, attacker, legit) = (admin?, attacker?, legit?);
     certs.init(&[admin.clone(), attacker.clone(), legit.clone()])?;
     let data = root.path().join("data");

@@ -356,9 +356,7 @@ fn exit_now(code: u8) -> ! {
 /// Control characters (a newline in a quoted value included) are escaped by
 /// [`crate::text::escape_control`], so the line cannot be split or forged.
 pub fn one_line(e: &anyhow::Error) -> String {
-    if e.chain()
-        .any(|cause| crate::client::is_certificate_revoked(cause))
-    {
+    if e.chain().any(crate::client::is_certificate_revoked) {
         return crate::client::REVOKED_MESSAGE.to_owned();
     }
     let mut parts: Vec<String> = Vec::new();
