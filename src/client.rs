@@ -46,6 +46,51 @@ pub enum ClientError {
     Bundle(#[from] crate::audit::bundle::BundleError),
 }
 
+/// What the CLI says, on one line, when the hub refused the client certificate as revoked.
+pub const REVOKED_MESSAGE: &str = "the hub refused your client certificate: it is revoked by the coalition's certificate revocation list; ask the coalition's admins for a new certificate";
+
+/// Whether `e` (or an error it wraps) is the hub refusing this client's certificate as
+/// revoked: the TLS alert `certificate_revoked` at the handshake, or the hub's
+/// UNAUTHENTICATED on a connection opened before the revocation.
+pub fn is_certificate_revoked(e: &(dyn std::error::Error + 'static)) -> bool {
+    let alert =
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked).to_string();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        // tokio-rustls hands the alert on as an `io::Error` holding its text only.
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.to_string() == alert)
+        {
+            return true;
+        }
+        // An `io::Error` shows the rustls error it wraps, but its `source` skips it.
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls
+            && matches!(
+                tls,
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked)
+            )
+        {
+            return true;
+        }
+        if let Some(status) = err.downcast_ref::<tonic::Status>()
+            && status.code() == tonic::Code::Unauthenticated
+            && status.message().starts_with(REVOKED_STATUS_PREFIX)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// How the hub's refusal of a revoked certificate on an open connection begins.
+const REVOKED_STATUS_PREFIX: &str = "your client certificate is revoked";
+
 /// The lowercase-with-spaces name of a gRPC code, for one-line error messages.
 pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code as C;

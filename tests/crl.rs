@@ -189,9 +189,16 @@ async fn a_crl_written_while_serving_refuses_new_and_open_connections() {
     assert_eq!(
         status.message(),
         format!(
-            "client certificate serial {} is revoked by the coalition CRL",
+            "your client certificate is revoked (serial {}) by the coalition CRL",
             revocation.serial
         )
+    );
+    // The CLI says so in one line.
+    let e = anyhow::Error::from(ClientError::from(status));
+    assert!(coalition_hub::client::is_certificate_revoked(e.as_ref()));
+    assert_eq!(
+        coalition_hub::cli::one_line(&e),
+        coalition_hub::client::REVOKED_MESSAGE
     );
     // The stream that was already following is cut off at its next re-check.
     let cut = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -238,11 +245,21 @@ async fn a_crl_written_while_serving_refuses_new_and_open_connections() {
         tonic::Code::Unauthenticated
     );
 
-    // A missing file keeps it too; a valid CRL written afterwards is picked up.
+    // A missing file keeps it too. `pki revoke` then numbers its CRL from 1 again: lower than
+    // the CRL in force (2), so refused; the next ones (2, 3) are picked up.
     std::fs::remove_file(t.certs.crl_file()).expect("rm");
     tokio::time::sleep(POLL * 6).await;
     refused_below_grpc(&t, "acme").await;
-    t.certs.revoke(&id("globex")).expect("revoke globex");
+    assert_eq!(
+        t.certs
+            .revoke(&id("globex"))
+            .expect("revoke globex")
+            .crl_number,
+        1
+    );
+    tokio::time::sleep(POLL * 6).await;
+    assert!(matches!(attempt(&t, "globex").await, Attempt::Ok));
+    t.certs.revoke(&id("globex")).expect("revoke globex again");
     until_refused(&t, "globex").await;
     refused_below_grpc(&t, "acme").await;
     assert!(matches!(attempt(&t, "admin").await, Attempt::Ok));
@@ -267,4 +284,151 @@ async fn a_hub_started_with_a_crl_refuses_revoked_certificates_from_the_start() 
         Attempt::Status(s) => assert_ne!(s.code(), tonic::Code::Ok),
         other => panic!("expected a status from the hub, got {other:?}"),
     }
+}
+
+/// Revoked at the handshake: the error the client gets (at connect or first call) is known as
+/// a revocation, and the CLI's one line says so instead of "transport error … CertificateRevoked".
+#[tokio::test]
+async fn a_client_refused_at_the_handshake_reads_one_line_saying_it_is_revoked() {
+    let t = TestHub::start_with(|certs, options| {
+        certs.revoke(&id("acme")).expect("revoke");
+        with_crl(certs, options)
+    })
+    .await;
+    // Depending on timing the client sees the TLS alert or only a closed connection: retry
+    // (bounded) until it reports the alert, as a person running the CLI would see it.
+    let mut seen = None;
+    for _ in 0..50 {
+        let error = match Client::connect(&t.addr, &t.tls("acme")).await {
+            Err(e) => anyhow::Error::from(e),
+            Ok(mut client) => match client.hub.who_am_i(pb::WhoAmIRequest {}).await {
+                Err(status) => anyhow::Error::from(ClientError::from(status)),
+                Ok(_) => panic!("a revoked certificate was accepted"),
+            },
+        };
+        if coalition_hub::client::is_certificate_revoked(error.as_ref()) {
+            seen = Some(error);
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let error = seen.expect("the revocation alert reaches the client");
+    assert_eq!(
+        coalition_hub::cli::one_line(&error),
+        coalition_hub::client::REVOKED_MESSAGE
+    );
+    // Another member's failure is not reported as a revocation.
+    let other = anyhow::Error::from(ClientError::from(tonic::Status::unauthenticated("no")));
+    assert!(!coalition_hub::client::is_certificate_revoked(
+        other.as_ref()
+    ));
+}
+
+/// Writes a CRL signed by the coalition CA: `number`, `nextUpdate` `next_update_secs` from now
+/// (negative: in the past), revoking nothing.
+fn write_crl(certs: &coalition_hub::pki::CertDir, number: u64, next_update_secs: i64) {
+    use rcgen::{CertificateRevocationListParams, Issuer, KeyIdMethod, KeyPair, SerialNumber};
+    let root = certs.root();
+    let key = KeyPair::from_pem(&std::fs::read_to_string(root.join("ca.key")).expect("ca key"))
+        .expect("key");
+    let ca = std::fs::read_to_string(root.join("ca.pem")).expect("ca pem");
+    let issuer = Issuer::from_ca_cert_pem(&ca, key).expect("issuer");
+    let now = x509_parser::time::ASN1Time::now().timestamp();
+    let at = |secs: i64| {
+        x509_parser::time::ASN1Time::from_timestamp(secs)
+            .expect("time")
+            .to_datetime()
+    };
+    let params = CertificateRevocationListParams {
+        this_update: at(now.min(now + next_update_secs) - 3600),
+        next_update: at(now + next_update_secs),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let pem = params.signed_by(&issuer).expect("sign").pem().expect("pem");
+    let tmp = root.join("crl.pem.tmp");
+    std::fs::write(&tmp, pem).expect("write");
+    std::fs::rename(&tmp, certs.crl_file()).expect("rename");
+}
+
+#[tokio::test]
+async fn a_crl_with_a_lower_number_is_refused_and_the_previous_stays_in_force() {
+    let t = TestHub::start_with(with_crl).await;
+    // crl.pem has number 1; revoking makes number 2.
+    t.certs.revoke(&id("acme")).expect("revoke");
+    until_refused(&t, "acme").await;
+    // An older CRL (number 1, revoking nothing), validly signed: refused.
+    write_crl(&t.certs, 1, 86_400);
+    tokio::time::sleep(POLL * 6).await;
+    let e = raw_tls(&t, "acme").await.expect_err("acme still refused");
+    assert!(is_revoked_alert(&e), "{e}");
+    assert!(matches!(attempt(&t, "globex").await, Attempt::Ok));
+    // A newer one (number 3, revoking nothing) is taken.
+    write_crl(&t.certs, 3, 86_400);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(attempt(&t, "acme").await, Attempt::Ok) {
+        assert!(Instant::now() < deadline, "the newer CRL was not taken");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test]
+async fn an_outdated_crl_fails_closed_after_its_grace_period() {
+    let t = TestHub::start_with(|certs, options| ServeOptions {
+        crl_grace: Duration::from_secs(60),
+        ..with_crl(certs, options)
+    })
+    .await;
+    let mut open = t.client("globex").await;
+    // A CRL whose nextUpdate passed an hour ago, grace one minute: every call is refused, on
+    // new connections and open ones.
+    write_crl(&t.certs, 5, -3600);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open.hub.who_am_i(pb::WhoAmIRequest {}).await.is_ok() {
+        assert!(Instant::now() < deadline, "the outdated CRL was not taken");
+        tokio::time::sleep(POLL).await;
+    }
+    match attempt(&t, "globex").await {
+        Attempt::Status(s) => {
+            assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+            assert!(
+                s.message()
+                    .contains("certificate revocation list is outdated"),
+                "{}",
+                s.message()
+            );
+            assert!(
+                s.message().contains("grace period of 60 s"),
+                "{}",
+                s.message()
+            );
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    let before = t.store.log_size();
+    let mut globex = t.client("globex").await;
+    assert!(globex.submit(t.hash_set("globex", 1, 2)).await.is_err());
+    assert_eq!(t.store.log_size(), before);
+    // A current CRL (a higher number) ends it.
+    write_crl(&t.certs, 6, 86_400);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(attempt(&t, "globex").await, Attempt::Ok) {
+        assert!(Instant::now() < deadline, "the current CRL was not taken");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test]
+async fn an_outdated_crl_within_its_grace_period_still_serves() {
+    let t = TestHub::start_with(|certs, options| {
+        write_crl(certs, 5, -60);
+        ServeOptions {
+            crl_grace: Duration::from_secs(3600),
+            ..with_crl(certs, options)
+        }
+    })
+    .await;
+    assert!(matches!(attempt(&t, "globex").await, Attempt::Ok));
 }

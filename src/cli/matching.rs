@@ -202,6 +202,8 @@ async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
     let tls = CertDir::new(&args.certs).member_tls(&id)?;
     let mut client = crate::client::Client::connect(hub, &tls).await?;
     let mut out = Vec::new();
+    // Queries whose matches the hub cut short (its per-query and per-response caps).
+    let mut truncated = Vec::new();
     for chunk in queries.chunks(MAX_QUERIES) {
         let request = pb::MatchRequest {
             queries: chunk
@@ -230,6 +232,9 @@ async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
                     chunk.len()
                 );
             };
+            if result.truncated {
+                truncated.push(q.line);
+            }
             for m in result.matches {
                 out.push(MatchLine {
                     query_line: q.line,
@@ -249,6 +254,14 @@ async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
                 });
             }
         }
+    }
+    if let Some(first) = truncated.first() {
+        eprintln!(
+            "warning: results truncated: the hub returned only part of the matches for {} queries (first at line {first}); it returns at most {} per query and {} per request: query those hashes separately or with a lower --threshold",
+            truncated.len(),
+            crate::server::MAX_MATCHES_PER_QUERY,
+            crate::server::MAX_MATCHES_PER_RESPONSE,
+        );
     }
     Ok(out)
 }

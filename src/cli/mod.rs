@@ -120,6 +120,12 @@ struct ServeArgs {
     /// rotate-hub-key`): the hub switches to it when the rotation is logged, without a restart.
     #[arg(long, value_name = "FILE")]
     next_hub_key: Option<PathBuf>,
+
+    /// How long the CRL may be past its nextUpdate before the hub refuses every call (fails
+    /// closed) until a current CRL is installed; e.g. `12h`, `3d`. Warned about from the
+    /// first second past nextUpdate.
+    #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    crl_grace: std::time::Duration,
     /// Publish a signed checkpoint once the log has grown by this many entries.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     checkpoint_entries: u64,
@@ -382,6 +388,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .transpose()?;
         let mut o = crate::server::ServeOptions::for_store_rotating(&store, hub_key, next)?;
         o.crl = args.crl.clone();
+        o.crl_grace = args.crl_grace;
         o.checkpoints = crate::server::CheckpointPolicy {
             max_entries: args.checkpoint_entries.max(1),
             max_delay: std::time::Duration::from_millis(args.checkpoint_ms.max(1)),
@@ -460,6 +467,9 @@ fn exit_now(code: u8) -> ! {
 /// Control characters (a newline in a quoted value included) are escaped by
 /// [`crate::text::escape_control`], so the line cannot be split or forged.
 pub fn one_line(e: &anyhow::Error) -> String {
+    if e.chain().any(crate::client::is_certificate_revoked) {
+        return crate::client::REVOKED_MESSAGE.to_owned();
+    }
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();

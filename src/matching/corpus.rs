@@ -111,29 +111,48 @@ impl Corpus {
         self.matcher.install_pdq(pdq);
     }
 
-    /// Everything matching `query`, nearest first.
-    pub fn lookup(&self, query: &Query, options: &MatchOptions) -> Vec<Found<'_>> {
-        self.matcher
-            .lookup(query, options)
+    /// The first `max` of everything matching `query`, nearest first, and whether there were
+    /// more (only those returned are built).
+    pub fn lookup(
+        &self,
+        query: &Query,
+        options: &MatchOptions,
+        max: usize,
+    ) -> (Vec<Found<'_>>, bool) {
+        let (hits, truncated) = self.hits(query, options, max);
+        let found = hits
             .into_iter()
-            .filter_map(|Hit { distance, slot }| {
-                let (statement, labels) = *self.slots.get(slot as usize)?;
-                let value = match query.hash_type {
-                    HashType::Pdq => self.matcher.pdq_hash(slot)?.0.to_vec(),
-                    _ => query.value.clone(),
-                };
-                Some(Found {
-                    distance,
-                    hash_type: query.hash_type,
-                    value,
-                    quality: (query.hash_type == HashType::Pdq)
-                        .then(|| self.matcher.quality(slot))
-                        .flatten(),
-                    labels: self.label_sets.get(labels as usize)?,
-                    source: self.statements.get(statement as usize)?,
-                })
-            })
-            .collect()
+            .filter_map(|hit| self.found(query, hit))
+            .collect();
+        (found, truncated)
+    }
+
+    /// The first `max` index hits for `query` (cheap: slot numbers), and whether there were
+    /// more; [`Corpus::found`] builds each into a match.
+    pub fn hits(&self, query: &Query, options: &MatchOptions, max: usize) -> (Vec<Hit>, bool) {
+        let mut hits = self.matcher.lookup(query, options);
+        let truncated = hits.len() > max;
+        hits.truncate(max);
+        (hits, truncated)
+    }
+
+    /// The match a hit of `query` stands for (`None` for a slot this corpus does not hold).
+    pub fn found(&self, query: &Query, Hit { distance, slot }: Hit) -> Option<Found<'_>> {
+        let (statement, labels) = *self.slots.get(slot as usize)?;
+        let value = match query.hash_type {
+            HashType::Pdq => self.matcher.pdq_hash(slot)?.0.to_vec(),
+            _ => query.value.clone(),
+        };
+        Some(Found {
+            distance,
+            hash_type: query.hash_type,
+            value,
+            quality: (query.hash_type == HashType::Pdq)
+                .then(|| self.matcher.quality(slot))
+                .flatten(),
+            labels: self.label_sets.get(labels as usize)?,
+            source: self.statements.get(statement as usize)?,
+        })
     }
 
     fn label_set(&mut self, labels: &[Label]) -> u32 {

@@ -4,18 +4,12 @@
 use super::checkpointer::Checkpointer;
 use super::shutdown::{self, Listener};
 use super::{auth, status};
-use crate::membership::Role;
 use crate::pb;
 use crate::statement::StatementId;
 use crate::store::{PublishedCheckpoint, Store, leaf_data};
 use std::pin::Pin;
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-
-/// Roles that may audit the log.
-const AUDITORS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
 
 /// Most entries one `GetEntries` call returns (docs/PROTOCOL.md).
 pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
@@ -25,6 +19,8 @@ pub const MAX_ENTRY_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
 const ENTRIES_CHUNK: u64 = 256;
 /// Messages buffered per `GetEntries` stream before the server waits for the client.
 const ENTRIES_BUFFER: usize = 16;
+/// Bytes buffered per `GetEntries` stream (or one larger entry) before the server waits.
+const ENTRIES_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// `ListCheckpoints` page size when the request says 0.
 const DEFAULT_CHECKPOINT_PAGE: usize = 100;
@@ -82,7 +78,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
-        auth::authorize(&self.store, &request, AUDITORS, "read checkpoints")?;
+        auth::caller(&request)?;
         let req = request.into_inner();
         let cp = match (req.tree_size, req.refresh) {
             (Some(_), true) => {
@@ -112,7 +108,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::ListCheckpointsRequest>,
     ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
-        auth::authorize(&self.store, &request, AUDITORS, "read checkpoints")?;
+        auth::caller(&request)?;
         let req = request.into_inner();
         let limit = match req.limit as usize {
             0 => DEFAULT_CHECKPOINT_PAGE,
@@ -137,7 +133,7 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
         use pb::get_inclusion_proof_request::Leaf;
-        auth::authorize(&self.store, &request, AUDITORS, "read proofs")?;
+        auth::caller(&request)?;
         let req = request.into_inner();
         let index = match req.leaf {
             Some(Leaf::LeafIndex(index)) => index,
@@ -210,7 +206,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
-        auth::authorize(&self.store, &request, AUDITORS, "read proofs")?;
+        auth::caller(&request)?;
         let pb::GetConsistencyProofRequest { old_size, new_size } = request.into_inner();
         let (proof, old_checkpoint, new_checkpoint) = self
             .blocking(move |s| {
@@ -240,7 +236,7 @@ impl pb::audit_server::Audit for AuditService {
         if self.shutdown.is_shutting_down() {
             return Err(shutdown::shutting_down());
         }
-        auth::authorize(&self.store, &request, AUDITORS, "read entries")?;
+        auth::caller(&request)?;
         let pb::GetEntriesRequest { start, end } = request.into_inner();
         if start > end {
             return Err(Status::invalid_argument(format!(
@@ -254,14 +250,14 @@ impl pb::audit_server::Audit for AuditService {
             )));
         }
         let end = end.min(start.saturating_add(MAX_ENTRIES_PER_CALL));
-        let (tx, rx) = mpsc::channel(ENTRIES_BUFFER);
+        let (tx, rx) = super::limits::byte_bounded(ENTRIES_BUFFER, ENTRIES_BUFFER_BYTES);
         tokio::spawn(stream_range(
             self.store.clone(),
             start..end,
             tx,
             self.shutdown.clone(),
         ));
-        let stream = self.shutdown.clone().end_stream(ReceiverStream::new(rx));
+        let stream = self.shutdown.clone().end_stream(rx);
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -271,17 +267,18 @@ impl pb::audit_server::Audit for AuditService {
 async fn stream_range(
     store: Store,
     range: std::ops::Range<u64>,
-    tx: mpsc::Sender<Result<pb::SyncEntry, Status>>,
+    tx: super::limits::ByteSender<Result<pb::SyncEntry, Status>>,
     mut shutdown: Listener,
 ) {
     let (mut cursor, end) = (range.start, range.end);
     let mut bytes = 0usize;
     // Queues one message, false when the client went away or the hub is shutting down.
-    let send = async |msg, shutdown: &mut Listener| {
+    let send = async |msg: Result<pb::SyncEntry, Status>, shutdown: &mut Listener| {
+        let len = msg.as_ref().map_or(0, prost::Message::encoded_len);
         tokio::select! {
             biased;
             () = shutdown.begun() => false,
-            sent = tx.send(msg) => sent.is_ok(),
+            sent = tx.send(msg, len) => sent,
         }
     };
     while cursor < end && bytes < MAX_ENTRY_BYTES_PER_CALL {
@@ -289,7 +286,9 @@ async fn stream_range(
             return;
         }
         let to = end.min(cursor + ENTRIES_CHUNK);
-        let chunk = match super::read_entries(&store, cursor, to, usize::MAX).await {
+        // Read no more than the call's remaining byte budget (plus the entry that crosses it).
+        let budget = MAX_ENTRY_BYTES_PER_CALL - bytes;
+        let chunk = match super::read_entries(&store, cursor, to, budget).await {
             Ok(chunk) => chunk,
             Err(status) => {
                 send(Err(status), &mut shutdown).await;

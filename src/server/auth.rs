@@ -30,21 +30,111 @@ pub fn member_id_of_cert(der: &[u8]) -> Result<MemberId, String> {
     ))
 }
 
-/// The registered, active member behind a request, holding one of `roles` (needed to `action`).
-/// Its client certificate must not be revoked by the CRL in force now (see [`PeerCert`]).
-pub fn authorize<T>(
+/// What a method requires of its caller, and how large its request may be.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Roles that may call it (one suffices).
+    pub roles: &'static [Role],
+    /// What the caller is doing, for refusals ("submit statements").
+    pub action: &'static str,
+    /// Most request body bytes (gRPC framing included) one call may send.
+    pub max_request_bytes: usize,
+}
+
+/// Every request but a Submit fits in this many bytes: the largest, a `Match` batch of
+/// `matching::MAX_QUERIES` queries, is about 0.5 MiB.
+pub const MAX_SMALL_REQUEST_BYTES: usize = 1024 * 1024;
+/// A Submit carries a whole envelope, up to the transport's message limit (plus framing).
+pub const MAX_SUBMIT_REQUEST_BYTES: usize = super::MAX_MESSAGE_BYTES + 5;
+
+const ALL: &[Role] = &[Role::Member, Role::Auditor, Role::Admin, Role::Peer];
+const SUBMITTERS: &[Role] = &[Role::Member, Role::Admin];
+/// Roles that may read the log (sync, statements, checkpoints, proofs, entries).
+pub const READERS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
+const MATCHERS: &[Role] = &[Role::Member, Role::Auditor];
+const GOVERNANCE_READERS: &[Role] = &[Role::Admin, Role::Auditor];
+
+/// The policy of the method at gRPC `path` (`/package.Service/Method`). Methods not listed
+/// (health, reflection, unknown ones) need an active member of any role.
+pub fn policy(path: &str) -> Policy {
+    let (roles, action, max_request_bytes) = match path {
+        "/coalition.v1.Hub/Submit" => (SUBMITTERS, "submit statements", MAX_SUBMIT_REQUEST_BYTES),
+        "/coalition.v1.Hub/Sync" => (READERS, "sync", MAX_SMALL_REQUEST_BYTES),
+        "/coalition.v1.Hub/GetStatement" => (READERS, "read statements", MAX_SMALL_REQUEST_BYTES),
+        "/coalition.v1.Hub/ListMembers" => (READERS, "list members", MAX_SMALL_REQUEST_BYTES),
+        "/coalition.v1.Hub/Match" => (MATCHERS, "match", MAX_SMALL_REQUEST_BYTES),
+        "/coalition.v1.Admin/GetCoalition" => (
+            GOVERNANCE_READERS,
+            "read the coalition's governance",
+            MAX_SMALL_REQUEST_BYTES,
+        ),
+        "/coalition.v1.Admin/GetMember" => (
+            GOVERNANCE_READERS,
+            "read member details",
+            MAX_SMALL_REQUEST_BYTES,
+        ),
+        "/coalition.v1.Admin/GetMemberHistory" => (
+            GOVERNANCE_READERS,
+            "read member histories",
+            MAX_SMALL_REQUEST_BYTES,
+        ),
+        "/coalition.v1.Admin/ListAccess" => (
+            GOVERNANCE_READERS,
+            "read the access log",
+            MAX_SMALL_REQUEST_BYTES,
+        ),
+        "/coalition.v1.Audit/GetCheckpoint" | "/coalition.v1.Audit/ListCheckpoints" => {
+            (READERS, "read checkpoints", MAX_SMALL_REQUEST_BYTES)
+        }
+        "/coalition.v1.Audit/GetInclusionProof" | "/coalition.v1.Audit/GetConsistencyProof" => {
+            (READERS, "read proofs", MAX_SMALL_REQUEST_BYTES)
+        }
+        "/coalition.v1.Audit/GetEntries" => (READERS, "read entries", MAX_SMALL_REQUEST_BYTES),
+        _ => (ALL, "connect", MAX_SMALL_REQUEST_BYTES),
+    };
+    Policy {
+        roles,
+        action,
+        max_request_bytes,
+    }
+}
+
+/// The one authorization check, made by the request gate (`limits::Gate`) on the request
+/// head before any body is read: the connection's client certificate (`certs`, leaf first)
+/// names a registered, active member holding one of `policy.roles`, pinned certificates
+/// match, and the CRL in force does not revoke it.
+pub fn authorize(
     store: &Store,
-    request: &Request<T>,
-    roles: &[Role],
-    action: &'static str,
+    tls: &HubTls,
+    certs: Option<&[CertificateDer<'static>]>,
+    policy: &Policy,
 ) -> Result<Member, Status> {
-    let cert = PeerCert::of(request)?;
-    cert.ensure_not_revoked()?;
-    let member = member_allowed(store, &cert.member_id()?, roles, action)?;
+    let leaf = certs
+        .ok_or_else(|| Status::unauthenticated("no client certificate on this connection"))?
+        .first()
+        .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+    revoked(Some(tls), leaf.as_ref())?;
+    let id = member_id_of_cert(leaf.as_ref()).map_err(Status::unauthenticated)?;
+    let member = member_allowed(store, &id, policy.roles, policy.action)?;
     member
-        .ensure_certificate(cert.leaf())
+        .ensure_certificate(leaf.as_ref())
         .map_err(status::membership)?;
     Ok(member)
+}
+
+/// The member the gate authorized for this call (put in the request by `limits::Gate`).
+#[derive(Clone, Debug)]
+pub struct Caller(pub Member);
+
+/// The caller [`authorize`] found for `request` when the gate admitted it.
+pub fn caller<T>(request: &Request<T>) -> Result<Member, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.0.clone())
+        .ok_or_else(|| {
+            Status::internal("the request gate did not authorize this call; operators: a bug")
+        })
 }
 
 /// The client certificate of a request's connection, together with the hub's revocation
@@ -77,22 +167,29 @@ impl PeerCert {
         self.chain.first().map_or(&[], |c| c.as_ref())
     }
 
-    /// The member the certificate names.
-    pub fn member_id(&self) -> Result<MemberId, Status> {
-        member_id_of_cert(self.leaf()).map_err(Status::unauthenticated)
-    }
-
     /// UNAUTHENTICATED if the CRL now in force revokes the certificate.
     pub fn ensure_not_revoked(&self) -> Result<(), Status> {
-        match &self.tls {
-            Some(tls) if tls.is_revoked(self.leaf()) => Err(Status::unauthenticated(format!(
-                "client certificate serial {} is revoked by the coalition CRL",
-                serial_hex(self.leaf()).unwrap_or_default()
-            ))),
-            _ => Ok(()),
-        }
+        revoked(self.tls.as_ref(), self.leaf())
     }
 }
+
+/// UNAUTHENTICATED if `tls`'s CRL revokes `leaf`, or if that CRL is outdated past its grace
+/// period (the hub fails closed then).
+fn revoked(tls: Option<&HubTls>, leaf: &[u8]) -> Result<(), Status> {
+    let Some(tls) = tls else { return Ok(()) };
+    tls.ensure_crl_usable()?;
+    if tls.is_revoked(leaf) {
+        return Err(Status::unauthenticated(format!(
+            "{REVOKED_PREFIX} (serial {}) by the coalition CRL",
+            serial_hex(leaf).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// How every refusal of a revoked certificate begins (the client recognises it:
+/// `client::is_certificate_revoked`).
+const REVOKED_PREFIX: &str = "your client certificate is revoked";
 
 /// The registered, active member `id`, holding one of `roles`; re-checked by long-lived
 /// streams so a member suspended or removed meanwhile is cut off.

@@ -1,20 +1,18 @@
 //! Honest health: what the hub's background parts report (the store's writer thread, the
 //! matching indexer, the checkpoint publisher, and any further component that registers a
 //! reason, such as an outdated CRL), turned into the per-service gRPC health statuses and the
-//! operations listener's `/healthz`. Health and reflection answer active members only.
+//! operations listener's `/healthz`. Health and reflection answer active members only (the
+//! request gate, `limits.rs`, authorizes them like every other call).
 //!
 //! A service is NOT_SERVING while a component it depends on is down; the overall status
 //! (service name `""`) is NOT_SERVING while any component is down. Every change is logged
 //! once, with its reason.
 
-use super::auth;
-use crate::membership::Role;
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tonic::server::NamedService;
-use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 
 /// A part of the hub whose failure makes (some of) its services unable to do their work.
@@ -224,18 +222,6 @@ pub async fn follow_writer(store: &Store, health: HealthState) {
         if fault.changed().await.is_err() {
             return;
         }
-    }
-}
-
-/// An interceptor for the health and reflection services: the caller must be an active
-/// member (any role) whose certificate is pinned and not revoked, as for every other call.
-pub fn require_active_member(
-    store: Store,
-) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    const ANY_ROLE: &[Role] = &[Role::Member, Role::Auditor, Role::Admin, Role::Peer];
-    move |request: Request<()>| {
-        auth::authorize(&store, &request, ANY_ROLE, "use health and reflection")?;
-        Ok(request)
     }
 }
 

@@ -1,11 +1,12 @@
 //! The `Hub` service: submit, sync, statement lookup and the member directory. Thin: each
-//! handler authorizes, converts wire to domain, calls `statement`/`store`, converts back.
+//! handler takes the caller the request gate authorized (`auth::caller`), converts wire to
+//! domain, calls `statement`/`store`, converts back.
 
 use super::indexer::Matching;
 use super::shutdown::{self, Listener};
-use super::{access, auth, status};
+use super::{access, auth, limits, status};
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
-use crate::membership::{MemberId, Registry, Role, check_cosigner, check_submitter};
+use crate::membership::{MemberId, Registry, check_cosigner, check_submitter};
 use crate::pb;
 use crate::replica::PROTOCOL_VERSION;
 use crate::statement::{
@@ -13,13 +14,14 @@ use crate::statement::{
 };
 use crate::store::{Store, now_ms};
 use std::pin::Pin;
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 /// Entries buffered per sync stream before the server waits for the client (backpressure).
 const SYNC_BUFFER: usize = 16;
+/// Bytes buffered per sync stream (or one larger entry) before the server waits for the
+/// client; the chunk being read adds at most `SYNC_CHUNK_BYTES` plus one entry.
+pub const SYNC_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Most bytes read from the store per sync chunk.
 const SYNC_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Most entries read from the store per sync chunk.
@@ -27,11 +29,15 @@ const SYNC_CHUNK_ENTRIES: u64 = 256;
 
 /// How often an idle following stream re-checks that its member may still read.
 const MEMBERSHIP_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
-/// Roles that may read the log.
-const READERS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
 
 /// Below this many queries per thread a batch is answered on one thread.
 const PARALLEL_MATCH_MIN: usize = 64;
+/// Most matches returned for one query (more: `MatchResult.truncated`). A set may list one
+/// hash any number of times; the first (oldest, or nearest for PDQ) are kept.
+pub const MAX_MATCHES_PER_QUERY: usize = 100;
+/// Most matches in one Match response, over all its queries (more: `truncated`). With
+/// `MAX_QUERIES` queries this also bounds the response to a few MiB.
+pub const MAX_MATCHES_PER_RESPONSE: usize = 10_000;
 /// How long a Match call waits for the corpus to reach the log size it saw on arrival.
 const MATCH_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -65,12 +71,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let member = auth::authorize(
-            &self.store,
-            &request,
-            &[Role::Member, Role::Admin],
-            "submit statements",
-        )?;
+        let member = auth::caller(&request)?;
         let envelope = request
             .into_inner()
             .envelope
@@ -126,7 +127,7 @@ impl pb::hub_server::Hub for HubService {
         if self.shutdown.is_shutting_down() {
             return Err(shutdown::shutting_down());
         }
-        let reader = auth::authorize(&self.store, &request, READERS, "sync")?.id;
+        let reader = auth::caller(&request)?.id;
         let peer = auth::PeerCert::of(&request)?;
         let req = request.into_inner();
         let filter = parse_filter(&req)?;
@@ -138,7 +139,7 @@ impl pb::hub_server::Hub for HubService {
                 req.from_seq
             )));
         }
-        let (tx, rx) = mpsc::channel(SYNC_BUFFER);
+        let (tx, rx) = limits::byte_bounded(SYNC_BUFFER, SYNC_BUFFER_BYTES);
         tokio::spawn(stream_entries(
             self.store.clone(),
             reader.clone(),
@@ -152,11 +153,7 @@ impl pb::hub_server::Hub for HubService {
             tx,
             self.shutdown.clone(),
         ));
-        let stream = access::sync_stream(
-            &self.store,
-            reader,
-            self.shutdown.clone().end_stream(ReceiverStream::new(rx)),
-        );
+        let stream = access::sync_stream(&self.store, reader, self.shutdown.clone().end_stream(rx));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -164,7 +161,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::GetStatementRequest>,
     ) -> Result<Response<pb::SyncEntry>, Status> {
-        auth::authorize(&self.store, &request, READERS, "read statements")?;
+        auth::caller(&request)?;
         let raw = request.into_inner().statement_id;
         let id = StatementId::from_slice(&raw).ok_or_else(|| {
             Status::invalid_argument(format!("statement_id: must be 32 bytes, got {}", raw.len()))
@@ -183,7 +180,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        auth::authorize(&self.store, &request, READERS, "list members")?;
+        auth::caller(&request)?;
         let members = self.store.members();
         Ok(Response::new(pb::ListMembersResponse {
             members: members.iter().map(|m| m.to_wire()).collect(),
@@ -194,12 +191,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::MatchRequest>,
     ) -> Result<Response<pb::MatchResponse>, Status> {
-        let member = auth::authorize(
-            &self.store,
-            &request,
-            &[Role::Member, Role::Auditor],
-            "match",
-        )?;
+        let member = auth::caller(&request)?;
         self.quota.match_query(&member.id)?;
         let access = access::MatchAccess::begin(member);
         let req = request.into_inner();
@@ -242,38 +234,20 @@ impl pb::hub_server::Hub for HubService {
             let corpus = corpus
                 .read()
                 .map_err(|_| Status::internal("the matching index is unavailable"))?;
-            // Large batches are split across the cores; each half reads the same corpus.
-            let answer = |(i, q): (usize, &Query)| pb::MatchResult {
-                query_index: i as u32,
-                matches: corpus
-                    .lookup(q, &options)
-                    .into_iter()
-                    .map(|f| pb::HashMatch {
-                        statement_id: f.source.statement_id.0.to_vec(),
-                        issuer: f.source.issuer.to_string(),
-                        r#type: f.hash_type.to_wire() as i32,
-                        value: f.value,
-                        distance: f.distance,
-                        labels: f.labels.iter().map(ToString::to_string).collect(),
-                        received_at_ms: f.source.received_at_ms,
-                        seq: f.source.seq,
-                        quality: f.quality.map(u32::from),
-                    })
-                    .collect(),
-            };
+            // Large batches are split across the cores; each part reads the same corpus. Each
+            // query's hits (slot numbers) are capped, then the response's cap is shared out in
+            // query order, and only then are the matches built.
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let per_thread = queries.len().div_ceil(threads).max(PARALLEL_MATCH_MIN);
-            let results: Vec<pb::MatchResult> = std::thread::scope(|scope| {
+            let hits: Vec<(Vec<crate::matching::Hit>, bool)> = std::thread::scope(|scope| {
                 let parts: Vec<_> = queries
                     .chunks(per_thread)
-                    .enumerate()
-                    .map(|(c, chunk)| {
-                        let answer = &answer;
+                    .map(|chunk| {
+                        let (corpus, options) = (&corpus, &options);
                         scope.spawn(move || {
                             chunk
                                 .iter()
-                                .enumerate()
-                                .map(|(j, q)| answer((c * per_thread + j, q)))
+                                .map(|q| corpus.hits(q, options, MAX_MATCHES_PER_QUERY))
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -283,12 +257,50 @@ impl pb::hub_server::Hub for HubService {
                     .flat_map(|h| h.join().unwrap_or_default())
                     .collect()
             });
-            if results.len() != queries.len() {
+            if hits.len() != queries.len() {
                 return Err(Status::internal("a match worker failed"));
+            }
+            let mut left = MAX_MATCHES_PER_RESPONSE;
+            let mut truncated = false;
+            let results: Vec<pb::MatchResult> = queries
+                .iter()
+                .zip(hits)
+                .enumerate()
+                .map(|(i, (q, (mut hits, mut cut)))| {
+                    if hits.len() > left {
+                        hits.truncate(left);
+                        cut = true;
+                    }
+                    left -= hits.len();
+                    truncated |= cut;
+                    pb::MatchResult {
+                        query_index: i as u32,
+                        truncated: cut,
+                        matches: hits
+                            .into_iter()
+                            .filter_map(|hit| corpus.found(q, hit))
+                            .map(|f| pb::HashMatch {
+                                statement_id: f.source.statement_id.0.to_vec(),
+                                issuer: f.source.issuer.to_string(),
+                                r#type: f.hash_type.to_wire() as i32,
+                                value: f.value,
+                                distance: f.distance,
+                                labels: f.labels.iter().map(ToString::to_string).collect(),
+                                received_at_ms: f.source.received_at_ms,
+                                seq: f.source.seq,
+                                quality: f.quality.map(u32::from),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            if truncated {
+                metrics::counter!("coalition_match_truncated_total").increment(1);
             }
             Ok::<_, Status>(pb::MatchResponse {
                 results,
                 indexed_log_size: corpus.next_seq(),
+                truncated,
             })
         })
         .await
@@ -300,8 +312,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::Member>, Status> {
-        let all = &[Role::Member, Role::Auditor, Role::Admin, Role::Peer];
-        let member = auth::authorize(&self.store, &request, all, "connect")?;
+        let member = auth::caller(&request)?;
         Ok(Response::new(member.to_wire()))
     }
 }
@@ -373,7 +384,7 @@ async fn stream_entries(
     reader: MemberId,
     peer: auth::PeerCert,
     feed: Feed,
-    tx: mpsc::Sender<Result<pb::SyncResponse, Status>>,
+    tx: limits::ByteSender<Result<pb::SyncResponse, Status>>,
     mut shutdown: Listener,
 ) {
     let Feed {
@@ -382,6 +393,7 @@ async fn stream_entries(
         follow,
         quota,
     } = feed;
+    let filter = std::sync::Arc::new(filter);
     let mut size_rx = store.watch_size();
     let mut reported = None;
     loop {
@@ -404,19 +416,45 @@ async fn stream_entries(
                     return;
                 }
             };
+            // Selecting decodes every header (label filters parse statements): CPU work, off
+            // the async workers.
             let registry: std::sync::Arc<Registry> = store.registry();
-            for entry in chunk {
-                cursor = entry.seq + 1;
-                // Every entry is sent; one the filter does not select without its body.
-                let selected =
-                    filter.is_everything() || entry.header().is_some_and(|h| filter.selects(&h));
-                if let Err(status) = quota.sync_entry(&reader, &entry, selected) {
-                    send(&tx, Err(status), &mut shutdown).await;
+            let (select, quota, member) = (filter.clone(), quota.clone(), reader.clone());
+            let messages = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::with_capacity(chunk.len());
+                for entry in chunk {
+                    // Every entry is sent; one the filter does not select without its body.
+                    let selected =
+                        select.is_everything() || entry.header().is_some_and(|h| select.selects(&h));
+                    if let Err(status) = quota.sync_entry(&member, &entry, selected) {
+                        out.push((entry.seq, Err(status)));
+                        break;
+                    }
+                    let seq = entry.seq;
+                    let item =
+                        pb::sync_response::Item::Entry(entry.into_sync_entry(&registry, selected));
+                    out.push((seq, Ok(pb::SyncResponse { item: Some(item) })));
+                }
+                out
+            })
+            .await;
+            let messages = match messages {
+                Ok(messages) => messages,
+                Err(e) => {
+                    let failed = Status::internal(format!("sync reader failed: {e}"));
+                    send(&tx, Err(failed), &mut shutdown).await;
                     return;
                 }
-                let item =
-                    pb::sync_response::Item::Entry(entry.into_sync_entry(&registry, selected));
-                let msg = pb::SyncResponse { item: Some(item) };
+            };
+            for (seq, msg) in messages {
+                let msg = match msg {
+                    Ok(msg) => msg,
+                    Err(refused) => {
+                        send(&tx, Err(refused), &mut shutdown).await;
+                        return;
+                    }
+                };
+                cursor = seq + 1;
                 if !send(&tx, Ok(msg), &mut shutdown).await {
                     return; // the client went away, or the hub is shutting down
                 }
@@ -451,21 +489,22 @@ async fn stream_entries(
 /// Queues one message for the client, waiting while its buffer is full. False when the client
 /// went away or the hub began shutting down meanwhile.
 async fn send(
-    tx: &mpsc::Sender<Result<pb::SyncResponse, Status>>,
+    tx: &limits::ByteSender<Result<pb::SyncResponse, Status>>,
     msg: Result<pb::SyncResponse, Status>,
     shutdown: &mut Listener,
 ) -> bool {
+    let len = msg.as_ref().map_or(0, prost::Message::encoded_len);
     tokio::select! {
         biased;
         () = shutdown.begun() => false,
-        sent = tx.send(msg) => sent.is_ok(),
+        sent = tx.send(msg, len) => sent,
     }
 }
 
 /// The re-check of a long-lived stream: certificate not revoked, member still allowed.
 fn still_allowed(store: &Store, reader: &MemberId, peer: &auth::PeerCert) -> Result<(), Status> {
     peer.ensure_not_revoked()?;
-    auth::member_allowed(store, reader, READERS, "sync").map(|_| ())
+    auth::member_allowed(store, reader, auth::READERS, "sync").map(|_| ())
 }
 
 fn progress(next_seq: u64, log_size: u64) -> pb::sync_response::Item {

@@ -13,6 +13,7 @@ mod grpc_metrics;
 pub mod health;
 mod hub;
 mod indexer;
+pub mod limits;
 pub mod ops;
 mod quota;
 pub mod shutdown;
@@ -21,8 +22,10 @@ mod tls;
 
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
-pub use hub::HubService;
+pub use hub::{HubService, MAX_MATCHES_PER_QUERY, MAX_MATCHES_PER_RESPONSE};
+pub use limits::Limits;
 pub use ops::DEFAULT_OPS_LISTEN;
+pub use tls::{CrlHealth, DEFAULT_CRL_GRACE};
 
 use crate::log::CheckpointSigner;
 use ed25519_dalek::SigningKey;
@@ -42,8 +45,6 @@ use tls::HubTls;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::service::InterceptorLayer;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 /// Largest gRPC message the server decodes. Statements are limited to
@@ -95,6 +96,11 @@ pub struct ServeOptions {
     pub crl: Option<PathBuf>,
     /// How often the CRL file is checked for changes (modification time and length).
     pub crl_poll: Duration,
+    /// How long the CRL may be past its `nextUpdate` before the hub refuses every call
+    /// (default [`DEFAULT_CRL_GRACE`], one day; `coalition serve --crl-grace`).
+    pub crl_grace: Duration,
+    /// Connection and call limits (docs/PROTOCOL.md, "Limits").
+    pub limits: Limits,
     /// How long a shutdown may take, from its signal to the last call answered and the store
     /// closed; past it `serve` returns [`ServerError::ShutdownTimeout`] (default 10 s).
     pub shutdown_grace: Duration,
@@ -125,6 +131,8 @@ impl ServeOptions {
             checkpoints: CheckpointPolicy::default(),
             crl: None,
             crl_poll: Duration::from_secs(1),
+            crl_grace: DEFAULT_CRL_GRACE,
+            limits: Limits::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             ops_listen: None,
             access_retention: crate::store::AccessRetention::default(),
@@ -275,8 +283,8 @@ pub async fn serve(
     install_crypto_provider();
     // First, so that everything the hub emits from now on (the CRL's state included) is kept.
     let recorder = options.ops_listen.and_then(|_| ops::prometheus());
-    let hub_tls =
-        HubTls::load(tls, options.crl.as_deref()).map_err(|e| ServerError::Tls(e.to_string()))?;
+    let hub_tls = HubTls::load(tls, options.crl.as_deref(), options.crl_grace)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
     // Stops polling the CRL file when serving ends.
     let _watch = hub_tls.watch(options.crl_poll);
     let ops_listener = match options.ops_listen {
@@ -298,31 +306,24 @@ pub async fn serve(
     let health = HealthState::new();
     let (mut health_reporter, health_service) = tonic_health::server::health_reporter();
     health::apply(&health_reporter, &health.faults(), HEALTH_SERVICES).await;
-    let active_only = health::require_active_member(store.clone());
-    let health_service = InterceptedService::new(health_service, active_only.clone());
-    // Reflection v1, and v1alpha for older tools.
+    // Reflection v1, and v1alpha for older tools. Like health, they answer active members
+    // only: the gate below authorizes every call, whatever its service.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_error = |e| ServerError::Config(format!("reflection: {e}"));
-    let reflection_v1 = InterceptedService::new(
-        reflection().build_v1().map_err(reflection_error)?,
-        active_only.clone(),
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+    // Authorizes every call on its head and bounds it (limits.rs).
+    let connections = limits::Connections::default();
+    let gate = limits::GateLayer::new(
+        store.clone(),
+        hub_tls.clone(),
+        connections.clone(),
+        &options.limits,
     );
-    let reflection_v1alpha = InterceptedService::new(
-        reflection().build_v1alpha().map_err(reflection_error)?,
-        active_only,
-    );
-    // Every call carries the revocation state, for `auth::authorize`.
-    let attach_tls = {
-        let hub_tls = hub_tls.clone();
-        move |mut request: tonic::Request<()>| {
-            request.extensions_mut().insert(hub_tls.clone());
-            Ok(request)
-        }
-    };
     let stop = Shutdown::new();
     let reporting = tokio::spawn(health::report(
         health.clone(),
@@ -338,6 +339,16 @@ pub async fn serve(
         async move {
             tokio::select! {
                 () = health::follow_writer(&store, health) => {}
+                () = begun.begun() => {}
+            }
+        }
+    });
+    tokio::spawn({
+        let (hub_tls, health, mut begun) = (hub_tls.clone(), health.clone(), stop.listener());
+        let every = options.crl_poll;
+        async move {
+            tokio::select! {
+                () = follow_crl(&hub_tls, &health, every) => {}
                 () = begun.begun() => {}
             }
         }
@@ -394,11 +405,12 @@ pub async fn serve(
     };
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        // Bounds the requests (each up to MAX_MESSAGE_BYTES) one connection holds at once.
-        .concurrency_limit_per_connection(32)
-        // Outermost: counts and times every call, refusals included.
+        // Bounds the calls one connection has open at once (HTTP/2 SETTINGS; the peer must
+        // respect it, and excess streams are refused).
+        .max_concurrent_streams(options.limits.max_streams_per_connection)
+        // Outermost: counts and times every call, the gate's refusals included.
         .layer(grpc_metrics::GrpcMetricsLayer)
-        .layer(InterceptorLayer::new(attach_tls))
+        .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -406,7 +418,10 @@ pub async fn serve(
         .add_service(admin)
         .add_service(audit)
         // TCP_NODELAY is set on accepted sockets there (~40 ms per call otherwise).
-        .serve_with_incoming_shutdown(hub_tls.incoming(listener), stop_accepting);
+        .serve_with_incoming_shutdown(
+            hub_tls.incoming(listener, &options.limits, connections),
+            stop_accepting,
+        );
     tokio::pin!(server);
     tokio::select! {
         served = &mut server => {
@@ -453,6 +468,26 @@ pub async fn serve(
             result
         }
         Err(_) => Err(ServerError::ShutdownTimeout(grace)),
+    }
+}
+
+/// Marks the hub down in health while its CRL is outdated past the grace period (every call
+/// is then refused: see `HubTls::ensure_crl_usable`), and up again once a current one is in
+/// force. An outdated CRL within its grace is logged and measured by `tls.rs`.
+async fn follow_crl(hub_tls: &HubTls, health: &HealthState, every: Duration) {
+    let crl = health::Component::Other("crl");
+    loop {
+        match hub_tls.crl_health() {
+            Some(h) if h.failing_closed => health.set_down(
+                crl,
+                format!(
+                    "the CRL in force is past its nextUpdate by more than the grace period ({}): every call is refused until a current CRL is installed",
+                    humantime::format_duration(h.grace)
+                ),
+            ),
+            _ => health.set_up(crl),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -33,14 +33,17 @@ use crate::statement::{StatementId, Verified};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use thiserror::Error;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most appends committed in one group (one batch, one fsync).
 const MAX_GROUP: usize = 512;
 /// Most payload bytes committed in one group, so a burst of large sets cannot balloon a batch.
 const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+/// Statements waiting for the writer at most; further submitters wait (asynchronously) for
+/// room. Verified statements are held in memory, so this bounds that memory too.
+const WRITER_QUEUE: usize = 4 * MAX_GROUP;
 
 /// Key prefixes in the `log` tree.
 const ENTRY: u8 = b'E';
@@ -132,7 +135,7 @@ pub struct Store {
 /// the thread finishes its batch and exits, and dropping waits for it, so the database lock is
 /// released by the time the drop returns (a restart in the same process can reopen it).
 struct WriterHandle {
-    inbox: Option<mpsc::SyncSender<Job>>,
+    inbox: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -172,8 +175,10 @@ impl Store {
         let (size_tx, size_rx) = watch::channel(size);
         let (registry_tx, registry_rx) = watch::channel(registry);
         let (fault_tx, fault_rx) = watch::channel(None);
-        // Bounded: a flood of submitters waits here instead of queueing without limit.
-        let (tx, rx) = mpsc::sync_channel(4 * MAX_GROUP);
+        // Bounded: a flood of submitters waits here instead of queueing without limit. The
+        // queue is async: a waiting submitter parks a task, never a blocking-pool thread
+        // (those serve signature checks, reads and CRL reloads).
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer {
             db: db.clone(),
             log: log.clone(),
@@ -216,12 +221,10 @@ impl Store {
             .inbox
             .clone()
             .ok_or_else(|| StoreError::Unavailable("the store is closing".into()))?;
-        // The channel is bounded; waiting for room must not block the async runtime.
-        tokio::task::spawn_blocking(move || writer.send(Job { verified, reply }).is_ok())
+        writer
+            .send(Job { verified, reply })
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
-            .then_some(())
-            .ok_or_else(|| StoreError::Unavailable("writer thread stopped".into()))?;
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
@@ -477,8 +480,8 @@ impl Drop for FaultOnExit {
 
 impl Writer {
     /// Commits groups until the inbox closes (`None`) or a write fails (the reason).
-    fn run(mut self, rx: mpsc::Receiver<Job>) -> Option<String> {
-        while let Ok(first) = rx.recv() {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) -> Option<String> {
+        while let Some(first) = rx.blocking_recv() {
             let mut bytes =
                 first.verified.envelope.payload.len() + first.verified.envelope.body.len();
             let mut jobs = vec![first];
