@@ -17,6 +17,8 @@ mod tls;
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use hub::HubService;
+/// The pure part of the CRL loader, for `crate::fuzzing`.
+pub(crate) use tls::check_crl_pem;
 
 use crate::log::CheckpointSigner;
 use ed25519_dalek::SigningKey;

@@ -300,6 +300,14 @@ fn load_crl_file(
     Ok(Loaded { config, revoked })
 }
 
+/// Checks a CRL file's contents as the hub does when it loads one (PEM, every CRL parsed and
+/// signed by one of `cas`), without building a TLS configuration: the pure part of the CRL
+/// loader, public for the fuzz target (`coalition_hub::fuzzing::crl`). Returns how many CRLs it
+/// holds, or why the file would be refused.
+pub fn check_crl_pem(pem: &[u8], cas: &[CertificateDer<'static>]) -> Result<usize, String> {
+    parse_crls(pem, cas).map(|parsed| parsed.0.len())
+}
+
 /// The CRLs in `pem` and the (issuer, serial) pairs they revoke. Every CRL must be issued by
 /// one of `cas` and carry that CA's valid signature; otherwise the whole file is refused.
 #[allow(clippy::type_complexity)]
