@@ -148,6 +148,11 @@ pub fn checkpoint(data: &[u8]) {
 /// positions in it; the correct proofs for them must verify. The rest of `data` then changes
 /// the proof, the leaf, the sizes or the roots: a changed input must be refused. The same bytes
 /// are also passed unchanged as a proof with arbitrary sizes and indexes, which must not panic.
+///
+/// Not checked (inherent to RFC 9162, see [`verify_inclusion`]): a proof does not bind the tree
+/// sizes by themselves, so the same hashes may verify for other sizes of the same shape (e.g.
+/// the consistency proof from 1 to 53 also verifies from 1 to 52). Sizes and roots are only
+/// trusted together, from one signed checkpoint.
 pub fn proofs(data: &[u8]) {
     let [n, m, i, mode, rest @ ..] = data else {
         return;
@@ -233,7 +238,11 @@ pub fn proofs(data: &[u8]) {
         let result = verify_consistency(TreeSize(o), TreeSize(s), oroot, nroot, proof);
         let unchanged =
             (o, s, *oroot, *nroot, proof.as_slice()) == (old, size, old_root, root, &consistency);
-        if !unchanged && result.is_ok() {
+        // RFC 9162 proofs do not bind the sizes by themselves (a checkpoint signs size and root
+        // together): the same hashes may verify for another pair of sizes of the same shape.
+        let only_sizes_changed =
+            (*oroot, *nroot, proof.as_slice()) == (old_root, root, consistency.as_slice());
+        if !unchanged && !only_sizes_changed && result.is_ok() {
             // Equal sizes need equal roots and an empty proof, whatever the sizes are.
             let same_tree_trivially = o == s && oroot == nroot && proof.is_empty();
             // A tree of size 0 is consistent with anything, with an empty proof.
@@ -256,7 +265,10 @@ pub fn proofs(data: &[u8]) {
         let (ref l, ix, s, ref proof, ref r) = inc;
         let result = verify_inclusion(l, LeafIndex(ix), TreeSize(s), proof, r);
         let unchanged = (*l, ix, s, proof.as_slice(), *r) == (leaf, index, size, &inclusion, root);
-        if !unchanged && result.is_ok() {
+        // As documented on `verify_inclusion`: the proof does not bind the size by itself.
+        let only_size_changed =
+            (*l, ix, proof.as_slice(), *r) == (leaf, index, inclusion.as_slice(), root);
+        if !unchanged && !only_size_changed && result.is_ok() {
             // An index or size change can land on another correct statement about the same
             // tree (e.g. a leaf whose path does not depend on the changed bit).
             let other_true_statement = s <= size

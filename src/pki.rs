@@ -306,8 +306,15 @@ impl CertDir {
         }
         let mut created = Created::default();
         let key = KeyPair::generate()?;
-        let csr = leaf_params(id.as_str(), Vec::new(), Some(id.uri()), ExtendedKeyUsagePurpose::ClientAuth)?
-            .serialize_request(&key)?;
+        let mut params = leaf_params(
+            id.as_str(),
+            Vec::new(),
+            Some(id.uri()),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        // The CA picks the serial; a request cannot carry one.
+        params.serial_number = None;
+        let csr = params.serialize_request(&key)?;
         write(&tls_key, key.serialize_pem().as_bytes(), true, &mut created)?;
         write(&self.request_path(id), csr.pem()?.as_bytes(), false, &mut created)?;
         signing_key_files(&sign_key, &self.member_file(id, "sign.pub"), &mut created)?;

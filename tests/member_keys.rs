@@ -136,7 +136,7 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
         .iter()
         .map(|n| n.to_string())
         .collect::<Vec<_>>();
-    assert_eq!(sans, ["URI:urn:coalition:member:newco"]);
+    assert_eq!(sans, ["URI(urn:coalition:member:newco)"]);
     assert!(!x509.is_ca());
     // Issuing twice for the same member is refused.
     let err = fails(

@@ -1,8 +1,7 @@
-//! Writes the starting corpus of every fuzz target into `corpus/<target>/seed-*`: real inputs
-//! made with the library itself (signed with the fixed keys of `coalition_hub::fuzzing`), so
-//! the fuzzer starts past the signature and format checks. Run from `fuzz/`:
-//! `cargo +nightly run --release --bin seeds`. Deterministic except the random nonces
-//! `sign_new` draws.
+//! Writes the starting corpus of every fuzz target into `fuzz/corpus/<target>/seed-*`: real
+//! inputs made with the library itself (signed with the fixed keys of `coalition_hub::fuzzing`),
+//! so the fuzzer starts past the signature and format checks. Run from the repository root:
+//! `cargo run --example fuzz_seeds`. Deterministic except the random nonces `sign_new` draws.
 
 use coalition_hub::audit::bundle::{BundleWriter, Record};
 use coalition_hub::client::sign_new;
@@ -14,7 +13,7 @@ use coalition_hub::membership::{Action, Admission, KeyId, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::replica::{Entry, Replica, SeenMap};
 use coalition_hub::statement::{
-    Body, Category, HashEntry, HashSet, HashType, Indicator, Label, ParsedEnvelope, RiskSignal,
+    Body, HashEntry, HashSet, HashType, Indicator, Label, ParsedEnvelope, RiskSignal,
     Severity, SignalCategory, StatementId,
 };
 use coalition_hub::store::leaf_data;
@@ -24,7 +23,7 @@ use prost::Message;
 use std::path::{Path, PathBuf};
 
 fn main() -> anyhow::Result<()> {
-    let root = PathBuf::from("corpus");
+    let root = PathBuf::from("fuzz/corpus");
     let hub_key = signing_key();
     let admin_key = SigningKey::from_bytes(&[0x11; 32]);
     let member_key = SigningKey::from_bytes(&[0x22; 32]);
@@ -50,13 +49,13 @@ fn main() -> anyhow::Result<()> {
         Action::Admit(Admission {
             id: acme.clone(),
             display_name: "Acme".into(),
-            roles: vec![Role::Contributor, Role::Consumer],
+            roles: vec![Role::Member],
             keys: vec![member_key.verifying_key()],
             cert_pins: vec![],
         }),
         "fuzz seed",
     );
-    let label = Label::parse("csam")?;
+    let label = Label::parse("csam").map_err(anyhow::Error::msg)?;
     let hashes = Body::HashSet(HashSet {
         description: "seed".into(),
         entries: vec![
@@ -111,7 +110,7 @@ fn main() -> anyhow::Result<()> {
         .enumerate()
         .map(|(seq, e)| pb::SyncEntry {
             seq: seq as u64,
-            received_at_ms: 1_700_000_000_000 + seq as i64,
+            received_at_ms: coalition_hub::store::now_ms() + seq as i64,
             statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec().into(),
             envelope: Some(e.clone()),
             compromised_key_ids: vec![],
