@@ -13,8 +13,8 @@ use coalition_hub::membership::{Action, Admission, KeyId, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::replica::{Entry, Replica, SeenMap};
 use coalition_hub::statement::{
-    Body, HashEntry, HashSet, HashType, Indicator, Label, ParsedEnvelope, RiskSignal,
-    Severity, SignalCategory, StatementId,
+    Body, HashEntry, HashSet, HashType, Indicator, Label, ParsedEnvelope, RiskSignal, Severity,
+    SignalCategory, StatementId,
 };
 use coalition_hub::store::leaf_data;
 use coalition_hub::sync::{Cursor, FilterSpec, ReceivedEntry};
@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         .map(|(seq, e)| pb::SyncEntry {
             seq: seq as u64,
             received_at_ms: coalition_hub::store::now_ms() + seq as i64,
-            statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec().into(),
+            statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec(),
             envelope: Some(e.clone()),
             compromised_key_ids: vec![],
         })
@@ -129,7 +129,12 @@ fn main() -> anyhow::Result<()> {
     seed(&root, "checkpoint", 0, full.note().as_bytes())?;
     seed(&root, "checkpoint", 1, small.note().as_bytes())?;
     seed(&root, "checkpoint", 2, full.checkpoint().body().as_bytes())?;
-    seed(&root, "checkpoint", 3, signer.verifier_key().to_string().as_bytes())?;
+    seed(
+        &root,
+        "checkpoint",
+        3,
+        signer.verifier_key().to_string().as_bytes(),
+    )?;
 
     // proofs: tree size, old size, index, mode, then changes.
     for (n, bytes) in [
@@ -199,7 +204,12 @@ fn main() -> anyhow::Result<()> {
         2,
         format!("type,hash,labels,quality\nsha256,{sha},csam;tag,\npdq,{pdq},,80\n# comment\n\nmd5,{}\n", "01".repeat(16)).as_bytes(),
     )?;
-    seed(&root, "hash_list", 3, format!("{pdq},100\n{pdq}\n").as_bytes())?;
+    seed(
+        &root,
+        "hash_list",
+        3,
+        format!("{pdq},100\n{pdq}\n").as_bytes(),
+    )?;
     seed(
         &root,
         "hash_list",
@@ -223,7 +233,10 @@ fn main() -> anyhow::Result<()> {
 
     // crl: signed by the fixed CA, empty and with revoked serials.
     let (_, ca) = crl_ca();
-    for (n, serials) in [vec![], vec![vec![0x41u8; 16], vec![0x01]]].iter().enumerate() {
+    for (n, serials) in [vec![], vec![vec![0x41u8; 16], vec![0x01]]]
+        .iter()
+        .enumerate()
+    {
         let now = rcgen::date_time_ymd(2026, 1, 1);
         let params = rcgen::CertificateRevocationListParams {
             this_update: now,

@@ -41,9 +41,18 @@ pub const FUZZ_ORIGIN: &str = "fuzz.coalition.example/hub";
 /// The seed of the coalition CA key the CRL target checks signatures with.
 pub const FUZZ_CA_KEY: [u8; 32] = [0xca; 32];
 
+/// A fuzz target: one parser fed arbitrary bytes.
+pub type Target = fn(&[u8]);
+
+/// The fixed coalition CA of the CRL target: its certificate (DER) and its issuer.
+pub type FuzzCa = (
+    rustls::pki_types::CertificateDer<'static>,
+    std::sync::Arc<rcgen::Issuer<'static, rcgen::KeyPair>>,
+);
+
 /// Every target: its name (the `fuzz/fuzz_targets/NAME.rs` file and `fuzz/corpus/NAME`
 /// directory) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("envelope", envelope),
     ("statement", statement),
     ("checkpoint", checkpoint),
@@ -83,7 +92,10 @@ pub fn envelope(data: &[u8]) {
     if let Ok(statement) = parsed.require_body() {
         // What parsed re-encodes to the exact bytes that were signed.
         let encoded = statement.encode();
-        assert_eq!(encoded.header, parsed.envelope.payload, "header re-encoding");
+        assert_eq!(
+            encoded.header, parsed.envelope.payload,
+            "header re-encoding"
+        );
         assert_eq!(encoded.body, parsed.envelope.body, "body re-encoding");
     }
     let keys = vec![signing_key().verifying_key(); parsed.envelope.signatures.len()];
@@ -172,8 +184,14 @@ pub fn proofs(data: &[u8]) {
     let leaf = crate::log::leaf_hash(&index.to_be_bytes());
     verify_inclusion(&leaf, LeafIndex(index), TreeSize(size), &inclusion, &root)
         .expect("a correct inclusion proof verifies");
-    verify_consistency(TreeSize(old), TreeSize(size), &old_root, &root, &consistency)
-        .expect("a correct consistency proof verifies");
+    verify_consistency(
+        TreeSize(old),
+        TreeSize(size),
+        &old_root,
+        &root,
+        &consistency,
+    )
+    .expect("a correct consistency proof verifies");
 
     // Arbitrary input: sizes and index from the first 24 bytes, hashes from the rest.
     let word = |k: usize| {
@@ -354,14 +372,11 @@ pub fn journal(data: &[u8]) {
     });
 }
 
-/// The fixed coalition CA of the CRL target: its certificate (DER) and its key pair.
-pub fn crl_ca() -> (
-    rustls::pki_types::CertificateDer<'static>,
-    std::sync::Arc<rcgen::Issuer<'static, rcgen::KeyPair>>,
-) {
+/// The fixed coalition CA of the CRL target (built once per thread from [`FUZZ_CA_KEY`]).
+pub fn crl_ca() -> FuzzCa {
     use ed25519_dalek::pkcs8::EncodePrivateKey;
     thread_local! {
-        static CA: RefCell<Option<(rustls::pki_types::CertificateDer<'static>, std::sync::Arc<rcgen::Issuer<'static, rcgen::KeyPair>>)>> =
+        static CA: RefCell<Option<FuzzCa>> =
             const { RefCell::new(None) };
     }
     CA.with(|ca| {
@@ -372,8 +387,8 @@ pub fn crl_ca() -> (
                     .to_pkcs8_der()
                     .expect("pkcs8");
                 let key = rcgen::KeyPair::try_from(der.as_bytes()).expect("ca key");
-                let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-                    .expect("ca params");
+                let mut params =
+                    rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
                 params
                     .distinguished_name
                     .push(rcgen::DnType::CommonName, "Fuzz Coalition CA");

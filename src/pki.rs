@@ -25,9 +25,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams,
-    CertificateSigningRequestParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber,
+    CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -316,7 +315,12 @@ impl CertDir {
         params.serial_number = None;
         let csr = params.serialize_request(&key)?;
         write(&tls_key, key.serialize_pem().as_bytes(), true, &mut created)?;
-        write(&self.request_path(id), csr.pem()?.as_bytes(), false, &mut created)?;
+        write(
+            &self.request_path(id),
+            csr.pem()?.as_bytes(),
+            false,
+            &mut created,
+        )?;
         signing_key_files(&sign_key, &self.member_file(id, "sign.pub"), &mut created)?;
         Ok(KeyRequest {
             public_key: self.public_key(id)?,
@@ -677,7 +681,9 @@ fn check_request_subject(params: &CertificateParams, id: &MemberId) -> Result<()
         ));
     }
     if !matches!(params.is_ca, IsCa::NoCa | IsCa::ExplicitNoCa) {
-        return Err("the request asks for a CA certificate; a member certificate is not one".into());
+        return Err(
+            "the request asks for a CA certificate; a member certificate is not one".into(),
+        );
     }
     Ok(())
 }

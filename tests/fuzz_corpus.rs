@@ -37,7 +37,10 @@ fn every_target_has_a_fuzz_target_file_and_a_corpus() {
             "{} calls the shared function",
             file.display()
         );
-        assert!(manifest.contains(&format!("name = \"{name}\"")), "{name} in fuzz/Cargo.toml");
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "{name} in fuzz/Cargo.toml"
+        );
         assert!(fuzz.join("corpus").join(name).is_dir(), "{name} corpus");
     }
 }

@@ -52,12 +52,7 @@ fn files(dir: &Path) -> Vec<String> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push(
-                    p.strip_prefix(dir)
-                        .expect("under")
-                        .display()
-                        .to_string(),
-                );
+                out.push(p.strip_prefix(dir).expect("under").display().to_string());
             }
         }
     }
@@ -72,12 +67,24 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     let (h, m) = (hub_side.path(), member_side.path());
 
     // The coalition: development PKI for the admins, two admins, quorum 2.
-    ok(h, &["pki", "init", "--member", "admin", "--member", "alice"]);
+    ok(
+        h,
+        &["pki", "init", "--member", "admin", "--member", "alice"],
+    );
     ok(
         h,
         &[
-            "init", "--data", "data", "--name", "keys.test", "--admin", "admin", "--admin",
-            "alice", "--quorum", "2",
+            "init",
+            "--data",
+            "data",
+            "--name",
+            "keys.test",
+            "--admin",
+            "admin",
+            "--admin",
+            "alice",
+            "--quorum",
+            "2",
         ],
     );
     let (_hub, addr) = ServeProcess::start(h, &[]);
@@ -109,7 +116,14 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     std::fs::copy(m.join("keys/members/newco.csr"), &csr).expect("send csr");
     let out = ok(
         h,
-        &["pki", "sign-request", "--csr", "newco.csr", "--member", "newco"],
+        &[
+            "pki",
+            "sign-request",
+            "--csr",
+            "newco.csr",
+            "--member",
+            "newco",
+        ],
     );
     assert!(out.contains("issued newco's certificate serial "), "{out}");
     let cert = h.join("certs/members/newco.pem");
@@ -141,7 +155,14 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     // Issuing twice for the same member is refused.
     let err = fails(
         h,
-        &["pki", "sign-request", "--csr", "newco.csr", "--member", "newco"],
+        &[
+            "pki",
+            "sign-request",
+            "--csr",
+            "newco.csr",
+            "--member",
+            "newco",
+        ],
     );
     assert!(err.contains("already exists"), "{err}");
 
@@ -172,7 +193,15 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     ok(h, &["admin", "cosign", "admit.json", "--as", "alice"]);
     let out = ok(
         h,
-        &["admin", "submit", "admit.json", "--hub", &addr, "--as", "alice"],
+        &[
+            "admin",
+            "submit",
+            "admit.json",
+            "--hub",
+            &addr,
+            "--as",
+            "alice",
+        ],
     );
     assert!(out.contains("logged at log entry"), "{out}");
 
@@ -185,20 +214,41 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     let out = ok(
         m,
         &[
-            "submit", "--hub", &addr, "--certs", "keys", "--as", "newco", "--hashes",
+            "submit",
+            "--hub",
+            &addr,
+            "--certs",
+            "keys",
+            "--as",
+            "newco",
+            "--hashes",
             "hashes.csv",
         ],
     );
     assert!(out.contains("submitted 1 statement(s) (1 hashes)"), "{out}");
-    let out = ok(m, &["whoami", "--hub", &addr, "--certs", "keys", "--as", "newco"]);
+    let out = ok(
+        m,
+        &["whoami", "--hub", &addr, "--certs", "keys", "--as", "newco"],
+    );
     assert!(out.contains("newco"), "{out}");
     let out = ok(
         m,
         &[
-            "sync", "--hub", &addr, "--certs", "keys", "--as", "newco", "--out", "all.jsonl",
+            "sync",
+            "--hub",
+            &addr,
+            "--certs",
+            "keys",
+            "--as",
+            "newco",
+            "--out",
+            "all.jsonl",
         ],
     );
-    assert!(out.contains("all signatures and entitlements verified"), "{out}");
+    assert!(
+        out.contains("all signatures and entitlements verified"),
+        "{out}"
+    );
     let synced = std::fs::read_to_string(m.join("all.jsonl")).expect("synced");
     assert!(synced.contains(&"cd".repeat(32)), "{synced}");
     assert!(synced.contains("\"issuer\":\"newco\""), "{synced}");
@@ -256,7 +306,14 @@ fn a_request_with_a_bad_signature_or_another_subject_is_refused() {
     std::fs::write(h.join("bad.csr"), tampered).expect("write");
     let err = fails(
         h,
-        &["pki", "sign-request", "--csr", "bad.csr", "--member", "newco"],
+        &[
+            "pki",
+            "sign-request",
+            "--csr",
+            "bad.csr",
+            "--member",
+            "newco",
+        ],
     );
     assert!(
         err.contains("bad.csr: the request's signature does not verify"),
@@ -268,9 +325,19 @@ fn a_request_with_a_bad_signature_or_another_subject_is_refused() {
     std::fs::write(h.join("junk.csr"), "hello\n").expect("write");
     let err = fails(
         h,
-        &["pki", "sign-request", "--csr", "junk.csr", "--member", "newco"],
+        &[
+            "pki",
+            "sign-request",
+            "--csr",
+            "junk.csr",
+            "--member",
+            "newco",
+        ],
     );
-    assert!(err.contains("not a PEM PKCS#10 certificate signing request"), "{err}");
+    assert!(
+        err.contains("not a PEM PKCS#10 certificate signing request"),
+        "{err}"
+    );
 
     // The genuine request still works.
     let out = ok(

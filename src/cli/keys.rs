@@ -42,7 +42,10 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         println!("created {}", f.display());
     }
     let public = hex::encode(made.public_key.as_bytes());
-    println!("signing public key: {public} (key id {})", KeyId::of(&made.public_key));
+    println!(
+        "signing public key: {public} (key id {})",
+        KeyId::of(&made.public_key)
+    );
     println!(
         "send the coalition admins: {} and the signing public key above; keep every *.key file here",
         made.request.display()
