@@ -44,3 +44,20 @@ fn every_target_has_a_fuzz_target_file_and_a_corpus() {
         assert!(fuzz.join("corpus").join(name).is_dir(), "{name} corpus");
     }
 }
+
+/// Found by the `proofs` target: expected proof lengths for sizes above 2^63 shifted a `u64` by
+/// 64 (`attempt to shift right with overflow` with overflow checks; a wrong length without).
+#[test]
+fn proofs_for_sizes_above_two_to_the_63_are_refused_without_overflow() {
+    use coalition_hub::log::{Hash, LeafIndex, TreeSize, verify_consistency, verify_inclusion};
+    let h = Hash([7; 32]);
+    let top = 1u64 << 63;
+    for (old, new) in [(1, top + 1), (3, u64::MAX), (top - 1, top + 5)] {
+        let result = verify_consistency(TreeSize(old), TreeSize(new), &h, &h, &[h; 3]);
+        assert!(result.is_err(), "{old} -> {new}");
+    }
+    for (index, size) in [(0, top + 1), (5, u64::MAX), (top - 1, top + 1)] {
+        let result = verify_inclusion(&h, LeafIndex(index), TreeSize(size), &[h; 2], &h);
+        assert!(result.is_err(), "leaf {index} of {size}");
+    }
+}
