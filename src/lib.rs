@@ -26,6 +26,8 @@
 //! - [`journal`]: the submit journal: what `coalition submit` signed and the hub acknowledged,
 //!   so a rerun resends the same envelopes and nothing is logged twice.
 //! - [`formats`]: hash lists, signal files and sync output (CSV, JSON Lines).
+//! - [`fuzzing`]: one entry point per parser of untrusted bytes, shared by the `cargo fuzz`
+//!   targets (`fuzz/`) and the corpus replay test.
 //! - [`pki`]: the development CA, certificates and signing-key files.
 //! - [`text`]: untrusted text made safe to print (control characters escaped).
 //! - [`quickstart`]: the end-to-end demonstration behind `coalition quickstart`.
@@ -36,6 +38,7 @@ pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod formats;
+pub mod fuzzing;
 pub mod governance;
 pub mod journal;
 pub mod log;

@@ -24,9 +24,9 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -104,6 +104,28 @@ struct RevokedEntry {
     serial: Vec<u8>,
     at_secs: i64,
     member: String,
+}
+
+/// What [`CertDir::keygen`] made.
+#[derive(Debug)]
+pub struct KeyRequest {
+    /// The member's public signing key (what admission takes).
+    pub public_key: VerifyingKey,
+    /// The certificate signing request to send to the coalition CA.
+    pub request: PathBuf,
+    /// Every file written.
+    pub created: Created,
+}
+
+/// What [`CertDir::sign_request`] issued.
+#[derive(Debug)]
+pub struct Issued {
+    /// The member's certificate (PEM).
+    pub certificate: PathBuf,
+    /// Its serial number (lowercase hex, no leading zero bytes), as `pki revoke` reports it.
+    pub serial: String,
+    /// The coalition CA certificate the member needs beside it.
+    pub ca: PathBuf,
 }
 
 /// A directory of PKI files in the layout above.
@@ -246,27 +268,114 @@ impl CertDir {
         created: &mut Created,
     ) -> Result<(), PkiError> {
         let issuer = self.ca_issuer()?;
-        let mut params = CertificateParams::new(dns_or_ip)?;
-        // Random, positive, 16 bytes: the CRL names certificates by serial number.
-        let mut serial = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut serial);
-        serial[0] = (serial[0] & 0x7f) | 0x40;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        if let Some(uri) = uri {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.as_str().try_into()?));
-        }
-        params.extended_key_usages = vec![usage];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let params = leaf_params(common_name, dns_or_ip, uri, usage)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
         write(cert_path, cert.pem().as_bytes(), false, created)?;
         write(key_path, key.serialize_pem().as_bytes(), true, created)?;
         Ok(())
+    }
+
+    /// Path of a member's certificate signing request, as [`CertDir::keygen`] writes it.
+    pub fn request_path(&self, id: &MemberId) -> PathBuf {
+        self.member_file(id, "csr")
+    }
+
+    /// Path of a member's TLS client certificate (`members/<id>.pem`).
+    pub fn member_cert_path(&self, id: &MemberId) -> PathBuf {
+        self.member_file(id, "pem")
+    }
+
+    /// On the member's own machine: makes its ed25519 signing key (`members/<id>.sign.key`,
+    /// PKCS#8 v1, and `.sign.pub`), its TLS private key (`members/<id>.key`, ECDSA P-256) and
+    /// a PKCS#10 certificate signing request for that TLS key (`members/<id>.csr`: common
+    /// name `<id>`, SAN `urn:coalition:member:<id>`, signed with the TLS key). Private keys are
+    /// written with mode 0600 and never leave this directory: the member sends the request and
+    /// the public signing key to the coalition's admins. Refuses to replace existing keys.
+    pub fn keygen(&self, id: &MemberId) -> Result<KeyRequest, PkiError> {
+        let tls_key = self.member_file(id, "key");
+        let sign_key = self.signing_key_path(id);
+        for path in [&tls_key, &sign_key] {
+            if path.exists() {
+                return Err(invalid(
+                    path,
+                    "already exists; keygen never replaces a private key (move it away to make new keys)".into(),
+                ));
+            }
+        }
+        let mut created = Created::default();
+        let key = KeyPair::generate()?;
+        let mut params = leaf_params(
+            id.as_str(),
+            Vec::new(),
+            Some(id.uri()),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        // The CA picks the serial; a request cannot carry one.
+        params.serial_number = None;
+        let csr = params.serialize_request(&key)?;
+        write(&tls_key, key.serialize_pem().as_bytes(), true, &mut created)?;
+        write(
+            &self.request_path(id),
+            csr.pem()?.as_bytes(),
+            false,
+            &mut created,
+        )?;
+        signing_key_files(&sign_key, &self.member_file(id, "sign.pub"), &mut created)?;
+        Ok(KeyRequest {
+            public_key: self.public_key(id)?,
+            request: self.request_path(id),
+            created,
+        })
+    }
+
+    /// On the coalition CA's side: checks a member's certificate signing request (its
+    /// signature: it was made with the key it carries; its subject: common name `id` and the
+    /// one SAN `urn:coalition:member:<id>`, nothing else requested) and issues the member's
+    /// TLS client certificate for that key with the same profile as [`CertDir::init`]'s member
+    /// certificates (random serial, client authentication only), written to `out` (refused if
+    /// it exists). No private key of the member is involved.
+    pub fn sign_request(
+        &self,
+        csr_path: &Path,
+        id: &MemberId,
+        out: &Path,
+    ) -> Result<Issued, PkiError> {
+        let pem = read_string(csr_path)?;
+        let request = CertificateSigningRequestParams::from_pem(&pem).map_err(|e| {
+            invalid(
+                csr_path,
+                match e {
+                    rcgen::Error::InvalidCertificationRequestSignature => "the request's signature does not verify: it was not signed with the key it carries, or was changed after signing; ask the member for a new one (`coalition keygen`)".into(),
+                    rcgen::Error::CouldNotParseCertificationRequest => "not a PEM PKCS#10 certificate signing request (`-----BEGIN CERTIFICATE REQUEST-----`)".into(),
+                    other => format!("unusable certificate signing request: {other}"),
+                },
+            )
+        })?;
+        check_request_subject(&request.params, id).map_err(|reason| invalid(csr_path, reason))?;
+        if out.exists() {
+            return Err(invalid(
+                out,
+                "already exists; revoke and move the old certificate away first".into(),
+            ));
+        }
+        let params = leaf_params(
+            id.as_str(),
+            Vec::new(),
+            Some(id.uri()),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        let cert = params.signed_by(&request.public_key, &self.ca_issuer()?)?;
+        let mut created = Created::default();
+        write(out, cert.pem().as_bytes(), false, &mut created)?;
+        let serial = X509Certificate::from_der(cert.der())
+            .map(|(_, c)| hex::encode(strip_zeros(c.raw_serial())))
+            .unwrap_or_default();
+        Ok(Issued {
+            certificate: out.to_owned(),
+            serial,
+            ca: self.ca_cert(),
+        })
     }
 
     fn ca_issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
@@ -500,6 +609,83 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, PkiError> {
     let pem = read_string(path)?;
     SigningKey::from_pkcs8_pem(&pem)
         .map_err(|e| invalid(path, format!("not an ed25519 PKCS#8 PEM private key ({e})")))
+}
+
+/// The profile of every leaf certificate the CA issues: common name, SANs, a random positive
+/// 16-byte serial (the CRL names certificates by serial), one extended key usage.
+fn leaf_params(
+    common_name: &str,
+    dns_or_ip: Vec<String>,
+    uri: Option<String>,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(dns_or_ip)?;
+    let mut serial = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut serial);
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    if let Some(uri) = uri {
+        params
+            .subject_alt_names
+            .push(SanType::URI(uri.as_str().try_into()?));
+    }
+    params.extended_key_usages = vec![usage];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    Ok(params)
+}
+
+/// A member's certificate request must name exactly that member: common name `<id>` (and no
+/// other subject attribute) and the one SAN `urn:coalition:member:<id>`, and ask for nothing a
+/// member certificate does not have (a CA, other key usages).
+fn check_request_subject(params: &CertificateParams, id: &MemberId) -> Result<(), String> {
+    let names: Vec<(String, String)> = params
+        .distinguished_name
+        .iter()
+        .map(|(ty, value)| {
+            let value = match value {
+                rcgen::DnValue::PrintableString(s) => s.to_string(),
+                rcgen::DnValue::Utf8String(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let ty = match ty {
+                DnType::CommonName => "CN".to_string(),
+                other => format!("{other:?}"),
+            };
+            (ty, value)
+        })
+        .collect();
+    let expected_uri = id.uri();
+    let sans: Vec<String> = params
+        .subject_alt_names
+        .iter()
+        .map(|san| match san {
+            SanType::URI(uri) => uri.as_str().to_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    let shown = |v: &[String]| crate::text::escape_control(&v.join(", ")).into_owned();
+    if names != [("CN".to_string(), id.as_str().to_string())] {
+        let subject: Vec<String> = names.iter().map(|(t, v)| format!("{t}={v}")).collect();
+        return Err(format!(
+            "the request's subject is '{}', not 'CN={id}': it was made for another member (run `coalition keygen --member {id}`)",
+            shown(&subject)
+        ));
+    }
+    if sans != [expected_uri.clone()] {
+        return Err(format!(
+            "the request's subject alternative names are '{}', not the one URI '{expected_uri}'",
+            shown(&sans)
+        ));
+    }
+    if !matches!(params.is_ca, IsCa::NoCa | IsCa::ExplicitNoCa) {
+        return Err(
+            "the request asks for a CA certificate; a member certificate is not one".into(),
+        );
+    }
+    Ok(())
 }
 
 fn ca_params() -> Result<CertificateParams, PkiError> {

@@ -166,7 +166,16 @@ fn hub_key_rotation_and_quotas_with_the_cli() {
     drop(hub);
 
     // The old key no longer starts the hub; the new one does, and the log still verifies.
-    let err = fails(d, &["serve", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]);
+    let err = fails(
+        d,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+        ],
+    );
     assert!(err.contains("not the hub's current key"), "{err}");
     let (_hub, addr) = ServeProcess::start(d, &["--hub-key", new_key]);
     submit(d, &addr, "c.csv", 20);

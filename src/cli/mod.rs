@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod config;
+mod keys;
 mod matching;
 mod submit;
 mod sync;
@@ -36,7 +37,10 @@ enum Command {
     /// Found a hub: write its genesis (hub name and key, first admins, quorum) as the first
     /// entry of a new data directory. Creates missing development certificates and keys.
     Init(InitArgs),
-    /// Development PKI: CA, hub certificate, member certificates and signing keys.
+    /// On a member's own machine: make its signing key, TLS key and certificate request.
+    Keygen(keys::KeygenArgs),
+    /// Development PKI: CA, hub certificate, member certificates and signing keys; the CA's
+    /// side of members' own keys (`sign-request`).
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
@@ -90,6 +94,9 @@ enum PkiCommand {
         #[arg(long, value_name = "ID")]
         member: String,
     },
+    /// Issue a member's TLS certificate from its certificate signing request (made with
+    /// `coalition keygen`): checks the request's signature and subject; no private key involved.
+    SignRequest(keys::SignRequestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +311,10 @@ impl Cli {
                 );
                 Ok(())
             }
+            Command::Keygen(args) => keys::keygen(args),
+            Command::Pki {
+                command: PkiCommand::SignRequest(args),
+            } => keys::sign_request(args),
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
             Command::Audit { command } => audit::run(command).await,

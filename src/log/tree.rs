@@ -636,7 +636,9 @@ fn inclusion_proof_len(index: u64, size: u64) -> usize {
     // Levels where the paths to `index` and to the last leaf diverge need one
     // sibling each; above that, one hash per set bit of the shared prefix.
     let inner = 64 - (index ^ (size - 1)).leading_zeros();
-    let border = (index >> inner).count_ones();
+    // `inner` is 64 when the paths diverge at the top bit (sizes above 2^63): nothing is
+    // shared then, and `>> 64` would overflow.
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner + border) as usize
 }
 
@@ -644,7 +646,8 @@ fn inclusion_proof_len(index: u64, size: u64) -> usize {
 fn consistency_proof_len(old: u64, new: u64) -> usize {
     let shift = old.trailing_zeros();
     let inner_full = 64 - ((old - 1) ^ (new - 1)).leading_zeros();
-    let border = ((old - 1) >> inner_full).count_ones();
+    // As in `inclusion_proof_len`: a shift by 64 shares nothing (found by fuzzing).
+    let border = (old - 1).checked_shr(inner_full).unwrap_or(0).count_ones();
     let inner = inner_full - shift;
     let seed = usize::from(!old.is_power_of_two());
     seed + (inner + border) as usize

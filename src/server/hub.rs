@@ -424,8 +424,8 @@ async fn stream_entries(
                 let mut out = Vec::with_capacity(chunk.len());
                 for entry in chunk {
                     // Every entry is sent; one the filter does not select without its body.
-                    let selected =
-                        select.is_everything() || entry.header().is_some_and(|h| select.selects(&h));
+                    let selected = select.is_everything()
+                        || entry.header().is_some_and(|h| select.selects(&h));
                     if let Err(status) = quota.sync_entry(&member, &entry, selected) {
                         out.push((entry.seq, Err(status)));
                         break;

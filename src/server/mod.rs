@@ -25,6 +25,8 @@ pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use hub::{HubService, MAX_MATCHES_PER_QUERY, MAX_MATCHES_PER_RESPONSE};
 pub use limits::Limits;
 pub use ops::DEFAULT_OPS_LISTEN;
+/// The pure part of the CRL loader, for `crate::fuzzing`.
+pub(crate) use tls::check_crl_pem;
 pub use tls::{CrlHealth, DEFAULT_CRL_GRACE};
 
 use crate::log::CheckpointSigner;

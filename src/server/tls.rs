@@ -290,7 +290,7 @@ impl HubTls {
     pub fn ensure_crl_usable(&self) -> Result<(), tonic::Status> {
         match self.crl_health() {
             Some(h) if h.failing_closed => {
-                metrics::counter!("coalition_refused_total", "reason" => "crl_outdated")
+                metrics::counter!("coalition_refusals_total", "reason" => "crl_outdated")
                     .increment(1);
                 Err(tonic::Status::unavailable(format!(
                     "the hub's certificate revocation list is outdated: its nextUpdate passed {} s ago, beyond the grace period of {} s (crl_grace); the hub refuses calls until its operators install a current CRL",
@@ -439,6 +439,14 @@ fn load_crl_file(
         number: parsed.number,
         next_update: parsed.next_update,
     })
+}
+
+/// Checks a CRL file's contents as the hub does when it loads one (PEM, every CRL parsed and
+/// signed by one of `cas`), without building a TLS configuration: the pure part of the CRL
+/// loader, public for the fuzz target (`coalition_hub::fuzzing::crl`). Returns how many CRLs it
+/// holds, or why the file would be refused.
+pub fn check_crl_pem(pem: &[u8], cas: &[CertificateDer<'static>]) -> Result<usize, String> {
+    parse_crls(pem, cas).map(|parsed| parsed.crls.len())
 }
 
 /// What a CRL file holds.
@@ -595,7 +603,7 @@ impl TlsIncoming {
                 .unwrap_or_else(PoisonError::into_inner);
             let n = map.entry(peer.ip()).or_insert(0);
             if *n >= self.limits.max_handshakes_per_source {
-                metrics::counter!("coalition_refused_total", "reason" => "handshakes_per_source")
+                metrics::counter!("coalition_refusals_total", "reason" => "handshakes_per_source")
                     .increment(1);
                 tracing::debug!(
                     %peer,
@@ -611,7 +619,7 @@ impl TlsIncoming {
             }
         };
         let Ok(permit) = self.open.clone().try_acquire_owned() else {
-            metrics::counter!("coalition_refused_total", "reason" => "connections").increment(1);
+            metrics::counter!("coalition_refusals_total", "reason" => "connections").increment(1);
             tracing::warn!(
                 %peer,
                 limit = self.limits.max_connections,
