@@ -93,7 +93,7 @@ async fn run(quick: bool) -> Result<()> {
 
     let mut table = Table::default();
     if std::env::var_os("HUB_BENCH_ONLY_METRICS").is_some() {
-        let (sets, runs) = if quick { (40, 3) } else { (400, 7) };
+        let (sets, runs) = if quick { (40, 3) } else { (2_000, 9) };
         metrics_cost(&env, 1_000, sets, runs, &mut table).await?;
         println!("\n== Summary (medians) ==");
         table.print();

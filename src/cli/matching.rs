@@ -161,7 +161,9 @@ fn offline(
     let rows = formats::read_rows(index)?;
     let mut matcher = Matcher::new();
     for row in &rows {
-        matcher.stage(row.entry.hash_type, &row.entry.value, row.entry.quality);
+        matcher
+            .stage(row.entry.hash_type, &row.entry.value, row.entry.quality)
+            .with_context(|| format!("index {}", index.display()))?;
     }
     matcher.commit();
     let mut out = Vec::new();

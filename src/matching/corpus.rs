@@ -2,6 +2,7 @@
 //! statement it came from. Built from the store at start-up and extended as entries become
 //! durable, always in log order.
 
+use super::matcher::MatcherFull;
 use super::{Hit, MatchOptions, Matcher, PdqIndex, Query};
 use crate::membership::MemberId;
 use crate::statement::{HashType, Label, Statement, StatementId};
@@ -65,16 +66,26 @@ impl Corpus {
     /// indicators); PDQ hashes become searchable at [`Corpus::commit`], so loading a whole log
     /// builds the PDQ index once. Entries must come in log order; an entry below the indexed
     /// position is ignored, so replaying is harmless.
-    pub fn stage(&mut self, entry: &StoredEntry, statement: &Statement, id: StatementId) {
+    ///
+    /// A statement whose hashes do not all fit ([`MAX_HASHES`](super::MAX_HASHES) in all) is
+    /// refused whole and the position stays before it: statement and label-set ordinals never
+    /// outnumber the slots, so the one bound covers all three.
+    pub fn stage(
+        &mut self,
+        entry: &StoredEntry,
+        statement: &Statement,
+        id: StatementId,
+    ) -> Result<(), MatcherFull> {
         if entry.seq < self.next_seq {
-            return;
+            return Ok(());
         }
+        self.matcher.room_for(statement.hashes().count())?;
         self.next_seq = entry.seq + 1;
         let ordinal = self.statements.len() as u32;
         let mut any = false;
         for h in statement.hashes() {
             let labels = self.label_set(&h.labels);
-            let slot = self.matcher.stage(h.hash_type, &h.value, h.quality);
+            let slot = self.matcher.stage(h.hash_type, &h.value, h.quality)?;
             debug_assert_eq!(slot as usize, self.slots.len());
             self.slots.push((ordinal, labels));
             any = true;
@@ -87,6 +98,7 @@ impl Corpus {
                 received_at_ms: entry.received_at_ms,
             });
         }
+        Ok(())
     }
 
     /// Makes everything staged searchable. Never rebuilds the PDQ index: the owner checks

@@ -4,6 +4,7 @@
 use super::{PdqHash, PdqIndex};
 use crate::statement::HashType;
 use std::collections::HashMap;
+use thiserror::Error;
 
 /// The threshold Meta's Hasher-Matcher-Actioner uses for PDQ.
 pub const DEFAULT_PDQ_THRESHOLD: u32 = 31;
@@ -102,16 +103,46 @@ pub struct Hit {
 }
 
 /// Exact and PDQ indexes over slots `0..len`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Matcher {
     pdq: PdqIndex,
     exact: ExactMaps,
     slots: Vec<SlotInfo>,
     staged: Vec<(PdqHash, u32)>,
+    /// [`MAX_HASHES`], lower in tests.
+    max_hashes: usize,
+}
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Matcher {
+            pdq: PdqIndex::default(),
+            exact: ExactMaps::default(),
+            slots: Vec::new(),
+            staged: Vec::new(),
+            max_hashes: MAX_HASHES,
+        }
+    }
 }
 
 /// No next slot.
 const NONE: u32 = u32::MAX;
+
+/// Most hashes one matcher indexes: slots are numbered with `u32`, and `u32::MAX` means "no
+/// slot". Past it a matcher refuses more ([`MatcherFull`]) instead of reusing numbers.
+pub const MAX_HASHES: usize = NONE as usize;
+
+/// The matcher already holds its maximum number of hashes.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error(
+    "the matching index holds its maximum of {max} hashes (slot numbers are 32-bit); {adding} more cannot be indexed"
+)]
+pub struct MatcherFull {
+    /// The maximum.
+    pub max: usize,
+    /// How many hashes were to be added.
+    pub adding: usize,
+}
 
 #[derive(Clone, Copy, Debug)]
 struct SlotInfo {
@@ -179,16 +210,38 @@ impl Matcher {
 
     /// Indexes a hash and returns its slot. `value` must have the type's length (the caller
     /// holds validated entries).
-    pub fn add(&mut self, hash_type: HashType, value: &[u8], quality: Option<u8>) -> u32 {
-        let slot = self.stage(hash_type, value, quality);
+    pub fn add(
+        &mut self,
+        hash_type: HashType,
+        value: &[u8],
+        quality: Option<u8>,
+    ) -> Result<u32, MatcherFull> {
+        let slot = self.stage(hash_type, value, quality)?;
         self.commit();
-        slot
+        Ok(slot)
+    }
+
+    /// Whether `n` more hashes fit ([`MAX_HASHES`] in all).
+    pub fn room_for(&self, n: usize) -> Result<(), MatcherFull> {
+        if n > self.max_hashes.saturating_sub(self.slots.len()) {
+            return Err(MatcherFull {
+                max: self.max_hashes,
+                adding: n,
+            });
+        }
+        Ok(())
     }
 
     /// Indexes a hash like [`Matcher::add`], but a PDQ hash becomes searchable only at the
     /// next [`Matcher::commit`]. Staging everything and committing once bulk-builds the PDQ
     /// index, which is far faster than inserting one by one (start-up, offline indexes).
-    pub fn stage(&mut self, hash_type: HashType, value: &[u8], quality: Option<u8>) -> u32 {
+    pub fn stage(
+        &mut self,
+        hash_type: HashType,
+        value: &[u8],
+        quality: Option<u8>,
+    ) -> Result<u32, MatcherFull> {
+        self.room_for(1)?;
         let slot = self.slots.len() as u32;
         let next = match pdq_of(hash_type, value) {
             Some(hash) => {
@@ -203,7 +256,7 @@ impl Matcher {
             live: true,
             next,
         });
-        slot
+        Ok(slot)
     }
 
     /// Makes every staged PDQ hash searchable, rebuilding the PDQ index when its insert
@@ -340,9 +393,9 @@ mod tests {
     fn exact_and_near_matches() {
         let mut m = Matcher::new();
         let md5 = vec![1u8; 16];
-        let a = m.add(HashType::Md5, &md5, None);
-        let b = m.add(HashType::Pdq, &pdq(1), Some(90));
-        let low = m.add(HashType::Pdq, &pdq(2), Some(10));
+        let a = m.add(HashType::Md5, &md5, None).expect("room");
+        let b = m.add(HashType::Pdq, &pdq(1), Some(90)).expect("room");
+        let low = m.add(HashType::Pdq, &pdq(2), Some(10)).expect("room");
         let opts = MatchOptions::default();
         let q = |t, v: Vec<u8>, quality| Query {
             hash_type: t,
@@ -400,9 +453,9 @@ mod tests {
     fn the_same_hash_shared_twice_matches_both_until_removed() {
         let mut m = Matcher::new();
         let sha = vec![9u8; 32];
-        let other = m.add(HashType::Sha256, &[8u8; 32], None);
-        let first = m.add(HashType::Sha256, &sha, None);
-        let second = m.add(HashType::Sha256, &sha, None);
+        let other = m.add(HashType::Sha256, &[8u8; 32], None).expect("room");
+        let first = m.add(HashType::Sha256, &sha, None).expect("room");
+        let second = m.add(HashType::Sha256, &sha, None).expect("room");
         let q = Query::new(HashType::Sha256, sha.clone(), None).expect("valid");
         let slots = |m: &Matcher| -> Vec<u32> {
             m.lookup(&q, &MatchOptions::default())
@@ -420,5 +473,34 @@ mod tests {
         assert!(Query::new(HashType::Md5, vec![0; 16], Some(5)).is_err());
         assert!(MatchOptions::new(Some(65), None).is_err());
         assert!(MatchOptions::new(None, Some(101)).is_err());
+    }
+
+    #[test]
+    fn a_full_matcher_refuses_more_hashes_instead_of_reusing_slot_numbers() {
+        let mut m = Matcher {
+            max_hashes: 2,
+            ..Matcher::default()
+        };
+        assert_eq!(m.add(HashType::Sha256, &[1u8; 32], None), Ok(0));
+        assert_eq!(m.stage(HashType::Pdq, &pdq(1), None), Ok(1));
+        let full = MatcherFull { max: 2, adding: 1 };
+        assert_eq!(
+            m.stage(HashType::Sha256, &[2u8; 32], None),
+            Err(full.clone())
+        );
+        assert_eq!(m.add(HashType::Pdq, &pdq(2), None), Err(full));
+        assert_eq!(m.room_for(0), Ok(()));
+        m.commit();
+        // What it holds still matches.
+        let hits = m.lookup(
+            &Query {
+                hash_type: HashType::Sha256,
+                value: vec![1u8; 32],
+                quality: None,
+            },
+            &MatchOptions::default(),
+        );
+        assert_eq!(hits.len(), 1);
+        assert_eq!(MAX_HASHES, u32::MAX as usize);
     }
 }

@@ -15,7 +15,7 @@ pub mod pdq;
 pub use corpus::{Corpus, Found, Provenance};
 pub use index::{IndexParams, PdqIndex, SearchPath};
 pub use matcher::{
-    DEFAULT_MIN_QUALITY, DEFAULT_PDQ_THRESHOLD, Hit, MAX_PDQ_THRESHOLD, MAX_QUERIES, MatchOptions,
-    Matcher, Query,
+    DEFAULT_MIN_QUALITY, DEFAULT_PDQ_THRESHOLD, Hit, MAX_HASHES, MAX_PDQ_THRESHOLD, MAX_QUERIES,
+    MatchOptions, Matcher, MatcherFull, Query,
 };
 pub use pdq::{PDQ_BITS, PDQ_HEX_LEN, ParseError, PdqHash, PdqMatch, brute_force};

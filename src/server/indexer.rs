@@ -192,7 +192,9 @@ fn index_step(
     }
     let mut guard = corpus.write().map_err(|e| e.to_string())?;
     for (entry, statement, id) in &decoded {
-        guard.stage(entry, statement, *id);
+        guard
+            .stage(entry, statement, *id)
+            .map_err(|e| format!("entry {}: {e}", entry.seq))?;
     }
     if commit {
         guard.commit();
