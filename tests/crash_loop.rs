@@ -16,10 +16,12 @@
 #[path = "common/serve.rs"]
 mod serve;
 
+use serve::{coalition, ok};
+
 use serve::ServeProcess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -54,25 +56,6 @@ impl Moments {
         self.0 ^= self.0 >> 27;
         lo + self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo + 1)
     }
-}
-
-fn coalition(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coalition"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run coalition")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = coalition(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A loopback port free now, for a hub that restarts on the same address.

@@ -7,40 +7,14 @@
 #[path = "common/serve.rs"]
 mod serve;
 
+use serve::{fails, ok};
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::CertificateSigningRequestDer;
 use rustls::pki_types::pem::PemObject;
 use serve::ServeProcess;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn coalition(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coalition"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("COALITION_CERTS")
-        .output()
-        .expect("run coalition")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = coalition(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = coalition(dir, args);
-    assert_eq!(out.status.code(), Some(1), "{args:?} exits 1");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
-    assert!(stderr.starts_with("error: "), "{stderr:?}");
-    assert!(!stderr.contains("panicked"), "{stderr:?}");
-    stderr
-}
 
 /// Every file under `dir`, relative.
 fn files(dir: &Path) -> Vec<String> {

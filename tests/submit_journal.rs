@@ -6,39 +6,14 @@
 #[path = "common/serve.rs"]
 mod serve;
 
+use serve::{coalition, ok_with_stderr as ok, one_error_line};
+
 use serve::ServeProcess;
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn coalition(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coalition"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run coalition")
-}
-
-/// Runs a command expected to succeed; returns its stdout and stderr.
-fn ok(dir: &Path, args: &[&str]) -> (String, String) {
-    let out = coalition(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{args:?} failed: {stderr}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
-}
-
-/// Checks a finished command failed with exit 1 and one `error: ` line; returns that line.
-fn one_error_line(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "exits 1: {out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
-    assert!(stderr.starts_with("error: "), "{stderr:?}");
-    assert!(!stderr.contains("panicked"), "{stderr:?}");
-    stderr
-}
 
 /// A PKI, a founded hub serving, and acme and globex admitted.
 fn coalition_with_members(d: &Path) -> (ServeProcess, String) {

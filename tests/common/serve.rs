@@ -1,11 +1,52 @@
-//! `coalition serve` as a child process, run in a working directory holding its `certs/` and
-//! `data/`, on a fresh loopback port; killed (and reaped) when dropped. Included with `#[path]`
-//! by the tests that drive the real binary without the rest of `common`.
+//! The real `coalition` binary for the tests that drive it without the rest of `common`
+//! (included with `#[path]`): one-shot commands run in a working directory holding `certs/`
+//! and `data/` ([`coalition`], [`ok`], [`fails`]), and `coalition serve` as a child process on
+//! a loopback port, killed (and reaped) when dropped.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+/// Runs `coalition ARGS…` in `dir`, with `RUST_LOG` and `COALITION_CERTS` unset so that the
+/// defaults (`certs/` in `dir`) apply.
+pub fn coalition(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coalition"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("COALITION_CERTS")
+        .output()
+        .expect("run coalition")
+}
+
+/// Runs a command expected to succeed; returns its stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    ok_with_stderr(dir, args).0
+}
+
+/// Runs a command expected to succeed; returns its stdout and stderr.
+pub fn ok_with_stderr(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = coalition(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// Checks a finished command failed with exit 1 and one `error: ` line; returns that line.
+pub fn one_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "exits 1: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "{stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+    stderr
+}
+
+/// Runs a command expected to fail with exit 1 and one `error: ` line; returns that line.
+pub fn fails(dir: &Path, args: &[&str]) -> String {
+    one_error_line(&coalition(dir, args))
+}
 
 /// A running `coalition serve`.
 pub struct ServeProcess(Child);
