@@ -162,9 +162,10 @@ pub fn checkpoint(data: &[u8]) {
 /// are also passed unchanged as a proof with arbitrary sizes and indexes, which must not panic.
 ///
 /// Not checked (inherent to RFC 9162, see [`verify_inclusion`]): a proof does not bind the tree
-/// sizes by themselves, so the same hashes may verify for other sizes of the same shape (e.g.
-/// the consistency proof from 1 to 53 also verifies from 1 to 52). Sizes and roots are only
-/// trusted together, from one signed checkpoint.
+/// sizes (or, for inclusion, the leaf index) by themselves, so the same hashes may verify for
+/// other positions of the same shape (e.g. the consistency proof from 1 to 53 also verifies
+/// from 1 to 52; leaf 11 of 12's inclusion proof also verifies as leaf 7 of 8 under the root of
+/// 12). Sizes and roots are only trusted together, from one signed checkpoint.
 pub fn proofs(data: &[u8]) {
     let [n, m, i, mode, rest @ ..] = data else {
         return;
@@ -283,10 +284,13 @@ pub fn proofs(data: &[u8]) {
         let (ref l, ix, s, ref proof, ref r) = inc;
         let result = verify_inclusion(l, LeafIndex(ix), TreeSize(s), proof, r);
         let unchanged = (*l, ix, s, proof.as_slice(), *r) == (leaf, index, size, &inclusion, root);
-        // As documented on `verify_inclusion`: the proof does not bind the size by itself.
-        let only_size_changed =
-            (*l, ix, proof.as_slice(), *r) == (leaf, index, inclusion.as_slice(), root);
-        if !unchanged && !only_size_changed && result.is_ok() {
+        // As documented on `verify_inclusion`: the proof does not bind the size by itself,
+        // nor the index: another (index, size) pair with the same left/right path verifies
+        // the same hashes (fuzzing found leaf 11 of 12's proof verifying as leaf 7 of 8 under
+        // the root of 12). A checkpoint binds size and root; the leaf hash binds the content.
+        let only_position_changed =
+            (*l, proof.as_slice(), *r) == (leaf, inclusion.as_slice(), root);
+        if !unchanged && !only_position_changed && result.is_ok() {
             // An index or size change can land on another correct statement about the same
             // tree (e.g. a leaf whose path does not depend on the changed bit).
             let other_true_statement = s <= size

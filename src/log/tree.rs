@@ -284,8 +284,10 @@ pub fn consistency_proof<S: NodeSource + ?Sized>(
 /// Verifies an inclusion proof, RFC 9162 §2.1.3.2.
 ///
 /// Note (inherent to RFC 9162): an inclusion proof binds the leaf to `root`
-/// but does not fully bind `size`; always take `size` and `root` together from
-/// one signed checkpoint.
+/// but does not fully bind `size`, nor the index across sizes (leaf 11 of 12's
+/// proof also verifies as leaf 7 of 8 under the same root); for a given size
+/// the index is bound. Always take `size` and `root` together from one signed
+/// checkpoint.
 pub fn verify_inclusion(
     leaf: &Hash,
     index: LeafIndex,
