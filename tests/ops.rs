@@ -6,75 +6,23 @@
 
 mod common;
 
-use coalition_hub::client::{Client, sign_new};
+use coalition_hub::client::Client;
 use coalition_hub::governance;
-use coalition_hub::membership::{Action, Role};
+use coalition_hub::membership::Action;
 use coalition_hub::pb;
-use coalition_hub::pki::{CertDir, TlsConfig};
-use coalition_hub::statement::Body;
+use coalition_hub::pki::TlsConfig;
 use coalition_hub::store::{Store, StoreConfig};
-use common::{TestHub, id, sha256_set, sync_all};
+use common::founded::{Founded, LoggedHub, PATIENCE};
+use common::{TestHub, id, sync_all};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// The generous bound on anything the tests wait for.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A data directory founded with `acme` as its admin and member, the PKI beside it.
-struct Founded {
-    dir: TempDir,
-    certs: PathBuf,
-    data: PathBuf,
-}
-
 impl Founded {
-    async fn new() -> Founded {
-        let dir = tempfile::tempdir().expect("tmp");
-        let certs = dir.path().join("certs");
-        let data = dir.path().join("data");
-        let pki = CertDir::new(&certs);
-        pki.init(&[id("acme")]).expect("pki");
-        let key = pki.signing_key(&id("acme")).expect("key");
-        let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let genesis = governance::genesis(
-            "ops.test",
-            &pki.hub_signing_key().expect("hub key"),
-            vec![governance::admission(
-                &id("acme"),
-                "Acme",
-                &[Role::Admin, Role::Member],
-                &[key.verifying_key()],
-            )],
-            1,
-            &key,
-        )
-        .expect("genesis");
-        governance::append_offline(&store, genesis)
-            .await
-            .expect("found");
-        Founded { dir, certs, data }
-    }
-
-    fn tls(&self) -> TlsConfig {
-        CertDir::new(&self.certs)
-            .member_tls(&id("acme"))
-            .expect("tls")
-    }
-
-    fn hash_set(&self, seed: u64, n: usize) -> pb::Envelope {
-        let key = CertDir::new(&self.certs)
-            .signing_key(&id("acme"))
-            .expect("key");
-        sign_new(&id("acme"), &key, Body::HashSet(sha256_set(seed, n)))
-    }
-
     /// Logs `envelopes` offline; returns their (seq, statement id).
     async fn log(&self, envelopes: &[pb::Envelope]) -> Vec<(u64, [u8; 32])> {
         let store = Store::open(&self.data, &StoreConfig::default()).expect("store");
@@ -121,73 +69,34 @@ fn id_key(id: &[u8; 32]) -> Vec<u8> {
     [&[b'I'][..], &id[..]].concat()
 }
 
-/// `coalition serve` as a child process with the operations listener on a free port, its
-/// log collected.
+/// `coalition serve` with the operations listener on a free port (`LoggedHub`), and that
+/// listener's address, read from the log line that announces it.
 struct Serve {
-    child: Child,
-    addr: String,
+    hub: LoggedHub,
     ops: String,
-    log: Arc<Mutex<String>>,
+}
+
+impl std::ops::Deref for Serve {
+    type Target = LoggedHub;
+    fn deref(&self) -> &LoggedHub {
+        &self.hub
+    }
 }
 
 impl Serve {
     fn start(f: &Founded, extra: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-ms", "50"])
-            .args(["--ops-listen", "127.0.0.1:0", "--data"])
-            .arg(&f.data)
-            .arg("--certs")
-            .arg(&f.certs)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn coalition serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read");
-        // Keeps stdout open for the hub's life.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let addr = line.trim().strip_prefix("listening on ").map(str::to_owned);
-        let mut serve = Serve {
-            child,
-            addr: addr.unwrap_or_default(),
-            ops: String::new(),
-            log,
-        };
-        assert!(
-            !serve.addr.is_empty(),
-            "hub did not start: {line:?} {}",
-            serve.log()
-        );
-        // The operations address is in the log line that announces it.
+        let hub = LoggedHub::start(f, extra);
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let log = serve.log();
+            let log = hub.log();
             if let Some(at) = log.find("http://127.0.0.1:") {
                 let rest = &log[at + "http://".len()..];
-                serve.ops = rest[..rest.find('/').expect("path")].to_owned();
-                break;
+                let ops = rest[..rest.find('/').expect("path")].to_owned();
+                return Serve { hub, ops };
             }
             assert!(Instant::now() < deadline, "no operations address in {log}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        serve
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
     }
 
     /// `GET path` on the operations listener: status code and body.
@@ -210,13 +119,6 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -293,7 +195,7 @@ const AUDIT: &str = "coalition.v1.Audit";
 
 #[tokio::test]
 async fn a_damaged_log_entry_stops_the_indexer_and_the_hub_says_so() {
-    let f = Founded::new().await;
+    let f = Founded::new("ops.test").await;
     let logged = f.log(&[f.hash_set(1, 5), f.hash_set(2, 5)]).await;
     // The first set's entry no longer decodes (the last entry must stay readable to open).
     f.damage(&entry_key(logged[0].0), b"\xff\xfe not an entry");
@@ -332,7 +234,7 @@ async fn a_damaged_log_entry_stops_the_indexer_and_the_hub_says_so() {
 
 #[tokio::test]
 async fn a_store_that_cannot_write_makes_the_hub_not_serving() {
-    let f = Founded::new().await;
+    let f = Founded::new("ops.test").await;
     let set = f.hash_set(1, 5);
     let logged = f.log(std::slice::from_ref(&set)).await;
     // The id index row of the set is damaged: the writer reads it when the set comes again.
@@ -619,7 +521,7 @@ fn sample(page: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn the_operations_listener_serves_metrics_and_json_logs() {
-    let f = Founded::new().await;
+    let f = Founded::new("ops.test").await;
     let hub = Serve::start(&f, &["--log-format", "json"]);
     assert_eq!(hub.get("/healthz"), (200, "serving\n".to_owned()));
     assert_eq!(hub.get("/nothing-here").0, 404);
@@ -729,7 +631,7 @@ fn the_config_file_sets_serve_flags_and_the_command_line_wins() {
     // A working file; its listen address is overridden on the command line, and its log
     // format applies.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let f = rt.block_on(Founded::new());
+    let f = rt.block_on(Founded::new("ops.test"));
     std::fs::write(
         &config,
         format!(

@@ -6,145 +6,30 @@
 
 mod common;
 
-use coalition_hub::client::{Client, sign_new};
-use coalition_hub::governance;
-use coalition_hub::membership::Role;
+use coalition_hub::client::Client;
 use coalition_hub::pb;
-use coalition_hub::pki::{CertDir, TlsConfig};
-use coalition_hub::statement::Body;
-use coalition_hub::store::{Store, StoreConfig};
 use coalition_hub::sync::SyncError;
+use common::founded::{Founded, LoggedHub, PATIENCE};
 use common::hostile::{Run, beside, sync_cli, sync_command};
-use common::{TestHub, id, replay, sha256_set, sync_all};
+use common::{TestHub, replay, sync_all};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
-
-/// The generous bound on anything the tests wait for.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A data directory founded with `acme` as its admin and member, and the PKI beside it.
-struct Founded {
-    dir: TempDir,
-    certs: PathBuf,
-    data: PathBuf,
-}
 
 impl Founded {
-    async fn new() -> Founded {
-        let dir = tempfile::tempdir().expect("tmp");
-        let certs = dir.path().join("certs");
-        let data = dir.path().join("data");
-        let pki = CertDir::new(&certs);
-        pki.init(&[id("acme")]).expect("pki");
-        let key = pki.signing_key(&id("acme")).expect("key");
-        let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let genesis = governance::genesis(
-            "shutdown.test",
-            &pki.hub_signing_key().expect("hub key"),
-            vec![governance::admission(
-                &id("acme"),
-                "Acme",
-                &[Role::Admin, Role::Member],
-                &[key.verifying_key()],
-            )],
-            1,
-            &key,
-        )
-        .expect("genesis");
-        governance::append_offline(&store, genesis)
-            .await
-            .expect("found");
-        Founded { dir, certs, data }
-    }
-
-    fn tls(&self) -> TlsConfig {
-        CertDir::new(&self.certs)
-            .member_tls(&id("acme"))
-            .expect("tls")
-    }
-
-    /// A signed hash set by acme of `n` hashes, distinct per `seed`.
-    fn hash_set(&self, seed: u64, n: usize) -> pb::Envelope {
-        let key = CertDir::new(&self.certs)
-            .signing_key(&id("acme"))
-            .expect("key");
-        sign_new(&id("acme"), &key, Body::HashSet(sha256_set(seed, n)))
-    }
-
     fn out(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
 
-/// `coalition serve` as a child process, its log collected.
-struct Hub {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
+/// The hub these tests signal (`common::founded::LoggedHub`, with what they do to it).
+type Hub = LoggedHub;
 
-impl Hub {
-    fn start(f: &Founded, extra: &[&str]) -> Hub {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-ms", "50"])
-            .args(["--ops-listen", "127.0.0.1:0"])
-            .arg("--data")
-            .arg(&f.data)
-            .arg("--certs")
-            .arg(&f.certs)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn coalition serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        // Collects the log, and keeps the hub from blocking on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        let Some(addr) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hub did not start: stdout {line:?}, log {:?}", log.lock());
-        };
-        Hub { child, addr, log }
-    }
-
+impl LoggedHub {
     fn signal(&self, name: &str) {
         signal(&self.child, name);
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// Waits for `needle` in the log.
-    fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        while !self.log().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in the hub log within {PATIENCE:?}: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Waits for the hub to exit (a test failure past [`PATIENCE`]).
@@ -159,13 +44,6 @@ impl Hub {
         Client::connect(&self.addr, &f.tls())
             .await
             .expect("connect")
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -228,7 +106,7 @@ async fn submit(hub: &Hub, f: &Founded, seed: u64, sets: u64, n: usize) {
 /// the follower says the hub is shutting down (exit 3), and a rerun against the restarted hub
 /// ends with exactly the rows of a fresh sync.
 async fn a_follower_resumes_after(signal: &str) {
-    let f = Founded::new().await;
+    let f = Founded::new("shutdown.test").await;
     let mut hub = Hub::start(&f, &[]);
     submit(&hub, &f, 0, 5, 40).await;
     let out = f.out("out.jsonl");
@@ -299,7 +177,7 @@ async fn sigint_ends_a_follow_and_the_rerun_resumes_with_no_gap_or_duplicate() {
 async fn acknowledged_submits_survive(signal: &str) {
     const SUBMITTERS: u64 = 3;
     const MOST: u64 = 1_000;
-    let f = Founded::new().await;
+    let f = Founded::new("shutdown.test").await;
     let mut hub = Hub::start(&f, &[]);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut submitters = Vec::new();
@@ -413,7 +291,7 @@ async fn a_hub_draining(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
-    let f = Founded::new().await;
+    let f = Founded::new("shutdown.test").await;
     for (first, second, code) in [("TERM", "TERM", 143), ("TERM", "INT", 130)] {
         let (mut hub, _unread) =
             a_hub_draining(&f, &["--shutdown-grace-ms", "600000"], first).await;
@@ -426,7 +304,7 @@ async fn a_second_signal_exits_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_grace_period_the_hub_exits_anyway_with_a_warning() {
-    let f = Founded::new().await;
+    let f = Founded::new("shutdown.test").await;
     let (mut hub, _unread) = a_hub_draining(&f, &["--shutdown-grace-ms", "1000"], "TERM").await;
     let status = hub.exit();
     assert_eq!(status.code(), Some(1), "hub log: {}", hub.log());

@@ -2,6 +2,7 @@
 //! rcgen, sled in a temporary directory, and real gRPC clients over mutual TLS.
 #![allow(dead_code)]
 
+pub mod founded;
 pub mod hostile;
 
 use coalition_hub::client::{Client, ClientError, sign_new};
