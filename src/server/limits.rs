@@ -260,8 +260,7 @@ impl<S> Gate<S> {
         let policy = auth::policy(path);
         let member = auth::authorize(&s.store, &s.tls, certs.as_deref().map(|c| &c[..]), &policy)?;
         let permit = s.in_flight.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!("coalition_refusals_total", "reason" => "calls_in_flight")
-                .increment(1);
+            super::status::count_refusal("calls_in_flight");
             Status::resource_exhausted(format!(
                 "the hub is handling its limit of {} calls at once (max_calls_in_flight); retry in a moment",
                 s.max_calls_in_flight
@@ -365,8 +364,7 @@ impl HttpBody for LimitedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     if data.len() > this.left {
-                        metrics::counter!("coalition_refusals_total", "reason" => "request_bytes")
-                            .increment(1);
+                        super::status::count_refusal("request_bytes");
                         this.left = 0;
                         return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
                             "request to {} is larger than its limit of {} bytes (max_request_bytes)",
@@ -384,11 +382,7 @@ impl HttpBody for LimitedBody {
                             }
                         }
                         Err(_) => {
-                            metrics::counter!(
-                                "coalition_refusals_total",
-                                "reason" => "request_bytes_in_flight"
-                            )
-                            .increment(1);
+                            super::status::count_refusal("request_bytes_in_flight");
                             this.left = 0;
                             return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
                                 "the hub holds its limit of {} bytes of requests at once (max_request_bytes_in_flight); retry in a moment",

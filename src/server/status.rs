@@ -11,8 +11,14 @@ use tonic::Status;
 /// Counts a refusal in `coalition_refusals_total` under `reason` (a fixed snake_case word)
 /// and returns its status.
 pub fn refused(reason: &'static str, status: Status) -> Status {
-    metrics::counter!("coalition_refusals_total", "reason" => reason).increment(1);
+    count_refusal(reason);
     status
+}
+
+/// Counts a refusal that has no status of its own (a connection closed by the TLS acceptor)
+/// in `coalition_refusals_total` under `reason`: the one place that counter is written.
+pub fn count_refusal(reason: &'static str) {
+    metrics::counter!("coalition_refusals_total", "reason" => reason).increment(1);
 }
 
 /// A statement that is malformed or too large.

@@ -290,8 +290,7 @@ impl HubTls {
     pub fn ensure_crl_usable(&self) -> Result<(), tonic::Status> {
         match self.crl_health() {
             Some(h) if h.failing_closed => {
-                metrics::counter!("coalition_refusals_total", "reason" => "crl_outdated")
-                    .increment(1);
+                super::status::count_refusal("crl_outdated");
                 Err(tonic::Status::unavailable(format!(
                     "the hub's certificate revocation list is outdated: its nextUpdate passed {} s ago, beyond the grace period of {} s (crl_grace); the hub refuses calls until its operators install a current CRL",
                     h.outdated_by.as_secs(),
@@ -603,8 +602,7 @@ impl TlsIncoming {
                 .unwrap_or_else(PoisonError::into_inner);
             let n = map.entry(peer.ip()).or_insert(0);
             if *n >= self.limits.max_handshakes_per_source {
-                metrics::counter!("coalition_refusals_total", "reason" => "handshakes_per_source")
-                    .increment(1);
+                super::status::count_refusal("handshakes_per_source");
                 tracing::debug!(
                     %peer,
                     limit = self.limits.max_handshakes_per_source,
@@ -619,7 +617,7 @@ impl TlsIncoming {
             }
         };
         let Ok(permit) = self.open.clone().try_acquire_owned() else {
-            metrics::counter!("coalition_refusals_total", "reason" => "connections").increment(1);
+            super::status::count_refusal("connections");
             tracing::warn!(
                 %peer,
                 limit = self.limits.max_connections,
