@@ -417,6 +417,159 @@ async fn an_idle_connection_is_closed_but_an_open_stream_keeps_it() {
         .expect("the stream is still open");
 }
 
+/// One HTTP/2 frame as written on the wire (RFC 9113 §4.1).
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .expect("small frame")
+        .to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The request head of a gRPC call as HPACK literals without indexing (RFC 7541 §6.2.2), so
+/// no dynamic table is involved; every name and value here is shorter than 127 bytes.
+fn grpc_request_head(path: &str) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":path", path),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        block.push(0);
+        block.push(u8::try_from(name.len()).expect("short name"));
+        block.extend_from_slice(name.as_bytes());
+        block.push(u8::try_from(value.len()).expect("short value"));
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// Reads frames until `done` says so; returns every (type, flags, stream, payload) read.
+async fn read_frames(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    mut done: impl FnMut(&[(u8, u8, u32, Vec<u8>)]) -> bool,
+) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !done(&frames) {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await.expect("a frame head");
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        stream
+            .read_exact(&mut payload)
+            .await
+            .expect("a frame payload");
+        frames.push((head[3], head[4], id, payload));
+    }
+    frames
+}
+
+#[tokio::test]
+async fn streams_beyond_the_per_connection_limit_are_refused_and_the_rest_go_on() {
+    const LIMIT: u32 = 4;
+    const SETTINGS: u8 = 0x4;
+    const RST_STREAM: u8 = 0x3;
+    const GOAWAY: u8 = 0x7;
+    const REFUSED_STREAM: u32 = 0x7;
+    let t = hub_with(Limits {
+        max_streams_per_connection: LIMIT,
+        ..Limits::default()
+    })
+    .await;
+    let mut raw = tls_as(&t, "acme").await;
+    raw.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    raw.write_all(&frame(SETTINGS, 0, 0, &[]))
+        .await
+        .expect("settings");
+    // The hub's SETTINGS come first and announce the limit (SETTINGS_MAX_CONCURRENT_STREAMS,
+    // identifier 0x3).
+    let frames = tokio::time::timeout(
+        HANG,
+        read_frames(&mut raw, |f| {
+            f.iter()
+                .any(|(kind, flags, ..)| *kind == SETTINGS && flags & 1 == 0)
+        }),
+    )
+    .await
+    .expect("the hub's settings");
+    let settings = &frames
+        .iter()
+        .find(|(kind, flags, ..)| *kind == SETTINGS && flags & 1 == 0)
+        .expect("settings")
+        .3;
+    let announced = settings
+        .chunks_exact(6)
+        .find(|s| s[..2] == [0, 3])
+        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
+    assert_eq!(announced, Some(LIMIT), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    raw.write_all(&frame(SETTINGS, 1, 0, &[]))
+        .await
+        .expect("settings ack");
+
+    // A hostile client ignores the limit: LIMIT + 2 calls opened at once, none of them ever
+    // sends its request message, so every stream stays open.
+    const END_HEADERS: u8 = 0x4;
+    let head = grpc_request_head("/coalition.v1.Hub/WhoAmI");
+    let ids: Vec<u32> = (0..LIMIT + 2).map(|k| 1 + 2 * k).collect();
+    for id in &ids {
+        raw.write_all(&frame(0x1, END_HEADERS, *id, &head))
+            .await
+            .expect("headers");
+    }
+    let over: Vec<u32> = ids[LIMIT as usize..].to_vec();
+    let refused_all = |frames: &[(u8, u8, u32, Vec<u8>)]| {
+        over.iter().all(|id| {
+            frames
+                .iter()
+                .any(|(kind, _, stream, _)| *kind == RST_STREAM && stream == id)
+        })
+    };
+    let frames = tokio::time::timeout(HANG, read_frames(&mut raw, refused_all))
+        .await
+        .expect("the streams over the limit are reset");
+    for (kind, _, stream, payload) in &frames {
+        assert_ne!(*kind, GOAWAY, "the connection itself is not closed");
+        if *kind == RST_STREAM {
+            assert!(
+                over.contains(stream),
+                "stream {stream} under the limit was reset"
+            );
+            let code = u32::from_be_bytes(payload[..4].try_into().expect("4 bytes"));
+            assert_eq!(code, REFUSED_STREAM, "stream {stream}: RST_STREAM code");
+        }
+    }
+    // The streams under the limit are still open, the hub serves everyone else, and the same
+    // connection can still finish a call: its request message (an empty WhoAmIRequest) on the
+    // first stream gets the answer.
+    still_serves(&t).await;
+    const END_STREAM: u8 = 0x1;
+    raw.write_all(&frame(0x0, END_STREAM, ids[0], &[0, 0, 0, 0, 0]))
+        .await
+        .expect("request message");
+    let answered = |frames: &[(u8, u8, u32, Vec<u8>)]| {
+        frames.iter().any(|(kind, flags, stream, _)| {
+            *kind == 0x1 && flags & END_STREAM != 0 && *stream == ids[0]
+        })
+    };
+    let frames = tokio::time::timeout(HANG, read_frames(&mut raw, answered))
+        .await
+        .expect("the first call is answered on the same connection");
+    let data: usize = frames
+        .iter()
+        .filter(|(kind, _, stream, _)| *kind == 0x0 && *stream == ids[0])
+        .map(|f| f.3.len())
+        .sum();
+    assert!(data > 5, "a WhoAmI response message arrived ({data} bytes)");
+}
+
 #[tokio::test]
 async fn health_needs_an_active_member_like_every_call() {
     use tonic_health::pb::HealthCheckRequest;
