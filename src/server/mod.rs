@@ -22,6 +22,7 @@ mod tls;
 
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
+pub use grpc_metrics::GrpcMetricsLayer;
 pub use hub::{HubService, MAX_MATCHES_PER_QUERY, MAX_MATCHES_PER_RESPONSE};
 pub use limits::Limits;
 pub use ops::DEFAULT_OPS_LISTEN;
