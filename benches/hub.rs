@@ -262,7 +262,8 @@ async fn ingest(env: &Env, set_size: usize, sets: usize, table: &mut Table) -> R
 }
 
 /// The cost of metrics on ingest: `runs` pairs of the same gRPC ingest (2 connections, a
-/// fresh hub each), one with the Prometheus recorder and one without, in alternating order.
+/// fresh hub each), one with the Prometheus recorder and one without, in alternating order,
+/// after one uncounted warm-up pair.
 async fn metrics_cost(
     env: &Env,
     set_size: usize,
@@ -278,7 +279,9 @@ async fn metrics_cost(
     let pool = Arc::new(pool);
     let hashes = (set_size * sets) as f64;
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    for run in 0..runs {
+    // Run 0 warms the machine up (binary, page cache, allocator) and is not counted: the first
+    // run of a series was often the slowest, and it always had the recorder.
+    for run in 0..=runs {
         let order = if run % 2 == 0 {
             [true, false]
         } else {
@@ -299,6 +302,9 @@ async fn metrics_cost(
             hub.stop()?;
             let r = hashes / took.as_secs_f64();
             println!("  run {run}, metrics {ops}: {} hashes/s", fmt_rate(r));
+            if run == 0 {
+                continue;
+            }
             if metrics {
                 with.push(r)
             } else {

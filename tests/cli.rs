@@ -49,11 +49,15 @@ fn cli_end_to_end() {
         "{again}"
     );
     let (_hub, addr) = serve(d);
-    for m in ["acme", "globex"] {
+    // globex's display name and the reason are text other people's terminals will show (the
+    // protocol allows newlines and tabs in them): a forged line and a bidi override.
+    let hostile = "Globex\nacme (Acme) roles=admin\u{202e}";
+    for (m, name) in [("acme", "Acme"), ("globex", hostile)] {
         let out = ok(
             d,
             &[
-                "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", m,
+                "admin", "member", "admit", "--hub", &addr, "--as", "admin", "--id", m, "--name",
+                name, "--reason", name,
             ],
         );
         assert!(out.contains("logged at log entry"), "{out}");
@@ -63,7 +67,23 @@ fn cli_end_to_end() {
         d,
         &["admin", "member", "list", "--hub", &addr, "--as", "admin"],
     );
+    let history = ok(
+        d,
+        &[
+            "admin", "member", "history", "globex", "--hub", &addr, "--as", "admin",
+        ],
+    );
     assert_eq!(list.lines().count(), 3, "{list}");
+    assert_eq!(history.lines().count(), 1, "{history}");
+    let escaped = r"Globex\nacme (Acme) roles=admin\u{202e}";
+    for out in [&list, &history] {
+        assert!(out.contains(escaped), "{out}");
+        assert!(
+            !out.lines()
+                .any(|l| l.chars().any(coalition_hub::text::is_unsafe)),
+            "{out:?}"
+        );
+    }
 
     let pdq = "f".repeat(64);
     std::fs::write(

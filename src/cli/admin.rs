@@ -6,6 +6,7 @@ use crate::governance::{self, admission};
 use crate::membership::{Action, Member, MemberId, Revocation, Role, format_ms, parse_time_ms};
 use crate::pb;
 use crate::pki::{CertDir, parse_public_key_hex};
+use crate::text::escape_control as esc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use ed25519_dalek::VerifyingKey;
@@ -367,13 +368,13 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                     "already signed by this key,"
                 },
                 out.display(),
-                governance::describe(&envelope)?
+                esc(&governance::describe(&envelope)?)
             );
             Ok(())
         }
         AdminCommand::Submit(args) => {
             let envelope = governance::read_envelope(&args.file)?;
-            let what = governance::describe(&envelope)?;
+            let what = esc(&governance::describe(&envelope)?).into_owned();
             submit(&args.conn, envelope, &what).await
         }
         AdminCommand::AccessLog(args) => access_log(args).await,
@@ -381,11 +382,11 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             let c = conn.connect().await?.coalition().await?;
             println!(
                 "hub '{}' key {} genesis {} quorum {} of admins {} ({} log entries)",
-                c.hub_name,
+                esc(&c.hub_name),
                 hex::encode(&c.hub_public_key),
                 hex::encode(&c.genesis_statement_id),
                 c.quorum,
-                c.admins.join(","),
+                esc(&c.admins.join(",")),
                 c.log_size
             );
             Ok(())
@@ -462,13 +463,13 @@ async fn member(command: MemberCommand) -> Result<()> {
                     "entry {} {} {}{} (signed by {}; statement {})",
                     e.seq,
                     format_ms(e.received_at_ms),
-                    e.change,
+                    esc(&e.change),
                     if e.reason.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", e.reason)
+                        format!(": {}", esc(&e.reason))
                     },
-                    e.signed_by.join(","),
+                    esc(&e.signed_by.join(",")),
                     hex::encode(&e.statement_id)
                 );
             }
@@ -585,7 +586,7 @@ async fn change(action: Action, args: &ChangeArgs) -> Result<()> {
 
 /// Submits a signed change or (with `--sign-only`) writes it for co-signing.
 async fn sign_or_submit(envelope: pb::Envelope, args: &ChangeArgs) -> Result<()> {
-    let what = governance::describe(&envelope)?;
+    let what = esc(&governance::describe(&envelope)?).into_owned();
     match &args.sign_only {
         Some(path) => {
             governance::write_envelope(path, &envelope)?;
@@ -675,9 +676,9 @@ pub fn print_member(m: &Member) {
         "{} ({}) roles={} status={:?} keys={}",
         m.id,
         if m.display_name.is_empty() {
-            "-"
+            "-".into()
         } else {
-            &m.display_name
+            esc(&m.display_name)
         },
         roles.join(","),
         m.status,
@@ -720,8 +721,8 @@ async fn access_log(args: AccessLogArgs) -> Result<()> {
             println!(
                 "{} {} {} {counts} duration_ms={}",
                 format_ms(r.started_at_ms),
-                crate::text::escape_control(&r.member_id),
-                crate::text::escape_control(&r.rpc),
+                esc(&r.member_id),
+                esc(&r.rpc),
                 (r.ended_at_ms - r.started_at_ms).max(0)
             );
         }
