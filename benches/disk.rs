@@ -32,7 +32,9 @@ const IN_FLIGHT: usize = 16;
 
 fn main() -> Result<()> {
     let statements: usize = match std::env::var("DISK_BENCH_STATEMENTS") {
-        Ok(s) => s.parse().context("DISK_BENCH_STATEMENTS must be a number")?,
+        Ok(s) => s
+            .parse()
+            .context("DISK_BENCH_STATEMENTS must be a number")?,
         Err(_) => 100_000,
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -135,6 +135,14 @@ async fn a_real_log_answers_from_tiles_at_every_size() {
         .signing_key(&id("acme"))
         .expect("key");
     drop(store);
+    // Stored: full tiles whole, the rightmost partial tiles as chunks of 16 hashes (88 hashes
+    // of tile/0/002: 6 chunks; 2 of tile/1/000: 1); the chunks of filled tiles are gone.
+    {
+        let db = sled::open(dir.path().join("data")).expect("open");
+        let log_tree = db.open_tree("log").expect("log");
+        assert_eq!(log_tree.scan_prefix(b"T").count(), 2);
+        assert_eq!(log_tree.scan_prefix(b"P").count(), 7);
+    }
     let store = Store::open(&dir.path().join("data"), &StoreConfig::default()).expect("reopen");
     check_against_memory(&store, &memory);
     append(&store, &key, 50_000, 100).await;
@@ -157,7 +165,10 @@ fn write_legacy_copy(from: &Path, to: &Path, memory: &MemoryTree) {
     let old = sled::open(from).expect("open");
     let new = sled::open(to).expect("open");
     for name in old.tree_names() {
-        let (src, dst) = (old.open_tree(&name).expect("tree"), new.open_tree(&name).expect("tree"));
+        let (src, dst) = (
+            old.open_tree(&name).expect("tree"),
+            new.open_tree(&name).expect("tree"),
+        );
         for kv in src.iter() {
             let (k, v) = kv.expect("read");
             // In `log`, the earlier layout had entries (E), the id index (I) and membership
@@ -199,7 +210,10 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
     drop(store);
     let legacy = dir.path().join("legacy");
     write_legacy_copy(&dir.path().join("data"), &legacy, &memory);
-    assert_eq!(legacy_nodes_left(&legacy), 2 * 300 - 300u64.count_ones() as usize);
+    assert_eq!(
+        legacy_nodes_left(&legacy),
+        2 * 300 - 300u64.count_ones() as usize
+    );
 
     let store = Store::open(&legacy, &StoreConfig::default()).expect("open converts");
     assert_eq!(store.log_size(), 300);
@@ -210,7 +224,11 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
         .expect("key");
     append(&store, &key, 90_000, 20).await;
     drop(store);
-    assert_eq!(legacy_nodes_left(&legacy), 0, "the per-node keys are removed");
+    assert_eq!(
+        legacy_nodes_left(&legacy),
+        0,
+        "the per-node keys are removed"
+    );
     let store = Store::open(&legacy, &StoreConfig::default()).expect("reopen");
     check_against_memory(&store, &memory_tree(&store));
 }
@@ -232,7 +250,9 @@ async fn a_conversion_interrupted_by_a_crash_completes_at_the_next_open() {
         let mut key = [b'T'; 10];
         key[1] = 0;
         key[2..].copy_from_slice(&0u64.to_be_bytes());
-        log_tree.insert(key, vec![0xee; 100 * 32]).expect("torn tile");
+        log_tree
+            .insert(key, vec![0xee; 100 * 32])
+            .expect("torn tile");
         db.flush().expect("flush");
     }
     let store = Store::open(&torn, &StoreConfig::default()).expect("open converts");
@@ -261,7 +281,10 @@ async fn a_conversion_interrupted_by_a_crash_completes_at_the_next_open() {
         let mut key = [b'N'; 10];
         key[1] = 0;
         key[2..].copy_from_slice(&17u64.to_be_bytes());
-        db.open_tree("log").expect("log").remove(key).expect("remove");
+        db.open_tree("log")
+            .expect("log")
+            .remove(key)
+            .expect("remove");
         db.flush().expect("flush");
     }
     let err = Store::open(&broken, &StoreConfig::default())

@@ -36,9 +36,8 @@ impl TileId {
     /// The tile `(level, index)` of width `width`; `None` unless `level < 8`,
     /// `1 <= width <= 256` and the tile lies inside a tree of at most `u64::MAX` leaves.
     pub fn new(level: u8, index: u64, width: u16) -> Option<Self> {
-        let fits = level < TILE_LEVELS
-            && (1..=TILE_WIDTH).contains(&width)
-            && index <= max_index(level);
+        let fits =
+            level < TILE_LEVELS && (1..=TILE_WIDTH).contains(&width) && index <= max_index(level);
         fits.then_some(TileId {
             level,
             index,
@@ -234,10 +233,13 @@ pub fn tiles_between(old: TreeSize, new: TreeSize) -> impl Iterator<Item = TileI
 /// The RFC 6962 root of a run of `2^h` hashes (32 bytes each), `h <= 8`.
 pub fn subtree_root(hashes: &[u8]) -> Option<Hash> {
     let count = hashes.len() / Hash::LEN;
-    if count == 0 || !count.is_power_of_two() || hashes.len() % Hash::LEN != 0 {
+    if count == 0 || !count.is_power_of_two() || !hashes.len().is_multiple_of(Hash::LEN) {
         return None;
     }
-    let mut level: Vec<Hash> = hashes.chunks_exact(Hash::LEN).filter_map(Hash::from_slice).collect();
+    let mut level: Vec<Hash> = hashes
+        .chunks_exact(Hash::LEN)
+        .filter_map(Hash::from_slice)
+        .collect();
     while level.len() > 1 {
         for i in 0..level.len() / 2 {
             level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
@@ -276,8 +278,8 @@ impl<R: TileReader> NodeSource for TileNodes<R> {
         let needed = (offset + count) as u16; // ≤ 256: a node never spans two tiles
         // The tile as the tree of `size` has it (what a tile server publishes); a node outside
         // that tree asks for the width that would hold it, which the reader then lacks.
-        let width = TileId::at(tile_level, tile_index, self.size)
-            .map_or(needed, |t| t.width().max(needed));
+        let width =
+            TileId::at(tile_level, tile_index, self.size).map_or(needed, |t| t.width().max(needed));
         let short = |got| ShortTile {
             tile: TileId {
                 level: tile_level,
@@ -357,7 +359,8 @@ impl TileEdge {
         for level in 0..TILE_LEVELS {
             let l = usize::from(level);
             if self.levels.len() == l {
-                self.levels.push(Vec::with_capacity(usize::from(TILE_WIDTH)));
+                self.levels
+                    .push(Vec::with_capacity(usize::from(TILE_WIDTH)));
             }
             let buffer = &mut self.levels[l];
             buffer.push(hash);
@@ -379,6 +382,12 @@ impl TileEdge {
                 bytes,
             ));
         }
+    }
+
+    /// The size at the last [`TileEdge::take_changed`] (or at which the edge was made): the
+    /// tree that the next changed tiles extend.
+    pub fn taken_size(&self) -> TreeSize {
+        TreeSize(self.taken)
     }
 
     /// The tiles whose contents changed since the last call (or since the edge was made),
@@ -525,7 +534,12 @@ mod tests {
         assert_eq!(all(256), ["tile/0/000", "tile/1/000.p/1"]);
         assert_eq!(
             all(600),
-            ["tile/0/000", "tile/0/001", "tile/0/002.p/88", "tile/1/000.p/2"]
+            [
+                "tile/0/000",
+                "tile/0/001",
+                "tile/0/002.p/88",
+                "tile/1/000.p/2"
+            ]
         );
         let grown = |a, b| {
             tiles_between(TreeSize(a), TreeSize(b))
@@ -611,7 +625,10 @@ mod tests {
     struct GoStorage(Vec<tlog_tiles::tlog::Hash>);
 
     impl tlog_tiles::tlog::HashReader for GoStorage {
-        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::tlog::Hash>, tlog_tiles::tlog::Error> {
+        fn read_hashes(
+            &self,
+            indexes: &[u64],
+        ) -> Result<Vec<tlog_tiles::tlog::Hash>, tlog_tiles::tlog::Error> {
             Ok(indexes.iter().map(|&i| self.0[i as usize]).collect())
         }
     }
@@ -631,7 +648,9 @@ mod tests {
         let go = go_storage(n);
         let mut edge = TileEdge::new();
         let mut stored = Stored::default();
-        let mut sizes = vec![1u64, 2, 255, 256, 257, 511, 512, 513, 65_535, 65_536, 65_537, n];
+        let mut sizes = vec![
+            1u64, 2, 255, 256, 257, 511, 512, 513, 65_535, 65_536, 65_537, n,
+        ];
         sizes.extend((0..20).map(|i| 1 + i * 3_499));
         sizes.sort_unstable();
         let mut previous = 0u64;
@@ -648,18 +667,22 @@ mod tests {
             ours_sorted.sort();
             let mut theirs_ids: Vec<TileId> = theirs
                 .iter()
-                .map(|t| {
-                    TileId::new(t.level(), t.level_index(), t.width() as u16).expect("valid")
-                })
+                .map(|t| TileId::new(t.level(), t.level_index(), t.width() as u16).expect("valid"))
                 .collect();
             theirs_ids.sort();
-            assert_eq!(ours_sorted.into_iter().copied().collect::<Vec<_>>(), theirs_ids);
             assert_eq!(
-                tiles_between(TreeSize(previous), TreeSize(size)).collect::<Vec<_>>().len(),
+                ours_sorted.into_iter().copied().collect::<Vec<_>>(),
+                theirs_ids
+            );
+            assert_eq!(
+                tiles_between(TreeSize(previous), TreeSize(size))
+                    .collect::<Vec<_>>()
+                    .len(),
                 theirs.len()
             );
             for t in &theirs {
-                let ours = TileId::new(t.level(), t.level_index(), t.width() as u16).expect("valid");
+                let ours =
+                    TileId::new(t.level(), t.level_index(), t.width() as u16).expect("valid");
                 assert_eq!(t.path().replacen("tile/8/", "tile/", 1), ours.path());
                 let (_, bytes) = changed.iter().find(|(id, _)| *id == ours).expect("changed");
                 assert_eq!(&t.read_data(&go).expect("go tile"), bytes, "{ours}");
@@ -673,12 +696,19 @@ mod tests {
             let index = size / 3;
             let ours = log::inclusion_proof(&nodes, LeafIndex(index), TreeSize(size)).expect("p");
             let theirs = tlog_tiles::prove_record(size, index, &go).expect("go proof");
-            assert_eq!(ours.iter().map(|h| h.0).collect::<Vec<_>>(), theirs.iter().map(|h| h.0).collect::<Vec<_>>());
+            assert_eq!(
+                ours.iter().map(|h| h.0).collect::<Vec<_>>(),
+                theirs.iter().map(|h| h.0).collect::<Vec<_>>()
+            );
             let old = size / 2 + 1;
             if old < size {
-                let ours = log::consistency_proof(&nodes, TreeSize(old), TreeSize(size)).expect("p");
+                let ours =
+                    log::consistency_proof(&nodes, TreeSize(old), TreeSize(size)).expect("p");
                 let theirs = tlog_tiles::prove_tree(size, old, &go).expect("go proof");
-                assert_eq!(ours.iter().map(|h| h.0).collect::<Vec<_>>(), theirs.iter().map(|h| h.0).collect::<Vec<_>>());
+                assert_eq!(
+                    ours.iter().map(|h| h.0).collect::<Vec<_>>(),
+                    theirs.iter().map(|h| h.0).collect::<Vec<_>>()
+                );
             }
         }
         // Go's own tile parser reads our paths (with its height element).

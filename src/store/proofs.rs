@@ -179,7 +179,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let n = 1000u64;
         let tiles = write_synthetic_tree(dir.path(), n, &StoreConfig::default()).expect("write");
-        assert_eq!(tiles, 4 + 1, "tile/0/000..002, tile/0/003.p/232, tile/1/000.p/3");
+        assert_eq!(
+            tiles,
+            4 + 1,
+            "tile/0/000..002, tile/0/003.p/232, tile/1/000.p/3"
+        );
         let store = Store::open(dir.path(), &StoreConfig::default()).expect("open");
         assert_eq!(store.log_size(), n);
         let mut mem = MemoryTree::new();

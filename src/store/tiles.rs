@@ -1,14 +1,20 @@
-//! The log's Merkle tree stored as C2SP tlog-tiles in the `log` tree: one key per tile (value:
-//! its hashes, 32 bytes each), full tiles written once, the rightmost partial tile of each
-//! level rewritten as it grows; and the one-time upgrade from the earlier layout of one key per
-//! Merkle node.
+//! The log's Merkle tree stored as C2SP tlog-tiles in the `log` tree: one key per full tile
+//! (value: its 256 hashes, 32 bytes each), written once; the rightmost partial tile of each
+//! level as chunks of 16 hashes, of which a group commit rewrites only those it grows (a whole
+//! 8 KiB partial tile rewritten per small group tripled sled's garbage); and the one-time
+//! upgrade from the earlier layout of one key per Merkle node.
 
 use super::{Store, StoreError};
 use crate::log::{ShortTile, TileEdge, TileId, TileNodes, TileReader, TreeSize, tiles};
 
-/// Key prefix of tiles in the `log` tree: `T`, tile level (1 byte), tile index (8 bytes,
+/// Key prefix of full tiles in the `log` tree: `T`, tile level (1 byte), tile index (8 bytes,
 /// big-endian).
 pub(super) const TILE: u8 = b'T';
+/// Key prefix of partial-tile chunks: `P`, tile level, tile index (8 bytes, big-endian), chunk
+/// number (1 byte) → up to [`CHUNK`] hashes. Removed when the tile fills up.
+const PARTIAL: u8 = b'P';
+/// Hashes per partial-tile chunk (512 bytes).
+const CHUNK: u16 = 16;
 /// Key of the layout marker in the `log` tree; its value names the layout.
 const FORMAT: &[u8] = b"F";
 /// The layout this version writes: Merkle tree as tiles.
@@ -28,14 +34,27 @@ impl TileReader for Tiles<'_> {
     type Bytes = sled::IVec;
 
     fn read_tile(&self, tile: TileId) -> Result<sled::IVec, StoreError> {
-        match self.0.get(tile_key(tile.level(), tile.index()))? {
-            Some(bytes) if bytes.len() >= tile.byte_len() => Ok(bytes),
-            other => Err(ShortTile {
-                tile,
-                got: other.map_or(0, |b| b.len()),
+        // A full tile, or one that has filled up since the size asked about.
+        let mut got = 0;
+        if let Some(bytes) = self.0.get(tile_key(tile.level(), tile.index()))? {
+            if bytes.len() >= tile.byte_len() {
+                return Ok(bytes);
             }
-            .into()),
+            got = bytes.len();
         }
+        if tile.is_partial() {
+            // The rightmost tile of its level: its chunks, in order (≤ 16 keys).
+            let mut bytes = Vec::with_capacity(tile.byte_len());
+            let prefix = chunk_key(tile.level(), tile.index(), 0);
+            for chunk in self.0.scan_prefix(&prefix[..10]).values() {
+                bytes.extend_from_slice(&chunk?);
+                if bytes.len() >= tile.byte_len() {
+                    return Ok(bytes.into());
+                }
+            }
+            got = got.max(bytes.len());
+        }
+        Err(ShortTile { tile, got }.into())
     }
 }
 
@@ -56,12 +75,38 @@ pub(super) fn nodes(log: &sled::Tree, size: u64) -> TileNodes<Tiles<'_>> {
 /// Puts the tiles that the leaves appended since the last call changed into `batch`; returns
 /// how many.
 pub(super) fn stage(edge: &mut TileEdge, batch: &mut sled::Batch) -> usize {
+    let before = edge.taken_size();
     let changed = edge.take_changed();
     let count = changed.len();
     for (tile, bytes) in changed {
-        batch.insert(&tile_key(tile.level(), tile.index())[..], bytes);
+        // Hashes the tile already had, stored as chunks by an earlier batch.
+        let stored = TileId::at(tile.level(), tile.index(), before).map_or(0, |t| t.width());
+        put_tile(batch, tile, &bytes, stored);
     }
     count
+}
+
+/// Stages `tile` (its `bytes`), of which the first `stored` hashes are stored already as
+/// chunks: a full tile replaces its chunks; a partial one rewrites the chunks from the one
+/// holding hash `stored` on.
+fn put_tile(batch: &mut sled::Batch, tile: TileId, bytes: &[u8], stored: u16) {
+    let (level, index) = (tile.level(), tile.index());
+    if !tile.is_partial() {
+        batch.insert(&tile_key(level, index)[..], bytes);
+        for chunk in 0..stored.div_ceil(CHUNK) {
+            batch.remove(&chunk_key(level, index, chunk as u8)[..]);
+        }
+        return;
+    }
+    let chunk_bytes = usize::from(CHUNK) * 32;
+    for chunk in stored / CHUNK..tile.width().div_ceil(CHUNK) {
+        let start = usize::from(chunk) * chunk_bytes;
+        let end = (start + chunk_bytes).min(bytes.len());
+        batch.insert(
+            &chunk_key(level, index, chunk as u8)[..],
+            bytes.get(start..end).unwrap_or_default(),
+        );
+    }
 }
 
 /// Marks, in `batch`, the data directory as holding its tree as tiles.
@@ -96,10 +141,7 @@ pub(super) fn upgrade(db: &sled::Db, log: &sled::Tree, size: u64) -> Result<(), 
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
             for tile in tiles::tiles(TreeSize(size)) {
-                batch.insert(
-                    &tile_key(tile.level(), tile.index())[..],
-                    legacy_tile(log, tile)?,
-                );
+                put_tile(&mut batch, tile, &legacy_tile(log, tile)?, 0);
                 in_batch += 1;
                 if in_batch == UPGRADE_BATCH {
                     log.apply_batch(std::mem::take(&mut batch))?;
@@ -154,6 +196,14 @@ fn tile_key(level: u8, index: u64) -> [u8; 10] {
     let mut k = [TILE; 10];
     k[1] = level;
     k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn chunk_key(level: u8, index: u64, chunk: u8) -> [u8; 11] {
+    let mut k = [PARTIAL; 11];
+    k[1] = level;
+    k[2..10].copy_from_slice(&index.to_be_bytes());
+    k[10] = chunk;
     k
 }
 
