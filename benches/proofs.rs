@@ -1,10 +1,10 @@
 //! Proof generation latency on a large log: inclusion and consistency proofs read from sled
 //! (`Store::inclusion_proof`, `Store::consistency_proof`) on a 10,000,000-leaf tree.
 //!
-//! The tree is written directly as Merkle nodes (`store::write_synthetic_tree`, leaf `i` =
-//! 8-byte big-endian `i`) into `$CARGO_TARGET_TMPDIR/proofs-bench-<n>` and reused by later
-//! runs. sled's memory grows by several KB per node one process writes, so the nodes are
-//! written in parts of 2^20 by child processes (this binary, re-run). The store is then opened
+//! The tree is written directly as C2SP tlog-tiles (`store::write_synthetic_tree`, leaf `i` =
+//! 8-byte big-endian `i`; streamed, a few MiB of memory whatever the size) into
+//! `$CARGO_TARGET_TMPDIR/proofs-bench-<n>` and reused by later runs; the build reports its
+//! time and the process's peak memory. The store is then opened
 //! as the hub opens it (default 128 MiB cache), and proofs for random leaves / sizes are
 //! generated one at a time on one thread: first just after opening (sled's cache empty; the OS
 //! page cache may still hold the files), then warm. Every proof is verified against the root
@@ -23,25 +23,7 @@ use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Nodes written per child process while building the tree.
-const NODES_PER_PROCESS: u64 = 1 << 20;
-/// Set in a child process: `<leaves>,<first node>,<end node>` to write.
-const CHILD: &str = "PROOFS_BENCH_WRITE_NODES";
-
 fn main() -> Result<()> {
-    if let Ok(part) = std::env::var(CHILD) {
-        let numbers: Vec<u64> = part
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .context("bad part")?;
-        let [leaves, start, end] = numbers[..] else {
-            bail!("bad part {part}");
-        };
-        let dir = std::env::var_os("PROOFS_BENCH_DIR").context("no PROOFS_BENCH_DIR")?;
-        write_synthetic_tree(dir.as_ref(), leaves, &StoreConfig::default(), start..end)?;
-        return Ok(());
-    }
     let quick = std::env::var_os("QUICK").is_some();
     let leaves: u64 = match std::env::var("PROOFS_BENCH_LEAVES") {
         Ok(s) => s.parse().context("PROOFS_BENCH_LEAVES must be a number")?,
@@ -64,26 +46,12 @@ fn main() -> Result<()> {
         }
         std::fs::create_dir_all(&dir)?;
         let t = Instant::now();
-        // sled's memory grows with what one process writes (several KB per node): write the
-        // nodes in parts of NODES_PER_PROCESS, each by a child process running this binary.
-        let exe = std::env::current_exe()?;
-        let mut start = 0u64;
-        let total = 2 * leaves - u64::from(leaves.count_ones());
-        while start < total {
-            let end = (start + NODES_PER_PROCESS).min(total);
-            let status = std::process::Command::new(&exe)
-                .env(CHILD, format!("{leaves},{start},{end}"))
-                .env("PROOFS_BENCH_DIR", dir.join("data"))
-                .status()?;
-            if !status.success() {
-                bail!("writing nodes {start}..{end} failed: {status}");
-            }
-            start = end;
-        }
+        let tiles = write_synthetic_tree(&dir.join("data"), leaves, &config)?;
         std::fs::write(&done, b"")?;
         println!(
-            "built {leaves}-leaf tree in {:.1} s ({})",
+            "built {leaves}-leaf tree ({tiles} tile writes) in {:.1} s, peak memory {} ({})",
             t.elapsed().as_secs_f64(),
+            peak_memory(),
             dir.display()
         );
     } else {
@@ -214,6 +182,17 @@ fn us(d: Duration) -> f64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The process's peak resident memory (`VmHWM` in /proc/self/status).
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn dir_size(dir: &std::path::Path) -> Result<u64> {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod checkpoint;
 pub mod frontier;
 pub mod signer;
+pub mod tiles;
 pub mod tree;
 
 pub use audit::{
@@ -18,6 +19,7 @@ pub use checkpoint::{
 };
 pub use frontier::Frontier;
 pub use signer::{CheckpointSigner, SignedCheckpoint};
+pub use tiles::{ShortTile, TileEdge, TileId, TileNodes, TilePathError, TileReader};
 pub use tree::{
     Hash, LeafIndex, MemoryTree, MissingNode, NodeSource, ProofError, TreeSize, VerifyError,
     append_nodes, consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root,

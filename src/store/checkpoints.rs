@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn checkpoints_are_checked_kept_and_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write_synthetic_tree(dir.path(), 20, &StoreConfig::default(), 0..u64::MAX).expect("tree");
+        write_synthetic_tree(dir.path(), 20, &StoreConfig::default()).expect("tree");
         let store = Store::open(dir.path(), &StoreConfig::default()).expect("open");
         let s = signer(1);
         let sign = |signer: &CheckpointSigner, n: u64| {

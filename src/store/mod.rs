@@ -4,18 +4,20 @@
 //! One writer thread owns every append. It takes whatever appends are waiting (group commit),
 //! hands each statement to the replica at its position ([`Replica::append_verified`]: every
 //! replica rule but the signatures, which the handler checked), assigns gap-free sequence
-//! numbers, writes entries, id index rows and Merkle nodes in ONE atomic sled batch, flushes
+//! numbers, writes entries, id index rows and the Merkle tiles they change in ONE atomic sled
+//! batch, flushes
 //! (fsync), and only then publishes the new log size and registry and answers the callers.
 //! Readers never look past the published size, so they only ever see durable entries. At
 //! start-up the replica is restored from the store's own durable entries (membership replayed
-//! without re-verifying signatures the hub checked itself, the frontier from stored nodes).
-//! Published checkpoints live in their own tree (`checkpoints.rs`); proofs read the stored
-//! Merkle nodes (`proofs.rs`).
+//! without re-verifying signatures the hub checked itself, the frontier from stored tiles).
+//! Published checkpoints live in their own tree (`checkpoints.rs`); the Merkle tree is stored
+//! as C2SP tlog-tiles (`tiles.rs`), which proofs read (`proofs.rs`).
 
 mod access;
 mod checkpoints;
 mod proofs;
 mod record;
+mod tiles;
 
 pub use access::{
     AccessCall, AccessLog, AccessPage, AccessRecord, AccessRetention, MAX_ACCESS_PAGE, PRUNE_EVERY,
@@ -26,7 +28,7 @@ pub use proofs::ProofRequestError;
 pub use proofs::write_synthetic_tree;
 pub use record::{StoredEntry, leaf_data};
 
-use crate::log::{self, Frontier, Hash, NodeSource, TreeSize};
+use crate::log::{self, Frontier, Hash, NodeSource, TileEdge, TreeSize};
 use crate::membership::{Member, MemberId, Position, Registry};
 use crate::replica::{Replica, ReplicaError, SeenIds};
 use crate::statement::{StatementId, Verified};
@@ -48,7 +50,6 @@ const WRITER_QUEUE: usize = 4 * MAX_GROUP;
 /// Key prefixes in the `log` tree.
 const ENTRY: u8 = b'E';
 const BY_ID: u8 = b'I';
-const NODE: u8 = b'N';
 /// Marks the entries that change membership (genesis and changes), replayed at start-up.
 const MEMBERSHIP: u8 = b'M';
 
@@ -162,12 +163,12 @@ impl Store {
             Some(key) => seq_of_key(&key?)? + 1,
             None => 0,
         };
-        if size > 0 && log.get(node_key(0, size - 1))?.is_none() {
-            return Err(StoreError::Corrupt {
-                key: format!("node 0/{}", size - 1),
-                reason: "the Merkle leaf of the last entry is missing".into(),
-            });
+        tiles::upgrade(&db, &log, size)?;
+        if size > 0 {
+            // The Merkle leaf of the last entry is stored (same batch as the entry).
+            tiles::nodes(&log, size).node(0, size - 1)?;
         }
+        let edge = TileEdge::from_tiles(&tiles::Tiles(&log), TreeSize(size))?;
         let checkpoints = Arc::new(checkpoints::Checkpoints::open(&db, size)?);
         let access = Arc::new(AccessLog::open(&db)?);
         let replica = restore_replica(&log, size)?;
@@ -183,6 +184,7 @@ impl Store {
             db: db.clone(),
             log: log.clone(),
             replica,
+            tiles: edge,
             published: size_tx,
             registry: registry_tx,
         };
@@ -286,7 +288,8 @@ impl Store {
 
     /// The Merkle root of the first `size` entries (RFC 6962), `size <= log_size()`.
     pub fn root(&self, size: u64) -> Result<Hash, StoreError> {
-        log::root(&Nodes(&self.log), TreeSize(size.min(self.log_size())))
+        let size = size.min(self.log_size());
+        log::root(&tiles::nodes(&self.log, size), TreeSize(size))
     }
 
     /// Membership as of the durable log.
@@ -331,7 +334,7 @@ pub(crate) fn open_db(dir: &Path, config: &StoreConfig) -> Result<sled::Db, Stor
 
 /// Restores the hub's replica from its own durable entries: membership replayed from the `M`
 /// markers (the hub verified those signatures before it fsynced them), the Merkle frontier
-/// from the stored nodes, and the last receipt time.
+/// from the stored tiles, and the last receipt time.
 fn restore_replica(log: &sled::Tree, size: u64) -> Result<Replica, StoreError> {
     let mut replica = Replica::new();
     for key in log.scan_prefix([MEMBERSHIP]).keys() {
@@ -345,7 +348,7 @@ fn restore_replica(log: &sled::Tree, size: u64) -> Result<Replica, StoreError> {
             .restore_membership(entry.to_replica_entry(), false)
             .map_err(|e| corrupt(e.fault.to_string()))?;
     }
-    let frontier = Frontier::from_nodes(&Nodes(log), TreeSize(size))?;
+    let frontier = Frontier::from_nodes(&tiles::nodes(log, size), TreeSize(size))?;
     let last_received = match size {
         0 => 0,
         n => read_entry(log, n - 1)?.map_or(0, |e| e.received_at_ms),
@@ -404,13 +407,6 @@ fn membership_key(seq: u64) -> [u8; 9] {
     k
 }
 
-fn node_key(level: u8, index: u64) -> [u8; 10] {
-    let mut k = [NODE; 10];
-    k[1] = level;
-    k[2..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
 fn seq_of_key(key: &[u8]) -> Result<u64, StoreError> {
     decode_seq(key.get(1..).unwrap_or_default())
 }
@@ -423,43 +419,13 @@ fn decode_seq(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// Merkle nodes as stored in the `log` tree.
-struct Nodes<'a>(&'a sled::Tree);
-
-impl NodeSource for Nodes<'_> {
-    type Error = StoreError;
-    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        let raw = self.0.get(node_key(level, index))?;
-        raw.as_deref()
-            .and_then(Hash::from_slice)
-            .ok_or_else(|| StoreError::Corrupt {
-                key: format!("node {level}/{index}"),
-                reason: "missing or not 32 bytes".into(),
-            })
-    }
-}
-
-/// Merkle nodes of the batch being built, over the stored ones.
-struct Overlay<'a> {
-    stored: Nodes<'a>,
-    pending: &'a HashMap<(u8, u64), Hash>,
-}
-
-impl NodeSource for Overlay<'_> {
-    type Error = StoreError;
-    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        match self.pending.get(&(level, index)) {
-            Some(h) => Ok(*h),
-            None => self.stored.node(level, index),
-        }
-    }
-}
-
 /// The single writer: group commit, one atomic batch and one flush per group.
 struct Writer {
     db: sled::Db,
     log: sled::Tree,
     replica: Replica,
+    /// The rightmost Merkle tiles: appended leaves go here, changed tiles into the batch.
+    tiles: TileEdge,
     published: watch::Sender<u64>,
     registry: watch::Sender<Arc<Registry>>,
 }
@@ -510,7 +476,6 @@ impl Writer {
     fn commit(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
         let mut group = Group {
             batch: sled::Batch::default(),
-            pending_nodes: HashMap::new(),
             in_batch: HashMap::new(),
             registry_changed: false,
         };
@@ -527,11 +492,13 @@ impl Writer {
         }
         let result = match failure {
             Some(e) => Err(e),
-            None => self
-                .log
-                .apply_batch(group.batch)
-                .and_then(|()| self.db.flush().map(|_| ()))
-                .map_err(StoreError::from),
+            None => {
+                tiles::stage(&mut self.tiles, &mut group.batch);
+                self.log
+                    .apply_batch(group.batch)
+                    .and_then(|()| self.db.flush().map(|_| ()))
+                    .map_err(StoreError::from)
+            }
         };
         match result {
             Ok(()) => {
@@ -606,23 +573,12 @@ impl Writer {
             group.batch.insert(&membership_key(seq)[..], &[][..]);
         }
         let batch = &mut group.batch;
-        let pending_nodes = &mut group.pending_nodes;
         let entry = StoredEntry::new(seq, received_at_ms, &job.verified);
         batch.insert(&entry_key(seq)[..], entry.encode_to_vec());
         batch.insert(&id_key(&id)[..], &seq.to_be_bytes()[..]);
-        let leaf = log::leaf_hash(&record::leaf_data(&id, received_at_ms));
-        let nodes = log::append_nodes(
-            &Overlay {
-                stored: Nodes(&self.log),
-                pending: pending_nodes,
-            },
-            TreeSize(seq),
-            leaf,
-        )?;
-        for (level, index, hash) in nodes {
-            batch.insert(&node_key(level, index)[..], &hash.0[..]);
-            pending_nodes.insert((level, index), hash);
-        }
+        // The changed tiles join the batch when the group commits (`tiles::stage`).
+        self.tiles
+            .append(log::leaf_hash(&record::leaf_data(&id, received_at_ms)));
         let receipt = Receipt {
             statement_id: id,
             seq,
@@ -655,7 +611,6 @@ fn count_ingest(jobs: &[Job], outcomes: &[Result<Appended, ReplicaError>]) {
 /// What one group commit accumulates.
 struct Group {
     batch: sled::Batch,
-    pending_nodes: HashMap<(u8, u64), Hash>,
     in_batch: HashMap<StatementId, Receipt>,
     registry_changed: bool,
 }

@@ -1,8 +1,9 @@
-//! Inclusion and consistency proofs over the stored Merkle nodes, in O(log n) reads
-//! (docs/merkle-notes.md), plus a bulk tree writer for benchmarks.
+//! Inclusion and consistency proofs over the stored Merkle tiles, in O(log n) node reads of
+//! one tile each (docs/merkle-notes.md), plus a bulk tree writer for benchmarks.
 
-use super::{ENTRY, NODE, Nodes, Store, StoreConfig, StoreError, StoredEntry, entry_key, node_key};
-use crate::log::{self, Hash, LeafIndex, NodeSource, ProofError, TreeSize};
+use super::tiles::{self, TILE};
+use super::{ENTRY, Store, StoreConfig, StoreError, StoredEntry, entry_key};
+use crate::log::{self, Hash, LeafIndex, ProofError, TileEdge, TreeSize};
 use prost::Message;
 use std::path::Path;
 use thiserror::Error;
@@ -66,7 +67,8 @@ impl From<ProofError<StoreError>> for ProofRequestError {
 
 impl Store {
     /// The audit path of leaf `index` in the tree of the first `tree_size` entries
-    /// (RFC 9162 §2.1.3.1), leaf first. At most 128 node reads.
+    /// (RFC 9162 §2.1.3.1), leaf first. At most 128 node reads, each one tile read (and at
+    /// most 127 node hashes inside the tile).
     pub fn inclusion_proof(
         &self,
         index: u64,
@@ -77,7 +79,7 @@ impl Store {
             return Err(ProofRequestError::IndexOutOfRange { index, tree_size });
         }
         Ok(log::inclusion_proof(
-            &Nodes(&self.log),
+            &tiles::nodes(&self.log, tree_size),
             LeafIndex(index),
             TreeSize(tree_size),
         )?)
@@ -99,7 +101,7 @@ impl Store {
         }
         self.check_size("new_size", new_size)?;
         Ok(log::consistency_proof(
-            &Nodes(&self.log),
+            &tiles::nodes(&self.log, new_size),
             TreeSize(old_size),
             TreeSize(new_size),
         )?)
@@ -118,61 +120,41 @@ impl Store {
     }
 }
 
-/// Benchmark support, not part of the API: writes the Merkle nodes of a `leaves`-leaf tree
-/// (leaf `i` has data `i` as 8 big-endian bytes) into a data directory, plus one placeholder
-/// entry at `leaves - 1` so that [`Store::open`] reports that log size. Entries
+/// Benchmark support, not part of the API: writes the Merkle tiles of a `leaves`-leaf tree
+/// (leaf `i` has data `i` as 8 big-endian bytes) into an empty data directory, plus one
+/// placeholder entry at `leaves - 1` so that [`Store::open`] reports that log size. Entries
 /// `0..leaves - 1` do not exist: only proofs and roots work on such a store.
 ///
-/// Nodes are numbered level by level (all leaves, then level 1, ...), which is key order;
-/// only the nodes numbered in `nodes` are written (the placeholder entry with the last one),
-/// so a large tree can be written by several processes in turn: sled's memory grows with
-/// what one process writes. Returns the total number of nodes. The first part (`nodes`
-/// starting at 0) must go into an empty directory.
+/// Streams: leaves go through a [`TileEdge`] and its finished tiles are written every 65,536
+/// leaves, so memory stays a few MiB whatever the size. Returns the number of tile writes.
 #[doc(hidden)]
 pub fn write_synthetic_tree(
     dir: &Path,
     leaves: u64,
     config: &StoreConfig,
-    nodes: std::ops::Range<u64>,
 ) -> Result<u64, StoreError> {
-    const BATCH_NODES: usize = 1 << 12;
-    let total: u64 = (0..64).map(|level| leaves >> level).sum();
+    /// Leaves between two batches (256 full level-0 tiles, 2 MiB).
+    const BATCH_LEAVES: u64 = 1 << 16;
     let db = super::open_db(dir, config)?;
     let tree = db.open_tree("log")?;
-    if nodes.start == 0
-        && (tree.scan_prefix([ENTRY]).next().is_some() || tree.scan_prefix([NODE]).next().is_some())
-    {
+    if tree.scan_prefix([ENTRY]).next().is_some() || tree.scan_prefix([TILE]).next().is_some() {
         return Err(StoreError::Unavailable(format!(
             "{} already holds a log; synthetic trees go into an empty directory",
             dir.display()
         )));
     }
-    let mut memory = log::MemoryTree::new();
-    for i in 0..leaves {
-        memory.append(&i.to_be_bytes());
-    }
+    let mut edge = TileEdge::new();
+    let mut written = 0u64;
     let mut batch = sled::Batch::default();
-    let mut in_batch = 0usize;
-    let mut number = 0u64;
-    for level in 0..64u8 {
-        let count = leaves >> level;
-        let first = nodes.start.saturating_sub(number).min(count);
-        let last = nodes.end.saturating_sub(number).min(count);
-        for index in first..last {
-            let hash = memory.node(level, index).map_err(|e| StoreError::Corrupt {
-                key: format!("node {level}/{index}"),
-                reason: e.to_string(),
-            })?;
-            batch.insert(&node_key(level, index)[..], &hash.0[..]);
-            in_batch += 1;
-            if in_batch >= BATCH_NODES {
-                tree.apply_batch(std::mem::take(&mut batch))?;
-                in_batch = 0;
-            }
+    for i in 0..leaves {
+        edge.append(log::leaf_hash(&i.to_be_bytes()));
+        if (i + 1) % BATCH_LEAVES == 0 {
+            written += tiles::stage(&mut edge, &mut batch) as u64;
+            tree.apply_batch(std::mem::take(&mut batch))?;
         }
-        number += count;
     }
-    if leaves > 0 && nodes.contains(&(total - 1)) {
+    written += tiles::stage(&mut edge, &mut batch) as u64;
+    if leaves > 0 {
         let entry = StoredEntry {
             seq: leaves - 1,
             received_at_ms: 0,
@@ -181,9 +163,10 @@ pub fn write_synthetic_tree(
         };
         batch.insert(&entry_key(leaves - 1)[..], entry.encode_to_vec());
     }
+    tiles::mark_tiles_format(&mut batch);
     tree.apply_batch(batch)?;
     db.flush()?;
-    Ok(total)
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -195,11 +178,12 @@ mod tests {
     fn synthetic_tree_matches_memory_tree_and_proofs_check_bounds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let n = 1000u64;
-        // In two parts, as the benchmark writes large trees.
-        let config = StoreConfig::default();
-        let total = write_synthetic_tree(dir.path(), n, &config, 0..700).expect("write");
-        assert_eq!(total, 2 * n - u64::from(n.count_ones()));
-        write_synthetic_tree(dir.path(), n, &config, 700..total).expect("write");
+        let tiles = write_synthetic_tree(dir.path(), n, &StoreConfig::default()).expect("write");
+        assert_eq!(
+            tiles,
+            4 + 1,
+            "tile/0/000..002, tile/0/003.p/232, tile/1/000.p/3"
+        );
         let store = Store::open(dir.path(), &StoreConfig::default()).expect("open");
         assert_eq!(store.log_size(), n);
         let mut mem = MemoryTree::new();
@@ -243,6 +227,49 @@ mod tests {
         let decreased = store.consistency_proof(7, 6).expect_err("decreased");
         assert!(decreased.to_string().contains("old_size 7"), "{decreased}");
         drop(store);
-        assert!(write_synthetic_tree(dir.path(), 3, &StoreConfig::default(), 0..5).is_err());
+        assert!(write_synthetic_tree(dir.path(), 3, &StoreConfig::default()).is_err());
+    }
+
+    /// Synthetic trees across tile and tile-level boundaries (and two random larger sizes):
+    /// roots near the size and proofs of random leaves equal the in-memory tree's.
+    #[test]
+    fn synthetic_trees_across_tile_boundaries() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut sizes = vec![255u64, 256, 257, 65_535, 65_536, 65_537];
+        sizes.extend((0..2).map(|_| rng.gen_range(65_538..200_000)));
+        let largest = *sizes.iter().max().expect("sizes");
+        let mut mem = MemoryTree::new();
+        for i in 0..largest {
+            mem.append(&i.to_be_bytes());
+        }
+        for n in sizes {
+            let dir = tempfile::tempdir().expect("tempdir");
+            write_synthetic_tree(dir.path(), n, &StoreConfig::default()).expect("write");
+            let store = Store::open(dir.path(), &StoreConfig::default()).expect("open");
+            assert_eq!(store.log_size(), n);
+            for size in [1, 2, n / 2, n.saturating_sub(256), n - 255, n - 1, n] {
+                assert_eq!(
+                    store.root(size).expect("root"),
+                    log::root(&mem, TreeSize(size)).expect("root"),
+                    "root {size} of {n}"
+                );
+            }
+            for _ in 0..50 {
+                let size = rng.gen_range(1..=n);
+                let index = rng.gen_range(0..size);
+                assert_eq!(
+                    store.inclusion_proof(index, size).expect("proof"),
+                    log::inclusion_proof(&mem, LeafIndex(index), TreeSize(size)).expect("proof"),
+                    "leaf {index} of {size}"
+                );
+                let old = rng.gen_range(0..=size);
+                assert_eq!(
+                    store.consistency_proof(old, size).expect("proof"),
+                    log::consistency_proof(&mem, TreeSize(old), TreeSize(size)).expect("proof"),
+                    "{old} -> {size}"
+                );
+            }
+        }
     }
 }

@@ -1,0 +1,176 @@
+//! Disk per statement: a separate `coalition serve` process (release) is sent N signed
+//! statements of one sha256 hash each (the shape of risk signals) over gRPC + mutual TLS from
+//! 4 connections with 16 submissions in flight on each; the hub is then stopped and the data
+//! directory measured: bytes allocated on disk (`du`, 512-byte blocks) and the files'
+//! apparent size, per statement, against the average envelope size.
+//!
+//! Run: `CARGO_TARGET_DIR=/work/target-tiles cargo bench --bench disk`
+//! (`DISK_BENCH_STATEMENTS=N` for another count, 100,000 by default).
+
+#[path = "support/hub_process.rs"]
+mod hub_process;
+
+use anyhow::{Context, Result, anyhow, bail};
+use coalition_hub::client::{Client, sign_new};
+use coalition_hub::governance;
+use coalition_hub::membership::{Action, MemberId, Role};
+use coalition_hub::pb;
+use coalition_hub::pki::CertDir;
+use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
+use coalition_hub::store::{Store, StoreConfig};
+use hub_process::Hub;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Connections submitting at once.
+const CONNECTIONS: usize = 4;
+/// Submissions in flight per connection.
+const IN_FLIGHT: usize = 16;
+
+fn main() -> Result<()> {
+    let statements: usize = match std::env::var("DISK_BENCH_STATEMENTS") {
+        Ok(s) => s
+            .parse()
+            .context("DISK_BENCH_STATEMENTS must be a number")?,
+        Err(_) => 100_000,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?
+        .block_on(run(statements))
+}
+
+async fn run(statements: usize) -> Result<()> {
+    let root = tempfile::tempdir().context("creating a temporary directory")?;
+    let certs = CertDir::new(root.path().join("certs"));
+    let admin = MemberId::parse("admin")?;
+    let submitter = MemberId::parse("bench-submitter")?;
+    certs.init(&[admin.clone(), submitter.clone()])?;
+    let data = root.path().join("data");
+    found(&certs, &data, &admin, &submitter).await?;
+    let before = disk(&data)?;
+
+    let key = certs.signing_key(&submitter)?;
+    let envelopes: Vec<pb::Envelope> = (0..statements)
+        .map(|i| sign_new(&submitter, &key, single_hash(i)))
+        .collect();
+    let envelope_bytes: usize = envelopes.iter().map(Message::encoded_len).sum();
+
+    let hub = Hub::start(certs.root(), &data, &root.path().join("hub.log"), 128)?;
+    let tls = certs.member_tls(&submitter)?;
+    let queue = Arc::new(Mutex::new(envelopes.into_iter()));
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        let client = Client::connect(&hub.addr, &tls).await?;
+        for _ in 0..IN_FLIGHT {
+            let (mut client, queue) = (client.clone(), queue.clone());
+            tasks.spawn(async move {
+                loop {
+                    let next = queue.lock().map_err(|_| anyhow!("poisoned"))?.next();
+                    let Some(envelope) = next else { break };
+                    if client.submit(envelope).await?.already_present {
+                        bail!("a fresh statement was reported as already present");
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let elapsed = t.elapsed();
+    let memory = hub.memory()?;
+    hub.stop()?;
+    let after = disk(&data)?;
+
+    let n = statements as f64;
+    let allocated = (after.allocated - before.allocated) as f64;
+    let apparent = (after.apparent - before.apparent) as f64;
+    println!("Disk per single-hash statement ({statements} statements)");
+    println!(
+        "submitted in {:.1} s ({:.0} statements/s, {CONNECTIONS} connections x {IN_FLIGHT} in flight); hub peak memory {} MiB",
+        elapsed.as_secs_f64(),
+        n / elapsed.as_secs_f64(),
+        memory.hwm_kib / 1024
+    );
+    println!(
+        "data directory: {:.1} MiB allocated (du), {:.1} MiB apparent, {:.1} MiB before the statements",
+        after.allocated as f64 / 1048576.0,
+        after.apparent as f64 / 1048576.0,
+        before.allocated as f64 / 1048576.0
+    );
+    println!(
+        "per statement: {:.0} B allocated, {:.0} B apparent; envelope {:.0} B on average ({:.2}x / {:.2}x the envelope)",
+        allocated / n,
+        apparent / n,
+        envelope_bytes as f64 / n,
+        allocated / envelope_bytes as f64,
+        apparent / envelope_bytes as f64
+    );
+    Ok(())
+}
+
+/// Founds the coalition (admin) and admits the submitter, offline as `coalition init` does.
+async fn found(certs: &CertDir, data: &Path, admin: &MemberId, submitter: &MemberId) -> Result<()> {
+    let store = Store::open(data, &StoreConfig::default())?;
+    let founder = (admin.clone(), "bench admin".to_string());
+    governance::found_from_certs(&store, certs, "bench.coalition.local", &[founder], 1).await?;
+    let key = certs.signing_key(submitter)?;
+    let admit = governance::admission(
+        submitter,
+        "bench submitter",
+        &[Role::Member],
+        &[key.verifying_key()],
+    );
+    let admin_key = certs.signing_key(admin)?;
+    let change = governance::change(admin, &admin_key, Action::Admit(admit), "bench");
+    governance::append_offline(&store, change).await?;
+    Ok(())
+}
+
+/// One sha256 hash labelled A1, distinct per `seed`.
+fn single_hash(seed: usize) -> Body {
+    Body::HashSet(HashSet {
+        description: String::new(),
+        entries: vec![HashEntry {
+            hash_type: HashType::Sha256,
+            value: Sha256::digest(format!("disk/{seed}")).to_vec(),
+            quality: None,
+            labels: vec![Label::Category(Category::A1)],
+        }],
+    })
+}
+
+/// Bytes of a directory tree: allocated on disk (`st_blocks` × 512, what `du` counts) and
+/// apparent (file lengths).
+struct Disk {
+    allocated: u64,
+    apparent: u64,
+}
+
+fn disk(dir: &Path) -> Result<Disk> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = Disk {
+        allocated: 0,
+        apparent: 0,
+    };
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            let sub = disk(&entry.path())?;
+            total.allocated += sub.allocated;
+            total.apparent += sub.apparent;
+        } else {
+            total.allocated += meta.blocks() * 512;
+            total.apparent += meta.len();
+        }
+    }
+    Ok(total)
+}
