@@ -1,6 +1,6 @@
 //! Matching follows the log: PDQ sets of 10,000 are submitted at full speed over gRPC + mutual
-//! TLS to a separate `coalition serve` process while a prober asks `Match` for one hash of
-//! every acknowledged set, so each set's time from acknowledgement to being found is measured
+//! TLS to a separate `coalition serve` process while, for every acknowledged set, a probe asks
+//! `Match` for one of its hashes (retrying until found), so each set's time from acknowledgement to being found is measured
 //! (and every UNAVAILABLE answer counted). Then: a batch of 1,000 PDQ queries against the whole
 //! corpus, and the time from process start to the first `Match` that finds a stored hash after
 //! a clean stop (SIGTERM) and after SIGKILL.
@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const SET: usize = 10_000;
-/// Probes in flight at once.
-const PROBERS: usize = 4;
+/// Most probes in flight at once.
+const PROBERS_MAX: usize = 256;
 /// A probe gives up after this long (the set is then reported as never found).
 const PROBE_LIMIT: Duration = Duration::from_secs(120);
 const QUERIES: usize = 1_000;
@@ -112,7 +112,7 @@ async fn run() -> Result<()> {
     let log = env.root.path().join("hub.log");
     register(&env, &data).await?;
     println!(
-        "== Matching follows the log: {sets} sets of {SET} PDQ hashes, {conns} submitting connections, {PROBERS} probers =="
+        "== Matching follows the log: {sets} sets of {SET} PDQ hashes, {conns} submitting connections, one probe per acknowledged set =="
     );
     let hub = Hub::start(env.certs.root(), &data, &log, 128)?;
     let key = env.certs.signing_key(&env.submitter)?;
@@ -147,52 +147,60 @@ async fn run() -> Result<()> {
         });
     }
     drop(acks_tx);
-    let mut probers = tokio::task::JoinSet::new();
-    for _ in 0..PROBERS {
-        let (mut reader, acks, unavailable, retries) = (
+    // One probe task per acknowledged set (at most PROBERS_MAX at once), so probes never
+    // queue behind each other and the figure is the hub's, not the prober's.
+    let probing = Arc::new(tokio::sync::Semaphore::new(PROBERS_MAX));
+    let dispatcher = {
+        let (reader, acks, unavailable, retries) = (
             reader.clone(),
             acks_rx.clone(),
             unavailable.clone(),
             retries.clone(),
         );
-        probers.spawn(async move {
-            let mut latencies = Vec::new();
+        tokio::spawn(async move {
+            let mut probers = tokio::task::JoinSet::new();
             while let Ok((set, acked)) = acks.recv().await {
-                let probe = pdq_of(set, set % SET);
-                loop {
-                    if acked.elapsed() > PROBE_LIMIT {
-                        bail!("set {set} not found {PROBE_LIMIT:?} after its acknowledgement");
-                    }
-                    match reader.hub.r#match(request(&[probe])).await {
-                        Ok(answer) => {
-                            let found = answer.into_inner().results.first().is_some_and(|r| {
-                                r.matches.iter().any(|m| m.value == probe && m.distance == 0)
-                            });
-                            if found {
-                                latencies.push(acked.elapsed().as_secs_f64() * 1e3);
-                                break;
+                let permit = probing.clone().acquire_owned().await?;
+                let (mut reader, unavailable, retries) =
+                    (reader.clone(), unavailable.clone(), retries.clone());
+                probers.spawn(async move {
+                    let _permit = permit;
+                    let probe = pdq_of(set, set % SET);
+                    loop {
+                        if acked.elapsed() > PROBE_LIMIT {
+                            bail!("set {set} not found {PROBE_LIMIT:?} after its acknowledgement");
+                        }
+                        match reader.hub.r#match(request(&[probe])).await {
+                            Ok(answer) => {
+                                let found = answer.into_inner().results.first().is_some_and(|r| {
+                                    r.matches.iter().any(|m| m.value == probe && m.distance == 0)
+                                });
+                                if found {
+                                    return Ok(acked.elapsed().as_secs_f64() * 1e3);
+                                }
+                                retries.fetch_add(1, Ordering::Relaxed);
                             }
-                            retries.fetch_add(1, Ordering::Relaxed);
+                            Err(s) if s.code() == tonic::Code::Unavailable => {
+                                unavailable.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(s) => bail!("Match failed: {s}"),
                         }
-                        Err(s) if s.code() == tonic::Code::Unavailable => {
-                            unavailable.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(s) => bail!("Match failed: {s}"),
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+                });
             }
-            Ok(latencies)
-        });
-    }
+            let mut latencies = Vec::new();
+            while let Some(done) = probers.join_next().await {
+                latencies.push(done??);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        })
+    };
     while let Some(done) = submitters.join_next().await {
         done??;
     }
     let ingest = started.elapsed();
-    let mut latencies = Vec::new();
-    while let Some(done) = probers.join_next().await {
-        latencies.append(&mut done??);
-    }
+    let mut latencies = dispatcher.await??;
     let last_found = started.elapsed();
     latencies.sort_by(f64::total_cmp);
     let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];

@@ -119,6 +119,11 @@ impl Corpus {
         self.matcher.pdq_merge_plan()
     }
 
+    /// The PDQ merge to run once the log is quiet, if any.
+    pub fn idle_merge_plan(&self) -> Option<MergePlan> {
+        self.matcher.pdq_idle_merge_plan()
+    }
+
     /// Installs a merge built from [`Corpus::merge_plan`]; false if it no longer fits.
     pub fn install_merge(&mut self, plan: &MergePlan, merged: PdqIndex) -> bool {
         self.matcher.install_pdq_merge(plan, merged)

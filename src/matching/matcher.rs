@@ -282,6 +282,11 @@ impl Matcher {
         self.pdq.merge_plan()
     }
 
+    /// The PDQ merge to run once the log is quiet (see [`SegmentedPdq::idle_merge_plan`]).
+    pub fn pdq_idle_merge_plan(&self) -> Option<MergePlan> {
+        self.pdq.idle_merge_plan()
+    }
+
     /// Installs a merge built from [`Matcher::pdq_merge_plan`]; false if the segments changed
     /// meanwhile (then nothing is changed).
     pub fn install_pdq_merge(&mut self, plan: &MergePlan, merged: PdqIndex) -> bool {

@@ -199,6 +199,26 @@ impl SegmentedPdq {
         })
     }
 
+    /// The merge to run once the log is quiet: the newest segments below [`MAX_SEGMENT`], as
+    /// many as fit in one of at most [`MAX_SEGMENT`] hashes (if two or more), so a settled
+    /// index is one or a few segments and queries visit few tables.
+    pub fn idle_merge_plan(&self) -> Option<MergePlan> {
+        let end = self.segments.len();
+        let (mut start, mut total) = (end, 0);
+        while start > 0 {
+            let len = self.segments[start - 1].len();
+            if len >= MAX_SEGMENT || total + len > MAX_SEGMENT {
+                break;
+            }
+            total += len;
+            start -= 1;
+        }
+        (end - start >= 2).then(|| MergePlan {
+            start,
+            parts: self.segments[start..end].to_vec(),
+        })
+    }
+
     /// Replaces the plan's parts with `merged` (from [`MergePlan::build`]); false (and
     /// nothing changed) if those parts are no longer where the plan found them.
     pub fn install(&mut self, plan: &MergePlan, merged: PdqIndex) -> bool {
@@ -218,7 +238,7 @@ impl SegmentedPdq {
 
     /// Runs every pending merge now (offline use: `coalition match`, tests).
     pub fn merge_all_pending(&mut self) {
-        while let Some(plan) = self.merge_plan() {
+        while let Some(plan) = self.merge_plan().or_else(|| self.idle_merge_plan()) {
             let merged = plan.build();
             self.install(&plan, merged);
         }
@@ -351,6 +371,7 @@ mod tests {
         index.merge_all_pending();
         assert!(index.segment_count() <= before);
         assert!(index.merge_plan().is_none());
+        assert_eq!(index.segment_count(), 1);
         for q in &anchors {
             assert_eq!(index.search(q, 31), brute_force(&live, q, 31));
         }

@@ -22,6 +22,8 @@ const STEP: u64 = 1024;
 const STEP_BYTES: usize = 8 * 1024 * 1024;
 /// The first pause before a failed step is retried; it doubles up to [`RETRY_MAX`].
 pub const RETRY_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// No step for this long: the log is quiet and the remaining segments are merged.
+const MERGE_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a finished merge tries to take the write lock without queueing for it.
 const INSTALL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest pause between retries of a failed step.
@@ -178,18 +180,29 @@ async fn run(
 /// A merge is built under no lock (its parts are shared, immutable segments) and swapped in
 /// under a short write lock; queries go on meanwhile. Woken by the indexer after each step.
 async fn merge_loop(corpus: Arc<RwLock<Corpus>>, wake: Arc<Notify>) {
+    let mut quiet = false;
     loop {
         let plan = match corpus.read() {
             Ok(guard) => {
                 let (segments, bytes) = guard.pdq_shape();
                 metrics::gauge!("coalition_match_index_segments").set(segments as f64);
                 metrics::gauge!("coalition_match_index_pdq_bytes").set(bytes as f64);
-                guard.merge_plan()
+                let plan = guard.merge_plan();
+                if quiet { plan.or_else(|| guard.idle_merge_plan()) } else { plan }
             }
             Err(_) => return,
         };
         let Some(plan) = plan else {
-            wake.notified().await;
+            // Nothing due: wait for the next step; if none comes for a while the log is
+            // quiet, and what is left is merged into as few segments as the bound allows.
+            if quiet {
+                wake.notified().await;
+                quiet = false;
+            } else {
+                quiet = tokio::time::timeout(MERGE_QUIET, wake.notified())
+                    .await
+                    .is_err();
+            }
             continue;
         };
         let corpus = corpus.clone();
@@ -303,7 +316,11 @@ async fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, s
     }
     let ready = corpus
         .read()
-        .map(|c| c.next_seq() > saved.entries && c.merge_plan().is_none())
+        .map(|c| {
+            c.next_seq() > saved.entries
+                && c.merge_plan().is_none()
+                && c.idle_merge_plan().is_none()
+        })
         .unwrap_or(false);
     if !ready {
         return;
