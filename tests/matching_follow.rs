@@ -38,7 +38,7 @@ fn pdq_set(f: &Founded, seed: u64, n: usize) -> pb::Envelope {
             labels: vec![Label::Tag(format!("set-{}", seed % 7))],
         })
         .collect();
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         entries.extend((0..5u8).map(|i| HashEntry {
             hash_type: HashType::Sha256,
             value: vec![(seed as u8) ^ i; 32],
@@ -68,7 +68,10 @@ async fn connect(f: &Founded, hub: &LoggedHub) -> Client {
     Client::connect(&hub.addr, &f.tls()).await.expect("connect")
 }
 
-async fn ask(client: &mut Client, queries: Vec<pb::MatchQuery>) -> Result<pb::MatchResponse, tonic::Status> {
+async fn ask(
+    client: &mut Client,
+    queries: Vec<pb::MatchQuery>,
+) -> Result<pb::MatchResponse, tonic::Status> {
     client
         .hub
         .r#match(pb::MatchRequest {
@@ -108,7 +111,7 @@ fn probes(seeds: &[u64], n: usize) -> Vec<pb::MatchQuery> {
             near[bit / 8] ^= 1 << (bit % 8);
         }
         out.push(pdq_query(&near));
-        if seed % 3 == 0 {
+        if seed.is_multiple_of(3) {
             out.push(pb::MatchQuery {
                 r#type: HashType::Sha256.to_wire() as i32,
                 value: vec![seed as u8; 32],
@@ -164,13 +167,19 @@ async fn a_set_is_matchable_when_its_submit_returns_while_another_connection_ing
         let got = ask(&mut reader, probes(&[seed], 500))
             .await
             .unwrap_or_else(|s| panic!("Match right after Submit failed: {s}"));
-        assert!(all_found(&[seed], 500, &got), "set {seed} not found right after its Submit");
+        assert!(
+            all_found(&[seed], 500, &got),
+            "set {seed} not found right after its Submit"
+        );
         if !ingest.is_finished() {
             checked += 1;
         }
     }
     ingest.await.expect("background ingest");
-    assert!(checked > 5, "only {checked} checks overlapped the background ingest");
+    assert!(
+        checked > 5,
+        "only {checked} checks overlapped the background ingest"
+    );
     // Everything is still found once merges have run.
     let got = answer(&mut reader, &probes(&seeds, 500)).await;
     assert!(all_found(&seeds, 500, &got));
@@ -180,7 +189,11 @@ async fn a_set_is_matchable_when_its_submit_returns_while_another_connection_ing
 }
 
 /// Starts a hub, waits for it to answer, and returns its answer to `queries`.
-async fn answers_of(f: &Founded, extra: &[&str], queries: &[pb::MatchQuery]) -> (pb::MatchResponse, LoggedHub) {
+async fn answers_of(
+    f: &Founded,
+    extra: &[&str],
+    queries: &[pb::MatchQuery],
+) -> (pb::MatchResponse, LoggedHub) {
     let hub = LoggedHub::start(f, extra);
     let mut reader = connect(f, &hub).await;
     let got = answer(&mut reader, queries).await;
@@ -224,12 +237,18 @@ async fn sigkill_during_merges_and_snapshot_writes_loses_nothing_and_equals_a_fr
     let queries = probes(&acked, n);
     // With whatever snapshot the crashes left.
     let (restarted, hub) = answers_of(&f, &[], &queries).await;
-    assert!(all_found(&acked, n, &restarted), "an acknowledged set was lost");
+    assert!(
+        all_found(&acked, n, &restarted),
+        "an acknowledged set was lost"
+    );
     kill(hub);
     // A hub that rebuilt its index from the log, the snapshot deleted.
     let _ = std::fs::remove_file(snapshot_path(&f));
     let (fresh, hub) = answers_of(&f, &["--match-snapshot", "off"], &queries).await;
-    assert_eq!(restarted, fresh, "a restarted hub answers unlike a fresh build");
+    assert_eq!(
+        restarted, fresh,
+        "a restarted hub answers unlike a fresh build"
+    );
     assert!(!hub.log().contains("matching snapshot loaded"));
     kill(hub);
     // And once more from the snapshot a clean run writes.

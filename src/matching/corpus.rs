@@ -3,14 +3,14 @@
 //! durable, always in log order.
 
 use super::matcher::MatcherFull;
+use super::snapshot::{Dec, Enc, SnapshotError};
 use super::{Hit, MatchOptions, Matcher, MergePlan, PdqIndex, Query};
 use crate::membership::MemberId;
 use crate::statement::{HashType, Label, Statement, StatementId};
 use crate::store::StoredEntry;
-use super::snapshot::{Dec, Enc, SnapshotError};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 /// Where a matched hash came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,7 +330,10 @@ mod tests {
         (c, queries)
     }
 
-    fn answers(c: &Corpus, queries: &[Query]) -> Vec<Vec<(u32, Vec<u8>, Provenance, Vec<Label>)>> {
+    /// One query's matches: distance, value, provenance, labels.
+    type Answer = Vec<(u32, Vec<u8>, Provenance, Vec<Label>)>;
+
+    fn answers(c: &Corpus, queries: &[Query]) -> Vec<Answer> {
         queries
             .iter()
             .map(|q| {
@@ -357,8 +360,7 @@ mod tests {
         };
         let mut file = Vec::new();
         snapshot::write(&c, &covers, &mut file).expect("written");
-        let (back, read_covers) =
-            snapshot::read(&file[..], file.len() as u64).expect("read back");
+        let (back, read_covers) = snapshot::read(&file[..], file.len() as u64).expect("read back");
         assert_eq!(read_covers, covers);
         assert_eq!(back.pdq_shape().0, c.pdq_shape().0);
         let want = answers(&c, &queries);
@@ -376,7 +378,10 @@ mod tests {
             value: near.0.to_vec(),
             quality: None,
         };
-        assert_eq!(answers(&back, &[q.clone()]), answers(&c, &[q]));
+        assert_eq!(
+            answers(&back, std::slice::from_ref(&q)),
+            answers(&c, std::slice::from_ref(&q))
+        );
 
         // Every kind of damage is refused, never trusted: flipped bytes anywhere (header,
         // tables, provenance, checksum), truncation, trailing bytes, another file entirely.
@@ -385,11 +390,17 @@ mod tests {
             let mut bad = file.clone();
             let at = rng.gen_range(0..bad.len());
             bad[at] ^= 1 << rng.gen_range(0..8);
-            assert!(snapshot::read(&bad[..], bad.len() as u64).is_err(), "flip at {at}");
+            assert!(
+                snapshot::read(&bad[..], bad.len() as u64).is_err(),
+                "flip at {at}"
+            );
         }
         for cut in [0, 5, 31, 40, file.len() / 2, file.len() - 1] {
             let short = &file[..cut];
-            assert!(snapshot::read(short, short.len() as u64).is_err(), "cut at {cut}");
+            assert!(
+                snapshot::read(short, short.len() as u64).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut long = file.clone();
         long.extend_from_slice(&[0; 16]);

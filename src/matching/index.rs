@@ -115,7 +115,12 @@ impl PdqIndex {
     /// The lowest and highest id held, live or not (`None` when empty); O(insert buffer).
     pub fn id_range(&self) -> Option<(u32, u32)> {
         // Main ids are sorted; the insert buffer is small (empty in a segment).
-        let ends = self.main.ids.first().into_iter().chain(self.main.ids.last());
+        let ends = self
+            .main
+            .ids
+            .first()
+            .into_iter()
+            .chain(self.main.ids.last());
         let all = ends.chain(&self.delta_ids);
         Some((*all.clone().min()?, *all.max()?))
     }
@@ -398,7 +403,10 @@ impl PdqIndex {
         };
         let delta_hashes = d.vec(le::words_from)?;
         let delta_ids: Vec<u32> = d.vec(u32::from_le_bytes)?;
-        d.ensure(delta_hashes.len() == delta_ids.len(), "insert buffer lengths differ")?;
+        d.ensure(
+            delta_hashes.len() == delta_ids.len(),
+            "insert buffer lengths differ",
+        )?;
         let hashes: Vec<[u64; 4]> = d.vec(le::words_from)?;
         let ids: Vec<u32> = d.vec(u32::from_le_bytes)?;
         let dead: Vec<u64> = d.vec(u64::from_le_bytes)?;
@@ -407,7 +415,10 @@ impl PdqIndex {
             hashes.len() == n && dead.len() == n.div_ceil(64),
             "index part lengths differ",
         )?;
-        d.ensure(ids.windows(2).all(|w| w[0] < w[1]), "index ids out of order")?;
+        d.ensure(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "index ids out of order",
+        )?;
         let tables_len = d.len(16)?;
         d.ensure(tables_len <= MAX_TABLES, "too many tables")?;
         let mut tables = Vec::with_capacity(tables_len);
@@ -457,7 +468,10 @@ impl PdqIndex {
                 slots,
             });
         }
-        d.ensure(tables.is_empty() || covered == 256, "the tables do not cover 256 bits")?;
+        d.ensure(
+            tables.is_empty() || covered == 256,
+            "the tables do not cover 256 bits",
+        )?;
         let dead_count = dead.iter().map(|w| w.count_ones() as usize).sum();
         Ok(PdqIndex {
             main: MainPart {

@@ -2,9 +2,9 @@
 //! near-duplicate search, over numbered slots whose provenance the caller keeps.
 
 use super::segments::MergePlan;
+use super::snapshot::{Dec, Enc, SnapshotError};
 use super::{PdqHash, PdqIndex, SegmentedPdq};
 use crate::statement::HashType;
-use super::snapshot::{Dec, Enc, SnapshotError};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use thiserror::Error;
@@ -405,7 +405,10 @@ impl Matcher {
                 .copied()
                 .ok_or_else(|| SnapshotError::Damaged("unknown hash type".into()))?;
             let (quality, live, next) = (d.u8()?, d.u8()? != 0, d.u32()?);
-            d.ensure(next == NONE || (next as usize) < n, "a slot chain leaves the matcher")?;
+            d.ensure(
+                next == NONE || (next as usize) < n,
+                "a slot chain leaves the matcher",
+            )?;
             slots.push(SlotInfo {
                 hash_type,
                 quality,
@@ -421,10 +424,14 @@ impl Matcher {
             let mut m = HashMap::with_capacity(n);
             for _ in 0..n {
                 let key = d.bytes()?;
-                let key = K::try_from(&key[..])
-                    .map_err(|_| SnapshotError::Damaged("an exact key has the wrong length".into()))?;
+                let key = K::try_from(&key[..]).map_err(|_| {
+                    SnapshotError::Damaged("an exact key has the wrong length".into())
+                })?;
                 let slot = d.u32()?;
-                d.ensure((slot as usize) < slots, "an exact key points past the slots")?;
+                d.ensure(
+                    (slot as usize) < slots,
+                    "an exact key points past the slots",
+                )?;
                 m.insert(key, slot);
             }
             Ok(m)

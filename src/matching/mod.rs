@@ -21,5 +21,5 @@ pub use matcher::{
     DEFAULT_MIN_QUALITY, DEFAULT_PDQ_THRESHOLD, Hit, MAX_HASHES, MAX_PDQ_THRESHOLD, MAX_QUERIES,
     MatchOptions, Matcher, MatcherFull, Query,
 };
-pub use segments::{MergePlan, SegmentedPdq};
 pub use pdq::{PDQ_BITS, PDQ_HEX_LEN, ParseError, PdqHash, PdqMatch, brute_force};
+pub use segments::{MergePlan, SegmentedPdq};

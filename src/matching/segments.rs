@@ -173,8 +173,7 @@ impl SegmentedPdq {
                 // Only as many as keep the merged segment within MAX_SEGMENT.
                 let mut end = i;
                 let mut total = 0;
-                while end < j && (end - i < 2 || total + self.segments[end].len() <= MAX_SEGMENT)
-                {
+                while end < j && (end - i < 2 || total + self.segments[end].len() <= MAX_SEGMENT) {
                     total += self.segments[end].len();
                     end += 1;
                 }
@@ -223,11 +222,10 @@ impl SegmentedPdq {
     /// nothing changed) if those parts are no longer where the plan found them.
     pub fn install(&mut self, plan: &MergePlan, merged: PdqIndex) -> bool {
         let end = plan.start + plan.parts.len();
-        let same = self.segments.get(plan.start..end).is_some_and(|now| {
-            now.iter()
-                .zip(&plan.parts)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-        });
+        let same = self
+            .segments
+            .get(plan.start..end)
+            .is_some_and(|now| now.iter().zip(&plan.parts).all(|(a, b)| Arc::ptr_eq(a, b)));
         if !same {
             return false;
         }
@@ -339,19 +337,19 @@ mod tests {
                 .collect();
             live.extend(batch.iter().copied());
             index.append(batch);
-            if round % 3 == 0 {
-                if let Some(plan) = index.merge_plan() {
-                    // A merge planned before a removal in its parts does not install.
-                    let built = plan.build();
-                    if round % 9 == 0 {
-                        let victim = plan.parts[0].id_range().map(|r| r.0).unwrap_or(0);
-                        assert!(index.remove(victim));
-                        live.retain(|(_, id)| *id != victim);
-                        assert!(!index.install(&plan, built));
-                    } else {
-                        assert!(index.install(&plan, built));
-                        merged += 1;
-                    }
+            if round % 3 == 0
+                && let Some(plan) = index.merge_plan()
+            {
+                // A merge planned before a removal in its parts does not install.
+                let built = plan.build();
+                if round % 9 == 0 {
+                    let victim = plan.parts[0].id_range().map(|r| r.0).unwrap_or(0);
+                    assert!(index.remove(victim));
+                    live.retain(|(_, id)| *id != victim);
+                    assert!(!index.install(&plan, built));
+                } else {
+                    assert!(index.install(&plan, built));
+                    merged += 1;
                 }
             }
         }

@@ -72,7 +72,10 @@ pub fn read(input: impl Read, len: u64) -> Result<(super::Corpus, Covers), Snaps
     };
     let corpus = super::Corpus::decode(&mut dec)?;
     if dec.left != 0 {
-        return Err(damaged(format!("{} unread bytes before the checksum", dec.left)));
+        return Err(damaged(format!(
+            "{} unread bytes before the checksum",
+            dec.left
+        )));
     }
     let mut digest = [0u8; 32];
     dec.input.read_exact(&mut digest)?;
@@ -80,7 +83,9 @@ pub fn read(input: impl Read, len: u64) -> Result<(super::Corpus, Covers), Snaps
         return Err(damaged("checksum mismatch"));
     }
     if corpus.next_seq() != covers.log_size {
-        return Err(damaged("the corpus does not end at the size it claims to cover"));
+        return Err(damaged(
+            "the corpus does not end at the size it claims to cover",
+        ));
     }
     Ok((corpus, covers))
 }

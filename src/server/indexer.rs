@@ -188,7 +188,11 @@ async fn merge_loop(corpus: Arc<RwLock<Corpus>>, wake: Arc<Notify>) {
                 metrics::gauge!("coalition_match_index_segments").set(segments as f64);
                 metrics::gauge!("coalition_match_index_pdq_bytes").set(bytes as f64);
                 let plan = guard.merge_plan();
-                if quiet { plan.or_else(|| guard.idle_merge_plan()) } else { plan }
+                if quiet {
+                    plan.or_else(|| guard.idle_merge_plan())
+                } else {
+                    plan
+                }
             }
             Err(_) => return,
         };
@@ -239,7 +243,9 @@ async fn merge_loop(corpus: Arc<RwLock<Corpus>>, wake: Arc<Notify>) {
             Ok(true) => metrics::counter!("coalition_match_index_merges_total").increment(1),
             Ok(false) => {}
             Err(e) => {
-                tracing::error!("merging PDQ segments failed: {e}; matching continues on the segments as they are");
+                tracing::error!(
+                    "merging PDQ segments failed: {e}; matching continues on the segments as they are"
+                );
                 return;
             }
         }
@@ -311,7 +317,10 @@ fn temporary(path: &Path) -> PathBuf {
 /// spacing rule allows it. Written to a temporary file, synced, then renamed over the old one,
 /// so a crash at any point leaves the old snapshot or the new one, whole.
 async fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: &mut Saved) {
-    if saved.at.is_some_and(|at| at.elapsed() < saved.took * SNAPSHOT_SPACING) {
+    if saved
+        .at
+        .is_some_and(|at| at.elapsed() < saved.took * SNAPSHOT_SPACING)
+    {
         return;
     }
     let ready = corpus
@@ -357,9 +366,15 @@ async fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, s
             saved.entries = size;
             metrics::histogram!("coalition_match_snapshot_write_seconds")
                 .record(saved.took.as_secs_f64());
-            tracing::info!(size, seconds = saved.took.as_secs_f64(), "matching snapshot written");
+            tracing::info!(
+                size,
+                seconds = saved.took.as_secs_f64(),
+                "matching snapshot written"
+            );
         }
-        Ok(Err(e)) => tracing::warn!(path = %path.display(), "writing the matching snapshot failed: {e}"),
+        Ok(Err(e)) => {
+            tracing::warn!(path = %path.display(), "writing the matching snapshot failed: {e}")
+        }
         Err(e) => tracing::warn!("writing the matching snapshot failed: {e}"),
     }
 }
