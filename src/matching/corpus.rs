@@ -42,8 +42,9 @@ pub struct Found<'a> {
     pub source: &'a Provenance,
 }
 
-/// The indexed corpus.
-#[derive(Debug, Default)]
+/// The indexed corpus. Cloning shares the PDQ segments (immutable, behind `Arc`) and copies
+/// the rest (slots, exact maps, provenance): what a snapshot writer takes.
+#[derive(Clone, Debug, Default)]
 pub struct Corpus {
     matcher: Matcher,
     /// Per slot: (statement ordinal, label-set ordinal).

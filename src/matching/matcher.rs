@@ -106,7 +106,7 @@ pub struct Hit {
 }
 
 /// Exact and PDQ indexes over slots `0..len`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Matcher {
     pdq: SegmentedPdq,
     exact: ExactMaps,
@@ -158,7 +158,7 @@ struct SlotInfo {
 
 /// Exact-match heads, one map per hash type with fixed-size keys (no allocation per hash);
 /// each value is the newest slot holding that hash, older ones follow `SlotInfo::next`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct ExactMaps {
     md5: HashMap<[u8; 16], u32>,
     sha1: HashMap<[u8; 20], u32>,

@@ -55,9 +55,23 @@ pub fn start(
     let merges = Arc::new(Notify::new());
     let merger = tokio::spawn(merge_loop(corpus.clone(), merges.clone()));
     tokio::spawn(async move {
-        run(store, task_corpus, tx, health, &merges, snapshot).await;
+        let mut saved = Saved::default();
+        run(
+            store,
+            task_corpus,
+            tx,
+            health,
+            &merges,
+            snapshot,
+            &mut saved,
+        )
+        .await;
         merger.abort();
         let _ = merger.await;
+        // A snapshot write under way finishes before the store is let go.
+        if let Some(writing) = saved.writing.take() {
+            let _ = writing.await;
+        }
         drop(tracked);
     });
     Matching {
@@ -73,8 +87,8 @@ async fn run(
     health: HealthState,
     merges: &Notify,
     snapshot: Option<PathBuf>,
+    saved: &mut Saved,
 ) {
-    let mut saved = Saved::default();
     if let Some(path) = &snapshot {
         let (store, path) = (store.clone(), path.clone());
         if let Ok(Some((loaded, size))) =
@@ -167,7 +181,7 @@ async fn run(
                 () = indexed.closed() => return,
                 () = tokio::time::sleep(SNAPSHOT_IDLE), if snapshot.is_some() => {
                     if let Some(path) = &snapshot {
-                        save_if_due(&store, &corpus, path, &mut saved).await;
+                        save_if_due(&store, &corpus, path, saved);
                     }
                 }
             }
@@ -258,12 +272,15 @@ const SNAPSHOT_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// writing it costs at most 1/20 of the indexer's time.
 const SNAPSHOT_SPACING: u32 = 20;
 
-/// What the last snapshot covers and when it was written.
+/// What the last snapshot covers, when it was started, how long the last write took, and the
+/// write under way.
 #[derive(Default)]
 struct Saved {
     entries: u64,
     at: Option<std::time::Instant>,
     took: std::time::Duration,
+    took_shared: Arc<std::sync::Mutex<std::time::Duration>>,
+    writing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Loads the snapshot at `path` if it is intact and covers a prefix of this log (same root);
@@ -313,70 +330,85 @@ fn temporary(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes the snapshot if the corpus grew since the last one, no merge is pending and the
-/// spacing rule allows it. Written to a temporary file, synced, then renamed over the old one,
-/// so a crash at any point leaves the old snapshot or the new one, whole.
-async fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: &mut Saved) {
+/// Starts writing the snapshot if the corpus grew since the last one, no merge is pending, no
+/// write is under way and the spacing rule allows it. The corpus is copied under a short read
+/// lock (the PDQ segments are shared, not copied) and written by another task, so the indexer
+/// goes on meanwhile. Written to a temporary file, synced, then renamed over the old one, so a
+/// crash at any point leaves the old snapshot or the new one, whole.
+fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: &mut Saved) {
+    if let Some(writing) = &saved.writing {
+        if !writing.is_finished() {
+            return;
+        }
+        saved.writing = None;
+    }
     if saved
         .at
         .is_some_and(|at| at.elapsed() < saved.took * SNAPSHOT_SPACING)
     {
         return;
     }
-    let ready = corpus
-        .read()
-        .map(|c| {
-            c.next_seq() > saved.entries
+    let copy = match corpus.read() {
+        Ok(c)
+            if c.next_seq() > saved.entries
                 && c.merge_plan().is_none()
-                && c.idle_merge_plan().is_none()
-        })
-        .unwrap_or(false);
-    if !ready {
-        return;
-    }
-    let (store, corpus, target) = (store.clone(), corpus.clone(), path.to_owned());
+                && c.idle_merge_plan().is_none() =>
+        {
+            c.clone()
+        }
+        _ => return,
+    };
+    let (store, target) = (store.clone(), path.to_owned());
     let started = std::time::Instant::now();
-    let written = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-        let guard = corpus.read().map_err(|e| e.to_string())?;
-        let covers = snapshot::Covers {
-            log_size: guard.next_seq(),
-            root: store.root(guard.next_seq()).map_err(|e| e.to_string())?.0,
-        };
-        let (path, tmp) = (&target, temporary(&target));
-        tracing::info!(size = covers.log_size, "writing the matching snapshot");
-        let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        snapshot::write(&guard, &covers, &mut out).map_err(|e| e.to_string())?;
-        drop(guard);
-        let file = out.into_inner().map_err(|e| e.to_string())?;
-        file.sync_all().map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| e.to_string())?;
+    // Counted as written when it starts: a failed write is retried after the spacing.
+    saved.entries = copy.next_seq();
+    saved.at = Some(started);
+    let took = saved.took_shared.clone();
+    saved.writing = Some(tokio::task::spawn_blocking(move || {
+        let written = write_snapshot(&store, &copy, &target);
+        let elapsed = started.elapsed();
+        if let Ok(mut t) = took.lock() {
+            *t = elapsed;
         }
-        Ok(covers.log_size)
-    })
-    .await;
-    saved.at = Some(std::time::Instant::now());
-    saved.took = started.elapsed();
-    match written {
-        Ok(Ok(size)) => {
-            saved.entries = size;
-            metrics::histogram!("coalition_match_snapshot_write_seconds")
-                .record(saved.took.as_secs_f64());
-            tracing::info!(
-                size,
-                seconds = saved.took.as_secs_f64(),
-                "matching snapshot written"
-            );
+        match written {
+            Ok(size) => {
+                metrics::histogram!("coalition_match_snapshot_write_seconds")
+                    .record(elapsed.as_secs_f64());
+                tracing::info!(
+                    size,
+                    seconds = elapsed.as_secs_f64(),
+                    "matching snapshot written"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(path = %target.display(), "writing the matching snapshot failed: {e}")
+            }
         }
-        Ok(Err(e)) => {
-            tracing::warn!(path = %path.display(), "writing the matching snapshot failed: {e}")
-        }
-        Err(e) => tracing::warn!("writing the matching snapshot failed: {e}"),
+    }));
+    if let Ok(t) = saved.took_shared.lock() {
+        saved.took = *t;
     }
+}
+
+fn write_snapshot(store: &Store, corpus: &Corpus, path: &Path) -> Result<u64, String> {
+    let covers = snapshot::Covers {
+        log_size: corpus.next_seq(),
+        root: store.root(corpus.next_seq()).map_err(|e| e.to_string())?.0,
+    };
+    tracing::info!(size = covers.log_size, "writing the matching snapshot");
+    let tmp = temporary(path);
+    let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    snapshot::write(corpus, &covers, &mut out).map_err(|e| e.to_string())?;
+    let file = out.into_inner().map_err(|e| e.to_string())?;
+    file.sync_all().map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(covers.log_size)
 }
 
 /// Indexes up to `STEP` entries from the corpus's position towards `target` and returns the
