@@ -148,6 +148,17 @@ impl Hub {
             .context("resetting the hub's peak RSS")
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the hub to exit (after a signal sent by the caller).
+    pub fn wait(mut self) -> Result<()> {
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Stops the hub (SIGKILL is safe: every acknowledged write is already durable) and waits
     /// for it, so its sled lock is released.
     pub fn stop(mut self) -> Result<()> {

@@ -104,6 +104,10 @@ struct ServeArgs {
     /// Data directory, founded with `coalition init`.
     #[arg(long, env = "COALITION_DATA", default_value = "data")]
     data: PathBuf,
+    /// Save the matching index to <data>/matching-index.bin while the log is quiet and load
+    /// it at start (checked against the log; a damaged or stale file is ignored): on or off.
+    #[arg(long, env = "COALITION_MATCH_SNAPSHOT", default_value = "on")]
+    match_snapshot: String,
     /// Address to listen on.
     #[arg(long, env = "COALITION_LISTEN", default_value = "127.0.0.1:50051")]
     listen: String,
@@ -413,6 +417,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
                     crate::server::DEFAULT_OPS_LISTEN
                 )
             })?),
+        };
+        o.match_snapshot = match args.match_snapshot.as_str() {
+            "off" => None,
+            "on" => Some(args.data.join(crate::server::MATCH_SNAPSHOT_FILE)),
+            other => anyhow::bail!("--match-snapshot {other}: expected on or off"),
         };
         o.access_retention = crate::store::AccessRetention {
             max_age: std::time::Duration::from_secs(args.access_log_days.saturating_mul(24 * 3600)),

@@ -3,11 +3,14 @@
 //! durable, always in log order.
 
 use super::matcher::MatcherFull;
-use super::{Hit, MatchOptions, Matcher, PdqIndex, Query};
+use super::snapshot::{Dec, Enc, SnapshotError};
+use super::{Hit, MatchOptions, Matcher, MergePlan, PdqIndex, Query};
 use crate::membership::MemberId;
 use crate::statement::{HashType, Label, Statement, StatementId};
 use crate::store::StoredEntry;
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
 
 /// Where a matched hash came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,8 +19,8 @@ pub struct Provenance {
     pub seq: u64,
     /// The statement id.
     pub statement_id: StatementId,
-    /// Who shared it.
-    pub issuer: MemberId,
+    /// Who shared it (one shared copy per member).
+    pub issuer: Arc<MemberId>,
     /// When the hub received it.
     pub received_at_ms: i64,
 }
@@ -39,8 +42,9 @@ pub struct Found<'a> {
     pub source: &'a Provenance,
 }
 
-/// The indexed corpus.
-#[derive(Debug, Default)]
+/// The indexed corpus. Cloning shares the PDQ segments (immutable, behind `Arc`) and copies
+/// the rest (slots, exact maps, provenance): what a snapshot writer takes.
+#[derive(Clone, Debug, Default)]
 pub struct Corpus {
     matcher: Matcher,
     /// Per slot: (statement ordinal, label-set ordinal).
@@ -48,6 +52,8 @@ pub struct Corpus {
     statements: Vec<Provenance>,
     label_sets: Vec<Vec<Label>>,
     label_set_ids: HashMap<Vec<Label>, u32>,
+    /// Each issuer once, shared by its statements' provenance.
+    issuers: HashMap<MemberId, Arc<MemberId>>,
     next_seq: u64,
 }
 
@@ -91,36 +97,42 @@ impl Corpus {
             any = true;
         }
         if any {
+            let issuer = self.issuer(&statement.issuer);
             self.statements.push(Provenance {
                 seq: entry.seq,
                 statement_id: id,
-                issuer: statement.issuer.clone(),
+                issuer,
                 received_at_ms: entry.received_at_ms,
             });
         }
         Ok(())
     }
 
-    /// Makes everything staged searchable. Never rebuilds the PDQ index: the owner checks
-    /// [`Corpus::wants_compaction`] and rebuilds outside its write lock with
-    /// [`Corpus::compacted_pdq`] and [`Corpus::install_pdq`].
+    /// Makes everything staged searchable (PDQ hashes as a new segment). Never merges: the
+    /// owner takes [`Corpus::merge_plan`], builds it outside its write lock and installs it
+    /// with [`Corpus::install_merge`].
     pub fn commit(&mut self) {
         self.matcher.commit_deferred();
     }
 
-    /// Whether the PDQ index should be rebuilt.
-    pub fn wants_compaction(&self) -> bool {
-        self.matcher.pdq_wants_compaction()
+    /// The next PDQ segment merge to run, if any (built from `&self`: searches go on).
+    pub fn merge_plan(&self) -> Option<MergePlan> {
+        self.matcher.pdq_merge_plan()
     }
 
-    /// A rebuilt copy of the PDQ index (searches may continue meanwhile).
-    pub fn compacted_pdq(&self) -> PdqIndex {
-        self.matcher.compacted_pdq()
+    /// The PDQ merge to run once the log is quiet, if any.
+    pub fn idle_merge_plan(&self) -> Option<MergePlan> {
+        self.matcher.pdq_idle_merge_plan()
     }
 
-    /// Installs a copy made by [`Corpus::compacted_pdq`] with nothing changed in between.
-    pub fn install_pdq(&mut self, pdq: PdqIndex) {
-        self.matcher.install_pdq(pdq);
+    /// Installs a merge built from [`Corpus::merge_plan`]; false if it no longer fits.
+    pub fn install_merge(&mut self, plan: &MergePlan, merged: PdqIndex) -> bool {
+        self.matcher.install_pdq_merge(plan, merged)
+    }
+
+    /// The PDQ index's segment count and heap bytes.
+    pub fn pdq_shape(&self) -> (usize, usize) {
+        self.matcher.pdq_shape()
     }
 
     /// The first `max` of everything matching `query`, nearest first, and whether there were
@@ -167,6 +179,99 @@ impl Corpus {
         })
     }
 
+    /// Writes the whole corpus (see [`super::snapshot`]).
+    pub(crate) fn encode<W: Write>(&self, e: &mut Enc<W>) -> std::io::Result<()> {
+        e.u64(self.next_seq)?;
+        e.len(self.statements.len())?;
+        for p in &self.statements {
+            e.u64(p.seq)?;
+            e.bytes(&p.statement_id.0)?;
+            e.str(p.issuer.as_str())?;
+            e.u64(p.received_at_ms as u64)?;
+        }
+        e.len(self.label_sets.len())?;
+        for set in &self.label_sets {
+            e.len(set.len())?;
+            for label in set {
+                e.str(&label.to_string())?;
+            }
+        }
+        e.array(&self.slots, |(s, l)| {
+            let mut out = [0u8; 8];
+            out[..4].copy_from_slice(&s.to_le_bytes());
+            out[4..].copy_from_slice(&l.to_le_bytes());
+            out
+        })?;
+        self.matcher.encode(e)
+    }
+
+    /// Reads a corpus written by [`Corpus::encode`].
+    pub(crate) fn decode<R: Read>(d: &mut Dec<R>) -> Result<Self, SnapshotError> {
+        let bad = |what: String| SnapshotError::Damaged(what);
+        let next_seq = d.u64()?;
+        let mut issuers: HashMap<MemberId, Arc<MemberId>> = HashMap::new();
+        let n = d.len(56)?;
+        let mut statements = Vec::with_capacity(n);
+        for _ in 0..n {
+            let seq = d.u64()?;
+            let id = <[u8; 32]>::try_from(&d.bytes()?[..])
+                .map_err(|_| bad("a statement id has the wrong length".into()))?;
+            let issuer = MemberId::parse(&d.string()?).map_err(|e| bad(e.to_string()))?;
+            let issuer = issuers
+                .entry(issuer.clone())
+                .or_insert_with(|| Arc::new(issuer))
+                .clone();
+            statements.push(Provenance {
+                seq,
+                statement_id: StatementId(id),
+                issuer,
+                received_at_ms: d.u64()? as i64,
+            });
+        }
+        let sets = d.len(8)?;
+        let mut label_sets = Vec::with_capacity(sets);
+        let mut label_set_ids = HashMap::with_capacity(sets);
+        for i in 0..sets {
+            let count = d.len(8)?;
+            let mut set = Vec::with_capacity(count);
+            for _ in 0..count {
+                set.push(Label::parse(&d.string()?).map_err(bad)?);
+            }
+            label_set_ids.insert(set.clone(), i as u32);
+            label_sets.push(set);
+        }
+        let slots: Vec<(u32, u32)> = d.vec(|b: [u8; 8]| {
+            let (s, l) = b.split_at(4);
+            let word = |x: &[u8]| u32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+            (word(s), word(l))
+        })?;
+        d.ensure(
+            slots
+                .iter()
+                .all(|&(s, l)| (s as usize) < statements.len() && (l as usize) < label_sets.len()),
+            "a slot points past the statements or label sets",
+        )?;
+        let matcher = Matcher::decode(d)?;
+        Ok(Corpus {
+            matcher,
+            slots,
+            statements,
+            label_sets,
+            label_set_ids,
+            issuers,
+            next_seq,
+        })
+    }
+
+    fn issuer(&mut self, id: &MemberId) -> Arc<MemberId> {
+        if let Some(shared) = self.issuers.get(id) {
+            return shared.clone();
+        }
+        let shared = Arc::new(id.clone());
+        self.issuers.insert(id.clone(), shared.clone());
+        shared
+    }
+
     fn label_set(&mut self, labels: &[Label]) -> u32 {
         if let Some(id) = self.label_set_ids.get(labels) {
             return *id;
@@ -175,5 +280,136 @@ impl Corpus {
         self.label_sets.push(labels.to_vec());
         self.label_set_ids.insert(labels.to_vec(), id);
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::snapshot::{self, Covers, SnapshotError};
+    use crate::matching::{MatchOptions, PdqHash};
+    use crate::statement::Category;
+    use rand::{Rng, SeedableRng};
+
+    /// A corpus of `statements` statements with PDQ and exact hashes, built as the hub does.
+    fn corpus(statements: u32) -> (Corpus, Vec<Query>) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut c = Corpus::new();
+        let mut queries = Vec::new();
+        for s in 0..statements {
+            let labels = c.label_set(&[
+                Label::Category(Category::A1),
+                Label::Tag(format!("t{}", s % 3)),
+            ]);
+            for i in 0..500 {
+                let (hash_type, value, quality) = if i % 5 == 0 {
+                    (HashType::Sha256, rng.r#gen::<[u8; 32]>().to_vec(), None)
+                } else {
+                    (HashType::Pdq, rng.r#gen::<[u8; 32]>().to_vec(), Some(90))
+                };
+                if i % 97 == 0 {
+                    queries.push(Query {
+                        hash_type,
+                        value: value.clone(),
+                        quality: None,
+                    });
+                }
+                let slot = c.matcher.stage(hash_type, &value, quality).expect("room");
+                assert_eq!(slot as usize, c.slots.len());
+                c.slots.push((s, labels));
+            }
+            let issuer = c.issuer(&MemberId::parse("org-a").expect("valid"));
+            c.statements.push(Provenance {
+                seq: u64::from(s) + 1,
+                statement_id: StatementId([s as u8; 32]),
+                issuer,
+                received_at_ms: 1_700_000_000_000 + i64::from(s),
+            });
+            c.next_seq = u64::from(s) + 2;
+            c.commit();
+        }
+        (c, queries)
+    }
+
+    /// One query's matches: distance, value, provenance, labels.
+    type Answer = Vec<(u32, Vec<u8>, Provenance, Vec<Label>)>;
+
+    fn answers(c: &Corpus, queries: &[Query]) -> Vec<Answer> {
+        queries
+            .iter()
+            .map(|q| {
+                c.lookup(q, &MatchOptions::default(), 100)
+                    .0
+                    .into_iter()
+                    .map(|f| (f.distance, f.value, f.source.clone(), f.labels.to_vec()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_and_damage_is_detected() {
+        let (mut c, queries) = corpus(40);
+        // Some segments merged, some not: both shapes are saved as they are.
+        if let Some(plan) = c.merge_plan() {
+            let merged = plan.build();
+            assert!(c.install_merge(&plan, merged));
+        }
+        let covers = Covers {
+            log_size: c.next_seq(),
+            root: [7; 32],
+        };
+        let mut file = Vec::new();
+        snapshot::write(&c, &covers, &mut file).expect("written");
+        let (back, read_covers) = snapshot::read(&file[..], file.len() as u64).expect("read back");
+        assert_eq!(read_covers, covers);
+        assert_eq!(back.pdq_shape().0, c.pdq_shape().0);
+        let want = answers(&c, &queries);
+        assert!(want.iter().all(|a| !a.is_empty()));
+        assert_eq!(answers(&back, &queries), want);
+        // A near-duplicate query too.
+        let pdq = queries
+            .iter()
+            .find(|q| q.hash_type == HashType::Pdq)
+            .expect("a pdq query");
+        let mut near = PdqHash(pdq.value.clone().try_into().expect("32 bytes"));
+        near.0[3] ^= 0x0f;
+        let q = Query {
+            hash_type: HashType::Pdq,
+            value: near.0.to_vec(),
+            quality: None,
+        };
+        assert_eq!(
+            answers(&back, std::slice::from_ref(&q)),
+            answers(&c, std::slice::from_ref(&q))
+        );
+
+        // Every kind of damage is refused, never trusted: flipped bytes anywhere (header,
+        // tables, provenance, checksum), truncation, trailing bytes, another file entirely.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for _ in 0..40 {
+            let mut bad = file.clone();
+            let at = rng.gen_range(0..bad.len());
+            bad[at] ^= 1 << rng.gen_range(0..8);
+            assert!(
+                snapshot::read(&bad[..], bad.len() as u64).is_err(),
+                "flip at {at}"
+            );
+        }
+        for cut in [0, 5, 31, 40, file.len() / 2, file.len() - 1] {
+            let short = &file[..cut];
+            assert!(
+                snapshot::read(short, short.len() as u64).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut long = file.clone();
+        long.extend_from_slice(&[0; 16]);
+        assert!(snapshot::read(&long[..], long.len() as u64).is_err());
+        let other = vec![0xab; 4096];
+        assert!(matches!(
+            snapshot::read(&other[..], other.len() as u64),
+            Err(SnapshotError::Damaged(_))
+        ));
     }
 }

@@ -19,6 +19,7 @@
 //!   the baseline x86-64 target has none.
 
 use super::pdq::{PdqHash, PdqMatch, distance_words, sort_matches};
+use super::snapshot::{Dec, Enc, SnapshotError, le};
 
 /// Tuning knobs of the multi-index tables; see [`PdqIndex::build_with_params`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +90,39 @@ impl PdqIndex {
         params: Option<IndexParams>,
     ) -> Self {
         Self::build_inner(items, Some(params))
+    }
+
+    /// Builds a table-less index (linear scan only) from `(hash, id)` pairs: the cheapest
+    /// build, for small segments of [`super::SegmentedPdq`]. Later compactions keep it flat.
+    pub fn build_flat(items: impl IntoIterator<Item = (PdqHash, u32)>) -> Self {
+        Self::build_inner(items, Some(None))
+    }
+
+    /// Every live `(hash, id)`, in id order (the insert buffer, if any, last).
+    pub fn live_items(&self) -> impl Iterator<Item = (PdqHash, u32)> + '_ {
+        let main = &self.main;
+        (0..main.ids.len())
+            .filter(|&slot| !main.is_dead(slot))
+            .map(|slot| (PdqHash::from_words(main.hashes[slot]), main.ids[slot]))
+            .chain(
+                self.delta_hashes
+                    .iter()
+                    .zip(&self.delta_ids)
+                    .map(|(h, &id)| (PdqHash::from_words(*h), id)),
+            )
+    }
+
+    /// The lowest and highest id held, live or not (`None` when empty); O(insert buffer).
+    pub fn id_range(&self) -> Option<(u32, u32)> {
+        // Main ids are sorted; the insert buffer is small (empty in a segment).
+        let ends = self
+            .main
+            .ids
+            .first()
+            .into_iter()
+            .chain(self.main.ids.last());
+        let all = ends.chain(&self.delta_ids);
+        Some((*all.clone().min()?, *all.max()?))
     }
 
     /// Adds `hash` under `id`. An existing entry with the same id is replaced.
@@ -312,6 +346,145 @@ impl PdqIndex {
             delta_ids: Vec::new(),
             params_override,
         }
+    }
+}
+
+impl PdqIndex {
+    /// Writes the whole index, tables included (see [`super::snapshot`]).
+    pub(crate) fn encode<W: std::io::Write>(&self, e: &mut Enc<W>) -> std::io::Result<()> {
+        match self.params_override {
+            None => e.u8(0)?,
+            Some(None) => e.u8(1)?,
+            Some(Some(p)) => {
+                e.u8(2)?;
+                e.u32(p.substrings)?;
+                e.u32(p.prefix_bits)?;
+            }
+        }
+        e.array(&self.delta_hashes, le::words_to)?;
+        e.array(&self.delta_ids, le::u32_to)?;
+        let m = &self.main;
+        e.array(&m.hashes, le::words_to)?;
+        e.array(&m.ids, le::u32_to)?;
+        e.array(&m.dead, le::u64_to)?;
+        e.len(m.tables.len())?;
+        for t in &m.tables {
+            for v in [t.start, t.len, t.prefix_bits, t.suffix_bits] {
+                e.u32(v)?;
+            }
+            e.array(&t.offsets, le::u32_to)?;
+            e.array(&t.slots, le::u32_to)?;
+            match &t.suffixes {
+                Suffixes::None => e.u8(0)?,
+                Suffixes::U8(v) => {
+                    e.u8(1)?;
+                    e.bytes(v)?;
+                }
+                Suffixes::U16(v) => {
+                    e.u8(2)?;
+                    e.array(v, le::u16_to)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an index written by [`PdqIndex::encode`], checking that its parts are consistent
+    /// (so a search cannot index out of bounds).
+    pub(crate) fn decode<R: std::io::Read>(d: &mut Dec<R>) -> Result<Self, SnapshotError> {
+        let params_override = match d.u8()? {
+            0 => None,
+            1 => Some(None),
+            2 => Some(Some(IndexParams {
+                substrings: d.u32()?,
+                prefix_bits: d.u32()?,
+            })),
+            _ => return Err(SnapshotError::Damaged("unknown index parameters".into())),
+        };
+        let delta_hashes = d.vec(le::words_from)?;
+        let delta_ids: Vec<u32> = d.vec(u32::from_le_bytes)?;
+        d.ensure(
+            delta_hashes.len() == delta_ids.len(),
+            "insert buffer lengths differ",
+        )?;
+        let hashes: Vec<[u64; 4]> = d.vec(le::words_from)?;
+        let ids: Vec<u32> = d.vec(u32::from_le_bytes)?;
+        let dead: Vec<u64> = d.vec(u64::from_le_bytes)?;
+        let n = ids.len();
+        d.ensure(
+            hashes.len() == n && dead.len() == n.div_ceil(64),
+            "index part lengths differ",
+        )?;
+        d.ensure(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "index ids out of order",
+        )?;
+        let tables_len = d.len(16)?;
+        d.ensure(tables_len <= MAX_TABLES, "too many tables")?;
+        let mut tables = Vec::with_capacity(tables_len);
+        let mut covered = 0u32;
+        for _ in 0..tables_len {
+            let (start, len, prefix_bits, suffix_bits) = (d.u32()?, d.u32()?, d.u32()?, d.u32()?);
+            d.ensure(
+                start == covered
+                    && (8..=32).contains(&len)
+                    && prefix_bits <= 24
+                    && prefix_bits + suffix_bits == len
+                    && suffix_bits <= 16,
+                "a table's bit ranges are invalid",
+            )?;
+            covered += len;
+            let offsets: Vec<u32> = d.vec(u32::from_le_bytes)?;
+            let slots: Vec<u32> = d.vec(u32::from_le_bytes)?;
+            let suffixes = match d.u8()? {
+                0 => Suffixes::None,
+                1 => Suffixes::U8(d.bytes()?),
+                2 => Suffixes::U16(d.vec(u16::from_le_bytes)?),
+                _ => return Err(SnapshotError::Damaged("unknown suffix width".into())),
+            };
+            let suffix_len = match (&suffixes, suffix_bits) {
+                (Suffixes::None, 0) => n,
+                (Suffixes::U8(v), 1..=8) => v.len(),
+                (Suffixes::U16(v), 9..=16) => v.len(),
+                _ => usize::MAX,
+            };
+            d.ensure(
+                offsets.len() == (1usize << prefix_bits) + 1
+                    && offsets.first() == Some(&0)
+                    && offsets.last().is_some_and(|&l| l as usize == n)
+                    && offsets.windows(2).all(|w| w[0] <= w[1])
+                    && slots.len() == n
+                    && suffix_len == n
+                    && slots.iter().all(|&s| (s as usize) < n),
+                "a table is inconsistent",
+            )?;
+            tables.push(Table {
+                start,
+                len,
+                prefix_bits,
+                suffix_bits,
+                offsets,
+                suffixes,
+                slots,
+            });
+        }
+        d.ensure(
+            tables.is_empty() || covered == 256,
+            "the tables do not cover 256 bits",
+        )?;
+        let dead_count = dead.iter().map(|w| w.count_ones() as usize).sum();
+        Ok(PdqIndex {
+            main: MainPart {
+                hashes,
+                ids,
+                dead,
+                dead_count,
+                tables,
+            },
+            delta_hashes,
+            delta_ids,
+            params_override,
+        })
     }
 }
 

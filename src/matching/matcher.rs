@@ -1,9 +1,12 @@
 //! The matching engine: exact lookup for cryptographic and opaque hashes and PDQ
 //! near-duplicate search, over numbered slots whose provenance the caller keeps.
 
-use super::{PdqHash, PdqIndex};
+use super::segments::MergePlan;
+use super::snapshot::{Dec, Enc, SnapshotError};
+use super::{PdqHash, PdqIndex, SegmentedPdq};
 use crate::statement::HashType;
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use thiserror::Error;
 
 /// The threshold Meta's Hasher-Matcher-Actioner uses for PDQ.
@@ -103,9 +106,9 @@ pub struct Hit {
 }
 
 /// Exact and PDQ indexes over slots `0..len`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Matcher {
-    pdq: PdqIndex,
+    pdq: SegmentedPdq,
     exact: ExactMaps,
     slots: Vec<SlotInfo>,
     staged: Vec<(PdqHash, u32)>,
@@ -116,7 +119,7 @@ pub struct Matcher {
 impl Default for Matcher {
     fn default() -> Self {
         Matcher {
-            pdq: PdqIndex::default(),
+            pdq: SegmentedPdq::default(),
             exact: ExactMaps::default(),
             slots: Vec::new(),
             staged: Vec::new(),
@@ -155,7 +158,7 @@ struct SlotInfo {
 
 /// Exact-match heads, one map per hash type with fixed-size keys (no allocation per hash);
 /// each value is the newest slot holding that hash, older ones follow `SlotInfo::next`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct ExactMaps {
     md5: HashMap<[u8; 16], u32>,
     sha1: HashMap<[u8; 20], u32>,
@@ -259,46 +262,40 @@ impl Matcher {
         Ok(slot)
     }
 
-    /// Makes every staged PDQ hash searchable, rebuilding the PDQ index when its insert
-    /// buffer has outgrown it.
+    /// Makes every staged PDQ hash searchable and runs the PDQ index's pending merges here.
     pub fn commit(&mut self) {
         self.commit_deferred();
-        if self.pdq.wants_compaction() {
-            self.pdq.compact();
-        }
+        self.pdq.merge_all_pending();
     }
 
-    /// Makes every staged PDQ hash searchable without ever rebuilding here: the caller checks
-    /// [`Matcher::pdq_wants_compaction`] and swaps in [`Matcher::compacted_pdq`] (built while
-    /// searches go on) with [`Matcher::install_pdq`].
+    /// Makes every staged PDQ hash searchable (a new PDQ segment) without merging: the caller
+    /// takes [`Matcher::pdq_merge_plan`], builds it while searches go on, and installs it with
+    /// [`Matcher::install_pdq_merge`].
     pub fn commit_deferred(&mut self) {
-        if self.staged.is_empty() {
-            return;
-        }
-        let staged = std::mem::take(&mut self.staged);
-        if self.pdq.is_empty() {
-            self.pdq = PdqIndex::build(staged);
-        } else {
-            for (hash, slot) in staged {
-                self.pdq.insert_deferred(hash, slot);
-            }
+        if !self.staged.is_empty() {
+            self.pdq.append(std::mem::take(&mut self.staged));
         }
     }
 
-    /// Whether the PDQ index should be rebuilt (see [`Matcher::commit_deferred`]).
-    pub fn pdq_wants_compaction(&self) -> bool {
-        self.pdq.wants_compaction()
+    /// The next PDQ segment merge to run, if any.
+    pub fn pdq_merge_plan(&self) -> Option<MergePlan> {
+        self.pdq.merge_plan()
     }
 
-    /// A rebuilt copy of the PDQ index, made from `&self`.
-    pub fn compacted_pdq(&self) -> PdqIndex {
-        self.pdq.compacted()
+    /// The PDQ merge to run once the log is quiet (see [`SegmentedPdq::idle_merge_plan`]).
+    pub fn pdq_idle_merge_plan(&self) -> Option<MergePlan> {
+        self.pdq.idle_merge_plan()
     }
 
-    /// Replaces the PDQ index with one from [`Matcher::compacted_pdq`]. Only valid if nothing
-    /// changed the matcher in between (the hub's single indexer guarantees it).
-    pub fn install_pdq(&mut self, pdq: PdqIndex) {
-        self.pdq = pdq;
+    /// Installs a merge built from [`Matcher::pdq_merge_plan`]; false if the segments changed
+    /// meanwhile (then nothing is changed).
+    pub fn install_pdq_merge(&mut self, plan: &MergePlan, merged: PdqIndex) -> bool {
+        self.pdq.install(plan, merged)
+    }
+
+    /// The PDQ index's segment count and heap bytes.
+    pub fn pdq_shape(&self) -> (usize, usize) {
+        (self.pdq.segment_count(), self.pdq.memory_bytes())
     }
 
     /// Removes a slot from matching (retractions, expiry); `false` if it was not live.
@@ -362,6 +359,118 @@ impl Matcher {
     pub fn quality(&self, slot: u32) -> Option<u8> {
         self.slots.get(slot as usize).map(|s| s.quality)
     }
+}
+
+impl Matcher {
+    /// Writes the whole matcher (see [`super::snapshot`]).
+    pub(crate) fn encode<W: Write>(&self, e: &mut Enc<W>) -> std::io::Result<()> {
+        e.len(self.slots.len())?;
+        for s in &self.slots {
+            e.u8(type_code(s.hash_type))?;
+            e.u8(s.quality)?;
+            e.u8(u8::from(s.live))?;
+            e.u32(s.next)?;
+        }
+        fn map<K: AsRef<[u8]>, W: Write>(
+            e: &mut Enc<W>,
+            m: &HashMap<K, u32>,
+        ) -> std::io::Result<()> {
+            e.len(m.len())?;
+            for (k, v) in m {
+                e.bytes(k.as_ref())?;
+                e.u32(*v)?;
+            }
+            Ok(())
+        }
+        map(e, &self.exact.md5)?;
+        map(e, &self.exact.sha1)?;
+        map(e, &self.exact.sha256)?;
+        map(e, &self.exact.photodna)?;
+        e.len(self.staged.len())?;
+        for (hash, slot) in &self.staged {
+            e.bytes(&hash.0)?;
+            e.u32(*slot)?;
+        }
+        self.pdq.encode(e)
+    }
+
+    /// Reads a matcher written by [`Matcher::encode`].
+    pub(crate) fn decode<R: Read>(d: &mut Dec<R>) -> Result<Self, SnapshotError> {
+        let n = d.len(7)?;
+        d.ensure(n <= MAX_HASHES, "more slots than a matcher holds")?;
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            let hash_type = TYPE_CODES
+                .get(usize::from(d.u8()?))
+                .copied()
+                .ok_or_else(|| SnapshotError::Damaged("unknown hash type".into()))?;
+            let (quality, live, next) = (d.u8()?, d.u8()? != 0, d.u32()?);
+            d.ensure(
+                next == NONE || (next as usize) < n,
+                "a slot chain leaves the matcher",
+            )?;
+            slots.push(SlotInfo {
+                hash_type,
+                quality,
+                live,
+                next,
+            });
+        }
+        fn map<K: for<'a> TryFrom<&'a [u8]> + std::hash::Hash + Eq, R: Read>(
+            d: &mut Dec<R>,
+            slots: usize,
+        ) -> Result<HashMap<K, u32>, SnapshotError> {
+            let n = d.len(12)?;
+            let mut m = HashMap::with_capacity(n);
+            for _ in 0..n {
+                let key = d.bytes()?;
+                let key = K::try_from(&key[..]).map_err(|_| {
+                    SnapshotError::Damaged("an exact key has the wrong length".into())
+                })?;
+                let slot = d.u32()?;
+                d.ensure(
+                    (slot as usize) < slots,
+                    "an exact key points past the slots",
+                )?;
+                m.insert(key, slot);
+            }
+            Ok(m)
+        }
+        let exact = ExactMaps {
+            md5: map(d, n)?,
+            sha1: map(d, n)?,
+            sha256: map(d, n)?,
+            photodna: map(d, n)?,
+        };
+        let staged_len = d.len(36)?;
+        let mut staged = Vec::with_capacity(staged_len);
+        for _ in 0..staged_len {
+            let hash = <[u8; 32]>::try_from(&d.bytes()?[..])
+                .map_err(|_| SnapshotError::Damaged("a staged hash has the wrong length".into()))?;
+            staged.push((PdqHash(hash), d.u32()?));
+        }
+        let pdq = SegmentedPdq::decode(d)?;
+        Ok(Matcher {
+            pdq,
+            exact,
+            slots,
+            staged,
+            max_hashes: MAX_HASHES,
+        })
+    }
+}
+
+/// Hash types by their code in a snapshot.
+const TYPE_CODES: [HashType; 5] = [
+    HashType::Md5,
+    HashType::Sha1,
+    HashType::Sha256,
+    HashType::Pdq,
+    HashType::PhotoDna,
+];
+
+fn type_code(t: HashType) -> u8 {
+    TYPE_CODES.iter().position(|&x| x == t).unwrap_or(0) as u8
 }
 
 fn pdq_of(hash_type: HashType, value: &[u8]) -> Option<PdqHash> {

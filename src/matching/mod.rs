@@ -4,13 +4,16 @@
 //! [`PdqIndex`] returns exactly what [`brute_force`] returns (every id within the
 //! threshold, sorted by `(distance, id)`), using multi-index hashing for typical
 //! thresholds (<= 32) and a linear scan when that is cheaper. [`Matcher`] adds exact
-//! lookup for the other hash types over numbered slots; [`Corpus`] is the hub's view with
+//! lookup for the other hash types over numbered slots, with PDQ in [`SegmentedPdq`]
+//! (immutable segments merged in the background); [`Corpus`] is the hub's view with
 //! the provenance of every slot.
 
 pub mod corpus;
 pub mod index;
 pub mod matcher;
 pub mod pdq;
+pub mod segments;
+pub mod snapshot;
 
 pub use corpus::{Corpus, Found, Provenance};
 pub use index::{IndexParams, PdqIndex, SearchPath};
@@ -19,3 +22,4 @@ pub use matcher::{
     MatchOptions, Matcher, MatcherFull, Query,
 };
 pub use pdq::{PDQ_BITS, PDQ_HEX_LEN, ParseError, PdqHash, PdqMatch, brute_force};
+pub use segments::{MergePlan, SegmentedPdq};

@@ -1,5 +1,7 @@
 //! Keeps the matching corpus in step with the durable log: loads every stored entry at
-//! start-up (building the PDQ index once), then follows the log as it grows. It stops once
+//! start-up (building the PDQ index once), then follows the log as it grows: each step's new
+//! PDQ hashes become a new segment, searchable at once, and a second task merges segments in
+//! the background ([`crate::matching::SegmentedPdq`]) while the old ones keep answering. It stops once
 //! nobody reads the corpus (the `Hub` service is gone: at shutdown, after the calls in flight).
 //! A step that fails (an entry that cannot be read or decoded) marks the indexer down in the
 //! hub's health and is retried with a growing pause ([`RETRY_MIN`] to [`RETRY_MAX`]); it is up
@@ -7,11 +9,12 @@
 
 use super::health::{Component, HealthState};
 use super::shutdown::Listener;
-use crate::matching::Corpus;
+use crate::matching::{Corpus, snapshot};
 use crate::statement::ParsedEnvelope;
 use crate::store::Store;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Most entries indexed per step (one write-lock hold each).
 const STEP: u64 = 1024;
@@ -19,6 +22,10 @@ const STEP: u64 = 1024;
 const STEP_BYTES: usize = 8 * 1024 * 1024;
 /// The first pause before a failed step is retried; it doubles up to [`RETRY_MAX`].
 pub const RETRY_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// No step for this long: the log is quiet and the remaining segments are merged.
+const MERGE_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a finished merge tries to take the write lock without queueing for it.
+const INSTALL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest pause between retries of a failed step.
 pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -33,12 +40,38 @@ pub struct Matching {
 
 /// Starts indexing `store` in the background. The task holds `tracked` until it ends, so that
 /// the shutdown waits for it.
-pub fn start(store: Store, health: HealthState, tracked: Listener) -> Matching {
+///
+/// `snapshot`: the file the corpus is saved to when the log is quiet and loaded from at start
+/// (see [`crate::matching::snapshot`]); `None`: always index the whole log at start.
+pub fn start(
+    store: Store,
+    health: HealthState,
+    tracked: Listener,
+    snapshot: Option<PathBuf>,
+) -> Matching {
     let corpus = Arc::new(RwLock::new(Corpus::new()));
     let (tx, rx) = watch::channel(0);
     let task_corpus = corpus.clone();
+    let merges = Arc::new(Notify::new());
+    let merger = tokio::spawn(merge_loop(corpus.clone(), merges.clone()));
     tokio::spawn(async move {
-        run(store, task_corpus, tx, health).await;
+        let mut saved = Saved::default();
+        run(
+            store,
+            task_corpus,
+            tx,
+            health,
+            &merges,
+            snapshot,
+            &mut saved,
+        )
+        .await;
+        merger.abort();
+        let _ = merger.await;
+        // A snapshot write under way finishes before the store is let go.
+        if let Some(writing) = saved.writing.take() {
+            let _ = writing.await;
+        }
         drop(tracked);
     });
     Matching {
@@ -52,7 +85,22 @@ async fn run(
     corpus: Arc<RwLock<Corpus>>,
     indexed: watch::Sender<u64>,
     health: HealthState,
+    merges: &Notify,
+    snapshot: Option<PathBuf>,
+    saved: &mut Saved,
 ) {
+    if let Some(path) = &snapshot {
+        let (store, path) = (store.clone(), path.clone());
+        if let Ok(Some((loaded, size))) =
+            tokio::task::spawn_blocking(move || load_snapshot(&store, &path)).await
+        {
+            saved.entries = size;
+            if let Ok(mut c) = corpus.write() {
+                *c = loaded;
+            }
+            merges.notify_one();
+        }
+    }
     let mut sizes = store.watch_size();
     let mut retry = RETRY_MIN;
     // Marks the indexer down, then waits before the step is tried again; false: stop.
@@ -101,7 +149,7 @@ async fn run(
                     health.set_up(Component::Indexer);
                     retry = RETRY_MIN;
                     indexed.send_replace(next);
-                    compact_if_needed(&corpus).await;
+                    merges.notify_one();
                     break;
                 }
                 Ok(Ok(next)) => {
@@ -109,7 +157,7 @@ async fn run(
                     retry = RETRY_MIN;
                     if !loading {
                         indexed.send_replace(next);
-                        compact_if_needed(&corpus).await;
+                        merges.notify_one();
                     }
                 }
                 Ok(Err(e)) => {
@@ -125,37 +173,242 @@ async fn run(
             }
         }
         // Stop with the server: once every `Matching` handle is gone nobody reads the corpus,
-        // and the task must not keep the store (and its file lock) alive.
-        tokio::select! {
-            changed = sizes.changed() => if changed.is_err() { return },
-            () = indexed.closed() => return,
+        // and the task must not keep the store (and its file lock) alive. While the log is
+        // quiet, the snapshot is brought up to date.
+        loop {
+            tokio::select! {
+                changed = sizes.changed() => if changed.is_err() { return } else { break },
+                () = indexed.closed() => return,
+                () = tokio::time::sleep(SNAPSHOT_IDLE), if snapshot.is_some() => {
+                    if let Some(path) = &snapshot {
+                        save_if_due(&store, &corpus, path, saved);
+                    }
+                }
+            }
         }
     }
 }
 
-/// Rebuilds the PDQ index when its insert buffer has outgrown it. The copy is built under a
-/// read lock, so Match calls go on meanwhile; only the swap takes the write lock. Safe because
-/// this task is the corpus's only writer.
-async fn compact_if_needed(corpus: &Arc<RwLock<Corpus>>) {
-    let corpus = corpus.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let fresh = {
-            let guard = corpus.read().map_err(|e| e.to_string())?;
-            if !guard.wants_compaction() {
-                return Ok(());
+/// Merges PDQ segments in the background, one merge at a time, until the indexer stops (it
+/// aborts this task).
+/// A merge is built under no lock (its parts are shared, immutable segments) and swapped in
+/// under a short write lock; queries go on meanwhile. Woken by the indexer after each step.
+async fn merge_loop(corpus: Arc<RwLock<Corpus>>, wake: Arc<Notify>) {
+    let mut quiet = false;
+    loop {
+        let plan = match corpus.read() {
+            Ok(guard) => {
+                let (segments, bytes) = guard.pdq_shape();
+                metrics::gauge!("coalition_match_index_segments").set(segments as f64);
+                metrics::gauge!("coalition_match_index_pdq_bytes").set(bytes as f64);
+                let plan = guard.merge_plan();
+                if quiet {
+                    plan.or_else(|| guard.idle_merge_plan())
+                } else {
+                    plan
+                }
             }
-            guard.compacted_pdq()
+            Err(_) => return,
         };
-        corpus
-            .write()
-            .map_err(|e| e.to_string())?
-            .install_pdq(fresh);
-        Ok::<(), String>(())
-    })
-    .await;
-    if !matches!(done, Ok(Ok(()))) {
-        tracing::error!("rebuilding the PDQ index failed; matching continues on the old one");
+        let Some(plan) = plan else {
+            // Nothing due: wait for the next step; if none comes for a while the log is
+            // quiet, and what is left is merged into as few segments as the bound allows.
+            if quiet {
+                wake.notified().await;
+                quiet = false;
+            } else {
+                quiet = tokio::time::timeout(MERGE_QUIET, wake.notified())
+                    .await
+                    .is_err();
+            }
+            continue;
+        };
+        let corpus = corpus.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let merged = plan.build();
+            // Queue for the write lock only after trying for a while: a queued writer holds
+            // up new readers (e.g. while a snapshot is written under a read lock), but a
+            // merge must not starve under a steady stream of queries either.
+            let patient = std::time::Instant::now() + INSTALL_PATIENCE;
+            let installed = loop {
+                match corpus.try_write() {
+                    Ok(mut c) => break c.install_merge(&plan, merged),
+                    Err(std::sync::TryLockError::WouldBlock)
+                        if std::time::Instant::now() < patient =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        break corpus
+                            .write()
+                            .map(|mut c| c.install_merge(&plan, merged))
+                            .unwrap_or(false);
+                    }
+                    Err(std::sync::TryLockError::Poisoned(_)) => break false,
+                }
+            };
+            metrics::histogram!("coalition_match_index_merge_seconds")
+                .record(started.elapsed().as_secs_f64());
+            installed
+        })
+        .await;
+        match done {
+            Ok(true) => metrics::counter!("coalition_match_index_merges_total").increment(1),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(
+                    "merging PDQ segments failed: {e}; matching continues on the segments as they are"
+                );
+                return;
+            }
+        }
     }
+}
+
+/// The log must have been quiet this long before the snapshot is written.
+const SNAPSHOT_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The snapshot is rewritten at most once per this many times its last write took, so that
+/// writing it costs at most 1/20 of the indexer's time.
+const SNAPSHOT_SPACING: u32 = 20;
+
+/// What the last snapshot covers, when it was started, how long the last write took, and the
+/// write under way.
+#[derive(Default)]
+struct Saved {
+    entries: u64,
+    at: Option<std::time::Instant>,
+    took: std::time::Duration,
+    took_shared: Arc<std::sync::Mutex<std::time::Duration>>,
+    writing: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Loads the snapshot at `path` if it is intact and covers a prefix of this log (same root);
+/// otherwise says why in the log and returns `None` (the log is then indexed from the start).
+fn load_snapshot(store: &Store, path: &Path) -> Option<(Corpus, u64)> {
+    let _ = std::fs::remove_file(temporary(path));
+    let started = std::time::Instant::now();
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "matching snapshot ignored: {e}");
+            return None;
+        }
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let (loaded, covers) = match snapshot::read(std::io::BufReader::new(file), len) {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "matching snapshot ignored, the log is indexed instead: {e}");
+            return None;
+        }
+    };
+    let ours = (covers.log_size <= store.log_size())
+        .then(|| store.root(covers.log_size).ok())
+        .flatten();
+    if ours.is_none_or(|root| root.0 != covers.root) {
+        tracing::warn!(
+            path = %path.display(),
+            size = covers.log_size,
+            "matching snapshot ignored: it does not cover a prefix of this log (different root or longer); the log is indexed instead"
+        );
+        return None;
+    }
+    tracing::info!(
+        path = %path.display(),
+        size = covers.log_size,
+        seconds = started.elapsed().as_secs_f64(),
+        "matching snapshot loaded"
+    );
+    Some((loaded, covers.log_size))
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Starts writing the snapshot if the corpus grew since the last one, no merge is pending, no
+/// write is under way and the spacing rule allows it. The corpus is copied under a short read
+/// lock (the PDQ segments are shared, not copied) and written by another task, so the indexer
+/// goes on meanwhile. Written to a temporary file, synced, then renamed over the old one, so a
+/// crash at any point leaves the old snapshot or the new one, whole.
+fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: &mut Saved) {
+    if let Some(writing) = &saved.writing {
+        if !writing.is_finished() {
+            return;
+        }
+        saved.writing = None;
+    }
+    if saved
+        .at
+        .is_some_and(|at| at.elapsed() < saved.took * SNAPSHOT_SPACING)
+    {
+        return;
+    }
+    let copy = match corpus.read() {
+        Ok(c)
+            if c.next_seq() > saved.entries
+                && c.merge_plan().is_none()
+                && c.idle_merge_plan().is_none() =>
+        {
+            c.clone()
+        }
+        _ => return,
+    };
+    let (store, target) = (store.clone(), path.to_owned());
+    let started = std::time::Instant::now();
+    // Counted as written when it starts: a failed write is retried after the spacing.
+    saved.entries = copy.next_seq();
+    saved.at = Some(started);
+    let took = saved.took_shared.clone();
+    saved.writing = Some(tokio::task::spawn_blocking(move || {
+        let written = write_snapshot(&store, &copy, &target);
+        let elapsed = started.elapsed();
+        if let Ok(mut t) = took.lock() {
+            *t = elapsed;
+        }
+        match written {
+            Ok(size) => {
+                metrics::histogram!("coalition_match_snapshot_write_seconds")
+                    .record(elapsed.as_secs_f64());
+                tracing::info!(
+                    size,
+                    seconds = elapsed.as_secs_f64(),
+                    "matching snapshot written"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(path = %target.display(), "writing the matching snapshot failed: {e}")
+            }
+        }
+    }));
+    if let Ok(t) = saved.took_shared.lock() {
+        saved.took = *t;
+    }
+}
+
+fn write_snapshot(store: &Store, corpus: &Corpus, path: &Path) -> Result<u64, String> {
+    let covers = snapshot::Covers {
+        log_size: corpus.next_seq(),
+        root: store.root(corpus.next_seq()).map_err(|e| e.to_string())?.0,
+    };
+    tracing::info!(size = covers.log_size, "writing the matching snapshot");
+    let tmp = temporary(path);
+    let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    snapshot::write(corpus, &covers, &mut out).map_err(|e| e.to_string())?;
+    let file = out.into_inner().map_err(|e| e.to_string())?;
+    file.sync_all().map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(covers.log_size)
 }
 
 /// Indexes up to `STEP` entries from the corpus's position towards `target` and returns the

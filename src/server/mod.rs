@@ -113,6 +113,10 @@ pub struct ServeOptions {
     pub ops_listen: Option<SocketAddr>,
     /// How long the access log keeps its records.
     pub access_retention: crate::store::AccessRetention,
+    /// Where the matching index is saved while the log is quiet and loaded from at start
+    /// (`coalition serve` uses `<data>/matching-index.bin` unless `--match-snapshot off`);
+    /// `None`: the whole log is indexed at every start.
+    pub match_snapshot: Option<PathBuf>,
 }
 
 /// The services whose health is reported (besides `""`, the whole hub).
@@ -121,6 +125,9 @@ const HEALTH_SERVICES: &[&str] = &[
     <pb::admin_server::AdminServer<AdminService> as tonic::server::NamedService>::NAME,
     <pb::audit_server::AuditServer<AuditService> as tonic::server::NamedService>::NAME,
 ];
+
+/// The matching snapshot's file name in the data directory (`coalition serve`).
+pub const MATCH_SNAPSHOT_FILE: &str = "matching-index.bin";
 
 /// The default [`ServeOptions::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -139,6 +146,7 @@ impl ServeOptions {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             ops_listen: None,
             access_retention: crate::store::AccessRetention::default(),
+            match_snapshot: None,
         }
     }
 
@@ -356,7 +364,12 @@ pub async fn serve(
             }
         }
     });
-    let matching = indexer::start(store.clone(), health.clone(), stop.listener());
+    let matching = indexer::start(
+        store.clone(),
+        health.clone(),
+        stop.listener(),
+        options.match_snapshot.clone(),
+    );
     let ops = match ops_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
