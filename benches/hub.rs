@@ -25,7 +25,8 @@
 //! `HUB_BENCH_ONLY_METRICS=1` for the cost of metrics on ingest alone (the same ingest with
 //! the Prometheus recorder installed, `--ops-listen 127.0.0.1:0`, and without, `--ops-listen
 //! off`, runs interleaved, medians), `HUB_BENCH_ONLY_SMALL=1` for small statements alone (see
-//! [`small_statements`]; `HUB_BENCH_SMALL_N` statements per run, default 200,000),
+//! [`small_statements`]; `HUB_BENCH_SMALL_N` statements per run, default 200,000;
+//! `HUB_BENCH_SMALL_RUNS` fresh hubs per mode, default 3),
 //! `HUB_BENCH_ONLY_MEMORY=1` for where a hub's memory per small statement goes (see
 //! [`memory_per_statement`]; `HUB_BENCH_SMALL_N` statements, default 1,000,000). The hub
 //! inherits the environment (e.g. `MALLOC_ARENA_MAX`).
@@ -105,7 +106,9 @@ async fn run(quick: bool) -> Result<()> {
     }
     if std::env::var_os("HUB_BENCH_ONLY_SMALL").is_some() {
         let n = match std::env::var("HUB_BENCH_SMALL_N") {
-            Ok(n) => n.parse().context("HUB_BENCH_SMALL_N: a number of statements")?,
+            Ok(n) => n
+                .parse()
+                .context("HUB_BENCH_SMALL_N: a number of statements")?,
             Err(_) if quick => 20_000,
             Err(_) => 200_000,
         };
@@ -116,7 +119,9 @@ async fn run(quick: bool) -> Result<()> {
     }
     if std::env::var_os("HUB_BENCH_ONLY_MEMORY").is_some() {
         let n = match std::env::var("HUB_BENCH_SMALL_N") {
-            Ok(n) => n.parse().context("HUB_BENCH_SMALL_N: a number of statements")?,
+            Ok(n) => n
+                .parse()
+                .context("HUB_BENCH_SMALL_N: a number of statements")?,
             Err(_) if quick => 50_000,
             Err(_) => 1_000_000,
         };
@@ -406,6 +411,13 @@ const SMALL_IN_FLIGHT: usize = 64;
 /// after (bytes per statement), then sets of 10,000 hashes over 4 connections in the same run
 /// to show the large-set rate beside it.
 async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> {
+    // `HUB_BENCH_SMALL_RUNS` fresh hubs per mode (default RUNS), e.g. 1 for a long memory run.
+    let runs: usize = match std::env::var("HUB_BENCH_SMALL_RUNS") {
+        Ok(v) => v
+            .parse()
+            .context("HUB_BENCH_SMALL_RUNS: a number of runs")?,
+        Err(_) => RUNS,
+    };
     println!(
         "== Small statements: {n} single-sha256 statements per run, {SMALL_CONNECTIONS} connections x {SMALL_IN_FLIGHT} in flight =="
     );
@@ -418,12 +430,15 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
             .map(|s| sign_new(&env.submitter, &key, hash_set_body(1, 2_000_000 + s)))
             .collect()
     };
-    println!("  signed {n} statements in {:.1} s (not timed below)", t.elapsed().as_secs_f64());
+    println!(
+        "  signed {n} statements in {:.1} s (not timed below)",
+        t.elapsed().as_secs_f64()
+    );
     let pool = Arc::new(pool);
     let mut rates = Vec::new();
     let mut per_statement = Vec::new();
     let mut cpu_per = Vec::new();
-    for run in 0..RUNS {
+    for run in 0..runs {
         let data = tempfile::tempdir_in(env.root.path())?;
         register(env, data.path()).await?;
         let hub = Hub::start(
@@ -458,13 +473,15 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
     table.row(
         format!("single-hash statements, {SMALL_CONNECTIONS} conn x {SMALL_IN_FLIGHT} in flight"),
         format!("{} statements/s", fmt_rate(r)),
-        format!("{n} per run; hub CPU {us:.0} us per statement; hub VmRSS +{grew:.0} B per statement"),
+        format!(
+            "{n} per run; hub CPU {us:.0} us per statement; hub VmRSS +{grew:.0} B per statement"
+        ),
     );
 
     // The same statements through SubmitBatch (a hub without it answers UNIMPLEMENTED: skipped).
     let mut batch_rates = Vec::new();
     let mut batch_cpu = Vec::new();
-    for run in 0..RUNS {
+    for run in 0..runs {
         let data = tempfile::tempdir_in(env.root.path())?;
         register(env, data.path()).await?;
         let hub = Hub::start(
@@ -515,7 +532,8 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
         .collect();
     let pool = Arc::new(pool);
     let mut set_rates = Vec::new();
-    for _ in 0..RUNS {
+    let mut set_cpu = Vec::new();
+    for _ in 0..runs {
         let data = tempfile::tempdir_in(env.root.path())?;
         register(env, data.path()).await?;
         let hub = Hub::start(
@@ -524,20 +542,27 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
             &env.root.path().join("hub.log"),
             128,
         )?;
+        let cpu = hub.cpu()?;
         let (took, _) = submit_all(env, &hub.addr, &pool, 4).await?;
+        set_cpu.push(hub.cpu()?.saturating_sub(cpu).as_secs_f64() * 1e3 / sets as f64);
         hub.stop()?;
         set_rates.push((SET * sets) as f64 / took.as_secs_f64());
     }
     let set_rate = median(&mut set_rates);
+    let ms_per_set = median(&mut set_cpu);
     println!(
-        "  sets of {SET}, 4 connections: median {} hashes/s (runs: {})",
+        "  sets of {SET}, 4 connections: median {} hashes/s (runs: {}); hub CPU {ms_per_set:.1} ms per set",
         fmt_rate(set_rate),
-        set_rates.iter().map(|r| fmt_rate(*r)).collect::<Vec<_>>().join(", ")
+        set_rates
+            .iter()
+            .map(|r| fmt_rate(*r))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     table.row(
         format!("ingest, sets of {SET}, 4 conn (same run)"),
         format!("{} hashes/s", fmt_rate(set_rate)),
-        format!("{sets} sets per run"),
+        format!("{sets} sets per run; hub CPU {ms_per_set:.1} ms per set"),
     );
     Ok(())
 }
@@ -608,9 +633,17 @@ async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<
     // statement, each shape in its own fresh database (128 MiB cache), batches of 512 with a
     // flush each, as the writer commits.
     for (what, sequential, value_len) in [
-        ("entries (sequential 9-byte keys, 350-byte values)", true, 350usize),
+        (
+            "entries (sequential 9-byte keys, 350-byte values)",
+            true,
+            350usize,
+        ),
         ("id index (random 33-byte keys, 8-byte values)", false, 8),
-        ("Merkle nodes (sequential 10-byte keys, 32-byte values), 2 per statement", true, 32),
+        (
+            "Merkle nodes (sequential 10-byte keys, 32-byte values), 2 per statement",
+            true,
+            32,
+        ),
     ] {
         let dir = tempfile::tempdir_in(env.root.path())?;
         let db = sled::Config::new()
@@ -662,7 +695,10 @@ async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<
             let entry = entry?;
             let id = entry.id()?;
             let parsed = ParsedEnvelope::parse(
-                entry.envelope.clone().ok_or_else(|| anyhow!("no envelope"))?,
+                entry
+                    .envelope
+                    .clone()
+                    .ok_or_else(|| anyhow!("no envelope"))?,
             )?;
             if let Some(statement) = parsed.statement {
                 corpus.stage(&entry, &statement, id)?;

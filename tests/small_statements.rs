@@ -92,7 +92,10 @@ async fn concurrent_submits_from_four_connections_are_stored_once_at_gap_free_po
         assert_eq!(answers.len(), 2);
         let new: Vec<_> = answers.iter().filter(|r| !r.already_present).collect();
         assert_eq!(new.len(), 1, "exactly one copy logged: {answers:?}");
-        assert_eq!(answers[0].receipt, answers[1].receipt, "the same receipt twice");
+        assert_eq!(
+            answers[0].receipt, answers[1].receipt,
+            "the same receipt twice"
+        );
         seqs.push(new[0].receipt.as_ref().expect("receipt").seq);
     }
     seqs.sort_unstable();
@@ -101,7 +104,10 @@ async fn concurrent_submits_from_four_connections_are_stored_once_at_gap_free_po
     let ids = replayed_ids(&t).await;
     for (seq, id) in ids.iter().enumerate().skip(t.base as usize) {
         let answers = &by_id[id];
-        assert_eq!(answers[0].receipt.as_ref().expect("receipt").seq, seq as u64);
+        assert_eq!(
+            answers[0].receipt.as_ref().expect("receipt").seq,
+            seq as u64
+        );
     }
 }
 
@@ -151,7 +157,12 @@ async fn a_batch_answers_each_envelope_in_order_as_submit_would() {
             Code::Ok
         ]
     );
-    let response = |i: usize| outcomes[i].response.clone().expect("an OK outcome has a response");
+    let response = |i: usize| {
+        outcomes[i]
+            .response
+            .clone()
+            .expect("an OK outcome has a response")
+    };
     assert!(!response(0).already_present);
     assert_eq!(response(0).receipt.expect("r").seq, size);
     assert!(response(2).already_present, "a duplicate in the batch");
@@ -179,8 +190,15 @@ async fn a_batch_answers_each_envelope_in_order_as_submit_would() {
         .await
         .expect("batch again");
     assert!(again.iter().all(|o| o.code == 0));
-    assert!(again.iter().all(|o| o.response.as_ref().is_some_and(|r| r.already_present)));
-    assert_eq!(again[0].response.as_ref().expect("r").receipt, response(0).receipt);
+    assert!(
+        again
+            .iter()
+            .all(|o| o.response.as_ref().is_some_and(|r| r.already_present))
+    );
+    assert_eq!(
+        again[0].response.as_ref().expect("r").receipt,
+        response(0).receipt
+    );
     assert_eq!(t.store.log_size(), size + 2);
     replayed_ids(&t).await;
 }
@@ -288,5 +306,9 @@ async fn the_submission_quota_refuses_envelopes_of_a_batch_one_by_one_with_retry
         assert!((1..=20).contains(&refused.retry_after_s), "{refused:?}");
         assert!(refused.response.is_none());
     }
-    assert_eq!(t.store.log_size(), size + 3, "the refused ones stored nothing");
+    assert_eq!(
+        t.store.log_size(),
+        size + 3,
+        "the refused ones stored nothing"
+    );
 }

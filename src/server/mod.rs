@@ -21,8 +21,8 @@ mod status;
 mod tls;
 mod verification;
 
-pub use auth::MAX_BATCH_REQUEST_BYTES;
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
+pub use auth::MAX_BATCH_REQUEST_BYTES;
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use hub::{HubService, MAX_BATCH_ENVELOPES, MAX_MATCHES_PER_QUERY, MAX_MATCHES_PER_RESPONSE};
 pub use limits::Limits;

@@ -108,7 +108,10 @@ mod tests {
             .await
             .expect_err("a panic is an error");
         assert_eq!(failed.code(), tonic::Code::Internal);
-        let ok = verifier.check_each(vec![3u8], |i| i + 1).await.expect("ran");
+        let ok = verifier
+            .check_each(vec![3u8], |i| i + 1)
+            .await
+            .expect("ran");
         assert_eq!(ok, vec![4]);
     }
 }
