@@ -122,9 +122,7 @@ async fn a_batch_answers_each_envelope_in_order_as_submit_would() {
         .expect("stored before");
     let fresh = single(&t, "acme", 2);
     let mut bad_signature = single(&t, "acme", 3);
-    let mut sig = bad_signature.signatures[0].sig.to_vec();
-    sig[0] ^= 1;
-    bad_signature.signatures[0].sig = sig.into();
+    bad_signature.signatures[0].sig[0] ^= 1;
     let not_ours = single(&t, "globex", 4);
     let malformed = pb::Envelope {
         payload_type: bad_signature.payload_type.clone(),
@@ -264,10 +262,11 @@ async fn batch_limits_are_refused_naming_the_limit_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_submission_quota_refuses_envelopes_of_a_batch_one_by_one_with_retry_after() {
     let t = TestHub::start().await;
-    let mut limits = QuotaLimits::default();
-    limits.submissions_per_minute = Some(3);
     let policy = Quotas {
-        default_limits: limits,
+        default_limits: QuotaLimits {
+            submissions_per_minute: Some(3),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let settings = governance::settings(
