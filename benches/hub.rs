@@ -24,7 +24,12 @@
 //! measure only sync, memory and matching, `HUB_BENCH_ONLY_MATCH=1` for matching alone,
 //! `HUB_BENCH_ONLY_METRICS=1` for the cost of metrics on ingest alone (the same ingest with
 //! the Prometheus recorder installed, `--ops-listen 127.0.0.1:0`, and without, `--ops-listen
-//! off`, runs interleaved, medians). The hub inherits the environment (e.g. `MALLOC_ARENA_MAX`).
+//! off`, runs interleaved, medians), `HUB_BENCH_ONLY_SMALL=1` for small statements alone (see
+//! [`small_statements`]; `HUB_BENCH_SMALL_N` statements per run, default 200,000;
+//! `HUB_BENCH_SMALL_RUNS` fresh hubs per mode, default 3),
+//! `HUB_BENCH_ONLY_MEMORY=1` for where a hub's memory per small statement goes (see
+//! [`memory_per_statement`]; `HUB_BENCH_SMALL_N` statements, default 1,000,000). The hub
+//! inherits the environment (e.g. `MALLOC_ARENA_MAX`).
 
 #[path = "support/hub_process.rs"]
 mod hub_process;
@@ -96,6 +101,32 @@ async fn run(quick: bool) -> Result<()> {
         let (sets, runs) = if quick { (40, 3) } else { (2_000, 9) };
         metrics_cost(&env, 1_000, sets, runs, &mut table).await?;
         println!("\n== Summary (medians) ==");
+        table.print();
+        return Ok(());
+    }
+    if std::env::var_os("HUB_BENCH_ONLY_SMALL").is_some() {
+        let n = match std::env::var("HUB_BENCH_SMALL_N") {
+            Ok(n) => n
+                .parse()
+                .context("HUB_BENCH_SMALL_N: a number of statements")?,
+            Err(_) if quick => 20_000,
+            Err(_) => 200_000,
+        };
+        small_statements(&env, n, &mut table).await?;
+        println!("\n== Summary (medians) ==");
+        table.print();
+        return Ok(());
+    }
+    if std::env::var_os("HUB_BENCH_ONLY_MEMORY").is_some() {
+        let n = match std::env::var("HUB_BENCH_SMALL_N") {
+            Ok(n) => n
+                .parse()
+                .context("HUB_BENCH_SMALL_N: a number of statements")?,
+            Err(_) if quick => 50_000,
+            Err(_) => 1_000_000,
+        };
+        memory_per_statement(&env, n, &mut table).await?;
+        println!("\n== Summary ==");
         table.print();
         return Ok(());
     }
@@ -463,6 +494,432 @@ async fn submit_all(
         latencies.append(&mut done??);
     }
     Ok((t.elapsed(), latencies))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small statements
+
+/// Connections used for small statements.
+const SMALL_CONNECTIONS: usize = 4;
+/// Calls in flight per connection for small statements.
+const SMALL_IN_FLIGHT: usize = 64;
+
+/// Single-hash statements (the shape of risk signals, opinions and retractions): `n` signed
+/// sets of one sha256 hash each, signed before the clock starts, submitted to a fresh hub over
+/// [`SMALL_CONNECTIONS`] mutual-TLS connections with [`SMALL_IN_FLIGHT`] calls in flight on
+/// each. Reports statements/s (median of [`RUNS`] fresh hubs), the hub's VmRSS before and
+/// after (bytes per statement), then sets of 10,000 hashes over 4 connections in the same run
+/// to show the large-set rate beside it.
+async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> {
+    // `HUB_BENCH_SMALL_RUNS` fresh hubs per mode (default RUNS), e.g. 1 for a long memory run.
+    let runs: usize = match std::env::var("HUB_BENCH_SMALL_RUNS") {
+        Ok(v) => v
+            .parse()
+            .context("HUB_BENCH_SMALL_RUNS: a number of runs")?,
+        Err(_) => RUNS,
+    };
+    println!(
+        "== Small statements: {n} single-sha256 statements per run, {SMALL_CONNECTIONS} connections x {SMALL_IN_FLIGHT} in flight =="
+    );
+    let key = env.certs.signing_key(&env.submitter)?;
+    let t = Instant::now();
+    let pool: Vec<pb::Envelope> = {
+        use rayon::prelude::*;
+        (0..n)
+            .into_par_iter()
+            .map(|s| sign_new(&env.submitter, &key, hash_set_body(1, 2_000_000 + s)))
+            .collect()
+    };
+    println!(
+        "  signed {n} statements in {:.1} s (not timed below)",
+        t.elapsed().as_secs_f64()
+    );
+    let pool = Arc::new(pool);
+    let mut rates = Vec::new();
+    let mut per_statement = Vec::new();
+    let mut cpu_per = Vec::new();
+    for run in 0..runs {
+        let data = tempfile::tempdir_in(env.root.path())?;
+        register(env, data.path()).await?;
+        let hub = Hub::start(
+            env.certs.root(),
+            data.path(),
+            &env.root.path().join("hub.log"),
+            128,
+        )?;
+        let before = hub.settle().await?;
+        let cpu = hub.cpu()?;
+        let took = submit_concurrently(env, &hub.addr, &pool).await?;
+        let cpu = hub.cpu()?.saturating_sub(cpu);
+        let after = hub.settle().await?;
+        hub.stop()?;
+        let r = n as f64 / took.as_secs_f64();
+        let grew = after.rss_kib.saturating_sub(before.rss_kib) as f64 * 1024.0 / n as f64;
+        let us = cpu.as_secs_f64() * 1e6 / n as f64;
+        println!(
+            "  run {run}: {} statements/s; hub CPU {us:.0} us per statement; hub VmRSS {} MiB before, {} MiB after ({grew:.0} B per statement), peak {} MiB",
+            fmt_rate(r),
+            before.rss_kib / 1024,
+            after.rss_kib / 1024,
+            after.hwm_kib / 1024,
+        );
+        rates.push(r);
+        per_statement.push(grew);
+        cpu_per.push(us);
+    }
+    let r = median(&mut rates);
+    let grew = median(&mut per_statement);
+    let us = median(&mut cpu_per);
+    table.row(
+        format!("single-hash statements, {SMALL_CONNECTIONS} conn x {SMALL_IN_FLIGHT} in flight"),
+        format!("{} statements/s", fmt_rate(r)),
+        format!(
+            "{n} per run; hub CPU {us:.0} us per statement; hub VmRSS +{grew:.0} B per statement"
+        ),
+    );
+
+    // The same statements through SubmitBatch (a hub without it answers UNIMPLEMENTED: skipped).
+    let mut batch_rates = Vec::new();
+    let mut batch_cpu = Vec::new();
+    for run in 0..runs {
+        let data = tempfile::tempdir_in(env.root.path())?;
+        register(env, data.path()).await?;
+        let hub = Hub::start(
+            env.certs.root(),
+            data.path(),
+            &env.root.path().join("hub.log"),
+            128,
+        )?;
+        let cpu = hub.cpu()?;
+        let took = match submit_batches(env, &hub.addr, &pool).await {
+            Ok(took) => took,
+            Err(e) if e.to_string().contains("unimplemented") => {
+                println!("  SubmitBatch: not served by this hub ({e}); skipped");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let cpu = hub.cpu()?.saturating_sub(cpu);
+        let after = hub.settle().await?;
+        hub.stop()?;
+        let r = n as f64 / took.as_secs_f64();
+        let us = cpu.as_secs_f64() * 1e6 / n as f64;
+        println!(
+            "  run {run}, SubmitBatch of {BATCH}, {BATCHES_IN_FLIGHT} in flight per connection: {} statements/s; hub CPU {us:.0} us per statement; hub VmRSS {} MiB after",
+            fmt_rate(r),
+            after.rss_kib / 1024,
+        );
+        batch_rates.push(r);
+        batch_cpu.push(us);
+    }
+    if !batch_rates.is_empty() {
+        let r = median(&mut batch_rates);
+        let us = median(&mut batch_cpu);
+        table.row(
+            format!(
+                "single-hash statements, SubmitBatch of {BATCH}, {SMALL_CONNECTIONS} conn x {BATCHES_IN_FLIGHT} batches in flight"
+            ),
+            format!("{} statements/s", fmt_rate(r)),
+            format!("{n} per run; hub CPU {us:.0} us per statement"),
+        );
+    }
+
+    // The large-set rate in the same run, for comparison.
+    const SET: usize = 10_000;
+    let sets = 60;
+    let pool: Vec<pb::Envelope> = (0..sets)
+        .map(|s| sign_new(&env.submitter, &key, hash_set_body(SET, s)))
+        .collect();
+    let pool = Arc::new(pool);
+    let mut set_rates = Vec::new();
+    let mut set_cpu = Vec::new();
+    for _ in 0..runs {
+        let data = tempfile::tempdir_in(env.root.path())?;
+        register(env, data.path()).await?;
+        let hub = Hub::start(
+            env.certs.root(),
+            data.path(),
+            &env.root.path().join("hub.log"),
+            128,
+        )?;
+        let cpu = hub.cpu()?;
+        let (took, _) = submit_all(env, &hub.addr, &pool, 4).await?;
+        set_cpu.push(hub.cpu()?.saturating_sub(cpu).as_secs_f64() * 1e3 / sets as f64);
+        hub.stop()?;
+        set_rates.push((SET * sets) as f64 / took.as_secs_f64());
+    }
+    let set_rate = median(&mut set_rates);
+    let ms_per_set = median(&mut set_cpu);
+    println!(
+        "  sets of {SET}, 4 connections: median {} hashes/s (runs: {}); hub CPU {ms_per_set:.1} ms per set",
+        fmt_rate(set_rate),
+        set_rates
+            .iter()
+            .map(|r| fmt_rate(*r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    table.row(
+        format!("ingest, sets of {SET}, 4 conn (same run)"),
+        format!("{} hashes/s", fmt_rate(set_rate)),
+        format!("{sets} sets per run; hub CPU {ms_per_set:.1} ms per set"),
+    );
+    Ok(())
+}
+
+/// Where a hub's memory per small statement goes, in this process (no gRPC): `n` single-sha256
+/// statements appended to a real store (128 MiB cache) in waves of 512 concurrent appends,
+/// this process's VmRSS read as it grows; then the same statements staged into a matching
+/// corpus. Statements are signed and verified in chunks just before they are appended, so the
+/// only thing that grows is what the store (then the corpus) keeps.
+async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<()> {
+    use coalition_hub::matching::Corpus;
+    use coalition_hub::statement::Verified;
+    use rayon::prelude::*;
+    const CHUNK: usize = 10_000;
+    println!("== Memory per single-sha256 statement, in process: {n} statements ==");
+    let key = env.certs.signing_key(&env.submitter)?;
+    let verifying = key.verifying_key();
+    let make = |from: usize, to: usize| -> Result<Vec<Verified>> {
+        (from..to)
+            .into_par_iter()
+            .map(|s| {
+                let envelope = sign_new(&env.submitter, &key, hash_set_body(1, 3_000_000 + s));
+                Ok(ParsedEnvelope::parse(envelope)?.verify_with(&[verifying])?)
+            })
+            .collect()
+    };
+    let data = tempfile::tempdir_in(env.root.path())?;
+    register(env, data.path()).await?;
+    let store = Store::open(data.path(), &StoreConfig::default())?;
+    let start = self_rss_kib()?;
+    let mut done = 0;
+    let mut report = 100_000.min(n);
+    while done < n {
+        let chunk = make(done, (done + CHUNK).min(n))?;
+        done += chunk.len();
+        let mut it = chunk.into_iter();
+        loop {
+            let wave: Vec<Verified> = it.by_ref().take(512).collect();
+            if wave.is_empty() {
+                break;
+            }
+            let mut tasks = tokio::task::JoinSet::new();
+            for v in wave {
+                let store = store.clone();
+                tasks.spawn(async move { store.append(v).await });
+            }
+            while let Some(appended) = tasks.join_next().await {
+                appended??;
+            }
+        }
+        if done >= report || done == n {
+            let rss = self_rss_kib()?;
+            println!(
+                "  store: {done} statements appended, VmRSS +{} MiB ({:.0} B per statement)",
+                rss.saturating_sub(start) / 1024,
+                rss.saturating_sub(start) as f64 * 1024.0 / done as f64
+            );
+            report += 100_000;
+        }
+    }
+    let stored = self_rss_kib()?.saturating_sub(start);
+    table.row(
+        format!("store memory, {n} single-hash statements appended"),
+        format!("{:.0} B per statement", stored as f64 * 1024.0 / n as f64),
+        format!("VmRSS +{} MiB in process, cache 128 MiB", stored / 1024),
+    );
+    // sled alone, for attribution: the same number of keys of each shape the store writes per
+    // statement, each shape in its own fresh database (128 MiB cache), batches of 512 with a
+    // flush each, as the writer commits.
+    for (what, sequential, value_len) in [
+        (
+            "entries (sequential 9-byte keys, 350-byte values)",
+            true,
+            350usize,
+        ),
+        ("id index (random 33-byte keys, 8-byte values)", false, 8),
+        (
+            "Merkle nodes (sequential 10-byte keys, 32-byte values), 2 per statement",
+            true,
+            32,
+        ),
+    ] {
+        let dir = tempfile::tempdir_in(env.root.path())?;
+        let db = sled::Config::new()
+            .path(dir.path())
+            .cache_capacity(128 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let tree = db.open_tree("log")?;
+        let keys = if value_len == 32 { 2 * n } else { n };
+        let before = self_rss_kib()?;
+        let value = vec![0x5a; value_len];
+        let mut i = 0u64;
+        while i < keys as u64 {
+            let mut batch = sled::Batch::default();
+            for _ in 0..512 {
+                let key: Vec<u8> = if sequential {
+                    std::iter::once(b'E').chain(i.to_be_bytes()).collect()
+                } else {
+                    std::iter::once(b'I')
+                        .chain(Sha256::digest(i.to_be_bytes()))
+                        .collect()
+                };
+                batch.insert(key, value.clone());
+                i += 1;
+            }
+            tree.apply_batch(batch)?;
+            db.flush()?;
+        }
+        let grew = self_rss_kib()?.saturating_sub(before);
+        println!(
+            "  sled alone, {what}: {keys} keys, VmRSS +{} MiB ({:.0} B per statement)",
+            grew / 1024,
+            grew as f64 * 1024.0 / n as f64
+        );
+        table.row(
+            format!("sled alone: {what}"),
+            format!("{:.0} B per statement", grew as f64 * 1024.0 / n as f64),
+            format!("{keys} keys, VmRSS +{} MiB", grew / 1024),
+        );
+    }
+
+    // The matching corpus over the same entries, as the hub's indexer builds it.
+    let before = self_rss_kib()?;
+    let mut corpus = Corpus::new();
+    let mut from = 0u64;
+    while from < store.log_size() {
+        let to = (from + 1024).min(store.log_size());
+        for entry in store.entries(from, to) {
+            let entry = entry?;
+            let id = entry.id()?;
+            let parsed = ParsedEnvelope::parse(
+                entry
+                    .envelope
+                    .clone()
+                    .ok_or_else(|| anyhow!("no envelope"))?,
+            )?;
+            if let Some(statement) = parsed.statement {
+                corpus.stage(&entry, &statement, id)?;
+            }
+        }
+        corpus.commit();
+        from = to;
+    }
+    let indexed = self_rss_kib()?.saturating_sub(before);
+    println!(
+        "  matching corpus over them: VmRSS +{} MiB ({:.0} B per statement)",
+        indexed / 1024,
+        indexed as f64 * 1024.0 / n as f64
+    );
+    table.row(
+        format!("matching corpus, {n} single-hash statements"),
+        format!("{:.0} B per statement", indexed as f64 * 1024.0 / n as f64),
+        format!("VmRSS +{} MiB in process", indexed / 1024),
+    );
+    drop(corpus);
+    drop(store);
+    Ok(())
+}
+
+/// This process's VmRSS in KiB.
+fn self_rss_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS in /proc/self/status"))
+}
+
+/// Envelopes per SubmitBatch call in the small-statement bench.
+const BATCH: usize = 128;
+/// SubmitBatch calls in flight per connection.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Submits every envelope of `pool` in SubmitBatch calls of [`BATCH`] over
+/// [`SMALL_CONNECTIONS`] connections with [`BATCHES_IN_FLIGHT`] calls in flight on each;
+/// returns the wall time. Every statement must be acknowledged as new.
+async fn submit_batches(env: &Env, addr: &str, pool: &Arc<Vec<pb::Envelope>>) -> Result<Duration> {
+    let tls = env.certs.member_tls(&env.submitter)?;
+    let mut clients = Vec::with_capacity(SMALL_CONNECTIONS);
+    for _ in 0..SMALL_CONNECTIONS {
+        let mut client = Client::connect(addr, &tls).await?;
+        client.members().await?;
+        clients.push(client);
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        for _ in 0..BATCHES_IN_FLIGHT {
+            let (mut client, next, pool) = (client.clone(), next.clone(), pool.clone());
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                    if i >= pool.len() {
+                        break;
+                    }
+                    let batch = pool[i..(i + BATCH).min(pool.len())].to_vec();
+                    for outcome in client.submit_batch(batch).await? {
+                        match outcome.response {
+                            Some(r) if outcome.code == 0 && !r.already_present => {}
+                            _ => bail!("a statement was not newly logged: {outcome:?}"),
+                        }
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(t.elapsed())
+}
+
+/// Submits every envelope of `pool` over [`SMALL_CONNECTIONS`] connections with
+/// [`SMALL_IN_FLIGHT`] calls in flight on each; returns the wall time. Every statement must be
+/// acknowledged as new.
+async fn submit_concurrently(
+    env: &Env,
+    addr: &str,
+    pool: &Arc<Vec<pb::Envelope>>,
+) -> Result<Duration> {
+    let tls = env.certs.member_tls(&env.submitter)?;
+    let mut clients = Vec::with_capacity(SMALL_CONNECTIONS);
+    for _ in 0..SMALL_CONNECTIONS {
+        let mut client = Client::connect(addr, &tls).await?;
+        // One call first, so the connection has the hub's HTTP/2 SETTINGS (its stream limit)
+        // before many streams open at once.
+        client.members().await?;
+        clients.push(client);
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        for _ in 0..SMALL_IN_FLIGHT {
+            let (mut client, next, pool) = (client.clone(), next.clone(), pool.clone());
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(envelope) = pool.get(i) else { break };
+                    let response = client.submit(envelope.clone()).await?;
+                    if response.already_present {
+                        bail!("a fresh hub reported a statement as already present");
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(t.elapsed())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,10 @@ pub enum ClientError {
     /// A proof response is malformed (a hash that is not 32 bytes, a missing checkpoint).
     #[error("the hub's proof response is malformed: {0}")]
     MalformedProof(String),
+    /// A reply that does not match its request (a `SubmitBatch` answer with the wrong number
+    /// of outcomes).
+    #[error("the hub's reply is malformed: {0}")]
+    MalformedReply(String),
     /// Writing an export failed.
     #[error(transparent)]
     Bundle(#[from] crate::audit::bundle::BundleError),
@@ -187,6 +191,30 @@ impl Client {
             envelope: Some(envelope),
         };
         Ok(self.hub.submit(request).await?.into_inner())
+    }
+
+    /// Submits up to [`crate::server::MAX_BATCH_ENVELOPES`] signed envelopes in one call
+    /// (request at most [`crate::server::MAX_BATCH_REQUEST_BYTES`]); one outcome per
+    /// envelope, in order: code 0 with a receipt, or the status `submit` would have returned
+    /// for it alone. An error is the call's own failure (then no outcome is known).
+    pub async fn submit_batch(
+        &mut self,
+        envelopes: Vec<pb::Envelope>,
+    ) -> Result<Vec<pb::SubmitOutcome>, ClientError> {
+        let sent = envelopes.len();
+        let outcomes = self
+            .hub
+            .submit_batch(pb::SubmitBatchRequest { envelopes })
+            .await?
+            .into_inner()
+            .outcomes;
+        if outcomes.len() != sent {
+            return Err(ClientError::MalformedReply(format!(
+                "{} outcomes for {sent} envelopes",
+                outcomes.len()
+            )));
+        }
+        Ok(outcomes)
     }
 
     /// The hub's member directory, parsed.

@@ -112,3 +112,124 @@ async fn acknowledged_statements_survive_sigkill() {
         child.wait().expect("reap");
     }
 }
+
+/// SIGKILL in the middle of a flood of small statements from four connections (Submits and
+/// SubmitBatches, many calls in flight on each): every statement acknowledged before the kill
+/// is in the restarted hub's log, exactly once, at its receipt's position, and the log
+/// replays under every rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() {
+    use coalition_hub::statement::Body;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    const STATEMENTS: u64 = 6_000;
+    const IN_FLIGHT: usize = 16;
+    const BATCH: usize = 50;
+    let dir = tempfile::tempdir().expect("tmp");
+    let certs_dir = dir.path().join("certs");
+    let data = dir.path().join("data");
+    let certs = CertDir::new(&certs_dir);
+    certs.init(&[id("acme")]).expect("pki");
+    let key = certs.signing_key(&id("acme")).expect("key");
+    {
+        let store = Store::open(&data, &StoreConfig::default()).expect("store");
+        let genesis = governance::genesis(
+            "durability.test",
+            &certs.hub_signing_key().expect("hub key"),
+            vec![governance::admission(
+                &id("acme"),
+                "Acme",
+                &[Role::Admin, Role::Member],
+                &[key.verifying_key()],
+            )],
+            1,
+            &key,
+        )
+        .expect("genesis");
+        governance::append_offline(&store, genesis)
+            .await
+            .expect("found");
+    }
+    let tls = certs.member_tls(&id("acme")).expect("tls");
+    let (mut child, addr) = start_hub(&data, &certs_dir);
+    let envelopes: Vec<pb::Envelope> = (0..STATEMENTS)
+        .map(|i| {
+            coalition_hub::client::sign_new(&id("acme"), &key, Body::HashSet(sha256_set(i, 1)))
+        })
+        .collect();
+    let queue = Arc::new(Mutex::new(envelopes.into_iter()));
+    // statement id → seq of every acknowledgement received.
+    let acked: Arc<Mutex<HashMap<Vec<u8>, u64>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for conn in 0..4 {
+        let client = Client::connect(&addr, &tls).await.expect("connect");
+        for slot in 0..IN_FLIGHT {
+            let (mut client, queue, acked) = (client.clone(), queue.clone(), acked.clone());
+            // Half the calls are batches, half single Submits.
+            let batch = if (conn + slot) % 2 == 0 { BATCH } else { 1 };
+            tasks.spawn(async move {
+                loop {
+                    let taken: Vec<pb::Envelope> =
+                        queue.lock().expect("lock").by_ref().take(batch).collect();
+                    if taken.is_empty() {
+                        return;
+                    }
+                    let receipts: Vec<pb::Receipt> = if batch == 1 {
+                        let Some(envelope) = taken.into_iter().next() else {
+                            return;
+                        };
+                        match client.submit(envelope).await {
+                            Ok(r) => r.receipt.into_iter().collect(),
+                            Err(_) => return, // the hub was killed
+                        }
+                    } else {
+                        match client.submit_batch(taken).await {
+                            Ok(outcomes) => outcomes
+                                .into_iter()
+                                .map(|o| {
+                                    assert_eq!(o.code, 0, "{}", o.message);
+                                    o.response.and_then(|r| r.receipt).expect("receipt")
+                                })
+                                .collect(),
+                            Err(_) => return,
+                        }
+                    };
+                    let mut acked = acked.lock().expect("lock");
+                    for r in receipts {
+                        acked.insert(r.statement_id, r.seq);
+                    }
+                }
+            });
+        }
+    }
+    // Kill once a good part is acknowledged, with calls still in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while acked.lock().expect("lock").len() < (STATEMENTS / 3) as usize {
+        assert!(std::time::Instant::now() < deadline, "the flood stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    while tasks.join_next().await.is_some() {}
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() as u64 >= STATEMENTS / 3);
+    let (mut child, addr) = start_hub(&data, &certs_dir);
+    let mut client = Client::connect(&addr, &tls).await.expect("connect");
+    let (entries, next) = sync_all(&mut client, pb::SyncRequest::default()).await;
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    assert_eq!(next, entries.len() as u64);
+    let logged: HashMap<Vec<u8>, u64> = entries
+        .iter()
+        .map(|e| (e.statement_id.clone(), e.seq))
+        .collect();
+    assert_eq!(logged.len(), entries.len(), "no statement twice");
+    for (id, seq) in &acked {
+        assert_eq!(
+            logged.get(id),
+            Some(seq),
+            "an acknowledged statement is in the log at its receipt's position"
+        );
+    }
+    replay(entries).expect("the restarted hub's log replays under every rule");
+}

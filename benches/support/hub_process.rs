@@ -1,5 +1,5 @@
 //! A `coalition serve` child process for the benchmarks: started on 127.0.0.1:0 with the
-//! release binary, its address read from its `listening on` line, its memory read from
+//! release binary (or `HUB_BENCH_HUB_BINARY`), its address read from its `listening on` line, its memory read from
 //! `/proc/<pid>/status`, killed (and waited for) when dropped. Included by `benches/hub.rs` and
 //! `benches/sync.rs` with `#[path]`.
 #![allow(dead_code)]
@@ -69,7 +69,10 @@ impl Hub {
         extra: &[&str],
     ) -> Result<Hub> {
         let log = std::fs::File::create(log_path)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
+        // `HUB_BENCH_HUB_BINARY` runs another build of the hub (a before/after comparison).
+        let binary = std::env::var_os("HUB_BENCH_HUB_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_coalition").into());
+        let mut child = Command::new(binary)
             .arg("serve")
             .arg("--data")
             .arg(data)
@@ -121,6 +124,27 @@ impl Hub {
             rss_kib: field("VmRSS:")?,
             hwm_kib: field("VmHWM:")?,
         })
+    }
+
+    /// CPU time the hub has used so far (user + system), from `/proc/<pid>/stat`.
+    pub fn cpu(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .context("reading the hub's /proc stat")?;
+        // Fields after the command name (which may hold spaces) end at its closing ')'.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| anyhow!("malformed /proc stat"))?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let ticks = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("no field {i} in /proc stat"))
+        };
+        // Clock ticks are 100 per second on Linux.
+        Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
     }
 
     /// Waits until the hub's resident memory stops changing (its start-up work, such as

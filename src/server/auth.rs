@@ -46,6 +46,9 @@ pub struct Policy {
 pub const MAX_SMALL_REQUEST_BYTES: usize = 1024 * 1024;
 /// A Submit carries a whole envelope, up to the transport's message limit (plus framing).
 pub const MAX_SUBMIT_REQUEST_BYTES: usize = super::MAX_MESSAGE_BYTES + 5;
+/// A SubmitBatch carries up to `hub::MAX_BATCH_ENVELOPES` small statements: 16 MiB (framing
+/// included). A larger statement goes through Submit.
+pub const MAX_BATCH_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 const ALL: &[Role] = &[Role::Member, Role::Auditor, Role::Admin, Role::Peer];
 const SUBMITTERS: &[Role] = &[Role::Member, Role::Admin];
@@ -59,6 +62,9 @@ const GOVERNANCE_READERS: &[Role] = &[Role::Admin, Role::Auditor];
 pub fn policy(path: &str) -> Policy {
     let (roles, action, max_request_bytes) = match path {
         "/coalition.v1.Hub/Submit" => (SUBMITTERS, "submit statements", MAX_SUBMIT_REQUEST_BYTES),
+        "/coalition.v1.Hub/SubmitBatch" => {
+            (SUBMITTERS, "submit statements", MAX_BATCH_REQUEST_BYTES)
+        }
         "/coalition.v1.Hub/Sync" => (READERS, "sync", MAX_SMALL_REQUEST_BYTES),
         "/coalition.v1.Hub/GetStatement" => (READERS, "read statements", MAX_SMALL_REQUEST_BYTES),
         "/coalition.v1.Hub/ListMembers" => (READERS, "list members", MAX_SMALL_REQUEST_BYTES),

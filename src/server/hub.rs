@@ -4,13 +4,15 @@
 
 use super::indexer::Matching;
 use super::shutdown::{self, Listener};
+use super::verification::Verifier;
 use super::{access, auth, limits, status};
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
 use crate::membership::{MemberId, Registry, check_cosigner, check_submitter};
 use crate::pb;
 use crate::replica::PROTOCOL_VERSION;
 use crate::statement::{
-    HashType, Kind, Label, ParsedEnvelope, StatementError, StatementId, SyncFilter, payload_version,
+    HashType, Kind, Label, ParsedEnvelope, StatementError, StatementId, SyncFilter, Verified,
+    payload_version,
 };
 use crate::store::{Store, now_ms};
 use std::pin::Pin;
@@ -38,6 +40,9 @@ pub const MAX_MATCHES_PER_QUERY: usize = 100;
 /// Most matches in one Match response, over all its queries (more: `truncated`). With
 /// `MAX_QUERIES` queries this also bounds the response to a few MiB.
 pub const MAX_MATCHES_PER_RESPONSE: usize = 10_000;
+/// Most envelopes in one `SubmitBatch` (more: INVALID_ARGUMENT); its request body is bounded
+/// by `auth::MAX_BATCH_REQUEST_BYTES`.
+pub const MAX_BATCH_ENVELOPES: usize = 1_000;
 /// How long a Match call waits for the corpus to reach the log size it saw on arrival.
 const MATCH_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -48,17 +53,20 @@ pub struct HubService {
     matching: Matching,
     shutdown: Listener,
     quota: super::quota::Quota,
+    verifier: Verifier,
 }
 
 impl HubService {
     /// A service over `store`, matching against `matching`; its sync streams end when
     /// `shutdown` begins.
-    pub fn new(store: Store, matching: Matching, shutdown: Listener) -> Self {
+    /// Submitted statements are checked on `verifier`'s threads.
+    pub fn new(store: Store, matching: Matching, verifier: Verifier, shutdown: Listener) -> Self {
         HubService {
             quota: super::quota::Quota::new(store.clone()),
             store,
             matching,
             shutdown,
+            verifier,
         }
     }
 }
@@ -71,7 +79,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let member = auth::caller(&request)?;
+        let member = auth::caller(&request)?.id;
         let envelope = request
             .into_inner()
             .envelope
@@ -79,43 +87,81 @@ impl pb::hub_server::Hub for HubService {
         let registry = self.store.registry();
         // Decoding and verifying a large set takes milliseconds of CPU: keep it off the
         // async workers. The store's writer re-checks entitlement at the entry's position.
-        let verified = tokio::task::spawn_blocking(move || {
-            if let Some(version) = payload_version(&envelope.payload_type)
-                && version > PROTOCOL_VERSION
-            {
-                return Err(Status::invalid_argument(format!(
-                    "envelope.payload_type: protocol version {version} is newer than this hub's ({PROTOCOL_VERSION}); upgrade the hub first"
-                )));
-            }
-            let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
-            parsed.require_body().map_err(status::statement)?;
-            check_submitter(&parsed.header, &member.id, now_ms()).map_err(status::accept)?;
-            if let Some(crate::statement::Body::Membership(change)) =
-                parsed.statement.as_ref().map(|s| &s.body)
-                && let crate::membership::Action::SetProtocolVersion(v) = change.action
-                && v > PROTOCOL_VERSION
-            {
-                return Err(status::statement(StatementError::invalid(
-                    "membership.set_protocol_version.version",
-                    format!(
-                        "this hub reads protocol version {PROTOCOL_VERSION}; upgrade it before announcing {v}"
-                    ),
-                )));
-            }
-            let (verified, signers) = registry.verify(parsed).map_err(status::entry)?;
-            if matches!(verified.header.kind, Kind::Membership | Kind::Settings) {
-                check_cosigner(&signers, &member.id).map_err(status::accept)?;
-            }
-            Ok::<_, Status>(verified)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("verification task failed: {e}")))??;
+        let verified = self
+            .verifier
+            .check_each(vec![envelope], move |envelope| {
+                check_submission(envelope, &member, &registry)
+            })
+            .await?
+            .pop()
+            .ok_or_else(|| Status::internal("verification returned nothing"))??;
         self.quota.submission(&verified.header)?;
         let appended = self.store.append(verified).await.map_err(status::store)?;
-        Ok(Response::new(pb::SubmitResponse {
-            receipt: Some(receipt_to_wire(&appended.receipt)),
-            already_present: appended.already_present,
-        }))
+        Ok(Response::new(submit_response(&appended)))
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let member = auth::caller(&request)?.id;
+        let envelopes = request.into_inner().envelopes;
+        if envelopes.is_empty() {
+            return Err(Status::invalid_argument(
+                "envelopes: empty; send at least one envelope",
+            ));
+        }
+        if envelopes.len() > MAX_BATCH_ENVELOPES {
+            return Err(status::refused(
+                "batch_too_large",
+                Status::invalid_argument(format!(
+                    "envelopes: at most {MAX_BATCH_ENVELOPES} per SubmitBatch, got {}; split the batch",
+                    envelopes.len()
+                )),
+            ));
+        }
+        let registry = self.store.registry();
+        // Every envelope checked in parallel over the verification threads, then charged to
+        // the quota in request order, then handed to the writer together (one group commit).
+        let checked = self
+            .verifier
+            .check_each(envelopes, move |envelope| {
+                check_submission(envelope, &member, &registry)
+            })
+            .await?;
+        let checked: Vec<Result<_, Status>> = checked
+            .into_iter()
+            .map(|c| c.and_then(|v| self.quota.submission(&v.header).map(|()| v)))
+            .collect();
+        let mut outcomes: Vec<Option<pb::SubmitOutcome>> = Vec::with_capacity(checked.len());
+        let mut accepted = Vec::new();
+        for c in checked {
+            match c {
+                Ok(verified) => {
+                    accepted.push(verified);
+                    outcomes.push(None);
+                }
+                Err(refused) => outcomes.push(Some(refusal_outcome(&refused))),
+            }
+        }
+        let mut appended = self.store.append_all(accepted).await.into_iter();
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| match o {
+                Some(refused) => refused,
+                None => match appended.next() {
+                    Some(Ok(a)) => pb::SubmitOutcome {
+                        code: tonic::Code::Ok as i32,
+                        message: String::new(),
+                        response: Some(submit_response(&a)),
+                        retry_after_s: 0,
+                    },
+                    Some(Err(e)) => refusal_outcome(&status::store(e)),
+                    None => refusal_outcome(&Status::internal("the store returned no outcome")),
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::SubmitBatchResponse { outcomes }))
     }
 
     type SyncStream = SyncStream;
@@ -318,6 +364,66 @@ impl pb::hub_server::Hub for HubService {
 }
 
 /// The wire form of a receipt.
+/// Everything the hub checks of a submitted envelope before the store's writer sees it (§2.2):
+/// protocol version, decoding, the caller as issuer, signatures under `registry`, and the
+/// admin co-signature of governance statements. CPU-bound: runs on a verification thread.
+fn check_submission(
+    envelope: pb::Envelope,
+    member: &MemberId,
+    registry: &Registry,
+) -> Result<Verified, Status> {
+    if let Some(version) = payload_version(&envelope.payload_type)
+        && version > PROTOCOL_VERSION
+    {
+        return Err(Status::invalid_argument(format!(
+            "envelope.payload_type: protocol version {version} is newer than this hub's ({PROTOCOL_VERSION}); upgrade the hub first"
+        )));
+    }
+    let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
+    parsed.require_body().map_err(status::statement)?;
+    check_submitter(&parsed.header, member, now_ms()).map_err(status::accept)?;
+    if let Some(crate::statement::Body::Membership(change)) =
+        parsed.statement.as_ref().map(|s| &s.body)
+        && let crate::membership::Action::SetProtocolVersion(v) = change.action
+        && v > PROTOCOL_VERSION
+    {
+        return Err(status::statement(StatementError::invalid(
+            "membership.set_protocol_version.version",
+            format!(
+                "this hub reads protocol version {PROTOCOL_VERSION}; upgrade it before announcing {v}"
+            ),
+        )));
+    }
+    let (verified, signers) = registry.verify(parsed).map_err(status::entry)?;
+    if matches!(verified.header.kind, Kind::Membership | Kind::Settings) {
+        check_cosigner(&signers, member).map_err(status::accept)?;
+    }
+    Ok(verified)
+}
+
+fn submit_response(appended: &crate::store::Appended) -> pb::SubmitResponse {
+    pb::SubmitResponse {
+        receipt: Some(receipt_to_wire(&appended.receipt)),
+        already_present: appended.already_present,
+    }
+}
+
+/// One refused envelope of a batch: the status `Submit` would have returned for it alone.
+fn refusal_outcome(refused: &Status) -> pb::SubmitOutcome {
+    let retry_after_s = refused
+        .metadata()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pb::SubmitOutcome {
+        code: refused.code() as i32,
+        message: refused.message().to_owned(),
+        response: None,
+        retry_after_s,
+    }
+}
+
 fn receipt_to_wire(r: &crate::store::Receipt) -> pb::Receipt {
     pb::Receipt {
         statement_id: r.statement_id.0.to_vec(),

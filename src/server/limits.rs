@@ -76,7 +76,7 @@ pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`Limits::idle_timeout`].
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default [`Limits::max_streams_per_connection`].
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Default [`Limits::max_calls_in_flight`].
 pub const MAX_CALLS_IN_FLIGHT: usize = 512;
 /// Default [`Limits::max_request_bytes_in_flight`] (256 MiB).

@@ -19,11 +19,13 @@ mod quota;
 pub mod shutdown;
 mod status;
 mod tls;
+mod verification;
 
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
+pub use auth::MAX_BATCH_REQUEST_BYTES;
 pub use checkpointer::{CheckpointPolicy, Checkpointer, PublishError};
 pub use grpc_metrics::GrpcMetricsLayer;
-pub use hub::{HubService, MAX_MATCHES_PER_QUERY, MAX_MATCHES_PER_RESPONSE};
+pub use hub::{HubService, MAX_BATCH_ENVELOPES, MAX_MATCHES_PER_QUERY, MAX_MATCHES_PER_RESPONSE};
 pub use limits::Limits;
 pub use ops::DEFAULT_OPS_LISTEN;
 /// The pure part of the CRL loader, for `crate::fuzzing`.
@@ -395,10 +397,15 @@ pub async fn serve(
         }
         None => None,
     };
-    let hub =
-        pb::hub_server::HubServer::new(HubService::new(store.clone(), matching, stop.listener()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let verifier = verification::Verifier::per_core()?;
+    let hub = pb::hub_server::HubServer::new(HubService::new(
+        store.clone(),
+        matching,
+        verifier,
+        stop.listener(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let checkpointer = Checkpointer::start(
         store.clone(),
         std::iter::once(options.checkpoint_signer.clone())

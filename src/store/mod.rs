@@ -232,6 +232,34 @@ impl Store {
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
     }
 
+    /// Appends many verified statements, each exactly as [`Store::append`] would (durable
+    /// before it is answered; refused, or found already stored, on its own): they reach the
+    /// writer back to back, so one group commit usually takes them all. The outcomes keep the
+    /// input's order.
+    pub async fn append_all(&self, verified: Vec<Verified>) -> Vec<Result<Appended, StoreError>> {
+        let stopped = || StoreError::Unavailable("writer thread stopped".into());
+        let Some(writer) = self.writer.inbox.clone() else {
+            return verified
+                .iter()
+                .map(|_| Err(StoreError::Unavailable("the store is closing".into())))
+                .collect();
+        };
+        let mut answers = Vec::with_capacity(verified.len());
+        for verified in verified {
+            let (reply, answer) = oneshot::channel();
+            let sent = writer.send(Job { verified, reply }).await;
+            answers.push(sent.ok().map(|()| answer));
+        }
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            outcomes.push(match answer {
+                Some(answer) => answer.await.unwrap_or_else(|_| Err(stopped())),
+                None => Err(stopped()),
+            });
+        }
+        outcomes
+    }
+
     /// Why the writer thread stopped accepting writes (`None` while it works): after a failed
     /// write it refuses every later one until the hub restarts. Changes once, for health.
     pub fn writer_fault(&self) -> watch::Receiver<Option<String>> {
@@ -357,21 +385,19 @@ fn restore_replica(log: &sled::Tree, size: u64) -> Result<Replica, StoreError> {
     Ok(replica)
 }
 
-/// The statement ids already logged, for the replica's "no statement twice" rule: the ones in
-/// the group being staged, then the store's index (which the writer read just before, so a
-/// read error there has already stopped the group).
+/// The statement ids already logged, for the replica's "no statement twice" rule (which asks
+/// only about the statement being appended): the ones in the group being staged. The store's
+/// id index was read for that statement by `Writer::stage` just before, which answers a stored
+/// id itself (the original receipt) and stops the group on a read error, so the replica only
+/// ever sees statements the index does not hold. One index read per statement, and nothing
+/// kept in memory per statement beyond the group.
 struct LoggedIds<'a> {
-    log: &'a sled::Tree,
     in_batch: &'a mut HashMap<StatementId, Receipt>,
 }
 
 impl SeenIds for LoggedIds<'_> {
     fn first_seq(&self, id: &StatementId) -> Option<u64> {
-        if let Some(r) = self.in_batch.get(id) {
-            return Some(r.seq);
-        }
-        let raw = self.log.get(id_key(id)).ok().flatten()?;
-        decode_seq(&raw).ok()
+        self.in_batch.get(id).map(|r| r.seq)
     }
     fn insert(&mut self, _id: StatementId, _seq: u64) {
         // The writer records the id in the batch and the index itself.
@@ -558,7 +584,6 @@ impl Writer {
         // Every replica rule at this position: a key revoked or a member suspended since the
         // handler verified the statement is refused here, so every logged entry replays.
         let mut seen = LoggedIds {
-            log: &self.log,
             in_batch: &mut group.in_batch,
         };
         if let Err(e) = self

@@ -231,6 +231,13 @@ impl Hub for Service {
         Err(Status::unimplemented("a hostile hub takes nothing"))
     }
 
+    async fn submit_batch(
+        &self,
+        _: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        Err(Status::unimplemented("a hostile hub takes nothing"))
+    }
+
     type SyncStream = Boxed<pb::SyncResponse>;
 
     async fn sync(
