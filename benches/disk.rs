@@ -7,13 +7,15 @@
 //! Run: `CARGO_TARGET_DIR=/work/target-tiles cargo bench --bench disk`
 //! (`DISK_BENCH_STATEMENTS=N` for another count, 100,000 by default).
 
+#[path = "support/founding.rs"]
+mod founding;
 #[path = "support/hub_process.rs"]
 mod hub_process;
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::governance;
-use coalition_hub::membership::{Action, MemberId, Role};
+
+use coalition_hub::membership::MemberId;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
@@ -119,18 +121,7 @@ async fn run(statements: usize) -> Result<()> {
 /// Founds the coalition (admin) and admits the submitter, offline as `coalition init` does.
 async fn found(certs: &CertDir, data: &Path, admin: &MemberId, submitter: &MemberId) -> Result<()> {
     let store = Store::open(data, &StoreConfig::default())?;
-    let founder = (admin.clone(), "bench admin".to_string());
-    governance::found_from_certs(&store, certs, "bench.coalition.local", &[founder], 1).await?;
-    let key = certs.signing_key(submitter)?;
-    let admit = governance::admission(
-        submitter,
-        "bench submitter",
-        &[Role::Member],
-        &[key.verifying_key()],
-    );
-    let admin_key = certs.signing_key(admin)?;
-    let change = governance::change(admin, &admin_key, Action::Admit(admit), "bench");
-    governance::append_offline(&store, change).await?;
+    founding::found(&store, certs, "bench.coalition.local", admin, &[submitter]).await?;
     Ok(())
 }
 

@@ -9,13 +9,15 @@
 //! `FOLLOW_HASHES` (default 2,000,000) sets the corpus size, `FOLLOW_CONNECTIONS` (default 2)
 //! the submitting connections. The hub inherits the environment.
 
+#[path = "support/founding.rs"]
+mod founding;
 #[path = "support/hub_process.rs"]
 mod hub_process;
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::governance;
-use coalition_hub::membership::{Action, MemberId, Role};
+
+use coalition_hub::membership::MemberId;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
@@ -359,19 +361,14 @@ impl SharedReceiver {
 /// Founds the bench hub and admits the submitter and the reader, offline (as benches/hub.rs).
 async fn register(env: &Env, data: &Path) -> Result<()> {
     let store = Store::open(data, &StoreConfig::default())?;
-    let admin = (env.admin.clone(), "bench admin".to_string());
-    governance::found_from_certs(&store, &env.certs, "bench.coalition.local", &[admin], 1).await?;
-    let admin_key = env.certs.signing_key(&env.admin)?;
-    for id in [&env.submitter, &env.reader] {
-        let key = env.certs.signing_key(id)?;
-        let admit = governance::admission(
-            id,
-            &format!("bench {id}"),
-            &[Role::Member],
-            &[key.verifying_key()],
-        );
-        let change = governance::change(&env.admin, &admin_key, Action::Admit(admit), "bench");
-        governance::append_offline(&store, change).await?;
-    }
+    let members = [&env.submitter, &env.reader];
+    founding::found(
+        &store,
+        &env.certs,
+        "bench.coalition.local",
+        &env.admin,
+        &members,
+    )
+    .await?;
     Ok(())
 }

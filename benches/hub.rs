@@ -31,13 +31,15 @@
 //! [`memory_per_statement`]; `HUB_BENCH_SMALL_N` statements, default 1,000,000). The hub
 //! inherits the environment (e.g. `MALLOC_ARENA_MAX`).
 
+#[path = "support/founding.rs"]
+mod founding;
 #[path = "support/hub_process.rs"]
 mod hub_process;
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::governance;
-use coalition_hub::membership::{Action, MemberId, Role};
+
+use coalition_hub::membership::MemberId;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::replica::{Entry, Replica, SeenMap};
@@ -549,7 +551,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
         )?;
         let before = hub.settle().await?;
         let cpu = hub.cpu()?;
-        let took = submit_concurrently(env, &hub.addr, &pool).await?;
+        let took = submit_pooled(env, &hub.addr, &pool, Via::Submit).await?;
         let cpu = hub.cpu()?.saturating_sub(cpu);
         let after = hub.settle().await?;
         hub.stop()?;
@@ -591,7 +593,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
             128,
         )?;
         let cpu = hub.cpu()?;
-        let took = match submit_batches(env, &hub.addr, &pool).await {
+        let took = match submit_pooled(env, &hub.addr, &pool, Via::Batch).await {
             Ok(took) => took,
             Err(e) if e.to_string().contains("unimplemented") => {
                 println!("  SubmitBatch: not served by this hub ({e}); skipped");
@@ -839,55 +841,28 @@ const BATCH: usize = 128;
 /// SubmitBatch calls in flight per connection.
 const BATCHES_IN_FLIGHT: usize = 8;
 
-/// Submits every envelope of `pool` in SubmitBatch calls of [`BATCH`] over
-/// [`SMALL_CONNECTIONS`] connections with [`BATCHES_IN_FLIGHT`] calls in flight on each;
-/// returns the wall time. Every statement must be acknowledged as new.
-async fn submit_batches(env: &Env, addr: &str, pool: &Arc<Vec<pb::Envelope>>) -> Result<Duration> {
-    let tls = env.certs.member_tls(&env.submitter)?;
-    let mut clients = Vec::with_capacity(SMALL_CONNECTIONS);
-    for _ in 0..SMALL_CONNECTIONS {
-        let mut client = Client::connect(addr, &tls).await?;
-        client.members().await?;
-        clients.push(client);
-    }
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let t = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in clients {
-        for _ in 0..BATCHES_IN_FLIGHT {
-            let (mut client, next, pool) = (client.clone(), next.clone(), pool.clone());
-            tasks.spawn(async move {
-                loop {
-                    let i = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
-                    if i >= pool.len() {
-                        break;
-                    }
-                    let batch = pool[i..(i + BATCH).min(pool.len())].to_vec();
-                    for outcome in client.submit_batch(batch).await? {
-                        match outcome.response {
-                            Some(r) if outcome.code == 0 && !r.already_present => {}
-                            _ => bail!("a statement was not newly logged: {outcome:?}"),
-                        }
-                    }
-                }
-                Ok::<_, anyhow::Error>(())
-            });
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    Ok(t.elapsed())
+/// How [`submit_pooled`] sends statements: one `Submit` each, or `SubmitBatch` calls of
+/// [`BATCH`].
+#[derive(Clone, Copy)]
+enum Via {
+    Submit,
+    Batch,
 }
 
-/// Submits every envelope of `pool` over [`SMALL_CONNECTIONS`] connections with
-/// [`SMALL_IN_FLIGHT`] calls in flight on each; returns the wall time. Every statement must be
+/// Submits every envelope of `pool` over [`SMALL_CONNECTIONS`] connections, `via` single
+/// Submits ([`SMALL_IN_FLIGHT`] calls in flight on each connection) or SubmitBatch calls
+/// ([`BATCHES_IN_FLIGHT`] in flight); returns the wall time. Every statement must be
 /// acknowledged as new.
-async fn submit_concurrently(
+async fn submit_pooled(
     env: &Env,
     addr: &str,
     pool: &Arc<Vec<pb::Envelope>>,
+    via: Via,
 ) -> Result<Duration> {
+    let (per_call, in_flight) = match via {
+        Via::Submit => (1, SMALL_IN_FLIGHT),
+        Via::Batch => (BATCH, BATCHES_IN_FLIGHT),
+    };
     let tls = env.certs.member_tls(&env.submitter)?;
     let mut clients = Vec::with_capacity(SMALL_CONNECTIONS);
     for _ in 0..SMALL_CONNECTIONS {
@@ -901,15 +876,23 @@ async fn submit_concurrently(
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for client in clients {
-        for _ in 0..SMALL_IN_FLIGHT {
+        for _ in 0..in_flight {
             let (mut client, next, pool) = (client.clone(), next.clone(), pool.clone());
             tasks.spawn(async move {
                 loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(envelope) = pool.get(i) else { break };
-                    let response = client.submit(envelope.clone()).await?;
-                    if response.already_present {
-                        bail!("a fresh hub reported a statement as already present");
+                    let i = next.fetch_add(per_call, std::sync::atomic::Ordering::Relaxed);
+                    if i >= pool.len() {
+                        break;
+                    }
+                    let part = &pool[i..(i + per_call).min(pool.len())];
+                    let fresh = match via {
+                        Via::Submit => !client.submit(part[0].clone()).await?.already_present,
+                        Via::Batch => client.submit_batch(part.to_vec()).await?.iter().all(|o| {
+                            o.code == 0 && o.response.as_ref().is_some_and(|r| !r.already_present)
+                        }),
+                    };
+                    if !fresh {
+                        bail!("a fresh hub did not log a statement as new");
                     }
                 }
                 Ok::<_, anyhow::Error>(())
@@ -1310,20 +1293,15 @@ const SETUP_ENTRIES: usize = 3;
 /// members with signed membership statements, offline.
 async fn register(env: &Env, data: &Path) -> Result<()> {
     let store = Store::open(data, &StoreConfig::default())?;
-    let admin = (env.admin.clone(), "bench admin".to_string());
-    governance::found_from_certs(&store, &env.certs, "bench.coalition.local", &[admin], 1).await?;
-    let admin_key = env.certs.signing_key(&env.admin)?;
-    for id in [&env.submitter, &env.reader] {
-        let key = env.certs.signing_key(id)?;
-        let admit = governance::admission(
-            id,
-            &format!("bench {id}"),
-            &[Role::Member],
-            &[key.verifying_key()],
-        );
-        let change = governance::change(&env.admin, &admin_key, Action::Admit(admit), "bench");
-        governance::append_offline(&store, change).await?;
-    }
+    let members = [&env.submitter, &env.reader];
+    founding::found(
+        &store,
+        &env.certs,
+        "bench.coalition.local",
+        &env.admin,
+        &members,
+    )
+    .await?;
     Ok(())
 }
 

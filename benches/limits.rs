@@ -14,13 +14,15 @@
 //! Run (release build): `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench limits`.
 //! `LIMITS_BENCH_QUICK=1` for a short run (fewer samples).
 
+#[path = "support/founding.rs"]
+mod founding;
 #[path = "support/hub_process.rs"]
 mod hub_process;
 
 use anyhow::{Context, Result, bail};
 use coalition_hub::client::Client;
 use coalition_hub::governance;
-use coalition_hub::membership::{Action, MemberId, Role};
+use coalition_hub::membership::{Action, MemberId};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::store::{Store, StoreConfig};
@@ -54,16 +56,9 @@ async fn run(samples: usize) -> Result<()> {
     let data = root.path().join("data");
     {
         let store = Store::open(&data, &StoreConfig::default())?;
-        let founder = (admin.clone(), "bench admin".to_string());
-        governance::found_from_certs(&store, &certs, "limits.bench.local", &[founder], 1).await?;
-        let admin_key = certs.signing_key(&admin)?;
-        for id in [&attacker, &legit] {
-            let key = certs.signing_key(id)?;
-            let admit =
-                governance::admission(id, id.as_str(), &[Role::Member], &[key.verifying_key()]);
-            let change = governance::change(&admin, &admin_key, Action::Admit(admit), "bench");
-            governance::append_offline(&store, change).await?;
-        }
+        let members = [&attacker, &legit];
+        let admin_key =
+            founding::found(&store, &certs, "limits.bench.local", &admin, &members).await?;
         let remove = governance::change(
             &admin,
             &admin_key,

@@ -15,13 +15,15 @@
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench sync`
 //! (`SYNC_BENCH_QUICK=1`: 50 PDQ sets and 2,000 sets of 1,000, a smoke run).
 
+#[path = "support/founding.rs"]
+mod founding;
 #[path = "support/hub_process.rs"]
 mod hub_process;
 
 use anyhow::{Context, Result, bail};
 use coalition_hub::client::{Client, sign_new};
-use coalition_hub::governance;
-use coalition_hub::membership::{Action, MemberId, Role};
+
+use coalition_hub::membership::MemberId;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label, ParsedEnvelope};
 use coalition_hub::store::{Store, StoreConfig};
@@ -314,15 +316,15 @@ async fn build_log(
 ) -> Result<Duration> {
     let started = Instant::now();
     let store = Store::open(data, &StoreConfig::default())?;
-    let admin = (env.admin.clone(), "bench admin".to_string());
-    governance::found_from_certs(&store, &env.certs, "bench.coalition.local", &[admin], 1).await?;
-    let admin_key = env.certs.signing_key(&env.admin)?;
-    for id in [&env.submitter, &env.reader] {
-        let key = env.certs.signing_key(id)?;
-        let admit = governance::admission(id, "bench", &[Role::Member], &[key.verifying_key()]);
-        let change = governance::change(&env.admin, &admin_key, Action::Admit(admit), "bench");
-        governance::append_offline(&store, change).await?;
-    }
+    let members = [&env.submitter, &env.reader];
+    founding::found(
+        &store,
+        &env.certs,
+        "bench.coalition.local",
+        &env.admin,
+        &members,
+    )
+    .await?;
     let key = env.certs.signing_key(&env.submitter)?;
     for chunk in (0..sets).collect::<Vec<_>>().chunks(64) {
         let verified = chunk

@@ -4,8 +4,6 @@
 mod common;
 
 use coalition_hub::client::Client;
-use coalition_hub::governance;
-use coalition_hub::membership::Role;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::store::{Store, StoreConfig};
@@ -56,29 +54,11 @@ async fn acknowledged_statements_survive_sigkill() {
     let certs_dir = dir.path().join("certs");
     let data = dir.path().join("data");
     let certs = CertDir::new(&certs_dir);
-    certs.init(&[id("acme")]).expect("pki");
-    let key = certs.signing_key(&id("acme")).expect("key");
-    {
-        // Genesis, as `coalition init`: acme is the founding admin and also a member.
+    // Genesis, as `coalition init`: acme is the founding admin and also a member.
+    let key = {
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let hub_key = certs.hub_signing_key().expect("hub key");
-        let genesis = governance::genesis(
-            "durability.test",
-            &hub_key,
-            vec![governance::admission(
-                &id("acme"),
-                "Acme",
-                &[Role::Admin, Role::Member],
-                &[key.verifying_key()],
-            )],
-            1,
-            &key,
-        )
-        .expect("genesis");
-        governance::append_offline(&store, genesis)
-            .await
-            .expect("found");
-    }
+        common::founded::found(&store, &certs, "durability.test").await
+    };
     let tls = certs.member_tls(&id("acme")).expect("tls");
     let mut acked = Vec::new();
     for round in 0..3u64 {
@@ -129,27 +109,11 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
     let certs_dir = dir.path().join("certs");
     let data = dir.path().join("data");
     let certs = CertDir::new(&certs_dir);
-    certs.init(&[id("acme")]).expect("pki");
-    let key = certs.signing_key(&id("acme")).expect("key");
-    {
+    // Genesis, as `coalition init`: acme is the founding admin and also a member.
+    let key = {
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let genesis = governance::genesis(
-            "durability.test",
-            &certs.hub_signing_key().expect("hub key"),
-            vec![governance::admission(
-                &id("acme"),
-                "Acme",
-                &[Role::Admin, Role::Member],
-                &[key.verifying_key()],
-            )],
-            1,
-            &key,
-        )
-        .expect("genesis");
-        governance::append_offline(&store, genesis)
-            .await
-            .expect("found");
-    }
+        common::founded::found(&store, &certs, "durability.test").await
+    };
     let tls = certs.member_tls(&id("acme")).expect("tls");
     let (mut child, addr) = start_hub(&data, &certs_dir);
     let envelopes: Vec<pb::Envelope> = (0..STATEMENTS)

@@ -8,7 +8,6 @@ mod common;
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;
 use coalition_hub::log::{self, Hash, LeafIndex, MemoryTree, NodeSource, TileId, TreeSize};
-use coalition_hub::membership::Role;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, StatementId};
 use coalition_hub::store::{Store, StoreConfig, leaf_data};
@@ -19,26 +18,8 @@ use tokio::task::JoinSet;
 /// A founded store in `dir/data` holding the genesis and `statements` more entries, appended
 /// in concurrent waves so that group commits of many sizes happen.
 async fn founded_store(dir: &Path, statements: u64) -> Store {
-    let certs = CertDir::new(dir.join("certs"));
-    certs.init(&[id("acme")]).expect("pki");
-    let key = certs.signing_key(&id("acme")).expect("key");
     let store = Store::open(&dir.join("data"), &StoreConfig::default()).expect("store");
-    let genesis = governance::genesis(
-        "tiles.test",
-        &certs.hub_signing_key().expect("hub key"),
-        vec![governance::admission(
-            &id("acme"),
-            "Acme",
-            &[Role::Admin, Role::Member],
-            &[key.verifying_key()],
-        )],
-        1,
-        &key,
-    )
-    .expect("genesis");
-    governance::append_offline(&store, genesis)
-        .await
-        .expect("found");
+    let key = common::founded::found(&store, &CertDir::new(dir.join("certs")), "tiles.test").await;
     append(&store, &key, 1_000, statements).await;
     store
 }

@@ -1,7 +1,6 @@
 //! A `coalition serve` child process for the benchmarks: started on 127.0.0.1:0 with the
 //! release binary (or `HUB_BENCH_HUB_BINARY`), its address read from its `listening on` line, its memory read from
-//! `/proc/<pid>/status`, killed (and waited for) when dropped. Included by `benches/hub.rs` and
-//! `benches/sync.rs` with `#[path]`.
+//! `/proc/<pid>/status`, killed (and waited for) when dropped. Included by the benches with `#[path]`.
 #![allow(dead_code)]
 
 use anyhow::{Context, Result, anyhow, bail};

@@ -10,6 +10,7 @@ use coalition_hub::pb;
 use coalition_hub::pki::{CertDir, TlsConfig};
 use coalition_hub::statement::Body;
 use coalition_hub::store::{Store, StoreConfig};
+use ed25519_dalek::SigningKey;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,32 +28,39 @@ pub struct Founded {
     pub data: PathBuf,
 }
 
+/// Founds the hub `hub_name` into the empty `store` as `coalition init` does: makes the
+/// development PKI in `certs` with `acme`, the founding admin and also a member, and appends the
+/// genesis. Returns acme's signing key.
+pub async fn found(store: &Store, certs: &CertDir, hub_name: &str) -> SigningKey {
+    certs.init(&[id("acme")]).expect("pki");
+    let key = certs.signing_key(&id("acme")).expect("key");
+    let genesis = governance::genesis(
+        hub_name,
+        &certs.hub_signing_key().expect("hub key"),
+        vec![governance::admission(
+            &id("acme"),
+            "Acme",
+            &[Role::Admin, Role::Member],
+            &[key.verifying_key()],
+        )],
+        1,
+        &key,
+    )
+    .expect("genesis");
+    governance::append_offline(store, genesis)
+        .await
+        .expect("found");
+    key
+}
+
 impl Founded {
     /// Founds the hub `hub_name` in a new temporary directory.
     pub async fn new(hub_name: &str) -> Founded {
         let dir = tempfile::tempdir().expect("tmp");
         let certs = dir.path().join("certs");
         let data = dir.path().join("data");
-        let pki = CertDir::new(&certs);
-        pki.init(&[id("acme")]).expect("pki");
-        let key = pki.signing_key(&id("acme")).expect("key");
         let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        let genesis = governance::genesis(
-            hub_name,
-            &pki.hub_signing_key().expect("hub key"),
-            vec![governance::admission(
-                &id("acme"),
-                "Acme",
-                &[Role::Admin, Role::Member],
-                &[key.verifying_key()],
-            )],
-            1,
-            &key,
-        )
-        .expect("genesis");
-        governance::append_offline(&store, genesis)
-            .await
-            .expect("found");
+        found(&store, &CertDir::new(&certs), hub_name).await;
         Founded { dir, certs, data }
     }
 
