@@ -19,7 +19,6 @@ use coalition_hub::membership::MemberId;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
-use coalition_hub::store::{Store, StoreConfig};
 use hub_process::Hub;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -53,7 +52,14 @@ async fn run(statements: usize) -> Result<()> {
     let submitter = MemberId::parse("bench-submitter")?;
     certs.init(&[admin.clone(), submitter.clone()])?;
     let data = root.path().join("data");
-    found(&certs, &data, &admin, &submitter).await?;
+    founding::found(
+        &data,
+        &certs,
+        "bench.coalition.local",
+        &admin,
+        &[&submitter],
+    )
+    .await?;
     let before = disk(&data)?;
 
     let key = certs.signing_key(&submitter)?;
@@ -115,13 +121,6 @@ async fn run(statements: usize) -> Result<()> {
         allocated / envelope_bytes as f64,
         apparent / envelope_bytes as f64
     );
-    Ok(())
-}
-
-/// Founds the coalition (admin) and admits the submitter, offline as `coalition init` does.
-async fn found(certs: &CertDir, data: &Path, admin: &MemberId, submitter: &MemberId) -> Result<()> {
-    let store = Store::open(data, &StoreConfig::default())?;
-    founding::found(&store, certs, "bench.coalition.local", admin, &[submitter]).await?;
     Ok(())
 }
 

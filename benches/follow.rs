@@ -21,7 +21,6 @@ use coalition_hub::membership::MemberId;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
-use coalition_hub::store::{Store, StoreConfig};
 use hub_process::Hub;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -112,7 +111,15 @@ async fn run() -> Result<()> {
         .init(&[env.admin.clone(), env.submitter.clone(), env.reader.clone()])?;
     let data = env.root.path().join("data");
     let log = env.root.path().join("hub.log");
-    register(&env, &data).await?;
+    let members = [&env.submitter, &env.reader];
+    founding::found(
+        &data,
+        &env.certs,
+        "bench.coalition.local",
+        &env.admin,
+        &members,
+    )
+    .await?;
     println!(
         "== Matching follows the log: {sets} sets of {SET} PDQ hashes, {conns} submitting connections, one probe per acknowledged set =="
     );
@@ -356,19 +363,4 @@ impl SharedReceiver {
     async fn recv(&self) -> Result<(usize, Instant), ()> {
         self.0.lock().await.recv().await.ok_or(())
     }
-}
-
-/// Founds the bench hub and admits the submitter and the reader, offline (as benches/hub.rs).
-async fn register(env: &Env, data: &Path) -> Result<()> {
-    let store = Store::open(data, &StoreConfig::default())?;
-    let members = [&env.submitter, &env.reader];
-    founding::found(
-        &store,
-        &env.certs,
-        "bench.coalition.local",
-        &env.admin,
-        &members,
-    )
-    .await?;
-    Ok(())
 }

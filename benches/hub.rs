@@ -107,26 +107,14 @@ async fn run(quick: bool) -> Result<()> {
         return Ok(());
     }
     if std::env::var_os("HUB_BENCH_ONLY_SMALL").is_some() {
-        let n = match std::env::var("HUB_BENCH_SMALL_N") {
-            Ok(n) => n
-                .parse()
-                .context("HUB_BENCH_SMALL_N: a number of statements")?,
-            Err(_) if quick => 20_000,
-            Err(_) => 200_000,
-        };
+        let n = small_n(if quick { 20_000 } else { 200_000 })?;
         small_statements(&env, n, &mut table).await?;
         println!("\n== Summary (medians) ==");
         table.print();
         return Ok(());
     }
     if std::env::var_os("HUB_BENCH_ONLY_MEMORY").is_some() {
-        let n = match std::env::var("HUB_BENCH_SMALL_N") {
-            Ok(n) => n
-                .parse()
-                .context("HUB_BENCH_SMALL_N: a number of statements")?,
-            Err(_) if quick => 50_000,
-            Err(_) => 1_000_000,
-        };
+        let n = small_n(if quick { 50_000 } else { 1_000_000 })?;
         memory_per_statement(&env, n, &mut table).await?;
         println!("\n== Summary ==");
         table.print();
@@ -376,6 +364,16 @@ async fn metrics_cost(
         format!("without: {} hashes/s; cost {cost:.1}%", fmt_rate(off)),
     );
     Ok(())
+}
+
+/// `HUB_BENCH_SMALL_N` (a number of statements), else `default`.
+fn small_n(default: usize) -> Result<usize> {
+    match std::env::var("HUB_BENCH_SMALL_N") {
+        Ok(n) => n
+            .parse()
+            .context("HUB_BENCH_SMALL_N: a number of statements"),
+        Err(_) => Ok(default),
+    }
 }
 
 /// What the gRPC metrics layer costs per call, in ns (median of 5 rounds of `calls` calls):
@@ -1292,10 +1290,9 @@ const SETUP_ENTRIES: usize = 3;
 /// Founds the bench hub (genesis by the admin, as `coalition init`) and admits the bench
 /// members with signed membership statements, offline.
 async fn register(env: &Env, data: &Path) -> Result<()> {
-    let store = Store::open(data, &StoreConfig::default())?;
     let members = [&env.submitter, &env.reader];
     founding::found(
-        &store,
+        data,
         &env.certs,
         "bench.coalition.local",
         &env.admin,

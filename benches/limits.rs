@@ -25,7 +25,6 @@ use coalition_hub::governance;
 use coalition_hub::membership::{Action, MemberId};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
-use coalition_hub::store::{Store, StoreConfig};
 use hub_process::Hub;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,10 +54,9 @@ async fn run(samples: usize) -> Result<()> {
     certs.init(&[admin.clone(), attacker.clone(), legit.clone()])?;
     let data = root.path().join("data");
     {
-        let store = Store::open(&data, &StoreConfig::default())?;
         let members = [&attacker, &legit];
-        let admin_key =
-            founding::found(&store, &certs, "limits.bench.local", &admin, &members).await?;
+        let (store, admin_key) =
+            founding::found(&data, &certs, "limits.bench.local", &admin, &members).await?;
         let remove = governance::change(
             &admin,
             &admin_key,

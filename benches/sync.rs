@@ -26,7 +26,6 @@ use coalition_hub::client::{Client, sign_new};
 use coalition_hub::membership::MemberId;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label, ParsedEnvelope};
-use coalition_hub::store::{Store, StoreConfig};
 use coalition_hub::sync::{FilterSpec, SyncOptions, Syncer};
 use hub_process::Hub;
 use prost::Message;
@@ -315,10 +314,9 @@ async fn build_log(
     entry: impl Fn(usize, usize) -> HashEntry + Sync,
 ) -> Result<Duration> {
     let started = Instant::now();
-    let store = Store::open(data, &StoreConfig::default())?;
     let members = [&env.submitter, &env.reader];
-    founding::found(
-        &store,
+    let (store, _) = founding::found(
+        data,
         &env.certs,
         "bench.coalition.local",
         &env.admin,

@@ -6,7 +6,8 @@ mod common;
 use coalition_hub::client::Client;
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
-use coalition_hub::store::{Store, StoreConfig};
+
+use common::founded::Founded;
 use common::{id, replay, sha256_set, sync_all};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -50,19 +51,16 @@ fn start_hub(data: &Path, certs: &Path) -> (Child, String) {
 
 #[tokio::test]
 async fn acknowledged_statements_survive_sigkill() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let certs_dir = dir.path().join("certs");
-    let data = dir.path().join("data");
-    let certs = CertDir::new(&certs_dir);
     // Genesis, as `coalition init`: acme is the founding admin and also a member.
-    let key = {
-        let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        common::founded::found(&store, &certs, "durability.test").await
-    };
-    let tls = certs.member_tls(&id("acme")).expect("tls");
+    let founded = Founded::new("durability.test").await;
+    let (data, certs_dir) = (&founded.data, &founded.certs);
+    let key = CertDir::new(certs_dir)
+        .signing_key(&id("acme"))
+        .expect("key");
+    let tls = founded.tls();
     let mut acked = Vec::new();
     for round in 0..3u64 {
-        let (mut child, addr) = start_hub(&data, &certs_dir);
+        let (mut child, addr) = start_hub(data, certs_dir);
         let mut client = Client::connect(&addr, &tls).await.expect("connect");
         // Everything acknowledged before earlier kills is still there.
         let (entries, next) = sync_all(&mut client, pb::SyncRequest::default()).await;
@@ -105,17 +103,14 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
     const STATEMENTS: u64 = 6_000;
     const IN_FLIGHT: usize = 16;
     const BATCH: usize = 50;
-    let dir = tempfile::tempdir().expect("tmp");
-    let certs_dir = dir.path().join("certs");
-    let data = dir.path().join("data");
-    let certs = CertDir::new(&certs_dir);
     // Genesis, as `coalition init`: acme is the founding admin and also a member.
-    let key = {
-        let store = Store::open(&data, &StoreConfig::default()).expect("store");
-        common::founded::found(&store, &certs, "durability.test").await
-    };
-    let tls = certs.member_tls(&id("acme")).expect("tls");
-    let (mut child, addr) = start_hub(&data, &certs_dir);
+    let founded = Founded::new("durability.test").await;
+    let (data, certs_dir) = (&founded.data, &founded.certs);
+    let key = CertDir::new(certs_dir)
+        .signing_key(&id("acme"))
+        .expect("key");
+    let tls = founded.tls();
+    let (mut child, addr) = start_hub(data, certs_dir);
     let envelopes: Vec<pb::Envelope> = (0..STATEMENTS)
         .map(|i| {
             coalition_hub::client::sign_new(&id("acme"), &key, Body::HashSet(sha256_set(i, 1)))
@@ -177,7 +172,7 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
     while tasks.join_next().await.is_some() {}
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() as u64 >= STATEMENTS / 3);
-    let (mut child, addr) = start_hub(&data, &certs_dir);
+    let (mut child, addr) = start_hub(data, certs_dir);
     let mut client = Client::connect(&addr, &tls).await.expect("connect");
     let (entries, next) = sync_all(&mut client, pb::SyncRequest::default()).await;
     child.kill().expect("kill");

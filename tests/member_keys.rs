@@ -34,6 +34,11 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The arguments of `coalition pki sign-request --csr CSR --member MEMBER`.
+fn sign_request<'a>(csr: &'a str, member: &'a str) -> [&'a str; 6] {
+    ["pki", "sign-request", "--csr", csr, "--member", member]
+}
+
 #[test]
 fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     let hub_side = tempfile::tempdir().expect("tmp");
@@ -88,17 +93,7 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     // The CA: only the request crosses over.
     let csr = h.join("newco.csr");
     std::fs::copy(m.join("keys/members/newco.csr"), &csr).expect("send csr");
-    let out = ok(
-        h,
-        &[
-            "pki",
-            "sign-request",
-            "--csr",
-            "newco.csr",
-            "--member",
-            "newco",
-        ],
-    );
+    let out = ok(h, &sign_request("newco.csr", "newco"));
     assert!(out.contains("issued newco's certificate serial "), "{out}");
     let cert = h.join("certs/members/newco.pem");
     assert!(cert.exists());
@@ -127,17 +122,7 @@ fn a_member_with_its_own_keys_is_admitted_and_submits_and_syncs() {
     assert_eq!(sans, ["URI(urn:coalition:member:newco)"]);
     assert!(!x509.is_ca());
     // Issuing twice for the same member is refused.
-    let err = fails(
-        h,
-        &[
-            "pki",
-            "sign-request",
-            "--csr",
-            "newco.csr",
-            "--member",
-            "newco",
-        ],
-    );
+    let err = fails(h, &sign_request("newco.csr", "newco"));
     assert!(err.contains("already exists"), "{err}");
 
     // The certificate and the CA certificate go back to the member.
@@ -251,17 +236,7 @@ fn a_request_with_a_bad_signature_or_another_subject_is_refused() {
     let csr_path = m.join("keys/members/newco.csr");
 
     // Another member's name: refused, nothing written.
-    let err = fails(
-        h,
-        &[
-            "pki",
-            "sign-request",
-            "--csr",
-            csr_path.to_str().expect("utf-8"),
-            "--member",
-            "other",
-        ],
-    );
+    let err = fails(h, &sign_request(csr_path.to_str().expect("utf-8"), "other"));
     assert!(
         err.contains("the request's subject is 'CN=newco', not 'CN=other'"),
         "{err}"
@@ -278,17 +253,7 @@ fn a_request_with_a_bad_signature_or_another_subject_is_refused() {
         STANDARD.encode(&bytes)
     );
     std::fs::write(h.join("bad.csr"), tampered).expect("write");
-    let err = fails(
-        h,
-        &[
-            "pki",
-            "sign-request",
-            "--csr",
-            "bad.csr",
-            "--member",
-            "newco",
-        ],
-    );
+    let err = fails(h, &sign_request("bad.csr", "newco"));
     assert!(
         err.contains("bad.csr: the request's signature does not verify"),
         "{err}"
@@ -297,33 +262,13 @@ fn a_request_with_a_bad_signature_or_another_subject_is_refused() {
 
     // Not a request at all.
     std::fs::write(h.join("junk.csr"), "hello\n").expect("write");
-    let err = fails(
-        h,
-        &[
-            "pki",
-            "sign-request",
-            "--csr",
-            "junk.csr",
-            "--member",
-            "newco",
-        ],
-    );
+    let err = fails(h, &sign_request("junk.csr", "newco"));
     assert!(
         err.contains("not a PEM PKCS#10 certificate signing request"),
         "{err}"
     );
 
     // The genuine request still works.
-    let out = ok(
-        h,
-        &[
-            "pki",
-            "sign-request",
-            "--csr",
-            csr_path.to_str().expect("utf-8"),
-            "--member",
-            "newco",
-        ],
-    );
+    let out = ok(h, &sign_request(csr_path.to_str().expect("utf-8"), "newco"));
     assert!(out.contains("issued newco's certificate"), "{out}");
 }

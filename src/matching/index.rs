@@ -198,7 +198,8 @@ impl PdqIndex {
 
     /// Adds `hash` under `id` like [`PdqIndex::insert`], but never rebuilds: the caller checks
     /// [`PdqIndex::wants_compaction`] and swaps in [`PdqIndex::compacted`] when convenient
-    /// (the hub builds it outside its write lock, so queries never wait for a rebuild).
+    /// (built outside the caller's lock, queries never wait for a rebuild). The hub no longer
+    /// uses this: it grows the index as segments (`segments.rs`) and merges them instead.
     pub fn insert_deferred(&mut self, hash: PdqHash, id: u32) {
         self.remove_deferred(id);
         self.delta_hashes.push(hash.to_words());
