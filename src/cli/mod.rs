@@ -378,6 +378,8 @@ async fn init(args: InitArgs) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    // A process-wide choice, so made here at the process edge (see its module).
+    crate::server::allocator::configure();
     let certs = CertDir::new(&args.certs);
     let tls = certs.hub_tls()?;
     let config = StoreConfig {

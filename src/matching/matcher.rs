@@ -364,13 +364,18 @@ impl Matcher {
 impl Matcher {
     /// Writes the whole matcher (see [`super::snapshot`]).
     pub(crate) fn encode<W: Write>(&self, e: &mut Enc<W>) -> std::io::Result<()> {
-        e.len(self.slots.len())?;
-        for s in &self.slots {
-            e.u8(type_code(s.hash_type))?;
-            e.u8(s.quality)?;
-            e.u8(u8::from(s.live))?;
-            e.u32(s.next)?;
-        }
+        e.array(&self.slots, |s: SlotInfo| {
+            let next = s.next.to_le_bytes();
+            [
+                type_code(s.hash_type),
+                s.quality,
+                u8::from(s.live),
+                next[0],
+                next[1],
+                next[2],
+                next[3],
+            ]
+        })?;
         fn map<K: AsRef<[u8]>, W: Write>(
             e: &mut Enc<W>,
             m: &HashMap<K, u32>,
@@ -396,23 +401,26 @@ impl Matcher {
 
     /// Reads a matcher written by [`Matcher::encode`].
     pub(crate) fn decode<R: Read>(d: &mut Dec<R>) -> Result<Self, SnapshotError> {
-        let n = d.len(7)?;
+        // Decoded as 7-byte elements, then checked: an unknown type code or a chain that
+        // leaves the slots is a damaged file.
+        let raw: Vec<[u8; 7]> = d.vec(|b: [u8; 7]| b)?;
+        let n = raw.len();
         d.ensure(n <= MAX_HASHES, "more slots than a matcher holds")?;
         let mut slots = Vec::with_capacity(n);
-        for _ in 0..n {
+        for b in raw {
             let hash_type = TYPE_CODES
-                .get(usize::from(d.u8()?))
+                .get(usize::from(b[0]))
                 .copied()
                 .ok_or_else(|| SnapshotError::Damaged("unknown hash type".into()))?;
-            let (quality, live, next) = (d.u8()?, d.u8()? != 0, d.u32()?);
+            let next = u32::from_le_bytes([b[3], b[4], b[5], b[6]]);
             d.ensure(
                 next == NONE || (next as usize) < n,
                 "a slot chain leaves the matcher",
             )?;
             slots.push(SlotInfo {
                 hash_type,
-                quality,
-                live,
+                quality: b[1],
+                live: b[2] != 0,
                 next,
             });
         }
@@ -422,9 +430,11 @@ impl Matcher {
         ) -> Result<HashMap<K, u32>, SnapshotError> {
             let n = d.len(12)?;
             let mut m = HashMap::with_capacity(n);
+            // The longest exact key (PhotoDNA) is 144 bytes.
+            let mut buf = [0u8; 144];
             for _ in 0..n {
-                let key = d.bytes()?;
-                let key = K::try_from(&key[..]).map_err(|_| {
+                let key = d.bytes_into(&mut buf)?;
+                let key = K::try_from(key).map_err(|_| {
                     SnapshotError::Damaged("an exact key has the wrong length".into())
                 })?;
                 let slot = d.u32()?;
@@ -444,8 +454,9 @@ impl Matcher {
         };
         let staged_len = d.len(36)?;
         let mut staged = Vec::with_capacity(staged_len);
+        let mut buf = [0u8; 32];
         for _ in 0..staged_len {
-            let hash = <[u8; 32]>::try_from(&d.bytes()?[..])
+            let hash = <[u8; 32]>::try_from(d.bytes_into(&mut buf)?)
                 .map_err(|_| SnapshotError::Damaged("a staged hash has the wrong length".into()))?;
             staged.push((PdqHash(hash), d.u32()?));
         }

@@ -250,6 +250,11 @@ async fn merge_loop(corpus: Arc<RwLock<Corpus>>, wake: Arc<Notify>) {
             };
             metrics::histogram!("coalition_match_index_merge_seconds")
                 .record(started.elapsed().as_secs_f64());
+            // The merged-away segments are freed once neither the plan nor a search holds
+            // them; give their memory back (see `allocator`). A search still holding one
+            // frees it later, and the next merge or snapshot returns it.
+            drop(plan);
+            super::allocator::release_free_memory();
             installed
         })
         .await;
@@ -366,6 +371,8 @@ fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: 
     let took = saved.took_shared.clone();
     saved.writing = Some(tokio::task::spawn_blocking(move || {
         let written = write_snapshot(&store, &copy, &target);
+        drop(copy);
+        super::allocator::release_free_memory();
         let elapsed = started.elapsed();
         if let Ok(mut t) = took.lock() {
             *t = elapsed;

@@ -6,6 +6,7 @@
 
 mod access;
 mod admin;
+pub mod allocator;
 mod audit;
 mod auth;
 mod checkpointer;
