@@ -292,7 +292,57 @@ async fn run() -> Result<()> {
         rebuilt.as_secs_f64(),
         memory.rss_kib / 1024
     );
+    // The index alone, in this process: the same hashes bulk-built into one `PdqIndex` (the
+    // shape the hub just answered from) and the same queries split over the cores as `Match`
+    // splits them, so the RPC path's share is the ratio of the two.
+    let index_median = index_alone(sets, &queries);
+    println!(
+        "index alone (one bulk-built PdqIndex in process, queries split over {} threads): {QUERIES} queries median {index_median:.1} ms; the bulk-built hub's Match took {:.2}x that",
+        cores(),
+        bulk_median / index_median
+    );
     Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Median time of [`BATCHES`] runs of `queries` (threshold 31) against one `PdqIndex` built
+/// from the `sets` sets' hashes, each run split over the cores in equal parts.
+fn index_alone(sets: usize, queries: &[[u8; 32]]) -> f64 {
+    use coalition_hub::matching::{PdqHash, PdqIndex};
+    use rayon::prelude::*;
+    let items: Vec<(PdqHash, u32)> = (0..sets * SET)
+        .into_par_iter()
+        .map(|i| (PdqHash(pdq_of(i / SET, i % SET)), i as u32))
+        .collect();
+    let index = PdqIndex::build(items);
+    let queries: Vec<PdqHash> = queries.iter().map(|q| PdqHash(*q)).collect();
+    let per_thread = queries.len().div_ceil(cores());
+    let mut times = Vec::with_capacity(BATCHES);
+    for _ in 0..BATCHES {
+        let t = Instant::now();
+        let found: usize = std::thread::scope(|scope| {
+            let parts: Vec<_> = queries
+                .chunks(per_thread)
+                .map(|chunk| {
+                    let index = &index;
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|q| index.search(q, 31).len())
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            parts.into_iter().map(|p| p.join().unwrap_or(0)).sum()
+        });
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(found);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// Starts a hub on `data` and asks Match for `known` until it is found; the time is from just

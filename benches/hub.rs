@@ -27,6 +27,10 @@
 //! off`, runs interleaved, medians), `HUB_BENCH_ONLY_SMALL=1` for small statements alone (see
 //! [`small_statements`]; `HUB_BENCH_SMALL_N` statements per run, default 200,000;
 //! `HUB_BENCH_SMALL_RUNS` fresh hubs per mode, default 3),
+//! `HUB_BENCH_ONLY_FLOOD=1` for a flood of single-hash statements signed as they are sent, with
+//! the hub's memory sampled (see [`flood`]; `HUB_BENCH_FLOOD_SECS`, default 600),
+//! `HUB_BENCH_ONLY_CORPUS=1` for the matching corpus alone over `HUB_BENCH_SMALL_N`
+//! single-hash statements (default 10,000,000; see [`corpus_memory`]),
 //! `HUB_BENCH_ONLY_MEMORY=1` for where a hub's memory per small statement goes (see
 //! [`memory_per_statement`]; `HUB_BENCH_SMALL_N` statements, default 1,000,000). The hub
 //! inherits the environment (e.g. `MALLOC_ARENA_MAX`).
@@ -110,6 +114,25 @@ async fn run(quick: bool) -> Result<()> {
         let n = small_n(if quick { 20_000 } else { 200_000 })?;
         small_statements(&env, n, &mut table).await?;
         println!("\n== Summary (medians) ==");
+        table.print();
+        return Ok(());
+    }
+    if std::env::var_os("HUB_BENCH_ONLY_FLOOD").is_some() {
+        let secs = match std::env::var("HUB_BENCH_FLOOD_SECS") {
+            Ok(v) => v
+                .parse()
+                .context("HUB_BENCH_FLOOD_SECS: a number of seconds")?,
+            Err(_) => 600,
+        };
+        flood(&env, secs, &mut table).await?;
+        println!("\n== Summary ==");
+        table.print();
+        return Ok(());
+    }
+    if std::env::var_os("HUB_BENCH_ONLY_CORPUS").is_some() {
+        let n = small_n(if quick { 200_000 } else { 10_000_000 })?;
+        corpus_memory(&env, n, &mut table).await?;
+        println!("\n== Summary ==");
         table.print();
         return Ok(());
     }
@@ -667,6 +690,73 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
     Ok(())
 }
 
+/// The matching corpus alone over `n` single-sha256 statements, in this process: signed,
+/// parsed and staged as the hub's indexer stages them, without a store, so that the corpus's
+/// share of a hub's memory can be measured at the 10M scale in minutes (VmRSS every 1M).
+async fn corpus_memory(env: &Env, n: usize, table: &mut Table) -> Result<()> {
+    use coalition_hub::matching::Corpus;
+    use coalition_hub::store::StoredEntry;
+    use rayon::prelude::*;
+    const CHUNK: usize = 100_000;
+    println!("== Matching corpus memory, in process: {n} single-sha256 statements ==");
+    // The allocator as `coalition serve` sets it.
+    coalition_hub::server::allocator::configure();
+    let key = env.certs.signing_key(&env.submitter)?;
+    let start = self_rss_kib()?;
+    let mut corpus = Corpus::new();
+    let mut peak = 0;
+    let mut done = 0;
+    while done < n {
+        let to = (done + CHUNK).min(n);
+        let parsed: Vec<ParsedEnvelope> = (done..to)
+            .into_par_iter()
+            .map(|s| {
+                ParsedEnvelope::parse(sign_new(
+                    &env.submitter,
+                    &key,
+                    hash_set_body(1, 5_000_000 + s),
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        for (i, p) in parsed.into_iter().enumerate() {
+            let seq = (done + i) as u64;
+            let statement = p.statement.ok_or_else(|| anyhow!("no body"))?;
+            let entry = StoredEntry {
+                seq,
+                received_at_ms: 1_700_000_000_000 + seq as i64,
+                statement_id: p.id.0.to_vec(),
+                envelope: None,
+            };
+            corpus.stage(&entry, &statement, p.id)?;
+        }
+        corpus.commit();
+        done = to;
+        // The signed and parsed chunk is freed: return it, so VmRSS is the corpus.
+        coalition_hub::server::allocator::release_free_memory();
+        let rss = self_rss_kib()?.saturating_sub(start);
+        peak = peak.max(rss);
+        if done % 1_000_000 == 0 || done == n {
+            println!(
+                "  {done} statements staged: VmRSS +{} MiB ({:.0} B per statement)",
+                rss / 1024,
+                rss as f64 * 1024.0 / done as f64
+            );
+        }
+    }
+    let grew = self_rss_kib()?.saturating_sub(start);
+    table.row(
+        format!("matching corpus alone, {n} single-hash statements"),
+        format!("{:.0} B per statement", grew as f64 * 1024.0 / n as f64),
+        format!(
+            "VmRSS +{} MiB in process (peak seen +{} MiB)",
+            grew / 1024,
+            peak / 1024
+        ),
+    );
+    drop(corpus);
+    Ok(())
+}
+
 /// Where a hub's memory per small statement goes, in this process (no gRPC): `n` single-sha256
 /// statements appended to a real store (128 MiB cache) in waves of 512 concurrent appends,
 /// this process's VmRSS read as it grows; then the same statements staged into a matching
@@ -847,6 +937,41 @@ enum Via {
     Batch,
 }
 
+/// Where a submitter's statements come from.
+#[derive(Clone)]
+enum Statements {
+    /// Signed before the clock started; every one is sent once.
+    Pool(Arc<Vec<pb::Envelope>>),
+    /// Signed as they are sent (sha256 hashes from seed `base` on), until `until`.
+    Flood {
+        submitter: MemberId,
+        key: Arc<ed25519_dalek::SigningKey>,
+        base: usize,
+        until: Instant,
+    },
+}
+
+impl Statements {
+    /// Statements `i..i + n` (fewer at the end of a pool), or `None` once there are no more.
+    fn take(&self, i: usize, n: usize) -> Option<Vec<pb::Envelope>> {
+        match self {
+            Statements::Pool(pool) => {
+                (i < pool.len()).then(|| pool[i..(i + n).min(pool.len())].to_vec())
+            }
+            Statements::Flood {
+                submitter,
+                key,
+                base,
+                until,
+            } => (Instant::now() < *until).then(|| {
+                (i..i + n)
+                    .map(|s| sign_new(submitter, key, hash_set_body(1, base + s)))
+                    .collect()
+            }),
+        }
+    }
+}
+
 /// Submits every envelope of `pool` over [`SMALL_CONNECTIONS`] connections, `via` single
 /// Submits ([`SMALL_IN_FLIGHT`] calls in flight on each connection) or SubmitBatch calls
 /// ([`BATCHES_IN_FLIGHT`] in flight); returns the wall time. Every statement must be
@@ -857,6 +982,20 @@ async fn submit_pooled(
     pool: &Arc<Vec<pb::Envelope>>,
     via: Via,
 ) -> Result<Duration> {
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    submit_statements(env, addr, Statements::Pool(pool.clone()), via, sent).await
+}
+
+/// [`submit_pooled`] for any [`Statements`]; `acknowledged` counts the statements the hub
+/// acknowledged so far (for a sampler to read).
+async fn submit_statements(
+    env: &Env,
+    addr: &str,
+    statements: Statements,
+    via: Via,
+    acknowledged: Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<Duration> {
+    use std::sync::atomic::Ordering::Relaxed;
     let (per_call, in_flight) = match via {
         Via::Submit => (1, SMALL_IN_FLIGHT),
         Via::Batch => (BATCH, BATCHES_IN_FLIGHT),
@@ -875,23 +1014,29 @@ async fn submit_pooled(
     let mut tasks = tokio::task::JoinSet::new();
     for client in clients {
         for _ in 0..in_flight {
-            let (mut client, next, pool) = (client.clone(), next.clone(), pool.clone());
+            let (mut client, next, statements, acknowledged) = (
+                client.clone(),
+                next.clone(),
+                statements.clone(),
+                acknowledged.clone(),
+            );
             tasks.spawn(async move {
                 loop {
-                    let i = next.fetch_add(per_call, std::sync::atomic::Ordering::Relaxed);
-                    if i >= pool.len() {
+                    let i = next.fetch_add(per_call, Relaxed);
+                    let Some(part) = statements.take(i, per_call) else {
                         break;
-                    }
-                    let part = &pool[i..(i + per_call).min(pool.len())];
+                    };
+                    let n = part.len();
                     let fresh = match via {
                         Via::Submit => !client.submit(part[0].clone()).await?.already_present,
-                        Via::Batch => client.submit_batch(part.to_vec()).await?.iter().all(|o| {
+                        Via::Batch => client.submit_batch(part).await?.iter().all(|o| {
                             o.code == 0 && o.response.as_ref().is_some_and(|r| !r.already_present)
                         }),
                     };
                     if !fresh {
                         bail!("a fresh hub did not log a statement as new");
                     }
+                    acknowledged.fetch_add(n, Relaxed);
                 }
                 Ok::<_, anyhow::Error>(())
             });
@@ -901,6 +1046,78 @@ async fn submit_pooled(
         done??;
     }
     Ok(t.elapsed())
+}
+
+/// A flood of single-hash statements for `secs` seconds from [`SMALL_CONNECTIONS`]
+/// connections with [`SMALL_IN_FLIGHT`] `Submit`s in flight each (signed as they are sent, so
+/// the run is bounded by time, not by a pool held in memory), against one fresh hub; its
+/// VmRSS is sampled every 30 s and printed beside the statements acknowledged, to show what
+/// memory grows with (docs/ARCHITECTURE.md, "Memory model").
+async fn flood(env: &Env, secs: u64, table: &mut Table) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    println!(
+        "== Flood: single-sha256 statements for {secs} s, {SMALL_CONNECTIONS} connections x {SMALL_IN_FLIGHT} Submits in flight =="
+    );
+    let data = tempfile::tempdir_in(env.root.path())?;
+    register(env, data.path()).await?;
+    let hub = Hub::start(
+        env.certs.root(),
+        data.path(),
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
+    let before = hub.settle().await?;
+    let statements = Statements::Flood {
+        submitter: env.submitter.clone(),
+        key: Arc::new(env.certs.signing_key(&env.submitter)?),
+        base: 10_000_000,
+        until: Instant::now() + Duration::from_secs(secs),
+    };
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = hub.addr.clone();
+    let submit = submit_statements(env, &addr, statements, Via::Submit, acknowledged.clone());
+    tokio::pin!(submit);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await;
+    let took = loop {
+        tokio::select! {
+            took = &mut submit => break took?,
+            _ = tick.tick() => {
+                let m = hub.memory()?;
+                let n = acknowledged.load(Relaxed);
+                println!(
+                    "  {:>4.0} s: {n} statements acknowledged; hub VmRSS {} MiB ({:.0} B per statement over the start)",
+                    started.elapsed().as_secs_f64(),
+                    m.rss_kib / 1024,
+                    m.rss_kib.saturating_sub(before.rss_kib) as f64 * 1024.0 / n.max(1) as f64,
+                );
+            }
+        }
+    };
+    let n = acknowledged.load(Relaxed);
+    let after = hub.settle().await?;
+    hub.stop()?;
+    let grew = after.rss_kib.saturating_sub(before.rss_kib) as f64 * 1024.0 / n.max(1) as f64;
+    println!(
+        "  done: {n} statements in {:.0} s ({}/s); hub VmRSS {} MiB before, {} MiB settled after ({grew:.0} B per statement), peak {} MiB",
+        took.as_secs_f64(),
+        fmt_rate(n as f64 / took.as_secs_f64()),
+        before.rss_kib / 1024,
+        after.rss_kib / 1024,
+        after.hwm_kib / 1024,
+    );
+    table.row(
+        format!("flood, {SMALL_CONNECTIONS} conn x {SMALL_IN_FLIGHT} Submits, {secs} s"),
+        format!("{n} statements"),
+        format!(
+            "hub VmRSS {} -> {} MiB (peak {} MiB), +{grew:.0} B per statement",
+            before.rss_kib / 1024,
+            after.rss_kib / 1024,
+            after.hwm_kib / 1024
+        ),
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
