@@ -255,8 +255,9 @@ async fn run() -> Result<()> {
     let settled = hub.settle().await?;
     let (settled_median, settled_worst) = time_batches(&mut reader, &batch).await?;
     println!(
-        "{QUERIES} PDQ queries vs {total}: right after ingest median {live_median:.1} ms (slowest {live_worst:.1}); settled median {settled_median:.1} ms (slowest {settled_worst:.1}); hub RSS settled {} MiB",
-        settled.rss_kib / 1024
+        "{QUERIES} PDQ queries vs {total}: right after ingest median {live_median:.1} ms (slowest {live_worst:.1}); settled median {settled_median:.1} ms (slowest {settled_worst:.1}); hub RSS settled {} MiB, peak since the start (idle merges included) {} MiB",
+        settled.rss_kib / 1024,
+        settled.hwm_kib / 1024
     );
 
     // Start-up: clean stop, then SIGKILL.
