@@ -658,6 +658,9 @@ fn make_statement_of(l: &Logged) -> Value {
         Kind::Settings => {
             "A settings change rotating the hub checkpoint key, issued by alice and co-signed by bob (quorum 2) and by the new hub key (proof of possession)"
         }
+        Kind::Retraction => {
+            "A retraction by member 'acme' of entry 1 of its hash set (entry 2 of the log)"
+        }
     };
     let place = if statement.kind() == Kind::Settings {
         "after the log in checkpoint.json"
@@ -907,5 +910,11 @@ fn body_json(body: &Body) -> Value {
             }
             json!({ "settings": change })
         }
+        Body::Retraction(r) => json!({"retraction": {
+            "statement_id_hex": r.target.to_string(),
+            "entries": r.entries,
+            "reason": r.reason,
+            "admin_quorum": r.admin_quorum,
+        }}),
     }
 }

@@ -420,6 +420,9 @@ pub fn wire_header(
             (pb::StatementKind::Membership, Vec::new())
         }
         Some(pb::statement_body::Body::Settings(_)) => (pb::StatementKind::Settings, Vec::new()),
+        Some(pb::statement_body::Body::Retraction(_)) => {
+            (pb::StatementKind::Retraction, Vec::new())
+        }
         None => (pb::StatementKind::Unspecified, Vec::new()),
     };
     let mut hash_types: Vec<i32> = entries.iter().map(|e| e.r#type).collect();
