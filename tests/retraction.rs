@@ -20,6 +20,9 @@ use common::hostile::{Bent, HostileHub, beside, export, state, sync_cli};
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
 
+/// How long a follower waits for its next batch before the test fails.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A retraction of `target` (all of it when `entries` is empty) signed by `member`.
 fn retraction(
     t: &TestHub,
@@ -147,7 +150,10 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
         if changes.len() >= 2 {
             break;
         }
-        let proven = follower.next().await.expect("a proven batch");
+        let proven = tokio::time::timeout(WAIT, follower.next_writing())
+            .await
+            .expect("a batch within 30 s")
+            .expect("a proven batch");
         changes.extend(proven.changes);
     }
     assert_eq!(changes.len(), 2, "{changes:?}");
@@ -454,7 +460,11 @@ async fn a_follower_sees_a_compromise_void_a_retraction() {
         if changes.len() >= 2 {
             break;
         }
-        changes.extend(follower.next().await.expect("a proven batch").changes);
+        let proven = tokio::time::timeout(WAIT, follower.next_writing())
+            .await
+            .expect("a batch within 30 s")
+            .expect("a proven batch");
+        changes.extend(proven.changes);
     }
     let states: Vec<(EntryState, EntryState)> = changes.iter().map(|c| (c.from, c.to)).collect();
     assert_eq!(

@@ -473,6 +473,19 @@ impl Follower {
         Some(proven)
     }
 
+    /// The next proven batch, committed as a writer would (a row for every entry the
+    /// member's filter selects), so that later batches report what it holds.
+    pub async fn next_writing(&mut self) -> Option<Proven> {
+        let proven = self.syncer.next().await.expect("sync")?;
+        let written: Vec<bool> = proven
+            .entries
+            .iter()
+            .map(|e| self.syncer.row(e.clone()).is_some())
+            .collect();
+        self.syncer.commit(&written, 0).expect("commit");
+        Some(proven)
+    }
+
     /// The next accepted entry with a statement, skipping others, waiting for batches.
     pub async fn next_statement(&mut self) -> coalition_hub::replica::Accepted {
         loop {
