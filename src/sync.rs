@@ -27,11 +27,11 @@ use crate::replica::{
     Snapshot,
 };
 use crate::statement::{Body, HashType, Kind, Label, Statement, StatementId, SyncFilter};
-use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -724,8 +724,7 @@ impl Syncer {
                         issuer: &held.issuer,
                         kind: held.kind,
                     };
-                    let before =
-                        |k: &KeyId, at| k != key_id && registry.is_compromised(k, at);
+                    let before = |k: &KeyId, at| k != key_id && registry.is_compromised(k, at);
                     if Lifecycle::verdict(&record, &target, &before).is_err() {
                         continue;
                     }

@@ -161,8 +161,15 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
         (changes[0].statement_id, changes[0].entries.clone()),
         (set_a, Some(vec![1]))
     );
-    assert_eq!((changes[1].statement_id, changes[1].entries.clone()), (set_b, None));
-    assert!(changes.iter().all(|c| c.to == EntryState::Retracted && c.written));
+    assert_eq!(
+        (changes[1].statement_id, changes[1].entries.clone()),
+        (set_b, None)
+    );
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.to == EntryState::Retracted && c.written)
+    );
     assert_eq!(changes[1].cause.position.seq, whole.seq);
 
     // The member syncing from its old cursor: the output keeps the history, the snapshot
@@ -170,14 +177,18 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
     let run = sync_cli(&t.addr, &certs, "globex", &out, &["--snapshot", snap])
         .await
         .ok();
-    assert!(run.stderr.contains("2 entries or statements retracted"), "{run:?}");
+    assert!(
+        run.stderr.contains("2 entries or statements retracted"),
+        "{run:?}"
+    );
     assert_eq!(lines_with(&out, "\"kind\":\"hash\"").len(), 5);
     let kept = lines_with(&snapshot, "\"kind\":\"hash\"");
     assert_eq!(kept.len(), 2, "{kept:?}");
     for (entry, value) in [(0, sha256_value(1, 0)), (2, sha256_value(1, 2))] {
         assert!(
             kept.iter()
-                .any(|l| l.contains(&hex::encode(&value)) && l.contains(&format!("\"entry\":{entry}"))),
+                .any(|l| l.contains(&hex::encode(&value))
+                    && l.contains(&format!("\"entry\":{entry}"))),
             "{kept:?}"
         );
     }
@@ -199,7 +210,9 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
     // The auditor replays the log with its retractions and reports them.
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
     command
-        .args(["audit", "verify", "--hub", &t.addr, "--as", "auditor", "--certs"])
+        .args([
+            "audit", "verify", "--hub", &t.addr, "--as", "auditor", "--certs",
+        ])
         .arg(&certs)
         .env_remove("RUST_LOG");
     let output = tokio::task::spawn_blocking(move || command.output())
@@ -325,8 +338,7 @@ async fn the_front_door_refuses_what_may_not_be_retracted_and_stores_nothing() {
         .expect("receipt");
     let first = StatementId::from_slice(&logged.statement_id).expect("id");
     refused(
-        acme.submit(retraction(&t, "acme", first, &[], false))
-            .await,
+        acme.submit(retraction(&t, "acme", first, &[], false)).await,
         Code::InvalidArgument,
         "is a retraction statement",
     );
@@ -495,10 +507,11 @@ async fn a_hub_that_keeps_a_retraction_from_a_member_is_caught() {
 
     // Dropped from the stream: the next entry comes where the retraction should be.
     let gone = logged.seq;
-    let dropping = Bent::faithful(exported.entries.clone(), exported.members.clone())
-        .lying(move |_, messages| {
+    let dropping = Bent::faithful(exported.entries.clone(), exported.members.clone()).lying(
+        move |_, messages| {
             messages.retain(|m| !matches!(&m.item, Some(Item::Entry(e)) if e.seq == gone));
-        });
+        },
+    );
     let hostile = HostileHub::serve(&t, dropping).await;
     let out = dir.path().join("dropped.jsonl");
     let run = sync_cli(&hostile.addr, &certs, "globex", &out, &[]).await;
@@ -508,8 +521,8 @@ async fn a_hub_that_keeps_a_retraction_from_a_member_is_caught() {
 
     // Its body withheld as if outside the member's filter: lifecycle statements are for
     // everyone, whatever the filter.
-    let withholding = Bent::faithful(exported.entries.clone(), exported.members.clone())
-        .lying(move |_, messages| {
+    let withholding = Bent::faithful(exported.entries.clone(), exported.members.clone()).lying(
+        move |_, messages| {
             for m in messages {
                 if let Some(Item::Entry(e)) = &mut m.item
                     && e.seq == gone
@@ -518,11 +531,22 @@ async fn a_hub_that_keeps_a_retraction_from_a_member_is_caught() {
                     envelope.body = Default::default();
                 }
             }
-        });
+        },
+    );
     let hostile = HostileHub::serve(&t, withholding).await;
     let out = dir.path().join("withheld.jsonl");
-    let run = sync_cli(&hostile.addr, &certs, "globex", &out, &["--kind", "hash_set"]).await;
+    let run = sync_cli(
+        &hostile.addr,
+        &certs,
+        "globex",
+        &out,
+        &["--kind", "hash_set"],
+    )
+    .await;
     let line = run.failed();
     assert!(line.contains("retraction"), "{line}");
-    assert!(state(&out)[1].is_empty(), "no cursor saved past the withheld retraction");
+    assert!(
+        state(&out)[1].is_empty(),
+        "no cursor saved past the withheld retraction"
+    );
 }

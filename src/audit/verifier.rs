@@ -112,8 +112,8 @@ impl Verifier {
             if let Some(crate::statement::Body::Retraction(r)) = entry.statement().map(|s| &s.body)
             {
                 self.retractions += 1;
-                if !crate::replica::SeenIds::first_seq(&self.seen, &r.target)
-                    .is_some_and(|seq| seq < entry.seq)
+                if crate::replica::SeenIds::first_seq(&self.seen, &r.target)
+                    .is_none_or(|seq| seq >= entry.seq)
                 {
                     self.retractions_without_target += 1;
                 }

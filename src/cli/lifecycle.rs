@@ -36,10 +36,7 @@ impl RetractionArgs {
     /// The retraction, checked as the hub checks it.
     pub fn retraction(&self, admin_quorum: bool) -> Result<Retraction> {
         let target = StatementId::from_hex(&self.statement_id).with_context(|| {
-            format!(
-                "'{}' is not a 64-hex statement id",
-                esc(&self.statement_id)
-            )
+            format!("'{}' is not a 64-hex statement id", esc(&self.statement_id))
         })?;
         let mut entries = self.entries.clone();
         entries.sort_unstable();
@@ -107,9 +104,8 @@ pub struct ShowArgs {
 
 /// `coalition show`: one line per fact.
 pub async fn show(args: ShowArgs) -> Result<()> {
-    let id = StatementId::from_hex(&args.statement_id).with_context(|| {
-        format!("'{}' is not a 64-hex statement id", esc(&args.statement_id))
-    })?;
+    let id = StatementId::from_hex(&args.statement_id)
+        .with_context(|| format!("'{}' is not a 64-hex statement id", esc(&args.statement_id)))?;
     let mut cursor_path = args.synced.clone().into_os_string();
     cursor_path.push(".cursor");
     let cursor_path = PathBuf::from(cursor_path);
@@ -170,7 +166,9 @@ pub async fn show(args: ShowArgs) -> Result<()> {
     match entry_count(&statement.body) {
         Some(count) => {
             let retracted = registry.retracted(&target);
-            let gone = (0..count).filter(|i| !retracted.state(*i).matches()).count();
+            let gone = (0..count)
+                .filter(|i| !retracted.state(*i).matches())
+                .count();
             println!(
                 "entries: {count}, {} active, {gone} retracted",
                 count as usize - gone
@@ -193,7 +191,11 @@ pub async fn show(args: ShowArgs) -> Result<()> {
             record.id,
             record.position.seq,
             esc(record.issuer.as_str()),
-            if r.admin_quorum { " (admin quorum)" } else { "" },
+            if r.admin_quorum {
+                " (admin quorum)"
+            } else {
+                ""
+            },
             if r.entries.is_empty() {
                 "the whole statement".to_owned()
             } else {

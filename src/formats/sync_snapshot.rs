@@ -239,6 +239,5 @@ fn filter_csv(
         }
     }
     writer.flush()?;
-    Ok(())
-        .map(|()| pass)
+    Ok(()).map(|()| pass)
 }

@@ -83,7 +83,11 @@ impl Retraction {
         let what = if self.entries.is_empty() {
             format!("statement {}", self.target)
         } else {
-            format!("entries {} of statement {}", list(&self.entries), self.target)
+            format!(
+                "entries {} of statement {}",
+                list(&self.entries),
+                self.target
+            )
         };
         let by = if self.admin_quorum {
             "by admin quorum"
@@ -318,7 +322,8 @@ impl Lifecycle {
             if record.retraction.entries.is_empty() {
                 out.all = true;
             } else {
-                out.entries.extend(record.retraction.entries.iter().copied());
+                out.entries
+                    .extend(record.retraction.entries.iter().copied());
             }
         }
         out
@@ -344,7 +349,9 @@ impl Lifecycle {
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RetractionError {
     /// The target is not in this hub's log.
-    #[error("retraction.statement_id: no statement {0} in this hub's log; check the id (coalition show ID)")]
+    #[error(
+        "retraction.statement_id: no statement {0} in this hub's log; check the id (coalition show ID)"
+    )]
     UnknownTarget(StatementId),
     /// Some named entries do not exist.
     #[error(
@@ -522,7 +529,13 @@ mod tests {
         let mut own = Lifecycle::new();
         retract(&mut own, 5, "acme", 1, &[], false);
         check("own, whole", &own, set(2), 0, EntryState::Retracted);
-        check("own, whole, any entry", &own, set(2), 7, EntryState::Retracted);
+        check(
+            "own, whole, any entry",
+            &own,
+            set(2),
+            7,
+            EntryState::Retracted,
+        );
         check("target after it", &own, set(6), 0, EntryState::Active);
 
         let mut other = Lifecycle::new();
@@ -551,7 +564,10 @@ mod tests {
         check("entry not named", &some, set(2), 2, EntryState::Active);
         check("twice, idempotent", &some, set(2), 3, EntryState::Retracted);
         assert_eq!(some.len(), 2);
-        let unknown = Target { id: id(9), ..set(2) };
+        let unknown = Target {
+            id: id(9),
+            ..set(2)
+        };
         check("unknown target", &some, unknown, 0, EntryState::Active);
     }
 

@@ -184,10 +184,7 @@ impl Corpus {
     pub fn source(&self, slot: u32) -> Option<(&Provenance, u32)> {
         let (ordinal, _) = *self.slots.get(slot as usize)?;
         let first = self.slots[..slot as usize].partition_point(|(o, _)| *o < ordinal);
-        Some((
-            self.statements.get(ordinal as usize)?,
-            slot - first as u32,
-        ))
+        Some((self.statements.get(ordinal as usize)?, slot - first as u32))
     }
 
     /// The match a hit of `query` stands for (`None` for a slot this corpus does not hold).

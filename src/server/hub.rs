@@ -384,7 +384,9 @@ impl pb::hub_server::Hub for HubService {
 /// statement (only statements a retraction names are looked at; a partial retraction reads
 /// the statement from the store to map its entries to its hashes).
 #[derive(Default)]
-struct RetractedHashes(std::collections::HashMap<StatementId, Option<std::collections::BTreeSet<u32>>>);
+struct RetractedHashes(
+    std::collections::HashMap<StatementId, Option<std::collections::BTreeSet<u32>>>,
+);
 
 impl RetractedHashes {
     /// Whether hash `index` of `source` still matches.
@@ -436,7 +438,10 @@ impl RetractedHashes {
             if retracted.all {
                 None
             } else {
-                Some(crate::lifecycle::retracted_hashes(&statement.body, &retracted))
+                Some(crate::lifecycle::retracted_hashes(
+                    &statement.body,
+                    &retracted,
+                ))
             }
         });
         gone.as_ref().is_some_and(|g| !g.contains(&index))
