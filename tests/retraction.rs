@@ -550,3 +550,197 @@ async fn a_hub_that_keeps_a_retraction_from_a_member_is_caught() {
         "no cursor saved past the withheld retraction"
     );
 }
+
+/// Runs the `coalition` binary with `args` against `t` as `member`.
+async fn cli(t: &TestHub, member: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
+    command
+        .args(args)
+        .args(["--hub", &t.addr, "--as", member, "--certs"])
+        .arg(t.certs.root())
+        .env_remove("RUST_LOG")
+        .env_remove("COALITION_HUB")
+        .env_remove("COALITION_MEMBER")
+        .env_remove("COALITION_CERTS");
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run coalition")
+}
+
+#[tokio::test]
+async fn the_cli_retracts_signal_indicators_and_csv_snapshots_and_show_explain_it() {
+    use coalition_hub::statement::{HashEntry, Indicator, RiskSignal, Severity, SignalCategory};
+    let t = TestHub::start().await;
+    let now = coalition_hub::store::now_ms();
+    let signal = sign_new(
+        &id("acme"),
+        &t.key("acme"),
+        Body::RiskSignal(RiskSignal {
+            category: SignalCategory::Sextortion,
+            severity: Severity::High,
+            title: "Gift-card script".into(),
+            description: String::new(),
+            indicators: vec![
+                Indicator::Keyword("model scout".into()),
+                Indicator::Hash(HashEntry {
+                    hash_type: HashType::Sha256,
+                    value: sha256_value(60, 0),
+                    quality: None,
+                    labels: vec![],
+                }),
+                Indicator::Hash(HashEntry {
+                    hash_type: HashType::Sha256,
+                    value: sha256_value(60, 1),
+                    quality: None,
+                    labels: vec![],
+                }),
+            ],
+            first_seen_ms: now - 1000,
+            last_seen_ms: now,
+            expires_at_ms: None,
+        }),
+    );
+    let receipt = t
+        .client("acme")
+        .await
+        .submit(signal)
+        .await
+        .expect("signal")
+        .receipt
+        .expect("receipt");
+    let signal_id = hex::encode(&receipt.statement_id);
+    let (set, _) = share(&t, "acme", 61, 3).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let jsonl = dir.path().join("all.jsonl");
+    let csv = dir.path().join("all.csv");
+    let (jsonl_snap, csv_snap) = (dir.path().join("now.jsonl"), dir.path().join("now.csv"));
+    let certs = t.certs.root().to_path_buf();
+    for (out, snap) in [(&jsonl, &jsonl_snap), (&csv, &csv_snap)] {
+        sync_cli(
+            &t.addr,
+            &certs,
+            "globex",
+            out,
+            &["--snapshot", snap.to_str().expect("utf-8")],
+        )
+        .await
+        .ok();
+    }
+
+    // Indicator 1 of the signal (its first hash) and entry 2 of the set, by the CLI.
+    let out = cli(
+        &t,
+        "acme",
+        &[
+            "retract",
+            &signal_id,
+            "--entry",
+            "1",
+            "--reason",
+            "wrong hash",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.starts_with("logged at log entry"), "{printed}");
+    let set_hex = set.to_string();
+    // A reason with a terminal escape is refused before anything is sent.
+    let out = cli(
+        &t,
+        "acme",
+        &[
+            "retract",
+            &set_hex,
+            "--entry",
+            "2",
+            "--reason",
+            "a\u{1b}[31m note",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must not contain control characters"),
+        "{out:?}"
+    );
+    // Newlines are allowed in a reason; `show` prints them escaped, on one line.
+    let out = cli(
+        &t,
+        "acme",
+        &[
+            "retract",
+            &set_hex,
+            "--entry",
+            "2",
+            "--reason",
+            "line one\nline two",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    // Refused: one line, exit 1, nothing raw.
+    let out = cli(&t, "globex", &["retract", &set_hex, "--reason", "not mine"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(line.trim_end().lines().count(), 1, "{line}");
+    assert!(
+        line.contains("a member retracts only its own statements"),
+        "{line}"
+    );
+
+    let mut globex = t.client("globex").await;
+    assert_eq!(matches(&mut globex, 60, 2).await, [0, 1]);
+    assert_eq!(matches(&mut globex, 61, 3).await, [1, 1, 0]);
+
+    for (out, snap) in [(&jsonl, &jsonl_snap), (&csv, &csv_snap)] {
+        sync_cli(
+            &t.addr,
+            &certs,
+            "globex",
+            out,
+            &["--snapshot", snap.to_str().expect("utf-8")],
+        )
+        .await
+        .ok();
+    }
+    // JSON Lines: the signal keeps its other two indicators; the set loses entry 2.
+    let signals = lines_with(&jsonl_snap, "\"kind\":\"risk_signal\"");
+    assert_eq!(signals.len(), 1);
+    assert!(signals[0].contains("model scout"), "{}", signals[0]);
+    assert!(!signals[0].contains(&hex::encode(sha256_value(60, 0))));
+    assert!(signals[0].contains(&hex::encode(sha256_value(60, 1))));
+    assert_eq!(lines_with(&jsonl_snap, "\"kind\":\"hash\"").len(), 2);
+    // CSV: the header, then the set's entries 0 and 1.
+    let rows = std::fs::read_to_string(&csv_snap).expect("csv snapshot");
+    let rows: Vec<&str> = rows.lines().collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[0].starts_with("seq,statement_id,"));
+    assert!(
+        rows[1].ends_with(",0") && rows[2].ends_with(",1"),
+        "{rows:?}"
+    );
+
+    // `coalition show`: one line per fact, from globex's own sync state.
+    let synced = jsonl.to_str().expect("utf-8");
+    let out = cli(&t, "globex", &["show", &set_hex, "--synced", synced]).await;
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("hash_set shared by 'acme'"), "{shown}");
+    assert!(
+        shown.contains("entries: 3, 2 active, 1 retracted"),
+        "{shown}"
+    );
+    assert!(shown.contains("entry 2: retracted"), "{shown}");
+    assert!(shown.contains("by 'acme': entries 2;"), "{shown}");
+    assert!(shown.contains("applies"), "{shown}");
+    let retraction = shown
+        .lines()
+        .find(|l| l.starts_with("retraction "))
+        .expect("a retraction line");
+    assert!(
+        retraction.contains("line one") && retraction.contains("line two"),
+        "the reason on one line, escaped: {shown}"
+    );
+}
