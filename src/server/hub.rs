@@ -444,7 +444,11 @@ impl RetractedHashes {
                 ))
             }
         });
-        gone.as_ref().is_some_and(|g| !g.contains(&index))
+        let keeps = gone.as_ref().is_some_and(|g| !g.contains(&index));
+        if !keeps {
+            metrics::counter!("coalition_match_retracted_hits_total").increment(1);
+        }
+        keeps
     }
 }
 
