@@ -744,3 +744,50 @@ async fn the_cli_retracts_signal_indicators_and_csv_snapshots_and_show_explain_i
         "the reason on one line, escaped: {shown}"
     );
 }
+
+#[tokio::test]
+async fn an_admin_quorum_retraction_needs_the_quorum() {
+    use coalition_hub::governance::admission;
+    use coalition_hub::membership::Role;
+    let t = TestHub::start().await;
+    // A second admin (the PKI's "outsider" certificate and key), then quorum 2.
+    t.admin_change(Action::Admit(admission(
+        &id("outsider"),
+        "Second admin",
+        &[Role::Admin],
+        &[t.key("outsider").verifying_key()],
+    )))
+    .await
+    .expect("admit a second admin");
+    t.admin_change(Action::SetQuorum(2))
+        .await
+        .expect("quorum 2");
+    let (set, _) = share(&t, "acme", 70, 2).await;
+    let mut envelope = governance::retraction(
+        &id("admin"),
+        &t.key("admin"),
+        Retraction {
+            target: set,
+            entries: vec![0],
+            reason: "legal order".into(),
+            admin_quorum: true,
+        },
+    );
+    let size = t.store.log_size();
+    refused(
+        t.client("admin").await.submit(envelope.clone()).await,
+        Code::FailedPrecondition,
+        "needs signatures of 2 distinct admins, it has 1",
+    );
+    assert_eq!(t.store.log_size(), size, "nothing stored");
+    let mut globex = t.client("globex").await;
+    assert_eq!(matches(&mut globex, 70, 2).await, [1, 1]);
+    // Co-signed by the second admin, which may submit it.
+    assert!(governance::cosign(&mut envelope, &t.key("outsider")).expect("cosign"));
+    t.client("outsider")
+        .await
+        .submit(envelope)
+        .await
+        .expect("quorum met");
+    assert_eq!(matches(&mut globex, 70, 2).await, [0, 1]);
+}
