@@ -175,6 +175,7 @@ fn main() -> anyhow::Result<()> {
         format: 2,
         output_bytes: 300,
         ids_records: replica.size(),
+        events_bytes: 0,
         filter: FilterSpec::default(),
         replica: replica.snapshot(),
     };

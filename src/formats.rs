@@ -13,6 +13,8 @@ use std::path::Path;
 use thiserror::Error;
 
 mod sync_csv;
+pub mod sync_events;
+pub mod sync_snapshot;
 
 pub use sync_csv::{CSV_COLUMNS, CSV_HEADER};
 
@@ -74,6 +76,9 @@ pub struct HashLine {
     /// The statement id, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_id: Option<String>,
+    /// Sync output: the hash's entry index in its hash set (what a retraction names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<u32>,
     /// Who shared it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
@@ -121,11 +126,12 @@ impl HashLine {
         })
     }
 
-    fn of(entry: &ReceivedEntry, hash: &HashEntry) -> HashLine {
+    fn of(entry: &ReceivedEntry, index: usize, hash: &HashEntry) -> HashLine {
         HashLine {
             kind: Some("hash".into()),
             seq: Some(entry.seq),
             statement_id: Some(entry.id.to_string()),
+            entry: Some(index as u32),
             issuer: Some(entry.statement.issuer.to_string()),
             received_at_ms: Some(entry.received_at_ms),
             hash_type: hash.hash_type.name().into(),
@@ -484,14 +490,21 @@ impl<W: Write> EntryWriter<W> {
     pub fn write(&mut self, entry: &ReceivedEntry) -> std::io::Result<()> {
         match (&entry.statement.body, self.format) {
             (Body::HashSet(set), Format::Jsonl) => {
-                for h in set.entries.iter().filter(|h| self.filter.keeps(h)) {
-                    serde_json::to_writer(&mut self.out, &HashLine::of(entry, h))?;
+                for (i, h) in set.entries.iter().enumerate() {
+                    if !self.filter.keeps(h) {
+                        continue;
+                    }
+                    serde_json::to_writer(&mut self.out, &HashLine::of(entry, i, h))?;
                     self.out.write_all(b"\n")?;
                     self.rows += 1;
                 }
             }
             (Body::HashSet(set), Format::Csv) => {
-                let hashes = set.entries.iter().filter(|h| self.filter.keeps(h));
+                let hashes = set
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| self.filter.keeps(h));
                 self.rows += sync_csv::write_rows(&mut self.out, entry, hashes)?;
             }
             (Body::RiskSignal(signal), Format::Jsonl) => {
@@ -510,7 +523,10 @@ impl<W: Write> EntryWriter<W> {
             }
             (Body::RiskSignal(_), Format::Csv) => self.skipped_signals += 1,
             // Membership is for auditors and admins, not for a moderation pipeline.
-            (Body::Genesis(_) | Body::Membership(_) | Body::Settings(_), _) => {}
+            (
+                Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) | Body::Retraction(_),
+                _,
+            ) => {}
         }
         Ok(())
     }

@@ -97,6 +97,16 @@ pub fn settings(
     sign_new(issuer, key, Body::Settings(change))
 }
 
+/// An admin-quorum retraction issued by admin `issuer`, signed with `key` (more admins
+/// co-sign until the quorum is met).
+pub fn retraction(
+    issuer: &MemberId,
+    key: &SigningKey,
+    retraction: crate::lifecycle::Retraction,
+) -> pb::Envelope {
+    sign_new(issuer, key, Body::Retraction(retraction))
+}
+
 /// Adds `key`'s signature to an envelope. Returns false (and changes nothing) if that key
 /// signed it already.
 pub fn cosign(envelope: &mut pb::Envelope, key: &SigningKey) -> Result<bool, GovernanceError> {
@@ -121,6 +131,7 @@ pub fn describe(envelope: &pb::Envelope) -> Result<String, GovernanceError> {
     let what = match &statement.body {
         Body::Membership(change) => change.describe(),
         Body::Settings(change) => change.describe(),
+        Body::Retraction(r) => r.describe(),
         Body::Genesis(g) => format!(
             "found hub '{}' with admins {} (quorum {})",
             g.hub_name,

@@ -6,6 +6,8 @@
 //!   canonical decoding, the DSSE signature under one rule, the statement id, sync filters.
 //!   Pure; no I/O.
 //! - [`membership`]: members, roles, status and signing keys; the rules for who may do what.
+//! - [`lifecycle`]: retractions and the state of each entry they decide (active, retracted),
+//!   fed in log order by the registry; memory grows with lifecycle statements only. Pure.
 //! - [`log`]: RFC 6962 Merkle tree math and C2SP signed checkpoints. Pure.
 //! - [`audit`]: the auditor: the replica driven from a bundle file, and the bundle format.
 //! - [`governance`]: authoring membership and settings statements (genesis, changes,
@@ -41,6 +43,7 @@ pub mod formats;
 pub mod fuzzing;
 pub mod governance;
 pub mod journal;
+pub mod lifecycle;
 pub mod log;
 pub mod matching;
 pub mod membership;

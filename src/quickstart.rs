@@ -135,7 +135,7 @@ pub async fn run(certs: &Path) -> Result<()> {
                 Some(Body::HashSet(s)) => hashes += s.entries.len(),
                 Some(Body::RiskSignal(_)) => signals += 1,
                 Some(Body::Genesis(_) | Body::Membership(_) | Body::Settings(_)) => membership += 1,
-                None => {}
+                Some(Body::Retraction(_)) | None => {}
             }
         }
         syncer.commit(&[], 0)?;

@@ -8,11 +8,17 @@
 //! arrive as signed headers, which the replica checks against the filter), and a batch reaches
 //! the caller only once a signed checkpoint that extends the last one accepted proves it.
 //!
-//! Local state, beside the output: the cursor file (JSON: output length, filter, replica
-//! [`Snapshot`]) and the ids file (one 49-byte record per log entry: statement id, receipt
-//! time, signing key id, whether a row was written), saved after the output is flushed.
+//! Local state, beside the output: the cursor file (JSON: output length, events length,
+//! filter, replica [`Snapshot`]) and the ids file (one 49-byte record per log entry: statement
+//! id, receipt time, signing key id, whether a row was written), saved after the output is
+//! flushed.
+//!
+//! Lifecycle: the replica's registry holds every retraction replayed; each proven batch says
+//! which entries this member holds changed state ([`StateChange`]), computed from the ids
+//! file (no per-entry memory beyond the ids the replica already needs).
 
 use crate::client::{Client, ClientError};
+use crate::lifecycle::{EntryState, Lifecycle, Record, Target};
 use crate::log::Hash;
 use crate::membership::{KeyId, MemberId};
 use crate::pb;
@@ -20,11 +26,12 @@ use crate::replica::{
     Accepted, CheckpointClaim, Content, Entry, Notice, Replica, ReplicaError, SeenIds, SeenMap,
     Snapshot,
 };
-use crate::statement::{HashType, Kind, Label, Statement, StatementId, SyncFilter};
+use crate::statement::{Body, HashType, Kind, Label, Statement, StatementId, SyncFilter};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -134,6 +141,9 @@ pub struct Cursor {
     pub ids_records: u64,
     /// The filter the output was made with.
     pub filter: FilterSpec,
+    /// Events file length when the state was saved (0 in cursors written before events).
+    #[serde(default)]
+    pub events_bytes: u64,
     /// The replica.
     pub replica: Snapshot,
 }
@@ -191,6 +201,41 @@ pub struct Proven {
     /// Entries written in earlier batches that a compromise revocation in this batch makes
     /// suspect: (key, since, seqs).
     pub suspects: Vec<Suspect>,
+    /// Entries this member holds whose state the lifecycle statements of this batch changed
+    /// (a retraction that applies; a compromise revocation voiding one), in log order.
+    pub changes: Vec<StateChange>,
+    /// Retractions in this batch with no effect on anything this member holds (a target it
+    /// never had, outside its filter, or not entitled).
+    pub ignored_retractions: u64,
+}
+
+/// An entry (or a whole statement) this member holds changed state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateChange {
+    /// The statement's log position.
+    pub seq: u64,
+    /// The statement.
+    pub statement_id: StatementId,
+    /// Who shared it.
+    pub issuer: MemberId,
+    /// The entries concerned; `None`: every entry of the statement.
+    pub entries: Option<Vec<u32>>,
+    /// Its state before.
+    pub from: EntryState,
+    /// Its state now.
+    pub to: EntryState,
+    /// Rows of it were written to the output.
+    pub written: bool,
+    /// The lifecycle statement that decided it.
+    pub cause: Arc<Record>,
+}
+
+/// A statement this member's log holds, as the ids file (or the batch) knows it.
+struct Held {
+    seq: u64,
+    issuer: MemberId,
+    kind: Kind,
+    written: bool,
 }
 
 /// Rows already written whose signing key is now known to have been compromised then.
@@ -226,6 +271,8 @@ pub struct Syncer {
     pinned_now: Option<StatementId>,
     /// Entries of the last proven batch, waiting for [`Syncer::commit`].
     uncommitted: Vec<(StatementId, i64, Option<KeyId>)>,
+    /// The events file length saved with the cursor.
+    events_bytes: u64,
 }
 
 /// How to start a sync.
@@ -303,6 +350,7 @@ impl Syncer {
     ) -> Result<(Syncer, u64), SyncError> {
         let filter = options.filter.parse().map_err(SyncError::State)?;
         let saved = Cursor::load(&options.cursor)?;
+        let events_bytes = saved.as_ref().map_or(0, |c| c.events_bytes);
         let (replica, output_bytes, ids_records) = match &saved {
             Some(c) => {
                 if c.filter != options.filter {
@@ -374,6 +422,7 @@ impl Syncer {
                 trust_on_first_use: options.genesis.is_none(),
                 pinned_now: None,
                 uncommitted: Vec::new(),
+                events_bytes,
             },
             output_bytes,
         ))
@@ -481,6 +530,7 @@ impl Syncer {
         }
         let checkpoint_size = self.prove().await?;
         let suspects = self.suspects(&entries)?;
+        let (changes, ignored_retractions) = self.state_changes(&entries)?;
         self.uncommitted = entries
             .iter()
             .map(|e| {
@@ -492,6 +542,8 @@ impl Syncer {
             entries,
             checkpoint_size,
             suspects,
+            changes,
+            ignored_retractions,
         }))
     }
 
@@ -602,6 +654,152 @@ impl Syncer {
         Ok(out)
     }
 
+    /// The state changes the lifecycle statements of `entries` (a proven batch) make to what
+    /// this member holds, and how many retractions changed nothing it holds.
+    fn state_changes(
+        &mut self,
+        entries: &[Accepted],
+    ) -> Result<(Vec<StateChange>, u64), SyncError> {
+        let registry = self.replica.registry().clone();
+        let mut changes = Vec::new();
+        let mut ignored = 0;
+        for entry in entries {
+            if let Some(Body::Retraction(r)) = entry.statement().map(|s| &s.body) {
+                let record = registry
+                    .lifecycle()
+                    .retractions_of(&r.target)
+                    .iter()
+                    .find(|x| x.id == entry.id)
+                    .cloned();
+                let held = self.held(&r.target, entries)?;
+                let change = record.zip(held).and_then(|(record, held)| {
+                    let target = Target {
+                        id: r.target,
+                        seq: held.seq,
+                        issuer: &held.issuer,
+                        kind: held.kind,
+                    };
+                    let compromised = |k: &KeyId, at| registry.is_compromised(k, at);
+                    Lifecycle::verdict(&record, &target, &compromised).ok()?;
+                    Some(StateChange {
+                        seq: held.seq,
+                        statement_id: r.target,
+                        issuer: held.issuer.clone(),
+                        entries: (!r.entries.is_empty()).then(|| r.entries.clone()),
+                        from: EntryState::Active,
+                        to: EntryState::Retracted,
+                        written: held.written,
+                        cause: record,
+                    })
+                });
+                match change {
+                    Some(c) => changes.push(c),
+                    None => ignored += 1,
+                }
+            }
+            for notice in &entry.notices {
+                let Notice::KeyCompromised {
+                    key_id, since_ms, ..
+                } = notice
+                else {
+                    continue;
+                };
+                // Retractions it signed from then on no longer apply.
+                let voided: Vec<Arc<Record>> = registry
+                    .lifecycle()
+                    .targets()
+                    .flat_map(|(_, records)| records.iter())
+                    .filter(|r| {
+                        r.key_ids.contains(key_id) && r.position.received_at_ms >= *since_ms
+                    })
+                    .cloned()
+                    .collect();
+                for record in voided {
+                    let Some(held) = self.held(&record.retraction.target, entries)? else {
+                        continue;
+                    };
+                    let target = Target {
+                        id: record.retraction.target,
+                        seq: held.seq,
+                        issuer: &held.issuer,
+                        kind: held.kind,
+                    };
+                    let before = |k: &KeyId, at| k != key_id && registry.is_compromised(k, at);
+                    if Lifecycle::verdict(&record, &target, &before).is_err() {
+                        continue;
+                    }
+                    let entries = (!record.retraction.entries.is_empty())
+                        .then(|| record.retraction.entries.clone());
+                    changes.push(StateChange {
+                        seq: held.seq,
+                        statement_id: record.retraction.target,
+                        issuer: held.issuer.clone(),
+                        entries,
+                        from: EntryState::Retracted,
+                        to: EntryState::Active,
+                        written: held.written,
+                        cause: record,
+                    });
+                }
+            }
+        }
+        Ok((changes, ignored))
+    }
+
+    /// What this member holds of statement `id`: from the batch being proven, or from the
+    /// ids file (its issuer from the signing key; statements whose rows were not written are
+    /// not held: their kind is not recorded).
+    fn held(&mut self, id: &StatementId, batch: &[Accepted]) -> Result<Option<Held>, SyncError> {
+        if let Some(e) = batch.iter().find(|e| &e.id == id) {
+            let Some(header) = &e.header else {
+                return Ok(None);
+            };
+            let written = matches!(header.kind, Kind::HashSet | Kind::RiskSignal)
+                && self.filter.selects(header)
+                && e.statement().is_some();
+            return Ok(Some(Held {
+                seq: e.seq,
+                issuer: header.issuer.clone(),
+                kind: header.kind,
+                written,
+            }));
+        }
+        let Some(seq) = self.seen.first_seq(id).filter(|s| *s < self.ids_records) else {
+            return Ok(None);
+        };
+        let io = |e: std::io::Error| SyncError::State(format!("ids file: {e}"));
+        let mut record = [0u8; RECORD];
+        self.ids
+            .seek(SeekFrom::Start(seq * RECORD as u64))
+            .map_err(io)?;
+        self.ids.read_exact(&mut record).map_err(io)?;
+        self.ids.seek(SeekFrom::End(0)).map_err(io)?;
+        if record[48] & 1 == 0 {
+            return Ok(None);
+        }
+        let issuer = KeyId::parse(&hex::encode(&record[40..48]))
+            .ok()
+            .and_then(|k| self.replica.registry().key_owner(&k).cloned());
+        // A written row is a hash set or a risk signal; both are retracted alike.
+        Ok(issuer.map(|issuer| Held {
+            seq,
+            issuer,
+            kind: Kind::HashSet,
+            written: true,
+        }))
+    }
+
+    /// The events file length the saved cursor covers (truncate the events file to it).
+    pub fn saved_events_bytes(&self) -> u64 {
+        self.events_bytes
+    }
+
+    /// Records the events file's length, saved with the cursor by the next
+    /// [`Syncer::commit`].
+    pub fn set_events_bytes(&mut self, bytes: u64) {
+        self.events_bytes = bytes;
+    }
+
     /// Records the last proven batch after the caller flushed and fsynced its output:
     /// `written[i]` says whether a row was written for its entry i, `output_bytes` is the
     /// output's length now. Appends the ids records, fsyncs them, then saves the cursor.
@@ -625,6 +823,7 @@ impl Syncer {
             format: CURSOR_FORMAT,
             output_bytes,
             ids_records: self.ids_records,
+            events_bytes: self.events_bytes,
             filter: self.spec.clone(),
             replica: self.replica.snapshot(),
         }

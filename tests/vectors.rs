@@ -9,12 +9,14 @@
 //!
 //! `settings-change.json` is what would be entry 4: a hub checkpoint-key rotation issued by
 //! alice and co-signed by bob and the new hub key; it is not in the checkpointed log.
+//! `retraction.json` is another would-be entry 4: acme retracts entry 1 of its hash set.
 //!
 //! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test vectors`, only on a deliberate
 //! protocol change (record it in CHANGELOG.md). `clients/python/check_vectors.py` checks the
 //! same files with Python's protobuf.
 
 use coalition_hub::governance::cosign;
+use coalition_hub::lifecycle::{EntryState, Retraction, Target};
 use coalition_hub::log::{
     CheckpointSigner, Hash, LeafIndex, MemoryTree, SignedCheckpoint, TreeSize, VerifierKey,
     consistency_proof, inclusion_proof, leaf_hash, verify_consistency_between_checkpoints,
@@ -133,6 +135,38 @@ fn settings_change_vector() {
         .append(entries, &mut SeenMap::default())
         .expect_err("old key after the rotation");
     assert!(matches!(err.fault, Fault::RetiredHubKey { .. }), "{err}");
+}
+
+#[test]
+fn retraction_vector() {
+    let f = fixture();
+    let retraction = retraction(&f);
+    let v = published("retraction.json", make_statement_of(&retraction));
+    check_statement(&v);
+    assert_eq!(
+        v["body"]["retraction"]["statement_id_hex"],
+        f.logged[2].id().to_string()
+    );
+    // It replays as entry 4, also for a member whose filter selects only risk signals (it
+    // comes whole), and withdraws entry 1 of the hash set only.
+    let mut entries: Vec<Entry> = f.logged.iter().map(|l| l.entry(true)).collect();
+    entries[2] = f.logged[2].entry(false);
+    entries.push(retraction.entry(true));
+    let filter = SyncFilter::new(vec![Kind::RiskSignal], vec![], vec![], vec![]);
+    let mut reader = Replica::new().with_filter(filter);
+    reader
+        .append(entries, &mut SeenMap::default())
+        .expect("the retraction replays");
+    let acme = member("acme");
+    let target = Target {
+        id: f.logged[2].id(),
+        seq: 2,
+        issuer: &acme,
+        kind: Kind::HashSet,
+    };
+    let registry = reader.registry();
+    assert_eq!(registry.entry_state(&target, 1), EntryState::Retracted);
+    assert_eq!(registry.entry_state(&target, 0), EntryState::Active);
 }
 
 #[test]
@@ -460,6 +494,23 @@ fn settings_rotation(f: &Fixture) -> Logged {
     }
 }
 
+/// What would be entry 4: acme retracts entry 1 of its hash set (entry 2).
+fn retraction(f: &Fixture) -> Logged {
+    let body = Body::Retraction(Retraction {
+        target: f.logged[2].id(),
+        entries: vec![1],
+        reason: "hash of legitimate content".into(),
+        admin_quorum: false,
+    });
+    let seq = f.logged.len() as u64;
+    Logged {
+        seq,
+        received_at_ms: T0 + seq as i64 * 60_000 + 1_000,
+        envelope: signed("acme", seq as u8, body, &[&ACME]),
+        signers: vec![&ACME],
+    }
+}
+
 /// A statement of the fixture's log and where it is.
 struct Logged {
     seq: u64,
@@ -658,8 +709,11 @@ fn make_statement_of(l: &Logged) -> Value {
         Kind::Settings => {
             "A settings change rotating the hub checkpoint key, issued by alice and co-signed by bob (quorum 2) and by the new hub key (proof of possession)"
         }
+        Kind::Retraction => {
+            "A retraction by member 'acme' of entry 1 of its hash set (entry 2 of the log)"
+        }
     };
-    let place = if statement.kind() == Kind::Settings {
+    let place = if matches!(statement.kind(), Kind::Settings | Kind::Retraction) {
         "after the log in checkpoint.json"
     } else {
         "of the log in checkpoint.json"
@@ -907,5 +961,11 @@ fn body_json(body: &Body) -> Value {
             }
             json!({ "settings": change })
         }
+        Body::Retraction(r) => json!({"retraction": {
+            "statement_id_hex": r.target.to_string(),
+            "entries": r.entries,
+            "reason": r.reason,
+            "admin_quorum": r.admin_quorum,
+        }}),
     }
 }

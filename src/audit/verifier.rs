@@ -38,6 +38,11 @@ pub struct Summary {
     pub root: Hash,
     /// The `--previous` checkpoint's size, if one was given and is consistent.
     pub previous: Option<u64>,
+    /// Retractions replayed (counted in `membership_entries` too: they replay into the
+    /// registry).
+    pub retractions: u64,
+    /// Of which name a statement the log did not hold before them (no effect).
+    pub retractions_without_target: u64,
 }
 
 /// Replays a log from its genesis. Feed checkpoints first ([`Verifier::checkpoint`],
@@ -47,6 +52,8 @@ pub struct Verifier {
     replica: Replica,
     seen: SeenMap,
     pending: Vec<Entry>,
+    retractions: u64,
+    retractions_without_target: u64,
 }
 
 impl Default for Verifier {
@@ -62,6 +69,8 @@ impl Verifier {
             replica: Replica::new(),
             seen: SeenMap::default(),
             pending: Vec::new(),
+            retractions: 0,
+            retractions_without_target: 0,
         }
     }
 
@@ -98,7 +107,19 @@ impl Verifier {
             return Ok(());
         }
         let chunk = std::mem::take(&mut self.pending);
-        self.replica.append(chunk, &mut self.seen).map(|_| ())
+        let accepted = self.replica.append(chunk, &mut self.seen)?;
+        for entry in &accepted {
+            if let Some(crate::statement::Body::Retraction(r)) = entry.statement().map(|s| &s.body)
+            {
+                self.retractions += 1;
+                if crate::replica::SeenIds::first_seq(&self.seen, &r.target)
+                    .is_none_or(|seq| seq >= entry.seq)
+                {
+                    self.retractions_without_target += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Replays what is left and checks the end of the log: every checkpoint reached, and the
@@ -124,6 +145,8 @@ impl Verifier {
             latest_checkpoint: self.replica.checkpoint().map(|(size, _)| size),
             root: self.replica.root(),
             previous: self.replica.previous_checkpoint(),
+            retractions: self.retractions,
+            retractions_without_target: self.retractions_without_target,
         })
     }
 }

@@ -34,6 +34,9 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: SettingsCommand,
     },
+    /// Retract a member's hash set or risk signal (or entries of it) by admin quorum, e.g.
+    /// under a legal order; co-signed like a membership change.
+    Retract(AdminRetractArgs),
     /// Add your signature to a change file written with --sign-only (prints what it does).
     Cosign(CosignArgs),
     /// Submit a change file once enough admins have signed it.
@@ -277,6 +280,17 @@ pub struct KeyRevokeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AdminRetractArgs {
+    #[command(flatten)]
+    what: super::lifecycle::RetractionArgs,
+    /// Only sign: write the envelope (DSSE JSON) to FILE for other admins to co-sign.
+    #[arg(long, value_name = "FILE")]
+    sign_only: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
 pub struct CosignArgs {
     /// The change file (written by --sign-only); updated in place unless --out is given.
     file: PathBuf,
@@ -348,6 +362,17 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             command: QuorumCommand::Set { quorum, change: c },
         } => change(Action::SetQuorum(quorum), &c).await,
         AdminCommand::Settings { command } => settings(command).await,
+        AdminCommand::Retract(args) => {
+            let issuer = args.conn.member_id()?;
+            let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
+            let envelope = governance::retraction(&issuer, &key, args.what.retraction(true)?);
+            let change = ChangeArgs {
+                reason: String::new(),
+                sign_only: args.sign_only,
+                conn: args.conn,
+            };
+            sign_or_submit(envelope, &change).await
+        }
         AdminCommand::Cosign(args) => {
             let mut envelope = governance::read_envelope(&args.file)?;
             let key = match &args.key {

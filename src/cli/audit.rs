@@ -116,8 +116,19 @@ fn check_genesis(summary: &Summary, pinned: Option<&str>) -> Result<()> {
 pub fn print_summary(s: &Summary) {
     println!(
         "audit OK: hub '{}' (genesis {}): {} entries replayed from the genesis ({} membership changes); {} members ever admitted, {} active",
-        s.hub_name, s.genesis_id, s.entries, s.membership_entries, s.members, s.active_members
+        s.hub_name,
+        s.genesis_id,
+        s.entries,
+        s.membership_entries - s.retractions,
+        s.members,
+        s.active_members
     );
+    if s.retractions > 0 {
+        println!(
+            "  {} retraction(s) verified (signatures and entitlement), {} naming a statement the log did not hold before them (no effect)",
+            s.retractions, s.retractions_without_target
+        );
+    }
     if let Some(size) = s.latest_checkpoint {
         println!(
             "  {} signed checkpoint(s) match the recomputed Merkle root, the latest at size {size}, the log's size",

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod config;
 mod keys;
+mod lifecycle;
 mod matching;
 mod submit;
 mod sync;
@@ -58,6 +59,11 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// Stream statements into a local file, verifying every signature, resumable from a cursor.
     Sync(sync::SyncArgs),
+    /// Retract one of your statements, or single entries of it, with a reason.
+    Retract(lifecycle::RetractArgs),
+    /// A statement: who shared it, its entries' states and the retractions naming it, as your
+    /// own sync state decides them.
+    Show(lifecycle::ShowArgs),
     /// Look hashes up: offline against a local index file, or online against the hub.
     Match(matching::MatchArgs),
     /// Independent auditing: export the log and checkpoints, verify them offline.
@@ -324,6 +330,8 @@ impl Cli {
             Command::Audit { command } => audit::run(command).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Sync(args) => sync::run(args).await,
+            Command::Retract(args) => lifecycle::retract(args).await,
+            Command::Show(args) => lifecycle::show(args).await,
             Command::Match(args) => matching::run(args).await,
             Command::Whoami { conn } => {
                 let mut client = conn.connect().await?;

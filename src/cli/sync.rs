@@ -2,11 +2,11 @@
 //! from a saved cursor with no gap and no duplicate.
 
 use super::Connection;
-use crate::formats::{EntryWriter, Format, RowFilter};
+use crate::formats::{EntryWriter, Format, RowFilter, sync_events, sync_snapshot};
 use crate::membership::format_ms;
 use crate::replica::{Accepted, Content};
 use crate::statement::{Body, StatementId};
-use crate::sync::{FilterSpec, SyncOptions, Syncer};
+use crate::sync::{FilterSpec, StateChange, SyncOptions, Syncer};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -47,6 +47,11 @@ pub struct SyncArgs {
     /// pins the genesis it receives (trust on first use) and prints it.
     #[arg(long, value_name = "HEX")]
     genesis: Option<String>,
+    /// Also keep FILE (same format as --out) holding exactly the rows that should match now:
+    /// the output without retracted entries, rewritten atomically when an entry's state
+    /// changes and extended with every new batch.
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
 }
 
 pub async fn run(args: SyncArgs) -> Result<()> {
@@ -58,6 +63,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     };
     let cursor_path = args.cursor.clone().unwrap_or_else(|| beside(".cursor"));
     let ids_path = beside(".ids");
+    let events_path = beside(".events");
     let genesis = args
         .genesis
         .as_deref()
@@ -108,6 +114,26 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     file.set_len(output_bytes)?;
     file.seek(SeekFrom::Start(output_bytes))?;
     let mut writer = EntryWriter::new(BufWriter::new(file), format, output_bytes == 0, rows)?;
+    // The events file, cut back to what the cursor covers like the output.
+    let mut events = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(&events_path)
+        .with_context(|| format!("opening {}", events_path.display()))?;
+    let events_len = events.metadata()?.len().min(syncer.saved_events_bytes());
+    events.set_len(events_len)?;
+    events.seek(SeekFrom::Start(events_len))?;
+    let mut events = BufWriter::new(events);
+    // The snapshot is derived from the output: rebuilt whole at start.
+    let mut snapshot_covers = output_bytes;
+    if let Some(snapshot) = &args.snapshot {
+        writer.get_mut().flush()?;
+        sync_snapshot::rewrite(&args.out, format, syncer.replica().registry(), snapshot)
+            .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
+    }
+    let mut retractions = Retractions::default();
     let start_seq = syncer.replica().size();
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -121,16 +147,35 @@ pub async fn run(args: SyncArgs) -> Result<()> {
             counts.add(&entry);
             let row = syncer.row(entry);
             if let Some(row) = &row {
+                let before = writer.rows;
                 writer.write(row)?;
+                sync_events::added(&mut events, row, writer.rows - before)?;
             }
             written.push(row.is_some());
         }
+        for change in &proven.changes {
+            sync_events::changed(&mut events, change)?;
+        }
+        retractions.add(&proven.changes, proven.ignored_retractions);
         let out = writer.get_mut();
         out.flush()?;
         let file = out.get_mut();
         file.sync_data()?;
         let output_bytes = file.stream_position()?;
+        events.flush()?;
+        events.get_mut().sync_data()?;
+        syncer.set_events_bytes(events.get_mut().stream_position()?);
         syncer.commit(&written, output_bytes)?;
+        if let Some(snapshot) = &args.snapshot {
+            let registry = syncer.replica().registry();
+            let done = if proven.changes.is_empty() {
+                sync_snapshot::extend(&args.out, snapshot_covers, format, registry, snapshot)
+            } else {
+                sync_snapshot::rewrite(&args.out, format, registry, snapshot)
+            };
+            done.with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
+            snapshot_covers = output_bytes;
+        }
         checkpoint_size = proven.checkpoint_size;
         for s in &proven.suspects {
             eprintln!(
@@ -172,6 +217,20 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     } else {
         String::new()
     };
+    if retractions.any() || counts.retractions > 0 {
+        eprintln!(
+            "retractions: {} received, {} entries or statements retracted, {} restored (a compromise voided the retraction), {} retractions changed nothing held here; events in {}{}",
+            counts.retractions,
+            retractions.retracted,
+            retractions.restored,
+            retractions.ignored,
+            events_path.display(),
+            args.snapshot
+                .as_ref()
+                .map(|s| format!("; {} holds what should match", s.display()))
+                .unwrap_or_default()
+        );
+    }
     println!(
         "synced {} statements ({} hashes, {} risk signals, {} membership, {} outside the filter) from seq {start_seq} to {}, all signatures and entitlements verified; every entry proven in the hub's signed checkpoint of {checkpoint_size} entries; wrote {} rows to {}{skipped}; cursor {}",
         counts.statements,
@@ -187,6 +246,31 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     Ok(())
 }
 
+/// The lifecycle changes of a run, for its summary.
+#[derive(Default)]
+struct Retractions {
+    retracted: u64,
+    restored: u64,
+    ignored: u64,
+}
+
+impl Retractions {
+    fn add(&mut self, changes: &[StateChange], ignored: u64) {
+        for c in changes {
+            if c.to.matches() {
+                self.restored += 1;
+            } else {
+                self.retracted += 1;
+            }
+        }
+        self.ignored += ignored;
+    }
+
+    fn any(&self) -> bool {
+        self.retracted + self.restored + self.ignored > 0
+    }
+}
+
 /// What a sync received, for its summary line.
 #[derive(Default)]
 struct Counts {
@@ -194,6 +278,7 @@ struct Counts {
     hashes: u64,
     signals: u64,
     membership: u64,
+    retractions: u64,
     withheld: u64,
     opaque: u64,
     newer_version: Option<u32>,
@@ -207,6 +292,7 @@ impl Counts {
                 Body::HashSet(set) => self.hashes += set.entries.len() as u64,
                 Body::RiskSignal(_) => self.signals += 1,
                 Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) => self.membership += 1,
+                Body::Retraction(_) => self.retractions += 1,
             },
             Content::Withheld => self.withheld += 1,
             Content::Opaque { version } => {

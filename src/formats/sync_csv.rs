@@ -8,7 +8,7 @@ use crate::sync::ReceivedEntry;
 use std::io::{Read, Write};
 
 /// The columns of sync's CSV output, in order.
-pub const CSV_COLUMNS: [&str; 9] = [
+pub const CSV_COLUMNS: [&str; 10] = [
     "seq",
     "statement_id",
     "issuer",
@@ -18,11 +18,15 @@ pub const CSV_COLUMNS: [&str; 9] = [
     "quality",
     "labels",
     "compromised_keys",
+    "entry",
 ];
 
 /// The CSV header sync writes: [`CSV_COLUMNS`] joined.
 pub const CSV_HEADER: &str =
-    "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys\n";
+    "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys,entry\n";
+
+/// Columns of sync CSV output written before the `entry` column was added (still read).
+const OLD_COLUMNS: usize = 9;
 
 /// Separates the items of the `labels` and `compromised_keys` columns.
 const LIST_SEPARATOR: &str = ";";
@@ -40,7 +44,7 @@ pub(super) fn write_header(out: impl Write) -> std::io::Result<()> {
 pub(super) fn write_rows<'a>(
     out: impl Write,
     entry: &ReceivedEntry,
-    hashes: impl Iterator<Item = &'a HashEntry>,
+    hashes: impl Iterator<Item = (usize, &'a HashEntry)>,
 ) -> std::io::Result<u64> {
     let seq = entry.seq.to_string();
     let id = entry.id.to_string();
@@ -49,7 +53,7 @@ pub(super) fn write_rows<'a>(
     let compromised_keys = entry.compromised_keys.join(LIST_SEPARATOR);
     let mut csv = writer(out);
     let mut rows = 0;
-    for h in hashes {
+    for (index, h) in hashes {
         let labels: Vec<String> = h.labels.iter().map(ToString::to_string).collect();
         csv.write_record([
             seq.as_str(),
@@ -61,6 +65,7 @@ pub(super) fn write_rows<'a>(
             &h.quality.map(|q| q.to_string()).unwrap_or_default(),
             &labels.join(LIST_SEPARATOR),
             &compromised_keys,
+            &index.to_string(),
         ])?;
         rows += 1;
     }
@@ -145,7 +150,7 @@ fn hash_line(record: &csv::StringRecord) -> Result<Option<HashLine>, String> {
     if (record.len() == 1 && first.is_empty()) || first.eq_ignore_ascii_case(CSV_COLUMNS[0]) {
         return Ok(None);
     }
-    if record.len() != CSV_COLUMNS.len() {
+    if record.len() != CSV_COLUMNS.len() && record.len() != OLD_COLUMNS {
         return Err(format!(
             "expected the {} columns of sync CSV output, got {}",
             CSV_COLUMNS.len(),
@@ -167,5 +172,6 @@ fn hash_line(record: &csv::StringRecord) -> Result<Option<HashLine>, String> {
             .filter(|k| !k.is_empty())
             .map(str::to_owned)
             .collect(),
+        entry: record.get(9).and_then(|e| e.trim().parse().ok()),
     }))
 }

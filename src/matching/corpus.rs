@@ -160,6 +160,33 @@ impl Corpus {
         (hits, truncated)
     }
 
+    /// Like [`Corpus::hits`], keeping only the hits `keep` accepts (given the hit's
+    /// statement and the hash's index within it, [`Statement::hashes`] order), before the
+    /// first `max` are taken: the hub drops retracted entries here.
+    pub fn hits_where(
+        &self,
+        query: &Query,
+        options: &MatchOptions,
+        max: usize,
+        mut keep: impl FnMut(&Provenance, u32) -> bool,
+    ) -> (Vec<Hit>, bool) {
+        let mut hits = self.matcher.lookup(query, options);
+        hits.retain(|hit| {
+            self.source(hit.slot)
+                .is_none_or(|(source, index)| keep(source, index))
+        });
+        let truncated = hits.len() > max;
+        hits.truncate(max);
+        (hits, truncated)
+    }
+
+    /// The statement a slot belongs to and the hash's index within it.
+    pub fn source(&self, slot: u32) -> Option<(&Provenance, u32)> {
+        let (ordinal, _) = *self.slots.get(slot as usize)?;
+        let first = self.slots[..slot as usize].partition_point(|(o, _)| *o < ordinal);
+        Some((self.statements.get(ordinal as usize)?, slot - first as u32))
+    }
+
     /// The match a hit of `query` stands for (`None` for a slot this corpus does not hold).
     pub fn found(&self, query: &Query, Hit { distance, slot }: Hit) -> Option<Found<'_>> {
         let (statement, labels) = *self.slots.get(slot as usize)?;

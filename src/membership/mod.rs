@@ -476,22 +476,19 @@ pub enum AcceptError {
 
 /// The connection-level rules for a statement `submitter` sends, checked before its
 /// signatures: nothing dated in the future beyond clock skew, and a member submits only its own
-/// statements (membership changes: see [`check_cosigner`]).
+/// statements (admin-quorum statements, `quorum`: see [`check_cosigner`]).
 pub fn check_submitter(
     statement: &crate::statement::Header,
     submitter: &MemberId,
     now_ms: i64,
+    quorum: bool,
 ) -> Result<(), AcceptError> {
     if statement.issued_at_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
         return Err(AcceptError::FromTheFuture {
             issued_at_ms: statement.issued_at_ms,
         });
     }
-    let is_change = matches!(
-        statement.kind,
-        crate::statement::Kind::Membership | crate::statement::Kind::Settings
-    );
-    if !is_change && &statement.issuer != submitter {
+    if !quorum && &statement.issuer != submitter {
         return Err(AcceptError::NotIssuer {
             issuer: statement.issuer.clone(),
             member: submitter.clone(),

@@ -7,6 +7,7 @@
 
 use super::change::{Action, Admission, Change, Genesis, Revocation};
 use super::{KeyId, KeyStatus, Member, MemberId, MemberKey, MemberStatus, Role};
+use crate::lifecycle::{EntryState, Lifecycle, Retracted, Target};
 use crate::settings::{HubKeyPeriod, Section, Settings, SettingsChange};
 use crate::statement::{
     Body, Header, Kind, ParsedEnvelope, SignatureError, Statement, StatementId, Verified,
@@ -176,6 +177,8 @@ pub struct Registry {
     /// Compromised keys and from when they are distrusted.
     compromised: HashMap<KeyId, i64>,
     history: HashMap<MemberId, Vec<Event>>,
+    /// Retractions replayed, by target.
+    lifecycle: Lifecycle,
 }
 
 fn status_name(status: MemberStatus) -> &'static str {
@@ -221,6 +224,39 @@ impl Registry {
             .collect()
     }
 
+    /// The retractions replayed (see [`crate::lifecycle`]).
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Whether `key_id` was declared compromised from a time at or before `at_ms`.
+    pub fn is_compromised(&self, key_id: &KeyId, at_ms: i64) -> bool {
+        self.compromised
+            .get(key_id)
+            .is_some_and(|since| *since <= at_ms)
+    }
+
+    /// The state of entry `index` of `target`, as the retractions replayed and the
+    /// membership replayed so far decide it.
+    pub fn entry_state(&self, target: &Target<'_>, index: u32) -> EntryState {
+        self.lifecycle
+            .state(target, index, &|k, at| self.is_compromised(k, at))
+    }
+
+    /// Which entries of `target` are retracted.
+    pub fn retracted(&self, target: &Target<'_>) -> Retracted {
+        if !self.lifecycle.names(&target.id) {
+            return Retracted::default();
+        }
+        self.lifecycle
+            .retracted(target, &|k, at| self.is_compromised(k, at))
+    }
+
+    /// The member a key was registered to (key ids are unique across the coalition).
+    pub fn key_owner(&self, key_id: &KeyId) -> Option<&MemberId> {
+        self.key_owner.get(key_id)
+    }
+
     /// Of `key_ids`, those declared compromised from a time at or before `at_ms`.
     pub fn compromised<'a>(
         &self,
@@ -263,16 +299,29 @@ impl Registry {
             }
             (Kind::Genesis, Some(c)) => return Err(EntryError::SecondGenesis(c.genesis_id)),
             (_, None) => return Err(EntryError::NoGenesis),
-            (Kind::Membership | Kind::Settings, Some(c)) => {
+            (Kind::Retraction, Some(_)) if !admin_quorum_retraction(body)? => {
+                let issuer = self.issuer(statement, Role::Member, "retract statements")?;
+                key_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(index, key_id)| {
+                        key_of(issuer, index, key_id).map(|key| Signer {
+                            member: Some(issuer.id.clone()),
+                            key,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            (Kind::Membership | Kind::Settings | Kind::Retraction, Some(c)) => {
                 let new_hub_key = match (statement.kind, body) {
-                    (Kind::Membership, _) => None,
+                    (Kind::Membership | Kind::Retraction, _) => None,
                     (_, Some(Body::Settings(change))) => change.new_hub_key().copied(),
                     _ => return Err(EntryError::Signature(SignatureError::NoBody)),
                 };
-                let action = if statement.kind == Kind::Membership {
-                    "sign membership changes"
-                } else {
-                    "sign settings changes"
+                let action = match statement.kind {
+                    Kind::Membership => "sign membership changes",
+                    Kind::Retraction => "sign admin-quorum retractions",
+                    _ => "sign settings changes",
                 };
                 self.issuer(statement, Role::Admin, action)?;
                 let signers = self.admin_signers(key_ids, new_hub_key.as_ref())?;
@@ -287,10 +336,10 @@ impl Registry {
                 distinct.dedup();
                 if distinct.len() < c.quorum as usize {
                     return Err(EntryError::QuorumNotMet {
-                        what: if statement.kind == Kind::Membership {
-                            "membership change"
-                        } else {
-                            "settings change"
+                        what: match statement.kind {
+                            Kind::Membership => "membership change",
+                            Kind::Retraction => "admin-quorum retraction",
+                            _ => "settings change",
                         },
                         needed: c.quorum,
                         got: distinct.len(),
@@ -451,6 +500,16 @@ impl Registry {
             }
             Body::Membership(change) => self.change(change, id, position, signed_by()),
             Body::Settings(change) => self.set(change, position),
+            Body::Retraction(retraction) => {
+                self.lifecycle.record(
+                    id,
+                    position,
+                    statement.issuer.clone(),
+                    signers.iter().map(|s| KeyId::of(&s.key)).collect(),
+                    retraction.clone(),
+                );
+                Ok(())
+            }
             Body::HashSet(_) | Body::RiskSignal(_) => Ok(()),
         }
     }
@@ -792,6 +851,15 @@ fn admitted(a: &Admission) -> String {
             .collect::<Vec<_>>()
             .join(",")
     )
+}
+
+/// Whether a retraction's body asks for the admin quorum; its body is needed (retractions are
+/// always received whole).
+fn admin_quorum_retraction(body: Option<&Body>) -> Result<bool, EntryError> {
+    match body {
+        Some(Body::Retraction(r)) => Ok(r.admin_quorum),
+        _ => Err(EntryError::Signature(SignatureError::NoBody)),
+    }
 }
 
 fn can_sign_changes(m: &Member) -> bool {

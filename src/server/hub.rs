@@ -85,12 +85,13 @@ impl pb::hub_server::Hub for HubService {
             .envelope
             .ok_or_else(|| Status::invalid_argument("envelope: missing"))?;
         let registry = self.store.registry();
+        let store = self.store.clone();
         // Decoding and verifying a large set takes milliseconds of CPU: keep it off the
         // async workers. The store's writer re-checks entitlement at the entry's position.
         let verified = self
             .verifier
             .check_each(vec![envelope], move |envelope| {
-                check_submission(envelope, &member, &registry)
+                check_submission(envelope, &member, &registry, &store)
             })
             .await?
             .pop()
@@ -121,12 +122,13 @@ impl pb::hub_server::Hub for HubService {
             ));
         }
         let registry = self.store.registry();
+        let store = self.store.clone();
         // Every envelope checked in parallel over the verification threads, then charged to
         // the quota in request order, then handed to the writer together (one group commit).
         let checked = self
             .verifier
             .check_each(envelopes, move |envelope| {
-                check_submission(envelope, &member, &registry)
+                check_submission(envelope, &member, &registry, &store)
             })
             .await?;
         let checked: Vec<Result<_, Status>> = checked
@@ -276,6 +278,10 @@ impl pb::hub_server::Hub for HubService {
                 Status::internal("the matching index stopped; operators: see the hub log")
             })?;
         let corpus = self.matching.corpus.clone();
+        // Retractions acknowledged before this call are in the registry (published before
+        // the acknowledgement): their entries are left out.
+        let registry = self.store.registry();
+        let store = self.store.clone();
         let response = tokio::task::spawn_blocking(move || {
             let corpus = corpus
                 .read()
@@ -290,10 +296,21 @@ impl pb::hub_server::Hub for HubService {
                     .chunks(per_thread)
                     .map(|chunk| {
                         let (corpus, options) = (&corpus, &options);
+                        let (registry, store) = (&registry, &store);
                         scope.spawn(move || {
+                            let mut retracted = RetractedHashes::default();
                             chunk
                                 .iter()
-                                .map(|q| corpus.hits(q, options, MAX_MATCHES_PER_QUERY))
+                                .map(|q| {
+                                    corpus.hits_where(
+                                        q,
+                                        options,
+                                        MAX_MATCHES_PER_QUERY,
+                                        |source, index| {
+                                            retracted.keeps(registry, store, source, index)
+                                        },
+                                    )
+                                })
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -363,6 +380,78 @@ impl pb::hub_server::Hub for HubService {
     }
 }
 
+/// Per Match worker: which hashes of the statements hit are retracted, read once per
+/// statement (only statements a retraction names are looked at; a partial retraction reads
+/// the statement from the store to map its entries to its hashes).
+#[derive(Default)]
+struct RetractedHashes(
+    std::collections::HashMap<StatementId, Option<std::collections::BTreeSet<u32>>>,
+);
+
+impl RetractedHashes {
+    /// Whether hash `index` of `source` still matches.
+    fn keeps(
+        &mut self,
+        registry: &Registry,
+        store: &Store,
+        source: &crate::matching::Provenance,
+        index: u32,
+    ) -> bool {
+        let life = registry.lifecycle();
+        if life.is_empty() || !life.names(&source.statement_id) {
+            return true;
+        }
+        let gone = self.0.entry(source.statement_id).or_insert_with(|| {
+            // Only hash sets and risk signals are indexed, and both are retractable: the
+            // provenance decides a whole retraction; single entries need the statement.
+            let indexed = crate::lifecycle::Target {
+                id: source.statement_id,
+                seq: source.seq,
+                issuer: &source.issuer,
+                kind: crate::statement::Kind::HashSet,
+            };
+            let retracted = registry.retracted(&indexed);
+            if retracted.all {
+                return None;
+            }
+            if retracted.is_none() {
+                return Some(Default::default());
+            }
+            let stored = store
+                .entry(source.seq)
+                .ok()
+                .flatten()
+                .and_then(|e| e.envelope)
+                .and_then(|e| ParsedEnvelope::parse(e).ok())
+                .and_then(|p| p.statement);
+            let Some(statement) = stored else {
+                // Unreadable: the indexer reports a damaged store; the hash stays.
+                return Some(Default::default());
+            };
+            let target = crate::lifecycle::Target {
+                id: source.statement_id,
+                seq: source.seq,
+                issuer: &statement.issuer,
+                kind: statement.kind(),
+            };
+            let retracted = registry.retracted(&target);
+            if retracted.all {
+                None
+            } else {
+                Some(crate::lifecycle::retracted_hashes(
+                    &statement.body,
+                    &retracted,
+                ))
+            }
+        });
+        let keeps = gone.as_ref().is_some_and(|g| !g.contains(&index));
+        if !keeps {
+            metrics::counter!("coalition_match_retracted_hits_total").increment(1);
+        }
+        keeps
+    }
+}
+
 /// The wire form of a receipt.
 /// Everything the hub checks of a submitted envelope before the store's writer sees it (§2.2):
 /// protocol version, decoding, the caller as issuer, signatures under `registry`, and the
@@ -371,6 +460,7 @@ fn check_submission(
     envelope: pb::Envelope,
     member: &MemberId,
     registry: &Registry,
+    store: &Store,
 ) -> Result<Verified, Status> {
     if let Some(version) = payload_version(&envelope.payload_type)
         && version > PROTOCOL_VERSION
@@ -381,7 +471,13 @@ fn check_submission(
     }
     let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
     parsed.require_body().map_err(status::statement)?;
-    check_submitter(&parsed.header, member, now_ms()).map_err(status::accept)?;
+    let retraction = match parsed.statement.as_ref().map(|s| &s.body) {
+        Some(crate::statement::Body::Retraction(r)) => Some(r.clone()),
+        _ => None,
+    };
+    let quorum = matches!(parsed.header.kind, Kind::Membership | Kind::Settings)
+        || retraction.as_ref().is_some_and(|r| r.admin_quorum);
+    check_submitter(&parsed.header, member, now_ms(), quorum).map_err(status::accept)?;
     if let Some(crate::statement::Body::Membership(change)) =
         parsed.statement.as_ref().map(|s| &s.body)
         && let crate::membership::Action::SetProtocolVersion(v) = change.action
@@ -395,10 +491,45 @@ fn check_submission(
         )));
     }
     let (verified, signers) = registry.verify(parsed).map_err(status::entry)?;
-    if matches!(verified.header.kind, Kind::Membership | Kind::Settings) {
+    if quorum {
         check_cosigner(&signers, member).map_err(status::accept)?;
     }
+    if let Some(retraction) = &retraction {
+        check_target(store, retraction, &verified.header.issuer)?;
+    }
     Ok(verified)
+}
+
+/// The retraction's target as this hub holds it: it must be logged, retractable, the
+/// issuer's own (unless an admin quorum retracts it), and hold the entries named.
+fn check_target(
+    store: &Store,
+    retraction: &crate::lifecycle::Retraction,
+    issuer: &MemberId,
+) -> Result<(), Status> {
+    let target = store
+        .entry_by_id(&retraction.target)
+        .map_err(status::store)?
+        .map(|entry| {
+            entry
+                .envelope
+                .ok_or_else(|| "no envelope".to_owned())
+                .and_then(|e| ParsedEnvelope::parse(e).map_err(|e| e.to_string()))
+                .and_then(|p| p.statement.ok_or_else(|| "no body".to_owned()))
+                .map_err(|e| {
+                    Status::internal(format!(
+                        "the stored entry {} does not decode: {e}",
+                        entry.seq
+                    ))
+                })
+        })
+        .transpose()?;
+    crate::lifecycle::check_retraction(
+        retraction,
+        issuer,
+        target.as_ref().map(|s| (&s.issuer, &s.body)),
+    )
+    .map_err(status::retraction)
 }
 
 fn submit_response(appended: &crate::store::Appended) -> pb::SubmitResponse {

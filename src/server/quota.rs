@@ -287,9 +287,10 @@ impl Quota {
     }
 
     /// A verified statement about to be logged: counted to its issuer (the submitter, which
-    /// `check_submitter` made sure of) unless it is governance.
+    /// `check_submitter` made sure of) unless it is governance; retractions are counted
+    /// (any member makes them).
     pub fn submission(&self, header: &Header) -> Result<(), Status> {
-        if header.kind.is_governance() {
+        if header.kind.is_governance() && !header.kind.is_lifecycle() {
             return Ok(());
         }
         self.charge(&header.issuer, Counter::Submissions, 1)

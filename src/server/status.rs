@@ -50,6 +50,24 @@ pub fn accept(e: AcceptError) -> Status {
     }
 }
 
+/// A retraction refused at the front door (docs/PROTOCOL.md §3.9).
+pub fn retraction(e: crate::lifecycle::RetractionError) -> Status {
+    use crate::lifecycle::RetractionError as E;
+    match e {
+        E::UnknownTarget(_) | E::UnknownEntries { .. } => {
+            refused("retraction_not_found", Status::not_found(e.to_string()))
+        }
+        E::NotRetractable { .. } => refused(
+            "retraction_not_retractable",
+            Status::invalid_argument(e.to_string()),
+        ),
+        E::NotTheIssuer { .. } => refused(
+            "retraction_not_issuer",
+            Status::permission_denied(e.to_string()),
+        ),
+    }
+}
+
 /// A statement that may not be logged at this point of the log.
 pub fn entry(e: EntryError) -> Status {
     use EntryError as E;

@@ -19,6 +19,7 @@ pub use hashes::{Category, HashEntry, HashType, Label};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
 pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};
 
+use crate::lifecycle::Retraction;
 use crate::membership::{Change, Genesis, KeyId, MemberId};
 use crate::pb;
 use crate::settings::SettingsChange;
@@ -65,6 +66,8 @@ pub enum Body {
     Membership(Change),
     /// A settings change signed by admins.
     Settings(SettingsChange),
+    /// A retraction of a statement or some of its entries (see [`crate::lifecycle`]).
+    Retraction(Retraction),
 }
 
 /// The kinds of statement, as filters and summaries name them.
@@ -80,6 +83,8 @@ pub enum Kind {
     Membership,
     /// [`Body::Settings`].
     Settings,
+    /// [`Body::Retraction`].
+    Retraction,
 }
 
 /// A set of hashes of known material.
@@ -209,7 +214,7 @@ impl Header {
             StatementError::invalid(
                 "kind",
                 format!(
-                    "unknown or unspecified statement kind {} (expected hash_set, risk_signal, genesis or membership)",
+                    "unknown or unspecified statement kind {} (expected hash_set, risk_signal, genesis, membership, settings or retraction)",
                     wire.kind
                 ),
             )
@@ -362,10 +367,13 @@ impl Body {
             Some(pb::statement_body::Body::Settings(change)) => {
                 Body::Settings(SettingsChange::from_wire(change)?)
             }
+            Some(pb::statement_body::Body::Retraction(r)) => {
+                Body::Retraction(Retraction::from_wire(r)?)
+            }
             None => {
                 return Err(StatementError::invalid(
                     "body",
-                    "missing: set hash_set, risk_signal, genesis, membership or settings",
+                    "missing: set hash_set, risk_signal, genesis, membership, settings or retraction",
                 ));
             }
         })
@@ -380,6 +388,7 @@ impl Body {
                 Body::Genesis(genesis) => pb::statement_body::Body::Genesis(genesis.to_wire()),
                 Body::Membership(change) => pb::statement_body::Body::Membership(change.to_wire()),
                 Body::Settings(change) => pb::statement_body::Body::Settings(change.to_wire()),
+                Body::Retraction(r) => pb::statement_body::Body::Retraction(r.to_wire()),
             }),
         }
     }
@@ -392,6 +401,7 @@ impl Body {
             Body::Genesis(_) => Kind::Genesis,
             Body::Membership(_) => Kind::Membership,
             Body::Settings(_) => Kind::Settings,
+            Body::Retraction(_) => Kind::Retraction,
         }
     }
 
@@ -405,7 +415,7 @@ impl Body {
                     _ => None,
                 }))
             }
-            Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) => {
+            Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) | Body::Retraction(_) => {
                 Box::new(std::iter::empty())
             }
         }
@@ -487,6 +497,7 @@ impl Kind {
             Kind::Genesis => pb::StatementKind::Genesis,
             Kind::Membership => pb::StatementKind::Membership,
             Kind::Settings => pb::StatementKind::Settings,
+            Kind::Retraction => pb::StatementKind::Retraction,
         }
     }
 
@@ -498,6 +509,7 @@ impl Kind {
             pb::StatementKind::Genesis => Some(Kind::Genesis),
             pb::StatementKind::Membership => Some(Kind::Membership),
             pb::StatementKind::Settings => Some(Kind::Settings),
+            pb::StatementKind::Retraction => Some(Kind::Retraction),
             pb::StatementKind::Unspecified => None,
         }
     }
@@ -510,17 +522,30 @@ impl Kind {
             Kind::Genesis => "genesis",
             Kind::Membership => "membership",
             Kind::Settings => "settings",
+            Kind::Retraction => "retraction",
         }
     }
 
-    /// Governance: the genesis, membership and settings changes. Every reader receives them
-    /// whole (filters always select them), they replay into the registry, and quotas never
-    /// count them.
+    /// Governance: the genesis, membership and settings changes, and the lifecycle statements
+    /// (retractions). Every reader receives them whole (filters always select them, so a hub
+    /// cannot keep a retraction from anyone), they replay into the registry (membership,
+    /// settings, [`crate::lifecycle::Lifecycle`]), and the hub restores them at start-up.
+    /// Quotas never count the admins' kinds ([`Kind::is_lifecycle`] ones are counted).
     pub fn is_governance(self) -> bool {
-        matches!(self, Kind::Genesis | Kind::Membership | Kind::Settings)
+        matches!(
+            self,
+            Kind::Genesis | Kind::Membership | Kind::Settings | Kind::Retraction
+        )
     }
 
-    /// Parses a name (`hash_set`, `risk_signal`, `genesis`, `membership`, `settings`).
+    /// Lifecycle statements (retractions): governance any member may make about its own
+    /// statements, so quotas count them as submissions.
+    pub fn is_lifecycle(self) -> bool {
+        self == Kind::Retraction
+    }
+
+    /// Parses a name (`hash_set`, `risk_signal`, `genesis`, `membership`, `settings`,
+    /// `retraction`).
     pub fn parse(s: &str) -> Option<Kind> {
         [
             Kind::HashSet,
@@ -528,6 +553,7 @@ impl Kind {
             Kind::Genesis,
             Kind::Membership,
             Kind::Settings,
+            Kind::Retraction,
         ]
         .into_iter()
         .find(|k| k.name() == s)

@@ -420,6 +420,9 @@ pub fn wire_header(
             (pb::StatementKind::Membership, Vec::new())
         }
         Some(pb::statement_body::Body::Settings(_)) => (pb::StatementKind::Settings, Vec::new()),
+        Some(pb::statement_body::Body::Retraction(_)) => {
+            (pb::StatementKind::Retraction, Vec::new())
+        }
         None => (pb::StatementKind::Unspecified, Vec::new()),
     };
     let mut hash_types: Vec<i32> = entries.iter().map(|e| e.r#type).collect();
@@ -467,6 +470,19 @@ impl Follower {
     pub async fn next(&mut self) -> Option<Proven> {
         let proven = self.syncer.next().await.expect("sync")?;
         self.syncer.commit(&[], 0).expect("commit");
+        Some(proven)
+    }
+
+    /// The next proven batch, committed as a writer would (a row for every entry the
+    /// member's filter selects), so that later batches report what it holds.
+    pub async fn next_writing(&mut self) -> Option<Proven> {
+        let proven = self.syncer.next().await.expect("sync")?;
+        let written: Vec<bool> = proven
+            .entries
+            .iter()
+            .map(|e| self.syncer.row(e.clone()).is_some())
+            .collect();
+        self.syncer.commit(&written, 0).expect("commit");
         Some(proven)
     }
 

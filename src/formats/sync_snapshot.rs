@@ -1,0 +1,243 @@
+//! A member's snapshot (`coalition sync --snapshot FILE`): the rows of its sync output whose
+//! entries should match now. The sync output is the history of everything shared (append-only,
+//! resumable by its length); the snapshot is derived from it and the lifecycle state the
+//! member's replica replayed, so it can be rebuilt at any time: whole after a batch that
+//! changes an entry's state, extended by the new rows otherwise.
+//!
+//! A row is left out when its entry is not active ([`crate::lifecycle::EntryState::matches`]):
+//! a hash row by its `entry` index (rows written before that column existed carry none: only
+//! whole-statement retractions remove them), a risk signal row loses the indicators retracted
+//! and goes when none is left.
+
+use super::Format;
+use crate::lifecycle::{Retracted, Target};
+use crate::membership::{MemberId, Registry};
+use crate::statement::{Kind, StatementId};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Rows read and written by one pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Rows read from the output.
+    pub read: u64,
+    /// Rows written to the snapshot.
+    pub kept: u64,
+}
+
+/// Rewrites `snapshot` whole from the sync output `output`: a temporary file, fsynced, renamed
+/// over the old one, so a reader sees the old snapshot or the new one, whole.
+pub fn rewrite(
+    output: &Path,
+    format: Format,
+    registry: &Registry,
+    snapshot: &Path,
+) -> std::io::Result<Pass> {
+    let tmp = temporary(snapshot);
+    let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+    let input = BufReader::with_capacity(1 << 20, File::open(output)?);
+    let pass = filter(input, format, registry, &mut out)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, snapshot)?;
+    if let Some(dir) = snapshot.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(pass)
+}
+
+/// Appends to `snapshot` the kept rows of `output` from byte `from` (a row boundary: where an
+/// earlier batch ended), then fsyncs it.
+pub fn extend(
+    output: &Path,
+    from: u64,
+    format: Format,
+    registry: &Registry,
+    snapshot: &Path,
+) -> std::io::Result<Pass> {
+    let mut input = File::open(output)?;
+    input.seek(SeekFrom::Start(from))?;
+    let file = std::fs::OpenOptions::new().append(true).open(snapshot)?;
+    let mut out = std::io::BufWriter::new(file);
+    let pass = filter(
+        BufReader::with_capacity(1 << 20, input),
+        format,
+        registry,
+        &mut out,
+    )?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+    Ok(pass)
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Copies the rows of `input` whose entries are active to `out`.
+pub fn filter(
+    input: impl BufRead,
+    format: Format,
+    registry: &Registry,
+    out: impl Write,
+) -> std::io::Result<Pass> {
+    let mut states = States {
+        registry,
+        cache: HashMap::new(),
+    };
+    match format {
+        Format::Csv => filter_csv(input, &mut states, out),
+        Format::Jsonl => filter_jsonl(input, &mut states, out),
+    }
+}
+
+/// Which entries of the statements met so far are retracted (`None`: nothing).
+struct States<'a> {
+    registry: &'a Registry,
+    cache: HashMap<StatementId, Option<Retracted>>,
+}
+
+impl States<'_> {
+    fn retracted(
+        &mut self,
+        id: Option<&str>,
+        seq: Option<u64>,
+        issuer: Option<&str>,
+        kind: Kind,
+    ) -> Option<&Retracted> {
+        let id = StatementId::from_hex(id?)?;
+        if !self.registry.lifecycle().names(&id) {
+            return None;
+        }
+        let registry = self.registry;
+        self.cache
+            .entry(id)
+            .or_insert_with(|| {
+                let issuer = MemberId::parse(issuer?).ok()?;
+                let target = Target {
+                    id,
+                    seq: seq?,
+                    issuer: &issuer,
+                    kind,
+                };
+                Some(registry.retracted(&target)).filter(|r| !r.is_none())
+            })
+            .as_ref()
+    }
+}
+
+fn keeps_hash(retracted: Option<&Retracted>, entry: Option<u32>) -> bool {
+    match (retracted, entry) {
+        (None, _) => true,
+        (Some(r), _) if r.all => false,
+        (Some(r), Some(index)) => r.state(index).matches(),
+        // A row without its entry index: only a whole retraction removes it.
+        (Some(_), None) => true,
+    }
+}
+
+fn filter_jsonl(
+    mut input: impl BufRead,
+    states: &mut States<'_>,
+    mut out: impl Write,
+) -> std::io::Result<Pass> {
+    let mut pass = Pass::default();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(pass);
+        }
+        let Ok(mut row) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            continue;
+        };
+        pass.read += 1;
+        let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let seq = row.get("seq").and_then(serde_json::Value::as_u64);
+        let (id, issuer) = (text("statement_id"), text("issuer"));
+        let keep = match text("kind").as_deref() {
+            Some("risk_signal") => {
+                match states.retracted(id.as_deref(), seq, issuer.as_deref(), Kind::RiskSignal) {
+                    None => true,
+                    Some(r) if r.all => false,
+                    Some(r) => {
+                        let r = r.clone();
+                        match row.get_mut("indicators").and_then(|v| v.as_array_mut()) {
+                            Some(indicators) => {
+                                let mut index = 0u32;
+                                indicators.retain(|_| {
+                                    index += 1;
+                                    r.state(index - 1).matches()
+                                });
+                                if indicators.is_empty() {
+                                    false
+                                } else {
+                                    serde_json::to_writer(&mut out, &row)?;
+                                    out.write_all(b"\n")?;
+                                    pass.kept += 1;
+                                    continue;
+                                }
+                            }
+                            None => true,
+                        }
+                    }
+                }
+            }
+            _ => {
+                let entry = row
+                    .get("entry")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|e| u32::try_from(e).ok());
+                keeps_hash(
+                    states.retracted(id.as_deref(), seq, issuer.as_deref(), Kind::HashSet),
+                    entry,
+                )
+            }
+        };
+        if keep {
+            out.write_all(line.trim_end_matches(['\r', '\n']).as_bytes())?;
+            out.write_all(b"\n")?;
+            pass.kept += 1;
+        }
+    }
+}
+
+fn filter_csv(
+    input: impl BufRead,
+    states: &mut States<'_>,
+    out: impl Write,
+) -> std::io::Result<Pass> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_writer(out);
+    let mut pass = Pass::default();
+    let mut record = csv::StringRecord::new();
+    while reader
+        .read_record(&mut record)
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+    {
+        let first = record.get(0).unwrap_or_default().trim();
+        if first.eq_ignore_ascii_case(super::CSV_COLUMNS[0]) {
+            writer.write_record(&record)?;
+            continue;
+        }
+        pass.read += 1;
+        let seq = first.parse().ok();
+        let entry = record.get(9).and_then(|e| e.trim().parse().ok());
+        let retracted = states.retracted(record.get(1), seq, record.get(2), Kind::HashSet);
+        if keeps_hash(retracted, entry) {
+            writer.write_record(&record)?;
+            pass.kept += 1;
+        }
+    }
+    writer.flush()?;
+    Ok(()).map(|()| pass)
+}
