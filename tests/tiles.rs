@@ -139,9 +139,10 @@ async fn a_real_log_answers_from_tiles_at_every_size() {
     );
 }
 
-/// Copies `from` into a fresh data directory `to` in the earlier layout: the same trees and
-/// entries, and the Merkle tree as one `log` key per node (`N`, level, index big-endian →
-/// hash) instead of tiles, with no layout marker.
+/// Copies `from` into a fresh data directory `to` in the earliest layout: the same trees, the
+/// entries' records as `log` keys (`E`, seq big-endian → record) instead of the entry files,
+/// and the Merkle tree as one `log` key per node (`N`, level, index big-endian → hash) instead
+/// of tiles, with no layout marker and no log size. Opening it converts both at once.
 fn write_legacy_copy(from: &Path, to: &Path, memory: &MemoryTree) {
     let old = sled::open(from).expect("open");
     let new = sled::open(to).expect("open");
@@ -152,15 +153,22 @@ fn write_legacy_copy(from: &Path, to: &Path, memory: &MemoryTree) {
         );
         for kv in src.iter() {
             let (k, v) = kv.expect("read");
-            // In `log`, the earlier layout had entries (E), the id index (I) and membership
-            // markers (M) as today, and no tiles (T) or layout marker (F).
-            if name.as_ref() == b"log" && !matches!(k.first(), Some(b'E' | b'I' | b'M')) {
+            // In `log`, the earliest layout had the id index (I) and membership markers (M) as
+            // today, and no tiles (T), layout marker (F) or log size (S).
+            if name.as_ref() == b"log" && !matches!(k.first(), Some(b'I' | b'M')) {
                 continue;
             }
             dst.insert(k, v).expect("write");
         }
     }
     let log_tree = new.open_tree("log").expect("log");
+    let records = std::fs::read(from.join(coalition_hub::store::ENTRIES_DATA_FILE)).expect("read");
+    for seq in 0..memory.size().0 {
+        let range = common::stored_record_range(from, seq);
+        let key = [&[b'E'][..], &seq.to_be_bytes()].concat();
+        let record = &records[range.start as usize..range.end as usize];
+        log_tree.insert(key, record).expect("write");
+    }
     insert_legacy_nodes(&log_tree, memory);
     new.flush().expect("flush");
 }
@@ -188,6 +196,7 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = founded_store(dir.path(), 299).await;
     let memory = memory_tree(&store);
+    let entries: Vec<_> = store.entries(0, 300).map(|e| e.expect("entry")).collect();
     drop(store);
     let legacy = dir.path().join("legacy");
     write_legacy_copy(&dir.path().join("data"), &legacy, &memory);
@@ -199,6 +208,11 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
     let store = Store::open(&legacy, &StoreConfig::default()).expect("open converts");
     assert_eq!(store.log_size(), 300);
     check_against_memory(&store, &memory);
+    // The records moved to the entry files, every one as it was.
+    let converted: Vec<_> = store.entries(0, 300).map(|e| e.expect("entry")).collect();
+    assert_eq!(converted, entries);
+    let id = entries[150].id().expect("id");
+    assert_eq!(store.entry_by_id(&id).expect("read"), Some(entries[150].clone()));
     // It keeps working: more statements, a reopen.
     let key = CertDir::new(dir.path().join("certs"))
         .signing_key(&id("acme"))
@@ -210,6 +224,11 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
         0,
         "the per-node keys are removed"
     );
+    {
+        let db = sled::open(&legacy).expect("open");
+        let log_tree = db.open_tree("log").expect("log");
+        assert_eq!(log_tree.scan_prefix(b"E").count(), 0, "the record keys are removed");
+    }
     let store = Store::open(&legacy, &StoreConfig::default()).expect("reopen");
     check_against_memory(&store, &memory_tree(&store));
 }
