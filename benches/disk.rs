@@ -40,7 +40,9 @@ const PDQ_SET: usize = 10_000;
 
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name} must be a number")),
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name} must be a number")),
         Err(_) => Ok(default),
     }
 }
@@ -145,9 +147,9 @@ async fn run(shape: Shape) -> Result<()> {
     let apparent = (after.apparent - before.apparent) as f64;
     match shape {
         Shape::Single(_) => println!("Disk per single-hash statement ({statements} statements)"),
-        Shape::Pdq(_) => println!(
-            "Disk per PDQ hash ({statements} sets of {PDQ_SET} random PDQ hashes)"
-        ),
+        Shape::Pdq(_) => {
+            println!("Disk per PDQ hash ({statements} sets of {PDQ_SET} random PDQ hashes)")
+        }
     }
     println!(
         "submitted in {:.1} s ({:.0} statements/s, {CONNECTIONS} connections x {IN_FLIGHT} in flight); hub peak memory {} MiB",

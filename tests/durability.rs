@@ -144,7 +144,10 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
     // acknowledged end of both entry files (half a record, a partial offset).
     for (file, tail) in [
         (coalition_hub::store::ENTRIES_DATA_FILE, &[0x0a_u8; 77][..]),
-        (coalition_hub::store::ENTRIES_OFFSETS_FILE, &[0xff_u8; 12][..]),
+        (
+            coalition_hub::store::ENTRIES_OFFSETS_FILE,
+            &[0xff_u8; 12][..],
+        ),
     ] {
         use std::io::Write;
         std::fs::OpenOptions::new()
@@ -197,7 +200,16 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
     let dir = founded.dir.path();
     ok(
         dir,
-        &["audit", "export", "--hub", &addr, "--as", "acme", "--out", "final.bundle"],
+        &[
+            "audit",
+            "export",
+            "--hub",
+            &addr,
+            "--as",
+            "acme",
+            "--out",
+            "final.bundle",
+        ],
     );
     let verified = ok(dir, &["audit", "verify", "final.bundle"]);
     assert!(

@@ -217,7 +217,10 @@ impl EntryFiles {
         };
         let entry = StoredEntry::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
         if entry.seq != seq {
-            return Err(corrupt(format!("the record says it is entry {}", entry.seq)));
+            return Err(corrupt(format!(
+                "the record says it is entry {}",
+                entry.seq
+            )));
         }
         Ok(entry)
     }
@@ -489,7 +492,10 @@ mod tests {
             statement_id: vec![seq as u8; 32],
             envelope: Some(pb::Envelope {
                 payload: vec![7; 10].into(),
-                body: (0..body).map(|i| (i as u64 ^ seq) as u8).collect::<Vec<_>>().into(),
+                body: (0..body)
+                    .map(|i| (i as u64 ^ seq) as u8)
+                    .collect::<Vec<_>>()
+                    .into(),
                 ..Default::default()
             }),
         }
@@ -672,7 +678,10 @@ mod tests {
         let d = dir();
         for seq in 0..n {
             d.log
-                .insert(legacy_key(seq), entry(seq, 30 + seq as usize % 5).encode_to_vec())
+                .insert(
+                    legacy_key(seq),
+                    entry(seq, 30 + seq as usize % 5).encode_to_vec(),
+                )
                 .expect("insert");
         }
         d.db.flush().expect("flush");

@@ -485,8 +485,8 @@ impl Follower {
 /// from the offsets file: 8 bytes per entry, big-endian end offsets (see
 /// `src/store/entry_files.rs`). For tests that damage a stored record on purpose.
 pub fn stored_record_range(data: &std::path::Path, seq: u64) -> std::ops::Range<u64> {
-    let offsets = std::fs::read(data.join(coalition_hub::store::ENTRIES_OFFSETS_FILE))
-        .expect("offsets file");
+    let offsets =
+        std::fs::read(data.join(coalition_hub::store::ENTRIES_OFFSETS_FILE)).expect("offsets file");
     let end_of = |i: u64| {
         let at = (i * 8) as usize;
         u64::from_be_bytes(offsets[at..at + 8].try_into().expect("8 bytes"))
