@@ -213,7 +213,7 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
     );
     let verified = ok(dir, &["audit", "verify", "final.bundle"]);
     assert!(
-        verified.contains(&format!("audit OK: hub 'durability.test'"))
+        verified.contains("audit OK: hub 'durability.test'")
             && verified.contains(&format!("{} entries replayed", next + 30)),
         "{verified}"
     );
