@@ -1,17 +1,20 @@
-//! Durable storage on sled: the append-only log of accepted statements, its Merkle nodes and
-//! the statement-id index, driven by the hub's [`Replica`].
+//! Durable storage: the append-only log of accepted statements, its Merkle tiles and the
+//! statement-id index, driven by the hub's [`Replica`]. The entries' records live in two
+//! append-only files beside sled (`entry_files.rs`); sled holds everything else and the durable
+//! log size.
 //!
 //! One writer thread owns every append. It takes whatever appends are waiting (group commit),
 //! hands each statement to the replica at its position ([`Replica::append_verified`]: every
 //! replica rule but the signatures, which the handler checked), assigns gap-free sequence
-//! numbers, writes entries, id index rows and the Merkle tiles they change in ONE atomic sled
-//! batch, flushes
-//! (fsync), and only then publishes the new log size and registry and answers the callers.
-//! Readers never look past the published size, so they only ever see durable entries. At
-//! start-up the replica is restored from the store's own durable entries (membership replayed
-//! without re-verifying signatures the hub checked itself, the frontier from stored tiles).
-//! Published checkpoints live in their own tree (`checkpoints.rs`); the Merkle tree is stored
-//! as C2SP tlog-tiles (`tiles.rs`), which proofs read (`proofs.rs`).
+//! numbers, writes the group's records to the entry files and fdatasyncs them, then writes id
+//! index rows, membership marks, the Merkle tiles they change and the new log size in ONE
+//! atomic sled batch, flushes (fsync), and only then publishes the new log size and registry
+//! and answers the callers. Readers never look past the published size, so they only ever see
+//! durable entries. At start-up the entry files are cut back to sled's log size (a crashed
+//! group's tail) and the replica is restored from the store's own durable entries (membership
+//! replayed without re-verifying signatures the hub checked itself, the frontier from stored
+//! tiles). Published checkpoints live in their own tree (`checkpoints.rs`); the Merkle tree is
+//! stored as C2SP tlog-tiles (`tiles.rs`), which proofs read (`proofs.rs`).
 
 mod access;
 mod checkpoints;
