@@ -1,11 +1,15 @@
 //! Disk per statement: a separate `coalition serve` process (release) is sent N signed
-//! statements of one sha256 hash each (the shape of risk signals) over gRPC + mutual TLS from
-//! 4 connections with 16 submissions in flight on each; the hub is then stopped and the data
-//! directory measured: bytes allocated on disk (`du`, 512-byte blocks) and the files'
-//! apparent size, per statement, against the average envelope size.
+//! statements over gRPC + mutual TLS from 4 connections with 16 submissions in flight on each;
+//! the hub is then stopped and the data directory measured: bytes allocated on disk (`du`,
+//! 512-byte blocks) and the files' apparent size, per statement and per hash, against the
+//! average envelope size. Two shapes (`DISK_BENCH_MODE`):
+//! - `single` (default): statements of one sha256 hash each (the shape of risk signals),
+//!   `DISK_BENCH_STATEMENTS` of them (100,000 by default);
+//! - `pdq`: sets of 10,000 random PDQ hashes, `DISK_BENCH_SETS` of them (10 by default).
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-tiles cargo bench --bench disk`
-//! (`DISK_BENCH_STATEMENTS=N` for another count, 100,000 by default).
+//! (`DISK_BENCH_MODE=pdq DISK_BENCH_SETS=100` for a million PDQ hashes;
+//! `HUB_BENCH_HUB_BINARY=path/to/coalition` measures another build of the hub).
 
 #[path = "support/founding.rs"]
 mod founding;
@@ -21,6 +25,7 @@ use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
 use hub_process::Hub;
 use prost::Message;
+use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -30,22 +35,62 @@ use std::time::Instant;
 const CONNECTIONS: usize = 4;
 /// Submissions in flight per connection.
 const IN_FLIGHT: usize = 16;
+/// PDQ hashes per set in the `pdq` mode.
+const PDQ_SET: usize = 10_000;
+
+fn env_usize(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name} must be a number")),
+        Err(_) => Ok(default),
+    }
+}
 
 fn main() -> Result<()> {
-    let statements: usize = match std::env::var("DISK_BENCH_STATEMENTS") {
-        Ok(s) => s
-            .parse()
-            .context("DISK_BENCH_STATEMENTS must be a number")?,
-        Err(_) => 100_000,
+    let shape = match std::env::var("DISK_BENCH_MODE").as_deref() {
+        Ok("single") | Err(_) => Shape::Single(env_usize("DISK_BENCH_STATEMENTS", 100_000)?),
+        Ok("pdq") => Shape::Pdq(env_usize("DISK_BENCH_SETS", 10)?),
+        Ok(other) => bail!("DISK_BENCH_MODE={other:?}: use single or pdq"),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("building the tokio runtime")?
-        .block_on(run(statements))
+        .block_on(run(shape))
 }
 
-async fn run(statements: usize) -> Result<()> {
+/// What the bench submits.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// This many statements of one sha256 hash.
+    Single(usize),
+    /// This many sets of [`PDQ_SET`] random PDQ hashes.
+    Pdq(usize),
+}
+
+impl Shape {
+    fn statements(self) -> usize {
+        match self {
+            Shape::Single(n) | Shape::Pdq(n) => n,
+        }
+    }
+    fn hashes(self) -> usize {
+        match self {
+            Shape::Single(n) => n,
+            Shape::Pdq(n) => n * PDQ_SET,
+        }
+    }
+    fn body(self, i: usize) -> Body {
+        match self {
+            Shape::Single(_) => single_hash(i),
+            Shape::Pdq(_) => pdq_set(i),
+        }
+    }
+}
+
+async fn run(shape: Shape) -> Result<()> {
+    let statements = shape.statements();
     let root = tempfile::tempdir().context("creating a temporary directory")?;
     let certs = CertDir::new(root.path().join("certs"));
     let admin = MemberId::parse("admin")?;
@@ -64,7 +109,7 @@ async fn run(statements: usize) -> Result<()> {
 
     let key = certs.signing_key(&submitter)?;
     let envelopes: Vec<pb::Envelope> = (0..statements)
-        .map(|i| sign_new(&submitter, &key, single_hash(i)))
+        .map(|i| sign_new(&submitter, &key, shape.body(i)))
         .collect();
     let envelope_bytes: usize = envelopes.iter().map(Message::encoded_len).sum();
 
@@ -100,7 +145,12 @@ async fn run(statements: usize) -> Result<()> {
     let n = statements as f64;
     let allocated = (after.allocated - before.allocated) as f64;
     let apparent = (after.apparent - before.apparent) as f64;
-    println!("Disk per single-hash statement ({statements} statements)");
+    match shape {
+        Shape::Single(_) => println!("Disk per single-hash statement ({statements} statements)"),
+        Shape::Pdq(_) => {
+            println!("Disk per PDQ hash ({statements} sets of {PDQ_SET} random PDQ hashes)")
+        }
+    }
     println!(
         "submitted in {:.1} s ({:.0} statements/s, {CONNECTIONS} connections x {IN_FLIGHT} in flight); hub peak memory {} MiB",
         elapsed.as_secs_f64(),
@@ -121,6 +171,15 @@ async fn run(statements: usize) -> Result<()> {
         allocated / envelope_bytes as f64,
         apparent / envelope_bytes as f64
     );
+    if let Shape::Pdq(_) = shape {
+        let hashes = shape.hashes() as f64;
+        println!(
+            "per hash: {:.1} B allocated, {:.1} B apparent; envelope {:.1} B per hash",
+            allocated / hashes,
+            apparent / hashes,
+            envelope_bytes as f64 / hashes
+        );
+    }
     Ok(())
 }
 
@@ -134,6 +193,22 @@ fn single_hash(seed: usize) -> Body {
             quality: None,
             labels: vec![Label::Category(Category::A1)],
         }],
+    })
+}
+
+/// Set `seed`: [`PDQ_SET`] random PDQ hashes (quality 90, labelled A1).
+fn pdq_set(seed: usize) -> Body {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed as u64);
+    Body::HashSet(HashSet {
+        description: String::new(),
+        entries: (0..PDQ_SET)
+            .map(|_| HashEntry {
+                hash_type: HashType::Pdq,
+                value: rng.r#gen::<[u8; 32]>().to_vec(),
+                quality: Some(90),
+                labels: vec![Label::Category(Category::A1)],
+            })
+            .collect(),
     })
 }
 

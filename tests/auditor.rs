@@ -473,30 +473,15 @@ async fn replayed_unproven_and_misdated_logs_are_refused() {
     }
 }
 
-/// Rewrites entry `seq` in the sled `log` tree with one payload byte flipped.
+/// Rewrites entry `seq` in the store's records file with one payload byte flipped.
 fn flip_stored_payload_byte(data: &Path, seq: u64) {
     use prost::Message;
-    // sled releases its lock from background threads just after the store is dropped.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    let db = loop {
-        match sled::open(data) {
-            Ok(db) => break db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => panic!("sled: {e}"),
-        }
-    };
-    let log = db.open_tree("log").expect("tree");
-    let mut key = vec![b'E'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    let raw = log.get(&key).expect("get").expect("entry exists");
-    let mut entry = coalition_hub::store::StoredEntry::decode(raw.as_ref()).expect("decode");
-    let env = entry.envelope.as_mut().expect("env");
-    let mut payload = env.payload.to_vec();
-    payload[0] ^= 0x01;
-    env.payload = payload.into();
-    log.insert(&key, entry.encode_to_vec()).expect("write");
-    db.flush().expect("flush");
+    common::rewrite_stored_record(data, seq, |raw| {
+        let mut entry = coalition_hub::store::StoredEntry::decode(&raw[..]).expect("decode");
+        let env = entry.envelope.as_mut().expect("env");
+        let mut payload = env.payload.to_vec();
+        payload[0] ^= 0x01;
+        env.payload = payload.into();
+        *raw = entry.encode_to_vec();
+    });
 }

@@ -2,6 +2,8 @@
 //! restarts on the same data directory, and still holds every acknowledged statement.
 
 mod common;
+#[path = "common/serve.rs"]
+mod serve;
 
 use coalition_hub::client::Client;
 use coalition_hub::pb;
@@ -9,58 +11,24 @@ use coalition_hub::pki::CertDir;
 
 use common::founded::Founded;
 use common::{id, replay, sha256_set, sync_all};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use serve::{ServeProcess, ok};
 
-fn start_hub(data: &Path, certs: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(data)
-        .arg("--certs")
-        .arg(certs)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn coalition serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let Some(addr) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
-        let mut err = String::new();
-        if let Some(mut stderr) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
-        }
-        panic!("hub did not start: stdout {line:?}, stderr {err:?}");
-    };
-    // Drain stderr so the hub never blocks on a full pipe.
-    if let Some(stderr) = child.stderr.take() {
-        std::thread::spawn(move || {
-            std::io::copy(&mut BufReader::new(stderr), &mut std::io::sink())
-        });
-    }
-    (child, addr)
+/// `coalition serve` on the founded directory (its `certs/` and `data/`).
+fn start_hub(founded: &Founded) -> (ServeProcess, String) {
+    ServeProcess::start(founded.dir.path(), &[])
 }
 
 #[tokio::test]
 async fn acknowledged_statements_survive_sigkill() {
     // Genesis, as `coalition init`: acme is the founding admin and also a member.
     let founded = Founded::new("durability.test").await;
-    let (data, certs_dir) = (&founded.data, &founded.certs);
-    let key = CertDir::new(certs_dir)
+    let key = CertDir::new(&founded.certs)
         .signing_key(&id("acme"))
         .expect("key");
     let tls = founded.tls();
     let mut acked = Vec::new();
     for round in 0..3u64 {
-        let (mut child, addr) = start_hub(data, certs_dir);
+        let (hub, addr) = start_hub(&founded);
         let mut client = Client::connect(&addr, &tls).await.expect("connect");
         // Everything acknowledged before earlier kills is still there.
         let (entries, next) = sync_all(&mut client, pb::SyncRequest::default()).await;
@@ -86,15 +54,17 @@ async fn acknowledged_statements_survive_sigkill() {
             acked.push(receipt.statement_id);
         }
         // SIGKILL right after the last acknowledgement: no graceful shutdown, no Drop.
-        child.kill().expect("kill -9");
-        child.wait().expect("reap");
+        hub.kill();
     }
 }
 
 /// SIGKILL in the middle of a flood of small statements from four connections (Submits and
 /// SubmitBatches, many calls in flight on each): every statement acknowledged before the kill
-/// is in the restarted hub's log, exactly once, at its receipt's position, and the log
-/// replays under every rule.
+/// is in the restarted hub's log (Sync and GetStatement), exactly once, at its receipt's
+/// position, and the log replays under every rule. A torn group at the end of the entry files
+/// (written by a crash before sled committed it) is dropped at the restart, the hub goes on
+/// appending right after the last acknowledged entry, and an auditor's export of the final
+/// log verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() {
     use coalition_hub::statement::Body;
@@ -105,12 +75,11 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
     const BATCH: usize = 50;
     // Genesis, as `coalition init`: acme is the founding admin and also a member.
     let founded = Founded::new("durability.test").await;
-    let (data, certs_dir) = (&founded.data, &founded.certs);
-    let key = CertDir::new(certs_dir)
+    let key = CertDir::new(&founded.certs)
         .signing_key(&id("acme"))
         .expect("key");
     let tls = founded.tls();
-    let (mut child, addr) = start_hub(data, certs_dir);
+    let (hub, addr) = start_hub(&founded);
     let envelopes: Vec<pb::Envelope> = (0..STATEMENTS)
         .map(|i| {
             coalition_hub::client::sign_new(&id("acme"), &key, Body::HashSet(sha256_set(i, 1)))
@@ -167,17 +136,88 @@ async fn sigkill_during_a_flood_of_small_statements_loses_no_acknowledged_one() 
         assert!(std::time::Instant::now() < deadline, "the flood stalled");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    child.kill().expect("kill -9");
-    child.wait().expect("reap");
+    hub.kill();
     while tasks.join_next().await.is_some() {}
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() as u64 >= STATEMENTS / 3);
-    let (mut child, addr) = start_hub(data, certs_dir);
+    // What a crash between writing a group's records and committing it leaves: bytes past the
+    // acknowledged end of both entry files (half a record, a partial offset).
+    for (file, tail) in [
+        (coalition_hub::store::ENTRIES_DATA_FILE, &[0x0a_u8; 77][..]),
+        (
+            coalition_hub::store::ENTRIES_OFFSETS_FILE,
+            &[0xff_u8; 12][..],
+        ),
+    ] {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(founded.data.join(file))
+            .and_then(|mut f| f.write_all(tail))
+            .expect("torn tail");
+    }
+    let (hub, addr) = start_hub(&founded);
     let mut client = Client::connect(&addr, &tls).await.expect("connect");
     let (entries, next) = sync_all(&mut client, pb::SyncRequest::default()).await;
-    child.kill().expect("kill");
-    child.wait().expect("reap");
     assert_eq!(next, entries.len() as u64);
+    // GetStatement answers from the stored records too (a sample: every 50th acknowledgement).
+    for (id, seq) in acked.iter().step_by(50) {
+        let got = client
+            .hub
+            .get_statement(pb::GetStatementRequest {
+                statement_id: id.clone(),
+            })
+            .await
+            .expect("an acknowledged statement is found by id")
+            .into_inner();
+        assert_eq!((&got.statement_id, got.seq), (id, *seq));
+    }
+    // The hub appends right after the last acknowledged entry, then dies again.
+    let more: Vec<pb::Envelope> = (STATEMENTS..STATEMENTS + 30)
+        .map(|i| {
+            coalition_hub::client::sign_new(&id("acme"), &key, Body::HashSet(sha256_set(i, 1)))
+        })
+        .collect();
+    let mut appended = Vec::new();
+    for (i, envelope) in more.into_iter().enumerate() {
+        let receipt = client.submit(envelope).await.expect("submit").receipt;
+        let receipt = receipt.expect("receipt");
+        assert_eq!(receipt.seq, next + i as u64);
+        appended.push(receipt.statement_id);
+    }
+    hub.kill();
+    let (hub, addr) = start_hub(&founded);
+    let mut client = Client::connect(&addr, &tls).await.expect("connect");
+    let (after, _) = sync_all(&mut client, pb::SyncRequest::default()).await;
+    assert_eq!(after.len() as u64, next + 30);
+    assert_eq!(after[..entries.len()], entries[..]);
+    let tail: Vec<Vec<u8>> = after[entries.len()..]
+        .iter()
+        .map(|e| e.statement_id.clone())
+        .collect();
+    assert_eq!(tail, appended);
+    // An auditor verifies the final log offline.
+    let dir = founded.dir.path();
+    ok(
+        dir,
+        &[
+            "audit",
+            "export",
+            "--hub",
+            &addr,
+            "--as",
+            "acme",
+            "--out",
+            "final.bundle",
+        ],
+    );
+    let verified = ok(dir, &["audit", "verify", "final.bundle"]);
+    assert!(
+        verified.contains("audit OK: hub 'durability.test'")
+            && verified.contains(&format!("{} entries replayed", next + 30)),
+        "{verified}"
+    );
+    hub.kill();
     let logged: HashMap<Vec<u8>, u64> = entries
         .iter()
         .map(|e| (e.statement_id.clone(), e.seq))

@@ -61,10 +61,7 @@ impl Founded {
     }
 }
 
-/// The store's key of entry `seq` and of the id index row of `id` (see `store/mod.rs`).
-fn entry_key(seq: u64) -> Vec<u8> {
-    [&[b'E'][..], &seq.to_be_bytes()].concat()
-}
+/// The store's key of the id index row of `id` (see `store/mod.rs`).
 fn id_key(id: &[u8; 32]) -> Vec<u8> {
     [&[b'I'][..], &id[..]].concat()
 }
@@ -198,7 +195,7 @@ async fn a_damaged_log_entry_stops_the_indexer_and_the_hub_says_so() {
     let f = Founded::new("ops.test").await;
     let logged = f.log(&[f.hash_set(1, 5), f.hash_set(2, 5)]).await;
     // The first set's entry no longer decodes (the last entry must stay readable to open).
-    f.damage(&entry_key(logged[0].0), b"\xff\xfe not an entry");
+    common::rewrite_stored_record(&f.data, logged[0].0, |record| record.fill(0xff));
     let hub = Serve::start(&f, &[]);
     let body = hub.wait_for_health(503);
     assert!(

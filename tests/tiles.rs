@@ -119,7 +119,7 @@ async fn a_real_log_answers_from_tiles_at_every_size() {
     // Stored: full tiles whole, the rightmost partial tiles as chunks of 16 hashes (88 hashes
     // of tile/0/002: 6 chunks; 2 of tile/1/000: 1); the chunks of filled tiles are gone.
     {
-        let db = sled::open(dir.path().join("data")).expect("open");
+        let db = open_sled(dir.path().join("data")).expect("open");
         let log_tree = db.open_tree("log").expect("log");
         assert_eq!(log_tree.scan_prefix(b"T").count(), 2);
         assert_eq!(log_tree.scan_prefix(b"P").count(), 7);
@@ -139,12 +139,13 @@ async fn a_real_log_answers_from_tiles_at_every_size() {
     );
 }
 
-/// Copies `from` into a fresh data directory `to` in the earlier layout: the same trees and
-/// entries, and the Merkle tree as one `log` key per node (`N`, level, index big-endian →
-/// hash) instead of tiles, with no layout marker.
+/// Copies `from` into a fresh data directory `to` in the earliest layout: the same trees, the
+/// entries' records as `log` keys (`E`, seq big-endian → record) instead of the entry files,
+/// and the Merkle tree as one `log` key per node (`N`, level, index big-endian → hash) instead
+/// of tiles, with no layout marker and no log size. Opening it converts both at once.
 fn write_legacy_copy(from: &Path, to: &Path, memory: &MemoryTree) {
-    let old = sled::open(from).expect("open");
-    let new = sled::open(to).expect("open");
+    let old = open_sled(from).expect("open");
+    let new = open_sled(to).expect("open");
     for name in old.tree_names() {
         let (src, dst) = (
             old.open_tree(&name).expect("tree"),
@@ -152,15 +153,22 @@ fn write_legacy_copy(from: &Path, to: &Path, memory: &MemoryTree) {
         );
         for kv in src.iter() {
             let (k, v) = kv.expect("read");
-            // In `log`, the earlier layout had entries (E), the id index (I) and membership
-            // markers (M) as today, and no tiles (T) or layout marker (F).
-            if name.as_ref() == b"log" && !matches!(k.first(), Some(b'E' | b'I' | b'M')) {
+            // In `log`, the earliest layout had the id index (I) and membership markers (M) as
+            // today, and no tiles (T), layout marker (F) or log size (S).
+            if name.as_ref() == b"log" && !matches!(k.first(), Some(b'I' | b'M')) {
                 continue;
             }
             dst.insert(k, v).expect("write");
         }
     }
     let log_tree = new.open_tree("log").expect("log");
+    let records = std::fs::read(from.join(coalition_hub::store::ENTRIES_DATA_FILE)).expect("read");
+    for seq in 0..memory.size().0 {
+        let range = common::stored_record_range(from, seq);
+        let key = [&[b'E'][..], &seq.to_be_bytes()].concat();
+        let record = &records[range.start as usize..range.end as usize];
+        log_tree.insert(key, record).expect("write");
+    }
     insert_legacy_nodes(&log_tree, memory);
     new.flush().expect("flush");
 }
@@ -178,8 +186,23 @@ fn insert_legacy_nodes(log_tree: &sled::Tree, memory: &MemoryTree) {
     }
 }
 
+/// Opens a closed data directory's sled database: sled releases its lock from background
+/// threads shortly after the last handle goes, so wait for it up to 2 s.
+fn open_sled(dir: impl AsRef<Path>) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::open(dir.as_ref()) {
+            Err(sled::Error::Io(e)) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn legacy_nodes_left(dir: &Path) -> usize {
-    let db = sled::open(dir).expect("open");
+    let db = open_sled(dir).expect("open");
     db.open_tree("log").expect("log").scan_prefix(b"N").count()
 }
 
@@ -188,6 +211,7 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = founded_store(dir.path(), 299).await;
     let memory = memory_tree(&store);
+    let entries: Vec<_> = store.entries(0, 300).map(|e| e.expect("entry")).collect();
     drop(store);
     let legacy = dir.path().join("legacy");
     write_legacy_copy(&dir.path().join("data"), &legacy, &memory);
@@ -199,6 +223,14 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
     let store = Store::open(&legacy, &StoreConfig::default()).expect("open converts");
     assert_eq!(store.log_size(), 300);
     check_against_memory(&store, &memory);
+    // The records moved to the entry files, every one as it was.
+    let converted: Vec<_> = store.entries(0, 300).map(|e| e.expect("entry")).collect();
+    assert_eq!(converted, entries);
+    let stored_id = entries[150].id().expect("id");
+    assert_eq!(
+        store.entry_by_id(&stored_id).expect("read"),
+        Some(entries[150].clone())
+    );
     // It keeps working: more statements, a reopen.
     let key = CertDir::new(dir.path().join("certs"))
         .signing_key(&id("acme"))
@@ -210,6 +242,15 @@ async fn a_store_of_the_earlier_layout_is_converted_once() {
         0,
         "the per-node keys are removed"
     );
+    {
+        let db = open_sled(&legacy).expect("open");
+        let log_tree = db.open_tree("log").expect("log");
+        assert_eq!(
+            log_tree.scan_prefix(b"E").count(),
+            0,
+            "the record keys are removed"
+        );
+    }
     let store = Store::open(&legacy, &StoreConfig::default()).expect("reopen");
     check_against_memory(&store, &memory_tree(&store));
 }
@@ -226,7 +267,7 @@ async fn a_conversion_interrupted_by_a_crash_completes_at_the_next_open() {
     let torn = dir.path().join("torn");
     write_legacy_copy(&dir.path().join("data"), &torn, &memory);
     {
-        let db = sled::open(&torn).expect("open");
+        let db = open_sled(&torn).expect("open");
         let log_tree = db.open_tree("log").expect("log");
         let mut key = [b'T'; 10];
         key[1] = 0;
@@ -244,7 +285,7 @@ async fn a_conversion_interrupted_by_a_crash_completes_at_the_next_open() {
     // Crash while removing the node keys (tiles and marker written, some node keys left):
     // the next open finishes the removal and answers from the tiles.
     {
-        let db = sled::open(&torn).expect("open");
+        let db = open_sled(&torn).expect("open");
         insert_legacy_nodes(&db.open_tree("log").expect("log"), &memory);
         db.flush().expect("flush");
     }
@@ -258,7 +299,7 @@ async fn a_conversion_interrupted_by_a_crash_completes_at_the_next_open() {
     let broken = dir.path().join("broken");
     write_legacy_copy(&dir.path().join("data"), &broken, &memory);
     {
-        let db = sled::open(&broken).expect("open");
+        let db = open_sled(&broken).expect("open");
         let mut key = [b'N'; 10];
         key[1] = 0;
         key[2..].copy_from_slice(&17u64.to_be_bytes());
@@ -278,7 +319,7 @@ async fn a_conversion_interrupted_by_a_crash_completes_at_the_next_open() {
 fn a_store_of_an_unknown_layout_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     {
-        let db = sled::open(dir.path()).expect("open");
+        let db = open_sled(dir.path()).expect("open");
         db.open_tree("log")
             .expect("log")
             .insert(b"F", &b"tiles-9"[..])

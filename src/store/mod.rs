@@ -1,20 +1,24 @@
-//! Durable storage on sled: the append-only log of accepted statements, its Merkle nodes and
-//! the statement-id index, driven by the hub's [`Replica`].
+//! Durable storage: the append-only log of accepted statements, its Merkle tiles and the
+//! statement-id index, driven by the hub's [`Replica`]. The entries' records live in two
+//! append-only files beside sled (`entry_files.rs`); sled holds everything else and the durable
+//! log size.
 //!
 //! One writer thread owns every append. It takes whatever appends are waiting (group commit),
 //! hands each statement to the replica at its position ([`Replica::append_verified`]: every
 //! replica rule but the signatures, which the handler checked), assigns gap-free sequence
-//! numbers, writes entries, id index rows and the Merkle tiles they change in ONE atomic sled
-//! batch, flushes
-//! (fsync), and only then publishes the new log size and registry and answers the callers.
-//! Readers never look past the published size, so they only ever see durable entries. At
-//! start-up the replica is restored from the store's own durable entries (membership replayed
-//! without re-verifying signatures the hub checked itself, the frontier from stored tiles).
-//! Published checkpoints live in their own tree (`checkpoints.rs`); the Merkle tree is stored
-//! as C2SP tlog-tiles (`tiles.rs`), which proofs read (`proofs.rs`).
+//! numbers, writes the group's records to the entry files and fdatasyncs them, then writes id
+//! index rows, membership marks, the Merkle tiles they change and the new log size in ONE
+//! atomic sled batch, flushes (fsync), and only then publishes the new log size and registry
+//! and answers the callers. Readers never look past the published size, so they only ever see
+//! durable entries. At start-up the entry files are cut back to sled's log size (a crashed
+//! group's tail) and the replica is restored from the store's own durable entries (membership
+//! replayed without re-verifying signatures the hub checked itself, the frontier from stored
+//! tiles). Published checkpoints live in their own tree (`checkpoints.rs`); the Merkle tree is
+//! stored as C2SP tlog-tiles (`tiles.rs`), which proofs read (`proofs.rs`).
 
 mod access;
 mod checkpoints;
+mod entry_files;
 mod proofs;
 mod record;
 mod tiles;
@@ -23,6 +27,7 @@ pub use access::{
     AccessCall, AccessLog, AccessPage, AccessRecord, AccessRetention, MAX_ACCESS_PAGE, PRUNE_EVERY,
 };
 pub use checkpoints::PublishedCheckpoint;
+pub use entry_files::{DATA_FILE as ENTRIES_DATA_FILE, OFFSETS_FILE as ENTRIES_OFFSETS_FILE};
 pub use proofs::ProofRequestError;
 #[doc(hidden)]
 pub use proofs::write_synthetic_tree;
@@ -32,7 +37,6 @@ use crate::log::{self, Frontier, Hash, NodeSource, TileEdge, TreeSize};
 use crate::membership::{Member, MemberId, Position, Registry};
 use crate::replica::{Replica, ReplicaError, SeenIds};
 use crate::statement::{StatementId, Verified};
-use prost::Message;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -47,8 +51,7 @@ const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 /// room. Verified statements are held in memory, so this bounds that memory too.
 const WRITER_QUEUE: usize = 4 * MAX_GROUP;
 
-/// Key prefixes in the `log` tree.
-const ENTRY: u8 = b'E';
+/// Key prefix of the id index in the `log` tree: `I`, statement id → seq (8 bytes, big-endian).
 const BY_ID: u8 = b'I';
 /// Marks the entries that change membership (genesis and changes), replayed at start-up.
 const MEMBERSHIP: u8 = b'M';
@@ -94,6 +97,14 @@ pub enum StoreError {
     /// sled failed.
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    /// Reading or writing one of the entry files failed.
+    #[error("storage error in {file}: {source}")]
+    File {
+        /// The file's path.
+        file: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// A stored record does not decode: the data directory is damaged.
     #[error("stored record {key} is corrupt: {reason}")]
     Corrupt {
@@ -124,6 +135,7 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     log: sled::Tree,
+    entries: Arc<entry_files::EntryFiles>,
     writer: Arc<WriterHandle>,
     size: watch::Receiver<u64>,
     registry: watch::Receiver<Arc<Registry>>,
@@ -159,11 +171,8 @@ impl Store {
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
         let db = open_db(dir, config)?;
         let log = db.open_tree("log")?;
-        let size = match log.scan_prefix([ENTRY]).keys().next_back() {
-            Some(key) => seq_of_key(&key?)? + 1,
-            None => 0,
-        };
-        tiles::upgrade(&db, &log, size)?;
+        tiles::upgrade(&db, &log, entry_files::size_before_open(&log)?)?;
+        let (entries, appender, size) = entry_files::open(dir, &db, &log)?;
         if size > 0 {
             // The Merkle leaf of the last entry is stored (same batch as the entry).
             tiles::nodes(&log, size).node(0, size - 1)?;
@@ -171,7 +180,7 @@ impl Store {
         let edge = TileEdge::from_tiles(&tiles::Tiles(&log), TreeSize(size))?;
         let checkpoints = Arc::new(checkpoints::Checkpoints::open(&db, size)?);
         let access = Arc::new(AccessLog::open(&db)?);
-        let replica = restore_replica(&log, size)?;
+        let replica = restore_replica(&log, &entries, size)?;
         let registry = replica.registry().clone();
         let (size_tx, size_rx) = watch::channel(size);
         let (registry_tx, registry_rx) = watch::channel(registry);
@@ -183,6 +192,7 @@ impl Store {
         let writer = Writer {
             db: db.clone(),
             log: log.clone(),
+            entries: appender,
             replica,
             tiles: edge,
             published: size_tx,
@@ -202,6 +212,7 @@ impl Store {
         Ok(Store {
             db: db.clone(),
             log,
+            entries,
             writer: Arc::new(WriterHandle {
                 inbox: Some(tx),
                 thread: Some(thread),
@@ -288,14 +299,7 @@ impl Store {
         to: u64,
     ) -> impl Iterator<Item = Result<StoredEntry, StoreError>> + use<> {
         let to = to.min(self.log_size());
-        let range = entry_key(from)..entry_key(to.max(from));
-        self.log.range(range).map(|kv| {
-            let (key, value) = kv?;
-            StoredEntry::decode(value.as_ref()).map_err(|e| StoreError::Corrupt {
-                key: format!("entry {}", seq_of_key(&key).unwrap_or(u64::MAX)),
-                reason: e.to_string(),
-            })
-        })
+        self.entries.clone().range(from, to.max(from))
     }
 
     /// The entry at `seq`, if durable.
@@ -303,7 +307,7 @@ impl Store {
         if seq >= self.log_size() {
             return Ok(None);
         }
-        read_entry(&self.log, seq)
+        self.entries.read(seq).map(Some)
     }
 
     /// The entry holding a statement id, if durable.
@@ -363,7 +367,11 @@ pub(crate) fn open_db(dir: &Path, config: &StoreConfig) -> Result<sled::Db, Stor
 /// Restores the hub's replica from its own durable entries: membership replayed from the `M`
 /// markers (the hub verified those signatures before it fsynced them), the Merkle frontier
 /// from the stored tiles, and the last receipt time.
-fn restore_replica(log: &sled::Tree, size: u64) -> Result<Replica, StoreError> {
+fn restore_replica(
+    log: &sled::Tree,
+    entries: &entry_files::EntryFiles,
+    size: u64,
+) -> Result<Replica, StoreError> {
     let mut replica = Replica::new();
     for key in log.scan_prefix([MEMBERSHIP]).keys() {
         let seq = seq_of_key(&key?)?;
@@ -371,7 +379,10 @@ fn restore_replica(log: &sled::Tree, size: u64) -> Result<Replica, StoreError> {
             key: format!("entry {seq}"),
             reason: format!("membership entry does not replay: {reason}"),
         };
-        let entry = read_entry(log, seq)?.ok_or_else(|| corrupt("missing".into()))?;
+        if seq >= size {
+            return Err(corrupt(format!("beyond the log size {size}")));
+        }
+        let entry = entries.read(seq)?;
         replica
             .restore_membership(entry.to_replica_entry(), false)
             .map_err(|e| corrupt(e.fault.to_string()))?;
@@ -379,7 +390,7 @@ fn restore_replica(log: &sled::Tree, size: u64) -> Result<Replica, StoreError> {
     let frontier = Frontier::from_nodes(&tiles::nodes(log, size), TreeSize(size))?;
     let last_received = match size {
         0 => 0,
-        n => read_entry(log, n - 1)?.map_or(0, |e| e.received_at_ms),
+        n => entries.read(n - 1)?.received_at_ms,
     };
     replica.resume_at(frontier, last_received);
     Ok(replica)
@@ -402,23 +413,6 @@ impl SeenIds for LoggedIds<'_> {
     fn insert(&mut self, _id: StatementId, _seq: u64) {
         // The writer records the id in the batch and the index itself.
     }
-}
-
-fn read_entry(log: &sled::Tree, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
-    log.get(entry_key(seq))?
-        .map(|v| {
-            StoredEntry::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
-                key: format!("entry {seq}"),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
-}
-
-fn entry_key(seq: u64) -> [u8; 9] {
-    let mut k = [ENTRY; 9];
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn id_key(id: &StatementId) -> [u8; 33] {
@@ -449,6 +443,8 @@ fn decode_seq(bytes: &[u8]) -> Result<u64, StoreError> {
 struct Writer {
     db: sled::Db,
     log: sled::Tree,
+    /// Where the group's records go, written and fdatasync'ed before the sled batch commits.
+    entries: entry_files::Appender,
     replica: Replica,
     /// The rightmost Merkle tiles: appended leaves go here, changed tiles into the batch.
     tiles: TileEdge,
@@ -518,13 +514,15 @@ impl Writer {
         }
         let result = match failure {
             Some(e) => Err(e),
-            None => {
+            None => self.entries.sync().and_then(|size| {
+                // The records are durable; sled's batch makes them part of the log.
+                entry_files::stage_log_size(&mut group.batch, size);
                 tiles::stage(&mut self.tiles, &mut group.batch);
                 self.log
                     .apply_batch(group.batch)
                     .and_then(|()| self.db.flush().map(|_| ()))
                     .map_err(StoreError::from)
-            }
+            }),
         };
         match result {
             Ok(()) => {
@@ -539,6 +537,7 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
+                self.entries.discard();
                 // The replica has moved past entries that are not on disk: the writer stops
                 // (see `run`) and a restart restores it from what is.
                 let msg = e.to_string();
@@ -566,10 +565,13 @@ impl Writer {
         }
         if let Some(seq) = self.log.get(id_key(&id))? {
             let seq = decode_seq(&seq)?;
-            let entry = read_entry(&self.log, seq)?.ok_or_else(|| StoreError::Corrupt {
-                key: format!("entry {seq}"),
-                reason: "indexed by id but missing".into(),
-            })?;
+            if seq >= self.entries.durable() {
+                return Err(StoreError::Corrupt {
+                    key: format!("entry {seq}"),
+                    reason: "indexed by id but beyond the log".into(),
+                });
+            }
+            let entry = self.entries.read(seq)?;
             return Ok(Ok(Appended {
                 receipt: entry.receipt()?,
                 already_present: true,
@@ -598,8 +600,8 @@ impl Writer {
             group.batch.insert(&membership_key(seq)[..], &[][..]);
         }
         let batch = &mut group.batch;
-        let entry = StoredEntry::new(seq, received_at_ms, &job.verified);
-        batch.insert(&entry_key(seq)[..], entry.encode_to_vec());
+        self.entries
+            .stage(&StoredEntry::new(seq, received_at_ms, &job.verified));
         batch.insert(&id_key(&id)[..], &seq.to_be_bytes()[..]);
         // The changed tiles join the batch when the group commits (`tiles::stage`).
         self.tiles

@@ -2,9 +2,8 @@
 //! one tile each (docs/merkle-notes.md), plus a bulk tree writer for benchmarks.
 
 use super::tiles::{self, TILE};
-use super::{ENTRY, Store, StoreConfig, StoreError, StoredEntry, entry_key};
+use super::{Store, StoreConfig, StoreError, StoredEntry, entry_files};
 use crate::log::{self, Hash, LeafIndex, ProofError, TileEdge, TreeSize};
-use prost::Message;
 use std::path::Path;
 use thiserror::Error;
 
@@ -122,8 +121,10 @@ impl Store {
 
 /// Benchmark support, not part of the API: writes the Merkle tiles of a `leaves`-leaf tree
 /// (leaf `i` has data `i` as 8 big-endian bytes) into an empty data directory, plus one
-/// placeholder entry at `leaves - 1` so that [`Store::open`] reports that log size. Entries
-/// `0..leaves - 1` do not exist: only proofs and roots work on such a store.
+/// placeholder entry at `leaves - 1` (written through the entry files, with positions
+/// `0..leaves - 1` left without a record, a hole in the offsets file) and that log size, so
+/// that [`Store::open`] reports it. Entries `0..leaves - 1` do not exist: only proofs and
+/// roots work on such a store.
 ///
 /// Streams: leaves go through a [`TileEdge`] and its finished tiles are written every 65,536
 /// leaves, so memory stays a few MiB whatever the size. Returns the number of tile writes.
@@ -137,7 +138,8 @@ pub fn write_synthetic_tree(
     const BATCH_LEAVES: u64 = 1 << 16;
     let db = super::open_db(dir, config)?;
     let tree = db.open_tree("log")?;
-    if tree.scan_prefix([ENTRY]).next().is_some() || tree.scan_prefix([TILE]).next().is_some() {
+    let (_, mut entries, size) = entry_files::open(dir, &db, &tree)?;
+    if size > 0 || tree.scan_prefix([TILE]).next().is_some() {
         return Err(StoreError::Unavailable(format!(
             "{} already holds a log; synthetic trees go into an empty directory",
             dir.display()
@@ -155,15 +157,15 @@ pub fn write_synthetic_tree(
     }
     written += tiles::stage(&mut edge, &mut batch) as u64;
     if leaves > 0 {
-        let entry = StoredEntry {
+        entries.write_gap(leaves - 1)?;
+        entries.stage(&StoredEntry {
             seq: leaves - 1,
             received_at_ms: 0,
             statement_id: vec![0; 32],
             envelope: None,
-        };
-        batch.insert(&entry_key(leaves - 1)[..], entry.encode_to_vec());
+        });
     }
-    tiles::mark_tiles_format(&mut batch);
+    entry_files::stage_log_size(&mut batch, entries.sync()?);
     tree.apply_batch(batch)?;
     db.flush()?;
     Ok(written)

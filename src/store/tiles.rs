@@ -17,8 +17,13 @@ const PARTIAL: u8 = b'P';
 const CHUNK: u16 = 16;
 /// Key of the layout marker in the `log` tree; its value names the layout.
 const FORMAT: &[u8] = b"F";
-/// The layout this version writes: Merkle tree as tiles.
+/// The layout with the Merkle tree as tiles and the entries' records still as sled keys: what
+/// [`upgrade`] writes before the records move to files (`entry_files.rs`).
 const TILES_FORMAT: &[u8] = b"tiles-1";
+/// The layout this version writes: tiles, and the records in the entry files. Written with the
+/// durable log size when the records move there, so an earlier version refuses the directory
+/// instead of reading it as empty.
+const CURRENT_FORMAT: &[u8] = b"tiles-1+entry-files-1";
 /// Key prefix of the earlier layout (no marker): `N`, tree level, node index (8 bytes,
 /// big-endian) → the node's 32-byte hash. Only read and removed by [`upgrade`].
 const LEGACY_NODE: u8 = b'N';
@@ -110,8 +115,13 @@ fn put_tile(batch: &mut sled::Batch, tile: TileId, bytes: &[u8], stored: u16) {
 }
 
 /// Marks, in `batch`, the data directory as holding its tree as tiles.
-pub(super) fn mark_tiles_format(batch: &mut sled::Batch) {
+fn mark_tiles_format(batch: &mut sled::Batch) {
     batch.insert(FORMAT, TILES_FORMAT);
+}
+
+/// Marks, in `batch`, the data directory as of the current layout (tiles, records in files).
+pub(super) fn mark_current_format(batch: &mut sled::Batch) {
+    batch.insert(FORMAT, CURRENT_FORMAT);
 }
 
 /// Brings a data directory of `size` entries to the tile layout, once. Crash-safe at every
@@ -122,7 +132,7 @@ pub(super) fn mark_tiles_format(batch: &mut sled::Batch) {
 /// one batch ([`UPGRADE_BATCH`] tiles).
 pub(super) fn upgrade(db: &sled::Db, log: &sled::Tree, size: u64) -> Result<(), StoreError> {
     match log.get(FORMAT)? {
-        Some(format) if format == TILES_FORMAT => {}
+        Some(format) if format == TILES_FORMAT || format == CURRENT_FORMAT => {}
         Some(format) => {
             return Err(StoreError::Corrupt {
                 key: "layout marker".into(),
@@ -130,7 +140,7 @@ pub(super) fn upgrade(db: &sled::Db, log: &sled::Tree, size: u64) -> Result<(), 
                     "unknown layout {:?} (this version writes {:?}): was the data directory \
                      written by a newer version of the hub?",
                     String::from_utf8_lossy(&format),
-                    String::from_utf8_lossy(TILES_FORMAT)
+                    String::from_utf8_lossy(CURRENT_FORMAT)
                 ),
             });
         }

@@ -496,3 +496,36 @@ impl Follower {
         }
     }
 }
+
+/// Where entry `seq`'s record lies in the data directory's records file (its byte range), read
+/// from the offsets file: 8 bytes per entry, big-endian end offsets (see
+/// `src/store/entry_files.rs`). For tests that damage a stored record on purpose.
+pub fn stored_record_range(data: &std::path::Path, seq: u64) -> std::ops::Range<u64> {
+    let offsets =
+        std::fs::read(data.join(coalition_hub::store::ENTRIES_OFFSETS_FILE)).expect("offsets file");
+    let end_of = |i: u64| {
+        let at = (i * 8) as usize;
+        u64::from_be_bytes(offsets[at..at + 8].try_into().expect("8 bytes"))
+    };
+    let start = if seq == 0 { 0 } else { end_of(seq - 1) };
+    start..end_of(seq)
+}
+
+/// Overwrites entry `seq`'s record in the closed store's records file with `f` applied to it
+/// (same length: the offsets stay right).
+pub fn rewrite_stored_record(data: &std::path::Path, seq: u64, f: impl FnOnce(&mut Vec<u8>)) {
+    use std::os::unix::fs::FileExt;
+    let range = stored_record_range(data, seq);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(data.join(coalition_hub::store::ENTRIES_DATA_FILE))
+        .expect("records file");
+    let mut record = vec![0u8; (range.end - range.start) as usize];
+    file.read_exact_at(&mut record, range.start).expect("read");
+    let len = record.len();
+    f(&mut record);
+    assert_eq!(record.len(), len, "a rewritten record keeps its length");
+    file.write_all_at(&record, range.start).expect("write");
+    file.sync_all().expect("sync");
+}
