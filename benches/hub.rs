@@ -103,49 +103,40 @@ async fn run(quick: bool) -> Result<()> {
     );
 
     let mut table = Table::default();
-    if std::env::var_os("HUB_BENCH_ONLY_METRICS").is_some() {
-        let (sets, runs) = if quick { (40, 3) } else { (2_000, 9) };
-        metrics_cost(&env, 1_000, sets, runs, &mut table).await?;
-        println!("\n== Summary (medians) ==");
-        table.print();
-        return Ok(());
-    }
-    if std::env::var_os("HUB_BENCH_ONLY_SMALL").is_some() {
-        let n = small_n(if quick { 20_000 } else { 200_000 })?;
-        small_statements(&env, n, &mut table).await?;
-        println!("\n== Summary (medians) ==");
-        table.print();
-        return Ok(());
-    }
-    if std::env::var_os("HUB_BENCH_ONLY_FLOOD").is_some() {
-        let secs = match std::env::var("HUB_BENCH_FLOOD_SECS") {
-            Ok(v) => v
-                .parse()
-                .context("HUB_BENCH_FLOOD_SECS: a number of seconds")?,
-            Err(_) => 600,
-        };
-        flood(&env, secs, &mut table).await?;
-        println!("\n== Summary ==");
-        table.print();
-        return Ok(());
-    }
-    if std::env::var_os("HUB_BENCH_ONLY_CORPUS").is_some() {
-        let n = small_n(if quick { 200_000 } else { 10_000_000 })?;
-        corpus_memory(&env, n, &mut table).await?;
-        println!("\n== Summary ==");
-        table.print();
-        return Ok(());
-    }
-    if std::env::var_os("HUB_BENCH_ONLY_MEMORY").is_some() {
-        let n = small_n(if quick { 50_000 } else { 1_000_000 })?;
-        memory_per_statement(&env, n, &mut table).await?;
-        println!("\n== Summary ==");
-        table.print();
-        return Ok(());
-    }
-    if std::env::var_os("HUB_BENCH_ONLY_MATCH").is_some() {
-        match_rpc(&env, if quick { 10 } else { 100 }, &mut table).await?;
-        println!("\n== Summary (medians) ==");
+    // A mode of its own (`HUB_BENCH_ONLY_…`), then the summary, instead of the full run.
+    let only = ["METRICS", "SMALL", "FLOOD", "CORPUS", "MEMORY", "MATCH"]
+        .into_iter()
+        .find(|mode| std::env::var_os(format!("HUB_BENCH_ONLY_{mode}")).is_some());
+    if let Some(mode) = only {
+        match mode {
+            "METRICS" => {
+                let (sets, runs) = if quick { (40, 3) } else { (2_000, 9) };
+                metrics_cost(&env, 1_000, sets, runs, &mut table).await?;
+            }
+            "SMALL" => {
+                let n = small_n(if quick { 20_000 } else { 200_000 })?;
+                small_statements(&env, n, &mut table).await?;
+            }
+            "FLOOD" => {
+                let secs = match std::env::var("HUB_BENCH_FLOOD_SECS") {
+                    Ok(v) => v
+                        .parse()
+                        .context("HUB_BENCH_FLOOD_SECS: a number of seconds")?,
+                    Err(_) => 600,
+                };
+                flood(&env, secs, &mut table).await?;
+            }
+            "CORPUS" => {
+                let n = small_n(if quick { 200_000 } else { 10_000_000 })?;
+                corpus_memory(&env, n, &mut table).await?;
+            }
+            "MEMORY" => {
+                let n = small_n(if quick { 50_000 } else { 1_000_000 })?;
+                memory_per_statement(&env, n, &mut table).await?;
+            }
+            _ => match_rpc(&env, if quick { 10 } else { 100 }, &mut table).await?,
+        }
+        println!("\n== Summary (medians where runs repeat) ==");
         table.print();
         return Ok(());
     }
@@ -271,14 +262,7 @@ async fn ingest(env: &Env, set_size: usize, sets: usize, table: &mut Table) -> R
         let mut rates = Vec::new();
         let mut latencies = Vec::new();
         for _ in 0..RUNS {
-            let data = tempfile::tempdir_in(env.root.path())?;
-            register(env, data.path()).await?;
-            let hub = Hub::start(
-                env.certs.root(),
-                data.path(),
-                &env.root.path().join("hub.log"),
-                128,
-            )?;
+            let (_data, hub) = fresh_hub(env).await?;
             let (took, mut lat) = submit_all(env, &hub.addr, &pool, conns).await?;
             hub.stop()?;
             rates.push(hashes / took.as_secs_f64());
@@ -562,14 +546,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
     let mut per_statement = Vec::new();
     let mut cpu_per = Vec::new();
     for run in 0..runs {
-        let data = tempfile::tempdir_in(env.root.path())?;
-        register(env, data.path()).await?;
-        let hub = Hub::start(
-            env.certs.root(),
-            data.path(),
-            &env.root.path().join("hub.log"),
-            128,
-        )?;
+        let (_data, hub) = fresh_hub(env).await?;
         let before = hub.settle().await?;
         let cpu = hub.cpu()?;
         let took = submit_pooled(env, &hub.addr, &pool, Via::Submit).await?;
@@ -605,14 +582,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
     let mut batch_rates = Vec::new();
     let mut batch_cpu = Vec::new();
     for run in 0..runs {
-        let data = tempfile::tempdir_in(env.root.path())?;
-        register(env, data.path()).await?;
-        let hub = Hub::start(
-            env.certs.root(),
-            data.path(),
-            &env.root.path().join("hub.log"),
-            128,
-        )?;
+        let (_data, hub) = fresh_hub(env).await?;
         let cpu = hub.cpu()?;
         let took = match submit_pooled(env, &hub.addr, &pool, Via::Batch).await {
             Ok(took) => took,
@@ -657,14 +627,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
     let mut set_rates = Vec::new();
     let mut set_cpu = Vec::new();
     for _ in 0..runs {
-        let data = tempfile::tempdir_in(env.root.path())?;
-        register(env, data.path()).await?;
-        let hub = Hub::start(
-            env.certs.root(),
-            data.path(),
-            &env.root.path().join("hub.log"),
-            128,
-        )?;
+        let (_data, hub) = fresh_hub(env).await?;
         let cpu = hub.cpu()?;
         let (took, _) = submit_all(env, &hub.addr, &pool, 4).await?;
         set_cpu.push(hub.cpu()?.saturating_sub(cpu).as_secs_f64() * 1e3 / sets as f64);
@@ -937,6 +900,20 @@ enum Via {
     Batch,
 }
 
+/// A fresh founded data directory and a hub serving it (128 MiB cache); the directory lives
+/// as long as the returned guard.
+async fn fresh_hub(env: &Env) -> Result<(tempfile::TempDir, Hub)> {
+    let data = tempfile::tempdir_in(env.root.path())?;
+    register(env, data.path()).await?;
+    let hub = Hub::start(
+        env.certs.root(),
+        data.path(),
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
+    Ok((data, hub))
+}
+
 /// Where a submitter's statements come from.
 #[derive(Clone)]
 enum Statements {
@@ -1058,14 +1035,7 @@ async fn flood(env: &Env, secs: u64, table: &mut Table) -> Result<()> {
     println!(
         "== Flood: single-sha256 statements for {secs} s, {SMALL_CONNECTIONS} connections x {SMALL_IN_FLIGHT} Submits in flight =="
     );
-    let data = tempfile::tempdir_in(env.root.path())?;
-    register(env, data.path()).await?;
-    let hub = Hub::start(
-        env.certs.root(),
-        data.path(),
-        &env.root.path().join("hub.log"),
-        128,
-    )?;
+    let (_data, hub) = fresh_hub(env).await?;
     let before = hub.settle().await?;
     let statements = Statements::Flood {
         submitter: env.submitter.clone(),

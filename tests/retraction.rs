@@ -60,6 +60,26 @@ async fn share(t: &TestHub, member: &str, seed: u64, n: usize) -> (StatementId, 
 }
 
 /// How many matches each sha256 value of `seed` (entries `0..n`) has at the hub.
+/// The state changes the follower's next proven batches report, until there are `at_least`
+/// (at most 20 batches, each within [`WAIT`]).
+async fn state_changes(
+    follower: &mut common::Follower,
+    at_least: usize,
+) -> Vec<coalition_hub::sync::StateChange> {
+    let mut changes = Vec::new();
+    for _ in 0..20 {
+        if changes.len() >= at_least {
+            break;
+        }
+        let proven = tokio::time::timeout(WAIT, follower.next_writing())
+            .await
+            .expect("a batch within 30 s")
+            .expect("a proven batch");
+        changes.extend(proven.changes);
+    }
+    changes
+}
+
 async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
     let queries = (0..n)
         .map(|i| pb::MatchQuery {
@@ -145,17 +165,7 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
     assert_eq!(matches(&mut globex, 2, 2).await, [0, 0]);
 
     // The live follower is told, entry by entry.
-    let mut changes = Vec::new();
-    for _ in 0..20 {
-        if changes.len() >= 2 {
-            break;
-        }
-        let proven = tokio::time::timeout(WAIT, follower.next_writing())
-            .await
-            .expect("a batch within 30 s")
-            .expect("a proven batch");
-        changes.extend(proven.changes);
-    }
+    let changes = state_changes(&mut follower, 2).await;
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert_eq!(
         (changes[0].statement_id, changes[0].entries.clone()),
@@ -467,17 +477,7 @@ async fn a_follower_sees_a_compromise_void_a_retraction() {
     })
     .await
     .expect("revoke as compromised");
-    let mut changes = Vec::new();
-    for _ in 0..20 {
-        if changes.len() >= 2 {
-            break;
-        }
-        let proven = tokio::time::timeout(WAIT, follower.next_writing())
-            .await
-            .expect("a batch within 30 s")
-            .expect("a proven batch");
-        changes.extend(proven.changes);
-    }
+    let changes = state_changes(&mut follower, 2).await;
     let states: Vec<(EntryState, EntryState)> = changes.iter().map(|c| (c.from, c.to)).collect();
     assert_eq!(
         states,

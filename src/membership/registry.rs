@@ -290,6 +290,20 @@ impl Registry {
         body: Option<&Body>,
         key_ids: &[KeyId],
     ) -> Result<Vec<Signer>, EntryError> {
+        // Every signature by a key of the issuer itself, a member entitled to `what`.
+        let own_signers = |what: &'static str| -> Result<Vec<Signer>, EntryError> {
+            let issuer = self.issuer(statement, Role::Member, what)?;
+            key_ids
+                .iter()
+                .enumerate()
+                .map(|(index, key_id)| {
+                    key_of(issuer, index, key_id).map(|key| Signer {
+                        member: Some(issuer.id.clone()),
+                        key,
+                    })
+                })
+                .collect()
+        };
         let signers = match (statement.kind, &self.coalition) {
             (Kind::Genesis, None) => {
                 let Some(Body::Genesis(genesis)) = body else {
@@ -300,17 +314,7 @@ impl Registry {
             (Kind::Genesis, Some(c)) => return Err(EntryError::SecondGenesis(c.genesis_id)),
             (_, None) => return Err(EntryError::NoGenesis),
             (Kind::Retraction, Some(_)) if !admin_quorum_retraction(body)? => {
-                let issuer = self.issuer(statement, Role::Member, "retract statements")?;
-                key_ids
-                    .iter()
-                    .enumerate()
-                    .map(|(index, key_id)| {
-                        key_of(issuer, index, key_id).map(|key| Signer {
-                            member: Some(issuer.id.clone()),
-                            key,
-                        })
-                    })
-                    .collect::<Result<_, _>>()?
+                own_signers("retract statements")?
             }
             (Kind::Membership | Kind::Settings | Kind::Retraction, Some(c)) => {
                 let new_hub_key = match (statement.kind, body) {
@@ -352,19 +356,7 @@ impl Registry {
                 }
                 signers
             }
-            (Kind::HashSet | Kind::RiskSignal, Some(_)) => {
-                let issuer = self.issuer(statement, Role::Member, "submit statements")?;
-                key_ids
-                    .iter()
-                    .enumerate()
-                    .map(|(index, key_id)| {
-                        key_of(issuer, index, key_id).map(|key| Signer {
-                            member: Some(issuer.id.clone()),
-                            key,
-                        })
-                    })
-                    .collect::<Result<_, _>>()?
-            }
+            (Kind::HashSet | Kind::RiskSignal, Some(_)) => own_signers("submit statements")?,
         };
         let own = key_ids
             .iter()

@@ -457,22 +457,8 @@ pub(super) fn open(
             count
         }
     };
-    let mut removed = 0u64;
-    loop {
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
-        for key in log.scan_prefix([LEGACY_ENTRY]).keys().take(UPGRADE_BATCH) {
-            batch.remove(key?);
-            in_batch += 1;
-        }
-        if in_batch == 0 {
-            break;
-        }
-        log.apply_batch(batch)?;
-        removed += in_batch as u64;
-    }
+    let removed = super::remove_prefix(db, log, LEGACY_ENTRY, UPGRADE_BATCH)?;
     if removed > 0 {
-        db.flush()?;
         tracing::info!("store: removed {removed} sled record keys of the earlier layout");
     }
     let (files, appender) = EntryFiles::open(dir, size)?;

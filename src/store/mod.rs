@@ -642,6 +642,36 @@ struct Group {
     registry_changed: bool,
 }
 
+/// Removes every key of `log` that starts with `prefix`, `per_batch` keys a batch (so an
+/// upgrade's memory stays bounded), and flushes if it removed any; returns how many. The last
+/// step of a layout upgrade, once the new form is durable: a crash part way leaves keys that
+/// the next open removes.
+fn remove_prefix(
+    db: &sled::Db,
+    log: &sled::Tree,
+    prefix: u8,
+    per_batch: usize,
+) -> Result<u64, StoreError> {
+    let mut removed = 0u64;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for key in log.scan_prefix([prefix]).keys().take(per_batch) {
+            batch.remove(key?);
+            in_batch += 1;
+        }
+        if in_batch == 0 {
+            break;
+        }
+        log.apply_batch(batch)?;
+        removed += in_batch as u64;
+    }
+    if removed > 0 {
+        db.flush()?;
+    }
+    Ok(removed)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -163,22 +163,8 @@ pub(super) fn upgrade(db: &sled::Db, log: &sled::Tree, size: u64) -> Result<(), 
             db.flush()?;
         }
     }
-    let mut removed = 0u64;
-    loop {
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
-        for key in log.scan_prefix([LEGACY_NODE]).keys().take(UPGRADE_BATCH) {
-            batch.remove(key?);
-            in_batch += 1;
-        }
-        if in_batch == 0 {
-            break;
-        }
-        log.apply_batch(batch)?;
-        removed += in_batch as u64;
-    }
+    let removed = super::remove_prefix(db, log, LEGACY_NODE, UPGRADE_BATCH)?;
     if removed > 0 {
-        db.flush()?;
         tracing::info!("store: removed {removed} per-node Merkle keys of the earlier layout");
     }
     Ok(())
