@@ -554,7 +554,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
         let after = hub.settle().await?;
         hub.stop()?;
         let r = n as f64 / took.as_secs_f64();
-        let grew = after.rss_kib.saturating_sub(before.rss_kib) as f64 * 1024.0 / n as f64;
+        let grew = bytes_per(after.rss_kib.saturating_sub(before.rss_kib), n);
         let us = cpu.as_secs_f64() * 1e6 / n as f64;
         println!(
             "  run {run}: {} statements/s; hub CPU {us:.0} us per statement; hub VmRSS {} MiB before, {} MiB after ({grew:.0} B per statement), peak {} MiB",
@@ -702,14 +702,14 @@ async fn corpus_memory(env: &Env, n: usize, table: &mut Table) -> Result<()> {
             println!(
                 "  {done} statements staged: VmRSS +{} MiB ({:.0} B per statement)",
                 rss / 1024,
-                rss as f64 * 1024.0 / done as f64
+                bytes_per(rss, done)
             );
         }
     }
     let grew = self_rss_kib()?.saturating_sub(start);
     table.row(
         format!("matching corpus alone, {n} single-hash statements"),
-        format!("{:.0} B per statement", grew as f64 * 1024.0 / n as f64),
+        format!("{:.0} B per statement", bytes_per(grew, n)),
         format!(
             "VmRSS +{} MiB in process (peak seen +{} MiB)",
             grew / 1024,
@@ -771,7 +771,7 @@ async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<
             println!(
                 "  store: {done} statements appended, VmRSS +{} MiB ({:.0} B per statement)",
                 rss.saturating_sub(start) / 1024,
-                rss.saturating_sub(start) as f64 * 1024.0 / done as f64
+                bytes_per(rss.saturating_sub(start), done)
             );
             report += 100_000;
         }
@@ -779,7 +779,7 @@ async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<
     let stored = self_rss_kib()?.saturating_sub(start);
     table.row(
         format!("store memory, {n} single-hash statements appended"),
-        format!("{:.0} B per statement", stored as f64 * 1024.0 / n as f64),
+        format!("{:.0} B per statement", bytes_per(stored, n)),
         format!("VmRSS +{} MiB in process, cache 128 MiB", stored / 1024),
     );
     // sled alone, for attribution: the same number of keys of each shape the store writes per
@@ -829,11 +829,11 @@ async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<
         println!(
             "  sled alone, {what}: {keys} keys, VmRSS +{} MiB ({:.0} B per statement)",
             grew / 1024,
-            grew as f64 * 1024.0 / n as f64
+            bytes_per(grew, n)
         );
         table.row(
             format!("sled alone: {what}"),
-            format!("{:.0} B per statement", grew as f64 * 1024.0 / n as f64),
+            format!("{:.0} B per statement", bytes_per(grew, n)),
             format!("{keys} keys, VmRSS +{} MiB", grew / 1024),
         );
     }
@@ -864,11 +864,11 @@ async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<
     println!(
         "  matching corpus over them: VmRSS +{} MiB ({:.0} B per statement)",
         indexed / 1024,
-        indexed as f64 * 1024.0 / n as f64
+        bytes_per(indexed, n)
     );
     table.row(
         format!("matching corpus, {n} single-hash statements"),
-        format!("{:.0} B per statement", indexed as f64 * 1024.0 / n as f64),
+        format!("{:.0} B per statement", bytes_per(indexed, n)),
         format!("VmRSS +{} MiB in process", indexed / 1024),
     );
     drop(corpus);
@@ -898,6 +898,11 @@ const BATCHES_IN_FLIGHT: usize = 8;
 enum Via {
     Submit,
     Batch,
+}
+
+/// Bytes per item of a VmRSS growth of `kib` KiB over `items` (0 items: per 1).
+fn bytes_per(kib: u64, items: usize) -> f64 {
+    kib as f64 * 1024.0 / items.max(1) as f64
 }
 
 /// A fresh founded data directory and a hub serving it (128 MiB cache); the directory lives
@@ -1060,7 +1065,7 @@ async fn flood(env: &Env, secs: u64, table: &mut Table) -> Result<()> {
                     "  {:>4.0} s: {n} statements acknowledged; hub VmRSS {} MiB ({:.0} B per statement over the start)",
                     started.elapsed().as_secs_f64(),
                     m.rss_kib / 1024,
-                    m.rss_kib.saturating_sub(before.rss_kib) as f64 * 1024.0 / n.max(1) as f64,
+                    bytes_per(m.rss_kib.saturating_sub(before.rss_kib), n),
                 );
             }
         }
@@ -1068,7 +1073,7 @@ async fn flood(env: &Env, secs: u64, table: &mut Table) -> Result<()> {
     let n = acknowledged.load(Relaxed);
     let after = hub.settle().await?;
     hub.stop()?;
-    let grew = after.rss_kib.saturating_sub(before.rss_kib) as f64 * 1024.0 / n.max(1) as f64;
+    let grew = bytes_per(after.rss_kib.saturating_sub(before.rss_kib), n);
     println!(
         "  done: {n} statements in {:.0} s ({}/s); hub VmRSS {} MiB before, {} MiB settled after ({grew:.0} B per statement), peak {} MiB",
         took.as_secs_f64(),

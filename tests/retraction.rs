@@ -80,6 +80,25 @@ async fn state_changes(
     changes
 }
 
+/// `coalition sync` as globex into each output with its `--snapshot`, each run succeeding.
+async fn sync_with_snapshots<const N: usize>(
+    t: &TestHub,
+    certs: &std::path::Path,
+    outputs: [(&std::path::PathBuf, &std::path::PathBuf); N],
+) {
+    for (out, snap) in outputs {
+        sync_cli(
+            &t.addr,
+            certs,
+            "globex",
+            out,
+            &["--snapshot", snap.to_str().expect("utf-8")],
+        )
+        .await
+        .ok();
+    }
+}
+
 async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
     let queries = (0..n)
         .map(|i| pb::MatchQuery {
@@ -616,17 +635,7 @@ async fn the_cli_retracts_signal_indicators_and_csv_snapshots_and_show_explain_i
     let csv = dir.path().join("all.csv");
     let (jsonl_snap, csv_snap) = (dir.path().join("now.jsonl"), dir.path().join("now.csv"));
     let certs = t.certs.root().to_path_buf();
-    for (out, snap) in [(&jsonl, &jsonl_snap), (&csv, &csv_snap)] {
-        sync_cli(
-            &t.addr,
-            &certs,
-            "globex",
-            out,
-            &["--snapshot", snap.to_str().expect("utf-8")],
-        )
-        .await
-        .ok();
-    }
+    sync_with_snapshots(&t, &certs, [(&jsonl, &jsonl_snap), (&csv, &csv_snap)]).await;
 
     // Indicator 1 of the signal (its first hash) and entry 2 of the set, by the CLI.
     let out = cli(
@@ -694,17 +703,7 @@ async fn the_cli_retracts_signal_indicators_and_csv_snapshots_and_show_explain_i
     assert_eq!(matches(&mut globex, 60, 2).await, [0, 1]);
     assert_eq!(matches(&mut globex, 61, 3).await, [1, 1, 0]);
 
-    for (out, snap) in [(&jsonl, &jsonl_snap), (&csv, &csv_snap)] {
-        sync_cli(
-            &t.addr,
-            &certs,
-            "globex",
-            out,
-            &["--snapshot", snap.to_str().expect("utf-8")],
-        )
-        .await
-        .ok();
-    }
+    sync_with_snapshots(&t, &certs, [(&jsonl, &jsonl_snap), (&csv, &csv_snap)]).await;
     // JSON Lines: the signal keeps its other two indicators; the set loses entry 2.
     let signals = lines_with(&jsonl_snap, "\"kind\":\"risk_signal\"");
     assert_eq!(signals.len(), 1);
