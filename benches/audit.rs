@@ -171,6 +171,7 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
                     .try_into()
                     .expect("16"),
                 body: Body::HashSet(HashSet {
+                    expires_at_ms: None,
                     description: String::new(),
                     entries: vec![HashEntry {
                         hash_type: HashType::Sha256,

@@ -186,6 +186,7 @@ async fn run(shape: Shape) -> Result<()> {
 /// One sha256 hash labelled A1, distinct per `seed`.
 fn single_hash(seed: usize) -> Body {
     Body::HashSet(HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: vec![HashEntry {
             hash_type: HashType::Sha256,
@@ -200,6 +201,7 @@ fn single_hash(seed: usize) -> Body {
 fn pdq_set(seed: usize) -> Body {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed as u64);
     Body::HashSet(HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: (0..PDQ_SET)
             .map(|_| HashEntry {

@@ -59,6 +59,7 @@ fn pdq_of(set: usize, i: usize) -> [u8; 32] {
 
 fn set_body(set: usize) -> Body {
     Body::HashSet(HashSet {
+        expires_at_ms: None,
         description: format!("follow bench set {set}"),
         entries: (0..SET)
             .map(|i| HashEntry {

@@ -1345,6 +1345,7 @@ async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
     let mut client = Client::connect(&hub.addr, &env.certs.member_tls(&env.submitter)?).await?;
     for chunk in corpus.chunks(PER_SET) {
         let body = Body::HashSet(HashSet {
+            expires_at_ms: None,
             description: "bench pdq".into(),
             entries: chunk
                 .iter()
@@ -1508,6 +1509,7 @@ fn hash_set_body(n: usize, seed: usize) -> Body {
         })
         .collect();
     Body::HashSet(HashSet {
+        expires_at_ms: None,
         description: format!("bench set {seed}"),
         entries,
     })

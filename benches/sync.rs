@@ -185,6 +185,7 @@ async fn follow_latency(env: &Env, addr: &str) -> Result<()> {
     let mut latencies = Vec::with_capacity(SAMPLES);
     for n in 0..SAMPLES {
         let body = Body::HashSet(HashSet {
+            expires_at_ms: None,
             description: String::new(),
             entries: vec![sha256_entry(1_000_000 + n, 0)],
         });
@@ -329,6 +330,7 @@ async fn build_log(
             .par_iter()
             .map(|&set| {
                 let body = Body::HashSet(HashSet {
+                    expires_at_ms: None,
                     description: String::new(),
                     entries: (0..size).map(|i| entry(set, i)).collect(),
                 });

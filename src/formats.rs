@@ -100,6 +100,9 @@ pub struct HashLine {
     /// statement; do not act on the hash without checking.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compromised_keys: Vec<String>,
+    /// Sync output: when the statement's entries stop matching (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
 }
 
 impl HashLine {
@@ -139,7 +142,15 @@ impl HashLine {
             quality: hash.quality.map(u32::from),
             labels: hash.labels.iter().map(ToString::to_string).collect(),
             compromised_keys: entry.compromised_keys.clone(),
+            expires_at_ms: entry.statement.body.expires_at_ms(),
         }
+    }
+
+    /// Whether a row of sync output should no longer be acted on at `now_ms`: its statement
+    /// expired, or its signing key was declared compromised by the time the hub received it.
+    pub fn withdrawn_at(&self, now_ms: i64) -> bool {
+        !self.compromised_keys.is_empty()
+            || crate::lifecycle::expiry::expired(self.expires_at_ms, now_ms)
     }
 }
 

@@ -226,6 +226,7 @@ pub fn sample_hash_set() -> HashSet {
             labels,
         };
     HashSet {
+        expires_at_ms: None,
         description: "quickstart sample".into(),
         entries: vec![
             entry(HashType::Md5, 1, None, vec![Label::Category(Category::A1)]),

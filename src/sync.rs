@@ -251,6 +251,16 @@ pub struct Suspect {
     pub seqs: Vec<u64>,
 }
 
+/// The signing key recorded for log entry `seq` in a member's ids file (`None`: no such
+/// record, or unreadable).
+pub fn recorded_signing_key(ids: &File, seq: u64) -> Option<KeyId> {
+    use std::os::unix::fs::FileExt;
+    let mut record = [0u8; RECORD];
+    ids.read_exact_at(&mut record, seq.checked_mul(RECORD as u64)?)
+        .ok()?;
+    KeyId::parse(&hex::encode(&record[40..48])).ok()
+}
+
 /// A running sync.
 pub struct Syncer {
     client: Client,

@@ -17,6 +17,7 @@ use tonic::Code;
 fn hash_set(entries: Vec<pb::HashEntry>) -> pb::StatementBody {
     pb::StatementBody {
         body: Some(pb::statement_body::Body::HashSet(pb::HashSet {
+            expires_at_ms: None,
             description: String::new(),
             entries,
         })),
@@ -375,7 +376,7 @@ async fn header_body_and_canonical_bytes_table() {
         ("header: non-minimal varint", raw(|f| replace(f, 5, &[0x28, 0x81, 0x00]), body.clone()), "payload: not in canonical encoding"),
         ("header: unpacked repeated enum", raw(|f| replace(f, 6, &[0x30, 0x03]), body.clone()), "payload: not in canonical encoding"),
         ("body: reserved field 14", raw(keep, [body.clone(), ld(14, &[])].concat()), "body: not in canonical encoding"),
-        ("body: unknown field in the hash set", raw(keep, ld(10, &[set.clone(), ld(3, b"x")].concat())), "body: not in canonical encoding"),
+        ("body: unknown field in the hash set", raw(keep, ld(10, &[set.clone(), ld(4, b"x")].concat())), "body: not in canonical encoding"),
         ("body: two oneof bodies", raw(keep, [body.clone(), signal.clone()].concat()), "body: not in canonical encoding"),
         ("body: default value encoded", raw(keep, ld(10, &[ld(1, b""), set.clone()].concat())), "body: not in canonical encoding"),
     ];

@@ -360,6 +360,7 @@ impl Honest {
 
 fn md5_set(seed: u64, n: u64) -> HashSet {
     HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: (0..n)
             .map(|i| HashEntry {

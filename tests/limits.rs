@@ -236,6 +236,7 @@ async fn match_results_are_capped_per_query_with_a_truncated_flag() {
     let value = vec![7u8; 32];
     let copies = MAX_MATCHES_PER_QUERY + 20;
     let set = HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: (0..copies)
             .map(|_| HashEntry {

@@ -61,6 +61,7 @@ async fn exact_and_pdq_matches_with_provenance_and_edges() {
     let base = [0x5a_u8; 32];
     let md5 = vec![0x11u8; 16];
     let set = HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: vec![
             HashEntry {
@@ -226,6 +227,7 @@ async fn index_follows_submissions_and_is_rebuilt_at_start_up() {
     for round in 0..20 {
         let hashes: Vec<[u8; 32]> = (0..50).map(|_| rng.r#gen()).collect();
         let set = HashSet {
+            expires_at_ms: None,
             description: format!("round {round}"),
             entries: hashes.iter().map(|h| pdq_entry(*h, 100)).collect(),
         };
@@ -404,6 +406,7 @@ async fn queries_during_concurrent_submissions_see_every_acknowledged_hash() {
         for round in 0..40 {
             let hashes: Vec<[u8; 32]> = (0..100).map(|_| rng.r#gen()).collect();
             let set = HashSet {
+                expires_at_ms: None,
                 description: format!("concurrent {round}"),
                 entries: hashes.iter().map(|h| pdq_entry(*h, 100)).collect(),
             };

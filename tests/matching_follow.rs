@@ -50,6 +50,7 @@ fn pdq_set(f: &Founded, seed: u64, n: usize) -> pb::Envelope {
         &id("acme"),
         &key,
         Body::HashSet(HashSet {
+            expires_at_ms: None,
             description: format!("follow {seed}"),
             entries,
         }),

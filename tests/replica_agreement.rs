@@ -108,6 +108,7 @@ struct History {
 
 fn hash_set(seed: u64) -> Body {
     Body::HashSet(HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: (0..3u64)
             .map(|i| HashEntry {

@@ -711,13 +711,13 @@ async fn the_cli_retracts_signal_indicators_and_csv_snapshots_and_show_explain_i
     assert!(!signals[0].contains(&hex::encode(sha256_value(60, 0))));
     assert!(signals[0].contains(&hex::encode(sha256_value(60, 1))));
     assert_eq!(lines_with(&jsonl_snap, "\"kind\":\"hash\"").len(), 2);
-    // CSV: the header, then the set's entries 0 and 1.
+    // CSV: the header, then the set's entries 0 and 1 (entry, then an empty expiry column).
     let rows = std::fs::read_to_string(&csv_snap).expect("csv snapshot");
     let rows: Vec<&str> = rows.lines().collect();
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows[0].starts_with("seq,statement_id,"));
     assert!(
-        rows[1].ends_with(",0") && rows[2].ends_with(",1"),
+        rows[1].ends_with(",0,") && rows[2].ends_with(",1,"),
         "{rows:?}"
     );
 

@@ -47,6 +47,7 @@ fn labelled_set(seed: u64, n: u64, hash_type: HashType, label: &str) -> HashSet 
         _ => 32,
     };
     HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: (0..n)
             .map(|i| HashEntry {

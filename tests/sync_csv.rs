@@ -26,6 +26,7 @@ fn entry(seq: u8, labels: Vec<Label>, compromised_keys: &[&str]) -> ReceivedEntr
             issued_at_ms: 1_700_000_000_000,
             nonce: Default::default(),
             body: Body::HashSet(HashSet {
+                expires_at_ms: None,
                 description: String::new(),
                 entries: vec![
                     HashEntry {

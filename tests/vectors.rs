@@ -611,6 +611,7 @@ fn fixture() -> Fixture {
         action: Action::Admit(admission(&ACME, "Acme Trust & Safety", &[Role::Member])),
     });
     let hash_set = Body::HashSet(HashSet {
+        expires_at_ms: None,
         description: "test vector".into(),
         entries: vec![
             HashEntry {

@@ -158,7 +158,13 @@ fn offline(
     queries: &[Row],
     options: &MatchOptions,
 ) -> Result<Vec<MatchLine>> {
-    let rows = formats::read_rows(index)?;
+    // Rows of sync output that must no longer be acted on (expired now, or signed with a key
+    // declared compromised) are left out, so a snapshot drops them between syncs.
+    let now = crate::store::now_ms();
+    let rows: Vec<Row> = formats::read_rows(index)?
+        .into_iter()
+        .filter(|row| !row.source.withdrawn_at(now))
+        .collect();
     let mut matcher = Matcher::new();
     for row in &rows {
         matcher

@@ -30,6 +30,10 @@ pub struct SubmitArgs {
     /// Description carried by each set.
     #[arg(long, default_value = "")]
     description: String,
+    /// When the sets' entries stop matching: RFC 3339 (2027-01-31T00:00:00Z) or milliseconds
+    /// since the epoch; must be in the future. Default: never.
+    #[arg(long, value_name = "TIME", value_parser = crate::membership::parse_time_ms)]
+    expires_at: Option<i64>,
     /// Risk signal to submit (JSON, see docs/PROTOCOL.md).
     #[arg(long)]
     signal: Option<PathBuf>,
@@ -59,6 +63,7 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
             InputKind::HashList {
                 set_size: args.set_size,
                 description: &args.description,
+                expires_at_ms: args.expires_at,
             },
         ),
         (None, Some(path)) => (path, InputKind::RiskSignal),
@@ -108,6 +113,7 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
                 Parsed::Hashes(entries) => {
                     let sets = entries.chunks(args.set_size as usize).map(|chunk| {
                         let body = Body::HashSet(HashSet {
+                            expires_at_ms: args.expires_at,
                             description: args.description.clone(),
                             entries: chunk.to_vec(),
                         });

@@ -91,7 +91,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
             follow: args.follow,
             genesis,
             cursor: cursor_path.clone(),
-            ids: ids_path,
+            ids: ids_path.clone(),
         },
     )
     .await?;
@@ -126,12 +126,24 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     events.set_len(events_len)?;
     events.seek(SeekFrom::Start(events_len))?;
     let mut events = BufWriter::new(events);
-    // The snapshot is derived from the output: rebuilt whole at start.
+    // The snapshot is derived from the output: rebuilt whole at start (so expiry is applied at
+    // every sync), then whenever an entry's state changes or the earliest expiry it holds
+    // passes. Signing keys of entries compromised later come from the ids file.
+    let ids_reader = std::fs::File::open(&ids_path)
+        .with_context(|| format!("opening {}", ids_path.display()))?;
+    let signing_key = |seq| crate::sync::recorded_signing_key(&ids_reader, seq);
     let mut snapshot_covers = output_bytes;
+    let mut next_expiry = None;
     if let Some(snapshot) = &args.snapshot {
         writer.get_mut().flush()?;
-        sync_snapshot::rewrite(&args.out, format, syncer.replica().registry(), snapshot)
-            .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
+        let pass = sync_snapshot::rewrite(
+            &args.out,
+            format,
+            &judge(syncer.replica().registry(), &signing_key),
+            snapshot,
+        )
+        .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
+        next_expiry = pass.next_expiry;
     }
     let mut retractions = Retractions::default();
     let start_seq = syncer.replica().size();
@@ -167,13 +179,21 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         syncer.set_events_bytes(events.get_mut().stream_position()?);
         syncer.commit(&written, output_bytes)?;
         if let Some(snapshot) = &args.snapshot {
-            let registry = syncer.replica().registry();
-            let done = if proven.changes.is_empty() {
-                sync_snapshot::extend(&args.out, snapshot_covers, format, registry, snapshot)
+            let judge = judge(syncer.replica().registry(), &signing_key);
+            let due = next_expiry.is_some_and(|t| judge.now_ms >= t);
+            if proven.changes.is_empty() && proven.suspects.is_empty() && !due {
+                let pass =
+                    sync_snapshot::extend(&args.out, snapshot_covers, format, &judge, snapshot)
+                        .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
+                next_expiry = match (next_expiry, pass.next_expiry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             } else {
-                sync_snapshot::rewrite(&args.out, format, registry, snapshot)
-            };
-            done.with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
+                let pass = sync_snapshot::rewrite(&args.out, format, &judge, snapshot)
+                    .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
+                next_expiry = pass.next_expiry;
+            }
             snapshot_covers = output_bytes;
         }
         checkpoint_size = proven.checkpoint_size;
@@ -310,5 +330,18 @@ fn list(seqs: &[u64]) -> String {
         0 => "none".into(),
         n if n > 20 => format!("{} and {} more", shown.join(", "), n - 20),
         _ => shown.join(", "),
+    }
+}
+
+/// What decides the snapshot's rows now: `registry` (the replica's), the clock, and the
+/// signing keys the member recorded.
+fn judge<'a>(
+    registry: &'a crate::membership::Registry,
+    signing_key: &'a dyn Fn(u64) -> Option<crate::membership::KeyId>,
+) -> sync_snapshot::Judge<'a> {
+    sync_snapshot::Judge {
+        registry,
+        now_ms: crate::store::now_ms(),
+        signing_key,
     }
 }

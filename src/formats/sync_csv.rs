@@ -8,7 +8,7 @@ use crate::sync::ReceivedEntry;
 use std::io::{Read, Write};
 
 /// The columns of sync's CSV output, in order.
-pub const CSV_COLUMNS: [&str; 10] = [
+pub const CSV_COLUMNS: [&str; 11] = [
     "seq",
     "statement_id",
     "issuer",
@@ -19,14 +19,15 @@ pub const CSV_COLUMNS: [&str; 10] = [
     "labels",
     "compromised_keys",
     "entry",
+    "expires_at_ms",
 ];
 
 /// The CSV header sync writes: [`CSV_COLUMNS`] joined.
-pub const CSV_HEADER: &str =
-    "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys,entry\n";
+pub const CSV_HEADER: &str = "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys,entry,expires_at_ms\n";
 
-/// Columns of sync CSV output written before the `entry` column was added (still read).
-const OLD_COLUMNS: usize = 9;
+/// Columns of sync CSV output written before the `entry` column, then before the
+/// `expires_at_ms` column, was added (both still read).
+const OLD_COLUMNS: [usize; 2] = [9, 10];
 
 /// Separates the items of the `labels` and `compromised_keys` columns.
 const LIST_SEPARATOR: &str = ";";
@@ -51,6 +52,12 @@ pub(super) fn write_rows<'a>(
     let issuer = entry.statement.issuer.to_string();
     let received_at_ms = entry.received_at_ms.to_string();
     let compromised_keys = entry.compromised_keys.join(LIST_SEPARATOR);
+    let expires_at_ms = entry
+        .statement
+        .body
+        .expires_at_ms()
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let mut csv = writer(out);
     let mut rows = 0;
     for (index, h) in hashes {
@@ -66,6 +73,7 @@ pub(super) fn write_rows<'a>(
             &labels.join(LIST_SEPARATOR),
             &compromised_keys,
             &index.to_string(),
+            &expires_at_ms,
         ])?;
         rows += 1;
     }
@@ -150,7 +158,7 @@ fn hash_line(record: &csv::StringRecord) -> Result<Option<HashLine>, String> {
     if (record.len() == 1 && first.is_empty()) || first.eq_ignore_ascii_case(CSV_COLUMNS[0]) {
         return Ok(None);
     }
-    if record.len() != CSV_COLUMNS.len() && record.len() != OLD_COLUMNS {
+    if record.len() != CSV_COLUMNS.len() && !OLD_COLUMNS.contains(&record.len()) {
         return Err(format!(
             "expected the {} columns of sync CSV output, got {}",
             CSV_COLUMNS.len(),
@@ -173,5 +181,6 @@ fn hash_line(record: &csv::StringRecord) -> Result<Option<HashLine>, String> {
             .map(str::to_owned)
             .collect(),
         entry: record.get(9).and_then(|e| e.trim().parse().ok()),
+        expires_at_ms: record.get(10).and_then(|e| e.trim().parse().ok()),
     }))
 }

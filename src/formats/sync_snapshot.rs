@@ -7,11 +7,15 @@
 //! A row is left out when its entry is not active ([`crate::lifecycle::EntryState::matches`]):
 //! a hash row by its `entry` index (rows written before that column existed carry none: only
 //! whole-statement retractions remove them), a risk signal row loses the indicators retracted
-//! and goes when none is left.
+//! and goes when none is left. A row also goes when its statement is expired at the pass's
+//! clock, or compromised: its `compromised_keys` column says so (known when it was written),
+//! or its signing key (from the member's ids file, [`Judge::signing_key`]) was declared
+//! compromised later from a time at or before the hub received it.
 
 use super::Format;
+use crate::lifecycle::expiry::expired;
 use crate::lifecycle::{Retracted, Target};
-use crate::membership::{MemberId, Registry};
+use crate::membership::{KeyId, MemberId, Registry};
 use crate::statement::{Kind, StatementId};
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,6 +29,28 @@ pub struct Pass {
     pub read: u64,
     /// Rows written to the snapshot.
     pub kept: u64,
+    /// The earliest expiry among the rows kept (`None`: none expires): once the clock reaches
+    /// it, the snapshot is due a rewrite.
+    pub next_expiry: Option<i64>,
+}
+
+impl Pass {
+    fn kept_until(&mut self, expires_at_ms: Option<i64>) {
+        self.kept += 1;
+        if let Some(at) = expires_at_ms {
+            self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
+        }
+    }
+}
+
+/// What decides, besides a row itself, whether it is kept.
+pub struct Judge<'a> {
+    /// The member's replica's membership and lifecycle.
+    pub registry: &'a Registry,
+    /// The clock for expiry (ms since the Unix epoch).
+    pub now_ms: i64,
+    /// The signing key of the entry at a log position, as the member recorded it.
+    pub signing_key: &'a dyn Fn(u64) -> Option<KeyId>,
 }
 
 /// Rewrites `snapshot` whole from the sync output `output`: a temporary file, fsynced, renamed
@@ -32,13 +58,13 @@ pub struct Pass {
 pub fn rewrite(
     output: &Path,
     format: Format,
-    registry: &Registry,
+    judge: &Judge<'_>,
     snapshot: &Path,
 ) -> std::io::Result<Pass> {
     let tmp = temporary(snapshot);
     let mut out = std::io::BufWriter::new(File::create(&tmp)?);
     let input = BufReader::with_capacity(1 << 20, File::open(output)?);
-    let pass = filter(input, format, registry, &mut out)?;
+    let pass = filter(input, format, judge, &mut out)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     std::fs::rename(&tmp, snapshot)?;
@@ -54,7 +80,7 @@ pub fn extend(
     output: &Path,
     from: u64,
     format: Format,
-    registry: &Registry,
+    judge: &Judge<'_>,
     snapshot: &Path,
 ) -> std::io::Result<Pass> {
     let mut input = File::open(output)?;
@@ -64,7 +90,7 @@ pub fn extend(
     let pass = filter(
         BufReader::with_capacity(1 << 20, input),
         format,
-        registry,
+        judge,
         &mut out,
     )?;
     out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
@@ -81,12 +107,14 @@ fn temporary(path: &Path) -> PathBuf {
 pub fn filter(
     input: impl BufRead,
     format: Format,
-    registry: &Registry,
+    judge: &Judge<'_>,
     out: impl Write,
 ) -> std::io::Result<Pass> {
     let mut states = States {
-        registry,
+        registry: judge.registry,
+        judge,
         cache: HashMap::new(),
+        compromised: HashMap::new(),
     };
     match format {
         Format::Csv => filter_csv(input, &mut states, out),
@@ -94,13 +122,48 @@ pub fn filter(
     }
 }
 
-/// Which entries of the statements met so far are retracted (`None`: nothing).
+/// Which entries of the statements met so far are retracted (`None`: nothing), and which
+/// statements at risk of a later compromise are compromised (by seq).
 struct States<'a> {
     registry: &'a Registry,
+    judge: &'a Judge<'a>,
     cache: HashMap<StatementId, Option<Retracted>>,
+    compromised: HashMap<u64, bool>,
 }
 
 impl States<'_> {
+    /// Whether a row of the statement at `seq` goes whatever its entry: expired, or
+    /// compromised (by its own column, or by a compromise declared after it was written).
+    fn withdrawn(
+        &mut self,
+        seq: Option<u64>,
+        issuer: Option<&str>,
+        received_at_ms: Option<i64>,
+        compromised_column: bool,
+        expires_at_ms: Option<i64>,
+    ) -> bool {
+        if compromised_column || expired(expires_at_ms, self.judge.now_ms) {
+            return true;
+        }
+        let (Some(seq), Some(issuer), Some(received)) = (seq, issuer, received_at_ms) else {
+            return false;
+        };
+        let Ok(issuer) = MemberId::parse(issuer) else {
+            return false;
+        };
+        if self
+            .registry
+            .compromised_since(&issuer)
+            .is_none_or(|since| received < since)
+        {
+            return false;
+        }
+        let (registry, judge) = (self.registry, self.judge);
+        *self.compromised.entry(seq).or_insert_with(|| {
+            (judge.signing_key)(seq).is_some_and(|key| registry.is_compromised(&key, received))
+        })
+    }
+
     fn retracted(
         &mut self,
         id: Option<&str>,
@@ -158,6 +221,21 @@ fn filter_jsonl(
         let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let seq = row.get("seq").and_then(serde_json::Value::as_u64);
         let (id, issuer) = (text("statement_id"), text("issuer"));
+        let expires_at_ms = row.get("expires_at_ms").and_then(serde_json::Value::as_i64);
+        let compromised_column = row
+            .get("compromised_keys")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|keys| !keys.is_empty());
+        if states.withdrawn(
+            seq,
+            issuer.as_deref(),
+            row.get("received_at_ms")
+                .and_then(serde_json::Value::as_i64),
+            compromised_column,
+            expires_at_ms,
+        ) {
+            continue;
+        }
         let keep = match text("kind").as_deref() {
             Some("risk_signal") => {
                 match states.retracted(id.as_deref(), seq, issuer.as_deref(), Kind::RiskSignal) {
@@ -177,7 +255,7 @@ fn filter_jsonl(
                                 } else {
                                     serde_json::to_writer(&mut out, &row)?;
                                     out.write_all(b"\n")?;
-                                    pass.kept += 1;
+                                    pass.kept_until(expires_at_ms);
                                     continue;
                                 }
                             }
@@ -200,7 +278,7 @@ fn filter_jsonl(
         if keep {
             out.write_all(line.trim_end_matches(['\r', '\n']).as_bytes())?;
             out.write_all(b"\n")?;
-            pass.kept += 1;
+            pass.kept_until(expires_at_ms);
         }
     }
 }
@@ -232,10 +310,22 @@ fn filter_csv(
         pass.read += 1;
         let seq = first.parse().ok();
         let entry = record.get(9).and_then(|e| e.trim().parse().ok());
+        let expires_at_ms = record.get(10).and_then(|e| e.trim().parse().ok());
+        let compromised_column = record.get(8).is_some_and(|k| !k.trim().is_empty());
+        let received_at_ms = record.get(3).and_then(|r| r.trim().parse().ok());
+        if states.withdrawn(
+            seq,
+            record.get(2),
+            received_at_ms,
+            compromised_column,
+            expires_at_ms,
+        ) {
+            continue;
+        }
         let retracted = states.retracted(record.get(1), seq, record.get(2), Kind::HashSet);
         if keeps_hash(retracted, entry) {
             writer.write_record(&record)?;
-            pass.kept += 1;
+            pass.kept_until(expires_at_ms);
         }
     }
     writer.flush()?;

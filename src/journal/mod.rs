@@ -71,6 +71,8 @@ pub enum InputKind<'a> {
         set_size: u64,
         /// The sets' description.
         description: &'a str,
+        /// The sets' expiry (ms since the Unix epoch), if any.
+        expires_at_ms: Option<i64>,
     },
     /// One risk signal.
     RiskSignal,
@@ -196,10 +198,16 @@ impl Submission {
             InputKind::HashList {
                 set_size,
                 description,
+                expires_at_ms,
             } => {
                 field(b"hash_list");
                 field(&set_size.to_be_bytes());
                 field(description.as_bytes());
+                // Only when set, so journals made before expiry existed keep their digest.
+                if let Some(at) = expires_at_ms {
+                    field(b"expires_at_ms");
+                    field(&at.to_be_bytes());
+                }
             }
             InputKind::RiskSignal => field(b"risk_signal"),
         }
@@ -596,6 +604,7 @@ mod tests {
         let kind = InputKind::HashList {
             set_size: 2,
             description: "",
+            expires_at_ms: None,
         };
         let member = MemberId::parse("acme").expect("member id");
         let key_id = KeyId::parse("0011223344556677").expect("key id");
@@ -636,6 +645,7 @@ mod tests {
         let list = |set_size, description| InputKind::HashList {
             set_size,
             description,
+            expires_at_ms: None,
         };
         let k = "0011223344556677";
         assert_eq!(digest(list(2, ""), "acme", k), a);

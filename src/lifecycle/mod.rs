@@ -13,6 +13,8 @@
 //! holds the [`Lifecycle`] next to membership and settings; signatures and entitlement (the
 //! issuer's own key, or an admin quorum) were checked before, like any governance statement.
 
+pub mod expiry;
+
 use crate::membership::{KeyId, MemberId, Position};
 use crate::pb;
 use crate::statement::{Body, Kind, StatementError, StatementId, check_text};
@@ -107,6 +109,11 @@ pub enum EntryState {
     Active,
     /// Withdrawn by a retraction that applies: it no longer matches.
     Retracted,
+    /// Its statement's expiry has passed ([`expiry`]): it no longer matches.
+    Expired,
+    /// Signed with a key declared compromised from a time at or before the hub received it:
+    /// it no longer matches.
+    Compromised,
 }
 
 impl EntryState {
@@ -115,6 +122,8 @@ impl EntryState {
         match self {
             EntryState::Active => "active",
             EntryState::Retracted => "retracted",
+            EntryState::Expired => "expired",
+            EntryState::Compromised => "compromised",
         }
     }
 

@@ -54,6 +54,9 @@ pub struct Corpus {
     label_set_ids: HashMap<Vec<Label>, u32>,
     /// Each issuer once, shared by its statements' provenance.
     issuers: HashMap<MemberId, Arc<MemberId>>,
+    /// The statements that expire: (statement ordinal, expires_at_ms), ordinals ascending.
+    /// Sparse: nothing is kept for a statement without an expiry.
+    expiries: Vec<(u32, i64)>,
     next_seq: u64,
 }
 
@@ -97,6 +100,9 @@ impl Corpus {
             any = true;
         }
         if any {
+            if let Some(at) = statement.body.expires_at_ms() {
+                self.expiries.push((ordinal, at));
+            }
             let issuer = self.issuer(&statement.issuer);
             self.statements.push(Provenance {
                 seq: entry.seq,
@@ -162,22 +168,42 @@ impl Corpus {
 
     /// Like [`Corpus::hits`], keeping only the hits `keep` accepts (given the hit's
     /// statement and the hash's index within it, [`Statement::hashes`] order), before the
-    /// first `max` are taken: the hub drops retracted entries here.
+    /// first `max` are taken: the hub drops retracted entries here. With `live_at`, hits of
+    /// statements expired at that time ([`crate::lifecycle::expiry::expired`]) are dropped
+    /// first.
     pub fn hits_where(
         &self,
         query: &Query,
         options: &MatchOptions,
         max: usize,
+        live_at: Option<i64>,
         mut keep: impl FnMut(&Provenance, u32) -> bool,
     ) -> (Vec<Hit>, bool) {
         let mut hits = self.matcher.lookup(query, options);
         hits.retain(|hit| {
+            if let Some(now) = live_at
+                && crate::lifecycle::expiry::expired(self.expires_at(hit.slot), now)
+            {
+                return false;
+            }
             self.source(hit.slot)
                 .is_none_or(|(source, index)| keep(source, index))
         });
         let truncated = hits.len() > max;
         hits.truncate(max);
         (hits, truncated)
+    }
+
+    /// When the statement holding `slot` expires (`None`: never, or no such slot).
+    pub fn expires_at(&self, slot: u32) -> Option<i64> {
+        if self.expiries.is_empty() {
+            return None;
+        }
+        let (ordinal, _) = *self.slots.get(slot as usize)?;
+        self.expiries
+            .binary_search_by_key(&ordinal, |(o, _)| *o)
+            .ok()
+            .map(|i| self.expiries[i].1)
     }
 
     /// The statement a slot belongs to and the hash's index within it.
@@ -216,6 +242,12 @@ impl Corpus {
             e.str(p.issuer.as_str())?;
             e.u64(p.received_at_ms as u64)?;
         }
+        e.array(&self.expiries, |(o, at)| {
+            let mut out = [0u8; 12];
+            out[..4].copy_from_slice(&o.to_le_bytes());
+            out[4..].copy_from_slice(&at.to_le_bytes());
+            out
+        })?;
         e.len(self.label_sets.len())?;
         for set in &self.label_sets {
             e.len(set.len())?;
@@ -255,6 +287,20 @@ impl Corpus {
                 received_at_ms: d.u64()? as i64,
             });
         }
+        let expiries: Vec<(u32, i64)> = d.vec(|b: [u8; 12]| {
+            let (o, at) = b.split_at(4);
+            (
+                u32::from_le_bytes([o[0], o[1], o[2], o[3]]),
+                i64::from_le_bytes([at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7]]),
+            )
+        })?;
+        d.ensure(
+            expiries.windows(2).all(|w| w[0].0 < w[1].0)
+                && expiries
+                    .last()
+                    .is_none_or(|(o, _)| (*o as usize) < statements.len()),
+            "the expiries are out of order or point past the statements",
+        )?;
         let sets = d.len(8)?;
         let mut label_sets = Vec::with_capacity(sets);
         let mut label_set_ids = HashMap::with_capacity(sets);
@@ -286,6 +332,7 @@ impl Corpus {
             label_sets,
             label_set_ids,
             issuers,
+            expiries,
             next_seq,
         })
     }

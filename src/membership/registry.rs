@@ -252,6 +252,17 @@ impl Registry {
             .retracted(target, &|k, at| self.is_compromised(k, at))
     }
 
+    /// The earliest time from which one of `member`'s keys is declared compromised (`None`:
+    /// none is). A statement of theirs received before it cannot be compromised; one received
+    /// at or after it is if its signing key is that one ([`Registry::is_compromised`]).
+    pub fn compromised_since(&self, member: &MemberId) -> Option<i64> {
+        self.compromised
+            .iter()
+            .filter(|(key, _)| self.key_owner.get(*key) == Some(member))
+            .map(|(_, since)| *since)
+            .min()
+    }
+
     /// The member a key was registered to (key ids are unique across the coalition).
     pub fn key_owner(&self, key_id: &KeyId) -> Option<&MemberId> {
         self.key_owner.get(key_id)

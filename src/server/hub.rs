@@ -282,6 +282,9 @@ impl pb::hub_server::Hub for HubService {
         // the acknowledgement): their entries are left out.
         let registry = self.store.registry();
         let store = self.store.clone();
+        // Expired entries are left out as of the call's arrival (one instant for the whole
+        // batch of queries).
+        let now = now_ms();
         let response = tokio::task::spawn_blocking(move || {
             let corpus = corpus
                 .read()
@@ -299,6 +302,7 @@ impl pb::hub_server::Hub for HubService {
                         let (registry, store) = (&registry, &store);
                         scope.spawn(move || {
                             let mut retracted = RetractedHashes::default();
+                            let mut compromised = CompromisedStatements::default();
                             chunk
                                 .iter()
                                 .map(|q| {
@@ -306,8 +310,10 @@ impl pb::hub_server::Hub for HubService {
                                         q,
                                         options,
                                         MAX_MATCHES_PER_QUERY,
+                                        Some(now),
                                         |source, index| {
-                                            retracted.keeps(registry, store, source, index)
+                                            compromised.keeps(registry, store, source)
+                                                && retracted.keeps(registry, store, source, index)
                                         },
                                     )
                                 })
@@ -377,6 +383,49 @@ impl pb::hub_server::Hub for HubService {
     ) -> Result<Response<pb::Member>, Status> {
         let member = auth::caller(&request)?;
         Ok(Response::new(member.to_wire()))
+    }
+}
+
+/// Per Match worker: which statements hit are compromised (signed with a key declared
+/// compromised from a time at or before the hub received them), decided once per statement.
+/// Only statements of an issuer with a compromised key, received at or after its earliest
+/// compromise time, are read from the store (for their signing key).
+#[derive(Default)]
+struct CompromisedStatements(std::collections::HashMap<StatementId, bool>);
+
+impl CompromisedStatements {
+    /// Whether the hashes of `source` may still match.
+    fn keeps(
+        &mut self,
+        registry: &Registry,
+        store: &Store,
+        source: &crate::matching::Provenance,
+    ) -> bool {
+        let Some(since) = registry.compromised_since(&source.issuer) else {
+            return true;
+        };
+        if source.received_at_ms < since {
+            return true;
+        }
+        let compromised = *self.0.entry(source.statement_id).or_insert_with(|| {
+            let key = store
+                .entry(source.seq)
+                .ok()
+                .flatten()
+                .and_then(|e| e.envelope)
+                .and_then(|mut e| {
+                    // The header names the signing key: the body is not needed.
+                    e.body.clear();
+                    ParsedEnvelope::parse(e).ok()
+                })
+                .map(|p| p.header.key_id);
+            // Unreadable: the indexer reports a damaged store; the hash stays.
+            key.is_some_and(|k| registry.is_compromised(&k, source.received_at_ms))
+        });
+        if compromised {
+            metrics::counter!("coalition_match_compromised_hits_total").increment(1);
+        }
+        !compromised
     }
 }
 
@@ -478,6 +527,10 @@ fn check_submission(
     let quorum = matches!(parsed.header.kind, Kind::Membership | Kind::Settings)
         || retraction.as_ref().is_some_and(|r| r.admin_quorum);
     check_submitter(&parsed.header, member, now_ms(), quorum).map_err(status::accept)?;
+    if let Some(statement) = &parsed.statement {
+        crate::lifecycle::expiry::check_not_expired(&statement.body, now_ms())
+            .map_err(status::statement)?;
+    }
     if let Some(crate::statement::Body::Membership(change)) =
         parsed.statement.as_ref().map(|s| &s.body)
         && let crate::membership::Action::SetProtocolVersion(v) = change.action

@@ -94,6 +94,8 @@ pub struct HashSet {
     pub description: String,
     /// The hashes, at least one.
     pub entries: Vec<HashEntry>,
+    /// When the entries stop matching (ms since the Unix epoch); `None`: never.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// Why a payload is not a valid statement. Each variant names the offending field.
@@ -405,6 +407,16 @@ impl Body {
         }
     }
 
+    /// When a hash set's or a risk signal's entries stop matching (`None`: never, and for
+    /// every other kind).
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        match self {
+            Body::HashSet(set) => set.expires_at_ms,
+            Body::RiskSignal(signal) => signal.expires_at_ms,
+            _ => None,
+        }
+    }
+
     /// Every hash the body carries: a set's entries, or a signal's hash indicators.
     pub fn hashes(&self) -> Box<dyn Iterator<Item = &HashEntry> + '_> {
         match self {
@@ -587,9 +599,16 @@ impl HashSet {
             .enumerate()
             .map(|(i, e)| HashEntry::from_wire_at(e, || format!("hash_set.entries[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
+        if set.expires_at_ms.is_some_and(|t| t <= 0) {
+            return Err(StatementError::invalid(
+                "hash_set.expires_at_ms",
+                "must be a positive Unix time in ms when set",
+            ));
+        }
         Ok(HashSet {
             description,
             entries,
+            expires_at_ms: set.expires_at_ms,
         })
     }
 
@@ -597,6 +616,7 @@ impl HashSet {
         pb::HashSet {
             description: self.description.clone(),
             entries: self.entries.iter().map(HashEntry::to_wire).collect(),
+            expires_at_ms: self.expires_at_ms,
         }
     }
 }

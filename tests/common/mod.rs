@@ -306,6 +306,7 @@ impl TestHub {
 
 pub fn sha256_set(seed: u64, n: usize) -> HashSet {
     HashSet {
+        expires_at_ms: None,
         description: String::new(),
         entries: (0..n)
             .map(|i| HashEntry {
