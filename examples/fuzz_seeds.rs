@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     let label = Label::parse("csam").map_err(anyhow::Error::msg)?;
     let hashes = Body::HashSet(HashSet {
         description: "seed".into(),
+        expires_at_ms: None,
         entries: vec![
             HashEntry {
                 hash_type: HashType::Sha256,
@@ -269,6 +270,7 @@ fn main() -> anyhow::Result<()> {
             InputKind::HashList {
                 set_size: 1,
                 description: "",
+                expires_at_ms: None,
             },
             &acme,
             &KeyId::of(&member_key.verifying_key()),
