@@ -145,9 +145,13 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
     .await;
     let expires = now_ms() + 2_500;
     let mut acme = t.client("acme").await;
-    acme.submit(expiring_set(&t, "acme", 10, 2, Some(expires)))
+    let receipt = acme
+        .submit(expiring_set(&t, "acme", 10, 2, Some(expires)))
         .await
-        .expect("an expiring set");
+        .expect("an expiring set")
+        .receipt
+        .expect("receipt");
+    let set_id = hex::encode(&receipt.statement_id);
     acme.submit(expiring_set(&t, "acme", 11, 1, None))
         .await
         .expect("a set that never expires");
@@ -216,6 +220,19 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
         std::fs::read_to_string(&out)
             .expect("output")
             .contains(&expiring)
+    );
+    // `coalition show` says so, from the member's own sync state.
+    let show = run_cli(
+        &t,
+        "globex",
+        &["show", &set_id, "--synced", out.to_str().expect("utf-8")],
+    )
+    .await;
+    assert!(show.status.success(), "{show:?}");
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("expires at") && shown.contains("expired, no entry matches"),
+        "{shown}"
     );
 
     // After a restart from the match snapshot (which carries the expiries), still gone.
@@ -328,9 +345,14 @@ async fn entries_signed_after_a_key_compromise_stop_matching_everywhere() {
 
 /// Runs `coalition submit` as `member` against `t`.
 async fn submit_cli(t: &TestHub, member: &str, args: &[&str]) -> std::process::Output {
+    let args: Vec<&str> = ["submit"].iter().chain(args).copied().collect();
+    run_cli(t, member, &args).await
+}
+
+/// Runs the `coalition` binary with `args` against `t` as `member`.
+async fn run_cli(t: &TestHub, member: &str, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
     command
-        .arg("submit")
         .args(args)
         .args(["--hub", &t.addr, "--as", member, "--certs"])
         .arg(t.certs.root())
@@ -341,7 +363,7 @@ async fn submit_cli(t: &TestHub, member: &str, args: &[&str]) -> std::process::O
     tokio::task::spawn_blocking(move || command.output())
         .await
         .expect("join")
-        .expect("run coalition submit")
+        .expect("run coalition")
 }
 
 #[tokio::test]

@@ -163,6 +163,24 @@ pub async fn show(args: ShowArgs) -> Result<()> {
         issuer: &statement.issuer,
         kind: statement.kind(),
     };
+    if registry.is_compromised(&statement.key_id, entry.received_at_ms) {
+        println!(
+            "state: compromised (key {} was declared compromised from before the hub received it): no entry matches",
+            statement.key_id
+        );
+    }
+    if let Some(at) = statement.body.expires_at_ms() {
+        let now = crate::store::now_ms();
+        println!(
+            "expires at {}: {}",
+            format_ms(at),
+            if crate::lifecycle::expiry::expired(Some(at), now) {
+                "expired, no entry matches"
+            } else {
+                "not yet"
+            }
+        );
+    }
     match entry_count(&statement.body) {
         Some(count) => {
             let retracted = registry.retracted(&target);
