@@ -109,7 +109,7 @@ async fn run(shape: Shape) -> Result<()> {
     )
     .await?;
     if std::env::var_os("DISK_BENCH_EARLIER_LAYOUT").is_some() {
-        earlier_layout(&data)?;
+        founding::earlier_layout(&data)?;
     }
     let before = disk(&data)?;
 
@@ -190,26 +190,6 @@ async fn run(shape: Shape) -> Result<()> {
     Ok(())
 }
 
-/// Turns the freshly founded directory (one entry, the genesis) into the layout before the id
-/// runs, for a before/after run against an earlier hub build (`HUB_BENCH_HUB_BINARY`): the
-/// earlier layout marker, the genesis id as a sled key (the founding's other entries' ids are
-/// left out: only a duplicate of those would go unnoticed), no `ids/` directory.
-fn earlier_layout(data: &Path) -> Result<()> {
-    let records = std::fs::read(data.join(coalition_hub::store::ENTRIES_DATA_FILE))?;
-    let offsets = std::fs::read(data.join(coalition_hub::store::ENTRIES_OFFSETS_FILE))?;
-    let end = u64::from_be_bytes(offsets[..8].try_into()?) as usize;
-    let genesis = coalition_hub::store::StoredEntry::decode(&records[..end])?;
-    std::fs::remove_dir_all(data.join(coalition_hub::store::ID_RUNS_DIR))?;
-    let db = sled::open(data)?;
-    let log = db.open_tree("log")?;
-    let mut key = vec![b'I'];
-    key.extend_from_slice(&genesis.statement_id);
-    log.insert(key, &0u64.to_be_bytes()[..])?;
-    log.insert(b"F", &b"tiles-1+entry-files-1"[..])?;
-    db.flush()?;
-    Ok(())
-}
-
 /// Where the bytes of the data directory go, per statement: each file (sled's `db`, `snap.*`,
 /// `blobs/`, the entry files, ...) and, inside sled, the logical bytes (keys + values) of each
 /// tree and key prefix (first key byte), so sled's own overhead is the difference.
@@ -229,7 +209,11 @@ fn sled_breakdown(data: &Path, n: f64) -> Result<()> {
     }
     files.sort();
     for (name, bytes) in files {
-        println!("  {name:<24} {:>12} B  {:>8.1} B/statement", bytes, bytes as f64 / n);
+        println!(
+            "  {name:<24} {:>12} B  {:>8.1} B/statement",
+            bytes,
+            bytes as f64 / n
+        );
     }
     let db = sled::Config::new()
         .path(data)

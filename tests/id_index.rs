@@ -18,6 +18,9 @@ use serve::ServeProcess;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Every acknowledgement: statement id → seq and the envelope (to resubmit it).
+type Acked = HashMap<Vec<u8>, (u64, pb::Envelope)>;
+
 /// A tiny memtable: a run is written every 40 statements, merges run all the time.
 const SMALL_MEMTABLE: &[&str] = &["--id-memtable", "40"];
 
@@ -37,7 +40,7 @@ async fn flood(
     addr: &str,
     founded: &Founded,
     envelopes: Vec<pb::Envelope>,
-    acked: &Arc<Mutex<HashMap<Vec<u8>, (u64, pb::Envelope)>>>,
+    acked: &Arc<Mutex<Acked>>,
 ) -> tokio::task::JoinSet<()> {
     let queue = Arc::new(Mutex::new(envelopes.into_iter()));
     let mut tasks = tokio::task::JoinSet::new();
@@ -73,7 +76,7 @@ async fn flood(
 
 /// Every acknowledged statement is found by id at its receipt's position, and a resubmission
 /// of a sample is answered `already_present` with the original receipt.
-async fn check_found(client: &mut Client, acked: &HashMap<Vec<u8>, (u64, pb::Envelope)>) {
+async fn check_found(client: &mut Client, acked: &Acked) {
     for (statement_id, (seq, _)) in acked {
         let got = client
             .hub
@@ -86,10 +89,7 @@ async fn check_found(client: &mut Client, acked: &HashMap<Vec<u8>, (u64, pb::Env
         assert_eq!((&got.statement_id, got.seq), (statement_id, *seq));
     }
     for (seq, envelope) in acked.values().step_by(23) {
-        let again = client
-            .submit(envelope.clone())
-            .await
-            .expect("resubmit");
+        let again = client.submit(envelope.clone()).await.expect("resubmit");
         assert!(again.already_present, "entry {seq} logged twice");
         assert_eq!(again.receipt.expect("receipt").seq, *seq);
     }
@@ -99,7 +99,7 @@ async fn check_found(client: &mut Client, acked: &HashMap<Vec<u8>, (u64, pb::Env
 async fn sigkill_while_id_runs_are_written_and_merged_loses_no_acknowledged_statement() {
     const ROUND: u64 = 2_000;
     let founded = Founded::new("ids.test").await;
-    let acked: Arc<Mutex<HashMap<Vec<u8>, (u64, pb::Envelope)>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     for round in 0..3u64 {
         let (hub, addr) = ServeProcess::start(founded.dir.path(), SMALL_MEMTABLE);
         let mut client = Client::connect(&addr, &founded.tls())
@@ -109,7 +109,10 @@ async fn sigkill_while_id_runs_are_written_and_merged_loses_no_acknowledged_stat
         check_found(&mut client, &known).await;
         let (entries, next) = sync_all(&mut client, pb::SyncRequest::default()).await;
         assert_eq!(next, entries.len() as u64);
-        assert!(next > known.len() as u64, "round {round}: genesis and every ack");
+        assert!(
+            next > known.len() as u64,
+            "round {round}: genesis and every ack"
+        );
 
         let batch = envelopes(&founded, round * ROUND, (round + 1) * ROUND);
         let mut tasks = flood(&addr, &founded, batch, &acked).await;
@@ -157,7 +160,7 @@ async fn a_data_directory_with_the_sled_id_index_is_upgraded() {
     let founded = Founded::new("ids.test").await;
     let batch = envelopes(&founded, 0, 300);
     let (hub, addr) = ServeProcess::start(founded.dir.path(), &[]);
-    let acked: Arc<Mutex<HashMap<Vec<u8>, (u64, pb::Envelope)>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut tasks = flood(&addr, &founded, batch, &acked).await;
     while tasks.join_next().await.is_some() {}
     let mut client = Client::connect(&addr, &founded.tls())
@@ -192,10 +195,7 @@ async fn a_data_directory_with_the_sled_id_index_is_upgraded() {
     check_found(&mut client, &acked).await;
     // Every acknowledged statement is resubmitted: all already present, nothing appended.
     for (seq, envelope) in acked.values() {
-        let again = client
-            .submit(envelope.clone())
-            .await
-            .expect("resubmit");
+        let again = client.submit(envelope.clone()).await.expect("resubmit");
         assert!(again.already_present);
         assert_eq!(again.receipt.expect("receipt").seq, *seq);
     }
@@ -207,7 +207,11 @@ async fn a_data_directory_with_the_sled_id_index_is_upgraded() {
     hub.kill();
     let db = sled::open(&founded.data).expect("sled");
     let log = db.open_tree("log").expect("log");
-    assert_eq!(log.scan_prefix(b"I").count(), 0, "the sled id keys are gone");
+    assert_eq!(
+        log.scan_prefix(b"I").count(),
+        0,
+        "the sled id keys are gone"
+    );
     assert_eq!(
         log.get(b"F").expect("get").as_deref(),
         Some(&b"tiles-1+entry-files-1+id-runs-1"[..]),

@@ -121,7 +121,7 @@ impl Run {
         let mut count = 0u64;
         for record in records {
             let (p, seq) = record?;
-            if count % SPARSE_EVERY == 0 {
+            if count.is_multiple_of(SPARSE_EVERY) {
                 sparse.push(p);
             }
             out.write_all(&p.to_be_bytes())
@@ -174,7 +174,7 @@ impl Run {
                 return Err(corrupt(format!("record {i} is out of order{REBUILD}")));
             }
             previous = Some((p, seq));
-            if i as u64 % SPARSE_EVERY == 0 {
+            if (i as u64).is_multiple_of(SPARSE_EVERY) {
                 sparse.push(p);
             }
         }
@@ -263,7 +263,10 @@ impl<'a> Records<'a> {
         buffer.resize(IO_BUFFER, 0);
         let mut filled = 0;
         while filled < buffer.len() {
-            match self.file.read_at(&mut buffer[filled..], self.offset + filled as u64) {
+            match self
+                .file
+                .read_at(&mut buffer[filled..], self.offset + filled as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -469,13 +472,11 @@ impl IdIndex {
             let mut best: Option<(usize, (u64, u64))> = None;
             for (i, head) in heads.iter_mut().enumerate() {
                 match head.peek() {
-                    Some(Ok(record)) => {
-                        if best.is_none_or(|(_, b)| *record < b) {
-                            best = Some((i, *record));
-                        }
+                    Some(Ok(record)) if best.is_none_or(|(_, b)| *record < b) => {
+                        best = Some((i, *record));
                     }
                     Some(Err(_)) => return head.next(),
-                    None => {}
+                    _ => {}
                 }
             }
             let (i, _) = best?;
@@ -509,7 +510,11 @@ impl IdIndex {
         let runs = {
             let shared = self.lock()?;
             if let Some(&seq) = shared.memtable.get(id) {
-                return if seq < limit { read(seq).map(Some) } else { Ok(None) };
+                return if seq < limit {
+                    read(seq).map(Some)
+                } else {
+                    Ok(None)
+                };
             }
             shared.runs.clone()
         };
@@ -700,7 +705,12 @@ mod tests {
         let first = data.appender.durable();
         let size = data.append(ids);
         writer
-            .add(ids.iter().enumerate().map(|(i, id)| (*id, first + i as u64)), size)
+            .add(
+                ids.iter()
+                    .enumerate()
+                    .map(|(i, id)| (*id, first + i as u64)),
+                size,
+            )
             .expect("add");
     }
 
@@ -792,8 +802,11 @@ mod tests {
         // deleted: a run over 0..200 beside them; a run write cut short (`.tmp`); a run beyond
         // the log (a data directory restored from an older backup).
         let all = {
-            let mut records: Vec<(u64, u64)> =
-                ids.iter().enumerate().map(|(s, id)| (prefix(id), s as u64)).collect();
+            let mut records: Vec<(u64, u64)> = ids
+                .iter()
+                .enumerate()
+                .map(|(s, id)| (prefix(id), s as u64))
+                .collect();
             records.sort_unstable();
             records
         };
@@ -829,7 +842,10 @@ mod tests {
             .expect("damaged");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(&name), "{err}");
-        assert!(err.to_string().contains("delete the `ids` directory"), "{err}");
+        assert!(
+            err.to_string().contains("delete the `ids` directory"),
+            "{err}"
+        );
         std::fs::write(&path, &bytes[..bytes.len() - 3]).expect("write");
         let err = IdIndex::open(data.tmp.path(), &data.files, 200, 64)
             .err()

@@ -29,8 +29,8 @@ pub use access::{
     AccessCall, AccessLog, AccessPage, AccessRecord, AccessRetention, MAX_ACCESS_PAGE, PRUNE_EVERY,
 };
 pub use checkpoints::PublishedCheckpoint;
-pub use id_index::{DIR as ID_RUNS_DIR, MEMTABLE_IDS as ID_MEMTABLE};
 pub use entry_files::{DATA_FILE as ENTRIES_DATA_FILE, OFFSETS_FILE as ENTRIES_OFFSETS_FILE};
+pub use id_index::{DIR as ID_RUNS_DIR, MEMTABLE_IDS as ID_MEMTABLE};
 pub use proofs::ProofRequestError;
 #[doc(hidden)]
 pub use proofs::write_synthetic_tree;
@@ -182,7 +182,8 @@ impl Store {
         let log = db.open_tree("log")?;
         tiles::upgrade(&db, &log, entry_files::size_before_open(&log)?)?;
         let (entries, appender, size) = entry_files::open(dir, &db, &log)?;
-        let (ids, id_writer) = id_index::IdIndex::open(dir, &entries, size, config.id_memtable.max(1))?;
+        let (ids, id_writer) =
+            id_index::IdIndex::open(dir, &entries, size, config.id_memtable.max(1))?;
         // The ids are in the runs now: an earlier version must refuse this directory (it would
         // miss duplicates), and the earlier layout's id keys can go.
         tiles::mark_current_format_durably(&db, &log)?;
