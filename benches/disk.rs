@@ -9,7 +9,10 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-tiles cargo bench --bench disk`
 //! (`DISK_BENCH_MODE=pdq DISK_BENCH_SETS=100` for a million PDQ hashes;
-//! `HUB_BENCH_HUB_BINARY=path/to/coalition` measures another build of the hub).
+//! `HUB_BENCH_HUB_BINARY=path/to/coalition` measures another build of the hub; with
+//! `DISK_BENCH_EARLIER_LAYOUT=1` the founded directory is turned into the layout before the id
+//! runs, for a hub built before them). After the figures, the directory's bytes per file and
+//! sled's logical bytes per tree and key prefix (where sled's bytes go).
 
 #[path = "support/founding.rs"]
 mod founding;
@@ -105,6 +108,9 @@ async fn run(shape: Shape) -> Result<()> {
         &[&submitter],
     )
     .await?;
+    if std::env::var_os("DISK_BENCH_EARLIER_LAYOUT").is_some() {
+        founding::earlier_layout(&data)?;
+    }
     let before = disk(&data)?;
 
     let key = certs.signing_key(&submitter)?;
@@ -171,6 +177,7 @@ async fn run(shape: Shape) -> Result<()> {
         allocated / envelope_bytes as f64,
         apparent / envelope_bytes as f64
     );
+    sled_breakdown(&data, n)?;
     if let Shape::Pdq(_) = shape {
         let hashes = shape.hashes() as f64;
         println!(
@@ -180,6 +187,63 @@ async fn run(shape: Shape) -> Result<()> {
             envelope_bytes as f64 / hashes
         );
     }
+    Ok(())
+}
+
+/// Where the bytes of the data directory go, per statement: each file (sled's `db`, `snap.*`,
+/// `blobs/`, the entry files, ...) and, inside sled, the logical bytes (keys + values) of each
+/// tree and key prefix (first key byte), so sled's own overhead is the difference.
+fn sled_breakdown(data: &Path, n: f64) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    println!("files (allocated per statement):");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(data)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = if entry.metadata()?.is_dir() {
+            disk(&entry.path())?.allocated
+        } else {
+            entry.metadata()?.blocks() * 512
+        };
+        files.push((name, bytes));
+    }
+    files.sort();
+    for (name, bytes) in files {
+        println!(
+            "  {name:<24} {:>12} B  {:>8.1} B/statement",
+            bytes,
+            bytes as f64 / n
+        );
+    }
+    let db = sled::Config::new()
+        .path(data)
+        .open()
+        .context("opening the hub's sled database")?;
+    println!("sled logical bytes (keys + values) per tree and key prefix:");
+    let mut total = 0u64;
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name)?;
+        let mut prefixes: std::collections::BTreeMap<u8, (u64, u64)> = Default::default();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            let slot = prefixes.entry(k.first().copied().unwrap_or(0)).or_default();
+            slot.0 += 1;
+            slot.1 += (k.len() + v.len()) as u64;
+        }
+        for (prefix, (keys, bytes)) in prefixes {
+            total += bytes;
+            println!(
+                "  tree {:<12} prefix {:<4} {keys:>10} keys {bytes:>12} B  {:>8.1} B/statement",
+                String::from_utf8_lossy(&name),
+                (prefix as char).escape_default().to_string(),
+                bytes as f64 / n
+            );
+        }
+    }
+    println!(
+        "  all trees: {total} B logical, {:.1} B/statement",
+        total as f64 / n
+    );
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pki::CertDir;
 use coalition_hub::store::{Store, StoreConfig};
 use ed25519_dalek::SigningKey;
+use prost::Message;
 use std::path::Path;
 
 /// Opens a store in `data`, founds `hub_name` into it and admits `members`; returns the store
@@ -36,4 +37,25 @@ pub async fn found(
         governance::append_offline(&store, change).await?;
     }
     Ok((store, admin_key))
+}
+
+/// Turns a freshly founded directory (the genesis and the admissions) into the layout before
+/// the id runs, for a before/after run against a hub built before them (`HUB_BENCH_HUB_BINARY`
+/// with the benches' `*_EARLIER_LAYOUT=1`): the earlier layout marker, the genesis id as a sled
+/// key (the admissions' ids are left out: only a duplicate of those would go unnoticed), no
+/// `ids/` directory.
+pub fn earlier_layout(data: &Path) -> Result<()> {
+    let records = std::fs::read(data.join(coalition_hub::store::ENTRIES_DATA_FILE))?;
+    let offsets = std::fs::read(data.join(coalition_hub::store::ENTRIES_OFFSETS_FILE))?;
+    let end = u64::from_be_bytes(offsets[..8].try_into()?) as usize;
+    let genesis = coalition_hub::store::StoredEntry::decode(&records[..end])?;
+    std::fs::remove_dir_all(data.join(coalition_hub::store::ID_RUNS_DIR))?;
+    let db = sled::open(data)?;
+    let log = db.open_tree("log")?;
+    let mut key = vec![b'I'];
+    key.extend_from_slice(&genesis.statement_id);
+    log.insert(key, &0u64.to_be_bytes()[..])?;
+    log.insert(b"F", &b"tiles-1+entry-files-1"[..])?;
+    db.flush()?;
+    Ok(())
 }

@@ -124,6 +124,10 @@ struct ServeArgs {
     /// Storage cache budget in MiB.
     #[arg(long, default_value_t = 128)]
     cache_mib: u64,
+    /// Statement ids kept in memory before they are written as a sorted run of the id index
+    /// (tests use a small value to exercise run writes and merges).
+    #[arg(long, default_value_t = crate::store::ID_MEMTABLE, hide = true)]
+    id_memtable: usize,
     /// Certificate revocation list (PEM, issued by the coalition CA; e.g. certs/crl.pem from
     /// `coalition pki revoke`). Revoked client certificates are refused; the file is re-read
     /// when it changes.
@@ -392,6 +396,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let tls = certs.hub_tls()?;
     let config = StoreConfig {
         cache_bytes: args.cache_mib * 1024 * 1024,
+        id_memtable: args.id_memtable,
     };
     let store = Store::open(&args.data, &config)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;

@@ -1,15 +1,16 @@
 //! Durable storage: the append-only log of accepted statements, its Merkle tiles and the
 //! statement-id index, driven by the hub's [`Replica`]. The entries' records live in two
-//! append-only files beside sled (`entry_files.rs`); sled holds everything else and the durable
-//! log size.
+//! append-only files beside sled (`entry_files.rs`), the id index in sorted runs beside them
+//! (`id_index.rs`, derived from the records); sled holds everything else and the durable log
+//! size.
 //!
 //! One writer thread owns every append. It takes whatever appends are waiting (group commit),
 //! hands each statement to the replica at its position ([`Replica::append_verified`]: every
 //! replica rule but the signatures, which the handler checked), assigns gap-free sequence
-//! numbers, writes the group's records to the entry files and fdatasyncs them, then writes id
-//! index rows, membership marks, the Merkle tiles they change and the new log size in ONE
-//! atomic sled batch, flushes (fsync), and only then publishes the new log size and registry
-//! and answers the callers. Readers never look past the published size, so they only ever see
+//! numbers, writes the group's records to the entry files and fdatasyncs them, then writes
+//! membership marks, the Merkle tiles they change and the new log size in ONE atomic sled
+//! batch, flushes (fsync), tells the id index the group's ids, and only then publishes the new
+//! log size and registry and answers the callers. Readers never look past the published size, so they only ever see
 //! durable entries. At start-up the entry files are cut back to sled's log size (a crashed
 //! group's tail) and the replica is restored from the store's own durable entries (membership
 //! replayed without re-verifying signatures the hub checked itself, the frontier from stored
@@ -19,6 +20,7 @@
 mod access;
 mod checkpoints;
 mod entry_files;
+mod id_index;
 mod proofs;
 mod record;
 mod tiles;
@@ -28,6 +30,7 @@ pub use access::{
 };
 pub use checkpoints::PublishedCheckpoint;
 pub use entry_files::{DATA_FILE as ENTRIES_DATA_FILE, OFFSETS_FILE as ENTRIES_OFFSETS_FILE};
+pub use id_index::{DIR as ID_RUNS_DIR, MEMTABLE_IDS as ID_MEMTABLE};
 pub use proofs::ProofRequestError;
 #[doc(hidden)]
 pub use proofs::write_synthetic_tree;
@@ -51,7 +54,8 @@ const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 /// room. Verified statements are held in memory, so this bounds that memory too.
 const WRITER_QUEUE: usize = 4 * MAX_GROUP;
 
-/// Key prefix of the id index in the `log` tree: `I`, statement id → seq (8 bytes, big-endian).
+/// Key prefix of the earlier layout's id index in the `log` tree: `I`, statement id → seq.
+/// Only removed at open: the ids are in `id_index.rs`'s runs.
 const BY_ID: u8 = b'I';
 /// Marks the entries that change membership (genesis and changes), replayed at start-up.
 const MEMBERSHIP: u8 = b'M';
@@ -61,12 +65,16 @@ const MEMBERSHIP: u8 = b'M';
 pub struct StoreConfig {
     /// sled's page-cache budget in bytes; bounds the store's memory whatever the log size.
     pub cache_bytes: u64,
+    /// Statement ids the id index keeps in memory before writing them as a sorted run
+    /// ([`ID_MEMTABLE`] by default; bounds that memory, ~80 B per id).
+    pub id_memtable: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             cache_bytes: 128 * 1024 * 1024,
+            id_memtable: ID_MEMTABLE,
         }
     }
 }
@@ -136,6 +144,7 @@ pub struct Store {
     db: sled::Db,
     log: sled::Tree,
     entries: Arc<entry_files::EntryFiles>,
+    ids: Arc<id_index::IdIndex>,
     writer: Arc<WriterHandle>,
     size: watch::Receiver<u64>,
     registry: watch::Receiver<Arc<Registry>>,
@@ -173,6 +182,15 @@ impl Store {
         let log = db.open_tree("log")?;
         tiles::upgrade(&db, &log, entry_files::size_before_open(&log)?)?;
         let (entries, appender, size) = entry_files::open(dir, &db, &log)?;
+        let (ids, id_writer) =
+            id_index::IdIndex::open(dir, &entries, size, config.id_memtable.max(1))?;
+        // The ids are in the runs now: an earlier version must refuse this directory (it would
+        // miss duplicates), and the earlier layout's id keys can go.
+        tiles::mark_current_format_durably(&db, &log)?;
+        let removed = remove_prefix(&db, &log, BY_ID, 4096)?;
+        if removed > 0 {
+            tracing::info!("store: removed {removed} sled id-index keys of the earlier layout");
+        }
         if size > 0 {
             // The Merkle leaf of the last entry is stored (same batch as the entry).
             tiles::nodes(&log, size).node(0, size - 1)?;
@@ -193,6 +211,7 @@ impl Store {
             db: db.clone(),
             log: log.clone(),
             entries: appender,
+            ids: id_writer,
             replica,
             tiles: edge,
             published: size_tx,
@@ -213,6 +232,7 @@ impl Store {
             db: db.clone(),
             log,
             entries,
+            ids,
             writer: Arc::new(WriterHandle {
                 inbox: Some(tx),
                 thread: Some(thread),
@@ -312,10 +332,8 @@ impl Store {
 
     /// The entry holding a statement id, if durable.
     pub fn entry_by_id(&self, id: &StatementId) -> Result<Option<StoredEntry>, StoreError> {
-        match self.log.get(id_key(id))? {
-            Some(seq) => self.entry(decode_seq(&seq)?),
-            None => Ok(None),
-        }
+        self.ids
+            .find(id, self.log_size(), |seq| self.entries.read(seq))
     }
 
     /// The Merkle root of the first `size` entries (RFC 6962), `size <= log_size()`.
@@ -415,12 +433,6 @@ impl SeenIds for LoggedIds<'_> {
     }
 }
 
-fn id_key(id: &StatementId) -> [u8; 33] {
-    let mut k = [BY_ID; 33];
-    k[1..].copy_from_slice(&id.0);
-    k
-}
-
 fn membership_key(seq: u64) -> [u8; 9] {
     let mut k = [MEMBERSHIP; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
@@ -445,6 +457,8 @@ struct Writer {
     log: sled::Tree,
     /// Where the group's records go, written and fdatasync'ed before the sled batch commits.
     entries: entry_files::Appender,
+    /// The id index: looked up for duplicates, told the ids of each committed group.
+    ids: id_index::IdWriter,
     replica: Replica,
     /// The rightmost Merkle tiles: appended leaves go here, changed tiles into the batch.
     tiles: TileEdge,
@@ -521,7 +535,10 @@ impl Writer {
                 self.log
                     .apply_batch(group.batch)
                     .and_then(|()| self.db.flush().map(|_| ()))
-                    .map_err(StoreError::from)
+                    .map_err(StoreError::from)?;
+                // Durable; the index learns the ids before the size is published.
+                self.ids
+                    .add(group.in_batch.iter().map(|(id, r)| (*id, r.seq)), size)
             }),
         };
         match result {
@@ -563,15 +580,11 @@ impl Writer {
                 already_present: true,
             }));
         }
-        if let Some(seq) = self.log.get(id_key(&id))? {
-            let seq = decode_seq(&seq)?;
-            if seq >= self.entries.durable() {
-                return Err(StoreError::Corrupt {
-                    key: format!("entry {seq}"),
-                    reason: "indexed by id but beyond the log".into(),
-                });
-            }
-            let entry = self.entries.read(seq)?;
+        let entries = &self.entries;
+        if let Some(entry) = self
+            .ids
+            .find(&id, entries.durable(), |seq| entries.read(seq))?
+        {
             return Ok(Ok(Appended {
                 receipt: entry.receipt()?,
                 already_present: true,
@@ -599,10 +612,8 @@ impl Writer {
             group.registry_changed = true;
             group.batch.insert(&membership_key(seq)[..], &[][..]);
         }
-        let batch = &mut group.batch;
         self.entries
             .stage(&StoredEntry::new(seq, received_at_ms, &job.verified));
-        batch.insert(&id_key(&id)[..], &seq.to_be_bytes()[..]);
         // The changed tiles join the batch when the group commits (`tiles::stage`).
         self.tiles
             .append(log::leaf_hash(&record::leaf_data(&id, received_at_ms)));

@@ -157,6 +157,8 @@ pub fn write_synthetic_tree(
     }
     written += tiles::stage(&mut edge, &mut batch) as u64;
     if leaves > 0 {
+        // Positions without records have no ids: the id index covers them as empty.
+        super::id_index::write_empty_run(dir, leaves - 1)?;
         entries.write_gap(leaves - 1)?;
         entries.stage(&StoredEntry {
             seq: leaves - 1,

@@ -20,10 +20,14 @@ const FORMAT: &[u8] = b"F";
 /// The layout with the Merkle tree as tiles and the entries' records still as sled keys: what
 /// [`upgrade`] writes before the records move to files (`entry_files.rs`).
 const TILES_FORMAT: &[u8] = b"tiles-1";
-/// The layout this version writes: tiles, and the records in the entry files. Written with the
-/// durable log size when the records move there, so an earlier version refuses the directory
-/// instead of reading it as empty.
-const CURRENT_FORMAT: &[u8] = b"tiles-1+entry-files-1";
+/// The layout with tiles and the records in the entry files, the id index still as sled keys:
+/// written with the durable log size when the records moved there, so an earlier version
+/// refuses the directory instead of reading it as empty.
+const ENTRY_FILES_FORMAT: &[u8] = b"tiles-1+entry-files-1";
+/// The layout this version writes: tiles, the records in the entry files, the id index in
+/// sorted runs (`id_index.rs`). Written once the runs index the whole log, so an earlier
+/// version (which would look ids up in sled, find none and log duplicates) refuses it.
+const CURRENT_FORMAT: &[u8] = b"tiles-1+entry-files-1+id-runs-1";
 /// Key prefix of the earlier layout (no marker): `N`, tree level, node index (8 bytes,
 /// big-endian) → the node's 32-byte hash. Only read and removed by [`upgrade`].
 const LEGACY_NODE: u8 = b'N';
@@ -124,6 +128,18 @@ pub(super) fn mark_current_format(batch: &mut sled::Batch) {
     batch.insert(FORMAT, CURRENT_FORMAT);
 }
 
+/// Records the current layout durably unless the marker says so already.
+pub(super) fn mark_current_format_durably(
+    db: &sled::Db,
+    log: &sled::Tree,
+) -> Result<(), StoreError> {
+    if log.get(FORMAT)?.as_deref() != Some(CURRENT_FORMAT) {
+        log.insert(FORMAT, CURRENT_FORMAT)?;
+        db.flush()?;
+    }
+    Ok(())
+}
+
 /// Brings a data directory of `size` entries to the tile layout, once. Crash-safe at every
 /// step: (1) the tiles are computed from the legacy node keys and written in batches, the
 /// layout marker with the last batch, then flushed; a crash before the marker redoes this
@@ -132,7 +148,8 @@ pub(super) fn mark_current_format(batch: &mut sled::Batch) {
 /// one batch ([`UPGRADE_BATCH`] tiles).
 pub(super) fn upgrade(db: &sled::Db, log: &sled::Tree, size: u64) -> Result<(), StoreError> {
     match log.get(FORMAT)? {
-        Some(format) if format == TILES_FORMAT || format == CURRENT_FORMAT => {}
+        Some(format)
+            if [TILES_FORMAT, ENTRY_FILES_FORMAT, CURRENT_FORMAT].contains(&&format[..]) => {}
         Some(format) => {
             return Err(StoreError::Corrupt {
                 key: "layout marker".into(),
