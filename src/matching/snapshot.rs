@@ -2,7 +2,8 @@
 //! maps, slots, provenance, label sets), so that a hub starts matching in about the time it
 //! takes to read it instead of re-reading and re-indexing the log.
 //!
-//! Layout: the magic `CHMATCH2`, the log size and Merkle root the corpus covers
+//! Layout: the magic `CHMATCH3` (version 3 added each statement's recipients; an older file
+//! is refused as "wrong magic" and the log indexed instead), the log size and Merkle root the corpus covers
 //! ([`Covers`]), the corpus, then the CRC-32 (IEEE, little endian) of every byte before it.
 //! Integers are little endian; arrays of fixed-size elements are written whole; every length is
 //! checked against the bytes left before anything is allocated, so a damaged file costs at most
@@ -19,7 +20,7 @@ use crc32fast::Hasher as Crc32;
 use std::io::{self, Read, Write};
 use thiserror::Error;
 
-const MAGIC: &[u8; 8] = b"CHMATCH2";
+const MAGIC: &[u8; 8] = b"CHMATCH3";
 /// Bytes of the trailing checksum.
 const CHECKSUM: u64 = 4;
 
