@@ -440,12 +440,7 @@ pub fn sign_new(
     key: &ed25519_dalek::SigningKey,
     body: crate::statement::Body,
 ) -> pb::Envelope {
-    sign_new_for(
-        issuer,
-        key,
-        body,
-        &crate::statement::Recipients::everyone(),
-    )
+    sign_new_for(issuer, key, body, &crate::statement::Recipients::everyone())
 }
 
 /// [`sign_new`] restricted to `recipients` (docs/PROTOCOL.md §2.7).

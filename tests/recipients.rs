@@ -115,7 +115,13 @@ async fn sync_sends_a_restricted_body_to_its_readers_only() {
             .sync_proven(member, Default::default())
             .await
             .expect("verified sync");
-        let seq = entry_of(&sync_all(&mut t.client(member).await, Default::default()).await.0, &secret).seq;
+        let seq = entry_of(
+            &sync_all(&mut t.client(member).await, Default::default())
+                .await
+                .0,
+            &secret,
+        )
+        .seq;
         assert_eq!(synced.at(seq).statement().is_some(), member == "globex");
     }
 }
@@ -253,18 +259,23 @@ async fn cli_sync_output_and_show_hold_restricted_content_for_readers_only() {
     let open_hex = hex::encode(sha256_value(OPEN, 0));
     for member in ["outsider", "globex"] {
         let out = dir.path().join(format!("{member}.csv"));
-        sync_cli(&t.addr, t.certs.root(), member, &out, &[]).await.ok();
+        sync_cli(&t.addr, t.certs.root(), member, &out, &[])
+            .await
+            .ok();
         let rows = std::fs::read_to_string(&out).expect("output");
         assert!(rows.contains(&open_hex), "{member}: {rows}");
-        assert_eq!(rows.contains(&secret_hex), member == "globex", "{member}: {rows}");
-        let show = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"))
+        assert_eq!(
+            rows.contains(&secret_hex),
+            member == "globex",
+            "{member}: {rows}"
+        );
+        let mut command = coalition_in(dir.path());
+        command
             .args(["show", &secret.to_string(), "--synced"])
             .arg(&out)
             .args(["--hub", &t.addr, "--as", member, "--certs"])
-            .arg(t.certs.root())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run coalition show");
+            .arg(t.certs.root());
+        let show = output(command).await;
         let stdout = String::from_utf8_lossy(&show.stdout);
         let stderr = String::from_utf8_lossy(&show.stderr);
         if member == "globex" {
@@ -291,22 +302,24 @@ async fn cli_submit_restricts_to_the_recipients_given() {
     std::fs::write(&hashes, format!("sha256,{}\n", hex::encode([9u8; 32]))).expect("write");
     let before = t.store.log_size();
     let run = |extra: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_coalition"))
+        let mut command = coalition_in(dir.path());
+        command
             .args(["submit", "--hub", &t.addr, "--as", "acme", "--certs"])
             .arg(t.certs.root())
             .arg("--hashes")
             .arg(&hashes)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run coalition submit")
+            .args(extra);
+        output(command)
     };
     // A recipient that is not a member: one line naming it, exit 1, nothing stored.
-    let refused = run(&["--recipient", "ghost", "--recipient", "globex"]);
+    let refused = run(&["--recipient", "ghost", "--recipient", "globex"]).await;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("INVALID_ARGUMENT") || stderr.contains("invalid"), "{stderr}");
+    assert!(
+        stderr.contains("INVALID_ARGUMENT") || stderr.contains("invalid"),
+        "{stderr}"
+    );
     assert!(stderr.contains("ghost"), "{stderr}");
     assert_eq!(t.store.log_size(), before);
     let ok = run(&[
@@ -315,8 +328,13 @@ async fn cli_submit_restricts_to_the_recipients_given() {
         "--recipient",
         "globex",
         "--new-submission",
-    ]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    ])
+    .await;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let last = t
         .store
         .entry(t.store.log_size() - 1)
@@ -332,7 +350,11 @@ async fn recipients_that_are_not_active_members_are_refused_by_name() {
     // outsider holds a certificate but was never admitted; ghost does not exist.
     let before = t.store.log_size();
     let mut acme = t.client("acme").await;
-    let status = refused(&mut acme, restricted_set(&t, &["ghost", "globex", "outsider"])).await;
+    let status = refused(
+        &mut acme,
+        restricted_set(&t, &["ghost", "globex", "outsider"]),
+    )
+    .await;
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
         status
@@ -354,10 +376,7 @@ async fn recipients_that_are_not_active_members_are_refused_by_name() {
     let batch = acme
         .hub
         .submit_batch(pb::SubmitBatchRequest {
-            envelopes: vec![
-                restricted_set(&t, &["ghost"]),
-                t.hash_set("acme", 7100, 1),
-            ],
+            envelopes: vec![restricted_set(&t, &["ghost"]), t.hash_set("acme", 7100, 1)],
         })
         .await
         .expect("batch")
@@ -366,6 +385,25 @@ async fn recipients_that_are_not_active_members_are_refused_by_name() {
     assert!(batch.outcomes[0].message.contains("ghost"));
     assert_eq!(batch.outcomes[1].code, Code::Ok as i32);
     assert_eq!(t.store.log_size(), size + 1);
+}
+
+/// Runs `command` (the `coalition` binary) to its end off the async workers, which serve the
+/// in-process hub it talks to.
+async fn output(mut command: std::process::Command) -> std::process::Output {
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("COALITION_MEMBER");
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run coalition")
+}
+
+/// The `coalition` binary's command line, run in `dir`.
+fn coalition_in(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
+    command.current_dir(dir);
+    command
 }
 
 /// Submits `envelope`, which the hub must refuse: its status.
@@ -398,12 +436,8 @@ async fn restricted_headers_are_refused_where_the_protocol_forbids_them() {
     let t = TestHub::start().await;
     let (admin, acme) = (t.key("admin"), t.key("acme"));
     let (set, _) = share_open(&t).await;
-    let membership = governance::change(
-        &id("admin"),
-        &admin,
-        Action::Suspend(id("globex")),
-        "test",
-    );
+    let membership =
+        governance::change(&id("admin"), &admin, Action::Suspend(id("globex")), "test");
     let settings = governance::settings(
         &id("admin"),
         &admin,
@@ -595,17 +629,13 @@ async fn a_hub_withholding_a_body_under_a_false_restricted_claim_is_caught() {
 async fn the_auditor_verifies_a_log_with_restricted_statements() {
     let (t, _, _) = shared().await;
     let dir = tempfile::tempdir().expect("dir");
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_coalition"))
-            .current_dir(dir.path())
-            .args(args)
-            .args(["--hub", &t.addr, "--as", "auditor", "--certs"])
-            .arg(t.certs.root())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run coalition")
-    };
-    let verified = run(&["audit", "verify"]);
+    let mut command = coalition_in(dir.path());
+    command
+        .args([
+            "audit", "verify", "--hub", &t.addr, "--as", "auditor", "--certs",
+        ])
+        .arg(t.certs.root());
+    let verified = output(command).await;
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert!(
         verified.status.success() && stdout.contains("audit OK"),
@@ -616,34 +646,34 @@ async fn the_auditor_verifies_a_log_with_restricted_statements() {
     // bundle it exports lacks the restricted body, which a verifier requiring every body
     // (no --as) refuses, naming the entry.
     let as_outsider = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_coalition"))
-            .current_dir(dir.path())
+        let mut command = coalition_in(dir.path());
+        command
             .args(args)
             .args(["--as", "outsider", "--certs"])
-            .arg(t.certs.root())
-            .env_remove("RUST_LOG")
-            .env_remove("COALITION_MEMBER")
-            .output()
-            .expect("run coalition")
+            .arg(t.certs.root());
+        output(command)
     };
-    let live = as_outsider(&["audit", "verify", "--hub", &t.addr]);
+    let live = as_outsider(&["audit", "verify", "--hub", &t.addr]).await;
     assert!(
         live.status.success(),
         "{}",
         String::from_utf8_lossy(&live.stderr)
     );
-    let exported = as_outsider(&["audit", "export", "--hub", &t.addr, "--out", "o.bundle"]);
+    let exported = as_outsider(&["audit", "export", "--hub", &t.addr, "--out", "o.bundle"]).await;
     assert!(exported.status.success());
-    let strict = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"))
-        .current_dir(dir.path())
-        .args(["audit", "verify", "o.bundle"])
-        .env_remove("RUST_LOG")
-        .env_remove("COALITION_MEMBER")
-        .output()
-        .expect("run coalition");
+    let mut command = coalition_in(dir.path());
+    command.args(["audit", "verify", "o.bundle"]);
+    let strict = output(command).await;
     let stderr = String::from_utf8_lossy(&strict.stderr);
     assert_eq!(strict.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("withholding a selected statement"), "{stderr}");
-    let lax = as_outsider(&["audit", "verify", "o.bundle"]);
-    assert!(lax.status.success(), "{}", String::from_utf8_lossy(&lax.stderr));
+    assert!(
+        stderr.contains("withholding a selected statement"),
+        "{stderr}"
+    );
+    let lax = as_outsider(&["audit", "verify", "o.bundle"]).await;
+    assert!(
+        lax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lax.stderr)
+    );
 }

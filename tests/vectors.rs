@@ -197,7 +197,10 @@ fn restricted_hash_set_vector() {
         Reader::Everything,
     ] {
         let err = replay(reader.clone()).expect_err("withheld from a reader");
-        assert!(matches!(err.fault, Fault::WithheldSelected), "{reader:?}: {err}");
+        assert!(
+            matches!(err.fault, Fault::WithheldSelected),
+            "{reader:?}: {err}"
+        );
     }
 }
 

@@ -98,9 +98,9 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             };
             let summary =
                 tokio::task::spawn_blocking(move || verify_bundle_as(&file, &previous, reader))
-                .await
-                .context("the verifier stopped")?
-                .map_err(|e| anyhow::anyhow!("audit FAILED: {e}"))?;
+                    .await
+                    .context("the verifier stopped")?
+                    .map_err(|e| anyhow::anyhow!("audit FAILED: {e}"))?;
             check_genesis(&summary, args.genesis.as_deref())?;
             print_summary(&summary);
             Ok(())

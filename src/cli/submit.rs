@@ -131,8 +131,7 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
                     (journal, format!("{} hashes", entries.len()))
                 }
                 Parsed::Signal(signal) => {
-                    let envelope =
-                        sign_new_for(&id, &key, Body::RiskSignal(signal), &recipients);
+                    let envelope = sign_new_for(&id, &key, Body::RiskSignal(signal), &recipients);
                     let journal = Journal::create(&path, &submission, [envelope])?;
                     (journal, "a risk signal".to_string())
                 }

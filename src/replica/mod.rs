@@ -31,8 +31,7 @@ use crate::membership::{
 use crate::pb;
 use crate::statement::{
     Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, Reader, SignatureCheck,
-    Statement,
-    StatementId, SyncFilter, Verified, verify_many,
+    Statement, StatementId, SyncFilter, Verified, verify_many,
 };
 use ed25519_dalek::VerifyingKey;
 use error::at;

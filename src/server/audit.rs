@@ -316,7 +316,12 @@ async fn stream_range(
             // where the read rule admits it (§2.7), as in a sync.
             let readable = matches!(reads, crate::statement::Reader::Everything)
                 || entry.header().is_none_or(|h| h.readable_by(&reads));
-            if !send(Ok(entry.into_sync_entry(&registry, readable)), &mut shutdown).await {
+            if !send(
+                Ok(entry.into_sync_entry(&registry, readable)),
+                &mut shutdown,
+            )
+            .await
+            {
                 return; // the client went away, or the hub is shutting down
             }
             if bytes >= MAX_ENTRY_BYTES_PER_CALL {
