@@ -92,6 +92,7 @@ impl Corpus {
     fn body(&self, set: usize) -> Body {
         Body::HashSet(HashSet {
             description: format!("lifecycle bench set {set}"),
+            expires_at_ms: None,
             entries: (0..self.len(set))
                 .map(|i| HashEntry {
                     hash_type: HashType::Pdq,

@@ -128,6 +128,11 @@ pub struct Client {
     pub admin: AdminClient<Channel>,
     /// The `Audit` service (checkpoints, proofs, entries).
     pub audit: AuditClient<Channel>,
+    /// The member the client certificate names (its `urn:coalition:member:<id>` SAN), read
+    /// from the certificate itself, never from the hub: whose restricted statements this
+    /// client's sync must receive (docs/PROTOCOL.md §2.7). `None` if the certificate names
+    /// none (the sync then requires every body).
+    pub member: Option<crate::membership::MemberId>,
 }
 
 impl Client {
@@ -173,7 +178,14 @@ impl Client {
                 source,
             })?;
         let limit = crate::server::MAX_MESSAGE_BYTES;
+        let member = {
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            CertificateDer::from_pem_slice(&tls.cert_pem)
+                .ok()
+                .and_then(|der| crate::server::auth::member_id_of_cert(&der).ok())
+        };
         Ok(Client {
+            member,
             hub: HubClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
@@ -428,6 +440,16 @@ pub fn sign_new(
     key: &ed25519_dalek::SigningKey,
     body: crate::statement::Body,
 ) -> pb::Envelope {
+    sign_new_for(issuer, key, body, &crate::statement::Recipients::everyone())
+}
+
+/// [`sign_new`] restricted to `recipients` (docs/PROTOCOL.md §2.7).
+pub fn sign_new_for(
+    issuer: &crate::membership::MemberId,
+    key: &ed25519_dalek::SigningKey,
+    body: crate::statement::Body,
+    recipients: &crate::statement::Recipients,
+) -> pb::Envelope {
     use rand::RngCore;
     let mut nonce = [0u8; crate::statement::NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -438,5 +460,5 @@ pub fn sign_new(
         nonce,
         body,
     };
-    crate::statement::sign_statement(&statement, key)
+    crate::statement::sign_statement_for(&statement, recipients, key)
 }

@@ -400,6 +400,16 @@ impl Syncer {
                 (replica, 0, 0)
             }
         };
+        // Restricted statements (§2.7): the bodies this member must receive are decided by the
+        // member its own certificate names, never by what the hub says.
+        let replica = replica.reading_as(
+            client
+                .member
+                .clone()
+                .map_or(crate::statement::Reader::Everything, |id| {
+                    crate::statement::Reader::Member(id)
+                }),
+        );
         let (ids, seen) = open_ids(&options.ids, ids_records)?;
         let from = replica.size();
         let stream = match client

@@ -10,6 +10,7 @@
 //! `settings-change.json` is what would be entry 4: a hub checkpoint-key rotation issued by
 //! alice and co-signed by bob and the new hub key; it is not in the checkpointed log.
 //! `retraction.json` is another would-be entry 4: acme retracts entry 1 of its hash set.
+//! `restricted-hash-set.json` is a third: a hash set by acme restricted to bob (§2.7).
 //!
 //! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test vectors`, only on a deliberate
 //! protocol change (record it in CHANGELOG.md). `clients/python/check_vectors.py` checks the
@@ -28,7 +29,8 @@ use coalition_hub::replica::{Content, Entry, Fault, Replica, SeenMap};
 use coalition_hub::settings::{Section, SettingsChange};
 use coalition_hub::statement::{
     Body, Category, HashEntry, HashSet, HashType, Header, Indicator, Kind, Label, PAYLOAD_TYPE,
-    RiskSignal, Severity, SignalCategory, Statement, StatementId, SyncFilter, pae, sign_statement,
+    Reader, Recipients, RiskSignal, Severity, SignalCategory, Statement, StatementId, SyncFilter,
+    pae, sign_statement, sign_statement_for,
 };
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use prost::Message;
@@ -167,6 +169,39 @@ fn retraction_vector() {
     let registry = reader.registry();
     assert_eq!(registry.entry_state(&target, 1), EntryState::Retracted);
     assert_eq!(registry.entry_state(&target, 0), EntryState::Active);
+}
+
+#[test]
+fn restricted_hash_set_vector() {
+    let f = fixture();
+    let restricted = restricted_hash_set(&f);
+    let v = published("restricted-hash-set.json", make_statement_of(&restricted));
+    check_statement(&v);
+    assert_eq!(v["header"]["recipients"], json!(["bob"]));
+    assert_eq!(v["header"]["hash_types"], json!([]));
+    assert_eq!(v["header"]["labels"], json!([]));
+    // It replays as entry 4 with its body withheld for a member it does not name; a replica
+    // reading as bob, as its issuer, or as an auditor refuses that.
+    let replay = |reader: Reader| {
+        let mut entries: Vec<Entry> = f.logged.iter().map(|l| l.entry(true)).collect();
+        entries.push(restricted.entry(false));
+        Replica::new()
+            .reading_as(reader)
+            .append(entries, &mut SeenMap::default())
+    };
+    let accepted = replay(Reader::Member(member("alice"))).expect("withheld from alice");
+    assert_eq!(accepted.last().expect("entry 4").content, Content::Withheld);
+    for reader in [
+        Reader::Member(member("bob")),
+        Reader::Member(member("acme")),
+        Reader::Everything,
+    ] {
+        let err = replay(reader.clone()).expect_err("withheld from a reader");
+        assert!(
+            matches!(err.fault, Fault::WithheldSelected),
+            "{reader:?}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -511,6 +546,31 @@ fn retraction(f: &Fixture) -> Logged {
     }
 }
 
+/// What would be entry 4: acme's hash set (entry 2's body) restricted to bob.
+fn restricted_hash_set(f: &Fixture) -> Logged {
+    let body = Statement::from_parts(
+        &Header::decode(&f.logged[2].envelope.payload).expect("header"),
+        &f.logged[2].envelope.body,
+    )
+    .expect("statement")
+    .body;
+    let seq = f.logged.len() as u64;
+    let statement = Statement {
+        issuer: member("acme"),
+        key_id: KeyId::of(&ACME.key().verifying_key()),
+        issued_at_ms: T0 + seq as i64 * 60_000,
+        nonce: nonce(seq as u8 + 1),
+        body,
+    };
+    let recipients = Recipients::from_members(vec![member("bob")], &member("acme")).expect("ok");
+    Logged {
+        seq,
+        received_at_ms: T0 + seq as i64 * 60_000 + 1_000,
+        envelope: sign_statement_for(&statement, &recipients, &ACME.key()),
+        signers: vec![&ACME],
+    }
+}
+
 /// A statement of the fixture's log and where it is.
 struct Logged {
     seq: u64,
@@ -699,6 +759,9 @@ fn make_statement_of(l: &Logged) -> Value {
     let header = Header::decode(&l.envelope.payload).expect("header");
     let statement = Statement::from_parts(&header, &l.envelope.body).expect("statement");
     let what = match statement.kind() {
+        Kind::HashSet if header.is_restricted() => {
+            "A hash set by member 'acme' restricted to bob (the same body as entry 2; the header names the recipients and lists no hash types or labels, docs/PROTOCOL.md §2.7)"
+        }
         Kind::HashSet => "A hash set by member 'acme'",
         Kind::RiskSignal => "A risk signal by member 'acme'",
         Kind::Genesis => {
@@ -714,7 +777,9 @@ fn make_statement_of(l: &Logged) -> Value {
             "A retraction by member 'acme' of entry 1 of its hash set (entry 2 of the log)"
         }
     };
-    let place = if matches!(statement.kind(), Kind::Settings | Kind::Retraction) {
+    let place = if matches!(statement.kind(), Kind::Settings | Kind::Retraction)
+        || header.is_restricted()
+    {
         "after the log in checkpoint.json"
     } else {
         "of the log in checkpoint.json"
@@ -880,7 +945,7 @@ fn base64_std(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn header_json(h: &Header) -> Value {
-    json!({
+    let mut v = json!({
         "issuer": h.issuer.to_string(),
         "key_id": h.key_id.to_string(),
         "issued_at_ms": h.issued_at_ms,
@@ -890,7 +955,11 @@ fn header_json(h: &Header) -> Value {
         "labels": h.labels.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "body_sha256_hex": hex::encode(h.body_sha256),
         "body_bytes": h.body_bytes,
-    })
+    });
+    if h.is_restricted() {
+        v["recipients"] = json!(h.recipients.to_wire());
+    }
+    v
 }
 
 fn hash_json(h: &HashEntry) -> Value {

@@ -29,7 +29,18 @@ pub enum VerifyError {
 /// Verifies a bundle file from its genesis, with optional checkpoints saved earlier that the
 /// log must be consistent with.
 pub fn verify_bundle(path: &Path, previous: &[String]) -> Result<Summary, VerifyError> {
-    let mut verifier = Verifier::new();
+    verify_bundle_as(path, previous, crate::statement::Reader::Everything)
+}
+
+/// [`verify_bundle`] of a bundle exported by `reader`: a body of a restricted statement the
+/// read rule does not give `reader` may be absent (docs/PROTOCOL.md §2.7); every other body
+/// must be there. [`crate::statement::Reader::Everything`] requires every body.
+pub fn verify_bundle_as(
+    path: &Path,
+    previous: &[String],
+    reader: crate::statement::Reader,
+) -> Result<Summary, VerifyError> {
+    let mut verifier = Verifier::new().reading_as(reader);
     for note in previous {
         verifier.previous(note.clone())?;
     }

@@ -74,6 +74,12 @@ impl Verifier {
         }
     }
 
+    /// Verifies a log exported by `reader`: see [`crate::replica::Replica::reading_as`].
+    pub fn reading_as(mut self, reader: crate::statement::Reader) -> Self {
+        self.replica = self.replica.reading_as(reader);
+        self
+    }
+
     /// Entry 0 must be the genesis with this id.
     pub fn pin_genesis(mut self, genesis: StatementId) -> Self {
         self.replica = self.replica.pin_genesis(genesis);

@@ -2,7 +2,9 @@
 //! offline from its genesis.
 
 use super::Connection;
-use crate::audit::{Summary, verify_bundle};
+use crate::audit::{Summary, verify_bundle_as};
+use crate::membership::MemberId;
+use crate::statement::Reader;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -32,7 +34,9 @@ pub struct VerifyArgs {
     /// Verify the live hub instead: export it to a temporary bundle, then verify that.
     #[arg(long, conflicts_with = "file")]
     hub: Option<String>,
-    /// Member id to connect as (with --hub).
+    /// Member id to connect as (with --hub); with a bundle FILE, the member that exported it.
+    /// A member that is not an auditor gets no body of a restricted statement it may not read
+    /// (docs/PROTOCOL.md §2.7): those alone may be missing. Without it every body must be there.
     #[arg(long = "as", env = "COALITION_MEMBER", value_name = "ID")]
     member: Option<String>,
     /// Development PKI directory (with --hub).
@@ -86,10 +90,17 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                     std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let summary = tokio::task::spawn_blocking(move || verify_bundle(&file, &previous))
-                .await
-                .context("the verifier stopped")?
-                .map_err(|e| anyhow::anyhow!("audit FAILED: {e}"))?;
+            // Exported by a member: the bodies of restricted statements it may not read are
+            // not in the bundle (§2.7). An auditor's export holds every body.
+            let reader = match &args.member {
+                Some(member) => Reader::Member(MemberId::parse(member)?),
+                None => Reader::Everything,
+            };
+            let summary =
+                tokio::task::spawn_blocking(move || verify_bundle_as(&file, &previous, reader))
+                    .await
+                    .context("the verifier stopped")?
+                    .map_err(|e| anyhow::anyhow!("audit FAILED: {e}"))?;
             check_genesis(&summary, args.genesis.as_deref())?;
             print_summary(&summary);
             Ok(())

@@ -10,7 +10,7 @@ use crate::membership::format_ms;
 use crate::pb;
 use crate::pki::{CertDir, load_signing_key};
 use crate::replica::Replica;
-use crate::statement::{Body, ParsedEnvelope, StatementId};
+use crate::statement::{Body, ParsedEnvelope, Reader, StatementId};
 use crate::sync::Cursor;
 use crate::text::escape_control as esc;
 use anyhow::{Context, Result, bail};
@@ -139,9 +139,19 @@ pub async fn show(args: ShowArgs) -> Result<()> {
             parsed.id
         );
     }
-    let statement = parsed
-        .statement
-        .context("the hub withheld the statement's body")?;
+    let me = Reader::Member(args.conn.member_id()?);
+    let Some(statement) = parsed.statement else {
+        if !parsed.header.readable_by(&me) {
+            bail!(
+                "statement {id} by '{}' is restricted to {}: only they, its issuer and auditors read its content",
+                esc(parsed.header.issuer.as_str()),
+                esc(&parsed.header.recipients.to_string())
+            );
+        }
+        bail!(
+            "the hub withheld the body of statement {id}, which its signed header shows you may read"
+        );
+    };
     println!(
         "statement {id}: {} shared by '{}' with key {}, logged at entry {} on {}",
         statement.kind().name(),
@@ -150,6 +160,12 @@ pub async fn show(args: ShowArgs) -> Result<()> {
         entry.seq,
         format_ms(entry.received_at_ms)
     );
+    if parsed.header.is_restricted() {
+        println!(
+            "restricted to: {} (and its issuer and auditors)",
+            esc(&parsed.header.recipients.to_string())
+        );
+    }
     if entry.seq >= replica.size() {
         println!(
             "note: your sync state covers entries below {}; sync again to see this statement's state",

@@ -3,14 +3,16 @@
 //! (the rules are in [`crate::journal`]).
 
 use super::Connection;
-use crate::client::{Client, sign_new};
+use crate::client::{Client, sign_new_for};
 use crate::formats::{self, SignalFile};
 use crate::journal::{InputKind, Journal, Receipt, Submission};
 use crate::log::LeafIndex;
-use crate::membership::KeyId;
+use crate::membership::{KeyId, MemberId};
 use crate::pb;
 use crate::pki::{CertDir, load_signing_key};
-use crate::statement::{Body, HashEntry, HashSet, MAX_HASH_SET_ENTRIES, RiskSignal, StatementId};
+use crate::statement::{
+    Body, HashEntry, HashSet, MAX_HASH_SET_ENTRIES, Recipients, RiskSignal, StatementId,
+};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -49,6 +51,11 @@ pub struct SubmitArgs {
     /// journal is replaced. Statements it recorded are logged a second time.
     #[arg(long)]
     new_submission: bool,
+    /// Restrict every statement to this member (repeatable): only the members named, you and
+    /// auditors receive the content; everyone else sees only that you shared something with
+    /// them, and when (docs/PROTOCOL.md §2.7). At most 64.
+    #[arg(long = "recipient", value_name = "MEMBER")]
+    recipients: Vec<String>,
 }
 
 pub async fn run(args: SubmitArgs) -> Result<()> {
@@ -69,7 +76,14 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
         (None, Some(path)) => (path, InputKind::RiskSignal),
         (None, None) => bail!("give --hashes FILE or --signal FILE"),
     };
-    let submission = Submission::new(input, kind, &id, &KeyId::of(&key.verifying_key()))?;
+    let recipients = args
+        .recipients
+        .iter()
+        .map(|r| MemberId::parse(r).with_context(|| format!("--recipient '{r}'")))
+        .collect::<Result<Vec<_>>>()?;
+    let recipients = Recipients::from_members(recipients, &id).context("--recipient")?;
+    let submission = Submission::new(input, kind, &id, &KeyId::of(&key.verifying_key()))?
+        .restricted_to(&recipients);
     let path = args
         .journal
         .clone()
@@ -117,13 +131,13 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
                             description: args.description.clone(),
                             entries: chunk.to_vec(),
                         });
-                        sign_new(&id, &key, body)
+                        sign_new_for(&id, &key, body, &recipients)
                     });
                     let journal = Journal::create(&path, &submission, sets)?;
                     (journal, format!("{} hashes", entries.len()))
                 }
                 Parsed::Signal(signal) => {
-                    let envelope = sign_new(&id, &key, Body::RiskSignal(signal));
+                    let envelope = sign_new_for(&id, &key, Body::RiskSignal(signal), &recipients);
                     let journal = Journal::create(&path, &submission, [envelope])?;
                     (journal, "a risk signal".to_string())
                 }

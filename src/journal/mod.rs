@@ -222,6 +222,26 @@ impl Submission {
     }
 }
 
+impl Submission {
+    /// The same submission restricted to `recipients` (docs/PROTOCOL.md §2.7): the digest
+    /// then also covers them, so rerunning with other recipients is another submission. An
+    /// unrestricted submission keeps its digest.
+    pub fn restricted_to(mut self, recipients: &crate::statement::Recipients) -> Submission {
+        if recipients.is_everyone() {
+            return self;
+        }
+        let mut h = Sha256::new();
+        h.update(b"coalition-submit-journal-recipients-v1\0");
+        h.update(self.digest.0);
+        for r in recipients.members() {
+            h.update((r.as_str().len() as u64).to_be_bytes());
+            h.update(r.as_str().as_bytes());
+        }
+        self.digest = SubmissionDigest(h.finalize().into());
+        self
+    }
+}
+
 impl Journal {
     /// The default journal of an input file: `<input>.journal`.
     pub fn path_for(input: &Path) -> PathBuf {

@@ -6,7 +6,7 @@ use super::matcher::MatcherFull;
 use super::snapshot::{Dec, Enc, SnapshotError};
 use super::{Hit, MatchOptions, Matcher, MergePlan, PdqIndex, Query};
 use crate::membership::MemberId;
-use crate::statement::{HashType, Label, Statement, StatementId};
+use crate::statement::{HashType, Label, Recipients, Statement, StatementId};
 use crate::store::StoredEntry;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -23,6 +23,9 @@ pub struct Provenance {
     pub issuer: Arc<MemberId>,
     /// When the hub received it.
     pub received_at_ms: i64,
+    /// The recipients its signed header names (docs/PROTOCOL.md §2.7): its hashes match only
+    /// for the readers [`Recipients::admit`] admits. Empty: everyone.
+    pub recipients: Recipients,
 }
 
 /// A match with everything a member needs to act on it.
@@ -104,11 +107,14 @@ impl Corpus {
                 self.expiries.push((ordinal, at));
             }
             let issuer = self.issuer(&statement.issuer);
+            // `statement` was decoded from this entry's envelope, so its header decodes.
+            let recipients = entry.header().map(|h| h.recipients).unwrap_or_default();
             self.statements.push(Provenance {
                 seq: entry.seq,
                 statement_id: id,
                 issuer,
                 received_at_ms: entry.received_at_ms,
+                recipients,
             });
         }
         Ok(())
@@ -241,6 +247,11 @@ impl Corpus {
             e.bytes(&p.statement_id.0)?;
             e.str(p.issuer.as_str())?;
             e.u64(p.received_at_ms as u64)?;
+            let recipients = p.recipients.to_wire();
+            e.len(recipients.len())?;
+            for r in &recipients {
+                e.str(r)?;
+            }
         }
         e.array(&self.expiries, |(o, at)| {
             let mut out = [0u8; 12];
@@ -280,11 +291,19 @@ impl Corpus {
                 .entry(issuer.clone())
                 .or_insert_with(|| Arc::new(issuer))
                 .clone();
+            let received_at_ms = d.u64()? as i64;
+            let count = d.len(8)?;
+            let mut named = Vec::with_capacity(count);
+            for _ in 0..count {
+                named.push(d.string()?);
+            }
+            let recipients = Recipients::decode(&named, &issuer).map_err(|e| bad(e.to_string()))?;
             statements.push(Provenance {
                 seq,
                 statement_id: StatementId(id),
                 issuer,
-                received_at_ms: d.u64()? as i64,
+                received_at_ms,
+                recipients,
             });
         }
         let expiries: Vec<(u32, i64)> = d.vec(|b: [u8; 12]| {
@@ -398,6 +417,7 @@ mod tests {
                 statement_id: StatementId([s as u8; 32]),
                 issuer,
                 received_at_ms: 1_700_000_000_000 + i64::from(s),
+                recipients: Recipients::everyone(),
             });
             c.next_seq = u64::from(s) + 2;
             c.commit();

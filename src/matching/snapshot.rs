@@ -2,7 +2,9 @@
 //! maps, slots, provenance, label sets), so that a hub starts matching in about the time it
 //! takes to read it instead of re-reading and re-indexing the log.
 //!
-//! Layout: the magic `CHMATCH3`, the log size and Merkle root the corpus covers
+//! Layout: the magic `CHMATCH3` (version 3 added each statement's recipients and the
+//! expiries; an older file is refused as "wrong magic" and the log indexed instead), the log
+//! size and Merkle root the corpus covers
 //! ([`Covers`]), the corpus, then the CRC-32 (IEEE, little endian) of every byte before it.
 //! Integers are little endian; arrays of fixed-size elements are written whole; every length is
 //! checked against the bytes left before anything is allocated, so a damaged file costs at most
@@ -14,8 +16,7 @@
 //! can write the data directory can write the log too. CRC-32 runs at memory speed, where the
 //! SHA-256 of version 1 took about a quarter of a 10M-hash start-up; a version-1 file is
 //! refused as "wrong magic" and the log is indexed instead (once; the next snapshot is the
-//! current version). Version 3 adds the statements' expiries (after the provenance); a
-//! version-2 file is refused the same way.
+//! current version).
 
 use crc32fast::Hasher as Crc32;
 use std::io::{self, Read, Write};

@@ -100,9 +100,10 @@ pub enum Fault {
     /// Rule 16: a membership change must be possible in the state it applies to.
     #[error("refused change: {0}")]
     Refused(EntryError),
-    /// Rule 13: a body may be withheld only from a reader whose filter does not select it.
+    /// Rule 13: a body may be withheld only from a reader whose filter does not select it, or
+    /// that the read rule does not admit (a restricted statement naming other recipients).
     #[error(
-        "the body is withheld, but the signed header shows this sync's filter selects it: the hub is withholding a selected statement"
+        "the body is withheld, but the signed header shows this sync's filter selects it and that this reader may read it (it is unrestricted, or names this reader or is by it): the hub is withholding a selected statement"
     )]
     WithheldSelected,
     /// Rule 13: genesis and membership statements always come whole.

@@ -30,8 +30,8 @@ use crate::membership::{
 };
 use crate::pb;
 use crate::statement::{
-    Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, SignatureCheck, Statement,
-    StatementId, SyncFilter, Verified, verify_many,
+    Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, Reader, SignatureCheck,
+    Statement, StatementId, SyncFilter, Verified, verify_many,
 };
 use ed25519_dalek::VerifyingKey;
 use error::at;
@@ -119,7 +119,8 @@ impl SeenIds for SeenMap {
 pub enum Content {
     /// The whole statement.
     Statement(Box<Statement>),
-    /// Only the header: the body was withheld because the reader's filter does not select it.
+    /// Only the header: the body was withheld because the reader's filter does not select it,
+    /// or because the header names recipients that do not include the reader (§2.7).
     Withheld,
     /// A statement of a newer protocol version: its signatures were checked against keys
     /// active at its position; its content is not read (upgrade to read it).
@@ -235,6 +236,7 @@ pub struct Replica {
     frontier: Frontier,
     last_received_ms: i64,
     filter: SyncFilter,
+    reader: Reader,
     pinned_genesis: Option<StatementId>,
     checkpoints: checkpoints::Checkpoints,
     /// Membership entries (genesis included), encoded, when kept for snapshots.
@@ -257,6 +259,7 @@ impl Replica {
             frontier: Frontier::new(),
             last_received_ms: 0,
             filter: SyncFilter::default(),
+            reader: Reader::Everything,
             pinned_genesis: None,
             checkpoints: checkpoints::Checkpoints::default(),
             membership: None,
@@ -268,6 +271,14 @@ impl Replica {
     /// Bodies may be withheld for the entries `filter` does not select (and only for those).
     pub fn with_filter(mut self, filter: SyncFilter) -> Self {
         self.filter = filter;
+        self
+    }
+
+    /// Whose sync this is: a body of a restricted statement (§2.7) may be withheld exactly
+    /// when the read rule ([`Header::readable_by`]) does not admit `reader`. The default,
+    /// [`Reader::Everything`], requires every body the filter selects.
+    pub fn reading_as(mut self, reader: Reader) -> Self {
+        self.reader = reader;
         self
     }
 
@@ -622,7 +633,9 @@ impl Replica {
                         },
                     ));
                 }
-                _ if self.filter.selects(header) => return Err(at(seq, Fault::WithheldSelected)),
+                _ if self.filter.selects(header) && header.readable_by(&self.reader) => {
+                    return Err(at(seq, Fault::WithheldSelected));
+                }
                 _ => {}
             }
         }

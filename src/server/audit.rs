@@ -236,7 +236,7 @@ impl pb::audit_server::Audit for AuditService {
         if self.shutdown.is_shutting_down() {
             return Err(shutdown::shutting_down());
         }
-        auth::caller(&request)?;
+        let reads = crate::statement::Reader::of(&auth::caller(&request)?);
         let pb::GetEntriesRequest { start, end } = request.into_inner();
         if start > end {
             return Err(Status::invalid_argument(format!(
@@ -254,6 +254,7 @@ impl pb::audit_server::Audit for AuditService {
         tokio::spawn(stream_range(
             self.store.clone(),
             start..end,
+            reads,
             tx,
             self.shutdown.clone(),
         ));
@@ -267,6 +268,7 @@ impl pb::audit_server::Audit for AuditService {
 async fn stream_range(
     store: Store,
     range: std::ops::Range<u64>,
+    reads: crate::statement::Reader,
     tx: super::limits::ByteSender<Result<pb::SyncEntry, Status>>,
     mut shutdown: Listener,
 ) {
@@ -310,7 +312,16 @@ async fn stream_range(
                 .envelope
                 .as_ref()
                 .map_or(0, |e| e.payload.len() + e.body.len());
-            if !send(Ok(entry.into_sync_entry(&registry, true)), &mut shutdown).await {
+            // An auditor reads every body; a member gets a restricted statement's body only
+            // where the read rule admits it (§2.7), as in a sync.
+            let readable = matches!(reads, crate::statement::Reader::Everything)
+                || entry.header().is_none_or(|h| h.readable_by(&reads));
+            if !send(
+                Ok(entry.into_sync_entry(&registry, readable)),
+                &mut shutdown,
+            )
+            .await
+            {
                 return; // the client went away, or the hub is shutting down
             }
             if bytes >= MAX_ENTRY_BYTES_PER_CALL {

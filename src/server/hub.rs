@@ -11,8 +11,8 @@ use crate::membership::{MemberId, Registry, check_cosigner, check_submitter};
 use crate::pb;
 use crate::replica::PROTOCOL_VERSION;
 use crate::statement::{
-    HashType, Kind, Label, ParsedEnvelope, StatementError, StatementId, SyncFilter, Verified,
-    payload_version,
+    HashType, Kind, Label, ParsedEnvelope, Reader, StatementError, StatementId, SyncFilter,
+    Verified, payload_version,
 };
 use crate::store::{Store, now_ms};
 use std::pin::Pin;
@@ -175,7 +175,8 @@ impl pb::hub_server::Hub for HubService {
         if self.shutdown.is_shutting_down() {
             return Err(shutdown::shutting_down());
         }
-        let reader = auth::caller(&request)?.id;
+        let caller = auth::caller(&request)?;
+        let (reader, reads) = (caller.id.clone(), Reader::of(&caller));
         let peer = auth::PeerCert::of(&request)?;
         let req = request.into_inner();
         let filter = parse_filter(&req)?;
@@ -195,6 +196,7 @@ impl pb::hub_server::Hub for HubService {
             Feed {
                 from_seq: req.from_seq,
                 filter,
+                reads,
                 follow: req.follow,
                 quota: self.quota.clone(),
             },
@@ -209,7 +211,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::GetStatementRequest>,
     ) -> Result<Response<pb::SyncEntry>, Status> {
-        auth::caller(&request)?;
+        let reads = Reader::of(&auth::caller(&request)?);
         let raw = request.into_inner().statement_id;
         let id = StatementId::from_slice(&raw).ok_or_else(|| {
             Status::invalid_argument(format!("statement_id: must be 32 bytes, got {}", raw.len()))
@@ -219,8 +221,11 @@ impl pb::hub_server::Hub for HubService {
             .entry_by_id(&id)
             .map_err(status::store)?
             .ok_or_else(|| Status::not_found(format!("no statement {id} in this hub's log")))?;
+        // A restricted statement's body goes only to its readers (§2.7); others get the
+        // header, as a sync would send it.
+        let readable = entry.header().is_none_or(|h| h.readable_by(&reads));
         Ok(Response::new(
-            entry.into_sync_entry(&self.store.registry(), true),
+            entry.into_sync_entry(&self.store.registry(), readable),
         ))
     }
 
@@ -241,6 +246,7 @@ impl pb::hub_server::Hub for HubService {
     ) -> Result<Response<pb::MatchResponse>, Status> {
         let member = auth::caller(&request)?;
         self.quota.match_query(&member.id)?;
+        let reads = Reader::of(&member);
         let access = access::MatchAccess::begin(member);
         let req = request.into_inner();
         if req.queries.len() > MAX_QUERIES {
@@ -299,7 +305,7 @@ impl pb::hub_server::Hub for HubService {
                     .chunks(per_thread)
                     .map(|chunk| {
                         let (corpus, options) = (&corpus, &options);
-                        let (registry, store) = (&registry, &store);
+                        let (registry, store, reads) = (&registry, &store, &reads);
                         scope.spawn(move || {
                             let mut retracted = RetractedHashes::default();
                             let mut compromised = CompromisedStatements::default();
@@ -312,7 +318,8 @@ impl pb::hub_server::Hub for HubService {
                                         MAX_MATCHES_PER_QUERY,
                                         Some(now),
                                         |source, index| {
-                                            compromised.keeps(registry, store, source)
+                                            source.recipients.admit(&source.issuer, reads)
+                                                && compromised.keeps(registry, store, source)
                                                 && retracted.keeps(registry, store, source, index)
                                         },
                                     )
@@ -520,6 +527,15 @@ fn check_submission(
     }
     let parsed = ParsedEnvelope::parse(envelope).map_err(status::statement)?;
     parsed.require_body().map_err(status::statement)?;
+    parsed
+        .header
+        .recipients
+        .check_active(|id| {
+            registry
+                .member(id)
+                .is_some_and(|m| m.status == crate::membership::MemberStatus::Active)
+        })
+        .map_err(status::statement)?;
     let retraction = match parsed.statement.as_ref().map(|s| &s.body) {
         Some(crate::statement::Body::Retraction(r)) => Some(r.clone()),
         _ => None,
@@ -660,6 +676,8 @@ fn parse_filter(req: &pb::SyncRequest) -> Result<SyncFilter, Status> {
 struct Feed {
     from_seq: u64,
     filter: SyncFilter,
+    /// Whose bodies the stream may carry (the read rule, §2.7).
+    reads: Reader,
     follow: bool,
     quota: super::quota::Quota,
 }
@@ -680,6 +698,7 @@ async fn stream_entries(
     let Feed {
         from_seq: mut cursor,
         filter,
+        reads,
         follow,
         quota,
     } = feed;
@@ -710,12 +729,19 @@ async fn stream_entries(
             // the async workers.
             let registry: std::sync::Arc<Registry> = store.registry();
             let (select, quota, member) = (filter.clone(), quota.clone(), reader.clone());
+            let reads = reads.clone();
             let messages = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::with_capacity(chunk.len());
                 for entry in chunk {
-                    // Every entry is sent; one the filter does not select without its body.
-                    let selected = select.is_everything()
-                        || entry.header().is_some_and(|h| select.selects(&h));
+                    // Every entry is sent; one the filter does not select, or whose body the
+                    // reader may not read (§2.7), without its body.
+                    let selected = match entry.header() {
+                        Some(h) => {
+                            (select.is_everything() || select.selects(&h)) && h.readable_by(&reads)
+                        }
+                        // A newer protocol version: only an unfiltered sync gets its body.
+                        None => select.is_everything(),
+                    };
                     if let Err(status) = quota.sync_entry(&member, &entry, selected) {
                         out.push((entry.seq, Err(status)));
                         break;

@@ -8,7 +8,7 @@ mod access;
 mod admin;
 pub mod allocator;
 mod audit;
-mod auth;
+pub(crate) mod auth;
 mod checkpointer;
 mod grpc_metrics;
 pub mod health;

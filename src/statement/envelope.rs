@@ -4,7 +4,7 @@
 //! the payload is never re-serialized before verification.
 
 use super::signature::{SignatureCheck, verify_one};
-use super::{Header, MAX_SIGNATURES, Statement, StatementError};
+use super::{Header, MAX_SIGNATURES, Recipients, Statement, StatementError};
 use crate::membership::{KeyId, MemberId};
 use crate::pb;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -121,7 +121,16 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// Serializes a statement once and signs it: the envelope an author submits.
 pub fn sign_statement(statement: &Statement, key: &SigningKey) -> pb::Envelope {
-    let encoded = statement.encode();
+    sign_statement_for(statement, &Recipients::everyone(), key)
+}
+
+/// [`sign_statement`] for a statement restricted to `recipients` (docs/PROTOCOL.md §2.7).
+pub fn sign_statement_for(
+    statement: &Statement,
+    recipients: &Recipients,
+    key: &SigningKey,
+) -> pb::Envelope {
+    let encoded = statement.encode_for(recipients);
     let sig = key.sign(&pae(PAYLOAD_TYPE, &encoded.header));
     pb::Envelope {
         payload_type: PAYLOAD_TYPE.to_owned(),

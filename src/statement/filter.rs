@@ -50,18 +50,25 @@ impl SyncFilter {
 
     /// Whether the statement with this header is selected. Governance statements (genesis,
     /// membership, settings) are always selected: every reader needs them whole to replay
-    /// membership and settings.
+    /// membership and settings. A restricted header lists no hash types and no labels
+    /// (docs/PROTOCOL.md §2.7), so those two dimensions do not apply to it: kinds and issuers
+    /// decide, and whether the body comes is then up to the read rule
+    /// ([`Header::readable_by`]).
     pub fn selects(&self, header: &Header) -> bool {
         if header.kind.is_governance() {
             return true;
         }
+        let restricted = header.is_restricted();
         (self.kinds.is_empty() || self.kinds.contains(&header.kind))
             && (self.hash_types.is_empty()
+                || restricted
                 || header
                     .hash_types
                     .iter()
                     .any(|t| self.hash_types.contains(t)))
-            && (self.labels.is_empty() || header.labels.iter().any(|l| self.labels.contains(l)))
+            && (self.labels.is_empty()
+                || restricted
+                || header.labels.iter().any(|l| self.labels.contains(l)))
             && (self.issuers.is_empty() || self.issuers.contains(&header.issuer))
     }
 }

@@ -7,15 +7,17 @@
 mod envelope;
 mod filter;
 mod hashes;
+mod recipients;
 mod signal;
 mod signature;
 
 pub use envelope::{
     OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, SignatureError, StatementId, Verified, pae,
-    payload_version, sign_statement,
+    payload_version, sign_statement, sign_statement_for,
 };
 pub use filter::SyncFilter;
 pub use hashes::{Category, HashEntry, HashType, Label};
+pub use recipients::{MAX_RECIPIENTS, Reader, Recipients};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
 pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};
 
@@ -157,6 +159,8 @@ pub struct Header {
     pub body_sha256: [u8; 32],
     /// Length of the serialized body.
     pub body_bytes: u64,
+    /// The only readers of the body besides its issuer and auditors (§2.7); empty: everyone.
+    pub recipients: Recipients,
 }
 
 /// A statement serialized by its author: the signed header bytes and the body bytes.
@@ -276,6 +280,8 @@ impl Header {
                 format!("must be 1..={MAX_PAYLOAD_BYTES}, got {}", wire.body_bytes),
             ));
         }
+        let recipients = Recipients::decode(&wire.recipients, &issuer)?;
+        recipients.check_header(kind, !hash_types.is_empty(), !labels.is_empty())?;
         Ok(Header {
             issuer,
             key_id,
@@ -286,7 +292,18 @@ impl Header {
             labels,
             body_sha256,
             body_bytes: wire.body_bytes,
+            recipients,
         })
+    }
+
+    /// True if the header names recipients: only they, the issuer and auditors read the body.
+    pub fn is_restricted(&self) -> bool {
+        !self.recipients.is_everyone()
+    }
+
+    /// Whether `reader` may read this statement's body: [`Recipients::admit`], the one rule.
+    pub fn readable_by(&self, reader: &Reader) -> bool {
+        self.recipients.admit(&self.issuer, reader)
     }
 
     /// The wire form.
@@ -301,11 +318,13 @@ impl Header {
             labels: self.labels.iter().map(ToString::to_string).collect(),
             body_sha256: self.body_sha256.to_vec(),
             body_bytes: self.body_bytes,
+            recipients: self.recipients.to_wire(),
         }
     }
 
     /// Checks that `body` (decoded from `body_bytes`) is the body this header signs for: the
-    /// digest, the length, the kind, the hash types and the labels.
+    /// digest, the length, the kind, the hash types and the labels (a restricted header lists
+    /// none, §2.7).
     pub fn check_body(&self, body: &Body, body_bytes: &[u8]) -> Result<(), StatementError> {
         let digest: [u8; 32] = Sha256::digest(body_bytes).into();
         if digest != self.body_sha256 || body_bytes.len() as u64 != self.body_bytes {
@@ -324,6 +343,9 @@ impl Header {
                     kind.name()
                 ),
             ));
+        }
+        if self.is_restricted() {
+            return Ok(());
         }
         if hash_types != self.hash_types {
             return Err(StatementError::invalid(
@@ -468,10 +490,20 @@ impl Statement {
     }
 
     /// Serializes the statement once, as its author signs it: the body, then the header that
-    /// names the body's digest.
+    /// names the body's digest. Unrestricted: every member reads it.
     pub fn encode(&self) -> Encoded {
+        self.encode_for(&Recipients::everyone())
+    }
+
+    /// Serializes the statement once for `recipients` (§2.7): a restricted header lists the
+    /// recipients and neither hash types nor labels.
+    pub fn encode_for(&self, recipients: &Recipients) -> Encoded {
         let body = self.body.to_wire().encode_to_vec();
-        let (kind, hash_types, labels) = self.body.summary();
+        let (kind, mut hash_types, mut labels) = self.body.summary();
+        if !recipients.is_everyone() {
+            hash_types.clear();
+            labels.clear();
+        }
         let header = Header {
             issuer: self.issuer.clone(),
             key_id: self.key_id.clone(),
@@ -482,6 +514,7 @@ impl Statement {
             labels,
             body_sha256: Sha256::digest(&body).into(),
             body_bytes: body.len() as u64,
+            recipients: recipients.clone(),
         };
         Encoded {
             header: header.to_wire().encode_to_vec(),

@@ -66,6 +66,25 @@ impl Bent {
     }
 }
 
+impl Bent {
+    /// The same, with `Sync` also withholding the body of every entry whose signed header
+    /// `strip` picks: a hub that treats those statements as restricted away from the caller
+    /// (docs/PROTOCOL.md §2.7). Honest for a header that names other recipients; a lie for an
+    /// unrestricted one, or one naming the caller.
+    pub fn withholding(self, strip: impl Fn(&Header) -> bool + Send + Sync + 'static) -> Self {
+        self.lying(move |_, messages| {
+            for m in messages {
+                if let Some(pb::sync_response::Item::Entry(e)) = &mut m.item
+                    && let Some(envelope) = &mut e.envelope
+                    && Header::decode(&envelope.payload).is_ok_and(|h| strip(&h))
+                {
+                    envelope.body = Default::default();
+                }
+            }
+        })
+    }
+}
+
 /// A real log as an honest hub serves it to an auditor: its entries (`Audit.GetEntries`), its
 /// published checkpoints (`Audit.ListCheckpoints`) and its member directory (`ListMembers`).
 #[derive(Clone)]

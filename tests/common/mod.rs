@@ -442,6 +442,7 @@ pub fn wire_header(
         labels,
         body_sha256: sha2::Sha256::digest(body_bytes).to_vec(),
         body_bytes: body_bytes.len() as u64,
+        recipients: Vec::new(),
     }
 }
 
