@@ -371,7 +371,7 @@ async fn header_body_and_canonical_bytes_table() {
         ("header hash types not the body's", header(|h| h.hash_types = vec![pb::HashType::Md5 as i32]), "hash_types: the header does not list exactly the hash types"),
         ("header labels not the body's", header(|h| h.labels.clear()), "labels: the header does not list exactly the labels"),
         ("one key signs twice", envelope(|e| e.signatures.push(e.signatures[0].clone())), "envelope.signatures[1].key_id: key"),
-        ("header: unknown field", raw(|f| f.push((10, vec![0x50, 0x01])), body.clone()), "payload: not in canonical encoding"),
+        ("header: unknown field", raw(|f| f.push((15, vec![0x78, 0x01])), body.clone()), "payload: not in canonical encoding"),
         ("header: field given twice", raw(|f| f.insert(1, f[0].clone()), body.clone()), "payload: not in canonical encoding"),
         ("header: non-minimal varint", raw(|f| replace(f, 5, &[0x28, 0x81, 0x00]), body.clone()), "payload: not in canonical encoding"),
         ("header: unpacked repeated enum", raw(|f| replace(f, 6, &[0x30, 0x03]), body.clone()), "payload: not in canonical encoding"),
