@@ -113,6 +113,7 @@ async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
             queries,
             pdq_threshold: None,
             min_quality: None,
+            states: Vec::new(),
         })
         .await
         .expect("match")

@@ -4,13 +4,14 @@
 //! member's replica replayed, so it can be rebuilt at any time: whole after a batch that
 //! changes an entry's state, extended by the new rows otherwise.
 //!
-//! A row is left out when its entry is not active ([`crate::lifecycle::EntryState::matches`]):
-//! a hash row by its `entry` index (rows written before that column existed carry none: only
-//! whole-statement retractions remove them), a risk signal row loses the indicators retracted
+//! A row is left out when its entry's state does not match
+//! ([`crate::lifecycle::EntryState::matches`]: retracted, quarantined): a hash row by its `entry`
+//! index (rows written before that column existed carry none: only whole-statement retractions
+//! remove them), a risk signal row loses the indicators retracted
 //! and goes when none is left.
 
 use super::Format;
-use crate::lifecycle::{Retracted, Target};
+use crate::lifecycle::{StatementStates, Target};
 use crate::membership::{MemberId, Registry};
 use crate::statement::{Kind, StatementId};
 use std::collections::HashMap;
@@ -94,10 +95,10 @@ pub fn filter(
     }
 }
 
-/// Which entries of the statements met so far are retracted (`None`: nothing).
+/// The states of the entries of the statements met so far (`None`: all active).
 struct States<'a> {
     registry: &'a Registry,
-    cache: HashMap<StatementId, Option<Retracted>>,
+    cache: HashMap<StatementId, Option<StatementStates>>,
 }
 
 impl States<'_> {
@@ -107,7 +108,7 @@ impl States<'_> {
         seq: Option<u64>,
         issuer: Option<&str>,
         kind: Kind,
-    ) -> Option<&Retracted> {
+    ) -> Option<&StatementStates> {
         let id = StatementId::from_hex(id?)?;
         if !self.registry.lifecycle().names(&id) {
             return None;
@@ -123,16 +124,16 @@ impl States<'_> {
                     issuer: &issuer,
                     kind,
                 };
-                Some(registry.retracted(&target)).filter(|r| !r.is_none())
+                Some(registry.states(&target)).filter(|r| !r.is_plain())
             })
             .as_ref()
     }
 }
 
-fn keeps_hash(retracted: Option<&Retracted>, entry: Option<u32>) -> bool {
-    match (retracted, entry) {
+fn keeps_hash(states: Option<&StatementStates>, entry: Option<u32>) -> bool {
+    match (states, entry) {
         (None, _) => true,
-        (Some(r), _) if r.all => false,
+        (Some(r), _) if r.retracted.all => false,
         (Some(r), Some(index)) => r.state(index).matches(),
         // A row without its entry index: only a whole retraction removes it.
         (Some(_), None) => true,
@@ -162,7 +163,7 @@ fn filter_jsonl(
             Some("risk_signal") => {
                 match states.retracted(id.as_deref(), seq, issuer.as_deref(), Kind::RiskSignal) {
                     None => true,
-                    Some(r) if r.all => false,
+                    Some(r) if r.retracted.all => false,
                     Some(r) => {
                         let r = r.clone();
                         match row.get_mut("indicators").and_then(|v| v.as_array_mut()) {

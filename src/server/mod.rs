@@ -14,6 +14,7 @@ mod grpc_metrics;
 pub mod health;
 mod hub;
 mod indexer;
+mod match_states;
 pub mod limits;
 pub mod ops;
 mod quota;

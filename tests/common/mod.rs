@@ -4,6 +4,7 @@
 
 pub mod founded;
 pub mod hostile;
+pub mod lifecycle;
 
 use coalition_hub::client::{Client, ClientError, sign_new};
 use coalition_hub::governance::{self, admission};
