@@ -656,7 +656,7 @@ async fn the_cli_gives_opinions_sets_the_threshold_quarantines_and_shows_it() {
     .await;
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("entries: 3: 1 quarantined, 2 active"), "{shown}");
+    assert!(shown.contains("entries: 3, 2 active, 1 quarantined"), "{shown}");
     assert!(
         shown.contains("entry 1: active; opinions on it: 0 confirmed, 1 false positive, 0 disputed (released by admin quorum)"),
         "{shown}"

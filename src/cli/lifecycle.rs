@@ -299,10 +299,12 @@ pub async fn show(args: ShowArgs) -> Result<()> {
             for i in 0..count {
                 *by_state.entry(states.state(i)).or_insert(0u32) += 1;
             }
+            // Most matching first: "entries: 3, 2 active, 1 retracted".
             println!(
-                "entries: {count}: {}",
+                "entries: {count}, {}",
                 by_state
                     .iter()
+                    .rev()
                     .map(|(s, n)| format!("{n} {}", s.name()))
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -978,8 +978,8 @@ mod tests {
         assert_eq!(life.state(&target(2), 0, &judge(NEVER)), EntryState::Quarantined);
         retract(&mut life, 6, "acme", 1, &[0], false);
         assert_eq!(life.state(&target(2), 0, &judge(NEVER)), EntryState::Retracted);
-        // A target logged after the opinion (another log's statement id reused): no effect.
-        assert_eq!(life.state(&target(5), 0, &judge(NEVER)), EntryState::Active);
+        // A target logged after both (another log's statement id reused): no effect.
+        assert_eq!(life.state(&target(6), 0, &judge(NEVER)), EntryState::Active);
         // The admin key leaked from the quarantine's receipt on: void.
         let leaked = |k: &KeyId, at: i64| k == &key(5) && at >= 1005;
         let record = &life.opinions_of(&id(1))[0];
