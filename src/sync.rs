@@ -789,7 +789,10 @@ impl Syncer {
             };
             match &statement.body {
                 Body::Opinion(o) => {
-                    if let Some(r) = life.opinions_of(&o.target).iter().find(|r| r.id == entry.id)
+                    if let Some(r) = life
+                        .opinions_of(&o.target)
+                        .iter()
+                        .find(|r| r.id == entry.id)
                     {
                         touched.push((o.target, Cause::Opinion(r.clone())));
                     }

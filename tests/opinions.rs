@@ -92,7 +92,12 @@ async fn lookup(
 }
 
 /// The one match of `(seed, i)` from `statement`, with the default states.
-async fn the_match(client: &mut Client, seed: u64, i: u64, statement: StatementId) -> pb::HashMatch {
+async fn the_match(
+    client: &mut Client,
+    seed: u64,
+    i: u64,
+    statement: StatementId,
+) -> pb::HashMatch {
     let found = lookup(client, seed, i, &[]).await.expect("match");
     found
         .into_iter()
@@ -127,7 +132,10 @@ async fn tallies_follow_replacement_and_withdrawal_per_entry_and_per_hash() {
     assert_eq!((m.entry_tally, m.hash_index), (tally(1, 0, 0), 0));
     // The same value in initech's set: nothing on that entry, one opinion on the hash.
     let m = the_match(&mut reader, 100, 0, copy).await;
-    assert_eq!((m.entry_tally, m.hash_tally), (tally(0, 0, 0), tally(1, 0, 0)));
+    assert_eq!(
+        (m.entry_tally, m.hash_tally),
+        (tally(0, 0, 0), tally(1, 0, 0))
+    );
 
     // A later opinion replaces the earlier one.
     say(&t, "globex", set, 100, 0, Verdict::FalsePositive).await;
@@ -140,21 +148,33 @@ async fn tallies_follow_replacement_and_withdrawal_per_entry_and_per_hash() {
     say(&t, "initech", set, 100, 0, Verdict::Confirmed).await;
     let m = the_match(&mut reader, 100, 0, set).await;
     assert_eq!(state_of(&m), Some(EntryState::Disputed));
-    assert_eq!((m.entry_tally, m.hash_tally), (tally(1, 1, 0), tally(1, 1, 0)));
+    assert_eq!(
+        (m.entry_tally, m.hash_tally),
+        (tally(1, 1, 0), tally(1, 1, 0))
+    );
     let m = the_match(&mut reader, 100, 0, copy).await;
     assert_eq!(m.hash_tally, tally(0, 1, 0));
     // One `disputed` opinion disputes an entry by itself.
     say(&t, "globex", set, 100, 1, Verdict::Disputed).await;
     let m = the_match(&mut reader, 100, 1, set).await;
-    assert_eq!((state_of(&m), m.entry_tally), (Some(EntryState::Disputed), tally(0, 0, 1)));
+    assert_eq!(
+        (state_of(&m), m.entry_tally),
+        (Some(EntryState::Disputed), tally(0, 0, 1))
+    );
 
     // Withdrawals remove the member's opinion.
     say(&t, "globex", set, 100, 0, Verdict::Withdrawn).await;
     say(&t, "globex", set, 100, 1, Verdict::Withdrawn).await;
     let m = the_match(&mut reader, 100, 0, set).await;
-    assert_eq!((state_of(&m), m.entry_tally), (Some(EntryState::Active), tally(1, 0, 0)));
+    assert_eq!(
+        (state_of(&m), m.entry_tally),
+        (Some(EntryState::Active), tally(1, 0, 0))
+    );
     let m = the_match(&mut reader, 100, 1, set).await;
-    assert_eq!((state_of(&m), m.entry_tally), (Some(EntryState::Active), tally(0, 0, 0)));
+    assert_eq!(
+        (state_of(&m), m.entry_tally),
+        (Some(EntryState::Active), tally(0, 0, 0))
+    );
 
     // The member's own replica computes the same.
     let synced = t
@@ -189,7 +209,12 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let certs = t.certs.root().to_path_buf();
     let (out, snap) = (dir.path().join("all.jsonl"), dir.path().join("now.jsonl"));
-    let snapshot = ["--format", "jsonl", "--snapshot", snap.to_str().expect("utf-8")];
+    let snapshot = [
+        "--format",
+        "jsonl",
+        "--snapshot",
+        snap.to_str().expect("utf-8"),
+    ];
     let snapshot_rows = |i: u64| {
         let value = hex::encode(sha256_value(110, i));
         std::fs::read_to_string(&snap)
@@ -203,8 +228,13 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
     say(&t, "globex", set, 110, 0, Verdict::FalsePositive).await;
     say(&t, "initech", set, 110, 0, Verdict::FalsePositive).await;
     let m = the_match(&mut reader, 110, 0, set).await;
-    assert_eq!((state_of(&m), m.entry_tally), (Some(EntryState::Active), tally(0, 2, 0)));
-    sync_cli(&t.addr, &certs, "acme", &out, &snapshot).await.ok();
+    assert_eq!(
+        (state_of(&m), m.entry_tally),
+        (Some(EntryState::Active), tally(0, 2, 0))
+    );
+    sync_cli(&t.addr, &certs, "acme", &out, &snapshot)
+        .await
+        .ok();
     assert_eq!(snapshot_rows(0), 1);
     // Saying it again changes nothing: one opinion per member.
     say(&t, "initech", set, 110, 0, Verdict::FalsePositive).await;
@@ -215,7 +245,12 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
 
     // The third: quarantined, gone from Match and from the snapshot; the other entry stays.
     say(&t, "umbrella", set, 110, 0, Verdict::FalsePositive).await;
-    assert!(lookup(&mut reader, 110, 0, &[]).await.expect("match").is_empty());
+    assert!(
+        lookup(&mut reader, 110, 0, &[])
+            .await
+            .expect("match")
+            .is_empty()
+    );
     let asked = lookup(&mut reader, 110, 0, &[EntryState::Quarantined])
         .await
         .expect("match");
@@ -223,7 +258,9 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
     assert_eq!(state_of(&asked[0]), Some(EntryState::Quarantined));
     assert_eq!(asked[0].entry_tally, tally(0, 3, 0));
     the_match(&mut reader, 110, 1, set).await;
-    let run = sync_cli(&t.addr, &certs, "acme", &out, &snapshot).await.ok();
+    let run = sync_cli(&t.addr, &certs, "acme", &out, &snapshot)
+        .await
+        .ok();
     assert_eq!(snapshot_rows(0), 0, "quarantined: not in the snapshot");
     assert_eq!(snapshot_rows(1), 1);
     assert!(
@@ -238,7 +275,10 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
             && l.contains("\"verdict\":\"false-positive\"")),
         "{events}"
     );
-    assert!(events.lines().any(|l| l.contains("\"event\":\"removed\"")), "{events}");
+    assert!(
+        events.lines().any(|l| l.contains("\"event\":\"removed\"")),
+        "{events}"
+    );
 
     // A suspended member no longer counts: released, back in Match.
     t.admin_change(Action::Suspend(id("umbrella")))
@@ -248,17 +288,29 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
     t.admin_change(Action::Reinstate(id("umbrella")))
         .await
         .expect("reinstate");
-    assert!(lookup(&mut reader, 110, 0, &[]).await.expect("match").is_empty());
+    assert!(
+        lookup(&mut reader, 110, 0, &[])
+            .await
+            .expect("match")
+            .is_empty()
+    );
 
     // A withdrawal releases it, for Match and for the snapshot.
     say(&t, "initech", set, 110, 0, Verdict::Withdrawn).await;
     let m = the_match(&mut reader, 110, 0, set).await;
-    assert_eq!((state_of(&m), m.entry_tally), (Some(EntryState::Active), tally(0, 2, 0)));
-    sync_cli(&t.addr, &certs, "acme", &out, &snapshot).await.ok();
+    assert_eq!(
+        (state_of(&m), m.entry_tally),
+        (Some(EntryState::Active), tally(0, 2, 0))
+    );
+    sync_cli(&t.addr, &certs, "acme", &out, &snapshot)
+        .await
+        .ok();
     assert_eq!(snapshot_rows(0), 1, "released: back in the snapshot");
     let events = std::fs::read_to_string(common::hostile::beside(&out, ".events")).expect("events");
     assert!(
-        events.lines().any(|l| l.contains("\"from\":\"quarantined\"") && l.contains("\"to\":\"active\"")),
+        events
+            .lines()
+            .any(|l| l.contains("\"from\":\"quarantined\"") && l.contains("\"to\":\"active\"")),
         "{events}"
     );
 
@@ -268,16 +320,27 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
         EntryState::Quarantined,
         EntryState::Retracted,
     ];
-    assert_eq!(lookup(&mut reader, 110, 0, &all).await.expect("match").len(), 1);
+    assert_eq!(
+        lookup(&mut reader, 110, 0, &all)
+            .await
+            .expect("match")
+            .len(),
+        1
+    );
     assert!(
         lookup(&mut reader, 110, 0, &[EntryState::Quarantined])
             .await
             .expect("match")
             .is_empty()
     );
-    let bad = lookup(&mut reader, 110, 0, &[EntryState::Active, EntryState::Active])
-        .await
-        .expect_err("a state twice");
+    let bad = lookup(
+        &mut reader,
+        110,
+        0,
+        &[EntryState::Active, EntryState::Active],
+    )
+    .await
+    .expect_err("a state twice");
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().contains("listed twice"), "{}", bad.message());
     let unknown = reader
@@ -291,7 +354,11 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
         .await
         .expect_err("unspecified state");
     assert_eq!(unknown.code(), Code::InvalidArgument);
-    assert!(unknown.message().contains("states[0]"), "{}", unknown.message());
+    assert!(
+        unknown.message().contains("states[0]"),
+        "{}",
+        unknown.message()
+    );
 }
 
 #[tokio::test]
@@ -312,7 +379,12 @@ async fn an_admin_quorum_quarantines_and_releases() {
         .submit(opinion(&t, "admin", set, 120, 1, Verdict::Quarantine))
         .await
         .expect("admin-quorum quarantine");
-    assert!(lookup(&mut reader, 120, 1, &[]).await.expect("match").is_empty());
+    assert!(
+        lookup(&mut reader, 120, 1, &[])
+            .await
+            .expect("match")
+            .is_empty()
+    );
     the_match(&mut reader, 120, 0, set).await;
     // The issuer learns it from its own replica.
     let synced = t
@@ -343,7 +415,12 @@ async fn an_admin_quorum_quarantines_and_releases() {
     assert_eq!(m.entry_tally, tally(0, 1, 0), "still shown in the tally");
     admit_members(&t, &["initech"]).await;
     say(&t, "initech", set, 120, 1, Verdict::FalsePositive).await;
-    assert!(lookup(&mut reader, 120, 1, &[]).await.expect("match").is_empty());
+    assert!(
+        lookup(&mut reader, 120, 1, &[])
+            .await
+            .expect("match")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -369,7 +446,14 @@ async fn the_front_door_refuses_what_may_not_be_said_and_stores_nothing() {
     );
     refused(
         globex
-            .submit(opinion(&t, "globex", StatementId([9; 32]), 130, 0, Verdict::FalsePositive))
+            .submit(opinion(
+                &t,
+                "globex",
+                StatementId([9; 32]),
+                130,
+                0,
+                Verdict::FalsePositive,
+            ))
             .await,
         Code::NotFound,
         "no statement",
@@ -383,7 +467,14 @@ async fn the_front_door_refuses_what_may_not_be_said_and_stores_nothing() {
     );
     refused(
         globex
-            .submit(opinion(&t, "globex", admission, 130, 0, Verdict::FalsePositive))
+            .submit(opinion(
+                &t,
+                "globex",
+                admission,
+                130,
+                0,
+                Verdict::FalsePositive,
+            ))
             .await,
         Code::InvalidArgument,
         "only hash sets and risk signals can be judged",
@@ -402,7 +493,11 @@ async fn the_front_door_refuses_what_may_not_be_said_and_stores_nothing() {
     };
     refused(
         globex
-            .submit(sign_new(&id("globex"), &t.key("globex"), Body::Opinion(wrong.clone())))
+            .submit(sign_new(
+                &id("globex"),
+                &t.key("globex"),
+                Body::Opinion(wrong.clone()),
+            ))
             .await,
         Code::InvalidArgument,
         "opinion.hash_value",
@@ -410,7 +505,11 @@ async fn the_front_door_refuses_what_may_not_be_said_and_stores_nothing() {
     wrong.hash = None;
     refused(
         globex
-            .submit(sign_new(&id("globex"), &t.key("globex"), Body::Opinion(wrong)))
+            .submit(sign_new(
+                &id("globex"),
+                &t.key("globex"),
+                Body::Opinion(wrong),
+            ))
             .await,
         Code::InvalidArgument,
         "not no hash",
@@ -447,9 +546,16 @@ async fn the_front_door_refuses_what_may_not_be_said_and_stores_nothing() {
         (&|w: &mut pb::Opinion| w.note = "x".repeat(281), "0..=280"),
         (&|w: &mut pb::Opinion| w.note = "a\u{1b}b".into(), "control"),
         (&|w: &mut pb::Opinion| w.verdict = 99, "opinion.verdict"),
-        (&|w: &mut pb::Opinion| w.hash_value.pop().map(drop).unwrap_or(()), "opinion.hash_value"),
+        (
+            &|w: &mut pb::Opinion| w.hash_value.pop().map(drop).unwrap_or(()),
+            "opinion.hash_value",
+        ),
     ] {
-        refused(globex.submit(malformed(f)).await, Code::InvalidArgument, text);
+        refused(
+            globex.submit(malformed(f)).await,
+            Code::InvalidArgument,
+            text,
+        );
     }
     // In a batch, each refused on its own.
     let outcomes = globex
@@ -460,7 +566,10 @@ async fn the_front_door_refuses_what_may_not_be_said_and_stores_nothing() {
         .await
         .expect("batch");
     let codes: Vec<i32> = outcomes.iter().map(|o| o.code).collect();
-    assert_eq!(codes, [Code::NotFound as i32, Code::PermissionDenied as i32]);
+    assert_eq!(
+        codes,
+        [Code::NotFound as i32, Code::PermissionDenied as i32]
+    );
     assert_eq!(t.store.log_size(), size, "every refusal stored nothing");
 }
 
@@ -479,7 +588,12 @@ async fn an_opinion_signed_by_a_compromised_key_has_no_effect() {
         .receipt
         .expect("receipt");
     let mut reader = t.client("acme").await;
-    assert!(lookup(&mut reader, 140, 0, &[]).await.expect("match").is_empty());
+    assert!(
+        lookup(&mut reader, 140, 0, &[])
+            .await
+            .expect("match")
+            .is_empty()
+    );
     // globex's key leaked from the moment its opinion was logged: the opinion is void.
     t.admin_change(Action::RevokeKey {
         member: id("globex"),
@@ -491,7 +605,10 @@ async fn an_opinion_signed_by_a_compromised_key_has_no_effect() {
     .await
     .expect("revoke as compromised");
     let m = the_match(&mut reader, 140, 0, set).await;
-    assert_eq!((state_of(&m), m.entry_tally), (Some(EntryState::Active), tally(0, 0, 0)));
+    assert_eq!(
+        (state_of(&m), m.entry_tally),
+        (Some(EntryState::Active), tally(0, 0, 0))
+    );
     let synced = t
         .sync_proven("acme", FilterSpec::default())
         .await
@@ -536,7 +653,10 @@ async fn a_hub_that_drops_or_withholds_an_opinion_is_caught() {
     );
     let hostile = HostileHub::serve(&t, dropping).await;
     let out = dir.path().join("dropped.jsonl");
-    let line = sync_cli(&hostile.addr, &certs, "acme", &out, &[]).await.failed().to_owned();
+    let line = sync_cli(&hostile.addr, &certs, "acme", &out, &[])
+        .await
+        .failed()
+        .to_owned();
     assert!(line.contains("verification FAILED"), "{line}");
     assert!(state(&out)[1].is_empty(), "no cursor saved past the hole");
 
@@ -558,7 +678,10 @@ async fn a_hub_that_drops_or_withholds_an_opinion_is_caught() {
     let run = sync_cli(&hostile.addr, &certs, "acme", &out, &["--kind", "hash_set"]).await;
     let line = run.failed();
     assert!(line.contains("opinion"), "{line}");
-    assert!(state(&out)[1].is_empty(), "no cursor saved past the withheld opinion");
+    assert!(
+        state(&out)[1].is_empty(),
+        "no cursor saved past the withheld opinion"
+    );
 
     // The honest hub: the member's snapshot leaves the quarantined entry out.
     let out = dir.path().join("honest.jsonl");
@@ -568,7 +691,12 @@ async fn a_hub_that_drops_or_withholds_an_opinion_is_caught() {
         &certs,
         "acme",
         &out,
-        &["--format", "jsonl", "--snapshot", snap.to_str().expect("utf-8")],
+        &[
+            "--format",
+            "jsonl",
+            "--snapshot",
+            snap.to_str().expect("utf-8"),
+        ],
     )
     .await
     .ok();
@@ -586,7 +714,13 @@ async fn the_cli_gives_opinions_sets_the_threshold_quarantines_and_shows_it() {
     let out = cli(
         &t,
         "admin",
-        &["admin", "settings", "lifecycle", "--quarantine-threshold", "1"],
+        &[
+            "admin",
+            "settings",
+            "lifecycle",
+            "--quarantine-threshold",
+            "1",
+        ],
     )
     .await;
     assert!(out.status.success(), "{out:?}");
@@ -599,17 +733,34 @@ async fn the_cli_gives_opinions_sets_the_threshold_quarantines_and_shows_it() {
     let out = cli(
         &t,
         "admin",
-        &["admin", "settings", "lifecycle", "--quarantine-threshold", "0"],
+        &[
+            "admin",
+            "settings",
+            "lifecycle",
+            "--quarantine-threshold",
+            "0",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1..=1000"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1..=1000"),
+        "{out:?}"
+    );
 
     // globex reports entry 1 as a false positive: quarantined at once.
     let out = cli(
         &t,
         "globex",
-        &["opinion", &set_hex, "--entry", "1", "false-positive", "--note", "a cat photo"],
+        &[
+            "opinion",
+            &set_hex,
+            "--entry",
+            "1",
+            "false-positive",
+            "--note",
+            "a cat photo",
+        ],
     )
     .await;
     assert!(out.status.success(), "{out:?}");
@@ -618,17 +769,35 @@ async fn the_cli_gives_opinions_sets_the_threshold_quarantines_and_shows_it() {
         "{out:?}"
     );
     let mut reader = t.client("globex").await;
-    assert!(lookup(&mut reader, 160, 1, &[]).await.expect("match").is_empty());
+    assert!(
+        lookup(&mut reader, 160, 1, &[])
+            .await
+            .expect("match")
+            .is_empty()
+    );
     // The issuer's own entry: refused, one line, exit 1.
-    let out = cli(&t, "acme", &["opinion", &set_hex, "--entry", "0", "confirmed"]).await;
+    let out = cli(
+        &t,
+        "acme",
+        &["opinion", &set_hex, "--entry", "0", "confirmed"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let line = String::from_utf8_lossy(&out.stderr);
     assert_eq!(line.trim_end().lines().count(), 1, "{line}");
     assert!(line.contains("itself"), "{line}");
     // An entry the statement does not have: refused before anything is sent.
-    let out = cli(&t, "globex", &["opinion", &set_hex, "--entry", "9", "confirmed"]).await;
+    let out = cli(
+        &t,
+        "globex",
+        &["opinion", &set_hex, "--entry", "9", "confirmed"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 9 does not exist"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("entry 9 does not exist"),
+        "{out:?}"
+    );
 
     // An admin quorum releases it through `coalition admin release` ...
     let out = cli(&t, "admin", &["admin", "release", &set_hex, "--entry", "1"]).await;
@@ -638,30 +807,59 @@ async fn the_cli_gives_opinions_sets_the_threshold_quarantines_and_shows_it() {
     let out = cli(
         &t,
         "admin",
-        &["admin", "quarantine", &set_hex, "--entry", "2", "--note", "court order"],
+        &[
+            "admin",
+            "quarantine",
+            &set_hex,
+            "--entry",
+            "2",
+            "--note",
+            "court order",
+        ],
     )
     .await;
     assert!(out.status.success(), "{out:?}");
-    assert!(lookup(&mut reader, 160, 2, &[]).await.expect("match").is_empty());
+    assert!(
+        lookup(&mut reader, 160, 2, &[])
+            .await
+            .expect("match")
+            .is_empty()
+    );
 
     // `coalition show` from acme's own verified sync state: states, tallies, opinions.
     let dir = tempfile::tempdir().expect("tmp");
     let synced = dir.path().join("acme.jsonl");
-    sync_cli(&t.addr, t.certs.root(), "acme", &synced, &[]).await.ok();
+    sync_cli(&t.addr, t.certs.root(), "acme", &synced, &[])
+        .await
+        .ok();
     let out = cli(
         &t,
         "acme",
-        &["show", &set_hex, "--synced", synced.to_str().expect("utf-8")],
+        &[
+            "show",
+            &set_hex,
+            "--synced",
+            synced.to_str().expect("utf-8"),
+        ],
     )
     .await;
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("entries: 3, 2 active, 1 quarantined"), "{shown}");
+    assert!(
+        shown.contains("entries: 3, 2 active, 1 quarantined"),
+        "{shown}"
+    );
     assert!(
         shown.contains("entry 1: active; opinions on it: 0 confirmed, 1 false positive, 0 disputed (released by admin quorum)"),
         "{shown}"
     );
     assert!(shown.contains("entry 2: quarantined"), "{shown}");
-    assert!(shown.contains("by 'globex': entry 1 false-positive; note \"a cat photo\"; applies"), "{shown}");
-    assert!(shown.contains("(admin quorum): entry 2 quarantine"), "{shown}");
+    assert!(
+        shown.contains("by 'globex': entry 1 false-positive; note \"a cat photo\"; applies"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("(admin quorum): entry 2 quarantine"),
+        "{shown}"
+    );
 }

@@ -640,9 +640,8 @@ async fn settings(command: SettingsCommand) -> Result<()> {
                 )
             };
             println!("settings revision {}", s.revision);
-            let lifecycle = crate::settings::LifecycleSettings::from_wire(
-                &s.lifecycle.unwrap_or_default(),
-            )?;
+            let lifecycle =
+                crate::settings::LifecycleSettings::from_wire(&s.lifecycle.unwrap_or_default())?;
             println!(
                 "lifecycle: {} distinct false-positive opinions quarantine an entry",
                 lifecycle.quarantine_threshold

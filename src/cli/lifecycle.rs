@@ -73,9 +73,8 @@ pub struct EntryArgs {
 impl EntryArgs {
     /// The statement id.
     pub fn target(&self) -> Result<StatementId> {
-        StatementId::from_hex(&self.statement_id).with_context(|| {
-            format!("'{}' is not a 64-hex statement id", esc(&self.statement_id))
-        })
+        StatementId::from_hex(&self.statement_id)
+            .with_context(|| format!("'{}' is not a 64-hex statement id", esc(&self.statement_id)))
     }
 
     /// The opinion, with the entry's hash copied from `body` (the target, fetched and

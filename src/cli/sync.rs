@@ -291,7 +291,8 @@ struct Yours {
 impl Yours {
     fn add(&mut self, changes: &[StateChange], me: &crate::membership::MemberId) {
         for c in changes.iter().filter(|c| &c.issuer == me) {
-            let by_admins = matches!(&c.cause, crate::sync::Cause::Retraction(r) if r.retraction.admin_quorum);
+            let by_admins =
+                matches!(&c.cause, crate::sync::Cause::Retraction(r) if r.retraction.admin_quorum);
             let name = match c.to {
                 crate::lifecycle::EntryState::Retracted if by_admins => "retracted by admin quorum",
                 crate::lifecycle::EntryState::Retracted => continue,

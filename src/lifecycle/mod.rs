@@ -167,7 +167,11 @@ impl std::fmt::Display for NoEffect {
                 "its issuer is not the target's issuer '{target_issuer}' and it is not an admin-quorum retraction"
             ),
             NoEffect::NotRetractable(kind) => {
-                write!(f, "a {} statement has no entries to retract or judge", kind.name())
+                write!(
+                    f,
+                    "a {} statement has no entries to retract or judge",
+                    kind.name()
+                )
             }
             NoEffect::SignedByCompromisedKey(key) => write!(
                 f,
@@ -304,11 +308,7 @@ impl Lifecycle {
             opinion,
         });
         let push = |records: &mut Records| Arc::make_mut(records).push(record.clone());
-        push(
-            Arc::make_mut(&mut self.opinions)
-                .entry(target)
-                .or_default(),
-        );
+        push(Arc::make_mut(&mut self.opinions).entry(target).or_default());
         if let Some(hash) = hash {
             push(
                 Arc::make_mut(&mut self.opinions_by_hash)
@@ -347,7 +347,9 @@ impl Lifecycle {
 
     /// Every opinion that copies `hash` from its target, in log order.
     pub fn opinions_on_hash(&self, hash: &HashKey) -> &[Arc<OpinionRecord>] {
-        self.opinions_by_hash.get(hash).map_or(&[], |r| r.as_slice())
+        self.opinions_by_hash
+            .get(hash)
+            .map_or(&[], |r| r.as_slice())
     }
 
     /// Every statement some opinion names.
@@ -373,7 +375,9 @@ impl Lifecycle {
         if !record.opinion.admin_quorum && &record.issuer == target.issuer {
             return Err(NoEffect::OwnEntry);
         }
-        judge.trusted(record).map_err(NoEffect::SignedByCompromisedKey)
+        judge
+            .trusted(record)
+            .map_err(NoEffect::SignedByCompromisedKey)
     }
 
     /// The opinions on every entry of `target` that some opinion names, decided.
@@ -404,8 +408,8 @@ impl Lifecycle {
                     .filter(|(v, seq)| *v == Verdict::FalsePositive && *seq > since)
                     .count() as u32;
                 let admin_quarantine = admin.map(|(q, _)| q);
-                let quarantined = admin_quarantine == Some(true)
-                    || reported >= judge.quarantine_threshold.max(1);
+                let quarantined =
+                    admin_quarantine == Some(true) || reported >= judge.quarantine_threshold.max(1);
                 (
                     entry,
                     Opinions {
@@ -867,7 +871,10 @@ mod tests {
         assert_eq!(life.state(&target, 0, &judge(&since)), EntryState::Active);
         // Compromised only from later: it applies.
         let later = |_: &KeyId, at: i64| at >= 1006;
-        assert_eq!(life.state(&target, 0, &judge(&later)), EntryState::Retracted);
+        assert_eq!(
+            life.state(&target, 0, &judge(&later)),
+            EntryState::Retracted
+        );
         let record = &life.retractions_of(&id(1))[0];
         assert_eq!(
             Lifecycle::verdict(record, &target, &since),
@@ -876,13 +883,7 @@ mod tests {
     }
 
     /// Records an opinion by `issuer` at `seq` on entry `entry` of statement `id(1)`.
-    fn judge_entry(
-        life: &mut Lifecycle,
-        seq: u64,
-        issuer: &str,
-        entry: u32,
-        verdict: Verdict,
-    ) {
+    fn judge_entry(life: &mut Lifecycle, seq: u64, issuer: &str, entry: u32, verdict: Verdict) {
         life.record_opinion(
             id(200 + seq as u8),
             Position {
@@ -917,27 +918,178 @@ mod tests {
             issuer: &acme,
             kind: Kind::HashSet,
         };
-        type Case<'a> = (&'a str, Vec<(&'a str, u32, Verdict)>, u32, EntryState, (u32, u32, u32));
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, u32, Verdict)>,
+            u32,
+            EntryState,
+            (u32, u32, u32),
+        );
         let cases: Vec<Case<'_>> = vec![
             ("none", vec![], 0, EntryState::Active, (0, 0, 0)),
-            ("one confirmed", vec![("b", 0, Confirmed)], 0, EntryState::Active, (1, 0, 0)),
-            ("one false positive", vec![("b", 0, FalsePositive)], 0, EntryState::Active, (0, 1, 0)),
-            ("one disputed", vec![("b", 0, Disputed)], 0, EntryState::Disputed, (0, 0, 1)),
-            ("both sides", vec![("b", 0, Confirmed), ("c", 0, FalsePositive)], 0, EntryState::Disputed, (1, 1, 0)),
-            ("replaced", vec![("b", 0, Confirmed), ("b", 0, FalsePositive)], 0, EntryState::Active, (0, 1, 0)),
-            ("withdrawn", vec![("b", 0, Confirmed), ("c", 0, FalsePositive), ("b", 0, Withdrawn)], 0, EntryState::Active, (0, 1, 0)),
-            ("other entry", vec![("b", 1, Disputed)], 0, EntryState::Active, (0, 0, 0)),
-            ("own entry", vec![("acme", 0, Disputed)], 0, EntryState::Active, (0, 0, 0)),
-            ("below threshold", vec![("b", 0, FalsePositive), ("c", 0, FalsePositive)], 0, EntryState::Active, (0, 2, 0)),
-            ("threshold, same member twice", vec![("b", 0, FalsePositive), ("c", 0, FalsePositive), ("c", 0, FalsePositive)], 0, EntryState::Active, (0, 2, 0)),
-            ("threshold", vec![("b", 0, FalsePositive), ("c", 0, FalsePositive), ("d", 0, FalsePositive)], 0, EntryState::Quarantined, (0, 3, 0)),
-            ("threshold beats disputed", vec![("b", 0, FalsePositive), ("c", 0, FalsePositive), ("d", 0, FalsePositive), ("e", 0, Confirmed)], 0, EntryState::Quarantined, (1, 3, 0)),
-            ("threshold, then a withdrawal", vec![("b", 0, FalsePositive), ("c", 0, FalsePositive), ("d", 0, FalsePositive), ("d", 0, Withdrawn)], 0, EntryState::Active, (0, 2, 0)),
-            ("admin quarantine", vec![("admin", 0, Quarantine)], 0, EntryState::Quarantined, (0, 0, 0)),
-            ("admin release", vec![("admin", 0, Quarantine), ("admin", 0, Release)], 0, EntryState::Active, (0, 0, 0)),
-            ("release discounts earlier reports", vec![("b", 0, FalsePositive), ("c", 0, FalsePositive), ("d", 0, FalsePositive), ("admin", 0, Release)], 0, EntryState::Active, (0, 3, 0)),
-            ("reports after a release count", vec![("b", 0, FalsePositive), ("admin", 0, Release), ("c", 0, FalsePositive), ("d", 0, FalsePositive), ("b", 0, FalsePositive)], 0, EntryState::Quarantined, (0, 3, 0)),
-            ("not counted: member x", vec![("b", 0, FalsePositive), ("c", 0, FalsePositive), ("x", 0, FalsePositive)], 0, EntryState::Active, (0, 2, 0)),
+            (
+                "one confirmed",
+                vec![("b", 0, Confirmed)],
+                0,
+                EntryState::Active,
+                (1, 0, 0),
+            ),
+            (
+                "one false positive",
+                vec![("b", 0, FalsePositive)],
+                0,
+                EntryState::Active,
+                (0, 1, 0),
+            ),
+            (
+                "one disputed",
+                vec![("b", 0, Disputed)],
+                0,
+                EntryState::Disputed,
+                (0, 0, 1),
+            ),
+            (
+                "both sides",
+                vec![("b", 0, Confirmed), ("c", 0, FalsePositive)],
+                0,
+                EntryState::Disputed,
+                (1, 1, 0),
+            ),
+            (
+                "replaced",
+                vec![("b", 0, Confirmed), ("b", 0, FalsePositive)],
+                0,
+                EntryState::Active,
+                (0, 1, 0),
+            ),
+            (
+                "withdrawn",
+                vec![
+                    ("b", 0, Confirmed),
+                    ("c", 0, FalsePositive),
+                    ("b", 0, Withdrawn),
+                ],
+                0,
+                EntryState::Active,
+                (0, 1, 0),
+            ),
+            (
+                "other entry",
+                vec![("b", 1, Disputed)],
+                0,
+                EntryState::Active,
+                (0, 0, 0),
+            ),
+            (
+                "own entry",
+                vec![("acme", 0, Disputed)],
+                0,
+                EntryState::Active,
+                (0, 0, 0),
+            ),
+            (
+                "below threshold",
+                vec![("b", 0, FalsePositive), ("c", 0, FalsePositive)],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
+            (
+                "threshold, same member twice",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
+            (
+                "threshold",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Quarantined,
+                (0, 3, 0),
+            ),
+            (
+                "threshold beats disputed",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("e", 0, Confirmed),
+                ],
+                0,
+                EntryState::Quarantined,
+                (1, 3, 0),
+            ),
+            (
+                "threshold, then a withdrawal",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("d", 0, Withdrawn),
+                ],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
+            (
+                "admin quarantine",
+                vec![("admin", 0, Quarantine)],
+                0,
+                EntryState::Quarantined,
+                (0, 0, 0),
+            ),
+            (
+                "admin release",
+                vec![("admin", 0, Quarantine), ("admin", 0, Release)],
+                0,
+                EntryState::Active,
+                (0, 0, 0),
+            ),
+            (
+                "release discounts earlier reports",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("admin", 0, Release),
+                ],
+                0,
+                EntryState::Active,
+                (0, 3, 0),
+            ),
+            (
+                "reports after a release count",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("admin", 0, Release),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("b", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Quarantined,
+                (0, 3, 0),
+            ),
+            (
+                "not counted: member x",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("x", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
         ];
         let counts = |m: &MemberId| m.as_str() != "x";
         for (name, opinions, entry, state, (c, f, d)) in cases {
@@ -975,9 +1127,15 @@ mod tests {
         };
         let mut life = Lifecycle::new();
         judge_entry(&mut life, 5, "admin", 0, Verdict::Quarantine);
-        assert_eq!(life.state(&target(2), 0, &judge(NEVER)), EntryState::Quarantined);
+        assert_eq!(
+            life.state(&target(2), 0, &judge(NEVER)),
+            EntryState::Quarantined
+        );
         retract(&mut life, 6, "acme", 1, &[0], false);
-        assert_eq!(life.state(&target(2), 0, &judge(NEVER)), EntryState::Retracted);
+        assert_eq!(
+            life.state(&target(2), 0, &judge(NEVER)),
+            EntryState::Retracted
+        );
         // A target logged after both (another log's statement id reused): no effect.
         assert_eq!(life.state(&target(6), 0, &judge(NEVER)), EntryState::Active);
         // The admin key leaked from the quarantine's receipt on: void.
@@ -1023,7 +1181,10 @@ mod tests {
             value: vec![1; 32],
             ..hash
         };
-        assert!(life.hash_tally(&other, &member("zeta"), &judge(NEVER)).is_empty());
+        assert!(
+            life.hash_tally(&other, &member("zeta"), &judge(NEVER))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1041,7 +1202,10 @@ mod tests {
         let mut life = Lifecycle::new();
         judge_entry(&mut life, 5, "b", 0, Verdict::FalsePositive);
         let good = life.opinions_of(&id(1))[0].opinion.clone();
-        assert_eq!(check_opinion(&good, &member("b"), Some((&acme, &body))), Ok(()));
+        assert_eq!(
+            check_opinion(&good, &member("b"), Some((&acme, &body))),
+            Ok(())
+        );
         let err = |o: &Opinion, by: &str, target| {
             check_opinion(o, &member(by), target)
                 .unwrap_err()

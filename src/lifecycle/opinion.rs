@@ -192,7 +192,10 @@ impl Opinion {
             entry: self.entry,
             verdict: self.verdict.to_wire() as i32,
             note: self.note.clone(),
-            hash_type: self.hash.as_ref().map_or(0, |h| h.hash_type.to_wire() as i32),
+            hash_type: self
+                .hash
+                .as_ref()
+                .map_or(0, |h| h.hash_type.to_wire() as i32),
             hash_value: self.hash.as_ref().map_or(Vec::new(), |h| h.value.clone()),
             admin_quorum: self.admin_quorum,
         }

@@ -247,10 +247,11 @@ impl Registry {
 
     /// The quarantine threshold in force (the default before any lifecycle setting).
     pub fn quarantine_threshold(&self) -> u32 {
-        self.coalition.as_ref().map_or(
-            crate::lifecycle::DEFAULT_QUARANTINE_THRESHOLD,
-            |c| c.settings.lifecycle.quarantine_threshold,
-        )
+        self.coalition
+            .as_ref()
+            .map_or(crate::lifecycle::DEFAULT_QUARANTINE_THRESHOLD, |c| {
+                c.settings.lifecycle.quarantine_threshold
+            })
     }
 
     /// Runs `f` with the read-time rules of the membership and settings replayed so far.

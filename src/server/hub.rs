@@ -3,9 +3,9 @@
 //! domain, calls `statement`/`store`, converts back.
 
 use super::indexer::Matching;
+use super::match_states::{self, MatchStates};
 use super::shutdown::{self, Listener};
 use super::verification::Verifier;
-use super::match_states::{self, MatchStates};
 use super::{access, auth, limits, status};
 use crate::lifecycle::HashKey;
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
@@ -343,7 +343,9 @@ impl pb::hub_server::Hub for HubService {
                         truncated: cut,
                         matches: hits
                             .into_iter()
-                            .filter_map(|hit| Some((corpus.found(q, hit)?, corpus.source(hit.slot)?.1)))
+                            .filter_map(|hit| {
+                                Some((corpus.found(q, hit)?, corpus.source(hit.slot)?.1))
+                            })
                             .map(|(f, hash_index)| {
                                 let hit = states.of(f.source, hash_index);
                                 let hash = HashKey {
