@@ -251,6 +251,17 @@ pub enum Cause {
     },
 }
 
+impl Cause {
+    /// Where the deciding statement was logged.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Cause::Retraction(r) => r.position.seq,
+            Cause::Opinion(o) => o.position.seq,
+            Cause::Governance { seq, .. } => *seq,
+        }
+    }
+}
+
 /// A statement this member's log holds, as the ids file (or the batch) knows it.
 struct Held {
     seq: u64,

@@ -173,7 +173,7 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
             .iter()
             .all(|c| c.to == EntryState::Retracted && c.written)
     );
-    assert_eq!(changes[1].cause.position.seq, whole.seq);
+    assert_eq!(changes[1].cause.seq(), whole.seq);
 
     // The member syncing from its old cursor: the output keeps the history, the snapshot
     // holds what should match, the events say what changed.
