@@ -84,6 +84,7 @@ fn request(hashes: &[[u8; 32]]) -> pb::MatchRequest {
             .collect(),
         pdq_threshold: Some(31),
         min_quality: None,
+        states: Vec::new(),
     }
 }
 

@@ -1385,6 +1385,7 @@ async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
             .collect(),
         pdq_threshold: Some(31),
         min_quality: None,
+        states: Vec::new(),
     };
     // Index grown live, one submitted set at a time.
     let (live_ms, live_worst, first) = time_matches(env, &hub, &request, BATCHES).await?;

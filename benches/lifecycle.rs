@@ -116,7 +116,7 @@ fn request(hashes: &[[u8; 32]]) -> pb::MatchRequest {
             })
             .collect(),
         pdq_threshold: Some(31),
-        min_quality: None,
+        ..Default::default()
     }
 }
 

@@ -535,7 +535,11 @@ impl<W: Write> EntryWriter<W> {
             (Body::RiskSignal(_), Format::Csv) => self.skipped_signals += 1,
             // Membership is for auditors and admins, not for a moderation pipeline.
             (
-                Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) | Body::Retraction(_),
+                Body::Genesis(_)
+                | Body::Membership(_)
+                | Body::Settings(_)
+                | Body::Retraction(_)
+                | Body::Opinion(_),
                 _,
             ) => {}
         }

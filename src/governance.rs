@@ -132,6 +132,7 @@ pub fn describe(envelope: &pb::Envelope) -> Result<String, GovernanceError> {
         Body::Membership(change) => change.describe(),
         Body::Settings(change) => change.describe(),
         Body::Retraction(r) => r.describe(),
+        Body::Opinion(o) => o.describe(),
         Body::Genesis(g) => format!(
             "found hub '{}' with admins {} (quorum {})",
             g.hub_name,

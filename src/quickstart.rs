@@ -135,7 +135,7 @@ pub async fn run(certs: &Path) -> Result<()> {
                 Some(Body::HashSet(s)) => hashes += s.entries.len(),
                 Some(Body::RiskSignal(_)) => signals += 1,
                 Some(Body::Genesis(_) | Body::Membership(_) | Body::Settings(_)) => membership += 1,
-                Some(Body::Retraction(_)) | None => {}
+                Some(Body::Retraction(_) | Body::Opinion(_)) | None => {}
             }
         }
         syncer.commit(&[], 0)?;
@@ -171,6 +171,7 @@ pub async fn run(certs: &Path) -> Result<()> {
                 .collect(),
             pdq_threshold: None,
             min_quality: None,
+            states: Vec::new(),
         })
         .await
         .map_err(crate::client::ClientError::from)?

@@ -1,5 +1,5 @@
 //! Coalition settings: the admin-quorum statement that sets coalition-wide policy (per-member
-//! quotas, the hub's checkpoint key), parsed from its wire form with every field checked, and
+//! quotas, the hub's checkpoint key, the lifecycle's quarantine threshold), parsed from its wire form with every field checked, and
 //! the settings in force as the log replays them.
 //!
 //! Pure, no I/O. Settings are grouped in sections; a [`SettingsChange`] replaces one section
@@ -33,6 +33,47 @@ pub enum Section {
     Quotas(Quotas),
     /// A new hub checkpoint key (the envelope must also be signed by it).
     HubKey(VerifyingKey),
+    /// The lifecycle policy.
+    Lifecycle(LifecycleSettings),
+}
+
+/// The lifecycle policy (docs/PROTOCOL.md §4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifecycleSettings {
+    /// Distinct members whose `false_positive` opinions quarantine an entry.
+    pub quarantine_threshold: u32,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        LifecycleSettings {
+            quarantine_threshold: crate::lifecycle::DEFAULT_QUARANTINE_THRESHOLD,
+        }
+    }
+}
+
+impl LifecycleSettings {
+    /// Parses and checks the wire form (0: the default).
+    pub fn from_wire(wire: &pb::LifecycleSettings) -> Result<Self, StatementError> {
+        let max = crate::lifecycle::MAX_QUARANTINE_THRESHOLD;
+        match wire.quarantine_threshold {
+            0 => Ok(LifecycleSettings::default()),
+            n if n <= max => Ok(LifecycleSettings {
+                quarantine_threshold: n,
+            }),
+            n => Err(StatementError::invalid(
+                "settings.lifecycle.quarantine_threshold",
+                format!("must be 1..={max} (0: the default, 3), got {n}"),
+            )),
+        }
+    }
+
+    /// The wire form.
+    pub fn to_wire(self) -> pb::LifecycleSettings {
+        pb::LifecycleSettings {
+            quarantine_threshold: self.quarantine_threshold,
+        }
+    }
 }
 
 /// Rate limits of one member; `None` is unlimited.
@@ -80,6 +121,8 @@ pub struct Settings {
     pub quotas: Quotas,
     /// Every hub checkpoint key, oldest first (the genesis key first).
     pub hub_keys: Vec<HubKeyPeriod>,
+    /// The lifecycle policy (default: quarantine threshold 3).
+    pub lifecycle: LifecycleSettings,
 }
 
 impl QuotaLimits {
@@ -221,10 +264,11 @@ impl SettingsChange {
                     StatementError::invalid("settings.hub_key.hub_public_key", reason)
                 })?)
             }
+            Some(W::Lifecycle(l)) => Section::Lifecycle(LifecycleSettings::from_wire(&l)?),
             None => {
                 return Err(StatementError::invalid(
                     "settings.section",
-                    "missing: set quotas or hub_key",
+                    "missing: set quotas, hub_key or lifecycle",
                 ));
             }
         };
@@ -241,6 +285,7 @@ impl SettingsChange {
                 Section::HubKey(k) => W::HubKey(pb::HubKeyRotation {
                     hub_public_key: k.to_bytes().to_vec(),
                 }),
+                Section::Lifecycle(l) => W::Lifecycle(l.to_wire()),
             }),
         }
     }
@@ -249,7 +294,7 @@ impl SettingsChange {
     pub fn new_hub_key(&self) -> Option<&VerifyingKey> {
         match &self.section {
             Section::HubKey(k) => Some(k),
-            Section::Quotas(_) => None,
+            Section::Quotas(_) | Section::Lifecycle(_) => None,
         }
     }
 
@@ -261,6 +306,10 @@ impl SettingsChange {
                 "rotate the hub checkpoint key to {} (its public key {})",
                 KeyId::of(k),
                 hex::encode(k.as_bytes())
+            ),
+            Section::Lifecycle(l) => format!(
+                "set the quarantine threshold to {} distinct false-positive opinions",
+                l.quarantine_threshold
             ),
         }
     }
@@ -276,6 +325,7 @@ impl Settings {
                 key: hub_key,
                 from_seq: 0,
             }],
+            lifecycle: LifecycleSettings::default(),
         }
     }
 
@@ -303,6 +353,7 @@ impl Settings {
                     from_seq: p.from_seq,
                 })
                 .collect(),
+            lifecycle: Some(self.lifecycle.to_wire()),
         }
     }
 }

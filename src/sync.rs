@@ -13,12 +13,15 @@
 //! id, receipt time, signing key id, whether a row was written), saved after the output is
 //! flushed.
 //!
-//! Lifecycle: the replica's registry holds every retraction replayed; each proven batch says
-//! which entries this member holds changed state ([`StateChange`]), computed from the ids
-//! file (no per-entry memory beyond the ids the replica already needs).
+//! Lifecycle: the replica's registry holds every retraction and opinion replayed; each proven
+//! batch says which entries this member holds changed state ([`StateChange`]), computed from
+//! the ids file (no per-entry memory beyond the ids the replica already needs). Opinion-based
+//! states (disputed, quarantined) are compared before and after the batch for the statements
+//! its opinions name (all statements opinions name, when the batch changes settings or
+//! membership: who counts and the threshold).
 
 use crate::client::{Client, ClientError};
-use crate::lifecycle::{EntryState, Lifecycle, Record, Target};
+use crate::lifecycle::{EntryState, Lifecycle, OpinionRecord, Record, Target};
 use crate::log::Hash;
 use crate::membership::{KeyId, MemberId};
 use crate::pb;
@@ -227,7 +230,36 @@ pub struct StateChange {
     /// Rows of it were written to the output.
     pub written: bool,
     /// The lifecycle statement that decided it.
-    pub cause: Arc<Record>,
+    pub cause: Cause,
+}
+
+/// The lifecycle statement behind a state change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cause {
+    /// A retraction (or the compromise revocation that voided it).
+    Retraction(Arc<Record>),
+    /// An opinion, an admin-quorum quarantine or release (or what voided one).
+    Opinion(Arc<OpinionRecord>),
+    /// A settings or membership change (threshold, who counts) in the batch.
+    Governance {
+        /// The change's statement id.
+        id: StatementId,
+        /// Where it was logged.
+        seq: u64,
+        /// Its issuer.
+        issuer: MemberId,
+    },
+}
+
+impl Cause {
+    /// Where the deciding statement was logged.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Cause::Retraction(r) => r.position.seq,
+            Cause::Opinion(o) => o.position.seq,
+            Cause::Governance { seq, .. } => *seq,
+        }
+    }
 }
 
 /// A statement this member's log holds, as the ids file (or the batch) knows it.
@@ -531,6 +563,7 @@ impl Syncer {
             };
         }
         let first_genesis = self.replica.genesis().is_none();
+        let before = self.replica.registry().clone();
         let mut replica = std::mem::take(&mut self.replica);
         let mut seen = std::mem::take(&mut self.seen);
         let (replica, seen, result) = tokio::task::spawn_blocking(move || {
@@ -550,7 +583,7 @@ impl Syncer {
         }
         let checkpoint_size = self.prove().await?;
         let suspects = self.suspects(&entries)?;
-        let (changes, ignored_retractions) = self.state_changes(&entries)?;
+        let (changes, ignored_retractions) = self.state_changes(&before, &entries)?;
         self.uncommitted = entries
             .iter()
             .map(|e| {
@@ -678,6 +711,7 @@ impl Syncer {
     /// this member holds, and how many retractions changed nothing it holds.
     fn state_changes(
         &mut self,
+        before: &crate::membership::Registry,
         entries: &[Accepted],
     ) -> Result<(Vec<StateChange>, u64), SyncError> {
         let registry = self.replica.registry().clone();
@@ -709,7 +743,7 @@ impl Syncer {
                         from: EntryState::Active,
                         to: EntryState::Retracted,
                         written: held.written,
-                        cause: record,
+                        cause: Cause::Retraction(record),
                     })
                 });
                 match change {
@@ -758,12 +792,94 @@ impl Syncer {
                         from: EntryState::Retracted,
                         to: EntryState::Active,
                         written: held.written,
-                        cause: record,
+                        cause: Cause::Retraction(record),
                     });
                 }
             }
         }
+        self.opinion_changes(before, entries, &mut changes)?;
         Ok((changes, ignored))
+    }
+
+    /// The opinion-based state changes of a batch: for every statement this member holds
+    /// whose opinions the batch may change, each entry an opinion names, its state before
+    /// the batch (`before`) and after.
+    fn opinion_changes(
+        &mut self,
+        before: &crate::membership::Registry,
+        entries: &[Accepted],
+        changes: &mut Vec<StateChange>,
+    ) -> Result<(), SyncError> {
+        let registry = self.replica.registry().clone();
+        let life = registry.lifecycle();
+        // What may have changed, and the statement that changed it.
+        let mut touched: Vec<(StatementId, Cause)> = Vec::new();
+        for entry in entries {
+            let Some(statement) = entry.statement() else {
+                continue;
+            };
+            match &statement.body {
+                Body::Opinion(o) => {
+                    if let Some(r) = life
+                        .opinions_of(&o.target)
+                        .iter()
+                        .find(|r| r.id == entry.id)
+                    {
+                        touched.push((o.target, Cause::Opinion(r.clone())));
+                    }
+                }
+                Body::Settings(_) | Body::Membership(_) => {
+                    let cause = Cause::Governance {
+                        id: entry.id,
+                        seq: entry.seq,
+                        issuer: statement.issuer.clone(),
+                    };
+                    touched.extend(life.opinion_targets().map(|t| (*t, cause.clone())));
+                }
+                _ => {}
+            }
+        }
+        let mut done = std::collections::HashSet::new();
+        for (id, cause) in touched.into_iter().rev() {
+            // The last cause in the batch is reported once per statement.
+            if !done.insert(id) {
+                continue;
+            }
+            let Some(held) = self.held(&id, entries)? else {
+                continue;
+            };
+            let target = Target {
+                id,
+                seq: held.seq,
+                issuer: &held.issuer,
+                kind: held.kind,
+            };
+            let (old, new) = (before.states(&target), registry.states(&target));
+            let named: std::collections::BTreeSet<u32> = old
+                .opinions
+                .keys()
+                .chain(new.opinions.keys())
+                .copied()
+                .collect();
+            for index in named {
+                let (from, to) = (old.state(index), new.state(index));
+                if from == to || from == EntryState::Retracted || to == EntryState::Retracted {
+                    // Unchanged, or a retraction's change (reported by its own rule).
+                    continue;
+                }
+                changes.push(StateChange {
+                    seq: held.seq,
+                    statement_id: id,
+                    issuer: held.issuer.clone(),
+                    entries: Some(vec![index]),
+                    from,
+                    to,
+                    written: held.written,
+                    cause: cause.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// What this member holds of statement `id`: from the batch being proven, or from the

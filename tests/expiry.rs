@@ -57,8 +57,7 @@ async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
         .hub
         .r#match(pb::MatchRequest {
             queries,
-            pdq_threshold: None,
-            min_quality: None,
+            ..Default::default()
         })
         .await
         .expect("match")
@@ -195,6 +194,24 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
     sleep_past(expires).await;
     assert_eq!(matches(&mut globex, 10, 2).await, [0, 0]);
     assert_eq!(matches(&mut globex, 11, 1).await, [1]);
+    // Asked for, expired entries come back labelled so.
+    let asked = globex
+        .hub
+        .r#match(pb::MatchRequest {
+            queries: vec![pb::MatchQuery {
+                r#type: HashType::Sha256.to_wire() as i32,
+                value: sha256_value(10, 0),
+                quality: None,
+            }],
+            states: vec![pb::EntryState::Expired as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("match")
+        .into_inner();
+    let found = &asked.results[0].matches;
+    assert_eq!(found.len(), 1, "{asked:?}");
+    assert_eq!(found[0].state, pb::EntryState::Expired as i32);
     // Offline, between syncs: the snapshot still holds the rows, the match drops them.
     assert!(
         std::fs::read_to_string(&snap)
@@ -325,6 +342,25 @@ async fn entries_signed_after_a_key_compromise_stop_matching_everywhere() {
     .expect("revoke as compromised");
     assert_eq!(matches(&mut globex, 31, 2).await, [0, 0]);
     assert_eq!(matches(&mut globex, 30, 1).await, [1]);
+    let asked = globex
+        .hub
+        .r#match(pb::MatchRequest {
+            queries: vec![pb::MatchQuery {
+                r#type: HashType::Sha256.to_wire() as i32,
+                value: sha256_value(31, 1),
+                quality: None,
+            }],
+            states: vec![pb::EntryState::Compromised as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("match")
+        .into_inner();
+    assert_eq!(asked.results[0].matches.len(), 1, "{asked:?}");
+    assert_eq!(
+        asked.results[0].matches[0].state,
+        pb::EntryState::Compromised as i32
+    );
 
     // The member's next sync learns of it and rewrites the snapshot without the set signed
     // after the compromise (rows written before it was known); the earlier set stays.

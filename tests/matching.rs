@@ -49,6 +49,7 @@ async fn ask(
             queries,
             pdq_threshold: threshold,
             min_quality: None,
+            states: Vec::new(),
         })
         .await
         .map(|r| r.into_inner())
@@ -139,6 +140,7 @@ async fn exact_and_pdq_matches_with_provenance_and_edges() {
             queries: vec![query(HashType::Pdq, vec![0xff; 32])],
             pdq_threshold: None,
             min_quality: Some(0),
+            states: Vec::new(),
         })
         .await
         .expect("match")

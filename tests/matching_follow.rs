@@ -79,6 +79,7 @@ async fn ask(
             queries,
             pdq_threshold: Some(31),
             min_quality: Some(0),
+            states: Vec::new(),
         })
         .await
         .map(|r| r.into_inner())

@@ -201,8 +201,7 @@ async fn match_finds_restricted_hashes_for_their_readers_only() {
             .hub
             .r#match(pb::MatchRequest {
                 queries: queries.clone(),
-                pdq_threshold: None,
-                min_quality: None,
+                ..Default::default()
             })
             .await
             .expect("match")
@@ -236,8 +235,7 @@ async fn match_snapshot_keeps_the_recipients_across_a_restart() {
             .hub
             .r#match(pb::MatchRequest {
                 queries,
-                pdq_threshold: None,
-                min_quality: None,
+                ..Default::default()
             })
             .await
             .expect("match")

@@ -17,6 +17,7 @@ use coalition_hub::server::ServeOptions;
 use coalition_hub::statement::{Body, HashType, Kind, StatementId};
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, beside, export, state, sync_cli};
+use common::lifecycle::{cli, refused, share};
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
 
@@ -40,22 +41,6 @@ fn retraction(
             reason: "wrong hash: legitimate content".into(),
             admin_quorum,
         }),
-    )
-}
-
-/// Submits a hash set of `n` hashes (seed `seed`) as `member`; its statement id and seq.
-async fn share(t: &TestHub, member: &str, seed: u64, n: usize) -> (StatementId, u64) {
-    let receipt = t
-        .client(member)
-        .await
-        .submit(t.hash_set(member, seed, n))
-        .await
-        .expect("submit")
-        .receipt
-        .expect("receipt");
-    (
-        StatementId::from_slice(&receipt.statement_id).expect("id"),
-        receipt.seq,
     )
 }
 
@@ -113,23 +98,12 @@ async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
             queries,
             pdq_threshold: None,
             min_quality: None,
+            states: Vec::new(),
         })
         .await
         .expect("match")
         .into_inner();
     answer.results.iter().map(|r| r.matches.len()).collect()
-}
-
-fn refused(result: Result<pb::SubmitResponse, impl std::fmt::Display>, code: Code, text: &str) {
-    let err = match result {
-        Ok(r) => panic!("expected {code:?}, got {r:?}"),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        err.contains(coalition_hub::client::code_name(code)) || err.contains(&format!("{code:?}")),
-        "expected {code:?} in '{err}'"
-    );
-    assert!(err.contains(text), "expected '{text}' in '{err}'");
 }
 
 fn lines_with(path: &std::path::Path, needle: &str) -> Vec<String> {
@@ -199,7 +173,7 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
             .iter()
             .all(|c| c.to == EntryState::Retracted && c.written)
     );
-    assert_eq!(changes[1].cause.position.seq, whole.seq);
+    assert_eq!(changes[1].cause.seq(), whole.seq);
 
     // The member syncing from its old cursor: the output keeps the history, the snapshot
     // holds what should match, the events say what changed.
@@ -568,23 +542,6 @@ async fn a_hub_that_keeps_a_retraction_from_a_member_is_caught() {
         state(&out)[1].is_empty(),
         "no cursor saved past the withheld retraction"
     );
-}
-
-/// Runs the `coalition` binary with `args` against `t` as `member`.
-async fn cli(t: &TestHub, member: &str, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
-    command
-        .args(args)
-        .args(["--hub", &t.addr, "--as", member, "--certs"])
-        .arg(t.certs.root())
-        .env_remove("RUST_LOG")
-        .env_remove("COALITION_HUB")
-        .env_remove("COALITION_MEMBER")
-        .env_remove("COALITION_CERTS");
-    tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("join")
-        .expect("run coalition")
 }
 
 #[tokio::test]

@@ -11,13 +11,14 @@
 //! alice and co-signed by bob and the new hub key; it is not in the checkpointed log.
 //! `retraction.json` is another would-be entry 4: acme retracts entry 1 of its hash set.
 //! `restricted-hash-set.json` is a third: a hash set by acme restricted to bob (§2.7).
+//! `opinion.json` is another: alice and bob (quorum 2) quarantine entry 0 of acme's hash set.
 //!
 //! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test vectors`, only on a deliberate
 //! protocol change (record it in CHANGELOG.md). `clients/python/check_vectors.py` checks the
 //! same files with Python's protobuf.
 
 use coalition_hub::governance::cosign;
-use coalition_hub::lifecycle::{EntryState, Retraction, Target};
+use coalition_hub::lifecycle::{EntryState, HashKey, Opinion, Retraction, Target, Verdict};
 use coalition_hub::log::{
     CheckpointSigner, Hash, LeafIndex, MemoryTree, SignedCheckpoint, TreeSize, VerifierKey,
     consistency_proof, inclusion_proof, leaf_hash, verify_consistency_between_checkpoints,
@@ -202,6 +203,38 @@ fn restricted_hash_set_vector() {
             "{reader:?}: {err}"
         );
     }
+}
+
+#[test]
+fn opinion_vector() {
+    let f = fixture();
+    let quarantine = quarantine(&f);
+    let v = published("opinion.json", make_statement_of(&quarantine));
+    check_statement(&v);
+    assert_eq!(
+        v["body"]["opinion"]["statement_id_hex"],
+        f.logged[2].id().to_string()
+    );
+    // It replays as entry 4, whole even for a member filtering on risk signals, and
+    // quarantines entry 0 of the hash set only.
+    let mut entries: Vec<Entry> = f.logged.iter().map(|l| l.entry(true)).collect();
+    entries[2] = f.logged[2].entry(false);
+    entries.push(quarantine.entry(true));
+    let filter = SyncFilter::new(vec![Kind::RiskSignal], vec![], vec![], vec![]);
+    let mut reader = Replica::new().with_filter(filter);
+    reader
+        .append(entries, &mut SeenMap::default())
+        .expect("the quarantine replays");
+    let acme = member("acme");
+    let target = Target {
+        id: f.logged[2].id(),
+        seq: 2,
+        issuer: &acme,
+        kind: Kind::HashSet,
+    };
+    let registry = reader.registry();
+    assert_eq!(registry.entry_state(&target, 0), EntryState::Quarantined);
+    assert_eq!(registry.entry_state(&target, 1), EntryState::Active);
 }
 
 #[test]
@@ -571,6 +604,37 @@ fn restricted_hash_set(f: &Fixture) -> Logged {
     }
 }
 
+/// What would be entry 4: alice and bob (quorum 2) quarantine entry 0 of acme's hash set
+/// (entry 2), copying the entry's hash.
+fn quarantine(f: &Fixture) -> Logged {
+    let logged = &f.logged[2].envelope;
+    let header = Header::decode(&logged.payload).expect("header");
+    let Body::HashSet(set) = Statement::from_parts(&header, &logged.body)
+        .expect("statement")
+        .body
+    else {
+        panic!("entry 2 is a hash set");
+    };
+    let body = Body::Opinion(Opinion {
+        target: f.logged[2].id(),
+        entry: 0,
+        verdict: Verdict::Quarantine,
+        note: "court order 2026-117".into(),
+        hash: Some(HashKey {
+            hash_type: set.entries[0].hash_type,
+            value: set.entries[0].value.clone(),
+        }),
+        admin_quorum: true,
+    });
+    let seq = f.logged.len() as u64;
+    Logged {
+        seq,
+        received_at_ms: T0 + seq as i64 * 60_000 + 1_000,
+        envelope: signed("alice", seq as u8, body, &[&ALICE, &BOB]),
+        signers: vec![&ALICE, &BOB],
+    }
+}
+
 /// A statement of the fixture's log and where it is.
 struct Logged {
     seq: u64,
@@ -776,9 +840,14 @@ fn make_statement_of(l: &Logged) -> Value {
         Kind::Retraction => {
             "A retraction by member 'acme' of entry 1 of its hash set (entry 2 of the log)"
         }
+        Kind::Opinion => {
+            "An admin-quorum quarantine of entry 0 of acme's hash set (entry 2 of the log), issued by alice and co-signed by bob (quorum 2)"
+        }
     };
-    let place = if matches!(statement.kind(), Kind::Settings | Kind::Retraction)
-        || header.is_restricted()
+    let place = if matches!(
+        statement.kind(),
+        Kind::Settings | Kind::Retraction | Kind::Opinion
+    ) || header.is_restricted()
     {
         "after the log in checkpoint.json"
     } else {
@@ -1036,6 +1105,15 @@ fn body_json(body: &Body) -> Value {
             "entries": r.entries,
             "reason": r.reason,
             "admin_quorum": r.admin_quorum,
+        }}),
+        Body::Opinion(o) => json!({"opinion": {
+            "statement_id_hex": o.target.to_string(),
+            "entry": o.entry,
+            "verdict": o.verdict.name(),
+            "note": o.note,
+            "hash_type": o.hash.as_ref().map(|h| h.hash_type.name()),
+            "hash_value_hex": o.hash.as_ref().map(|h| hex::encode(&h.value)),
+            "admin_quorum": o.admin_quorum,
         }}),
     }
 }

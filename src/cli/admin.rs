@@ -29,7 +29,8 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: QuorumCommand,
     },
-    /// Coalition settings: quotas, the hub checkpoint key; show the settings in force.
+    /// Coalition settings: quotas, the hub checkpoint key, the lifecycle (quarantine
+    /// threshold); show the settings in force.
     Settings {
         #[command(subcommand)]
         command: SettingsCommand,
@@ -37,6 +38,12 @@ pub enum AdminCommand {
     /// Retract a member's hash set or risk signal (or entries of it) by admin quorum, e.g.
     /// under a legal order; co-signed like a membership change.
     Retract(AdminRetractArgs),
+    /// Quarantine an entry by admin quorum (it stops matching, whatever the opinions);
+    /// co-signed like a membership change.
+    Quarantine(AdminOpinionArgs),
+    /// Release an entry from quarantine by admin quorum (false-positive opinions logged
+    /// before the release no longer count toward the threshold).
+    Release(AdminOpinionArgs),
     /// Add your signature to a change file written with --sign-only (prints what it does).
     Cosign(CosignArgs),
     /// Submit a change file once enough admins have signed it.
@@ -116,6 +123,9 @@ pub enum SettingsCommand {
     Quotas(QuotasArgs),
     /// Rotate the hub's checkpoint key: the change is signed by you and by the new key.
     RotateHubKey(RotateArgs),
+    /// Set the lifecycle policy: how many distinct members' false-positive opinions
+    /// quarantine an entry.
+    Lifecycle(LifecycleArgs),
     /// The settings in force: quotas and every hub key with the log position it took over.
     Show {
         #[command(flatten)]
@@ -157,6 +167,27 @@ pub struct QuotasArgs {
     members: Vec<String>,
     #[command(flatten)]
     change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// Distinct members' false-positive opinions that quarantine an entry (1..=1000; the
+    /// default before any change is 3).
+    #[arg(long, value_name = "N")]
+    quarantine_threshold: u32,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminOpinionArgs {
+    #[command(flatten)]
+    on: super::lifecycle::EntryArgs,
+    /// Only sign: write the envelope (DSSE JSON) to FILE for other admins to co-sign.
+    #[arg(long, value_name = "FILE")]
+    sign_only: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 #[derive(Debug, Args)]
@@ -373,6 +404,12 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             };
             sign_or_submit(envelope, &change).await
         }
+        AdminCommand::Quarantine(args) => {
+            admin_opinion(args, crate::lifecycle::Verdict::Quarantine).await
+        }
+        AdminCommand::Release(args) => {
+            admin_opinion(args, crate::lifecycle::Verdict::Release).await
+        }
         AdminCommand::Cosign(args) => {
             let mut envelope = governance::read_envelope(&args.file)?;
             let key = match &args.key {
@@ -503,6 +540,23 @@ async fn member(command: MemberCommand) -> Result<()> {
     }
 }
 
+/// `coalition admin quarantine|release`: the target fetched (its entry's hash is copied),
+/// signed by this admin, written for co-signing or submitted.
+async fn admin_opinion(args: AdminOpinionArgs, verdict: crate::lifecycle::Verdict) -> Result<()> {
+    let issuer = args.conn.member_id()?;
+    let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
+    let mut client = args.conn.connect().await?;
+    let (_, target, _) = super::lifecycle::fetch_statement(&mut client, args.on.target()?, &issuer).await?;
+    let opinion = args.on.opinion(verdict, &target.body)?;
+    let envelope = crate::client::sign_new(&issuer, &key, crate::statement::Body::Opinion(opinion));
+    let change = ChangeArgs {
+        reason: String::new(),
+        sign_only: args.sign_only,
+        conn: args.conn,
+    };
+    sign_or_submit(envelope, &change).await
+}
+
 async fn settings(command: SettingsCommand) -> Result<()> {
     use crate::settings::{QuotaLimits, Quotas, Section};
     match command {
@@ -551,6 +605,24 @@ async fn settings(command: SettingsCommand) -> Result<()> {
             governance::cosign(&mut envelope, &new_key)?;
             sign_or_submit(envelope, change).await
         }
+        SettingsCommand::Lifecycle(args) => {
+            let section = Section::Lifecycle(crate::settings::LifecycleSettings::from_wire(
+                &pb::LifecycleSettings {
+                    quarantine_threshold: args.quarantine_threshold,
+                },
+            )?);
+            if args.quarantine_threshold == 0 {
+                bail!(
+                    "--quarantine-threshold: must be 1..={}",
+                    crate::lifecycle::MAX_QUARANTINE_THRESHOLD
+                );
+            }
+            let change = &args.change;
+            let issuer = change.conn.member_id()?;
+            let key = CertDir::new(&change.conn.certs).signing_key(&issuer)?;
+            let envelope = governance::settings(&issuer, &key, section, &change.reason);
+            sign_or_submit(envelope, change).await
+        }
         SettingsCommand::Show { conn } => {
             let c = conn.connect().await?.coalition().await?;
             let s = c.settings.unwrap_or_default();
@@ -568,6 +640,12 @@ async fn settings(command: SettingsCommand) -> Result<()> {
                 )
             };
             println!("settings revision {}", s.revision);
+            let lifecycle =
+                crate::settings::LifecycleSettings::from_wire(&s.lifecycle.unwrap_or_default())?;
+            println!(
+                "lifecycle: {} distinct false-positive opinions quarantine an entry",
+                lifecycle.quarantine_threshold
+            );
             println!("quotas default: {}", show(&q.default_limits));
             for (id, l) in &q.members {
                 println!("quotas for '{id}': {}", show(l));

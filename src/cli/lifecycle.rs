@@ -1,11 +1,14 @@
-//! `coalition retract` (a member withdraws its own statement or entries of it) and
-//! `coalition show` (a statement, its entries' states and the retractions that name it, as the
-//! member's own verified sync state decides them). The admin-quorum path is
-//! `coalition admin retract`.
+//! `coalition retract` (a member withdraws its own statement or entries of it),
+//! `coalition opinion` (a member's opinion on another member's entry) and `coalition show` (a
+//! statement, its entries' states, the retractions and opinions that name it, as the member's
+//! own verified sync state decides them). The admin-quorum paths are `coalition admin retract`,
+//! `coalition admin quarantine` and `coalition admin release`.
 
 use super::Connection;
 use crate::client::sign_new;
-use crate::lifecycle::{Lifecycle, Retraction, Target, entry_count};
+use crate::lifecycle::{
+    HashKey, Lifecycle, Opinion, Retraction, Target, Verdict, entry_count, entry_hash,
+};
 use crate::membership::format_ms;
 use crate::pb;
 use crate::pki::{CertDir, load_signing_key};
@@ -50,6 +53,168 @@ impl RetractionArgs {
         .to_wire();
         Ok(Retraction::from_wire(wire)?)
     }
+}
+
+/// Which entry an opinion is on, shared by `coalition opinion` and `coalition admin
+/// quarantine|release`.
+#[derive(Debug, Args)]
+pub struct EntryArgs {
+    /// The statement id (64 hex) holding the entry.
+    #[arg(value_name = "STATEMENT_ID")]
+    statement_id: String,
+    /// The entry (0-based index of a hash set's entries or a risk signal's indicators).
+    #[arg(long, value_name = "N")]
+    entry: u32,
+    /// Why, for every member who holds a copy (0..=280 characters).
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+impl EntryArgs {
+    /// The statement id.
+    pub fn target(&self) -> Result<StatementId> {
+        StatementId::from_hex(&self.statement_id)
+            .with_context(|| format!("'{}' is not a 64-hex statement id", esc(&self.statement_id)))
+    }
+
+    /// The opinion, with the entry's hash copied from `body` (the target, fetched and
+    /// verified), checked as the hub checks it.
+    pub fn opinion(&self, verdict: Verdict, body: &Body) -> Result<Opinion> {
+        let count = entry_count(body).with_context(|| {
+            format!(
+                "statement {} is a {} statement; only hash sets and risk signals have entries",
+                self.statement_id,
+                body.kind().name()
+            )
+        })?;
+        if self.entry >= count {
+            bail!(
+                "statement {} has {count} entries (0..{count}); entry {} does not exist",
+                self.statement_id,
+                self.entry
+            );
+        }
+        let wire = Opinion {
+            target: self.target()?,
+            entry: self.entry,
+            verdict,
+            note: self.note.clone(),
+            hash: entry_hash(body, self.entry),
+            admin_quorum: verdict.is_admin(),
+        }
+        .to_wire();
+        Ok(Opinion::from_wire(wire)?)
+    }
+}
+
+/// A member's verdict on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum MemberVerdict {
+    /// It is what its labels say.
+    Confirmed,
+    /// It is not abuse material (counts toward quarantine).
+    FalsePositive,
+    /// It is doubtful.
+    Disputed,
+    /// Withdraw my earlier opinion on this entry.
+    Withdraw,
+}
+
+impl From<MemberVerdict> for Verdict {
+    fn from(v: MemberVerdict) -> Verdict {
+        match v {
+            MemberVerdict::Confirmed => Verdict::Confirmed,
+            MemberVerdict::FalsePositive => Verdict::FalsePositive,
+            MemberVerdict::Disputed => Verdict::Disputed,
+            MemberVerdict::Withdraw => Verdict::Withdrawn,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct OpinionArgs {
+    #[command(flatten)]
+    on: EntryArgs,
+    /// What you say about the entry.
+    #[arg(value_enum)]
+    verdict: MemberVerdict,
+    /// Signing key (PKCS#8 PEM); default <certs>/members/<id>.sign.key.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+/// Fetches statement `id` from the hub and checks it is the one asked for.
+pub async fn fetch_statement(
+    client: &mut crate::client::Client,
+    id: StatementId,
+    me: &crate::membership::MemberId,
+) -> Result<(
+    pb::SyncEntry,
+    crate::statement::Statement,
+    crate::statement::Header,
+)> {
+    let entry = client
+        .hub
+        .get_statement(pb::GetStatementRequest {
+            statement_id: id.0.to_vec(),
+        })
+        .await
+        .map_err(crate::client::ClientError::from)?
+        .into_inner();
+    let envelope = entry
+        .envelope
+        .clone()
+        .context("the hub sent no envelope for this statement")?;
+    let parsed = ParsedEnvelope::parse(envelope)?;
+    if parsed.id != id {
+        bail!(
+            "the hub sent statement {} for {id}: it is not the statement asked for",
+            parsed.id
+        );
+    }
+    let Some(statement) = parsed.statement else {
+        if !parsed.header.readable_by(&Reader::Member(me.clone())) {
+            bail!(
+                "statement {id} by '{}' is restricted to {}: only they, its issuer and auditors read its content",
+                esc(parsed.header.issuer.as_str()),
+                esc(&parsed.header.recipients.to_string())
+            );
+        }
+        bail!(
+            "the hub withheld the body of statement {id}, which its signed header shows you may read"
+        );
+    };
+    Ok((entry, statement, parsed.header))
+}
+
+/// `coalition opinion`.
+pub async fn opinion(args: OpinionArgs) -> Result<()> {
+    let id = args.conn.member_id()?;
+    let key = match &args.signing_key {
+        Some(path) => load_signing_key(path)?,
+        None => CertDir::new(&args.conn.certs).signing_key(&id)?,
+    };
+    let mut client = args.conn.connect().await?;
+    let (_, target, _) = fetch_statement(&mut client, args.on.target()?, &id).await?;
+    let opinion = args.on.opinion(args.verdict.into(), &target.body)?;
+    let what = opinion.describe();
+    let envelope = sign_new(&id, &key, Body::Opinion(opinion));
+    let response = client.submit(envelope).await?;
+    let receipt = response.receipt.unwrap_or_default();
+    println!(
+        "{} at log entry {} (statement {}): {}",
+        if response.already_present {
+            "already logged"
+        } else {
+            "logged"
+        },
+        receipt.seq,
+        hex::encode(&receipt.statement_id),
+        esc(&what)
+    );
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -118,40 +283,9 @@ pub async fn show(args: ShowArgs) -> Result<()> {
     };
     let replica = Replica::restore(&cursor.replica, Default::default())
         .map_err(|e| anyhow::anyhow!("{}: {e}", cursor_path.display()))?;
-    let entry = args
-        .conn
-        .connect()
-        .await?
-        .hub
-        .get_statement(pb::GetStatementRequest {
-            statement_id: id.0.to_vec(),
-        })
-        .await
-        .map_err(crate::client::ClientError::from)?
-        .into_inner();
-    let envelope = entry
-        .envelope
-        .context("the hub sent no envelope for this statement")?;
-    let parsed = ParsedEnvelope::parse(envelope)?;
-    if parsed.id != id {
-        bail!(
-            "the hub sent statement {} for {id}: it is not the statement asked for",
-            parsed.id
-        );
-    }
-    let me = Reader::Member(args.conn.member_id()?);
-    let Some(statement) = parsed.statement else {
-        if !parsed.header.readable_by(&me) {
-            bail!(
-                "statement {id} by '{}' is restricted to {}: only they, its issuer and auditors read its content",
-                esc(parsed.header.issuer.as_str()),
-                esc(&parsed.header.recipients.to_string())
-            );
-        }
-        bail!(
-            "the hub withheld the body of statement {id}, which its signed header shows you may read"
-        );
-    };
+    let me = args.conn.member_id()?;
+    let (entry, statement, header) =
+        fetch_statement(&mut args.conn.connect().await?, id, &me).await?;
     println!(
         "statement {id}: {} shared by '{}' with key {}, logged at entry {} on {}",
         statement.kind().name(),
@@ -160,10 +294,10 @@ pub async fn show(args: ShowArgs) -> Result<()> {
         entry.seq,
         format_ms(entry.received_at_ms)
     );
-    if parsed.header.is_restricted() {
+    if header.is_restricted() {
         println!(
             "restricted to: {} (and its issuer and auditors)",
-            esc(&parsed.header.recipients.to_string())
+            esc(&header.recipients.to_string())
         );
     }
     if entry.seq >= replica.size() {
@@ -199,16 +333,45 @@ pub async fn show(args: ShowArgs) -> Result<()> {
     }
     match entry_count(&statement.body) {
         Some(count) => {
-            let retracted = registry.retracted(&target);
-            let gone = (0..count)
-                .filter(|i| !retracted.state(*i).matches())
-                .count();
+            let states = registry.states(&target);
+            let mut by_state = std::collections::BTreeMap::new();
+            for i in 0..count {
+                *by_state.entry(states.state(i)).or_insert(0u32) += 1;
+            }
+            // Most matching first: "entries: 3, 2 active, 1 retracted".
             println!(
-                "entries: {count}, {} active, {gone} retracted",
-                count as usize - gone
+                "entries: {count}, {}",
+                by_state
+                    .iter()
+                    .rev()
+                    .map(|(s, n)| format!("{n} {}", s.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
-            for i in (0..count).filter(|i| !retracted.state(*i).matches()) {
-                println!("entry {i}: {}", retracted.state(i).name());
+            // Each entry not plainly active, or that some opinion names.
+            let named: std::collections::BTreeSet<u32> = (0..count)
+                .filter(|i| states.state(*i) != crate::lifecycle::EntryState::Active)
+                .chain(states.opinions.keys().copied())
+                .collect();
+            for i in named {
+                let opinions = states.opinions(i);
+                let hash = entry_hash(&statement.body, i);
+                let hash_tally = hash
+                    .as_ref()
+                    .map(|h| registry.hash_tally(h, &statement.issuer))
+                    .unwrap_or_default();
+                println!(
+                    "entry {i}: {}; opinions on it: {}{}; on its hash across statements: {}{}",
+                    states.state(i).name(),
+                    opinions.tally,
+                    match opinions.admin_quarantine {
+                        Some(true) => " (quarantined by admin quorum)",
+                        Some(false) => " (released by admin quorum)",
+                        None => "",
+                    },
+                    hash_tally,
+                    hash.map(|h: HashKey| format!(" ({h})")).unwrap_or_default()
+                );
             }
         }
         None => println!("a {} statement has no entries", statement.kind().name()),
@@ -245,5 +408,31 @@ pub async fn show(args: ShowArgs) -> Result<()> {
             esc(&r.reason)
         );
     }
+    registry.with_judge(|judge| {
+        for record in registry.lifecycle().opinions_of(&id) {
+            let o = &record.opinion;
+            let effect = match Lifecycle::opinion_verdict(record, &target, judge) {
+                Ok(()) if !o.admin_quorum && !(judge.counts)(&record.issuer) => {
+                    "not counted: its issuer is not an active member with the member role"
+                        .to_owned()
+                }
+                Ok(()) if o.hash != entry_hash(&statement.body, o.entry) => {
+                    "counted on the entry; its copy of the entry's hash is wrong (per-hash tallies are misled)".to_owned()
+                }
+                Ok(()) => "applies".to_owned(),
+                Err(why) => format!("no effect: {why}"),
+            };
+            println!(
+                "opinion {} at entry {} by '{}'{}: entry {} {}; note \"{}\"; {effect}",
+                record.id,
+                record.position.seq,
+                esc(record.issuer.as_str()),
+                if o.admin_quorum { " (admin quorum)" } else { "" },
+                o.entry,
+                o.verdict.name(),
+                esc(&o.note)
+            );
+        }
+    });
     Ok(())
 }

@@ -224,6 +224,8 @@ async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
                 .collect(),
             pdq_threshold: Some(args.threshold),
             min_quality: Some(args.min_quality),
+            // What matches now (active, disputed), as the offline index from a snapshot.
+            states: Vec::new(),
         };
         let response = client
             .hub

@@ -61,6 +61,9 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Retract one of your statements, or single entries of it, with a reason.
     Retract(lifecycle::RetractArgs),
+    /// Give your opinion on another member's entry (confirmed, false-positive, disputed), or
+    /// withdraw it.
+    Opinion(lifecycle::OpinionArgs),
     /// A statement: who shared it, its entries' states and the retractions naming it, as your
     /// own sync state decides them.
     Show(lifecycle::ShowArgs),
@@ -335,6 +338,7 @@ impl Cli {
             Command::Submit(args) => submit::run(args).await,
             Command::Sync(args) => sync::run(args).await,
             Command::Retract(args) => lifecycle::retract(args).await,
+            Command::Opinion(args) => lifecycle::opinion(args).await,
             Command::Show(args) => lifecycle::show(args).await,
             Command::Match(args) => matching::run(args).await,
             Command::Whoami { conn } => {

@@ -83,6 +83,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         hash_types: filter.hash_types.clone(),
         labels: filter.labels.clone(),
     };
+    let me = args.conn.member_id()?;
     let client = args.conn.connect().await?;
     let (mut syncer, output_bytes) = Syncer::open(
         client,
@@ -139,13 +140,14 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         let pass = sync_snapshot::rewrite(
             &args.out,
             format,
-            &judge(syncer.replica().registry(), &signing_key),
+            &rules(syncer.replica().registry(), &signing_key),
             snapshot,
         )
         .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
         next_expiry = pass.next_expiry;
     }
     let mut retractions = Retractions::default();
+    let mut yours = Yours::default();
     let start_seq = syncer.replica().size();
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -169,6 +171,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
             sync_events::changed(&mut events, change)?;
         }
         retractions.add(&proven.changes, proven.ignored_retractions);
+        yours.add(&proven.changes, &me);
         let out = writer.get_mut();
         out.flush()?;
         let file = out.get_mut();
@@ -179,18 +182,18 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         syncer.set_events_bytes(events.get_mut().stream_position()?);
         syncer.commit(&written, output_bytes)?;
         if let Some(snapshot) = &args.snapshot {
-            let judge = judge(syncer.replica().registry(), &signing_key);
-            let due = next_expiry.is_some_and(|t| judge.now_ms >= t);
+            let rules = rules(syncer.replica().registry(), &signing_key);
+            let due = next_expiry.is_some_and(|t| rules.now_ms >= t);
             if proven.changes.is_empty() && proven.suspects.is_empty() && !due {
                 let pass =
-                    sync_snapshot::extend(&args.out, snapshot_covers, format, &judge, snapshot)
+                    sync_snapshot::extend(&args.out, snapshot_covers, format, &rules, snapshot)
                         .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
                 next_expiry = match (next_expiry, pass.next_expiry) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
             } else {
-                let pass = sync_snapshot::rewrite(&args.out, format, &judge, snapshot)
+                let pass = sync_snapshot::rewrite(&args.out, format, &rules, snapshot)
                     .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
                 next_expiry = pass.next_expiry;
             }
@@ -251,6 +254,9 @@ pub async fn run(args: SyncArgs) -> Result<()> {
                 .unwrap_or_default()
         );
     }
+    if let Some(line) = yours.line() {
+        eprintln!("{line}");
+    }
     println!(
         "synced {} statements ({} hashes, {} risk signals, {} membership, {} outside the filter) from seq {start_seq} to {}, all signatures and entitlements verified; every entry proven in the hub's signed checkpoint of {checkpoint_size} entries; wrote {} rows to {}{skipped}; cursor {}",
         counts.statements,
@@ -276,7 +282,10 @@ struct Retractions {
 
 impl Retractions {
     fn add(&mut self, changes: &[StateChange], ignored: u64) {
-        for c in changes {
+        let retractions = changes
+            .iter()
+            .filter(|c| matches!(c.cause, crate::sync::Cause::Retraction(_)));
+        for c in retractions {
             if c.to.matches() {
                 self.restored += 1;
             } else {
@@ -291,6 +300,42 @@ impl Retractions {
     }
 }
 
+/// State changes of the syncing member's own entries, for its report line: the entries
+/// disputed or quarantined by others, retracted by an admin quorum, or back to active.
+#[derive(Default)]
+struct Yours {
+    /// By new state name: (changes, entries).
+    to: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Yours {
+    fn add(&mut self, changes: &[StateChange], me: &crate::membership::MemberId) {
+        for c in changes.iter().filter(|c| &c.issuer == me) {
+            let by_admins =
+                matches!(&c.cause, crate::sync::Cause::Retraction(r) if r.retraction.admin_quorum);
+            let name = match c.to {
+                crate::lifecycle::EntryState::Retracted if by_admins => "retracted by admin quorum",
+                crate::lifecycle::EntryState::Retracted => continue,
+                to => to.name(),
+            };
+            *self.to.entry(name).or_default() += c.entries.as_ref().map_or(1, |e| e.len() as u64);
+        }
+    }
+
+    fn line(&self) -> Option<String> {
+        (!self.to.is_empty()).then(|| {
+            format!(
+                "your entries: {} (see the events file; `coalition show ID` explains each)",
+                self.to
+                    .iter()
+                    .map(|(state, n)| format!("{n} {state}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+}
+
 /// What a sync received, for its summary line.
 #[derive(Default)]
 struct Counts {
@@ -299,6 +344,7 @@ struct Counts {
     signals: u64,
     membership: u64,
     retractions: u64,
+    opinions: u64,
     withheld: u64,
     opaque: u64,
     newer_version: Option<u32>,
@@ -313,6 +359,7 @@ impl Counts {
                 Body::RiskSignal(_) => self.signals += 1,
                 Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) => self.membership += 1,
                 Body::Retraction(_) => self.retractions += 1,
+                Body::Opinion(_) => self.opinions += 1,
             },
             Content::Withheld => self.withheld += 1,
             Content::Opaque { version } => {
@@ -335,11 +382,11 @@ fn list(seqs: &[u64]) -> String {
 
 /// What decides the snapshot's rows now: `registry` (the replica's), the clock, and the
 /// signing keys the member recorded.
-fn judge<'a>(
+fn rules<'a>(
     registry: &'a crate::membership::Registry,
     signing_key: &'a dyn Fn(u64) -> Option<crate::membership::KeyId>,
-) -> sync_snapshot::Judge<'a> {
-    sync_snapshot::Judge {
+) -> sync_snapshot::Rules<'a> {
+    sync_snapshot::Rules {
         registry,
         now_ms: crate::store::now_ms(),
         signing_key,

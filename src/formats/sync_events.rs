@@ -5,7 +5,7 @@
 //! - `state_changed`: entries of a statement this member holds changed state (`from`, `to`),
 //!   with the lifecycle statement that decided it (`by`);
 //! - `removed`: those entries left what should match (the `--snapshot` file); `restored`: they
-//!   came back (a compromise revocation voided the retraction).
+//!   came back (a compromise revocation voided the retraction, a quarantine was lifted).
 
 use crate::sync::{ReceivedEntry, StateChange};
 use serde::Serialize;
@@ -19,7 +19,46 @@ struct Cause<'a> {
     seq: u64,
     issuer: &'a str,
     admin_quorum: bool,
+    /// A retraction's reason, an opinion's note.
     reason: &'a str,
+    /// An opinion's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'static str>,
+}
+
+impl<'a> Cause<'a> {
+    fn of(cause: &'a crate::sync::Cause) -> Self {
+        use crate::sync::Cause as C;
+        match cause {
+            C::Retraction(r) => Cause {
+                kind: "retraction",
+                statement_id: r.id.to_string(),
+                seq: r.position.seq,
+                issuer: r.issuer.as_str(),
+                admin_quorum: r.retraction.admin_quorum,
+                reason: &r.retraction.reason,
+                verdict: None,
+            },
+            C::Opinion(o) => Cause {
+                kind: "opinion",
+                statement_id: o.id.to_string(),
+                seq: o.position.seq,
+                issuer: o.issuer.as_str(),
+                admin_quorum: o.opinion.admin_quorum,
+                reason: &o.opinion.note,
+                verdict: Some(o.opinion.verdict.name()),
+            },
+            C::Governance { id, seq, issuer } => Cause {
+                kind: "governance",
+                statement_id: id.to_string(),
+                seq: *seq,
+                issuer: issuer.as_str(),
+                admin_quorum: true,
+                reason: "",
+                verdict: None,
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -64,7 +103,6 @@ pub fn added(mut out: impl Write, entry: &ReceivedEntry, rows: u64) -> std::io::
 /// Writes a `state_changed` event, then `removed` or `restored` if the statement's rows are
 /// in the output and they left or rejoined what should match.
 pub fn changed(mut out: impl Write, change: &StateChange) -> std::io::Result<()> {
-    let cause = &change.cause;
     let mut event = Event {
         event: "state_changed",
         seq: change.seq,
@@ -75,14 +113,7 @@ pub fn changed(mut out: impl Write, change: &StateChange) -> std::io::Result<()>
         rows: None,
         from: Some(change.from.name()),
         to: Some(change.to.name()),
-        by: Some(Cause {
-            kind: "retraction",
-            statement_id: cause.id.to_string(),
-            seq: cause.position.seq,
-            issuer: cause.issuer.as_str(),
-            admin_quorum: cause.retraction.admin_quorum,
-            reason: &cause.retraction.reason,
-        }),
+        by: Some(Cause::of(&change.cause)),
     };
     serde_json::to_writer(&mut out, &event)?;
     out.write_all(b"\n")?;

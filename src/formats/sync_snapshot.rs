@@ -4,17 +4,18 @@
 //! member's replica replayed, so it can be rebuilt at any time: whole after a batch that
 //! changes an entry's state, extended by the new rows otherwise.
 //!
-//! A row is left out when its entry is not active ([`crate::lifecycle::EntryState::matches`]):
-//! a hash row by its `entry` index (rows written before that column existed carry none: only
-//! whole-statement retractions remove them), a risk signal row loses the indicators retracted
-//! and goes when none is left. A row also goes when its statement is expired at the pass's
-//! clock, or compromised: its `compromised_keys` column says so (known when it was written),
-//! or its signing key (from the member's ids file, [`Judge::signing_key`]) was declared
-//! compromised later from a time at or before the hub received it.
+//! A row is left out when its entry's state does not match
+//! ([`crate::lifecycle::EntryState::matches`]: retracted, quarantined): a hash row by its `entry`
+//! index (rows written before that column existed carry none: only whole-statement retractions
+//! remove them), a risk signal row loses the indicators retracted and goes when none is left.
+//! A row also goes when its statement is expired at the pass's clock, or compromised: its
+//! `compromised_keys` column says so (known when it was written), or its signing key (from the
+//! member's ids file, [`Rules::signing_key`]) was declared compromised later from a time at or
+//! before the hub received it.
 
 use super::Format;
 use crate::lifecycle::expiry::expired;
-use crate::lifecycle::{Retracted, Target};
+use crate::lifecycle::{StatementStates, Target};
 use crate::membership::{KeyId, MemberId, Registry};
 use crate::statement::{Kind, StatementId};
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ impl Pass {
 }
 
 /// What decides, besides a row itself, whether it is kept.
-pub struct Judge<'a> {
+pub struct Rules<'a> {
     /// The member's replica's membership and lifecycle.
     pub registry: &'a Registry,
     /// The clock for expiry (ms since the Unix epoch).
@@ -58,13 +59,13 @@ pub struct Judge<'a> {
 pub fn rewrite(
     output: &Path,
     format: Format,
-    judge: &Judge<'_>,
+    rules: &Rules<'_>,
     snapshot: &Path,
 ) -> std::io::Result<Pass> {
     let tmp = temporary(snapshot);
     let mut out = std::io::BufWriter::new(File::create(&tmp)?);
     let input = BufReader::with_capacity(1 << 20, File::open(output)?);
-    let pass = filter(input, format, judge, &mut out)?;
+    let pass = filter(input, format, rules, &mut out)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     std::fs::rename(&tmp, snapshot)?;
@@ -80,7 +81,7 @@ pub fn extend(
     output: &Path,
     from: u64,
     format: Format,
-    judge: &Judge<'_>,
+    rules: &Rules<'_>,
     snapshot: &Path,
 ) -> std::io::Result<Pass> {
     let mut input = File::open(output)?;
@@ -90,7 +91,7 @@ pub fn extend(
     let pass = filter(
         BufReader::with_capacity(1 << 20, input),
         format,
-        judge,
+        rules,
         &mut out,
     )?;
     out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
@@ -107,12 +108,12 @@ fn temporary(path: &Path) -> PathBuf {
 pub fn filter(
     input: impl BufRead,
     format: Format,
-    judge: &Judge<'_>,
+    rules: &Rules<'_>,
     out: impl Write,
 ) -> std::io::Result<Pass> {
     let mut states = States {
-        registry: judge.registry,
-        judge,
+        registry: rules.registry,
+        rules,
         cache: HashMap::new(),
         compromised: HashMap::new(),
     };
@@ -122,12 +123,12 @@ pub fn filter(
     }
 }
 
-/// Which entries of the statements met so far are retracted (`None`: nothing), and which
+/// The states of the entries of the statements met so far (`None`: all active), and which
 /// statements at risk of a later compromise are compromised (by seq).
 struct States<'a> {
     registry: &'a Registry,
-    judge: &'a Judge<'a>,
-    cache: HashMap<StatementId, Option<Retracted>>,
+    rules: &'a Rules<'a>,
+    cache: HashMap<StatementId, Option<StatementStates>>,
     compromised: HashMap<u64, bool>,
 }
 
@@ -142,7 +143,7 @@ impl States<'_> {
         compromised_column: bool,
         expires_at_ms: Option<i64>,
     ) -> bool {
-        if compromised_column || expired(expires_at_ms, self.judge.now_ms) {
+        if compromised_column || expired(expires_at_ms, self.rules.now_ms) {
             return true;
         }
         let (Some(seq), Some(issuer), Some(received)) = (seq, issuer, received_at_ms) else {
@@ -158,9 +159,9 @@ impl States<'_> {
         {
             return false;
         }
-        let (registry, judge) = (self.registry, self.judge);
+        let (registry, rules) = (self.registry, self.rules);
         *self.compromised.entry(seq).or_insert_with(|| {
-            (judge.signing_key)(seq).is_some_and(|key| registry.is_compromised(&key, received))
+            (rules.signing_key)(seq).is_some_and(|key| registry.is_compromised(&key, received))
         })
     }
 
@@ -170,7 +171,7 @@ impl States<'_> {
         seq: Option<u64>,
         issuer: Option<&str>,
         kind: Kind,
-    ) -> Option<&Retracted> {
+    ) -> Option<&StatementStates> {
         let id = StatementId::from_hex(id?)?;
         if !self.registry.lifecycle().names(&id) {
             return None;
@@ -186,16 +187,16 @@ impl States<'_> {
                     issuer: &issuer,
                     kind,
                 };
-                Some(registry.retracted(&target)).filter(|r| !r.is_none())
+                Some(registry.states(&target)).filter(|r| !r.is_plain())
             })
             .as_ref()
     }
 }
 
-fn keeps_hash(retracted: Option<&Retracted>, entry: Option<u32>) -> bool {
-    match (retracted, entry) {
+fn keeps_hash(states: Option<&StatementStates>, entry: Option<u32>) -> bool {
+    match (states, entry) {
         (None, _) => true,
-        (Some(r), _) if r.all => false,
+        (Some(r), _) if r.retracted.all => false,
         (Some(r), Some(index)) => r.state(index).matches(),
         // A row without its entry index: only a whole retraction removes it.
         (Some(_), None) => true,
@@ -240,7 +241,7 @@ fn filter_jsonl(
             Some("risk_signal") => {
                 match states.retracted(id.as_deref(), seq, issuer.as_deref(), Kind::RiskSignal) {
                     None => true,
-                    Some(r) if r.all => false,
+                    Some(r) if r.retracted.all => false,
                     Some(r) => {
                         let r = r.clone();
                         match row.get_mut("indicators").and_then(|v| v.as_array_mut()) {

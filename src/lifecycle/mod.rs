@@ -1,9 +1,12 @@
-//! The lifecycle of shared knowledge: retractions, and the state of each entry they decide.
+//! The lifecycle of shared knowledge: retractions, opinions, and the state of each entry they
+//! decide.
 //!
 //! Pure, no I/O. A [`Retraction`] is a signed statement in the log naming a target statement
-//! (and optionally single entries of it). The [`Lifecycle`] keeps one [`Record`] per retraction
-//! replayed, keyed by its target: memory grows with the number of lifecycle statements, never
-//! with the number of entries. Whoever holds an entry (the hub's matching index, a member's
+//! (and optionally single entries of it); an [`Opinion`] names one entry ([`opinion`]). The
+//! [`Lifecycle`] keeps one [`Record`] per retraction and one [`OpinionRecord`] per opinion
+//! replayed, keyed by target (opinions also by the hash they copy from their target): memory
+//! grows with the number of lifecycle statements, never with the number of entries. The
+//! precedence of the states is in [`state`]. Whoever holds an entry (the hub's matching index, a member's
 //! sync output, the auditor) asks [`Lifecycle::state`] about it, giving what it knows of the
 //! target ([`Target`]: its position, issuer and kind). The rules (docs/PROTOCOL.md §4.3) are
 //! decided at that moment, against the membership replayed so far, so a compromise revocation
@@ -14,11 +17,19 @@
 //! issuer's own key, or an admin quorum) were checked before, like any governance statement.
 
 pub mod expiry;
+pub mod opinion;
+pub mod state;
+
+pub use opinion::{
+    DEFAULT_QUARANTINE_THRESHOLD, HashKey, Judge, MAX_NOTE_CHARS, MAX_QUARANTINE_THRESHOLD,
+    Opinion, OpinionRecord, Opinions, Tally, Verdict,
+};
+pub use state::{EntryState, Facts};
 
 use crate::membership::{KeyId, MemberId, Position};
 use crate::pb;
 use crate::statement::{Body, Kind, StatementError, StatementId, check_text};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Most characters in a retraction's reason.
@@ -100,39 +111,6 @@ impl Retraction {
     }
 }
 
-/// The state of one entry. More states join later (disputed, quarantined, compromised,
-/// expired, erased: issue 12); readers match on it with a wildcard arm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EntryState {
-    /// Shared and in force: it matches.
-    Active,
-    /// Withdrawn by a retraction that applies: it no longer matches.
-    Retracted,
-    /// Its statement's expiry has passed ([`expiry`]): it no longer matches.
-    Expired,
-    /// Signed with a key declared compromised from a time at or before the hub received it:
-    /// it no longer matches.
-    Compromised,
-}
-
-impl EntryState {
-    /// The name used in files, events and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            EntryState::Active => "active",
-            EntryState::Retracted => "retracted",
-            EntryState::Expired => "expired",
-            EntryState::Compromised => "compromised",
-        }
-    }
-
-    /// Whether an entry in this state is returned by Match and kept in a member's snapshot.
-    pub fn matches(self) -> bool {
-        self == EntryState::Active
-    }
-}
-
 /// What a holder of a statement knows about it: enough to decide whether a retraction of it
 /// applies.
 #[derive(Clone, Copy, Debug)]
@@ -162,11 +140,13 @@ pub struct Record {
     pub retraction: Retraction,
 }
 
-/// Why a retraction has no effect on a target.
+/// Why a retraction or an opinion has no effect on a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NoEffect {
     /// The target was not logged before the retraction (this log did not have it then).
     NotLoggedBefore,
+    /// A member's opinion on an entry it shared itself.
+    OwnEntry,
     /// Not an admin-quorum retraction, and its issuer is not the target's.
     NotTheIssuer {
         /// The target's issuer.
@@ -182,12 +162,17 @@ impl std::fmt::Display for NoEffect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             NoEffect::NotLoggedBefore => write!(f, "the target was not in the log before it"),
+            NoEffect::OwnEntry => write!(f, "its issuer shared the entry itself"),
             NoEffect::NotTheIssuer { target_issuer } => write!(
                 f,
                 "its issuer is not the target's issuer '{target_issuer}' and it is not an admin-quorum retraction"
             ),
             NoEffect::NotRetractable(kind) => {
-                write!(f, "a {} statement cannot be retracted", kind.name())
+                write!(
+                    f,
+                    "a {} statement has no entries to retract or judge",
+                    kind.name()
+                )
             }
             NoEffect::SignedByCompromisedKey(key) => write!(
                 f,
@@ -222,12 +207,57 @@ impl Retracted {
     }
 }
 
-/// Every retraction replayed, by target. Cloning is cheap (shared); a new retraction copies
-/// the index of targets (one pointer each), not the records.
+/// Opinion records in log order, shared.
+type Records = Arc<Vec<Arc<OpinionRecord>>>;
+
+/// Every retraction and opinion replayed, by target (opinions also by hash). Cloning is cheap
+/// (shared); a new record copies the index it joins (one pointer per key), not the records.
 #[derive(Clone, Debug, Default)]
 pub struct Lifecycle {
     by_target: Arc<HashMap<StatementId, Vec<Arc<Record>>>>,
     count: u64,
+    opinions: Arc<HashMap<StatementId, Records>>,
+    opinions_by_hash: Arc<HashMap<HashKey, Records>>,
+    opinion_count: u64,
+}
+
+/// The state of every entry of one statement: the retractions that apply and the opinions on
+/// its entries, decided once (an entry no opinion names has an empty tally).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatementStates {
+    /// Its retracted entries.
+    pub retracted: Retracted,
+    /// Opinions, by entry (only entries some opinion names).
+    pub opinions: BTreeMap<u32, Opinions>,
+}
+
+impl StatementStates {
+    /// Nothing retracted, no opinion.
+    pub fn is_plain(&self) -> bool {
+        self.retracted.is_none() && self.opinions.is_empty()
+    }
+
+    /// The facts about entry `index`.
+    pub fn facts(&self, index: u32) -> Facts {
+        let opinions = self.opinions(index);
+        Facts {
+            retracted: self.retracted.state(index) == EntryState::Retracted,
+            quarantined: opinions.quarantined,
+            disputed: opinions.tally.disputes(),
+            // Decided outside the lifecycle statements (see `EntryState::with`).
+            ..Facts::default()
+        }
+    }
+
+    /// The state of entry `index`.
+    pub fn state(&self, index: u32) -> EntryState {
+        EntryState::decide(&self.facts(index))
+    }
+
+    /// The opinions on entry `index`.
+    pub fn opinions(&self, index: u32) -> Opinions {
+        self.opinions.get(&index).copied().unwrap_or_default()
+    }
 }
 
 impl Lifecycle {
@@ -262,20 +292,161 @@ impl Lifecycle {
         self.count += 1;
     }
 
+    /// Records an opinion replayed at `position` (its signatures and entitlement checked).
+    /// Whether it has an effect is decided at read time ([`Lifecycle::opinion_verdict`]).
+    pub fn record_opinion(
+        &mut self,
+        id: StatementId,
+        position: Position,
+        issuer: MemberId,
+        key_ids: Vec<KeyId>,
+        opinion: Opinion,
+    ) {
+        let (target, hash) = (opinion.target, opinion.hash.clone());
+        let record = Arc::new(OpinionRecord {
+            id,
+            position,
+            issuer,
+            key_ids,
+            opinion,
+        });
+        let push = |records: &mut Records| Arc::make_mut(records).push(record.clone());
+        push(Arc::make_mut(&mut self.opinions).entry(target).or_default());
+        if let Some(hash) = hash {
+            push(
+                Arc::make_mut(&mut self.opinions_by_hash)
+                    .entry(hash)
+                    .or_default(),
+            );
+        }
+        self.opinion_count += 1;
+    }
+
     /// Number of retractions replayed.
     pub fn len(&self) -> u64 {
         self.count
     }
 
-    /// True if no retraction was replayed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
+    /// Number of opinions replayed.
+    pub fn opinion_count(&self) -> u64 {
+        self.opinion_count
     }
 
-    /// Whether any retraction names `target` (cheap: one lookup; ask before building a
-    /// [`Target`]).
+    /// True if no retraction and no opinion was replayed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0 && self.opinion_count == 0
+    }
+
+    /// Whether any retraction or opinion names `target` (cheap: two lookups; ask before
+    /// building a [`Target`]).
     pub fn names(&self, target: &StatementId) -> bool {
-        self.by_target.contains_key(target)
+        self.by_target.contains_key(target) || self.opinions.contains_key(target)
+    }
+
+    /// The opinions naming `target` (any entry), in log order.
+    pub fn opinions_of(&self, target: &StatementId) -> &[Arc<OpinionRecord>] {
+        self.opinions.get(target).map_or(&[], |r| r.as_slice())
+    }
+
+    /// Every opinion that copies `hash` from its target, in log order.
+    pub fn opinions_on_hash(&self, hash: &HashKey) -> &[Arc<OpinionRecord>] {
+        self.opinions_by_hash
+            .get(hash)
+            .map_or(&[], |r| r.as_slice())
+    }
+
+    /// Every statement some opinion names.
+    pub fn opinion_targets(&self) -> impl Iterator<Item = &StatementId> {
+        self.opinions.keys()
+    }
+
+    /// Whether opinion `record` applies to `target` (docs/PROTOCOL.md §4.3): the target was
+    /// logged before it, is a hash set or a risk signal, is not the opinion issuer's own (an
+    /// admin quorum may judge any), and no key that signed it was compromised when it was
+    /// received. Whether its issuer is counted is decided by [`Judge::counts`] when tallied.
+    pub fn opinion_verdict(
+        record: &OpinionRecord,
+        target: &Target<'_>,
+        judge: &Judge<'_>,
+    ) -> Result<(), NoEffect> {
+        if target.seq >= record.position.seq {
+            return Err(NoEffect::NotLoggedBefore);
+        }
+        if !matches!(target.kind, Kind::HashSet | Kind::RiskSignal) {
+            return Err(NoEffect::NotRetractable(target.kind));
+        }
+        if !record.opinion.admin_quorum && &record.issuer == target.issuer {
+            return Err(NoEffect::OwnEntry);
+        }
+        judge
+            .trusted(record)
+            .map_err(NoEffect::SignedByCompromisedKey)
+    }
+
+    /// The opinions on every entry of `target` that some opinion names, decided.
+    pub fn opinions(&self, target: &Target<'_>, judge: &Judge<'_>) -> BTreeMap<u32, Opinions> {
+        let mut by_entry: BTreeMap<u32, Vec<&OpinionRecord>> = BTreeMap::new();
+        for record in self.opinions_of(&target.id) {
+            if Self::opinion_verdict(record, target, judge).is_ok() {
+                by_entry
+                    .entry(record.opinion.entry)
+                    .or_default()
+                    .push(record);
+            }
+        }
+        by_entry
+            .into_iter()
+            .map(|(entry, records)| {
+                let admin = records
+                    .iter()
+                    .rev()
+                    .find(|r| r.opinion.admin_quorum)
+                    .map(|r| (r.opinion.verdict == Verdict::Quarantine, r.position.seq));
+                let (tally, latest) =
+                    opinion::latest(records.iter().copied(), target.issuer, judge);
+                // False positives logged after the admin quorum's last release.
+                let since = admin.filter(|(q, _)| !q).map_or(0, |(_, seq)| seq);
+                let reported = latest
+                    .iter()
+                    .filter(|(v, seq)| *v == Verdict::FalsePositive && *seq > since)
+                    .count() as u32;
+                let admin_quarantine = admin.map(|(q, _)| q);
+                let quarantined =
+                    admin_quarantine == Some(true) || reported >= judge.quarantine_threshold.max(1);
+                (
+                    entry,
+                    Opinions {
+                        tally,
+                        admin_quarantine,
+                        quarantined,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The tally of a hash value across every statement that shares it, for an entry shared
+    /// by `issuer` (never counted): each counted member's latest opinion on any entry whose
+    /// hash it is, as the opinions copy it. Member opinions only; those signed by a key
+    /// compromised at their receipt have no effect.
+    pub fn hash_tally(&self, hash: &HashKey, issuer: &MemberId, judge: &Judge<'_>) -> Tally {
+        let records = self
+            .opinions_on_hash(hash)
+            .iter()
+            .filter(|r| judge.trusted(r).is_ok())
+            .map(|r| r.as_ref());
+        opinion::latest(records, issuer, judge).0
+    }
+
+    /// The state of every entry of `target`.
+    pub fn states(&self, target: &Target<'_>, judge: &Judge<'_>) -> StatementStates {
+        if !self.names(&target.id) {
+            return StatementStates::default();
+        }
+        StatementStates {
+            retracted: self.retracted(target, judge.compromised),
+            opinions: self.opinions(target, judge),
+        }
     }
 
     /// The retractions naming `target`, in log order.
@@ -339,34 +510,34 @@ impl Lifecycle {
     }
 
     /// The state of entry `index` of `target`.
-    pub fn state(
-        &self,
-        target: &Target<'_>,
-        index: u32,
-        compromised: &dyn Fn(&KeyId, i64) -> bool,
-    ) -> EntryState {
-        if !self.names(&target.id) {
-            return EntryState::Active;
-        }
-        self.retracted(target, compromised).state(index)
+    pub fn state(&self, target: &Target<'_>, index: u32, judge: &Judge<'_>) -> EntryState {
+        self.states(target, judge).state(index)
     }
 }
 
-/// Why a hub refuses a retraction at its front door (Submit, SubmitBatch): the checks that
-/// need the target, which only a holder of the target can make. The replica's own rules
-/// ([`Lifecycle::verdict`]) stay the authority for what a logged retraction does.
+/// Why a hub refuses a retraction or an opinion at its front door (Submit, SubmitBatch): the
+/// checks that need the target, which only a holder of the target can make. The replica's own
+/// rules ([`Lifecycle::verdict`], [`Lifecycle::opinion_verdict`]) stay the authority for what
+/// a logged statement does. `what` is the statement's body field (`retraction`, `opinion`).
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RetractionError {
+pub enum TargetError {
     /// The target is not in this hub's log.
     #[error(
-        "retraction.statement_id: no statement {0} in this hub's log; check the id (coalition show ID)"
+        "{what}.statement_id: no statement {target} in this hub's log; check the id (coalition show ID)"
     )]
-    UnknownTarget(StatementId),
+    UnknownTarget {
+        /// The statement's body field.
+        what: &'static str,
+        /// The target.
+        target: StatementId,
+    },
     /// Some named entries do not exist.
     #[error(
-        "retraction.entries: statement {target} has {count} entries (0..{count}); entries {missing} do not exist"
+        "{what}.entries: statement {target} has {count} entries (0..{count}); entries {missing} do not exist"
     )]
     UnknownEntries {
+        /// The statement's body field.
+        what: &'static str,
         /// The target.
         target: StatementId,
         /// Its number of entries.
@@ -374,12 +545,16 @@ pub enum RetractionError {
         /// The indexes that do not exist.
         missing: String,
     },
-    /// The target is of a kind that cannot be retracted.
+    /// The target is of a kind that has no entries to retract or judge.
     #[error(
-        "retraction.statement_id: statement {target} is a {} statement; only hash sets and risk signals can be retracted",
+        "{what}.statement_id: statement {target} is a {} statement; only hash sets and risk signals can be {done}",
         .kind.name()
     )]
     NotRetractable {
+        /// The statement's body field.
+        what: &'static str,
+        /// What would be done to it ("retracted", "judged").
+        done: &'static str,
         /// The target.
         target: StatementId,
         /// Its kind.
@@ -397,10 +572,39 @@ pub enum RetractionError {
         /// The retraction's issuer.
         issuer: MemberId,
     },
+    /// A member's opinion on its own entry.
+    #[error(
+        "opinion: entry {entry} of statement {target} was shared by '{issuer}' itself; opinions are on other members' entries (to withdraw it, retract it)"
+    )]
+    OwnEntry {
+        /// The target.
+        target: StatementId,
+        /// The entry.
+        entry: u32,
+        /// The opinion's (and the entry's) issuer.
+        issuer: MemberId,
+    },
+    /// The opinion's copy of the entry's hash differs from the entry.
+    #[error(
+        "opinion.hash_value: entry {entry} of statement {target} is {expected}, not {claimed}; copy the entry's hash type and value (none for an indicator that is not a hash)"
+    )]
+    HashMismatch {
+        /// The target.
+        target: StatementId,
+        /// The entry.
+        entry: u32,
+        /// The entry's hash ("no hash" for other indicators).
+        expected: String,
+        /// What the opinion says.
+        claimed: String,
+    },
 }
 
-/// The number of entries of a statement a retraction may name: a hash set's entries, a risk
-/// signal's indicators; `None` for kinds that cannot be retracted.
+/// The front-door refusals of a retraction.
+pub type RetractionError = TargetError;
+
+/// The number of entries of a statement a retraction or opinion may name: a hash set's
+/// entries, a risk signal's indicators; `None` for kinds that have no entries.
 pub fn entry_count(body: &Body) -> Option<u32> {
     match body {
         Body::HashSet(set) => Some(set.entries.len() as u32),
@@ -409,26 +613,56 @@ pub fn entry_count(body: &Body) -> Option<u32> {
     }
 }
 
+/// Entry `index` of `body`'s hash, if that entry is a hash.
+pub fn entry_hash(body: &Body, index: u32) -> Option<HashKey> {
+    let entry = match body {
+        Body::HashSet(set) => set.entries.get(index as usize),
+        Body::RiskSignal(signal) => match signal.indicators.get(index as usize) {
+            Some(crate::statement::Indicator::Hash(h)) => Some(h),
+            _ => None,
+        },
+        _ => None,
+    }?;
+    Some(HashKey {
+        hash_type: entry.hash_type,
+        value: entry.value.clone(),
+    })
+}
+
+/// The target's entry count, or why it has none (`what`: the statement's body field).
+fn counted(
+    what: &'static str,
+    id: StatementId,
+    target: Option<(&MemberId, &Body)>,
+) -> Result<(u32, MemberId), TargetError> {
+    let Some((target_issuer, body)) = target else {
+        return Err(TargetError::UnknownTarget { what, target: id });
+    };
+    let count = entry_count(body).ok_or(TargetError::NotRetractable {
+        what,
+        done: if what == "opinion" {
+            "judged"
+        } else {
+            "retracted"
+        },
+        target: id,
+        kind: body.kind(),
+    })?;
+    Ok((count, target_issuer.clone()))
+}
+
 /// The front-door rules for a retraction by `issuer` of `target` (`None`: not in the log).
 pub fn check_retraction(
     retraction: &Retraction,
     issuer: &MemberId,
     target: Option<(&MemberId, &Body)>,
-) -> Result<(), RetractionError> {
+) -> Result<(), TargetError> {
     let id = retraction.target;
-    let Some((target_issuer, body)) = target else {
-        return Err(RetractionError::UnknownTarget(id));
-    };
-    let Some(count) = entry_count(body) else {
-        return Err(RetractionError::NotRetractable {
+    let (count, target_issuer) = counted("retraction", id, target)?;
+    if !retraction.admin_quorum && &target_issuer != issuer {
+        return Err(TargetError::NotTheIssuer {
             target: id,
-            kind: body.kind(),
-        });
-    };
-    if !retraction.admin_quorum && target_issuer != issuer {
-        return Err(RetractionError::NotTheIssuer {
-            target: id,
-            target_issuer: target_issuer.clone(),
+            target_issuer,
             issuer: issuer.clone(),
         });
     }
@@ -439,7 +673,8 @@ pub fn check_retraction(
         .filter(|e| *e >= count)
         .collect();
     if !missing.is_empty() {
-        return Err(RetractionError::UnknownEntries {
+        return Err(TargetError::UnknownEntries {
+            what: "retraction",
             target: id,
             count,
             missing: list(&missing),
@@ -448,24 +683,58 @@ pub fn check_retraction(
     Ok(())
 }
 
-/// Which of `statement`'s hashes ([`Body::hashes`] order: the hub's matching index) the
-/// `retracted` entries withdraw: a hash set's entry `i` is its hash `i`; a risk signal's entry
-/// is an indicator, and only hash indicators are hashes.
-pub fn retracted_hashes(body: &Body, retracted: &Retracted) -> BTreeSet<u32> {
+/// The front-door rules for an opinion by `issuer` on `target` (`None`: not in the log): the
+/// entry exists, is not the issuer's own (unless an admin quorum judges it), and the opinion
+/// copies its hash.
+pub fn check_opinion(
+    opinion: &Opinion,
+    issuer: &MemberId,
+    target: Option<(&MemberId, &Body)>,
+) -> Result<(), TargetError> {
+    let id = opinion.target;
+    let (count, target_issuer) = counted("opinion", id, target)?;
+    if opinion.entry >= count {
+        return Err(TargetError::UnknownEntries {
+            what: "opinion",
+            target: id,
+            count,
+            missing: opinion.entry.to_string(),
+        });
+    }
+    if !opinion.admin_quorum && &target_issuer == issuer {
+        return Err(TargetError::OwnEntry {
+            target: id,
+            entry: opinion.entry,
+            issuer: issuer.clone(),
+        });
+    }
+    let expected = target.and_then(|(_, body)| entry_hash(body, opinion.entry));
+    if expected != opinion.hash {
+        let show = |h: &Option<HashKey>| h.as_ref().map_or("no hash".into(), |h| h.to_string());
+        return Err(TargetError::HashMismatch {
+            target: id,
+            entry: opinion.entry,
+            expected: show(&expected),
+            claimed: show(&opinion.hash),
+        });
+    }
+    Ok(())
+}
+
+/// The entry index of each of `body`'s hashes ([`Body::hashes`] order: the hub's matching
+/// index): a hash set's entry `i` is its hash `i`; a risk signal's entry is an indicator, and
+/// only hash indicators are hashes.
+pub fn hash_entries(body: &Body) -> Vec<u32> {
     match body {
-        Body::HashSet(set) => (0..set.entries.len() as u32)
-            .filter(|i| !retracted.state(*i).matches())
-            .collect(),
+        Body::HashSet(set) => (0..set.entries.len() as u32).collect(),
         Body::RiskSignal(signal) => signal
             .indicators
             .iter()
             .enumerate()
             .filter(|(_, i)| matches!(i, crate::statement::Indicator::Hash(_)))
-            .enumerate()
-            .filter(|(_, (entry, _))| !retracted.state(*entry as u32).matches())
-            .map(|(hash, _)| hash as u32)
+            .map(|(entry, _)| entry as u32)
             .collect(),
-        _ => BTreeSet::new(),
+        _ => Vec::new(),
     }
 }
 
@@ -522,6 +791,15 @@ mod tests {
 
     const NEVER: &dyn Fn(&KeyId, i64) -> bool = &|_, _| false;
 
+    /// Everyone counts; threshold 3.
+    fn judge<'a>(compromised: &'a dyn Fn(&KeyId, i64) -> bool) -> Judge<'a> {
+        Judge {
+            compromised,
+            counts: &|_| true,
+            quarantine_threshold: 3,
+        }
+    }
+
     /// The table of rules: (case, retractions, target, entry, expected state).
     #[test]
     fn rules() {
@@ -533,7 +811,7 @@ mod tests {
             kind: Kind::HashSet,
         };
         let check = |name: &str, life: &Lifecycle, target: Target<'_>, index, want| {
-            assert_eq!(life.state(&target, index, NEVER), want, "{name}");
+            assert_eq!(life.state(&target, index, &judge(NEVER)), want, "{name}");
         };
         let mut own = Lifecycle::new();
         retract(&mut own, 5, "acme", 1, &[], false);
@@ -593,15 +871,362 @@ mod tests {
         };
         // Compromised since 1005 (the retraction's receipt): no effect.
         let since = |_: &KeyId, at: i64| at >= 1005;
-        assert_eq!(life.state(&target, 0, &since), EntryState::Active);
+        assert_eq!(life.state(&target, 0, &judge(&since)), EntryState::Active);
         // Compromised only from later: it applies.
         let later = |_: &KeyId, at: i64| at >= 1006;
-        assert_eq!(life.state(&target, 0, &later), EntryState::Retracted);
+        assert_eq!(
+            life.state(&target, 0, &judge(&later)),
+            EntryState::Retracted
+        );
         let record = &life.retractions_of(&id(1))[0];
         assert_eq!(
             Lifecycle::verdict(record, &target, &since),
             Err(NoEffect::SignedByCompromisedKey(key(5)))
         );
+    }
+
+    /// Records an opinion by `issuer` at `seq` on entry `entry` of statement `id(1)`.
+    fn judge_entry(life: &mut Lifecycle, seq: u64, issuer: &str, entry: u32, verdict: Verdict) {
+        life.record_opinion(
+            id(200 + seq as u8),
+            Position {
+                seq,
+                received_at_ms: 1000 + seq as i64,
+            },
+            member(issuer),
+            vec![key(seq as u8)],
+            Opinion {
+                target: id(1),
+                entry,
+                verdict,
+                note: String::new(),
+                hash: Some(HashKey {
+                    hash_type: crate::statement::HashType::Sha256,
+                    value: vec![entry as u8; 32],
+                }),
+                admin_quorum: verdict.is_admin(),
+            },
+        );
+    }
+
+    /// The opinion rules: (case, opinions as (issuer, entry, verdict) in log order from seq 5,
+    /// entry asked, expected state, expected tally (confirmed, false positive, disputed)).
+    #[test]
+    fn opinion_rules() {
+        use Verdict::*;
+        let acme = member("acme");
+        let target = Target {
+            id: id(1),
+            seq: 2,
+            issuer: &acme,
+            kind: Kind::HashSet,
+        };
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, u32, Verdict)>,
+            u32,
+            EntryState,
+            (u32, u32, u32),
+        );
+        let cases: Vec<Case<'_>> = vec![
+            ("none", vec![], 0, EntryState::Active, (0, 0, 0)),
+            (
+                "one confirmed",
+                vec![("b", 0, Confirmed)],
+                0,
+                EntryState::Active,
+                (1, 0, 0),
+            ),
+            (
+                "one false positive",
+                vec![("b", 0, FalsePositive)],
+                0,
+                EntryState::Active,
+                (0, 1, 0),
+            ),
+            (
+                "one disputed",
+                vec![("b", 0, Disputed)],
+                0,
+                EntryState::Disputed,
+                (0, 0, 1),
+            ),
+            (
+                "both sides",
+                vec![("b", 0, Confirmed), ("c", 0, FalsePositive)],
+                0,
+                EntryState::Disputed,
+                (1, 1, 0),
+            ),
+            (
+                "replaced",
+                vec![("b", 0, Confirmed), ("b", 0, FalsePositive)],
+                0,
+                EntryState::Active,
+                (0, 1, 0),
+            ),
+            (
+                "withdrawn",
+                vec![
+                    ("b", 0, Confirmed),
+                    ("c", 0, FalsePositive),
+                    ("b", 0, Withdrawn),
+                ],
+                0,
+                EntryState::Active,
+                (0, 1, 0),
+            ),
+            (
+                "other entry",
+                vec![("b", 1, Disputed)],
+                0,
+                EntryState::Active,
+                (0, 0, 0),
+            ),
+            (
+                "own entry",
+                vec![("acme", 0, Disputed)],
+                0,
+                EntryState::Active,
+                (0, 0, 0),
+            ),
+            (
+                "below threshold",
+                vec![("b", 0, FalsePositive), ("c", 0, FalsePositive)],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
+            (
+                "threshold, same member twice",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
+            (
+                "threshold",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Quarantined,
+                (0, 3, 0),
+            ),
+            (
+                "threshold beats disputed",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("e", 0, Confirmed),
+                ],
+                0,
+                EntryState::Quarantined,
+                (1, 3, 0),
+            ),
+            (
+                "threshold, then a withdrawal",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("d", 0, Withdrawn),
+                ],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
+            (
+                "admin quarantine",
+                vec![("admin", 0, Quarantine)],
+                0,
+                EntryState::Quarantined,
+                (0, 0, 0),
+            ),
+            (
+                "admin release",
+                vec![("admin", 0, Quarantine), ("admin", 0, Release)],
+                0,
+                EntryState::Active,
+                (0, 0, 0),
+            ),
+            (
+                "release discounts earlier reports",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("admin", 0, Release),
+                ],
+                0,
+                EntryState::Active,
+                (0, 3, 0),
+            ),
+            (
+                "reports after a release count",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("admin", 0, Release),
+                    ("c", 0, FalsePositive),
+                    ("d", 0, FalsePositive),
+                    ("b", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Quarantined,
+                (0, 3, 0),
+            ),
+            (
+                "not counted: member x",
+                vec![
+                    ("b", 0, FalsePositive),
+                    ("c", 0, FalsePositive),
+                    ("x", 0, FalsePositive),
+                ],
+                0,
+                EntryState::Active,
+                (0, 2, 0),
+            ),
+        ];
+        let counts = |m: &MemberId| m.as_str() != "x";
+        for (name, opinions, entry, state, (c, f, d)) in cases {
+            let mut life = Lifecycle::new();
+            for (i, (who, on, verdict)) in opinions.into_iter().enumerate() {
+                judge_entry(&mut life, 5 + i as u64, who, on, verdict);
+            }
+            let judge = Judge {
+                compromised: NEVER,
+                counts: &counts,
+                quarantine_threshold: 3,
+            };
+            let states = life.states(&target, &judge);
+            assert_eq!(states.state(entry), state, "{name}");
+            assert_eq!(
+                states.opinions(entry).tally,
+                Tally {
+                    confirmed: c,
+                    false_positive: f,
+                    disputed: d
+                },
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn retracted_beats_quarantined_and_opinions_before_the_target_or_by_leaked_keys_do_nothing() {
+        let acme = member("acme");
+        let target = |seq| Target {
+            id: id(1),
+            seq,
+            issuer: &acme,
+            kind: Kind::HashSet,
+        };
+        let mut life = Lifecycle::new();
+        judge_entry(&mut life, 5, "admin", 0, Verdict::Quarantine);
+        assert_eq!(
+            life.state(&target(2), 0, &judge(NEVER)),
+            EntryState::Quarantined
+        );
+        retract(&mut life, 6, "acme", 1, &[0], false);
+        assert_eq!(
+            life.state(&target(2), 0, &judge(NEVER)),
+            EntryState::Retracted
+        );
+        // A target logged after both (another log's statement id reused): no effect.
+        assert_eq!(life.state(&target(6), 0, &judge(NEVER)), EntryState::Active);
+        // The admin key leaked from the quarantine's receipt on: void.
+        let leaked = |k: &KeyId, at: i64| k == &key(5) && at >= 1005;
+        let record = &life.opinions_of(&id(1))[0];
+        assert_eq!(
+            Lifecycle::opinion_verdict(record, &target(2), &judge(&leaked)),
+            Err(NoEffect::SignedByCompromisedKey(key(5)))
+        );
+        assert_eq!(
+            life.states(&target(2), &judge(&leaked)).state(1),
+            EntryState::Active
+        );
+        assert_eq!(
+            life.states(&target(2), &judge(&leaked)).state(0),
+            EntryState::Retracted
+        );
+    }
+
+    #[test]
+    fn hash_tallies_span_statements_and_skip_the_issuer() {
+        let mut life = Lifecycle::new();
+        judge_entry(&mut life, 5, "b", 0, Verdict::Confirmed);
+        judge_entry(&mut life, 6, "c", 0, Verdict::FalsePositive);
+        judge_entry(&mut life, 7, "b", 0, Verdict::Disputed);
+        let hash = HashKey {
+            hash_type: crate::statement::HashType::Sha256,
+            value: vec![0; 32],
+        };
+        let all = life.hash_tally(&hash, &member("zeta"), &judge(NEVER));
+        assert_eq!(
+            all,
+            Tally {
+                confirmed: 0,
+                false_positive: 1,
+                disputed: 1
+            }
+        );
+        // For c's own copy of the hash, c is never counted.
+        let for_c = life.hash_tally(&hash, &member("c"), &judge(NEVER));
+        assert_eq!(for_c.false_positive, 0);
+        let other = HashKey {
+            value: vec![1; 32],
+            ..hash
+        };
+        assert!(
+            life.hash_tally(&other, &member("zeta"), &judge(NEVER))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn opinions_are_checked_at_the_front_door() {
+        let acme = member("acme");
+        let body = Body::HashSet(crate::statement::HashSet {
+            description: String::new(),
+            expires_at_ms: None,
+            entries: vec![crate::statement::HashEntry {
+                hash_type: crate::statement::HashType::Sha256,
+                value: vec![0; 32],
+                quality: None,
+                labels: vec![],
+            }],
+        });
+        let mut life = Lifecycle::new();
+        judge_entry(&mut life, 5, "b", 0, Verdict::FalsePositive);
+        let good = life.opinions_of(&id(1))[0].opinion.clone();
+        assert_eq!(
+            check_opinion(&good, &member("b"), Some((&acme, &body))),
+            Ok(())
+        );
+        let err = |o: &Opinion, by: &str, target| {
+            check_opinion(o, &member(by), target)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&good, "acme", Some((&acme, &body))).contains("itself"));
+        assert!(err(&good, "b", None).contains("no statement"));
+        let beyond = Opinion {
+            entry: 1,
+            ..good.clone()
+        };
+        assert!(err(&beyond, "b", Some((&acme, &body))).contains("entries 1 do not exist"));
+        let unhashed = Opinion {
+            hash: None,
+            ..good.clone()
+        };
+        assert!(err(&unhashed, "b", Some((&acme, &body))).contains("not no hash"));
     }
 
     #[test]

@@ -173,27 +173,21 @@ impl Corpus {
     }
 
     /// Like [`Corpus::hits`], keeping only the hits `keep` accepts (given the hit's
-    /// statement and the hash's index within it, [`Statement::hashes`] order), before the
-    /// first `max` are taken: the hub drops retracted entries here. With `live_at`, hits of
-    /// statements expired at that time ([`crate::lifecycle::expiry::expired`]) are dropped
-    /// first.
+    /// statement, the hash's index within it, [`Statement::hashes`] order, and its statement's
+    /// expiry), before the first `max` are taken: the hub drops entries in states a request
+    /// does not want here.
     pub fn hits_where(
         &self,
         query: &Query,
         options: &MatchOptions,
         max: usize,
-        live_at: Option<i64>,
-        mut keep: impl FnMut(&Provenance, u32) -> bool,
+        mut keep: impl FnMut(&Provenance, u32, Option<i64>) -> bool,
     ) -> (Vec<Hit>, bool) {
         let mut hits = self.matcher.lookup(query, options);
         hits.retain(|hit| {
-            if let Some(now) = live_at
-                && crate::lifecycle::expiry::expired(self.expires_at(hit.slot), now)
-            {
-                return false;
-            }
-            self.source(hit.slot)
-                .is_none_or(|(source, index)| keep(source, index))
+            self.source(hit.slot).is_none_or(|(source, index)| {
+                keep(source, index, self.expires_at(hit.slot))
+            })
         });
         let truncated = hits.len() > max;
         hits.truncate(max);

@@ -7,7 +7,9 @@
 
 use super::change::{Action, Admission, Change, Genesis, Revocation};
 use super::{KeyId, KeyStatus, Member, MemberId, MemberKey, MemberStatus, Role};
-use crate::lifecycle::{EntryState, Lifecycle, Retracted, Target};
+use crate::lifecycle::{
+    EntryState, HashKey, Judge, Lifecycle, Retracted, StatementStates, Tally, Target,
+};
 use crate::settings::{HubKeyPeriod, Section, Settings, SettingsChange};
 use crate::statement::{
     Body, Header, Kind, ParsedEnvelope, SignatureError, Statement, StatementId, Verified,
@@ -177,7 +179,7 @@ pub struct Registry {
     /// Compromised keys and from when they are distrusted.
     compromised: HashMap<KeyId, i64>,
     history: HashMap<MemberId, Vec<Event>>,
-    /// Retractions replayed, by target.
+    /// Retractions and opinions replayed, by target.
     lifecycle: Lifecycle,
 }
 
@@ -236,11 +238,53 @@ impl Registry {
             .is_some_and(|since| *since <= at_ms)
     }
 
-    /// The state of entry `index` of `target`, as the retractions replayed and the
+    /// Whether a member's opinions count in tallies: active, with the `member` role.
+    pub fn counts_opinions(&self, id: &MemberId) -> bool {
+        self.members
+            .get(id)
+            .is_some_and(|m| m.status == MemberStatus::Active && m.has_role(Role::Member))
+    }
+
+    /// The quarantine threshold in force (the default before any lifecycle setting).
+    pub fn quarantine_threshold(&self) -> u32 {
+        self.coalition
+            .as_ref()
+            .map_or(crate::lifecycle::DEFAULT_QUARANTINE_THRESHOLD, |c| {
+                c.settings.lifecycle.quarantine_threshold
+            })
+    }
+
+    /// Runs `f` with the read-time rules of the membership and settings replayed so far.
+    pub fn with_judge<T>(&self, f: impl FnOnce(&Judge<'_>) -> T) -> T {
+        let compromised = |k: &KeyId, at: i64| self.is_compromised(k, at);
+        let counts = |m: &MemberId| self.counts_opinions(m);
+        f(&Judge {
+            compromised: &compromised,
+            counts: &counts,
+            quarantine_threshold: self.quarantine_threshold(),
+        })
+    }
+
+    /// The state of entry `index` of `target`, as the lifecycle statements replayed and the
     /// membership replayed so far decide it.
     pub fn entry_state(&self, target: &Target<'_>, index: u32) -> EntryState {
-        self.lifecycle
-            .state(target, index, &|k, at| self.is_compromised(k, at))
+        self.states(target).state(index)
+    }
+
+    /// The state of every entry of `target` (retractions and opinions that apply).
+    pub fn states(&self, target: &Target<'_>) -> StatementStates {
+        if !self.lifecycle.names(&target.id) {
+            return StatementStates::default();
+        }
+        self.with_judge(|judge| self.lifecycle.states(target, judge))
+    }
+
+    /// The tally of `hash` across every statement that shares it, for an entry of `issuer`.
+    pub fn hash_tally(&self, hash: &HashKey, issuer: &MemberId) -> Tally {
+        if self.lifecycle.opinions_on_hash(hash).is_empty() {
+            return Tally::default();
+        }
+        self.with_judge(|judge| self.lifecycle.hash_tally(hash, issuer, judge))
     }
 
     /// Which entries of `target` are retracted.
@@ -324,18 +368,22 @@ impl Registry {
             }
             (Kind::Genesis, Some(c)) => return Err(EntryError::SecondGenesis(c.genesis_id)),
             (_, None) => return Err(EntryError::NoGenesis),
-            (Kind::Retraction, Some(_)) if !admin_quorum_retraction(body)? => {
+            (Kind::Retraction, Some(_)) if !admin_quorum_lifecycle(body)? => {
                 own_signers("retract statements")?
             }
-            (Kind::Membership | Kind::Settings | Kind::Retraction, Some(c)) => {
+            (Kind::Opinion, Some(_)) if !admin_quorum_lifecycle(body)? => {
+                own_signers("give opinions")?
+            }
+            (Kind::Membership | Kind::Settings | Kind::Retraction | Kind::Opinion, Some(c)) => {
                 let new_hub_key = match (statement.kind, body) {
-                    (Kind::Membership | Kind::Retraction, _) => None,
+                    (Kind::Membership | Kind::Retraction | Kind::Opinion, _) => None,
                     (_, Some(Body::Settings(change))) => change.new_hub_key().copied(),
                     _ => return Err(EntryError::Signature(SignatureError::NoBody)),
                 };
                 let action = match statement.kind {
                     Kind::Membership => "sign membership changes",
                     Kind::Retraction => "sign admin-quorum retractions",
+                    Kind::Opinion => "sign admin-quorum quarantines and releases",
                     _ => "sign settings changes",
                 };
                 self.issuer(statement, Role::Admin, action)?;
@@ -354,6 +402,7 @@ impl Registry {
                         what: match statement.kind {
                             Kind::Membership => "membership change",
                             Kind::Retraction => "admin-quorum retraction",
+                            Kind::Opinion => "admin-quorum quarantine or release",
                             _ => "settings change",
                         },
                         needed: c.quorum,
@@ -510,6 +559,16 @@ impl Registry {
                     statement.issuer.clone(),
                     signers.iter().map(|s| KeyId::of(&s.key)).collect(),
                     retraction.clone(),
+                );
+                Ok(())
+            }
+            Body::Opinion(opinion) => {
+                self.lifecycle.record_opinion(
+                    id,
+                    position,
+                    statement.issuer.clone(),
+                    signers.iter().map(|s| KeyId::of(&s.key)).collect(),
+                    opinion.clone(),
                 );
                 Ok(())
             }
@@ -805,6 +864,7 @@ impl Registry {
         };
         match &change.section {
             Section::Quotas(q) => c.settings.quotas = q.clone(),
+            Section::Lifecycle(l) => c.settings.lifecycle = *l,
             Section::HubKey(key) => {
                 c.settings.hub_keys.push(HubKeyPeriod {
                     key: *key,
@@ -856,11 +916,12 @@ fn admitted(a: &Admission) -> String {
     )
 }
 
-/// Whether a retraction's body asks for the admin quorum; its body is needed (retractions are
-/// always received whole).
-fn admin_quorum_retraction(body: Option<&Body>) -> Result<bool, EntryError> {
+/// Whether a lifecycle statement's body asks for the admin quorum; its body is needed
+/// (lifecycle statements are always received whole).
+fn admin_quorum_lifecycle(body: Option<&Body>) -> Result<bool, EntryError> {
     match body {
         Some(Body::Retraction(r)) => Ok(r.admin_quorum),
+        Some(Body::Opinion(o)) => Ok(o.admin_quorum),
         _ => Err(EntryError::Signature(SignatureError::NoBody)),
     }
 }

@@ -3,15 +3,17 @@
 //! domain, calls `statement`/`store`, converts back.
 
 use super::indexer::Matching;
+use super::match_states::{self, MatchStates};
 use super::shutdown::{self, Listener};
 use super::verification::Verifier;
 use super::{access, auth, limits, status};
+use crate::lifecycle::HashKey;
 use crate::matching::{MAX_QUERIES, MatchOptions, Query};
 use crate::membership::{MemberId, Registry, check_cosigner, check_submitter};
 use crate::pb;
 use crate::replica::PROTOCOL_VERSION;
 use crate::statement::{
-    HashType, Kind, Label, ParsedEnvelope, Reader, StatementError, StatementId, SyncFilter,
+    Body, HashType, Kind, Label, ParsedEnvelope, Reader, StatementError, StatementId, SyncFilter,
     Verified, payload_version,
 };
 use crate::store::{Store, now_ms};
@@ -257,6 +259,7 @@ impl pb::hub_server::Hub for HubService {
         }
         let options = MatchOptions::new(req.pdq_threshold, req.min_quality)
             .map_err(Status::invalid_argument)?;
+        let states_wanted = match_states::wanted(&req.states)?;
         let queries = req
             .queries
             .into_iter()
@@ -284,8 +287,8 @@ impl pb::hub_server::Hub for HubService {
                 Status::internal("the matching index stopped; operators: see the hub log")
             })?;
         let corpus = self.matching.corpus.clone();
-        // Retractions acknowledged before this call are in the registry (published before
-        // the acknowledgement): their entries are left out.
+        // Lifecycle statements acknowledged before this call are in the registry (published
+        // before the acknowledgement): entries in states not wanted are left out.
         let registry = self.store.registry();
         let store = self.store.clone();
         // Expired entries are left out as of the call's arrival (one instant for the whole
@@ -304,11 +307,10 @@ impl pb::hub_server::Hub for HubService {
                 let parts: Vec<_> = queries
                     .chunks(per_thread)
                     .map(|chunk| {
-                        let (corpus, options) = (&corpus, &options);
+                        let (corpus, options, wanted) = (&corpus, &options, &states_wanted);
                         let (registry, store, reads) = (&registry, &store, &reads);
                         scope.spawn(move || {
-                            let mut retracted = RetractedHashes::default();
-                            let mut compromised = CompromisedStatements::default();
+                            let mut states = MatchStates::new(registry, store, now);
                             chunk
                                 .iter()
                                 .map(|q| {
@@ -316,11 +318,9 @@ impl pb::hub_server::Hub for HubService {
                                         q,
                                         options,
                                         MAX_MATCHES_PER_QUERY,
-                                        Some(now),
-                                        |source, index| {
+                                        |source, index, expires_at| {
                                             source.recipients.admit(&source.issuer, reads)
-                                                && compromised.keeps(registry, store, source)
-                                                && retracted.keeps(registry, store, source, index)
+                                                && states.keeps(source, index, expires_at, wanted)
                                         },
                                     )
                                 })
@@ -338,6 +338,7 @@ impl pb::hub_server::Hub for HubService {
             }
             let mut left = MAX_MATCHES_PER_RESPONSE;
             let mut truncated = false;
+            let mut states = MatchStates::new(&registry, &store, now);
             let results: Vec<pb::MatchResult> = queries
                 .iter()
                 .zip(hits)
@@ -354,17 +355,32 @@ impl pb::hub_server::Hub for HubService {
                         truncated: cut,
                         matches: hits
                             .into_iter()
-                            .filter_map(|hit| corpus.found(q, hit))
-                            .map(|f| pb::HashMatch {
-                                statement_id: f.source.statement_id.0.to_vec(),
-                                issuer: f.source.issuer.to_string(),
-                                r#type: f.hash_type.to_wire() as i32,
-                                value: f.value,
-                                distance: f.distance,
-                                labels: f.labels.iter().map(ToString::to_string).collect(),
-                                received_at_ms: f.source.received_at_ms,
-                                seq: f.source.seq,
-                                quality: f.quality.map(u32::from),
+                            .filter_map(|hit| {
+                                let expires_at = corpus.expires_at(hit.slot);
+                                Some((corpus.found(q, hit)?, corpus.source(hit.slot)?.1, expires_at))
+                            })
+                            .map(|(f, hash_index, expires_at)| {
+                                let hit = states.of(f.source, hash_index, expires_at);
+                                let hash = HashKey {
+                                    hash_type: f.hash_type,
+                                    value: f.value.clone(),
+                                };
+                                let hash_tally = states.hash_tally(f.source, hash);
+                                let mut m = pb::HashMatch {
+                                    statement_id: f.source.statement_id.0.to_vec(),
+                                    issuer: f.source.issuer.to_string(),
+                                    r#type: f.hash_type.to_wire() as i32,
+                                    value: f.value,
+                                    distance: f.distance,
+                                    labels: f.labels.iter().map(ToString::to_string).collect(),
+                                    received_at_ms: f.source.received_at_ms,
+                                    seq: f.source.seq,
+                                    quality: f.quality.map(u32::from),
+                                    hash_index,
+                                    ..Default::default()
+                                };
+                                match_states::annotate(&mut m, hit, hash_tally);
+                                m
                             })
                             .collect(),
                     }
@@ -390,121 +406,6 @@ impl pb::hub_server::Hub for HubService {
     ) -> Result<Response<pb::Member>, Status> {
         let member = auth::caller(&request)?;
         Ok(Response::new(member.to_wire()))
-    }
-}
-
-/// Per Match worker: which statements hit are compromised (signed with a key declared
-/// compromised from a time at or before the hub received them), decided once per statement.
-/// Only statements of an issuer with a compromised key, received at or after its earliest
-/// compromise time, are read from the store (for their signing key).
-#[derive(Default)]
-struct CompromisedStatements(std::collections::HashMap<StatementId, bool>);
-
-impl CompromisedStatements {
-    /// Whether the hashes of `source` may still match.
-    fn keeps(
-        &mut self,
-        registry: &Registry,
-        store: &Store,
-        source: &crate::matching::Provenance,
-    ) -> bool {
-        let Some(since) = registry.compromised_since(&source.issuer) else {
-            return true;
-        };
-        if source.received_at_ms < since {
-            return true;
-        }
-        let compromised = *self.0.entry(source.statement_id).or_insert_with(|| {
-            let key = store
-                .entry(source.seq)
-                .ok()
-                .flatten()
-                .and_then(|e| e.envelope)
-                .and_then(|mut e| {
-                    // The header names the signing key: the body is not needed.
-                    e.body.clear();
-                    ParsedEnvelope::parse(e).ok()
-                })
-                .map(|p| p.header.key_id);
-            // Unreadable: the indexer reports a damaged store; the hash stays.
-            key.is_some_and(|k| registry.is_compromised(&k, source.received_at_ms))
-        });
-        if compromised {
-            metrics::counter!("coalition_match_compromised_hits_total").increment(1);
-        }
-        !compromised
-    }
-}
-
-/// Per Match worker: which hashes of the statements hit are retracted, read once per
-/// statement (only statements a retraction names are looked at; a partial retraction reads
-/// the statement from the store to map its entries to its hashes).
-#[derive(Default)]
-struct RetractedHashes(
-    std::collections::HashMap<StatementId, Option<std::collections::BTreeSet<u32>>>,
-);
-
-impl RetractedHashes {
-    /// Whether hash `index` of `source` still matches.
-    fn keeps(
-        &mut self,
-        registry: &Registry,
-        store: &Store,
-        source: &crate::matching::Provenance,
-        index: u32,
-    ) -> bool {
-        let life = registry.lifecycle();
-        if life.is_empty() || !life.names(&source.statement_id) {
-            return true;
-        }
-        let gone = self.0.entry(source.statement_id).or_insert_with(|| {
-            // Only hash sets and risk signals are indexed, and both are retractable: the
-            // provenance decides a whole retraction; single entries need the statement.
-            let indexed = crate::lifecycle::Target {
-                id: source.statement_id,
-                seq: source.seq,
-                issuer: &source.issuer,
-                kind: crate::statement::Kind::HashSet,
-            };
-            let retracted = registry.retracted(&indexed);
-            if retracted.all {
-                return None;
-            }
-            if retracted.is_none() {
-                return Some(Default::default());
-            }
-            let stored = store
-                .entry(source.seq)
-                .ok()
-                .flatten()
-                .and_then(|e| e.envelope)
-                .and_then(|e| ParsedEnvelope::parse(e).ok())
-                .and_then(|p| p.statement);
-            let Some(statement) = stored else {
-                // Unreadable: the indexer reports a damaged store; the hash stays.
-                return Some(Default::default());
-            };
-            let target = crate::lifecycle::Target {
-                id: source.statement_id,
-                seq: source.seq,
-                issuer: &statement.issuer,
-                kind: statement.kind(),
-            };
-            let retracted = registry.retracted(&target);
-            if retracted.all {
-                None
-            } else {
-                Some(crate::lifecycle::retracted_hashes(
-                    &statement.body,
-                    &retracted,
-                ))
-            }
-        });
-        let keeps = gone.as_ref().is_some_and(|g| !g.contains(&index));
-        if !keeps {
-            metrics::counter!("coalition_match_retracted_hits_total").increment(1);
-        }
-        keeps
     }
 }
 
@@ -536,12 +437,16 @@ fn check_submission(
                 .is_some_and(|m| m.status == crate::membership::MemberStatus::Active)
         })
         .map_err(status::statement)?;
-    let retraction = match parsed.statement.as_ref().map(|s| &s.body) {
-        Some(crate::statement::Body::Retraction(r)) => Some(r.clone()),
+    let lifecycle = match parsed.statement.as_ref().map(|s| &s.body) {
+        Some(body @ (Body::Retraction(_) | Body::Opinion(_))) => Some(body.clone()),
         _ => None,
     };
     let quorum = matches!(parsed.header.kind, Kind::Membership | Kind::Settings)
-        || retraction.as_ref().is_some_and(|r| r.admin_quorum);
+        || match &lifecycle {
+            Some(Body::Retraction(r)) => r.admin_quorum,
+            Some(Body::Opinion(o)) => o.admin_quorum,
+            _ => false,
+        };
     check_submitter(&parsed.header, member, now_ms(), quorum).map_err(status::accept)?;
     if let Some(statement) = &parsed.statement {
         crate::lifecycle::expiry::check_not_expired(&statement.body, now_ms())
@@ -563,21 +468,24 @@ fn check_submission(
     if quorum {
         check_cosigner(&signers, member).map_err(status::accept)?;
     }
-    if let Some(retraction) = &retraction {
-        check_target(store, retraction, &verified.header.issuer)?;
+    if let Some(body) = &lifecycle {
+        check_target(store, body, &verified.header.issuer)?;
     }
     Ok(verified)
 }
 
-/// The retraction's target as this hub holds it: it must be logged, retractable, the
-/// issuer's own (unless an admin quorum retracts it), and hold the entries named.
-fn check_target(
-    store: &Store,
-    retraction: &crate::lifecycle::Retraction,
-    issuer: &MemberId,
-) -> Result<(), Status> {
+/// A lifecycle statement's target as this hub holds it (docs/PROTOCOL.md §2.6, §2.7): it must
+/// be logged and have entries; a retraction's must be the issuer's own (unless an admin quorum
+/// retracts it) and hold the entries named; an opinion's entry must exist, not be the
+/// issuer's own (unless an admin quorum judges it), and carry the hash the opinion copies.
+fn check_target(store: &Store, body: &Body, issuer: &MemberId) -> Result<(), Status> {
+    let id = match body {
+        Body::Retraction(r) => r.target,
+        Body::Opinion(o) => o.target,
+        _ => return Ok(()),
+    };
     let target = store
-        .entry_by_id(&retraction.target)
+        .entry_by_id(&id)
         .map_err(status::store)?
         .map(|entry| {
             entry
@@ -593,11 +501,12 @@ fn check_target(
                 })
         })
         .transpose()?;
-    crate::lifecycle::check_retraction(
-        retraction,
-        issuer,
-        target.as_ref().map(|s| (&s.issuer, &s.body)),
-    )
+    let target = target.as_ref().map(|s| (&s.issuer, &s.body));
+    match body {
+        Body::Retraction(r) => crate::lifecycle::check_retraction(r, issuer, target),
+        Body::Opinion(o) => crate::lifecycle::check_opinion(o, issuer, target),
+        _ => Ok(()),
+    }
     .map_err(status::retraction)
 }
 

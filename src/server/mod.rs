@@ -15,6 +15,7 @@ pub mod health;
 mod hub;
 mod indexer;
 pub mod limits;
+mod match_states;
 pub mod ops;
 mod quota;
 pub mod shutdown;

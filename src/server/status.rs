@@ -50,13 +50,21 @@ pub fn accept(e: AcceptError) -> Status {
     }
 }
 
-/// A retraction refused at the front door (docs/PROTOCOL.md §3.9).
-pub fn retraction(e: crate::lifecycle::RetractionError) -> Status {
-    use crate::lifecycle::RetractionError as E;
+/// A retraction or opinion refused at the front door (docs/PROTOCOL.md §2.6, §2.7).
+pub fn retraction(e: crate::lifecycle::TargetError) -> Status {
+    use crate::lifecycle::TargetError as E;
     match e {
-        E::UnknownTarget(_) | E::UnknownEntries { .. } => {
+        E::UnknownTarget { .. } | E::UnknownEntries { .. } => {
             refused("retraction_not_found", Status::not_found(e.to_string()))
         }
+        E::OwnEntry { .. } => refused(
+            "opinion_own_entry",
+            Status::failed_precondition(e.to_string()),
+        ),
+        E::HashMismatch { .. } => refused(
+            "opinion_hash_mismatch",
+            Status::invalid_argument(e.to_string()),
+        ),
         E::NotRetractable { .. } => refused(
             "retraction_not_retractable",
             Status::invalid_argument(e.to_string()),

@@ -21,7 +21,7 @@ pub use recipients::{MAX_RECIPIENTS, Reader, Recipients};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
 pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};
 
-use crate::lifecycle::Retraction;
+use crate::lifecycle::{Opinion, Retraction};
 use crate::membership::{Change, Genesis, KeyId, MemberId};
 use crate::pb;
 use crate::settings::SettingsChange;
@@ -70,6 +70,9 @@ pub enum Body {
     Settings(SettingsChange),
     /// A retraction of a statement or some of its entries (see [`crate::lifecycle`]).
     Retraction(Retraction),
+    /// An opinion on an entry, or an admin-quorum quarantine or release (see
+    /// [`crate::lifecycle`]).
+    Opinion(Opinion),
 }
 
 /// The kinds of statement, as filters and summaries name them.
@@ -87,6 +90,8 @@ pub enum Kind {
     Settings,
     /// [`Body::Retraction`].
     Retraction,
+    /// [`Body::Opinion`].
+    Opinion,
 }
 
 /// A set of hashes of known material.
@@ -394,10 +399,11 @@ impl Body {
             Some(pb::statement_body::Body::Retraction(r)) => {
                 Body::Retraction(Retraction::from_wire(r)?)
             }
+            Some(pb::statement_body::Body::Opinion(o)) => Body::Opinion(Opinion::from_wire(o)?),
             None => {
                 return Err(StatementError::invalid(
                     "body",
-                    "missing: set hash_set, risk_signal, genesis, membership, settings or retraction",
+                    "missing: set hash_set, risk_signal, genesis, membership, settings, retraction or opinion",
                 ));
             }
         })
@@ -413,6 +419,7 @@ impl Body {
                 Body::Membership(change) => pb::statement_body::Body::Membership(change.to_wire()),
                 Body::Settings(change) => pb::statement_body::Body::Settings(change.to_wire()),
                 Body::Retraction(r) => pb::statement_body::Body::Retraction(r.to_wire()),
+                Body::Opinion(o) => pb::statement_body::Body::Opinion(o.to_wire()),
             }),
         }
     }
@@ -426,6 +433,7 @@ impl Body {
             Body::Membership(_) => Kind::Membership,
             Body::Settings(_) => Kind::Settings,
             Body::Retraction(_) => Kind::Retraction,
+            Body::Opinion(_) => Kind::Opinion,
         }
     }
 
@@ -449,9 +457,11 @@ impl Body {
                     _ => None,
                 }))
             }
-            Body::Genesis(_) | Body::Membership(_) | Body::Settings(_) | Body::Retraction(_) => {
-                Box::new(std::iter::empty())
-            }
+            Body::Genesis(_)
+            | Body::Membership(_)
+            | Body::Settings(_)
+            | Body::Retraction(_)
+            | Body::Opinion(_) => Box::new(std::iter::empty()),
         }
     }
 
@@ -543,6 +553,7 @@ impl Kind {
             Kind::Membership => pb::StatementKind::Membership,
             Kind::Settings => pb::StatementKind::Settings,
             Kind::Retraction => pb::StatementKind::Retraction,
+            Kind::Opinion => pb::StatementKind::Opinion,
         }
     }
 
@@ -555,6 +566,7 @@ impl Kind {
             pb::StatementKind::Membership => Some(Kind::Membership),
             pb::StatementKind::Settings => Some(Kind::Settings),
             pb::StatementKind::Retraction => Some(Kind::Retraction),
+            pb::StatementKind::Opinion => Some(Kind::Opinion),
             pb::StatementKind::Unspecified => None,
         }
     }
@@ -568,29 +580,30 @@ impl Kind {
             Kind::Membership => "membership",
             Kind::Settings => "settings",
             Kind::Retraction => "retraction",
+            Kind::Opinion => "opinion",
         }
     }
 
     /// Governance: the genesis, membership and settings changes, and the lifecycle statements
-    /// (retractions). Every reader receives them whole (filters always select them, so a hub
+    /// (retractions, opinions). Every reader receives them whole (filters always select them, so a hub
     /// cannot keep a retraction from anyone), they replay into the registry (membership,
     /// settings, [`crate::lifecycle::Lifecycle`]), and the hub restores them at start-up.
     /// Quotas never count the admins' kinds ([`Kind::is_lifecycle`] ones are counted).
     pub fn is_governance(self) -> bool {
         matches!(
             self,
-            Kind::Genesis | Kind::Membership | Kind::Settings | Kind::Retraction
+            Kind::Genesis | Kind::Membership | Kind::Settings | Kind::Retraction | Kind::Opinion
         )
     }
 
-    /// Lifecycle statements (retractions): governance any member may make about its own
-    /// statements, so quotas count them as submissions.
+    /// Lifecycle statements (retractions, opinions): governance any member may make, so
+    /// quotas count them as submissions.
     pub fn is_lifecycle(self) -> bool {
-        self == Kind::Retraction
+        matches!(self, Kind::Retraction | Kind::Opinion)
     }
 
     /// Parses a name (`hash_set`, `risk_signal`, `genesis`, `membership`, `settings`,
-    /// `retraction`).
+    /// `retraction`, `opinion`).
     pub fn parse(s: &str) -> Option<Kind> {
         [
             Kind::HashSet,
@@ -599,6 +612,7 @@ impl Kind {
             Kind::Membership,
             Kind::Settings,
             Kind::Retraction,
+            Kind::Opinion,
         ]
         .into_iter()
         .find(|k| k.name() == s)

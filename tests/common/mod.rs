@@ -4,6 +4,7 @@
 
 pub mod founded;
 pub mod hostile;
+pub mod lifecycle;
 
 use coalition_hub::client::{Client, ClientError, sign_new};
 use coalition_hub::governance::{self, admission};
@@ -424,6 +425,7 @@ pub fn wire_header(
         Some(pb::statement_body::Body::Retraction(_)) => {
             (pb::StatementKind::Retraction, Vec::new())
         }
+        Some(pb::statement_body::Body::Opinion(_)) => (pb::StatementKind::Opinion, Vec::new()),
         None => (pb::StatementKind::Unspecified, Vec::new()),
     };
     let mut hash_types: Vec<i32> = entries.iter().map(|e| e.r#type).collect();

@@ -1,0 +1,90 @@
+//! Helpers shared by the lifecycle tests (retractions, opinions): sharing a set, refusals,
+//! the `coalition` binary run as a member, more members admitted at test time.
+
+use super::{TestHub, id};
+use coalition_hub::governance::admission;
+use coalition_hub::membership::{Action, Role};
+use coalition_hub::pb;
+use coalition_hub::statement::StatementId;
+use tonic::Code;
+
+/// Submits a hash set of `n` hashes (seed `seed`) as `member`; its statement id and seq.
+pub async fn share(t: &TestHub, member: &str, seed: u64, n: usize) -> (StatementId, u64) {
+    let receipt = t
+        .client(member)
+        .await
+        .submit(t.hash_set(member, seed, n))
+        .await
+        .expect("submit")
+        .receipt
+        .expect("receipt");
+    (
+        StatementId::from_slice(&receipt.statement_id).expect("id"),
+        receipt.seq,
+    )
+}
+
+/// Asserts a submission was refused with `code` and a message containing `text`.
+pub fn refused(result: Result<pb::SubmitResponse, impl std::fmt::Display>, code: Code, text: &str) {
+    let err = match result {
+        Ok(r) => panic!("expected {code:?}, got {r:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(coalition_hub::client::code_name(code)) || err.contains(&format!("{code:?}")),
+        "expected {code:?} in '{err}'"
+    );
+    assert!(err.contains(text), "expected '{text}' in '{err}'");
+}
+
+/// Runs the `coalition` binary with `args` against `t` as `member`.
+pub async fn cli(t: &TestHub, member: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
+    command
+        .args(args)
+        .args(["--hub", &t.addr, "--as", member, "--certs"])
+        .arg(t.certs.root())
+        .env_remove("RUST_LOG")
+        .env_remove("COALITION_HUB")
+        .env_remove("COALITION_MEMBER")
+        .env_remove("COALITION_CERTS");
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run coalition")
+}
+
+/// Creates certificates and keys for `members` and admits each with the `member` role.
+pub async fn admit_members(t: &TestHub, members: &[&str]) {
+    for m in members {
+        t.certs
+            .add_member(&id(m), &mut Default::default())
+            .expect("member certificate");
+        t.admin_change(Action::Admit(admission(
+            &id(m),
+            &m.to_uppercase(),
+            &[Role::Member],
+            &[t.key(m).verifying_key()],
+        )))
+        .await
+        .expect("admit member");
+    }
+}
+
+/// Sets the coalition's quarantine threshold (an admin settings change; quorum 1).
+pub async fn set_quarantine_threshold(t: &TestHub, threshold: u32) {
+    use coalition_hub::settings::{LifecycleSettings, Section};
+    let envelope = coalition_hub::governance::settings(
+        &id("admin"),
+        &t.key("admin"),
+        Section::Lifecycle(LifecycleSettings {
+            quarantine_threshold: threshold,
+        }),
+        "test",
+    );
+    t.client("admin")
+        .await
+        .submit(envelope)
+        .await
+        .expect("lifecycle settings");
+}
