@@ -313,8 +313,16 @@ impl pb::hub_server::Hub for HubService {
                                         options,
                                         MAX_MATCHES_PER_QUERY,
                                         |source, index| {
-                                            source.recipients.admit(&source.issuer, reads)
-                                                && retracted.keeps(registry, store, source, index)
+                                            // The read rule (§2.7): a restricted statement's
+                                            // hashes match only for its readers.
+                                            if !source.recipients.admit(&source.issuer, reads) {
+                                                metrics::counter!(
+                                                    "coalition_match_restricted_hits_total"
+                                                )
+                                                .increment(1);
+                                                return false;
+                                            }
+                                            retracted.keeps(registry, store, source, index)
                                         },
                                     )
                                 })
