@@ -319,8 +319,16 @@ impl pb::hub_server::Hub for HubService {
                                         options,
                                         MAX_MATCHES_PER_QUERY,
                                         |source, index, expires_at| {
-                                            source.recipients.admit(&source.issuer, reads)
-                                                && states.keeps(source, index, expires_at, wanted)
+                                            // The read rule (§2.7): a restricted statement's
+                                            // hashes match only for its readers.
+                                            if !source.recipients.admit(&source.issuer, reads) {
+                                                metrics::counter!(
+                                                    "coalition_match_restricted_hits_total"
+                                                )
+                                                .increment(1);
+                                                return false;
+                                            }
+                                            states.keeps(source, index, expires_at, wanted)
                                         },
                                     )
                                 })
