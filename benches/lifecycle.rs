@@ -168,11 +168,9 @@ async fn run() -> Result<()> {
                 last_seq = last_seq.max(receipt.seq);
                 if set == 0 {
                     target = Some(StatementId(
-                        receipt
-                            .statement_id
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| anyhow!("statement id of {} bytes", receipt.statement_id.len()))?,
+                        receipt.statement_id.as_slice().try_into().map_err(|_| {
+                            anyhow!("statement id of {} bytes", receipt.statement_id.len())
+                        })?,
                     ));
                 }
             }

@@ -546,7 +546,8 @@ async fn admin_opinion(args: AdminOpinionArgs, verdict: crate::lifecycle::Verdic
     let issuer = args.conn.member_id()?;
     let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
     let mut client = args.conn.connect().await?;
-    let (_, target, _) = super::lifecycle::fetch_statement(&mut client, args.on.target()?, &issuer).await?;
+    let (_, target, _) =
+        super::lifecycle::fetch_statement(&mut client, args.on.target()?, &issuer).await?;
     let opinion = args.on.opinion(verdict, &target.body)?;
     let envelope = crate::client::sign_new(&issuer, &key, crate::statement::Body::Opinion(opinion));
     let change = ChangeArgs {

@@ -215,9 +215,18 @@ mod tests {
     fn compromise_and_expiry_join_a_decided_state() {
         assert_eq!(EntryState::Active.with(false, false), EntryState::Active);
         assert_eq!(EntryState::Disputed.with(false, true), EntryState::Expired);
-        assert_eq!(EntryState::Quarantined.with(false, true), EntryState::Quarantined);
-        assert_eq!(EntryState::Quarantined.with(true, true), EntryState::Compromised);
-        assert_eq!(EntryState::Retracted.with(true, true), EntryState::Retracted);
+        assert_eq!(
+            EntryState::Quarantined.with(false, true),
+            EntryState::Quarantined
+        );
+        assert_eq!(
+            EntryState::Quarantined.with(true, true),
+            EntryState::Compromised
+        );
+        assert_eq!(
+            EntryState::Retracted.with(true, true),
+            EntryState::Retracted
+        );
         for s in EntryState::ALL {
             assert_eq!(s.with(false, false), s);
         }

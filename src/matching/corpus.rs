@@ -185,9 +185,8 @@ impl Corpus {
     ) -> (Vec<Hit>, bool) {
         let mut hits = self.matcher.lookup(query, options);
         hits.retain(|hit| {
-            self.source(hit.slot).is_none_or(|(source, index)| {
-                keep(source, index, self.expires_at(hit.slot))
-            })
+            self.source(hit.slot)
+                .is_none_or(|(source, index)| keep(source, index, self.expires_at(hit.slot)))
         });
         let truncated = hits.len() > max;
         hits.truncate(max);

@@ -365,7 +365,11 @@ impl pb::hub_server::Hub for HubService {
                             .into_iter()
                             .filter_map(|hit| {
                                 let expires_at = corpus.expires_at(hit.slot);
-                                Some((corpus.found(q, hit)?, corpus.source(hit.slot)?.1, expires_at))
+                                Some((
+                                    corpus.found(q, hit)?,
+                                    corpus.source(hit.slot)?.1,
+                                    expires_at,
+                                ))
                             })
                             .map(|(f, hash_index, expires_at)| {
                                 let hit = states.of(f.source, hash_index, expires_at);

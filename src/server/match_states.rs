@@ -116,21 +116,24 @@ impl<'a> MatchStates<'a> {
             return false;
         }
         let (registry, store) = (self.registry, self.store);
-        *self.compromised.entry(source.statement_id).or_insert_with(|| {
-            let key = store
-                .entry(source.seq)
-                .ok()
-                .flatten()
-                .and_then(|e| e.envelope)
-                .and_then(|mut e| {
-                    // The header names the signing key: the body is not needed.
-                    e.body.clear();
-                    ParsedEnvelope::parse(e).ok()
-                })
-                .map(|p| p.header.key_id);
-            // Unreadable: the indexer reports a damaged store; the hash stays.
-            key.is_some_and(|k| registry.is_compromised(&k, source.received_at_ms))
-        })
+        *self
+            .compromised
+            .entry(source.statement_id)
+            .or_insert_with(|| {
+                let key = store
+                    .entry(source.seq)
+                    .ok()
+                    .flatten()
+                    .and_then(|e| e.envelope)
+                    .and_then(|mut e| {
+                        // The header names the signing key: the body is not needed.
+                        e.body.clear();
+                        ParsedEnvelope::parse(e).ok()
+                    })
+                    .map(|p| p.header.key_id);
+                // Unreadable: the indexer reports a damaged store; the hash stays.
+                key.is_some_and(|k| registry.is_compromised(&k, source.received_at_ms))
+            })
     }
 
     /// The state the lifecycle statements decide for hash `index` of `source`.
