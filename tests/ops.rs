@@ -36,34 +36,6 @@ impl Founded {
         drop(store);
         logged
     }
-
-    /// Damages the `log` tree of the closed store: `key` gets `value`.
-    fn damage(&self, key: &[u8], value: &[u8]) {
-        let deadline = Instant::now() + PATIENCE;
-        let db = loop {
-            // sled releases its lock from background threads shortly after the store closes.
-            match sled::Config::new().path(&self.data).open() {
-                Ok(db) => break db,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("reopening the data directory: {e}"),
-            }
-        };
-        let log = db.open_tree("log").expect("log tree");
-        assert!(
-            log.get(key).expect("get").is_some(),
-            "damaging a missing key"
-        );
-        log.insert(key, value).expect("insert");
-        db.flush().expect("flush");
-    }
-}
-
-/// The store's key of the id index row of `id` (see `store/mod.rs`).
-fn id_key(id: &[u8; 32]) -> Vec<u8> {
-    [&[b'I'][..], &id[..]].concat()
 }
 
 /// `coalition serve` with the operations listener on a free port (`LoggedHub`), and that
@@ -234,10 +206,11 @@ async fn a_store_that_cannot_write_makes_the_hub_not_serving() {
     let f = Founded::new("ops.test").await;
     let set = f.hash_set(1, 5);
     let logged = f.log(std::slice::from_ref(&set)).await;
-    // The id index row of the set is damaged: the writer reads it when the set comes again.
-    f.damage(&id_key(&logged[0].1), b"bad");
     let hub = Serve::start(&f, &[]);
     assert_eq!(hub.get("/healthz"), (200, "serving\n".to_owned()));
+    // The set's stored record is damaged under the running hub: the writer reads it when the
+    // set comes again (to answer with its receipt) and cannot go on.
+    common::rewrite_stored_record(&f.data, logged[0].0, |record| record.fill(0xff));
     let ch = channel(&hub.addr, &f.tls()).await;
     wait_for_status(&ch, HUB, ServingStatus::Serving).await;
     let mut client = Client::connect(&hub.addr, &f.tls()).await.expect("client");

@@ -18,6 +18,7 @@ use crate::statement::{
 };
 use crate::store::{Store, now_ms};
 use std::pin::Pin;
+use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -53,6 +54,8 @@ const MATCH_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30)
 pub struct HubService {
     store: Store,
     matching: Matching,
+    /// Lifecycle states Match calls decided, shared while the registry is unchanged.
+    states: Arc<super::match_states::SharedStates>,
     shutdown: Listener,
     quota: super::quota::Quota,
     verifier: Verifier,
@@ -67,6 +70,7 @@ impl HubService {
             quota: super::quota::Quota::new(store.clone()),
             store,
             matching,
+            states: Arc::default(),
             shutdown,
             verifier,
         }
@@ -291,6 +295,7 @@ impl pb::hub_server::Hub for HubService {
         // before the acknowledgement): entries in states not wanted are left out.
         let registry = self.store.registry();
         let store = self.store.clone();
+        let shared = self.states.clone();
         // Expired entries are left out as of the call's arrival (one instant for the whole
         // batch of queries).
         let now = now_ms();
@@ -309,8 +314,9 @@ impl pb::hub_server::Hub for HubService {
                     .map(|chunk| {
                         let (corpus, options, wanted) = (&corpus, &options, &states_wanted);
                         let (registry, store, reads) = (&registry, &store, &reads);
+                        let shared = &shared;
                         scope.spawn(move || {
-                            let mut states = MatchStates::new(registry, store, now);
+                            let mut states = MatchStates::new(registry, store, now, shared);
                             chunk
                                 .iter()
                                 .map(|q| {
@@ -346,7 +352,7 @@ impl pb::hub_server::Hub for HubService {
             }
             let mut left = MAX_MATCHES_PER_RESPONSE;
             let mut truncated = false;
-            let mut states = MatchStates::new(&registry, &store, now);
+            let mut states = MatchStates::new(&registry, &store, now, &shared);
             let results: Vec<pb::MatchResult> = queries
                 .iter()
                 .zip(hits)

@@ -1,6 +1,7 @@
 //! The lifecycle state of the entries a Match hits (docs/PROTOCOL.md §4.3, §5 `Match`): which
 //! states a request wants, and per Match worker a cache of each hit statement's states, read
-//! once per statement. Only statements a retraction or opinion names are looked at; the others
+//! once per statement and shared between calls ([`SharedStates`]) while the registry they were
+//! decided under is current. Only statements a retraction or opinion names are looked at; the others
 //! are active with empty tallies. A statement the lifecycle names is read from the store to map
 //! its hashes to its entries (a risk signal's hash indicators are not its first entries) unless
 //! a whole-statement retraction decides it from the matching index's provenance alone.
@@ -12,8 +13,14 @@ use crate::pb;
 use crate::statement::{Kind, ParsedEnvelope, StatementId};
 use crate::store::Store;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tonic::Status;
+
+/// Most statements whose states [`SharedStates`] keeps.
+pub const MAX_SHARED_STATEMENTS: usize = 4096;
+/// Most entries (retracted, mapped or named by opinions, summed over its statements)
+/// [`SharedStates`] keeps; a statement alone above it is never kept.
+pub const MAX_SHARED_ENTRIES: usize = 4_000_000;
 
 /// Most states a `MatchRequest.states` may list (each state once).
 pub const MAX_STATES: usize = EntryState::ALL.len();
@@ -72,9 +79,74 @@ enum Known {
     },
 }
 
+impl Known {
+    /// Entries held, for [`MAX_SHARED_ENTRIES`].
+    fn size(&self) -> usize {
+        match self {
+            Known::Retracted => 1,
+            Known::Entries { states, entries } => {
+                1 + entries.len() + states.retracted.entries.len() + states.opinions.len()
+            }
+        }
+    }
+}
+
+/// The states of the statements earlier Match calls looked at, shared by every call as long as
+/// the registry they were decided under is the store's current one: any membership, settings
+/// or lifecycle statement publishes a new registry (a new `Arc`), which empties it. Without it,
+/// each call would read and decode again every statement a retraction or opinion names that it
+/// hits (a 100,000-entry set is megabytes). Bounded by [`MAX_SHARED_STATEMENTS`] and
+/// [`MAX_SHARED_ENTRIES`]: once full it is emptied and refills.
+#[derive(Default)]
+pub struct SharedStates(Mutex<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    registry: Option<Arc<Registry>>,
+    known: HashMap<StatementId, Arc<Known>>,
+    entries: usize,
+}
+
+impl SharedStates {
+    fn get(&self, registry: &Arc<Registry>, id: &StatementId) -> Option<Arc<Known>> {
+        let shared = self.0.lock().ok()?;
+        match &shared.registry {
+            Some(r) if Arc::ptr_eq(r, registry) => shared.known.get(id).cloned(),
+            _ => None,
+        }
+    }
+
+    fn put(&self, registry: &Arc<Registry>, id: StatementId, known: &Arc<Known>) {
+        let size = known.size();
+        if size > MAX_SHARED_ENTRIES {
+            return;
+        }
+        let Ok(mut shared) = self.0.lock() else {
+            return;
+        };
+        let current = shared
+            .registry
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, registry));
+        if !current
+            || shared.known.len() >= MAX_SHARED_STATEMENTS
+            || shared.entries + size > MAX_SHARED_ENTRIES
+        {
+            *shared = Shared {
+                registry: Some(registry.clone()),
+                ..Shared::default()
+            };
+        }
+        shared.entries += size;
+        shared.known.insert(id, known.clone());
+    }
+}
+
 /// Per Match worker: the states of the statements hit so far.
 pub struct MatchStates<'a> {
     registry: &'a Registry,
+    current: &'a Arc<Registry>,
+    shared: &'a SharedStates,
     store: &'a Store,
     /// The clock expiry is decided against (the call's arrival).
     now_ms: i64,
@@ -84,11 +156,19 @@ pub struct MatchStates<'a> {
 }
 
 impl<'a> MatchStates<'a> {
-    /// An empty cache reading `registry` (the lifecycle and membership as of the call) and
-    /// `store`, deciding expiry at `now_ms`.
-    pub fn new(registry: &'a Registry, store: &'a Store, now_ms: i64) -> Self {
+    /// An empty cache reading `registry` (the lifecycle and membership as of the call, the
+    /// store's current one) and `store`, deciding expiry at `now_ms`, sharing what it reads
+    /// through `shared`.
+    pub fn new(
+        registry: &'a Arc<Registry>,
+        store: &'a Store,
+        now_ms: i64,
+        shared: &'a SharedStates,
+    ) -> Self {
         MatchStates {
             registry,
+            current: registry,
+            shared,
             store,
             now_ms,
             cache: HashMap::new(),
@@ -147,10 +227,16 @@ impl<'a> MatchStates<'a> {
             return plain;
         }
         let (registry, store) = (self.registry, self.store);
-        let known = self
-            .cache
-            .entry(source.statement_id)
-            .or_insert_with(|| Arc::new(load(registry, store, source)));
+        let (current, shared) = (self.current, self.shared);
+        let known = self.cache.entry(source.statement_id).or_insert_with(|| {
+            shared
+                .get(current, &source.statement_id)
+                .unwrap_or_else(|| {
+                    let known = Arc::new(load(registry, store, source));
+                    shared.put(current, source.statement_id, &known);
+                    known
+                })
+        });
         match known.as_ref() {
             Known::Retracted => HitState {
                 state: EntryState::Retracted,

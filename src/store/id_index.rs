@@ -373,12 +373,37 @@ impl IdIndex {
                 super::ENTRIES_DATA_FILE
             );
         }
-        for entry in entries.clone().range(covered, size) {
-            let entry = entry?;
-            index.lock()?.memtable.insert(entry.id()?, entry.seq);
-            if index.memtable_full()? {
-                index.flush(entry.seq + 1)?;
-                while index.merge_once()? {}
+        // A record that does not decode is left out (its id cannot be known), so that the hub
+        // still opens and says what is damaged: the matching indexer reports the same record
+        // and the hub's health goes to "not serving" for the Hub service, while audits go on.
+        let mut next = covered;
+        while next < size {
+            for entry in entries.clone().range(next, size) {
+                let indexed = entry.and_then(|e| Ok((e.id()?, e.seq)));
+                let (id, seq) = match indexed {
+                    Ok(found) => found,
+                    // The read-ahead failed somewhere from `next`: entry by entry from there.
+                    Err(StoreError::Corrupt { .. }) => {
+                        match entries.read(next).and_then(|e| Ok((e.id()?, e.seq))) {
+                            Ok(found) => found,
+                            Err(StoreError::Corrupt { key, reason }) => {
+                                tracing::error!(
+                                    "store: stored record {key} is corrupt ({reason}): its statement id is not indexed"
+                                );
+                                next += 1;
+                                break;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                };
+                index.lock()?.memtable.insert(id, seq);
+                next = seq + 1;
+                if index.memtable_full()? {
+                    index.flush(seq + 1)?;
+                    while index.merge_once()? {}
+                }
             }
         }
         let (tx, rx) = mpsc::sync_channel(1);
