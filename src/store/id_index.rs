@@ -367,8 +367,15 @@ impl IdIndex {
             }),
         });
         let covered = index.lock()?.covered();
-        if covered < size {
+        // Up to a memtable's worth is re-read at every start (debug); more is an upgrade or a
+        // lost run, worth telling the operator about.
+        if size - covered > memtable_ids as u64 {
             tracing::info!(
+                "store: indexing the ids of entries {covered}..{size} from {}",
+                super::ENTRIES_DATA_FILE
+            );
+        } else if covered < size {
+            tracing::debug!(
                 "store: indexing the ids of entries {covered}..{size} from {}",
                 super::ENTRIES_DATA_FILE
             );
