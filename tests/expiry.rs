@@ -7,13 +7,14 @@
 
 mod common;
 
-use coalition_hub::client::{Client, sign_new};
+use coalition_hub::client::sign_new;
 use coalition_hub::membership::{Action, KeyId, Revocation};
 use coalition_hub::pb;
 use coalition_hub::server::ServeOptions;
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType};
 use coalition_hub::store::now_ms;
 use common::hostile::sync_cli;
+use common::lifecycle::{matches, matches_in};
 use common::{TestHub, id, sha256_value};
 use std::time::Duration;
 use tonic::Code;
@@ -42,27 +43,6 @@ fn expiring_set(
             expires_at_ms,
         }),
     )
-}
-
-/// How many matches each sha256 value of `seed` (entries `0..n`) has at the hub.
-async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
-    let queries = (0..n)
-        .map(|i| pb::MatchQuery {
-            r#type: HashType::Sha256.to_wire() as i32,
-            value: sha256_value(seed, i),
-            quality: None,
-        })
-        .collect();
-    let answer = client
-        .hub
-        .r#match(pb::MatchRequest {
-            queries,
-            ..Default::default()
-        })
-        .await
-        .expect("match")
-        .into_inner();
-    answer.results.iter().map(|r| r.matches.len()).collect()
 }
 
 /// Sleeps until the wall clock is past `at_ms`.
@@ -195,22 +175,8 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
     assert_eq!(matches(&mut globex, 10, 2).await, [0, 0]);
     assert_eq!(matches(&mut globex, 11, 1).await, [1]);
     // Asked for, expired entries come back labelled so.
-    let asked = globex
-        .hub
-        .r#match(pb::MatchRequest {
-            queries: vec![pb::MatchQuery {
-                r#type: HashType::Sha256.to_wire() as i32,
-                value: sha256_value(10, 0),
-                quality: None,
-            }],
-            states: vec![pb::EntryState::Expired as i32],
-            ..Default::default()
-        })
-        .await
-        .expect("match")
-        .into_inner();
-    let found = &asked.results[0].matches;
-    assert_eq!(found.len(), 1, "{asked:?}");
+    let found = matches_in(&mut globex, 10, 0, &[pb::EntryState::Expired]).await;
+    assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].state, pb::EntryState::Expired as i32);
     // Offline, between syncs: the snapshot still holds the rows, the match drops them.
     assert!(
@@ -342,25 +308,9 @@ async fn entries_signed_after_a_key_compromise_stop_matching_everywhere() {
     .expect("revoke as compromised");
     assert_eq!(matches(&mut globex, 31, 2).await, [0, 0]);
     assert_eq!(matches(&mut globex, 30, 1).await, [1]);
-    let asked = globex
-        .hub
-        .r#match(pb::MatchRequest {
-            queries: vec![pb::MatchQuery {
-                r#type: HashType::Sha256.to_wire() as i32,
-                value: sha256_value(31, 1),
-                quality: None,
-            }],
-            states: vec![pb::EntryState::Compromised as i32],
-            ..Default::default()
-        })
-        .await
-        .expect("match")
-        .into_inner();
-    assert_eq!(asked.results[0].matches.len(), 1, "{asked:?}");
-    assert_eq!(
-        asked.results[0].matches[0].state,
-        pb::EntryState::Compromised as i32
-    );
+    let found = matches_in(&mut globex, 31, 1, &[pb::EntryState::Compromised]).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].state, pb::EntryState::Compromised as i32);
 
     // The member's next sync learns of it and rewrites the snapshot without the set signed
     // after the compromise (rows written before it was known); the earlier set stays.

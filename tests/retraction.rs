@@ -8,7 +8,7 @@
 
 mod common;
 
-use coalition_hub::client::{Client, sign_new};
+use coalition_hub::client::sign_new;
 use coalition_hub::governance;
 use coalition_hub::lifecycle::{EntryState, Retraction, Target};
 use coalition_hub::membership::{Action, KeyId, Revocation};
@@ -17,7 +17,7 @@ use coalition_hub::server::ServeOptions;
 use coalition_hub::statement::{Body, HashType, Kind, StatementId};
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, beside, export, state, sync_cli};
-use common::lifecycle::{cli, refused, share};
+use common::lifecycle::{cli, matches, refused, share};
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
 
@@ -82,28 +82,6 @@ async fn sync_with_snapshots<const N: usize>(
         .await
         .ok();
     }
-}
-
-async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
-    let queries = (0..n)
-        .map(|i| pb::MatchQuery {
-            r#type: HashType::Sha256.to_wire() as i32,
-            value: sha256_value(seed, i),
-            quality: None,
-        })
-        .collect();
-    let answer = client
-        .hub
-        .r#match(pb::MatchRequest {
-            queries,
-            pdq_threshold: None,
-            min_quality: None,
-            states: Vec::new(),
-        })
-        .await
-        .expect("match")
-        .into_inner();
-    answer.results.iter().map(|r| r.matches.len()).collect()
 }
 
 fn lines_with(path: &std::path::Path, needle: &str) -> Vec<String> {

@@ -1,12 +1,48 @@
-//! Helpers shared by the lifecycle tests (retractions, opinions): sharing a set, refusals,
-//! the `coalition` binary run as a member, more members admitted at test time.
+//! Helpers shared by the lifecycle tests (retractions, opinions, expiry): sharing a set,
+//! asking Match about it, refusals, the `coalition` binary run as a member, more members
+//! admitted at test time.
 
-use super::{TestHub, id};
+use super::{TestHub, id, sha256_value};
+use coalition_hub::client::Client;
 use coalition_hub::governance::admission;
 use coalition_hub::membership::{Action, Role};
 use coalition_hub::pb;
 use coalition_hub::statement::StatementId;
 use tonic::Code;
+
+/// Match for sha256 value `i` of `seed` (see [`sha256_value`]), in `states` (empty: the
+/// default, active and disputed); the matches.
+pub async fn matches_in(
+    client: &mut Client,
+    seed: u64,
+    i: u64,
+    states: &[pb::EntryState],
+) -> Vec<pb::HashMatch> {
+    let answer = client
+        .hub
+        .r#match(pb::MatchRequest {
+            queries: vec![pb::MatchQuery {
+                r#type: pb::HashType::Sha256 as i32,
+                value: sha256_value(seed, i),
+                quality: None,
+            }],
+            states: states.iter().map(|s| *s as i32).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("match")
+        .into_inner();
+    answer.results.into_iter().flat_map(|r| r.matches).collect()
+}
+
+/// How many matches each sha256 value of `seed` (entries `0..n`) has at the hub.
+pub async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(matches_in(client, seed, i, &[]).await.len());
+    }
+    out
+}
 
 /// Submits a hash set of `n` hashes (seed `seed`) as `member`; its statement id and seq.
 pub async fn share(t: &TestHub, member: &str, seed: u64, n: usize) -> (StatementId, u64) {
