@@ -296,6 +296,17 @@ async fn entries_signed_after_a_key_compromise_stop_matching_everywhere() {
             .contains(&leaked_hash)
     );
 
+    // acme follows the log too: its first sync reports its own key, added at its admission.
+    let acme_out = dir.path().join("acme.jsonl");
+    let first = sync_cli(&t.addr, &certs, "acme", &acme_out, &[]).await.ok();
+    let acme_key = KeyId::of(&t.key("acme").verifying_key());
+    assert!(
+        first
+            .stderr
+            .contains(&format!("your keys: key {acme_key} added")),
+        "{first:?}"
+    );
+
     // The key leaked from the second set's receipt on.
     t.admin_change(Action::RevokeKey {
         member: id("acme"),
@@ -316,6 +327,14 @@ async fn entries_signed_after_a_key_compromise_stop_matching_everywhere() {
     // after the compromise (rows written before it was known); the earlier set stays.
     let run = sync().await.ok();
     assert!(run.stderr.contains("suspect"), "{run:?}");
+    // acme's next sync says what happened to its key.
+    let next = sync_cli(&t.addr, &certs, "acme", &acme_out, &[]).await.ok();
+    assert!(
+        next.stderr.contains(&format!(
+            "your keys: key {acme_key} revoked as compromised since"
+        )),
+        "{next:?}"
+    );
     let snapshot = std::fs::read_to_string(&snap).expect("snapshot");
     assert!(!snapshot.contains(&leaked_hash), "{snapshot}");
     assert!(snapshot.contains(&hex::encode(sha256_value(30, 0))));

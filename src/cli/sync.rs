@@ -148,6 +148,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     }
     let mut retractions = Retractions::default();
     let mut yours = Yours::default();
+    let mut my_keys = KeyStates::of(syncer.replica().registry(), &me);
     let start_seq = syncer.replica().size();
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -172,6 +173,9 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         }
         retractions.add(&proven.changes, proven.ignored_retractions);
         yours.add(&proven.changes, &me);
+        let keys_now = KeyStates::of(syncer.replica().registry(), &me);
+        yours.keys.extend(my_keys.changes_to(&keys_now));
+        my_keys = keys_now;
         let out = writer.get_mut();
         out.flush()?;
         let file = out.get_mut();
@@ -257,6 +261,9 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     if let Some(line) = yours.line() {
         eprintln!("{line}");
     }
+    if !yours.keys.is_empty() {
+        eprintln!("your keys: {}", yours.keys.join("; "));
+    }
     println!(
         "synced {} statements ({} hashes, {} risk signals, {} membership, {} outside the filter) from seq {start_seq} to {}, all signatures and entitlements verified; every entry proven in the hub's signed checkpoint of {checkpoint_size} entries; wrote {} rows to {}{skipped}; cursor {}",
         counts.statements,
@@ -301,11 +308,58 @@ impl Retractions {
 }
 
 /// State changes of the syncing member's own entries, for its report line: the entries
-/// disputed or quarantined by others, retracted by an admin quorum, or back to active.
+/// disputed or quarantined by others, retracted by an admin quorum, or back to active; and
+/// the changes to its own keys the membership replayed in this run.
 #[derive(Default)]
 struct Yours {
     /// By new state name: (changes, entries).
     to: std::collections::BTreeMap<&'static str, u64>,
+    /// One phrase per key change (`key K added`, `key K revoked as compromised since T`).
+    keys: Vec<String>,
+}
+
+/// The syncing member's keys as the replayed membership holds them: status and compromise
+/// time by key id.
+struct KeyStates(
+    std::collections::BTreeMap<
+        crate::membership::KeyId,
+        (crate::membership::KeyStatus, Option<i64>),
+    >,
+);
+
+impl KeyStates {
+    fn of(registry: &crate::membership::Registry, me: &crate::membership::MemberId) -> Self {
+        KeyStates(
+            registry
+                .member(me)
+                .map(|m| {
+                    m.keys
+                        .iter()
+                        .map(|k| (k.key_id.clone(), (k.status, k.compromised_at_ms)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// What changed from `self` to `now`, one phrase per key.
+    fn changes_to(&self, now: &KeyStates) -> Vec<String> {
+        use crate::membership::KeyStatus;
+        now.0
+            .iter()
+            .filter(|(id, state)| self.0.get(*id) != Some(*state))
+            .map(
+                |(id, (status, since))| match (self.0.get(id), status, since) {
+                    (None, KeyStatus::Active, _) => format!("key {id} added"),
+                    (_, KeyStatus::Compromised, Some(at)) => {
+                        format!("key {id} revoked as compromised since {}", format_ms(*at))
+                    }
+                    (_, KeyStatus::Retired, _) => format!("key {id} retired"),
+                    (_, status, _) => format!("key {id} now {status:?}"),
+                },
+            )
+            .collect()
+    }
 }
 
 impl Yours {
