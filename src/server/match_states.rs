@@ -72,6 +72,9 @@ pub struct HitState {
 enum Known {
     /// Retracted whole.
     Retracted,
+    /// The stored statement could not be read: its hashes stay (the indexer reports a damaged
+    /// store). Never shared, so a later call reads it again.
+    Unreadable,
     /// Per entry; `entries` maps a hash index to its entry (empty: the same index).
     Entries {
         states: StatementStates,
@@ -83,7 +86,7 @@ impl Known {
     /// Entries held, for [`MAX_SHARED_ENTRIES`].
     fn size(&self) -> usize {
         match self {
-            Known::Retracted => 1,
+            Known::Retracted | Known::Unreadable => 1,
             Known::Entries { states, entries } => {
                 1 + entries.len() + states.retracted.entries.len() + states.opinions.len()
             }
@@ -233,7 +236,9 @@ impl<'a> MatchStates<'a> {
                 .get(current, &source.statement_id)
                 .unwrap_or_else(|| {
                     let known = Arc::new(load(registry, store, source));
-                    shared.put(current, source.statement_id, &known);
+                    if !matches!(known.as_ref(), Known::Unreadable) {
+                        shared.put(current, source.statement_id, &known);
+                    }
                     known
                 })
         });
@@ -242,6 +247,7 @@ impl<'a> MatchStates<'a> {
                 state: EntryState::Retracted,
                 opinions: Opinions::default(),
             },
+            Known::Unreadable => plain,
             Known::Entries { states, entries } => {
                 let entry = entries.get(index as usize).copied().unwrap_or(index);
                 HitState {
@@ -306,11 +312,7 @@ fn load(registry: &Registry, store: &Store, source: &Provenance) -> Known {
         .and_then(|e| ParsedEnvelope::parse(e).ok())
         .and_then(|p| p.statement);
     let Some(statement) = stored else {
-        // Unreadable: the indexer reports a damaged store; the hash stays.
-        return Known::Entries {
-            states: StatementStates::default(),
-            entries: Vec::new(),
-        };
+        return Known::Unreadable;
     };
     let target = Target {
         id: source.statement_id,
