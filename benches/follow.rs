@@ -13,15 +13,17 @@
 mod founding;
 #[path = "support/hub_process.rs"]
 mod hub_process;
+#[path = "support/pdq_queries.rs"]
+mod pdq_queries;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use coalition_hub::client::{Client, sign_new};
 
 use coalition_hub::membership::MemberId;
-use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
 use hub_process::Hub;
+use pdq_queries::{BATCHES, request, time_batches};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,7 +36,6 @@ const PROBERS_MAX: usize = 256;
 /// A probe gives up after this long (the set is then reported as never found).
 const PROBE_LIMIT: Duration = Duration::from_secs(120);
 const QUERIES: usize = 1_000;
-const BATCHES: usize = 15;
 
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -70,22 +71,6 @@ fn set_body(set: usize) -> Body {
             })
             .collect(),
     })
-}
-
-fn request(hashes: &[[u8; 32]]) -> pb::MatchRequest {
-    pb::MatchRequest {
-        queries: hashes
-            .iter()
-            .map(|q| pb::MatchQuery {
-                r#type: pb::HashType::Pdq as i32,
-                value: q.to_vec(),
-                quality: None,
-            })
-            .collect(),
-        pdq_threshold: Some(31),
-        min_quality: None,
-        states: Vec::new(),
-    }
 }
 
 struct Env {
@@ -387,20 +372,6 @@ async fn first_match(
             Err(s) => bail!("Match failed: {s}"),
         }
     }
-}
-
-async fn time_batches(reader: &mut Client, batch: &pb::MatchRequest) -> Result<(f64, f64)> {
-    let mut times = Vec::with_capacity(BATCHES);
-    for _ in 0..BATCHES {
-        let t = Instant::now();
-        let answer = reader.hub.r#match(batch.clone()).await?.into_inner();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        if answer.results.len() != batch.queries.len() {
-            return Err(anyhow!("{} results", answer.results.len()));
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], times[times.len() - 1]))
 }
 
 /// A bounded multi-consumer queue of acknowledgements.

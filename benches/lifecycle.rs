@@ -18,17 +18,19 @@
 mod founding;
 #[path = "support/hub_process.rs"]
 mod hub_process;
+#[path = "support/pdq_queries.rs"]
+mod pdq_queries;
 
 use anyhow::{Context, Result, anyhow, bail};
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::lifecycle::Retraction;
 use coalition_hub::membership::MemberId;
-use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::statement::{
     Body, Category, HashEntry, HashSet, HashType, Label, MAX_HASH_SET_ENTRIES, StatementId,
 };
 use hub_process::Hub;
+use pdq_queries::{request, time_batches};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,7 +41,6 @@ use std::time::{Duration, Instant};
 /// Hashes per set, except set 0 (the one retracted).
 const SET: usize = 10_000;
 const QUERIES: usize = 1_000;
-const BATCHES: usize = 15;
 /// Longest wait for anything the benchmark waits on (sync catching up, Match, the snapshot).
 const WAIT_LIMIT: Duration = Duration::from_secs(600);
 const CONNECTIONS: usize = 2;
@@ -102,21 +103,6 @@ impl Corpus {
                 })
                 .collect(),
         })
-    }
-}
-
-fn request(hashes: &[[u8; 32]]) -> pb::MatchRequest {
-    pb::MatchRequest {
-        queries: hashes
-            .iter()
-            .map(|q| pb::MatchQuery {
-                r#type: pb::HashType::Pdq as i32,
-                value: q.to_vec(),
-                quality: None,
-            })
-            .collect(),
-        pdq_threshold: Some(31),
-        ..Default::default()
     }
 }
 
@@ -295,21 +281,6 @@ async fn found(client: &mut Client, hash: [u8; 32]) -> Result<bool> {
         .results
         .first()
         .is_some_and(|r| r.matches.iter().any(|m| m.value == hash && m.distance == 0)))
-}
-
-/// Median and slowest of [`BATCHES`] runs of `batch`, in ms.
-async fn time_batches(client: &mut Client, batch: &pb::MatchRequest) -> Result<(f64, f64)> {
-    let mut times = Vec::with_capacity(BATCHES);
-    for _ in 0..BATCHES {
-        let t = Instant::now();
-        let answer = client.hub.r#match(batch.clone()).await?.into_inner();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        if answer.results.len() != batch.queries.len() {
-            bail!("{} results", answer.results.len());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], times[times.len() - 1]))
 }
 
 fn inode(path: &Path) -> Result<u64> {

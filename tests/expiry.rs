@@ -10,11 +10,10 @@ mod common;
 use coalition_hub::client::sign_new;
 use coalition_hub::membership::{Action, KeyId, Revocation};
 use coalition_hub::pb;
-use coalition_hub::server::ServeOptions;
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType};
 use coalition_hub::store::now_ms;
 use common::hostile::sync_cli;
-use common::lifecycle::{matches, matches_in};
+use common::lifecycle::{hub_with_match_snapshot, matches, matches_in, wait_for_match_snapshot};
 use common::{TestHub, id, sha256_value};
 use std::time::Duration;
 use tonic::Code;
@@ -114,14 +113,7 @@ async fn an_expiry_already_past_is_refused_and_stores_nothing() {
 
 #[tokio::test]
 async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
-    let snapshots = tempfile::tempdir().expect("tempdir");
-    let match_snapshot = snapshots.path().join("matching-index.bin");
-    let index = match_snapshot.clone();
-    let t = TestHub::start_with(move |_, o| ServeOptions {
-        match_snapshot: Some(index),
-        ..o
-    })
-    .await;
+    let (t, _snapshots, match_snapshot) = hub_with_match_snapshot().await;
     let expires = now_ms() + 2_500;
     let mut acme = t.client("acme").await;
     let receipt = acme
@@ -219,13 +211,7 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
     );
 
     // After a restart from the match snapshot (which carries the expiries), still gone.
-    for _ in 0..100 {
-        if match_snapshot.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(match_snapshot.exists(), "the match snapshot was written");
+    wait_for_match_snapshot(&match_snapshot).await;
     let t = TestHub::resume(t.stop().await).await;
     let mut globex = t.client("globex").await;
     assert_eq!(matches(&mut globex, 10, 2).await, [0, 0]);
@@ -234,14 +220,7 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
 
 #[tokio::test]
 async fn an_expiry_restored_from_the_match_snapshot_still_applies() {
-    let snapshots = tempfile::tempdir().expect("tempdir");
-    let match_snapshot = snapshots.path().join("matching-index.bin");
-    let index = match_snapshot.clone();
-    let t = TestHub::start_with(move |_, o| ServeOptions {
-        match_snapshot: Some(index),
-        ..o
-    })
-    .await;
+    let (t, _snapshots, match_snapshot) = hub_with_match_snapshot().await;
     // Expires only after the restart: the expiry must come back from the snapshot file.
     let expires = now_ms() + 4_000;
     t.client("acme")
@@ -249,13 +228,7 @@ async fn an_expiry_restored_from_the_match_snapshot_still_applies() {
         .submit(expiring_set(&t, "acme", 20, 1, Some(expires)))
         .await
         .expect("an expiring set");
-    for _ in 0..100 {
-        if match_snapshot.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(match_snapshot.exists(), "the match snapshot was written");
+    wait_for_match_snapshot(&match_snapshot).await;
     let t = TestHub::resume(t.stop().await).await;
     let mut globex = t.client("globex").await;
     assert_eq!(matches(&mut globex, 20, 1).await, [1]);

@@ -13,11 +13,12 @@ use coalition_hub::governance;
 use coalition_hub::lifecycle::{EntryState, Retraction, Target};
 use coalition_hub::membership::{Action, KeyId, Revocation};
 use coalition_hub::pb;
-use coalition_hub::server::ServeOptions;
 use coalition_hub::statement::{Body, HashType, Kind, StatementId};
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, beside, export, state, sync_cli};
-use common::lifecycle::{cli, matches, refused, share};
+use common::lifecycle::{
+    cli, hub_with_match_snapshot, matches, refused, share, wait_for_match_snapshot,
+};
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
 
@@ -95,14 +96,7 @@ fn lines_with(path: &std::path::Path, needle: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
-    let snapshots = tempfile::tempdir().expect("tmp");
-    let match_snapshot = snapshots.path().join("matching-index.bin");
-    let index = match_snapshot.clone();
-    let t = TestHub::start_with(move |_, o| ServeOptions {
-        match_snapshot: Some(index),
-        ..o
-    })
-    .await;
+    let (t, _snapshots, match_snapshot) = hub_with_match_snapshot().await;
     let certs = t.certs.root().to_path_buf();
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("globex.jsonl");
@@ -210,13 +204,7 @@ async fn a_retraction_reaches_match_a_follower_a_late_sync_and_the_auditor() {
 
     // After a restart (the store replays its retractions; the match index is loaded from its
     // snapshot file once written) the entries stay out of Match.
-    for _ in 0..100 {
-        if match_snapshot.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(match_snapshot.exists(), "the match snapshot was written");
+    wait_for_match_snapshot(&match_snapshot).await;
     let t = TestHub::resume(t.stop().await).await;
     let mut globex = t.client("globex").await;
     assert_eq!(matches(&mut globex, 1, 3).await, [1, 0, 1]);

@@ -10,6 +10,31 @@ use coalition_hub::pb;
 use coalition_hub::statement::StatementId;
 use tonic::Code;
 
+/// A hub that saves its match snapshot to a file of its own, the directory that holds it (keep
+/// it alive) and the file's path: for tests that restart the hub from that snapshot.
+pub async fn hub_with_match_snapshot() -> (TestHub, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("matching-index.bin");
+    let index = path.clone();
+    let t = TestHub::start_with(move |_, o| coalition_hub::server::ServeOptions {
+        match_snapshot: Some(index),
+        ..o
+    })
+    .await;
+    (t, dir, path)
+}
+
+/// Waits (at most 10 s) until the hub has written its match snapshot to `path`.
+pub async fn wait_for_match_snapshot(path: &std::path::Path) {
+    for _ in 0..100 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the match snapshot {} was not written", path.display());
+}
+
 /// Match for sha256 value `i` of `seed` (see [`sha256_value`]), in `states` (empty: the
 /// default, active and disputed); the matches.
 pub async fn matches_in(
