@@ -115,6 +115,14 @@ pub fn filter(
         registry: rules.registry,
         rules,
         cache: HashMap::new(),
+        compromised_since: rules
+            .registry
+            .members()
+            .filter_map(|m| {
+                let since = rules.registry.compromised_since(&m.id)?;
+                Some((m.id.as_str().to_owned(), since))
+            })
+            .collect(),
         compromised: HashMap::new(),
     };
     match format {
@@ -129,6 +137,9 @@ struct States<'a> {
     registry: &'a Registry,
     rules: &'a Rules<'a>,
     cache: HashMap<StatementId, Option<StatementStates>>,
+    /// Members with a compromised key, and the earliest compromise time of their keys
+    /// (computed once per pass: rows are looked up by their issuer column, unparsed).
+    compromised_since: HashMap<String, i64>,
     compromised: HashMap<u64, bool>,
 }
 
@@ -149,13 +160,10 @@ impl States<'_> {
         let (Some(seq), Some(issuer), Some(received)) = (seq, issuer, received_at_ms) else {
             return false;
         };
-        let Ok(issuer) = MemberId::parse(issuer) else {
-            return false;
-        };
         if self
-            .registry
-            .compromised_since(&issuer)
-            .is_none_or(|since| received < since)
+            .compromised_since
+            .get(issuer)
+            .is_none_or(|since| received < *since)
         {
             return false;
         }

@@ -600,9 +600,6 @@ pub enum TargetError {
     },
 }
 
-/// The front-door refusals of a retraction.
-pub type RetractionError = TargetError;
-
 /// The number of entries of a statement a retraction or opinion may name: a hash set's
 /// entries, a risk signal's indicators; `None` for kinds that have no entries.
 pub fn entry_count(body: &Body) -> Option<u32> {

@@ -465,9 +465,10 @@ fn check_submission(
             Some(Body::Opinion(o)) => o.admin_quorum,
             _ => false,
         };
-    check_submitter(&parsed.header, member, now_ms(), quorum).map_err(status::accept)?;
+    let now = now_ms();
+    check_submitter(&parsed.header, member, now, quorum).map_err(status::accept)?;
     if let Some(statement) = &parsed.statement {
-        crate::lifecycle::expiry::check_not_expired(&statement.body, now_ms())
+        crate::lifecycle::expiry::check_not_expired(&statement.body, now)
             .map_err(status::statement)?;
     }
     if let Some(crate::statement::Body::Membership(change)) =
