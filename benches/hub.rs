@@ -28,7 +28,9 @@
 //! [`small_statements`]; `HUB_BENCH_SMALL_N` statements per run, default 200,000;
 //! `HUB_BENCH_SMALL_RUNS` fresh hubs per mode, default 3),
 //! `HUB_BENCH_ONLY_FLOOD=1` for a flood of single-hash statements signed as they are sent, with
-//! the hub's memory sampled (see [`flood`]; `HUB_BENCH_FLOOD_SECS`, default 600),
+//! the hub's memory sampled (see [`flood`]; `HUB_BENCH_FLOOD_SECS`, default 600;
+//! `HUB_BENCH_FLOOD_N` stops it after that many statements, and `HUB_BENCH_FLOOD_VIA=batch`
+//! sends them through `SubmitBatch`),
 //! `HUB_BENCH_ONLY_CORPUS=1` for the matching corpus alone over `HUB_BENCH_SMALL_N`
 //! single-hash statements (default 10,000,000; see [`corpus_memory`]),
 //! `HUB_BENCH_ONLY_MEMORY=1` for where a hub's memory per small statement goes (see
@@ -124,7 +126,18 @@ async fn run(quick: bool) -> Result<()> {
                         .context("HUB_BENCH_FLOOD_SECS: a number of seconds")?,
                     Err(_) => 600,
                 };
-                flood(&env, secs, &mut table).await?;
+                let limit = match std::env::var("HUB_BENCH_FLOOD_N") {
+                    Ok(v) => v
+                        .parse()
+                        .context("HUB_BENCH_FLOOD_N: a number of statements")?,
+                    Err(_) => usize::MAX,
+                };
+                let via = match std::env::var("HUB_BENCH_FLOOD_VIA").as_deref() {
+                    Ok("batch") => Via::Batch,
+                    Ok("submit") | Err(_) => Via::Submit,
+                    Ok(other) => bail!("HUB_BENCH_FLOOD_VIA: submit or batch, not {other:?}"),
+                };
+                flood(&env, secs, limit, via, &mut table).await?;
             }
             "CORPUS" => {
                 let n = small_n(if quick { 200_000 } else { 10_000_000 })?;
@@ -924,12 +937,14 @@ async fn fresh_hub(env: &Env) -> Result<(tempfile::TempDir, Hub)> {
 enum Statements {
     /// Signed before the clock started; every one is sent once.
     Pool(Arc<Vec<pb::Envelope>>),
-    /// Signed as they are sent (sha256 hashes from seed `base` on), until `until`.
+    /// Signed as they are sent (sha256 hashes from seed `base` on), until `until` or until
+    /// `limit` statements were taken.
     Flood {
         submitter: MemberId,
         key: Arc<ed25519_dalek::SigningKey>,
         base: usize,
         until: Instant,
+        limit: usize,
     },
 }
 
@@ -945,8 +960,9 @@ impl Statements {
                 key,
                 base,
                 until,
-            } => (Instant::now() < *until).then(|| {
-                (i..i + n)
+                limit,
+            } => (Instant::now() < *until && i < *limit).then(|| {
+                (i..(i + n).min(*limit))
                     .map(|s| sign_new(submitter, key, hash_set_body(1, base + s)))
                     .collect()
             }),
@@ -1035,22 +1051,27 @@ async fn submit_statements(
 /// the run is bounded by time, not by a pool held in memory), against one fresh hub; its
 /// VmRSS is sampled every 30 s and printed beside the statements acknowledged, to show what
 /// memory grows with (docs/ARCHITECTURE.md, "Memory model").
-async fn flood(env: &Env, secs: u64, table: &mut Table) -> Result<()> {
+async fn flood(env: &Env, secs: u64, limit: usize, via: Via, table: &mut Table) -> Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
+    let how = match via {
+        Via::Submit => format!("{SMALL_IN_FLIGHT} Submits"),
+        Via::Batch => format!("{BATCHES_IN_FLIGHT} SubmitBatch calls"),
+    };
     println!(
-        "== Flood: single-sha256 statements for {secs} s, {SMALL_CONNECTIONS} connections x {SMALL_IN_FLIGHT} Submits in flight =="
+        "== Flood: single-sha256 statements for {secs} s (at most {limit}), {SMALL_CONNECTIONS} connections x {how} in flight =="
     );
-    let (_data, hub) = fresh_hub(env).await?;
+    let (data, hub) = fresh_hub(env).await?;
     let before = hub.settle().await?;
     let statements = Statements::Flood {
         submitter: env.submitter.clone(),
         key: Arc::new(env.certs.signing_key(&env.submitter)?),
         base: 10_000_000,
         until: Instant::now() + Duration::from_secs(secs),
+        limit,
     };
     let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let addr = hub.addr.clone();
-    let submit = submit_statements(env, &addr, statements, Via::Submit, acknowledged.clone());
+    let submit = submit_statements(env, &addr, statements, via, acknowledged.clone());
     tokio::pin!(submit);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -1082,8 +1103,22 @@ async fn flood(env: &Env, secs: u64, table: &mut Table) -> Result<()> {
         after.rss_kib / 1024,
         after.hwm_kib / 1024,
     );
+    // The same log after a restart: what the hub holds once it has loaded it again.
+    let restarted = Hub::start(
+        env.certs.root(),
+        data.path(),
+        &env.root.path().join("hub.log"),
+        128,
+    )?;
+    let reloaded = restarted.settle().await?;
+    restarted.stop()?;
+    println!(
+        "  restarted on the same log: hub VmRSS {} MiB settled, peak {} MiB",
+        reloaded.rss_kib / 1024,
+        reloaded.hwm_kib / 1024,
+    );
     table.row(
-        format!("flood, {SMALL_CONNECTIONS} conn x {SMALL_IN_FLIGHT} Submits, {secs} s"),
+        format!("flood, {SMALL_CONNECTIONS} conn x {how}, {secs} s"),
         format!("{n} statements"),
         format!(
             "hub VmRSS {} -> {} MiB (peak {} MiB), +{grew:.0} B per statement",
