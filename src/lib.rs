@@ -56,6 +56,7 @@ pub mod statement;
 pub mod store;
 pub mod sync;
 pub mod text;
+pub mod witness;
 
 /// Wire types and gRPC stubs generated from `proto/coalition/v1` at build time.
 #[allow(missing_docs, clippy::all)]

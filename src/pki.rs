@@ -584,6 +584,15 @@ fn signing_key_files(
     write(pub_path, public.as_bytes(), false, created)
 }
 
+/// Makes a new ed25519 signing key and writes it to `path` (PKCS#8 PEM, mode 0600), which must
+/// not exist yet.
+pub fn create_signing_key_file(path: &Path) -> Result<SigningKey, PkiError> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = signing_key_pem(&key).map_err(|e| invalid(path, e.to_string()))?;
+    write(path, pem.as_bytes(), true, &mut Created::default())?;
+    Ok(key)
+}
+
 /// Parses an ed25519 public key written as 64 hex characters.
 pub fn parse_public_key_hex(text: &str) -> Result<VerifyingKey, String> {
     let raw = hex::decode(text.trim()).map_err(|e| format!("not a hex public key: {e}"))?;

@@ -9,6 +9,7 @@ mod lifecycle;
 mod matching;
 mod submit;
 mod sync;
+mod witness;
 
 use crate::client::Client;
 use crate::membership::MemberId;
@@ -50,6 +51,12 @@ enum Command {
     // A flag given twice takes its last value: `--config` values come first.
     #[command(args_override_self = true)]
     Serve(ServeArgs),
+    /// Run a transparency-log witness (C2SP tlog-witness) that cosigns a hub's checkpoints
+    /// only if they are consistent with those it cosigned before.
+    Witness {
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
+    },
     /// Coalition administration.
     Admin {
         #[command(subcommand)]
@@ -282,7 +289,7 @@ impl Cli {
     /// only warnings (their output is the answer).
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Command::Serve(_) => "warn,coalition_hub=info",
+            Command::Serve(_) | Command::Witness { .. } => "warn,coalition_hub=info",
             _ => "warn",
         }
     }
@@ -334,6 +341,7 @@ impl Cli {
             } => keys::sign_request(args),
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
+            Command::Witness { command } => witness::run(command).await,
             Command::Audit { command } => audit::run(command).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Sync(args) => sync::run(args).await,

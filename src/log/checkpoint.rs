@@ -41,9 +41,15 @@ impl fmt::Debug for KeyId {
 
 /// Ed25519 key ID `SHA-256(name || 0x0A || 0x01 || public key)[:4]`, C2SP signed-note "Ed25519 signatures".
 pub fn key_id(name: &str, key: &VerifyingKey) -> KeyId {
+    key_id_of_type(name, ALG_ED25519, key)
+}
+
+/// Key ID `SHA-256(name || 0x0A || signature type || public key)[:4]` of an Ed25519 key used
+/// with signature type `alg` (`0x01` note signatures, `0x04` C2SP tlog-cosignature v1).
+pub(crate) fn key_id_of_type(name: &str, alg: u8, key: &VerifyingKey) -> KeyId {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(key.as_bytes());
     let digest = h.finalize();
     KeyId([digest[0], digest[1], digest[2], digest[3]])
@@ -86,14 +92,20 @@ pub enum VerifierKeyError {
     /// The key material is not valid standard base64.
     #[error("verifier key material is not valid standard base64: {0}")]
     Base64(base64::DecodeError),
-    /// The key is not an Ed25519 (`0x01`) key.
+    /// The key is not of the signature type expected here (`0x01`: a log's note key; `0x04`:
+    /// a witness's cosignature key).
     #[error(
-        "verifier key has signature type 0x{0:02x}; only Ed25519 keys (type 0x01) are supported"
+        "verifier key has signature type 0x{found:02x}; type 0x{expected:02x} is expected here (0x01: a log's Ed25519 note key, 0x04: a witness's Ed25519 cosignature/v1 key)"
     )]
-    UnsupportedAlgorithm(u8),
+    UnsupportedAlgorithm {
+        /// The type byte in the key.
+        found: u8,
+        /// The type accepted here.
+        expected: u8,
+    },
     /// The key material has the wrong length.
     #[error(
-        "verifier key material is {0} bytes; an Ed25519 key is 33 bytes (0x01 followed by the 32-byte public key)"
+        "verifier key material is {0} bytes; an Ed25519 key is 33 bytes (its type byte followed by the 32-byte public key)"
     )]
     WrongLength(usize),
     /// The 32 bytes are not a valid Ed25519 public key.
@@ -133,46 +145,8 @@ impl VerifierKey {
 
     /// Parses `<name>+<8 hex key id>+<base64(0x01 || public key)>` and checks the key ID.
     pub fn parse(text: &str) -> Result<Self, VerifierKeyError> {
-        // The name cannot contain '+', base64 can: split into at most 3 parts.
-        let mut parts = text.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifierKeyError::Format {
-                reason: "expected two '+' separators",
-            });
-        };
-        if !is_valid_key_name(name) {
-            return Err(VerifierKeyError::InvalidName {
-                name: name.to_owned(),
-            });
-        }
-        let mut stated = [0u8; 4];
-        if id_hex.len() != 8 || hex::decode_to_slice(id_hex, &mut stated).is_err() {
-            return Err(VerifierKeyError::Format {
-                reason: "the key id must be exactly 8 hexadecimal digits",
-            });
-        }
-        let stated = KeyId(stated);
-        let raw = B64.decode(key_b64).map_err(VerifierKeyError::Base64)?;
-        let Some((&alg, key_bytes)) = raw.split_first() else {
-            return Err(VerifierKeyError::WrongLength(0));
-        };
-        if alg != ALG_ED25519 {
-            return Err(VerifierKeyError::UnsupportedAlgorithm(alg));
-        }
-        let key_bytes: [u8; 32] = key_bytes
-            .try_into()
-            .map_err(|_| VerifierKeyError::WrongLength(raw.len()))?;
-        let key =
-            VerifyingKey::from_bytes(&key_bytes).map_err(|_| VerifierKeyError::InvalidPublicKey)?;
-        let vk = Self::new(name, key)?;
-        if vk.id != stated {
-            return Err(VerifierKeyError::KeyIdMismatch {
-                stated,
-                computed: vk.id,
-            });
-        }
-        Ok(vk)
+        let (name, id, key) = parse_key_text(text, ALG_ED25519)?;
+        Ok(VerifierKey { name, id, key })
     }
 
     /// The key name (normally the log origin).
@@ -189,6 +163,54 @@ impl VerifierKey {
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.key
     }
+}
+
+/// Parses a verifier key's text form `<name>+<8 hex key id>+<base64(alg || 32-byte Ed25519
+/// public key)>` for signature type `alg`, checking the name and the stated key ID.
+pub(crate) fn parse_key_text(
+    text: &str,
+    alg: u8,
+) -> Result<(String, KeyId, VerifyingKey), VerifierKeyError> {
+    // The name cannot contain '+', base64 can: split into at most 3 parts.
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifierKeyError::Format {
+            reason: "expected two '+' separators",
+        });
+    };
+    if !is_valid_key_name(name) {
+        return Err(VerifierKeyError::InvalidName {
+            name: name.to_owned(),
+        });
+    }
+    let mut stated = [0u8; 4];
+    if id_hex.len() != 8 || hex::decode_to_slice(id_hex, &mut stated).is_err() {
+        return Err(VerifierKeyError::Format {
+            reason: "the key id must be exactly 8 hexadecimal digits",
+        });
+    }
+    let stated = KeyId(stated);
+    let raw = B64.decode(key_b64).map_err(VerifierKeyError::Base64)?;
+    let Some((&found, key_bytes)) = raw.split_first() else {
+        return Err(VerifierKeyError::WrongLength(0));
+    };
+    if found != alg {
+        return Err(VerifierKeyError::UnsupportedAlgorithm {
+            found,
+            expected: alg,
+        });
+    }
+    let key_bytes: [u8; 32] = key_bytes
+        .try_into()
+        .map_err(|_| VerifierKeyError::WrongLength(raw.len()))?;
+    let key =
+        VerifyingKey::from_bytes(&key_bytes).map_err(|_| VerifierKeyError::InvalidPublicKey)?;
+    let computed = key_id_of_type(name, alg, &key);
+    if computed != stated {
+        return Err(VerifierKeyError::KeyIdMismatch { stated, computed });
+    }
+    Ok((name.to_owned(), computed, key))
 }
 
 impl fmt::Display for VerifierKey {
@@ -494,6 +516,71 @@ pub fn sign_note(text: &str, name: &str, key: &SigningKey) -> Result<String, Che
 /// Opens a signed note: checks its structure and returns the note text once a
 /// signature by `key` verifies, C2SP signed-note "Format" / "Signatures".
 pub fn verify_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, CheckpointError> {
+    let (text, lines) = open_note(note)?;
+    let mut verified = false;
+    let mut other_ids: Vec<KeyId> = Vec::new();
+    let mut signers: Vec<String> = Vec::new();
+    for line in lines {
+        if line.name != key.name() {
+            if !signers.iter().any(|s| s == line.name) {
+                signers.push(line.name.to_owned());
+            }
+            continue;
+        }
+        if line.id != key.key_id() {
+            if !other_ids.contains(&line.id) {
+                other_ids.push(line.id);
+            }
+            continue;
+        }
+        let ok = Signature::from_slice(&line.signature)
+            .map(|sig| {
+                key.verifying_key()
+                    .verify_strict(text.as_bytes(), &sig)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if !ok {
+            return Err(CheckpointError::BadSignature {
+                name: line.name.to_owned(),
+                key_id: line.id,
+            });
+        }
+        verified = true;
+    }
+    if verified {
+        Ok(text)
+    } else if !other_ids.is_empty() {
+        Err(CheckpointError::WrongKeyId {
+            name: key.name().to_owned(),
+            expected: key.key_id(),
+            found: other_ids,
+        })
+    } else {
+        Err(CheckpointError::NoSignatureFromKey {
+            name: key.name().to_owned(),
+            signers,
+        })
+    }
+}
+
+/// One signature line of a signed note: `— <name> base64(key id || signature)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SignatureLine<'a> {
+    /// The key name.
+    pub name: &'a str,
+    /// The 4-byte key ID.
+    pub id: KeyId,
+    /// The bytes after the key ID (at least one).
+    pub signature: Vec<u8>,
+    /// The whole line, without its newline.
+    pub text: &'a str,
+}
+
+/// Splits a signed note into its text (ending with its newline) and its signature lines,
+/// checking the structure of C2SP signed-note "Format" (no control character but newline, a
+/// blank line, 1..=[`MAX_SIGNATURES`] well-formed signature lines) but no signature.
+pub(crate) fn open_note(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), CheckpointError> {
     check_no_control_chars(note)?;
     let Some(split) = note.rfind("\n\n") else {
         return Err(CheckpointError::MalformedNote {
@@ -519,11 +606,8 @@ pub fn verify_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, Chec
             max: MAX_SIGNATURES,
         });
     }
-
-    let mut verified = false;
-    let mut other_ids: Vec<KeyId> = Vec::new();
-    let mut signers: Vec<String> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
+    let mut parsed = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
         let line_no = first_sig_line + i;
         let Some(rest) = line.strip_prefix(SIGNATURE_PREFIX) else {
             return Err(CheckpointError::MalformedNote {
@@ -556,48 +640,14 @@ pub fn verify_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, Chec
                 len: raw.len(),
             });
         }
-        let id = KeyId([raw[0], raw[1], raw[2], raw[3]]);
-        if name != key.name() {
-            if !signers.iter().any(|s| s == name) {
-                signers.push(name.to_owned());
-            }
-            continue;
-        }
-        if id != key.key_id() {
-            if !other_ids.contains(&id) {
-                other_ids.push(id);
-            }
-            continue;
-        }
-        let ok = Signature::from_slice(&raw[4..])
-            .map(|sig| {
-                key.verifying_key()
-                    .verify_strict(text.as_bytes(), &sig)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        if !ok {
-            return Err(CheckpointError::BadSignature {
-                name: name.to_owned(),
-                key_id: id,
-            });
-        }
-        verified = true;
+        parsed.push(SignatureLine {
+            name,
+            id: KeyId([raw[0], raw[1], raw[2], raw[3]]),
+            signature: raw[4..].to_vec(),
+            text: line,
+        });
     }
-    if verified {
-        Ok(text)
-    } else if !other_ids.is_empty() {
-        Err(CheckpointError::WrongKeyId {
-            name: key.name().to_owned(),
-            expected: key.key_id(),
-            found: other_ids,
-        })
-    } else {
-        Err(CheckpointError::NoSignatureFromKey {
-            name: key.name().to_owned(),
-            signers,
-        })
-    }
+    Ok((text, parsed))
 }
 
 fn is_valid_line(line: &str) -> bool {
@@ -788,7 +838,10 @@ mod tests {
             VerifierKey::parse(
                 "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
             ),
-            Err(VerifierKeyError::UnsupportedAlgorithm(0x65))
+            Err(VerifierKeyError::UnsupportedAlgorithm {
+                found: 0x65,
+                expected: ALG_ED25519
+            })
         );
         assert!(matches!(
             VerifierKey::parse(

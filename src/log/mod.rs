@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod frontier;
 pub mod signer;
 pub mod tiles;

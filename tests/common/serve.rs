@@ -94,3 +94,58 @@ impl Drop for ServeProcess {
         let _ = self.0.wait();
     }
 }
+
+/// A running `coalition witness run`.
+pub struct WitnessProcess(Child);
+
+impl WitnessProcess {
+    /// Starts `coalition witness run --data DATA --listen LISTEN --log KEY…`; returns it and the
+    /// address from its `witness listening on` line.
+    pub fn start(data: &Path, listen: &str, logs: &[&str]) -> (WitnessProcess, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coalition"));
+        command
+            .args(["witness", "run", "--listen", listen, "--data"])
+            .arg(data)
+            .env_remove("RUST_LOG");
+        for log in logs {
+            command.args(["--log", log]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("witness");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut addr = None;
+        let mut seen = String::new();
+        for _ in 0..64 {
+            let mut line = String::new();
+            if out.read_line(&mut line).expect("read") == 0 {
+                break;
+            }
+            if let Some(a) = line.trim().strip_prefix("witness listening on ") {
+                addr = Some(a.to_owned());
+                break;
+            }
+            seen.push_str(&line);
+        }
+        let witness = WitnessProcess(child);
+        (
+            witness,
+            addr.unwrap_or_else(|| panic!("no address in {seen:?}")),
+        )
+    }
+
+    /// SIGKILL: no graceful shutdown.
+    pub fn kill(mut self) {
+        self.0.kill().expect("kill -9");
+        self.0.wait().expect("reap");
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
