@@ -425,7 +425,7 @@ mod independent {
     pub fn verify(note: &str, log_vkey: &str, witness: &CosignerKey) {
         // The witness's public key from its verifier-key text, decoded here.
         let text = witness.to_string();
-        let b64 = text.rsplit('+').next().unwrap();
+        let b64 = text.splitn(3, '+').nth(2).unwrap();
         use base64::Engine;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64)
