@@ -126,14 +126,10 @@ pub enum VerifierKeyError {
 impl VerifierKey {
     /// Builds a verifier key for `name` and an Ed25519 public key, computing its key ID.
     pub fn new(name: &str, key: VerifyingKey) -> Result<Self, VerifierKeyError> {
-        if !is_valid_key_name(name) {
-            return Err(VerifierKeyError::InvalidName {
-                name: name.to_owned(),
-            });
-        }
+        let id = checked_key_id(name, ALG_ED25519, &key)?;
         Ok(VerifierKey {
             name: name.to_owned(),
-            id: key_id(name, &key),
+            id,
             key,
         })
     }
@@ -163,6 +159,20 @@ impl VerifierKey {
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.key
     }
+}
+
+/// The key ID of `key` under `name` for signature type `alg`, once the name is checked.
+pub(crate) fn checked_key_id(
+    name: &str,
+    alg: u8,
+    key: &VerifyingKey,
+) -> Result<KeyId, VerifierKeyError> {
+    if !is_valid_key_name(name) {
+        return Err(VerifierKeyError::InvalidName {
+            name: name.to_owned(),
+        });
+    }
+    Ok(key_id_of_type(name, alg, key))
 }
 
 /// Parses a verifier key's text form `<name>+<8 hex key id>+<base64(alg || 32-byte Ed25519

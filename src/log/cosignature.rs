@@ -20,8 +20,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use thiserror::Error;
 
 use super::checkpoint::{
-    CheckpointError, KeyId, SIGNATURE_PREFIX, VerifierKeyError, is_valid_key_name, key_id_of_type,
-    open_note, parse_key_text,
+    CheckpointError, KeyId, SIGNATURE_PREFIX, VerifierKeyError, checked_key_id, open_note,
+    parse_key_text,
 };
 
 /// Signature type byte of an Ed25519 cosignature/v1 key (C2SP tlog-cosignature "Format").
@@ -100,14 +100,10 @@ fn message(text: &str, timestamp: u64) -> Vec<u8> {
 impl CosignerKey {
     /// The cosignature key of `name` and an Ed25519 public key.
     pub fn new(name: &str, key: VerifyingKey) -> Result<Self, VerifierKeyError> {
-        if !is_valid_key_name(name) {
-            return Err(VerifierKeyError::InvalidName {
-                name: name.to_owned(),
-            });
-        }
+        let id = checked_key_id(name, ALG_COSIGNATURE_V1, &key)?;
         Ok(CosignerKey {
             name: name.to_owned(),
-            id: key_id_of_type(name, ALG_COSIGNATURE_V1, &key),
+            id,
             key,
         })
     }

@@ -95,8 +95,8 @@ impl Drop for ServeProcess {
     }
 }
 
-/// A running `coalition witness run`.
-pub struct WitnessProcess(Child);
+/// A running `coalition witness run` (killed and reaped when dropped, like [`ServeProcess`]).
+pub struct WitnessProcess(ServeProcess);
 
 impl WitnessProcess {
     /// Starts `coalition witness run --data DATA --listen LISTEN --log KEY…`; returns it and the
@@ -129,7 +129,7 @@ impl WitnessProcess {
             }
             seen.push_str(&line);
         }
-        let witness = WitnessProcess(child);
+        let witness = WitnessProcess(ServeProcess(child));
         (
             witness,
             addr.unwrap_or_else(|| panic!("no address in {seen:?}")),
@@ -137,15 +137,7 @@ impl WitnessProcess {
     }
 
     /// SIGKILL: no graceful shutdown.
-    pub fn kill(mut self) {
-        self.0.kill().expect("kill -9");
-        self.0.wait().expect("reap");
-    }
-}
-
-impl Drop for WitnessProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    pub fn kill(self) {
+        self.0.kill();
     }
 }
