@@ -30,8 +30,8 @@ use crate::membership::{
 };
 use crate::pb;
 use crate::statement::{
-    Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, Reader, SignatureCheck,
-    Statement, StatementId, SyncFilter, Verified, verify_many,
+    Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, Reader, Recipients,
+    SignatureCheck, Statement, StatementId, SyncFilter, Verified, verify_many,
 };
 use ed25519_dalek::VerifyingKey;
 use error::at;
@@ -456,8 +456,15 @@ impl Replica {
                     whole.statement = owned.clone();
                     whole.verify_with(&keys).map_err(|e| at(p.seq, e))?;
                 }
-                let notices =
-                    self.commit(position, id, statement, &signers, Some(p.envelope()), seen)?;
+                let notices = self.commit(
+                    position,
+                    id,
+                    statement,
+                    &parsed.header.recipients,
+                    &signers,
+                    Some(p.envelope()),
+                    seen,
+                )?;
                 let accepted = Accepted {
                     seq: p.seq,
                     received_at_ms: p.received_at_ms,
@@ -493,7 +500,15 @@ impl Replica {
                     .map_err(|e| at(p.seq, Fault::NotEntitled(e)))?;
                 let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
                 let version = opaque.version;
-                let mut notices = self.commit(position, id, None, &signers, None, seen)?;
+                let mut notices = self.commit(
+                    position,
+                    id,
+                    None,
+                    &Recipients::everyone(),
+                    &signers,
+                    None,
+                    seen,
+                )?;
                 notices.push(Notice::NeedsUpgrade { version });
                 let accepted = Accepted {
                     seq: p.seq,
@@ -531,6 +546,7 @@ impl Replica {
             position,
             verified.id,
             statement,
+            &verified.header.recipients,
             &signers,
             Some(&verified.envelope),
             seen,
@@ -625,7 +641,9 @@ impl Replica {
         }
         if statement.is_none() {
             match header.kind {
-                kind if kind.is_governance() => {
+                // A restricted opinion (a `seen`) is governance a reader it does not admit
+                // gets without its body, like a restricted hash set (§2.7).
+                kind if kind.is_governance() && !header.is_restricted() => {
                     return Err(at(
                         seq,
                         Fault::WithheldMembership {
@@ -633,7 +651,9 @@ impl Replica {
                         },
                     ));
                 }
-                _ if self.filter.selects(header) && header.readable_by(&self.reader) => {
+                _ if (header.kind.is_governance() || self.filter.selects(header))
+                    && header.readable_by(&self.reader) =>
+                {
                     return Err(at(seq, Fault::WithheldSelected));
                 }
                 _ => {}
@@ -652,6 +672,7 @@ impl Replica {
         position: Position,
         id: StatementId,
         statement: Option<&Statement>,
+        recipients: &Recipients,
         signers: &[Signer],
         envelope: Option<&pb::Envelope>,
         seen: &mut dyn SeenIds,
@@ -660,7 +681,7 @@ impl Replica {
         if let Some(statement) = statement
             && statement.kind().is_governance()
         {
-            self.apply_governance(statement, id, position, signers)?;
+            self.apply_governance(statement, recipients, id, position, signers)?;
             if let Body::Settings(change) = &statement.body
                 && let Some(key) = change.new_hub_key()
             {
@@ -745,7 +766,13 @@ impl Replica {
             let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
             parsed.clone().verify_with(&keys).map_err(|e| at(seq, e))?;
         }
-        self.apply_governance(statement, parsed.id, position, &signers)?;
+        self.apply_governance(
+            statement,
+            &parsed.header.recipients,
+            parsed.id,
+            position,
+            &signers,
+        )?;
         if let Some(kept) = &mut self.membership {
             kept.push(prost::Message::encode_to_vec(
                 &Entry {
@@ -766,12 +793,13 @@ impl Replica {
     fn apply_governance(
         &mut self,
         statement: &Statement,
+        recipients: &Recipients,
         id: StatementId,
         position: Position,
         signers: &[Signer],
     ) -> Result<(), ReplicaError> {
         let mut next = (*self.registry).clone();
-        next.apply(statement, id, position, signers).map_err(|e| {
+        next.apply(statement, recipients, id, position, signers).map_err(|e| {
             let fault = if statement.kind() == Kind::Settings {
                 Fault::SettingsRefused(e)
             } else {
