@@ -516,9 +516,9 @@ async fn a_risk_signal_entry_is_its_indicator_index_in_match_and_opinions() {
     assert!(out.status.success(), "{out:?}");
     let found = matches_in(&mut globex, 340, 1, &[]).await;
     assert_eq!(found[0].hash_index, 3);
-    assert_eq!(found[0].entry_tally.map(|t| t.confirmed), Some(1));
+    assert_eq!(found[0].entry_tally.as_ref().map(|t| t.confirmed), Some(1));
     let other = matches_in(&mut globex, 340, 0, &[]).await;
-    assert_eq!(other[0].entry_tally.map(|t| t.confirmed), Some(0));
+    assert_eq!(other[0].entry_tally.as_ref().map(|t| t.confirmed), Some(0));
     // An opinion on a non-hash indicator copies no hash and is counted on its own entry.
     let out = cli(
         &t,

@@ -449,7 +449,9 @@ impl Replica {
                     seen,
                 )?;
                 let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
-                let changes_membership = parsed.header.kind.is_governance();
+                // A withheld restricted opinion (a `seen`) changes nothing here: its
+                // signatures are checked with the others (rule 17).
+                let changes_membership = parsed.header.kind.is_governance() && owned.is_some();
                 if changes_membership {
                     // Membership decides who may sign what follows: verify it before applying.
                     let mut whole = (**parsed).clone();
