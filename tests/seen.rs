@@ -77,7 +77,13 @@ async fn say(
 }
 
 /// `(entry_seen, hash_seen, state)` of the match of `(seed, i)` from `set`, as `member` asks.
-async fn seen_by(t: &TestHub, member: &str, seed: u64, i: u64, set: StatementId) -> (u32, u32, EntryState) {
+async fn seen_by(
+    t: &TestHub,
+    member: &str,
+    seed: u64,
+    i: u64,
+    set: StatementId,
+) -> (u32, u32, EntryState) {
     let mut client = t.client(member).await;
     let found = matches_in(&mut client, seed, i, &[]).await;
     let m = found
@@ -143,7 +149,11 @@ async fn seen_is_read_by_the_issuer_the_reporter_and_auditors_only() {
     ] {
         let (has_body, recipients) = get(&mut t.client(member).await, opinion_id).await;
         assert_eq!(has_body, reads, "{member}");
-        assert_eq!(recipients, ["acme"], "{member}: the header names the recipients");
+        assert_eq!(
+            recipients,
+            ["acme"],
+            "{member}: the header names the recipients"
+        );
     }
 
     // Match: the count for those who read it; nothing for the others; the state unchanged.
@@ -168,16 +178,33 @@ async fn seen_is_read_by_the_issuer_the_reporter_and_auditors_only() {
         .sync_proven("initech", FilterSpec::default())
         .await
         .expect("initech's sync verifies");
-    assert_eq!(third.replica.registry().seen(&target, 0, &Reader::Everything), 0);
+    assert_eq!(
+        third
+            .replica
+            .registry()
+            .seen(&target, 0, &Reader::Everything),
+        0
+    );
     assert!(
-        third.replica.registry().lifecycle().opinions_of(&set).is_empty(),
+        third
+            .replica
+            .registry()
+            .lifecycle()
+            .opinions_of(&set)
+            .is_empty(),
         "initech learns nothing of the target"
     );
     let issuers = t
         .sync_proven("acme", FilterSpec::default())
         .await
         .expect("acme's sync");
-    assert_eq!(issuers.replica.registry().seen(&target, 0, &Reader::Everything), 1);
+    assert_eq!(
+        issuers
+            .replica
+            .registry()
+            .seen(&target, 0, &Reader::Everything),
+        1
+    );
     assert_eq!(
         issuers.replica.registry().entry_state(&target, 0),
         EntryState::Active,
@@ -193,7 +220,12 @@ async fn seen_is_read_by_the_issuer_the_reporter_and_auditors_only() {
         let out = cli(
             &t,
             member,
-            &["show", &set_hex, "--synced", out_file.to_str().expect("utf-8")],
+            &[
+                "show",
+                &set_hex,
+                "--synced",
+                out_file.to_str().expect("utf-8"),
+            ],
         )
         .await;
         assert!(out.status.success(), "{member}: {out:?}");
@@ -204,7 +236,10 @@ async fn seen_is_read_by_the_issuer_the_reporter_and_auditors_only() {
             assert!(shown.contains("seen track, readable by acme"), "{shown}");
         } else {
             assert!(!shown.contains("seen"), "{member} learns nothing: {shown}");
-            assert!(!shown.contains("globex"), "{member} learns nothing: {shown}");
+            assert!(
+                !shown.contains("globex"),
+                "{member} learns nothing: {shown}"
+            );
         }
     }
 
@@ -218,7 +253,11 @@ async fn seen_is_read_by_the_issuer_the_reporter_and_auditors_only() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(seen_by(&t, "acme", 300, 0, set).await.0, 2);
     assert_eq!(seen_by(&t, "initech", 300, 0, set).await.0, 1);
-    assert_eq!(seen_by(&t, "globex", 300, 0, set).await.0, 2, "its own and the public one");
+    assert_eq!(
+        seen_by(&t, "globex", 300, 0, set).await.0,
+        2,
+        "its own and the public one"
+    );
 
     // globex withdraws its seen (restricted like the seen itself).
     let out = cli(
@@ -229,17 +268,35 @@ async fn seen_is_read_by_the_issuer_the_reporter_and_auditors_only() {
     .await;
     assert!(out.status.success(), "{out:?}");
     assert!(stdout(&out).contains("withdraw seen on entry 0"), "{out:?}");
-    assert_eq!(seen_by(&t, "acme", 300, 0, set).await, (1, 1, EntryState::Active));
+    assert_eq!(
+        seen_by(&t, "acme", 300, 0, set).await,
+        (1, 1, EntryState::Active)
+    );
     assert_eq!(seen_by(&t, "auditor", 300, 0, set).await.0, 1);
 
     // A seen shared with a named member too: that member reads it.
-    say(&t, "globex", set, 300, 1, Verdict::Seen, &["acme", "initech"]).await;
+    say(
+        &t,
+        "globex",
+        set,
+        300,
+        1,
+        Verdict::Seen,
+        &["acme", "initech"],
+    )
+    .await;
     assert_eq!(seen_by(&t, "initech", 300, 1, set).await.0, 1);
     let synced = t
         .sync_proven("initech", FilterSpec::default())
         .await
         .expect("initech's sync");
-    assert_eq!(synced.replica.registry().seen(&target, 1, &Reader::Everything), 1);
+    assert_eq!(
+        synced
+            .replica
+            .registry()
+            .seen(&target, 1, &Reader::Everything),
+        1
+    );
 }
 
 #[tokio::test]
@@ -266,7 +323,15 @@ async fn the_front_door_refuses_what_a_seen_may_not_be_and_stores_nothing() {
         (
             "unknown target",
             "globex",
-            opinion_to(&t, "globex", StatementId([9; 32]), 310, 0, Verdict::Seen, &["acme"]),
+            opinion_to(
+                &t,
+                "globex",
+                StatementId([9; 32]),
+                310,
+                0,
+                Verdict::Seen,
+                &["acme"],
+            ),
             Code::NotFound,
             "no statement",
         ),
@@ -294,7 +359,15 @@ async fn the_front_door_refuses_what_a_seen_may_not_be_and_stores_nothing() {
     let result = t
         .client("globex")
         .await
-        .submit(opinion_to(&t, "globex", set, 310, 0, Verdict::Seen, &["acme", "ghost"]))
+        .submit(opinion_to(
+            &t,
+            "globex",
+            set,
+            310,
+            0,
+            Verdict::Seen,
+            &["acme", "ghost"],
+        ))
         .await;
     refused(result, Code::InvalidArgument, "ghost");
     assert_eq!(t.store.log_size(), size, "nothing stored");
@@ -302,7 +375,15 @@ async fn the_front_door_refuses_what_a_seen_may_not_be_and_stores_nothing() {
     let set_hex = set.to_string();
     for args in [
         vec!["opinion", &set_hex, "--entry", "0", "confirmed", "--public"],
-        vec!["opinion", &set_hex, "--entry", "0", "disputed", "--recipient", "initech"],
+        vec![
+            "opinion",
+            &set_hex,
+            "--entry",
+            "0",
+            "disputed",
+            "--recipient",
+            "initech",
+        ],
         vec!["opinion", &set_hex, "--entry", "0", "seen", "--seen"],
     ] {
         let out = cli(&t, "globex", &args).await;
@@ -338,14 +419,24 @@ async fn a_hub_withholding_an_opinion_body_its_reader_may_read_is_caught() {
     };
     // (case, entry withheld, member syncing, caught)
     let cases = [
-        ("an unrestricted opinion, from anyone", open_seq, "initech", true),
+        (
+            "an unrestricted opinion, from anyone",
+            open_seq,
+            "initech",
+            true,
+        ),
         ("a seen, from the entry's issuer", seen_seq, "acme", true),
         ("a seen, from the reporter itself", seen_seq, "globex", true),
-        ("a seen, from a third member: what an honest hub does", seen_seq, "initech", false),
+        (
+            "a seen, from a third member: what an honest hub does",
+            seen_seq,
+            "initech",
+            false,
+        ),
     ];
     for (case, gone, member, caught) in cases {
-        let bent = Bent::faithful(exported.entries.clone(), exported.members.clone())
-            .lying(strip(gone));
+        let bent =
+            Bent::faithful(exported.entries.clone(), exported.members.clone()).lying(strip(gone));
         let hostile = HostileHub::serve(&t, bent).await;
         let out = dir.path().join(format!("{member}-{gone}.jsonl"));
         let run = sync_cli(&hostile.addr, &certs, member, &out, &["--kind", "hash_set"]).await;
@@ -418,7 +509,12 @@ async fn match_at_the_hub_prints_states_tallies_and_seen_and_filters_by_state() 
     assert_eq!(lines[0]["hash_tally"]["seen"], 0);
 
     // --states: only the quarantined entry, with its tally.
-    let out = cli(&t, "acme", &["match", "--queries", q, "--states", "quarantined"]).await;
+    let out = cli(
+        &t,
+        "acme",
+        &["match", "--queries", q, "--states", "quarantined"],
+    )
+    .await;
     assert!(out.status.success(), "{out:?}");
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -445,7 +541,12 @@ async fn match_at_the_hub_prints_states_tallies_and_seen_and_filters_by_state() 
         ),
         "{header}"
     );
-    assert!(rows.next().expect("row").ends_with(",,0,active,1,0,0,1,1,0,0,1"), "{text}");
+    assert!(
+        rows.next()
+            .expect("row")
+            .ends_with(",,0,active,1,0,0,1,1,0,0,1"),
+        "{text}"
+    );
 
     // A bad state name: one line, exit 1, nothing asked.
     for bad in ["active,gone", "Active\u{1b}[31m"] {
@@ -510,7 +611,13 @@ async fn a_risk_signal_entry_is_its_indicator_index_in_match_and_opinions() {
     let out = cli(
         &t,
         "globex",
-        &["opinion", &signal_id.to_string(), "--entry", "3", "confirmed"],
+        &[
+            "opinion",
+            &signal_id.to_string(),
+            "--entry",
+            "3",
+            "confirmed",
+        ],
     )
     .await;
     assert!(out.status.success(), "{out:?}");
@@ -523,7 +630,13 @@ async fn a_risk_signal_entry_is_its_indicator_index_in_match_and_opinions() {
     let out = cli(
         &t,
         "globex",
-        &["opinion", &signal_id.to_string(), "--entry", "2", "disputed"],
+        &[
+            "opinion",
+            &signal_id.to_string(),
+            "--entry",
+            "2",
+            "disputed",
+        ],
     )
     .await;
     assert!(out.status.success(), "{out:?}");

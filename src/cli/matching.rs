@@ -4,8 +4,8 @@
 //! the caller may read; offline, the entry index where the index file is sync output.
 
 use crate::client::ClientError;
-use crate::lifecycle::EntryState;
 use crate::formats::{self, Row};
+use crate::lifecycle::EntryState;
 use crate::matching::{MAX_QUERIES, MatchOptions, Matcher, Query};
 use crate::membership::MemberId;
 use crate::pb;

@@ -467,9 +467,10 @@ impl Lifecycle {
         judge: &Judge<'_>,
         reader: &Reader,
     ) -> u32 {
-        let records = self.opinions_on_hash(hash).iter().filter(|r| {
-            r.is_seen_track() && r.readable_by(reader) && judge.trusted(r).is_ok()
-        });
+        let records = self
+            .opinions_on_hash(hash)
+            .iter()
+            .filter(|r| r.is_seen_track() && r.readable_by(reader) && judge.trusted(r).is_ok());
         opinion::latest(records.map(|r| r.as_ref()), issuer, judge)
             .0
             .seen
@@ -960,9 +961,11 @@ mod tests {
         verdict: Verdict,
         recipients: &[&str],
     ) {
-        let recipients =
-            Recipients::from_members(recipients.iter().map(|r| member(r)).collect(), &member(issuer))
-                .expect("recipients");
+        let recipients = Recipients::from_members(
+            recipients.iter().map(|r| member(r)).collect(),
+            &member(issuer),
+        )
+        .expect("recipients");
         life.record_opinion(
             id(200 + seq as u8),
             Position {
@@ -1005,7 +1008,11 @@ mod tests {
         type Case<'a> = (&'a str, Vec<(&'a str, Verdict, Vec<&'a str>)>, [u32; 4]);
         // Seen counts for: acme (the entry's issuer), an auditor, b, z (a third member).
         let cases: Vec<Case> = vec![
-            ("one seen to the issuer", vec![("b", Seen, vec!["acme"])], [1, 1, 1, 0]),
+            (
+                "one seen to the issuer",
+                vec![("b", Seen, vec!["acme"])],
+                [1, 1, 1, 0],
+            ),
             (
                 "two members, one public",
                 vec![("b", Seen, vec!["acme"]), ("c", Seen, vec![])],
@@ -1035,7 +1042,11 @@ mod tests {
                 vec![("b", Seen, vec!["acme", "z"])],
                 [1, 1, 1, 1],
             ),
-            ("the issuer's own is never counted", vec![("acme", Seen, vec![])], [0, 0, 0, 0]),
+            (
+                "the issuer's own is never counted",
+                vec![("acme", Seen, vec![])],
+                [0, 0, 0, 0],
+            ),
         ];
         for (name, opinions, want) in cases {
             let mut life = Lifecycle::new();
@@ -1054,10 +1065,18 @@ mod tests {
                 hash_type: crate::statement::HashType::Sha256,
                 value: vec![0; 32],
             };
-            assert_eq!(life.hash_seen(&hash, &acme, &j, &everything), want[1], "{name}: hash");
+            assert_eq!(
+                life.hash_seen(&hash, &acme, &j, &everything),
+                want[1],
+                "{name}: hash"
+            );
             let states = life.states(&target, &j);
             assert_ne!(states.state(0), EntryState::Disputed, "{name}");
-            assert_eq!(states.opinions(0).tally.seen, 0, "{name}: never in the state's tally");
+            assert_eq!(
+                states.opinions(0).tally.seen,
+                0,
+                "{name}: never in the state's tally"
+            );
         }
         // Seen next to a negative verdict: the state is decided by the verdicts alone.
         let mut life = Lifecycle::new();
@@ -1368,7 +1387,12 @@ mod tests {
         judge_entry(&mut life, 5, "b", 0, Verdict::FalsePositive);
         let good = life.opinions_of(&id(1))[0].opinion.clone();
         assert_eq!(
-            check_opinion(&good, &member("b"), &Recipients::everyone(), Some((&acme, &body))),
+            check_opinion(
+                &good,
+                &member("b"),
+                &Recipients::everyone(),
+                Some((&acme, &body))
+            ),
             Ok(())
         );
         // A restricted (seen) opinion must name the entry's issuer.
@@ -1381,7 +1405,12 @@ mod tests {
                 .expect("recipients")
         };
         assert_eq!(
-            check_opinion(&seen, &member("b"), &to(&["acme", "c"]), Some((&acme, &body))),
+            check_opinion(
+                &seen,
+                &member("b"),
+                &to(&["acme", "c"]),
+                Some((&acme, &body))
+            ),
             Ok(())
         );
         assert!(matches!(
@@ -1389,7 +1418,12 @@ mod tests {
             Err(TargetError::SeenNotToIssuer { .. })
         ));
         assert_eq!(
-            check_opinion(&seen, &member("b"), &Recipients::everyone(), Some((&acme, &body))),
+            check_opinion(
+                &seen,
+                &member("b"),
+                &Recipients::everyone(),
+                Some((&acme, &body))
+            ),
             Ok(())
         );
         let err = |o: &Opinion, by: &str, target| {

@@ -12,8 +12,8 @@ use crate::lifecycle::{
 };
 use crate::settings::{HubKeyPeriod, Section, Settings, SettingsChange};
 use crate::statement::{
-    Body, Header, Kind, ParsedEnvelope, Reader, Recipients, SignatureError, Statement,
-    StatementId, Verified,
+    Body, Header, Kind, ParsedEnvelope, Reader, Recipients, SignatureError, Statement, StatementId,
+    Verified,
 };
 use ed25519_dalek::VerifyingKey;
 use std::collections::{BTreeMap, HashMap};

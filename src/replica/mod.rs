@@ -801,14 +801,15 @@ impl Replica {
         signers: &[Signer],
     ) -> Result<(), ReplicaError> {
         let mut next = (*self.registry).clone();
-        next.apply(statement, recipients, id, position, signers).map_err(|e| {
-            let fault = if statement.kind() == Kind::Settings {
-                Fault::SettingsRefused(e)
-            } else {
-                Fault::Refused(e)
-            };
-            at(position.seq, fault)
-        })?;
+        next.apply(statement, recipients, id, position, signers)
+            .map_err(|e| {
+                let fault = if statement.kind() == Kind::Settings {
+                    Fault::SettingsRefused(e)
+                } else {
+                    Fault::Refused(e)
+                };
+                at(position.seq, fault)
+            })?;
         self.registry = Arc::new(next);
         self.membership_entries += 1;
         if let Some(c) = self.registry.coalition() {

@@ -82,9 +82,7 @@ impl Known {
     fn size(&self) -> usize {
         match self {
             Known::Retracted => 1,
-            Known::Entries(states) => {
-                1 + states.retracted.entries.len() + states.opinions.len()
-            }
+            Known::Entries(states) => 1 + states.retracted.entries.len() + states.opinions.len(),
         }
     }
 }
