@@ -280,7 +280,7 @@ fn seen_recipients(
                 .with_context(|| format!("--recipient '{}'", esc(r)))?,
         );
     }
-    Ok(Recipients::from_members(members, me).context("--recipient")?)
+    Recipients::from_members(members, me).context("--recipient")
 }
 
 #[derive(Debug, Args)]

@@ -445,7 +445,12 @@ mod tests {
                 issuer,
                 received_at_ms: 1_700_000_000_000 + i64::from(s),
                 recipients: Recipients::everyone(),
-                entries: Vec::new(),
+                // Some as a risk signal whose hashes are not its first indicators.
+                entries: if s % 4 == 1 {
+                    (0..500).map(|i| 2 * i + 1).collect()
+                } else {
+                    Vec::new()
+                },
             });
             c.next_seq = u64::from(s) + 2;
             c.commit();

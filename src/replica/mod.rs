@@ -461,8 +461,7 @@ impl Replica {
                 let notices = self.commit(
                     position,
                     id,
-                    statement,
-                    &parsed.header.recipients,
+                    statement.map(|s| (s, &parsed.header.recipients)),
                     &signers,
                     Some(p.envelope()),
                     seen,
@@ -502,15 +501,7 @@ impl Replica {
                     .map_err(|e| at(p.seq, Fault::NotEntitled(e)))?;
                 let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
                 let version = opaque.version;
-                let mut notices = self.commit(
-                    position,
-                    id,
-                    None,
-                    &Recipients::everyone(),
-                    &signers,
-                    None,
-                    seen,
-                )?;
+                let mut notices = self.commit(position, id, None, &signers, None, seen)?;
                 notices.push(Notice::NeedsUpgrade { version });
                 let accepted = Accepted {
                     seq: p.seq,
@@ -547,8 +538,7 @@ impl Replica {
         let notices = self.commit(
             position,
             verified.id,
-            statement,
-            &verified.header.recipients,
+            statement.map(|s| (s, &verified.header.recipients)),
             &signers,
             Some(&verified.envelope),
             seen,
@@ -668,19 +658,18 @@ impl Replica {
 
     /// Applies an entry that passed the checks: membership changes (refused changes leave the
     /// state as it was), then the Merkle leaf, the id, the receipt time, and any checkpoint
-    /// waiting for this size.
+    /// waiting for this size. `statement` comes with the recipients its header names.
     fn commit(
         &mut self,
         position: Position,
         id: StatementId,
-        statement: Option<&Statement>,
-        recipients: &Recipients,
+        statement: Option<(&Statement, &Recipients)>,
         signers: &[Signer],
         envelope: Option<&pb::Envelope>,
         seen: &mut dyn SeenIds,
     ) -> Result<Vec<Notice>, ReplicaError> {
         let mut notices = Vec::new();
-        if let Some(statement) = statement
+        if let Some((statement, recipients)) = statement
             && statement.kind().is_governance()
         {
             self.apply_governance(statement, recipients, id, position, signers)?;
