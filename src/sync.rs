@@ -824,6 +824,8 @@ impl Syncer {
                         .opinions_of(&o.target)
                         .iter()
                         .find(|r| r.id == entry.id)
+                        // A `seen` never changes a state (PROTOCOL §2.7 "Seen").
+                        .filter(|r| !r.is_seen_track())
                     {
                         touched.push((o.target, Cause::Opinion(r.clone())));
                     }

@@ -1,11 +1,12 @@
 //! `coalition retract` (a member withdraws its own statement or entries of it),
-//! `coalition opinion` (a member's opinion on another member's entry) and `coalition show` (a
+//! `coalition opinion` (a member's opinion on another member's entry, `seen` restricted to the
+//! entry's issuer by default) and `coalition show` (a
 //! statement, its entries' states, the retractions and opinions that name it, as the member's
 //! own verified sync state decides them). The admin-quorum paths are `coalition admin retract`,
 //! `coalition admin quarantine` and `coalition admin release`.
 
 use super::Connection;
-use crate::client::sign_new;
+use crate::client::{sign_new, sign_new_for};
 use crate::lifecycle::{
     HashKey, Lifecycle, Opinion, Retraction, Target, Verdict, entry_count, entry_hash,
 };
@@ -13,7 +14,7 @@ use crate::membership::format_ms;
 use crate::pb;
 use crate::pki::{CertDir, load_signing_key};
 use crate::replica::Replica;
-use crate::statement::{Body, ParsedEnvelope, Reader, StatementId};
+use crate::statement::{Body, ParsedEnvelope, Reader, Recipients, StatementId};
 use crate::sync::Cursor;
 use crate::text::escape_control as esc;
 use anyhow::{Context, Result, bail};
@@ -116,8 +117,11 @@ pub enum MemberVerdict {
     FalsePositive,
     /// It is doubtful.
     Disputed,
-    /// Withdraw my earlier opinion on this entry.
+    /// Withdraw my earlier opinion on this entry (with --seen: my `seen`).
     Withdraw,
+    /// It matched on my platform. Restricted to the entry's issuer (and auditors) unless
+    /// --public or --recipient says otherwise; never changes the entry's state.
+    Seen,
 }
 
 impl From<MemberVerdict> for Verdict {
@@ -127,6 +131,7 @@ impl From<MemberVerdict> for Verdict {
             MemberVerdict::FalsePositive => Verdict::FalsePositive,
             MemberVerdict::Disputed => Verdict::Disputed,
             MemberVerdict::Withdraw => Verdict::Withdrawn,
+            MemberVerdict::Seen => Verdict::Seen,
         }
     }
 }
@@ -138,6 +143,18 @@ pub struct OpinionArgs {
     /// What you say about the entry.
     #[arg(value_enum)]
     verdict: MemberVerdict,
+    /// With `seen`: share it with every member instead of only the entry's issuer (who holds
+    /// what is itself sensitive: say so only if you mean it).
+    #[arg(long, conflicts_with_all = ["recipients", "seen"])]
+    public: bool,
+    /// With `seen` or `withdraw --seen`: another member who may read it besides the entry's
+    /// issuer (always a reader) and auditors; repeat for several.
+    #[arg(long = "recipient", value_name = "MEMBER")]
+    recipients: Vec<String>,
+    /// With `withdraw`: withdraw my `seen` on the entry (restricted like a seen) rather than
+    /// my confirmed, false-positive or disputed opinion.
+    #[arg(long)]
+    seen: bool,
     /// Signing key (PKCS#8 PEM); default <certs>/members/<id>.sign.key.
     #[arg(long)]
     signing_key: Option<PathBuf>,
@@ -199,8 +216,15 @@ pub async fn opinion(args: OpinionArgs) -> Result<()> {
     let mut client = args.conn.connect().await?;
     let (_, target, _) = fetch_statement(&mut client, args.on.target()?, &id).await?;
     let opinion = args.on.opinion(args.verdict.into(), &target.body)?;
-    let what = opinion.describe();
-    let envelope = sign_new(&id, &key, Body::Opinion(opinion));
+    let recipients = seen_recipients(&args, &id, &target.issuer)?;
+    let mut what = opinion.describe();
+    if args.seen {
+        what = format!("withdraw seen on {}", what.trim_start_matches("withdraw "));
+    }
+    if !recipients.is_everyone() {
+        what.push_str(&format!(", readable by {recipients} (and auditors)"));
+    }
+    let envelope = sign_new_for(&id, &key, Body::Opinion(opinion), &recipients);
     let response = client.submit(envelope).await?;
     let receipt = response.receipt.unwrap_or_default();
     println!(
@@ -215,6 +239,48 @@ pub async fn opinion(args: OpinionArgs) -> Result<()> {
         esc(&what)
     );
     Ok(())
+}
+
+/// Who reads an opinion (docs/PROTOCOL.md §2.7 "Seen"): everyone, except for a `seen` (and a
+/// `withdraw --seen`), which goes to the entry's issuer `target_issuer` and the members named
+/// with --recipient, unless --public.
+fn seen_recipients(
+    args: &OpinionArgs,
+    me: &crate::membership::MemberId,
+    target_issuer: &crate::membership::MemberId,
+) -> Result<Recipients> {
+    let restricted = match args.verdict {
+        MemberVerdict::Seen => !args.public,
+        MemberVerdict::Withdraw => args.seen,
+        _ => false,
+    };
+    if args.seen && !matches!(args.verdict, MemberVerdict::Withdraw) {
+        bail!("--seen goes with `withdraw` (to withdraw your seen); to report one, say `seen`");
+    }
+    if !restricted {
+        if args.public && !matches!(args.verdict, MemberVerdict::Seen) {
+            bail!("--public goes with `seen`; every other opinion is read by every member");
+        }
+        if !args.recipients.is_empty() {
+            bail!(
+                "--recipient goes with `seen` or `withdraw --seen`; every other opinion is read by every member"
+            );
+        }
+        return Ok(Recipients::everyone());
+    }
+    // An opinion on one's own entry is refused by the hub (FAILED_PRECONDITION); the issuer
+    // is never its own recipient.
+    let mut members: Vec<_> = (target_issuer != me)
+        .then(|| target_issuer.clone())
+        .into_iter()
+        .collect();
+    for r in &args.recipients {
+        members.push(
+            crate::membership::MemberId::parse(r)
+                .with_context(|| format!("--recipient '{}'", esc(r)))?,
+        );
+    }
+    Recipients::from_members(members, me).context("--recipient")
 }
 
 #[derive(Debug, Args)]
@@ -348,17 +414,31 @@ pub async fn show(args: ShowArgs) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            // Each entry not plainly active, or that some opinion names.
+            // Each entry not plainly active, or that some opinion names (a `seen` too).
             let named: std::collections::BTreeSet<u32> = (0..count)
                 .filter(|i| states.state(*i) != crate::lifecycle::EntryState::Active)
-                .chain(states.opinions.keys().copied())
+                .chain(
+                    registry
+                        .lifecycle()
+                        .opinions_of(&id)
+                        .iter()
+                        .map(|r| r.opinion.entry)
+                        .filter(|e| *e < count),
+                )
                 .collect();
+            // This replica holds exactly the `seen` opinions the hub let this member read
+            // (§2.7): count every one it holds.
+            let reader = Reader::Everything;
             for i in named {
-                let opinions = states.opinions(i);
+                let mut opinions = states.opinions(i);
+                opinions.tally.seen = registry.seen(&target, i, &reader);
                 let hash = entry_hash(&statement.body, i);
                 let hash_tally = hash
                     .as_ref()
-                    .map(|h| registry.hash_tally(h, &statement.issuer))
+                    .map(|h| crate::lifecycle::Tally {
+                        seen: registry.hash_seen(h, &statement.issuer, &reader),
+                        ..registry.hash_tally(h, &statement.issuer)
+                    })
                     .unwrap_or_default();
                 println!(
                     "entry {i}: {}; opinions on it: {}{}; on its hash across statements: {}{}",
@@ -422,8 +502,17 @@ pub async fn show(args: ShowArgs) -> Result<()> {
                 Ok(()) => "applies".to_owned(),
                 Err(why) => format!("no effect: {why}"),
             };
+            let track = if record.is_seen_track() {
+                // "everyone" for an unrestricted one.
+                format!(
+                    " (seen track, readable by {})",
+                    esc(&record.recipients.to_string())
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "opinion {} at entry {} by '{}'{}: entry {} {}; note \"{}\"; {effect}",
+                "opinion {} at entry {} by '{}'{}{track}: entry {} {}; note \"{}\"; {effect}",
                 record.id,
                 record.position.seq,
                 esc(record.issuer.as_str()),

@@ -1,8 +1,11 @@
 //! `coalition match`: look hashes up against the shared corpus, offline against a local
-//! index file (nothing leaves the machine) or online against the hub.
+//! index file (nothing leaves the machine) or online against the hub. Both print the same
+//! columns: with `--hub` each match carries its entry's state, tallies and the `seen` counts
+//! the caller may read; offline, the entry index where the index file is sync output.
 
 use crate::client::ClientError;
 use crate::formats::{self, Row};
+use crate::lifecycle::EntryState;
 use crate::matching::{MAX_QUERIES, MatchOptions, Matcher, Query};
 use crate::membership::MemberId;
 use crate::pb;
@@ -36,9 +39,69 @@ pub struct MatchArgs {
     /// PDQ: hashes below this quality do not match (0..=100).
     #[arg(long, default_value_t = crate::matching::DEFAULT_MIN_QUALITY.into())]
     min_quality: u32,
+    /// With --hub: the entry states wanted, comma-separated (active, disputed, quarantined,
+    /// retracted, compromised, expired). Default: active,disputed (what matches).
+    #[arg(long, value_delimiter = ',', value_name = "STATES")]
+    states: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     format: OutputFormat,
+}
+
+/// Parses `--states` names; an unknown one is an error naming the valid ones.
+fn parse_states(names: &[String]) -> Result<Vec<EntryState>> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let state = EntryState::parse(name.trim()).with_context(|| {
+            format!(
+                "--states: unknown entry state '{}' (expected {})",
+                crate::text::escape_control(name),
+                EntryState::ALL
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        if !out.contains(&state) {
+            out.push(state);
+        }
+    }
+    Ok(out)
+}
+
+/// Opinions on an entry or a hash value, as printed (`seen`: those the caller may read).
+#[derive(Debug, Default, Serialize)]
+struct TallyLine {
+    confirmed: u32,
+    false_positive: u32,
+    disputed: u32,
+    seen: u32,
+}
+
+impl TallyLine {
+    fn of(tally: Option<pb::Tally>, seen: u32) -> Self {
+        let t = tally.unwrap_or_default();
+        TallyLine {
+            confirmed: t.confirmed,
+            false_positive: t.false_positive,
+            disputed: t.disputed,
+            seen,
+        }
+    }
+
+    /// The CSV cells: confirmed, false_positive, disputed, seen.
+    fn cells(tally: Option<&TallyLine>) -> [String; 4] {
+        match tally {
+            Some(t) => [
+                t.confirmed.to_string(),
+                t.false_positive.to_string(),
+                t.disputed.to_string(),
+                t.seen.to_string(),
+            ],
+            None => Default::default(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -61,6 +124,15 @@ struct MatchLine {
     quality: Option<u32>,
     labels: Vec<String>,
     source: Source,
+    /// The matched entry's state (the hub's answer; offline: unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    /// Opinions on the matched entry (with --hub).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry_tally: Option<TallyLine>,
+    /// Opinions on the matched hash value across every statement sharing it (with --hub).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash_tally: Option<TallyLine>,
 }
 
 /// Where the matched hash came from.
@@ -74,6 +146,10 @@ struct Source {
     statement_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
+    /// The entry index in its statement (a hash set's entry, a risk signal's indicator): what
+    /// `coalition opinion --entry` and `coalition retract --entry` name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     received_at_ms: Option<i64>,
 }
@@ -81,10 +157,16 @@ struct Source {
 pub async fn run(args: MatchArgs) -> Result<()> {
     let options = MatchOptions::new(Some(args.threshold), Some(args.min_quality))
         .map_err(anyhow::Error::msg)?;
+    let states = parse_states(&args.states)?;
+    if !states.is_empty() && args.index.is_some() {
+        bail!(
+            "--states needs --hub: an offline index (a sync snapshot) holds only entries that match"
+        );
+    }
     let queries = formats::read_rows(&args.queries)?;
     let lines = match &args.index {
         Some(index) => offline(index, &queries, &options)?,
-        None => online(&args, &queries).await?,
+        None => online(&args, &queries, &states).await?,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -111,8 +193,22 @@ pub async fn run(args: MatchArgs) -> Result<()> {
                 "statement_id",
                 "seq",
                 "index_line",
+                "entry",
+                "state",
+                "confirmed",
+                "false_positive",
+                "disputed",
+                "seen",
+                "hash_confirmed",
+                "hash_false_positive",
+                "hash_disputed",
+                "hash_seen",
             ])?;
             for m in &lines {
+                let [confirmed, false_positive, disputed, seen] =
+                    TallyLine::cells(m.entry_tally.as_ref());
+                let [h_confirmed, h_false_positive, h_disputed, h_seen] =
+                    TallyLine::cells(m.hash_tally.as_ref());
                 csv.write_record([
                     m.query_line.to_string(),
                     m.query_type.clone(),
@@ -125,6 +221,16 @@ pub async fn run(args: MatchArgs) -> Result<()> {
                     m.source.statement_id.clone().unwrap_or_default(),
                     opt(m.source.seq),
                     opt(m.source.index_line),
+                    opt(m.source.entry),
+                    m.state.clone().unwrap_or_default(),
+                    confirmed,
+                    false_positive,
+                    disputed,
+                    seen,
+                    h_confirmed,
+                    h_false_positive,
+                    h_disputed,
+                    h_seen,
                 ])?;
             }
             csv.flush()?;
@@ -191,15 +297,23 @@ fn offline(
                     issuer: row.source.issuer.clone(),
                     statement_id: row.source.statement_id.clone(),
                     seq: row.source.seq,
+                    entry: row.source.entry,
                     received_at_ms: row.source.received_at_ms,
                 },
+                state: None,
+                entry_tally: None,
+                hash_tally: None,
             });
         }
     }
     Ok(out)
 }
 
-async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
+async fn online(
+    args: &MatchArgs,
+    queries: &[Row],
+    states: &[EntryState],
+) -> Result<Vec<MatchLine>> {
     let Some(hub) = &args.hub else {
         bail!("give --index FILE to match offline or --hub ADDR to ask the hub");
     };
@@ -224,8 +338,8 @@ async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
                 .collect(),
             pdq_threshold: Some(args.threshold),
             min_quality: Some(args.min_quality),
-            // What matches now (active, disputed), as the offline index from a snapshot.
-            states: Vec::new(),
+            // Empty: what matches now (active, disputed), as the offline index from a snapshot.
+            states: states.iter().map(|s| s.to_wire() as i32).collect(),
         };
         let response = client
             .hub
@@ -259,8 +373,15 @@ async fn online(args: &MatchArgs, queries: &[Row]) -> Result<Vec<MatchLine>> {
                         issuer: Some(m.issuer),
                         statement_id: Some(hex::encode(&m.statement_id)),
                         seq: Some(m.seq),
+                        entry: Some(m.hash_index),
                         received_at_ms: Some(m.received_at_ms),
                     },
+                    state: Some(
+                        EntryState::from_wire(m.state)
+                            .map_or_else(|| format!("unknown ({})", m.state), |s| s.name().into()),
+                    ),
+                    entry_tally: Some(TallyLine::of(m.entry_tally, m.entry_seen)),
+                    hash_tally: Some(TallyLine::of(m.hash_tally, m.hash_seen)),
                 });
             }
         }

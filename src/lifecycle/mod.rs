@@ -28,7 +28,7 @@ pub use state::{EntryState, Facts};
 
 use crate::membership::{KeyId, MemberId, Position};
 use crate::pb;
-use crate::statement::{Body, Kind, StatementError, StatementId, check_text};
+use crate::statement::{Body, Kind, Reader, Recipients, StatementError, StatementId, check_text};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -292,8 +292,9 @@ impl Lifecycle {
         self.count += 1;
     }
 
-    /// Records an opinion replayed at `position` (its signatures and entitlement checked).
-    /// Whether it has an effect is decided at read time ([`Lifecycle::opinion_verdict`]).
+    /// Records an opinion replayed at `position` (its signatures and entitlement checked),
+    /// with the recipients its header names. Whether it has an effect is decided at read time
+    /// ([`Lifecycle::opinion_verdict`]).
     pub fn record_opinion(
         &mut self,
         id: StatementId,
@@ -301,6 +302,7 @@ impl Lifecycle {
         issuer: MemberId,
         key_ids: Vec<KeyId>,
         opinion: Opinion,
+        recipients: Recipients,
     ) {
         let (target, hash) = (opinion.target, opinion.hash.clone());
         let record = Arc::new(OpinionRecord {
@@ -309,6 +311,7 @@ impl Lifecycle {
             issuer,
             key_ids,
             opinion,
+            recipients,
         });
         let push = |records: &mut Records| Arc::make_mut(records).push(record.clone());
         push(Arc::make_mut(&mut self.opinions).entry(target).or_default());
@@ -386,8 +389,9 @@ impl Lifecycle {
     /// The opinions on every entry of `target` that some opinion names, decided.
     pub fn opinions(&self, target: &Target<'_>, judge: &Judge<'_>) -> BTreeMap<u32, Opinions> {
         let mut by_entry: BTreeMap<u32, Vec<&OpinionRecord>> = BTreeMap::new();
+        // The verdict track only: `seen` never changes a state (and not every replica reads it).
         for record in self.opinions_of(&target.id) {
-            if Self::opinion_verdict(record, target, judge).is_ok() {
+            if !record.is_seen_track() && Self::opinion_verdict(record, target, judge).is_ok() {
                 by_entry
                     .entry(record.opinion.entry)
                     .or_default()
@@ -433,9 +437,43 @@ impl Lifecycle {
         let records = self
             .opinions_on_hash(hash)
             .iter()
-            .filter(|r| judge.trusted(r).is_ok())
+            .filter(|r| !r.is_seen_track() && judge.trusted(r).is_ok())
             .map(|r| r.as_ref());
         opinion::latest(records, issuer, judge).0
+    }
+
+    /// The `seen` count of entry `entry` of `target` for `reader`: among the seen-track
+    /// records that apply to it and that `reader` may read, each counted member's latest (a
+    /// restricted `withdrawn` removes it), never the target's issuer (docs/PROTOCOL.md §2.7
+    /// "Seen"). A replica that was not given a seen opinion's body simply lacks it.
+    pub fn seen(&self, target: &Target<'_>, entry: u32, judge: &Judge<'_>, reader: &Reader) -> u32 {
+        let records = self.opinions_of(&target.id).iter().filter(|r| {
+            r.is_seen_track()
+                && r.opinion.entry == entry
+                && r.readable_by(reader)
+                && Self::opinion_verdict(r, target, judge).is_ok()
+        });
+        opinion::latest(records.map(|r| r.as_ref()), target.issuer, judge)
+            .0
+            .seen
+    }
+
+    /// The `seen` count of a hash value across every statement sharing it, for an entry shared
+    /// by `issuer` (never counted) and for `reader` (only the seen-track records it may read).
+    pub fn hash_seen(
+        &self,
+        hash: &HashKey,
+        issuer: &MemberId,
+        judge: &Judge<'_>,
+        reader: &Reader,
+    ) -> u32 {
+        let records = self
+            .opinions_on_hash(hash)
+            .iter()
+            .filter(|r| r.is_seen_track() && r.readable_by(reader) && judge.trusted(r).is_ok());
+        opinion::latest(records.map(|r| r.as_ref()), issuer, judge)
+            .0
+            .seen
     }
 
     /// The state of every entry of `target`.
@@ -584,6 +622,23 @@ pub enum TargetError {
         /// The opinion's (and the entry's) issuer.
         issuer: MemberId,
     },
+    /// A restricted opinion (a `seen`, or the `withdrawn` of one) whose recipients do not
+    /// include the target entry's issuer.
+    #[error(
+        "recipients: a restricted {verdict} opinion on entry {entry} of statement {target} must name the entry's issuer '{target_issuer}' among its recipients (it names {recipients}); add --recipient {target_issuer} or share it with everyone (--public)"
+    )]
+    SeenNotToIssuer {
+        /// The opinion's verdict name.
+        verdict: &'static str,
+        /// The target.
+        target: StatementId,
+        /// The entry.
+        entry: u32,
+        /// The target's issuer.
+        target_issuer: MemberId,
+        /// The recipients named.
+        recipients: String,
+    },
     /// The opinion's copy of the entry's hash differs from the entry.
     #[error(
         "opinion.hash_value: entry {entry} of statement {target} is {expected}, not {claimed}; copy the entry's hash type and value (none for an indicator that is not a hash)"
@@ -680,12 +735,13 @@ pub fn check_retraction(
     Ok(())
 }
 
-/// The front-door rules for an opinion by `issuer` on `target` (`None`: not in the log): the
-/// entry exists, is not the issuer's own (unless an admin quorum judges it), and the opinion
-/// copies its hash.
+/// The front-door rules for an opinion by `issuer`, restricted to `recipients`, on `target`
+/// (`None`: not in the log): the entry exists, is not the issuer's own (unless an admin quorum
+/// judges it), the opinion copies its hash, and a restricted opinion names the target's issuer.
 pub fn check_opinion(
     opinion: &Opinion,
     issuer: &MemberId,
+    recipients: &Recipients,
     target: Option<(&MemberId, &Body)>,
 ) -> Result<(), TargetError> {
     let id = opinion.target;
@@ -703,6 +759,15 @@ pub fn check_opinion(
             target: id,
             entry: opinion.entry,
             issuer: issuer.clone(),
+        });
+    }
+    if !recipients.is_everyone() && !recipients.members().contains(&target_issuer) {
+        return Err(TargetError::SeenNotToIssuer {
+            verdict: opinion.verdict.name(),
+            target: id,
+            entry: opinion.entry,
+            target_issuer,
+            recipients: recipients.to_string(),
         });
     }
     let expected = target.and_then(|(_, body)| entry_hash(body, opinion.entry));
@@ -884,6 +949,23 @@ mod tests {
 
     /// Records an opinion by `issuer` at `seq` on entry `entry` of statement `id(1)`.
     fn judge_entry(life: &mut Lifecycle, seq: u64, issuer: &str, entry: u32, verdict: Verdict) {
+        judge_entry_for(life, seq, issuer, entry, verdict, &[]);
+    }
+
+    /// [`judge_entry`] restricted to `recipients` (none: everyone).
+    fn judge_entry_for(
+        life: &mut Lifecycle,
+        seq: u64,
+        issuer: &str,
+        entry: u32,
+        verdict: Verdict,
+        recipients: &[&str],
+    ) {
+        let recipients = Recipients::from_members(
+            recipients.iter().map(|r| member(r)).collect(),
+            &member(issuer),
+        )
+        .expect("recipients");
         life.record_opinion(
             id(200 + seq as u8),
             Position {
@@ -903,7 +985,106 @@ mod tests {
                 }),
                 admin_quorum: verdict.is_admin(),
             },
+            recipients,
         );
+    }
+
+    /// The seen track: (case, opinions as (issuer, verdict, recipients) in log order from seq
+    /// 5 on entry 0 of acme's statement, then per reader the seen count it reads). `seen`
+    /// never changes the state nor the verdict tally, a restricted `withdrawn` withdraws only
+    /// the seen, and each reader counts only what the read rule lets it read.
+    #[test]
+    fn seen_is_counted_per_reader_and_never_changes_a_state() {
+        use Verdict::*;
+        let acme = member("acme");
+        let target = Target {
+            id: id(1),
+            seq: 2,
+            issuer: &acme,
+            kind: Kind::HashSet,
+        };
+        let everything = Reader::Everything;
+        let as_ = |m: &str| Reader::Member(member(m));
+        type Case<'a> = (&'a str, Vec<(&'a str, Verdict, Vec<&'a str>)>, [u32; 4]);
+        // Seen counts for: acme (the entry's issuer), an auditor, b, z (a third member).
+        let cases: Vec<Case> = vec![
+            (
+                "one seen to the issuer",
+                vec![("b", Seen, vec!["acme"])],
+                [1, 1, 1, 0],
+            ),
+            (
+                "two members, one public",
+                vec![("b", Seen, vec!["acme"]), ("c", Seen, vec![])],
+                [2, 2, 2, 1],
+            ),
+            (
+                "seen twice counts once",
+                vec![("b", Seen, vec!["acme"]), ("b", Seen, vec!["acme"])],
+                [1, 1, 1, 0],
+            ),
+            (
+                "a restricted withdrawal withdraws the seen",
+                vec![("b", Seen, vec!["acme"]), ("b", Withdrawn, vec!["acme"])],
+                [0, 0, 0, 0],
+            ),
+            (
+                "a public withdrawal withdraws only the verdict",
+                vec![
+                    ("b", Confirmed, vec![]),
+                    ("b", Seen, vec!["acme"]),
+                    ("b", Withdrawn, vec![]),
+                ],
+                [1, 1, 1, 0],
+            ),
+            (
+                "named recipients read it",
+                vec![("b", Seen, vec!["acme", "z"])],
+                [1, 1, 1, 1],
+            ),
+            (
+                "the issuer's own is never counted",
+                vec![("acme", Seen, vec![])],
+                [0, 0, 0, 0],
+            ),
+        ];
+        for (name, opinions, want) in cases {
+            let mut life = Lifecycle::new();
+            for (i, (who, verdict, to)) in opinions.into_iter().enumerate() {
+                judge_entry_for(&mut life, 5 + i as u64, who, 0, verdict, &to);
+            }
+            let j = judge(NEVER);
+            let got = [
+                life.seen(&target, 0, &j, &as_("acme")),
+                life.seen(&target, 0, &j, &everything),
+                life.seen(&target, 0, &j, &as_("b")),
+                life.seen(&target, 0, &j, &as_("z")),
+            ];
+            assert_eq!(got, want, "{name}");
+            let hash = HashKey {
+                hash_type: crate::statement::HashType::Sha256,
+                value: vec![0; 32],
+            };
+            assert_eq!(
+                life.hash_seen(&hash, &acme, &j, &everything),
+                want[1],
+                "{name}: hash"
+            );
+            let states = life.states(&target, &j);
+            assert_ne!(states.state(0), EntryState::Disputed, "{name}");
+            assert_eq!(
+                states.opinions(0).tally.seen,
+                0,
+                "{name}: never in the state's tally"
+            );
+        }
+        // Seen next to a negative verdict: the state is decided by the verdicts alone.
+        let mut life = Lifecycle::new();
+        judge_entry(&mut life, 5, "b", 0, Disputed);
+        judge_entry_for(&mut life, 6, "c", 0, Seen, &["acme"]);
+        let states = life.states(&target, &judge(NEVER));
+        assert_eq!(states.state(0), EntryState::Disputed);
+        assert_eq!(states.opinions(0).tally.disputed, 1);
     }
 
     /// The opinion rules: (case, opinions as (issuer, entry, verdict) in log order from seq 5,
@@ -1109,7 +1290,8 @@ mod tests {
                 Tally {
                     confirmed: c,
                     false_positive: f,
-                    disputed: d
+                    disputed: d,
+                    seen: 0
                 },
                 "{name}"
             );
@@ -1171,7 +1353,8 @@ mod tests {
             Tally {
                 confirmed: 0,
                 false_positive: 1,
-                disputed: 1
+                disputed: 1,
+                seen: 0
             }
         );
         // For c's own copy of the hash, c is never counted.
@@ -1204,11 +1387,47 @@ mod tests {
         judge_entry(&mut life, 5, "b", 0, Verdict::FalsePositive);
         let good = life.opinions_of(&id(1))[0].opinion.clone();
         assert_eq!(
-            check_opinion(&good, &member("b"), Some((&acme, &body))),
+            check_opinion(
+                &good,
+                &member("b"),
+                &Recipients::everyone(),
+                Some((&acme, &body))
+            ),
+            Ok(())
+        );
+        // A restricted (seen) opinion must name the entry's issuer.
+        let seen = Opinion {
+            verdict: Verdict::Seen,
+            ..good.clone()
+        };
+        let to = |ids: &[&str]| {
+            Recipients::from_members(ids.iter().map(|m| member(m)).collect(), &member("b"))
+                .expect("recipients")
+        };
+        assert_eq!(
+            check_opinion(
+                &seen,
+                &member("b"),
+                &to(&["acme", "c"]),
+                Some((&acme, &body))
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            check_opinion(&seen, &member("b"), &to(&["c"]), Some((&acme, &body))),
+            Err(TargetError::SeenNotToIssuer { .. })
+        ));
+        assert_eq!(
+            check_opinion(
+                &seen,
+                &member("b"),
+                &Recipients::everyone(),
+                Some((&acme, &body))
+            ),
             Ok(())
         );
         let err = |o: &Opinion, by: &str, target| {
-            check_opinion(o, &member(by), target)
+            check_opinion(o, &member(by), &Recipients::everyone(), target)
                 .unwrap_err()
                 .to_string()
         };

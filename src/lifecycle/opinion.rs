@@ -1,5 +1,11 @@
-//! Opinions on entries: a member's `confirmed`, `false_positive` or `disputed` (or the
+//! Opinions on entries: a member's `confirmed`, `false_positive`, `disputed` or `seen` (or the
 //! withdrawal of its earlier opinion), and an admin quorum's quarantine or release.
+//!
+//! Two tracks per member and entry: the **verdict** track (unrestricted opinions but `seen`;
+//! it decides the entry's state, and every replica holds all of it) and the **seen** track
+//! (`seen` opinions and the restricted `withdrawn` that withdraws one; it never changes a
+//! state, and each reader counts only the records the read rule lets it read, docs/PROTOCOL.md
+//! §2.7 "Seen"). A record's track is [`OpinionRecord::is_seen_track`].
 //!
 //! Pure, no I/O. An [`Opinion`] names its target entry (statement id and entry index) and
 //! copies the entry's hash, so the replica keeps per-hash tallies from the opinions alone:
@@ -10,7 +16,7 @@
 
 use crate::membership::{KeyId, MemberId, Position};
 use crate::pb;
-use crate::statement::{HashType, StatementError, StatementId, check_text};
+use crate::statement::{HashType, Reader, Recipients, StatementError, StatementId, check_text};
 
 /// Most characters in an opinion's note.
 pub const MAX_NOTE_CHARS: usize = 280;
@@ -34,17 +40,20 @@ pub enum Verdict {
     Quarantine,
     /// An admin quorum: release the entry from quarantine.
     Release,
+    /// A member: it matched on my platform (the seen track; never changes a state).
+    Seen,
 }
 
 impl Verdict {
     /// Every verdict.
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 7] = [
         Verdict::Confirmed,
         Verdict::FalsePositive,
         Verdict::Disputed,
         Verdict::Withdrawn,
         Verdict::Quarantine,
         Verdict::Release,
+        Verdict::Seen,
     ];
 
     /// The name used in files and on the command line.
@@ -56,6 +65,7 @@ impl Verdict {
             Verdict::Withdrawn => "withdraw",
             Verdict::Quarantine => "quarantine",
             Verdict::Release => "release",
+            Verdict::Seen => "seen",
         }
     }
 
@@ -72,6 +82,7 @@ impl Verdict {
             Verdict::Withdrawn => pb::OpinionVerdict::Withdrawn,
             Verdict::Quarantine => pb::OpinionVerdict::Quarantine,
             Verdict::Release => pb::OpinionVerdict::Release,
+            Verdict::Seen => pb::OpinionVerdict::Seen,
         }
     }
 
@@ -83,6 +94,7 @@ impl Verdict {
             pb::OpinionVerdict::Withdrawn => Verdict::Withdrawn,
             pb::OpinionVerdict::Quarantine => Verdict::Quarantine,
             pb::OpinionVerdict::Release => Verdict::Release,
+            pb::OpinionVerdict::Seen => Verdict::Seen,
             pb::OpinionVerdict::Unspecified => return None,
         })
     }
@@ -133,7 +145,7 @@ impl Opinion {
             StatementError::invalid(
                 "opinion.verdict",
                 format!(
-                    "unknown or unspecified verdict {} (expected confirmed, false_positive, disputed, withdrawn, quarantine or release)",
+                    "unknown or unspecified verdict {} (expected confirmed, false_positive, disputed, withdrawn, quarantine, release or seen)",
                     wire.verdict
                 ),
             )
@@ -230,6 +242,22 @@ pub struct OpinionRecord {
     pub key_ids: Vec<KeyId>,
     /// What it says.
     pub opinion: Opinion,
+    /// The recipients its signed header names (empty: unrestricted, docs/PROTOCOL.md §2.7).
+    pub recipients: Recipients,
+}
+
+impl OpinionRecord {
+    /// On the seen track: a `seen` opinion, or a restricted `withdrawn` (which withdraws the
+    /// issuer's `seen`). Everything else is on the verdict track.
+    pub fn is_seen_track(&self) -> bool {
+        self.opinion.verdict == Verdict::Seen
+            || (self.opinion.verdict == Verdict::Withdrawn && !self.recipients.is_everyone())
+    }
+
+    /// Whether `reader` may read it (the read rule, [`Recipients::admit`]).
+    pub fn readable_by(&self, reader: &Reader) -> bool {
+        self.recipients.admit(&self.issuer, reader)
+    }
 }
 
 /// Distinct members' current opinions on an entry or a hash value.
@@ -241,6 +269,9 @@ pub struct Tally {
     pub false_positive: u32,
     /// `disputed`.
     pub disputed: u32,
+    /// `seen`, among the seen opinions the asking reader may read (never part of the wire
+    /// `Tally`: `HashMatch.entry_seen`/`hash_seen`).
+    pub seen: u32,
 }
 
 impl Tally {
@@ -260,6 +291,7 @@ impl Tally {
             Verdict::Confirmed => self.confirmed += 1,
             Verdict::FalsePositive => self.false_positive += 1,
             Verdict::Disputed => self.disputed += 1,
+            Verdict::Seen => self.seen += 1,
             Verdict::Withdrawn | Verdict::Quarantine | Verdict::Release => {}
         }
     }
@@ -280,7 +312,11 @@ impl std::fmt::Display for Tally {
             f,
             "{} confirmed, {} false positive, {} disputed",
             self.confirmed, self.false_positive, self.disputed
-        )
+        )?;
+        if self.seen > 0 {
+            write!(f, ", seen by {}", self.seen)?;
+        }
+        Ok(())
     }
 }
 

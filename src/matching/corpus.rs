@@ -26,6 +26,17 @@ pub struct Provenance {
     /// The recipients its signed header names (docs/PROTOCOL.md §2.7): its hashes match only
     /// for the readers [`Recipients::admit`] admits. Empty: everyone.
     pub recipients: Recipients,
+    /// The entry index of each of its hashes when they are not `0, 1, 2, …` (a risk signal
+    /// whose indicators are not all hashes: its hashes are its hash indicators); empty
+    /// otherwise. One index space with opinions and retractions (docs/PROTOCOL.md §2.7).
+    pub entries: Vec<u32>,
+}
+
+impl Provenance {
+    /// The entry index of its hash number `hash` ([`Statement::hashes`] order).
+    pub fn entry(&self, hash: u32) -> u32 {
+        self.entries.get(hash as usize).copied().unwrap_or(hash)
+    }
 }
 
 /// A match with everything a member needs to act on it.
@@ -109,12 +120,23 @@ impl Corpus {
             let issuer = self.issuer(&statement.issuer);
             // `statement` was decoded from this entry's envelope, so its header decodes.
             let recipients = entry.header().map(|h| h.recipients).unwrap_or_default();
+            // A hash set's hash `i` is its entry `i`; a risk signal's only when every
+            // indicator before it is a hash.
+            let entries = match &statement.body {
+                crate::statement::Body::RiskSignal(_) => {
+                    let entries = crate::lifecycle::hash_entries(&statement.body);
+                    let plain = entries.iter().enumerate().all(|(i, e)| *e as usize == i);
+                    if plain { Vec::new() } else { entries }
+                }
+                _ => Vec::new(),
+            };
             self.statements.push(Provenance {
                 seq: entry.seq,
                 statement_id: id,
                 issuer,
                 received_at_ms: entry.received_at_ms,
                 recipients,
+                entries,
             });
         }
         Ok(())
@@ -205,11 +227,13 @@ impl Corpus {
             .map(|i| self.expiries[i].1)
     }
 
-    /// The statement a slot belongs to and the hash's index within it.
+    /// The statement a slot belongs to and the hash's entry index within it (a hash set's
+    /// entry, a risk signal's indicator: [`Provenance::entry`]).
     pub fn source(&self, slot: u32) -> Option<(&Provenance, u32)> {
         let (ordinal, _) = *self.slots.get(slot as usize)?;
         let first = self.slots[..slot as usize].partition_point(|(o, _)| *o < ordinal);
-        Some((self.statements.get(ordinal as usize)?, slot - first as u32))
+        let source = self.statements.get(ordinal as usize)?;
+        Some((source, source.entry(slot - first as u32)))
     }
 
     /// The match a hit of `query` stands for (`None` for a slot this corpus does not hold).
@@ -244,6 +268,10 @@ impl Corpus {
             e.len(recipients.len())?;
             for r in &recipients {
                 e.str(r)?;
+            }
+            e.len(p.entries.len())?;
+            for entry in &p.entries {
+                e.u32(*entry)?;
             }
         }
         e.array(&self.expiries, |(o, at)| {
@@ -291,12 +319,18 @@ impl Corpus {
                 named.push(d.string()?);
             }
             let recipients = Recipients::decode(&named, &issuer).map_err(|e| bad(e.to_string()))?;
+            let count = d.len(4)?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                entries.push(d.u32()?);
+            }
             statements.push(Provenance {
                 seq,
                 statement_id: StatementId(id),
                 issuer,
                 received_at_ms,
                 recipients,
+                entries,
             });
         }
         let expiries: Vec<(u32, i64)> = d.vec(|b: [u8; 12]| {
@@ -411,6 +445,12 @@ mod tests {
                 issuer,
                 received_at_ms: 1_700_000_000_000 + i64::from(s),
                 recipients: Recipients::everyone(),
+                // Some as a risk signal whose hashes are not its first indicators.
+                entries: if s % 4 == 1 {
+                    (0..500).map(|i| 2 * i + 1).collect()
+                } else {
+                    Vec::new()
+                },
             });
             c.next_seq = u64::from(s) + 2;
             c.commit();

@@ -12,7 +12,8 @@ use crate::lifecycle::{
 };
 use crate::settings::{HubKeyPeriod, Section, Settings, SettingsChange};
 use crate::statement::{
-    Body, Header, Kind, ParsedEnvelope, SignatureError, Statement, StatementId, Verified,
+    Body, Header, Kind, ParsedEnvelope, Reader, Recipients, SignatureError, Statement, StatementId,
+    Verified,
 };
 use ed25519_dalek::VerifyingKey;
 use std::collections::{BTreeMap, HashMap};
@@ -287,6 +288,24 @@ impl Registry {
         self.with_judge(|judge| self.lifecycle.hash_tally(hash, issuer, judge))
     }
 
+    /// The `seen` count of entry `index` of `target` that `reader` may read
+    /// ([`Lifecycle::seen`]).
+    pub fn seen(&self, target: &Target<'_>, index: u32, reader: &Reader) -> u32 {
+        if !self.lifecycle.names(&target.id) {
+            return 0;
+        }
+        self.with_judge(|judge| self.lifecycle.seen(target, index, judge, reader))
+    }
+
+    /// The `seen` count of `hash` across every statement sharing it, for an entry of
+    /// `issuer`, that `reader` may read ([`Lifecycle::hash_seen`]).
+    pub fn hash_seen(&self, hash: &HashKey, issuer: &MemberId, reader: &Reader) -> u32 {
+        if self.lifecycle.opinions_on_hash(hash).is_empty() {
+            return 0;
+        }
+        self.with_judge(|judge| self.lifecycle.hash_seen(hash, issuer, judge, reader))
+    }
+
     /// Which entries of `target` are retracted.
     pub fn retracted(&self, target: &Target<'_>) -> Retracted {
         if !self.lifecycle.names(&target.id) {
@@ -371,7 +390,12 @@ impl Registry {
             (Kind::Retraction, Some(_)) if !admin_quorum_lifecycle(body)? => {
                 own_signers("retract statements")?
             }
-            (Kind::Opinion, Some(_)) if !admin_quorum_lifecycle(body)? => {
+            // A restricted opinion is a member's `seen` (or its withdrawal), never an admin
+            // quorum's (`Header::check_body`): a reader the body is withheld from decides from
+            // the header alone.
+            (Kind::Opinion, Some(_))
+                if statement.is_restricted() || !admin_quorum_lifecycle(body)? =>
+            {
                 own_signers("give opinions")?
             }
             (Kind::Membership | Kind::Settings | Kind::Retraction | Kind::Opinion, Some(c)) => {
@@ -527,9 +551,11 @@ impl Registry {
     /// Applies an entry whose signatures verified with the keys [`Registry::signing_keys`]
     /// returned. Membership statements change the registry; a change that is not possible now
     /// is refused and leaves the registry as it was. Other statements change nothing.
+    /// `recipients` are those its header names (a restricted `seen` opinion's).
     pub fn apply(
         &mut self,
         statement: &Statement,
+        recipients: &Recipients,
         id: StatementId,
         position: Position,
         signers: &[Signer],
@@ -569,6 +595,7 @@ impl Registry {
                     statement.issuer.clone(),
                     signers.iter().map(|s| KeyId::of(&s.key)).collect(),
                     opinion.clone(),
+                    recipients.clone(),
                 );
                 Ok(())
             }

@@ -30,8 +30,8 @@ use crate::membership::{
 };
 use crate::pb;
 use crate::statement::{
-    Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, Reader, SignatureCheck,
-    Statement, StatementId, SyncFilter, Verified, verify_many,
+    Body, Header, Kind, OpaqueEnvelope, PAYLOAD_TYPE, ParsedEnvelope, Reader, Recipients,
+    SignatureCheck, Statement, StatementId, SyncFilter, Verified, verify_many,
 };
 use ed25519_dalek::VerifyingKey;
 use error::at;
@@ -449,15 +449,23 @@ impl Replica {
                     seen,
                 )?;
                 let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
-                let changes_membership = parsed.header.kind.is_governance();
+                // A withheld restricted opinion (a `seen`) changes nothing here: its
+                // signatures are checked with the others (rule 17).
+                let changes_membership = parsed.header.kind.is_governance() && owned.is_some();
                 if changes_membership {
                     // Membership decides who may sign what follows: verify it before applying.
                     let mut whole = (**parsed).clone();
                     whole.statement = owned.clone();
                     whole.verify_with(&keys).map_err(|e| at(p.seq, e))?;
                 }
-                let notices =
-                    self.commit(position, id, statement, &signers, Some(p.envelope()), seen)?;
+                let notices = self.commit(
+                    position,
+                    id,
+                    statement.map(|s| (s, &parsed.header.recipients)),
+                    &signers,
+                    Some(p.envelope()),
+                    seen,
+                )?;
                 let accepted = Accepted {
                     seq: p.seq,
                     received_at_ms: p.received_at_ms,
@@ -530,7 +538,7 @@ impl Replica {
         let notices = self.commit(
             position,
             verified.id,
-            statement,
+            statement.map(|s| (s, &verified.header.recipients)),
             &signers,
             Some(&verified.envelope),
             seen,
@@ -625,7 +633,9 @@ impl Replica {
         }
         if statement.is_none() {
             match header.kind {
-                kind if kind.is_governance() => {
+                // A restricted opinion (a `seen`) is governance a reader it does not admit
+                // gets without its body, like a restricted hash set (§2.7).
+                kind if kind.is_governance() && !header.is_restricted() => {
                     return Err(at(
                         seq,
                         Fault::WithheldMembership {
@@ -633,7 +643,9 @@ impl Replica {
                         },
                     ));
                 }
-                _ if self.filter.selects(header) && header.readable_by(&self.reader) => {
+                _ if (header.kind.is_governance() || self.filter.selects(header))
+                    && header.readable_by(&self.reader) =>
+                {
                     return Err(at(seq, Fault::WithheldSelected));
                 }
                 _ => {}
@@ -646,21 +658,21 @@ impl Replica {
 
     /// Applies an entry that passed the checks: membership changes (refused changes leave the
     /// state as it was), then the Merkle leaf, the id, the receipt time, and any checkpoint
-    /// waiting for this size.
+    /// waiting for this size. `statement` comes with the recipients its header names.
     fn commit(
         &mut self,
         position: Position,
         id: StatementId,
-        statement: Option<&Statement>,
+        statement: Option<(&Statement, &Recipients)>,
         signers: &[Signer],
         envelope: Option<&pb::Envelope>,
         seen: &mut dyn SeenIds,
     ) -> Result<Vec<Notice>, ReplicaError> {
         let mut notices = Vec::new();
-        if let Some(statement) = statement
+        if let Some((statement, recipients)) = statement
             && statement.kind().is_governance()
         {
-            self.apply_governance(statement, id, position, signers)?;
+            self.apply_governance(statement, recipients, id, position, signers)?;
             if let Body::Settings(change) = &statement.body
                 && let Some(key) = change.new_hub_key()
             {
@@ -745,7 +757,13 @@ impl Replica {
             let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
             parsed.clone().verify_with(&keys).map_err(|e| at(seq, e))?;
         }
-        self.apply_governance(statement, parsed.id, position, &signers)?;
+        self.apply_governance(
+            statement,
+            &parsed.header.recipients,
+            parsed.id,
+            position,
+            &signers,
+        )?;
         if let Some(kept) = &mut self.membership {
             kept.push(prost::Message::encode_to_vec(
                 &Entry {
@@ -766,19 +784,21 @@ impl Replica {
     fn apply_governance(
         &mut self,
         statement: &Statement,
+        recipients: &Recipients,
         id: StatementId,
         position: Position,
         signers: &[Signer],
     ) -> Result<(), ReplicaError> {
         let mut next = (*self.registry).clone();
-        next.apply(statement, id, position, signers).map_err(|e| {
-            let fault = if statement.kind() == Kind::Settings {
-                Fault::SettingsRefused(e)
-            } else {
-                Fault::Refused(e)
-            };
-            at(position.seq, fault)
-        })?;
+        next.apply(statement, recipients, id, position, signers)
+            .map_err(|e| {
+                let fault = if statement.kind() == Kind::Settings {
+                    Fault::SettingsRefused(e)
+                } else {
+                    Fault::Refused(e)
+                };
+                at(position.seq, fault)
+            })?;
         self.registry = Arc::new(next);
         self.membership_entries += 1;
         if let Some(c) = self.registry.coalition() {

@@ -383,7 +383,9 @@ impl pb::hub_server::Hub for HubService {
                                     hash_type: f.hash_type,
                                     value: f.value.clone(),
                                 };
-                                let hash_tally = states.hash_tally(f.source, hash);
+                                let hash_tally = states.hash_tally(f.source, hash.clone());
+                                // `seen` counts: only those the caller may read (§2.7).
+                                let seen = states.seen(f.source, hash_index, &hash, &reads);
                                 let mut m = pb::HashMatch {
                                     statement_id: f.source.statement_id.0.to_vec(),
                                     issuer: f.source.issuer.to_string(),
@@ -397,7 +399,7 @@ impl pb::hub_server::Hub for HubService {
                                     hash_index,
                                     ..Default::default()
                                 };
-                                match_states::annotate(&mut m, hit, hash_tally);
+                                match_states::annotate(&mut m, hit, hash_tally, seen);
                                 m
                             })
                             .collect(),
@@ -488,7 +490,7 @@ fn check_submission(
         check_cosigner(&signers, member).map_err(status::accept)?;
     }
     if let Some(body) = &lifecycle {
-        check_target(store, body, &verified.header.issuer)?;
+        check_target(store, body, &verified.header)?;
     }
     Ok(verified)
 }
@@ -496,8 +498,14 @@ fn check_submission(
 /// A lifecycle statement's target as this hub holds it (docs/PROTOCOL.md §2.6, §2.7): it must
 /// be logged and have entries; a retraction's must be the issuer's own (unless an admin quorum
 /// retracts it) and hold the entries named; an opinion's entry must exist, not be the
-/// issuer's own (unless an admin quorum judges it), and carry the hash the opinion copies.
-fn check_target(store: &Store, body: &Body, issuer: &MemberId) -> Result<(), Status> {
+/// issuer's own (unless an admin quorum judges it), and carry the hash the opinion copies; a
+/// restricted (`seen`) opinion's recipients must name the entry's issuer.
+fn check_target(
+    store: &Store,
+    body: &Body,
+    header: &crate::statement::Header,
+) -> Result<(), Status> {
+    let issuer = &header.issuer;
     let id = match body {
         Body::Retraction(r) => r.target,
         Body::Opinion(o) => o.target,
@@ -523,7 +531,7 @@ fn check_target(store: &Store, body: &Body, issuer: &MemberId) -> Result<(), Sta
     let target = target.as_ref().map(|s| (&s.issuer, &s.body));
     match body {
         Body::Retraction(r) => crate::lifecycle::check_retraction(r, issuer, target),
-        Body::Opinion(o) => crate::lifecycle::check_opinion(o, issuer, target),
+        Body::Opinion(o) => crate::lifecycle::check_opinion(o, issuer, &header.recipients, target),
         _ => Ok(()),
     }
     .map_err(status::retraction)

@@ -2,15 +2,16 @@
 //! states a request wants, and per Match worker a cache of each hit statement's states, read
 //! once per statement and shared between calls ([`SharedStates`]) while the registry they were
 //! decided under is current. Only statements a retraction or opinion names are looked at; the others
-//! are active with empty tallies. A statement the lifecycle names is read from the store to map
-//! its hashes to its entries (a risk signal's hash indicators are not its first entries) unless
-//! a whole-statement retraction decides it from the matching index's provenance alone.
+//! are active with empty tallies. The matching index gives each hit its entry index (a risk
+//! signal's indicator, [`Provenance::entry`]), so states are decided from its provenance alone.
+//! `seen` counts depend on the caller (the read rule, docs/PROTOCOL.md §2.7 "Seen"): they are
+//! decided per hit for the caller and never shared.
 
 use crate::lifecycle::{EntryState, HashKey, Opinions, StatementStates, Tally, Target};
 use crate::matching::Provenance;
 use crate::membership::Registry;
 use crate::pb;
-use crate::statement::{Kind, ParsedEnvelope, StatementId};
+use crate::statement::{Kind, ParsedEnvelope, Reader, StatementId};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ pub fn wanted(states: &[i32]) -> Result<Vec<EntryState>, Status> {
 pub struct HitState {
     /// The entry's state.
     pub state: EntryState,
-    /// The opinions on it.
+    /// The opinions on it (`tally.seen`: the `seen` opinions the caller may read).
     pub opinions: Opinions,
 }
 
@@ -72,24 +73,16 @@ pub struct HitState {
 enum Known {
     /// Retracted whole.
     Retracted,
-    /// The stored statement could not be read: its hashes stay (the indexer reports a damaged
-    /// store). Never shared, so a later call reads it again.
-    Unreadable,
-    /// Per entry; `entries` maps a hash index to its entry (empty: the same index).
-    Entries {
-        states: StatementStates,
-        entries: Vec<u32>,
-    },
+    /// Per entry.
+    Entries(StatementStates),
 }
 
 impl Known {
     /// Entries held, for [`MAX_SHARED_ENTRIES`].
     fn size(&self) -> usize {
         match self {
-            Known::Retracted | Known::Unreadable => 1,
-            Known::Entries { states, entries } => {
-                1 + entries.len() + states.retracted.entries.len() + states.opinions.len()
-            }
+            Known::Retracted => 1,
+            Known::Entries(states) => 1 + states.retracted.entries.len() + states.opinions.len(),
         }
     }
 }
@@ -179,7 +172,7 @@ impl<'a> MatchStates<'a> {
         }
     }
 
-    /// The state of hash `index` of `source`, whose statement expires at `expires_at`.
+    /// The state of entry `index` of `source`, whose statement expires at `expires_at`.
     pub fn of(&mut self, source: &Provenance, index: u32, expires_at: Option<i64>) -> HitState {
         let mut hit = self.by_lifecycle(source, index);
         let expired = crate::lifecycle::expiry::expired(expires_at, self.now_ms);
@@ -219,7 +212,7 @@ impl<'a> MatchStates<'a> {
             })
     }
 
-    /// The state the lifecycle statements decide for hash `index` of `source`.
+    /// The state the lifecycle statements decide for entry `index` of `source`.
     fn by_lifecycle(&mut self, source: &Provenance, index: u32) -> HitState {
         let life = self.registry.lifecycle();
         let plain = HitState {
@@ -229,16 +222,14 @@ impl<'a> MatchStates<'a> {
         if life.is_empty() || !life.names(&source.statement_id) {
             return plain;
         }
-        let (registry, store) = (self.registry, self.store);
+        let registry = self.registry;
         let (current, shared) = (self.current, self.shared);
         let known = self.cache.entry(source.statement_id).or_insert_with(|| {
             shared
                 .get(current, &source.statement_id)
                 .unwrap_or_else(|| {
-                    let known = Arc::new(load(registry, store, source));
-                    if !matches!(known.as_ref(), Known::Unreadable) {
-                        shared.put(current, source.statement_id, &known);
-                    }
+                    let known = Arc::new(load(registry, source));
+                    shared.put(current, source.statement_id, &known);
                     known
                 })
         });
@@ -247,15 +238,26 @@ impl<'a> MatchStates<'a> {
                 state: EntryState::Retracted,
                 opinions: Opinions::default(),
             },
-            Known::Unreadable => plain,
-            Known::Entries { states, entries } => {
-                let entry = entries.get(index as usize).copied().unwrap_or(index);
-                HitState {
-                    state: states.state(entry),
-                    opinions: states.opinions(entry),
-                }
-            }
+            Known::Entries(states) => HitState {
+                state: states.state(index),
+                opinions: states.opinions(index),
+            },
         }
+    }
+
+    /// The `seen` counts `reader` may read: on entry `index` of `source`, and on `hash` across
+    /// every statement sharing it (docs/PROTOCOL.md §2.7 "Seen").
+    pub fn seen(
+        &self,
+        source: &Provenance,
+        index: u32,
+        hash: &HashKey,
+        reader: &Reader,
+    ) -> (u32, u32) {
+        (
+            self.registry.seen(&indexed(source), index, reader),
+            self.registry.hash_seen(hash, &source.issuer, reader),
+        )
     }
 
     /// Whether hash `index` of `source` is in one of the `wanted` states (counting the hits
@@ -291,48 +293,30 @@ impl<'a> MatchStates<'a> {
     }
 }
 
-/// Reads what the lifecycle says of `source`: a whole retraction from the provenance alone;
-/// anything finer from the stored statement.
-fn load(registry: &Registry, store: &Store, source: &Provenance) -> Known {
-    // Only hash sets and risk signals are indexed; both have entries.
-    let indexed = Target {
+/// An indexed statement as a lifecycle target. Only hash sets and risk signals are indexed;
+/// the rules treat both alike (both have entries), so the provenance is enough.
+fn indexed(source: &Provenance) -> Target<'_> {
+    Target {
         id: source.statement_id,
         seq: source.seq,
         issuer: &source.issuer,
         kind: Kind::HashSet,
-    };
-    if registry.retracted(&indexed).all {
-        return Known::Retracted;
-    }
-    let stored = store
-        .entry(source.seq)
-        .ok()
-        .flatten()
-        .and_then(|e| e.envelope)
-        .and_then(|e| ParsedEnvelope::parse(e).ok())
-        .and_then(|p| p.statement);
-    let Some(statement) = stored else {
-        return Known::Unreadable;
-    };
-    let target = Target {
-        id: source.statement_id,
-        seq: source.seq,
-        issuer: &statement.issuer,
-        kind: statement.kind(),
-    };
-    let states = registry.states(&target);
-    if states.retracted.all {
-        return Known::Retracted;
-    }
-    Known::Entries {
-        states,
-        entries: crate::lifecycle::hash_entries(&statement.body),
     }
 }
 
-/// The wire state and tallies of a hit.
-pub fn annotate(m: &mut pb::HashMatch, hit: HitState, hash_tally: Tally) {
+/// What the lifecycle says of `source`, from its provenance alone.
+fn load(registry: &Registry, source: &Provenance) -> Known {
+    let states = registry.states(&indexed(source));
+    if states.retracted.all {
+        return Known::Retracted;
+    }
+    Known::Entries(states)
+}
+
+/// The wire state, tallies and `seen` counts (`(entry, hash)`, for the caller) of a hit.
+pub fn annotate(m: &mut pb::HashMatch, hit: HitState, hash_tally: Tally, seen: (u32, u32)) {
     m.state = hit.state.to_wire() as i32;
     m.entry_tally = Some(hit.opinions.tally.to_wire());
     m.hash_tally = Some(hash_tally.to_wire());
+    (m.entry_seen, m.hash_seen) = seen;
 }

@@ -61,6 +61,10 @@ pub fn retraction(e: crate::lifecycle::TargetError) -> Status {
             "opinion_own_entry",
             Status::failed_precondition(e.to_string()),
         ),
+        E::SeenNotToIssuer { .. } => refused(
+            "opinion_seen_not_to_issuer",
+            Status::invalid_argument(e.to_string()),
+        ),
         E::HashMismatch { .. } => refused(
             "opinion_hash_mismatch",
             Status::invalid_argument(e.to_string()),

@@ -350,7 +350,7 @@ impl Header {
             ));
         }
         if self.is_restricted() {
-            return Ok(());
+            return check_restricted_opinion(body);
         }
         if hash_types != self.hash_types {
             return Err(StatementError::invalid(
@@ -365,6 +365,26 @@ impl Header {
             ));
         }
         Ok(())
+    }
+}
+
+/// A restricted opinion is a member's `seen` or the `withdrawn` that withdraws one
+/// (docs/PROTOCOL.md §2.7 "Seen"); every other opinion goes to every member.
+fn check_restricted_opinion(body: &Body) -> Result<(), StatementError> {
+    use crate::lifecycle::Verdict;
+    match body {
+        Body::Opinion(o)
+            if o.admin_quorum || !matches!(o.verdict, Verdict::Seen | Verdict::Withdrawn) =>
+        {
+            Err(StatementError::invalid(
+                "recipients",
+                format!(
+                    "a {} opinion cannot be restricted: only a member's seen opinion (and the withdrawn that withdraws one) may name recipients; other opinions go to every member",
+                    o.verdict.name()
+                ),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

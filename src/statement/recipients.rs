@@ -105,9 +105,10 @@ impl Recipients {
     }
 
     /// Checks that a statement of `kind` listing `hash_types` and `labels` in its header may
-    /// carry these recipients: only hash sets and risk signals may be restricted, and a
-    /// restricted header lists no hash type and no label (they would tell non-recipients what
-    /// it holds).
+    /// carry these recipients: only hash sets, risk signals and opinions may be restricted (an
+    /// opinion only when it is a member's `seen` or the `withdrawn` of one, which
+    /// [`super::Header::check_body`] checks against the body), and a restricted header lists
+    /// no hash type and no label (they would tell non-recipients what it holds).
     pub fn check_header(
         &self,
         kind: Kind,
@@ -117,11 +118,11 @@ impl Recipients {
         if self.is_everyone() {
             return Ok(());
         }
-        if !matches!(kind, Kind::HashSet | Kind::RiskSignal) {
+        if !matches!(kind, Kind::HashSet | Kind::RiskSignal | Kind::Opinion) {
             return Err(StatementError::invalid(
                 "recipients",
                 format!(
-                    "a {} statement cannot be restricted: membership, settings and lifecycle statements go to every member; only hash sets and risk signals may name recipients",
+                    "a {} statement cannot be restricted: membership, settings and retraction statements go to every member; only hash sets, risk signals and seen opinions may name recipients",
                     kind.name()
                 ),
             ));
@@ -243,6 +244,7 @@ mod tests {
         let r = Recipients::from_members(vec![id("beta")], &id("acme")).expect("valid");
         assert!(r.check_header(Kind::HashSet, false, false).is_ok());
         assert!(r.check_header(Kind::RiskSignal, false, false).is_ok());
+        assert!(r.check_header(Kind::Opinion, false, false).is_ok());
         for kind in [
             Kind::Genesis,
             Kind::Membership,
