@@ -529,7 +529,9 @@ const SMALL_IN_FLIGHT: usize = 64;
 /// [`SMALL_CONNECTIONS`] mutual-TLS connections with [`SMALL_IN_FLIGHT`] calls in flight on
 /// each. Reports statements/s (median of [`RUNS`] fresh hubs), the hub's VmRSS before and
 /// after (bytes per statement), then sets of 10,000 hashes over 4 connections in the same run
-/// to show the large-set rate beside it.
+/// to show the large-set rate beside it. After each run's `Submit`s, as many `ListMembers`
+/// calls the same way on the same hub: the transport's floor (hub CPU per unary call over
+/// mutual TLS that does next to nothing).
 async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> {
     // `HUB_BENCH_SMALL_RUNS` fresh hubs per mode (default RUNS), e.g. 1 for a long memory run.
     let runs: usize = match std::env::var("HUB_BENCH_SMALL_RUNS") {
@@ -558,6 +560,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
     let mut rates = Vec::new();
     let mut per_statement = Vec::new();
     let mut cpu_per = Vec::new();
+    let mut floor = Vec::new();
     for run in 0..runs {
         let (_data, hub) = fresh_hub(env).await?;
         let before = hub.settle().await?;
@@ -565,6 +568,10 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
         let took = submit_pooled(env, &hub.addr, &pool, Via::Submit).await?;
         let cpu = hub.cpu()?.saturating_sub(cpu);
         let after = hub.settle().await?;
+        // The floor: as many `ListMembers` calls, the same way, on the same hub.
+        let floor_cpu = hub.cpu()?;
+        let floor_took = submit_pooled(env, &hub.addr, &pool, Via::ListMembers).await?;
+        let floor_us = hub.cpu()?.saturating_sub(floor_cpu).as_secs_f64() * 1e6 / n as f64;
         hub.stop()?;
         let r = n as f64 / took.as_secs_f64();
         let grew = bytes_per(after.rss_kib.saturating_sub(before.rss_kib), n);
@@ -576,6 +583,11 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
             after.rss_kib / 1024,
             after.hwm_kib / 1024,
         );
+        println!(
+            "  run {run}, floor: {n} ListMembers calls the same way: {} calls/s; hub CPU {floor_us:.0} us per call",
+            fmt_rate(n as f64 / floor_took.as_secs_f64()),
+        );
+        floor.push(floor_us);
         rates.push(r);
         per_statement.push(grew);
         cpu_per.push(us);
@@ -589,6 +601,12 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
         format!(
             "{n} per run; hub CPU {us:.0} us per statement; hub VmRSS +{grew:.0} B per statement"
         ),
+    );
+    let floor_us = median(&mut floor);
+    table.row(
+        format!("floor: ListMembers, {SMALL_CONNECTIONS} conn x {SMALL_IN_FLIGHT} in flight"),
+        format!("{floor_us:.0} us hub CPU per call"),
+        format!("{n} calls per run, same hubs after their Submits"),
     );
 
     // The same statements through SubmitBatch (a hub without it answers UNIMPLEMENTED: skipped).
@@ -911,6 +929,9 @@ const BATCHES_IN_FLIGHT: usize = 8;
 enum Via {
     Submit,
     Batch,
+    /// `ListMembers` instead of each `Submit` (the statements only count the calls): the
+    /// transport's floor, a unary call over mutual TLS that does next to nothing.
+    ListMembers,
 }
 
 /// Bytes per item of a VmRSS growth of `kib` KiB over `items` (0 items: per 1).
@@ -995,7 +1016,7 @@ async fn submit_statements(
 ) -> Result<Duration> {
     use std::sync::atomic::Ordering::Relaxed;
     let (per_call, in_flight) = match via {
-        Via::Submit => (1, SMALL_IN_FLIGHT),
+        Via::Submit | Via::ListMembers => (1, SMALL_IN_FLIGHT),
         Via::Batch => (BATCH, BATCHES_IN_FLIGHT),
     };
     let tls = env.certs.member_tls(&env.submitter)?;
@@ -1030,6 +1051,7 @@ async fn submit_statements(
                         Via::Batch => client.submit_batch(part).await?.iter().all(|o| {
                             o.code == 0 && o.response.as_ref().is_some_and(|r| !r.already_present)
                         }),
+                        Via::ListMembers => !client.members().await?.is_empty(),
                     };
                     if !fresh {
                         bail!("a fresh hub did not log a statement as new");

@@ -92,11 +92,12 @@ impl pb::hub_server::Hub for HubService {
             .ok_or_else(|| Status::invalid_argument("envelope: missing"))?;
         let registry = self.store.registry();
         let store = self.store.clone();
-        // Decoding and verifying a large set takes milliseconds of CPU: keep it off the
-        // async workers. The store's writer re-checks entitlement at the entry's position.
+        // Decoding and verifying a large set takes milliseconds of CPU: off the async
+        // workers (a small statement alone is checked in place: `verification.rs`). The
+        // store's writer re-checks entitlement at the entry's position.
         let verified = self
             .verifier
-            .check_each(vec![envelope], move |envelope| {
+            .check_each(vec![envelope], envelope_bytes, move |envelope| {
                 check_submission(envelope, &member, &registry, &store)
             })
             .await?
@@ -133,7 +134,7 @@ impl pb::hub_server::Hub for HubService {
         // the quota in request order, then handed to the writer together (one group commit).
         let checked = self
             .verifier
-            .check_each(envelopes, move |envelope| {
+            .check_each(envelopes, envelope_bytes, move |envelope| {
                 check_submission(envelope, &member, &registry, &store)
             })
             .await?;
@@ -427,6 +428,11 @@ impl pb::hub_server::Hub for HubService {
         let member = auth::caller(&request)?;
         Ok(Response::new(member.to_wire()))
     }
+}
+
+/// An envelope's size as the verifier weighs it: its encoded bytes.
+fn envelope_bytes(envelope: &pb::Envelope) -> usize {
+    prost::Message::encoded_len(envelope)
 }
 
 /// The wire form of a receipt.

@@ -196,6 +196,8 @@ pub struct GateLayer {
 struct GateShared {
     store: Store,
     tls: HubTls,
+    /// Member ids of the connections' certificates, parsed once per connection.
+    cert_ids: auth::CertIds,
     connections: Connections,
     in_flight: Arc<Semaphore>,
     max_calls_in_flight: usize,
@@ -212,6 +214,7 @@ impl GateLayer {
             shared: Arc::new(GateShared {
                 store,
                 tls,
+                cert_ids: auth::CertIds::new(limits.max_connections),
                 connections,
                 in_flight: Arc::new(Semaphore::new(limits.max_calls_in_flight)),
                 max_calls_in_flight: limits.max_calls_in_flight,
@@ -258,7 +261,7 @@ impl<S> Gate<S> {
         let info = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
         let certs = info.and_then(|i| i.peer_certs());
         let policy = auth::policy(path);
-        let member = auth::authorize(&s.store, &s.tls, certs.as_deref().map(|c| &c[..]), &policy)?;
+        let member = auth::authorize(&s.store, &s.tls, &s.cert_ids, certs.as_ref(), &policy)?;
         let permit = s.in_flight.clone().try_acquire_owned().map_err(|_| {
             super::status::count_refusal("calls_in_flight");
             Status::resource_exhausted(format!(
