@@ -569,6 +569,7 @@ fn retraction(f: &Fixture) -> Logged {
         entries: vec![1],
         reason: "hash of legitimate content".into(),
         admin_quorum: false,
+        erase: false,
     });
     let seq = f.logged.len() as u64;
     Logged {
@@ -665,6 +666,7 @@ impl Logged {
             received_at_ms: self.received_at_ms,
             statement_id: self.id().0.to_vec(),
             envelope: Some(envelope),
+            erased_by: None,
         }
     }
 }
@@ -978,6 +980,7 @@ fn make_filtered_leaf(f: &Fixture) -> Value {
         statement_id: entry.statement_id.clone(),
         envelope: entry.envelope.clone(),
         compromised_key_ids: Vec::new(),
+        erased_by: None,
     };
     let header = Header::decode(&l.envelope.payload).expect("header");
     let path = inclusion_proof(&f.tree, LeafIndex(seq), TreeSize(size)).expect("proof");

@@ -48,6 +48,9 @@ pub struct Retraction {
     pub reason: String,
     /// An admin-quorum retraction (otherwise the issuer retracts its own statement).
     pub admin_quorum: bool,
+    /// An erasure under legal order (docs/PROTOCOL.md §2.8): an admin-quorum retraction of
+    /// the whole statement that also erases its body everywhere it is honoured.
+    pub erase: bool,
 }
 
 impl Retraction {
@@ -73,11 +76,24 @@ impl Retraction {
             ));
         }
         let reason = check_text("retraction.reason", wire.reason, 1, MAX_REASON_CHARS)?;
+        if wire.erase && !wire.admin_quorum {
+            return Err(StatementError::invalid(
+                "retraction.erase",
+                "an erasure is an admin-quorum statement: set admin_quorum too",
+            ));
+        }
+        if wire.erase && !wire.entries.is_empty() {
+            return Err(StatementError::invalid(
+                "retraction.erase",
+                "an erasure erases the whole statement (its body is one signed digest): leave entries empty",
+            ));
+        }
         Ok(Retraction {
             target,
             entries: wire.entries,
             reason,
             admin_quorum: wire.admin_quorum,
+            erase: wire.erase,
         })
     }
 
@@ -88,11 +104,15 @@ impl Retraction {
             entries: self.entries.clone(),
             reason: self.reason.clone(),
             admin_quorum: self.admin_quorum,
+            erase: self.erase,
         }
     }
 
     /// One line saying what it does.
     pub fn describe(&self) -> String {
+        if self.erase {
+            return format!("erase statement {} by admin quorum", self.target);
+        }
         let what = if self.entries.is_empty() {
             format!("statement {}", self.target)
         } else {
@@ -189,6 +209,9 @@ pub struct Retracted {
     pub all: bool,
     /// Single entries (besides `all`).
     pub entries: BTreeSet<u32>,
+    /// The whole statement was erased (docs/PROTOCOL.md §2.8): the log position of the first
+    /// erasure that applies. Implies `all`.
+    pub erased_by: Option<u64>,
 }
 
 impl Retracted {
@@ -199,7 +222,9 @@ impl Retracted {
 
     /// The state of entry `index`.
     pub fn state(&self, index: u32) -> EntryState {
-        if self.all || self.entries.contains(&index) {
+        if self.erased_by.is_some() {
+            EntryState::Erased
+        } else if self.all || self.entries.contains(&index) {
             EntryState::Retracted
         } else {
             EntryState::Active
@@ -241,6 +266,7 @@ impl StatementStates {
     pub fn facts(&self, index: u32) -> Facts {
         let opinions = self.opinions(index);
         Facts {
+            erased: self.retracted.erased_by.is_some(),
             retracted: self.retracted.state(index) == EntryState::Retracted,
             quarantined: opinions.quarantined,
             disputed: opinions.tally.disputes(),
@@ -449,6 +475,23 @@ impl Lifecycle {
         }
     }
 
+    /// Whether an erasure names `target` (whether it applies is [`Lifecycle::retracted`]'s).
+    pub fn erases(&self, target: &StatementId) -> bool {
+        self.retractions_of(target)
+            .iter()
+            .any(|r| r.retraction.erase)
+    }
+
+    /// Every statement an erasure names, with the position of the first erasure naming it.
+    pub fn erasure_targets(&self) -> impl Iterator<Item = (&StatementId, u64)> {
+        self.by_target.iter().filter_map(|(target, records)| {
+            records
+                .iter()
+                .find(|r| r.retraction.erase)
+                .map(|r| (target, r.position.seq))
+        })
+    }
+
     /// The retractions naming `target`, in log order.
     pub fn retractions_of(&self, target: &StatementId) -> &[Arc<Record>] {
         self.by_target.get(target).map_or(&[], Vec::as_slice)
@@ -478,9 +521,12 @@ impl Lifecycle {
                 target_issuer: target.issuer.clone(),
             });
         }
+        // An erasure is final: its body is gone from the hub and every replica that honoured
+        // it, so a later compromise declaration cannot bring the entry back (§2.8).
         if let Some(key) = record
             .key_ids
             .iter()
+            .filter(|_| !record.retraction.erase)
             .find(|k| compromised(k, record.position.received_at_ms))
         {
             return Err(NoEffect::SignedByCompromisedKey(key.clone()));
@@ -498,6 +544,9 @@ impl Lifecycle {
         for record in self.retractions_of(&target.id) {
             if Self::verdict(record, target, compromised).is_err() {
                 continue;
+            }
+            if record.retraction.erase && out.erased_by.is_none() {
+                out.erased_by = Some(record.position.seq);
             }
             if record.retraction.entries.is_empty() {
                 out.all = true;
@@ -583,6 +632,20 @@ pub enum TargetError {
         entry: u32,
         /// The opinion's (and the entry's) issuer.
         issuer: MemberId,
+    },
+    /// The target was erased: it has no content left to retract in part or to judge.
+    #[error(
+        "{what}.statement_id: statement {target} was erased at log entry {by}: its content is gone, so its entries cannot be {done} (another erasure or a whole-statement retraction of it is accepted and changes nothing)"
+    )]
+    Erased {
+        /// The statement's body field.
+        what: &'static str,
+        /// What would be done to its entries ("retracted", "judged").
+        done: &'static str,
+        /// The target.
+        target: StatementId,
+        /// The erasure's log position.
+        by: u64,
     },
     /// The opinion's copy of the entry's hash differs from the entry.
     #[error(
@@ -678,6 +741,41 @@ pub fn check_retraction(
         });
     }
     Ok(())
+}
+
+/// The front-door rule for a lifecycle statement (`body`) whose target was erased at log
+/// position `by` (its body is gone, docs/PROTOCOL.md §2.8): another erasure, or a retraction of
+/// the whole statement that the other rules allow, is logged and changes nothing (idempotent);
+/// a retraction of single entries or an opinion is refused.
+pub fn check_erased_target(
+    body: &Body,
+    issuer: &MemberId,
+    target_issuer: &MemberId,
+    target: StatementId,
+    by: u64,
+) -> Result<(), TargetError> {
+    match body {
+        Body::Retraction(r) if !r.admin_quorum && target_issuer != issuer => {
+            Err(TargetError::NotTheIssuer {
+                target,
+                target_issuer: target_issuer.clone(),
+                issuer: issuer.clone(),
+            })
+        }
+        Body::Retraction(r) if r.entries.is_empty() => Ok(()),
+        Body::Opinion(_) => Err(TargetError::Erased {
+            what: "opinion",
+            done: "judged",
+            target,
+            by,
+        }),
+        _ => Err(TargetError::Erased {
+            what: "retraction",
+            done: "retracted",
+            target,
+            by,
+        }),
+    }
 }
 
 /// The front-door rules for an opinion by `issuer` on `target` (`None`: not in the log): the
@@ -782,6 +880,7 @@ mod tests {
                 entries: entries.to_vec(),
                 reason: "wrong hash".into(),
                 admin_quorum,
+                erase: false,
             },
         );
     }
@@ -1233,6 +1332,7 @@ mod tests {
             entries: vec![0, 2],
             reason: "court order".into(),
             admin_quorum: true,
+            erase: false,
         };
         let parsed = Retraction::from_wire(good.clone()).unwrap();
         assert_eq!(parsed.to_wire(), good);

@@ -70,6 +70,8 @@ pub struct HitState {
 
 /// What a worker knows of a statement the lifecycle names.
 enum Known {
+    /// Erased (§2.8): never returned, whatever is asked for.
+    Erased,
     /// Retracted whole.
     Retracted,
     /// The stored statement could not be read: its hashes stay (the indexer reports a damaged
@@ -86,7 +88,7 @@ impl Known {
     /// Entries held, for [`MAX_SHARED_ENTRIES`].
     fn size(&self) -> usize {
         match self {
-            Known::Retracted | Known::Unreadable => 1,
+            Known::Erased | Known::Retracted | Known::Unreadable => 1,
             Known::Entries { states, entries } => {
                 1 + entries.len() + states.retracted.entries.len() + states.opinions.len()
             }
@@ -243,6 +245,10 @@ impl<'a> MatchStates<'a> {
                 })
         });
         match known.as_ref() {
+            Known::Erased => HitState {
+                state: EntryState::Erased,
+                opinions: Opinions::default(),
+            },
             Known::Retracted => HitState {
                 state: EntryState::Retracted,
                 opinions: Opinions::default(),
@@ -268,7 +274,8 @@ impl<'a> MatchStates<'a> {
         wanted: &[EntryState],
     ) -> bool {
         let state = self.of(source, index, expires_at).state;
-        let keeps = wanted.contains(&state);
+        // An erased entry's hashes are its body: never handed out, even on request.
+        let keeps = state != EntryState::Erased && wanted.contains(&state);
         if !keeps {
             match state {
                 EntryState::Retracted => {
@@ -301,7 +308,11 @@ fn load(registry: &Registry, store: &Store, source: &Provenance) -> Known {
         issuer: &source.issuer,
         kind: Kind::HashSet,
     };
-    if registry.retracted(&indexed).all {
+    let retracted = registry.retracted(&indexed);
+    if retracted.erased_by.is_some() {
+        return Known::Erased;
+    }
+    if retracted.all {
         return Known::Retracted;
     }
     let stored = store
