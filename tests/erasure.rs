@@ -439,3 +439,37 @@ async fn the_front_door_refuses_what_may_not_be_erased_and_stores_nothing() {
     let mut globex = t.client("globex").await;
     assert_eq!(matches(&mut globex, SEED, N as u64).await, [1, 1, 1]);
 }
+
+#[tokio::test]
+async fn the_match_snapshot_is_deleted_at_once_and_rewritten_clean_after_a_restart() {
+    let (t, _dir, path) = common::lifecycle::hub_with_match_snapshot().await;
+    let (set, _) = share(&t, "acme", SEED, N).await;
+    share(&t, "acme", SEED + 1, 1).await;
+    common::lifecycle::wait_for_match_snapshot(&path).await;
+    let holds = |path: &std::path::Path| {
+        let bytes = std::fs::read(path).expect("snapshot");
+        let needle = sha256_value(SEED, 0);
+        bytes.windows(needle.len()).any(|w| w == needle.as_slice())
+    };
+    assert!(holds(&path));
+    // A copy of the snapshot from before the erasure: what a crash between the erasure and
+    // the file's deletion would leave.
+    let stale = path.with_extension("stale");
+    std::fs::copy(&path, &stale).expect("copy");
+
+    erase(&t, set, "court order 2026-304").await;
+    assert!(!path.exists(), "deleted by the acknowledgement");
+    // No snapshot is written from the corpus that held the erased hashes.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(!path.exists(), "not rewritten before a restart");
+
+    let stopped = t.stop().await;
+    std::fs::rename(&stale, &path).expect("put the stale snapshot back");
+    let t = TestHub::resume(stopped).await;
+    let mut globex = t.client("globex").await;
+    assert_eq!(matches(&mut globex, SEED, N as u64).await, [0, 0, 0]);
+    assert_eq!(matches(&mut globex, SEED + 1, 1).await, [1]);
+    // The stale one was refused and deleted; the log was indexed and a clean one written.
+    common::lifecycle::wait_for_match_snapshot(&path).await;
+    assert!(!holds(&path), "the new snapshot holds no erased hash");
+}

@@ -954,6 +954,92 @@ mod tests {
         check("unknown target", &some, unknown, 0, EntryState::Active);
     }
 
+    /// Erasures: erased wins over a retraction and every opinion, is never voided by a later
+    /// compromise declaration, applies only to a hash set or risk signal logged before it, and
+    /// names its first position.
+    #[test]
+    fn an_erasure_wins_and_is_final() {
+        let acme = member("acme");
+        let set = |seq| Target {
+            id: id(1),
+            seq,
+            issuer: &acme,
+            kind: Kind::HashSet,
+        };
+        let mut life = Lifecycle::new();
+        retract(&mut life, 4, "acme", 1, &[0], false);
+        for seq in [5, 7] {
+            life.record(
+                id(100 + seq as u8),
+                Position {
+                    seq,
+                    received_at_ms: 1000 + seq as i64,
+                },
+                member("admin"),
+                vec![key(seq as u8)],
+                Retraction {
+                    target: id(1),
+                    entries: vec![],
+                    reason: "court order".into(),
+                    admin_quorum: true,
+                    erase: true,
+                },
+            );
+        }
+        assert!(life.erases(&id(1)) && !life.erases(&id(2)));
+        assert_eq!(
+            life.erasure_targets().collect::<Vec<_>>(),
+            vec![(&id(1), 5)]
+        );
+        for index in [0, 1, 9] {
+            assert_eq!(
+                life.state(&set(2), index, &judge(NEVER)),
+                EntryState::Erased
+            );
+        }
+        let always: &dyn Fn(&KeyId, i64) -> bool = &|_, _| true;
+        assert_eq!(life.retracted(&set(2), always).erased_by, Some(5));
+        assert_eq!(life.retracted(&set(6), NEVER).erased_by, Some(7));
+        assert_eq!(life.retracted(&set(8), NEVER).erased_by, None);
+        let membership = Target {
+            kind: Kind::Membership,
+            ..set(2)
+        };
+        assert_eq!(life.retracted(&membership, NEVER).erased_by, None);
+        // Front door: an erased target accepts another whole erasure, refuses the rest.
+        let erasure = Body::Retraction(Retraction {
+            target: id(1),
+            entries: vec![],
+            reason: "again".into(),
+            admin_quorum: true,
+            erase: true,
+        });
+        assert_eq!(check_erased_target(&erasure, &acme, &acme, id(1), 5), Ok(()));
+        let partial = Body::Retraction(Retraction {
+            target: id(1),
+            entries: vec![1],
+            reason: "one".into(),
+            admin_quorum: false,
+            erase: false,
+        });
+        assert!(matches!(
+            check_erased_target(&partial, &acme, &acme, id(1), 5),
+            Err(TargetError::Erased { by: 5, .. })
+        ));
+        let bolt = member("bolt");
+        let whole = Body::Retraction(Retraction {
+            entries: vec![],
+            ..match partial {
+                Body::Retraction(r) => r,
+                _ => unreachable!("built above"),
+            }
+        });
+        assert!(matches!(
+            check_erased_target(&whole, &bolt, &acme, id(1), 5),
+            Err(TargetError::NotTheIssuer { .. })
+        ));
+    }
+
     #[test]
     fn compromised_key_voids_it() {
         let acme = member("acme");
@@ -1336,6 +1422,31 @@ mod tests {
         };
         let parsed = Retraction::from_wire(good.clone()).unwrap();
         assert_eq!(parsed.to_wire(), good);
+        let erasure = pb::Retraction {
+            entries: vec![],
+            erase: true,
+            ..good.clone()
+        };
+        assert!(Retraction::from_wire(erasure.clone()).unwrap().erase);
+        for (wrong, what) in [
+            (
+                pb::Retraction {
+                    admin_quorum: false,
+                    ..erasure.clone()
+                },
+                "an admin-quorum statement",
+            ),
+            (
+                pb::Retraction {
+                    entries: vec![1],
+                    ..erasure.clone()
+                },
+                "the whole statement",
+            ),
+        ] {
+            let e = Retraction::from_wire(wrong).unwrap_err().to_string();
+            assert!(e.contains("retraction.erase") && e.contains(what), "{e}");
+        }
         let bad = |w: pb::Retraction, what: &str| {
             let e = Retraction::from_wire(w).unwrap_err().to_string();
             assert!(e.contains(what), "{e}");
