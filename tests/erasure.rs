@@ -110,7 +110,11 @@ async fn an_erased_set_is_gone_from_every_rpc_and_the_disk_and_the_log_still_ver
     // Match: never returned, even when every state is asked for.
     assert_eq!(matches(&mut globex, SEED, N as u64).await, [0, 0, 0]);
     for i in 0..N as u64 {
-        assert!(matches_in(&mut globex, SEED, i, &all_states()).await.is_empty());
+        assert!(
+            matches_in(&mut globex, SEED, i, &all_states())
+                .await
+                .is_empty()
+        );
     }
     assert_eq!(matches(&mut globex, SEED + 1, 1).await, [1], "others stay");
     // GetStatement: the header and signatures only, to everyone, auditors included.
@@ -176,7 +180,11 @@ async fn an_erased_set_is_gone_from_every_rpc_and_the_disk_and_the_log_still_ver
         "was erased at log entry",
     );
     assert_eq!(t.store.log_size(), size);
-    assert!(t.sync_proven("auditor", FilterSpec::default()).await.is_ok());
+    assert!(
+        t.sync_proven("auditor", FilterSpec::default())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -205,7 +213,13 @@ async fn a_member_that_held_the_set_drops_it_from_its_snapshot_and_is_told() {
     let output = cli(
         &t,
         "admin",
-        &["admin", "erase", &set_hex, "--reason", "court order 2026-302"],
+        &[
+            "admin",
+            "erase",
+            &set_hex,
+            "--reason",
+            "court order 2026-302",
+        ],
     )
     .await;
     assert!(output.status.success(), "{output:?}");
@@ -243,7 +257,8 @@ async fn a_member_that_held_the_set_drops_it_from_its_snapshot_and_is_told() {
     let acme_out = dir.path().join("acme.jsonl");
     let acme = sync_cli(&t.addr, &certs, "acme", &acme_out, &[]).await.ok();
     assert!(
-        acme.stderr.contains("erased by admin quorum") || acme.stdout.contains("erased by admin quorum"),
+        acme.stderr.contains("erased by admin quorum")
+            || acme.stdout.contains("erased by admin quorum"),
         "{acme:?}"
     );
 }
@@ -287,9 +302,15 @@ async fn a_hub_withholding_a_body_under_a_false_erasure_claim_is_caught() {
         Bent::faithful(exported.entries.clone(), exported.members.clone()),
     )
     .await;
-    sync_cli(&honest.addr, &certs, "globex", &dir.path().join("honest.jsonl"), &[])
-        .await
-        .ok();
+    sync_cli(
+        &honest.addr,
+        &certs,
+        "globex",
+        &dir.path().join("honest.jsonl"),
+        &[],
+    )
+    .await
+    .ok();
 
     for (name, claim, expected) in [
         ("retraction", retraction, "is a retraction, not an erasure"),
@@ -317,7 +338,9 @@ async fn a_hub_withholding_a_body_under_a_false_erasure_claim_is_caught() {
         let line = run.failed();
         assert!(line.contains("verification FAILED"), "{name}: {line}");
         assert!(
-            line.contains(&format!("the hub claims entry {seq} was erased by entry {claim}")),
+            line.contains(&format!(
+                "the hub claims entry {seq} was erased by entry {claim}"
+            )),
             "{name}: {line}"
         );
         assert!(line.contains(expected), "{name}: {line}");
@@ -352,7 +375,11 @@ async fn a_crash_between_the_erasure_and_its_scrub_is_repaired_at_start() {
         });
         assert!(!files_holding(&data, &body[body.len() / 4..body.len() / 2]).is_empty());
         let t = TestHub::resume(stopped).await;
-        assert_eq!(holding_the_set(&t), Vec::<std::path::PathBuf>::new(), "torn: {torn}");
+        assert_eq!(
+            holding_the_set(&t),
+            Vec::<std::path::PathBuf>::new(),
+            "torn: {torn}"
+        );
         let mut globex = t.client("globex").await;
         assert_eq!(matches(&mut globex, SEED, N as u64).await, [0, 0, 0]);
         let synced = t

@@ -344,12 +344,9 @@ pub struct AdminEraseArgs {
 impl AdminEraseArgs {
     /// The erasure, checked as the hub checks it.
     fn erasure(&self) -> Result<crate::lifecycle::Retraction> {
-        let target = crate::statement::StatementId::from_hex(&self.statement_id)
-            .with_context(|| {
-                format!(
-                    "'{}' is not a 64-hex statement id",
-                    esc(&self.statement_id)
-                )
+        let target =
+            crate::statement::StatementId::from_hex(&self.statement_id).with_context(|| {
+                format!("'{}' is not a 64-hex statement id", esc(&self.statement_id))
             })?;
         let wire = crate::lifecycle::Retraction {
             target,

@@ -1014,7 +1014,10 @@ mod tests {
             admin_quorum: true,
             erase: true,
         });
-        assert_eq!(check_erased_target(&erasure, &acme, &acme, id(1), 5), Ok(()));
+        assert_eq!(
+            check_erased_target(&erasure, &acme, &acme, id(1), 5),
+            Ok(())
+        );
         let partial = Body::Retraction(Retraction {
             target: id(1),
             entries: vec![1],

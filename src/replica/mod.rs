@@ -490,11 +490,14 @@ impl Replica {
                 let notices =
                     self.commit(position, id, statement, &signers, Some(p.envelope()), seen)?;
                 if let Some(by) = p.erased_by {
-                    self.erasure_claims.entry(by).or_default().push(ErasureClaim {
-                        target: p.seq,
-                        id,
-                        kind: parsed.header.kind,
-                    });
+                    self.erasure_claims
+                        .entry(by)
+                        .or_default()
+                        .push(ErasureClaim {
+                            target: p.seq,
+                            id,
+                            kind: parsed.header.kind,
+                        });
                 }
                 self.settle_erasure_claims(p.seq, statement)?;
                 let accepted = Accepted {

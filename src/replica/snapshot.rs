@@ -62,14 +62,9 @@ impl Replica {
                 .erasure_claims
                 .iter()
                 .flat_map(|(by, claims)| {
-                    claims.iter().map(|c| {
-                        (
-                            c.target,
-                            *by,
-                            c.id.to_string(),
-                            c.kind.name().to_owned(),
-                        )
-                    })
+                    claims
+                        .iter()
+                        .map(|c| (c.target, *by, c.id.to_string(), c.kind.name().to_owned()))
                 })
                 .collect(),
         }

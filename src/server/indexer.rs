@@ -380,7 +380,9 @@ fn remove_snapshot(path: &Path) {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(path = %path.display(), "deleting the matching snapshot failed: {e}"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "deleting the matching snapshot failed: {e}")
+        }
     }
 }
 

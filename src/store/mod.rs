@@ -600,12 +600,9 @@ impl Writer {
             return Ok(());
         }
         let entries = &self.entries;
-        erasure::scrub(
-            entries.files(),
-            self.replica.registry(),
-            &targets,
-            |id| self.ids.find(id, size, |seq| entries.read(seq)),
-        )
+        erasure::scrub(entries.files(), self.replica.registry(), &targets, |id| {
+            self.ids.find(id, size, |seq| entries.read(seq))
+        })
         .map(|_| ())
     }
 
