@@ -500,3 +500,67 @@ async fn the_match_snapshot_is_deleted_at_once_and_rewritten_clean_after_a_resta
     common::lifecycle::wait_for_match_snapshot(&path).await;
     assert!(!holds(&path), "the new snapshot holds no erased hash");
 }
+
+#[tokio::test]
+async fn an_erased_signals_text_is_gone_from_the_hubs_data_directory() {
+    use coalition_hub::statement::{
+        HashEntry, HashType, Indicator, RiskSignal, Severity, SignalCategory,
+    };
+    let t = TestHub::start().await;
+    let marker = "erasure-marker-7f3a9c handle of a person";
+    let url = "https://example.org/erasure-marker-url-51d2";
+    let now = coalition_hub::store::now_ms();
+    let signal = coalition_hub::client::sign_new(
+        &id("acme"),
+        &t.key("acme"),
+        Body::RiskSignal(RiskSignal {
+            category: SignalCategory::Sextortion,
+            severity: Severity::High,
+            title: "Account pressuring minors".into(),
+            description: format!("seen with {marker}"),
+            indicators: vec![
+                Indicator::Keyword(marker.into()),
+                Indicator::Url(url.into()),
+                Indicator::Hash(HashEntry {
+                    hash_type: HashType::Sha256,
+                    value: sha256_value(SEED, 0),
+                    quality: None,
+                    labels: vec![],
+                }),
+            ],
+            first_seen_ms: now - 1000,
+            last_seen_ms: now,
+            expires_at_ms: None,
+        }),
+    );
+    let receipt = t
+        .client("acme")
+        .await
+        .submit(signal)
+        .await
+        .expect("signal")
+        .receipt
+        .expect("receipt");
+    let target = StatementId::from_slice(&receipt.statement_id).expect("id");
+    for needle in [marker.as_bytes(), url.as_bytes()] {
+        assert!(!files_holding(&t.data, needle).is_empty(), "stored first");
+    }
+    let mut globex = t.client("globex").await;
+    assert_eq!(matches(&mut globex, SEED, 1).await, [1]);
+
+    erase(&t, target, "court order 2026-305").await;
+
+    for needle in [marker.as_bytes(), url.as_bytes(), &sha256_value(SEED, 0)] {
+        assert_eq!(
+            files_holding(&t.data, needle),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+    assert_eq!(matches(&mut globex, SEED, 1).await, [0]);
+    let synced = t
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("the log verifies");
+    assert!(synced.at(receipt.seq).statement().is_none());
+    assert!(audit(&t).await.contains("audit OK"));
+}
