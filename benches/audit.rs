@@ -205,6 +205,7 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
             statement_id: id.0.to_vec(),
             envelope: Some(envelope),
             compromised_key_ids: vec![],
+            erased_by: None,
         });
     }
     let mut w = BundleWriter::create(path)?;

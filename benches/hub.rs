@@ -1078,6 +1078,7 @@ async fn flood(env: &Env, secs: u64, limit: usize, via: Via, table: &mut Table) 
     let how = match via {
         Via::Submit => format!("{SMALL_IN_FLIGHT} Submits"),
         Via::Batch => format!("{BATCHES_IN_FLIGHT} SubmitBatch calls"),
+        Via::ListMembers => format!("{SMALL_IN_FLIGHT} ListMembers calls"),
     };
     println!(
         "== Flood: single-sha256 statements for {secs} s (at most {limit}), {SMALL_CONNECTIONS} connections x {how} in flight =="

@@ -218,6 +218,7 @@ async fn run() -> Result<()> {
         entries: (0..corpus.target as u32).collect(),
         reason: "benchmark: a wrong list".into(),
         admin_quorum: false,
+        erase: false,
     });
     let mut client = Client::connect(&hub.addr, &tls).await?;
     let sent = Instant::now();

@@ -115,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec(),
             envelope: Some(e.clone()),
             compromised_key_ids: vec![],
+            erased_by: None,
         })
         .collect();
     let mut tree = MemoryTree::new();

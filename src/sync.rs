@@ -559,7 +559,10 @@ impl Syncer {
                         "the hub ended the stream without saying it had sent every entry; the entries before this one were proven and kept: sync again".into(),
                     ),
                 ))),
-                None => Ok(None),
+                None => match self.replica.unsettled_erasure() {
+                    Some(e) => Err(e.into()),
+                    None => Ok(None),
+                },
             };
         }
         let first_genesis = self.replica.genesis().is_none();
@@ -577,6 +580,12 @@ impl Syncer {
         let entries = result?;
         if let Some(claimed) = claimed {
             return Err(progress_lie(claimed));
+        }
+        // Every entry the hub has was sent: an erasure claim naming a later one is false.
+        if self.caught_up
+            && let Some(e) = self.replica.unsettled_erasure()
+        {
+            return Err(e.into());
         }
         if first_genesis && self.trust_on_first_use {
             self.pinned_now = self.replica.genesis();
@@ -741,7 +750,11 @@ impl Syncer {
                         issuer: held.issuer.clone(),
                         entries: (!r.entries.is_empty()).then(|| r.entries.clone()),
                         from: EntryState::Active,
-                        to: EntryState::Retracted,
+                        to: if r.erase {
+                            EntryState::Erased
+                        } else {
+                            EntryState::Retracted
+                        },
                         written: held.written,
                         cause: Cause::Retraction(record),
                     })
@@ -764,7 +777,10 @@ impl Syncer {
                     .targets()
                     .flat_map(|(_, records)| records.iter())
                     .filter(|r| {
-                        r.key_ids.contains(key_id) && r.position.received_at_ms >= *since_ms
+                        // An erasure is final (§2.8): never voided.
+                        !r.retraction.erase
+                            && r.key_ids.contains(key_id)
+                            && r.position.received_at_ms >= *since_ms
                     })
                     .cloned()
                     .collect();
@@ -865,7 +881,8 @@ impl Syncer {
                 .collect();
             for index in named {
                 let (from, to) = (old.state(index), new.state(index));
-                if from == to || from == EntryState::Retracted || to == EntryState::Retracted {
+                let withdrawn = |s| matches!(s, EntryState::Retracted | EntryState::Erased);
+                if from == to || withdrawn(from) || withdrawn(to) {
                     // Unchanged, or a retraction's change (reported by its own rule).
                     continue;
                 }

@@ -137,6 +137,7 @@ fn logged(seq: u64, received_at_ms: i64, envelope: pb::Envelope) -> pb::SyncEntr
         statement_id: id.0.to_vec(),
         envelope: Some(envelope),
         compromised_key_ids: vec![],
+        erased_by: None,
     }
 }
 

@@ -87,6 +87,7 @@ fn entries(envelopes: &[pb::Envelope]) -> Vec<Entry> {
             received_at_ms: base + i as i64,
             statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec(),
             envelope: Some(e.clone()),
+            erased_by: None,
         })
         .collect()
 }

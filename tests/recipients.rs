@@ -450,6 +450,7 @@ async fn restricted_headers_are_refused_where_the_protocol_forbids_them() {
             entries: Vec::new(),
             reason: "wrong".into(),
             admin_quorum: false,
+            erase: false,
         }),
     );
     let open_set = t.hash_set("acme", 7200, 2);

@@ -360,6 +360,7 @@ fn log_entries(envelopes: &[pb::Envelope], base: i64) -> Vec<Entry> {
             received_at_ms: base + i as i64,
             statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec(),
             envelope: Some(e.clone()),
+            erased_by: None,
         })
         .collect()
 }

@@ -41,6 +41,7 @@ fn retraction(
             entries: entries.to_vec(),
             reason: "wrong hash: legitimate content".into(),
             admin_quorum,
+            erase: false,
         }),
     )
 }
@@ -329,6 +330,7 @@ async fn an_admin_quorum_retracts_a_members_set_and_retracting_twice_changes_not
             entries: vec![],
             reason: "court order 2026-117".into(),
             admin_quorum: true,
+            erase: false,
         },
     );
     t.client("admin")
@@ -693,6 +695,7 @@ async fn an_admin_quorum_retraction_needs_the_quorum() {
             entries: vec![0],
             reason: "legal order".into(),
             admin_quorum: true,
+            erase: false,
         },
     );
     let size = t.store.log_size();

@@ -12,6 +12,7 @@
 //! `retraction.json` is another would-be entry 4: acme retracts entry 1 of its hash set.
 //! `restricted-hash-set.json` is a third: a hash set by acme restricted to bob (§2.7).
 //! `opinion.json` is another: alice and bob (quorum 2) quarantine entry 0 of acme's hash set.
+//! `erasure.json` is another: alice and bob (quorum 2) erase acme's hash set (§2.8).
 //!
 //! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test vectors`, only on a deliberate
 //! protocol change (record it in CHANGELOG.md). `clients/python/check_vectors.py` checks the
@@ -235,6 +236,56 @@ fn opinion_vector() {
     let registry = reader.registry();
     assert_eq!(registry.entry_state(&target, 0), EntryState::Quarantined);
     assert_eq!(registry.entry_state(&target, 1), EntryState::Active);
+}
+
+#[test]
+fn erasure_vector() {
+    let f = fixture();
+    let erasure = erasure(&f);
+    let v = published("erasure.json", make_statement_of(&erasure));
+    check_statement(&v);
+    assert_eq!(v["body"]["retraction"]["erase"], true);
+    // It replays as entry 4 for an auditor (every body required) with entry 2's body erased
+    // and claimed so (`erased_by` 4), and the hash set is `erased`.
+    let log = |claim: u64| {
+        let mut entries: Vec<Entry> = f.logged.iter().map(|l| l.entry(true)).collect();
+        entries[2] = f.logged[2].entry(false);
+        entries[2].erased_by = Some(claim);
+        entries.push(erasure.entry(true));
+        entries
+    };
+    let mut auditor = Replica::new();
+    auditor
+        .append(log(4), &mut SeenMap::default())
+        .expect("the erasure replays with the body missing");
+    let acme = member("acme");
+    let target = Target {
+        id: f.logged[2].id(),
+        seq: 2,
+        issuer: &acme,
+        kind: Kind::HashSet,
+    };
+    for index in [0, 1] {
+        assert_eq!(
+            auditor.registry().entry_state(&target, index),
+            EntryState::Erased
+        );
+    }
+    // A claim naming another entry (the risk signal) is refused at that entry (rule 13a).
+    let e = Replica::new()
+        .append(log(3), &mut SeenMap::default())
+        .expect_err("a false erasure claim");
+    assert!(
+        matches!(
+            e.fault,
+            Fault::FalseErasure {
+                target: 2,
+                by: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -569,6 +620,7 @@ fn retraction(f: &Fixture) -> Logged {
         entries: vec![1],
         reason: "hash of legitimate content".into(),
         admin_quorum: false,
+        erase: false,
     });
     let seq = f.logged.len() as u64;
     Logged {
@@ -635,6 +687,24 @@ fn quarantine(f: &Fixture) -> Logged {
     }
 }
 
+/// Alice and bob (quorum 2) erase acme's hash set (entry 2), as would-be entry 4.
+fn erasure(f: &Fixture) -> Logged {
+    let body = Body::Retraction(Retraction {
+        target: f.logged[2].id(),
+        entries: vec![],
+        reason: "court order 2026-301".into(),
+        admin_quorum: true,
+        erase: true,
+    });
+    let seq = f.logged.len() as u64;
+    Logged {
+        seq,
+        received_at_ms: T0 + seq as i64 * 60_000 + 1_000,
+        envelope: signed("alice", seq as u8, body, &[&ALICE, &BOB]),
+        signers: vec![&ALICE, &BOB],
+    }
+}
+
 /// A statement of the fixture's log and where it is.
 struct Logged {
     seq: u64,
@@ -665,6 +735,7 @@ impl Logged {
             received_at_ms: self.received_at_ms,
             statement_id: self.id().0.to_vec(),
             envelope: Some(envelope),
+            erased_by: None,
         }
     }
 }
@@ -837,6 +908,9 @@ fn make_statement_of(l: &Logged) -> Value {
         Kind::Settings => {
             "A settings change rotating the hub checkpoint key, issued by alice and co-signed by bob (quorum 2) and by the new hub key (proof of possession)"
         }
+        Kind::Retraction if matches!(&statement.body, Body::Retraction(r) if r.erase) => {
+            "An admin-quorum erasure of acme's hash set (entry 2 of the log), issued by alice and co-signed by bob (quorum 2): its body is erased everywhere, its header and leaf stay (docs/PROTOCOL.md §2.8)"
+        }
         Kind::Retraction => {
             "A retraction by member 'acme' of entry 1 of its hash set (entry 2 of the log)"
         }
@@ -978,6 +1052,7 @@ fn make_filtered_leaf(f: &Fixture) -> Value {
         statement_id: entry.statement_id.clone(),
         envelope: entry.envelope.clone(),
         compromised_key_ids: Vec::new(),
+        erased_by: None,
     };
     let header = Header::decode(&l.envelope.payload).expect("header");
     let path = inclusion_proof(&f.tree, LeafIndex(seq), TreeSize(size)).expect("proof");
@@ -1100,6 +1175,13 @@ fn body_json(body: &Body) -> Value {
             }
             json!({ "settings": change })
         }
+        Body::Retraction(r) if r.erase => json!({"retraction": {
+            "statement_id_hex": r.target.to_string(),
+            "entries": r.entries,
+            "reason": r.reason,
+            "admin_quorum": r.admin_quorum,
+            "erase": r.erase,
+        }}),
         Body::Retraction(r) => json!({"retraction": {
             "statement_id_hex": r.target.to_string(),
             "entries": r.entries,

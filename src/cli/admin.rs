@@ -38,6 +38,11 @@ pub enum AdminCommand {
     /// Retract a member's hash set or risk signal (or entries of it) by admin quorum, e.g.
     /// under a legal order; co-signed like a membership change.
     Retract(AdminRetractArgs),
+    /// Erase a member's hash set or risk signal under a legal order, by admin quorum: it is
+    /// withdrawn and its body is removed from the hub and from every member's copy that
+    /// honours it; the signed header and the log entry stay. Co-signed like a membership
+    /// change.
+    Erase(AdminEraseArgs),
     /// Quarantine an entry by admin quorum (it stops matching, whatever the opinions);
     /// co-signed like a membership change.
     Quarantine(AdminOpinionArgs),
@@ -322,6 +327,40 @@ pub struct AdminRetractArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AdminEraseArgs {
+    /// The statement id (64 hex) of the hash set or risk signal to erase (whole).
+    #[arg(value_name = "STATEMENT_ID")]
+    statement_id: String,
+    /// Why (the legal order), for every member who holds a copy (1..=1000 characters).
+    #[arg(long)]
+    reason: String,
+    /// Only sign: write the envelope (DSSE JSON) to FILE for other admins to co-sign.
+    #[arg(long, value_name = "FILE")]
+    sign_only: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+impl AdminEraseArgs {
+    /// The erasure, checked as the hub checks it.
+    fn erasure(&self) -> Result<crate::lifecycle::Retraction> {
+        let target =
+            crate::statement::StatementId::from_hex(&self.statement_id).with_context(|| {
+                format!("'{}' is not a 64-hex statement id", esc(&self.statement_id))
+            })?;
+        let wire = crate::lifecycle::Retraction {
+            target,
+            entries: Vec::new(),
+            reason: self.reason.clone(),
+            admin_quorum: true,
+            erase: true,
+        }
+        .to_wire();
+        Ok(crate::lifecycle::Retraction::from_wire(wire)?)
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct CosignArgs {
     /// The change file (written by --sign-only); updated in place unless --out is given.
     file: PathBuf,
@@ -397,6 +436,17 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             let issuer = args.conn.member_id()?;
             let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
             let envelope = governance::retraction(&issuer, &key, args.what.retraction(true)?);
+            let change = ChangeArgs {
+                reason: String::new(),
+                sign_only: args.sign_only,
+                conn: args.conn,
+            };
+            sign_or_submit(envelope, &change).await
+        }
+        AdminCommand::Erase(args) => {
+            let issuer = args.conn.member_id()?;
+            let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
+            let envelope = governance::retraction(&issuer, &key, args.erasure()?);
             let change = ChangeArgs {
                 reason: String::new(),
                 sign_only: args.sign_only,

@@ -50,6 +50,7 @@ impl RetractionArgs {
             entries,
             reason: self.reason.clone(),
             admin_quorum,
+            erase: false,
         }
         .to_wire();
         Ok(Retraction::from_wire(wire)?)

@@ -368,6 +368,7 @@ impl Yours {
             let by_admins =
                 matches!(&c.cause, crate::sync::Cause::Retraction(r) if r.retraction.admin_quorum);
             let name = match c.to {
+                crate::lifecycle::EntryState::Erased => "erased by admin quorum",
                 crate::lifecycle::EntryState::Retracted if by_admins => "retracted by admin quorum",
                 crate::lifecycle::EntryState::Retracted => continue,
                 to => to.name(),

@@ -31,7 +31,11 @@ impl<'a> Cause<'a> {
         use crate::sync::Cause as C;
         match cause {
             C::Retraction(r) => Cause {
-                kind: "retraction",
+                kind: if r.retraction.erase {
+                    "erasure"
+                } else {
+                    "retraction"
+                },
                 statement_id: r.id.to_string(),
                 seq: r.position.seq,
                 issuer: r.issuer.as_str(),

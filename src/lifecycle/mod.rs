@@ -48,6 +48,9 @@ pub struct Retraction {
     pub reason: String,
     /// An admin-quorum retraction (otherwise the issuer retracts its own statement).
     pub admin_quorum: bool,
+    /// An erasure under legal order (docs/PROTOCOL.md §2.8): an admin-quorum retraction of
+    /// the whole statement that also erases its body everywhere it is honoured.
+    pub erase: bool,
 }
 
 impl Retraction {
@@ -73,11 +76,24 @@ impl Retraction {
             ));
         }
         let reason = check_text("retraction.reason", wire.reason, 1, MAX_REASON_CHARS)?;
+        if wire.erase && !wire.admin_quorum {
+            return Err(StatementError::invalid(
+                "retraction.erase",
+                "an erasure is an admin-quorum statement: set admin_quorum too",
+            ));
+        }
+        if wire.erase && !wire.entries.is_empty() {
+            return Err(StatementError::invalid(
+                "retraction.erase",
+                "an erasure erases the whole statement (its body is one signed digest): leave entries empty",
+            ));
+        }
         Ok(Retraction {
             target,
             entries: wire.entries,
             reason,
             admin_quorum: wire.admin_quorum,
+            erase: wire.erase,
         })
     }
 
@@ -88,11 +104,15 @@ impl Retraction {
             entries: self.entries.clone(),
             reason: self.reason.clone(),
             admin_quorum: self.admin_quorum,
+            erase: self.erase,
         }
     }
 
     /// One line saying what it does.
     pub fn describe(&self) -> String {
+        if self.erase {
+            return format!("erase statement {} by admin quorum", self.target);
+        }
         let what = if self.entries.is_empty() {
             format!("statement {}", self.target)
         } else {
@@ -189,6 +209,9 @@ pub struct Retracted {
     pub all: bool,
     /// Single entries (besides `all`).
     pub entries: BTreeSet<u32>,
+    /// The whole statement was erased (docs/PROTOCOL.md §2.8): the log position of the first
+    /// erasure that applies. Implies `all`.
+    pub erased_by: Option<u64>,
 }
 
 impl Retracted {
@@ -199,7 +222,9 @@ impl Retracted {
 
     /// The state of entry `index`.
     pub fn state(&self, index: u32) -> EntryState {
-        if self.all || self.entries.contains(&index) {
+        if self.erased_by.is_some() {
+            EntryState::Erased
+        } else if self.all || self.entries.contains(&index) {
             EntryState::Retracted
         } else {
             EntryState::Active
@@ -241,6 +266,7 @@ impl StatementStates {
     pub fn facts(&self, index: u32) -> Facts {
         let opinions = self.opinions(index);
         Facts {
+            erased: self.retracted.erased_by.is_some(),
             retracted: self.retracted.state(index) == EntryState::Retracted,
             quarantined: opinions.quarantined,
             disputed: opinions.tally.disputes(),
@@ -487,6 +513,23 @@ impl Lifecycle {
         }
     }
 
+    /// Whether an erasure names `target` (whether it applies is [`Lifecycle::retracted`]'s).
+    pub fn erases(&self, target: &StatementId) -> bool {
+        self.retractions_of(target)
+            .iter()
+            .any(|r| r.retraction.erase)
+    }
+
+    /// Every statement an erasure names, with the position of the first erasure naming it.
+    pub fn erasure_targets(&self) -> impl Iterator<Item = (&StatementId, u64)> {
+        self.by_target.iter().filter_map(|(target, records)| {
+            records
+                .iter()
+                .find(|r| r.retraction.erase)
+                .map(|r| (target, r.position.seq))
+        })
+    }
+
     /// The retractions naming `target`, in log order.
     pub fn retractions_of(&self, target: &StatementId) -> &[Arc<Record>] {
         self.by_target.get(target).map_or(&[], Vec::as_slice)
@@ -516,9 +559,12 @@ impl Lifecycle {
                 target_issuer: target.issuer.clone(),
             });
         }
+        // An erasure is final: its body is gone from the hub and every replica that honoured
+        // it, so a later compromise declaration cannot bring the entry back (§2.8).
         if let Some(key) = record
             .key_ids
             .iter()
+            .filter(|_| !record.retraction.erase)
             .find(|k| compromised(k, record.position.received_at_ms))
         {
             return Err(NoEffect::SignedByCompromisedKey(key.clone()));
@@ -536,6 +582,9 @@ impl Lifecycle {
         for record in self.retractions_of(&target.id) {
             if Self::verdict(record, target, compromised).is_err() {
                 continue;
+            }
+            if record.retraction.erase && out.erased_by.is_none() {
+                out.erased_by = Some(record.position.seq);
             }
             if record.retraction.entries.is_empty() {
                 out.all = true;
@@ -639,6 +688,20 @@ pub enum TargetError {
         /// The recipients named.
         recipients: String,
     },
+    /// The target was erased: it has no content left to retract in part or to judge.
+    #[error(
+        "{what}.statement_id: statement {target} was erased at log entry {by}: its content is gone, so its entries cannot be {done} (another erasure or a whole-statement retraction of it is accepted and changes nothing)"
+    )]
+    Erased {
+        /// The statement's body field.
+        what: &'static str,
+        /// What would be done to its entries ("retracted", "judged").
+        done: &'static str,
+        /// The target.
+        target: StatementId,
+        /// The erasure's log position.
+        by: u64,
+    },
     /// The opinion's copy of the entry's hash differs from the entry.
     #[error(
         "opinion.hash_value: entry {entry} of statement {target} is {expected}, not {claimed}; copy the entry's hash type and value (none for an indicator that is not a hash)"
@@ -733,6 +796,41 @@ pub fn check_retraction(
         });
     }
     Ok(())
+}
+
+/// The front-door rule for a lifecycle statement (`body`) whose target was erased at log
+/// position `by` (its body is gone, docs/PROTOCOL.md §2.8): another erasure, or a retraction of
+/// the whole statement that the other rules allow, is logged and changes nothing (idempotent);
+/// a retraction of single entries or an opinion is refused.
+pub fn check_erased_target(
+    body: &Body,
+    issuer: &MemberId,
+    target_issuer: &MemberId,
+    target: StatementId,
+    by: u64,
+) -> Result<(), TargetError> {
+    match body {
+        Body::Retraction(r) if !r.admin_quorum && target_issuer != issuer => {
+            Err(TargetError::NotTheIssuer {
+                target,
+                target_issuer: target_issuer.clone(),
+                issuer: issuer.clone(),
+            })
+        }
+        Body::Retraction(r) if r.entries.is_empty() => Ok(()),
+        Body::Opinion(_) => Err(TargetError::Erased {
+            what: "opinion",
+            done: "judged",
+            target,
+            by,
+        }),
+        _ => Err(TargetError::Erased {
+            what: "retraction",
+            done: "retracted",
+            target,
+            by,
+        }),
+    }
 }
 
 /// The front-door rules for an opinion by `issuer`, restricted to `recipients`, on `target`
@@ -847,6 +945,7 @@ mod tests {
                 entries: entries.to_vec(),
                 reason: "wrong hash".into(),
                 admin_quorum,
+                erase: false,
             },
         );
     }
@@ -918,6 +1017,95 @@ mod tests {
             ..set(2)
         };
         check("unknown target", &some, unknown, 0, EntryState::Active);
+    }
+
+    /// Erasures: erased wins over a retraction and every opinion, is never voided by a later
+    /// compromise declaration, applies only to a hash set or risk signal logged before it, and
+    /// names its first position.
+    #[test]
+    fn an_erasure_wins_and_is_final() {
+        let acme = member("acme");
+        let set = |seq| Target {
+            id: id(1),
+            seq,
+            issuer: &acme,
+            kind: Kind::HashSet,
+        };
+        let mut life = Lifecycle::new();
+        retract(&mut life, 4, "acme", 1, &[0], false);
+        for seq in [5, 7] {
+            life.record(
+                id(100 + seq as u8),
+                Position {
+                    seq,
+                    received_at_ms: 1000 + seq as i64,
+                },
+                member("admin"),
+                vec![key(seq as u8)],
+                Retraction {
+                    target: id(1),
+                    entries: vec![],
+                    reason: "court order".into(),
+                    admin_quorum: true,
+                    erase: true,
+                },
+            );
+        }
+        assert!(life.erases(&id(1)) && !life.erases(&id(2)));
+        assert_eq!(
+            life.erasure_targets().collect::<Vec<_>>(),
+            vec![(&id(1), 5)]
+        );
+        for index in [0, 1, 9] {
+            assert_eq!(
+                life.state(&set(2), index, &judge(NEVER)),
+                EntryState::Erased
+            );
+        }
+        let always: &dyn Fn(&KeyId, i64) -> bool = &|_, _| true;
+        assert_eq!(life.retracted(&set(2), always).erased_by, Some(5));
+        assert_eq!(life.retracted(&set(6), NEVER).erased_by, Some(7));
+        assert_eq!(life.retracted(&set(8), NEVER).erased_by, None);
+        let membership = Target {
+            kind: Kind::Membership,
+            ..set(2)
+        };
+        assert_eq!(life.retracted(&membership, NEVER).erased_by, None);
+        // Front door: an erased target accepts another whole erasure, refuses the rest.
+        let erasure = Body::Retraction(Retraction {
+            target: id(1),
+            entries: vec![],
+            reason: "again".into(),
+            admin_quorum: true,
+            erase: true,
+        });
+        assert_eq!(
+            check_erased_target(&erasure, &acme, &acme, id(1), 5),
+            Ok(())
+        );
+        let partial = Body::Retraction(Retraction {
+            target: id(1),
+            entries: vec![1],
+            reason: "one".into(),
+            admin_quorum: false,
+            erase: false,
+        });
+        assert!(matches!(
+            check_erased_target(&partial, &acme, &acme, id(1), 5),
+            Err(TargetError::Erased { by: 5, .. })
+        ));
+        let bolt = member("bolt");
+        let whole = Body::Retraction(Retraction {
+            entries: vec![],
+            ..match partial {
+                Body::Retraction(r) => r,
+                _ => unreachable!("built above"),
+            }
+        });
+        assert!(matches!(
+            check_erased_target(&whole, &bolt, &acme, id(1), 5),
+            Err(TargetError::NotTheIssuer { .. })
+        ));
     }
 
     #[test]
@@ -1452,9 +1640,35 @@ mod tests {
             entries: vec![0, 2],
             reason: "court order".into(),
             admin_quorum: true,
+            erase: false,
         };
         let parsed = Retraction::from_wire(good.clone()).unwrap();
         assert_eq!(parsed.to_wire(), good);
+        let erasure = pb::Retraction {
+            entries: vec![],
+            erase: true,
+            ..good.clone()
+        };
+        assert!(Retraction::from_wire(erasure.clone()).unwrap().erase);
+        for (wrong, what) in [
+            (
+                pb::Retraction {
+                    admin_quorum: false,
+                    ..erasure.clone()
+                },
+                "an admin-quorum statement",
+            ),
+            (
+                pb::Retraction {
+                    entries: vec![1],
+                    ..erasure.clone()
+                },
+                "the whole statement",
+            ),
+        ] {
+            let e = Retraction::from_wire(wrong).unwrap_err().to_string();
+            assert!(e.contains("retraction.erase") && e.contains(what), "{e}");
+        }
         let bad = |w: pb::Retraction, what: &str| {
             let e = Retraction::from_wire(w).unwrap_err().to_string();
             assert!(e.contains(what), "{e}");

@@ -4,17 +4,21 @@
 //! Pure, no I/O. Each fact is computed by its own rule ([`super::Lifecycle`]: retractions,
 //! opinions; the signing key's compromise; the clock against the statement's expiry,
 //! [`super::expiry`]); [`EntryState::decide`] is the one place that orders them. A new state
-//! (`erased` is next) is one new [`Facts`] field, one new variant and one new line in
-//! `decide`, at its place in the precedence.
+//! is one new [`Facts`] field, one new variant and one new line in `decide`, at its place in
+//! the precedence (`erased`, the last added, comes first).
 
 use crate::pb;
 
 /// The state of one entry, in precedence order: when several facts hold, the first state
-/// listed here wins (retracted beats compromised beats quarantined beats expired beats
-/// disputed beats active).
+/// listed here wins (erased beats retracted beats compromised beats quarantined beats expired
+/// beats disputed beats active).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum EntryState {
+    /// Erased under legal order (docs/PROTOCOL.md §2.8): withdrawn, and its body is gone from
+    /// the hub and from every replica that honoured the erasure. It never matches, whatever
+    /// is asked for.
+    Erased,
     /// Withdrawn by a retraction that applies: it does not match.
     Retracted,
     /// Signed with a key declared compromised from a time at or before the hub received it:
@@ -35,6 +39,8 @@ pub enum EntryState {
 /// What the lifecycle statements that apply establish about one entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
+    /// An erasure that applies names its statement.
+    pub erased: bool,
     /// A retraction that applies names it.
     pub retracted: bool,
     /// Its signing key was declared compromised from a time at or before its receipt.
@@ -49,7 +55,8 @@ pub struct Facts {
 
 impl EntryState {
     /// Every state, in precedence order.
-    pub const ALL: [EntryState; 6] = [
+    pub const ALL: [EntryState; 7] = [
+        EntryState::Erased,
         EntryState::Retracted,
         EntryState::Compromised,
         EntryState::Quarantined,
@@ -63,7 +70,9 @@ impl EntryState {
 
     /// The precedence: the first fact that holds decides.
     pub fn decide(facts: &Facts) -> EntryState {
-        if facts.retracted {
+        if facts.erased {
+            EntryState::Erased
+        } else if facts.retracted {
             EntryState::Retracted
         } else if facts.compromised {
             EntryState::Compromised
@@ -83,6 +92,7 @@ impl EntryState {
     /// [`EntryState::decide`]).
     pub fn with(self, compromised: bool, expired: bool) -> EntryState {
         let facts = Facts {
+            erased: self == EntryState::Erased,
             retracted: self == EntryState::Retracted,
             compromised: compromised || self == EntryState::Compromised,
             quarantined: self == EntryState::Quarantined,
@@ -101,6 +111,7 @@ impl EntryState {
             EntryState::Retracted => "retracted",
             EntryState::Compromised => "compromised",
             EntryState::Expired => "expired",
+            EntryState::Erased => "erased",
         }
     }
 
@@ -124,6 +135,7 @@ impl EntryState {
             EntryState::Retracted => pb::EntryState::Retracted,
             EntryState::Compromised => pb::EntryState::Compromised,
             EntryState::Expired => pb::EntryState::Expired,
+            EntryState::Erased => pb::EntryState::Erased,
         }
     }
 
@@ -136,6 +148,7 @@ impl EntryState {
             pb::EntryState::Retracted => Some(EntryState::Retracted),
             pb::EntryState::Compromised => Some(EntryState::Compromised),
             pb::EntryState::Expired => Some(EntryState::Expired),
+            pb::EntryState::Erased => Some(EntryState::Erased),
             pb::EntryState::Unspecified => None,
         }
     }
@@ -206,6 +219,16 @@ mod tests {
             };
             assert_eq!(EntryState::decide(&facts), want, "{facts:?}");
         }
+        // Erased wins over every other fact.
+        let all = Facts {
+            erased: true,
+            retracted: true,
+            compromised: true,
+            quarantined: true,
+            expired: true,
+            disputed: true,
+        };
+        assert_eq!(EntryState::decide(&all), EntryState::Erased);
         let mut sorted = EntryState::ALL;
         sorted.sort();
         assert_eq!(sorted, EntryState::ALL, "ALL is in precedence order");
@@ -227,6 +250,7 @@ mod tests {
             EntryState::Retracted.with(true, true),
             EntryState::Retracted
         );
+        assert_eq!(EntryState::Erased.with(true, true), EntryState::Erased);
         for s in EntryState::ALL {
             assert_eq!(s.with(false, false), s);
         }
@@ -243,5 +267,6 @@ mod tests {
         assert_eq!(EntryState::parse("gone"), None);
         assert!(EntryState::Disputed.matches() && EntryState::Active.matches());
         assert!(!EntryState::Quarantined.matches() && !EntryState::Retracted.matches());
+        assert!(!EntryState::Erased.matches());
     }
 }

@@ -142,6 +142,35 @@ impl Corpus {
         Ok(())
     }
 
+    /// Moves the position past `seq`, an entry with nothing to index (an erased statement,
+    /// whose body is gone: docs/PROTOCOL.md §2.8).
+    pub fn pass(&mut self, seq: u64) {
+        if seq >= self.next_seq {
+            self.next_seq = seq + 1;
+        }
+    }
+
+    /// The provenance of statement `id`, if any of its hashes is indexed.
+    pub fn provenance_of(&self, id: &StatementId) -> Option<&Provenance> {
+        self.statements.iter().find(|p| &p.statement_id == id)
+    }
+
+    /// Removes every hash of statement `id` from matching (an erasure, §2.8); returns how
+    /// many were live. The slots stay allocated (their hashes are dropped from the PDQ
+    /// tables and skipped by exact lookups); a snapshot written later would still hold them,
+    /// so the hub stops writing snapshots once it erased something (`server/indexer.rs`).
+    pub fn remove_statement(&mut self, id: &StatementId) -> usize {
+        let Some(ordinal) = self.statements.iter().position(|p| &p.statement_id == id) else {
+            return 0;
+        };
+        let ordinal = ordinal as u32;
+        let from = self.slots.partition_point(|(o, _)| *o < ordinal);
+        let to = self.slots.partition_point(|(o, _)| *o <= ordinal);
+        (from..to)
+            .filter(|slot| self.matcher.remove(*slot as u32))
+            .count()
+    }
+
     /// Makes everything staged searchable (PDQ hashes as a new segment). Never merges: the
     /// owner takes [`Corpus::merge_plan`], builds it outside its write lock and installs it
     /// with [`Corpus::install_merge`].

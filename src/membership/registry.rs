@@ -315,6 +315,15 @@ impl Registry {
             .retracted(target, &|k, at| self.is_compromised(k, at))
     }
 
+    /// The log position of the erasure that erased `target`, if one applies
+    /// (docs/PROTOCOL.md §2.8): its body is then gone and never served.
+    pub fn erased_by(&self, target: &Target<'_>) -> Option<u64> {
+        if !self.lifecycle.erases(&target.id) {
+            return None;
+        }
+        self.retracted(target).erased_by
+    }
+
     /// The earliest time from which one of `member`'s keys is declared compromised (`None`:
     /// none is). A statement of theirs received before it cannot be compromised; one received
     /// at or after it is if its signing key is that one ([`Registry::is_compromised`]).

@@ -483,6 +483,10 @@ impl super::Replica {
         }
         let entries = self.size();
         self.checkpoints.finish(entries)?;
+        // An erasure claim naming an entry past the end of the log (rule 13a).
+        if let Some(e) = self.unsettled_erasure() {
+            return Err(e);
+        }
         if self.genesis().is_none() {
             return Err(ReplicaError::new(Location::Input, Fault::Empty));
         }

@@ -106,6 +106,19 @@ pub enum Fault {
         "the body is withheld, but the signed header shows this sync's filter selects it and that this reader may read it (it is unrestricted, or names this reader or is by it): the hub is withholding a selected statement"
     )]
     WithheldSelected,
+    /// Rule 13a: the hub says an entry was erased by a later entry that is not an erasure of
+    /// it (docs/PROTOCOL.md §2.8).
+    #[error(
+        "the hub claims entry {target} was erased by entry {by}, but entry {by} is not an admin-quorum erasure of it ({why}): the hub is withholding a body under a false erasure claim"
+    )]
+    FalseErasure {
+        /// The entry whose body was withheld.
+        target: u64,
+        /// The entry the hub named.
+        by: u64,
+        /// What entry `by` is instead.
+        why: String,
+    },
     /// Rule 13: genesis and membership statements always come whole.
     #[error("a {kind} statement's body is withheld; it must be sent whole")]
     WithheldMembership {

@@ -54,6 +54,9 @@ pub struct Entry {
     pub statement_id: Vec<u8>,
     /// The envelope.
     pub envelope: Option<pb::Envelope>,
+    /// The hub's claim that a later entry, at this position, erased this one (its body is
+    /// then missing; docs/PROTOCOL.md §2.8). Checked when that entry is replayed.
+    pub erased_by: Option<u64>,
 }
 
 impl Entry {
@@ -65,6 +68,7 @@ impl Entry {
             received_at_ms: entry.received_at_ms,
             statement_id: entry.statement_id,
             envelope: entry.envelope,
+            erased_by: entry.erased_by,
         }
     }
 
@@ -76,6 +80,7 @@ impl Entry {
             statement_id: self.statement_id.clone(),
             envelope: self.envelope.clone(),
             compromised_key_ids: Vec::new(),
+            erased_by: self.erased_by,
         }
     }
 }
@@ -200,6 +205,16 @@ struct Parsed {
     seq: u64,
     received_at_ms: i64,
     form: Form,
+    erased_by: Option<u64>,
+}
+
+/// A hub's claim that entry `target` (statement `id`, of `kind`) was erased by entry `by`:
+/// its body may be missing, and entry `by` must be an erasure of it (rule 13a).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ErasureClaim {
+    target: u64,
+    id: StatementId,
+    kind: Kind,
 }
 
 impl Parsed {
@@ -242,6 +257,8 @@ pub struct Replica {
     /// Membership entries (genesis included), encoded, when kept for snapshots.
     membership: Option<Vec<Vec<u8>>>,
     membership_entries: u64,
+    /// Erasure claims not yet settled, by the position of the entry claimed to erase.
+    erasure_claims: std::collections::BTreeMap<u64, Vec<ErasureClaim>>,
     failed: Option<ReplicaError>,
 }
 
@@ -264,6 +281,7 @@ impl Replica {
             checkpoints: checkpoints::Checkpoints::default(),
             membership: None,
             membership_entries: 0,
+            erasure_claims: Default::default(),
             failed: None,
         }
     }
@@ -437,6 +455,18 @@ impl Replica {
             Form::Current(parsed) => parsed.statement.take(),
             Form::Newer(_) => None,
         };
+        if let Some(by) = p.erased_by
+            && by <= p.seq
+        {
+            return Err(at(
+                p.seq,
+                Fault::FalseErasure {
+                    target: p.seq,
+                    by,
+                    why: "an erasure comes after what it erases".into(),
+                },
+            ));
+        }
         match &p.form {
             Form::Current(parsed) => {
                 let statement = owned.as_ref();
@@ -446,6 +476,7 @@ impl Replica {
                     &parsed.header,
                     statement,
                     &parsed.key_ids,
+                    p.erased_by.is_some(),
                     seen,
                 )?;
                 let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
@@ -466,6 +497,17 @@ impl Replica {
                     Some(p.envelope()),
                     seen,
                 )?;
+                if let Some(by) = p.erased_by {
+                    self.erasure_claims
+                        .entry(by)
+                        .or_default()
+                        .push(ErasureClaim {
+                            target: p.seq,
+                            id,
+                            kind: parsed.header.kind,
+                        });
+                }
+                self.settle_erasure_claims(p.seq, statement)?;
                 let accepted = Accepted {
                     seq: p.seq,
                     received_at_ms: p.received_at_ms,
@@ -502,6 +544,7 @@ impl Replica {
                 let keys: Vec<VerifyingKey> = signers.iter().map(|s| s.key).collect();
                 let version = opaque.version;
                 let mut notices = self.commit(position, id, None, &signers, None, seen)?;
+                self.settle_erasure_claims(p.seq, None)?;
                 notices.push(Notice::NeedsUpgrade { version });
                 let accepted = Accepted {
                     seq: p.seq,
@@ -533,6 +576,7 @@ impl Replica {
             &verified.header,
             statement,
             &verified.key_ids,
+            false,
             seen,
         )?;
         let notices = self.commit(
@@ -598,7 +642,10 @@ impl Replica {
     }
 
     /// Every rule that reads but does not change the state, for a current-version statement:
-    /// returns who must have made each signature.
+    /// returns who must have made each signature. `claimed_erased`: the hub says a later
+    /// entry erased this one (rule 13a), so its body may be missing (the claim is settled
+    /// when that entry is replayed).
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         position: Position,
@@ -606,6 +653,7 @@ impl Replica {
         header: &Header,
         statement: Option<&Statement>,
         key_ids: &[KeyId],
+        claimed_erased: bool,
         seen: &dyn SeenIds,
     ) -> Result<Vec<Signer>, ReplicaError> {
         let seq = position.seq;
@@ -643,6 +691,7 @@ impl Replica {
                         },
                     ));
                 }
+                _ if claimed_erased => {}
                 _ if (header.kind.is_governance() || self.filter.selects(header))
                     && header.readable_by(&self.reader) =>
                 {
@@ -705,6 +754,7 @@ impl Replica {
                         received_at_ms: position.received_at_ms,
                         statement_id: id.0.to_vec(),
                         envelope: envelope.cloned(),
+                        erased_by: None,
                     }
                     .to_wire(),
                 ));
@@ -771,6 +821,7 @@ impl Replica {
                     received_at_ms: position.received_at_ms,
                     statement_id: parsed.id.0.to_vec(),
                     envelope: Some(parsed.envelope.clone()),
+                    erased_by: None,
                 }
                 .to_wire(),
             ));
@@ -807,6 +858,61 @@ impl Replica {
                 .map_err(|e| at(position.seq, e))?;
         }
         Ok(())
+    }
+
+    /// Rule 13a: the erasure claims naming entry `seq` as the erasure are settled by its
+    /// statement (`None`: its body is not readable here): it must be an erasure (an
+    /// admin-quorum retraction with `erase`, whose entitlement the other rules checked) of the
+    /// claimed statement, a hash set or risk signal logged before it.
+    fn settle_erasure_claims(
+        &mut self,
+        seq: u64,
+        statement: Option<&Statement>,
+    ) -> Result<(), ReplicaError> {
+        let Some(claims) = self.erasure_claims.remove(&seq) else {
+            return Ok(());
+        };
+        for claim in claims {
+            let why = match statement.map(|s| &s.body) {
+                Some(Body::Retraction(r)) if r.erase && r.target == claim.id => {
+                    if matches!(claim.kind, Kind::HashSet | Kind::RiskSignal) {
+                        continue;
+                    }
+                    format!("a {} statement cannot be erased", claim.kind.name())
+                }
+                Some(Body::Retraction(r)) if r.erase => {
+                    format!("it erases statement {}", r.target)
+                }
+                Some(Body::Retraction(_)) => "it is a retraction, not an erasure".to_owned(),
+                Some(body) => format!("it is a {} statement", body.kind().name()),
+                None => "its content is not readable here".to_owned(),
+            };
+            return Err(at(
+                claim.target,
+                Fault::FalseErasure {
+                    target: claim.target,
+                    by: seq,
+                    why,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first erasure claim not settled yet: a driver that has replayed everything the
+    /// hub sent (a caught-up sync, the end of an audit) calls this, since a claim naming an
+    /// entry the hub never sent is a body withheld for nothing (rule 13a).
+    pub fn unsettled_erasure(&self) -> Option<ReplicaError> {
+        let (by, claims) = self.erasure_claims.iter().next()?;
+        let claim = claims.first()?;
+        Some(at(
+            claim.target,
+            Fault::FalseErasure {
+                target: claim.target,
+                by: *by,
+                why: format!("the hub sent only {} entries", self.size()),
+            },
+        ))
     }
 
     /// Sets the position after restoring membership: the frontier of the first
@@ -859,5 +965,6 @@ fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
         seq,
         received_at_ms: entry.received_at_ms,
         form,
+        erased_by: entry.erased_by,
     })
 }

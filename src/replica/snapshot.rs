@@ -30,6 +30,10 @@ pub struct Snapshot {
     /// Every governance entry: genesis, membership and settings changes (base64 of the
     /// `coalition.v1.SyncEntry` encoding).
     pub membership: Vec<String>,
+    /// Erasure claims not settled yet (rule 13a): `[target seq, erasing seq, statement id
+    /// hex, kind name]`, for a sync cut between an erased entry and its erasure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erasure_claims: Vec<(u64, u64, String, String)>,
 }
 
 fn corrupt(reason: impl Into<String>) -> ReplicaError {
@@ -53,6 +57,15 @@ impl Replica {
                 .iter()
                 .flatten()
                 .map(|e| STANDARD.encode(e))
+                .collect(),
+            erasure_claims: self
+                .erasure_claims
+                .iter()
+                .flat_map(|(by, claims)| {
+                    claims
+                        .iter()
+                        .map(|c| (c.target, *by, c.id.to_string(), c.kind.name().to_owned()))
+                })
                 .collect(),
         }
     }
@@ -89,6 +102,23 @@ impl Replica {
         let frontier = Frontier::from_edge(TreeSize(snapshot.size), edge)
             .ok_or_else(|| corrupt("the frontier does not fit its size"))?;
         replica.resume_at(frontier, snapshot.last_received_ms);
+        for (i, (target, by, id, kind)) in snapshot.erasure_claims.iter().enumerate() {
+            let bad = || corrupt(format!("erasure_claims[{i}] is not a claim"));
+            let id = StatementId::from_hex(id).ok_or_else(bad)?;
+            let kind = crate::statement::Kind::parse(kind).ok_or_else(bad)?;
+            if target >= by || *target >= replica.size() {
+                return Err(bad());
+            }
+            replica
+                .erasure_claims
+                .entry(*by)
+                .or_default()
+                .push(super::ErasureClaim {
+                    target: *target,
+                    id,
+                    kind,
+                });
+        }
         if let Some(note) = &snapshot.checkpoint {
             let (here, root) = (replica.size(), replica.root());
             replica.checkpoints.restore_anchor(note, here, root)?;

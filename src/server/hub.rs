@@ -517,9 +517,16 @@ fn check_target(
         Body::Opinion(o) => o.target,
         _ => return Ok(()),
     };
-    let target = store
-        .entry_by_id(&id)
-        .map_err(status::store)?
+    let stored = store.entry_by_id(&id).map_err(status::store)?;
+    // An erased target has no body left (§2.8): decided from its signed header.
+    if let Some(entry) = &stored
+        && let Some(by) = entry.erased_by(&store.registry())
+        && let Some(header) = entry.header()
+    {
+        return crate::lifecycle::check_erased_target(body, issuer, &header.issuer, id, by)
+            .map_err(status::retraction);
+    }
+    let target = stored
         .map(|entry| {
             entry
                 .envelope

@@ -10,9 +10,10 @@
 use super::health::{Component, HealthState};
 use super::shutdown::Listener;
 use crate::matching::{Corpus, snapshot};
-use crate::statement::ParsedEnvelope;
+use crate::statement::{Body, ParsedEnvelope};
 use crate::store::Store;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{Notify, watch};
 
@@ -128,8 +129,14 @@ async fn run(
             }
             let (s, c) = (store.clone(), corpus.clone());
             let commit_each = !loading;
-            let step =
-                tokio::task::spawn_blocking(move || index_step(&s, &c, target, commit_each)).await;
+            let erasing = Erasing {
+                erased: saved.erased.clone(),
+                snapshot: snapshot.clone(),
+            };
+            let step = tokio::task::spawn_blocking(move || {
+                index_step(&s, &c, target, commit_each, &erasing)
+            })
+            .await;
             match step {
                 Ok(Ok(next)) if next >= target => {
                     if loading {
@@ -286,6 +293,11 @@ struct Saved {
     took: std::time::Duration,
     took_shared: Arc<std::sync::Mutex<std::time::Duration>>,
     writing: Option<tokio::task::JoinHandle<()>>,
+    /// Set once an erasure removed hashes from the corpus (docs/PROTOCOL.md §2.8): the
+    /// removed hashes would still be in a snapshot written from it, so none is written (and
+    /// the file is deleted) until the hub restarts and indexes the log, whose erased bodies
+    /// are gone.
+    erased: Arc<AtomicBool>,
 }
 
 /// Loads the snapshot at `path` if it is intact and covers a prefix of this log (same root);
@@ -320,6 +332,22 @@ fn load_snapshot(store: &Store, path: &Path) -> Option<(Corpus, u64)> {
         );
         return None;
     }
+    // Written before an erasure it does not know of (a crash between the erasure and the
+    // snapshot's deletion): it holds erased hashes.
+    let registry = store.registry();
+    let erased = registry.lifecycle().erasure_targets().any(|(id, _)| {
+        loaded
+            .provenance_of(id)
+            .is_some_and(|p| erases(&registry, p))
+    });
+    if erased {
+        remove_snapshot(path);
+        tracing::warn!(
+            path = %path.display(),
+            "matching snapshot deleted: it holds the hashes of an erased statement; the log is indexed instead"
+        );
+        return None;
+    }
     tracing::info!(
         path = %path.display(),
         size = covers.log_size,
@@ -327,6 +355,41 @@ fn load_snapshot(store: &Store, path: &Path) -> Option<(Corpus, u64)> {
         "matching snapshot loaded"
     );
     Some((loaded, covers.log_size))
+}
+
+/// Whether the registry erases the indexed statement `p` (only hash sets and risk signals are
+/// indexed, and both are erased alike).
+fn erases(registry: &crate::membership::Registry, p: &crate::matching::Provenance) -> bool {
+    registry
+        .erased_by(&crate::lifecycle::Target {
+            id: p.statement_id,
+            seq: p.seq,
+            issuer: &p.issuer,
+            kind: crate::statement::Kind::HashSet,
+        })
+        .is_some()
+}
+
+/// Deletes the snapshot file (and its temporary), durably.
+fn remove_snapshot(path: &Path) {
+    let _ = std::fs::remove_file(temporary(path));
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "deleting the matching snapshot failed: {e}")
+        }
+    }
+}
+
+/// What the indexer does when a step logs an erasure.
+struct Erasing {
+    erased: Arc<AtomicBool>,
+    snapshot: Option<PathBuf>,
 }
 
 fn temporary(path: &Path) -> PathBuf {
@@ -346,6 +409,9 @@ fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: 
             return;
         }
         saved.writing = None;
+    }
+    if saved.erased.load(Ordering::SeqCst) {
+        return;
     }
     if saved
         .at
@@ -369,8 +435,13 @@ fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: 
     saved.entries = copy.next_seq();
     saved.at = Some(started);
     let took = saved.took_shared.clone();
+    let erased = saved.erased.clone();
     saved.writing = Some(tokio::task::spawn_blocking(move || {
         let written = write_snapshot(&store, &copy, &target);
+        // An erasure during the write: the indexer deleted the old file, this one goes too.
+        if erased.load(Ordering::SeqCst) {
+            remove_snapshot(&target);
+        }
         drop(copy);
         super::allocator::release_free_memory();
         let elapsed = started.elapsed();
@@ -425,10 +496,11 @@ fn index_step(
     corpus: &RwLock<Corpus>,
     target: u64,
     commit: bool,
+    erasing: &Erasing,
 ) -> Result<u64, String> {
     let from = corpus.read().map_err(|e| e.to_string())?.next_seq();
     let to = target.min(from.saturating_add(STEP));
-    let mut decoded = Vec::new();
+    let mut read = Vec::new();
     let mut bytes = 0;
     for entry in store.entries(from, to) {
         if bytes >= STEP_BYTES {
@@ -439,7 +511,21 @@ fn index_step(
             .envelope
             .as_ref()
             .map_or(0, |e| e.payload.len() + e.body.len());
+        read.push(entry);
+    }
+    // Taken after the entries were read: the writer publishes an erasure before it overwrites
+    // the body, so an overwritten body read above is explained by it.
+    let registry = store.registry();
+    let mut decoded = Vec::new();
+    for entry in read {
         let id = entry.id().map_err(|e| e.to_string())?;
+        // An erased statement's body is gone (§2.8): nothing to index.
+        if entry.envelope.as_ref().is_some_and(|e| e.body.is_empty())
+            && entry.erased_by(&registry).is_some()
+        {
+            decoded.push((entry, None, id));
+            continue;
+        }
         // Only verified statements were stored; a decode failure means a damaged store.
         let statement = entry
             .envelope
@@ -448,13 +534,34 @@ fn index_step(
             .and_then(|e| ParsedEnvelope::parse(e).map_err(|e| e.to_string()))
             .and_then(|p| p.statement.ok_or_else(|| "no body".to_owned()))
             .map_err(|e| format!("entry {} does not decode: {e}", entry.seq))?;
-        decoded.push((entry, statement, id));
+        decoded.push((entry, Some(statement), id));
     }
     let mut guard = corpus.write().map_err(|e| e.to_string())?;
+    let mut removed = 0;
     for (entry, statement, id) in &decoded {
+        let Some(statement) = statement else {
+            guard.pass(entry.seq);
+            continue;
+        };
         guard
             .stage(entry, statement, *id)
             .map_err(|e| format!("entry {}: {e}", entry.seq))?;
+        // An erasure: its target's hashes leave matching at once.
+        if let Body::Retraction(r) = &statement.body
+            && r.erase
+            && guard
+                .provenance_of(&r.target)
+                .is_some_and(|p| erases(&registry, p))
+        {
+            removed += guard.remove_statement(&r.target);
+            erasing.erased.store(true, Ordering::SeqCst);
+            if let Some(path) = &erasing.snapshot {
+                remove_snapshot(path);
+            }
+        }
+    }
+    if removed > 0 {
+        metrics::counter!("coalition_match_erased_hashes_total").increment(removed as u64);
     }
     if commit {
         guard.commit();

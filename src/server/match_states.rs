@@ -71,6 +71,8 @@ pub struct HitState {
 
 /// What a worker knows of a statement the lifecycle names.
 enum Known {
+    /// Erased (§2.8): never returned, whatever is asked for.
+    Erased,
     /// Retracted whole.
     Retracted,
     /// Per entry.
@@ -81,7 +83,7 @@ impl Known {
     /// Entries held, for [`MAX_SHARED_ENTRIES`].
     fn size(&self) -> usize {
         match self {
-            Known::Retracted => 1,
+            Known::Erased | Known::Retracted => 1,
             Known::Entries(states) => 1 + states.retracted.entries.len() + states.opinions.len(),
         }
     }
@@ -234,6 +236,10 @@ impl<'a> MatchStates<'a> {
                 })
         });
         match known.as_ref() {
+            Known::Erased => HitState {
+                state: EntryState::Erased,
+                opinions: Opinions::default(),
+            },
             Known::Retracted => HitState {
                 state: EntryState::Retracted,
                 opinions: Opinions::default(),
@@ -270,7 +276,8 @@ impl<'a> MatchStates<'a> {
         wanted: &[EntryState],
     ) -> bool {
         let state = self.of(source, index, expires_at).state;
-        let keeps = wanted.contains(&state);
+        // An erased entry's hashes are its body: never handed out, even on request.
+        let keeps = state != EntryState::Erased && wanted.contains(&state);
         if !keeps {
             match state {
                 EntryState::Retracted => {
@@ -307,6 +314,9 @@ fn indexed(source: &Provenance) -> Target<'_> {
 /// What the lifecycle says of `source`, from its provenance alone.
 fn load(registry: &Registry, source: &Provenance) -> Known {
     let states = registry.states(&indexed(source));
+    if states.retracted.erased_by.is_some() {
+        return Known::Erased;
+    }
     if states.retracted.all {
         return Known::Retracted;
     }

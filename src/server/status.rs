@@ -77,6 +77,10 @@ pub fn retraction(e: crate::lifecycle::TargetError) -> Status {
             "retraction_not_issuer",
             Status::permission_denied(e.to_string()),
         ),
+        E::Erased { .. } => refused(
+            "lifecycle_target_erased",
+            Status::failed_precondition(e.to_string()),
+        ),
     }
 }
 

@@ -215,7 +215,8 @@ impl EntryFiles {
             key: format!("entry {seq}"),
             reason,
         };
-        let entry = StoredEntry::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let mut entry = StoredEntry::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+        super::erasure::clear_scrubbed(&mut entry);
         if entry.seq != seq {
             return Err(corrupt(format!(
                 "the record says it is entry {}",
@@ -228,6 +229,12 @@ impl EntryFiles {
     /// Entry `seq`, which the caller knows is durable (below the published size). One read
     /// of the offsets file, one of the records file.
     pub(super) fn read(&self, seq: u64) -> Result<StoredEntry, StoreError> {
+        let (_, bytes) = self.read_raw(seq)?;
+        Self::decode(seq, &bytes)
+    }
+
+    /// Record `seq`'s start offset in `entries.dat` and its bytes.
+    pub(super) fn read_raw(&self, seq: u64) -> Result<(u64, Vec<u8>), StoreError> {
         let bounds = self.bounds(seq, 1)?;
         let (start, end) = (bounds[0], bounds[1]);
         self.span(seq, start, end)?;
@@ -235,7 +242,28 @@ impl EntryFiles {
         self.data
             .read_exact_at(&mut bytes, start)
             .map_err(|e| io(&self.path(DATA_FILE), e))?;
-        Self::decode(seq, &bytes)
+        Ok((start, bytes))
+    }
+
+    /// Overwrites bytes of a durable record in place (erasure only, `erasure.rs`).
+    pub(super) fn write_at(&self, name: &str, bytes: &[u8], at: u64) -> Result<(), StoreError> {
+        let file = if name == DATA_FILE {
+            &self.data
+        } else {
+            &self.offsets
+        };
+        file.write_all_at(bytes, at)
+            .map_err(|e| io(&self.path(name), e))
+    }
+
+    /// fdatasyncs one of the two files.
+    pub(super) fn sync_data(&self, name: &str) -> Result<(), StoreError> {
+        let file = if name == DATA_FILE {
+            &self.data
+        } else {
+            &self.offsets
+        };
+        file.sync_data().map_err(|e| io(&self.path(name), e))
     }
 
     /// Entries `from..to` (durable, the caller's bound), read sequentially: up to
@@ -298,6 +326,11 @@ impl Appender {
     /// Entry `seq` (below [`Appender::durable`]).
     pub(super) fn read(&self, seq: u64) -> Result<StoredEntry, StoreError> {
         self.files.read(seq)
+    }
+
+    /// The shared files (the writer's erasure scrub writes through them).
+    pub(super) fn files(&self) -> &EntryFiles {
+        &self.files
     }
 
     /// Entries on disk plus those staged.

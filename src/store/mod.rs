@@ -20,6 +20,7 @@
 mod access;
 mod checkpoints;
 mod entry_files;
+mod erasure;
 mod id_index;
 mod proofs;
 mod record;
@@ -200,6 +201,11 @@ impl Store {
         let access = Arc::new(AccessLog::open(&db)?);
         let replica = restore_replica(&log, &entries, size)?;
         let registry = replica.registry().clone();
+        // An erasure logged before a crash that came before its scrub: overwrite the body now,
+        // before any reader or the writer starts.
+        erasure::scrub_erased(&entries, &registry, |id| {
+            ids.find(id, size, |seq| entries.read(seq))
+        })?;
         let (size_tx, size_rx) = watch::channel(size);
         let (registry_tx, registry_rx) = watch::channel(registry);
         let (fault_tx, fault_rx) = watch::channel(None);
@@ -547,6 +553,17 @@ impl Writer {
                     self.registry.send_replace(self.replica.registry().clone());
                 }
                 self.published.send_replace(self.replica.size());
+                // Erasures are durable and published, so a reader that takes the registry after
+                // reading an entry (`StoredEntry::into_sync_entry`) knows why a body is gone: the
+                // bodies now leave the disk, before any acknowledgement. A crash before this is
+                // redone at the next start.
+                if let Err(e) = self.scrub_erasures(&jobs, &outcomes, self.replica.size()) {
+                    let msg = e.to_string();
+                    for job in jobs {
+                        let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    }
+                    return Err(e);
+                }
                 count_ingest(&jobs, &outcomes);
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome.map_err(StoreError::Rejected));
@@ -564,6 +581,29 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Overwrites the bodies the group's newly logged erasures erase (`erasure.rs`).
+    fn scrub_erasures(
+        &self,
+        jobs: &[Job],
+        outcomes: &[Result<Appended, ReplicaError>],
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let targets: Vec<StatementId> = jobs
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| matches!(o, Ok(a) if !a.already_present))
+            .filter_map(|(job, _)| erasure::erasure_targets(&job.verified.statement.body))
+            .collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let entries = &self.entries;
+        erasure::scrub(entries.files(), self.replica.registry(), &targets, |id| {
+            self.ids.find(id, size, |seq| entries.read(seq))
+        })
+        .map(|_| ())
     }
 
     /// Stages one append into the group. The outer error is a storage failure (fatal for the

@@ -47,6 +47,7 @@ impl StoredEntry {
             received_at_ms: self.received_at_ms,
             statement_id: self.statement_id.clone(),
             envelope: self.envelope.clone(),
+            erased_by: None,
         }
     }
 
@@ -68,9 +69,15 @@ impl StoredEntry {
     }
 
     /// The wire form sync sends, flagging (for information) the signers `registry` knows as
-    /// compromised by the time the hub received it. `with_body` false withholds the body.
+    /// compromised by the time the hub received it. `with_body` false withholds the body. An
+    /// erased statement (docs/PROTOCOL.md §2.8) never has its body sent, to anyone, and names
+    /// the entry that erased it. Take `registry` after reading the entry: the writer publishes
+    /// an erasure before it overwrites the body, so a body found overwritten is then explained.
     pub fn into_sync_entry(mut self, registry: &Registry, with_body: bool) -> pb::SyncEntry {
-        if !with_body && let Some(envelope) = &mut self.envelope {
+        let erased_by = self.erased_by(registry);
+        if (!with_body || erased_by.is_some())
+            && let Some(envelope) = &mut self.envelope
+        {
             envelope.body = Default::default();
         }
         let compromised_key_ids = match &self.envelope {
@@ -86,7 +93,24 @@ impl StoredEntry {
             statement_id: self.statement_id,
             envelope: self.envelope,
             compromised_key_ids,
+            erased_by,
         }
+    }
+
+    /// The log position of the erasure that erased this entry's statement, if one applies
+    /// (decided from the signed header: position, issuer, kind).
+    pub fn erased_by(&self, registry: &Registry) -> Option<u64> {
+        let id = StatementId::from_slice(&self.statement_id)?;
+        if !registry.lifecycle().erases(&id) {
+            return None;
+        }
+        let header = self.header()?;
+        registry.erased_by(&crate::lifecycle::Target {
+            id,
+            seq: self.seq,
+            issuer: &header.issuer,
+            kind: header.kind,
+        })
     }
 }
 

@@ -172,6 +172,7 @@ pub fn entry_of(envelope: pb::Envelope, received_at_ms: i64) -> pb::SyncEntry {
             .to_vec(),
         envelope: Some(envelope),
         compromised_key_ids: Vec::new(),
+        erased_by: None,
     }
 }
 
