@@ -115,7 +115,7 @@ pub fn authorize(
     store: &Store,
     tls: &HubTls,
     ids: &CertIds,
-    certs: Option<&Arc<Vec<CertificateDer<'static>>>>,
+    certs: Option<&Chain>,
     policy: &Policy,
 ) -> Result<Member, Status> {
     let chain =
@@ -142,8 +142,13 @@ pub fn authorize(
 /// was closed, all of them.
 pub struct CertIds {
     max: usize,
-    known: Mutex<HashMap<usize, (Arc<Vec<CertificateDer<'static>>>, MemberId)>>,
+    known: Mutex<KnownIds>,
 }
+
+/// A client's certificate chain as the transport shares it among a connection's calls.
+type Chain = Arc<Vec<CertificateDer<'static>>>;
+/// [`CertIds`]'s entries: by the chain's address, the chain and the member id it names.
+type KnownIds = HashMap<usize, (Chain, MemberId)>;
 
 impl CertIds {
     /// A cache of at most `max` (at least one) connections' member ids.
@@ -156,7 +161,7 @@ impl CertIds {
 
     /// The member id the leaf of `chain` names ([`member_id_of_cert`]); an error (no leaf,
     /// or a certificate that names no member) is not kept.
-    pub fn member_id(&self, chain: &Arc<Vec<CertificateDer<'static>>>) -> Result<MemberId, String> {
+    pub fn member_id(&self, chain: &Chain) -> Result<MemberId, String> {
         let key = Arc::as_ptr(chain) as usize;
         if let Some((held, id)) = self.lock().get(&key)
             && Arc::ptr_eq(held, chain)
@@ -184,9 +189,7 @@ impl CertIds {
         self.lock().len()
     }
 
-    fn lock(
-        &self,
-    ) -> MutexGuard<'_, HashMap<usize, (Arc<Vec<CertificateDer<'static>>>, MemberId)>> {
+    fn lock(&self) -> MutexGuard<'_, KnownIds> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -288,7 +291,7 @@ mod tests {
     use super::*;
 
     /// A self-signed certificate naming `member` (or nothing, with `None`) in its SAN.
-    fn cert(member: Option<&str>) -> Arc<Vec<CertificateDer<'static>>> {
+    fn cert(member: Option<&str>) -> Chain {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         if let Some(id) = member {
             params.subject_alt_names = vec![rcgen::SanType::URI(
