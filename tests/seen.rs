@@ -555,7 +555,10 @@ async fn match_at_the_hub_prints_states_tallies_and_seen_and_filters_by_state() 
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("--states: unknown entry state"), "{err}");
-        assert!(err.contains("expected erased, retracted, compromised"), "{err}");
+        assert!(
+            err.contains("expected erased, retracted, compromised"),
+            "{err}"
+        );
         assert!(!err.contains('\u{1b}'), "control characters escaped: {err}");
     }
 }
