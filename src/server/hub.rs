@@ -97,7 +97,7 @@ impl pb::hub_server::Hub for HubService {
         // store's writer re-checks entitlement at the entry's position.
         let verified = self
             .verifier
-            .check_each(vec![envelope], envelope_bytes, move |envelope| {
+            .check_each(vec![envelope], move |envelope| {
                 check_submission(envelope, &member, &registry, &store)
             })
             .await?
@@ -134,7 +134,7 @@ impl pb::hub_server::Hub for HubService {
         // the quota in request order, then handed to the writer together (one group commit).
         let checked = self
             .verifier
-            .check_each(envelopes, envelope_bytes, move |envelope| {
+            .check_each(envelopes, move |envelope| {
                 check_submission(envelope, &member, &registry, &store)
             })
             .await?;
@@ -428,11 +428,6 @@ impl pb::hub_server::Hub for HubService {
         let member = auth::caller(&request)?;
         Ok(Response::new(member.to_wire()))
     }
-}
-
-/// An envelope's size as the verifier weighs it: its encoded bytes.
-fn envelope_bytes(envelope: &pb::Envelope) -> usize {
-    prost::Message::encoded_len(envelope)
 }
 
 /// The wire form of a receipt.
