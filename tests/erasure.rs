@@ -15,7 +15,7 @@ use coalition_hub::pb::sync_response::Item;
 use coalition_hub::statement::{Body, StatementId};
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, beside, export, sync_cli};
-use common::lifecycle::{cli, matches, matches_in, refused, share};
+use common::lifecycle::{cli, matches, matches_in, refused, share, share_signal};
 use common::{TestHub, id, rewrite_stored_record, sha256_value, sync_all};
 use tonic::Code;
 
@@ -503,45 +503,27 @@ async fn the_match_snapshot_is_deleted_at_once_and_rewritten_clean_after_a_resta
 
 #[tokio::test]
 async fn an_erased_signals_text_is_gone_from_the_hubs_data_directory() {
-    use coalition_hub::statement::{
-        HashEntry, HashType, Indicator, RiskSignal, Severity, SignalCategory,
-    };
+    use coalition_hub::statement::{HashEntry, HashType, Indicator};
     let t = TestHub::start().await;
     let marker = "erasure-marker-7f3a9c handle of a person";
     let url = "https://example.org/erasure-marker-url-51d2";
-    let now = coalition_hub::store::now_ms();
-    let signal = coalition_hub::client::sign_new(
-        &id("acme"),
-        &t.key("acme"),
-        Body::RiskSignal(RiskSignal {
-            category: SignalCategory::Sextortion,
-            severity: Severity::High,
-            title: "Account pressuring minors".into(),
-            description: format!("seen with {marker}"),
-            indicators: vec![
-                Indicator::Keyword(marker.into()),
-                Indicator::Url(url.into()),
-                Indicator::Hash(HashEntry {
-                    hash_type: HashType::Sha256,
-                    value: sha256_value(SEED, 0),
-                    quality: None,
-                    labels: vec![],
-                }),
-            ],
-            first_seen_ms: now - 1000,
-            last_seen_ms: now,
-            expires_at_ms: None,
-        }),
-    );
-    let receipt = t
-        .client("acme")
-        .await
-        .submit(signal)
-        .await
-        .expect("signal")
-        .receipt
-        .expect("receipt");
-    let target = StatementId::from_slice(&receipt.statement_id).expect("id");
+    let (target, seq) = share_signal(
+        &t,
+        "acme",
+        "Account pressuring minors",
+        format!("seen with {marker}"),
+        vec![
+            Indicator::Keyword(marker.into()),
+            Indicator::Url(url.into()),
+            Indicator::Hash(HashEntry {
+                hash_type: HashType::Sha256,
+                value: sha256_value(SEED, 0),
+                quality: None,
+                labels: vec![],
+            }),
+        ],
+    )
+    .await;
     for needle in [marker.as_bytes(), url.as_bytes()] {
         assert!(!files_holding(&t.data, needle).is_empty(), "stored first");
     }
@@ -561,6 +543,6 @@ async fn an_erased_signals_text_is_gone_from_the_hubs_data_directory() {
         .sync_proven("globex", FilterSpec::default())
         .await
         .expect("the log verifies");
-    assert!(synced.at(receipt.seq).statement().is_none());
+    assert!(synced.at(seq).statement().is_none());
     assert!(audit(&t).await.contains("audit OK"));
 }

@@ -17,7 +17,7 @@ use coalition_hub::statement::{Body, HashType, Kind, StatementId};
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, beside, export, state, sync_cli};
 use common::lifecycle::{
-    cli, hub_with_match_snapshot, matches, refused, share, wait_for_match_snapshot,
+    cli, hub_with_match_snapshot, matches, refused, share, share_signal, wait_for_match_snapshot,
 };
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
@@ -514,46 +514,31 @@ async fn a_hub_that_keeps_a_retraction_from_a_member_is_caught() {
 
 #[tokio::test]
 async fn the_cli_retracts_signal_indicators_and_csv_snapshots_and_show_explain_it() {
-    use coalition_hub::statement::{HashEntry, Indicator, RiskSignal, Severity, SignalCategory};
+    use coalition_hub::statement::{HashEntry, Indicator};
     let t = TestHub::start().await;
-    let now = coalition_hub::store::now_ms();
-    let signal = sign_new(
-        &id("acme"),
-        &t.key("acme"),
-        Body::RiskSignal(RiskSignal {
-            category: SignalCategory::Sextortion,
-            severity: Severity::High,
-            title: "Gift-card script".into(),
-            description: String::new(),
-            indicators: vec![
-                Indicator::Keyword("model scout".into()),
-                Indicator::Hash(HashEntry {
-                    hash_type: HashType::Sha256,
-                    value: sha256_value(60, 0),
-                    quality: None,
-                    labels: vec![],
-                }),
-                Indicator::Hash(HashEntry {
-                    hash_type: HashType::Sha256,
-                    value: sha256_value(60, 1),
-                    quality: None,
-                    labels: vec![],
-                }),
-            ],
-            first_seen_ms: now - 1000,
-            last_seen_ms: now,
-            expires_at_ms: None,
-        }),
-    );
-    let receipt = t
-        .client("acme")
-        .await
-        .submit(signal)
-        .await
-        .expect("signal")
-        .receipt
-        .expect("receipt");
-    let signal_id = hex::encode(&receipt.statement_id);
+    let (signal_id, _) = share_signal(
+        &t,
+        "acme",
+        "Gift-card script",
+        String::new(),
+        vec![
+            Indicator::Keyword("model scout".into()),
+            Indicator::Hash(HashEntry {
+                hash_type: HashType::Sha256,
+                value: sha256_value(60, 0),
+                quality: None,
+                labels: vec![],
+            }),
+            Indicator::Hash(HashEntry {
+                hash_type: HashType::Sha256,
+                value: sha256_value(60, 1),
+                quality: None,
+                labels: vec![],
+            }),
+        ],
+    )
+    .await;
+    let signal_id = signal_id.to_string();
     let (set, _) = share(&t, "acme", 61, 3).await;
     let dir = tempfile::tempdir().expect("tmp");
     let jsonl = dir.path().join("all.jsonl");

@@ -8,16 +8,17 @@
 
 mod common;
 
-use coalition_hub::client::{Client, sign_new, sign_new_for};
+use coalition_hub::client::{Client, sign_new_for};
 use coalition_hub::lifecycle::{EntryState, HashKey, Opinion, Target, Verdict};
 use coalition_hub::pb;
 use coalition_hub::statement::{
-    Body, HashEntry, HashType, Indicator, Kind, ParsedEnvelope, Reader, Recipients, RiskSignal,
-    Severity, SignalCategory, StatementId,
+    Body, HashEntry, HashType, Indicator, Kind, ParsedEnvelope, Reader, Recipients, StatementId,
 };
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, export, state, sync_cli};
-use common::lifecycle::{admit_members, cli, matches_in, refused, set_quarantine_threshold, share};
+use common::lifecycle::{
+    admit_members, cli, matches_in, refused, set_quarantine_threshold, share, share_signal,
+};
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
 
@@ -566,7 +567,6 @@ async fn match_at_the_hub_prints_states_tallies_and_seen_and_filters_by_state() 
 #[tokio::test]
 async fn a_risk_signal_entry_is_its_indicator_index_in_match_and_opinions() {
     let t = TestHub::start().await;
-    let now = coalition_hub::store::now_ms();
     let hash = |i| {
         Indicator::Hash(HashEntry {
             hash_type: HashType::Sha256,
@@ -575,34 +575,19 @@ async fn a_risk_signal_entry_is_its_indicator_index_in_match_and_opinions() {
             labels: vec![],
         })
     };
-    let signal = sign_new(
-        &id("acme"),
-        &t.key("acme"),
-        Body::RiskSignal(RiskSignal {
-            category: SignalCategory::Sextortion,
-            severity: Severity::High,
-            title: "Gift-card script".into(),
-            description: String::new(),
-            indicators: vec![
-                Indicator::Keyword("model scout".into()),
-                hash(0),
-                Indicator::Domain("scout.example".into()),
-                hash(1),
-            ],
-            first_seen_ms: now - 1000,
-            last_seen_ms: now,
-            expires_at_ms: None,
-        }),
-    );
-    let receipt = t
-        .client("acme")
-        .await
-        .submit(signal)
-        .await
-        .expect("signal")
-        .receipt
-        .expect("receipt");
-    let signal_id = StatementId::from_slice(&receipt.statement_id).expect("id");
+    let (signal_id, _) = share_signal(
+        &t,
+        "acme",
+        "Gift-card script",
+        String::new(),
+        vec![
+            Indicator::Keyword("model scout".into()),
+            hash(0),
+            Indicator::Domain("scout.example".into()),
+            hash(1),
+        ],
+    )
+    .await;
     let mut globex = t.client("globex").await;
     // Match names each hash by its indicator index.
     for (i, indicator) in [(0, 1), (1, 3)] {

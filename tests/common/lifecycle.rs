@@ -7,7 +7,9 @@ use coalition_hub::client::Client;
 use coalition_hub::governance::admission;
 use coalition_hub::membership::{Action, Role};
 use coalition_hub::pb;
-use coalition_hub::statement::StatementId;
+use coalition_hub::statement::{
+    Body, Indicator, RiskSignal, Severity, SignalCategory, StatementId,
+};
 use tonic::Code;
 
 /// A hub that saves its match snapshot to a file of its own, the directory that holds it (keep
@@ -77,6 +79,44 @@ pub async fn share(t: &TestHub, member: &str, seed: u64, n: usize) -> (Statement
         .submit(t.hash_set(member, seed, n))
         .await
         .expect("submit")
+        .receipt
+        .expect("receipt");
+    (
+        StatementId::from_slice(&receipt.statement_id).expect("id"),
+        receipt.seq,
+    )
+}
+
+/// Submits a risk signal (sextortion, high severity, seen in the last second, no expiry) with
+/// `title`, `description` and `indicators` as `member`; its statement id and seq (as [`share`]).
+pub async fn share_signal(
+    t: &TestHub,
+    member: &str,
+    title: &str,
+    description: String,
+    indicators: Vec<Indicator>,
+) -> (StatementId, u64) {
+    let now = coalition_hub::store::now_ms();
+    let signal = coalition_hub::client::sign_new(
+        &id(member),
+        &t.key(member),
+        Body::RiskSignal(RiskSignal {
+            category: SignalCategory::Sextortion,
+            severity: Severity::High,
+            title: title.into(),
+            description,
+            indicators,
+            first_seen_ms: now - 1000,
+            last_seen_ms: now,
+            expires_at_ms: None,
+        }),
+    );
+    let receipt = t
+        .client(member)
+        .await
+        .submit(signal)
+        .await
+        .expect("signal")
         .receipt
         .expect("receipt");
     (
