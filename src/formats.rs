@@ -4,6 +4,7 @@
 //! Input rows are converted to wire entries and validated by `statement`, so a file and a
 //! gRPC request obey exactly the same rules; errors name the line.
 
+use crate::lifecycle::EntryState;
 use crate::pb;
 use crate::statement::{Body, HashEntry, HashType, Indicator, RiskSignal, StatementError};
 use crate::sync::ReceivedEntry;
@@ -16,7 +17,7 @@ mod sync_csv;
 pub mod sync_events;
 pub mod sync_snapshot;
 
-pub use sync_csv::{CSV_COLUMNS, CSV_HEADER};
+pub use sync_csv::{CSV_COLUMNS, CSV_HEADER, STATE_COLUMN};
 
 /// PDQ quality assumed when a hash list gives none (lists exported without quality).
 pub const DEFAULT_PDQ_QUALITY: u32 = 100;
@@ -103,6 +104,10 @@ pub struct HashLine {
     /// Sync output: when the statement's entries stop matching (ms since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<i64>,
+    /// A snapshot asked for other states than those that match (`coalition sync --states`):
+    /// the entry's state when the snapshot was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 impl HashLine {
@@ -143,13 +148,20 @@ impl HashLine {
             labels: hash.labels.iter().map(ToString::to_string).collect(),
             compromised_keys: entry.compromised_keys.clone(),
             expires_at_ms: entry.statement.body.expires_at_ms(),
+            state: None,
         }
     }
 
     /// Whether a row of sync output should no longer be acted on at `now_ms`: its statement
-    /// expired, or its signing key was declared compromised by the time the hub received it.
+    /// expired, its signing key was declared compromised by the time the hub received it, or
+    /// the snapshot that holds it names a state that does not match.
     pub fn withdrawn_at(&self, now_ms: i64) -> bool {
+        let state_withdraws = self
+            .state
+            .as_deref()
+            .is_some_and(|s| !EntryState::parse(s).is_some_and(EntryState::matches));
         !self.compromised_keys.is_empty()
+            || state_withdraws
             || crate::lifecycle::expiry::expired(self.expires_at_ms, now_ms)
     }
 }

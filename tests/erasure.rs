@@ -223,10 +223,37 @@ async fn a_member_that_held_the_set_drops_it_from_its_snapshot_and_is_told() {
     )
     .await;
     assert!(output.status.success(), "{output:?}");
+    // `coalition show` says so; until the member syncs past the erasure it cannot prove it.
+    let out_arg = out.to_str().expect("utf-8");
+    let show_args = ["show", set_hex.as_str(), "--synced", out_arg];
+    let show = || cli(&t, "globex", &show_args);
+    let before = show().await;
+    let text = String::from_utf8_lossy(&before.stdout).into_owned();
+    assert!(before.status.success(), "{before:?}");
+    assert!(text.contains("state: erased under legal order"), "{text}");
+    assert!(text.contains("sync again to verify the erasure"), "{text}");
 
     sync_cli(&t.addr, &certs, "globex", &out, &["--snapshot", snap])
         .await
         .ok();
+    let after = show().await;
+    let text = String::from_utf8_lossy(&after.stdout).into_owned();
+    assert!(after.status.success(), "{after:?}");
+    assert!(
+        text.contains("court order 2026-302") && text.contains("your sync state proves it"),
+        "{text}"
+    );
+    // An opinion on it is refused with the reason, in one line.
+    let opinion = cli(
+        &t,
+        "globex",
+        &["opinion", &set_hex, "--entry", "0", "confirmed"],
+    )
+    .await;
+    let said = String::from_utf8_lossy(&opinion.stderr).into_owned();
+    assert!(!opinion.status.success(), "{opinion:?}");
+    assert!(said.contains("was erased under legal order"), "{said}");
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
     assert_eq!(hashes(&snapshot), 0, "the snapshot no longer holds the set");
     assert!(
         std::fs::read_to_string(&snapshot)

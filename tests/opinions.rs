@@ -5,7 +5,8 @@
 //! threshold quarantine it (gone from Match unless asked for, and from the member's snapshot),
 //! an admin quorum quarantines and releases, the front door refuses what may not be said and
 //! stores nothing, an opinion signed with a compromised key has no effect, and a hub that
-//! drops an opinion from a member's sync is caught.
+//! drops an opinion from a member's sync is caught; a member's snapshot keeps the states it
+//! asks for and names them.
 
 mod common;
 
@@ -13,10 +14,12 @@ use coalition_hub::client::{Client, sign_new};
 use coalition_hub::lifecycle::{EntryState, HashKey, Opinion, Target, Verdict};
 use coalition_hub::membership::{Action, KeyId, Revocation};
 use coalition_hub::pb;
-use coalition_hub::statement::{Body, HashType, Kind, StatementId};
+use coalition_hub::statement::{Body, HashType, Indicator, Kind, StatementId};
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, export, state, sync_cli};
-use common::lifecycle::{admit_members, cli, refused, set_quarantine_threshold, share};
+use common::lifecycle::{
+    admit_members, cli, refused, set_quarantine_threshold, share, share_signal,
+};
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
 
@@ -361,6 +364,190 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
     );
 }
 
+/// The rows of `snapshot` (JSON Lines) holding sha256 value `i` of `seed`, parsed.
+fn rows_of(snapshot: &std::path::Path, seed: u64, i: u64) -> Vec<serde_json::Value> {
+    let value = hex::encode(sha256_value(seed, i));
+    std::fs::read_to_string(snapshot)
+        .expect("snapshot")
+        .lines()
+        .filter(|l| l.contains(&value))
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_member_snapshot_keeps_the_states_asked_for_and_names_them() {
+    let t = TestHub::start().await;
+    admit_members(&t, &["initech", "umbrella"]).await;
+    let (set, _) = share(&t, "acme", 120, 3).await;
+    // Entry 0 quarantined (three false positives), entry 1 active, entry 2 retracted.
+    for member in ["globex", "initech", "umbrella"] {
+        say(&t, member, set, 120, 0, Verdict::FalsePositive).await;
+    }
+    let retraction = sign_new(
+        &id("acme"),
+        &t.key("acme"),
+        Body::Retraction(coalition_hub::lifecycle::Retraction {
+            target: set,
+            entries: vec![2],
+            reason: "wrong hash".into(),
+            admin_quorum: false,
+            erase: false,
+        }),
+    );
+    t.client("acme")
+        .await
+        .submit(retraction)
+        .await
+        .expect("retraction");
+    // A risk signal with its second indicator retracted.
+    let (signal, _) = share_signal(
+        &t,
+        "acme",
+        "script",
+        "a sextortion script".into(),
+        vec![
+            Indicator::Keyword("first-phrase-120".into()),
+            Indicator::Keyword("second-phrase-120".into()),
+        ],
+    )
+    .await;
+    let retraction = sign_new(
+        &id("acme"),
+        &t.key("acme"),
+        Body::Retraction(coalition_hub::lifecycle::Retraction {
+            target: signal,
+            entries: vec![1],
+            reason: "not a script".into(),
+            admin_quorum: false,
+            erase: false,
+        }),
+    );
+    t.client("acme")
+        .await
+        .submit(retraction)
+        .await
+        .expect("retraction");
+    let dir = tempfile::tempdir().expect("tmp");
+    let certs = t.certs.root().to_path_buf();
+    let (out, snap) = (dir.path().join("all.jsonl"), dir.path().join("now.jsonl"));
+    let snap_arg = snap.to_str().expect("utf-8");
+    let signal_row = || {
+        std::fs::read_to_string(&snap)
+            .expect("snapshot")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON row"))
+            .find(|r| r["kind"] == "risk_signal")
+    };
+
+    // Asked for active and quarantined: those two, each naming its state.
+    let review = ["--snapshot", snap_arg, "--states", "active,quarantined"];
+    sync_cli(&t.addr, &certs, "globex", &out, &review)
+        .await
+        .ok();
+    let state = |rows: &[serde_json::Value]| {
+        rows.iter()
+            .map(|r| r["state"].as_str().unwrap_or("none").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(state(&rows_of(&snap, 120, 0)), ["quarantined"]);
+    assert_eq!(state(&rows_of(&snap, 120, 1)), ["active"]);
+    assert!(
+        rows_of(&snap, 120, 2).is_empty(),
+        "retracted: not asked for"
+    );
+    let row = signal_row().expect("the signal's active indicator");
+    assert_eq!(row["indicators"].as_array().map(Vec::len), Some(1), "{row}");
+    assert_eq!(row["indicator_states"], serde_json::json!(["active"]));
+    // Retracted only.
+    let retracted = ["--snapshot", snap_arg, "--states", "retracted"];
+    sync_cli(&t.addr, &certs, "globex", &out, &retracted)
+        .await
+        .ok();
+    assert!(rows_of(&snap, 120, 0).is_empty());
+    assert_eq!(state(&rows_of(&snap, 120, 2)), ["retracted"]);
+    let row = signal_row().expect("the signal's retracted indicator");
+    assert_eq!(row["indicators"][0]["value"], "second-phrase-120", "{row}");
+    assert_eq!(row["indicator_states"], serde_json::json!(["retracted"]));
+    // The default again: what matches, rows as written (no state).
+    sync_cli(&t.addr, &certs, "globex", &out, &["--snapshot", snap_arg])
+        .await
+        .ok();
+    assert!(rows_of(&snap, 120, 0).is_empty());
+    assert_eq!(state(&rows_of(&snap, 120, 1)), ["none"]);
+    assert!(rows_of(&snap, 120, 2).is_empty());
+    let row = signal_row().expect("the signal's active indicator");
+    assert!(row.get("indicator_states").is_none(), "{row}");
+
+    // CSV: a `state` column; an offline match skips the rows that should not match.
+    let (csv_out, csv_snap) = (dir.path().join("all.csv"), dir.path().join("now.csv"));
+    let csv_args = [
+        "--snapshot",
+        csv_snap.to_str().expect("utf-8"),
+        "--states",
+        "quarantined,active",
+    ];
+    sync_cli(&t.addr, &certs, "globex", &csv_out, &csv_args)
+        .await
+        .ok();
+    let text = std::fs::read_to_string(&csv_snap).expect("csv snapshot");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("{},state", coalition_hub::formats::CSV_COLUMNS.join(",")).as_str())
+    );
+    let states: Vec<&str> = lines.filter_map(|l| l.rsplit(',').next()).collect();
+    assert_eq!(states.len(), 2, "{text}");
+    assert!(
+        states.contains(&"quarantined") && states.contains(&"active"),
+        "{text}"
+    );
+    let queries = dir.path().join("q.csv");
+    let query = |i| format!("sha256,{}\n", hex::encode(sha256_value(120, i)));
+    std::fs::write(&queries, query(0) + &query(1)).expect("queries");
+    let mut offline = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
+    offline
+        .args(["match", "--index"])
+        .arg(&csv_snap)
+        .arg("--queries")
+        .arg(&queries)
+        .env_remove("COALITION_HUB")
+        .env_remove("COALITION_MEMBER");
+    let found = tokio::task::spawn_blocking(move || offline.output())
+        .await
+        .expect("join")
+        .expect("run coalition match");
+    assert!(found.status.success(), "{found:?}");
+    let printed = String::from_utf8_lossy(&found.stdout);
+    assert_eq!(
+        printed.lines().count(),
+        1,
+        "only the active entry: {printed}"
+    );
+    assert!(
+        printed.contains(&hex::encode(sha256_value(120, 1))),
+        "{printed}"
+    );
+
+    // Refused, one line each: erased (no body), an unknown state, --states without --snapshot.
+    for (extra, says) in [
+        (
+            &["--snapshot", snap_arg, "--states", "erased"][..],
+            "bodies are gone",
+        ),
+        (
+            &["--snapshot", snap_arg, "--states", "active,gone"][..],
+            "unknown entry state 'gone'",
+        ),
+    ] {
+        let run = sync_cli(&t.addr, &certs, "globex", &out, extra).await;
+        assert!(run.failed().contains(says), "{run:?}");
+    }
+    let run = sync_cli(&t.addr, &certs, "globex", &out, &["--states", "active"]).await;
+    assert_ne!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.contains("--snapshot"), "{run:?}");
+}
+
 #[tokio::test]
 async fn an_admin_quorum_quarantines_and_releases() {
     let t = TestHub::start().await;
@@ -594,6 +781,20 @@ async fn an_opinion_signed_by_a_compromised_key_has_no_effect() {
             .expect("match")
             .is_empty()
     );
+    // A member's copy: quarantined, out of its snapshot.
+    let dir = tempfile::tempdir().expect("tmp");
+    let certs = t.certs.root().to_path_buf();
+    let (out, snap) = (dir.path().join("all.jsonl"), dir.path().join("now.jsonl"));
+    let snapshot = ["--snapshot", snap.to_str().expect("utf-8")];
+    let in_snapshot = || {
+        std::fs::read_to_string(&snap)
+            .expect("snapshot")
+            .contains(&hex::encode(sha256_value(140, 0)))
+    };
+    sync_cli(&t.addr, &certs, "acme", &out, &snapshot)
+        .await
+        .ok();
+    assert!(!in_snapshot(), "quarantined");
     // globex's key leaked from the moment its opinion was logged: the opinion is void.
     t.admin_change(Action::RevokeKey {
         member: id("globex"),
@@ -623,6 +824,24 @@ async fn an_opinion_signed_by_a_compromised_key_has_no_effect() {
     assert_eq!(
         synced.replica.registry().entry_state(&target, 0),
         EntryState::Active
+    );
+    // The member's next sync says so and puts the entry back in its snapshot.
+    sync_cli(&t.addr, &certs, "acme", &out, &snapshot)
+        .await
+        .ok();
+    assert!(in_snapshot(), "released by the compromise");
+    let events = std::fs::read_to_string(common::hostile::beside(&out, ".events")).expect("events");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("\"from\":\"quarantined\"")
+                && l.contains("\"to\":\"active\"")
+                && l.contains("\"kind\":\"governance\"")),
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l.contains("\"event\":\"restored\"")),
+        "{events}"
     );
 }
 

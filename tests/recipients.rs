@@ -4,7 +4,8 @@
 //! CLI (`coalition sync` output, `coalition show`), while globex, acme and the auditor get it.
 //! A hub that withholds a body under a false "restricted" claim is caught by the member's
 //! sync; the auditor still verifies the log; the front door refuses recipients that are not
-//! active members and restricted governance statements, and stores nothing.
+//! active members and restricted governance statements, and stores nothing; opinions on a
+//! restricted entry copy no hash, and admins judge one they cannot read by its header.
 
 mod common;
 
@@ -674,5 +675,89 @@ async fn the_auditor_verifies_a_log_with_restricted_statements() {
         lax.status.success(),
         "{}",
         String::from_utf8_lossy(&lax.stderr)
+    );
+}
+
+#[tokio::test]
+async fn opinions_on_a_restricted_entry_copy_no_hash_and_admins_judge_it_by_its_header() {
+    use coalition_hub::lifecycle::{EntryState, HashKey, Opinion, Verdict};
+    let (t, secret, _) = shared().await;
+    let secret_hex = secret.to_string();
+    // Copying the hash would publish it to every member: refused, nothing stored.
+    let size = t.store.log_size();
+    let copying = sign_new(
+        &id("globex"),
+        &t.key("globex"),
+        Body::Opinion(Opinion {
+            target: secret,
+            entry: 0,
+            verdict: Verdict::FalsePositive,
+            note: String::new(),
+            hash: Some(HashKey {
+                hash_type: HashType::Sha256,
+                value: sha256_value(SECRET, 0),
+            }),
+            admin_quorum: false,
+        }),
+    );
+    let status = refused(&mut t.client("globex").await, copying).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("copies no hash"), "{status:?}");
+    assert_eq!(t.store.log_size(), size, "nothing stored");
+
+    // A recipient's opinion through the CLI copies none, and is logged.
+    let said = common::lifecycle::cli(
+        &t,
+        "globex",
+        &["opinion", &secret_hex, "--entry", "0", "false-positive"],
+    )
+    .await;
+    assert!(said.status.success(), "{said:?}");
+    // An admin who may not read the body quarantines an entry by its signed header.
+    let judged = common::lifecycle::cli(
+        &t,
+        "admin",
+        &["admin", "quarantine", &secret_hex, "--entry", "1"],
+    )
+    .await;
+    assert!(judged.status.success(), "{judged:?}");
+
+    // What every member reads: both opinions, neither holding a hash of the restricted set.
+    let (entries, _) = sync_all(&mut t.client("outsider").await, pb::SyncRequest::default()).await;
+    let opinions: Vec<Opinion> = entries
+        .iter()
+        .filter_map(|e| {
+            let parsed =
+                coalition_hub::statement::ParsedEnvelope::parse(e.envelope.clone()?).ok()?;
+            match parsed.statement?.body {
+                Body::Opinion(o) if o.target == secret => Some(o),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(opinions.len(), 2, "{opinions:?}");
+    assert!(opinions.iter().all(|o| o.hash.is_none()), "{opinions:?}");
+    let secret_value = hex::encode(sha256_value(SECRET, 0));
+    assert!(
+        entries.iter().all(|e| e
+            .envelope
+            .as_ref()
+            .is_none_or(|env| !hex::encode(&env.body).contains(&secret_value))),
+        "no hash of the restricted set reaches outsider"
+    );
+
+    // Its readers see entry 1 quarantined.
+    let mut globex = t.client("globex").await;
+    let asked =
+        common::lifecycle::matches_in(&mut globex, SECRET, 1, &[pb::EntryState::Quarantined]).await;
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(
+        EntryState::from_wire(asked[0].state),
+        Some(EntryState::Quarantined)
+    );
+    assert!(
+        common::lifecycle::matches_in(&mut globex, SECRET, 1, &[])
+            .await
+            .is_empty()
     );
 }

@@ -590,15 +590,21 @@ async fn member(command: MemberCommand) -> Result<()> {
     }
 }
 
-/// `coalition admin quarantine|release`: the target fetched (its entry's hash is copied),
-/// signed by this admin, written for co-signing or submitted.
+/// `coalition admin quarantine|release`: the target fetched (its entry's hash is copied,
+/// unless it is restricted: then no hash is copied, and admins who may not read its body judge
+/// it by its signed header), signed by this admin, written for co-signing or submitted.
 async fn admin_opinion(args: AdminOpinionArgs, verdict: crate::lifecycle::Verdict) -> Result<()> {
     let issuer = args.conn.member_id()?;
     let key = CertDir::new(&args.conn.certs).signing_key(&issuer)?;
     let mut client = args.conn.connect().await?;
-    let (_, target, _) =
-        super::lifecycle::fetch_statement(&mut client, args.on.target()?, &issuer).await?;
-    let opinion = args.on.opinion(verdict, &target.body)?;
+    let (entry, parsed) = super::lifecycle::fetch_entry(&mut client, args.on.target()?).await?;
+    let restricted = parsed.header.is_restricted();
+    let opinion = if parsed.statement.is_none() && restricted && entry.erased_by.is_none() {
+        args.on.opinion(verdict, None, true)?
+    } else {
+        let (target, _) = super::lifecycle::readable(&entry, parsed, &issuer)?;
+        args.on.opinion(verdict, Some(&target.body), restricted)?
+    };
     let envelope = crate::client::sign_new(&issuer, &key, crate::statement::Body::Opinion(opinion));
     let change = ChangeArgs {
         reason: String::new(),

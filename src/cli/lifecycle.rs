@@ -79,29 +79,40 @@ impl EntryArgs {
             .with_context(|| format!("'{}' is not a 64-hex statement id", esc(&self.statement_id)))
     }
 
-    /// The opinion, with the entry's hash copied from `body` (the target, fetched and
-    /// verified), checked as the hub checks it.
-    pub fn opinion(&self, verdict: Verdict, body: &Body) -> Result<Opinion> {
-        let count = entry_count(body).with_context(|| {
-            format!(
-                "statement {} is a {} statement; only hash sets and risk signals have entries",
-                self.statement_id,
-                body.kind().name()
-            )
-        })?;
-        if self.entry >= count {
-            bail!(
-                "statement {} has {count} entries (0..{count}); entry {} does not exist",
-                self.statement_id,
-                self.entry
-            );
+    /// The opinion, checked as the hub checks it, on the target fetched and verified: its
+    /// entry's hash is copied from its body, unless its header is restricted (an opinion
+    /// copies no hash of a restricted statement, docs/PROTOCOL.md §2.7). `None`: a restricted
+    /// body this caller may not read (an admin quorum's verdict); the hub checks the entry.
+    pub fn opinion(
+        &self,
+        verdict: Verdict,
+        target: Option<&Body>,
+        restricted: bool,
+    ) -> Result<Opinion> {
+        if let Some(body) = target {
+            let count = entry_count(body).with_context(|| {
+                format!(
+                    "statement {} is a {} statement; only hash sets and risk signals have entries",
+                    self.statement_id,
+                    body.kind().name()
+                )
+            })?;
+            if self.entry >= count {
+                bail!(
+                    "statement {} has {count} entries (0..{count}); entry {} does not exist",
+                    self.statement_id,
+                    self.entry
+                );
+            }
         }
         let wire = Opinion {
             target: self.target()?,
             entry: self.entry,
             verdict,
             note: self.note.clone(),
-            hash: entry_hash(body, self.entry),
+            hash: target
+                .filter(|_| !restricted)
+                .and_then(|body| entry_hash(body, self.entry)),
             admin_quorum: verdict.is_admin(),
         }
         .to_wire();
@@ -163,16 +174,11 @@ pub struct OpinionArgs {
     conn: Connection,
 }
 
-/// Fetches statement `id` from the hub and checks it is the one asked for.
-pub async fn fetch_statement(
+/// The hub's entry for statement `id`, its envelope parsed and checked to be that statement.
+pub async fn fetch_entry(
     client: &mut crate::client::Client,
     id: StatementId,
-    me: &crate::membership::MemberId,
-) -> Result<(
-    pb::SyncEntry,
-    crate::statement::Statement,
-    crate::statement::Header,
-)> {
+) -> Result<(pb::SyncEntry, ParsedEnvelope)> {
     let entry = client
         .hub
         .get_statement(pb::GetStatementRequest {
@@ -192,7 +198,24 @@ pub async fn fetch_statement(
             parsed.id
         );
     }
+    Ok((entry, parsed))
+}
+
+/// The statement of `parsed` and its header, or why `me` has no body: erased, restricted to
+/// others, or withheld by the hub.
+pub fn readable(
+    entry: &pb::SyncEntry,
+    parsed: ParsedEnvelope,
+    me: &crate::membership::MemberId,
+) -> Result<(crate::statement::Statement, crate::statement::Header)> {
+    let id = parsed.id;
     let Some(statement) = parsed.statement else {
+        if let Some(by) = entry.erased_by {
+            bail!(
+                "statement {id} by '{}' was erased under legal order by the statement at entry {by}: its body is gone (`coalition show {id}` explains)",
+                esc(parsed.header.issuer.as_str())
+            );
+        }
         if !parsed.header.readable_by(&Reader::Member(me.clone())) {
             bail!(
                 "statement {id} by '{}' is restricted to {}: only they, its issuer and auditors read its content",
@@ -204,7 +227,23 @@ pub async fn fetch_statement(
             "the hub withheld the body of statement {id}, which its signed header shows you may read"
         );
     };
-    Ok((entry, statement, parsed.header))
+    Ok((statement, parsed.header))
+}
+
+/// Fetches statement `id` from the hub, checks it is the one asked for, and returns its body,
+/// which `me` must be able to read.
+pub async fn fetch_statement(
+    client: &mut crate::client::Client,
+    id: StatementId,
+    me: &crate::membership::MemberId,
+) -> Result<(
+    pb::SyncEntry,
+    crate::statement::Statement,
+    crate::statement::Header,
+)> {
+    let (entry, parsed) = fetch_entry(client, id).await?;
+    let (statement, header) = readable(&entry, parsed, me)?;
+    Ok((entry, statement, header))
 }
 
 /// `coalition opinion`.
@@ -215,8 +254,12 @@ pub async fn opinion(args: OpinionArgs) -> Result<()> {
         None => CertDir::new(&args.conn.certs).signing_key(&id)?,
     };
     let mut client = args.conn.connect().await?;
-    let (_, target, _) = fetch_statement(&mut client, args.on.target()?, &id).await?;
-    let opinion = args.on.opinion(args.verdict.into(), &target.body)?;
+    let (_, target, header) = fetch_statement(&mut client, args.on.target()?, &id).await?;
+    let opinion = args.on.opinion(
+        args.verdict.into(),
+        Some(&target.body),
+        header.is_restricted(),
+    )?;
     let recipients = seen_recipients(&args, &id, &target.issuer)?;
     let mut what = opinion.describe();
     if args.seen {
@@ -334,6 +377,55 @@ pub struct ShowArgs {
     conn: Connection,
 }
 
+/// `coalition show` for a statement whose body the hub says was erased by the statement at
+/// entry `by`: the header, the erasure, and whether the member's own sync state proves it
+/// (a claim it disproves is an error).
+fn show_erased(
+    entry: &pb::SyncEntry,
+    header: &crate::statement::Header,
+    id: StatementId,
+    by: u64,
+    replica: &Replica,
+) -> Result<()> {
+    println!(
+        "statement {id}: {} shared by '{}' with key {}, logged at entry {} on {}",
+        header.kind.name(),
+        esc(header.issuer.as_str()),
+        header.key_id,
+        entry.seq,
+        format_ms(entry.received_at_ms)
+    );
+    println!(
+        "state: erased under legal order by the statement at entry {by}: its body is gone from the hub and from every replica that honoured the erasure; its signed header and leaf remain, so the log still verifies"
+    );
+    if by >= replica.size() {
+        println!(
+            "note: your sync state covers entries below {}; sync again to verify the erasure",
+            replica.size()
+        );
+        return Ok(());
+    }
+    let erasure = replica
+        .registry()
+        .lifecycle()
+        .retractions_of(&id)
+        .iter()
+        .find(|r| r.retraction.erase && r.position.seq == by)
+        .cloned();
+    let Some(record) = erasure else {
+        bail!(
+            "the hub says statement {id} was erased at entry {by}, but your sync state holds no erasure of it there: do not trust this hub's answer"
+        );
+    };
+    println!(
+        "erasure {} at entry {by} by '{}' (admin quorum); reason \"{}\"; your sync state proves it",
+        record.id,
+        esc(record.issuer.as_str()),
+        esc(&record.retraction.reason)
+    );
+    Ok(())
+}
+
 /// `coalition show`: one line per fact.
 pub async fn show(args: ShowArgs) -> Result<()> {
     let id = StatementId::from_hex(&args.statement_id)
@@ -351,8 +443,11 @@ pub async fn show(args: ShowArgs) -> Result<()> {
     let replica = Replica::restore(&cursor.replica, Default::default())
         .map_err(|e| anyhow::anyhow!("{}: {e}", cursor_path.display()))?;
     let me = args.conn.member_id()?;
-    let (entry, statement, header) =
-        fetch_statement(&mut args.conn.connect().await?, id, &me).await?;
+    let (entry, parsed) = fetch_entry(&mut args.conn.connect().await?, id).await?;
+    if let (None, Some(by)) = (&parsed.statement, entry.erased_by) {
+        return show_erased(&entry, &parsed.header, id, by, &replica);
+    }
+    let (statement, header) = readable(&entry, parsed, &me)?;
     println!(
         "statement {id}: {} shared by '{}' with key {}, logged at entry {} on {}",
         statement.kind().name(),

@@ -48,28 +48,6 @@ pub struct MatchArgs {
     format: OutputFormat,
 }
 
-/// Parses `--states` names; an unknown one is an error naming the valid ones.
-fn parse_states(names: &[String]) -> Result<Vec<EntryState>> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let state = EntryState::parse(name.trim()).with_context(|| {
-            format!(
-                "--states: unknown entry state '{}' (expected {})",
-                crate::text::escape_control(name),
-                EntryState::ALL
-                    .iter()
-                    .map(|s| s.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-        if !out.contains(&state) {
-            out.push(state);
-        }
-    }
-    Ok(out)
-}
-
 /// Opinions on an entry or a hash value, as printed (`seen`: those the caller may read).
 #[derive(Debug, Default, Serialize)]
 struct TallyLine {
@@ -157,10 +135,11 @@ struct Source {
 pub async fn run(args: MatchArgs) -> Result<()> {
     let options = MatchOptions::new(Some(args.threshold), Some(args.min_quality))
         .map_err(anyhow::Error::msg)?;
-    let states = parse_states(&args.states)?;
+    let states =
+        EntryState::parse_list(&args.states).map_err(|e| anyhow::anyhow!("--states: {e}"))?;
     if !states.is_empty() && args.index.is_some() {
         bail!(
-            "--states needs --hub: an offline index (a sync snapshot) holds only entries that match"
+            "--states needs --hub: offline, only entries that match are matched (snapshot rows naming another state are skipped)"
         );
     }
     let queries = formats::read_rows(&args.queries)?;

@@ -3,6 +3,7 @@
 
 use super::Connection;
 use crate::formats::{EntryWriter, Format, RowFilter, sync_events, sync_snapshot};
+use crate::lifecycle::EntryState;
 use crate::membership::format_ms;
 use crate::replica::{Accepted, Content};
 use crate::statement::{Body, StatementId};
@@ -52,6 +53,16 @@ pub struct SyncArgs {
     /// changes and extended with every new batch.
     #[arg(long, value_name = "FILE")]
     snapshot: Option<PathBuf>,
+    /// With --snapshot: the entry states it keeps, comma-separated (active, disputed,
+    /// quarantined, retracted, compromised, expired). Default: active,disputed (what matches).
+    /// With any other list each row names its state (a `state` field or column).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "STATES",
+        requires = "snapshot"
+    )]
+    states: Vec<String>,
 }
 
 pub async fn run(args: SyncArgs) -> Result<()> {
@@ -62,6 +73,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         PathBuf::from(p)
     };
     let cursor_path = args.cursor.clone().unwrap_or_else(|| beside(".cursor"));
+    let states = snapshot_states(&args.states)?;
     let ids_path = beside(".ids");
     let events_path = beside(".events");
     let genesis = args
@@ -140,7 +152,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         let pass = sync_snapshot::rewrite(
             &args.out,
             format,
-            &rules(syncer.replica().registry(), &signing_key),
+            &rules(syncer.replica().registry(), &signing_key, &states),
             snapshot,
         )
         .with_context(|| format!("writing the snapshot {}", snapshot.display()))?;
@@ -186,7 +198,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         syncer.set_events_bytes(events.get_mut().stream_position()?);
         syncer.commit(&written, output_bytes)?;
         if let Some(snapshot) = &args.snapshot {
-            let rules = rules(syncer.replica().registry(), &signing_key);
+            let rules = rules(syncer.replica().registry(), &signing_key, &states);
             let due = next_expiry.is_some_and(|t| rules.now_ms >= t);
             if proven.changes.is_empty() && proven.suspects.is_empty() && !due {
                 let pass =
@@ -435,15 +447,31 @@ fn list(seqs: &[u64]) -> String {
     }
 }
 
-/// What decides the snapshot's rows now: `registry` (the replica's), the clock, and the
-/// signing keys the member recorded.
+/// The states `--states` asks the snapshot to keep (default: those that match); erased is
+/// refused, as its body is gone.
+fn snapshot_states(names: &[String]) -> Result<Vec<EntryState>> {
+    let states = EntryState::parse_list(names).map_err(|e| anyhow::anyhow!("--states: {e}"))?;
+    if states.contains(&EntryState::Erased) {
+        bail!("--states: erased entries cannot be kept in a snapshot: their bodies are gone");
+    }
+    Ok(if states.is_empty() {
+        EntryState::MATCHING.to_vec()
+    } else {
+        states
+    })
+}
+
+/// What decides the snapshot's rows now: `registry` (the replica's), the clock, the signing
+/// keys the member recorded, and the states asked for.
 fn rules<'a>(
     registry: &'a crate::membership::Registry,
     signing_key: &'a dyn Fn(u64) -> Option<crate::membership::KeyId>,
+    states: &'a [EntryState],
 ) -> sync_snapshot::Rules<'a> {
     sync_snapshot::Rules {
         registry,
         now_ms: crate::store::now_ms(),
         signing_key,
+        states,
     }
 }

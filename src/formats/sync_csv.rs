@@ -25,6 +25,10 @@ pub const CSV_COLUMNS: [&str; 11] = [
 /// The CSV header sync writes: [`CSV_COLUMNS`] joined.
 pub const CSV_HEADER: &str = "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys,entry,expires_at_ms\n";
 
+/// The column a snapshot asked for other entry states than those that match adds after the
+/// last of [`CSV_COLUMNS`]: each row's entry state.
+pub const STATE_COLUMN: &str = "state";
+
 /// Columns of sync CSV output written before the `entry` column, then before the
 /// `expires_at_ms` column, was added (both still read).
 const OLD_COLUMNS: [usize; 2] = [9, 10];
@@ -158,9 +162,13 @@ fn hash_line(record: &csv::StringRecord) -> Result<Option<HashLine>, String> {
     if (record.len() == 1 && first.is_empty()) || first.eq_ignore_ascii_case(CSV_COLUMNS[0]) {
         return Ok(None);
     }
-    if record.len() != CSV_COLUMNS.len() && !OLD_COLUMNS.contains(&record.len()) {
+    let annotated = CSV_COLUMNS.len() + 1;
+    if record.len() != CSV_COLUMNS.len()
+        && record.len() != annotated
+        && !OLD_COLUMNS.contains(&record.len())
+    {
         return Err(format!(
-            "expected the {} columns of sync CSV output, got {}",
+            "expected the {} columns of sync CSV output (or {annotated} with a snapshot's state), got {}",
             CSV_COLUMNS.len(),
             record.len()
         ));
@@ -182,5 +190,6 @@ fn hash_line(record: &csv::StringRecord) -> Result<Option<HashLine>, String> {
             .collect(),
         entry: record.get(9).and_then(|e| e.trim().parse().ok()),
         expires_at_ms: record.get(10).and_then(|e| e.trim().parse().ok()),
+        state: record.get(11).map(|s| s.trim().to_owned()),
     }))
 }

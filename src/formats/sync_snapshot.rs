@@ -1,21 +1,25 @@
 //! A member's snapshot (`coalition sync --snapshot FILE`): the rows of its sync output whose
-//! entries should match now. The sync output is the history of everything shared (append-only,
-//! resumable by its length); the snapshot is derived from it and the lifecycle state the
-//! member's replica replayed, so it can be rebuilt at any time: whole after a batch that
-//! changes an entry's state, extended by the new rows otherwise.
+//! entries are in the states asked for (by default [`EntryState::MATCHING`]: those that should
+//! match now). The sync output is the history of everything shared (append-only, resumable by
+//! its length); the snapshot is derived from it and the lifecycle state the member's replica
+//! replayed, so it can be rebuilt at any time: whole after a batch that changes an entry's
+//! state, extended by the new rows otherwise.
 //!
-//! A row is left out when its entry's state does not match
-//! ([`crate::lifecycle::EntryState::matches`]: retracted, quarantined): a hash row by its `entry`
-//! index (rows written before that column existed carry none: only whole-statement retractions
-//! remove them), a risk signal row loses the indicators retracted and goes when none is left.
-//! A row also goes when its statement is expired at the pass's clock, or compromised: its
-//! `compromised_keys` column says so (known when it was written), or its signing key (from the
-//! member's ids file, [`Rules::signing_key`]) was declared compromised later from a time at or
-//! before the hub received it.
+//! Each row's entry state is the replica's ([`crate::lifecycle::StatementStates::state`]) with
+//! two facts the row itself carries added: its statement is expired at the pass's clock, or it
+//! is compromised (its `compromised_keys` column says so, known when it was written, or its
+//! signing key, from the member's ids file, [`Rules::signing_key`], was declared compromised
+//! later from a time at or before the hub received it). A hash row is found by its `entry`
+//! index (rows written before that column existed carry none: only whole-statement
+//! retractions move them); a risk signal row keeps the indicators in a wanted state and goes
+//! when none is left. Erased rows are never kept. When other states than the default are
+//! asked for, every kept row names its state: a `state` field (JSON Lines hash rows), an
+//! `indicator_states` array beside `indicators` (risk signal rows), a `state` column after the
+//! last one (CSV), so an offline `coalition match` skips the rows that should not match.
 
 use super::Format;
 use crate::lifecycle::expiry::expired;
-use crate::lifecycle::{StatementStates, Target};
+use crate::lifecycle::{EntryState, StatementStates, Target};
 use crate::membership::{KeyId, MemberId, Registry};
 use crate::statement::{Kind, StatementId};
 use std::collections::HashMap;
@@ -36,9 +40,10 @@ pub struct Pass {
 }
 
 impl Pass {
-    fn kept_until(&mut self, expires_at_ms: Option<i64>) {
+    /// Counts a kept row; an expiry still to come is when the snapshot is next due.
+    fn kept_until(&mut self, expires_at_ms: Option<i64>, now_ms: i64) {
         self.kept += 1;
-        if let Some(at) = expires_at_ms {
+        if let Some(at) = expires_at_ms.filter(|at| *at > now_ms) {
             self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
         }
     }
@@ -52,6 +57,21 @@ pub struct Rules<'a> {
     pub now_ms: i64,
     /// The signing key of the entry at a log position, as the member recorded it.
     pub signing_key: &'a dyn Fn(u64) -> Option<KeyId>,
+    /// The entry states kept (erased is never kept: its body is gone).
+    pub states: &'a [EntryState],
+}
+
+impl Rules<'_> {
+    /// Whether rows name their state: other states than the default are asked for.
+    fn annotated(&self) -> bool {
+        let wanted = |s: &EntryState| self.states.contains(s);
+        self.states.len() != EntryState::MATCHING.len() || !EntryState::MATCHING.iter().all(wanted)
+    }
+
+    /// Whether an entry in `state` is kept.
+    fn keeps(&self, state: EntryState) -> bool {
+        state != EntryState::Erased && self.states.contains(&state)
+    }
 }
 
 /// Rewrites `snapshot` whole from the sync output `output`: a temporary file, fsynced, renamed
@@ -104,7 +124,7 @@ fn temporary(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Copies the rows of `input` whose entries are active to `out`.
+/// Copies the rows of `input` whose entries are in a state [`Rules::states`] asks for to `out`.
 pub fn filter(
     input: impl BufRead,
     format: Format,
@@ -144,17 +164,16 @@ struct States<'a> {
 }
 
 impl States<'_> {
-    /// Whether a row of the statement at `seq` goes whatever its entry: expired, or
-    /// compromised (by its own column, or by a compromise declared after it was written).
-    fn withdrawn(
+    /// Whether the statement at `seq` is compromised: by its own column, or by a compromise
+    /// declared after the row was written.
+    fn compromised(
         &mut self,
         seq: Option<u64>,
         issuer: Option<&str>,
         received_at_ms: Option<i64>,
         compromised_column: bool,
-        expires_at_ms: Option<i64>,
     ) -> bool {
-        if compromised_column || expired(expires_at_ms, self.rules.now_ms) {
+        if compromised_column {
             return true;
         }
         let (Some(seq), Some(issuer), Some(received)) = (seq, issuer, received_at_ms) else {
@@ -173,7 +192,8 @@ impl States<'_> {
         })
     }
 
-    fn retracted(
+    /// The lifecycle states of the statement's entries (`None`: all active).
+    fn lifecycle(
         &mut self,
         id: Option<&str>,
         seq: Option<u64>,
@@ -201,13 +221,50 @@ impl States<'_> {
     }
 }
 
-fn keeps_hash(states: Option<&StatementStates>, entry: Option<u32>) -> bool {
-    match (states, entry) {
-        (None, _) => true,
-        (Some(r), _) if r.retracted.all => false,
-        (Some(r), Some(index)) => r.state(index).matches(),
-        // A row without its entry index: only a whole retraction removes it.
-        (Some(_), None) => true,
+/// What one row says about its statement, besides its entries.
+struct RowFacts<'r> {
+    seq: Option<u64>,
+    id: Option<&'r str>,
+    issuer: Option<&'r str>,
+    received_at_ms: Option<i64>,
+    compromised_column: bool,
+    expires_at_ms: Option<i64>,
+}
+
+/// The state of each entry of one row's statement.
+struct RowStates<'s> {
+    lifecycle: Option<&'s StatementStates>,
+    compromised: bool,
+    expired: bool,
+}
+
+impl RowStates<'_> {
+    fn of<'s>(states: &'s mut States<'_>, row: &RowFacts<'_>, kind: Kind) -> RowStates<'s> {
+        let compromised = states.compromised(
+            row.seq,
+            row.issuer,
+            row.received_at_ms,
+            row.compromised_column,
+        );
+        let expired = expired(row.expires_at_ms, states.rules.now_ms);
+        RowStates {
+            lifecycle: states.lifecycle(row.id, row.seq, row.issuer, kind),
+            compromised,
+            expired,
+        }
+    }
+
+    /// The state of entry `index`; a row without its entry index (written before that column
+    /// existed) is retracted or erased only with its whole statement.
+    fn state(&self, index: Option<u32>) -> EntryState {
+        let base = match (self.lifecycle, index) {
+            (None, _) => EntryState::Active,
+            (Some(r), Some(index)) => r.state(index),
+            (Some(r), None) if r.retracted.erased_by.is_some() => EntryState::Erased,
+            (Some(r), None) if r.retracted.all => EntryState::Retracted,
+            (Some(_), None) => EntryState::Active,
+        };
+        base.with(self.compromised, self.expired)
     }
 }
 
@@ -216,6 +273,7 @@ fn filter_jsonl(
     states: &mut States<'_>,
     mut out: impl Write,
 ) -> std::io::Result<Pass> {
+    let (rules, annotated) = (states.rules, states.rules.annotated());
     let mut pass = Pass::default();
     let mut line = String::new();
     loop {
@@ -228,68 +286,75 @@ fn filter_jsonl(
         };
         pass.read += 1;
         let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        let seq = row.get("seq").and_then(serde_json::Value::as_u64);
-        let (id, issuer) = (text("statement_id"), text("issuer"));
-        let expires_at_ms = row.get("expires_at_ms").and_then(serde_json::Value::as_i64);
-        let compromised_column = row
-            .get("compromised_keys")
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|keys| !keys.is_empty());
-        if states.withdrawn(
-            seq,
-            issuer.as_deref(),
-            row.get("received_at_ms")
+        let (id, issuer, kind) = (text("statement_id"), text("issuer"), text("kind"));
+        let facts = RowFacts {
+            seq: row.get("seq").and_then(serde_json::Value::as_u64),
+            id: id.as_deref(),
+            issuer: issuer.as_deref(),
+            received_at_ms: row
+                .get("received_at_ms")
                 .and_then(serde_json::Value::as_i64),
-            compromised_column,
-            expires_at_ms,
-        ) {
-            continue;
-        }
-        let keep = match text("kind").as_deref() {
-            Some("risk_signal") => {
-                match states.retracted(id.as_deref(), seq, issuer.as_deref(), Kind::RiskSignal) {
-                    None => true,
-                    Some(r) if r.retracted.all => false,
-                    Some(r) => {
-                        let r = r.clone();
-                        match row.get_mut("indicators").and_then(|v| v.as_array_mut()) {
-                            Some(indicators) => {
-                                let mut index = 0u32;
-                                indicators.retain(|_| {
-                                    index += 1;
-                                    r.state(index - 1).matches()
-                                });
-                                if indicators.is_empty() {
-                                    false
-                                } else {
-                                    serde_json::to_writer(&mut out, &row)?;
-                                    out.write_all(b"\n")?;
-                                    pass.kept_until(expires_at_ms);
-                                    continue;
-                                }
-                            }
-                            None => true,
-                        }
-                    }
-                }
-            }
-            _ => {
-                let entry = row
-                    .get("entry")
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|e| u32::try_from(e).ok());
-                keeps_hash(
-                    states.retracted(id.as_deref(), seq, issuer.as_deref(), Kind::HashSet),
-                    entry,
-                )
-            }
+            compromised_column: row
+                .get("compromised_keys")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|keys| !keys.is_empty()),
+            expires_at_ms: row.get("expires_at_ms").and_then(serde_json::Value::as_i64),
         };
-        if keep {
-            out.write_all(line.trim_end_matches(['\r', '\n']).as_bytes())?;
-            out.write_all(b"\n")?;
-            pass.kept_until(expires_at_ms);
+        let expires_at_ms = facts.expires_at_ms;
+        if kind.as_deref() == Some("risk_signal") {
+            let entries = RowStates::of(states, &facts, Kind::RiskSignal);
+            let Some(indicators) = row.get_mut("indicators").and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            let all = indicators.len();
+            let mut kept_states = Vec::with_capacity(all);
+            let mut index = 0u32;
+            indicators.retain(|_| {
+                let state = entries.state(Some(index));
+                index += 1;
+                let keep = rules.keeps(state);
+                if keep {
+                    kept_states.push(serde_json::Value::from(state.name()));
+                }
+                keep
+            });
+            if indicators.is_empty() {
+                continue;
+            }
+            if annotated {
+                row["indicator_states"] = serde_json::Value::Array(kept_states);
+            } else if indicators.len() == all {
+                // Unchanged: the row as written.
+                write_line(&mut out, &line)?;
+                pass.kept_until(expires_at_ms, rules.now_ms);
+                continue;
+            }
+        } else {
+            let entry = row
+                .get("entry")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|e| u32::try_from(e).ok());
+            let state = RowStates::of(states, &facts, Kind::HashSet).state(entry);
+            if !rules.keeps(state) {
+                continue;
+            }
+            if !annotated {
+                write_line(&mut out, &line)?;
+                pass.kept_until(expires_at_ms, rules.now_ms);
+                continue;
+            }
+            row["state"] = serde_json::Value::from(state.name());
         }
+        serde_json::to_writer(&mut out, &row)?;
+        out.write_all(b"\n")?;
+        pass.kept_until(expires_at_ms, rules.now_ms);
     }
+}
+
+/// Writes one line as it was read, with one `\n`.
+fn write_line(mut out: impl Write, line: &str) -> std::io::Result<()> {
+    out.write_all(line.trim_end_matches(['\r', '\n']).as_bytes())?;
+    out.write_all(b"\n")
 }
 
 fn filter_csv(
@@ -297,6 +362,7 @@ fn filter_csv(
     states: &mut States<'_>,
     out: impl Write,
 ) -> std::io::Result<Pass> {
+    let (rules, annotated) = (states.rules, states.rules.annotated());
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -313,30 +379,36 @@ fn filter_csv(
     {
         let first = record.get(0).unwrap_or_default().trim();
         if first.eq_ignore_ascii_case(super::CSV_COLUMNS[0]) {
+            if annotated {
+                record.push_field(super::STATE_COLUMN);
+            }
             writer.write_record(&record)?;
             continue;
         }
         pass.read += 1;
-        let seq = first.parse().ok();
+        let facts = RowFacts {
+            seq: first.parse().ok(),
+            id: record.get(1),
+            issuer: record.get(2),
+            received_at_ms: record.get(3).and_then(|r| r.trim().parse().ok()),
+            compromised_column: record.get(8).is_some_and(|k| !k.trim().is_empty()),
+            expires_at_ms: record.get(10).and_then(|e| e.trim().parse().ok()),
+        };
         let entry = record.get(9).and_then(|e| e.trim().parse().ok());
-        let expires_at_ms = record.get(10).and_then(|e| e.trim().parse().ok());
-        let compromised_column = record.get(8).is_some_and(|k| !k.trim().is_empty());
-        let received_at_ms = record.get(3).and_then(|r| r.trim().parse().ok());
-        if states.withdrawn(
-            seq,
-            record.get(2),
-            received_at_ms,
-            compromised_column,
-            expires_at_ms,
-        ) {
+        let state = RowStates::of(states, &facts, Kind::HashSet).state(entry);
+        if !rules.keeps(state) {
             continue;
         }
-        let retracted = states.retracted(record.get(1), seq, record.get(2), Kind::HashSet);
-        if keeps_hash(retracted, entry) {
+        let expires_at_ms = facts.expires_at_ms;
+        if annotated {
+            let mut named = record.clone();
+            named.push_field(state.name());
+            writer.write_record(&named)?;
+        } else {
             writer.write_record(&record)?;
-            pass.kept_until(expires_at_ms);
         }
+        pass.kept_until(expires_at_ms, rules.now_ms);
     }
     writer.flush()?;
-    Ok(()).map(|()| pass)
+    Ok(pass)
 }

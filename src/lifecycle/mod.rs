@@ -702,6 +702,19 @@ pub enum TargetError {
         /// The erasure's log position.
         by: u64,
     },
+    /// An opinion copying the hash of an entry of a restricted statement: every member reads
+    /// the opinion, so the copy would publish what only the recipients may read.
+    #[error(
+        "opinion.hash_value: statement {target} is restricted to {recipients}, and an opinion on its entries copies no hash (it is read by every member, so the copy {claimed} would publish restricted content); leave hash_type and hash_value unset"
+    )]
+    HashOfRestricted {
+        /// The target.
+        target: StatementId,
+        /// The target's recipients.
+        recipients: String,
+        /// What the opinion copied.
+        claimed: String,
+    },
     /// The opinion's copy of the entry's hash differs from the entry.
     #[error(
         "opinion.hash_value: entry {entry} of statement {target} is {expected}, not {claimed}; copy the entry's hash type and value (none for an indicator that is not a hash)"
@@ -834,13 +847,16 @@ pub fn check_erased_target(
 }
 
 /// The front-door rules for an opinion by `issuer`, restricted to `recipients`, on `target`
-/// (`None`: not in the log): the entry exists, is not the issuer's own (unless an admin quorum
-/// judges it), the opinion copies its hash, and a restricted opinion names the target's issuer.
+/// (`None`: not in the log), whose header names `target_recipients`: the entry exists, is not
+/// the issuer's own (unless an admin quorum judges it), the opinion copies its hash (none when
+/// the target is restricted: the opinion would publish it), and a restricted opinion names the
+/// target's issuer.
 pub fn check_opinion(
     opinion: &Opinion,
     issuer: &MemberId,
     recipients: &Recipients,
     target: Option<(&MemberId, &Body)>,
+    target_recipients: &Recipients,
 ) -> Result<(), TargetError> {
     let id = opinion.target;
     let (count, target_issuer) = counted("opinion", id, target)?;
@@ -868,7 +884,18 @@ pub fn check_opinion(
             recipients: recipients.to_string(),
         });
     }
-    let expected = target.and_then(|(_, body)| entry_hash(body, opinion.entry));
+    if !target_recipients.is_everyone()
+        && let Some(hash) = &opinion.hash
+    {
+        return Err(TargetError::HashOfRestricted {
+            target: id,
+            recipients: target_recipients.to_string(),
+            claimed: hash.to_string(),
+        });
+    }
+    let expected = target
+        .filter(|_| target_recipients.is_everyone())
+        .and_then(|(_, body)| entry_hash(body, opinion.entry));
     if expected != opinion.hash {
         let show = |h: &Option<HashKey>| h.as_ref().map_or("no hash".into(), |h| h.to_string());
         return Err(TargetError::HashMismatch {
@@ -1579,7 +1606,8 @@ mod tests {
                 &good,
                 &member("b"),
                 &Recipients::everyone(),
-                Some((&acme, &body))
+                Some((&acme, &body)),
+                &Recipients::everyone()
             ),
             Ok(())
         );
@@ -1597,12 +1625,19 @@ mod tests {
                 &seen,
                 &member("b"),
                 &to(&["acme", "c"]),
-                Some((&acme, &body))
+                Some((&acme, &body)),
+                &Recipients::everyone()
             ),
             Ok(())
         );
         assert!(matches!(
-            check_opinion(&seen, &member("b"), &to(&["c"]), Some((&acme, &body))),
+            check_opinion(
+                &seen,
+                &member("b"),
+                &to(&["c"]),
+                Some((&acme, &body)),
+                &Recipients::everyone()
+            ),
             Err(TargetError::SeenNotToIssuer { .. })
         ));
         assert_eq!(
@@ -1610,14 +1645,21 @@ mod tests {
                 &seen,
                 &member("b"),
                 &Recipients::everyone(),
-                Some((&acme, &body))
+                Some((&acme, &body)),
+                &Recipients::everyone()
             ),
             Ok(())
         );
         let err = |o: &Opinion, by: &str, target| {
-            check_opinion(o, &member(by), &Recipients::everyone(), target)
-                .unwrap_err()
-                .to_string()
+            check_opinion(
+                o,
+                &member(by),
+                &Recipients::everyone(),
+                target,
+                &Recipients::everyone(),
+            )
+            .unwrap_err()
+            .to_string()
         };
         assert!(err(&good, "acme", Some((&acme, &body))).contains("itself"));
         assert!(err(&good, "b", None).contains("no statement"));

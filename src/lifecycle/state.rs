@@ -120,6 +120,25 @@ impl EntryState {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
+    /// Parses a comma-separated list's items (`--states`), each state once, in the order
+    /// given; an unknown name is an error naming the valid ones.
+    pub fn parse_list(names: &[String]) -> Result<Vec<EntryState>, String> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let state = EntryState::parse(name.trim()).ok_or_else(|| {
+                format!(
+                    "unknown entry state '{}' (expected {})",
+                    crate::text::escape_control(name),
+                    EntryState::ALL.map(EntryState::name).join(", ")
+                )
+            })?;
+            if !out.contains(&state) {
+                out.push(state);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether an entry in this state is returned by Match and kept in a member's snapshot
     /// when nothing else is asked for.
     pub fn matches(self) -> bool {

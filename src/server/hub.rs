@@ -499,8 +499,9 @@ fn check_submission(
 /// A lifecycle statement's target as this hub holds it (docs/PROTOCOL.md §2.6, §2.7): it must
 /// be logged and have entries; a retraction's must be the issuer's own (unless an admin quorum
 /// retracts it) and hold the entries named; an opinion's entry must exist, not be the
-/// issuer's own (unless an admin quorum judges it), and carry the hash the opinion copies; a
-/// restricted (`seen`) opinion's recipients must name the entry's issuer.
+/// issuer's own (unless an admin quorum judges it), and carry the hash the opinion copies (no
+/// hash for a restricted target); a restricted (`seen`) opinion's recipients must name the
+/// entry's issuer.
 fn check_target(
     store: &Store,
     body: &Body,
@@ -527,7 +528,12 @@ fn check_target(
                 .envelope
                 .ok_or_else(|| "no envelope".to_owned())
                 .and_then(|e| ParsedEnvelope::parse(e).map_err(|e| e.to_string()))
-                .and_then(|p| p.statement.ok_or_else(|| "no body".to_owned()))
+                .and_then(|p| {
+                    let recipients = p.header.recipients;
+                    p.statement
+                        .map(|s| (s, recipients))
+                        .ok_or_else(|| "no body".to_owned())
+                })
                 .map_err(|e| {
                     Status::internal(format!(
                         "the stored entry {} does not decode: {e}",
@@ -536,10 +542,18 @@ fn check_target(
                 })
         })
         .transpose()?;
-    let target = target.as_ref().map(|s| (&s.issuer, &s.body));
+    let everyone = crate::statement::Recipients::everyone();
+    let target_recipients = target.as_ref().map_or(&everyone, |(_, r)| r);
+    let target = target.as_ref().map(|(s, _)| (&s.issuer, &s.body));
     match body {
         Body::Retraction(r) => crate::lifecycle::check_retraction(r, issuer, target),
-        Body::Opinion(o) => crate::lifecycle::check_opinion(o, issuer, &header.recipients, target),
+        Body::Opinion(o) => crate::lifecycle::check_opinion(
+            o,
+            issuer,
+            &header.recipients,
+            target,
+            target_recipients,
+        ),
         _ => Ok(()),
     }
     .map_err(status::retraction)

@@ -65,6 +65,10 @@ pub fn retraction(e: crate::lifecycle::TargetError) -> Status {
             "opinion_seen_not_to_issuer",
             Status::invalid_argument(e.to_string()),
         ),
+        E::HashOfRestricted { .. } => refused(
+            "opinion_hash_of_restricted",
+            Status::invalid_argument(e.to_string()),
+        ),
         E::HashMismatch { .. } => refused(
             "opinion_hash_mismatch",
             Status::invalid_argument(e.to_string()),
