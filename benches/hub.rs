@@ -1320,6 +1320,7 @@ async fn sync_verified(env: &Env, addr: &str) -> Result<(Duration, usize)> {
             genesis: None,
             cursor: state.path().join("cursor"),
             ids: state.path().join("ids"),
+            require_witnessed: false,
         },
     )
     .await?;

@@ -169,6 +169,7 @@ async fn follow_latency(env: &Env, addr: &str) -> Result<()> {
             genesis: None,
             cursor: state.join("cursor"),
             ids: state.join("ids"),
+            require_witnessed: false,
         },
     )
     .await?;
@@ -239,6 +240,7 @@ async fn full_trust(
             genesis: None,
             cursor: state.join("cursor"),
             ids: state.join("ids"),
+            require_witnessed: false,
         },
     )
     .await?;

@@ -180,6 +180,7 @@ fn main() -> anyhow::Result<()> {
         events_bytes: 0,
         filter: FilterSpec::default(),
         replica: replica.snapshot(),
+        witnessed: None,
     };
     seed(&root, "sync_cursor", 0, &serde_json::to_vec(&cursor)?)?;
 

@@ -123,6 +123,7 @@ pub async fn run(certs: &Path) -> Result<()> {
             genesis: Some(genesis.receipt.statement_id),
             cursor: state.path().join("cursor"),
             ids: state.path().join("ids"),
+            require_witnessed: false,
         },
     )
     .await?;

@@ -1,6 +1,7 @@
 //! Coalition settings: the admin-quorum statement that sets coalition-wide policy (per-member
-//! quotas, the hub's checkpoint key, the lifecycle's quarantine threshold), parsed from its wire form with every field checked, and
-//! the settings in force as the log replays them.
+//! quotas, the hub's checkpoint key, the lifecycle's quarantine threshold, the witness
+//! policy), parsed from its wire form with every field checked, and the settings in force as
+//! the log replays them.
 //!
 //! Pure, no I/O. Settings are grouped in sections; a [`SettingsChange`] replaces one section
 //! whole. Whether a change may be logged where it is (quorum, the new hub key's signature, no
@@ -9,6 +10,7 @@
 use crate::membership::{KeyId, MemberId, parse_public_key};
 use crate::pb;
 use crate::statement::{StatementError, check_text};
+use crate::witness::policy::WitnessPolicy;
 use ed25519_dalek::VerifyingKey;
 use std::collections::BTreeMap;
 
@@ -35,6 +37,8 @@ pub enum Section {
     HubKey(VerifyingKey),
     /// The lifecycle policy.
     Lifecycle(LifecycleSettings),
+    /// The witness policy (`None`: removed).
+    Witnesses(Option<WitnessPolicy>),
 }
 
 /// The lifecycle policy (docs/PROTOCOL.md §4.3).
@@ -123,6 +127,8 @@ pub struct Settings {
     pub hub_keys: Vec<HubKeyPeriod>,
     /// The lifecycle policy (default: quarantine threshold 3).
     pub lifecycle: LifecycleSettings,
+    /// The witness policy (default: none).
+    pub witnesses: Option<WitnessPolicy>,
 }
 
 impl QuotaLimits {
@@ -265,10 +271,11 @@ impl SettingsChange {
                 })?)
             }
             Some(W::Lifecycle(l)) => Section::Lifecycle(LifecycleSettings::from_wire(&l)?),
+            Some(W::Witnesses(w)) => Section::Witnesses(witness_policy_from_wire(&w)?),
             None => {
                 return Err(StatementError::invalid(
                     "settings.section",
-                    "missing: set quotas, hub_key or lifecycle",
+                    "missing: set quotas, hub_key, lifecycle or witnesses",
                 ));
             }
         };
@@ -286,6 +293,7 @@ impl SettingsChange {
                     hub_public_key: k.to_bytes().to_vec(),
                 }),
                 Section::Lifecycle(l) => W::Lifecycle(l.to_wire()),
+                Section::Witnesses(w) => W::Witnesses(witness_policy_to_wire(w.as_ref())),
             }),
         }
     }
@@ -294,7 +302,7 @@ impl SettingsChange {
     pub fn new_hub_key(&self) -> Option<&VerifyingKey> {
         match &self.section {
             Section::HubKey(k) => Some(k),
-            Section::Quotas(_) | Section::Lifecycle(_) => None,
+            Section::Quotas(_) | Section::Lifecycle(_) | Section::Witnesses(_) => None,
         }
     }
 
@@ -311,6 +319,8 @@ impl SettingsChange {
                 "set the quarantine threshold to {} distinct false-positive opinions",
                 l.quarantine_threshold
             ),
+            Section::Witnesses(Some(w)) => format!("set the witness policy: {}", w.describe()),
+            Section::Witnesses(None) => "remove the witness policy".to_owned(),
         }
     }
 }
@@ -326,6 +336,7 @@ impl Settings {
                 from_seq: 0,
             }],
             lifecycle: LifecycleSettings::default(),
+            witnesses: None,
         }
     }
 
@@ -354,7 +365,29 @@ impl Settings {
                 })
                 .collect(),
             lifecycle: Some(self.lifecycle.to_wire()),
+            witnesses: self
+                .witnesses
+                .as_ref()
+                .map(|w| witness_policy_to_wire(Some(w))),
         }
+    }
+}
+
+/// Parses the witness policy section (an empty text removes the policy).
+fn witness_policy_from_wire(
+    wire: &pb::WitnessPolicy,
+) -> Result<Option<WitnessPolicy>, StatementError> {
+    if wire.policy.trim().is_empty() {
+        return Ok(None);
+    }
+    WitnessPolicy::parse(&wire.policy)
+        .map(Some)
+        .map_err(|e| StatementError::invalid("settings.witnesses.policy", e.to_string()))
+}
+
+fn witness_policy_to_wire(policy: Option<&WitnessPolicy>) -> pb::WitnessPolicy {
+    pb::WitnessPolicy {
+        policy: policy.map(|p| p.text().to_owned()).unwrap_or_default(),
     }
 }
 
@@ -439,6 +472,15 @@ mod tests {
                 },
                 "settings.hub_key.hub_public_key",
             ),
+            (
+                pb::SettingsChange {
+                    reason: String::new(),
+                    section: Some(pb::settings_change::Section::Witnesses(pb::WitnessPolicy {
+                        policy: "quorum nobody".into(),
+                    })),
+                },
+                "settings.witnesses.policy",
+            ),
         ];
         for (wire, field) in cases {
             match SettingsChange::from_wire(wire) {
@@ -446,6 +488,29 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_empty_witness_policy_removes_it_and_a_set_one_round_trips() {
+        let key = crate::log::cosignature::Cosigner::new(
+            "witness.example/w1",
+            SigningKey::from_bytes(&[3; 32]),
+        )
+        .expect("cosigner")
+        .public()
+        .to_string();
+        let text = format!("witness {key} http://127.0.0.1:9\nquorum witness.example/w1\n");
+        let wire = |policy: &str| pb::SettingsChange {
+            reason: "r".into(),
+            section: Some(pb::settings_change::Section::Witnesses(pb::WitnessPolicy {
+                policy: policy.into(),
+            })),
+        };
+        let set = SettingsChange::from_wire(wire(&text)).expect("a policy");
+        assert!(matches!(&set.section, Section::Witnesses(Some(p)) if p.text() == text));
+        assert_eq!(set.to_wire(), wire(&text), "the text is carried verbatim");
+        let removed = SettingsChange::from_wire(wire(" \n")).expect("removal");
+        assert_eq!(removed.section, Section::Witnesses(None));
     }
 
     #[test]

@@ -147,8 +147,64 @@ pub struct Cursor {
     /// Events file length when the state was saved (0 in cursors written before events).
     #[serde(default)]
     pub events_bytes: u64,
+    /// The latest checkpoint this member found witnessed under the coalition's policy
+    /// (absent: none yet, or no policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<WitnessedAt>,
     /// The replica.
     pub replica: Snapshot,
+}
+
+/// A checkpoint found witnessed: its size and its earliest cosignature's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessedAt {
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The earliest timestamp among the cosignatures that met the policy (POSIX seconds).
+    pub at_s: u64,
+}
+
+/// What a witness check of the replica's latest checkpoint found.
+#[derive(Clone, Debug)]
+pub struct WitnessReport {
+    /// The checkpoint checked.
+    pub size: u64,
+    /// The policy, described.
+    pub policy: String,
+    /// What its cosignatures establish.
+    pub witnessed: crate::witness::policy::Witnessed,
+    /// The latest checkpoint found witnessed before or now.
+    pub last: Option<WitnessedAt>,
+}
+
+impl WitnessReport {
+    /// One line for people.
+    pub fn line(&self) -> String {
+        if self.witnessed.met {
+            return format!(
+                "witnessed: checkpoint {} cosigned by {} ({})",
+                self.size,
+                self.witnessed.names(),
+                self.policy
+            );
+        }
+        let since = match self.last {
+            Some(w) => format!(
+                "{} (checkpoint {})",
+                crate::membership::format_ms(
+                    i64::try_from(w.at_s).unwrap_or(i64::MAX / 1000) * 1000
+                ),
+                w.size
+            ),
+            None => "ever: no checkpoint of this sync state was".into(),
+        };
+        format!(
+            "not witnessed since {since}: checkpoint {} is cosigned by {}, and the coalition's policy needs {}",
+            self.size,
+            self.witnessed.names(),
+            self.policy
+        )
+    }
 }
 
 /// Why a sync stopped.
@@ -165,6 +221,10 @@ pub enum SyncError {
     /// hub restored from a backup): not a fork by itself. Retry later or use another server.
     #[error("{0}; nothing was written: retry later or sync from another server")]
     Behind(String),
+    /// `--require-witnessed`: the checkpoint proving a batch is not witnessed under the
+    /// coalition's policy; nothing of the batch was written.
+    #[error("{0}; nothing of this batch was written (--require-witnessed)")]
+    NotWitnessed(String),
     /// The hub answered `UNAVAILABLE`: it is shutting down (it ends every open stream so), or
     /// cannot serve now. Every batch proven before is saved with its cursor; nothing unproven
     /// was written. Run the same sync again, here later or at another server.
@@ -315,6 +375,11 @@ pub struct Syncer {
     uncommitted: Vec<(StatementId, i64, Option<KeyId>)>,
     /// The events file length saved with the cursor.
     events_bytes: u64,
+    /// The latest checkpoint found witnessed.
+    witnessed: Option<WitnessedAt>,
+    require_witnessed: bool,
+    /// The output length the cursor last saved covers.
+    output_bytes: u64,
 }
 
 /// How to start a sync.
@@ -330,7 +395,13 @@ pub struct SyncOptions {
     pub cursor: PathBuf,
     /// The ids file.
     pub ids: PathBuf,
+    /// Refuse any batch whose proving checkpoint is not witnessed under the coalition's
+    /// witness policy (waiting up to [`WITNESS_WAIT`] for its cosignatures).
+    pub require_witnessed: bool,
 }
+
+/// How long a witness check waits for the hub to collect a checkpoint's cosignatures.
+pub const WITNESS_WAIT: Duration = Duration::from_secs(5);
 
 fn state_err(path: &Path, e: impl std::fmt::Display) -> SyncError {
     SyncError::State(format!("{}: {e}", path.display()))
@@ -393,6 +464,7 @@ impl Syncer {
         let filter = options.filter.parse().map_err(SyncError::State)?;
         let saved = Cursor::load(&options.cursor)?;
         let events_bytes = saved.as_ref().map_or(0, |c| c.events_bytes);
+        let witnessed = saved.as_ref().and_then(|c| c.witnessed);
         let (replica, output_bytes, ids_records) = match &saved {
             Some(c) => {
                 if c.filter != options.filter {
@@ -475,6 +547,9 @@ impl Syncer {
                 pinned_now: None,
                 uncommitted: Vec::new(),
                 events_bytes,
+                witnessed,
+                require_witnessed: options.require_witnessed,
+                output_bytes,
             },
             output_bytes,
         ))
@@ -591,6 +666,12 @@ impl Syncer {
             self.pinned_now = self.replica.genesis();
         }
         let checkpoint_size = self.prove().await?;
+        if self.require_witnessed
+            && let Some(report) = self.witnessing(WITNESS_WAIT).await?
+            && !report.witnessed.met
+        {
+            return Err(SyncError::NotWitnessed(report.line()));
+        }
         let suspects = self.suspects(&entries)?;
         let (changes, ignored_retractions) = self.state_changes(&before, &entries)?;
         self.uncommitted = entries
@@ -974,15 +1055,75 @@ impl Syncer {
         self.ids.write_all(&buf).map_err(io)?;
         self.ids.sync_data().map_err(io)?;
         self.ids_records = self.replica.size();
+        self.output_bytes = output_bytes;
+        self.save_cursor()
+    }
+
+    fn save_cursor(&self) -> Result<(), SyncError> {
         Cursor {
             format: CURSOR_FORMAT,
-            output_bytes,
+            output_bytes: self.output_bytes,
             ids_records: self.ids_records,
             events_bytes: self.events_bytes,
             filter: self.spec.clone(),
             replica: self.replica.snapshot(),
+            witnessed: self.witnessed,
         }
         .save(&self.cursor_path)
+    }
+
+    /// Checks the cosignatures the hub serves for the replica's latest accepted checkpoint
+    /// against the coalition's witness policy as this replica replayed it (`None`: no policy,
+    /// or no checkpoint yet), asking again every 200 ms for up to `wait` while the policy is
+    /// not met (the hub collects cosignatures after it publishes). A checkpoint found
+    /// witnessed is remembered in the cursor (saved at once when nothing waits to be
+    /// committed).
+    pub async fn witnessing(&mut self, wait: Duration) -> Result<Option<WitnessReport>, SyncError> {
+        let Some(policy) = self
+            .replica
+            .registry()
+            .coalition()
+            .and_then(|c| c.settings.witnesses.clone())
+        else {
+            return Ok(None);
+        };
+        let Some((size, note)) = self.replica.checkpoint().map(|(s, n)| (s, n.to_owned())) else {
+            return Ok(None);
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let saved = self.ids_records;
+        let witnessed = loop {
+            let served = self
+                .client
+                .audit
+                .get_checkpoint(pb::GetCheckpointRequest {
+                    tree_size: Some(size),
+                    refresh: false,
+                })
+                .await
+                .map_err(|status| stopped(status, saved))?
+                .into_inner();
+            let found = policy.check(&note, &served.cosignatures);
+            if found.met || tokio::time::Instant::now() >= deadline {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if witnessed.met
+            && let Some(at_s) = witnessed.earliest()
+            && self.witnessed.is_none_or(|w| w.size < size)
+        {
+            self.witnessed = Some(WitnessedAt { size, at_s });
+            if self.uncommitted.is_empty() && self.ids_records == self.replica.size() {
+                self.save_cursor()?;
+            }
+        }
+        Ok(Some(WitnessReport {
+            size,
+            policy: policy.describe(),
+            witnessed,
+            last: self.witnessed,
+        }))
     }
 
     /// The row a writer writes for an accepted entry, if the member's filter selects it and

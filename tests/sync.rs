@@ -67,6 +67,7 @@ fn syncer_options(dir: &Path, follow: bool) -> SyncOptions {
         genesis: None,
         cursor: dir.join("cursor"),
         ids: dir.join("ids"),
+        require_witnessed: false,
     }
 }
 

@@ -393,6 +393,148 @@ fn the_cli_says_what_is_wrong_in_one_line() {
 /// Verification with the `signed_note` crate: its own note parser, its own Ed25519 note
 /// verifier for the hub's key, and a cosignature/v1 verifier written here from the spec (key
 /// ID by the crate's `key_id`).
+/// Waits (at most 10 s) until the hub serves at least `n` cosignatures for its latest
+/// checkpoint; returns it.
+async fn cosigned_by(t: &TestHub, n: usize) -> pb::SignedCheckpoint {
+    let mut c = t.client("auditor").await;
+    for _ in 0..100 {
+        let cp = c
+            .audit
+            .get_checkpoint(pb::GetCheckpointRequest {
+                tree_size: None,
+                refresh: true,
+            })
+            .await
+            .expect("checkpoint")
+            .into_inner();
+        if cp.cosignatures.len() >= n {
+            return cp;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the hub never served {n} cosignatures");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_members_check_it() {
+    use common::hostile::{beside, sync_cli};
+    let t = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = t.checkpoint_key.to_string();
+    let mut running = Vec::new();
+    let mut keys = Vec::new();
+    let mut addrs = Vec::new();
+    for name in ["w1", "w2", "w3"] {
+        let data = dir.path().join(name);
+        keys.push(init(&data, &format!("witness.test/{name}")));
+        let (w, addr) = WitnessProcess::start(&data, "127.0.0.1:0", &[&log_key]);
+        running.push(Some(w));
+        addrs.push(addr);
+    }
+    // The coalition's admins set the policy: two of the three.
+    let policy = dir.path().join("witnesses.policy");
+    let mut text = String::from("# the coalition's witnesses\n");
+    for (k, a) in keys.iter().zip(&addrs) {
+        text.push_str(&format!("witness {k} http://{a}\n"));
+    }
+    text.push_str("group two-of-three 2 witness.test/w1 witness.test/w2 witness.test/w3\nquorum two-of-three\n");
+    std::fs::write(&policy, &text).unwrap();
+    let set = common::lifecycle::cli(
+        &t,
+        "admin",
+        &[
+            "admin",
+            "settings",
+            "witnesses",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--reason",
+            "witnesses agreed at the 2026 assembly",
+        ],
+    )
+    .await;
+    assert!(set.status.success(), "{set:?}");
+    let shown = common::lifecycle::cli(&t, "admin", &["admin", "settings", "show"]).await;
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("witnesses: quorum two-of-three"),
+        "{shown:?}"
+    );
+
+    // Every checkpoint is sent to the three; the cosignatures are served beside it, and the
+    // cosigned note verifies with an independent signed-note implementation.
+    grow(&t, 1, 2).await;
+    let cp = cosigned_by(&t, 3).await;
+    assert_eq!(cp.cosignatures.len(), 3, "{:?}", cp.cosignatures);
+    for k in &keys {
+        let line = cp
+            .cosignatures
+            .iter()
+            .find(|l| l.starts_with(&format!("— {} ", k.name())))
+            .expect("a line by each witness");
+        independent::verify(&format!("{}{line}", cp.note), &log_key, k);
+    }
+
+    // A member's sync checks them against the policy its own replica replayed.
+    let certs = t.certs.root().to_path_buf();
+    let out = dir.path().join("globex.jsonl");
+    let run = sync_cli(&t.addr, &certs, "globex", &out, &[]).await.ok();
+    assert!(
+        run.stderr.contains("witnessed: checkpoint")
+            && run
+                .stderr
+                .contains("witness.test/w1, witness.test/w2, witness.test/w3"),
+        "{run:?}"
+    );
+    let strict = ["--require-witnessed"];
+    sync_cli(&t.addr, &certs, "globex", &out, &strict)
+        .await
+        .ok();
+
+    // Two of three down: the policy cannot be met. A sync goes on and says so...
+    for w in running.iter_mut().skip(1) {
+        w.take().expect("running").kill();
+    }
+    grow(&t, 10, 2).await;
+    let run = sync_cli(&t.addr, &certs, "globex", &out, &[]).await.ok();
+    assert!(
+        run.stderr.contains("warning: not witnessed since")
+            && run.stderr.contains(
+                "is cosigned by witness.test/w1, and the coalition's policy needs quorum two-of-three"
+            ),
+        "{run:?}"
+    );
+    // ...and the strict mode refuses, writing nothing.
+    grow(&t, 20, 1).await;
+    let before = (
+        std::fs::read(&out).unwrap(),
+        std::fs::read(beside(&out, ".cursor")).unwrap(),
+    );
+    let refused = sync_cli(&t.addr, &certs, "globex", &out, &strict).await;
+    let line = refused.failed();
+    assert!(line.contains("not witnessed since"), "{line}");
+    assert!(line.contains("--require-witnessed"), "{line}");
+    assert_eq!(
+        before,
+        (
+            std::fs::read(&out).unwrap(),
+            std::fs::read(beside(&out, ".cursor")).unwrap()
+        ),
+        "nothing written"
+    );
+
+    // A witness back (its state kept): the hub proves consistency from what it last cosigned,
+    // and the strict sync goes through.
+    let (w2, addr2) = WitnessProcess::start(&dir.path().join("w2"), &addrs[1], &[&log_key]);
+    assert_eq!(addr2, addrs[1]);
+    running[1] = Some(w2);
+    grow(&t, 30, 1).await;
+    cosigned_by(&t, 2).await;
+    let run = sync_cli(&t.addr, &certs, "globex", &out, &strict)
+        .await
+        .ok();
+    assert!(run.stderr.contains("witnessed: checkpoint"), "{run:?}");
+}
+
 mod independent {
     use coalition_hub::log::cosignature::CosignerKey;
     use ed25519_dalek::{Signature, VerifyingKey};

@@ -131,6 +131,9 @@ pub enum SettingsCommand {
     /// Set the lifecycle policy: how many distinct members' false-positive opinions
     /// quarantine an entry.
     Lifecycle(LifecycleArgs),
+    /// Set the witness policy (which witnesses cosign the hub's checkpoints and the quorum
+    /// members require; docs/PROTOCOL.md §3.8), or remove it with --none.
+    Witnesses(WitnessesArgs),
     /// The settings in force: quotas and every hub key with the log position it took over.
     Show {
         #[command(flatten)]
@@ -180,6 +183,19 @@ pub struct LifecycleArgs {
     /// default before any change is 3).
     #[arg(long, value_name = "N")]
     quarantine_threshold: u32,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WitnessesArgs {
+    /// The policy file: `witness <verifier key> http://<host>:<port>` lines, `group <name>
+    /// <k|all|any> <member>...` lines, and a last `quorum <name|none>` line.
+    #[arg(long, value_name = "FILE", required_unless_present = "none")]
+    policy: Option<PathBuf>,
+    /// Remove the witness policy.
+    #[arg(long, conflicts_with = "policy")]
+    none: bool,
     #[command(flatten)]
     change: ChangeArgs,
 }
@@ -680,6 +696,24 @@ async fn settings(command: SettingsCommand) -> Result<()> {
             let envelope = governance::settings(&issuer, &key, section, &change.reason);
             sign_or_submit(envelope, change).await
         }
+        SettingsCommand::Witnesses(args) => {
+            let policy = match &args.policy {
+                Some(path) => {
+                    let max = crate::witness::policy::MAX_POLICY_BYTES as u64;
+                    let text = super::read_text_file(path, max, "the witness policy")?;
+                    let policy = crate::witness::policy::WitnessPolicy::parse(&text)
+                        .with_context(|| format!("{}", path.display()))?;
+                    Some(policy)
+                }
+                None => None,
+            };
+            let change = &args.change;
+            let issuer = change.conn.member_id()?;
+            let key = CertDir::new(&change.conn.certs).signing_key(&issuer)?;
+            let section = Section::Witnesses(policy);
+            let envelope = governance::settings(&issuer, &key, section, &change.reason);
+            sign_or_submit(envelope, change).await
+        }
         SettingsCommand::Show { conn } => {
             let c = conn.connect().await?.coalition().await?;
             let s = c.settings.unwrap_or_default();
@@ -703,6 +737,13 @@ async fn settings(command: SettingsCommand) -> Result<()> {
                 "lifecycle: {} distinct false-positive opinions quarantine an entry",
                 lifecycle.quarantine_threshold
             );
+            match s.witnesses.as_ref().filter(|w| !w.policy.trim().is_empty()) {
+                Some(w) => {
+                    let policy = crate::witness::policy::WitnessPolicy::parse(&w.policy)?;
+                    println!("witnesses: {}", policy.describe());
+                }
+                None => println!("witnesses: no policy"),
+            }
             println!("quotas default: {}", show(&q.default_limits));
             for (id, l) in &q.members {
                 println!("quotas for '{id}': {}", show(l));

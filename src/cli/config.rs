@@ -76,19 +76,7 @@ pub fn arguments(serve: &Command, file: &Path, text: &str) -> Result<Vec<OsStrin
 
 /// Reads `file` (at most [`MAX_CONFIG_BYTES`]) and returns its arguments for `serve`.
 pub fn read(serve: &Command, file: &Path) -> Result<Vec<OsString>> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(file)
-        .with_context(|| format!("reading the config file {}", file.display()))?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading the config file {}", file.display()))?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        bail!(
-            "{}: a config file is at most {MAX_CONFIG_BYTES} bytes",
-            file.display()
-        );
-    }
+    let text = super::read_text_file(file, MAX_CONFIG_BYTES, "the config file")?;
     arguments(serve, file, &text)
 }
 

@@ -527,6 +527,22 @@ pub fn one_line(e: &anyhow::Error) -> String {
     crate::text::escape_control(&parts.join(": ")).into_owned()
 }
 
+/// Reads the text file `path`, refusing one longer than `max` bytes before reading more;
+/// `what` names it in errors ("the config file").
+pub fn read_text_file(path: &std::path::Path, max: u64, what: &str) -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?
+        .take(max + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    if text.len() as u64 > max {
+        anyhow::bail!("{}: {what} is at most {max} bytes", path.display());
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

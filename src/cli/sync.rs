@@ -63,6 +63,11 @@ pub struct SyncArgs {
         requires = "snapshot"
     )]
     states: Vec<String>,
+    /// Refuse every batch whose proving checkpoint is not witnessed under the coalition's
+    /// witness policy (nothing of it is written; exit 1). Without it a sync goes on and says
+    /// "not witnessed since ..." on every run while the policy is not met.
+    #[arg(long)]
+    require_witnessed: bool,
 }
 
 pub async fn run(args: SyncArgs) -> Result<()> {
@@ -105,6 +110,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
             genesis,
             cursor: cursor_path.clone(),
             ids: ids_path.clone(),
+            require_witnessed: args.require_witnessed,
         },
     )
     .await?;
@@ -168,6 +174,8 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     );
     let mut counts = Counts::default();
     let mut checkpoint_size = syncer.replica().checkpoint().map_or(0, |(size, _)| size);
+    // Following: the witness check runs after a batch at most once per WITNESS_CHECK_EVERY.
+    let mut witness_checked = tokio::time::Instant::now();
     while let Some(proven) = syncer.next().await? {
         let mut written = Vec::with_capacity(proven.entries.len());
         for entry in proven.entries {
@@ -226,6 +234,10 @@ pub async fn run(args: SyncArgs) -> Result<()> {
                 list(&s.seqs)
             );
         }
+        if args.follow && witness_checked.elapsed() >= WITNESS_CHECK_EVERY {
+            witness_checked = tokio::time::Instant::now();
+            report_witnessing(&mut syncer).await?;
+        }
         bar.set_message(format!(
             "{} statements, {} hashes, {} signals verified and proven (seq {}){}",
             counts.statements,
@@ -273,6 +285,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     if let Some(line) = yours.line() {
         eprintln!("{line}");
     }
+    report_witnessing(&mut syncer).await?;
     if !yours.keys.is_empty() {
         eprintln!("your keys: {}", yours.keys.join("; "));
     }
@@ -288,6 +301,22 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         args.out.display(),
         cursor_path.display()
     );
+    Ok(())
+}
+
+/// How often a following sync checks that its checkpoints are witnessed.
+const WITNESS_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Checks the latest proven checkpoint against the coalition's witness policy and says what
+/// it found on stderr (nothing without a policy).
+async fn report_witnessing(syncer: &mut Syncer) -> Result<()> {
+    if let Some(report) = syncer.witnessing(crate::sync::WITNESS_WAIT).await? {
+        if report.witnessed.met {
+            eprintln!("{}", report.line());
+        } else {
+            eprintln!("warning: {}", report.line());
+        }
+    }
     Ok(())
 }
 

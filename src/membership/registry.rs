@@ -901,6 +901,7 @@ impl Registry {
         match &change.section {
             Section::Quotas(q) => c.settings.quotas = q.clone(),
             Section::Lifecycle(l) => c.settings.lifecycle = *l,
+            Section::Witnesses(w) => c.settings.witnesses = w.clone(),
             Section::HubKey(key) => {
                 c.settings.hub_keys.push(HubKeyPeriod {
                     key: *key,

@@ -94,11 +94,19 @@ impl pb::audit_server::Audit for AuditService {
                         "tree_size: the hub published no checkpoint for {size} entries; ListCheckpoints lists the published sizes"
                     ))
                 })?,
-            (None, true) => self
-                .checkpointer
-                .refresh()
-                .await
-                .map_err(status::publish)?,
+            (None, true) => {
+                let mut cp = self
+                    .checkpointer
+                    .refresh()
+                    .await
+                    .map_err(status::publish)?;
+                // The publisher's copy predates the witnesses' answers: read them now.
+                let size = cp.size;
+                cp.cosignatures = self
+                    .blocking(move |s| s.cosignatures_of(size).map_err(status::store))
+                    .await?;
+                cp
+            }
             (None, false) => self.latest().await?,
         };
         Ok(Response::new(checkpoint_to_wire(cp)))
@@ -336,5 +344,6 @@ fn checkpoint_to_wire(cp: PublishedCheckpoint) -> pb::SignedCheckpoint {
         tree_size: cp.size,
         root_hash: cp.root.0.to_vec(),
         note: cp.note,
+        cosignatures: cp.cosignatures,
     }
 }

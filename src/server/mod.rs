@@ -22,6 +22,7 @@ pub mod shutdown;
 mod status;
 mod tls;
 mod verification;
+mod witnessing;
 
 pub use audit::{AuditService, MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 pub use auth::MAX_BATCH_REQUEST_BYTES;
@@ -417,6 +418,7 @@ pub async fn serve(
         health.clone(),
         stop.listener(),
     );
+    witnessing::start(store.clone(), stop.listener());
     let audit = pb::audit_server::AuditServer::new(AuditService::new(
         store.clone(),
         checkpointer,

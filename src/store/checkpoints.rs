@@ -1,6 +1,8 @@
 //! Published checkpoints, durable in the sled tree `checkpoints`: key = tree size (8 bytes,
 //! big-endian, so the tree iterates in size order), value = root hash (32 bytes) followed by
-//! the signed-note text (UTF-8).
+//! the signed-note text (UTF-8). Witness cosignatures of a checkpoint live in the tree
+//! `cosignatures`: key = tree size (8 bytes, big-endian) then the witness name, value = its
+//! signature line; the first line stored per witness and size is kept.
 //!
 //! A checkpoint is stored only if its root is the store's own Merkle root at its size, sizes
 //! only grow, and the first checkpoint stored for a size is kept forever: the hub can never
@@ -15,6 +17,7 @@ use tokio::sync::watch;
 /// The checkpoint tree and the size of the latest durable checkpoint.
 pub(super) struct Checkpoints {
     tree: sled::Tree,
+    cosignatures: sled::Tree,
     /// Size of the latest flushed checkpoint; readers never look past it.
     durable: watch::Sender<Option<u64>>,
     /// Serializes writers (check, insert, flush, publish).
@@ -30,6 +33,8 @@ pub struct PublishedCheckpoint {
     pub root: Hash,
     /// The C2SP signed note (checkpoint body, blank line, signature lines).
     pub note: String,
+    /// Witness cosignature lines collected for it (each ends with a newline), by witness name.
+    pub cosignatures: Vec<String>,
 }
 
 impl Checkpoints {
@@ -53,6 +58,7 @@ impl Checkpoints {
         let (durable, _) = watch::channel(latest);
         Ok(Checkpoints {
             tree,
+            cosignatures: db.open_tree("cosignatures")?,
             durable,
             write: Mutex::new(()),
         })
@@ -117,7 +123,48 @@ impl Store {
             size,
             root,
             note: signed.note().to_owned(),
+            cosignatures: Vec::new(),
         })
+    }
+
+    /// Stores witness cosignature lines `(witness name, line)` for the published checkpoint of
+    /// `size` durably (flushed before it returns); a witness's first line per size is kept.
+    /// The caller verified each against the witness's key.
+    pub fn put_cosignatures(
+        &self,
+        size: u64,
+        lines: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        for (name, line) in lines {
+            let mut key = size.to_be_bytes().to_vec();
+            key.extend_from_slice(name.as_bytes());
+            let _ = self.checkpoints.cosignatures.compare_and_swap(
+                key,
+                None as Option<&[u8]>,
+                Some(line.as_bytes()),
+            )?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The cosignature lines stored for the checkpoint of `size`, by witness name.
+    pub fn cosignatures_of(&self, size: u64) -> Result<Vec<String>, StoreError> {
+        self.checkpoints
+            .cosignatures
+            .scan_prefix(size.to_be_bytes())
+            .values()
+            .map(|v| {
+                let v = v?;
+                String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
+                    key: format!("cosignature of checkpoint {size}"),
+                    reason: "not UTF-8".into(),
+                })
+            })
+            .collect()
     }
 
     /// The latest published checkpoint, if any.
@@ -137,11 +184,12 @@ impl Store {
         {
             return Ok(None);
         }
-        self.checkpoints
-            .tree
-            .get(size.to_be_bytes())?
-            .map(|v| decode_checkpoint(size, &v))
-            .transpose()
+        let Some(value) = self.checkpoints.tree.get(size.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let mut cp = decode_checkpoint(size, &value)?;
+        cp.cosignatures = self.cosignatures_of(size)?;
+        Ok(Some(cp))
     }
 
     /// Published checkpoints with `size >= from_size`, in size order, at most `limit`.
@@ -162,7 +210,10 @@ impl Store {
             .take(limit)
             .map(|kv| {
                 let (key, value) = kv?;
-                decode_checkpoint(decode_size(&key)?, &value)
+                let size = decode_size(&key)?;
+                let mut cp = decode_checkpoint(size, &value)?;
+                cp.cosignatures = self.cosignatures_of(size)?;
+                Ok(cp)
             })
             .collect()
     }
@@ -195,6 +246,7 @@ fn decode_checkpoint(size: u64, value: &[u8]) -> Result<PublishedCheckpoint, Sto
         size,
         root,
         note: note.to_owned(),
+        cosignatures: Vec::new(),
     })
 }
 

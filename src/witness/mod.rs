@@ -7,10 +7,13 @@
 //! cosigned per log ([`Latest`]) and the verdict ([`decide`]) with the spec's HTTP status for
 //! each refusal ([`Refusal::status`]). [`store`] persists [`Latest`] in sled (durable before the
 //! answer), [`cosigning`] puts key, logs and state together, [`http`] serves the spec's HTTP API and [`client`] calls it.
+//! [`policy`] is the coalition's witness policy (which witnesses, what quorum) that the hub
+//! follows and members check.
 
 pub mod client;
 pub mod cosigning;
 pub mod http;
+pub mod policy;
 pub mod store;
 
 use std::collections::BTreeMap;

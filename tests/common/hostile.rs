@@ -204,6 +204,7 @@ impl State {
             tree_size: size,
             root_hash: root.0.to_vec(),
             note: signed.into_note(),
+            cosignatures: Vec::new(),
         })
     }
 }

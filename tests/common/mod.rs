@@ -217,6 +217,7 @@ impl TestHub {
                 genesis: None,
                 cursor: dir.path().join("cursor"),
                 ids: dir.path().join("ids"),
+                require_witnessed: false,
             },
         )
         .await
@@ -237,6 +238,7 @@ impl TestHub {
                 genesis: None,
                 cursor: dir.path().join("cursor"),
                 ids: dir.path().join("ids"),
+                require_witnessed: false,
             },
         )
         .await?;
