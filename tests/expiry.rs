@@ -13,7 +13,9 @@ use coalition_hub::pb;
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType};
 use coalition_hub::store::now_ms;
 use common::hostile::sync_cli;
-use common::lifecycle::{hub_with_match_snapshot, matches, matches_in, wait_for_match_snapshot};
+use common::lifecycle::{
+    hub_with_match_snapshot, matches, matches_in, offline_match, wait_for_match_snapshot,
+};
 use common::{TestHub, id, sha256_value};
 use std::time::Duration;
 use tonic::Code;
@@ -50,24 +52,6 @@ async fn sleep_past(at_ms: i64) {
     if left > 0 {
         tokio::time::sleep(Duration::from_millis(left as u64)).await;
     }
-}
-
-/// `coalition match --index FILE --queries Q` offline; the number of match lines printed.
-async fn offline_matches(index: &std::path::Path, queries: &std::path::Path) -> usize {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
-    command
-        .args(["match", "--index"])
-        .arg(index)
-        .arg("--queries")
-        .arg(queries)
-        .env_remove("COALITION_HUB")
-        .env_remove("COALITION_MEMBER");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("join")
-        .expect("run coalition match");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).lines().count()
 }
 
 /// A query file with the sha256 hashes `0..n` of `seed`, one `type,hash` row each.
@@ -160,7 +144,7 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
     assert!(row.ends_with(&format!(",{expires}")), "{row}");
     let q10 = queries(dir.path(), 10, 2);
     let q11 = queries(dir.path(), 11, 1);
-    assert_eq!(offline_matches(&snap, &q10).await, 2);
+    assert_eq!(offline_match(&snap, &q10).await.lines().count(), 2);
 
     // The boundary: from the expiry instant on, nothing of the set matches.
     sleep_past(expires).await;
@@ -176,8 +160,8 @@ async fn an_expired_set_stops_matching_at_the_hub_in_snapshots_and_offline() {
             .expect("snapshot")
             .contains(&expiring)
     );
-    assert_eq!(offline_matches(&snap, &q10).await, 0);
-    assert_eq!(offline_matches(&snap, &q11).await, 1);
+    assert_eq!(offline_match(&snap, &q10).await.lines().count(), 0);
+    assert_eq!(offline_match(&snap, &q11).await.lines().count(), 1);
     // The next sync rewrites the snapshot without them (the output keeps its history).
     sync_cli(
         &t.addr,
@@ -317,8 +301,8 @@ async fn entries_signed_after_a_key_compromise_stop_matching_everywhere() {
     sync_cli(&t.addr, &certs, "globex", &fresh, &[]).await.ok();
     let q31 = queries(dir.path(), 31, 2);
     let q30 = queries(dir.path(), 30, 1);
-    assert_eq!(offline_matches(&fresh, &q31).await, 0);
-    assert_eq!(offline_matches(&fresh, &q30).await, 1);
+    assert_eq!(offline_match(&fresh, &q31).await.lines().count(), 0);
+    assert_eq!(offline_match(&fresh, &q30).await.lines().count(), 1);
 }
 
 /// Runs `coalition submit` as `member` against `t`.

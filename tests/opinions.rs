@@ -18,7 +18,8 @@ use coalition_hub::statement::{Body, HashType, Indicator, Kind, StatementId};
 use coalition_hub::sync::FilterSpec;
 use common::hostile::{Bent, HostileHub, export, state, sync_cli};
 use common::lifecycle::{
-    admit_members, cli, refused, set_quarantine_threshold, share, share_signal,
+    admit_members, cli, offline_match, refused, retract, set_quarantine_threshold, share,
+    share_signal,
 };
 use common::{TestHub, id, sha256_value};
 use tonic::Code;
@@ -384,22 +385,7 @@ async fn the_member_snapshot_keeps_the_states_asked_for_and_names_them() {
     for member in ["globex", "initech", "umbrella"] {
         say(&t, member, set, 120, 0, Verdict::FalsePositive).await;
     }
-    let retraction = sign_new(
-        &id("acme"),
-        &t.key("acme"),
-        Body::Retraction(coalition_hub::lifecycle::Retraction {
-            target: set,
-            entries: vec![2],
-            reason: "wrong hash".into(),
-            admin_quorum: false,
-            erase: false,
-        }),
-    );
-    t.client("acme")
-        .await
-        .submit(retraction)
-        .await
-        .expect("retraction");
+    retract(&t, "acme", set, &[2], "wrong hash").await;
     // A risk signal with its second indicator retracted.
     let (signal, _) = share_signal(
         &t,
@@ -412,22 +398,7 @@ async fn the_member_snapshot_keeps_the_states_asked_for_and_names_them() {
         ],
     )
     .await;
-    let retraction = sign_new(
-        &id("acme"),
-        &t.key("acme"),
-        Body::Retraction(coalition_hub::lifecycle::Retraction {
-            target: signal,
-            entries: vec![1],
-            reason: "not a script".into(),
-            admin_quorum: false,
-            erase: false,
-        }),
-    );
-    t.client("acme")
-        .await
-        .submit(retraction)
-        .await
-        .expect("retraction");
+    retract(&t, "acme", signal, &[1], "not a script").await;
     let dir = tempfile::tempdir().expect("tmp");
     let certs = t.certs.root().to_path_buf();
     let (out, snap) = (dir.path().join("all.jsonl"), dir.path().join("now.jsonl"));
@@ -505,20 +476,7 @@ async fn the_member_snapshot_keeps_the_states_asked_for_and_names_them() {
     let queries = dir.path().join("q.csv");
     let query = |i| format!("sha256,{}\n", hex::encode(sha256_value(120, i)));
     std::fs::write(&queries, query(0) + &query(1)).expect("queries");
-    let mut offline = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
-    offline
-        .args(["match", "--index"])
-        .arg(&csv_snap)
-        .arg("--queries")
-        .arg(&queries)
-        .env_remove("COALITION_HUB")
-        .env_remove("COALITION_MEMBER");
-    let found = tokio::task::spawn_blocking(move || offline.output())
-        .await
-        .expect("join")
-        .expect("run coalition match");
-    assert!(found.status.success(), "{found:?}");
-    let printed = String::from_utf8_lossy(&found.stdout);
+    let printed = offline_match(&csv_snap, &queries).await;
     assert_eq!(
         printed.lines().count(),
         1,

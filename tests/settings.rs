@@ -71,16 +71,7 @@ fn exhausted(status: &tonic::Status) -> u64 {
 
 /// Waits until the hub has published a checkpoint covering its whole log.
 async fn checkpointed(t: &TestHub) -> pb::SignedCheckpoint {
-    let mut client = t.client("auditor").await;
-    client
-        .audit
-        .get_checkpoint(pb::GetCheckpointRequest {
-            tree_size: None,
-            refresh: true,
-        })
-        .await
-        .expect("checkpoint")
-        .into_inner()
+    t.published_checkpoint().await
 }
 
 /// Every entry and checkpoint of `t` as a bundle, verified as `coalition audit verify` does.

@@ -390,23 +390,11 @@ fn the_cli_says_what_is_wrong_in_one_line() {
     CosignerKey::parse(printed.trim()).expect("the key prints");
 }
 
-/// Verification with the `signed_note` crate: its own note parser, its own Ed25519 note
-/// verifier for the hub's key, and a cosignature/v1 verifier written here from the spec (key
-/// ID by the crate's `key_id`).
 /// Waits (at most 10 s) until the hub serves at least `n` cosignatures for its latest
 /// checkpoint; returns it.
 async fn cosigned_by(t: &TestHub, n: usize) -> pb::SignedCheckpoint {
-    let mut c = t.client("auditor").await;
     for _ in 0..100 {
-        let cp = c
-            .audit
-            .get_checkpoint(pb::GetCheckpointRequest {
-                tree_size: None,
-                refresh: true,
-            })
-            .await
-            .expect("checkpoint")
-            .into_inner();
+        let cp = t.published_checkpoint().await;
         if cp.cosignatures.len() >= n {
             return cp;
         }
@@ -535,6 +523,9 @@ async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_membe
     assert!(run.stderr.contains("witnessed: checkpoint"), "{run:?}");
 }
 
+/// Verification with the `signed_note` crate: its own note parser, its own Ed25519 note
+/// verifier for the hub's key, and a cosignature/v1 verifier written here from the spec (key
+/// ID by the crate's `key_id`).
 mod independent {
     use coalition_hub::log::cosignature::CosignerKey;
     use ed25519_dalek::{Signature, VerifyingKey};

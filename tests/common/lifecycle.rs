@@ -189,3 +189,48 @@ pub async fn set_quarantine_threshold(t: &TestHub, threshold: u32) {
         .await
         .expect("lifecycle settings");
 }
+
+/// `coalition match --index FILE --queries Q` offline (it must succeed); what it printed.
+pub async fn offline_match(index: &std::path::Path, queries: &std::path::Path) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"));
+    command
+        .args(["match", "--index"])
+        .arg(index)
+        .arg("--queries")
+        .arg(queries)
+        .env_remove("COALITION_HUB")
+        .env_remove("COALITION_MEMBER");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run coalition match");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Retracts `entries` (empty: the whole statement) of `target` as its issuer `member`, which
+/// the hub must log.
+pub async fn retract(
+    t: &TestHub,
+    member: &str,
+    target: StatementId,
+    entries: &[u32],
+    reason: &str,
+) {
+    let retraction = coalition_hub::client::sign_new(
+        &id(member),
+        &t.key(member),
+        Body::Retraction(coalition_hub::lifecycle::Retraction {
+            target,
+            entries: entries.to_vec(),
+            reason: reason.into(),
+            admin_quorum: false,
+            erase: false,
+        }),
+    );
+    t.client(member)
+        .await
+        .submit(retraction)
+        .await
+        .expect("retraction");
+}

@@ -277,6 +277,20 @@ impl TestHub {
         hex::encode(coalition.genesis_statement_id)
     }
 
+    /// The hub's latest checkpoint, published now if the log grew (as the auditor asks).
+    pub async fn published_checkpoint(&self) -> pb::SignedCheckpoint {
+        self.client("auditor")
+            .await
+            .audit
+            .get_checkpoint(pb::GetCheckpointRequest {
+                tree_size: None,
+                refresh: true,
+            })
+            .await
+            .expect("checkpoint")
+            .into_inner()
+    }
+
     /// Signs `action` as `admin` and submits it.
     pub async fn admin_change(&self, action: Action) -> Result<pb::SubmitResponse, ClientError> {
         let envelope = governance::change(&id("admin"), &self.key("admin"), action, "test");
