@@ -521,6 +521,17 @@ async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_membe
         .await
         .ok();
     assert!(run.stderr.contains("witnessed: checkpoint"), "{run:?}");
+
+    // A restarted hub knows nothing of what the witnesses hold: it asks from 0, they answer
+    // 409 with their size, and it proves consistency from there.
+    let t = TestHub::resume(t.stop().await).await;
+    grow(&t, 40, 1).await;
+    let cp = cosigned_by(&t, 2).await;
+    assert_eq!(cp.cosignatures.len(), 2, "w1 and w2: {:?}", cp.cosignatures);
+    let run = sync_cli(&t.addr, &certs, "globex", &out, &strict)
+        .await
+        .ok();
+    assert!(run.stderr.contains("witnessed: checkpoint"), "{run:?}");
 }
 
 /// Verification with the `signed_note` crate: its own note parser, its own Ed25519 note

@@ -1,4 +1,4 @@
-//! Has the hub's checkpoints cosigned: a background task that follows the latest published
+//! Has the hub's checkpoints cosigned: background tasks that follow the latest published
 //! checkpoint (`Store::watch_checkpoint`) and sends it, with a consistency proof from the size
 //! each witness last cosigned, to every witness of the coalition's witness policy (the signed
 //! settings decide which witnesses, never the operator: docs/PROTOCOL.md §3.8), over C2SP
@@ -8,10 +8,14 @@
 //! A 409 answer (the witness cosigned another size) is retried once from the size it names;
 //! any other refusal or a witness that cannot be reached is logged and counted
 //! (`coalition_witness_requests_total{witness,outcome}`), and the checkpoint goes unwitnessed
-//! by that witness: members see it and say so. Checkpoints published while a round is under
-//! way are skipped: each round takes the latest. Bounded: at most
-//! [`crate::witness::policy::MAX_WITNESSES`] requests at once, each within
-//! [`crate::witness::client::TIMEOUT`]. The task stops when the hub's shutdown begins.
+//! by that witness: members see it and say so; it is asked again after [`RETRY_FIRST`],
+//! doubling up to [`RETRY_MAX`], or at the next checkpoint. Each witness has its own task, so a slow or
+//! unreachable one delays no other; a task skips the checkpoints published while it waited
+//! for an answer and takes the latest. A supervisor follows the policy the replayed settings
+//! hold: it starts a task for each witness the policy names and stops those it no longer
+//! names (or names with another key or URL). Bounded: at most
+//! [`crate::witness::policy::MAX_WITNESSES`] tasks, one request each at a time, each within
+//! [`crate::witness::client::TIMEOUT`]. Everything stops when the hub's shutdown begins.
 
 use std::collections::HashMap;
 
@@ -20,36 +24,53 @@ use crate::store::{PublishedCheckpoint, Store};
 use crate::witness::AddCheckpoint;
 use crate::witness::client::{Answer, add_checkpoint};
 use crate::witness::policy::PolicyWitness;
+use std::time::Duration;
+use tokio::task::JoinHandle;
 
-/// Starts the task (it ends when the shutdown begins or the store's checkpoints stop).
+/// The first wait before asking a witness that failed again (without a new checkpoint).
+pub const RETRY_FIRST: Duration = Duration::from_secs(2);
+/// The longest such wait.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Starts the supervisor (it ends, with its witness tasks, when the shutdown begins or the
+/// store's checkpoints stop).
 pub fn start(store: Store, mut stop: Listener) {
     tokio::spawn(async move {
+        let mut tasks: HashMap<String, (PolicyWitness, JoinHandle<()>)> = HashMap::new();
         tokio::select! {
-            () = run(store) => {}
+            () = supervise(&store, &mut tasks) => {}
             () = stop.begun() => {}
+        }
+        for (_, (_, task)) in tasks {
+            task.abort();
         }
     });
 }
 
-async fn run(store: Store) {
+/// Keeps one task per witness of the policy in force, checked at every checkpoint.
+async fn supervise(store: &Store, tasks: &mut HashMap<String, (PolicyWitness, JoinHandle<()>)>) {
     let mut published = store.watch_checkpoint();
-    // The size each witness last cosigned (or named in a 409), by witness name.
-    let mut known: HashMap<String, u64> = HashMap::new();
     loop {
-        let latest = *published.borrow_and_update();
-        if let Some(size) = latest {
-            let policy = store
-                .registry()
-                .coalition()
-                .and_then(|c| c.settings.witnesses.clone());
-            if let Some(policy) = policy {
-                let read = store.clone();
-                match tokio::task::spawn_blocking(move || read.checkpoint(size)).await {
-                    Ok(Ok(Some(cp))) => round(&store, &cp, policy.witnesses(), &mut known).await,
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => tracing::warn!(size, "witnessing: reading the checkpoint: {e}"),
-                    Err(e) => tracing::warn!(size, "witnessing: {e}"),
-                }
+        published.borrow_and_update();
+        let wanted: Vec<PolicyWitness> = store
+            .registry()
+            .coalition()
+            .and_then(|c| c.settings.witnesses.clone())
+            .map(|p| p.witnesses().cloned().collect())
+            .unwrap_or_default();
+        tasks.retain(|name, (w, task)| {
+            let keep = wanted.iter().any(|n| n.key.name() == name && n == w);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for w in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                tasks.entry(w.key.name().to_owned())
+            {
+                let task = tokio::spawn(follow(store.clone(), w.clone()));
+                slot.insert((w, task));
             }
         }
         if published.changed().await.is_err() {
@@ -58,51 +79,76 @@ async fn run(store: Store) {
     }
 }
 
-/// Asks every witness at once for a cosignature of `cp`; stores those that verify.
-async fn round<'a>(
-    store: &Store,
-    cp: &PublishedCheckpoint,
-    witnesses: impl Iterator<Item = &'a PolicyWitness>,
-    known: &mut HashMap<String, u64>,
-) {
-    let mut asks = tokio::task::JoinSet::new();
-    for w in witnesses {
-        let from = known.get(w.key.name()).copied();
-        let (store, w, cp) = (store.clone(), w.clone(), cp.clone());
-        asks.spawn(async move {
-            let answer = ask(&store, &w, &cp, from).await;
-            (w.key.name().to_owned(), answer)
-        });
-    }
-    let mut lines = Vec::new();
-    while let Some(joined) = asks.join_next().await {
-        let Ok((name, answer)) = joined else {
-            continue;
-        };
-        let outcome = match answer {
-            Ok((line, size)) => {
-                known.insert(name.clone(), size);
-                lines.push((name.clone(), line));
-                "cosigned"
-            }
-            Err(Failure { reason, latest }) => {
-                if let Some(size) = latest {
-                    known.insert(name.clone(), size);
+/// Sends each latest checkpoint to `witness` and stores the cosignature that verifies.
+async fn follow(store: Store, witness: PolicyWitness) {
+    let mut published = store.watch_checkpoint();
+    let name = witness.key.name().to_owned();
+    // The size the witness last cosigned, or named in a 409 (`None`: not asked yet).
+    let mut known: Option<u64> = None;
+    // After a failure: how long to wait before asking again without a new checkpoint.
+    let mut retry: Option<Duration> = None;
+    loop {
+        let latest = *published.borrow_and_update();
+        if let Some(size) = latest.filter(|s| known != Some(*s)) {
+            let read = store.clone();
+            let cp = match tokio::task::spawn_blocking(move || read.checkpoint(size)).await {
+                Ok(Ok(Some(cp))) => Some(cp),
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => {
+                    tracing::warn!(size, "witnessing: reading the checkpoint: {e}");
+                    None
                 }
-                tracing::warn!(witness = %name, size = cp.size, "witness did not cosign: {reason}");
-                "failed"
+                Err(e) => {
+                    tracing::warn!(size, "witnessing: {e}");
+                    None
+                }
+            };
+            if let Some(cp) = cp {
+                let outcome = match ask(&store, &witness, &cp, known).await {
+                    Ok(line) => {
+                        known = Some(cp.size);
+                        retry = None;
+                        let (store, lines) = (store.clone(), vec![(name.clone(), line)]);
+                        let stored = tokio::task::spawn_blocking(move || {
+                            store.put_cosignatures(size, &lines)
+                        })
+                        .await;
+                        match stored {
+                            Ok(Ok(())) => "cosigned",
+                            Ok(Err(e)) => {
+                                tracing::warn!(size, witness = %name, "storing a cosignature: {e}");
+                                "failed"
+                            }
+                            Err(e) => {
+                                tracing::warn!(size, witness = %name, "storing a cosignature: {e}");
+                                "failed"
+                            }
+                        }
+                    }
+                    Err(Failure { reason, latest }) => {
+                        if latest.is_some() {
+                            known = latest;
+                        }
+                        retry = Some(retry.map_or(RETRY_FIRST, |r| (r * 2).min(RETRY_MAX)));
+                        tracing::warn!(witness = %name, size, "witness did not cosign: {reason}");
+                        "failed"
+                    }
+                };
+                metrics::counter!("coalition_witness_requests_total", "witness" => name.clone(), "outcome" => outcome)
+                    .increment(1);
             }
-        };
-        metrics::counter!("coalition_witness_requests_total", "witness" => name, "outcome" => outcome)
-            .increment(1);
-    }
-    let (store, size) = (store.clone(), cp.size);
-    let stored = tokio::task::spawn_blocking(move || store.put_cosignatures(size, &lines)).await;
-    if let Err(e) = stored
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-    {
-        tracing::warn!(size, "witnessing: storing cosignatures: {e}");
+        }
+        match retry {
+            Some(wait) => tokio::select! {
+                changed = published.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(wait) => {}
+            },
+            None => {
+                if published.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -112,14 +158,14 @@ struct Failure {
     latest: Option<u64>,
 }
 
-/// One witness's cosignature line for `cp` and the size it now holds, asking from `from`
-/// (`None`: a witness not asked yet, sent from size 0 and corrected by its 409).
+/// One witness's cosignature line for `cp`, asking from `from` (`None`: a witness not asked
+/// yet, sent from size 0 and corrected by its 409).
 async fn ask(
     store: &Store,
     witness: &PolicyWitness,
     cp: &PublishedCheckpoint,
     from: Option<u64>,
-) -> Result<(String, u64), Failure> {
+) -> Result<String, Failure> {
     let fail = |reason: String, latest| Failure { reason, latest };
     let mut old = from.unwrap_or(0);
     let mut named = None;
@@ -154,7 +200,6 @@ async fn ask(
                     .lines()
                     .map(|l| format!("{l}\n"))
                     .find(|line| witness.key.verify(&format!("{}{line}", cp.note)).is_ok())
-                    .map(|line| (line, cp.size))
                     .ok_or_else(|| {
                         fail(
                             "its answer holds no cosignature that verifies with its key in the policy".into(),
