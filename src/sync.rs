@@ -190,16 +190,16 @@ impl WitnessReport {
         }
         let since = match self.last {
             Some(w) => format!(
-                "{} (checkpoint {})",
+                "not witnessed since {} (checkpoint {})",
                 crate::membership::format_ms(
                     i64::try_from(w.at_s).unwrap_or(i64::MAX / 1000) * 1000
                 ),
                 w.size
             ),
-            None => "ever: no checkpoint of this sync state was".into(),
+            None => "not witnessed (no checkpoint this sync state proved ever was)".into(),
         };
         format!(
-            "not witnessed since {since}: checkpoint {} is cosigned by {}, and the coalition's policy needs {}",
+            "{since}: checkpoint {} is cosigned by {}, and the coalition's policy needs {}",
             self.size,
             self.witnessed.names(),
             self.policy

@@ -304,6 +304,11 @@ fn filter_jsonl(
         if kind.as_deref() == Some("risk_signal") {
             let entries = RowStates::of(states, &facts, Kind::RiskSignal);
             let Some(indicators) = row.get_mut("indicators").and_then(|v| v.as_array_mut()) else {
+                // A row without its indicators (not written by sync): whole statements only.
+                if rules.keeps(entries.state(None)) {
+                    write_line(&mut out, &line)?;
+                    pass.kept_until(expires_at_ms, rules.now_ms);
+                }
                 continue;
             };
             let all = indicators.len();
