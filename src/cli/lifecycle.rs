@@ -377,6 +377,23 @@ pub struct ShowArgs {
     conn: Connection,
 }
 
+/// `coalition show`'s first line: what the statement's signed header says and where it was
+/// logged.
+fn logged_line(
+    id: StatementId,
+    header: &crate::statement::Header,
+    entry: &pb::SyncEntry,
+) -> String {
+    format!(
+        "statement {id}: {} shared by '{}' with key {}, logged at entry {} on {}",
+        header.kind.name(),
+        esc(header.issuer.as_str()),
+        header.key_id,
+        entry.seq,
+        format_ms(entry.received_at_ms)
+    )
+}
+
 /// `coalition show` for a statement whose body the hub says was erased by the statement at
 /// entry `by`: the header, the erasure, and whether the member's own sync state proves it
 /// (a claim it disproves is an error).
@@ -387,14 +404,7 @@ fn show_erased(
     by: u64,
     replica: &Replica,
 ) -> Result<()> {
-    println!(
-        "statement {id}: {} shared by '{}' with key {}, logged at entry {} on {}",
-        header.kind.name(),
-        esc(header.issuer.as_str()),
-        header.key_id,
-        entry.seq,
-        format_ms(entry.received_at_ms)
-    );
+    println!("{}", logged_line(id, header, entry));
     println!(
         "state: erased under legal order by the statement at entry {by}: its body is gone from the hub and from every replica that honoured the erasure; its signed header and leaf remain, so the log still verifies"
     );
@@ -410,8 +420,7 @@ fn show_erased(
         .lifecycle()
         .retractions_of(&id)
         .iter()
-        .find(|r| r.retraction.erase && r.position.seq == by)
-        .cloned();
+        .find(|r| r.retraction.erase && r.position.seq == by);
     let Some(record) = erasure else {
         bail!(
             "the hub says statement {id} was erased at entry {by}, but your sync state holds no erasure of it there: do not trust this hub's answer"
@@ -448,14 +457,7 @@ pub async fn show(args: ShowArgs) -> Result<()> {
         return show_erased(&entry, &parsed.header, id, by, &replica);
     }
     let (statement, header) = readable(&entry, parsed, &me)?;
-    println!(
-        "statement {id}: {} shared by '{}' with key {}, logged at entry {} on {}",
-        statement.kind().name(),
-        esc(statement.issuer.as_str()),
-        statement.key_id,
-        entry.seq,
-        format_ms(entry.received_at_ms)
-    );
+    println!("{}", logged_line(id, &header, &entry));
     if header.is_restricted() {
         println!(
             "restricted to: {} (and its issuer and auditors)",

@@ -90,35 +90,20 @@ async fn follow(store: Store, witness: PolicyWitness) {
     loop {
         let latest = *published.borrow_and_update();
         if let Some(size) = latest.filter(|s| known != Some(*s)) {
-            let read = store.clone();
-            let cp = match tokio::task::spawn_blocking(move || read.checkpoint(size)).await {
-                Ok(Ok(Some(cp))) => Some(cp),
-                Ok(Ok(None)) => None,
-                Ok(Err(e)) => {
+            let cp = blocking(&store, move |s| s.checkpoint(size))
+                .await
+                .unwrap_or_else(|e| {
                     tracing::warn!(size, "witnessing: reading the checkpoint: {e}");
                     None
-                }
-                Err(e) => {
-                    tracing::warn!(size, "witnessing: {e}");
-                    None
-                }
-            };
+                });
             if let Some(cp) = cp {
                 let outcome = match ask(&store, &witness, &cp, known).await {
                     Ok(line) => {
                         known = Some(cp.size);
                         retry = None;
-                        let (store, lines) = (store.clone(), vec![(name.clone(), line)]);
-                        let stored = tokio::task::spawn_blocking(move || {
-                            store.put_cosignatures(size, &lines)
-                        })
-                        .await;
-                        match stored {
-                            Ok(Ok(())) => "cosigned",
-                            Ok(Err(e)) => {
-                                tracing::warn!(size, witness = %name, "storing a cosignature: {e}");
-                                "failed"
-                            }
+                        let lines = vec![(name.clone(), line)];
+                        match blocking(&store, move |s| s.put_cosignatures(size, &lines)).await {
+                            Ok(()) => "cosigned",
                             Err(e) => {
                                 tracing::warn!(size, witness = %name, "storing a cosignature: {e}");
                                 "failed"
@@ -152,6 +137,22 @@ async fn follow(store: Store, witness: PolicyWitness) {
     }
 }
 
+/// Runs `f` on the store off the async workers; a failure (or a panicked task) as text.
+async fn blocking<T, E>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, String>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Why a witness gave no cosignature, and the size it says it last cosigned, if it said.
 struct Failure {
     reason: String,
@@ -182,11 +183,9 @@ async fn ask(
         let proof = if old == 0 || old == cp.size {
             Vec::new()
         } else {
-            let read = store.clone();
             let size = cp.size;
-            tokio::task::spawn_blocking(move || read.consistency_proof(old, size))
+            blocking(store, move |s| s.consistency_proof(old, size))
                 .await
-                .map_err(|e| fail(e.to_string(), named))?
                 .map_err(|e| fail(format!("consistency proof from {old}: {e}"), named))?
         };
         let request = AddCheckpoint {

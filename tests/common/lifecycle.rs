@@ -73,12 +73,17 @@ pub async fn matches(client: &mut Client, seed: u64, n: u64) -> Vec<usize> {
 
 /// Submits a hash set of `n` hashes (seed `seed`) as `member`; its statement id and seq.
 pub async fn share(t: &TestHub, member: &str, seed: u64, n: usize) -> (StatementId, u64) {
+    logged(t, member, t.hash_set(member, seed, n)).await
+}
+
+/// Submits `envelope` as `member`, which the hub must log; its statement id and seq.
+pub async fn logged(t: &TestHub, member: &str, envelope: pb::Envelope) -> (StatementId, u64) {
     let receipt = t
         .client(member)
         .await
-        .submit(t.hash_set(member, seed, n))
+        .submit(envelope)
         .await
-        .expect("submit")
+        .expect("logged")
         .receipt
         .expect("receipt");
     (
@@ -111,18 +116,7 @@ pub async fn share_signal(
             expires_at_ms: None,
         }),
     );
-    let receipt = t
-        .client(member)
-        .await
-        .submit(signal)
-        .await
-        .expect("signal")
-        .receipt
-        .expect("receipt");
-    (
-        StatementId::from_slice(&receipt.statement_id).expect("id"),
-        receipt.seq,
-    )
+    logged(t, member, signal).await
 }
 
 /// Asserts a submission was refused with `code` and a message containing `text`.
@@ -228,9 +222,5 @@ pub async fn retract(
             erase: false,
         }),
     );
-    t.client(member)
-        .await
-        .submit(retraction)
-        .await
-        .expect("retraction");
+    logged(t, member, retraction).await;
 }
