@@ -237,8 +237,13 @@ async fn run() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let from_match = from_match.ok_or_else(|| anyhow!("still matched {WAIT_LIMIT:?} later"))?;
-    let mut from_snapshot = None;
+    // When the member's sync saved its cursor past the retraction (received, proven, written
+    // to its output), then when its snapshot was replaced.
+    let (mut in_output, mut from_snapshot) = (None, None);
     while acked.elapsed() < WAIT_LIMIT {
+        if in_output.is_none() && follower.covers(receipt.seq + 1)? {
+            in_output = Some(acked.elapsed());
+        }
         if inode(&follower.snapshot)? != snapshot_before {
             from_snapshot = Some(acked.elapsed());
             break;
@@ -247,17 +252,20 @@ async fn run() -> Result<()> {
     }
     let from_snapshot =
         from_snapshot.ok_or_else(|| anyhow!("snapshot not rewritten {WAIT_LIMIT:?} later"))?;
+    let in_output = in_output.unwrap_or(from_snapshot);
     follower.wait_for(receipt.seq + 1).await?;
     let left = snapshot_rows_of(&follower.snapshot, &hex::encode(probe))?;
     if left != 0 {
         bail!("the rewritten snapshot still holds the retracted hash ({left} rows)");
     }
     println!(
-        "retraction of {} entries in one statement: acknowledged in {:.0} ms; gone from Match {:.0} ms after the acknowledgement; snapshot rewritten without it {:.2} s after",
+        "retraction of {} entries in one statement: acknowledged in {:.0} ms; gone from Match {:.0} ms after the acknowledgement; snapshot rewritten without it {:.2} s after (in the member's output {:.2} s after, so {:.2} s rewriting)",
         corpus.target,
         (acked - sent).as_secs_f64() * 1e3,
         from_match.as_secs_f64() * 1e3,
-        from_snapshot.as_secs_f64()
+        from_snapshot.as_secs_f64(),
+        in_output.as_secs_f64(),
+        (from_snapshot - in_output).as_secs_f64()
     );
     let after = time_batches(&mut reader_client, &batch).await?;
     println!(
@@ -341,15 +349,21 @@ impl Follower {
     async fn wait_for(&self, entries: u64) -> Result<Instant> {
         let t = Instant::now();
         while t.elapsed() < WAIT_LIMIT {
-            if let Ok(bytes) = std::fs::read(&self.cursor) {
-                let cursor: serde_json::Value = serde_json::from_slice(&bytes)?;
-                if cursor["ids_records"].as_u64().unwrap_or(0) >= entries {
-                    return Ok(Instant::now());
-                }
+            if self.covers(entries)? {
+                return Ok(Instant::now());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("the member's sync did not reach {entries} entries in {WAIT_LIMIT:?}")
+    }
+
+    /// Whether the member's saved cursor covers `entries` log entries.
+    fn covers(&self, entries: u64) -> Result<bool> {
+        let Ok(bytes) = std::fs::read(&self.cursor) else {
+            return Ok(false);
+        };
+        let cursor: serde_json::Value = serde_json::from_slice(&bytes)?;
+        Ok(cursor["ids_records"].as_u64().unwrap_or(0) >= entries)
     }
 }
 

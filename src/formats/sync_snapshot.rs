@@ -83,11 +83,10 @@ pub fn rewrite(
     snapshot: &Path,
 ) -> std::io::Result<Pass> {
     let tmp = temporary(snapshot);
-    let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+    let mut out = WriteBehind::new(File::create(&tmp)?)?;
     let input = BufReader::with_capacity(1 << 20, File::open(output)?);
     let pass = filter(input, format, rules, &mut out)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    out.finish()?;
     std::fs::rename(&tmp, snapshot)?;
     if let Some(dir) = snapshot.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir)?.sync_all()?;
@@ -118,6 +117,115 @@ pub fn extend(
     Ok(pass)
 }
 
+/// Bytes written to a new snapshot between two requests to the kernel to start writing them
+/// to disk. Without them a machine with much memory holds gigabytes back until the final
+/// fsync, which then waits for all of it after the filtering instead of alongside it.
+const WRITE_BEHIND: u64 = 32 << 20;
+/// Bytes handed to the snapshot's writer thread at a time.
+const CHUNK: usize = 1 << 20;
+/// Chunks waiting for the writer thread at most (so at most 8 MiB in memory besides the one
+/// being filled); the filter waits for room.
+const CHUNKS_QUEUED: usize = 8;
+
+/// A new snapshot file written by a thread of its own, which sends what it wrote on to the
+/// disk every [`WRITE_BEHIND`] bytes, without waiting: the filtering keeps one core busy while
+/// the copying into the page cache and the disk work alongside.
+struct WriteBehind {
+    chunk: Vec<u8>,
+    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    writer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl WriteBehind {
+    fn new(mut file: File) -> std::io::Result<WriteBehind> {
+        let (chunks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_QUEUED);
+        let writer = std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn(move || {
+                let (mut written, mut started) = (0u64, 0u64);
+                for chunk in rx {
+                    file.write_all(&chunk)?;
+                    written += chunk.len() as u64;
+                    if written - started >= WRITE_BEHIND {
+                        start_writeback(&file, started, written - started);
+                        started = written;
+                    }
+                }
+                file.sync_all()
+            })?;
+        Ok(WriteBehind {
+            chunk: Vec::with_capacity(CHUNK),
+            chunks: Some(chunks),
+            writer: Some(writer),
+        })
+    }
+
+    /// Hands the chunk being filled to the writer thread.
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        let sent = self.chunks.as_ref().is_some_and(|c| c.send(chunk).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        self.chunks = None;
+        self.join()
+    }
+
+    /// Waits for the writer thread: everything written and fsynced, or why not.
+    fn join(&mut self) -> std::io::Result<()> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| std::io::Error::other("the snapshot writer has already stopped"))?;
+        writer
+            .join()
+            .map_err(|_| std::io::Error::other("the snapshot writer panicked"))?
+    }
+
+    /// Writes the rest and returns once the file is fsynced.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()?;
+        self.chunks = None;
+        self.join()
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.chunk.extend_from_slice(buf);
+        if self.chunk.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to disk, without
+/// waiting for them: a hint, whose failure the final fsync reports if it matters.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range reads its integer arguments only; the descriptor is open for
+    // as long as `file` is borrowed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
 fn temporary(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".tmp");
@@ -144,6 +252,7 @@ pub fn filter(
             })
             .collect(),
         compromised: HashMap::new(),
+        last: None,
     };
     match format {
         Format::Csv => filter_csv(input, &mut states, out),
@@ -161,6 +270,9 @@ struct States<'a> {
     /// (computed once per pass: rows are looked up by their issuer column, unparsed).
     compromised_since: HashMap<String, i64>,
     compromised: HashMap<u64, bool>,
+    /// The standing of the last statement met, by its seq: a statement's rows are consecutive,
+    /// so its facts are read and looked up once, not once per row.
+    last: Option<(u64, Standing)>,
 }
 
 impl States<'_> {
@@ -192,14 +304,14 @@ impl States<'_> {
         })
     }
 
-    /// The lifecycle states of the statement's entries (`None`: all active).
+    /// The statement, if some lifecycle statement changed the states of its entries.
     fn lifecycle(
         &mut self,
         id: Option<&str>,
         seq: Option<u64>,
         issuer: Option<&str>,
         kind: Kind,
-    ) -> Option<&StatementStates> {
+    ) -> Option<StatementId> {
         let id = StatementId::from_hex(id?)?;
         if !self.registry.lifecycle().names(&id) {
             return None;
@@ -218,6 +330,53 @@ impl States<'_> {
                 Some(registry.states(&target)).filter(|r| !r.is_plain())
             })
             .as_ref()
+            .map(|_| id)
+    }
+
+    /// The standing of the statement of the row at `seq`: the last one's again when the row
+    /// is of the same statement, else found from the row's facts (`facts`, read only then).
+    fn standing<'r>(
+        &mut self,
+        seq: Option<u64>,
+        kind: Kind,
+        facts: impl FnOnce() -> RowFacts<'r>,
+    ) -> Standing {
+        if let (Some(seq), Some((last, standing))) = (seq, self.last)
+            && seq == last
+        {
+            return standing;
+        }
+        let row = facts();
+        let standing = Standing {
+            lifecycle: self.lifecycle(row.id, row.seq, row.issuer, kind),
+            compromised: self.compromised(
+                row.seq,
+                row.issuer,
+                row.received_at_ms,
+                row.compromised_column,
+            ),
+            expired: expired(row.expires_at_ms, self.rules.now_ms),
+            expires_at_ms: row.expires_at_ms,
+        };
+        self.last = seq.map(|seq| (seq, standing));
+        standing
+    }
+
+    /// The state of entry `index` of a statement; a row without its entry index (written
+    /// before that column existed) is retracted or erased only with its whole statement.
+    fn state(&self, standing: &Standing, index: Option<u32>) -> EntryState {
+        let lifecycle = standing
+            .lifecycle
+            .and_then(|id| self.cache.get(&id))
+            .and_then(Option::as_ref);
+        let base = match (lifecycle, index) {
+            (None, _) => EntryState::Active,
+            (Some(r), Some(index)) => r.state(index),
+            (Some(r), None) if r.retracted.erased_by.is_some() => EntryState::Erased,
+            (Some(r), None) if r.retracted.all => EntryState::Retracted,
+            (Some(_), None) => EntryState::Active,
+        };
+        base.with(standing.compromised, standing.expired)
     }
 }
 
@@ -231,41 +390,15 @@ struct RowFacts<'r> {
     expires_at_ms: Option<i64>,
 }
 
-/// The state of each entry of one row's statement.
-struct RowStates<'s> {
-    lifecycle: Option<&'s StatementStates>,
+/// What decides the states of one statement's entries, besides the entry itself.
+#[derive(Clone, Copy)]
+struct Standing {
+    /// The statement, when some lifecycle statement changed its entries' states (its
+    /// [`StatementStates`] are in [`States::cache`]).
+    lifecycle: Option<StatementId>,
     compromised: bool,
     expired: bool,
-}
-
-impl RowStates<'_> {
-    fn of<'s>(states: &'s mut States<'_>, row: &RowFacts<'_>, kind: Kind) -> RowStates<'s> {
-        let compromised = states.compromised(
-            row.seq,
-            row.issuer,
-            row.received_at_ms,
-            row.compromised_column,
-        );
-        let expired = expired(row.expires_at_ms, states.rules.now_ms);
-        RowStates {
-            lifecycle: states.lifecycle(row.id, row.seq, row.issuer, kind),
-            compromised,
-            expired,
-        }
-    }
-
-    /// The state of entry `index`; a row without its entry index (written before that column
-    /// existed) is retracted or erased only with its whole statement.
-    fn state(&self, index: Option<u32>) -> EntryState {
-        let base = match (self.lifecycle, index) {
-            (None, _) => EntryState::Active,
-            (Some(r), Some(index)) => r.state(index),
-            (Some(r), None) if r.retracted.erased_by.is_some() => EntryState::Erased,
-            (Some(r), None) if r.retracted.all => EntryState::Retracted,
-            (Some(_), None) => EntryState::Active,
-        };
-        base.with(self.compromised, self.expired)
-    }
+    expires_at_ms: Option<i64>,
 }
 
 fn filter_jsonl(
@@ -285,12 +418,18 @@ fn filter_jsonl(
             continue;
         };
         pass.read += 1;
-        let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        let (id, issuer, kind) = (text("statement_id"), text("issuer"), text("kind"));
-        let facts = RowFacts {
-            seq: row.get("seq").and_then(serde_json::Value::as_u64),
-            id: id.as_deref(),
-            issuer: issuer.as_deref(),
+        let seq = row.get("seq").and_then(serde_json::Value::as_u64);
+        let text = |k: &str| row.get(k).and_then(|v| v.as_str());
+        let signal = text("kind") == Some("risk_signal");
+        let kind = if signal {
+            Kind::RiskSignal
+        } else {
+            Kind::HashSet
+        };
+        let standing = states.standing(seq, kind, || RowFacts {
+            seq,
+            id: text("statement_id"),
+            issuer: text("issuer"),
             received_at_ms: row
                 .get("received_at_ms")
                 .and_then(serde_json::Value::as_i64),
@@ -299,14 +438,13 @@ fn filter_jsonl(
                 .and_then(serde_json::Value::as_array)
                 .is_some_and(|keys| !keys.is_empty()),
             expires_at_ms: row.get("expires_at_ms").and_then(serde_json::Value::as_i64),
-        };
-        let expires_at_ms = facts.expires_at_ms;
-        if kind.as_deref() == Some("risk_signal") {
-            let entries = RowStates::of(states, &facts, Kind::RiskSignal);
+        });
+        let expires_at_ms = standing.expires_at_ms;
+        if signal {
             let Some(indicators) = row.get_mut("indicators").and_then(|v| v.as_array_mut()) else {
                 // A row without its indicators (not written by sync): whole statements only.
-                if rules.keeps(entries.state(None)) {
-                    write_line(&mut out, &line)?;
+                if rules.keeps(states.state(&standing, None)) {
+                    write_line(&mut out, line.as_bytes())?;
                     pass.kept_until(expires_at_ms, rules.now_ms);
                 }
                 continue;
@@ -315,7 +453,7 @@ fn filter_jsonl(
             let mut kept_states = Vec::with_capacity(all);
             let mut index = 0u32;
             indicators.retain(|_| {
-                let state = entries.state(Some(index));
+                let state = states.state(&standing, Some(index));
                 index += 1;
                 let keep = rules.keeps(state);
                 if keep {
@@ -330,7 +468,7 @@ fn filter_jsonl(
                 row["indicator_states"] = serde_json::Value::Array(kept_states);
             } else if indicators.len() == all {
                 // Unchanged: the row as written.
-                write_line(&mut out, &line)?;
+                write_line(&mut out, line.as_bytes())?;
                 pass.kept_until(expires_at_ms, rules.now_ms);
                 continue;
             }
@@ -339,12 +477,12 @@ fn filter_jsonl(
                 .get("entry")
                 .and_then(serde_json::Value::as_u64)
                 .and_then(|e| u32::try_from(e).ok());
-            let state = RowStates::of(states, &facts, Kind::HashSet).state(entry);
+            let state = states.state(&standing, entry);
             if !rules.keeps(state) {
                 continue;
             }
             if !annotated {
-                write_line(&mut out, &line)?;
+                write_line(&mut out, line.as_bytes())?;
                 pass.kept_until(expires_at_ms, rules.now_ms);
                 continue;
             }
@@ -356,64 +494,244 @@ fn filter_jsonl(
     }
 }
 
-/// Writes one line as it was read, with one `\n`.
-fn write_line(mut out: impl Write, line: &str) -> std::io::Result<()> {
-    out.write_all(line.trim_end_matches(['\r', '\n']).as_bytes())?;
+/// Writes one line or record as it was read, with one `\n`.
+fn write_line(mut out: impl Write, line: &[u8]) -> std::io::Result<()> {
+    out.write_all(without_line_end(line))?;
     out.write_all(b"\n")
 }
 
+/// `line` without the line break(s) it ends with.
+fn without_line_end(line: &[u8]) -> &[u8] {
+    let end = line
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n'))
+        .map_or(0, |i| i + 1);
+    &line[..end]
+}
+
+/// Copies the kept CSV records, unchanged ones as their bytes were read (parsing and writing
+/// each again would double the work of a rewrite). A record is split on commas, or by the
+/// `csv` crate when it holds a quote; one holding a line break spans lines (RFC 4180).
 fn filter_csv(
-    input: impl BufRead,
+    mut input: impl BufRead,
     states: &mut States<'_>,
-    out: impl Write,
+    mut out: impl Write,
 ) -> std::io::Result<Pass> {
     let (rules, annotated) = (states.rules, states.rules.annotated());
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(input);
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_writer(out);
     let mut pass = Pass::default();
-    let mut record = csv::StringRecord::new();
-    while reader
-        .read_record(&mut record)
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-    {
-        let first = record.get(0).unwrap_or_default().trim();
+    let mut raw = RawRecord {
+        bytes: Vec::with_capacity(256),
+        quoted: false,
+    };
+    let mut parsed = csv::ByteRecord::new();
+    while raw.read(&mut input)? {
+        if raw.bytes.trim_ascii().is_empty() {
+            continue;
+        }
+        let fields = csv_fields(&raw, &mut parsed)?;
+        let field = |i: usize| fields[i].and_then(|f| std::str::from_utf8(f).ok());
+        let first = field(0).unwrap_or_default().trim();
         if first.eq_ignore_ascii_case(super::CSV_COLUMNS[0]) {
-            if annotated {
-                record.push_field(super::STATE_COLUMN);
-            }
-            writer.write_record(&record)?;
+            write_record(
+                &mut out,
+                &raw.bytes,
+                annotated.then_some(super::STATE_COLUMN),
+            )?;
             continue;
         }
         pass.read += 1;
-        let facts = RowFacts {
-            seq: first.parse().ok(),
-            id: record.get(1),
-            issuer: record.get(2),
-            received_at_ms: record.get(3).and_then(|r| r.trim().parse().ok()),
-            compromised_column: record.get(8).is_some_and(|k| !k.trim().is_empty()),
-            expires_at_ms: record.get(10).and_then(|e| e.trim().parse().ok()),
-        };
-        let entry = record.get(9).and_then(|e| e.trim().parse().ok());
-        let state = RowStates::of(states, &facts, Kind::HashSet).state(entry);
+        let seq = first.parse().ok();
+        let standing = states.standing(seq, Kind::HashSet, || RowFacts {
+            seq,
+            id: field(1),
+            issuer: field(2),
+            received_at_ms: field(3).and_then(|r| r.trim().parse().ok()),
+            compromised_column: field(8).is_some_and(|k| !k.trim().is_empty()),
+            expires_at_ms: field(10).and_then(|e| e.trim().parse().ok()),
+        });
+        let entry = field(9).and_then(|e| e.trim().parse().ok());
+        let state = states.state(&standing, entry);
         if !rules.keeps(state) {
             continue;
         }
-        let expires_at_ms = facts.expires_at_ms;
-        if annotated {
-            let mut named = record.clone();
-            named.push_field(state.name());
-            writer.write_record(&named)?;
-        } else {
-            writer.write_record(&record)?;
-        }
-        pass.kept_until(expires_at_ms, rules.now_ms);
+        write_record(&mut out, &raw.bytes, annotated.then(|| state.name()))?;
+        pass.kept_until(standing.expires_at_ms, rules.now_ms);
     }
-    writer.flush()?;
+    out.flush()?;
     Ok(pass)
+}
+
+/// The columns of a CSV record the filter reads: the first [`CSV_COLUMNS`](super::CSV_COLUMNS)
+/// (a missing one is `None`). A record without a quote is split at its commas in place; one
+/// with a quote is parsed by the `csv` crate into `parsed`.
+fn csv_fields<'a>(
+    raw: &'a RawRecord,
+    parsed: &'a mut csv::ByteRecord,
+) -> std::io::Result<[Option<&'a [u8]>; super::CSV_COLUMNS.len()]> {
+    let mut fields = [None; super::CSV_COLUMNS.len()];
+    let line = without_line_end(&raw.bytes);
+    if !raw.quoted {
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b',', line).chain([line.len()]);
+        for (field, end) in fields.iter_mut().zip(ends) {
+            *field = line.get(start..end);
+            start = end + 1;
+        }
+        return Ok(fields);
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line);
+    reader
+        .read_byte_record(parsed)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    for (i, field) in fields.iter_mut().enumerate() {
+        *field = parsed.get(i);
+    }
+    Ok(fields)
+}
+
+/// A CSV record's bytes as read: its line(s), line break included.
+struct RawRecord {
+    bytes: Vec<u8>,
+    /// It holds a quote: only the `csv` crate splits it.
+    quoted: bool,
+}
+
+impl RawRecord {
+    /// Reads the next record (a line, and the lines after it while a quoted field is still
+    /// open); `false` at the end of the input.
+    fn read(&mut self, input: &mut impl BufRead) -> std::io::Result<bool> {
+        self.bytes.clear();
+        self.quoted = false;
+        loop {
+            let from = self.bytes.len();
+            if input.read_until(b'\n', &mut self.bytes)? == 0 {
+                return Ok(!self.bytes.is_empty());
+            }
+            self.quoted |= memchr::memchr(b'"', &self.bytes[from..]).is_some();
+            // Quotes come in pairs outside a quoted field, `""` inside one: an odd count means
+            // the record goes on past this line break.
+            if !self.quoted
+                || memchr::memchr_iter(b'"', &self.bytes)
+                    .count()
+                    .is_multiple_of(2)
+            {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Writes a record as it was read, with `state` as a last field when given.
+fn write_record(mut out: impl Write, raw: &[u8], state: Option<&str>) -> std::io::Result<()> {
+    let Some(state) = state else {
+        return write_line(out, raw);
+    };
+    out.write_all(without_line_end(raw))?;
+    out.write_all(b",")?;
+    out.write_all(state.as_bytes())?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "seq,statement_id,issuer,received_at_ms,type,hash,quality,labels,compromised_keys,entry,expires_at_ms\n";
+    const ID: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn row(seq: u64, labels: &str, entry: u32, expires: &str) -> String {
+        format!("{seq},{ID},acme,1000,md5,00ff,,{labels},,{entry},{expires}\n")
+    }
+
+    fn filtered(input: &str, states: &[EntryState], now_ms: i64) -> (String, Pass) {
+        let registry = Registry::new();
+        let no_key = |_| None;
+        let rules = Rules {
+            registry: &registry,
+            now_ms,
+            signing_key: &no_key,
+            states,
+        };
+        let mut out = Vec::new();
+        let pass = filter(input.as_bytes(), Format::Csv, &rules, &mut out).expect("filter");
+        (String::from_utf8(out).expect("utf-8"), pass)
+    }
+
+    /// Rows kept unchanged are their bytes as read, quoted fields (a comma, a doubled quote, a
+    /// line break) included; blank lines go, and a CRLF row ends in LF like the rest.
+    #[test]
+    fn kept_csv_rows_are_copied_as_read() {
+        let quoted = row(2, "\"a,b \"\"c\"\"\nd\"", 0, "");
+        let crlf = row(3, "x", 0, "").replace('\n', "\r\n");
+        let input = format!("{HEADER}{}{quoted}\n{crlf}", row(1, "x", 0, ""));
+        let (out, pass) = filtered(&input, &EntryState::MATCHING, 0);
+        let expected = format!(
+            "{HEADER}{}{quoted}{}",
+            row(1, "x", 0, ""),
+            row(3, "x", 0, "")
+        );
+        assert_eq!(out, expected);
+        assert_eq!(
+            pass,
+            Pass {
+                read: 3,
+                kept: 3,
+                next_expiry: None
+            }
+        );
+    }
+
+    /// Expiry is a statement's: its rows (consecutive, one seq) go together once it passes,
+    /// and the earliest expiry still to come is when the snapshot is next due.
+    #[test]
+    fn an_expired_statements_rows_go_and_the_next_expiry_is_kept() {
+        let input = format!(
+            "{HEADER}{}{}{}{}",
+            row(1, "x", 0, "500"),
+            row(1, "x", 1, "500"),
+            row(2, "x", 0, "2000"),
+            row(3, "x", 0, "3000"),
+        );
+        let (out, pass) = filtered(&input, &EntryState::MATCHING, 1000);
+        assert_eq!(
+            out,
+            format!(
+                "{HEADER}{}{}",
+                row(2, "x", 0, "2000"),
+                row(3, "x", 0, "3000")
+            )
+        );
+        assert_eq!(
+            pass,
+            Pass {
+                read: 4,
+                kept: 2,
+                next_expiry: Some(2000)
+            }
+        );
+    }
+
+    /// Asked for other states, every row names its own in a last column, and a quoted record
+    /// spanning lines still reads back as the same fields plus the state.
+    #[test]
+    fn annotated_csv_rows_gain_a_state_column() {
+        let quoted = row(2, "\"a,\nb\"", 0, "");
+        let input = format!("{HEADER}{}{quoted}", row(1, "x", 0, "500"));
+        let (out, pass) = filtered(&input, &[EntryState::Active, EntryState::Expired], 1000);
+        assert_eq!(pass.kept, 2);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(out.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("csv")).collect();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].get(11), Some(super::super::STATE_COLUMN));
+        assert_eq!(records[1].get(11), Some("expired"));
+        assert_eq!(records[2].get(7), Some("a,\nb"));
+        assert_eq!(records[2].get(11), Some("active"));
+        assert_eq!(records[2].len(), 12);
+    }
 }

@@ -284,6 +284,23 @@ const SNAPSHOT_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// writing it costs at most 1/20 of the indexer's time.
 const SNAPSHOT_SPACING: u32 = 20;
 
+/// The log entries a snapshot leaves for a restart to index (those logged since it was
+/// written) may grow to this share of the entries it covers (1/100) before it is rewritten:
+/// rewriting a large corpus (about 1 GB at 10M PDQ hashes) for one more small statement costs
+/// more disk than the restart it would save.
+const SNAPSHOT_TAIL_SHARE: u64 = 100;
+/// A smaller tail is written into the snapshot once the last write is this old.
+const SNAPSHOT_STALE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether a snapshot covering `covered` entries (written at `at` by this process, if it was)
+/// is worth rewriting now that the corpus covers `next` entries.
+fn worth_rewriting(covered: u64, next: u64, at: Option<std::time::Instant>) -> bool {
+    let tail = next.saturating_sub(covered);
+    tail > 0
+        && (tail >= covered / SNAPSHOT_TAIL_SHARE
+            || at.is_none_or(|at| at.elapsed() >= SNAPSHOT_STALE))
+}
+
 /// What the last snapshot covers, when it was started, how long the last write took, and the
 /// write under way.
 #[derive(Default)]
@@ -398,7 +415,8 @@ fn temporary(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Starts writing the snapshot if the corpus grew since the last one, no merge is pending, no
+/// Starts writing the snapshot if the corpus grew enough since the last one
+/// ([`worth_rewriting`]), no merge is pending, no
 /// write is under way and the spacing rule allows it. The corpus is copied under a short read
 /// lock (the PDQ segments are shared, not copied) and written by another task, so the indexer
 /// goes on meanwhile. Written to a temporary file, synced, then renamed over the old one, so a
@@ -421,7 +439,7 @@ fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: 
     }
     let copy = match corpus.read() {
         Ok(c)
-            if c.next_seq() > saved.entries
+            if worth_rewriting(saved.entries, c.next_seq(), saved.at)
                 && c.merge_plan().is_none()
                 && c.idle_merge_plan().is_none() =>
         {
@@ -567,4 +585,26 @@ fn index_step(
         guard.commit();
     }
     Ok(guard.next_seq())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A first snapshot is written for any entry; a recent one is rewritten once the tail
+    /// reaches 1% of what it covers, an old one (or one this process did not write) for any.
+    #[test]
+    fn a_snapshot_is_rewritten_for_a_tail_of_one_percent_or_when_stale() {
+        let recent = Some(Instant::now());
+        assert!(worth_rewriting(0, 1, recent));
+        assert!(!worth_rewriting(10, 10, None));
+        assert!(worth_rewriting(50, 51, recent));
+        assert!(!worth_rewriting(1_000, 1_009, recent));
+        assert!(worth_rewriting(1_000, 1_010, recent));
+        assert!(worth_rewriting(1_000, 1_001, None));
+        if let Some(old) = Instant::now().checked_sub(SNAPSHOT_STALE + Duration::from_secs(1)) {
+            assert!(worth_rewriting(1_000, 1_001, Some(old)));
+        }
+    }
 }
