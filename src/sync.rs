@@ -180,9 +180,22 @@ pub struct WitnessReport {
 impl WitnessReport {
     /// One line for people.
     pub fn line(&self) -> String {
+        let forged = if self.witnessed.forged.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the hub serves cosignature lines naming {} that do not verify with their keys in the policy (forged)",
+                self.witnessed
+                    .forged
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         if self.witnessed.met {
             return format!(
-                "witnessed: checkpoint {} cosigned by {} ({})",
+                "witnessed: checkpoint {} cosigned by {} ({}){forged}",
                 self.size,
                 self.witnessed.names(),
                 self.policy
@@ -199,7 +212,7 @@ impl WitnessReport {
             None => "not witnessed (no checkpoint this sync state proved ever was)".into(),
         };
         format!(
-            "{since}: checkpoint {} is cosigned by {}, and the coalition's policy needs {}",
+            "{since}: checkpoint {} is cosigned by {}, and the coalition's policy needs {}{forged}",
             self.size,
             self.witnessed.names(),
             self.policy
