@@ -500,6 +500,20 @@ async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_membe
                 .contains("witness.test/w1, witness.test/w2, witness.test/w3"),
         "{run:?}"
     );
+    // With the newest cosignature's time: a hub freezing its view shows old ones.
+    let newest = keys
+        .iter()
+        .map(|k| k.verify(&format!("{}{}", cp.note, cp.cosignatures.concat())))
+        .map(|at| at.expect("each witness's line verifies"))
+        .max()
+        .expect("three");
+    let at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(newest),
+    );
+    assert!(
+        run.stderr.contains(&format!("; newest cosignature {at}")),
+        "{run:?}"
+    );
     let strict = ["--require-witnessed"];
     sync_cli(&t.addr, &certs, "globex", &out, &strict)
         .await

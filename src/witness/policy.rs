@@ -282,6 +282,13 @@ impl Witnessed {
         self.cosigned.values().min().copied()
     }
 
+    /// The latest timestamp among the cosignatures: the last time a witness of the policy
+    /// cosigned this checkpoint. Old on a hub's newest checkpoint, it shows a hub that froze
+    /// the view it shows this member.
+    pub fn newest(&self) -> Option<u64> {
+        self.cosigned.values().max().copied()
+    }
+
     /// The witnesses that cosigned, comma-separated ("none").
     pub fn names(&self) -> String {
         if self.cosigned.is_empty() {
@@ -446,6 +453,7 @@ mod tests {
         assert!(found.met);
         assert!(found.forged.is_empty(), "{:?}", found.forged);
         assert_eq!(found.earliest(), Some(100));
+        assert_eq!(found.newest(), Some(200));
         assert_eq!(found.names(), "w1, w2");
         assert!(!policy.check(&note, &[]).met);
     }
