@@ -210,7 +210,7 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
     }
     let mut w = BundleWriter::create(path)?;
     for note in notes {
-        w.write(Record::Checkpoint(note))?;
+        w.write(Record::checkpoint(note))?;
     }
     for e in entries {
         w.write(Record::Entry(e))?;

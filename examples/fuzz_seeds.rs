@@ -156,8 +156,8 @@ fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let path = tmp.path().join("seed.bundle");
     let mut writer = BundleWriter::create(&path)?;
-    writer.write(Record::Checkpoint(small.note().to_owned()))?;
-    writer.write(Record::Checkpoint(full.note().to_owned()))?;
+    writer.write(Record::checkpoint(small.note()))?;
+    writer.write(Record::checkpoint(full.note()))?;
     for e in &entries {
         writer.write(Record::Entry(e.clone()))?;
     }

@@ -347,8 +347,9 @@ impl Client {
     }
 
     /// Writes an audit bundle of the whole log to `path`: the hub publishes a checkpoint of
-    /// its current size, then every published checkpoint up to it and every entry `0..size`
-    /// are written (checkpoints first). Returns (entries, checkpoints) written.
+    /// its current size, then every published checkpoint up to it, with the witness
+    /// cosignature lines the hub serves for it, and every entry `0..size` are written
+    /// (checkpoints first). Returns (entries, checkpoints) written.
     pub async fn export_bundle(
         &mut self,
         path: &std::path::Path,
@@ -378,7 +379,7 @@ impl Client {
                 page.checkpoints
                     .into_iter()
                     .filter(|c| c.tree_size <= size)
-                    .map(|c| c.note),
+                    .map(|c| (c.note, c.cosignatures)),
             );
             match page.next_from_size {
                 Some(next) if next <= size && next > from_size => from_size = next,
@@ -387,8 +388,8 @@ impl Client {
         }
         let mut writer = BundleWriter::create(path)?;
         let checkpoints = notes.len();
-        for note in notes {
-            writer.write(Record::Checkpoint(note))?;
+        for (note, cosignatures) in notes {
+            writer.write(Record::Checkpoint { note, cosignatures })?;
         }
         let mut next = 0;
         while next < size {

@@ -180,9 +180,27 @@ pub struct WitnessReport {
 impl WitnessReport {
     /// One line for people.
     pub fn line(&self) -> String {
+        let forged = if self.witnessed.forged.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the hub serves cosignature lines naming {} that do not verify with their keys in the policy (forged)",
+                self.witnessed
+                    .forged
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        // A hub that freezes the view it shows this member shows it old cosignatures.
+        let newest = match self.witnessed.newest() {
+            Some(at_s) => format!("; newest cosignature {}", format_s(at_s)),
+            None => String::new(),
+        };
         if self.witnessed.met {
             return format!(
-                "witnessed: checkpoint {} cosigned by {} ({})",
+                "witnessed: checkpoint {} cosigned by {} ({}){newest}{forged}",
                 self.size,
                 self.witnessed.names(),
                 self.policy
@@ -191,20 +209,23 @@ impl WitnessReport {
         let since = match self.last {
             Some(w) => format!(
                 "not witnessed since {} (checkpoint {})",
-                crate::membership::format_ms(
-                    i64::try_from(w.at_s).unwrap_or(i64::MAX / 1000) * 1000
-                ),
+                format_s(w.at_s),
                 w.size
             ),
             None => "not witnessed (no checkpoint this sync state proved ever was)".into(),
         };
         format!(
-            "{since}: checkpoint {} is cosigned by {}, and the coalition's policy needs {}",
+            "{since}: checkpoint {} is cosigned by {}, and the coalition's policy needs {}{newest}{forged}",
             self.size,
             self.witnessed.names(),
             self.policy
         )
     }
+}
+
+/// A cosignature timestamp (POSIX seconds, up to 2^63 − 1) as RFC 3339.
+fn format_s(at_s: u64) -> String {
+    crate::membership::format_ms(i64::try_from(at_s).unwrap_or(i64::MAX).saturating_mul(1000))
 }
 
 /// Why a sync stopped.

@@ -3,16 +3,21 @@
 
 mod common;
 
+use coalition_hub::audit::bundle::MAX_COSIGNATURE_LINES;
 use coalition_hub::audit::bundle::{BundleReader, BundleWriter, Record};
 use coalition_hub::audit::{AuditError, Location, Summary, Verifier, VerifyError, verify_bundle};
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;
+use coalition_hub::log::cosignature::Cosigner;
 use coalition_hub::log::{Checkpoint, Hash, MemoryTree, TreeSize};
 use coalition_hub::membership::{Action, KeyId, MAX_CLOCK_SKEW_MS, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::Created;
+use coalition_hub::replica::Fault;
+use coalition_hub::settings::Section;
 use coalition_hub::statement::{Body, ParsedEnvelope, Statement, StatementId, sign_statement};
 use coalition_hub::store::{Store, leaf_data};
+use coalition_hub::witness::policy::WitnessPolicy;
 use common::{TestHub, id, sha256_set};
 use ed25519_dalek::SigningKey;
 use std::path::Path;
@@ -116,7 +121,7 @@ fn verify_export(notes: &[String], entries: Vec<pb::SyncEntry>) -> Result<Summar
     let path = dir.path().join("export.bundle");
     let mut w = BundleWriter::create(&path).expect("create");
     for n in notes {
-        w.write(Record::Checkpoint(n.clone())).expect("write");
+        w.write(Record::checkpoint(n.clone())).expect("write");
     }
     for e in entries {
         w.write(Record::Entry(e)).expect("write");
@@ -169,7 +174,7 @@ async fn an_honest_log_verifies_through_a_bundle_file() {
     let path = dir.path().join("export.bundle");
     let mut w = BundleWriter::create(&path).expect("create");
     for n in &notes {
-        w.write(Record::Checkpoint(n.clone())).expect("write");
+        w.write(Record::checkpoint(n.clone())).expect("write");
     }
     for e in entries(&t) {
         w.write(Record::Entry(e)).expect("write");
@@ -179,7 +184,7 @@ async fn an_honest_log_verifies_through_a_bundle_file() {
     let mut v = Verifier::new();
     while let Some(record) = r.next_record().expect("read") {
         match record {
-            Record::Checkpoint(n) => v.checkpoint(n).expect("checkpoint"),
+            Record::Checkpoint { note, .. } => v.checkpoint(note).expect("checkpoint"),
             Record::Entry(e) => v.entry(e).expect("entry"),
         }
     }
@@ -193,6 +198,10 @@ async fn an_honest_log_verifies_through_a_bundle_file() {
     assert_eq!(summary.active_members, 4, "globex is suspended");
     assert_eq!(summary.membership_entries, 9);
     assert_eq!(summary.hub_name, "test.coalition.local");
+    assert_eq!(
+        summary.witnessing, None,
+        "no witness policy in these settings"
+    );
     // A damaged file is refused before anything is verified.
     std::fs::write(dir.path().join("junk"), b"not a bundle").expect("write");
     assert!(BundleReader::open(&dir.path().join("junk")).is_err());
@@ -485,4 +494,162 @@ fn flip_stored_payload_byte(data: &Path, seq: u64) {
         env.payload = payload.into();
         *raw = entry.encode_to_vec();
     });
+}
+
+/// A hub whose settings name three witnesses (in-process keys; their URLs lead nowhere) with a
+/// quorum of two, set after a few statements; more statements after it. Returns the hub, the
+/// three witnesses and the log size before the policy.
+async fn witnessed_hub() -> (TestHub, [Cosigner; 3], u64) {
+    let t = TestHub::start().await;
+    let mut acme = t.client("acme").await;
+    for i in 0..2 {
+        acme.submit(t.hash_set("acme", i, 3)).await.expect("acme");
+    }
+    let before = t.store.log_size();
+    let witnesses = [1u8, 2, 3].map(|n| cosigner(&format!("witness.test/w{n}"), n));
+    let mut policy = String::new();
+    for w in &witnesses {
+        policy.push_str(&format!("witness {} http://127.0.0.1:9\n", w.public()));
+    }
+    policy.push_str("group two 2 witness.test/w1 witness.test/w2 witness.test/w3\nquorum two\n");
+    let policy = WitnessPolicy::parse(&policy).expect("policy");
+    t.client("admin")
+        .await
+        .submit(governance::settings(
+            &id("admin"),
+            &t.key("admin"),
+            Section::Witnesses(Some(policy)),
+            "test",
+        ))
+        .await
+        .expect("witness policy");
+    for i in 10..12 {
+        acme.submit(t.hash_set("acme", i, 3)).await.expect("acme");
+    }
+    (t, witnesses, before)
+}
+
+/// The cosignature lines a case serves with a checkpoint, given its note text.
+type Lines<'a> = &'a dyn Fn(&str) -> Vec<String>;
+
+/// What a case expects: Ok(who cosigned the last checkpoint, whether the policy is met), or
+/// Err(the witness a forged line names, the size of its checkpoint).
+type Expected<'a> = Result<(&'a str, bool), (&'a str, u64)>;
+
+fn cosigner(name: &str, seed: u8) -> Cosigner {
+    Cosigner::new(name, SigningKey::from_bytes(&[seed; 32])).expect("cosigner")
+}
+
+/// Writes the real log with checkpoints at `cosigned`'s sizes, each with its cosignature
+/// lines (given the checkpoint's note text), to a bundle and verifies it.
+fn verify_cosigned(t: &TestHub, cosigned: &[(u64, Lines)]) -> Result<Summary, VerifyError> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("export.bundle");
+    let mut w = BundleWriter::create(&path).expect("create");
+    for (size, lines) in cosigned {
+        let root = t.store.root(*size).expect("root");
+        let text = Checkpoint::new("test.coalition.local", TreeSize(*size), root).body();
+        w.write(Record::Checkpoint {
+            note: sign_checkpoint(t, *size, root),
+            cosignatures: lines(&text),
+        })
+        .expect("write");
+    }
+    for e in entries(t) {
+        w.write(Record::Entry(e)).expect("write");
+    }
+    w.finish().expect("finish");
+    verify_bundle(&path, &[])
+}
+
+#[tokio::test]
+async fn cosignatures_are_checked_against_the_witness_policy_of_their_checkpoint() {
+    let (t, [w1, w2, w3], before) = witnessed_hub().await;
+    let size = t.store.log_size();
+    let impostor = cosigner("witness.test/w2", 9);
+    let stranger = cosigner("witness.test/w9", 8);
+    let none = |_: &str| Vec::new();
+    // Each case: the cosignature lines of the checkpoint before the policy and of the last one;
+    // Ok(who cosigned the last, met) or Err(the forged witness and the checkpoint's size).
+    let good = |text: &str| vec![w1.cosign(text, 100), w2.cosign(text, 200)];
+    let w1_only = |text: &str| vec![w1.cosign(text, 100)];
+    let with_impostor = |text: &str| vec![w1.cosign(text, 100), impostor.cosign(text, 300)];
+    let with_stranger = |text: &str| {
+        vec![
+            w1.cosign(text, 100),
+            w3.cosign(text, 50),
+            stranger.cosign(text, 300),
+        ]
+    };
+    let other_note = |_: &str| {
+        let text = Checkpoint::new(
+            "test.coalition.local",
+            TreeSize(before),
+            t.store.root(before).expect("root"),
+        )
+        .body();
+        vec![w1.cosign(&text, 100)]
+    };
+    let cases: [(Lines, Lines, Expected); 7] = [
+        (
+            &with_impostor,
+            &good,
+            Ok(("witness.test/w1, witness.test/w2", true)),
+        ),
+        (&none, &w1_only, Ok(("witness.test/w1", false))),
+        (&none, &none, Ok(("none", false))),
+        (
+            &none,
+            &with_stranger,
+            Ok(("witness.test/w1, witness.test/w3", true)),
+        ),
+        (&none, &with_impostor, Err(("witness.test/w2", size))),
+        (&none, &other_note, Err(("witness.test/w1", size))),
+        (&good, &with_impostor, Err(("witness.test/w2", size))),
+    ];
+    for (i, (early, last, expected)) in cases.into_iter().enumerate() {
+        let result = verify_cosigned(&t, &[(before, early), (size, last)]);
+        match (result, expected) {
+            (Ok(summary), Ok((names, met))) => {
+                let w = summary.witnessing.expect("the settings hold a policy");
+                assert_eq!(
+                    (w.size, w.witnessed.names().as_str(), w.witnessed.met),
+                    (size, names, met),
+                    "case {i}"
+                );
+                assert!(w.witnessed.forged.is_empty(), "case {i}");
+                assert!(
+                    w.line().contains("quorum two over witnesses"),
+                    "case {i}: {}",
+                    w.line()
+                );
+            }
+            (Err(VerifyError::Audit(e)), Err((witness, at))) => {
+                assert_eq!(e.location, Location::Checkpoint(at), "case {i}: {e}");
+                assert_eq!(
+                    e.fault,
+                    Fault::ForgedCosignature {
+                        witness: witness.into()
+                    },
+                    "case {i}"
+                );
+                assert!(e.to_string().contains(witness), "case {i}: {e}");
+            }
+            (got, expected) => panic!("case {i}: expected {expected:?}, got {got:?}"),
+        }
+    }
+    // Checked at every checkpoint, not only the last: a forged line on one between.
+    let middle = before + 1;
+    let e = verify_cosigned(&t, &[(middle, &with_impostor), (size, &good)]).expect_err("forged");
+    assert!(
+        matches!(&e, VerifyError::Audit(e) if e.location == Location::Checkpoint(middle)),
+        "{e}"
+    );
+    // Bounded: more lines than a bundle may carry for one checkpoint is a damaged bundle.
+    let flood = |text: &str| vec![w1.cosign(text, 1); MAX_COSIGNATURE_LINES + 1];
+    let e = verify_cosigned(&t, &[(size, &flood)]).expect_err("too many lines");
+    assert!(
+        matches!(&e, VerifyError::Bundle(_)) && e.to_string().contains("at most 128"),
+        "{e}"
+    );
 }

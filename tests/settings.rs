@@ -81,7 +81,7 @@ async fn audit(t: &TestHub) -> Result<coalition_hub::audit::Summary, String> {
     let path = dir.path().join("log.bundle");
     let mut w = BundleWriter::create(&path).expect("create");
     for c in &export.checkpoints {
-        w.write(Record::Checkpoint(c.note.clone())).expect("write");
+        w.write(Record::checkpoint(c.note.clone())).expect("write");
     }
     for e in export.entries {
         w.write(Record::Entry(e)).expect("write");

@@ -403,32 +403,38 @@ async fn cosigned_by(t: &TestHub, n: usize) -> pb::SignedCheckpoint {
     panic!("the hub never served {n} cosignatures");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_members_check_it() {
-    use common::hostile::{beside, sync_cli};
-    let t = TestHub::start().await;
-    let dir = tempfile::tempdir().unwrap();
+/// The witnesses of a policy, running on loopback.
+struct Witnesses {
+    keys: Vec<CosignerKey>,
+    addrs: Vec<String>,
+    running: Vec<Option<WitnessProcess>>,
+}
+
+/// Starts a `coalition witness` for `t`'s log per name (`witness.test/<name>`, state in
+/// `dir/<name>`), and has the coalition's admins set the policy naming them, ending with
+/// `rules` (its group and quorum lines), with `coalition admin settings witnesses`.
+async fn witnesses_for(t: &TestHub, dir: &Path, names: &[&str], rules: &str) -> Witnesses {
     let log_key = t.checkpoint_key.to_string();
-    let mut running = Vec::new();
-    let mut keys = Vec::new();
-    let mut addrs = Vec::new();
-    for name in ["w1", "w2", "w3"] {
-        let data = dir.path().join(name);
-        keys.push(init(&data, &format!("witness.test/{name}")));
-        let (w, addr) = WitnessProcess::start(&data, "127.0.0.1:0", &[&log_key]);
-        running.push(Some(w));
-        addrs.push(addr);
-    }
-    // The coalition's admins set the policy: two of the three.
-    let policy = dir.path().join("witnesses.policy");
+    let mut w = Witnesses {
+        keys: Vec::new(),
+        addrs: Vec::new(),
+        running: Vec::new(),
+    };
     let mut text = String::from("# the coalition's witnesses\n");
-    for (k, a) in keys.iter().zip(&addrs) {
-        text.push_str(&format!("witness {k} http://{a}\n"));
+    for name in names {
+        let data = dir.join(name);
+        let key = init(&data, &format!("witness.test/{name}"));
+        let (process, addr) = WitnessProcess::start(&data, "127.0.0.1:0", &[&log_key]);
+        text.push_str(&format!("witness {key} http://{addr}\n"));
+        w.keys.push(key);
+        w.addrs.push(addr);
+        w.running.push(Some(process));
     }
-    text.push_str("group two-of-three 2 witness.test/w1 witness.test/w2 witness.test/w3\nquorum two-of-three\n");
+    text.push_str(rules);
+    let policy = dir.join("witnesses.policy");
     std::fs::write(&policy, &text).unwrap();
     let set = common::lifecycle::cli(
-        &t,
+        t,
         "admin",
         &[
             "admin",
@@ -442,6 +448,27 @@ async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_membe
     )
     .await;
     assert!(set.status.success(), "{set:?}");
+    w
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_members_check_it() {
+    use common::hostile::{beside, sync_cli};
+    let t = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = t.checkpoint_key.to_string();
+    // The coalition's admins set the policy: two of the three.
+    let Witnesses {
+        keys,
+        addrs,
+        mut running,
+    } = witnesses_for(
+        &t,
+        dir.path(),
+        &["w1", "w2", "w3"],
+        "group two-of-three 2 witness.test/w1 witness.test/w2 witness.test/w3\nquorum two-of-three\n",
+    )
+    .await;
     let shown = common::lifecycle::cli(&t, "admin", &["admin", "settings", "show"]).await;
     assert!(
         String::from_utf8_lossy(&shown.stdout).contains("witnesses: quorum two-of-three"),
@@ -471,6 +498,20 @@ async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_membe
             && run
                 .stderr
                 .contains("witness.test/w1, witness.test/w2, witness.test/w3"),
+        "{run:?}"
+    );
+    // With the newest cosignature's time: a hub freezing its view shows old ones.
+    let newest = keys
+        .iter()
+        .map(|k| k.verify(&format!("{}{}", cp.note, cp.cosignatures.concat())))
+        .map(|at| at.expect("each witness's line verifies"))
+        .max()
+        .expect("three");
+    let at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(newest),
+    );
+    assert!(
+        run.stderr.contains(&format!("; newest cosignature {at}")),
         "{run:?}"
     );
     let strict = ["--require-witnessed"];
@@ -532,6 +573,220 @@ async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_membe
         .await
         .ok();
     assert!(run.stderr.contains("witnessed: checkpoint"), "{run:?}");
+}
+
+/// Runs the `coalition` binary with `args` (off the async workers, which serve the hubs).
+async fn coalition(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        serve::coalition(Path::new("."), &args)
+    })
+    .await
+    .expect("join")
+}
+
+/// `coalition audit export` of the hub at `addr` as its auditor, into `out`.
+async fn audit_export(addr: &str, certs: &Path, out: &Path) {
+    let run = coalition(&[
+        "audit",
+        "export",
+        "--hub",
+        addr,
+        "--as",
+        "auditor",
+        "--certs",
+        certs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert!(run.status.success(), "{run:?}");
+}
+
+const BOTH: &str = "group both all witness.test/w1 witness.test/w2\nquorum both\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_auditor_checks_cosignatures_and_a_hub_forging_them_is_caught() {
+    use common::hostile::{Bent, HostileHub, export, state, sync_cli};
+    let t = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = t.certs.root().to_path_buf();
+    let _w = witnesses_for(&t, dir.path(), &["w1", "w2"], BOTH).await;
+    grow(&t, 1, 2).await;
+    let cp = cosigned_by(&t, 2).await;
+
+    // The export carries the cosignatures; the auditor checks them against the policy the
+    // replayed settings hold, and says who cosigned the last checkpoint.
+    let bundle = dir.path().join("honest.bundle");
+    audit_export(&t.addr, &certs, &bundle).await;
+    let b = bundle.to_str().unwrap();
+    let run = coalition(&["audit", "verify", b, "--require-witnessed"]).await;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        stdout.contains(&format!(
+            "witnesses: checkpoint {} is cosigned by witness.test/w1, witness.test/w2; the coalition's policy (quorum both over witnesses witness.test/w1, witness.test/w2) is met",
+            cp.tree_size
+        )),
+        "{stdout}"
+    );
+
+    // A hostile hub with the hub's keys but no witness's serves cosignatures it forged for
+    // the policy's witnesses (their names, keys of its own).
+    let impostors = ["witness.test/w1", "witness.test/w2"].map(|name| {
+        coalition_hub::log::cosignature::Cosigner::new(
+            name,
+            ed25519_dalek::SigningKey::from_bytes(&[0x66; 32]),
+        )
+        .unwrap()
+    });
+    let honest = export(&t).await;
+    let hostile = HostileHub::serve(
+        &t,
+        Bent::faithful(honest.entries, honest.members)
+            .cosigned(move |text| impostors.iter().map(|w| w.cosign(text, now())).collect()),
+    )
+    .await;
+    // A member requiring a witnessed log refuses it and writes nothing...
+    let out = dir.path().join("globex.jsonl");
+    let refused = sync_cli(
+        &hostile.addr,
+        &certs,
+        "globex",
+        &out,
+        &["--require-witnessed"],
+    )
+    .await;
+    let line = refused.failed();
+    assert!(
+        line.contains("cosigned by none")
+            && line.contains(
+                "cosignature lines naming witness.test/w1, witness.test/w2 that do not verify"
+            )
+            && line.contains("--require-witnessed"),
+        "{line}"
+    );
+    assert!(state(&out).iter().all(Vec::is_empty), "nothing written");
+    // ...one that does not goes on and warns.
+    let run = sync_cli(&hostile.addr, &certs, "globex", &out, &[])
+        .await
+        .ok();
+    assert!(
+        run.stderr.contains("warning: not witnessed") && run.stderr.contains("(forged)"),
+        "{run:?}"
+    );
+    // The auditor's bundle of the hostile hub fails, naming the witness and the checkpoint.
+    let forged = dir.path().join("hostile.bundle");
+    audit_export(&hostile.addr, &certs, &forged).await;
+    let out = coalition(&["audit", "verify", forged.to_str().unwrap()]).await;
+    let line = serve::one_error_line(&out);
+    assert!(
+        line.contains(&format!("checkpoint of size {}", cp.tree_size))
+            && line.contains("witness.test/w1")
+            && line.contains("forged"),
+        "{line}"
+    );
+
+    // The honest bundle with the policy not met: reported, and refused only when required.
+    drop(_w);
+    grow(&t, 10, 1).await;
+    let unwitnessed = dir.path().join("unwitnessed.bundle");
+    audit_export(&t.addr, &certs, &unwitnessed).await;
+    let u = unwitnessed.to_str().unwrap();
+    let run = coalition(&["audit", "verify", u]).await;
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("is cosigned by none; the coalition's policy (quorum both over witnesses witness.test/w1, witness.test/w2) is NOT met"),
+        "{run:?}"
+    );
+    let line =
+        serve::one_error_line(&coalition(&["audit", "verify", u, "--require-witnessed"]).await);
+    assert!(
+        line.contains("audit FAILED") && line.contains("is NOT met (--require-witnessed)"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_shown_to_the_witnesses_never_collects_a_quorum() {
+    use coalition_hub::log::{consistency_proof, root};
+    use common::hostile::{
+        Bent, HostileHub, entry_of, export, renumbered, state, sync_cli, tree_of,
+    };
+    let t = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = t.certs.root().to_path_buf();
+    let w = witnesses_for(&t, dir.path(), &["w1", "w2"], BOTH).await;
+    grow(&t, 1, 3).await;
+    let cp = cosigned_by(&t, 2).await;
+    let size = cp.tree_size;
+
+    // The hostile hub's fork of the same size and more: a hash set hidden, and two statements
+    // acme signed that the honest log never held. A valid log by every replica rule, signed
+    // with the hub's own checkpoint key.
+    let honest = export(&t).await;
+    assert_eq!(honest.entries.len() as u64, size);
+    let mut log = honest.entries.clone();
+    log.remove(log.len() - 2);
+    let last = log.last().unwrap().received_at_ms;
+    for seed in [100, 101] {
+        let at = last.max(now() as i64 * 1000) + seed as i64;
+        log.push(entry_of(t.hash_set("acme", seed, 3), at));
+    }
+    let fork = renumbered(log);
+    let fork_size = fork.len() as u64;
+    assert_eq!(fork_size, size + 1);
+    let tree = tree_of(&fork);
+    let fork_cp = t
+        .signer
+        .sign(
+            TreeSize(fork_size),
+            root(&tree, TreeSize(fork_size)).unwrap(),
+        )
+        .unwrap();
+
+    // Sent to each witness as a hub sends a checkpoint (C2SP add-checkpoint): from 0, the
+    // witness answers 409 with the size of the honest checkpoint it cosigned; from there, the
+    // fork has no consistency proof: 422. Neither witness cosigns it, so no quorum ever can.
+    let fork_proof = consistency_proof(&tree, TreeSize(size), TreeSize(fork_size)).unwrap();
+    for addr in &w.addrs {
+        assert_eq!(
+            ask(addr, &request(0, vec![], &fork_cp)).await,
+            Answer::Conflict { latest: size },
+            "{addr}"
+        );
+        assert_eq!(
+            refused_with(ask(addr, &request(size, fork_proof.clone(), &fork_cp)).await),
+            422,
+            "{addr}"
+        );
+    }
+
+    // The hostile hub serves the fork with the honest checkpoint's cosignatures (stale: over
+    // another checkpoint). A member requiring a witnessed log refuses the fork.
+    let stale = cp.cosignatures.clone();
+    let hostile = HostileHub::serve(
+        &t,
+        Bent::faithful(fork, honest.members).cosigned(move |_| stale.clone()),
+    )
+    .await;
+    let out = dir.path().join("globex.jsonl");
+    let refused = sync_cli(
+        &hostile.addr,
+        &certs,
+        "globex",
+        &out,
+        &["--require-witnessed"],
+    )
+    .await;
+    let line = refused.failed();
+    assert!(
+        line.contains(&format!("checkpoint {fork_size} is cosigned by none"))
+            && line.contains("(forged)"),
+        "{line}"
+    );
+    assert!(state(&out).iter().all(Vec::is_empty), "nothing written");
 }
 
 /// Verification with the `signed_note` crate: its own note parser, its own Ed25519 note

@@ -1,7 +1,9 @@
-//! Audit bundle files: a magic line, then length-delimited `BundleRecord`s (checkpoints first,
-//! then entries in log order). See `proto/coalition/v1/bundle.proto`.
+//! Audit bundle files: a magic line, then length-delimited `BundleRecord`s (checkpoints with
+//! their witness cosignature lines first, then entries in log order). See
+//! `proto/coalition/v1/bundle.proto`.
 
 use crate::pb;
+pub use crate::witness::policy::MAX_COSIGNATURE_LINES;
 use prost::Message;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -37,10 +39,26 @@ pub enum BundleError {
 /// One record of a bundle.
 #[derive(Debug)]
 pub enum Record {
-    /// A signed checkpoint note.
-    Checkpoint(String),
+    /// A signed checkpoint note and the witness cosignature lines served with it (at most
+    /// [`MAX_COSIGNATURE_LINES`] when read).
+    Checkpoint {
+        /// The signed note.
+        note: String,
+        /// Its cosignature lines (none in bundles written before they were exported).
+        cosignatures: Vec<String>,
+    },
     /// A log entry.
     Entry(pb::SyncEntry),
+}
+
+impl Record {
+    /// A checkpoint record without cosignatures.
+    pub fn checkpoint(note: impl Into<String>) -> Self {
+        Record::Checkpoint {
+            note: note.into(),
+            cosignatures: Vec::new(),
+        }
+    }
 }
 
 /// Writes a bundle.
@@ -65,11 +83,15 @@ impl BundleWriter {
 
     /// Appends a record.
     pub fn write(&mut self, record: Record) -> Result<(), BundleError> {
-        let record = pb::BundleRecord {
-            record: Some(match record {
-                Record::Checkpoint(note) => pb::bundle_record::Record::Checkpoint(note),
-                Record::Entry(entry) => pb::bundle_record::Record::Entry(entry),
-            }),
+        let record = match record {
+            Record::Checkpoint { note, cosignatures } => pb::BundleRecord {
+                record: Some(pb::bundle_record::Record::Checkpoint(note)),
+                cosignatures,
+            },
+            Record::Entry(entry) => pb::BundleRecord {
+                record: Some(pb::bundle_record::Record::Entry(entry)),
+                cosignatures: Vec::new(),
+            },
         };
         let bytes = record.encode_length_delimited_to_vec();
         self.out
@@ -155,7 +177,21 @@ impl BundleReader {
             .map_err(|e| malformed(format!("not a BundleRecord: {e}")))?;
         self.index += 1;
         match record.record {
-            Some(pb::bundle_record::Record::Checkpoint(note)) => Ok(Some(Record::Checkpoint(note))),
+            Some(pb::bundle_record::Record::Checkpoint(note)) => {
+                if record.cosignatures.len() > MAX_COSIGNATURE_LINES {
+                    return Err(malformed(format!(
+                        "{} cosignature lines, at most {MAX_COSIGNATURE_LINES} per checkpoint",
+                        record.cosignatures.len()
+                    )));
+                }
+                Ok(Some(Record::Checkpoint {
+                    note,
+                    cosignatures: record.cosignatures,
+                }))
+            }
+            Some(pb::bundle_record::Record::Entry(_)) if !record.cosignatures.is_empty() => Err(
+                malformed("cosignature lines on an entry (they belong to a checkpoint)".into()),
+            ),
             Some(pb::bundle_record::Record::Entry(entry)) => Ok(Some(Record::Entry(entry))),
             None => Err(malformed("empty record".into())),
         }
@@ -176,4 +212,66 @@ fn read_varint(input: &mut impl Read) -> Result<u64, String> {
         }
     }
     Err("length varint longer than 10 bytes".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(path: &Path) -> Result<Vec<Record>, BundleError> {
+        let mut reader = BundleReader::open(path)?;
+        std::iter::from_fn(|| reader.next_record().transpose()).collect()
+    }
+
+    #[test]
+    fn cosignatures_ride_with_their_checkpoint_and_older_bundles_still_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("b");
+        let mut w = BundleWriter::create(&path).expect("create");
+        w.write(Record::checkpoint("plain")).expect("write");
+        w.write(Record::Checkpoint {
+            note: "cosigned".into(),
+            cosignatures: vec!["\u{2014} w AAAA\n".into()],
+        })
+        .expect("write");
+        w.finish().expect("finish");
+        let bytes = std::fs::read(&path).expect("read");
+        // A checkpoint without cosignatures is the record of before: field 2 alone.
+        assert_eq!(&bytes[MAGIC.len()..MAGIC.len() + 8], b"\x07\x12\x05plain");
+        let records = read_all(&path).expect("reads");
+        assert!(matches!(&records[..], [
+            Record::Checkpoint { note: a, cosignatures: none },
+            Record::Checkpoint { note: b, cosignatures: one },
+        ] if a == "plain" && none.is_empty() && b == "cosigned" && one.len() == 1));
+    }
+
+    #[test]
+    fn cosignature_lines_are_bounded_and_belong_to_checkpoints() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for (name, record, says) in [
+            (
+                "flood",
+                pb::BundleRecord {
+                    record: Some(pb::bundle_record::Record::Checkpoint("n".into())),
+                    cosignatures: vec!["l".into(); MAX_COSIGNATURE_LINES + 1],
+                },
+                "at most 128 per checkpoint",
+            ),
+            (
+                "on an entry",
+                pb::BundleRecord {
+                    record: Some(pb::bundle_record::Record::Entry(pb::SyncEntry::default())),
+                    cosignatures: vec!["l".into()],
+                },
+                "cosignature lines on an entry",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend(record.encode_length_delimited_to_vec());
+            std::fs::write(&path, bytes).expect("write");
+            let e = read_all(&path).expect_err(name);
+            assert!(e.to_string().contains(says), "{name}: {e}");
+        }
+    }
 }

@@ -5,12 +5,14 @@
 //! entitlement at each position, every signature under the one rule, no statement twice,
 //! receipt times, the Merkle root against every signed checkpoint, the last one of the log's own
 //! size) — so a rewritten, reordered, replayed, truncated or forked history fails, naming the
-//! entry or checkpoint. [`bundle`] is the file format an export is written in.
+//! entry or checkpoint. Each checkpoint's witness cosignatures are checked against the witness
+//! policy the replayed settings hold at its size (a forged one fails, naming the witness).
+//! [`bundle`] is the file format an export is written in.
 
 pub mod bundle;
 mod verifier;
 
-pub use verifier::{AuditError, Location, Summary, Verifier};
+pub use verifier::{AuditError, Location, Summary, Verifier, Witnessing};
 
 use bundle::{BundleError, BundleReader, Record};
 use std::path::Path;
@@ -47,7 +49,9 @@ pub fn verify_bundle_as(
     let mut reader = BundleReader::open(path)?;
     while let Some(record) = reader.next_record()? {
         match record {
-            Record::Checkpoint(note) => verifier.checkpoint(note)?,
+            Record::Checkpoint { note, cosignatures } => {
+                verifier.cosigned_checkpoint(note, cosignatures)?;
+            }
             Record::Entry(entry) => verifier.entry(entry)?,
         }
     }

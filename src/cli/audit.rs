@@ -22,7 +22,8 @@ pub enum AuditCommand {
     },
     /// Replay a bundle (or, with --hub, the live hub) from its genesis: every signature
     /// against the membership of its time, every membership change's quorum, the Merkle root
-    /// against every signed checkpoint.
+    /// against every signed checkpoint, every cosignature of a witness against the witness
+    /// policy of its time.
     Verify(VerifyArgs),
 }
 
@@ -49,6 +50,11 @@ pub struct VerifyArgs {
     /// The genesis statement id (hex) you trust for this hub; refuse any other.
     #[arg(long, value_name = "HEX")]
     genesis: Option<String>,
+    /// Fail (exit 1) unless the last checkpoint's cosignatures meet the witness policy of the
+    /// replayed settings. Without it a policy not met is reported, not refused. A log whose
+    /// settings hold no witness policy passes either way.
+    #[arg(long)]
+    require_witnessed: bool,
 }
 
 pub async fn run(command: AuditCommand) -> Result<()> {
@@ -102,6 +108,11 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                     .context("the verifier stopped")?
                     .map_err(|e| anyhow::anyhow!("audit FAILED: {e}"))?;
             check_genesis(&summary, args.genesis.as_deref())?;
+            if args.require_witnessed
+                && let Some(w) = summary.witnessing.as_ref().filter(|w| !w.witnessed.met)
+            {
+                bail!("audit FAILED: {} (--require-witnessed)", w.line());
+            }
             print_summary(&summary);
             Ok(())
         }
@@ -148,6 +159,13 @@ pub fn print_summary(s: &Summary) {
     }
     if let Some(size) = s.previous {
         println!("  consistent with the previous checkpoint of size {size}");
+    }
+    match &s.witnessing {
+        Some(w) => println!(
+            "  every cosignature of a policy witness verifies; witnesses: {}",
+            w.line()
+        ),
+        None => println!("  witnesses: the settings hold no witness policy"),
     }
     println!("  root of all {} entries: {}", s.entries, s.root.to_hex());
 }

@@ -311,7 +311,7 @@ const WITNESS_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// it found on stderr (nothing without a policy).
 async fn report_witnessing(syncer: &mut Syncer) -> Result<()> {
     if let Some(report) = syncer.witnessing(crate::sync::WITNESS_WAIT).await? {
-        if report.witnessed.met {
+        if report.witnessed.met && report.witnessed.forged.is_empty() {
             eprintln!("{}", report.line());
         } else {
             eprintln!("warning: {}", report.line());

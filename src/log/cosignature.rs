@@ -172,6 +172,15 @@ impl CosignerKey {
     }
 }
 
+/// The signer name a signature line claims (`— <name> <base64>`, with or without its newline),
+/// or `None` if it is not shaped like one. The claim is not checked: verify the line with the
+/// key of that name.
+pub fn claimed_name(line: &str) -> Option<&str> {
+    let rest = line.strip_suffix('\n').unwrap_or(line);
+    let (name, _) = rest.strip_prefix(SIGNATURE_PREFIX)?.split_once(' ')?;
+    (!name.is_empty()).then_some(name)
+}
+
 impl fmt::Display for CosignerKey {
     /// The verifier-key text form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -229,6 +238,17 @@ mod tests {
         let cp = Checkpoint::new("example.com/log", TreeSize(5), Hash([3; 32]));
         let note = cp.sign("example.com/log", &log).expect("signs");
         (cp.body(), note)
+    }
+
+    #[test]
+    fn a_lines_claimed_name() {
+        let w = Cosigner::new("witness.example/w1", SigningKey::from_bytes(&[9; 32])).unwrap();
+        let line = w.cosign("example.com/log\n5\nAAAA\n", 1);
+        assert_eq!(claimed_name(&line), Some("witness.example/w1"));
+        assert_eq!(claimed_name(line.trim_end()), Some("witness.example/w1"));
+        for bad in ["", "\u{2014} ", "\u{2014}  AAAA", "- w AAAA", "\u{2014} w"] {
+            assert_eq!(claimed_name(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn location(size: u64, previous: bool) -> Location {
 
 /// The tree size a checkpoint note claims, read before its signature can be checked (the hub
 /// key comes from the genesis).
-fn note_size(note: &str) -> Result<u64, String> {
+pub(crate) fn note_size(note: &str) -> Result<u64, String> {
     let (body, _) = note
         .split_once("\n\n")
         .ok_or("not a signed note (no blank line before the signature lines)")?;

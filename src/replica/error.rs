@@ -236,6 +236,15 @@ pub enum Fault {
         /// What the replica holds.
         have: u64,
     },
+    /// docs/PROTOCOL.md §3.8 (the auditor): a cosignature line names a witness of the policy in
+    /// force at the checkpoint but does not verify with that witness's key there.
+    #[error(
+        "the cosignature line naming witness {witness} does not verify with its key in the witness policy in force at this checkpoint: a forged cosignature"
+    )]
+    ForgedCosignature {
+        /// The witness the line names.
+        witness: String,
+    },
     /// Input given in the wrong order or state (a bug in the driver).
     #[error("{0}")]
     Usage(String),

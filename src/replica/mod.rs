@@ -20,6 +20,7 @@ mod checkpoints;
 mod error;
 mod snapshot;
 
+pub(crate) use checkpoints::note_size;
 pub use checkpoints::{CheckpointClaim, ConsistencyNeed};
 pub use error::{Fault, Location, ReplicaError};
 pub use snapshot::Snapshot;

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
-use crate::log::cosignature::CosignerKey;
+use crate::log::cosignature::{CosignerKey, claimed_name};
 
 /// Largest policy text.
 pub const MAX_POLICY_BYTES: usize = 16 * 1024;
@@ -31,6 +31,9 @@ pub const MAX_WITNESSES: usize = 32;
 pub const MAX_GROUPS: usize = 32;
 /// Longest witness URL.
 pub const MAX_URL_CHARS: usize = 256;
+/// Most cosignature lines of one checkpoint looked at ([`WitnessPolicy::check`]) or accepted
+/// from an audit bundle: four per witness a policy may name (a hub keeps one per witness).
+pub const MAX_COSIGNATURE_LINES: usize = 4 * MAX_WITNESSES;
 
 /// A witness the policy names.
 #[derive(Clone, PartialEq, Eq)]
@@ -267,6 +270,9 @@ pub struct Witnessed {
     pub cosigned: BTreeMap<String, u64>,
     /// Whether they satisfy the quorum.
     pub met: bool,
+    /// The witnesses of the policy named by a line that does not verify with their key in the
+    /// policy: forged (or damaged) cosignatures. An honest hub serves none.
+    pub forged: BTreeSet<String>,
 }
 
 impl Witnessed {
@@ -274,6 +280,13 @@ impl Witnessed {
     /// witnessed, at the latest), if any.
     pub fn earliest(&self) -> Option<u64> {
         self.cosigned.values().min().copied()
+    }
+
+    /// The latest timestamp among the cosignatures: the last time a witness of the policy
+    /// cosigned this checkpoint. Old on a hub's newest checkpoint, it shows a hub that froze
+    /// the view it shows this member.
+    pub fn newest(&self) -> Option<u64> {
+        self.cosigned.values().max().copied()
     }
 
     /// The witnesses that cosigned, comma-separated ("none").
@@ -288,34 +301,41 @@ impl Witnessed {
 impl WitnessPolicy {
     /// Checks `lines` (cosignature lines, as the hub serves them) against the checkpoint
     /// `note` the caller verified: a line counts only if it verifies with the key the policy
-    /// gives its witness; anything else (unknown witnesses, bad signatures, lines over another
-    /// note) is ignored. At most one line per witness counts.
+    /// gives its witness; lines of unknown witnesses are ignored (C2SP). A line that names a
+    /// witness of the policy but does not verify with its key (a bad signature, another key, a
+    /// line over another note) counts for nothing and is reported in [`Witnessed::forged`].
+    /// At most one line per witness counts; at most [`MAX_COSIGNATURE_LINES`] lines are read.
     pub fn check(&self, note: &str, lines: &[String]) -> Witnessed {
         let mut cosigned = BTreeMap::new();
-        for line in lines.iter().take(4 * MAX_WITNESSES) {
+        let mut forged = BTreeSet::new();
+        for line in lines.iter().take(MAX_COSIGNATURE_LINES) {
             let line = if line.ends_with('\n') {
                 line.clone()
             } else {
                 format!("{line}\n")
             };
+            let claimed = claimed_name(&line).filter(|n| self.witnesses.contains_key(*n));
             // One line: a second line break would smuggle in a second signature.
-            if line.matches('\n').count() != 1 {
-                continue;
-            }
-            let with = format!("{note}{line}");
-            for w in self.witnesses.values() {
-                if cosigned.contains_key(w.key.name()) {
-                    continue;
-                }
-                if let Ok(at) = w.key.verify(&with) {
-                    cosigned.insert(w.key.name().to_owned(), at);
-                }
+            let verified = line.matches('\n').count() == 1
+                && claimed.is_some_and(|name| {
+                    let w = &self.witnesses[name];
+                    match w.key.verify(&format!("{note}{line}")) {
+                        Ok(at) => {
+                            cosigned.entry(name.to_owned()).or_insert(at);
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                });
+            if let Some(name) = claimed.filter(|_| !verified) {
+                forged.insert(name.to_owned());
             }
         }
         let names = cosigned.keys().cloned().collect();
         Witnessed {
             met: self.satisfied_by(&names),
             cosigned,
+            forged,
         }
     }
 }
@@ -411,12 +431,29 @@ mod tests {
             300,
         );
         let smuggled = format!("{}{good2}", good1);
-        let found = policy.check(&note, &[good1.clone(), forged, other_note, smuggled]);
+        let stranger = signer("w9", 5).cosign(text, 300);
+        let found = policy.check(
+            &note,
+            &[
+                good1.clone(),
+                forged,
+                other_note,
+                smuggled,
+                stranger.clone(),
+            ],
+        );
         assert_eq!(found.names(), "w1");
         assert!(!found.met, "w2's only valid line was smuggled behind w1's");
-        let found = policy.check(&note, &[good2.trim_end().to_owned(), good1]);
+        assert_eq!(
+            found.forged,
+            names(&["w1", "w2"]),
+            "the impostor's, the other note's and the smuggled lines name w1 and w2; w9 is unknown"
+        );
+        let found = policy.check(&note, &[good2.trim_end().to_owned(), good1, stranger]);
         assert!(found.met);
+        assert!(found.forged.is_empty(), "{:?}", found.forged);
         assert_eq!(found.earliest(), Some(100));
+        assert_eq!(found.newest(), Some(200));
         assert_eq!(found.names(), "w1, w2");
         assert!(!policy.check(&note, &[]).met);
     }

@@ -7,7 +7,8 @@
 //! `Sync` faithful to the protocol (every entry from `from_seq`, bodies withheld outside the
 //! request's filter, then a `SyncProgress`; `OUT_OF_RANGE` beyond the log) unless the case makes
 //! it lie, checkpoints re-signed with the hub's own key over the bent log, consistency proofs
-//! computed over it, and whatever member directory the case wants.
+//! computed over it, whatever member directory the case wants, and whatever witness cosignature
+//! lines it makes up (it holds no witness's key).
 
 use super::TestHub;
 use coalition_hub::log::{CheckpointSigner, MemoryTree, TreeSize, consistency_proof, root};
@@ -29,6 +30,10 @@ use tonic::{Request, Response, Status};
 /// faithful hub would send for the bent log, it changes them.
 pub type SyncLie = Arc<dyn Fn(&pb::SyncRequest, &mut Vec<pb::SyncResponse>) + Send + Sync>;
 
+/// The witness cosignature lines a hostile hub serves with a checkpoint, given the checkpoint's
+/// note text (what a cosignature covers).
+pub type CosignatureLie = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
+
 /// What a hostile hub serves.
 #[derive(Clone)]
 pub struct Bent {
@@ -42,6 +47,9 @@ pub struct Bent {
     pub checkpoint_cap: Option<u64>,
     /// Answers every `Sync` with this error instead.
     pub sync_error: Option<(tonic::Code, String)>,
+    /// Serves these cosignature lines with each checkpoint (none if unset: it holds no
+    /// witness's key).
+    pub cosignatures: Option<CosignatureLie>,
 }
 
 impl Bent {
@@ -53,7 +61,14 @@ impl Bent {
             sync_lie: None,
             checkpoint_cap: None,
             sync_error: None,
+            cosignatures: None,
         }
+    }
+
+    /// The same, serving `lines(note text)` as each checkpoint's cosignatures.
+    pub fn cosigned(mut self, lines: impl Fn(&str) -> Vec<String> + Send + Sync + 'static) -> Self {
+        self.cosignatures = Some(Arc::new(lines));
+        self
     }
 
     /// The same, with `Sync` lying as `lie` says.
@@ -150,6 +165,16 @@ pub async fn export(t: &TestHub) -> Export {
     }
 }
 
+/// The Merkle tree of a (possibly bent) log, from its entries' recorded ids and receipt times.
+pub fn tree_of(log: &[pb::SyncEntry]) -> MemoryTree {
+    let mut tree = MemoryTree::new();
+    for entry in log {
+        let id = StatementId::from_slice(&entry.statement_id).expect("a 32-byte id");
+        tree.append(&coalition_hub::store::leaf_data(&id, entry.received_at_ms));
+    }
+    tree
+}
+
 /// `entries` renumbered from 0, as a log whose entries were inserted or dropped claims them.
 pub fn renumbered(entries: impl IntoIterator<Item = pb::SyncEntry>) -> Vec<pb::SyncEntry> {
     entries
@@ -200,11 +225,16 @@ impl State {
             .signer
             .sign(TreeSize(size), root)
             .map_err(|e| Status::internal(e.to_string()))?;
+        let cosignatures = self
+            .bent
+            .cosignatures
+            .as_ref()
+            .map_or_else(Vec::new, |lines| lines(&signed.checkpoint().body()));
         Ok(pb::SignedCheckpoint {
             tree_size: size,
             root_hash: root.0.to_vec(),
             note: signed.into_note(),
-            cosignatures: Vec::new(),
+            cosignatures,
         })
     }
 }
@@ -415,11 +445,7 @@ pub struct HostileHub {
 impl HostileHub {
     /// Serves `bent` with `honest`'s TLS certificate and checkpoint key.
     pub async fn serve(honest: &TestHub, bent: Bent) -> HostileHub {
-        let mut tree = MemoryTree::new();
-        for entry in &bent.log {
-            let id = StatementId::from_slice(&entry.statement_id).expect("a 32-byte id");
-            tree.append(&coalition_hub::store::leaf_data(&id, entry.received_at_ms));
-        }
+        let tree = tree_of(&bent.log);
         let service = Service(Arc::new(State {
             bent,
             tree,
