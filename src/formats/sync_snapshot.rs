@@ -592,6 +592,11 @@ fn csv_fields<'a>(
     Ok(fields)
 }
 
+/// The longest CSV record read (a statement is at most 16 MiB, and one row holds one of its
+/// hashes): a quote left open in a damaged output stops the pass here instead of reading the
+/// rest of the file into memory.
+const MAX_CSV_RECORD: usize = 16 * 1024 * 1024;
+
 /// A CSV record's bytes as read: its line(s), line break included.
 struct RawRecord {
     bytes: Vec<u8>,
@@ -609,6 +614,12 @@ impl RawRecord {
             let from = self.bytes.len();
             if input.read_until(b'\n', &mut self.bytes)? == 0 {
                 return Ok(!self.bytes.is_empty());
+            }
+            if self.bytes.len() > MAX_CSV_RECORD {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a CSV record of the sync output is longer than 16 MiB (a quote left open?)",
+                ));
             }
             self.quoted |= memchr::memchr(b'"', &self.bytes[from..]).is_some();
             // Quotes come in pairs outside a quoted field, `""` inside one: an odd count means
