@@ -612,6 +612,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
     // The same statements through SubmitBatch (a hub without it answers UNIMPLEMENTED: skipped).
     let mut batch_rates = Vec::new();
     let mut batch_cpu = Vec::new();
+    let (batch, batches_in_flight) = batching();
     for run in 0..runs {
         let (_data, hub) = fresh_hub(env).await?;
         let cpu = hub.cpu()?;
@@ -629,7 +630,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
         let r = n as f64 / took.as_secs_f64();
         let us = cpu.as_secs_f64() * 1e6 / n as f64;
         println!(
-            "  run {run}, SubmitBatch of {BATCH}, {BATCHES_IN_FLIGHT} in flight per connection: {} statements/s; hub CPU {us:.0} us per statement; hub VmRSS {} MiB after",
+            "  run {run}, SubmitBatch of {batch}, {batches_in_flight} in flight per connection: {} statements/s; hub CPU {us:.0} us per statement; hub VmRSS {} MiB after",
             fmt_rate(r),
             after.rss_kib / 1024,
         );
@@ -641,7 +642,7 @@ async fn small_statements(env: &Env, n: usize, table: &mut Table) -> Result<()> 
         let us = median(&mut batch_cpu);
         table.row(
             format!(
-                "single-hash statements, SubmitBatch of {BATCH}, {SMALL_CONNECTIONS} conn x {BATCHES_IN_FLIGHT} batches in flight"
+                "single-hash statements, SubmitBatch of {batch}, {SMALL_CONNECTIONS} conn x {batches_in_flight} batches in flight"
             ),
             format!("{} statements/s", fmt_rate(r)),
             format!("{n} per run; hub CPU {us:.0} us per statement"),
@@ -918,13 +919,26 @@ fn self_rss_kib() -> Result<u64> {
         .ok_or_else(|| anyhow!("no VmRSS in /proc/self/status"))
 }
 
-/// Envelopes per SubmitBatch call in the small-statement bench.
-const BATCH: usize = 128;
-/// SubmitBatch calls in flight per connection.
-const BATCHES_IN_FLIGHT: usize = 8;
+/// Envelopes per SubmitBatch call in the small-statement bench (`HUB_BENCH_BATCH`, default
+/// 128) and SubmitBatch calls in flight per connection (`HUB_BENCH_BATCHES_IN_FLIGHT`,
+/// default 8). `HUB_BENCH_BATCH=64 HUB_BENCH_BATCHES_IN_FLIGHT=1` keeps 64 statements in
+/// flight per connection, as many as the single-`Submit` mode.
+fn batching() -> (usize, usize) {
+    let var = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(default)
+    };
+    (
+        var("HUB_BENCH_BATCH", 128),
+        var("HUB_BENCH_BATCHES_IN_FLIGHT", 8),
+    )
+}
 
 /// How [`submit_pooled`] sends statements: one `Submit` each, or `SubmitBatch` calls of
-/// [`BATCH`].
+/// [`batching`].
 #[derive(Clone, Copy)]
 enum Via {
     Submit,
@@ -993,7 +1007,7 @@ impl Statements {
 
 /// Submits every envelope of `pool` over [`SMALL_CONNECTIONS`] connections, `via` single
 /// Submits ([`SMALL_IN_FLIGHT`] calls in flight on each connection) or SubmitBatch calls
-/// ([`BATCHES_IN_FLIGHT`] in flight); returns the wall time. Every statement must be
+/// ([`batching`]); returns the wall time. Every statement must be
 /// acknowledged as new.
 async fn submit_pooled(
     env: &Env,
@@ -1017,7 +1031,7 @@ async fn submit_statements(
     use std::sync::atomic::Ordering::Relaxed;
     let (per_call, in_flight) = match via {
         Via::Submit | Via::ListMembers => (1, SMALL_IN_FLIGHT),
-        Via::Batch => (BATCH, BATCHES_IN_FLIGHT),
+        Via::Batch => batching(),
     };
     let tls = env.certs.member_tls(&env.submitter)?;
     let mut clients = Vec::with_capacity(SMALL_CONNECTIONS);
@@ -1077,7 +1091,7 @@ async fn flood(env: &Env, secs: u64, limit: usize, via: Via, table: &mut Table) 
     use std::sync::atomic::Ordering::Relaxed;
     let how = match via {
         Via::Submit => format!("{SMALL_IN_FLIGHT} Submits"),
-        Via::Batch => format!("{BATCHES_IN_FLIGHT} SubmitBatch calls"),
+        Via::Batch => format!("{} SubmitBatch calls", batching().1),
         Via::ListMembers => format!("{SMALL_IN_FLIGHT} ListMembers calls"),
     };
     println!(
@@ -1115,6 +1129,28 @@ async fn flood(env: &Env, secs: u64, limit: usize, via: Via, table: &mut Table) 
         }
     };
     let n = acknowledged.load(Relaxed);
+    // The hub writes its matching snapshot once the log is quiet: wait (at most 10 minutes)
+    // for that write, so the readings below cover it, then for the memory to settle.
+    let log = env.root.path().join("hub.log");
+    let written = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .map(|text| text.matches("matching snapshot written").count())
+            .unwrap_or(0)
+    };
+    let snapshots = written(&log);
+    let quiet = Instant::now();
+    while written(&log) == snapshots && quiet.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "  matching snapshot {} {:.1} s after the last acknowledgement",
+        if written(&log) > snapshots {
+            "written"
+        } else {
+            "NOT written"
+        },
+        quiet.elapsed().as_secs_f64()
+    );
     let after = hub.settle().await?;
     hub.stop()?;
     let grew = bytes_per(after.rss_kib.saturating_sub(before.rss_kib), n);

@@ -57,7 +57,8 @@ pub struct Found<'a> {
 }
 
 /// The indexed corpus. Cloning shares the PDQ segments (immutable, behind `Arc`) and copies
-/// the rest (slots, exact maps, provenance): what a snapshot writer takes.
+/// the rest (slots, exact maps, provenance); the hub's snapshot writer encodes it in place
+/// under a read lock instead (`server/indexer.rs`).
 #[derive(Clone, Debug, Default)]
 pub struct Corpus {
     matcher: Matcher,

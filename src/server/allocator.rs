@@ -1,8 +1,8 @@
 //! The hub process's allocator settings: what keeps whole-process memory near what the hub
 //! holds (docs/ARCHITECTURE.md, "Memory model").
 //!
-//! The matching index is rebuilt in the background in large arrays (segment merges, snapshot
-//! copies: tens to hundreds of MB each) that live for a while and are then freed. glibc's
+//! The matching index is rebuilt in the background in large arrays (segment merges: tens to
+//! hundreds of MB each) that live for a while and are then freed. glibc's
 //! malloc raises its mmap threshold to the size of each large block freed (up to 32 MiB), so
 //! later blocks of that size come from the heap arenas instead of their own mappings, and the
 //! arenas keep what is freed in their middle: measured at 10M PDQ hashes, the hub that ingested

@@ -71,7 +71,7 @@ pub fn start(
         let _ = merger.await;
         // A snapshot write under way finishes before the store is let go.
         if let Some(writing) = saved.writing.take() {
-            let _ = writing.await;
+            let _ = writing.task.await;
         }
         drop(tracked);
     });
@@ -122,6 +122,9 @@ async fn run(
     let mut loading = true;
     loop {
         let target = *sizes.borrow_and_update();
+        // The log grew: a snapshot being encoded gives the read lock up before the first step
+        // asks for the write lock.
+        saved.abandon_writing();
         loop {
             // Nobody reads the corpus any more: stop, even in the middle of a long start-up load.
             if indexed.is_closed() {
@@ -181,14 +184,15 @@ async fn run(
         }
         // Stop with the server: once every `Matching` handle is gone nobody reads the corpus,
         // and the task must not keep the store (and its file lock) alive. While the log is
-        // quiet, the snapshot is brought up to date.
+        // quiet, the snapshot is brought up to date; a write under way gives way when the log
+        // grows again.
         loop {
             tokio::select! {
                 changed = sizes.changed() => if changed.is_err() { return } else { break },
                 () = indexed.closed() => return,
                 () = tokio::time::sleep(SNAPSHOT_IDLE), if snapshot.is_some() => {
                     if let Some(path) = &snapshot {
-                        save_if_due(&store, &corpus, path, saved);
+                        save_if_due(&store, &corpus, path, saved).await;
                     }
                 }
             }
@@ -301,20 +305,69 @@ fn worth_rewriting(covered: u64, next: u64, at: Option<std::time::Instant>) -> b
             || at.is_none_or(|at| at.elapsed() >= SNAPSHOT_STALE))
 }
 
-/// What the last snapshot covers, when it was started, how long the last write took, and the
-/// write under way.
+/// What the last snapshot covers, when the last attempt started and how long it took, and
+/// the write under way.
 #[derive(Default)]
 struct Saved {
     entries: u64,
     at: Option<std::time::Instant>,
     took: std::time::Duration,
-    took_shared: Arc<std::sync::Mutex<std::time::Duration>>,
-    writing: Option<tokio::task::JoinHandle<()>>,
+    writing: Option<Writing>,
     /// Set once an erasure removed hashes from the corpus (docs/PROTOCOL.md §2.8): the
     /// removed hashes would still be in a snapshot written from it, so none is written (and
     /// the file is deleted) until the hub restarts and indexes the log, whose erased bodies
     /// are gone.
     erased: Arc<AtomicBool>,
+}
+
+/// A snapshot write under way: its task, and the flag that makes it give up.
+struct Writing {
+    task: tokio::task::JoinHandle<Attempt>,
+    abandon: Arc<AtomicBool>,
+}
+
+/// How a snapshot write ended.
+enum Attempt {
+    /// Written, covering this many entries.
+    Written {
+        entries: u64,
+        took: std::time::Duration,
+    },
+    /// Given up because the log grew (the indexer needed the lock) or it failed.
+    NotWritten { took: std::time::Duration },
+}
+
+impl Saved {
+    /// Tells the write under way, if any, to give the corpus's read lock up at its next
+    /// buffer (at most [`SNAPSHOT_BUFFER`] of encoding later): the indexer is about to take
+    /// the write lock, and a writer queued behind a long read would hold up every search.
+    fn abandon_writing(&self) {
+        if let Some(writing) = &self.writing {
+            writing.abandon.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes the outcome of a write that has ended; false while one is still under way.
+    async fn settle_writing(&mut self) -> bool {
+        let Some(writing) = &self.writing else {
+            return true;
+        };
+        if !writing.task.is_finished() {
+            return false;
+        }
+        let Some(writing) = self.writing.take() else {
+            return true;
+        };
+        match writing.task.await {
+            Ok(Attempt::Written { entries, took }) => {
+                self.entries = entries;
+                self.took = took;
+            }
+            Ok(Attempt::NotWritten { took }) => self.took = took,
+            Err(_) => {}
+        }
+        true
+    }
 }
 
 /// Loads the snapshot at `path` if it is intact and covers a prefix of this log (same root);
@@ -416,87 +469,129 @@ fn temporary(path: &Path) -> PathBuf {
 }
 
 /// Starts writing the snapshot if the corpus grew enough since the last one
-/// ([`worth_rewriting`]), no merge is pending, no
-/// write is under way and the spacing rule allows it. The corpus is copied under a short read
-/// lock (the PDQ segments are shared, not copied) and written by another task, so the indexer
-/// goes on meanwhile. Written to a temporary file, synced, then renamed over the old one, so a
-/// crash at any point leaves the old snapshot or the new one, whole.
-fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: &mut Saved) {
-    if let Some(writing) = &saved.writing {
-        if !writing.is_finished() {
-            return;
-        }
-        saved.writing = None;
-    }
-    if saved.erased.load(Ordering::SeqCst) {
+/// ([`worth_rewriting`]), no merge is pending, no write is under way and the spacing rule
+/// allows it.
+///
+/// The corpus is encoded under a read lock, not copied: searches go on, and a copy would
+/// double the memory of a large corpus for the length of the write (at 10M single-hash
+/// statements ~1.3 GiB of exact maps, slots and provenance). Merges cannot change it (none is
+/// pending) and the indexer, its only other writer, first abandons the write when the log
+/// grows ([`Saved::abandon_writing`]), so a new entry waits for at most one buffer of
+/// encoding; the write is tried again at the next quiet moment. The lock is released before
+/// the file is synced and renamed over the old one, so a crash at any point leaves the old
+/// snapshot or the new one, whole.
+async fn save_if_due(store: &Store, corpus: &Arc<RwLock<Corpus>>, path: &Path, saved: &mut Saved) {
+    if !saved.settle_writing().await || saved.erased.load(Ordering::SeqCst) {
         return;
     }
+    // Abandoned and failed attempts count too: at most 1/20 of the time goes to writing.
     if saved
         .at
         .is_some_and(|at| at.elapsed() < saved.took * SNAPSHOT_SPACING)
     {
         return;
     }
-    let copy = match corpus.read() {
-        Ok(c)
-            if worth_rewriting(saved.entries, c.next_seq(), saved.at)
-                && c.merge_plan().is_none()
-                && c.idle_merge_plan().is_none() =>
-        {
-            c.clone()
-        }
-        _ => return,
-    };
-    let (store, target) = (store.clone(), path.to_owned());
+    let due = corpus.read().is_ok_and(|c| {
+        worth_rewriting(saved.entries, c.next_seq(), saved.at)
+            && c.merge_plan().is_none()
+            && c.idle_merge_plan().is_none()
+    });
+    if !due {
+        return;
+    }
+    let (store, corpus, target) = (store.clone(), corpus.clone(), path.to_owned());
     let started = std::time::Instant::now();
-    // Counted as written when it starts: a failed write is retried after the spacing.
-    saved.entries = copy.next_seq();
     saved.at = Some(started);
-    let took = saved.took_shared.clone();
+    let abandon = Arc::new(AtomicBool::new(false));
     let erased = saved.erased.clone();
-    saved.writing = Some(tokio::task::spawn_blocking(move || {
-        let written = write_snapshot(&store, &copy, &target);
+    let stop = abandon.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let written = write_snapshot(&store, &corpus, &target, &stop);
         // An erasure during the write: the indexer deleted the old file, this one goes too.
         if erased.load(Ordering::SeqCst) {
             remove_snapshot(&target);
         }
-        drop(copy);
-        super::allocator::release_free_memory();
-        let elapsed = started.elapsed();
-        if let Ok(mut t) = took.lock() {
-            *t = elapsed;
-        }
+        let took = started.elapsed();
         match written {
-            Ok(size) => {
+            Ok(entries) => {
                 metrics::histogram!("coalition_match_snapshot_write_seconds")
-                    .record(elapsed.as_secs_f64());
+                    .record(took.as_secs_f64());
                 tracing::info!(
-                    size,
-                    seconds = elapsed.as_secs_f64(),
+                    size = entries,
+                    seconds = took.as_secs_f64(),
                     "matching snapshot written"
                 );
+                Attempt::Written { entries, took }
+            }
+            Err(_) if stop.load(Ordering::SeqCst) => {
+                tracing::debug!("matching snapshot abandoned: the log grew while it was written");
+                Attempt::NotWritten { took }
             }
             Err(e) => {
-                tracing::warn!(path = %target.display(), "writing the matching snapshot failed: {e}")
+                tracing::warn!(path = %target.display(), "writing the matching snapshot failed: {e}");
+                Attempt::NotWritten { took }
             }
         }
-    }));
-    if let Ok(t) = saved.took_shared.lock() {
-        saved.took = *t;
+    });
+    saved.writing = Some(Writing { task, abandon });
+}
+
+/// The most bytes of snapshot encoding between two looks at the abandon flag.
+const SNAPSHOT_BUFFER: usize = 1 << 20;
+
+/// The snapshot file as the encoder writes it: each write is at most [`SNAPSHOT_BUFFER`]
+/// bytes and fails once `abandon` is set.
+struct Abandonable<'a> {
+    file: std::fs::File,
+    abandon: &'a AtomicBool,
+}
+
+impl std::io::Write for Abandonable<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.abandon.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("abandoned: the log grew"));
+        }
+        self.file.write(&buf[..buf.len().min(SNAPSHOT_BUFFER)])
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
-fn write_snapshot(store: &Store, corpus: &Corpus, path: &Path) -> Result<u64, String> {
-    let covers = snapshot::Covers {
-        log_size: corpus.next_seq(),
-        root: store.root(corpus.next_seq()).map_err(|e| e.to_string())?.0,
-    };
-    tracing::info!(size = covers.log_size, "writing the matching snapshot");
+/// Encodes the corpus under its read lock into a temporary file, then (lock released)
+/// syncs it and renames it over `path`; returns the entries it covers. Fails, leaving the old
+/// file, once `abandon` is set during the encoding.
+fn write_snapshot(
+    store: &Store,
+    corpus: &RwLock<Corpus>,
+    path: &Path,
+    abandon: &AtomicBool,
+) -> Result<u64, String> {
     let tmp = temporary(path);
     let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    snapshot::write(corpus, &covers, &mut out).map_err(|e| e.to_string())?;
-    let file = out.into_inner().map_err(|e| e.to_string())?;
+    let out = Abandonable { file, abandon };
+    let mut out = std::io::BufWriter::with_capacity(SNAPSHOT_BUFFER, out);
+    let encoded = corpus.read().map_err(|e| e.to_string()).and_then(|corpus| {
+        let covers = snapshot::Covers {
+            log_size: corpus.next_seq(),
+            root: store.root(corpus.next_seq()).map_err(|e| e.to_string())?.0,
+        };
+        tracing::info!(size = covers.log_size, "writing the matching snapshot");
+        snapshot::write(&corpus, &covers, &mut out).map_err(|e| e.to_string())?;
+        Ok(covers.log_size)
+    });
+    let file = match encoded.and_then(|size| {
+        let out = out.into_inner().map_err(|e| e.error().to_string())?;
+        Ok((size, out.file))
+    }) {
+        Ok(written) => written,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let (size, file) = file;
     file.sync_all().map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
     if let Some(dir) = path.parent() {
@@ -504,7 +599,8 @@ fn write_snapshot(store: &Store, corpus: &Corpus, path: &Path) -> Result<u64, St
             .and_then(|d| d.sync_all())
             .map_err(|e| e.to_string())?;
     }
-    Ok(covers.log_size)
+    super::allocator::release_free_memory();
+    Ok(size)
 }
 
 /// Indexes up to `STEP` entries from the corpus's position towards `target` and returns the
@@ -591,6 +687,48 @@ fn index_step(
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    /// A snapshot write told to give way fails, leaves the old file as it was and removes its
+    /// temporary; one not told to writes a snapshot that loads. Each write to the file is at
+    /// most one buffer, so the flag is looked at within one buffer of encoding.
+    #[test]
+    fn an_abandoned_snapshot_write_leaves_the_old_file_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("data"), &Default::default()).expect("store");
+        let corpus = RwLock::new(Corpus::new());
+        let path = dir.path().join("matching-index.bin");
+        assert_eq!(
+            write_snapshot(&store, &corpus, &path, &AtomicBool::new(false)),
+            Ok(0)
+        );
+        let written = std::fs::read(&path).expect("snapshot written");
+        let (_, covers) =
+            snapshot::read(&written[..], written.len() as u64).expect("snapshot reads");
+        assert_eq!(covers.log_size, 0);
+
+        std::fs::write(&path, b"the old snapshot").expect("old file");
+        let refused = write_snapshot(&store, &corpus, &path, &AtomicBool::new(true));
+        assert!(refused.is_err_and(|e| e.contains("abandoned")));
+        assert_eq!(
+            std::fs::read(&path).ok(),
+            Some(b"the old snapshot".to_vec())
+        );
+        assert!(!temporary(&path).exists());
+
+        let flag = AtomicBool::new(false);
+        let file = std::fs::File::create(dir.path().join("capped")).expect("file");
+        let mut out = Abandonable {
+            file,
+            abandon: &flag,
+        };
+        let big = vec![7u8; 3 * SNAPSHOT_BUFFER];
+        assert_eq!(
+            std::io::Write::write(&mut out, &big).ok(),
+            Some(SNAPSHOT_BUFFER)
+        );
+        flag.store(true, Ordering::SeqCst);
+        assert!(std::io::Write::write(&mut out, &big).is_err());
+    }
 
     /// A first snapshot is written for any entry; a recent one is rewritten once the tail
     /// reaches 1% of what it covers, an old one (or one this process did not write) for any.
