@@ -12,4 +12,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CRASH_LOOP_KILLS="${CRASH_LOOP_KILLS:-20}"
 export CRASH_LOOP_MAX_UP_MS="${CRASH_LOOP_MAX_UP_MS:-2000}"
-exec cargo test --locked --test crash_loop -- --nocapture
+exec cargo test --locked --test integration crash_loop:: -- --nocapture

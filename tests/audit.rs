@@ -1,7 +1,7 @@
 //! The Audit service over real mutual TLS: checkpoints, inclusion and consistency proofs,
 //! entry ranges, bad input, persistence and access control.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, hashes};
 use coalition_hub::governance::admission;

@@ -1,7 +1,7 @@
 //! The offline verifier against real logs: an honest export verifies; every kind of tampering
 //! with the store or the export fails, naming the entry or checkpoint.
 
-mod common;
+use crate::common;
 
 use coalition_hub::audit::bundle::MAX_COSIGNATURE_LINES;
 use coalition_hub::audit::bundle::{BundleReader, BundleWriter, Record};

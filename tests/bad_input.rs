@@ -1,7 +1,7 @@
 //! Bad input over real mutual TLS: each case gets the documented gRPC status with a message
 //! naming the problem, and nothing is stored.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::pb;

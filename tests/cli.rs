@@ -1,8 +1,7 @@
 //! The `coalition` binary end to end: PKI, offline bootstrap, serve, admin over mTLS, submit a
 //! CSV, sync to JSON Lines with a cursor, resume, and one-line errors with non-zero exits.
 
-#[path = "common/serve.rs"]
-mod serve;
+use crate::serve;
 
 use serve::{coalition, fails, ok, ok_with_stderr};
 

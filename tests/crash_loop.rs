@@ -13,8 +13,7 @@
 //! default 800), `CRASH_LOOP_SEED` (default: from the clock; printed, so a failure can be
 //! replayed with the same kill moments).
 
-#[path = "common/serve.rs"]
-mod serve;
+use crate::serve;
 
 use serve::{coalition, ok};
 

@@ -3,7 +3,7 @@
 //! connections already open; a CRL that does not load leaves the previous one in force; a hub
 //! started with a CRL refuses from the start.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, ClientError};
 use coalition_hub::pb;

@@ -1,9 +1,8 @@
 //! Durability: the real `coalition` binary acknowledges submissions, is killed with SIGKILL,
 //! restarts on the same data directory, and still holds every acknowledged statement.
 
-mod common;
-#[path = "common/serve.rs"]
-mod serve;
+use crate::common;
+use crate::serve;
 
 use coalition_hub::client::Client;
 use coalition_hub::pb;

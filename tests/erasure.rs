@@ -6,7 +6,7 @@
 //! caught; a crash between logging the erasure and overwriting the body is repaired at the
 //! next start; the front door refuses what may not be erased and stores nothing.
 
-mod common;
+use crate::common;
 
 use coalition_hub::governance;
 use coalition_hub::lifecycle::Retraction;

@@ -5,7 +5,7 @@
 //! entries signed with a key after its compromise time stop matching everywhere, while the
 //! same member's earlier entries still match.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::sign_new;
 use coalition_hub::membership::{Action, KeyId, Revocation};

@@ -10,7 +10,7 @@
 //! one. Afterwards a sync against the honest hub into the same files ends with exactly the
 //! honest log's rows, each once.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;

@@ -1,7 +1,7 @@
 //! Two members over real mutual TLS: submit, idempotent resubmission, verified sync with
 //! filters and follow, statement lookup, the member directory, health and reflection.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::sign_new;
 use coalition_hub::membership::Action;

@@ -4,9 +4,8 @@
 //! resubmission `already_present` with the original receipt); a data directory of the
 //! earlier layout (ids as sled keys) is upgraded at start.
 
-mod common;
-#[path = "common/serve.rs"]
-mod serve;
+use crate::common;
+use crate::serve;
 
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::pb;

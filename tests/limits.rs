@@ -2,7 +2,7 @@
 //! documented status and a message naming it and its value, stores nothing, and leaves the hub
 //! serving other members (docs/PROTOCOL.md, "Limits").
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::ClientError;
 use coalition_hub::membership::Action;

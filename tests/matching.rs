@@ -2,7 +2,7 @@
 //! provenance, threshold edges, quality, bad input, index updates while querying, the
 //! index rebuilt from the store at start-up, and `coalition match` against a synced file.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::sign_new;
 use coalition_hub::matching::{PdqHash, brute_force};

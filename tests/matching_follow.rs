@@ -4,7 +4,7 @@
 //! loses no acknowledged statement and the restarted hub answers exactly like one that rebuilt
 //! its index from the log, and a damaged, truncated or foreign snapshot file is ignored.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::pb;

@@ -4,8 +4,7 @@
 //! own keys. Certificate requests with a bad signature or another member's subject are refused
 //! with one line and nothing issued.
 
-#[path = "common/serve.rs"]
-mod serve;
+use crate::serve;
 
 use serve::{fails, ok};
 

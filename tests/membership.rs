@@ -1,7 +1,7 @@
 //! Membership lifecycle over real mutual TLS: signed changes, quorum collected offline, key
 //! rotation and compromise, roles on every RPC, and the bad-input table.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::governance::{self, admission};

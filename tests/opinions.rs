@@ -8,7 +8,7 @@
 //! drops an opinion from a member's sync is caught; a member's snapshot keeps the states it
 //! asks for and names them.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, sign_new};
 use coalition_hub::lifecycle::{EntryState, HashKey, Opinion, Target, Verdict};

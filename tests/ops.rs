@@ -4,7 +4,7 @@
 //! access log (admins and auditors read it, members do not; counts only), `serve --config` and
 //! JSON logs.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::Client;
 use coalition_hub::governance;

@@ -5,7 +5,7 @@
 //! the announcement, or signed by anyone else, they are refused. The hub itself refuses what it
 //! cannot read.
 
-mod common;
+use crate::common;
 
 use coalition_hub::governance;
 use coalition_hub::membership::{Action, KeyId, MemberId, Role};

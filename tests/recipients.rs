@@ -7,7 +7,7 @@
 //! active members and restricted governance statements, and stores nothing; opinions on a
 //! restricted entry copy no hash, and admins judge one they cannot read by its header.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, sign_new, sign_new_for};
 use coalition_hub::governance;

@@ -6,7 +6,7 @@
 //! stores nothing; a retraction signed with a key compromised before it has no effect; a hub
 //! that keeps a retraction from a member is caught.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;

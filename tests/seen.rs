@@ -6,7 +6,7 @@
 //! hub withholding an opinion body a member may read is caught. Also `coalition match --hub`
 //! with states, tallies and `--states`, and one entry index space for risk signals.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, sign_new_for};
 use coalition_hub::lifecycle::{EntryState, HashKey, Opinion, Target, Verdict};

@@ -3,7 +3,7 @@
 //! key the log retired) and per-member quotas (RESOURCE_EXHAUSTED with retry-after, nothing
 //! stored, others unaffected, governance never blocked).
 
-mod common;
+use crate::common;
 
 use coalition_hub::audit::bundle::{BundleWriter, Record};
 use coalition_hub::audit::verify_bundle;

@@ -2,8 +2,7 @@
 //! over a running `coalition serve` handed the next key (`--next-hub-key`), after which member
 //! sync and `audit verify` pass, the old key no longer starts the hub and the new one does.
 
-#[path = "common/serve.rs"]
-mod serve;
+use crate::serve;
 
 use serve::{fails, ok};
 

@@ -4,7 +4,7 @@
 //! acknowledged statement survives; a second signal, or a grace period run out, exits at once
 //! with a non-zero code. The in-process hub (`server::spawn`) shuts down the same way.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::Client;
 use coalition_hub::pb;

@@ -3,7 +3,7 @@
 //! `SubmitBatch` acknowledges or refuses each envelope on its own, in order, exactly as Submit
 //! would; its limits are refused with the documented code and a message naming the limit.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::{Client, ClientError};
 use coalition_hub::governance;

@@ -3,8 +3,7 @@
 //! and the log holds each set exactly once; a completed submission submits nothing; changed
 //! inputs make new statements; a damaged journal is one error line.
 
-#[path = "common/serve.rs"]
-mod serve;
+use crate::serve;
 
 use serve::{coalition, ok_with_stderr as ok, one_error_line};
 

@@ -4,7 +4,7 @@
 //! entry, the genesis is pinned, `--follow` writes new rows once proven, a compromise
 //! revocation flags rows already written, and a hub restored from an old copy is behind.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;

@@ -3,7 +3,7 @@
 //! serves its tiles, and a data directory written by the earlier layout (one sled key per
 //! Merkle node) is converted once at open, also after a crash part-way through.
 
-mod common;
+use crate::common;
 
 use coalition_hub::client::sign_new;
 use coalition_hub::governance;

@@ -14,7 +14,7 @@
 //! `opinion.json` is another: alice and bob (quorum 2) quarantine entry 0 of acme's hash set.
 //! `erasure.json` is another: alice and bob (quorum 2) erase acme's hash set (§2.8).
 //!
-//! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test vectors`, only on a deliberate
+//! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test integration vectors::`, only on a deliberate
 //! protocol change (record it in CHANGELOG.md). `clients/python/check_vectors.py` checks the
 //! same files with Python's protobuf.
 

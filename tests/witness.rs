@@ -4,9 +4,8 @@
 //! two witnesses shown a split view never both cosign both branches. Its cosigned checkpoints
 //! are checked with an independent signed-note implementation (the `signed_note` crate).
 
-mod common;
-#[path = "common/serve.rs"]
-mod serve;
+use crate::common;
+use crate::serve;
 
 use std::io::{Read, Write};
 use std::path::Path;
