@@ -349,22 +349,18 @@ impl Saved {
 
     /// Takes the outcome of a write that has ended; false while one is still under way.
     async fn settle_writing(&mut self) -> bool {
-        let Some(writing) = &self.writing else {
-            return true;
-        };
-        if !writing.task.is_finished() {
+        if self.writing.as_ref().is_some_and(|w| !w.task.is_finished()) {
             return false;
         }
-        let Some(writing) = self.writing.take() else {
-            return true;
-        };
-        match writing.task.await {
-            Ok(Attempt::Written { entries, took }) => {
-                self.entries = entries;
-                self.took = took;
+        if let Some(writing) = self.writing.take() {
+            match writing.task.await {
+                Ok(Attempt::Written { entries, took }) => {
+                    self.entries = entries;
+                    self.took = took;
+                }
+                Ok(Attempt::NotWritten { took }) => self.took = took,
+                Err(_) => {}
             }
-            Ok(Attempt::NotWritten { took }) => self.took = took,
-            Err(_) => {}
         }
         true
     }
@@ -581,17 +577,17 @@ fn write_snapshot(
         snapshot::write(&corpus, &covers, &mut out).map_err(|e| e.to_string())?;
         Ok(covers.log_size)
     });
-    let file = match encoded.and_then(|size| {
+    let flushed = encoded.and_then(|size| {
         let out = out.into_inner().map_err(|e| e.error().to_string())?;
         Ok((size, out.file))
-    }) {
-        Ok(written) => written,
+    });
+    let (size, file) = match flushed {
+        Ok(flushed) => flushed,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
     };
-    let (size, file) = file;
     file.sync_all().map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
     if let Some(dir) = path.parent() {
