@@ -39,6 +39,7 @@
 pub mod audit;
 pub mod cli;
 pub mod client;
+pub mod federation;
 pub mod formats;
 pub mod fuzzing;
 pub mod governance;

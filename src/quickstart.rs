@@ -46,7 +46,11 @@ pub async fn run(certs: &Path) -> Result<()> {
         genesis.receipt.seq, genesis.receipt.statement_id
     );
     let options = crate::server::ServeOptions::for_store(&store, dir.hub_signing_key()?)?;
-    let checkpoint_key = options.checkpoint_signer.verifier_key().clone();
+    let checkpoint_key = options
+        .checkpoint_signer
+        .as_ref()
+        .map(|s| s.verifier_key().clone())
+        .context("a founded hub signs its checkpoints")?;
     let hub = crate::server::spawn("127.0.0.1:0", store, dir.hub_tls()?, options).await?;
     let addr = hub.addr.to_string();
     println!(

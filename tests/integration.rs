@@ -25,6 +25,7 @@ mod matching;
 mod matching_follow;
 mod member_keys;
 mod membership;
+mod mirror;
 mod opinions;
 mod ops;
 mod protocol_version;

@@ -15,6 +15,7 @@ use crate::client::Client;
 use crate::membership::MemberId;
 use crate::pki::CertDir;
 use crate::server::shutdown::Signals;
+use crate::statement::StatementId;
 use crate::store::{Store, StoreConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -180,6 +181,26 @@ struct ServeArgs {
     /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object a line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve as a read-only mirror of the hub at ADDR: follow its log (every entry verified
+    /// and proven in its signed checkpoints before it is written), copy its checkpoints, and
+    /// serve Sync, Match and the audit RPCs to its members; every write is refused. Needs
+    /// --upstream-as, and --genesis for an empty data directory. No hub key is used.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["hub_key", "next_hub_key", "catch_up_from"])]
+    mirror_of: Option<String>,
+    /// Disaster recovery: before serving, copy the entries and checkpoints this hub's data
+    /// directory is missing (a backup restored) from a mirror of its own log at ADDR, each
+    /// verified and proven in this hub's own signed checkpoints. Fails to start if ADDR
+    /// cannot be reached. Needs --upstream-as.
+    #[arg(long, value_name = "ADDR")]
+    catch_up_from: Option<String>,
+    /// The member (holding the `auditor` role on the upstream hub) to call --mirror-of or
+    /// --catch-up-from as: its certificate is <certs>/members/<ID>.pem and .key.
+    #[arg(long, value_name = "ID")]
+    upstream_as: Option<String>,
+    /// The genesis statement id (64 hex) of the hub an empty mirror follows; checked against
+    /// the data directory's genesis otherwise.
+    #[arg(long, value_name = "ID", requires = "mirror_of")]
+    genesis: Option<String>,
     /// A TOML file setting any of these flags (keys = flag names without `--`, e.g.
     /// `listen = "0.0.0.0:50051"`); flags on the command line win; unknown keys are refused.
     #[arg(long, env = "COALITION_CONFIG", value_name = "FILE")]
@@ -401,6 +422,35 @@ async fn init(args: InitArgs) -> Result<()> {
     Ok(())
 }
 
+/// Copies what `store` is missing from `upstream` before serving: the first copy of a new
+/// mirror (an unreachable upstream is retried for up to a minute) or a recovery (`recovery`:
+/// the upstream must be reached at once, since the hub must not serve an old copy).
+async fn catch_up(
+    store: &Store,
+    upstream: crate::federation::Upstream,
+    recovery: bool,
+) -> Result<()> {
+    use crate::federation::{FollowError, Follower, Round};
+    let addr = upstream.addr.clone();
+    let mut follower = Follower::new(store.clone(), upstream).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match follower.catch_up().await {
+            Ok(Round::Waiting) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            Ok(_) => break,
+            Err(FollowError::Unavailable { reason, .. })
+                if !recovery && std::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(%addr, "waiting for the upstream: {reason}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(%addr, entries = store.log_size(), "caught up with the upstream");
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     // A process-wide choice, so made here at the process edge (see its module).
     crate::server::allocator::configure();
@@ -412,6 +462,31 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let store = Store::open(&args.data, &config)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    let upstream = |addr: &String| -> Result<crate::federation::Upstream> {
+        let id = args.upstream_as.as_deref().with_context(|| {
+            format!("--upstream-as ID: the member (auditor role) to call {addr} as")
+        })?;
+        let genesis = args
+            .genesis
+            .as_deref()
+            .map(|g| {
+                StatementId::from_hex(g)
+                    .with_context(|| format!("--genesis '{g}' is not a 64-hex statement id"))
+            })
+            .transpose()?;
+        Ok(crate::federation::Upstream {
+            addr: addr.clone(),
+            tls: certs.member_tls(&MemberId::parse(id)?)?,
+            genesis,
+        })
+    };
+    if let Some(addr) = args.mirror_of.as_ref().or(args.catch_up_from.as_ref()) {
+        // A new mirror (nothing to serve yet) or a recovery: copy before serving.
+        let initial = store.registry().coalition().is_none() || args.catch_up_from.is_some();
+        if initial {
+            catch_up(&store, upstream(addr)?, args.catch_up_from.is_some()).await?;
+        }
+    }
     if store.registry().coalition().is_none() {
         anyhow::bail!(
             "{} holds no hub: found one first with `coalition init --data {0}`",
@@ -419,16 +494,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     let options = {
-        let hub_key = match &args.hub_key {
-            Some(file) => crate::pki::load_signing_key(file)?,
-            None => certs.hub_signing_key()?,
+        let mut o = match &args.mirror_of {
+            Some(addr) => crate::server::ServeOptions::mirror(Some(upstream(addr)?)),
+            None => {
+                let hub_key = match &args.hub_key {
+                    Some(file) => crate::pki::load_signing_key(file)?,
+                    None => certs.hub_signing_key()?,
+                };
+                let next = args
+                    .next_hub_key
+                    .as_deref()
+                    .map(crate::pki::load_signing_key)
+                    .transpose()?;
+                crate::server::ServeOptions::for_store_rotating(&store, hub_key, next)?
+            }
         };
-        let next = args
-            .next_hub_key
-            .as_deref()
-            .map(crate::pki::load_signing_key)
-            .transpose()?;
-        let mut o = crate::server::ServeOptions::for_store_rotating(&store, hub_key, next)?;
         o.crl = args.crl.clone();
         o.crl_grace = args.crl_grace;
         o.checkpoints = crate::server::CheckpointPolicy {
@@ -460,7 +540,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), checkpoint_key = %options.checkpoint_signer.verifier_key(), "hub serving");
+    match (&options.checkpoint_signer, &args.mirror_of) {
+        (Some(signer), _) => {
+            tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), checkpoint_key = %signer.verifier_key(), "hub serving")
+        }
+        (None, upstream) => {
+            tracing::info!(%addr, data = %args.data.display(), entries = store.log_size(), mirror_of = ?upstream, "read-only mirror serving")
+        }
+    }
     if let Some(crl) = &args.crl {
         tracing::info!(crl = %crl.display(), "refusing certificates that CRL revokes");
     }

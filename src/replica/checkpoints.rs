@@ -443,6 +443,20 @@ impl super::Replica {
         self.checkpoints.claim(note, self.size(), self.root())
     }
 
+    /// Verifies the signature of a checkpoint of at most the entries replayed, with the hub
+    /// key the log names for its size (a copy of a hub's earlier checkpoints: the caller
+    /// checks its root against the log it holds).
+    pub fn signed_checkpoint(
+        &self,
+        note: &str,
+    ) -> Result<crate::log::SignedCheckpoint, ReplicaError> {
+        let size = note_size(note).map_err(|reason| {
+            ReplicaError::new(Location::Input, Fault::CheckpointSignature(reason))
+        })?;
+        self.checkpoints
+            .verify(note, Location::Checkpoint(size), size, self.size())
+    }
+
     /// Accepts a checkpoint with the proofs [`CheckpointClaim::needs`] asked for, in order:
     /// every entry replayed is then proven in it, and it becomes the checkpoint later ones
     /// must extend. Returns the number of entries proven.

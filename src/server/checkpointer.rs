@@ -76,7 +76,15 @@ type Reply = oneshot::Sender<Result<PublishedCheckpoint, Result<PublishError, St
 /// A handle on the publishing task. When every handle is gone, the task ends.
 #[derive(Clone)]
 pub struct Checkpointer {
-    requests: mpsc::Sender<Reply>,
+    publisher: Publisher,
+}
+
+#[derive(Clone)]
+enum Publisher {
+    /// The publishing task's inbox.
+    Signing(mpsc::Sender<Reply>),
+    /// A mirror publishes nothing: the latest checkpoint copied from its upstream.
+    Copying(Store),
 }
 
 impl Checkpointer {
@@ -97,14 +105,34 @@ impl Checkpointer {
             run(store, signers, policy, rx, health).await;
             drop(tracked);
         });
-        Checkpointer { requests: tx }
+        Checkpointer {
+            publisher: Publisher::Signing(tx),
+        }
+    }
+
+    /// A mirror's: `refresh` answers the latest checkpoint copied into `store` (the mirror's
+    /// log never runs ahead of its upstream's checkpoints for long: see `federation`).
+    pub fn copying(store: Store) -> Self {
+        Checkpointer {
+            publisher: Publisher::Copying(store),
+        }
     }
 
     /// The latest checkpoint, after publishing a new one if the log grew since the last.
     /// Concurrent calls share one publication.
     pub async fn refresh(&self) -> Result<PublishedCheckpoint, PublishError> {
+        let requests = match &self.publisher {
+            Publisher::Signing(requests) => requests,
+            Publisher::Copying(store) => {
+                let store = store.clone();
+                return tokio::task::spawn_blocking(move || store.latest_checkpoint())
+                    .await
+                    .map_err(|_| PublishError::Stopped)??
+                    .ok_or(PublishError::Stopped);
+            }
+        };
         let (reply, answer) = oneshot::channel();
-        self.requests
+        requests
             .send(reply)
             .await
             .map_err(|_| PublishError::Stopped)?;

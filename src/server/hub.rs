@@ -59,20 +59,44 @@ pub struct HubService {
     shutdown: Listener,
     quota: super::quota::Quota,
     verifier: Verifier,
+    /// The hub this one mirrors: then every write is refused.
+    mirror_of: Option<String>,
 }
 
 impl HubService {
     /// A service over `store`, matching against `matching`; its sync streams end when
-    /// `shutdown` begins.
+    /// `shutdown` begins. `mirror_of`: the upstream of a read-only mirror.
     /// Submitted statements are checked on `verifier`'s threads.
-    pub fn new(store: Store, matching: Matching, verifier: Verifier, shutdown: Listener) -> Self {
+    pub fn new(
+        store: Store,
+        matching: Matching,
+        verifier: Verifier,
+        shutdown: Listener,
+        mirror_of: Option<String>,
+    ) -> Self {
         HubService {
+            mirror_of,
             quota: super::quota::Quota::new(store.clone()),
             store,
             matching,
             states: Arc::default(),
             shutdown,
             verifier,
+        }
+    }
+}
+
+impl HubService {
+    /// A mirror accepts no writes: FAILED_PRECONDITION, naming the hub to submit to.
+    fn writable(&self) -> Result<(), Status> {
+        match &self.mirror_of {
+            None => Ok(()),
+            Some(upstream) => Err(status::refused(
+                "read_only_mirror",
+                Status::failed_precondition(format!(
+                    "this hub is a read-only mirror of {upstream}: submit to that hub"
+                )),
+            )),
         }
     }
 }
@@ -85,6 +109,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        self.writable()?;
         let member = auth::caller(&request)?.id;
         let envelope = request
             .into_inner()
@@ -112,6 +137,7 @@ impl pb::hub_server::Hub for HubService {
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        self.writable()?;
         let member = auth::caller(&request)?.id;
         let envelopes = request.into_inner().envelopes;
         if envelopes.is_empty() {

@@ -16,6 +16,7 @@ mod hub;
 mod indexer;
 pub mod limits;
 mod match_states;
+mod mirroring;
 pub mod ops;
 mod quota;
 pub mod shutdown;
@@ -89,8 +90,9 @@ pub enum ServerError {
 pub struct ServeOptions {
     /// Signs the log's checkpoints: origin = the genesis hub name, key = the hub key the
     /// replayed log names as current (the genesis key until a settings change rotates it;
-    /// checked at start-up, unless `next_checkpoint_signer` is that key).
-    pub checkpoint_signer: CheckpointSigner,
+    /// checked at start-up, unless `next_checkpoint_signer` is that key). `None` for a
+    /// mirror, which copies the checkpoints of the hub it mirrors.
+    pub checkpoint_signer: Option<CheckpointSigner>,
     /// The hub key a rotation not yet logged will name: once the log rotates to it, the hub
     /// signs with it, without a restart. Never used for checkpoints the log assigns to
     /// another key.
@@ -122,6 +124,10 @@ pub struct ServeOptions {
     /// (`coalition serve` uses `<data>/matching-index.bin` unless `--match-snapshot off`);
     /// `None`: the whole log is indexed at every start.
     pub match_snapshot: Option<PathBuf>,
+    /// Serve as a read-only mirror of this hub (`coalition serve --mirror-of`): its log is
+    /// followed into the store (`federation::Follower`), its checkpoints copied, and every
+    /// write refused with FAILED_PRECONDITION.
+    pub mirror_of: Option<crate::federation::Upstream>,
 }
 
 /// The services whose health is reported (besides `""`, the whole hub).
@@ -140,8 +146,16 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 impl ServeOptions {
     /// Options with `checkpoint_signer` and every other field at its default.
     pub fn new(checkpoint_signer: CheckpointSigner) -> Self {
+        let mut options = Self::mirror(None);
+        options.checkpoint_signer = Some(checkpoint_signer);
+        options
+    }
+
+    /// Options of a read-only mirror of `upstream` (`None`: set `mirror_of` or
+    /// `checkpoint_signer` before serving), every other field at its default.
+    pub fn mirror(upstream: Option<crate::federation::Upstream>) -> Self {
         ServeOptions {
-            checkpoint_signer,
+            checkpoint_signer: None,
             next_checkpoint_signer: None,
             checkpoints: CheckpointPolicy::default(),
             crl: None,
@@ -152,6 +166,7 @@ impl ServeOptions {
             ops_listen: None,
             access_retention: crate::store::AccessRetention::default(),
             match_snapshot: None,
+            mirror_of: upstream,
         }
     }
 
@@ -186,7 +201,7 @@ impl ServeOptions {
     }
 
     /// One of the checkpoint signers must be the hub's current key and name as the log
-    /// names them.
+    /// names them (a mirror signs nothing); the store must hold a hub.
     fn check(&self, store: &Store) -> Result<(), ServerError> {
         let registry = store.registry();
         let Some(c) = registry.coalition() else {
@@ -194,7 +209,14 @@ impl ServeOptions {
                 "this data directory holds no hub: found one first with `coalition init`".into(),
             ));
         };
-        let signer = &self.checkpoint_signer;
+        if self.mirror_of.is_some() {
+            return Ok(());
+        }
+        let Some(signer) = &self.checkpoint_signer else {
+            return Err(ServerError::Config(
+                "no checkpoint signer: a hub that is not a mirror signs its checkpoints".into(),
+            ));
+        };
         let is_current = |s: &CheckpointSigner| {
             s.origin() == c.hub_name && s.verifier_key().verifying_key() == &c.hub_key
         };
@@ -406,19 +428,37 @@ pub async fn serve(
         matching,
         verifier,
         stop.listener(),
+        options.mirror_of.as_ref().map(|u| u.addr.clone()),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let checkpointer = Checkpointer::start(
-        store.clone(),
-        std::iter::once(options.checkpoint_signer.clone())
-            .chain(options.next_checkpoint_signer.clone())
-            .collect(),
-        options.checkpoints.clone(),
-        health.clone(),
-        stop.listener(),
-    );
-    witnessing::start(store.clone(), stop.listener());
+    let checkpointer = match &options.mirror_of {
+        // A mirror copies its upstream's checkpoints (and their cosignatures) with the log.
+        Some(upstream) => {
+            mirroring::start(
+                store.clone(),
+                upstream.clone(),
+                health.clone(),
+                stop.listener(),
+            );
+            Checkpointer::copying(store.clone())
+        }
+        None => {
+            witnessing::start(store.clone(), stop.listener());
+            Checkpointer::start(
+                store.clone(),
+                options
+                    .checkpoint_signer
+                    .iter()
+                    .chain(&options.next_checkpoint_signer)
+                    .cloned()
+                    .collect(),
+                options.checkpoints.clone(),
+                health.clone(),
+                stop.listener(),
+            )
+        }
+    };
     let audit = pb::audit_server::AuditServer::new(AuditService::new(
         store.clone(),
         checkpointer,

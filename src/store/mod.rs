@@ -171,9 +171,65 @@ impl Drop for WriterHandle {
     }
 }
 
-struct Job {
+/// What the writer thread is asked to do. Appends are the hot path and travel unboxed (no
+/// allocation per statement); the rare variants are small.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    /// Log a statement the hub verified (a Submit).
+    Append(AppendJob),
+    /// Write a batch of another hub's log that a replica proved (a mirror, a recovery).
+    Replicate(Box<Replicated>, oneshot::Sender<Result<u64, StoreError>>),
+    /// A copy of the writer's replica (the state a follower continues from).
+    Replica(oneshot::Sender<Replica>),
+}
+
+struct AppendJob {
     verified: Verified,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Entries of a hub's log, in order from this store's size, that a [`Replica`] accepted and
+/// proved in that hub's signed checkpoint (`federation::Follower`), with the replica's state
+/// after them. The writer stores the entries verbatim at their positions, with their receipt
+/// times (so the Merkle tree is the source's, byte for byte), and continues from that state:
+/// it checks the positions, not the signatures, exactly as [`Replica::append_verified`] trusts
+/// the handler that verified a statement.
+pub struct Replicated {
+    entries: Vec<(crate::replica::Entry, crate::replica::Accepted)>,
+    replica: Replica,
+}
+
+impl Replicated {
+    /// `entries` and what `replica` said of each (the same order, the same length), and the
+    /// replica that accepted them. Refused (by [`Store::replicate`]) unless the entries start
+    /// at the store's size and end at the replica's.
+    pub fn new(
+        entries: Vec<crate::replica::Entry>,
+        accepted: Vec<crate::replica::Accepted>,
+        replica: Replica,
+    ) -> Result<Self, StoreError> {
+        if entries.len() != accepted.len()
+            || entries.iter().zip(&accepted).any(|(e, a)| e.seq != a.seq)
+        {
+            return Err(StoreError::Unavailable(
+                "a replicated batch's entries and verdicts do not match (a bug)".into(),
+            ));
+        }
+        Ok(Replicated {
+            entries: entries.into_iter().zip(accepted).collect(),
+            replica,
+        })
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 impl Store {
@@ -255,15 +311,8 @@ impl Store {
     /// already stored. Returns only after the data is flushed to disk.
     pub async fn append(&self, verified: Verified) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let writer = self
-            .writer
-            .inbox
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("the store is closing".into()))?;
-        writer
-            .send(Job { verified, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
+        self.send(Job::Append(AppendJob { verified, reply }))
+            .await?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
@@ -284,7 +333,9 @@ impl Store {
         let mut answers = Vec::with_capacity(verified.len());
         for verified in verified {
             let (reply, answer) = oneshot::channel();
-            let sent = writer.send(Job { verified, reply }).await;
+            let sent = writer
+                .send(Job::Append(AppendJob { verified, reply }))
+                .await;
             answers.push(sent.ok().map(|()| answer));
         }
         let mut outcomes = Vec::with_capacity(answers.len());
@@ -295,6 +346,39 @@ impl Store {
             });
         }
         outcomes
+    }
+
+    /// Writes a proven batch of another hub's log (see [`Replicated`]) durably, and returns
+    /// the new log size. Nothing is written if the batch does not start at this store's size;
+    /// a storage failure stops the writer as for [`Store::append`].
+    pub async fn replicate(&self, batch: Replicated) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Replicate(Box::new(batch), reply)).await?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+    }
+
+    /// A copy of the writer's replica: membership replayed, frontier and last receipt time
+    /// at the durable size (what a follower of another hub's log continues from).
+    pub async fn replica(&self) -> Result<Replica, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Replica(reply)).await?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))
+    }
+
+    async fn send(&self, job: Job) -> Result<(), StoreError> {
+        let writer = self
+            .writer
+            .inbox
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is closing".into()))?;
+        writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))
     }
 
     /// Why the writer thread stopped accepting writes (`None` while it works): after a failed
@@ -489,21 +573,37 @@ impl Drop for FaultOnExit {
 impl Writer {
     /// Commits groups until the inbox closes (`None`) or a write fails (the reason).
     fn run(mut self, mut rx: mpsc::Receiver<Job>) -> Option<String> {
-        while let Some(first) = rx.blocking_recv() {
-            let mut bytes =
-                first.verified.envelope.payload.len() + first.verified.envelope.body.len();
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        bytes +=
-                            job.verified.envelope.payload.len() + job.verified.envelope.body.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
+        // A job taken while gathering a group of appends, done next.
+        let mut held = None;
+        while let Some(job) = held.take().or_else(|| rx.blocking_recv()) {
+            let done = match job {
+                Job::Replica(reply) => {
+                    let _ = reply.send(self.replica.clone());
+                    Ok(())
                 }
-            }
-            if let Err(e) = self.commit(jobs) {
+                Job::Replicate(batch, reply) => self.replicate(*batch, reply),
+                Job::Append(first) => {
+                    let mut bytes =
+                        first.verified.envelope.payload.len() + first.verified.envelope.body.len();
+                    let mut jobs = vec![first];
+                    while jobs.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
+                        match rx.try_recv() {
+                            Ok(Job::Append(job)) => {
+                                bytes += job.verified.envelope.payload.len()
+                                    + job.verified.envelope.body.len();
+                                jobs.push(job);
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(jobs)
+                }
+            };
+            if let Err(e) = done {
                 // A failed batch leaves the on-disk state uncertain: refuse further writes so
                 // nothing is acknowledged that might not be durable. A restart recovers.
                 tracing::error!("store write failed, refusing further writes: {e}");
@@ -515,7 +615,110 @@ impl Writer {
         None
     }
 
-    fn commit(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
+    /// Writes a proven batch of another hub's log (`Replicated`) as one group: the records
+    /// verbatim, membership marks, tiles and size in one sled batch, then the erasures it
+    /// logs scrubbed, then the replica that accepted it becomes the writer's.
+    fn replicate(
+        &mut self,
+        batch: Replicated,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    ) -> Result<(), StoreError> {
+        let here = self.replica.size();
+        let first = batch.entries.first().map_or(here, |(e, _)| e.seq);
+        let end = first + batch.entries.len() as u64;
+        if first != here || batch.replica.size() != end {
+            let _ = reply.send(Err(StoreError::Unavailable(format!(
+                "a replicated batch for entries {first}..{end} (replica at {}) does not continue this log of {here} entries",
+                batch.replica.size()
+            ))));
+            return Ok(());
+        }
+        let mut group = Group {
+            batch: sled::Batch::default(),
+            in_batch: HashMap::new(),
+            registry_changed: false,
+        };
+        let mut erased = Vec::new();
+        for (entry, accepted) in &batch.entries {
+            if accepted
+                .header
+                .as_ref()
+                .is_some_and(|h| h.kind.is_governance())
+            {
+                group.registry_changed = true;
+                group.batch.insert(&membership_key(entry.seq)[..], &[][..]);
+            }
+            if let Some(statement) = accepted.statement() {
+                erased.extend(erasure::erasure_targets(&statement.body));
+            }
+            self.entries.stage(&StoredEntry {
+                seq: entry.seq,
+                received_at_ms: entry.received_at_ms,
+                statement_id: accepted.id.0.to_vec(),
+                envelope: entry.envelope.clone(),
+            });
+            self.tiles.append(log::leaf_hash(&record::leaf_data(
+                &accepted.id,
+                entry.received_at_ms,
+            )));
+            group.in_batch.insert(
+                accepted.id,
+                Receipt {
+                    statement_id: accepted.id,
+                    seq: entry.seq,
+                    received_at_ms: entry.received_at_ms,
+                },
+            );
+        }
+        let result = self.write_group(group).and_then(|()| {
+            self.replica = batch.replica;
+            // Published before the scrub, as for appends (`commit`).
+            self.registry.send_replace(self.replica.registry().clone());
+            self.published.send_replace(end);
+            if erased.is_empty() {
+                return Ok(());
+            }
+            let entries = &self.entries;
+            erasure::scrub(entries.files(), self.replica.registry(), &erased, |id| {
+                self.ids.find(id, end, |seq| entries.read(seq))
+            })
+            .map(|_| ())
+        });
+        match result {
+            Ok(()) => {
+                let _ = reply.send(Ok(end));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes a staged group durable: the entry files synced, then the size, tiles and marks
+    /// in one sled batch, flushed; then the id index learns the group's ids.
+    fn write_group(&mut self, group: Group) -> Result<(), StoreError> {
+        let result = self.entries.sync().and_then(|size| {
+            // The records are durable; sled's batch makes them part of the log.
+            let mut batch = group.batch;
+            entry_files::stage_log_size(&mut batch, size);
+            tiles::stage(&mut self.tiles, &mut batch);
+            self.log
+                .apply_batch(batch)
+                .and_then(|()| self.db.flush().map(|_| ()))
+                .map_err(StoreError::from)?;
+            // Durable; the index learns the ids before the size is published.
+            self.ids
+                .add(group.in_batch.iter().map(|(id, r)| (*id, r.seq)), size)
+        });
+        if result.is_err() {
+            self.entries.discard();
+        }
+        result
+    }
+
+    fn commit(&mut self, jobs: Vec<AppendJob>) -> Result<(), StoreError> {
         let mut group = Group {
             batch: sled::Batch::default(),
             in_batch: HashMap::new(),
@@ -532,24 +735,17 @@ impl Writer {
                 }
             }
         }
+        let registry_changed = group.registry_changed;
         let result = match failure {
-            Some(e) => Err(e),
-            None => self.entries.sync().and_then(|size| {
-                // The records are durable; sled's batch makes them part of the log.
-                entry_files::stage_log_size(&mut group.batch, size);
-                tiles::stage(&mut self.tiles, &mut group.batch);
-                self.log
-                    .apply_batch(group.batch)
-                    .and_then(|()| self.db.flush().map(|_| ()))
-                    .map_err(StoreError::from)?;
-                // Durable; the index learns the ids before the size is published.
-                self.ids
-                    .add(group.in_batch.iter().map(|(id, r)| (*id, r.seq)), size)
-            }),
+            Some(e) => {
+                self.entries.discard();
+                Err(e)
+            }
+            None => self.write_group(group),
         };
         match result {
             Ok(()) => {
-                if group.registry_changed {
+                if registry_changed {
                     self.registry.send_replace(self.replica.registry().clone());
                 }
                 self.published.send_replace(self.replica.size());
@@ -571,7 +767,6 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                self.entries.discard();
                 // The replica has moved past entries that are not on disk: the writer stops
                 // (see `run`) and a restart restores it from what is.
                 let msg = e.to_string();
@@ -586,7 +781,7 @@ impl Writer {
     /// Overwrites the bodies the group's newly logged erasures erase (`erasure.rs`).
     fn scrub_erasures(
         &self,
-        jobs: &[Job],
+        jobs: &[AppendJob],
         outcomes: &[Result<Appended, ReplicaError>],
         size: u64,
     ) -> Result<(), StoreError> {
@@ -610,7 +805,7 @@ impl Writer {
     /// group); the inner one refuses this statement alone and changes nothing.
     fn stage(
         &mut self,
-        job: &Job,
+        job: &AppendJob,
         group: &mut Group,
     ) -> Result<Result<Appended, ReplicaError>, StoreError> {
         let id = job.verified.id;
@@ -672,7 +867,7 @@ impl Writer {
 
 /// The ingest counters (through the `metrics` facade): statements newly logged, and the hashes
 /// their hash sets carry.
-fn count_ingest(jobs: &[Job], outcomes: &[Result<Appended, ReplicaError>]) {
+fn count_ingest(jobs: &[AppendJob], outcomes: &[Result<Appended, ReplicaError>]) {
     let (mut statements, mut hashes) = (0u64, 0u64);
     for (job, outcome) in jobs.iter().zip(outcomes) {
         if matches!(outcome, Ok(a) if !a.already_present) {

@@ -151,6 +151,11 @@ impl TestHub {
         .await
         .expect("start-up checkpoint within 10 s")
         .expect("checkpoint watch");
+        let signer = s
+            .options
+            .checkpoint_signer
+            .clone()
+            .expect("a test hub signs its checkpoints");
         TestHub {
             addr: hub.addr.to_string(),
             hub: Some(hub),
@@ -158,8 +163,8 @@ impl TestHub {
             certs: s.certs,
             data: s.data,
             base: s.base,
-            checkpoint_key: s.options.checkpoint_signer.verifier_key().clone(),
-            signer: s.options.checkpoint_signer.clone(),
+            checkpoint_key: signer.verifier_key().clone(),
+            signer,
             options: s.options,
             _dirs: s.dirs,
         }

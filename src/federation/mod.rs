@@ -1,0 +1,33 @@
+//! Hubs copying hubs: a hub's log pulled into another store, trusting the source for nothing.
+//!
+//! [`Follower`] pulls one hub's log through the `Audit` API (entries, signed checkpoints and
+//! consistency proofs) with an identity holding the `auditor` role there (it reads every
+//! body), feeds each batch to a [`crate::replica::Replica`] pinned to that hub's genesis, and
+//! writes it to the local store only once the batch is proven in that hub's signed
+//! checkpoint ([`crate::store::Replicated`]): the local log is then the source's, byte for byte
+//! (same envelopes, positions and receipt times, so the same Merkle tree and checkpoints).
+//! Two drivers:
+//! - a **mirror** (`coalition serve --mirror-of ADDR --genesis ID`): a read-only hub that
+//!   follows forever and serves Sync, Match and the audit RPCs from its copy;
+//! - **disaster recovery** (`coalition serve --catch-up-from ADDR`): a hub restored from an
+//!   old backup copies what it is missing from a mirror of its own log before it serves.
+//!
+//! The follower's cursor is the local store's durable size: nothing else is persisted.
+
+mod follower;
+
+pub use follower::{FollowError, Follower, FollowerStatus, Round};
+
+use crate::statement::StatementId;
+
+/// Where a follower pulls from and as whom.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The hub's address (`host:port`).
+    pub addr: String,
+    /// TLS material of the identity to call it with (a member with the `auditor` role there).
+    pub tls: crate::pki::TlsConfig,
+    /// The genesis the hub's log must start with (a mirror of an empty store; checked against
+    /// the store's own genesis otherwise).
+    pub genesis: Option<StatementId>,
+}
