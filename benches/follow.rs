@@ -21,10 +21,10 @@ use coalition_hub::client::{Client, sign_new};
 
 use coalition_hub::membership::MemberId;
 use coalition_hub::pki::CertDir;
-use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
+use coalition_hub::statement::Body;
 use hub_process::Hub;
-use pdq_queries::{BATCHES, request, time_batches};
-use rand::{Rng, SeedableRng};
+use pdq_queries::{BATCHES, env_usize, pdq_of, pdq_set, planted_queries, request, time_batches};
+use rand::Rng;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,32 +45,8 @@ fn main() -> Result<()> {
     runtime.block_on(run())
 }
 
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// The `i`th hash of set `set` (deterministic, so the prober and the restart checks know it).
-fn pdq_of(set: usize, i: usize) -> [u8; 32] {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(((set as u64) << 20) ^ i as u64);
-    rng.r#gen()
-}
-
 fn set_body(set: usize) -> Body {
-    Body::HashSet(HashSet {
-        expires_at_ms: None,
-        description: format!("follow bench set {set}"),
-        entries: (0..SET)
-            .map(|i| HashEntry {
-                hash_type: HashType::Pdq,
-                value: pdq_of(set, i).to_vec(),
-                quality: Some(90),
-                labels: vec![Label::Category(Category::A1)],
-            })
-            .collect(),
-    })
+    pdq_set(set, SET, format!("follow bench set {set}"))
 }
 
 struct Env {
@@ -221,21 +197,9 @@ async fn run() -> Result<()> {
     println!("hub memory during ingest: peak {} MiB", peak.hwm_kib / 1024);
 
     // 1,000 PDQ queries (half planted near a stored hash at 0-31 bits, half random).
-    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
-    let queries: Vec<[u8; 32]> = (0..QUERIES)
-        .map(|i| {
-            if i % 2 == 0 {
-                let mut q = pdq_of(rng.gen_range(0..sets), rng.gen_range(0..SET));
-                for _ in 0..(i / 2) % 32 {
-                    let bit = rng.gen_range(0..256);
-                    q[bit / 8] ^= 1 << (bit % 8);
-                }
-                q
-            } else {
-                rng.r#gen()
-            }
-        })
-        .collect();
+    let queries = planted_queries(QUERIES, |rng, _| {
+        pdq_of(rng.gen_range(0..sets), rng.gen_range(0..SET))
+    });
     let batch = request(&queries);
     let mut reader = reader;
     let (live_median, live_worst) = time_batches(&mut reader, &batch).await?;

@@ -30,7 +30,7 @@ use coalition_hub::statement::{
     Body, Category, HashEntry, HashSet, HashType, Label, MAX_HASH_SET_ENTRIES, StatementId,
 };
 use hub_process::Hub;
-use pdq_queries::{request, time_batches};
+use pdq_queries::{env_usize, planted_queries, request, time_batches};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,13 +51,6 @@ fn main() -> Result<()> {
         .build()
         .context("building the tokio runtime")?;
     runtime.block_on(run())
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
-        Err(_) => Ok(default),
-    }
 }
 
 /// The corpus: set 0 has `target` hashes, every other set [`SET`].
@@ -183,26 +176,14 @@ async fn run() -> Result<()> {
 
     // 1,000 queries: half planted near a stored hash at 0-31 bits (1% of them, like the
     // corpus, in the retracted set), half random.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
-    let queries: Vec<[u8; 32]> = (0..QUERIES)
-        .map(|i| {
-            if i % 2 == 0 {
-                let (set, at) = if i % 200 == 0 {
-                    (0, rng.gen_range(0..corpus.target))
-                } else {
-                    (rng.gen_range(1..corpus.sets), rng.gen_range(0..SET))
-                };
-                let mut q = Corpus::pdq(set, at);
-                for _ in 0..(i / 2) % 32 {
-                    let bit = rng.gen_range(0..256);
-                    q[bit / 8] ^= 1 << (bit % 8);
-                }
-                q
-            } else {
-                rng.r#gen()
-            }
-        })
-        .collect();
+    let queries = planted_queries(QUERIES, |rng, i| {
+        let (set, at) = if i % 200 == 0 {
+            (0, rng.gen_range(0..corpus.target))
+        } else {
+            (rng.gen_range(1..corpus.sets), rng.gen_range(0..SET))
+        };
+        Corpus::pdq(set, at)
+    });
     let batch = request(&queries);
     let mut reader_client = Client::connect(&hub.addr, &certs.member_tls(&reader)?).await?;
     let before = time_batches(&mut reader_client, &batch).await?;

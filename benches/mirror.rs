@@ -24,10 +24,10 @@ use coalition_hub::governance;
 use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
-use coalition_hub::statement::{Body, Category, HashEntry, HashSet, HashType, Label};
+use coalition_hub::statement::Body;
 use hub_process::Hub;
-use pdq_queries::{request, time_batches};
-use rand::{Rng, SeedableRng};
+use pdq_queries::{env_usize, pdq_of, pdq_set, planted_queries, request, time_batches};
+use rand::Rng;
 use std::time::{Duration, Instant};
 
 const SET: usize = 10_000;
@@ -42,31 +42,8 @@ fn main() -> Result<()> {
         .block_on(run())
 }
 
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn pdq_of(set: usize, i: usize) -> [u8; 32] {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(((set as u64) << 20) ^ i as u64);
-    rng.r#gen()
-}
-
 fn set_body(set: usize) -> Body {
-    Body::HashSet(HashSet {
-        expires_at_ms: None,
-        description: format!("mirror bench set {set}"),
-        entries: (0..SET)
-            .map(|i| HashEntry {
-                hash_type: HashType::Pdq,
-                value: pdq_of(set, i).to_vec(),
-                quality: Some(90),
-                labels: vec![Label::Category(Category::A1)],
-            })
-            .collect(),
-    })
+    pdq_set(set, SET, format!("mirror bench set {set}"))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -156,21 +133,9 @@ async fn run() -> Result<()> {
     );
 
     // The same queries (half planted near a stored hash at 0-31 bits, half random) on both.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
-    let queries: Vec<[u8; 32]> = (0..QUERIES)
-        .map(|i| {
-            if i % 2 == 0 {
-                let mut q = pdq_of(rng.gen_range(0..sets), rng.gen_range(0..SET));
-                for _ in 0..(i / 2) % 32 {
-                    let bit = rng.gen_range(0..256);
-                    q[bit / 8] ^= 1 << (bit % 8);
-                }
-                q
-            } else {
-                rng.r#gen()
-            }
-        })
-        .collect();
+    let queries = planted_queries(QUERIES, |rng, _| {
+        pdq_of(rng.gen_range(0..sets), rng.gen_range(0..SET))
+    });
     let batch = request(&queries);
     let mut on_primary = Client::connect(&primary.addr, &tls).await?;
     let mut on_mirror = Client::connect(&mirror.addr, &tls).await?;

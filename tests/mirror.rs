@@ -249,7 +249,7 @@ fn a_hub_restored_from_an_old_backup_catches_up_from_its_mirror() {
     });
     drop(first);
     // The backup: the data directory as it was then.
-    copy_dir(&data, backup.path());
+    crate::common::copy_dir(&data, backup.path());
     runtime().block_on(async {
         let t = TestHub::resume(stopped).await;
         let mirror_dir = tempfile::tempdir().expect("tempdir");
@@ -313,19 +313,6 @@ fn a_hub_restored_from_an_old_backup_catches_up_from_its_mirror() {
         hub.stop().await.expect("stop");
         mirror.stop().await.expect("stop");
     });
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 /// `coalition serve --mirror-of` as a process: the first copy before listening, then writes

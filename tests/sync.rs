@@ -627,24 +627,10 @@ async fn a_compromise_revocation_flags_rows_already_written() {
     }
 }
 
-/// Copies a directory tree (a closed sled store).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 /// Replaces `data` with a copy of `from`.
 fn restore(from: &Path, data: &Path) {
     std::fs::remove_dir_all(data).expect("remove data");
-    copy_dir(from, data);
+    crate::common::copy_dir(from, data);
 }
 
 #[test]
@@ -674,7 +660,7 @@ fn a_hub_restored_from_an_old_copy_is_behind_until_it_catches_up() {
         (t.stop().await, data, certs)
     });
     drop(rt);
-    copy_dir(&data, &old);
+    crate::common::copy_dir(&data, &old);
 
     // More entries, synced by the member.
     let rt = runtime();
@@ -690,7 +676,7 @@ fn a_hub_restored_from_an_old_copy_is_behind_until_it_catches_up() {
     });
     drop(rt);
     assert_eq!(cursor(&out).replica.size, synced);
-    copy_dir(&data, &new);
+    crate::common::copy_dir(&data, &new);
 
     // The hub restored from the old copy: behind, nothing written.
     restore(&old, &data);

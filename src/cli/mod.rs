@@ -422,6 +422,12 @@ async fn init(args: InitArgs) -> Result<()> {
     Ok(())
 }
 
+/// A `--genesis ID` value: a 64-hex statement id.
+pub(crate) fn parse_genesis(g: &str) -> Result<StatementId> {
+    StatementId::from_hex(g)
+        .with_context(|| format!("--genesis '{g}' is not a 64-hex statement id"))
+}
+
 /// Copies what `store` is missing from `upstream` before serving: the first copy of a new
 /// mirror (an unreachable upstream is retried for up to a minute) or a recovery (`recovery`:
 /// the upstream must be reached at once, since the hub must not serve an old copy).
@@ -466,14 +472,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let id = args.upstream_as.as_deref().with_context(|| {
             format!("--upstream-as ID: the member (auditor role) to call {addr} as")
         })?;
-        let genesis = args
-            .genesis
-            .as_deref()
-            .map(|g| {
-                StatementId::from_hex(g)
-                    .with_context(|| format!("--genesis '{g}' is not a 64-hex statement id"))
-            })
-            .transpose()?;
+        let genesis = args.genesis.as_deref().map(parse_genesis).transpose()?;
         Ok(crate::federation::Upstream {
             addr: addr.clone(),
             tls: certs.member_tls(&MemberId::parse(id)?)?,

@@ -6,7 +6,7 @@ use crate::formats::{EntryWriter, Format, RowFilter, sync_events, sync_snapshot}
 use crate::lifecycle::EntryState;
 use crate::membership::format_ms;
 use crate::replica::{Accepted, Content};
-use crate::statement::{Body, StatementId};
+use crate::statement::Body;
 use crate::sync::{FilterSpec, StateChange, SyncOptions, Syncer};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -84,10 +84,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     let genesis = args
         .genesis
         .as_deref()
-        .map(|g| {
-            StatementId::from_hex(g)
-                .with_context(|| format!("--genesis '{g}' is not a 64-hex statement id"))
-        })
+        .map(super::parse_genesis)
         .transpose()?;
     let spec = FilterSpec {
         kinds: args.kinds.clone(),

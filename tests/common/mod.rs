@@ -554,3 +554,18 @@ pub fn rewrite_stored_record(data: &std::path::Path, seq: u64, f: impl FnOnce(&m
     file.write_all_at(&record, range.start).expect("write");
     file.sync_all().expect("sync");
 }
+
+/// Copies the directory `from` into `to` (made if missing), recursively: a data directory
+/// copied while no store holds it, as a backup would be.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
