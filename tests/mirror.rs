@@ -80,6 +80,16 @@ async fn wait_for(store: &Store, size: u64) {
     }
 }
 
+/// Every entry a hub serves `client`, replayed from the genesis (panics on a refusal).
+async fn replay_all(client: &mut Client) -> coalition_hub::replica::Replica {
+    let request = pb::SyncRequest {
+        from_seq: 0,
+        ..Default::default()
+    };
+    let (entries, _) = crate::common::sync_all(client, request).await;
+    crate::common::replay(entries).expect("the log replays").0
+}
+
 /// Every entry and checkpoint of two stores, compared byte for byte.
 fn assert_same_log(a: &Store, b: &Store) {
     assert_eq!(a.log_size(), b.log_size(), "sizes");
@@ -120,15 +130,7 @@ async fn a_mirror_serves_the_same_log_and_refuses_writes() {
     let mut acme = Client::connect(&mirror_addr, &t.tls("acme"))
         .await
         .expect("connect to mirror");
-    let (entries, _) = crate::common::sync_all(
-        &mut acme,
-        pb::SyncRequest {
-            from_seq: 0,
-            ..Default::default()
-        },
-    )
-    .await;
-    let (replica, _) = crate::common::replay(entries).expect("the mirror's log replays");
+    let replica = replay_all(&mut acme).await;
     assert_eq!(replica.size(), size);
     let cp = acme
         .checkpoint(&t.checkpoint_key, false)
@@ -231,13 +233,7 @@ async fn a_mirror_refuses_an_upstream_that_forges_or_forks() {
 /// mirror before it serves; a member that verified the newer checkpoint then sees no fork.
 #[test]
 fn a_hub_restored_from_an_old_backup_catches_up_from_its_mirror() {
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    };
+    let runtime = crate::common::runtime;
     let backup = tempfile::tempdir().expect("tempdir");
     let first = runtime();
     let (stopped, data) = first.block_on(async {
@@ -415,15 +411,7 @@ async fn coalition_serve_mirror_of_copies_then_serves() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (entries, _) = crate::common::sync_all(
-        &mut globex,
-        pb::SyncRequest {
-            from_seq: 0,
-            ..Default::default()
-        },
-    )
-    .await;
-    let (replica, _) = crate::common::replay(entries).expect("the restarted mirror replays");
+    let replica = replay_all(&mut globex).await;
     assert_eq!(replica.size(), size);
     assert_eq!(replica.root(), t.store.root(size).expect("root"));
     process.kill();

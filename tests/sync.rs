@@ -635,13 +635,7 @@ fn restore(from: &Path, data: &Path) {
 
 #[test]
 fn a_hub_restored_from_an_old_copy_is_behind_until_it_catches_up() {
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    };
+    let runtime = crate::common::runtime;
     let copies = tempfile::tempdir().expect("tmp");
     let (old, new) = (copies.path().join("old"), copies.path().join("new"));
     let out = copies.path().join("out.csv");
