@@ -341,6 +341,22 @@ async fn coalition_serve_mirror_of_copies_then_serves() {
         without_identity.contains("--upstream-as"),
         "{without_identity}"
     );
+    let identity_alone = crate::serve::fails(
+        dir.path(),
+        &[
+            "serve",
+            "--data",
+            data,
+            "--certs",
+            &certs,
+            "--upstream-as",
+            "auditor",
+        ],
+    );
+    assert!(
+        identity_alone.contains("--mirror-of or --catch-up-from"),
+        "{identity_alone}"
+    );
     let (process, addr) = ServeProcess::start(
         dir.path(),
         &[

@@ -479,6 +479,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
             genesis,
         })
     };
+    if args.upstream_as.is_some() && args.mirror_of.is_none() && args.catch_up_from.is_none() {
+        anyhow::bail!(
+            "--upstream-as names who to call an upstream as: use it with --mirror-of or --catch-up-from"
+        );
+    }
     if let Some(addr) = args.mirror_of.as_ref().or(args.catch_up_from.as_ref()) {
         // A new mirror (nothing to serve yet) or a recovery: copy before serving.
         let initial = store.registry().coalition().is_none() || args.catch_up_from.is_some();

@@ -128,7 +128,11 @@ impl Checkpointer {
                 return tokio::task::spawn_blocking(move || store.latest_checkpoint())
                     .await
                     .map_err(|_| PublishError::Stopped)??
-                    .ok_or(PublishError::Stopped);
+                    .ok_or_else(|| {
+                        PublishError::Store(StoreError::Unavailable(
+                            "this mirror has copied no checkpoint of its upstream yet".into(),
+                        ))
+                    });
             }
         };
         let (reply, answer) = oneshot::channel();
