@@ -365,32 +365,41 @@ impl Follower {
     }
 
     /// Stores the cosignature lines of `cp` that verify under the coalition's witness policy
-    /// (none without a policy); the rest are dropped, as a member would ignore them.
+    /// (none without a policy); the rest are dropped, as a member would ignore them. Lines
+    /// already stored are neither verified nor written again, so a caught-up mirror's polls
+    /// cost no signature checks and no flush.
     async fn copy_cosignatures(&self, cp: &pb::SignedCheckpoint) -> Result<(), FollowError> {
         let registry = self.replica.registry().clone();
-        let Some(policy) = registry
+        if registry
             .coalition()
-            .and_then(|c| c.settings.witnesses.as_ref())
-        else {
-            return Ok(());
-        };
-        let body = cp.note.as_str();
-        let lines: Vec<(String, String)> = cp
-            .cosignatures
-            .iter()
-            .filter_map(|line| {
-                let witnessed = policy.check(body, std::slice::from_ref(line));
-                let name = witnessed.cosigned.keys().next()?.clone();
-                Some((name, line.clone()))
-            })
-            .collect();
-        if lines.is_empty() {
+            .is_none_or(|c| c.settings.witnesses.is_none())
+            || cp.cosignatures.is_empty()
+        {
             return Ok(());
         }
-        let (store, size) = (self.store.clone(), cp.tree_size);
-        tokio::task::spawn_blocking(move || store.put_cosignatures(size, &lines))
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        let (store, cp) = (self.store.clone(), cp.clone());
+        tokio::task::spawn_blocking(move || {
+            let Some(policy) = registry
+                .coalition()
+                .and_then(|c| c.settings.witnesses.as_ref())
+            else {
+                return Ok(());
+            };
+            let stored = store.cosignatures_of(cp.tree_size)?;
+            let lines: Vec<(String, String)> = cp
+                .cosignatures
+                .iter()
+                .filter(|line| !stored.contains(line))
+                .filter_map(|line| {
+                    let witnessed = policy.check(&cp.note, std::slice::from_ref(line));
+                    let name = witnessed.cosigned.keys().next()?.clone();
+                    Some((name, line.clone()))
+                })
+                .collect();
+            store.put_cosignatures(cp.tree_size, &lines)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
         Ok(())
     }
 
