@@ -206,6 +206,7 @@ fn build_bundle(path: &Path, n: u64) -> Result<()> {
             envelope: Some(envelope),
             compromised_key_ids: vec![],
             erased_by: None,
+            relay: None,
         });
     }
     let mut w = BundleWriter::create(path)?;

@@ -116,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             envelope: Some(e.clone()),
             compromised_key_ids: vec![],
             erased_by: None,
+            relay: None,
         })
         .collect();
     let mut tree = MemoryTree::new();

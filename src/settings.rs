@@ -1,6 +1,6 @@
 //! Coalition settings: the admin-quorum statement that sets coalition-wide policy (per-member
 //! quotas, the hub's checkpoint key, the lifecycle's quarantine threshold, the witness
-//! policy), parsed from its wire form with every field checked, and the settings in force as
+//! policy, the trusted origins of federation), parsed from its wire form with every field checked, and the settings in force as
 //! the log replays them.
 //!
 //! Pure, no I/O. Settings are grouped in sections; a [`SettingsChange`] replaces one section
@@ -9,7 +9,7 @@
 
 use crate::membership::{KeyId, MemberId, parse_public_key};
 use crate::pb;
-use crate::statement::{StatementError, check_text};
+use crate::statement::{StatementError, StatementId, check_text};
 use crate::witness::policy::WitnessPolicy;
 use ed25519_dalek::VerifyingKey;
 use std::collections::BTreeMap;
@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 pub const MAX_REASON_CHARS: usize = 1000;
 /// Most per-member quota overrides one quota policy may name.
 pub const MAX_MEMBER_QUOTAS: usize = 1024;
+/// Most trusted origins the federation section names, and most relays per origin.
+pub const MAX_ORIGINS: usize = 64;
 
 /// A settings change and why it was made.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +41,131 @@ pub enum Section {
     Lifecycle(LifecycleSettings),
     /// The witness policy (`None`: removed).
     Witnesses(Option<WitnessPolicy>),
+    /// The trusted origins (docs/PROTOCOL.md §3.10).
+    Federation(Federation),
+}
+
+/// The federation section: the other hubs whose statements this log may relay, by genesis
+/// statement id (docs/PROTOCOL.md §3.10).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Federation {
+    /// The trusted origins.
+    pub origins: BTreeMap<StatementId, TrustedOrigin>,
+}
+
+/// One trusted origin hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedOrigin {
+    /// Its hub name, as its genesis names it.
+    pub hub_name: String,
+    /// The other trusted hubs that may relay its statements here (it always may itself).
+    pub relayed_by: std::collections::BTreeSet<StatementId>,
+}
+
+impl Federation {
+    /// Parses and checks the wire form.
+    pub fn from_wire(wire: &pb::FederationSettings) -> Result<Self, StatementError> {
+        let at = "settings.federation.origins";
+        if wire.origins.len() > MAX_ORIGINS {
+            return Err(StatementError::invalid(
+                at,
+                format!("at most {MAX_ORIGINS} origins, got {}", wire.origins.len()),
+            ));
+        }
+        let mut origins = BTreeMap::new();
+        for (i, o) in wire.origins.iter().enumerate() {
+            let genesis = genesis_id(&o.genesis_id, &format!("{at}[{i}].genesis_id"))?;
+            if origins
+                .keys()
+                .next_back()
+                .is_some_and(|last| last >= &genesis)
+            {
+                return Err(StatementError::invalid(
+                    format!("{at}[{i}].genesis_id"),
+                    "origins must be ascending by genesis id, each once",
+                ));
+            }
+            crate::membership::check_hub_name(&o.hub_name)
+                .map_err(|e| StatementError::invalid(format!("{at}[{i}].hub_name"), e))?;
+            if o.relayed_by.len() > MAX_ORIGINS {
+                return Err(StatementError::invalid(
+                    format!("{at}[{i}].relayed_by"),
+                    format!("at most {MAX_ORIGINS} relays, got {}", o.relayed_by.len()),
+                ));
+            }
+            let mut relayed_by = std::collections::BTreeSet::new();
+            for (j, r) in o.relayed_by.iter().enumerate() {
+                let field = format!("{at}[{i}].relayed_by[{j}]");
+                let relay = genesis_id(r, &field)?;
+                if relay == genesis
+                    || relayed_by
+                        .iter()
+                        .next_back()
+                        .is_some_and(|last| last >= &relay)
+                {
+                    return Err(StatementError::invalid(
+                        field,
+                        "relays must be ascending, each once, and not the origin itself",
+                    ));
+                }
+                relayed_by.insert(relay);
+            }
+            origins.insert(
+                genesis,
+                TrustedOrigin {
+                    hub_name: o.hub_name.clone(),
+                    relayed_by,
+                },
+            );
+        }
+        Ok(Federation { origins })
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> pb::FederationSettings {
+        pb::FederationSettings {
+            origins: self
+                .origins
+                .iter()
+                .map(|(genesis, o)| pb::TrustedOrigin {
+                    genesis_id: genesis.0.to_vec(),
+                    hub_name: o.hub_name.clone(),
+                    relayed_by: o.relayed_by.iter().map(|r| r.0.to_vec()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `peer` may relay statements of `origin` here: both trusted, and the peer is
+    /// the origin or one of its relays.
+    pub fn may_relay(&self, peer: &StatementId, origin: &StatementId) -> bool {
+        self.origins.contains_key(peer)
+            && self
+                .origins
+                .get(origin)
+                .is_some_and(|o| peer == origin || o.relayed_by.contains(peer))
+    }
+
+    fn describe(&self) -> String {
+        if self.origins.is_empty() {
+            return "trust no origin (federation off)".to_owned();
+        }
+        let names: Vec<String> = self
+            .origins
+            .iter()
+            .map(|(g, o)| format!("'{}' (genesis {})", o.hub_name, &g.to_string()[..16]))
+            .collect();
+        format!("trust the origins {}", names.join(", "))
+    }
+}
+
+fn genesis_id(bytes: &[u8], field: &str) -> Result<StatementId, StatementError> {
+    StatementId::from_slice(bytes).ok_or_else(|| {
+        StatementError::invalid(
+            field,
+            format!("a genesis id is 32 bytes, got {}", bytes.len()),
+        )
+    })
 }
 
 /// The lifecycle policy (docs/PROTOCOL.md §4.3).
@@ -129,6 +256,8 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     /// The witness policy (default: none).
     pub witnesses: Option<WitnessPolicy>,
+    /// The trusted origins (default: none).
+    pub federation: Federation,
 }
 
 impl QuotaLimits {
@@ -272,10 +401,11 @@ impl SettingsChange {
             }
             Some(W::Lifecycle(l)) => Section::Lifecycle(LifecycleSettings::from_wire(&l)?),
             Some(W::Witnesses(w)) => Section::Witnesses(witness_policy_from_wire(&w)?),
+            Some(W::Federation(f)) => Section::Federation(Federation::from_wire(&f)?),
             None => {
                 return Err(StatementError::invalid(
                     "settings.section",
-                    "missing: set quotas, hub_key, lifecycle or witnesses",
+                    "missing: set quotas, hub_key, lifecycle, witnesses or federation",
                 ));
             }
         };
@@ -294,6 +424,7 @@ impl SettingsChange {
                 }),
                 Section::Lifecycle(l) => W::Lifecycle(l.to_wire()),
                 Section::Witnesses(w) => W::Witnesses(witness_policy_to_wire(w.as_ref())),
+                Section::Federation(f) => W::Federation(f.to_wire()),
             }),
         }
     }
@@ -302,7 +433,10 @@ impl SettingsChange {
     pub fn new_hub_key(&self) -> Option<&VerifyingKey> {
         match &self.section {
             Section::HubKey(k) => Some(k),
-            Section::Quotas(_) | Section::Lifecycle(_) | Section::Witnesses(_) => None,
+            Section::Quotas(_)
+            | Section::Lifecycle(_)
+            | Section::Witnesses(_)
+            | Section::Federation(_) => None,
         }
     }
 
@@ -321,6 +455,7 @@ impl SettingsChange {
             ),
             Section::Witnesses(Some(w)) => format!("set the witness policy: {}", w.describe()),
             Section::Witnesses(None) => "remove the witness policy".to_owned(),
+            Section::Federation(f) => f.describe(),
         }
     }
 }
@@ -337,6 +472,7 @@ impl Settings {
             }],
             lifecycle: LifecycleSettings::default(),
             witnesses: None,
+            federation: Federation::default(),
         }
     }
 
@@ -369,6 +505,7 @@ impl Settings {
                 .witnesses
                 .as_ref()
                 .map(|w| witness_policy_to_wire(Some(w))),
+            federation: (!self.federation.origins.is_empty()).then(|| self.federation.to_wire()),
         }
     }
 }
@@ -525,5 +662,41 @@ mod tests {
         for (size, key) in [(0, k0), (1, k0), (5, k0), (6, k1), (100, k1)] {
             assert_eq!(s.hub_key_for(size).map(|p| p.key), Some(key), "size {size}");
         }
+    }
+
+    #[test]
+    fn federation_section_is_checked() {
+        let origin = |g: u8, name: &str, relays: &[u8]| pb::TrustedOrigin {
+            genesis_id: vec![g; 32],
+            hub_name: name.into(),
+            relayed_by: relays.iter().map(|r| vec![*r; 32]).collect(),
+        };
+        let parse = |origins| Federation::from_wire(&pb::FederationSettings { origins });
+        let ok = parse(vec![
+            origin(1, "x.example", &[2]),
+            origin(2, "y.example", &[]),
+        ])
+        .expect("valid");
+        let x = StatementId([1; 32]);
+        let y = StatementId([2; 32]);
+        assert!(ok.may_relay(&x, &x));
+        assert!(ok.may_relay(&y, &x), "y relays x");
+        assert!(!ok.may_relay(&x, &y), "x does not relay y");
+        assert!(!ok.may_relay(&StatementId([3; 32]), &x), "an unknown peer");
+        assert_eq!(Federation::from_wire(&ok.to_wire()).expect("again"), ok);
+        let refused = |origins, field: &str| {
+            let e = parse(origins).expect_err("refused").to_string();
+            assert!(e.contains(field), "{e}");
+        };
+        refused(
+            vec![origin(2, "y.example", &[]), origin(1, "x.example", &[])],
+            "origins[1].genesis_id",
+        );
+        refused(vec![origin(1, "x example", &[])], "origins[0].hub_name");
+        refused(vec![origin(1, "x.example", &[1])], "relayed_by[0]");
+        refused(vec![origin(1, "x.example", &[3, 2])], "relayed_by[1]");
+        let mut short = origin(1, "x.example", &[]);
+        short.genesis_id.pop();
+        refused(vec![short], "genesis_id");
     }
 }

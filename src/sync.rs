@@ -655,7 +655,7 @@ impl Syncer {
                         "the hub ended the stream without saying it had sent every entry; the entries before this one were proven and kept: sync again".into(),
                     ),
                 ))),
-                None => match self.replica.unsettled_erasure() {
+                None => match self.replica.unsettled() {
                     Some(e) => Err(e.into()),
                     None => Ok(None),
                 },
@@ -677,9 +677,10 @@ impl Syncer {
         if let Some(claimed) = claimed {
             return Err(progress_lie(claimed));
         }
-        // Every entry the hub has was sent: an erasure claim naming a later one is false.
+        // Every entry the hub has was sent: an erasure claim naming a later one is false, and
+        // every relayed statement is proven in its origin's checkpoints.
         if self.caught_up
-            && let Some(e) = self.replica.unsettled_erasure()
+            && let Some(e) = self.replica.unsettled()
         {
             return Err(e.into());
         }

@@ -143,6 +143,7 @@ fn logged(seq: u64, received_at_ms: i64, envelope: pb::Envelope) -> pb::SyncEntr
         envelope: Some(envelope),
         compromised_key_ids: vec![],
         erased_by: None,
+        relay: None,
     }
 }
 

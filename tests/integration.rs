@@ -30,6 +30,7 @@ mod opinions;
 mod ops;
 mod protocol_version;
 mod recipients;
+mod relay;
 mod replica_agreement;
 mod retraction;
 mod seen;

@@ -88,6 +88,7 @@ fn entries(envelopes: &[pb::Envelope]) -> Vec<Entry> {
             statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec(),
             envelope: Some(e.clone()),
             erased_by: None,
+            relay: None,
         })
         .collect()
 }

@@ -361,6 +361,7 @@ fn log_entries(envelopes: &[pb::Envelope], base: i64) -> Vec<Entry> {
             statement_id: StatementId::of(&e.payload_type, &e.payload).0.to_vec(),
             envelope: Some(e.clone()),
             erased_by: None,
+            relay: None,
         })
         .collect()
 }

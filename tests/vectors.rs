@@ -736,6 +736,7 @@ impl Logged {
             statement_id: self.id().0.to_vec(),
             envelope: Some(envelope),
             erased_by: None,
+            relay: None,
         }
     }
 }
@@ -1053,6 +1054,7 @@ fn make_filtered_leaf(f: &Fixture) -> Value {
         envelope: entry.envelope.clone(),
         compromised_key_ids: Vec::new(),
         erased_by: None,
+        relay: None,
     };
     let header = Header::decode(&l.envelope.payload).expect("header");
     let path = inclusion_proof(&f.tree, LeafIndex(seq), TreeSize(size)).expect("proof");

@@ -37,6 +37,9 @@ pub enum BundleError {
 }
 
 /// One record of a bundle.
+// Nearly every record is an entry: boxing it would cost an allocation per entry to shrink
+// the rare checkpoint record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Record {
     /// A signed checkpoint note and the witness cosignature lines served with it (at most

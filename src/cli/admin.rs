@@ -134,6 +134,9 @@ pub enum SettingsCommand {
     /// Set the witness policy (which witnesses cosign the hub's checkpoints and the quorum
     /// members require; docs/PROTOCOL.md §3.8), or remove it with --none.
     Witnesses(WitnessesArgs),
+    /// Set the trusted origins: the other hubs whose statements this hub's log may relay,
+    /// and which peers may relay each (docs/PROTOCOL.md §3.10). Replaces the whole list.
+    Federation(FederationArgs),
     /// The settings in force: quotas and every hub key with the log position it took over.
     Show {
         #[command(flatten)]
@@ -198,6 +201,54 @@ pub struct WitnessesArgs {
     none: bool,
     #[command(flatten)]
     change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FederationArgs {
+    /// A trusted origin (repeatable): GENESIS=HUB_NAME, or GENESIS=HUB_NAME@RELAY,RELAY,...
+    /// where GENESIS is its genesis statement id (64 hex), HUB_NAME the hub name its genesis
+    /// gives, and each RELAY the genesis id of another trusted hub allowed to relay it here.
+    #[arg(
+        long = "origin",
+        value_name = "GENESIS=HUB_NAME[@RELAY,...]",
+        required_unless_present = "none"
+    )]
+    origins: Vec<String>,
+    /// Trust no origin: relaying stops (what was relayed stays in the log).
+    #[arg(long, conflicts_with = "origins")]
+    none: bool,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+/// Parses `--origin GENESIS=HUB_NAME[@RELAY,...]` flags into the federation section.
+fn parse_origins(flags: &[String]) -> anyhow::Result<crate::settings::Federation> {
+    use crate::statement::StatementId;
+    let genesis = |text: &str, flag: &str| {
+        StatementId::from_hex(text).ok_or_else(|| {
+            anyhow::anyhow!("--origin {flag}: '{text}' is not a genesis id (64 hex characters)")
+        })
+    };
+    let mut wire = crate::pb::FederationSettings::default();
+    for flag in flags {
+        let (id, rest) = flag.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--origin {flag}: expected GENESIS=HUB_NAME[@RELAY,...]")
+        })?;
+        let (name, relays) = rest.split_once('@').unwrap_or((rest, ""));
+        let mut relayed_by = relays
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| genesis(r, flag).map(|g| g.0.to_vec()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        relayed_by.sort();
+        wire.origins.push(crate::pb::TrustedOrigin {
+            genesis_id: genesis(id, flag)?.0.to_vec(),
+            hub_name: name.to_owned(),
+            relayed_by,
+        });
+    }
+    wire.origins.sort_by(|a, b| a.genesis_id.cmp(&b.genesis_id));
+    Ok(crate::settings::Federation::from_wire(&wire)?)
 }
 
 #[derive(Debug, Args)]
@@ -714,6 +765,19 @@ async fn settings(command: SettingsCommand) -> Result<()> {
             let envelope = governance::settings(&issuer, &key, section, &change.reason);
             sign_or_submit(envelope, change).await
         }
+        SettingsCommand::Federation(args) => {
+            let federation = if args.none {
+                crate::settings::Federation::default()
+            } else {
+                parse_origins(&args.origins)?
+            };
+            let change = &args.change;
+            let issuer = change.conn.member_id()?;
+            let key = CertDir::new(&change.conn.certs).signing_key(&issuer)?;
+            let section = Section::Federation(federation);
+            let envelope = governance::settings(&issuer, &key, section, &change.reason);
+            sign_or_submit(envelope, change).await
+        }
         SettingsCommand::Show { conn } => {
             let c = conn.connect().await?.coalition().await?;
             let s = c.settings.unwrap_or_default();
@@ -743,6 +807,23 @@ async fn settings(command: SettingsCommand) -> Result<()> {
                     println!("witnesses: {}", policy.describe());
                 }
                 None => println!("witnesses: no policy"),
+            }
+            let federation =
+                crate::settings::Federation::from_wire(&s.federation.unwrap_or_default())?;
+            if federation.origins.is_empty() {
+                println!("federation: no trusted origin");
+            }
+            for (genesis, o) in &federation.origins {
+                let relays: Vec<String> = o.relayed_by.iter().map(|r| r.to_string()).collect();
+                println!(
+                    "federation: trusts '{}' (genesis {genesis}){}",
+                    o.hub_name,
+                    if relays.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", relayed by {}", relays.join(", "))
+                    }
+                );
             }
             println!("quotas default: {}", show(&q.default_limits));
             for (id, l) in &q.members {

@@ -13,10 +13,16 @@
 //!   old backup copies what it is missing from a mirror of its own log before it serves.
 //!
 //! The follower's cursor is the local store's durable size: nothing else is persisted.
+//!
+//! [`Relayer`] shapes another hub's statements into relayed entries with their provenance
+//! and evidence (docs/PROTOCOL.md §3.10), which every replica checks against the origin's own
+//! membership and signed checkpoints.
 
 mod follower;
+mod relayer;
 
 pub use follower::{FollowError, Follower, FollowerStatus, Round};
+pub use relayer::{Relayer, RelayerError};
 
 use crate::statement::StatementId;
 

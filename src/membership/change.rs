@@ -202,21 +202,25 @@ impl Admission {
     }
 }
 
+/// Checks a hub name (a checkpoint origin): 1..=100 printable ASCII characters without
+/// spaces or `+`.
+pub fn check_hub_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_HUB_NAME_LEN
+        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b'+')
+    {
+        return Err(format!(
+            "1..={MAX_HUB_NAME_LEN} printable ASCII characters without spaces or '+', e.g. hub.coalition.example"
+        ));
+    }
+    Ok(())
+}
+
 impl Genesis {
     /// Parses and checks a genesis.
     pub fn from_wire(wire: pb::Genesis) -> Result<Self, StatementError> {
         let name = wire.hub_name;
-        if name.is_empty()
-            || name.len() > MAX_HUB_NAME_LEN
-            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b'+')
-        {
-            return Err(StatementError::invalid(
-                "genesis.hub_name",
-                format!(
-                    "1..={MAX_HUB_NAME_LEN} printable ASCII characters without spaces or '+', e.g. hub.coalition.example"
-                ),
-            ));
-        }
+        check_hub_name(&name).map_err(|e| StatementError::invalid("genesis.hub_name", e))?;
         let hub_key = public_key("genesis.hub_public_key", &wire.hub_public_key)?;
         if wire.admins.is_empty() || wire.admins.len() > MAX_GENESIS_ADMINS {
             return Err(StatementError::invalid(

@@ -9,7 +9,9 @@
 mod change;
 mod registry;
 
-pub use change::{Action, Admission, Change, Genesis, Revocation, format_ms, parse_time_ms};
+pub use change::{
+    Action, Admission, Change, Genesis, Revocation, check_hub_name, format_ms, parse_time_ms,
+};
 pub use registry::{Coalition, EntryError, Event, Position, Registry, Signer};
 
 use crate::pb;

@@ -902,6 +902,18 @@ impl Registry {
             Section::Quotas(q) => c.settings.quotas = q.clone(),
             Section::Lifecycle(l) => c.settings.lifecycle = *l,
             Section::Witnesses(w) => c.settings.witnesses = w.clone(),
+            Section::Federation(f) => {
+                if f.origins.contains_key(&c.genesis_id)
+                    || f.origins
+                        .values()
+                        .any(|o| o.relayed_by.contains(&c.genesis_id))
+                {
+                    return Err(EntryError::Precondition(
+                        "the federation names this hub's own genesis: a hub does not relay its own statements".into(),
+                    ));
+                }
+                c.settings.federation = f.clone();
+            }
             Section::HubKey(key) => {
                 c.settings.hub_keys.push(HubKeyPeriod {
                     key: *key,

@@ -497,8 +497,9 @@ impl super::Replica {
         }
         let entries = self.size();
         self.checkpoints.finish(entries)?;
-        // An erasure claim naming an entry past the end of the log (rule 13a).
-        if let Some(e) = self.unsettled_erasure() {
+        // An erasure claim naming an entry past the end of the log (rule 13a), statements
+        // relayed from an origin whose checkpoint never came (rule 26).
+        if let Some(e) = self.unsettled() {
             return Err(e);
         }
         if self.genesis().is_none() {

@@ -245,6 +245,42 @@ pub enum Fault {
         /// The witness the line names.
         witness: String,
     },
+    /// Rule 22: a relayed statement's origin is not a trusted origin of the settings replayed
+    /// so far (docs/PROTOCOL.md §3.10).
+    #[error(
+        "relays a statement of the hub with genesis {origin}, which the coalition's settings do not name as a trusted origin"
+    )]
+    UntrustedOrigin {
+        /// The origin's genesis id (hex).
+        origin: String,
+    },
+    /// Rules 22 and 24: the relay's provenance or evidence is malformed (a gap leaf of the
+    /// wrong length, an origin that does not start with its genesis, a hub name other than the
+    /// one the settings trust).
+    #[error("relay evidence: {0}")]
+    RelayEvidence(String),
+    /// Rules 24 and 25: the origin's own log, replayed from the relayed statements, refuses
+    /// this one (or the origin checkpoint it carries).
+    #[error("relayed from '{hub}', whose log refuses it there: {error}")]
+    Relayed {
+        /// The origin's hub name.
+        hub: String,
+        /// The origin replica's refusal, located in the origin's log.
+        error: Box<ReplicaError>,
+    },
+    /// Rule 26: statements relayed from an origin that no origin checkpoint has proven yet,
+    /// when the replay has everything the hub sent.
+    #[error(
+        "the statements relayed from '{hub}' up to its entry {size} are proven in its signed checkpoints only up to {proven}: the relay withheld the origin's checkpoint"
+    )]
+    RelayUnproven {
+        /// The origin's hub name.
+        hub: String,
+        /// Origin entries replayed.
+        size: u64,
+        /// The largest origin checkpoint accepted.
+        proven: u64,
+    },
     /// Input given in the wrong order or state (a bug in the driver).
     #[error("{0}")]
     Usage(String),

@@ -18,12 +18,14 @@
 
 mod checkpoints;
 mod error;
+mod relay;
 mod snapshot;
 
 pub(crate) use checkpoints::note_size;
 pub use checkpoints::{CheckpointClaim, ConsistencyNeed};
 pub use error::{Fault, Location, ReplicaError};
-pub use snapshot::Snapshot;
+pub use relay::{OriginCheckpoint, Provenance, Relay, leaf_data_of};
+pub use snapshot::{OriginSnapshot, Snapshot};
 
 use crate::log::{Frontier, Hash, leaf_hash};
 use crate::membership::{
@@ -58,6 +60,9 @@ pub struct Entry {
     /// The hub's claim that a later entry, at this position, erased this one (its body is
     /// then missing; docs/PROTOCOL.md §2.8). Checked when that entry is replayed.
     pub erased_by: Option<u64>,
+    /// Set when the entry relays a statement another hub logged first (docs/PROTOCOL.md
+    /// §3.10): its provenance and evidence, parsed and checked by the replica.
+    pub relay: Option<pb::Relay>,
 }
 
 impl Entry {
@@ -70,6 +75,7 @@ impl Entry {
             statement_id: entry.statement_id,
             envelope: entry.envelope,
             erased_by: entry.erased_by,
+            relay: entry.relay,
         }
     }
 
@@ -82,6 +88,7 @@ impl Entry {
             envelope: self.envelope.clone(),
             compromised_key_ids: Vec::new(),
             erased_by: self.erased_by,
+            relay: self.relay.clone(),
         }
     }
 }
@@ -184,6 +191,8 @@ pub struct Accepted {
     pub content: Content,
     /// What changed with it.
     pub notices: Vec<Notice>,
+    /// For a relayed statement, where it was first logged (docs/PROTOCOL.md §3.10).
+    pub origin: Option<Provenance>,
 }
 
 impl Accepted {
@@ -207,6 +216,7 @@ struct Parsed {
     received_at_ms: i64,
     form: Form,
     erased_by: Option<u64>,
+    relay: Option<Relay>,
 }
 
 /// A hub's claim that entry `target` (statement `id`, of `kind`) was erased by entry `by`:
@@ -260,6 +270,8 @@ pub struct Replica {
     membership_entries: u64,
     /// Erasure claims not yet settled, by the position of the entry claimed to erase.
     erasure_claims: std::collections::BTreeMap<u64, Vec<ErasureClaim>>,
+    /// The origins relayed from, by genesis id, each replaying the origin's own log.
+    origins: std::collections::BTreeMap<StatementId, relay::Origin>,
     failed: Option<ReplicaError>,
 }
 
@@ -283,6 +295,7 @@ impl Replica {
             membership: None,
             membership_entries: 0,
             erasure_claims: Default::default(),
+            origins: Default::default(),
             failed: None,
         }
     }
@@ -445,6 +458,9 @@ impl Replica {
         mut p: Parsed,
         seen: &mut dyn SeenIds,
     ) -> Result<(Accepted, Option<(Parsed, Vec<VerifyingKey>)>), ReplicaError> {
+        if let Some(relay) = p.relay.take() {
+            return self.replay_relayed(p, relay, seen);
+        }
         let position = Position {
             seq: p.seq,
             received_at_ms: p.received_at_ms,
@@ -519,6 +535,7 @@ impl Replica {
                         None => Content::Withheld,
                     },
                     notices,
+                    origin: None,
                 };
                 let unchecked = (!changes_membership).then_some((p, keys));
                 Ok((accepted, unchecked))
@@ -554,6 +571,7 @@ impl Replica {
                     header: None,
                     content: Content::Opaque { version },
                     notices,
+                    origin: None,
                 };
                 Ok((accepted, Some((p, keys))))
             }
@@ -595,6 +613,7 @@ impl Replica {
             header: Some(verified.header.clone()),
             content: Content::Statement(Box::new(verified.statement.clone())),
             notices,
+            origin: None,
         })
     }
 
@@ -756,15 +775,31 @@ impl Replica {
                         statement_id: id.0.to_vec(),
                         envelope: envelope.cloned(),
                         erased_by: None,
+                        relay: None,
                     }
                     .to_wire(),
                 ));
             }
         }
-        self.frontier.append(leaf_hash(&crate::store::leaf_data(
-            &id,
-            position.received_at_ms,
-        )));
+        self.append_leaf(
+            &crate::store::leaf_data(&id, position.received_at_ms),
+            position,
+            id,
+            seen,
+        )?;
+        Ok(notices)
+    }
+
+    /// Rule 16's end: the leaf joins the frontier, the id is recorded, the receipt time
+    /// becomes the last one, and a checkpoint waiting for this size is checked.
+    fn append_leaf(
+        &mut self,
+        data: &[u8],
+        position: Position,
+        id: StatementId,
+        seen: &mut dyn SeenIds,
+    ) -> Result<(), ReplicaError> {
+        self.frontier.append(leaf_hash(data));
         seen.insert(id, position.seq);
         self.last_received_ms = position.received_at_ms;
         // The root costs O(log n) hashes: only where a checkpoint waits for this size.
@@ -772,7 +807,7 @@ impl Replica {
         if self.checkpoints.waits_for(size) {
             self.checkpoints.reached(size, self.frontier.root())?;
         }
-        Ok(notices)
+        Ok(())
     }
 
     /// Restores membership from a stored membership entry without re-deciding its position
@@ -784,6 +819,12 @@ impl Replica {
         verify_signatures: bool,
     ) -> Result<(), ReplicaError> {
         let seq = entry.seq;
+        if entry.relay.is_some() {
+            return Err(at(
+                seq,
+                Fault::Usage("a relayed entry is never this hub's membership".into()),
+            ));
+        }
         let parsed = parse_entry(entry)?;
         let position = Position {
             seq: parsed.seq,
@@ -823,6 +864,7 @@ impl Replica {
                     statement_id: parsed.id.0.to_vec(),
                     envelope: Some(parsed.envelope.clone()),
                     erased_by: None,
+                    relay: None,
                 }
                 .to_wire(),
             ));
@@ -928,6 +970,11 @@ impl Replica {
 /// and body decoding, and the statement id against the one the log recorded.
 fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
     let seq = entry.seq;
+    let relay = entry
+        .relay
+        .map(Relay::from_wire)
+        .transpose()
+        .map_err(|reason| at(seq, Fault::RelayEvidence(reason)))?;
     let envelope = entry.envelope.ok_or_else(|| at(seq, Fault::NoEnvelope))?;
     let claimed = entry.statement_id;
     let check_id = |actual: StatementId| {
@@ -967,5 +1014,6 @@ fn parse_entry(entry: Entry) -> Result<Parsed, ReplicaError> {
         received_at_ms: entry.received_at_ms,
         form,
         erased_by: entry.erased_by,
+        relay,
     })
 }

@@ -34,6 +34,21 @@ pub struct Snapshot {
     /// hex, kind name]`, for a sync cut between an erased entry and its erasure.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erasure_claims: Vec<(u64, u64, String, String)>,
+    /// The origins relayed from (docs/PROTOCOL.md §3.10): each origin's log as rebuilt here,
+    /// saved the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<OriginSnapshot>,
+}
+
+/// One origin's replica, saved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginSnapshot {
+    /// The origin's hub name, as the settings trust it.
+    pub hub_name: String,
+    /// Its replica (its genesis is the origin's).
+    pub replica: Snapshot,
+    /// How many of its entries an accepted origin checkpoint proves.
+    pub proven: u64,
 }
 
 fn corrupt(reason: impl Into<String>) -> ReplicaError {
@@ -67,6 +82,15 @@ impl Replica {
                         .map(|c| (c.target, *by, c.id.to_string(), c.kind.name().to_owned()))
                 })
                 .collect(),
+            origins: self
+                .origins
+                .values()
+                .map(|o| OriginSnapshot {
+                    hub_name: o.hub_name.clone(),
+                    replica: o.replica.snapshot(),
+                    proven: o.proven,
+                })
+                .collect(),
         }
     }
 
@@ -74,6 +98,31 @@ impl Replica {
     /// their signatures) and re-verifying its checkpoint; `filter` as for
     /// [`Replica::with_filter`].
     pub fn restore(snapshot: &Snapshot, filter: SyncFilter) -> Result<Replica, ReplicaError> {
+        let mut replica = Self::restore_one(snapshot, filter.clone())?;
+        for (i, o) in snapshot.origins.iter().enumerate() {
+            if !o.replica.origins.is_empty() {
+                return Err(corrupt(format!(
+                    "origins[{i}] has origins of its own: an origin's log is rebuilt here only from what it logged itself"
+                )));
+            }
+            let origin = super::relay::Origin {
+                hub_name: o.hub_name.clone(),
+                replica: Self::restore_one(&o.replica, filter.clone())?
+                    .reading_as(crate::statement::Reader::Relay),
+                proven: o.proven.min(o.replica.size),
+            };
+            let genesis = origin
+                .replica
+                .genesis()
+                .ok_or_else(|| corrupt(format!("origins[{i}] has no genesis")))?;
+            if replica.origins.insert(genesis, origin).is_some() {
+                return Err(corrupt(format!("origins[{i}] is saved twice")));
+            }
+        }
+        Ok(replica)
+    }
+
+    fn restore_one(snapshot: &Snapshot, filter: SyncFilter) -> Result<Replica, ReplicaError> {
         let genesis = StatementId::from_hex(&snapshot.genesis)
             .ok_or_else(|| corrupt("the genesis is not 64 hex characters"))?;
         let mut replica = Replica::new()

@@ -21,6 +21,10 @@ pub enum Reader {
     /// A member without the `auditor` role: reads unrestricted bodies, and restricted ones it
     /// issued or is named in.
     Member(MemberId),
+    /// Whoever reads another hub's statements through a relay (docs/PROTOCOL.md §3.10): reads
+    /// unrestricted bodies only. Restricted bodies never leave their origin, so a relayed
+    /// restricted statement comes as its header.
+    Relay,
 }
 
 impl Reader {
@@ -183,6 +187,7 @@ impl Recipients {
         match reader {
             Reader::Everything => true,
             Reader::Member(id) => self.is_everyone() || id == issuer || self.0.contains(id),
+            Reader::Relay => self.is_everyone(),
         }
     }
 }

@@ -35,7 +35,7 @@ pub use id_index::{DIR as ID_RUNS_DIR, MEMTABLE_IDS as ID_MEMTABLE};
 pub use proofs::ProofRequestError;
 #[doc(hidden)]
 pub use proofs::write_synthetic_tree;
-pub use record::{StoredEntry, leaf_data};
+pub use record::{RELAYED_LEAF_LEN, StoredEntry, leaf_data, relayed_leaf_data};
 
 use crate::log::{self, Frontier, Hash, NodeSource, TileEdge, TreeSize};
 use crate::membership::{Member, MemberId, Position, Registry};

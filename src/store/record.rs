@@ -48,6 +48,7 @@ impl StoredEntry {
             statement_id: self.statement_id.clone(),
             envelope: self.envelope.clone(),
             erased_by: None,
+            relay: None,
         }
     }
 
@@ -94,6 +95,7 @@ impl StoredEntry {
             envelope: self.envelope,
             compromised_key_ids,
             erased_by,
+            relay: None,
         }
     }
 
@@ -120,5 +122,27 @@ pub fn leaf_data(id: &StatementId, received_at_ms: i64) -> [u8; 40] {
     let mut out = [0u8; 40];
     out[..32].copy_from_slice(&id.0);
     out[32..].copy_from_slice(&received_at_ms.to_be_bytes());
+    out
+}
+
+/// Length of a relayed entry's leaf data ([`relayed_leaf_data`]).
+pub const RELAYED_LEAF_LEN: usize = 88;
+
+/// The bytes a relayed entry's Merkle leaf commits to (docs/PROTOCOL.md §3.10): the 40 bytes
+/// of [`leaf_data`], then the origin's genesis id (32 bytes), the statement's position in the
+/// origin's log and the origin's receipt time (8 bytes each, big-endian). 88 bytes, so a
+/// relayed leaf is never read as a local one.
+pub fn relayed_leaf_data(
+    id: &StatementId,
+    received_at_ms: i64,
+    origin: &StatementId,
+    origin_seq: u64,
+    origin_received_at_ms: i64,
+) -> [u8; RELAYED_LEAF_LEN] {
+    let mut out = [0u8; RELAYED_LEAF_LEN];
+    out[..40].copy_from_slice(&leaf_data(id, received_at_ms));
+    out[40..72].copy_from_slice(&origin.0);
+    out[72..80].copy_from_slice(&origin_seq.to_be_bytes());
+    out[80..].copy_from_slice(&origin_received_at_ms.to_be_bytes());
     out
 }

@@ -198,6 +198,7 @@ pub fn entry_of(envelope: pb::Envelope, received_at_ms: i64) -> pb::SyncEntry {
         envelope: Some(envelope),
         compromised_key_ids: Vec::new(),
         erased_by: None,
+        relay: None,
     }
 }
 
