@@ -721,6 +721,7 @@ async fn corpus_memory(env: &Env, n: usize, table: &mut Table) -> Result<()> {
                 received_at_ms: 1_700_000_000_000 + seq as i64,
                 statement_id: p.id.0.to_vec(),
                 envelope: None,
+                relay: None,
             };
             corpus.stage(&entry, &statement, p.id)?;
         }

@@ -5,6 +5,7 @@ use crate::membership::{Member, MemberId};
 use crate::pb;
 use crate::pb::admin_client::AdminClient;
 use crate::pb::audit_client::AuditClient;
+use crate::pb::federation_client::FederationClient;
 use crate::pb::hub_client::HubClient;
 use crate::pki::TlsConfig;
 use thiserror::Error;
@@ -128,6 +129,8 @@ pub struct Client {
     pub admin: AdminClient<Channel>,
     /// The `Audit` service (checkpoints, proofs, entries).
     pub audit: AuditClient<Channel>,
+    /// The `Federation` service (what a peer hub pulls, with the `peer` role).
+    pub federation: FederationClient<Channel>,
     /// The member the client certificate names (its `urn:coalition:member:<id>` SAN), read
     /// from the certificate itself, never from the hub: whose restricted statements this
     /// client's sync must receive (docs/PROTOCOL.md §2.7). `None` if the certificate names
@@ -190,6 +193,7 @@ impl Client {
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
             audit: AuditClient::new(channel.clone()).max_decoding_message_size(limit),
+            federation: FederationClient::new(channel.clone()).max_decoding_message_size(limit),
             admin: AdminClient::new(channel),
         })
     }

@@ -28,6 +28,7 @@ mod membership;
 mod mirror;
 mod opinions;
 mod ops;
+mod peering;
 mod protocol_version;
 mod recipients;
 mod relay;

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod config;
+mod federation;
 mod keys;
 mod lifecycle;
 mod matching;
@@ -57,6 +58,11 @@ enum Command {
     Witness {
         #[command(subcommand)]
         command: witness::WitnessCommand,
+    },
+    /// Federation between hubs: where relaying from each peer stands.
+    Federation {
+        #[command(subcommand)]
+        command: federation::FederationCommand,
     },
     /// Coalition administration.
     Admin {
@@ -201,10 +207,41 @@ struct ServeArgs {
     /// the data directory's genesis otherwise.
     #[arg(long, value_name = "ID", requires = "mirror_of")]
     genesis: Option<String>,
+    /// Relay the statements of a peer hub (repeatable; docs/PROTOCOL.md §3.10):
+    /// ADDR,GENESIS,CERTS,MEMBER — its address, its genesis id (64 hex; a trusted origin of
+    /// this hub's settings), the certificate directory of its coalition (its `ca.pem`, and
+    /// `members/MEMBER.pem` and `.key`: this hub's identity there, holding the `peer` role).
+    #[arg(
+        long = "peer",
+        value_name = "ADDR,GENESIS,CERTS,MEMBER",
+        conflicts_with = "mirror_of"
+    )]
+    peers: Vec<String>,
     /// A TOML file setting any of these flags (keys = flag names without `--`, e.g.
     /// `listen = "0.0.0.0:50051"`); flags on the command line win; unknown keys are refused.
     #[arg(long, env = "COALITION_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+/// Parses `--peer ADDR,GENESIS,CERTS,MEMBER`.
+fn parse_peer(flag: &str) -> anyhow::Result<crate::federation::Peer> {
+    let parts: Vec<&str> = flag.split(',').collect();
+    let [addr, genesis, certs, member] = parts[..] else {
+        anyhow::bail!(
+            "--peer {flag}: expected ADDR,GENESIS,CERTS,MEMBER (address, genesis id, certificate directory, member id there)"
+        );
+    };
+    let genesis = crate::statement::StatementId::from_hex(genesis).ok_or_else(|| {
+        anyhow::anyhow!("--peer {flag}: '{genesis}' is not a genesis id (64 hex characters)")
+    })?;
+    let tls = crate::pki::CertDir::new(std::path::Path::new(certs))
+        .member_tls(&MemberId::parse(member)?)
+        .with_context(|| format!("--peer {flag}"))?;
+    Ok(crate::federation::Peer {
+        addr: addr.to_owned(),
+        tls,
+        genesis,
+    })
 }
 
 /// How the log lines on stderr are written.
@@ -363,6 +400,7 @@ impl Cli {
             Command::Serve(args) => serve(args).await,
             Command::Admin { command } => admin::run(command).await,
             Command::Witness { command } => witness::run(command).await,
+            Command::Federation { command } => federation::run(command).await,
             Command::Audit { command } => audit::run(command).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Sync(args) => sync::run(args).await,
@@ -513,6 +551,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 crate::server::ServeOptions::for_store_rotating(&store, hub_key, next)?
             }
         };
+        o.peers = args
+            .peers
+            .iter()
+            .map(|p| parse_peer(p))
+            .collect::<anyhow::Result<_>>()?;
         o.crl = args.crl.clone();
         o.crl_grace = args.crl_grace;
         o.checkpoints = crate::server::CheckpointPolicy {

@@ -1,19 +1,13 @@
 //! One hub's log pulled into the local store, batch by batch, each proven before it is written.
 
 use super::Upstream;
-use crate::client::{Client, ClientError};
-use crate::log::Hash;
+use super::source::{Api, MAX_BATCH_ENTRIES, Source};
 use crate::pb;
 use crate::replica::{Entry, Replica, ReplicaError, SeenIds};
 use crate::statement::StatementId;
 use crate::store::{Replicated, Store, StoreError};
 use std::collections::HashMap;
 use thiserror::Error;
-
-/// Most entries pulled, verified and written as one batch.
-pub const MAX_BATCH_ENTRIES: u64 = 16_384;
-/// Most envelope bytes held in one batch (twice while it is verified).
-pub const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// A batch whose erasure claims name entries beyond it grows up to this many entries before
 /// the round gives up and waits for a later checkpoint.
 const MAX_HELD_ENTRIES: u64 = 4 * MAX_BATCH_ENTRIES;
@@ -79,8 +73,7 @@ pub struct FollowerStatus {
 /// Pulls one upstream hub's log into `store` (see the module documentation of `federation`).
 pub struct Follower {
     store: Store,
-    upstream: Upstream,
-    client: Option<Client>,
+    source: Source,
     replica: Replica,
     status: FollowerStatus,
 }
@@ -110,8 +103,7 @@ impl Follower {
         };
         Ok(Follower {
             store,
-            upstream,
-            client: None,
+            source: Source::new(upstream.addr, upstream.tls, Api::Audit),
             replica,
             status,
         })
@@ -124,7 +116,7 @@ impl Follower {
 
     /// The upstream's address.
     pub fn addr(&self) -> &str {
-        &self.upstream.addr
+        self.source.addr()
     }
 
     /// Rounds until the local log equals the upstream's latest checkpoint (or a round waits).
@@ -144,7 +136,7 @@ impl Follower {
     pub async fn round(&mut self) -> Result<Round, FollowError> {
         let result = self.round_inner().await;
         match &result {
-            Err(FollowError::Unavailable { .. }) => self.client = None,
+            Err(FollowError::Unavailable { .. }) => self.source.disconnect(),
             Err(FollowError::Refused { .. }) => self.status.refusals += 1,
             _ => {}
         }
@@ -152,17 +144,7 @@ impl Follower {
     }
 
     async fn round_inner(&mut self) -> Result<Round, FollowError> {
-        let note = self
-            .call(|mut c| async move {
-                c.audit
-                    .get_checkpoint(pb::GetCheckpointRequest {
-                        tree_size: None,
-                        refresh: false,
-                    })
-                    .await
-            })
-            .await?
-            .note;
+        let note = self.source.latest_note().await?;
         let latest =
             crate::replica::note_size(&note).map_err(|reason| self.refused_text(reason))?;
         self.status.upstream_size = latest;
@@ -191,7 +173,13 @@ impl Follower {
         loop {
             let from = candidate.size();
             let to = latest.min(here + limit);
-            let entries = self.entries(from, to).await?;
+            let entries: Vec<Entry> = self
+                .source
+                .entries(from, to)
+                .await?
+                .into_iter()
+                .map(Entry::from_wire)
+                .collect();
             let (next, verdicts) = self.verify(candidate, entries.clone()).await?;
             candidate = next;
             batch.extend(entries);
@@ -213,21 +201,7 @@ impl Follower {
         let claim = candidate
             .check_checkpoint(&note)
             .map_err(|e| self.refused(e))?;
-        let mut proofs = Vec::new();
-        for need in claim.needs() {
-            let (old_size, new_size) = (need.old_size, need.new_size);
-            let proof = self
-                .call(|mut c| async move {
-                    c.audit
-                        .get_consistency_proof(pb::GetConsistencyProofRequest {
-                            old_size,
-                            new_size,
-                        })
-                        .await
-                })
-                .await?;
-            proofs.push(self.hashes(&proof.proof)?);
-        }
+        let proofs = self.source.proofs(claim.needs()).await?;
         candidate
             .accept_checkpoint(claim, &proofs)
             .map_err(|e| self.refused(e))?;
@@ -240,47 +214,6 @@ impl Follower {
         self.status.local_size = size;
         self.copy_checkpoints().await?;
         Ok(Round::Copied(written))
-    }
-
-    /// Entries `from..to` (fewer if the byte budget ends first), in order, with no gap.
-    async fn entries(&mut self, from: u64, to: u64) -> Result<Vec<Entry>, FollowError> {
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let mut next = from;
-        while next < to && bytes < MAX_BATCH_BYTES {
-            let start = next;
-            let mut stream = self
-                .call(|mut c| async move {
-                    c.audit
-                        .get_entries(pb::GetEntriesRequest { start, end: to })
-                        .await
-                })
-                .await?;
-            let before = next;
-            loop {
-                let message = stream.message().await;
-                let entry = match message {
-                    Ok(Some(entry)) => entry,
-                    Ok(None) => break,
-                    Err(status) => return Err(self.unavailable(status.message().to_owned())),
-                };
-                bytes += entry
-                    .envelope
-                    .as_ref()
-                    .map_or(0, |e| e.payload.len() + e.body.len());
-                next += 1;
-                out.push(Entry::from_wire(entry));
-                if next >= to || bytes >= MAX_BATCH_BYTES {
-                    break;
-                }
-            }
-            if next == before {
-                return Err(self.unavailable(format!(
-                    "it sent no entry from {start} although its checkpoint covers {to}"
-                )));
-            }
-        }
-        Ok(out)
     }
 
     /// The replica's verdict on a batch, off the async workers; the candidate is dropped on a
@@ -320,16 +253,7 @@ impl Follower {
         loop {
             let have = self.store.latest_checkpoint()?.map(|c| c.size);
             let from_size = have.map_or(0, |s| s);
-            let page = self
-                .call(|mut c| async move {
-                    c.audit
-                        .list_checkpoints(pb::ListCheckpointsRequest {
-                            from_size,
-                            limit: CHECKPOINT_PAGE,
-                        })
-                        .await
-                })
-                .await?;
+            let page = self.source.checkpoints(from_size, CHECKPOINT_PAGE).await?;
             let mut stored = false;
             for cp in &page.checkpoints {
                 if cp.tree_size > size {
@@ -403,51 +327,16 @@ impl Follower {
         Ok(())
     }
 
-    /// Calls the upstream, connecting first if needed; a failure is `Unavailable`.
-    async fn call<T, F, Fut>(&mut self, f: F) -> Result<T, FollowError>
-    where
-        F: FnOnce(Client) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        let client = match &self.client {
-            Some(c) => c.clone(),
-            None => {
-                let c = Client::connect(&self.upstream.addr, &self.upstream.tls)
-                    .await
-                    .map_err(|e| self.unavailable(e.to_string()))?;
-                self.client = Some(c.clone());
-                c
-            }
-        };
-        f(client)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|status| self.unavailable(ClientError::from(status).to_string()))
-    }
-
-    fn hashes(&self, raw: &[Vec<u8>]) -> Result<Vec<Hash>, FollowError> {
-        crate::client::hashes(raw).map_err(|e| self.refused_text(e.to_string()))
-    }
-
     fn unavailable(&self, reason: String) -> FollowError {
-        FollowError::Unavailable {
-            addr: self.upstream.addr.clone(),
-            reason,
-        }
+        self.source.unavailable(reason)
     }
 
     fn refused(&self, error: ReplicaError) -> FollowError {
-        FollowError::Refused {
-            addr: self.upstream.addr.clone(),
-            error: Box::new(error),
-        }
+        self.source.refused(error)
     }
 
     fn refused_text(&self, reason: String) -> FollowError {
-        self.refused(ReplicaError::new(
-            crate::replica::Location::Input,
-            crate::replica::Fault::Usage(reason),
-        ))
+        self.source.refused_text(reason)
     }
 }
 

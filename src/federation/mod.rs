@@ -19,10 +19,14 @@
 //! membership and signed checkpoints.
 
 mod follower;
+mod peer;
 mod relayer;
+mod source;
 
 pub use follower::{FollowError, Follower, FollowerStatus, Round};
+pub use peer::{Peer, PeerStatus, Puller};
 pub use relayer::{Relayer, RelayerError};
+pub use source::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 
 use crate::statement::StatementId;
 

@@ -53,6 +53,12 @@ impl Relayer {
         self.next
     }
 
+    /// Whether this relayer continues an origin replica that has rebuilt `size` of the
+    /// origin's entries (it consumed from there, holding the gap leaves after it).
+    pub fn resumes(&self, size: u64) -> bool {
+        self.next - self.gaps.len() as u64 == size
+    }
+
     /// Takes the origin's next entry, as the origin serves it. A statement the origin logged
     /// itself becomes a relayed entry (its position and receipt time here are the writer's
     /// to give: 0 until then), carrying the gap leaves before it; a restricted statement's

@@ -179,19 +179,14 @@ impl SeenIds for ProvenByCheckpoints {
 impl Origin {
     /// An origin nothing was relayed from yet: its replica reads as a relay (restricted
     /// bodies stay at their origin) with the relaying replica's filter.
-    pub(crate) fn new(
-        genesis: StatementId,
-        hub_name: String,
-        filter: SyncFilter,
-        keep_membership: bool,
-    ) -> Self {
-        let mut replica = Replica::new()
+    pub(crate) fn new(genesis: StatementId, hub_name: String, filter: SyncFilter) -> Self {
+        // An origin's membership is kept whatever the relaying replica keeps of its own: it is
+        // what the origin's replica is saved and restored from.
+        let replica = Replica::new()
             .with_filter(filter)
             .reading_as(Reader::Relay)
-            .pin_genesis(genesis);
-        if keep_membership {
-            replica = replica.keeping_membership();
-        }
+            .pin_genesis(genesis)
+            .keeping_membership();
         Origin {
             hub_name,
             replica,
@@ -324,14 +319,8 @@ impl Replica {
                     },
                 )
             })?;
-        let keep = self.membership.is_some();
         let origin = self.origins.entry(relay.origin).or_insert_with(|| {
-            Origin::new(
-                relay.origin,
-                trusted.hub_name.clone(),
-                self.filter.clone(),
-                keep,
-            )
+            Origin::new(relay.origin, trusted.hub_name.clone(), self.filter.clone())
         });
         let hub_name = origin.hub_name.clone();
         let (nested, unchecked) = origin.replay(p, &relay).map_err(|e| {

@@ -82,24 +82,32 @@ impl Replica {
                         .map(|c| (c.target, *by, c.id.to_string(), c.kind.name().to_owned()))
                 })
                 .collect(),
-            origins: self
-                .origins
-                .values()
-                .map(|o| OriginSnapshot {
-                    hub_name: o.hub_name.clone(),
-                    replica: o.replica.snapshot(),
-                    proven: o.proven,
-                })
-                .collect(),
+            origins: self.origin_snapshots(),
         }
     }
 
-    /// Rebuilds a replica from a snapshot, replaying its membership statements again (with
-    /// their signatures) and re-verifying its checkpoint; `filter` as for
-    /// [`Replica::with_filter`].
-    pub fn restore(snapshot: &Snapshot, filter: SyncFilter) -> Result<Replica, ReplicaError> {
-        let mut replica = Self::restore_one(snapshot, filter.clone())?;
-        for (i, o) in snapshot.origins.iter().enumerate() {
+    /// The origins' replicas, saved (the hub keeps them beside its log).
+    pub fn origin_snapshots(&self) -> Vec<OriginSnapshot> {
+        self.origins
+            .values()
+            .map(|o| OriginSnapshot {
+                hub_name: o.hub_name.clone(),
+                replica: o.replica.snapshot(),
+                proven: o.proven,
+            })
+            .collect()
+    }
+
+    /// Restores the origins' replicas saved by [`Replica::origin_snapshots`] (their
+    /// membership statements replayed again with their signatures, their checkpoints
+    /// re-verified), replacing any held.
+    pub fn restore_origins(
+        &mut self,
+        origins: &[OriginSnapshot],
+        filter: SyncFilter,
+    ) -> Result<(), ReplicaError> {
+        let mut restored = std::collections::BTreeMap::new();
+        for (i, o) in origins.iter().enumerate() {
             if !o.replica.origins.is_empty() {
                 return Err(corrupt(format!(
                     "origins[{i}] has origins of its own: an origin's log is rebuilt here only from what it logged itself"
@@ -115,10 +123,20 @@ impl Replica {
                 .replica
                 .genesis()
                 .ok_or_else(|| corrupt(format!("origins[{i}] has no genesis")))?;
-            if replica.origins.insert(genesis, origin).is_some() {
+            if restored.insert(genesis, origin).is_some() {
                 return Err(corrupt(format!("origins[{i}] is saved twice")));
             }
         }
+        self.origins = restored;
+        Ok(())
+    }
+
+    /// Rebuilds a replica from a snapshot, replaying its membership statements again (with
+    /// their signatures) and re-verifying its checkpoint; `filter` as for
+    /// [`Replica::with_filter`].
+    pub fn restore(snapshot: &Snapshot, filter: SyncFilter) -> Result<Replica, ReplicaError> {
+        let mut replica = Self::restore_one(snapshot, filter.clone())?;
+        replica.restore_origins(&snapshot.origins, filter)?;
         Ok(replica)
     }
 

@@ -14,12 +14,23 @@ const DEFAULT_ACCESS_PAGE: usize = 100;
 #[derive(Clone)]
 pub struct AdminService {
     store: Store,
+    peers: super::pulling::PeerStatuses,
+    peer_genesis: std::collections::BTreeMap<String, crate::statement::StatementId>,
 }
 
 impl AdminService {
-    /// A service over `store`.
-    pub fn new(store: Store) -> Self {
-        AdminService { store }
+    /// A service over `store`, reporting the relays of `peers` (their statuses kept in
+    /// `statuses`).
+    pub fn new(
+        store: Store,
+        peers: &[crate::federation::Peer],
+        statuses: super::pulling::PeerStatuses,
+    ) -> Self {
+        AdminService {
+            store,
+            peers: statuses,
+            peer_genesis: peers.iter().map(|p| (p.addr.clone(), p.genesis)).collect(),
+        }
     }
 }
 
@@ -53,6 +64,47 @@ pub fn coalition_to_wire(registry: &Registry, log_size: u64) -> Option<pb::Coali
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
+    async fn get_federation_status(
+        &self,
+        request: Request<pb::GetFederationStatusRequest>,
+    ) -> Result<Response<pb::FederationStatus>, Status> {
+        auth::caller(&request)?;
+        let statuses = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let peers = self
+            .peer_genesis
+            .iter()
+            .map(|(addr, genesis)| {
+                let (s, refused) = statuses.get(addr).cloned().unwrap_or_default();
+                pb::PeerRelayStatus {
+                    addr: addr.clone(),
+                    genesis_id: genesis.0.to_vec(),
+                    relayed_to: s.relayed_to,
+                    peer_size: s.peer_size,
+                    seen_at_ms: s.seen_at_ms,
+                    statements: s.statements,
+                    refusals: s.refusals,
+                    refused: refused.unwrap_or_default(),
+                }
+            })
+            .collect();
+        let replica = self.store.replica().await.map_err(super::status::store)?;
+        let origins = replica
+            .origins()
+            .map(|(genesis, hub_name, r)| pb::OriginStatus {
+                genesis_id: genesis.0.to_vec(),
+                hub_name: hub_name.to_owned(),
+                entries: r.size(),
+                proven: r.checkpoint().map_or(0, |(size, _)| size.min(r.size())),
+                last_received_at_ms: r.last_received_ms(),
+                checkpoint: r
+                    .checkpoint()
+                    .map(|(_, n)| n.to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::FederationStatus { peers, origins }))
+    }
+
     async fn get_coalition(
         &self,
         request: Request<pb::GetCoalitionRequest>,

@@ -6,7 +6,7 @@ use super::shutdown::{self, Listener};
 use super::{auth, status};
 use crate::pb;
 use crate::statement::StatementId;
-use crate::store::{PublishedCheckpoint, Store, leaf_data};
+use crate::store::{PublishedCheckpoint, Store};
 use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -70,7 +70,7 @@ impl AuditService {
     }
 }
 
-type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::SyncEntry, Status>> + Send>>;
+pub(super) type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::SyncEntry, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::audit_server::Audit for AuditService {
@@ -197,13 +197,13 @@ impl pb::audit_server::Audit for AuditService {
             })
             .await?;
         let id = entry.id().map_err(status::store)?;
-        let data = leaf_data(&id, entry.received_at_ms);
+        let data = entry.leaf_data().map_err(status::store)?;
         Ok(Response::new(pb::InclusionProof {
             leaf_index: index,
             tree_size,
             statement_id: id.0.to_vec(),
             received_at_ms: entry.received_at_ms,
-            leaf_data: data.to_vec(),
+            leaf_data: data.clone(),
             leaf_hash: crate::log::leaf_hash(&data).0.to_vec(),
             audit_path: path.iter().map(|h| h.0.to_vec()).collect(),
             checkpoint: checkpoint.map(checkpoint_to_wire),
@@ -241,11 +241,22 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        let reads = crate::statement::Reader::of(&auth::caller(&request)?);
+        self.entries(request.into_inner(), reads)
+    }
+}
+
+impl AuditService {
+    /// `GetEntries` for a caller reading as `reads`.
+    pub(super) fn entries(
+        &self,
+        request: pb::GetEntriesRequest,
+        reads: crate::statement::Reader,
+    ) -> Result<Response<EntryStream>, Status> {
         if self.shutdown.is_shutting_down() {
             return Err(shutdown::shutting_down());
         }
-        let reads = crate::statement::Reader::of(&auth::caller(&request)?);
-        let pb::GetEntriesRequest { start, end } = request.into_inner();
+        let pb::GetEntriesRequest { start, end } = request;
         if start > end {
             return Err(Status::invalid_argument(format!(
                 "start {start} is after end {end}: entries are returned for start <= seq < end"

@@ -57,6 +57,8 @@ const SUBMITTERS: &[Role] = &[Role::Member, Role::Admin];
 pub const READERS: &[Role] = &[Role::Member, Role::Auditor, Role::Admin];
 const MATCHERS: &[Role] = &[Role::Member, Role::Auditor];
 const GOVERNANCE_READERS: &[Role] = &[Role::Admin, Role::Auditor];
+/// Other hubs, pulling this hub's log to relay it (docs/PROTOCOL.md §3.10).
+const PEERS: &[Role] = &[Role::Peer];
 
 /// The policy of the method at gRPC `path` (`/package.Service/Method`). Methods not listed
 /// (health, reflection, unknown ones) need an active member of any role.
@@ -85,6 +87,11 @@ pub fn policy(path: &str) -> Policy {
             "read member histories",
             MAX_SMALL_REQUEST_BYTES,
         ),
+        "/coalition.v1.Admin/GetFederationStatus" => (
+            GOVERNANCE_READERS,
+            "read the federation status",
+            MAX_SMALL_REQUEST_BYTES,
+        ),
         "/coalition.v1.Admin/ListAccess" => (
             GOVERNANCE_READERS,
             "read the access log",
@@ -97,6 +104,12 @@ pub fn policy(path: &str) -> Policy {
             (READERS, "read proofs", MAX_SMALL_REQUEST_BYTES)
         }
         "/coalition.v1.Audit/GetEntries" => (READERS, "read entries", MAX_SMALL_REQUEST_BYTES),
+        "/coalition.v1.Federation/GetCheckpoint"
+        | "/coalition.v1.Federation/ListCheckpoints"
+        | "/coalition.v1.Federation/GetConsistencyProof"
+        | "/coalition.v1.Federation/GetEntries" => {
+            (PEERS, "relay this hub's log", MAX_SMALL_REQUEST_BYTES)
+        }
         _ => (ALL, "connect", MAX_SMALL_REQUEST_BYTES),
     };
     Policy {

@@ -24,6 +24,9 @@ pub enum Component {
     Indexer,
     /// The checkpoint publisher: the Audit service's checkpoints and proofs.
     Checkpointer,
+    /// Relaying from peer hubs (docs/PROTOCOL.md §3.10): down while a peer's log was refused;
+    /// the hub serves its own members meanwhile (no service depends on it).
+    Federation,
     /// Any other reason the whole hub should not be used (e.g. `"crl"` for a CRL past its
     /// `nextUpdate`): every service is NOT_SERVING while it is down.
     Other(&'static str),
@@ -36,6 +39,7 @@ impl Component {
             Component::Writer => "writer",
             Component::Indexer => "indexer",
             Component::Checkpointer => "checkpointer",
+            Component::Federation => "federation",
             Component::Other(name) => name,
         }
     }
@@ -48,6 +52,7 @@ impl Component {
         match self {
             Component::Writer | Component::Indexer => service == Hub::NAME,
             Component::Checkpointer => service == Audit::NAME,
+            Component::Federation => false,
             Component::Other(_) => true,
         }
     }

@@ -10,14 +10,15 @@ pub mod allocator;
 mod audit;
 pub(crate) mod auth;
 mod checkpointer;
+mod federation_api;
 mod grpc_metrics;
 pub mod health;
 mod hub;
 mod indexer;
 pub mod limits;
 mod match_states;
-mod mirroring;
 pub mod ops;
+mod pulling;
 mod quota;
 pub mod shutdown;
 mod status;
@@ -44,6 +45,7 @@ use crate::pb;
 use crate::pki::TlsConfig;
 use crate::store::Store;
 use admin::AdminService;
+use federation_api::FederationService;
 use health::HealthState;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -128,6 +130,9 @@ pub struct ServeOptions {
     /// followed into the store (`federation::Follower`), its checkpoints copied, and every
     /// write refused with FAILED_PRECONDITION.
     pub mirror_of: Option<crate::federation::Upstream>,
+    /// The peer hubs whose own statements this hub relays (`coalition serve --peer`,
+    /// docs/PROTOCOL.md §3.10); none on a mirror.
+    pub peers: Vec<crate::federation::Peer>,
 }
 
 /// The services whose health is reported (besides `""`, the whole hub).
@@ -135,6 +140,7 @@ const HEALTH_SERVICES: &[&str] = &[
     <pb::hub_server::HubServer<HubService> as tonic::server::NamedService>::NAME,
     <pb::admin_server::AdminServer<AdminService> as tonic::server::NamedService>::NAME,
     <pb::audit_server::AuditServer<AuditService> as tonic::server::NamedService>::NAME,
+    <pb::federation_server::FederationServer<FederationService> as tonic::server::NamedService>::NAME,
 ];
 
 /// The matching snapshot's file name in the data directory (`coalition serve`).
@@ -167,6 +173,7 @@ impl ServeOptions {
             access_retention: crate::store::AccessRetention::default(),
             match_snapshot: None,
             mirror_of: upstream,
+            peers: Vec::new(),
         }
     }
 
@@ -432,10 +439,11 @@ pub async fn serve(
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let peer_statuses = pulling::PeerStatuses::default();
     let checkpointer = match &options.mirror_of {
         // A mirror copies its upstream's checkpoints (and their cosignatures) with the log.
         Some(upstream) => {
-            mirroring::start(
+            pulling::start_mirror(
                 store.clone(),
                 upstream.clone(),
                 health.clone(),
@@ -445,6 +453,13 @@ pub async fn serve(
         }
         None => {
             witnessing::start(store.clone(), stop.listener());
+            pulling::start_peers(
+                store.clone(),
+                &options.peers,
+                health.clone(),
+                peer_statuses.clone(),
+                stop.listener(),
+            );
             Checkpointer::start(
                 store.clone(),
                 options
@@ -459,13 +474,21 @@ pub async fn serve(
             )
         }
     };
+    let federation = pb::federation_server::FederationServer::new(FederationService(
+        AuditService::new(store.clone(), checkpointer.clone(), stop.listener()),
+    ))
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let audit = pb::audit_server::AuditServer::new(AuditService::new(
         store.clone(),
         checkpointer,
         stop.listener(),
     ))
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = pb::admin_server::AdminServer::new(AdminService::new(store.clone()));
+    let admin = pb::admin_server::AdminServer::new(AdminService::new(
+        store.clone(),
+        &options.peers,
+        peer_statuses,
+    ));
     let stop_accepting = {
         let mut begun = stop.listener();
         async move { begun.begun().await }
@@ -484,6 +507,7 @@ pub async fn serve(
         .add_service(hub)
         .add_service(admin)
         .add_service(audit)
+        .add_service(federation)
         // TCP_NODELAY is set on accepted sockets there (~40 ms per call otherwise).
         .serve_with_incoming_shutdown(
             hub_tls.incoming(listener, &options.limits, connections),
@@ -572,6 +596,9 @@ async fn end_health(reporter: &mut tonic_health::server::HealthReporter) {
         .set_not_serving::<pb::audit_server::AuditServer<AuditService>>()
         .await;
     reporter
+        .set_not_serving::<pb::federation_server::FederationServer<FederationService>>()
+        .await;
+    reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     for name in [
@@ -579,6 +606,7 @@ async fn end_health(reporter: &mut tonic_health::server::HealthReporter) {
         pb::hub_server::HubServer::<HubService>::NAME,
         pb::admin_server::AdminServer::<AdminService>::NAME,
         pb::audit_server::AuditServer::<AuditService>::NAME,
+        pb::federation_server::FederationServer::<FederationService>::NAME,
     ] {
         reporter.clear_service_status(name).await;
     }

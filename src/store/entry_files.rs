@@ -517,6 +517,7 @@ mod tests {
                     .into(),
                 ..Default::default()
             }),
+            relay: None,
         }
     }
 

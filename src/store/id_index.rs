@@ -709,6 +709,7 @@ mod tests {
                     received_at_ms: seq as i64,
                     statement_id: id.0.to_vec(),
                     envelope: None,
+                    relay: None,
                 });
             }
             self.appender.sync().expect("sync")

@@ -60,6 +60,9 @@ const WRITER_QUEUE: usize = 4 * MAX_GROUP;
 const BY_ID: u8 = b'I';
 /// Marks the entries that change membership (genesis and changes), replayed at start-up.
 const MEMBERSHIP: u8 = b'M';
+/// The replicas of the origins this log relays from (JSON of `replica::OriginSnapshot`s),
+/// written in the batch of every group that relays: what start-up restores them from.
+const ORIGINS: &[u8] = b"O";
 
 /// How to open a store.
 #[derive(Clone, Debug)]
@@ -181,6 +184,11 @@ enum Job {
     Replicate(Box<Replicated>, oneshot::Sender<Result<u64, StoreError>>),
     /// A copy of the writer's replica (the state a follower continues from).
     Replica(oneshot::Sender<Replica>),
+    /// Log statements relayed from other hubs at the next positions.
+    Relay(
+        Vec<crate::pb::SyncEntry>,
+        oneshot::Sender<Result<std::ops::Range<u64>, StoreError>>,
+    ),
 }
 
 struct AppendJob {
@@ -359,6 +367,23 @@ impl Store {
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
     }
 
+    /// Logs statements relayed from other hubs (docs/PROTOCOL.md §3.10), as
+    /// `federation::Relayer` shaped them, at the next positions with this hub's receipt time,
+    /// as one group: the writer's replica must accept every one — a trusted origin, the
+    /// origin's membership at its origin position, and no origin left without the origin
+    /// checkpoint that proves it — and no statement may be logged here already; otherwise
+    /// nothing is written ([`StoreError::Rejected`]). Returns the positions given.
+    pub async fn relay(
+        &self,
+        entries: Vec<crate::pb::SyncEntry>,
+    ) -> Result<std::ops::Range<u64>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Relay(entries, reply)).await?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+    }
+
     /// A copy of the writer's replica: membership replayed, frontier and last receipt time
     /// at the durable size (what a follower of another hub's log continues from).
     pub async fn replica(&self) -> Result<Replica, StoreError> {
@@ -495,6 +520,17 @@ fn restore_replica(
             .restore_membership(entry.to_replica_entry(), false)
             .map_err(|e| corrupt(e.fault.to_string()))?;
     }
+    if let Some(saved) = log.get(ORIGINS)? {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: "origins".into(),
+            reason: format!("the relayed origins' replicas do not restore: {reason}"),
+        };
+        let origins: Vec<crate::replica::OriginSnapshot> =
+            serde_json::from_slice(&saved).map_err(|e| corrupt(e.to_string()))?;
+        replica
+            .restore_origins(&origins, Default::default())
+            .map_err(|e| corrupt(e.to_string()))?;
+    }
     let frontier = Frontier::from_nodes(&tiles::nodes(log, size), TreeSize(size))?;
     let last_received = match size {
         0 => 0,
@@ -521,6 +557,14 @@ impl SeenIds for LoggedIds<'_> {
     fn insert(&mut self, _id: StatementId, _seq: u64) {
         // The writer records the id in the batch and the index itself.
     }
+}
+
+/// The [`ORIGINS`] record of a replica.
+fn origins_record(replica: &Replica) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(&replica.origin_snapshots()).map_err(|e| StoreError::Corrupt {
+        key: "origins".into(),
+        reason: e.to_string(),
+    })
 }
 
 fn membership_key(seq: u64) -> [u8; 9] {
@@ -582,6 +626,7 @@ impl Writer {
                     Ok(())
                 }
                 Job::Replicate(batch, reply) => self.replicate(*batch, reply),
+                Job::Relay(entries, reply) => self.relay(entries, reply),
                 Job::Append(first) => {
                     let mut bytes =
                         first.verified.envelope.payload.len() + first.verified.envelope.body.len();
@@ -639,28 +684,32 @@ impl Writer {
             registry_changed: false,
         };
         let mut erased = Vec::new();
+        let mut relayed = false;
         for (entry, accepted) in &batch.entries {
-            if accepted
-                .header
-                .as_ref()
-                .is_some_and(|h| h.kind.is_governance())
+            // A relayed membership change is the origin's, never this log's.
+            if accepted.origin.is_none()
+                && accepted
+                    .header
+                    .as_ref()
+                    .is_some_and(|h| h.kind.is_governance())
             {
                 group.registry_changed = true;
                 group.batch.insert(&membership_key(entry.seq)[..], &[][..]);
             }
-            if let Some(statement) = accepted.statement() {
+            if accepted.origin.is_some() {
+                relayed = true;
+            } else if let Some(statement) = accepted.statement() {
                 erased.extend(erasure::erasure_targets(&statement.body));
             }
-            self.entries.stage(&StoredEntry {
+            let record = StoredEntry {
                 seq: entry.seq,
                 received_at_ms: entry.received_at_ms,
                 statement_id: accepted.id.0.to_vec(),
                 envelope: entry.envelope.clone(),
-            });
-            self.tiles.append(log::leaf_hash(&record::leaf_data(
-                &accepted.id,
-                entry.received_at_ms,
-            )));
+                relay: entry.relay.clone(),
+            };
+            self.tiles.append(log::leaf_hash(&record.leaf_data()?));
+            self.entries.stage(&record);
             group.in_batch.insert(
                 accepted.id,
                 Receipt {
@@ -669,6 +718,9 @@ impl Writer {
                     received_at_ms: entry.received_at_ms,
                 },
             );
+        }
+        if relayed {
+            group.batch.insert(ORIGINS, origins_record(&batch.replica)?);
         }
         let result = self.write_group(group).and_then(|()| {
             self.replica = batch.replica;
@@ -687,6 +739,99 @@ impl Writer {
         match result {
             Ok(()) => {
                 let _ = reply.send(Ok(end));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    /// Logs a relayed batch ([`Store::relay`]) on a copy of the replica, which becomes the
+    /// writer's once the group is durable.
+    fn relay(
+        &mut self,
+        entries: Vec<crate::pb::SyncEntry>,
+        reply: oneshot::Sender<Result<std::ops::Range<u64>, StoreError>>,
+    ) -> Result<(), StoreError> {
+        let here = self.replica.size();
+        let received_at_ms = now_ms().max(self.replica.last_received_ms());
+        let refuse = |reply: oneshot::Sender<_>, e: ReplicaError| {
+            let _ = reply.send(Err(StoreError::Rejected(e)));
+            Ok(())
+        };
+        let mut positioned = Vec::with_capacity(entries.len());
+        for (i, mut entry) in entries.into_iter().enumerate() {
+            entry.seq = here + i as u64;
+            entry.received_at_ms = received_at_ms;
+            if let Some(id) = StatementId::from_slice(&entry.statement_id) {
+                let files = &self.entries;
+                if let Some(first) = self.ids.find(&id, files.durable(), |seq| files.read(seq))? {
+                    return refuse(
+                        reply,
+                        ReplicaError::new(
+                            crate::replica::Location::Entry(entry.seq),
+                            crate::replica::Fault::Duplicate {
+                                id,
+                                first: first.seq,
+                            },
+                        ),
+                    );
+                }
+            }
+            positioned.push(entry);
+        }
+        let mut candidate = self.replica.clone();
+        let wire = positioned
+            .iter()
+            .cloned()
+            .map(crate::replica::Entry::from_wire);
+        let accepted = match candidate
+            .append(wire.collect(), &mut crate::replica::SeenMap::default())
+            .and_then(|a| candidate.unproven_relay().map_or(Ok(a), Err))
+        {
+            Ok(accepted) => accepted,
+            Err(e) => return refuse(reply, e),
+        };
+        if let Some(local) = accepted.iter().find(|a| a.origin.is_none()) {
+            let _ = reply.send(Err(StoreError::Unavailable(format!(
+                "entry {} of a relayed batch is not relayed (a bug)",
+                local.seq
+            ))));
+            return Ok(());
+        }
+        let mut group = Group {
+            batch: sled::Batch::default(),
+            in_batch: HashMap::new(),
+            registry_changed: false,
+        };
+        for (entry, accepted) in positioned.into_iter().zip(&accepted) {
+            let record = StoredEntry {
+                seq: entry.seq,
+                received_at_ms,
+                statement_id: entry.statement_id,
+                envelope: entry.envelope,
+                relay: entry.relay,
+            };
+            self.tiles.append(log::leaf_hash(&record.leaf_data()?));
+            self.entries.stage(&record);
+            group.in_batch.insert(
+                accepted.id,
+                Receipt {
+                    statement_id: accepted.id,
+                    seq: record.seq,
+                    received_at_ms,
+                },
+            );
+        }
+        group.batch.insert(ORIGINS, origins_record(&candidate)?);
+        let end = candidate.size();
+        match self.write_group(group) {
+            Ok(()) => {
+                self.replica = candidate;
+                self.published.send_replace(end);
+                let _ = reply.send(Ok(here..end));
                 Ok(())
             }
             Err(e) => {

@@ -165,6 +165,7 @@ pub fn write_synthetic_tree(
             received_at_ms: 0,
             statement_id: vec![0; 32],
             envelope: None,
+            relay: None,
         });
     }
     entry_files::stage_log_size(&mut batch, entries.sync()?);

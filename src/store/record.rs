@@ -22,6 +22,10 @@ pub struct StoredEntry {
     /// The envelope exactly as received.
     #[prost(message, optional, tag = "4")]
     pub envelope: Option<pb::Envelope>,
+    /// For a relayed statement (docs/PROTOCOL.md §3.10): its provenance and evidence, as
+    /// the replica accepted them.
+    #[prost(message, optional, tag = "5")]
+    pub relay: Option<pb::Relay>,
 }
 
 impl StoredEntry {
@@ -32,7 +36,24 @@ impl StoredEntry {
             received_at_ms,
             statement_id: verified.id.0.to_vec(),
             envelope: Some(verified.envelope.clone()),
+            relay: None,
         }
+    }
+
+    /// The bytes its Merkle leaf commits to: 40 for a statement logged here, 88 for a relayed
+    /// one.
+    pub fn leaf_data(&self) -> Result<Vec<u8>, StoreError> {
+        let id = self.id()?;
+        Ok(match &self.relay {
+            None => leaf_data(&id, self.received_at_ms).to_vec(),
+            Some(relay) => replica::Relay::from_wire(relay.clone())
+                .map_err(|reason| StoreError::Corrupt {
+                    key: format!("entry {}", self.seq),
+                    reason,
+                })?
+                .leaf_data(&id, self.received_at_ms)
+                .to_vec(),
+        })
     }
 
     /// The signed header, decoded from the stored payload (what sync filters read).
@@ -48,7 +69,7 @@ impl StoredEntry {
             statement_id: self.statement_id.clone(),
             envelope: self.envelope.clone(),
             erased_by: None,
-            relay: None,
+            relay: self.relay.clone(),
         }
     }
 
@@ -95,7 +116,7 @@ impl StoredEntry {
             envelope: self.envelope,
             compromised_key_ids,
             erased_by,
-            relay: None,
+            relay: self.relay,
         }
     }
 

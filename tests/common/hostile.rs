@@ -15,6 +15,7 @@ use coalition_hub::log::{CheckpointSigner, MemoryTree, TreeSize, consistency_pro
 use coalition_hub::membership::MemberId;
 use coalition_hub::pb;
 use coalition_hub::pb::audit_server::{Audit, AuditServer};
+use coalition_hub::pb::federation_server::{Federation, FederationServer};
 use coalition_hub::pb::hub_server::{Hub, HubServer};
 use coalition_hub::statement::{HashType, Header, Kind, Label, StatementId, SyncFilter};
 use coalition_hub::sync::Cursor;
@@ -436,6 +437,40 @@ impl Audit for Service {
     }
 }
 
+/// A peer serves what it serves an auditor (docs/PROTOCOL.md §3.10).
+#[tonic::async_trait]
+impl Federation for Service {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        Audit::get_checkpoint(self, request).await
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        Audit::list_checkpoints(self, request).await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        Audit::get_consistency_proof(self, request).await
+    }
+
+    type GetEntriesStream = Boxed<pb::SyncEntry>;
+
+    async fn get_entries(
+        &self,
+        request: Request<pb::GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        Audit::get_entries(self, request).await
+    }
+}
+
 /// A hostile hub serving a bent log on 127.0.0.1; stopped when dropped.
 pub struct HostileHub {
     /// Its address.
@@ -466,7 +501,8 @@ impl HostileHub {
             )
             .expect("tls config")
             .add_service(HubServer::new(service.clone()))
-            .add_service(AuditServer::new(service))
+            .add_service(AuditServer::new(service.clone()))
+            .add_service(FederationServer::new(service))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async {

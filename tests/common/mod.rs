@@ -79,6 +79,14 @@ impl TestHub {
     pub async fn start_with(
         configure: impl FnOnce(&CertDir, ServeOptions) -> ServeOptions,
     ) -> TestHub {
+        Self::start_named(ORIGIN, configure).await
+    }
+
+    /// [`TestHub::start_with`] for a hub named `hub_name` (its genesis hub name).
+    pub async fn start_named(
+        hub_name: &str,
+        configure: impl FnOnce(&CertDir, ServeOptions) -> ServeOptions,
+    ) -> TestHub {
         let dirs = tempfile::tempdir().expect("tempdir");
         let certs = CertDir::new(dirs.path().join("certs"));
         certs
@@ -95,7 +103,7 @@ impl TestHub {
         governance::found_from_certs(
             &store,
             &certs,
-            ORIGIN,
+            hub_name,
             &[(id("admin"), "Admin".to_string())],
             1,
         )

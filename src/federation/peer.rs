@@ -1,0 +1,190 @@
+//! Peering (docs/PROTOCOL.md §3.10): one peer hub's own statements pulled through its
+//! `Federation` service and relayed into the local log, batch by batch, each proven by the
+//! peer's signed checkpoint before the writer logs it.
+//!
+//! The cursor is the local replica's rebuild of the peer's log (its size: every leaf of the
+//! peer's log up to there is known here), which the store persists with every relayed
+//! group; leaves the peer itself relayed from elsewhere become gap leaves, carried with the
+//! next statement the peer logged itself. Nothing a peer says is believed: the writer's
+//! replica judges every relayed statement by the peer's own membership at its position and
+//! its signed checkpoints, and a refusal writes nothing.
+
+use super::source::{Api, MAX_BATCH_ENTRIES, Source};
+use super::{FollowError, Relayer, Round};
+use crate::pki::TlsConfig;
+use crate::replica::{ConsistencyNeed, OriginCheckpoint};
+use crate::statement::StatementId;
+use crate::store::{Store, StoreError};
+
+/// A peer hub: where it is, as whom to call it, and which hub it must be.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Its address (`host:port`).
+    pub addr: String,
+    /// TLS material of the identity to call it with (a member holding the `peer` role there).
+    pub tls: TlsConfig,
+    /// Its genesis statement id: a trusted origin of this hub's settings.
+    pub genesis: StatementId,
+}
+
+/// Where a peer's relay stands (for `coalition federation status`, `/healthz` and metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's entries rebuilt here (statements relayed and gap leaves): the cursor.
+    pub relayed_to: u64,
+    /// The size of the peer's latest checkpoint seen.
+    pub peer_size: u64,
+    /// When (ms since the Unix epoch) that checkpoint was last read.
+    pub seen_at_ms: i64,
+    /// The size of the peer's largest checkpoint accepted here.
+    pub proven_to: u64,
+    /// Statements relayed since start.
+    pub statements: u64,
+    /// Batches refused from this peer since start.
+    pub refusals: u64,
+}
+
+/// Relays one peer's statements into the local store.
+pub struct Puller {
+    store: Store,
+    peer: Peer,
+    source: Source,
+    /// The relayer continuing from the last round, with the gap leaves it holds.
+    relayer: Option<Relayer>,
+    status: PeerStatus,
+}
+
+impl Puller {
+    /// A puller of `peer` into `store`.
+    pub fn new(store: Store, peer: Peer) -> Self {
+        let source = Source::new(peer.addr.clone(), peer.tls.clone(), Api::Federation);
+        Puller {
+            store,
+            peer,
+            source,
+            relayer: None,
+            status: PeerStatus::default(),
+        }
+    }
+
+    /// The peer.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> &PeerStatus {
+        &self.status
+    }
+
+    /// One round: the peer's latest checkpoint, then at most one batch of its entries beyond
+    /// the cursor, relayed with that checkpoint as evidence and logged as one group.
+    pub async fn round(&mut self) -> Result<Round, FollowError> {
+        let result = self.round_inner().await;
+        match &result {
+            Err(FollowError::Unavailable { .. }) => self.source.disconnect(),
+            Err(FollowError::Refused { .. }) => self.status.refusals += 1,
+            _ => {}
+        }
+        result
+    }
+
+    /// Rounds until the peer's latest checkpoint is relayed.
+    pub async fn catch_up(&mut self) -> Result<Round, FollowError> {
+        loop {
+            match self.round().await? {
+                Round::Copied(_) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn round_inner(&mut self) -> Result<Round, FollowError> {
+        let replica = self.store.replica().await?;
+        let trusted = replica.registry().coalition().is_some_and(|c| {
+            c.settings
+                .federation
+                .may_relay(&self.peer.genesis, &self.peer.genesis)
+        });
+        if !trusted {
+            return Err(self.source.unavailable(format!(
+                "this hub's settings do not trust the hub of genesis {} as an origin: an admin quorum adds it with `coalition admin settings federation`",
+                self.peer.genesis
+            )));
+        }
+        let (size, anchor) = replica
+            .origins()
+            .find(|(g, _, _)| **g == self.peer.genesis)
+            .map_or((0, 0), |(_, _, r)| {
+                (r.size(), r.checkpoint().map_or(0, |(s, _)| s))
+            });
+        self.status.proven_to = anchor;
+        let mut relayer = match self.relayer.take() {
+            Some(r) if r.resumes(size) => r,
+            _ => Relayer::new(self.peer.genesis, size),
+        };
+        let note = self.source.latest_note().await?;
+        let latest =
+            crate::replica::note_size(&note).map_err(|reason| self.source.refused_text(reason))?;
+        self.status.peer_size = latest;
+        self.status.seen_at_ms = crate::store::now_ms();
+        let from = relayer.next();
+        self.status.relayed_to = from;
+        if latest < anchor {
+            return Err(self.source.unavailable(format!(
+                "its latest checkpoint covers {latest} entries, but one of {anchor} was accepted here: the peer is behind (or serving an old copy)"
+            )));
+        }
+        if latest <= from {
+            self.relayer = Some(relayer);
+            return Ok(Round::CaughtUp);
+        }
+        let to = latest.min(from + MAX_BATCH_ENTRIES);
+        let mut batch = Vec::new();
+        let entries = self.source.entries(from, to).await?;
+        for entry in entries {
+            if let Some(relayed) = relayer
+                .take(entry)
+                .map_err(|e| self.source.refused_text(e.to_string()))?
+            {
+                batch.push(relayed);
+            }
+        }
+        let Some(last) = batch.last().and_then(|e| e.relay.as_ref()) else {
+            // Only leaves the peer relayed itself: held for its next statement.
+            self.status.relayed_to = relayer.next();
+            self.relayer = Some(relayer);
+            return Ok(Round::Copied(0));
+        };
+        // The origin replica here, after this batch, holds the peer's leaves up to `here`;
+        // the checkpoint must extend both them and the one accepted before (rule 20).
+        let here = last.origin_seq + 1;
+        let mut needs = Vec::new();
+        if here < latest {
+            needs.push(ConsistencyNeed {
+                old_size: here,
+                new_size: latest,
+            });
+        }
+        if here < anchor && anchor < latest {
+            needs.push(ConsistencyNeed {
+                old_size: anchor,
+                new_size: latest,
+            });
+        }
+        let proofs = self.source.proofs(&needs).await?;
+        Relayer::prove(&mut batch, OriginCheckpoint { note, proofs })
+            .map_err(|e| self.source.refused_text(e.to_string()))?;
+        let statements = batch.len() as u64;
+        match self.store.relay(batch).await {
+            Ok(_) => {}
+            Err(StoreError::Rejected(e)) => return Err(self.source.refused(e)),
+            Err(e) => return Err(e.into()),
+        }
+        self.status.statements += statements;
+        self.status.relayed_to = relayer.next();
+        self.status.proven_to = latest;
+        self.relayer = Some(relayer);
+        Ok(Round::Copied(statements))
+    }
+}

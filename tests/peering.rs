@@ -1,0 +1,334 @@
+//! Peering (docs/PROTOCOL.md §3.10) between real hubs on 127.0.0.1 over mutual TLS: a hub
+//! relays a peer's own statements with their provenance, its members verify them back to the
+//! peer's genesis, it resumes after a restart without a duplicate or a gap, only the `peer`
+//! role reaches `Federation` (and nothing else), and a peer serving a forged log is refused
+//! and reported without anything of it written.
+
+use crate::common::hostile::{Bent, HostileHub, export};
+use crate::common::{TestHub, id, sha256_set};
+use coalition_hub::client::sign_new_for;
+use coalition_hub::federation::Peer;
+use coalition_hub::governance::{self, admission};
+use coalition_hub::membership::{Action, Role};
+use coalition_hub::pb;
+use coalition_hub::replica::Content;
+use coalition_hub::settings::{Federation, Section, TrustedOrigin};
+use coalition_hub::statement::{Body, Recipients, StatementId};
+use coalition_hub::sync::FilterSpec;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+async fn genesis_of(t: &TestHub) -> StatementId {
+    StatementId::from_hex(&t.genesis_hex().await).expect("genesis id")
+}
+
+/// At `t`, `member` (it has a certificate from `t`'s CA) is admitted with the `peer` role.
+async fn admit_peer(t: &TestHub, member: &str) {
+    t.admin_change(Action::Admit(admission(
+        &id(member),
+        member,
+        &[Role::Peer],
+        &[t.key(member).verifying_key()],
+    )))
+    .await
+    .expect("admit the peer");
+}
+
+/// At `t`, the admin quorum trusts `origins` (genesis, hub name).
+async fn trust(t: &TestHub, origins: &[(StatementId, &str)]) {
+    let federation = Federation {
+        origins: origins
+            .iter()
+            .map(|(g, name)| {
+                (
+                    *g,
+                    TrustedOrigin {
+                        hub_name: (*name).to_owned(),
+                        relayed_by: Default::default(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let envelope = governance::settings(
+        &id("admin"),
+        &t.key("admin"),
+        Section::Federation(federation),
+        "federate",
+    );
+    t.client("admin")
+        .await
+        .submit(envelope)
+        .await
+        .expect("settings");
+}
+
+async fn status(t: &TestHub) -> pb::FederationStatus {
+    t.client("auditor")
+        .await
+        .admin
+        .get_federation_status(pb::GetFederationStatusRequest {})
+        .await
+        .expect("federation status")
+        .into_inner()
+}
+
+/// Waits until `a` has rebuilt `entries` of the origin `genesis` (bounded).
+async fn wait_relayed(a: &TestHub, genesis: StatementId, entries: u64) -> pb::FederationStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(a).await;
+        let done = s
+            .origins
+            .iter()
+            .any(|o| o.genesis_id == genesis.0.to_vec() && o.entries >= entries);
+        if done {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "not relayed within 30 s: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// X with statements of its own, and A relaying X through X's `outsider`, admitted there as
+/// A's peer identity.
+async fn peered() -> (TestHub, TestHub, StatementId) {
+    let x = TestHub::start_named("x.example", |_, o| o).await;
+    admit_peer(&x, "outsider").await;
+    let mut acme = x.client("acme").await;
+    for seed in 0..3 {
+        acme.submit(x.hash_set("acme", seed, 4))
+            .await
+            .expect("submit");
+    }
+    let only_globex = Recipients::from_members(vec![id("globex")], &id("acme")).expect("r");
+    let restricted = sign_new_for(
+        &id("acme"),
+        &x.key("acme"),
+        Body::HashSet(sha256_set(50, 2)),
+        &only_globex,
+    );
+    acme.submit(restricted).await.expect("restricted");
+    let xg = genesis_of(&x).await;
+    let peer = Peer {
+        addr: x.addr.clone(),
+        tls: x.tls("outsider"),
+        genesis: xg,
+    };
+    let a = TestHub::start_named("a.example", move |_, mut o| {
+        o.peers = vec![peer];
+        o
+    })
+    .await;
+    trust(&a, &[(xg, "x.example")]).await;
+    (x, a, xg)
+}
+
+#[tokio::test]
+async fn a_peers_statements_are_relayed_with_provenance_and_verified_by_members() {
+    let (x, a, xg) = peered().await;
+    let x_size = x.store.log_size();
+    let s = wait_relayed(&a, xg, x_size).await;
+    let peer = &s.peers[0];
+    assert_eq!(peer.relayed_to, x_size);
+    assert_eq!(peer.refusals, 0);
+    assert!(peer.refused.is_empty(), "{}", peer.refused);
+
+    // A member of A syncs from A and verifies every relayed statement back to X's genesis.
+    let synced = a
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("sync");
+    let relayed: Vec<_> = synced
+        .entries
+        .iter()
+        .filter(|e| e.origin.is_some())
+        .collect();
+    assert_eq!(
+        relayed.len() as u64,
+        x_size,
+        "every entry X logged itself, once"
+    );
+    let mut x_ids: Vec<Vec<u8>> = export(&x)
+        .await
+        .entries
+        .into_iter()
+        .map(|e| e.statement_id)
+        .collect();
+    let mut a_ids: Vec<Vec<u8>> = relayed.iter().map(|e| e.id.0.to_vec()).collect();
+    x_ids.sort();
+    a_ids.sort();
+    assert_eq!(a_ids, x_ids);
+    for e in &relayed {
+        let origin = e.origin.as_ref().expect("provenance");
+        assert_eq!(origin.hub_name, "x.example");
+        assert_eq!(origin.origin, xg);
+    }
+    // X's restricted statement came without its body; X's membership stayed X's.
+    assert_eq!(
+        relayed
+            .iter()
+            .filter(|e| e.content == Content::Withheld)
+            .count(),
+        1
+    );
+    assert!(
+        a.store.member(&id("outsider")).is_none(),
+        "X's peer admission is X's membership, not A's"
+    );
+
+    // More at X: relayed from where A stood, proven by X's newer checkpoint.
+    x.client("acme")
+        .await
+        .submit(x.hash_set("acme", 9, 2))
+        .await
+        .expect("submit");
+    let x_size = x.store.log_size();
+    wait_relayed(&a, xg, x_size).await;
+    let synced = a
+        .sync_proven("acme", FilterSpec::default())
+        .await
+        .expect("sync");
+    let ids: Vec<_> = synced.entries.iter().map(|e| e.id).collect();
+    let unique: HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no statement twice");
+    assert_eq!(
+        synced.entries.iter().filter(|e| e.origin.is_some()).count() as u64,
+        x_size
+    );
+}
+
+#[tokio::test]
+async fn relaying_resumes_after_a_restart_without_duplicate_or_gap() {
+    let (x, a, xg) = peered().await;
+    wait_relayed(&a, xg, x.store.log_size()).await;
+    let before = a.store.log_size();
+    let stopped = a.stop().await;
+    let mut acme = x.client("acme").await;
+    for seed in 20..23 {
+        acme.submit(x.hash_set("acme", seed, 3))
+            .await
+            .expect("submit");
+    }
+    let a = TestHub::resume(stopped).await;
+    let x_size = x.store.log_size();
+    wait_relayed(&a, xg, x_size).await;
+    assert_eq!(
+        a.store.log_size(),
+        before + 3,
+        "exactly the three new statements"
+    );
+    let synced = a
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("sync");
+    let ids: Vec<_> = synced.entries.iter().map(|e| e.id).collect();
+    let unique: HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no statement twice");
+    let seqs: Vec<u64> = synced
+        .entries
+        .iter()
+        .filter_map(|e| e.origin.as_ref().map(|o| o.seq))
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..x_size).collect::<Vec<_>>(),
+        "X's log, in order, no gap"
+    );
+}
+
+#[tokio::test]
+async fn only_peers_call_federation_and_peers_call_nothing_else() {
+    let (x, _a, _) = peered().await;
+    let mut member = x.client("acme").await;
+    let denied = member
+        .federation
+        .get_entries(pb::GetEntriesRequest { start: 0, end: 1 })
+        .await
+        .expect_err("a member calling Federation");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("peer"), "{}", denied.message());
+    let mut peer = x.client("outsider").await;
+    let denied = peer
+        .hub
+        .sync(pb::SyncRequest::default())
+        .await
+        .expect_err("a peer calling Sync");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let denied = peer
+        .audit
+        .get_entries(pb::GetEntriesRequest { start: 0, end: 1 })
+        .await
+        .expect_err("a peer calling Audit");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    // The peer reads entries through Federation, restricted bodies withheld.
+    let mut stream = peer
+        .federation
+        .get_entries(pb::GetEntriesRequest {
+            start: 0,
+            end: x.store.log_size(),
+        })
+        .await
+        .expect("a peer reading entries")
+        .into_inner();
+    let mut withheld = 0;
+    while let Some(e) = stream.message().await.expect("entry") {
+        let envelope = e.envelope.expect("envelope");
+        if envelope.body.is_empty() {
+            withheld += 1;
+        }
+    }
+    assert_eq!(withheld, 1, "the restricted body stays at its origin");
+}
+
+#[tokio::test]
+async fn a_peer_serving_a_forged_statement_is_refused_and_reported() {
+    let x = TestHub::start_named("x.example", |_, o| o).await;
+    admit_peer(&x, "outsider").await;
+    x.client("acme")
+        .await
+        .submit(x.hash_set("acme", 1, 4))
+        .await
+        .expect("submit");
+    let honest = export(&x).await;
+    let mut forged = honest.entries.clone();
+    let last = forged.last_mut().expect("entry");
+    let envelope = last.envelope.as_mut().expect("envelope");
+    let mut body = envelope.body.to_vec();
+    let end = body.len() - 1;
+    body[end] ^= 1;
+    envelope.body = body.into();
+    let hostile = HostileHub::serve(&x, Bent::faithful(forged, honest.members)).await;
+    let xg = genesis_of(&x).await;
+    let peer = Peer {
+        addr: hostile.addr.clone(),
+        tls: x.tls("outsider"),
+        genesis: xg,
+    };
+    let a = TestHub::start_named("a.example", move |_, mut o| {
+        o.peers = vec![peer];
+        o
+    })
+    .await;
+    let before = a.store.log_size();
+    trust(&a, &[(xg, "x.example")]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let s = status(&a).await;
+        if !s.peers[0].refused.is_empty() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not refused within 30 s: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let peer = &refused.peers[0];
+    assert_eq!(peer.refusals, 1);
+    assert!(peer.refused.contains(&hostile.addr), "{}", peer.refused);
+    assert!(peer.refused.contains("altered"), "{}", peer.refused);
+    assert_eq!(peer.statements, 0);
+    assert_eq!(
+        a.store.log_size(),
+        before + 1,
+        "only A's settings change: nothing relayed"
+    );
+}
