@@ -1156,13 +1156,24 @@ impl Syncer {
         {
             return None;
         }
-        let Content::Statement(statement) = entry.content else {
+        let Content::Statement(mut statement) = entry.content else {
             return None;
         };
-        let compromised_keys = if self
-            .replica
-            .is_compromised(&header.key_id, entry.received_at_ms)
-        {
+        // A relayed statement: its issuer is the origin's member, and its key is judged by
+        // the origin's membership at the origin's receipt time (docs/PROTOCOL.md §3.10).
+        let (governing, received_at_ms) = match &entry.origin {
+            Some(origin) => {
+                statement.issuer = statement.issuer.qualified(&origin.hub_name);
+                let replica = self
+                    .replica
+                    .origins()
+                    .find(|(g, _, _)| **g == origin.origin)
+                    .map(|(_, _, r)| r)?;
+                (replica, origin.received_at_ms)
+            }
+            None => (&self.replica, entry.received_at_ms),
+        };
+        let compromised_keys = if governing.is_compromised(&header.key_id, received_at_ms) {
             vec![header.key_id.to_string()]
         } else {
             Vec::new()

@@ -199,6 +199,74 @@ async fn a_peers_statements_are_relayed_with_provenance_and_verified_by_members(
 }
 
 #[tokio::test]
+async fn foreign_identities_are_qualified_and_never_collide_with_local_ones() {
+    let (x, a, xg) = peered().await;
+    wait_relayed(&a, xg, x.store.log_size()).await;
+    let value = crate::common::sha256_value(0, 0);
+    let query = pb::MatchQuery {
+        r#type: pb::HashType::Sha256 as i32,
+        value: value.clone(),
+        quality: None,
+    };
+    let ask = |client: &mut coalition_hub::client::Client| {
+        let mut hub = client.hub.clone();
+        let query = query.clone();
+        async move {
+            hub.r#match(pb::MatchRequest {
+                queries: vec![query],
+                pdq_threshold: None,
+                min_quality: None,
+                states: Vec::new(),
+            })
+            .await
+            .expect("match")
+            .into_inner()
+        }
+    };
+    // The indexer catches up with the relayed entries.
+    let mut globex = a.client("globex").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        let r = ask(&mut globex).await;
+        if let Some(m) = r.results.first().and_then(|r| r.matches.first()) {
+            break m.clone();
+        }
+        assert!(Instant::now() < deadline, "X's hash never matched at A");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(found.issuer, "acme@x.example");
+    assert_eq!(found.state, pb::EntryState::Active as i32);
+    // A's own acme is not X's acme: its retraction of X's statement has no effect.
+    let target = StatementId::from_slice(&found.statement_id).expect("id");
+    let retraction = coalition_hub::client::sign_new(
+        &id("acme"),
+        &a.key("acme"),
+        Body::Retraction(coalition_hub::lifecycle::Retraction {
+            target,
+            entries: Vec::new(),
+            reason: "not mine to retract".into(),
+            admin_quorum: false,
+            erase: false,
+        }),
+    );
+    let mut acme = a.client("acme").await;
+    // Logged or refused, it must not retract another hub's member's statement.
+    let _ = acme.submit(retraction).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = ask(&mut globex).await;
+    let m = after.results[0].matches.first().expect("still matches");
+    assert_eq!(m.state, pb::EntryState::Active as i32, "{m:?}");
+    // Sync rows name the origin's member.
+    let synced = a.sync_proven("globex", FilterSpec::default()).await.expect("sync");
+    let row = synced
+        .rows
+        .iter()
+        .find(|r| r.id == target)
+        .expect("the relayed statement's row");
+    assert_eq!(row.statement.issuer.as_str(), "acme@x.example");
+}
+
+#[tokio::test]
 async fn relaying_resumes_after_a_restart_without_duplicate_or_gap() {
     let (x, a, xg) = peered().await;
     wait_relayed(&a, xg, x.store.log_size()).await;

@@ -320,7 +320,7 @@ impl States<'_> {
         self.cache
             .entry(id)
             .or_insert_with(|| {
-                let issuer = MemberId::parse(issuer?).ok()?;
+                let issuer = MemberId::parse_qualified(issuer?).ok()?;
                 let target = Target {
                     id,
                     seq: seq?,

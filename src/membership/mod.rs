@@ -188,6 +188,26 @@ impl MemberId {
         }
     }
 
+    /// A member of another hub as this hub shows it (docs/PROTOCOL.md §3.10):
+    /// `id@hub_name`. Never equal to a member id of this hub, which has no `@`, so a foreign
+    /// `acme` and this hub's `acme` never collide (in sync rows, Match results, tallies).
+    pub fn qualified(&self, hub_name: &str) -> MemberId {
+        MemberId(format!("{}@{hub_name}", self.0))
+    }
+
+    /// Parses a member id of this hub, or one qualified by its hub (`id@hub_name`).
+    pub fn parse_qualified(s: &str) -> Result<Self, MembershipError> {
+        match s.split_once('@') {
+            None => Self::parse(s),
+            Some((id, hub)) => {
+                Self::parse(id)?;
+                change::check_hub_name(hub)
+                    .map_err(|_| MembershipError::BadMemberId(s.to_owned()))?;
+                Ok(MemberId(s.to_owned()))
+            }
+        }
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -548,16 +548,27 @@ fn check_target(
         return crate::lifecycle::check_erased_target(body, issuer, &header.issuer, id, by)
             .map_err(status::retraction);
     }
+    let registry = store.registry();
     let target = stored
         .map(|entry| {
+            if entry.relay.is_some() && entry.envelope.as_ref().is_some_and(|e| e.body.is_empty()) {
+                return Err(Status::failed_precondition(format!(
+                    "statement {id} was relayed from another hub without its body (it is restricted there): it cannot be the target of a statement here"
+                )));
+            }
             entry
                 .envelope
+                .clone()
                 .ok_or_else(|| "no envelope".to_owned())
                 .and_then(|e| ParsedEnvelope::parse(e).map_err(|e| e.to_string()))
                 .and_then(|p| {
                     let recipients = p.header.recipients;
                     p.statement
-                        .map(|s| (s, recipients))
+                        .map(|mut s| {
+                            // A relayed statement's issuer is another hub's member.
+                            s.issuer = entry.issuer_here(&s.issuer, &registry);
+                            (s, recipients)
+                        })
                         .ok_or_else(|| "no body".to_owned())
                 })
                 .map_err(|e| {

@@ -629,9 +629,10 @@ fn index_step(
     let mut decoded = Vec::new();
     for entry in read {
         let id = entry.id().map_err(|e| e.to_string())?;
-        // An erased statement's body is gone (§2.8): nothing to index.
+        // An erased statement's body is gone (§2.8), a relayed restricted one's stayed at its
+        // origin (§3.10): nothing to index.
         if entry.envelope.as_ref().is_some_and(|e| e.body.is_empty())
-            && entry.erased_by(&registry).is_some()
+            && (entry.relay.is_some() || entry.erased_by(&registry).is_some())
         {
             decoded.push((entry, None, id));
             continue;
@@ -644,6 +645,9 @@ fn index_step(
             .and_then(|e| ParsedEnvelope::parse(e).map_err(|e| e.to_string()))
             .and_then(|p| p.statement.ok_or_else(|| "no body".to_owned()))
             .map_err(|e| format!("entry {} does not decode: {e}", entry.seq))?;
+        // A relayed statement is shown as its origin's member's (`acme@x.example`).
+        let mut statement = statement;
+        statement.issuer = entry.issuer_here(&statement.issuer, &registry);
         decoded.push((entry, Some(statement), id));
     }
     let mut guard = corpus.write().map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 //! bytes its Merkle leaf commits to.
 
 use super::StoreError;
-use crate::membership::Registry;
+use crate::membership::{MemberId, Registry};
 use crate::pb;
 use crate::replica;
 use crate::statement::{Header, StatementId, Verified};
@@ -118,6 +118,25 @@ impl StoredEntry {
             erased_by,
             relay: self.relay,
         }
+    }
+
+    /// Who made the statement, as this hub shows it: `issuer` (from its signed header) for a
+    /// statement logged here; qualified by its origin's hub name (`acme@x.example`) for a
+    /// relayed one (docs/PROTOCOL.md §3.10), the name the settings trust the origin under
+    /// (its genesis id's first 16 hex digits if they no longer name it).
+    pub fn issuer_here(&self, issuer: &MemberId, registry: &Registry) -> MemberId {
+        let Some(origin) = self
+            .relay
+            .as_ref()
+            .and_then(|r| StatementId::from_slice(&r.origin_genesis))
+        else {
+            return issuer.clone();
+        };
+        let trusted = registry
+            .coalition()
+            .and_then(|c| c.settings.federation.origins.get(&origin))
+            .map(|o| o.hub_name.clone());
+        issuer.qualified(&trusted.unwrap_or_else(|| origin.to_string()[..16].to_owned()))
     }
 
     /// The log position of the erasure that erased this entry's statement, if one applies
