@@ -15,6 +15,7 @@ mod crl;
 mod durability;
 mod erasure;
 mod expiry;
+mod federation_mesh;
 mod fuzz_corpus;
 mod hostile_hub;
 mod hub;

@@ -257,7 +257,10 @@ async fn foreign_identities_are_qualified_and_never_collide_with_local_ones() {
     let m = after.results[0].matches.first().expect("still matches");
     assert_eq!(m.state, pb::EntryState::Active as i32, "{m:?}");
     // Sync rows name the origin's member.
-    let synced = a.sync_proven("globex", FilterSpec::default()).await.expect("sync");
+    let synced = a
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("sync");
     let row = synced
         .rows
         .iter()

@@ -51,6 +51,9 @@ pub struct Summary {
     /// The last checkpoint's cosignatures under the witness policy of the replayed settings
     /// (`None`: the settings hold no policy).
     pub witnessing: Option<Witnessing>,
+    /// The origins relayed from (docs/PROTOCOL.md §3.10): hub name, genesis id, and the
+    /// origin's entries rebuilt here (every one proven by the origin's signed checkpoints).
+    pub origins: Vec<(String, StatementId, u64)>,
 }
 
 /// What the cosignatures of the last checkpoint establish under the policy in force there.
@@ -270,6 +273,11 @@ impl Verifier {
             checkpoints: self.replica.verified_checkpoints(),
             latest_checkpoint: self.replica.checkpoint().map(|(size, _)| size),
             root: self.replica.root(),
+            origins: self
+                .replica
+                .origins()
+                .map(|(genesis, name, r)| (name.to_owned(), *genesis, r.size()))
+                .collect(),
             previous: self.replica.previous_checkpoint(),
             retractions: self.retractions,
             retractions_without_target: self.retractions_without_target,

@@ -167,5 +167,11 @@ pub fn print_summary(s: &Summary) {
         ),
         None => println!("  witnesses: the settings hold no witness policy"),
     }
+    for (name, genesis, entries) in &s.origins {
+        println!(
+            "  relayed from '{}' (genesis {genesis}): its log rebuilt to {entries} entries, each judged by its own membership and proven by its signed checkpoints",
+            crate::text::escape_control(name)
+        );
+    }
     println!("  root of all {} entries: {}", s.entries, s.root.to_hex());
 }

@@ -337,8 +337,7 @@ impl Corpus {
             let seq = d.u64()?;
             let id = <[u8; 32]>::try_from(&d.bytes()?[..])
                 .map_err(|_| bad("a statement id has the wrong length".into()))?;
-            let issuer =
-                MemberId::parse_qualified(&d.string()?).map_err(|e| bad(e.to_string()))?;
+            let issuer = MemberId::parse_qualified(&d.string()?).map_err(|e| bad(e.to_string()))?;
             let issuer = issuers
                 .entry(issuer.clone())
                 .or_insert_with(|| Arc::new(issuer))
