@@ -1,0 +1,219 @@
+//! Peering (issue 13, item 1): hub X, a `coalition serve` process, is loaded with sets of
+//! 10,000 SHA-256 hashes over gRPC + mutual TLS; then hub A, a second process with
+//! `--peer X`, relays X's whole log (every statement verified against X's membership, every
+//! batch proven by X's signed checkpoint, each written as one group): timed from A's start
+//! until A's `GetFederationStatus` reports every entry of X rebuilt, in hashes/s. Finally sets
+//! are submitted to X one at a time and the time until A serves a checkpoint covering each
+//! relayed set is measured (A polls X every 250 ms when caught up; X publishes a checkpoint
+//! 1 s after growth by default).
+//!
+//! Run (release build): `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench peering`.
+//! `PEERING_HASHES` (default 1,000,000) sets the corpus size.
+
+#[path = "support/founding.rs"]
+mod founding;
+#[path = "support/hub_process.rs"]
+mod hub_process;
+#[path = "support/pdq_queries.rs"]
+mod pdq_queries;
+
+use anyhow::{Context, Result};
+use coalition_hub::client::{Client, sign_new};
+use coalition_hub::governance;
+use coalition_hub::membership::{Action, MemberId, Role};
+use coalition_hub::pb;
+use coalition_hub::pki::CertDir;
+use coalition_hub::settings::{Federation, Section, TrustedOrigin};
+use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
+use hub_process::Hub;
+use pdq_queries::env_usize;
+use std::time::{Duration, Instant};
+
+const SET: usize = 10_000;
+/// Sets submitted one at a time for the propagation figure.
+const PROPAGATION_SETS: usize = 20;
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+fn set_body(set: usize) -> Body {
+    Body::HashSet(HashSet {
+        expires_at_ms: None,
+        description: format!("peering bench set {set}"),
+        entries: (0..SET)
+            .map(|i| {
+                let mut value = vec![0u8; 32];
+                value[..8].copy_from_slice(&(set as u64).to_be_bytes());
+                value[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+                HashEntry {
+                    hash_type: HashType::Sha256,
+                    value,
+                    quality: None,
+                    labels: vec![Label::Tag("bench".into())],
+                }
+            })
+            .collect(),
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A's view of origin X: entries rebuilt.
+async fn relayed(client: &mut Client) -> Result<u64> {
+    let status = client
+        .admin
+        .get_federation_status(pb::GetFederationStatusRequest {})
+        .await?
+        .into_inner();
+    if let Some(p) = status.peers.first()
+        && !p.refused.is_empty()
+    {
+        anyhow::bail!("A refused X: {}", p.refused);
+    }
+    Ok(status.origins.first().map_or(0, |o| o.entries))
+}
+
+async fn run() -> Result<()> {
+    let total = env_usize("PEERING_HASHES", 1_000_000)?;
+    let sets = total.div_ceil(SET);
+    let root = tempfile::tempdir()?;
+    let certs = CertDir::new(root.path().join("certs"));
+    let [admin, submitter, peer] =
+        ["admin", "bench-submitter", "hub-a"].map(|m| MemberId::parse(m).expect("id"));
+    certs.init(&[admin.clone(), submitter.clone(), peer.clone()])?;
+    // X, with A's identity admitted as its peer.
+    let x_data = root.path().join("x");
+    let (store, admin_key) =
+        founding::found(&x_data, &certs, "x.bench", &admin, &[&submitter]).await?;
+    let peer_key = certs.signing_key(&peer)?;
+    let admit = governance::admission(&peer, "hub A", &[Role::Peer], &[peer_key.verifying_key()]);
+    governance::append_offline(
+        &store,
+        governance::change(&admin, &admin_key, Action::Admit(admit), "bench"),
+    )
+    .await?;
+    let x_genesis = store.registry().coalition().context("founded")?.genesis_id;
+    drop(store);
+    // A, trusting X.
+    let a_data = root.path().join("a");
+    let (store, admin_key) = founding::found(&a_data, &certs, "a.bench", &admin, &[]).await?;
+    let trusted = TrustedOrigin {
+        hub_name: "x.bench".into(),
+        relayed_by: Default::default(),
+    };
+    let federation = Federation {
+        origins: [(x_genesis, trusted)].into_iter().collect(),
+    };
+    governance::append_offline(
+        &store,
+        governance::settings(&admin, &admin_key, Section::Federation(federation), "bench"),
+    )
+    .await?;
+    drop(store);
+
+    let x = Hub::start(certs.root(), &x_data, &root.path().join("x.log"), 128)?;
+    let tls = certs.member_tls(&submitter)?;
+    let key = certs.signing_key(&submitter)?;
+    let mut client = Client::connect(&x.addr, &tls).await?;
+    let loaded = Instant::now();
+    for set in 0..sets {
+        client
+            .submit(sign_new(&submitter, &key, set_body(set)))
+            .await?;
+    }
+    let x_size = client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest {
+            tree_size: None,
+            refresh: true,
+        })
+        .await?
+        .into_inner()
+        .tree_size;
+    println!(
+        "== Peering: {sets} sets of {SET} SHA-256 hashes ({} hashes) loaded into X in {:.1} s; X's log of {x_size} entries ==",
+        sets * SET,
+        loaded.elapsed().as_secs_f64()
+    );
+    x.settle().await?;
+
+    let peer_flag = format!(
+        "{},{x_genesis},{},{peer}",
+        x.addr,
+        certs.root().display()
+    );
+    let start = Instant::now();
+    let a = Hub::start_with(
+        certs.root(),
+        &a_data,
+        &root.path().join("a.log"),
+        128,
+        &["--ops-listen", "off", "--peer", &peer_flag],
+    )?;
+    let admin_tls = certs.member_tls(&admin)?;
+    let mut on_a = Client::connect(&a.addr, &admin_tls).await?;
+    while relayed(&mut on_a).await? < x_size {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "A never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "A relayed X's whole log (verified against X's membership, proven by X's checkpoints, written), from A's start: {took:.2} s = {:.0} hashes/s",
+        (sets * SET) as f64 / took
+    );
+
+    // Propagation: a set acknowledged by X until A serves a checkpoint covering its relay.
+    let mut waits = Vec::new();
+    for set in sets..sets + PROPAGATION_SETS {
+        client
+            .submit(sign_new(&submitter, &key, set_body(set)))
+            .await?;
+        let acked = Instant::now();
+        let want = relayed(&mut on_a).await? + 1;
+        loop {
+            if relayed(&mut on_a).await? >= want {
+                let a_size = on_a
+                    .audit
+                    .get_checkpoint(pb::GetCheckpointRequest {
+                        tree_size: None,
+                        refresh: false,
+                    })
+                    .await?
+                    .into_inner()
+                    .tree_size;
+                let have = on_a
+                    .audit
+                    .get_entries(pb::GetEntriesRequest {
+                        start: a_size.saturating_sub(1),
+                        end: a_size,
+                    })
+                    .await?
+                    .into_inner()
+                    .message()
+                    .await?
+                    .is_some_and(|e| e.relay.is_some_and(|r| r.origin_seq + 1 >= want));
+                if have {
+                    break;
+                }
+            }
+            anyhow::ensure!(acked.elapsed() < Duration::from_secs(60), "no propagation");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        waits.push(acked.elapsed().as_secs_f64() * 1e3);
+    }
+    let worst = waits.iter().copied().fold(0.0, f64::max);
+    println!(
+        "acknowledged by X -> relayed into a checkpoint A serves: median {:.0} ms, slowest {worst:.0} ms ({PROPAGATION_SETS} sets, default checkpoint policy)",
+        median(waits)
+    );
+    a.stop()?;
+    x.stop()?;
+    Ok(())
+}
