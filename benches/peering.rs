@@ -144,11 +144,7 @@ async fn run() -> Result<()> {
     );
     x.settle().await?;
 
-    let peer_flag = format!(
-        "{},{x_genesis},{},{peer}",
-        x.addr,
-        certs.root().display()
-    );
+    let peer_flag = format!("{},{x_genesis},{},{peer}", x.addr, certs.root().display());
     let start = Instant::now();
     let a = Hub::start_with(
         certs.root(),
@@ -160,7 +156,10 @@ async fn run() -> Result<()> {
     let admin_tls = certs.member_tls(&admin)?;
     let mut on_a = Client::connect(&a.addr, &admin_tls).await?;
     while relayed(&mut on_a).await? < x_size {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "A never caught up");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(600),
+            "A never caught up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = start.elapsed().as_secs_f64();

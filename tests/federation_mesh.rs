@@ -1,9 +1,10 @@
-//! Three hubs as separate `coalition serve` processes in a full mesh (docs/PROTOCOL.md §3.10):
-//! each relays the other two, each with its own member submitting; all converge to the same
-//! statements, each once; one hub killed with SIGKILL while relaying and restarted converges
-//! with nothing lost or duplicated; `coalition federation status` reports every peer; a member
-//! of A verifies the whole of A's log — statements made on C included — with
-//! `coalition audit verify`.
+//! Three hubs as separate `coalition serve` processes (docs/PROTOCOL.md §3.10), each with its
+//! own member submitting. In a full mesh each relays the other two; in a ring each pulls from
+//! the next and relays onward what that one relayed. Both converge to the same statements,
+//! each once; one hub killed with SIGKILL while relaying and restarted converges with nothing
+//! lost or duplicated; `coalition federation status` reports every peer; a member of A
+//! verifies the whole of A's log — statements made on C included — with `coalition audit
+//! verify`.
 
 use crate::common::founded::Founded;
 use crate::common::{id, runtime, sync_all};
@@ -77,8 +78,10 @@ impl Hub {
     }
 }
 
-/// Founds the three hubs, each admitting the other two as peers and trusting them.
-async fn mesh() -> Vec<Hub> {
+/// Founds the three hubs, each admitting the other two as peers and trusting them. With
+/// `onward`, each origin may also be relayed to hub `i` by the hubs `i` pulls from
+/// (`pulls[i]`).
+async fn federate(pulls: &[Vec<usize>], onward: bool) -> Vec<Hub> {
     let mut hubs = Vec::new();
     for name in HUBS {
         let founded = Founded::new(&format!("{name}.example")).await;
@@ -102,7 +105,7 @@ async fn mesh() -> Vec<Hub> {
             addr: free_addr(),
         });
     }
-    for hub in &hubs {
+    for (i, hub) in hubs.iter().enumerate() {
         let certs = CertDir::new(&hub.founded.certs);
         let acme = certs.signing_key(&id("acme")).expect("key");
         let store = Store::open(&hub.founded.data, &StoreConfig::default()).expect("store");
@@ -124,11 +127,19 @@ async fn mesh() -> Vec<Hub> {
             governance::append_offline(&store, admit)
                 .await
                 .expect("admit peer");
+            let relayed_by = match onward {
+                false => Default::default(),
+                true => pulls[i]
+                    .iter()
+                    .map(|p| hubs[*p].genesis)
+                    .filter(|g| *g != other.genesis)
+                    .collect(),
+            };
             origins.insert(
                 other.genesis,
                 TrustedOrigin {
                     hub_name: format!("{}.example", other.name),
-                    relayed_by: Default::default(),
+                    relayed_by,
                 },
             );
         }
@@ -179,15 +190,19 @@ async fn converged(hubs: &[Hub]) -> BTreeSet<Vec<u8>> {
 
 #[test]
 fn three_hubs_in_a_full_mesh_converge_and_survive_sigkill() {
+    converge_and_survive_sigkill(&[vec![1, 2], vec![0, 2], vec![0, 1]], false);
+}
+
+#[test]
+fn three_hubs_in_a_ring_relay_onward_converge_and_survive_sigkill() {
+    // A pulls from B, B from C, C from A: C's statements reach A through B.
+    converge_and_survive_sigkill(&[vec![1], vec![2], vec![0]], true);
+}
+
+fn converge_and_survive_sigkill(pulls: &[Vec<usize>], onward: bool) {
     let rt = runtime();
-    let hubs = rt.block_on(mesh());
-    let peers_of = |i: usize| -> Vec<&Hub> {
-        hubs.iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, h)| h)
-            .collect()
-    };
+    let hubs = rt.block_on(federate(pulls, onward));
+    let peers_of = |i: usize| -> Vec<&Hub> { pulls[i].iter().map(|j| &hubs[*j]).collect() };
     let mut processes: Vec<Option<ServeProcess>> =
         (0..3).map(|i| Some(hubs[i].serve(&peers_of(i)))).collect();
     rt.block_on(async {
@@ -239,7 +254,9 @@ fn three_hubs_in_a_full_mesh_converge_and_survive_sigkill() {
         ],
     );
     for other in &hubs[1..] {
-        assert!(status.contains(&format!("peer {}", other.addr)), "{status}");
+        if pulls[0].iter().any(|p| hubs[*p].addr == other.addr) {
+            assert!(status.contains(&format!("peer {}", other.addr)), "{status}");
+        }
         assert!(
             status.contains(&format!("origin '{}.example'", other.name)),
             "{status}"

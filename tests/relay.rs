@@ -6,7 +6,7 @@
 
 use crate::common::{id, sha256_set};
 use coalition_hub::client::{sign_new, sign_new_for};
-use coalition_hub::federation::Relayer;
+use coalition_hub::federation::{Onward, Relayer};
 use coalition_hub::governance;
 use coalition_hub::log::{CheckpointSigner, Hash, MemoryTree, TreeSize, consistency_proof, root};
 use coalition_hub::membership::{Action, KeyId, KeyStatus, Revocation, Role};
@@ -196,7 +196,7 @@ impl Hub {
             note: from.checkpoint(proven_by),
             proofs,
         };
-        Relayer::prove(&mut batch, checkpoint).expect("prove");
+        relayer.prove(&mut batch, checkpoint).expect("prove");
         for e in batch {
             self.push(e);
         }
@@ -531,6 +531,49 @@ fn a_saved_replica_resumes_with_its_origins() {
     let (_, _, x_at_a) = restored.origins().next().expect("origin");
     let x_acme = x_at_a.registry().member(&id("acme")).expect("X's acme");
     assert_eq!(x_acme.keys[0].status, KeyStatus::Retired);
+}
+
+#[test]
+fn a_peers_relays_go_onward_with_their_provenance() {
+    // A pulls only from X, and relays onward what X relayed from Y (a chain Y → X → A).
+    let w = world();
+    let mut a = Hub::found("a.example");
+    a.trust(&[(w.x.genesis(), "x.example"), (w.y.genesis(), "y.example")]);
+    let mut from_x = Relayer::new(w.x.genesis(), 0);
+    let mut onward = Onward::new([]);
+    let mut batch = Vec::new();
+    for e in &w.x.entries {
+        let passed_on = e.relay.as_ref().and_then(|_| onward.take(e));
+        batch.extend(from_x.take(e.clone()).expect("relayable"));
+        batch.extend(passed_on);
+    }
+    let x_size = w.x.size();
+    let checkpoint = OriginCheckpoint {
+        note: w.x.checkpoint(x_size),
+        proofs: Vec::new(),
+    };
+    from_x.prove(&mut batch, checkpoint).expect("prove");
+    for e in batch {
+        a.push(e);
+    }
+    let (replica, accepted) = replay(&a).expect("A's log replays");
+    let from_y: Vec<_> = accepted
+        .iter()
+        .filter(|e| e.origin.as_ref().is_some_and(|o| o.hub_name == "y.example"))
+        .collect();
+    assert_eq!(
+        from_y.len() as u64,
+        w.y.size(),
+        "every statement of Y, through X"
+    );
+    assert_eq!(replica.origins().count(), 2);
+    // A second pass over the same entries relays nothing again.
+    let mut again = Onward::new(
+        replica
+            .origins()
+            .map(|(g, _, r)| (*g, coalition_hub::federation::OriginView::of(r))),
+    );
+    assert!(w.x.entries.iter().all(|e| again.take(e).is_none()));
 }
 
 fn renumber(hub: &mut Hub) {

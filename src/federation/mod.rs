@@ -25,7 +25,7 @@ mod source;
 
 pub use follower::{FollowError, Follower, FollowerStatus, Round};
 pub use peer::{Peer, PeerStatus, Puller};
-pub use relayer::{Relayer, RelayerError};
+pub use relayer::{Onward, OriginView, Relayer, RelayerError};
 pub use source::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 
 use crate::statement::StatementId;

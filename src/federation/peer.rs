@@ -10,7 +10,7 @@
 //! its signed checkpoints, and a refusal writes nothing.
 
 use super::source::{Api, MAX_BATCH_ENTRIES, Source};
-use super::{FollowError, Relayer, Round};
+use super::{FollowError, Onward, OriginView, Relayer, Round};
 use crate::pki::TlsConfig;
 use crate::replica::{ConsistencyNeed, OriginCheckpoint};
 use crate::statement::StatementId;
@@ -99,13 +99,24 @@ impl Puller {
         }
     }
 
+    /// Hands a relayed batch to the writer; a refusal is the peer's.
+    async fn write(&mut self, batch: Vec<crate::pb::SyncEntry>) -> Result<(), FollowError> {
+        match self.store.relay(batch).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Rejected(e)) => Err(self.source.refused(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn round_inner(&mut self) -> Result<Round, FollowError> {
         let replica = self.store.replica().await?;
-        let trusted = replica.registry().coalition().is_some_and(|c| {
-            c.settings
-                .federation
-                .may_relay(&self.peer.genesis, &self.peer.genesis)
-        });
+        let federation = replica
+            .registry()
+            .coalition()
+            .map(|c| c.settings.federation.clone())
+            .unwrap_or_default();
+        let own = replica.genesis();
+        let trusted = federation.may_relay(&self.peer.genesis, &self.peer.genesis);
         if !trusted {
             return Err(self.source.unavailable(format!(
                 "this hub's settings do not trust the hub of genesis {} as an origin: an admin quorum adds it with `coalition admin settings federation`",
@@ -140,17 +151,70 @@ impl Puller {
             return Ok(Round::CaughtUp);
         }
         let to = latest.min(from + MAX_BATCH_ENTRIES);
+        let mut entries = self.source.entries(from, to).await?;
+        // What the peer relayed from other origins it may relay here goes on too (chains and
+        // rings); the peer's own relays of this hub, or of origins it may not relay here,
+        // only fill its leaves.
+        let onward_of = |e: &crate::pb::SyncEntry| {
+            let origin = e
+                .relay
+                .as_ref()
+                .and_then(|r| crate::statement::StatementId::from_slice(&r.origin_genesis))?;
+            (Some(origin) != own
+                && origin != self.peer.genesis
+                && federation.may_relay(&self.peer.genesis, &origin))
+            .then_some(origin)
+        };
+        // A batch cut short by its bounds ends where every origin relayed onward is proven
+        // (the peer ends each relayed group with the origin's checkpoint).
+        if (entries.len() as u64) < latest - from {
+            let mut pending = std::collections::HashSet::new();
+            let mut safe = 0;
+            for (i, e) in entries.iter().enumerate() {
+                if let Some(origin) = onward_of(e) {
+                    if e.relay.as_ref().is_some_and(|r| r.checkpoint.is_some()) {
+                        pending.remove(&origin);
+                    } else {
+                        pending.insert(origin);
+                    }
+                }
+                if pending.is_empty() {
+                    safe = i + 1;
+                }
+            }
+            if safe > 0 {
+                entries.truncate(safe);
+            }
+        }
+        let mut onward = Onward::new(replica.origins().map(|(g, _, r)| (*g, OriginView::of(r))));
         let mut batch = Vec::new();
-        let entries = self.source.entries(from, to).await?;
         for entry in entries {
+            let passed_on = onward_of(&entry).and_then(|_| onward.take(&entry));
             if let Some(relayed) = relayer
                 .take(entry)
                 .map_err(|e| self.source.refused_text(e.to_string()))?
             {
                 batch.push(relayed);
             }
+            batch.extend(passed_on);
         }
-        let Some(last) = batch.last().and_then(|e| e.relay.as_ref()) else {
+        drop_unproven(&mut batch, &self.peer.genesis);
+        let peer_origin = self.peer.genesis.0.to_vec();
+        let last = batch
+            .iter()
+            .rev()
+            .filter_map(|e| e.relay.as_ref())
+            .find(|r| r.origin_genesis == peer_origin);
+        let Some(last) = last else {
+            if !batch.is_empty() {
+                // Only statements relayed onward, each group with its origin's checkpoint.
+                let statements = batch.len() as u64;
+                self.write(batch).await?;
+                self.status.statements += statements;
+                self.status.relayed_to = relayer.next();
+                self.relayer = Some(relayer);
+                return Ok(Round::Copied(statements));
+            }
             // Only leaves the peer relayed itself: held for its next statement.
             self.status.relayed_to = relayer.next();
             self.relayer = Some(relayer);
@@ -173,18 +237,42 @@ impl Puller {
             });
         }
         let proofs = self.source.proofs(&needs).await?;
-        Relayer::prove(&mut batch, OriginCheckpoint { note, proofs })
+        relayer
+            .prove(&mut batch, OriginCheckpoint { note, proofs })
             .map_err(|e| self.source.refused_text(e.to_string()))?;
         let statements = batch.len() as u64;
-        match self.store.relay(batch).await {
-            Ok(_) => {}
-            Err(StoreError::Rejected(e)) => return Err(self.source.refused(e)),
-            Err(e) => return Err(e.into()),
-        }
+        self.write(batch).await?;
         self.status.statements += statements;
         self.status.relayed_to = relayer.next();
         self.status.proven_to = latest;
         self.relayer = Some(relayer);
         Ok(Round::Copied(statements))
     }
+}
+
+/// Drops, for every origin relayed onward in `batch` (not `peer`, whose checkpoint the puller
+/// attaches), the entries after its last one carrying an origin checkpoint: unproven, the
+/// writer would refuse the whole group. That origin then continues by its other paths.
+fn drop_unproven(batch: &mut Vec<crate::pb::SyncEntry>, peer: &crate::statement::StatementId) {
+    let peer = peer.0.to_vec();
+    let mut proven_to: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    for (i, e) in batch.iter().enumerate() {
+        if let Some(r) = &e.relay
+            && r.origin_genesis != peer
+            && r.checkpoint.is_some()
+        {
+            proven_to.insert(r.origin_genesis.clone(), i);
+        }
+    }
+    let mut i = 0;
+    batch.retain(|e| {
+        let keep = match &e.relay {
+            Some(r) if r.origin_genesis != peer => proven_to
+                .get(&r.origin_genesis)
+                .is_some_and(|last| i <= *last),
+            _ => true,
+        };
+        i += 1;
+        keep
+    });
 }

@@ -101,20 +101,163 @@ impl Relayer {
         }))
     }
 
-    /// Attaches an origin checkpoint, with its consistency proofs, to the last entry of a
-    /// relayed batch (`batch` as [`Relayer::take`] made it).
+    /// Attaches an origin checkpoint, with its consistency proofs, to the last entry of
+    /// `batch` relayed from this relayer's origin.
     pub fn prove(
+        &self,
         batch: &mut [pb::SyncEntry],
         checkpoint: OriginCheckpoint,
     ) -> Result<(), RelayerError> {
+        let origin = self.origin.0.to_vec();
         let last = batch
             .iter_mut()
             .rev()
-            .find_map(|e| e.relay.as_mut())
+            .filter_map(|e| e.relay.as_mut())
+            .find(|r| r.origin_genesis == origin)
             .ok_or(RelayerError::NothingToProve)?;
         let mut relay = Relay::from_wire(last.clone()).map_err(RelayerError::Malformed)?;
         relay.checkpoint = Some(checkpoint);
         *last = relay.to_wire();
         Ok(())
+    }
+}
+
+/// What the relaying log holds of one origin: its leaves rebuilt, and the largest origin
+/// checkpoint accepted (size and root).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OriginView {
+    /// The origin's leaves rebuilt (the next origin position expected).
+    pub size: u64,
+    /// The largest origin checkpoint accepted: its size and root.
+    pub anchor: Option<(u64, crate::log::Hash)>,
+}
+
+impl OriginView {
+    /// The view of an origin replica.
+    pub fn of(replica: &crate::replica::Replica) -> Self {
+        OriginView {
+            size: replica.size(),
+            anchor: replica
+                .checkpoint()
+                .and_then(|(_, note)| crate::replica::note_head(note).ok()),
+        }
+    }
+}
+
+/// Relaying onward (chains and rings, docs/PROTOCOL.md §3.10): the statements a peer relayed
+/// from other origins, relayed again with the same provenance. A peer's relays of an origin
+/// continue this log's rebuild of that origin exactly when they start at or before its size:
+/// the gap leaves it already has are dropped, and the evidence the peer carried is kept when
+/// it proves what this log needs (a checkpoint beyond its anchor, with the consistency proofs
+/// of rule 20 from here, and from its anchor when that lies between). Otherwise the origin is
+/// left to its other paths from that entry on.
+#[derive(Clone, Debug, Default)]
+pub struct Onward {
+    views: std::collections::HashMap<StatementId, OriginView>,
+    /// Origins that cannot continue through this peer in this round.
+    blocked: std::collections::HashSet<StatementId>,
+}
+
+impl Onward {
+    /// Continuing from `views`: every origin this log relays, as it holds it.
+    pub fn new(views: impl IntoIterator<Item = (StatementId, OriginView)>) -> Self {
+        Onward {
+            views: views.into_iter().collect(),
+            blocked: Default::default(),
+        }
+    }
+
+    /// Takes an entry the peer relayed (its `relay` set): the entry to relay here (position
+    /// and receipt time the writer's to give), or `None` when this log has it already or
+    /// cannot continue the origin from it.
+    pub fn take(&mut self, entry: &pb::SyncEntry) -> Option<pb::SyncEntry> {
+        let relay = Relay::from_wire(entry.relay.clone()?).ok()?;
+        if self.blocked.contains(&relay.origin) {
+            return None;
+        }
+        let view = self.views.entry(relay.origin).or_default();
+        let k = relay.origin_seq;
+        if k < view.size {
+            return None; // relayed here already
+        }
+        let first = k.checked_sub(relay.gap_leaves.len() as u64)?;
+        if first > view.size {
+            // Leaves of the origin this log never saw through this peer.
+            self.blocked.insert(relay.origin);
+            return None;
+        }
+        let skip = (view.size - first) as usize;
+        let here = k + 1;
+        let checkpoint = match relay.checkpoint {
+            None => None,
+            Some(c) => match Self::evidence(view, here, c) {
+                Some(c) => Some(c),
+                None => {
+                    self.blocked.insert(relay.origin);
+                    return None;
+                }
+            },
+        };
+        if let Some(c) = &checkpoint
+            && let Ok(head) = crate::replica::note_head(&c.note)
+        {
+            view.anchor = Some(head);
+        }
+        view.size = here;
+        let onward = Relay {
+            gap_leaves: relay.gap_leaves[skip..].to_vec(),
+            checkpoint,
+            ..relay
+        };
+        Some(pb::SyncEntry {
+            seq: 0,
+            received_at_ms: 0,
+            statement_id: entry.statement_id.clone(),
+            envelope: entry.envelope.clone(),
+            compromised_key_ids: Vec::new(),
+            erased_by: None,
+            relay: Some(onward.to_wire()),
+        })
+    }
+
+    /// The peer's evidence as this log needs it, if it proves what this log needs: the
+    /// proof from `here` (the peer's first, when the checkpoint is larger), and from this
+    /// log's anchor when it lies between — the peer's second only if it verifies from there.
+    fn evidence(view: &OriginView, here: u64, c: OriginCheckpoint) -> Option<OriginCheckpoint> {
+        let (m, root) = crate::replica::note_head(&c.note).ok()?;
+        let anchor = view.anchor.map_or(0, |(s, _)| s);
+        if m < here || m < anchor {
+            return None;
+        }
+        let mut proofs = c.proofs.into_iter();
+        let mut kept = Vec::new();
+        if here < m {
+            kept.push(proofs.next()?);
+        }
+        if let Some((a, anchor_root)) = view.anchor
+            && here < a
+            && a < m
+        {
+            let proof = proofs.find(|p| {
+                crate::log::verify_consistency(
+                    crate::log::TreeSize(a),
+                    crate::log::TreeSize(m),
+                    &anchor_root,
+                    &root,
+                    p,
+                )
+                .is_ok()
+            })?;
+            kept.push(proof);
+        }
+        Some(OriginCheckpoint {
+            note: c.note,
+            proofs: kept,
+        })
+    }
+
+    /// Whether the origin continues through this peer.
+    pub fn is_blocked(&self, origin: &StatementId) -> bool {
+        self.blocked.contains(origin)
     }
 }

@@ -82,11 +82,17 @@ fn location(size: u64, previous: bool) -> Location {
 /// The tree size a checkpoint note claims, read before its signature can be checked (the hub
 /// key comes from the genesis).
 pub(crate) fn note_size(note: &str) -> Result<u64, String> {
+    note_head(note).map(|(size, _)| size)
+}
+
+/// The tree size and root a checkpoint note claims, its signature unchecked (for a note a
+/// replica accepted already, or one it will check).
+pub fn note_head(note: &str) -> Result<(u64, Hash), String> {
     let (body, _) = note
         .split_once("\n\n")
         .ok_or("not a signed note (no blank line before the signature lines)")?;
     Checkpoint::parse_body(&format!("{body}\n"))
-        .map(|c| c.size.0)
+        .map(|c| (c.size.0, c.root))
         .map_err(|e| e.to_string())
 }
 

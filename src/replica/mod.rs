@@ -21,6 +21,7 @@ mod error;
 mod relay;
 mod snapshot;
 
+pub use checkpoints::note_head;
 pub(crate) use checkpoints::note_size;
 pub use checkpoints::{CheckpointClaim, ConsistencyNeed};
 pub use error::{Fault, Location, ReplicaError};
