@@ -5,7 +5,9 @@
 //! until A's `GetFederationStatus` reports every entry of X rebuilt, in hashes/s. Finally sets
 //! are submitted to X one at a time and the time until A serves a checkpoint covering each
 //! relayed set is measured (A polls X every 250 ms when caught up; X publishes a checkpoint
-//! 1 s after growth by default).
+//! 1 s after growth by default). Then hub C, pulling only from A, relays X's statements onward
+//! from A (a chain X → A → C): the time from X's acknowledgement until C serves a checkpoint
+//! covering the set is measured the same way.
 //!
 //! Run (release build): `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench peering`.
 //! `PEERING_HASHES` (default 1,000,000) sets the corpus size.
@@ -24,7 +26,7 @@ use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::settings::{Federation, Section, TrustedOrigin};
-use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
+use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label, StatementId};
 use hub_process::Hub;
 use pdq_queries::env_usize;
 use std::time::{Duration, Instant};
@@ -65,19 +67,69 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// A's view of origin X: entries rebuilt.
-async fn relayed(client: &mut Client) -> Result<u64> {
+/// A hub's view of origin `genesis`: entries rebuilt.
+async fn rebuilt(client: &mut Client, genesis: StatementId) -> Result<u64> {
     let status = client
         .admin
         .get_federation_status(pb::GetFederationStatusRequest {})
         .await?
         .into_inner();
-    if let Some(p) = status.peers.first()
-        && !p.refused.is_empty()
-    {
-        anyhow::bail!("A refused X: {}", p.refused);
+    if let Some(p) = status.peers.iter().find(|p| !p.refused.is_empty()) {
+        anyhow::bail!("a peer was refused: {}", p.refused);
     }
-    Ok(status.origins.first().map_or(0, |o| o.entries))
+    Ok(status
+        .origins
+        .iter()
+        .find(|o| o.genesis_id == genesis.0.to_vec())
+        .map_or(0, |o| o.entries))
+}
+
+/// Submits `sets` to X one at a time; each is timed from X's acknowledgement until `on`
+/// serves a checkpoint covering its relay (its last entry relays X's entry of the set, or a
+/// later one).
+async fn propagation(
+    x: &mut Client,
+    submit: impl Fn(usize) -> pb::Envelope,
+    sets: std::ops::Range<usize>,
+    on: &mut Client,
+    x_genesis: StatementId,
+) -> Result<Vec<f64>> {
+    let mut waits = Vec::new();
+    for set in sets {
+        let receipt = x.submit(submit(set)).await?.receipt.context("receipt")?;
+        let acked = Instant::now();
+        loop {
+            if rebuilt(on, x_genesis).await? > receipt.seq {
+                let size = on
+                    .audit
+                    .get_checkpoint(pb::GetCheckpointRequest {
+                        tree_size: None,
+                        refresh: false,
+                    })
+                    .await?
+                    .into_inner()
+                    .tree_size;
+                let covered = on
+                    .audit
+                    .get_entries(pb::GetEntriesRequest {
+                        start: size.saturating_sub(1),
+                        end: size,
+                    })
+                    .await?
+                    .into_inner()
+                    .message()
+                    .await?
+                    .is_some_and(|e| e.relay.is_some_and(|r| r.origin_seq >= receipt.seq));
+                if covered {
+                    break;
+                }
+            }
+            anyhow::ensure!(acked.elapsed() < Duration::from_secs(60), "no propagation");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        waits.push(acked.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(waits)
 }
 
 async fn run() -> Result<()> {
@@ -104,6 +156,7 @@ async fn run() -> Result<()> {
     // A, trusting X.
     let a_data = root.path().join("a");
     let (store, admin_key) = founding::found(&a_data, &certs, "a.bench", &admin, &[]).await?;
+    let a_genesis = store.registry().coalition().context("founded")?.genesis_id;
     let trusted = TrustedOrigin {
         hub_name: "x.bench".into(),
         relayed_by: Default::default(),
@@ -155,7 +208,7 @@ async fn run() -> Result<()> {
     )?;
     let admin_tls = certs.member_tls(&admin)?;
     let mut on_a = Client::connect(&a.addr, &admin_tls).await?;
-    while relayed(&mut on_a).await? < x_size {
+    while rebuilt(&mut on_a, x_genesis).await? < x_size {
         anyhow::ensure!(
             start.elapsed() < Duration::from_secs(600),
             "A never caught up"
@@ -169,49 +222,95 @@ async fn run() -> Result<()> {
     );
 
     // Propagation: a set acknowledged by X until A serves a checkpoint covering its relay.
-    let mut waits = Vec::new();
-    for set in sets..sets + PROPAGATION_SETS {
-        client
-            .submit(sign_new(&submitter, &key, set_body(set)))
-            .await?;
-        let acked = Instant::now();
-        let want = relayed(&mut on_a).await? + 1;
-        loop {
-            if relayed(&mut on_a).await? >= want {
-                let a_size = on_a
-                    .audit
-                    .get_checkpoint(pb::GetCheckpointRequest {
-                        tree_size: None,
-                        refresh: false,
-                    })
-                    .await?
-                    .into_inner()
-                    .tree_size;
-                let have = on_a
-                    .audit
-                    .get_entries(pb::GetEntriesRequest {
-                        start: a_size.saturating_sub(1),
-                        end: a_size,
-                    })
-                    .await?
-                    .into_inner()
-                    .message()
-                    .await?
-                    .is_some_and(|e| e.relay.is_some_and(|r| r.origin_seq + 1 >= want));
-                if have {
-                    break;
-                }
-            }
-            anyhow::ensure!(acked.elapsed() < Duration::from_secs(60), "no propagation");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        waits.push(acked.elapsed().as_secs_f64() * 1e3);
-    }
+    let sign = |set: usize| sign_new(&submitter, &key, set_body(set));
+    let waits = propagation(
+        &mut client,
+        sign,
+        sets..sets + PROPAGATION_SETS,
+        &mut on_a,
+        x_genesis,
+    )
+    .await?;
     let worst = waits.iter().copied().fold(0.0, f64::max);
     println!(
         "acknowledged by X -> relayed into a checkpoint A serves: median {:.0} ms, slowest {worst:.0} ms ({PROPAGATION_SETS} sets, default checkpoint policy)",
         median(waits)
     );
+
+    // A chain: C pulls only from A, and relays onward what A relayed from X.
+    let c_peer = MemberId::parse("hub-c").expect("id");
+    certs.init(std::slice::from_ref(&c_peer))?;
+    let c_key = certs.signing_key(&c_peer)?;
+    let admit = governance::admission(&c_peer, "hub C", &[Role::Peer], &[c_key.verifying_key()]);
+    on_a.submit(governance::change(
+        &admin,
+        &certs.signing_key(&admin)?,
+        Action::Admit(admit),
+        "bench",
+    ))
+    .await?;
+    let c_data = root.path().join("c");
+    let (store, c_admin_key) = founding::found(&c_data, &certs, "c.bench", &admin, &[]).await?;
+    let origin = |name: &str, relayed_by: Vec<StatementId>| TrustedOrigin {
+        hub_name: name.into(),
+        relayed_by: relayed_by.into_iter().collect(),
+    };
+    let federation = Federation {
+        origins: [
+            (a_genesis, origin("a.bench", vec![])),
+            (x_genesis, origin("x.bench", vec![a_genesis])),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    governance::append_offline(
+        &store,
+        governance::settings(
+            &admin,
+            &c_admin_key,
+            Section::Federation(federation),
+            "bench",
+        ),
+    )
+    .await?;
+    drop(store);
+    let c_flag = format!("{},{a_genesis},{},{c_peer}", a.addr, certs.root().display());
+    let c = Hub::start_with(
+        certs.root(),
+        &c_data,
+        &root.path().join("c.log"),
+        128,
+        &["--ops-listen", "off", "--peer", &c_flag],
+    )?;
+    let mut on_c = Client::connect(&c.addr, &admin_tls).await?;
+    let x_now = x_size + PROPAGATION_SETS as u64;
+    let start = Instant::now();
+    while rebuilt(&mut on_c, x_genesis).await? < x_now {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(600),
+            "C never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "C relayed X's whole log onward from A: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let from = sets + PROPAGATION_SETS;
+    let waits = propagation(
+        &mut client,
+        sign,
+        from..from + PROPAGATION_SETS,
+        &mut on_c,
+        x_genesis,
+    )
+    .await?;
+    let worst = waits.iter().copied().fold(0.0, f64::max);
+    println!(
+        "chain X -> A -> C: acknowledged by X -> in a checkpoint C serves: median {:.0} ms, slowest {worst:.0} ms ({PROPAGATION_SETS} sets, default checkpoint policy, no witnesses)",
+        median(waits)
+    );
+    c.stop()?;
     a.stop()?;
     x.stop()?;
     Ok(())
