@@ -61,7 +61,27 @@ impl ServeProcess {
     /// Starts `coalition serve --listen LISTEN EXTRA…` in `dir` (a fixed port lets clients
     /// reconnect after a restart); returns it and the address from its `listening on` line.
     pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> (ServeProcess, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coalition"))
+        Self::start_in(None, dir, listen, extra)
+    }
+
+    /// [`ServeProcess::start_on`] inside the network namespace `netns` (`ip netns exec`, which
+    /// execs the hub: the child is the hub itself).
+    pub fn start_in(
+        netns: Option<&str>,
+        dir: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> (ServeProcess, String) {
+        let bin = env!("CARGO_BIN_EXE_coalition");
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .current_dir(dir)
             .args(["serve", "--listen", listen, "--ops-listen", "127.0.0.1:0"])
             .args(extra)
