@@ -23,6 +23,13 @@ pub enum RelayerError {
     /// The entry is malformed (its id or relay evidence).
     #[error("{0}")]
     Malformed(String),
+    /// The origin relayed more entries in a row than a relayed entry may carry as gap leaves
+    /// ([`crate::replica::MAX_GAP_LEAVES`]) before a statement of its own.
+    #[error(
+        "the origin relayed more than {} entries in a row before a statement of its own: they cannot be carried as gap leaves",
+        crate::replica::MAX_GAP_LEAVES
+    )]
+    TooManyGaps,
     /// There is no relayed entry to attach an origin checkpoint to.
     #[error("no statement relayed from this origin in this batch to carry its checkpoint")]
     NothingToProve,
@@ -74,6 +81,9 @@ impl Relayer {
         let leaf = leaf_data_of(&entry).map_err(RelayerError::Malformed)?;
         self.next += 1;
         if entry.relay.is_some() {
+            if self.gaps.len() >= crate::replica::MAX_GAP_LEAVES {
+                return Err(RelayerError::TooManyGaps);
+            }
             self.gaps.push(leaf);
             return Ok(None);
         }

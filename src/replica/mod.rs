@@ -25,7 +25,7 @@ pub use checkpoints::note_head;
 pub(crate) use checkpoints::note_size;
 pub use checkpoints::{CheckpointClaim, ConsistencyNeed};
 pub use error::{Fault, Location, ReplicaError};
-pub use relay::{OriginCheckpoint, Provenance, Relay, leaf_data_of};
+pub use relay::{MAX_GAP_LEAVES, OriginCheckpoint, Provenance, Relay, leaf_data_of};
 pub use snapshot::{OriginSnapshot, Snapshot};
 
 use crate::log::{Frontier, Hash, leaf_hash};

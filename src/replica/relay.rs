@@ -19,6 +19,10 @@ use crate::pb;
 use crate::statement::{Kind, Reader, StatementId, SyncFilter};
 use crate::store::{RELAYED_LEAF_LEN, relayed_leaf_data};
 
+/// Most gap leaves one relayed entry carries (88 bytes each: 5.5 MiB): an origin that relayed
+/// more entries in a row than this between two statements of its own cannot be relayed.
+pub const MAX_GAP_LEAVES: usize = 65_536;
+
 /// Where the origin logged a relayed statement, and the evidence that it did (the wire form
 /// is `coalition.v1.Relay`).
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +54,12 @@ pub struct OriginCheckpoint {
 impl Relay {
     /// Parses the wire form: the genesis id and every proof hash are 32 bytes.
     pub fn from_wire(wire: pb::Relay) -> Result<Self, String> {
+        if wire.gap_leaves.len() > MAX_GAP_LEAVES {
+            return Err(format!(
+                "{} gap leaves, more than the {MAX_GAP_LEAVES} a relayed entry may carry",
+                wire.gap_leaves.len()
+            ));
+        }
         let origin = StatementId::from_slice(&wire.origin_genesis).ok_or_else(|| {
             format!(
                 "origin_genesis is {} bytes, not a 32-byte genesis id",
