@@ -63,6 +63,22 @@ pub struct TrustedOrigin {
 }
 
 impl Federation {
+    /// Trusting each of `origins` (genesis id, hub name), each relayed by itself only.
+    pub fn trusting<'a>(origins: impl IntoIterator<Item = (StatementId, &'a str)>) -> Self {
+        Federation {
+            origins: origins
+                .into_iter()
+                .map(|(genesis, name)| {
+                    let origin = TrustedOrigin {
+                        hub_name: name.to_owned(),
+                        relayed_by: Default::default(),
+                    };
+                    (genesis, origin)
+                })
+                .collect(),
+        }
+    }
+
     /// Parses and checks the wire form.
     pub fn from_wire(wire: &pb::FederationSettings) -> Result<Self, StatementError> {
         let at = "settings.federation.origins";

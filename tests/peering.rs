@@ -12,7 +12,7 @@ use coalition_hub::governance::{self, admission};
 use coalition_hub::membership::{Action, Role};
 use coalition_hub::pb;
 use coalition_hub::replica::Content;
-use coalition_hub::settings::{Federation, Section, TrustedOrigin};
+use coalition_hub::settings::{Federation, Section};
 use coalition_hub::statement::{Body, Recipients, StatementId};
 use coalition_hub::sync::FilterSpec;
 use std::collections::HashSet;
@@ -36,20 +36,7 @@ async fn admit_peer(t: &TestHub, member: &str) {
 
 /// At `t`, the admin quorum trusts `origins` (genesis, hub name).
 async fn trust(t: &TestHub, origins: &[(StatementId, &str)]) {
-    let federation = Federation {
-        origins: origins
-            .iter()
-            .map(|(g, name)| {
-                (
-                    *g,
-                    TrustedOrigin {
-                        hub_name: (*name).to_owned(),
-                        relayed_by: Default::default(),
-                    },
-                )
-            })
-            .collect(),
-    };
+    let federation = Federation::trusting(origins.iter().copied());
     let envelope = governance::settings(
         &id("admin"),
         &t.key("admin"),

@@ -15,7 +15,7 @@ use coalition_hub::replica::{
     Accepted, Content, Entry, Fault, OriginCheckpoint, Relay, Replica, ReplicaError, SeenMap,
     Snapshot, leaf_data_of,
 };
-use coalition_hub::settings::{Federation, Section, TrustedOrigin};
+use coalition_hub::settings::{Federation, Section};
 use coalition_hub::statement::{Body, Recipients, StatementId};
 use coalition_hub::store::relayed_leaf_data;
 use ed25519_dalek::SigningKey;
@@ -125,20 +125,7 @@ impl Hub {
 
     /// The federation section trusting `origins` under the names given.
     fn trust(&mut self, origins: &[(StatementId, &str)]) -> u64 {
-        let federation = Federation {
-            origins: origins
-                .iter()
-                .map(|(g, name)| {
-                    (
-                        *g,
-                        TrustedOrigin {
-                            hub_name: (*name).to_owned(),
-                            relayed_by: Default::default(),
-                        },
-                    )
-                })
-                .collect(),
-        };
+        let federation = Federation::trusting(origins.iter().copied());
         let envelope = governance::settings(
             &id("boss"),
             &self.boss,
@@ -272,6 +259,19 @@ fn origin_fault(e: &ReplicaError) -> &Fault {
         Fault::Relayed { error, .. } => &error.fault,
         other => panic!("expected a refusal in the origin's log, got: {e} ({other:?})"),
     }
+}
+
+/// `a`'s log replays up to the origin checkpoint that contradicts the origin's leaves it
+/// rebuilt.
+fn refused_by_the_origins_checkpoint(a: &Hub) {
+    let e = replay(a).expect_err("refused");
+    assert!(
+        matches!(
+            origin_fault(&e),
+            Fault::Inconsistent(_) | Fault::RootMismatch { .. }
+        ),
+        "{e}"
+    );
 }
 
 /// A's entry relaying X's entry `origin_seq`.
@@ -430,14 +430,7 @@ fn a_dropped_or_hidden_membership_change_of_the_origin_is_caught() {
     next.gap_leaves.insert(0, fake.to_vec());
     hidden.entries[at].relay = Some(next.to_wire());
     renumber(&mut hidden);
-    let e = replay(&hidden).expect_err("hidden");
-    assert!(
-        matches!(
-            origin_fault(&e),
-            Fault::Inconsistent(_) | Fault::RootMismatch { .. }
-        ),
-        "{e}"
-    );
+    refused_by_the_origins_checkpoint(&hidden);
 }
 
 #[test]
@@ -448,14 +441,7 @@ fn misattributed_provenance_is_caught_by_the_origins_checkpoint() {
     let mut relay = relay_of(&a.entries[i]);
     relay.origin_received_at_ms += 1;
     a.entries[i].relay = Some(relay.to_wire());
-    let e = replay(&a).expect_err("misattributed");
-    assert!(
-        matches!(
-            origin_fault(&e),
-            Fault::Inconsistent(_) | Fault::RootMismatch { .. }
-        ),
-        "{e}"
-    );
+    refused_by_the_origins_checkpoint(&a);
 }
 
 #[test]

@@ -678,11 +678,7 @@ impl Writer {
             ))));
             return Ok(());
         }
-        let mut group = Group {
-            batch: sled::Batch::default(),
-            in_batch: HashMap::new(),
-            registry_changed: false,
-        };
+        let mut group = Group::default();
         let mut erased = Vec::new();
         let mut relayed = false;
         for (entry, accepted) in &batch.entries {
@@ -801,11 +797,7 @@ impl Writer {
             ))));
             return Ok(());
         }
-        let mut group = Group {
-            batch: sled::Batch::default(),
-            in_batch: HashMap::new(),
-            registry_changed: false,
-        };
+        let mut group = Group::default();
         for (entry, accepted) in positioned.into_iter().zip(&accepted) {
             let record = StoredEntry {
                 seq: entry.seq,
@@ -864,11 +856,7 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: Vec<AppendJob>) -> Result<(), StoreError> {
-        let mut group = Group {
-            batch: sled::Batch::default(),
-            in_batch: HashMap::new(),
-            registry_changed: false,
-        };
+        let mut group = Group::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut failure = None;
         for job in &jobs {
@@ -1027,6 +1015,7 @@ fn count_ingest(jobs: &[AppendJob], outcomes: &[Result<Appended, ReplicaError>])
 }
 
 /// What one group commit accumulates.
+#[derive(Default)]
 struct Group {
     batch: sled::Batch,
     in_batch: HashMap<StatementId, Receipt>,
