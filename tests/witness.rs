@@ -488,6 +488,20 @@ async fn the_hub_has_its_checkpoints_cosigned_by_the_policys_witnesses_and_membe
         independent::verify(&format!("{}{line}", cp.note), &log_key, k);
     }
 
+    // Operations see what each witness last cosigned.
+    let status = common::lifecycle::cli(&t, "admin", &["federation", "status"]).await;
+    let printed = String::from_utf8_lossy(&status.stdout);
+    for k in &keys {
+        assert!(
+            printed.contains(&format!(
+                "witness {}: last cosigned the checkpoint of {} entries",
+                k.name(),
+                cp.tree_size
+            )),
+            "{status:?}"
+        );
+    }
+
     // A member's sync checks them against the policy its own replica replayed.
     let certs = t.certs.root().to_path_buf();
     let out = dir.path().join("globex.jsonl");

@@ -1,5 +1,6 @@
-//! `coalition federation status`: where relaying from each peer hub stands, and each
-//! origin's log as rebuilt here (docs/PROTOCOL.md §3.10), as an admin or auditor sees it.
+//! `coalition federation status`: where relaying from each peer hub stands, what each
+//! witness last cosigned, and each origin's log as rebuilt here (docs/PROTOCOL.md §3.8,
+//! §3.10), as an admin or auditor sees it.
 
 use super::Connection;
 use anyhow::Result;
@@ -8,7 +9,8 @@ use clap::Subcommand;
 #[derive(Debug, Subcommand)]
 pub enum FederationCommand {
     /// Per peer: its cursor, lag in entries and seconds, last checkpoint seen, refusals; per
-    /// origin: its entries rebuilt here and how many its checkpoints prove.
+    /// witness: its last cosigned checkpoint and when; per origin: its entries rebuilt here
+    /// and how many its checkpoints prove.
     Status {
         #[command(flatten)]
         conn: Connection,
@@ -62,6 +64,21 @@ pub async fn run(command: FederationCommand) -> Result<()> {
                 format!("; STOPPED: {}", text(&p.refused))
             }
         );
+    }
+    for w in &status.witnesses {
+        if w.cosigned_size == 0 {
+            println!(
+                "witness {}: cosigned none of the latest checkpoints",
+                text(&w.name)
+            );
+        } else {
+            println!(
+                "witness {}: last cosigned the checkpoint of {} entries, {:.0} s ago",
+                text(&w.name),
+                w.cosigned_size,
+                (now / 1000 - w.cosigned_at_s as i64).max(0)
+            );
+        }
     }
     for o in &status.origins {
         println!(

@@ -102,7 +102,16 @@ impl pb::admin_server::Admin for AdminService {
                     .unwrap_or_default(),
             })
             .collect();
-        Ok(Response::new(pb::FederationStatus { peers, origins }))
+        let store = self.store.clone();
+        let witnesses = tokio::task::spawn_blocking(move || witness_statuses(&store))
+            .await
+            .map_err(|e| Status::internal(format!("witness status task failed: {e}")))?
+            .map_err(super::status::store)?;
+        Ok(Response::new(pb::FederationStatus {
+            peers,
+            origins,
+            witnesses,
+        }))
     }
 
     async fn get_coalition(
@@ -206,4 +215,47 @@ impl pb::admin_server::Admin for AdminService {
             next_page_token: page.next.unwrap_or_default(),
         }))
     }
+}
+
+/// Checkpoints read back at most, looking for each witness's latest cosignature.
+const WITNESS_STATUS_CHECKPOINTS: usize = 1_000;
+
+/// Each witness of the policy in force: the largest of the latest
+/// [`WITNESS_STATUS_CHECKPOINTS`] checkpoints it cosigned (verified under the policy), and
+/// the cosignature's timestamp.
+fn witness_statuses(store: &Store) -> Result<Vec<pb::WitnessStatus>, crate::store::StoreError> {
+    let registry = store.registry();
+    let Some(policy) = registry
+        .coalition()
+        .and_then(|c| c.settings.witnesses.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut found: std::collections::BTreeMap<String, (u64, u64)> = policy
+        .witnesses()
+        .map(|w| (w.key.name().to_owned(), (0, 0)))
+        .collect();
+    let Some(latest) = store.latest_checkpoint()? else {
+        return Ok(Vec::new());
+    };
+    for cp in store.checkpoints_down_from(latest.size, WITNESS_STATUS_CHECKPOINTS)? {
+        if found.values().all(|(size, _)| *size > 0) {
+            break;
+        }
+        for (name, at) in policy.check(&cp.note, &cp.cosignatures).cosigned {
+            if let Some(entry) = found.get_mut(&name)
+                && entry.0 == 0
+            {
+                *entry = (cp.size, at);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(name, (size, at))| pb::WitnessStatus {
+            name,
+            cosigned_size: size,
+            cosigned_at_s: at,
+        })
+        .collect())
 }

@@ -218,6 +218,27 @@ impl Store {
             .collect()
     }
 
+    /// Published checkpoints with `size <= to_size`, largest first, at most `limit`.
+    pub fn checkpoints_down_from(
+        &self,
+        to_size: u64,
+        limit: usize,
+    ) -> Result<Vec<PublishedCheckpoint>, StoreError> {
+        self.checkpoints
+            .tree
+            .range(..=to_size.to_be_bytes())
+            .rev()
+            .take(limit)
+            .map(|kv| {
+                let (key, value) = kv?;
+                let size = decode_size(&key)?;
+                let mut cp = decode_checkpoint(size, &value)?;
+                cp.cosignatures = self.cosignatures_of(size)?;
+                Ok(cp)
+            })
+            .collect()
+    }
+
     /// A receiver of the latest durable checkpoint's size (`None` before the first).
     pub fn watch_checkpoint(&self) -> watch::Receiver<Option<u64>> {
         self.checkpoints.durable.subscribe()
