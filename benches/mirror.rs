@@ -83,28 +83,13 @@ async fn run() -> Result<()> {
         .context("founded")?;
     drop(store);
     let primary = Hub::start(certs.root(), &data, &root.path().join("primary.log"), 128)?;
+    let (mut client, size, loaded) =
+        hub_process::load(&primary, &certs, &submitter, (0..sets).map(set_body)).await?;
     let tls = certs.member_tls(&submitter)?;
     let key = certs.signing_key(&submitter)?;
-    let mut client = Client::connect(&primary.addr, &tls).await?;
-    let loaded = Instant::now();
-    for set in 0..sets {
-        client
-            .submit(sign_new(&submitter, &key, set_body(set)))
-            .await?;
-    }
-    let size = client
-        .audit
-        .get_checkpoint(pb::GetCheckpointRequest {
-            tree_size: None,
-            refresh: true,
-        })
-        .await?
-        .into_inner()
-        .tree_size;
     println!(
-        "== Mirror: {sets} sets of {SET} PDQ hashes ({} hashes) loaded into the primary in {:.1} s; log of {size} entries ==",
-        sets * SET,
-        loaded.elapsed().as_secs_f64()
+        "== Mirror: {sets} sets of {SET} PDQ hashes ({} hashes) loaded into the primary in {loaded:.1} s; log of {size} entries ==",
+        sets * SET
     );
     primary.settle().await?;
 

@@ -172,28 +172,12 @@ async fn run() -> Result<()> {
     drop(store);
 
     let x = Hub::start(certs.root(), &x_data, &root.path().join("x.log"), 128)?;
-    let tls = certs.member_tls(&submitter)?;
+    let (mut client, x_size, loaded) =
+        hub_process::load(&x, &certs, &submitter, (0..sets).map(set_body)).await?;
     let key = certs.signing_key(&submitter)?;
-    let mut client = Client::connect(&x.addr, &tls).await?;
-    let loaded = Instant::now();
-    for set in 0..sets {
-        client
-            .submit(sign_new(&submitter, &key, set_body(set)))
-            .await?;
-    }
-    let x_size = client
-        .audit
-        .get_checkpoint(pb::GetCheckpointRequest {
-            tree_size: None,
-            refresh: true,
-        })
-        .await?
-        .into_inner()
-        .tree_size;
     println!(
-        "== Peering: {sets} sets of {SET} SHA-256 hashes ({} hashes) loaded into X in {:.1} s; X's log of {x_size} entries ==",
-        sets * SET,
-        loaded.elapsed().as_secs_f64()
+        "== Peering: {sets} sets of {SET} SHA-256 hashes ({} hashes) loaded into X in {loaded:.1} s; X's log of {x_size} entries ==",
+        sets * SET
     );
     x.settle().await?;
 

@@ -198,3 +198,32 @@ impl Drop for Hub {
         let _ = self.child.wait();
     }
 }
+
+/// Submits `bodies` to `hub` one at a time as `member` (its TLS identity and signing key from
+/// `certs`), then has the hub publish a checkpoint of everything: returns the connection, the
+/// log size that checkpoint covers, and the seconds the submissions took.
+pub async fn load(
+    hub: &Hub,
+    certs: &coalition_hub::pki::CertDir,
+    member: &coalition_hub::membership::MemberId,
+    bodies: impl Iterator<Item = coalition_hub::statement::Body>,
+) -> Result<(coalition_hub::client::Client, u64, f64)> {
+    use coalition_hub::client::{Client, sign_new};
+    let key = certs.signing_key(member)?;
+    let mut client = Client::connect(&hub.addr, &certs.member_tls(member)?).await?;
+    let started = Instant::now();
+    for body in bodies {
+        client.submit(sign_new(member, &key, body)).await?;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let size = client
+        .audit
+        .get_checkpoint(coalition_hub::pb::GetCheckpointRequest {
+            tree_size: None,
+            refresh: true,
+        })
+        .await?
+        .into_inner()
+        .tree_size;
+    Ok((client, size, took))
+}

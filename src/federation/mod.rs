@@ -1,4 +1,5 @@
-//! Hubs copying hubs: a hub's log pulled into another store, trusting the source for nothing.
+//! Hubs copying and relaying hubs: another hub's log pulled into this store, trusting the
+//! source for nothing.
 //!
 //! [`Follower`] pulls one hub's log through the `Audit` API (entries, signed checkpoints and
 //! consistency proofs) with an identity holding the `auditor` role there (it reads every
@@ -14,9 +15,12 @@
 //!
 //! The follower's cursor is the local store's durable size: nothing else is persisted.
 //!
-//! [`Relayer`] shapes another hub's statements into relayed entries with their provenance
-//! and evidence (docs/PROTOCOL.md §3.10), which every replica checks against the origin's own
-//! membership and signed checkpoints.
+//! Peering (docs/PROTOCOL.md §3.10): [`Puller`] pulls one peer's log through its
+//! `Federation` API (with the `peer` role there); [`Relayer`] shapes the peer's own statements
+//! into relayed entries with their provenance and evidence, and [`Onward`] passes on what the
+//! peer relayed from other origins; the store's writer logs a batch only if its replica — which
+//! judges every relayed statement by the origin's own membership and signed checkpoints —
+//! accepts it whole. Both pullers read through one `Source`.
 
 mod follower;
 mod peer;

@@ -89,16 +89,6 @@ impl Puller {
         result
     }
 
-    /// Rounds until the peer's latest checkpoint is relayed.
-    pub async fn catch_up(&mut self) -> Result<Round, FollowError> {
-        loop {
-            match self.round().await? {
-                Round::Copied(_) => continue,
-                other => return Ok(other),
-            }
-        }
-    }
-
     /// Hands a relayed batch to the writer; a refusal is the peer's.
     async fn write(&mut self, batch: Vec<crate::pb::SyncEntry>) -> Result<(), FollowError> {
         match self.store.relay(batch).await {
@@ -109,13 +99,12 @@ impl Puller {
     }
 
     async fn round_inner(&mut self) -> Result<Round, FollowError> {
-        let replica = self.store.replica().await?;
-        let federation = replica
-            .registry()
+        let registry = self.store.registry();
+        let federation = registry
             .coalition()
             .map(|c| c.settings.federation.clone())
             .unwrap_or_default();
-        let own = replica.genesis();
+        let own = registry.coalition().map(|c| c.genesis_id);
         let trusted = federation.may_relay(&self.peer.genesis, &self.peer.genesis);
         if !trusted {
             return Err(self.source.unavailable(format!(
@@ -123,6 +112,28 @@ impl Puller {
                 self.peer.genesis
             )));
         }
+        let note = self.source.latest_note().await?;
+        let latest =
+            crate::replica::note_size(&note).map_err(|reason| self.source.refused_text(reason))?;
+        self.status.peer_size = latest;
+        self.status.seen_at_ms = crate::store::now_ms();
+        let behind = |anchor: u64| {
+            self.source.unavailable(format!(
+                "its latest checkpoint covers {latest} entries, but one of {anchor} was accepted here: the peer is behind (or serving an old copy)"
+            ))
+        };
+        // An idle poll: nothing beyond where the relayer stands, so no copy of the writer's
+        // replica is taken (`proven_to` is the anchor as of the last round that took one).
+        if let Some(r) = &self.relayer
+            && latest <= r.next()
+        {
+            if latest < self.status.proven_to {
+                return Err(behind(self.status.proven_to));
+            }
+            self.status.relayed_to = r.next();
+            return Ok(Round::CaughtUp);
+        }
+        let replica = self.store.replica().await?;
         let (size, anchor) = replica
             .origins()
             .find(|(g, _, _)| **g == self.peer.genesis)
@@ -134,17 +145,10 @@ impl Puller {
             Some(r) if r.resumes(size) => r,
             _ => Relayer::new(self.peer.genesis, size),
         };
-        let note = self.source.latest_note().await?;
-        let latest =
-            crate::replica::note_size(&note).map_err(|reason| self.source.refused_text(reason))?;
-        self.status.peer_size = latest;
-        self.status.seen_at_ms = crate::store::now_ms();
         let from = relayer.next();
         self.status.relayed_to = from;
         if latest < anchor {
-            return Err(self.source.unavailable(format!(
-                "its latest checkpoint covers {latest} entries, but one of {anchor} was accepted here: the peer is behind (or serving an old copy)"
-            )));
+            return Err(behind(anchor));
         }
         if latest <= from {
             self.relayer = Some(relayer);

@@ -265,9 +265,4 @@ impl Onward {
             proofs: kept,
         })
     }
-
-    /// Whether the origin continues through this peer.
-    pub fn is_blocked(&self, origin: &StatementId) -> bool {
-        self.blocked.contains(origin)
-    }
 }

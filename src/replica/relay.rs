@@ -403,6 +403,12 @@ impl Replica {
         self.unsettled_erasure().or_else(|| self.unproven_relay())
     }
 
+    /// How many of `origin`'s entries rebuilt here its accepted checkpoints prove (the
+    /// figure rule 26 checks), if anything was relayed from it.
+    pub fn proven_of(&self, origin: &StatementId) -> Option<u64> {
+        self.origins.get(origin).map(|o| o.proven().1)
+    }
+
     /// The origins relayed so far: genesis id, hub name, and the origin's log as rebuilt
     /// here (its membership, entries replayed, largest checkpoint accepted).
     pub fn origins(&self) -> impl Iterator<Item = (&StatementId, &str, &Replica)> {

@@ -94,7 +94,7 @@ impl pb::admin_server::Admin for AdminService {
                 genesis_id: genesis.0.to_vec(),
                 hub_name: hub_name.to_owned(),
                 entries: r.size(),
-                proven: r.checkpoint().map_or(0, |(size, _)| size.min(r.size())),
+                proven: replica.proven_of(genesis).unwrap_or_default(),
                 last_received_at_ms: r.last_received_ms(),
                 checkpoint: r
                     .checkpoint()

@@ -208,13 +208,7 @@ impl Store {
             .tree
             .range(from_size.to_be_bytes()..=latest.to_be_bytes())
             .take(limit)
-            .map(|kv| {
-                let (key, value) = kv?;
-                let size = decode_size(&key)?;
-                let mut cp = decode_checkpoint(size, &value)?;
-                cp.cosignatures = self.cosignatures_of(size)?;
-                Ok(cp)
-            })
+            .map(|kv| self.published(kv?))
             .collect()
     }
 
@@ -229,14 +223,19 @@ impl Store {
             .range(..=to_size.to_be_bytes())
             .rev()
             .take(limit)
-            .map(|kv| {
-                let (key, value) = kv?;
-                let size = decode_size(&key)?;
-                let mut cp = decode_checkpoint(size, &value)?;
-                cp.cosignatures = self.cosignatures_of(size)?;
-                Ok(cp)
-            })
+            .map(|kv| self.published(kv?))
             .collect()
+    }
+
+    /// A stored checkpoint record (size key, note value) with its cosignatures.
+    fn published(
+        &self,
+        (key, value): (sled::IVec, sled::IVec),
+    ) -> Result<PublishedCheckpoint, StoreError> {
+        let size = decode_size(&key)?;
+        let mut cp = decode_checkpoint(size, &value)?;
+        cp.cosignatures = self.cosignatures_of(size)?;
+        Ok(cp)
     }
 
     /// A receiver of the latest durable checkpoint's size (`None` before the first).

@@ -723,14 +723,7 @@ impl Writer {
             // Published before the scrub, as for appends (`commit`).
             self.registry.send_replace(self.replica.registry().clone());
             self.published.send_replace(end);
-            if erased.is_empty() {
-                return Ok(());
-            }
-            let entries = &self.entries;
-            erasure::scrub(entries.files(), self.replica.registry(), &erased, |id| {
-                self.ids.find(id, end, |seq| entries.read(seq))
-            })
-            .map(|_| ())
+            self.scrub(&erased, end)
         });
         match result {
             Ok(()) => {
@@ -924,11 +917,17 @@ impl Writer {
             .filter(|(_, o)| matches!(o, Ok(a) if !a.already_present))
             .filter_map(|(job, _)| erasure::erasure_targets(&job.verified.statement.body))
             .collect();
+        self.scrub(&targets, size)
+    }
+
+    /// Overwrites the bodies of the statements `targets` names in a log of `size` entries, as
+    /// the registry's erasures decide (`erasure.rs`).
+    fn scrub(&self, targets: &[StatementId], size: u64) -> Result<(), StoreError> {
         if targets.is_empty() {
             return Ok(());
         }
         let entries = &self.entries;
-        erasure::scrub(entries.files(), self.replica.registry(), &targets, |id| {
+        erasure::scrub(entries.files(), self.replica.registry(), targets, |id| {
             self.ids.find(id, size, |seq| entries.read(seq))
         })
         .map(|_| ())
