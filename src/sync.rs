@@ -845,15 +845,18 @@ impl Syncer {
                         issuer: &held.issuer,
                         kind: held.kind,
                     };
-                    let compromised = |k: &KeyId, at| registry.is_compromised(k, at);
+                    let compromised =
+                        |m: &MemberId, k: &KeyId, at| registry.is_compromised_for(m, k, at);
                     Lifecycle::verdict(&record, &target, &compromised).ok()?;
+                    // A relayed erasure withdraws without erasing (docs/PROTOCOL.md §3.10).
+                    let erased = record.retraction.erase;
                     Some(StateChange {
                         seq: held.seq,
                         statement_id: r.target,
                         issuer: held.issuer.clone(),
                         entries: (!r.entries.is_empty()).then(|| r.entries.clone()),
                         from: EntryState::Active,
-                        to: if r.erase {
+                        to: if erased {
                             EntryState::Erased
                         } else {
                             EntryState::Retracted
@@ -897,7 +900,9 @@ impl Syncer {
                         issuer: &held.issuer,
                         kind: held.kind,
                     };
-                    let before = |k: &KeyId, at| k != key_id && registry.is_compromised(k, at);
+                    let before = |m: &MemberId, k: &KeyId, at| {
+                        k != key_id && registry.is_compromised_for(m, k, at)
+                    };
                     if Lifecycle::verdict(&record, &target, &before).is_err() {
                         continue;
                     }
@@ -1015,9 +1020,14 @@ impl Syncer {
             let written = matches!(header.kind, Kind::HashSet | Kind::RiskSignal)
                 && self.filter.selects(header)
                 && e.statement().is_some();
+            // A relayed statement's issuer is its origin's member (`acme@x.example`).
+            let issuer = match &e.origin {
+                Some(origin) => header.issuer.qualified(&origin.hub_name),
+                None => header.issuer.clone(),
+            };
             return Ok(Some(Held {
                 seq: e.seq,
-                issuer: header.issuer.clone(),
+                issuer,
                 kind: header.kind,
                 written,
             }));
@@ -1037,7 +1047,7 @@ impl Syncer {
         }
         let issuer = KeyId::parse(&hex::encode(&record[40..48]))
             .ok()
-            .and_then(|k| self.replica.registry().key_owner(&k).cloned());
+            .and_then(|k| self.replica.registry().key_owner_here(&k));
         // A written row is a hash set or a risk signal; both are retracted alike.
         Ok(issuer.map(|issuer| Held {
             seq,

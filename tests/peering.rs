@@ -6,14 +6,15 @@
 
 use crate::common::hostile::{Bent, HostileHub, export};
 use crate::common::{TestHub, id, sha256_set};
-use coalition_hub::client::sign_new_for;
+use coalition_hub::client::{sign_new, sign_new_for};
 use coalition_hub::federation::Peer;
 use coalition_hub::governance::{self, admission};
-use coalition_hub::membership::{Action, Role};
+use coalition_hub::lifecycle::{EntryState, HashKey, Opinion, Target, Verdict};
+use coalition_hub::membership::{Action, KeyId, Revocation, Role};
 use coalition_hub::pb;
 use coalition_hub::replica::Content;
 use coalition_hub::settings::{Federation, Section};
-use coalition_hub::statement::{Body, Recipients, StatementId};
+use coalition_hub::statement::{Body, HashType, Kind, Recipients, StatementId};
 use coalition_hub::sync::FilterSpec;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -389,4 +390,200 @@ async fn a_peer_serving_a_forged_statement_is_refused_and_reported() {
         before + 1,
         "only A's settings change: nothing relayed"
     );
+}
+
+/// The states of sha256 value `(seed, i)` at `t`, by statement, asking for every state.
+async fn states_at(
+    client: &mut coalition_hub::client::Client,
+    seed: u64,
+    i: u64,
+) -> Vec<(Vec<u8>, pb::HashMatch)> {
+    let answer = client
+        .hub
+        .r#match(pb::MatchRequest {
+            queries: vec![pb::MatchQuery {
+                r#type: pb::HashType::Sha256 as i32,
+                value: crate::common::sha256_value(seed, i),
+                quality: None,
+            }],
+            pdq_threshold: None,
+            min_quality: None,
+            states: EntryState::ALL.iter().map(|s| s.to_wire() as i32).collect(),
+        })
+        .await
+        .expect("match")
+        .into_inner();
+    answer
+        .results
+        .into_iter()
+        .flat_map(|r| r.matches)
+        .map(|m| (m.statement_id.clone(), m))
+        .collect()
+}
+
+/// Waits (bounded) until value `(seed, i)` of statement `id` has `state` at `t`.
+async fn wait_state(
+    t: &TestHub,
+    seed: u64,
+    i: u64,
+    id: StatementId,
+    state: EntryState,
+) -> pb::HashMatch {
+    let mut client = t.client("globex").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = states_at(&mut client, seed, i).await;
+        if let Some((_, m)) = found.iter().find(|(s, _)| *s == id.0)
+            && m.state == state.to_wire() as i32
+        {
+            return m.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "({seed}, {i}) of {id} never became {} at {}: {found:?}",
+            state.name(),
+            t.addr
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_origins_retractions_opinions_and_compromises_decide_relayed_states() {
+    let (x, a, xg) = peered().await;
+    crate::common::lifecycle::admit_members(&x, &["initech"]).await;
+    let mut acme = x.client("acme").await;
+    let mut ids = Vec::new();
+    for seed in 40..44 {
+        let r = acme
+            .submit(x.hash_set("acme", seed, 2))
+            .await
+            .expect("submit");
+        let receipt = r.receipt.expect("receipt");
+        ids.push(StatementId::from_slice(&receipt.statement_id).expect("id"));
+    }
+    let opinion = |member: &str, target: StatementId, seed: u64, verdict: Verdict| {
+        sign_new(
+            &id(member),
+            &x.key(member),
+            Body::Opinion(Opinion {
+                target,
+                entry: 0,
+                verdict,
+                note: verdict.name().into(),
+                hash: Some(HashKey {
+                    hash_type: HashType::Sha256,
+                    value: crate::common::sha256_value(seed, 0),
+                }),
+                admin_quorum: verdict.is_admin(),
+            }),
+        )
+    };
+    // At X: acme retracts its set 40; globex and initech disagree on set 41; X's admins
+    // quarantine set 42; set 43 stays as it is.
+    crate::common::lifecycle::retract(&x, "acme", ids[0], &[], "a mistake").await;
+    for (member, verdict) in [
+        ("globex", Verdict::Confirmed),
+        ("initech", Verdict::FalsePositive),
+    ] {
+        x.client(member)
+            .await
+            .submit(opinion(member, ids[1], 41, verdict))
+            .await
+            .expect("opinion");
+    }
+    x.client("admin")
+        .await
+        .submit(opinion("admin", ids[2], 42, Verdict::Quarantine))
+        .await
+        .expect("quarantine");
+    wait_relayed(&a, xg, x.store.log_size()).await;
+
+    // At A, Match decides them by X's lifecycle statements, for X's members.
+    wait_state(&a, 40, 0, ids[0], EntryState::Retracted).await;
+    let disputed = wait_state(&a, 41, 0, ids[1], EntryState::Disputed).await;
+    let tally = disputed.entry_tally.expect("tally");
+    assert_eq!((tally.confirmed, tally.false_positive), (1, 1), "{tally:?}");
+    wait_state(&a, 42, 0, ids[2], EntryState::Quarantined).await;
+    wait_state(&a, 43, 0, ids[3], EntryState::Active).await;
+
+    // A member of A, whose own replica replays X's statements, decides the same.
+    let synced = a
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("sync");
+    let state_there = |target: StatementId| {
+        let e = synced
+            .entries
+            .iter()
+            .find(|e| e.id == target)
+            .expect("relayed");
+        let issuer = id("acme").qualified("x.example");
+        synced.replica.registry().entry_state(
+            &Target {
+                id: target,
+                seq: e.seq,
+                issuer: &issuer,
+                kind: Kind::HashSet,
+            },
+            0,
+        )
+    };
+    assert_eq!(state_there(ids[0]), EntryState::Retracted);
+    assert_eq!(state_there(ids[1]), EntryState::Disputed);
+    assert_eq!(state_there(ids[2]), EntryState::Quarantined);
+    assert_eq!(state_there(ids[3]), EntryState::Active);
+
+    // X declares acme's key compromised: at A, acme@x.example's statements are compromised;
+    // A's own acme, a different member with its own key, is untouched.
+    let own = a
+        .client("acme")
+        .await
+        .submit(a.hash_set("acme", 43, 2))
+        .await
+        .expect("A's own acme shares the same hashes")
+        .receipt
+        .expect("receipt");
+    let own = StatementId::from_slice(&own.statement_id).expect("id");
+    x.admin_change(Action::RevokeKey {
+        member: id("acme"),
+        key_id: KeyId::of(&x.key("acme").verifying_key()),
+        revocation: Revocation::Compromised {
+            compromised_at_ms: 1,
+        },
+    })
+    .await
+    .expect("revoke as compromised");
+    wait_relayed(&a, xg, x.store.log_size()).await;
+    wait_state(&a, 43, 0, ids[3], EntryState::Compromised).await;
+    wait_state(&a, 43, 0, own, EntryState::Active).await;
+
+    // After a restart, A's saved view of X decides the same states.
+    let a = TestHub::resume(a.stop().await).await;
+    wait_state(&a, 41, 0, ids[1], EntryState::Compromised).await;
+    wait_state(&a, 43, 0, ids[3], EntryState::Compromised).await;
+    wait_state(&a, 43, 0, own, EntryState::Active).await;
+    // A's replica saved and restored by a member gives the same answer.
+    let replica =
+        coalition_hub::replica::Replica::restore(&synced.replica.snapshot(), Default::default())
+            .expect("restore");
+    let e = synced
+        .entries
+        .iter()
+        .find(|e| e.id == ids[2])
+        .expect("relayed");
+    let issuer = id("acme").qualified("x.example");
+    assert_eq!(
+        replica.registry().entry_state(
+            &Target {
+                id: ids[2],
+                seq: e.seq,
+                issuer: &issuer,
+                kind: Kind::HashSet,
+            },
+            0,
+        ),
+        EntryState::Quarantined
+    );
+    drop(x);
 }

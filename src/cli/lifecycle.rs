@@ -554,7 +554,9 @@ pub async fn show(args: ShowArgs) -> Result<()> {
         }
         None => println!("a {} statement has no entries", statement.kind().name()),
     }
-    let compromised = |k: &crate::membership::KeyId, at| registry.is_compromised(k, at);
+    let compromised = |m: &crate::membership::MemberId, k: &crate::membership::KeyId, at| {
+        registry.is_compromised_for(m, k, at)
+    };
     for record in registry.lifecycle().retractions_of(&id) {
         let r = &record.retraction;
         let effect = match Lifecycle::verdict(record, &target, &compromised) {

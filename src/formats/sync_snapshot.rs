@@ -243,12 +243,20 @@ pub fn filter(
         registry: rules.registry,
         rules,
         cache: HashMap::new(),
+        // This hub's members, and those of the hubs relayed from (`acme@x.example`).
         compromised_since: rules
             .registry
             .members()
-            .filter_map(|m| {
-                let since = rules.registry.compromised_since(&m.id)?;
-                Some((m.id.as_str().to_owned(), since))
+            .map(|m| m.id.clone())
+            .chain(
+                rules
+                    .registry
+                    .origins()
+                    .flat_map(|(hub, origin)| origin.members().map(move |m| m.id.qualified(hub))),
+            )
+            .filter_map(|id| {
+                let since = rules.registry.compromised_since(&id)?;
+                Some((id.as_str().to_owned(), since))
             })
             .collect(),
         compromised: HashMap::new(),
@@ -300,7 +308,10 @@ impl States<'_> {
         }
         let (registry, rules) = (self.registry, self.rules);
         *self.compromised.entry(seq).or_insert_with(|| {
-            (rules.signing_key)(seq).is_some_and(|key| registry.is_compromised(&key, received))
+            let issuer = crate::membership::MemberId::parse_qualified(issuer);
+            (rules.signing_key)(seq).is_some_and(|key| {
+                issuer.is_ok_and(|issuer| registry.is_compromised_for(&issuer, &key, received))
+            })
         })
     }
 

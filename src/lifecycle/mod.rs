@@ -160,6 +160,16 @@ pub struct Record {
     pub retraction: Retraction,
 }
 
+/// Whether a statement of `issuer` (on its own, or as an admin quorum) may withdraw or judge
+/// a statement of `target_issuer`: a statement relayed from another hub (its issuer
+/// qualified, `admin@x.example`, docs/PROTOCOL.md §3.10) reaches only that hub's members'
+/// statements; this hub's own reach every statement it holds.
+fn quorum_reaches(issuer: &MemberId, target_issuer: &MemberId) -> bool {
+    issuer
+        .hub()
+        .is_none_or(|hub| target_issuer.hub() == Some(hub))
+}
+
 /// Why a retraction or an opinion has no effect on a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NoEffect {
@@ -407,6 +417,11 @@ impl Lifecycle {
         if !record.opinion.admin_quorum && &record.issuer == target.issuer {
             return Err(NoEffect::OwnEntry);
         }
+        if !quorum_reaches(&record.issuer, target.issuer) {
+            return Err(NoEffect::NotTheIssuer {
+                target_issuer: target.issuer.clone(),
+            });
+        }
         judge
             .trusted(record)
             .map_err(NoEffect::SignedByCompromisedKey)
@@ -541,12 +556,12 @@ impl Lifecycle {
     }
 
     /// Whether `record` applies to `target`: the rules of docs/PROTOCOL.md §4.3, with
-    /// `compromised(key, at_ms)` saying whether the membership replayed so far declares `key`
-    /// compromised from a time at or before `at_ms`.
+    /// `compromised(issuer, key, at_ms)` saying whether the membership replayed so far declares
+    /// `key` of `issuer` compromised from a time at or before `at_ms`.
     pub fn verdict(
         record: &Record,
         target: &Target<'_>,
-        compromised: &dyn Fn(&KeyId, i64) -> bool,
+        compromised: &dyn Fn(&MemberId, &KeyId, i64) -> bool,
     ) -> Result<(), NoEffect> {
         if target.seq >= record.position.seq {
             return Err(NoEffect::NotLoggedBefore);
@@ -554,7 +569,9 @@ impl Lifecycle {
         if !matches!(target.kind, Kind::HashSet | Kind::RiskSignal) {
             return Err(NoEffect::NotRetractable(target.kind));
         }
-        if !record.retraction.admin_quorum && &record.issuer != target.issuer {
+        if (!record.retraction.admin_quorum && &record.issuer != target.issuer)
+            || !quorum_reaches(&record.issuer, target.issuer)
+        {
             return Err(NoEffect::NotTheIssuer {
                 target_issuer: target.issuer.clone(),
             });
@@ -565,7 +582,7 @@ impl Lifecycle {
             .key_ids
             .iter()
             .filter(|_| !record.retraction.erase)
-            .find(|k| compromised(k, record.position.received_at_ms))
+            .find(|k| compromised(&record.issuer, k, record.position.received_at_ms))
         {
             return Err(NoEffect::SignedByCompromisedKey(key.clone()));
         }
@@ -576,7 +593,7 @@ impl Lifecycle {
     pub fn retracted(
         &self,
         target: &Target<'_>,
-        compromised: &dyn Fn(&KeyId, i64) -> bool,
+        compromised: &dyn Fn(&MemberId, &KeyId, i64) -> bool,
     ) -> Retracted {
         let mut out = Retracted::default();
         for record in self.retractions_of(&target.id) {
@@ -940,7 +957,7 @@ mod tests {
     use super::*;
 
     fn member(s: &str) -> MemberId {
-        MemberId::parse(s).unwrap()
+        MemberId::parse_qualified(s).unwrap()
     }
 
     fn key(n: u8) -> KeyId {
@@ -977,10 +994,10 @@ mod tests {
         );
     }
 
-    const NEVER: &dyn Fn(&KeyId, i64) -> bool = &|_, _| false;
+    const NEVER: &dyn Fn(&MemberId, &KeyId, i64) -> bool = &|_, _, _| false;
 
     /// Everyone counts; threshold 3.
-    fn judge<'a>(compromised: &'a dyn Fn(&KeyId, i64) -> bool) -> Judge<'a> {
+    fn judge<'a>(compromised: &'a dyn Fn(&MemberId, &KeyId, i64) -> bool) -> Judge<'a> {
         Judge {
             compromised,
             counts: &|_| true,
@@ -1046,6 +1063,42 @@ mod tests {
         check("unknown target", &some, unknown, 0, EntryState::Active);
     }
 
+    /// Relayed retractions (their issuers qualified by their hub, docs/PROTOCOL.md §3.10):
+    /// another hub's member retracts its own statements; another hub's admin quorum reaches
+    /// only that hub's members' statements, never this hub's or a third hub's; this hub's
+    /// admin quorum reaches every statement held here.
+    #[test]
+    fn a_relayed_quorum_reaches_only_its_own_hubs_statements() {
+        let state = |life: &Lifecycle, issuer: &MemberId| {
+            let target = Target {
+                id: id(1),
+                seq: 2,
+                issuer,
+                kind: Kind::HashSet,
+            };
+            life.state(&target, 0, &judge(NEVER))
+        };
+        let (x_acme, y_acme, acme) = (
+            member("acme@x.example"),
+            member("acme@y.example"),
+            member("acme"),
+        );
+        let mut own = Lifecycle::new();
+        retract(&mut own, 5, "acme@x.example", 1, &[], false);
+        assert_eq!(state(&own, &x_acme), EntryState::Retracted);
+        assert_eq!(state(&own, &y_acme), EntryState::Active);
+        assert_eq!(state(&own, &acme), EntryState::Active);
+        let mut x_quorum = Lifecycle::new();
+        retract(&mut x_quorum, 5, "admin@x.example", 1, &[], true);
+        assert_eq!(state(&x_quorum, &x_acme), EntryState::Retracted);
+        assert_eq!(state(&x_quorum, &y_acme), EntryState::Active);
+        assert_eq!(state(&x_quorum, &acme), EntryState::Active);
+        let mut here = Lifecycle::new();
+        retract(&mut here, 5, "admin", 1, &[], true);
+        assert_eq!(state(&here, &x_acme), EntryState::Retracted);
+        assert_eq!(state(&here, &acme), EntryState::Retracted);
+    }
+
     /// Erasures: erased wins over a retraction and every opinion, is never voided by a later
     /// compromise declaration, applies only to a hash set or risk signal logged before it, and
     /// names its first position.
@@ -1089,7 +1142,7 @@ mod tests {
                 EntryState::Erased
             );
         }
-        let always: &dyn Fn(&KeyId, i64) -> bool = &|_, _| true;
+        let always: &dyn Fn(&MemberId, &KeyId, i64) -> bool = &|_, _, _| true;
         assert_eq!(life.retracted(&set(2), always).erased_by, Some(5));
         assert_eq!(life.retracted(&set(6), NEVER).erased_by, Some(7));
         assert_eq!(life.retracted(&set(8), NEVER).erased_by, None);
@@ -1147,10 +1200,10 @@ mod tests {
             kind: Kind::RiskSignal,
         };
         // Compromised since 1005 (the retraction's receipt): no effect.
-        let since = |_: &KeyId, at: i64| at >= 1005;
+        let since = |_: &MemberId, _: &KeyId, at: i64| at >= 1005;
         assert_eq!(life.state(&target, 0, &judge(&since)), EntryState::Active);
         // Compromised only from later: it applies.
-        let later = |_: &KeyId, at: i64| at >= 1006;
+        let later = |_: &MemberId, _: &KeyId, at: i64| at >= 1006;
         assert_eq!(
             life.state(&target, 0, &judge(&later)),
             EntryState::Retracted
@@ -1536,7 +1589,7 @@ mod tests {
         // A target logged after both (another log's statement id reused): no effect.
         assert_eq!(life.state(&target(6), 0, &judge(NEVER)), EntryState::Active);
         // The admin key leaked from the quarantine's receipt on: void.
-        let leaked = |k: &KeyId, at: i64| k == &key(5) && at >= 1005;
+        let leaked = |_: &MemberId, k: &KeyId, at: i64| k == &key(5) && at >= 1005;
         let record = &life.opinions_of(&id(1))[0];
         assert_eq!(
             Lifecycle::opinion_verdict(record, &target(2), &judge(&leaked)),

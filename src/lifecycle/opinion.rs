@@ -323,7 +323,7 @@ impl std::fmt::Display for Tally {
 /// What read-time rules need from the membership and settings replayed so far.
 pub struct Judge<'a> {
     /// Whether a key was declared compromised from a time at or before the given one.
-    pub compromised: &'a dyn Fn(&KeyId, i64) -> bool,
+    pub compromised: &'a dyn Fn(&MemberId, &KeyId, i64) -> bool,
     /// Whether a member's opinions count: an active member with the `member` role.
     pub counts: &'a dyn Fn(&MemberId) -> bool,
     /// Distinct `false_positive` opinions that quarantine an entry.
@@ -336,7 +336,7 @@ impl Judge<'_> {
         match record
             .key_ids
             .iter()
-            .find(|k| (self.compromised)(k, record.position.received_at_ms))
+            .find(|k| (self.compromised)(&record.issuer, k, record.position.received_at_ms))
         {
             Some(key) => Err(key.clone()),
             None => Ok(()),

@@ -12,7 +12,7 @@ mod registry;
 pub use change::{
     Action, Admission, Change, Genesis, Revocation, check_hub_name, format_ms, parse_time_ms,
 };
-pub use registry::{Coalition, EntryError, Event, Position, Registry, Signer};
+pub use registry::{Coalition, EntryError, Event, Position, Registry, RelayedLifecycle, Signer};
 
 use crate::pb;
 use ed25519_dalek::VerifyingKey;
@@ -193,6 +193,19 @@ impl MemberId {
     /// `acme` and this hub's `acme` never collide (in sync rows, Match results, tallies).
     pub fn qualified(&self, hub_name: &str) -> MemberId {
         MemberId(format!("{}@{hub_name}", self.0))
+    }
+
+    /// For a member of another hub (`id@hub_name`, [`MemberId::qualified`]): its id there
+    /// and the hub's name. `None` for a member of this hub.
+    pub fn foreign(&self) -> Option<(MemberId, &str)> {
+        self.0
+            .split_once('@')
+            .map(|(id, hub)| (MemberId(id.to_owned()), hub))
+    }
+
+    /// The hub a qualified id names (`None` for a member of this hub).
+    pub fn hub(&self) -> Option<&str> {
+        self.0.split_once('@').map(|(_, hub)| hub)
     }
 
     /// Parses a member id of this hub, or one qualified by its hub (`id@hub_name`).

@@ -17,6 +17,7 @@ use crate::statement::{
 };
 use ed25519_dalek::VerifyingKey;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// The coalition's governance, founded by the genesis (quorum, settings and the hub key
@@ -170,6 +171,16 @@ pub enum EntryError {
     Precondition(String),
 }
 
+/// A retraction or an opinion as an origin's membership replayed it, for
+/// [`Registry::record_relayed`].
+#[derive(Clone, Copy, Debug)]
+pub enum RelayedLifecycle<'a> {
+    /// A retraction.
+    Retraction(&'a crate::lifecycle::Record),
+    /// An opinion.
+    Opinion(&'a crate::lifecycle::OpinionRecord),
+}
+
 /// Membership as of some point of the log.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
@@ -180,8 +191,13 @@ pub struct Registry {
     /// Compromised keys and from when they are distrusted.
     compromised: HashMap<KeyId, i64>,
     history: HashMap<MemberId, Vec<Event>>,
-    /// Retractions and opinions replayed, by target.
+    /// Retractions and opinions replayed, by target: this hub's, and those relayed from
+    /// other hubs (their issuers qualified, `admin@x.example`; [`Registry::record_relayed`]).
     lifecycle: Lifecycle,
+    /// The membership of each hub relayed from, by the name its members are qualified with
+    /// (docs/PROTOCOL.md §3.10): it judges what concerns that hub's members (whose opinions
+    /// count, which of their keys are compromised) and never grants anything here.
+    origins: BTreeMap<String, Arc<Registry>>,
 }
 
 fn status_name(status: MemberStatus) -> &'static str {
@@ -239,11 +255,83 @@ impl Registry {
             .is_some_and(|since| *since <= at_ms)
     }
 
-    /// Whether a member's opinions count in tallies: active, with the `member` role.
+    /// Whether a member's opinions count in tallies: active, with the `member` role (a member
+    /// of another hub: there, as its origin's membership says).
     pub fn counts_opinions(&self, id: &MemberId) -> bool {
+        if let Some((id, hub)) = id.foreign() {
+            return self
+                .origins
+                .get(hub)
+                .is_some_and(|origin| origin.counts_opinions(&id));
+        }
         self.members
             .get(id)
             .is_some_and(|m| m.status == MemberStatus::Active && m.has_role(Role::Member))
+    }
+
+    /// Whether `key_id`, a key of `member`, was declared compromised from a time at or before
+    /// `at_ms`: by this hub's membership, or, for a member of another hub, by its origin's
+    /// (never by any other hub's, which may register any public key it likes).
+    pub fn is_compromised_for(&self, member: &MemberId, key_id: &KeyId, at_ms: i64) -> bool {
+        match member.hub() {
+            None => self.is_compromised(key_id, at_ms),
+            Some(hub) => self
+                .origins
+                .get(hub)
+                .is_some_and(|origin| origin.is_compromised(key_id, at_ms)),
+        }
+    }
+
+    /// The hubs relayed from: the name their members are qualified with, their membership.
+    pub fn origins(&self) -> impl Iterator<Item = (&str, &Arc<Registry>)> {
+        self.origins.iter().map(|(hub, r)| (hub.as_str(), r))
+    }
+
+    /// The membership of the hub relayed from under `hub_name`, as relayed so far.
+    pub fn origin(&self, hub_name: &str) -> Option<&Arc<Registry>> {
+        self.origins.get(hub_name)
+    }
+
+    /// Sets the membership of the hub relayed from under `hub_name` (the relaying replica
+    /// keeps it current: [`crate::replica::Replica`]).
+    pub fn set_origin(&mut self, hub_name: &str, registry: Arc<Registry>) {
+        self.origins.insert(hub_name.to_owned(), registry);
+    }
+
+    /// Records a retraction or an opinion another hub logged and this log relays
+    /// (docs/PROTOCOL.md §3.10): `record`, as the origin's membership replayed it, with its
+    /// issuer qualified by `hub_name` and logged here at `seq`. Its receipt time stays the
+    /// origin's, the time the origin's key compromises are judged against. An erasure
+    /// withdraws the statement here like a retraction (its body is not scrubbed here: erasing
+    /// a relayed statement is not part of protocol version 1).
+    pub fn record_relayed(&mut self, hub_name: &str, seq: u64, record: RelayedLifecycle<'_>) {
+        match record {
+            RelayedLifecycle::Retraction(r) => {
+                let mut retraction = r.retraction.clone();
+                retraction.erase = false;
+                self.lifecycle.record(
+                    r.id,
+                    Position {
+                        seq,
+                        received_at_ms: r.position.received_at_ms,
+                    },
+                    r.issuer.qualified(hub_name),
+                    r.key_ids.clone(),
+                    retraction,
+                );
+            }
+            RelayedLifecycle::Opinion(o) => self.lifecycle.record_opinion(
+                o.id,
+                Position {
+                    seq,
+                    received_at_ms: o.position.received_at_ms,
+                },
+                o.issuer.qualified(hub_name),
+                o.key_ids.clone(),
+                o.opinion.clone(),
+                o.recipients.clone(),
+            ),
+        }
     }
 
     /// The quarantine threshold in force (the default before any lifecycle setting).
@@ -257,7 +345,7 @@ impl Registry {
 
     /// Runs `f` with the read-time rules of the membership and settings replayed so far.
     pub fn with_judge<T>(&self, f: impl FnOnce(&Judge<'_>) -> T) -> T {
-        let compromised = |k: &KeyId, at: i64| self.is_compromised(k, at);
+        let compromised = |m: &MemberId, k: &KeyId, at: i64| self.is_compromised_for(m, k, at);
         let counts = |m: &MemberId| self.counts_opinions(m);
         f(&Judge {
             compromised: &compromised,
@@ -312,7 +400,7 @@ impl Registry {
             return Retracted::default();
         }
         self.lifecycle
-            .retracted(target, &|k, at| self.is_compromised(k, at))
+            .retracted(target, &|m, k, at| self.is_compromised_for(m, k, at))
     }
 
     /// The log position of the erasure that erased `target`, if one applies
@@ -328,6 +416,9 @@ impl Registry {
     /// none is). A statement of theirs received before it cannot be compromised; one received
     /// at or after it is if its signing key is that one ([`Registry::is_compromised`]).
     pub fn compromised_since(&self, member: &MemberId) -> Option<i64> {
+        if let Some((id, hub)) = member.foreign() {
+            return self.origins.get(hub)?.compromised_since(&id);
+        }
         self.compromised
             .iter()
             .filter(|(key, _)| self.key_owner.get(*key) == Some(member))
@@ -338,6 +429,16 @@ impl Registry {
     /// The member a key was registered to (key ids are unique across the coalition).
     pub fn key_owner(&self, key_id: &KeyId) -> Option<&MemberId> {
         self.key_owner.get(key_id)
+    }
+
+    /// The member a key was registered to, here or (qualified, `acme@x.example`) at a hub
+    /// relayed from; this hub's own members first.
+    pub fn key_owner_here(&self, key_id: &KeyId) -> Option<MemberId> {
+        self.key_owner.get(key_id).cloned().or_else(|| {
+            self.origins
+                .iter()
+                .find_map(|(hub, origin)| origin.key_owner.get(key_id).map(|m| m.qualified(hub)))
+        })
     }
 
     /// Of `key_ids`, those declared compromised from a time at or before `at_ms`.

@@ -15,9 +15,11 @@ use super::error::{Fault, Location, ReplicaError, at};
 use super::{Accepted, Notice, Parsed, Replica, SeenIds, VerifyingKey};
 use crate::log::{Hash, leaf_hash};
 use crate::membership::Position;
+use crate::membership::{Registry, RelayedLifecycle};
 use crate::pb;
 use crate::statement::{Kind, Reader, StatementId, SyncFilter};
 use crate::store::{RELAYED_LEAF_LEN, relayed_leaf_data};
+use std::sync::Arc;
 
 /// Most gap leaves one relayed entry carries (88 bytes each: 5.5 MiB): an origin that relayed
 /// more entries in a row than this between two statements of its own cannot be relayed.
@@ -172,6 +174,10 @@ pub(crate) struct Origin {
     /// replayed when one was accepted, or its size once the replay reached it (an anchor
     /// larger than the replay proves the entries after them only when they reach it).
     pub(crate) proven: u64,
+    /// Where each of the origin's retractions and opinions relayed so far is logged: its
+    /// origin position and its position here (both ascending), to rebuild the relaying
+    /// registry's records of them from a saved origin replica.
+    pub(crate) lifecycle_at: Vec<(u64, u64)>,
 }
 
 /// The origin replica's "no statement twice": the relaying log's own rule 9 already refuses
@@ -201,6 +207,7 @@ impl Origin {
             hub_name,
             replica,
             proven: 0,
+            lifecycle_at: Vec::new(),
         }
     }
 
@@ -348,6 +355,21 @@ impl Replica {
             id,
             seen,
         )?;
+        if nested
+            .header
+            .as_ref()
+            .is_some_and(|h| h.kind.is_governance())
+        {
+            let target = match &nested.content {
+                super::Content::Statement(s) => match &s.body {
+                    crate::statement::Body::Retraction(r) => Some(r.target),
+                    crate::statement::Body::Opinion(o) => Some(o.target),
+                    _ => None,
+                },
+                _ => None,
+            };
+            self.follow_origin(relay.origin, target, relay.origin_seq, position.seq);
+        }
         let accepted = Accepted {
             seq: position.seq,
             received_at_ms: position.received_at_ms,
@@ -374,6 +396,44 @@ impl Replica {
             (p, keys)
         });
         Ok((accepted, unchecked))
+    }
+
+    /// After a relayed governance statement (origin position `origin_seq`, here `seq`): the
+    /// origin's membership as this registry sees it is the origin replica's, and a relayed
+    /// retraction or opinion is recorded here too, its issuer qualified, so that the states
+    /// of the relayed statements are decided here by the origin's retractions and opinions
+    /// (with this hub's own opinions on them and this hub's quarantine threshold).
+    fn follow_origin(
+        &mut self,
+        origin: StatementId,
+        target: Option<StatementId>,
+        origin_seq: u64,
+        seq: u64,
+    ) {
+        let Some(o) = self.origins.get_mut(&origin) else {
+            return;
+        };
+        let nested = o.replica.registry().clone();
+        let recorded = match target {
+            Some(target) => record_relayed(
+                &mut self.registry,
+                &o.hub_name,
+                &nested,
+                &[(origin_seq, seq)],
+                Some(&target),
+            ),
+            None => 0,
+        };
+        if recorded > 0 {
+            o.lifecycle_at.push((origin_seq, seq));
+        }
+        let stale = self
+            .registry
+            .origin(&o.hub_name)
+            .is_none_or(|r| !Arc::ptr_eq(r, &nested));
+        if stale {
+            Arc::make_mut(&mut self.registry).set_origin(&o.hub_name, nested);
+        }
     }
 
     /// Rule 26: the first origin whose relayed statements no accepted origin checkpoint
@@ -416,4 +476,53 @@ impl Replica {
             .iter()
             .map(|(g, o)| (g, o.hub_name.as_str(), &o.replica))
     }
+}
+
+/// Records in `registry` the origin's retractions and opinions (as `origin`, the origin's
+/// registry, replayed them) logged at the origin positions `at` lists, each at its position
+/// here ([`Registry::record_relayed`]); how many were recorded. Only those naming `target`
+/// are looked at when it is given. Restricted opinions are left out: their recipients are
+/// the origin's members, and their bodies stay at the origin.
+pub(crate) fn record_relayed(
+    registry: &mut Arc<Registry>,
+    hub_name: &str,
+    origin: &Registry,
+    at: &[(u64, u64)],
+    target: Option<&StatementId>,
+) -> usize {
+    let here = |origin_seq: u64| {
+        at.binary_search_by_key(&origin_seq, |(o, _)| *o)
+            .ok()
+            .map(|i| at[i].1)
+    };
+    let life = origin.lifecycle();
+    let targets: std::collections::BTreeSet<&StatementId> = match target {
+        Some(t) => [t].into(),
+        None => life
+            .targets()
+            .map(|(t, _)| t)
+            .chain(life.opinion_targets())
+            .collect(),
+    };
+    let mut found: Vec<(u64, RelayedLifecycle<'_>)> = targets
+        .iter()
+        .flat_map(|t| life.retractions_of(t).iter())
+        .filter_map(|r| here(r.position.seq).map(|seq| (seq, RelayedLifecycle::Retraction(r))))
+        .collect();
+    found.extend(
+        targets
+            .iter()
+            .flat_map(|t| life.opinions_of(t).iter())
+            .filter(|o| o.recipients.is_everyone())
+            .filter_map(|o| here(o.position.seq).map(|seq| (seq, RelayedLifecycle::Opinion(o)))),
+    );
+    found.sort_by_key(|(seq, _)| *seq);
+    if found.is_empty() {
+        return 0;
+    }
+    let registry = Arc::make_mut(registry);
+    for (seq, record) in &found {
+        registry.record_relayed(hub_name, *seq, *record);
+    }
+    found.len()
 }

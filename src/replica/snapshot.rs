@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A replica's state, serializable.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,9 @@ pub struct OriginSnapshot {
     pub replica: Snapshot,
     /// How many of its entries an accepted origin checkpoint proves.
     pub proven: u64,
+    /// Its retractions and opinions relayed: `[origin seq, seq here]`, ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<(u64, u64)>,
 }
 
 fn corrupt(reason: impl Into<String>) -> ReplicaError {
@@ -94,13 +98,15 @@ impl Replica {
                 hub_name: o.hub_name.clone(),
                 replica: o.replica.snapshot(),
                 proven: o.proven,
+                lifecycle: o.lifecycle_at.clone(),
             })
             .collect()
     }
 
     /// Restores the origins' replicas saved by [`Replica::origin_snapshots`] (their
     /// membership statements replayed again with their signatures, their checkpoints
-    /// re-verified), replacing any held.
+    /// re-verified), and what this registry holds of them (their membership, their relayed
+    /// retractions and opinions). Once, on a replica that relayed nothing yet.
     pub fn restore_origins(
         &mut self,
         origins: &[OriginSnapshot],
@@ -113,11 +119,25 @@ impl Replica {
                     "origins[{i}] has origins of its own: an origin's log is rebuilt here only from what it logged itself"
                 )));
             }
+            let ascending = o
+                .lifecycle
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+            if !ascending
+                || o.lifecycle
+                    .iter()
+                    .any(|(origin_seq, _)| *origin_seq >= o.replica.size)
+            {
+                return Err(corrupt(format!(
+                    "origins[{i}].lifecycle is not ascending positions within its log"
+                )));
+            }
             let origin = super::relay::Origin {
                 hub_name: o.hub_name.clone(),
                 replica: Self::restore_one(&o.replica, filter.clone())?
                     .reading_as(crate::statement::Reader::Relay),
                 proven: o.proven.min(o.replica.size),
+                lifecycle_at: o.lifecycle.clone(),
             };
             let genesis = origin
                 .replica
@@ -126,6 +146,17 @@ impl Replica {
             if restored.insert(genesis, origin).is_some() {
                 return Err(corrupt(format!("origins[{i}] is saved twice")));
             }
+        }
+        for o in restored.values() {
+            let nested = o.replica.registry().clone();
+            super::relay::record_relayed(
+                &mut self.registry,
+                &o.hub_name,
+                &nested,
+                &o.lifecycle_at,
+                None,
+            );
+            Arc::make_mut(&mut self.registry).set_origin(&o.hub_name, nested);
         }
         self.origins = restored;
         Ok(())

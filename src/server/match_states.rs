@@ -198,11 +198,17 @@ impl<'a> MatchStates<'a> {
             .compromised
             .entry(source.statement_id)
             .or_insert_with(|| {
-                let key = store
-                    .entry(source.seq)
-                    .ok()
-                    .flatten()
-                    .and_then(|e| e.envelope)
+                let Some(entry) = store.entry(source.seq).ok().flatten() else {
+                    return false;
+                };
+                // A relayed statement's key is judged at its origin's receipt time
+                // (docs/PROTOCOL.md §3.10), by its origin's membership.
+                let received = entry
+                    .relay
+                    .as_ref()
+                    .map_or(source.received_at_ms, |r| r.origin_received_at_ms);
+                let key = entry
+                    .envelope
                     .and_then(|mut e| {
                         // The header names the signing key: the body is not needed.
                         e.body.clear();
@@ -210,7 +216,7 @@ impl<'a> MatchStates<'a> {
                     })
                     .map(|p| p.header.key_id);
                 // Unreadable: the indexer reports a damaged store; the hash stays.
-                key.is_some_and(|k| registry.is_compromised(&k, source.received_at_ms))
+                key.is_some_and(|k| registry.is_compromised_for(&source.issuer, &k, received))
             })
     }
 

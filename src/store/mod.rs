@@ -814,8 +814,14 @@ impl Writer {
         let end = candidate.size();
         match self.write_group(group) {
             Ok(()) => {
+                // Relayed retractions and opinions (and the origins' membership) change
+                // the states Match and sync decide.
+                let registry_changed = !Arc::ptr_eq(self.replica.registry(), candidate.registry());
                 self.replica = candidate;
                 self.published.send_replace(end);
+                if registry_changed {
+                    self.registry.send_replace(self.replica.registry().clone());
+                }
                 let _ = reply.send(Ok(here..end));
                 Ok(())
             }
