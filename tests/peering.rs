@@ -587,3 +587,56 @@ async fn the_origins_retractions_opinions_and_compromises_decide_relayed_states(
     );
     drop(x);
 }
+
+#[tokio::test]
+async fn a_statement_submitted_to_both_hubs_appears_once_and_relaying_goes_on() {
+    let (x, a, xg) = peered().await;
+    wait_relayed(&a, xg, x.store.log_size()).await;
+    // acme is a member of both coalitions, with the same key.
+    a.admin_change(Action::AddKey {
+        member: id("acme"),
+        key: x.key("acme").verifying_key(),
+    })
+    .await
+    .expect("A's acme gets X's acme key");
+    let both = x.hash_set("acme", 60, 3);
+    let here = a
+        .client("acme")
+        .await
+        .submit(both.clone())
+        .await
+        .expect("logged at A");
+    let there = x
+        .client("acme")
+        .await
+        .submit(both)
+        .await
+        .expect("logged at X");
+    assert!(!there.already_present);
+    x.client("acme")
+        .await
+        .submit(x.hash_set("acme", 61, 3))
+        .await
+        .expect("more at X");
+    let s = wait_relayed(&a, xg, x.store.log_size()).await;
+    assert_eq!(s.peers[0].refusals, 0, "{}", s.peers[0].refused);
+    let synced = a
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("a member verifies A's log");
+    let shared = here.receipt.expect("receipt").statement_id;
+    assert_eq!(
+        synced
+            .entries
+            .iter()
+            .filter(|e| e.id.0.as_slice() == shared.as_slice())
+            .count(),
+        1,
+        "once at A"
+    );
+    let last = synced.entries.last().expect("X's next statement");
+    assert_eq!(
+        last.origin.as_ref().map(|o| o.seq),
+        Some(x.store.log_size() - 1)
+    );
+}

@@ -164,7 +164,13 @@ impl Hub {
     fn relay(&mut self, from: &Hub, relayer: &mut Relayer, upto: u64, proven_by: u64, anchor: u64) {
         let mut batch = Vec::new();
         for e in &from.entries[relayer.next() as usize..upto as usize] {
-            batch.extend(relayer.take(e.clone()).expect("relayable"));
+            // What this log holds already (logged here too) becomes a gap leaf, as the
+            // puller does it.
+            let held = self
+                .entries
+                .iter()
+                .any(|x| x.statement_id == e.statement_id);
+            batch.extend(relayer.take(e.clone(), held).expect("relayable"));
         }
         let last = batch
             .last()
@@ -478,6 +484,68 @@ fn a_statement_relayed_twice_is_refused() {
     assert!(matches!(e.fault, Fault::Duplicate { .. }), "{e}");
 }
 
+/// A statement logged at both hubs (its issuer a member of both, with the same key) appears
+/// once at the relaying hub: its origin leaf becomes a 40-byte gap leaf, which a replica
+/// accepts only for a statement the log holds; relaying goes on after it.
+#[test]
+fn a_statement_logged_at_both_hubs_appears_once() {
+    let mut x = Hub::found("x.example");
+    let mut a = Hub::found("a.example");
+    a.trust(&[(x.genesis(), "x.example")]);
+    a.govern(Action::AddKey {
+        member: id("acme"),
+        key: x.acme[0].verifying_key(),
+    });
+    let both = sign_new(&id("acme"), &x.acme[0], Body::HashSet(sha256_set(70, 2)));
+    a.log(both.clone());
+    let at_x = x.log(both);
+    x.hash_set(71, 0);
+    let mut relayed = a.clone();
+    let x_size = x.size();
+    relayed.relay(&x, &mut Relayer::new(x.genesis(), 0), x_size, x_size, 0);
+    let (_, accepted) = replay(&relayed).expect("the statement held is a gap leaf of X's log");
+    let shared = x.entries[at_x as usize].statement_id.clone();
+    assert_eq!(
+        accepted
+            .iter()
+            .filter(|e| e.id.0.as_slice() == shared.as_slice())
+            .count(),
+        1,
+        "once per hub"
+    );
+    let after = relay_of(relayed.entries.last().expect("X's next statement"));
+    assert_eq!(after.origin_seq, at_x + 1);
+    assert_eq!(after.gap_leaves.len(), 1);
+    assert_eq!(after.gap_leaves[0].len(), coalition_hub::store::LEAF_LEN);
+
+    // A gap leaf for a statement the relaying log does not hold is refused.
+    let mut lying = Hub::found("a.example");
+    lying.trust(&[(x.genesis(), "x.example")]);
+    let mut batch = Vec::new();
+    let mut relayer = Relayer::new(x.genesis(), 0);
+    for e in &x.entries {
+        let held = e.seq == at_x;
+        batch.extend(relayer.take(e.clone(), held).expect("relayable"));
+    }
+    relayer
+        .prove(
+            &mut batch,
+            OriginCheckpoint {
+                note: x.checkpoint(x_size),
+                proofs: Vec::new(),
+            },
+        )
+        .expect("prove");
+    for e in batch {
+        lying.push(e);
+    }
+    let e = replay(&lying).expect_err("a statement never relayed");
+    assert!(
+        matches!(origin_fault(&e), Fault::RelayEvidence(m) if m.contains("does not hold")),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_relay_must_start_with_the_origins_genesis() {
     let w = world();
@@ -530,7 +598,7 @@ fn a_peers_relays_go_onward_with_their_provenance() {
     let mut batch = Vec::new();
     for e in &w.x.entries {
         let passed_on = e.relay.as_ref().and_then(|_| onward.take(e));
-        batch.extend(from_x.take(e.clone()).expect("relayable"));
+        batch.extend(from_x.take(e.clone(), false).expect("relayable"));
         batch.extend(passed_on);
     }
     let x_size = w.x.size();

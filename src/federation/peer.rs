@@ -193,9 +193,21 @@ impl Puller {
         let mut onward = Onward::new(replica.origins().map(|(g, _, r)| (*g, OriginView::of(r))));
         let mut batch = Vec::new();
         for entry in entries {
-            let passed_on = onward_of(&entry).and_then(|_| onward.take(&entry));
+            // A statement logged here too (submitted to both hubs) appears once here.
+            let held = crate::statement::StatementId::from_slice(&entry.statement_id)
+                .map(|id| self.store.entry_by_id(&id).map(|e| e.is_some()))
+                .transpose()?
+                .unwrap_or(false);
+            let passed_on = match onward_of(&entry) {
+                Some(origin) if held => {
+                    onward.block(origin);
+                    None
+                }
+                Some(_) => onward.take(&entry),
+                None => None,
+            };
             if let Some(relayed) = relayer
-                .take(entry)
+                .take(entry, held)
                 .map_err(|e| self.source.refused_text(e.to_string()))?
             {
                 batch.push(relayed);

@@ -69,9 +69,14 @@ impl Relayer {
     /// Takes the origin's next entry, as the origin serves it. A statement the origin logged
     /// itself becomes a relayed entry (its position and receipt time here are the writer's
     /// to give: 0 until then), carrying the gap leaves before it; a restricted statement's
-    /// body stays at its origin. An entry the origin relayed itself becomes a gap leaf of the
-    /// next one (`None`).
-    pub fn take(&mut self, entry: pb::SyncEntry) -> Result<Option<pb::SyncEntry>, RelayerError> {
+    /// body stays at its origin. An entry the origin relayed itself, and a statement the
+    /// relaying log `held` already (logged at both hubs: it appears once per hub), becomes a
+    /// gap leaf of the next one (`None`).
+    pub fn take(
+        &mut self,
+        entry: pb::SyncEntry,
+        held: bool,
+    ) -> Result<Option<pb::SyncEntry>, RelayerError> {
         if entry.seq != self.next {
             return Err(RelayerError::OutOfOrder {
                 expected: self.next,
@@ -80,7 +85,7 @@ impl Relayer {
         }
         let leaf = leaf_data_of(&entry).map_err(RelayerError::Malformed)?;
         self.next += 1;
-        if entry.relay.is_some() {
+        if entry.relay.is_some() || held {
             if self.gaps.len() >= crate::replica::MAX_GAP_LEAVES {
                 return Err(RelayerError::TooManyGaps);
             }
@@ -175,6 +180,13 @@ impl Onward {
             views: views.into_iter().collect(),
             blocked: Default::default(),
         }
+    }
+
+    /// Leaves `origin` to its other paths for the rest of this round: an entry of it the
+    /// peer relayed is held here already (logged here too), and only the origin's own
+    /// relayer turns such a statement into a gap leaf.
+    pub fn block(&mut self, origin: StatementId) {
+        self.blocked.insert(origin);
     }
 
     /// Takes an entry the peer relayed (its `relay` set): the entry to relay here (position

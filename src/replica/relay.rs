@@ -218,9 +218,10 @@ impl Origin {
         &mut self,
         mut p: Parsed,
         relay: &Relay,
+        held: &dyn SeenIds,
     ) -> Result<(Accepted, Option<(Parsed, Vec<VerifyingKey>)>), ReplicaError> {
         for gap in &relay.gap_leaves {
-            self.replica.append_gap_leaf(gap)?;
+            self.replica.append_gap_leaf(gap, held)?;
         }
         p.seq = relay.origin_seq;
         p.received_at_ms = relay.origin_received_at_ms;
@@ -257,10 +258,12 @@ impl Origin {
 }
 
 impl Replica {
-    /// Rule 24's gap leaf: a leaf of the origin's log for something the origin relayed
-    /// itself (88 bytes), at the next origin position. It joins the origin's frontier; its
-    /// receipt time (bytes 32..40) must not go back.
-    fn append_gap_leaf(&mut self, data: &[u8]) -> Result<(), ReplicaError> {
+    /// Rule 24's gap leaf, at the next origin position: a leaf of the origin's log for
+    /// something the origin relayed itself (88 bytes), or for a statement of its own that
+    /// the relaying log `held` before (40 bytes: the same statement logged at both hubs
+    /// appears once per hub). It joins the origin's frontier; its receipt time (bytes 32..40)
+    /// must not go back.
+    fn append_gap_leaf(&mut self, data: &[u8], held: &dyn SeenIds) -> Result<(), ReplicaError> {
         let seq = self.size();
         if seq == 0 {
             return Err(at(
@@ -272,17 +275,29 @@ impl Replica {
         }
         let Some(time) = data
             .get(32..40)
-            .filter(|_| data.len() == RELAYED_LEAF_LEN)
+            .filter(|_| matches!(data.len(), RELAYED_LEAF_LEN | crate::store::LEAF_LEN))
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
         else {
             return Err(at(
                 seq,
                 Fault::RelayEvidence(format!(
-                    "a gap leaf is {} bytes; gaps hold only leaves the origin relayed itself ({RELAYED_LEAF_LEN} bytes)",
-                    data.len()
+                    "a gap leaf is {} bytes; gaps hold only leaves the origin relayed itself ({RELAYED_LEAF_LEN} bytes) or of statements this log holds ({} bytes)",
+                    data.len(),
+                    crate::store::LEAF_LEN
                 )),
             ));
         };
+        if data.len() == crate::store::LEAF_LEN
+            && let Some(id) = StatementId::from_slice(&data[..32])
+            && held.first_seq(&id).is_none()
+        {
+            return Err(at(
+                seq,
+                Fault::RelayEvidence(format!(
+                    "a gap leaf stands for statement {id} of the origin's own, which this log does not hold: the statement itself must be relayed"
+                )),
+            ));
+        }
         let received_at_ms = i64::from_be_bytes(time);
         if received_at_ms < self.last_received_ms {
             return Err(at(
@@ -340,7 +355,7 @@ impl Replica {
             Origin::new(relay.origin, trusted.hub_name.clone(), self.filter.clone())
         });
         let hub_name = origin.hub_name.clone();
-        let (nested, unchecked) = origin.replay(p, &relay).map_err(|e| {
+        let (nested, unchecked) = origin.replay(p, &relay, seen).map_err(|e| {
             at(
                 position.seq,
                 Fault::Relayed {

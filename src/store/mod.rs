@@ -35,7 +35,7 @@ pub use id_index::{DIR as ID_RUNS_DIR, MEMTABLE_IDS as ID_MEMTABLE};
 pub use proofs::ProofRequestError;
 #[doc(hidden)]
 pub use proofs::write_synthetic_tree;
-pub use record::{RELAYED_LEAF_LEN, StoredEntry, leaf_data, relayed_leaf_data};
+pub use record::{LEAF_LEN, RELAYED_LEAF_LEN, StoredEntry, leaf_data, relayed_leaf_data};
 
 use crate::log::{self, Frontier, Hash, NodeSource, TileEdge, TreeSize};
 use crate::membership::{Member, MemberId, Position, Registry};
@@ -559,6 +559,33 @@ impl SeenIds for LoggedIds<'_> {
     }
 }
 
+/// The statement ids already logged, for a relayed batch (whose statements the writer did
+/// not look up one by one): the durable log's, through the id index, and the batch's. A read
+/// error is kept and fails the job.
+struct HeldIds<'a> {
+    find: &'a dyn Fn(&StatementId) -> Result<Option<u64>, StoreError>,
+    batch: HashMap<StatementId, u64>,
+    error: std::cell::RefCell<Option<StoreError>>,
+}
+
+impl SeenIds for HeldIds<'_> {
+    fn first_seq(&self, id: &StatementId) -> Option<u64> {
+        if let Some(seq) = self.batch.get(id) {
+            return Some(*seq);
+        }
+        match (self.find)(id) {
+            Ok(found) => found,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+    fn insert(&mut self, id: StatementId, seq: u64) {
+        self.batch.insert(id, seq);
+    }
+}
+
 /// The [`ORIGINS`] record of a replica.
 fn origins_record(replica: &Replica) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(&replica.origin_snapshots()).map_err(|e| StoreError::Corrupt {
@@ -754,21 +781,6 @@ impl Writer {
         for (i, mut entry) in entries.into_iter().enumerate() {
             entry.seq = here + i as u64;
             entry.received_at_ms = received_at_ms;
-            if let Some(id) = StatementId::from_slice(&entry.statement_id) {
-                let files = &self.entries;
-                if let Some(first) = self.ids.find(&id, files.durable(), |seq| files.read(seq))? {
-                    return refuse(
-                        reply,
-                        ReplicaError::new(
-                            crate::replica::Location::Entry(entry.seq),
-                            crate::replica::Fault::Duplicate {
-                                id,
-                                first: first.seq,
-                            },
-                        ),
-                    );
-                }
-            }
             positioned.push(entry);
         }
         let mut candidate = self.replica.clone();
@@ -776,10 +788,26 @@ impl Writer {
             .iter()
             .cloned()
             .map(crate::replica::Entry::from_wire);
-        let accepted = match candidate
-            .append(wire.collect(), &mut crate::replica::SeenMap::default())
-            .and_then(|a| candidate.unproven_relay().map_or(Ok(a), Err))
-        {
+        // Rule 9 (a statement held already) and rule 24 (a 40-byte gap leaf names one) ask
+        // the id index.
+        let (ids, files) = (&self.ids, &self.entries);
+        let find = |id: &StatementId| {
+            ids.find(id, files.durable(), |seq| files.read(seq))
+                .map(|found| found.map(|e| e.seq))
+        };
+        let mut held = HeldIds {
+            find: &find,
+            batch: HashMap::new(),
+            error: std::cell::RefCell::new(None),
+        };
+        let accepted = candidate
+            .append(wire.collect(), &mut held)
+            .and_then(|a| candidate.unproven_relay().map_or(Ok(a), Err));
+        if let Some(e) = held.error.into_inner() {
+            let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+            return Err(e);
+        }
+        let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(e) => return refuse(reply, e),
         };

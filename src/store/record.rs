@@ -158,8 +158,8 @@ impl StoredEntry {
 
 /// The bytes a log entry's Merkle leaf commits to: the 32-byte statement id followed by the
 /// receipt time as a big-endian signed 64-bit integer (docs/PROTOCOL.md, "Merkle leaves").
-pub fn leaf_data(id: &StatementId, received_at_ms: i64) -> [u8; 40] {
-    let mut out = [0u8; 40];
+pub fn leaf_data(id: &StatementId, received_at_ms: i64) -> [u8; LEAF_LEN] {
+    let mut out = [0u8; LEAF_LEN];
     out[..32].copy_from_slice(&id.0);
     out[32..].copy_from_slice(&received_at_ms.to_be_bytes());
     out
@@ -167,6 +167,9 @@ pub fn leaf_data(id: &StatementId, received_at_ms: i64) -> [u8; 40] {
 
 /// Length of a relayed entry's leaf data ([`relayed_leaf_data`]).
 pub const RELAYED_LEAF_LEN: usize = 88;
+
+/// The length of a statement's leaf data in the log that logged it (`leaf_data`).
+pub const LEAF_LEN: usize = 40;
 
 /// The bytes a relayed entry's Merkle leaf commits to (docs/PROTOCOL.md §3.10): the 40 bytes
 /// of [`leaf_data`], then the origin's genesis id (32 bytes), the statement's position in the
