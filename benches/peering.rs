@@ -7,7 +7,10 @@
 //! relayed set is measured (A polls X every 250 ms when caught up; X publishes a checkpoint
 //! 1 s after growth by default). Then hub C, pulling only from A, relays X's statements onward
 //! from A (a chain X → A → C): the time from X's acknowledgement until C serves a checkpoint
-//! covering the set is measured the same way.
+//! covering the set is measured the same way. Each hub has a witness (`coalition witness
+//! run`), named alone in its coalition's witness policy: each propagation figure is given
+//! twice, until the covering checkpoint is served and until it carries the witness's
+//! cosignature.
 //!
 //! Run (release build): `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench peering`.
 //! `PEERING_HASHES` (default 1,000,000) sets the corpus size.
@@ -27,7 +30,7 @@ use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::settings::{Federation, Section, TrustedOrigin};
 use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label, StatementId};
-use hub_process::Hub;
+use hub_process::{Hub, Witness};
 use pdq_queries::env_usize;
 use std::time::{Duration, Instant};
 
@@ -86,29 +89,31 @@ async fn rebuilt(client: &mut Client, genesis: StatementId) -> Result<u64> {
 
 /// Submits `sets` to X one at a time; each is timed from X's acknowledgement until `on`
 /// serves a checkpoint covering its relay (its last entry relays X's entry of the set, or a
-/// later one).
+/// later one), and until that checkpoint (or a later one) carries its witness's cosignature:
+/// the two lists of milliseconds.
 async fn propagation(
     x: &mut Client,
     submit: impl Fn(usize) -> pb::Envelope,
     sets: std::ops::Range<usize>,
     on: &mut Client,
     x_genesis: StatementId,
-) -> Result<Vec<f64>> {
-    let mut waits = Vec::new();
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut waits, mut witnessed) = (Vec::new(), Vec::new());
     for set in sets {
         let receipt = x.submit(submit(set)).await?.receipt.context("receipt")?;
         let acked = Instant::now();
+        let mut visible = None;
         loop {
             if rebuilt(on, x_genesis).await? > receipt.seq {
-                let size = on
+                let checkpoint = on
                     .audit
                     .get_checkpoint(pb::GetCheckpointRequest {
                         tree_size: None,
                         refresh: false,
                     })
                     .await?
-                    .into_inner()
-                    .tree_size;
+                    .into_inner();
+                let size = checkpoint.tree_size;
                 let covered = on
                     .audit
                     .get_entries(pb::GetEntriesRequest {
@@ -121,15 +126,42 @@ async fn propagation(
                     .await?
                     .is_some_and(|e| e.relay.is_some_and(|r| r.origin_seq >= receipt.seq));
                 if covered {
-                    break;
+                    let ms = acked.elapsed().as_secs_f64() * 1e3;
+                    visible.get_or_insert(ms);
+                    if !checkpoint.cosignatures.is_empty() {
+                        witnessed.push(ms);
+                        break;
+                    }
                 }
             }
             anyhow::ensure!(acked.elapsed() < Duration::from_secs(60), "no propagation");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        waits.push(acked.elapsed().as_secs_f64() * 1e3);
+        waits.extend(visible);
     }
-    Ok(waits)
+    Ok((waits, witnessed))
+}
+
+/// Starts a witness for the hub founded in `store` (`coalition witness run`, its state in
+/// `data`) and has the hub's admin set the coalition's witness policy to it alone.
+async fn witnessed(
+    store: &coalition_hub::store::Store,
+    data: &std::path::Path,
+    admin: &MemberId,
+    admin_key: &ed25519_dalek::SigningKey,
+) -> Result<Witness> {
+    let coalition = store.registry().coalition().context("founded")?.clone();
+    let log_key =
+        coalition_hub::log::VerifierKey::new(&coalition.hub_name, coalition.hub_key)?.to_string();
+    let name = format!("bench.witness/{}", coalition.hub_name);
+    let witness = Witness::start(data, &name, &log_key)?;
+    let policy = witness.sole_policy()?;
+    governance::append_offline(
+        store,
+        governance::settings(admin, admin_key, Section::Witnesses(Some(policy)), "bench"),
+    )
+    .await?;
+    Ok(witness)
 }
 
 async fn run() -> Result<()> {
@@ -152,6 +184,7 @@ async fn run() -> Result<()> {
     )
     .await?;
     let x_genesis = store.registry().coalition().context("founded")?.genesis_id;
+    let _x_witness = witnessed(&store, &root.path().join("x-witness"), &admin, &admin_key).await?;
     drop(store);
     // A, trusting X.
     let a_data = root.path().join("a");
@@ -169,6 +202,7 @@ async fn run() -> Result<()> {
         governance::settings(&admin, &admin_key, Section::Federation(federation), "bench"),
     )
     .await?;
+    let _a_witness = witnessed(&store, &root.path().join("a-witness"), &admin, &admin_key).await?;
     drop(store);
 
     let x = Hub::start(certs.root(), &x_data, &root.path().join("x.log"), 128)?;
@@ -207,7 +241,7 @@ async fn run() -> Result<()> {
 
     // Propagation: a set acknowledged by X until A serves a checkpoint covering its relay.
     let sign = |set: usize| sign_new(&submitter, &key, set_body(set));
-    let waits = propagation(
+    let (waits, cosigned) = propagation(
         &mut client,
         sign,
         sets..sets + PROPAGATION_SETS,
@@ -216,9 +250,11 @@ async fn run() -> Result<()> {
     )
     .await?;
     let worst = waits.iter().copied().fold(0.0, f64::max);
+    let worst_cosigned = cosigned.iter().copied().fold(0.0, f64::max);
     println!(
-        "acknowledged by X -> relayed into a checkpoint A serves: median {:.0} ms, slowest {worst:.0} ms ({PROPAGATION_SETS} sets, default checkpoint policy)",
-        median(waits)
+        "acknowledged by X -> relayed into a checkpoint A serves: median {:.0} ms, slowest {worst:.0} ms; cosigned by A's witness: median {:.0} ms, slowest {worst_cosigned:.0} ms ({PROPAGATION_SETS} sets, default checkpoint policy, one witness per hub)",
+        median(waits),
+        median(cosigned)
     );
 
     // A chain: C pulls only from A, and relays onward what A relayed from X.
@@ -257,6 +293,8 @@ async fn run() -> Result<()> {
         ),
     )
     .await?;
+    let _c_witness =
+        witnessed(&store, &root.path().join("c-witness"), &admin, &c_admin_key).await?;
     drop(store);
     let c_flag = format!("{},{a_genesis},{},{c_peer}", a.addr, certs.root().display());
     let c = Hub::start_with(
@@ -281,7 +319,7 @@ async fn run() -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     let from = sets + PROPAGATION_SETS;
-    let waits = propagation(
+    let (waits, cosigned) = propagation(
         &mut client,
         sign,
         from..from + PROPAGATION_SETS,
@@ -290,9 +328,11 @@ async fn run() -> Result<()> {
     )
     .await?;
     let worst = waits.iter().copied().fold(0.0, f64::max);
+    let worst_cosigned = cosigned.iter().copied().fold(0.0, f64::max);
     println!(
-        "chain X -> A -> C: acknowledged by X -> in a checkpoint C serves: median {:.0} ms, slowest {worst:.0} ms ({PROPAGATION_SETS} sets, default checkpoint policy, no witnesses)",
-        median(waits)
+        "chain X -> A -> C: acknowledged by X -> in a checkpoint C serves: median {:.0} ms, slowest {worst:.0} ms; cosigned by C's witness: median {:.0} ms, slowest {worst_cosigned:.0} ms ({PROPAGATION_SETS} sets, default checkpoint policy, one witness per hub)",
+        median(waits),
+        median(cosigned)
     );
     c.stop()?;
     a.stop()?;

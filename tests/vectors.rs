@@ -13,6 +13,7 @@
 //! `restricted-hash-set.json` is a third: a hash set by acme restricted to bob (§2.7).
 //! `opinion.json` is another: alice and bob (quorum 2) quarantine entry 0 of acme's hash set.
 //! `erasure.json` is another: alice and bob (quorum 2) erase acme's hash set (§2.8).
+//! `relayed-entry.json` is entry 3 as another hub relays it (§3.10), with entry 2 a gap leaf.
 //!
 //! Regenerate with `UPDATE_TEST_VECTORS=1 cargo test --test integration vectors::`, only on a deliberate
 //! protocol change (record it in CHANGELOG.md). `clients/python/check_vectors.py` checks the
@@ -27,7 +28,7 @@ use coalition_hub::log::{
 };
 use coalition_hub::membership::{Action, Admission, Change, Genesis, KeyId, MemberId, Role};
 use coalition_hub::pb;
-use coalition_hub::replica::{Content, Entry, Fault, Replica, SeenMap};
+use coalition_hub::replica::{Content, Entry, Fault, Relay, Replica, SeenMap};
 use coalition_hub::settings::{Section, SettingsChange};
 use coalition_hub::statement::{
     Body, Category, HashEntry, HashSet, HashType, Header, Indicator, Kind, Label, PAYLOAD_TYPE,
@@ -381,6 +382,62 @@ fn filtered_sync_leaf_vector() {
     .expect("the withheld entry is proven in the checkpoint");
 }
 
+#[test]
+fn relayed_entry_vector() {
+    let v = published("relayed-entry.json", make_relayed(&fixture()));
+    let wire = bytes_of(&v, "relayed_entry_hex");
+    let entry = pb::SyncEntry::decode(wire.as_slice()).expect("entry");
+    assert_eq!(entry.encode_to_vec(), wire, "canonical");
+    assert_eq!(entry.seq, u64_of(&v, "seq"));
+    assert_eq!(entry.received_at_ms, i64_of(&v, "received_at_ms"));
+    assert_eq!(entry.statement_id, bytes_of(&v, "statement_id_hex"));
+    let envelope = entry.envelope.clone().expect("envelope");
+    assert_eq!(envelope.payload.to_vec(), bytes_of(&v, "header_hex"));
+    assert_eq!(envelope.body.to_vec(), bytes_of(&v, "body_hex"));
+    check_header_and_signatures(&v);
+    let relay = Relay::from_wire(entry.relay.clone().expect("relay")).expect("relay");
+    let r = &v["relay"];
+    assert_eq!(relay.origin.0.to_vec(), bytes_of(r, "origin_genesis_hex"));
+    assert_eq!(relay.origin_seq, u64_of(r, "origin_seq"));
+    assert_eq!(
+        relay.origin_received_at_ms,
+        i64_of(r, "origin_received_at_ms")
+    );
+    let gaps: Vec<String> = relay.gap_leaves.iter().map(hex::encode).collect();
+    assert_eq!(json!(gaps), r["gap_leaves_hex"]);
+    let checkpoint = relay.checkpoint.clone().expect("origin checkpoint");
+    assert_eq!(checkpoint.note, str_of(r, "checkpoint"));
+    assert!(checkpoint.proofs.is_empty());
+    // The 88-byte leaf here commits to the provenance.
+    let leaf = coalition_hub::replica::leaf_data_of(&entry).expect("leaf");
+    assert_eq!(leaf.len(), 88);
+    assert_eq!(hex::encode(&leaf), str_of(&v, "relayed_leaf_data_hex"));
+    assert_eq!(
+        leaf_hash(&leaf).to_hex(),
+        str_of(&v, "relayed_leaf_hash_hex")
+    );
+    // The origin's log rebuilt: the leaves before, the gap leaf, the statement's own leaf
+    // there; its root is the origin's signed checkpoint's.
+    let own = bytes_of(&v, "origin_leaf_data_hex");
+    let mut tree = MemoryTree::new();
+    for h in v["origin_leaves_before_hex"].as_array().expect("leaves") {
+        tree.append(&hex::decode(h.as_str().expect("hex")).expect("hex"));
+    }
+    for gap in &relay.gap_leaves {
+        tree.append(gap);
+    }
+    tree.append(&own);
+    let size = TreeSize(relay.origin_seq + 1);
+    let root = coalition_hub::log::root(&tree, size).expect("root");
+    assert_eq!(root.to_hex(), str_of(&v, "origin_root_hex"));
+    let verified = SignedCheckpoint::verify(
+        &checkpoint.note,
+        &verifier_key_at(&v, "origin_verifier_key"),
+    )
+    .expect("the origin's checkpoint verifies");
+    assert_eq!((verified.size(), verified.root()), (size, root));
+}
+
 /// The vectors' log is a valid log for the replica, whole and as a filtered member sees it.
 #[test]
 fn vectors_form_a_valid_log() {
@@ -505,6 +562,10 @@ fn check_header_and_signatures(v: &Value) -> Header {
         "the header's key signed"
     );
     header
+}
+
+fn verifier_key_at(v: &Value, key: &str) -> VerifierKey {
+    VerifierKey::parse(str_of(v, key)).expect("verifier key")
 }
 
 fn verifier_key(v: &Value) -> VerifierKey {
@@ -1077,6 +1138,63 @@ fn make_filtered_leaf(f: &Fixture) -> Value {
         "tree_size": size,
         "root_hex": f.root(size).to_hex(),
         "audit_path_hex": path.iter().map(Hash::to_hex).collect::<Vec<_>>(),
+    })
+}
+
+/// Another hub, `relay.example`, relays the fixture's entry 3 (acme's risk signal) at its
+/// position 12: it relayed entries 0 and 1 before, and holds entry 2 itself (acme submitted
+/// it there too), so entry 2 is a 40-byte gap leaf; the origin's checkpoint of 4 entries
+/// proves it with no consistency proof (the rebuilt log reaches its size).
+fn make_relayed(f: &Fixture) -> Value {
+    let origin = &f.logged[3];
+    let (seq, received_at_ms) = (12u64, T0 + 3 * 60_000 + 5_000);
+    let relay = Relay {
+        origin: f.logged[0].id(),
+        origin_seq: origin.seq,
+        origin_received_at_ms: origin.received_at_ms,
+        gap_leaves: vec![f.logged[2].leaf_data()],
+        checkpoint: Some(coalition_hub::replica::OriginCheckpoint {
+            note: f.checkpoint(4),
+            proofs: Vec::new(),
+        }),
+    };
+    let wire = pb::SyncEntry {
+        seq,
+        received_at_ms,
+        statement_id: origin.id().0.to_vec(),
+        envelope: Some(origin.envelope.clone()),
+        compromised_key_ids: Vec::new(),
+        erased_by: None,
+        relay: Some(relay.to_wire()),
+    };
+    let leaf = relay.leaf_data(&origin.id(), received_at_ms);
+    let header = Header::decode(&origin.envelope.payload).expect("header");
+    json!({
+        "description": "Hub relay.example relays entry 3 of the fixture's log (acme's risk signal, risk-signal.json) at its own position 12 (docs/PROTOCOL.md §3.10): a SyncEntry whose envelope is the origin's, verbatim, and whose relay names the origin (its genesis id), the statement's position and receipt time there, the gap leaves since the previous statement relayed from it (entry 2, which relay.example holds itself: its 40-byte origin leaf), and the origin's signed checkpoint of 4 entries. The relayed leaf is 88 bytes: statement id, receipt time here, origin genesis id, origin position, origin receipt time (big-endian). The origin's log rebuilt from the leaves relayed before (entries 0 and 1), the gap leaf and the statement's own origin leaf has the checkpoint's root.",
+        "relayed_entry_hex": hex::encode(wire.encode_to_vec()),
+        "seq": seq,
+        "received_at_ms": received_at_ms,
+        "statement_id_hex": origin.id().to_string(),
+        "payload_type": PAYLOAD_TYPE,
+        "header_hex": hex::encode(&origin.envelope.payload),
+        "header": header_json(&header),
+        "pae_hex": hex::encode(pae(PAYLOAD_TYPE, &origin.envelope.payload)),
+        "body_hex": hex::encode(&origin.envelope.body),
+        "signatures": signatures_json(origin, false),
+        "relay": {
+            "origin_genesis_hex": f.logged[0].id().to_string(),
+            "origin_seq": origin.seq,
+            "origin_received_at_ms": origin.received_at_ms,
+            "gap_leaves_hex": [hex::encode(f.logged[2].leaf_data())],
+            "checkpoint": f.checkpoint(4),
+        },
+        "relayed_leaf_data_hex": hex::encode(leaf),
+        "relayed_leaf_hash_hex": leaf_hash(&leaf).to_hex(),
+        "origin_leaves_before_hex": [hex::encode(f.logged[0].leaf_data()), hex::encode(f.logged[1].leaf_data())],
+        "origin_leaf_data_hex": hex::encode(origin.leaf_data()),
+        "origin_verifier_key": f.hub.verifier_key().to_string(),
+        "origin_tree_size": 4,
+        "origin_root_hex": f.root(4).to_hex(),
     })
 }
 

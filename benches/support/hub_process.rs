@@ -227,3 +227,86 @@ pub async fn load(
         .tree_size;
     Ok((client, size, took))
 }
+
+/// A `coalition witness run` child process (C2SP tlog-witness) for one hub's log, on
+/// 127.0.0.1:0, killed (and waited for) when dropped.
+pub struct Witness {
+    child: Child,
+    /// Where it listens (`host:port`).
+    pub addr: String,
+    /// Its cosignature verifier key, as `coalition witness init` printed it.
+    pub key: String,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Witness {
+    /// `coalition witness init --data DATA --name NAME`, then `coalition witness run` for the
+    /// log whose checkpoint verifier key is `log_key`.
+    pub fn start(data: &Path, name: &str, log_key: &str) -> Result<Witness> {
+        let binary = env!("CARGO_BIN_EXE_coalition");
+        let init = Command::new(binary)
+            .args(["witness", "init", "--name", name, "--data"])
+            .arg(data)
+            .output()
+            .context("coalition witness init")?;
+        let printed = String::from_utf8_lossy(&init.stdout);
+        let key = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("witness key: "))
+            .ok_or_else(|| anyhow!("no witness key in {printed:?}"))?
+            .to_owned();
+        let mut child = Command::new(binary)
+            .args([
+                "witness",
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                log_key,
+                "--data",
+            ])
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting `coalition witness run`")?;
+        let mut stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow!("no stdout from the witness"))?,
+        );
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stdout.read_line(&mut line)? == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the witness exited before listening");
+            }
+            if let Some(addr) = line.trim().strip_prefix("witness listening on ") {
+                return Ok(Witness {
+                    addr: addr.to_owned(),
+                    key,
+                    child,
+                    _stdout: stdout,
+                });
+            }
+        }
+    }
+
+    /// The witness policy naming only this witness, as its quorum.
+    pub fn sole_policy(&self) -> Result<coalition_hub::witness::policy::WitnessPolicy> {
+        let name = self.key.split('+').next().unwrap_or_default();
+        let text = format!("witness {} http://{}\nquorum {name}\n", self.key, self.addr);
+        Ok(coalition_hub::witness::policy::WitnessPolicy::parse(&text)?)
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

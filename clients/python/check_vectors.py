@@ -11,6 +11,8 @@ An independent second implementation of the byte-level rules of docs/PROTOCOL.md
 - key id = hex(SHA-256(public key)[:8]);
 - an envelope carries exactly the vector's header, body and signatures; a filtered-sync entry
   re-encodes byte for byte and carries the header without its body;
+- a relayed entry (PROTOCOL.md §3.10): its 88-byte leaf, and the origin's log rebuilt from the
+  leaves before it, its gap leaves and its own origin leaf up to the origin checkpoint's root;
 - Merkle leaves (SHA-256(0x00 || statement id || received_at_ms big-endian)), the root of the
   checkpoint's entries, inclusion and consistency proofs (RFC 9162), and the checkpoint notes'
   origin, size and root lines.
@@ -229,6 +231,42 @@ def check_vector(v, pb, hub):
         need(entry.envelope.payload == header_bytes, "sync entry header")
         need(entry.envelope.body == b"", "a withheld body must be empty")
         checks += 1
+    if "relayed_entry_hex" in v:  # a statement another hub relays (PROTOCOL.md §3.10)
+        entry = canonical(hub.SyncEntry, hx(v, "relayed_entry_hex"), "relayed entry")
+        sid = hx(v, "statement_id_hex")
+        need(entry.seq == v["seq"], "relayed entry seq")
+        need(entry.received_at_ms == v["received_at_ms"], "relayed entry received_at_ms")
+        need(entry.statement_id == sid, "relayed entry statement id")
+        need(entry.envelope.payload == header_bytes, "relayed entry header (verbatim)")
+        need(entry.envelope.body == hx(v, "body_hex"), "relayed entry body (verbatim)")
+        r, relay = v["relay"], entry.relay
+        need(relay.origin_genesis == hx(r, "origin_genesis_hex"), "origin genesis")
+        need(relay.origin_seq == r["origin_seq"], "origin seq")
+        need(relay.origin_received_at_ms == r["origin_received_at_ms"], "origin receipt time")
+        gaps = list(relay.gap_leaves)
+        need([g.hex() for g in gaps] == r["gap_leaves_hex"], "gap leaves")
+        need(all(len(g) in (40, 88) for g in gaps), "a gap leaf is 40 or 88 bytes")
+        need(relay.checkpoint.note == r["checkpoint"], "origin checkpoint")
+        need(len(relay.checkpoint.proofs) == 0, "no consistency proof in this vector")
+        be = lambda n, signed: n.to_bytes(8, "big", signed=signed)
+        relayed = (
+            sid
+            + be(entry.received_at_ms, True)
+            + relay.origin_genesis
+            + be(relay.origin_seq, False)
+            + be(relay.origin_received_at_ms, True)
+        )
+        need(len(relayed) == 88 and relayed == hx(v, "relayed_leaf_data_hex"), "relayed leaf data")
+        need(leaf_hash(relayed) == hx(v, "relayed_leaf_hash_hex"), "relayed leaf hash")
+        own = sid + be(relay.origin_received_at_ms, True)
+        need(own == hx(v, "origin_leaf_data_hex"), "the statement's leaf at its origin")
+        leaves = [leaf_hash(bytes.fromhex(h)) for h in v["origin_leaves_before_hex"]]
+        leaves += [leaf_hash(g) for g in gaps] + [leaf_hash(own)]
+        need(len(leaves) == relay.origin_seq + 1, "the origin's leaves up to the statement")
+        _, size, root = note_head(relay.checkpoint.note)
+        need(size == len(leaves) == v["origin_tree_size"], "origin checkpoint size")
+        need(tree_root(leaves) == root == hx(v, "origin_root_hex"), "origin root")
+        checks += 4
     # Merkle leaves: top level or under "log".
     for where in (v, v.get("log")):
         if isinstance(where, dict) and "leaf_data_hex" in where:
