@@ -723,7 +723,7 @@ async fn corpus_memory(env: &Env, n: usize, table: &mut Table) -> Result<()> {
                 envelope: None,
                 relay: None,
             };
-            corpus.stage(&entry, &statement, p.id)?;
+            corpus.stage(&entry, &statement, p.id, recipients_of(&entry))?;
         }
         corpus.commit();
         done = to;
@@ -887,7 +887,7 @@ async fn memory_per_statement(env: &Env, n: usize, table: &mut Table) -> Result<
                     .ok_or_else(|| anyhow!("no envelope"))?,
             )?;
             if let Some(statement) = parsed.statement {
-                corpus.stage(&entry, &statement, id)?;
+                corpus.stage(&entry, &statement, id, recipients_of(&entry))?;
             }
         }
         corpus.commit();
@@ -1678,4 +1678,12 @@ fn cpu_model() -> String {
                 .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The recipients a stored entry's header names (the corpus matches a restricted statement
+/// for them only).
+fn recipients_of(
+    entry: &coalition_hub::store::StoredEntry,
+) -> coalition_hub::statement::Recipients {
+    entry.header().map(|h| h.recipients).unwrap_or_default()
 }

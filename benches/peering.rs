@@ -193,6 +193,7 @@ async fn run() -> Result<()> {
     let trusted = TrustedOrigin {
         hub_name: "x.bench".into(),
         relayed_by: Default::default(),
+        peer: None,
     };
     let federation = Federation {
         origins: [(x_genesis, trusted)].into_iter().collect(),
@@ -274,6 +275,7 @@ async fn run() -> Result<()> {
     let origin = |name: &str, relayed_by: Vec<StatementId>| TrustedOrigin {
         hub_name: name.into(),
         relayed_by: relayed_by.into_iter().collect(),
+        peer: None,
     };
     let federation = Federation {
         origins: [

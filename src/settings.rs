@@ -60,6 +60,9 @@ pub struct TrustedOrigin {
     pub hub_name: String,
     /// The other trusted hubs that may relay its statements here (it always may itself).
     pub relayed_by: std::collections::BTreeSet<StatementId>,
+    /// The member of this coalition through which that hub pulls this hub's log: its pulls
+    /// get the bodies of restricted statements naming that hub's members.
+    pub peer: Option<crate::membership::MemberId>,
 }
 
 impl Federation {
@@ -72,6 +75,7 @@ impl Federation {
                     let origin = TrustedOrigin {
                         hub_name: name.to_owned(),
                         relayed_by: Default::default(),
+                        peer: None,
                     };
                     (genesis, origin)
                 })
@@ -126,11 +130,30 @@ impl Federation {
                 }
                 relayed_by.insert(relay);
             }
+            let peer = match o.peer.as_str() {
+                "" => None,
+                id => {
+                    let field = format!("{at}[{i}].peer");
+                    let peer = crate::membership::MemberId::parse(id)
+                        .map_err(|e| StatementError::invalid(field.clone(), e.to_string()))?;
+                    let taken: &BTreeMap<StatementId, TrustedOrigin> = &origins;
+                    if taken.values().any(|t| t.peer.as_ref() == Some(&peer)) {
+                        return Err(StatementError::invalid(
+                            field,
+                            format!(
+                                "'{peer}' is the peer of another origin: one hub per peer member"
+                            ),
+                        ));
+                    }
+                    Some(peer)
+                }
+            };
             origins.insert(
                 genesis,
                 TrustedOrigin {
                     hub_name: o.hub_name.clone(),
                     relayed_by,
+                    peer,
                 },
             );
         }
@@ -147,9 +170,24 @@ impl Federation {
                     genesis_id: genesis.0.to_vec(),
                     hub_name: o.hub_name.clone(),
                     relayed_by: o.relayed_by.iter().map(|r| r.0.to_vec()).collect(),
+                    peer: o.peer.as_ref().map(ToString::to_string).unwrap_or_default(),
                 })
                 .collect(),
         }
+    }
+
+    /// The hub that `member` pulls this log for (the origin naming it as its `peer`): its
+    /// name, to which restricted statements naming its members are readable.
+    pub fn hub_of_peer(&self, member: &crate::membership::MemberId) -> Option<&str> {
+        self.origins
+            .values()
+            .find(|o| o.peer.as_ref() == Some(member))
+            .map(|o| o.hub_name.as_str())
+    }
+
+    /// Whether `hub_name` names a trusted origin (a hub whose members recipients may name).
+    pub fn trusts_hub(&self, hub_name: &str) -> bool {
+        self.origins.values().any(|o| o.hub_name == hub_name)
     }
 
     /// Whether `peer` may relay statements of `origin` here: both trusted, and the peer is
@@ -686,6 +724,7 @@ mod tests {
             genesis_id: vec![g; 32],
             hub_name: name.into(),
             relayed_by: relays.iter().map(|r| vec![*r; 32]).collect(),
+            peer: String::new(),
         };
         let parse = |origins| Federation::from_wire(&pb::FederationSettings { origins });
         let ok = parse(vec![
@@ -714,5 +753,34 @@ mod tests {
         let mut short = origin(1, "x.example", &[]);
         short.genesis_id.pop();
         refused(vec![short], "genesis_id");
+        // Each origin's peer member: a member id, one hub per member.
+        let with_peer = |g: u8, name: &str, peer: &str| pb::TrustedOrigin {
+            peer: peer.into(),
+            ..origin(g, name, &[])
+        };
+        let peered = parse(vec![
+            with_peer(1, "x.example", "hub-x"),
+            origin(2, "y.example", &[]),
+        ])
+        .expect("valid");
+        let hub_x = crate::membership::MemberId::parse("hub-x").expect("id");
+        assert_eq!(peered.hub_of_peer(&hub_x), Some("x.example"));
+        assert!(peered.trusts_hub("y.example") && !peered.trusts_hub("z.example"));
+        assert_eq!(
+            Federation::from_wire(&peered.to_wire()).expect("again"),
+            peered
+        );
+        refused(
+            vec![
+                with_peer(1, "x.example", "hub-x"),
+                with_peer(2, "y.example", "hub-x"),
+            ],
+            "origins[1].peer",
+        );
+        refused(vec![with_peer(1, "x.example", "Hub X")], "origins[0].peer");
+        refused(
+            vec![with_peer(1, "x.example", "hub@y.example")],
+            "origins[0].peer",
+        );
     }
 }

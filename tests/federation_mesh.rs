@@ -149,6 +149,7 @@ async fn federate(pulls: &[Vec<usize>], onward: bool, hosts: Option<&Hosts>) -> 
                 TrustedOrigin {
                     hub_name: format!("{}.example", other.name),
                     relayed_by,
+                    peer: None,
                 },
             );
         }

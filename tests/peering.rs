@@ -640,3 +640,151 @@ async fn a_statement_submitted_to_both_hubs_appears_once_and_relaying_goes_on() 
         Some(x.store.log_size() - 1)
     );
 }
+
+/// The entries of `t`'s log as `member` (a peer) reads them through `Federation`: statement
+/// id and whether the body came.
+async fn federation_bodies(t: &TestHub, member: &str) -> Vec<(Vec<u8>, bool)> {
+    let mut stream = t
+        .client(member)
+        .await
+        .federation
+        .get_entries(pb::GetEntriesRequest {
+            start: 0,
+            end: t.store.log_size(),
+        })
+        .await
+        .expect("a peer reading entries")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = stream.message().await.expect("entry") {
+        let body = e.envelope.is_some_and(|env| !env.body.is_empty());
+        out.push((e.statement_id, body));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_restricted_statement_reaches_only_the_hub_serving_its_recipient_from_its_origin() {
+    let (x, a, xg) = peered().await;
+    let ag = genesis_of(&a).await;
+    // X federates with A (A pulls X's log as X's member `outsider`) and with a hub C.
+    let cg = StatementId([0x0c; 32]);
+    let mut federation = Federation::trusting([(ag, "a.example"), (cg, "c.example")]);
+    if let Some(o) = federation.origins.get_mut(&ag) {
+        o.peer = Some(id("outsider"));
+    }
+    x.client("admin")
+        .await
+        .submit(governance::settings(
+            &id("admin"),
+            &x.key("admin"),
+            Section::Federation(federation),
+            "federate with A and C",
+        ))
+        .await
+        .expect("X's federation settings");
+    // acme at X shares a set that only A's globex and C's initech may read.
+    let recipients = Recipients::from_members(
+        vec![
+            id("globex").qualified("a.example"),
+            id("initech").qualified("c.example"),
+        ],
+        &id("acme"),
+    )
+    .expect("recipients");
+    let envelope = sign_new_for(
+        &id("acme"),
+        &x.key("acme"),
+        Body::HashSet(sha256_set(80, 2)),
+        &recipients,
+    );
+    let mut acme = x.client("acme").await;
+    let receipt = acme
+        .submit(envelope)
+        .await
+        .expect("logged at X")
+        .receipt
+        .expect("receipt");
+    let shared = StatementId::from_slice(&receipt.statement_id).expect("id");
+    // A recipient on a hub X does not federate with is refused, and nothing is logged.
+    let size = x.store.log_size();
+    let stranger = Recipients::from_members(vec![id("globex").qualified("z.example")], &id("acme"))
+        .expect("recipients");
+    let refused = acme
+        .submit(sign_new_for(
+            &id("acme"),
+            &x.key("acme"),
+            Body::HashSet(sha256_set(81, 2)),
+            &stranger,
+        ))
+        .await
+        .expect_err("z.example is not federated");
+    assert!(
+        refused.to_string().contains("globex@z.example"),
+        "{refused}"
+    );
+    assert_eq!(x.store.log_size(), size);
+    // X serves the body to A's peer identity only.
+    let bodies = federation_bodies(&x, "outsider").await;
+    assert!(
+        bodies.iter().any(|(i, body)| *i == shared.0 && *body),
+        "the origin serves it to the hub of its recipient"
+    );
+    wait_relayed(&a, xg, x.store.log_size()).await;
+
+    // At A: A's globex reads it, verifies it back to X and matches it; A's acme does not.
+    let read_by = async |member: &str| {
+        let synced = a
+            .sync_proven(member, FilterSpec::default())
+            .await
+            .expect("sync");
+        let e = synced
+            .entries
+            .iter()
+            .find(|e| e.id == shared)
+            .expect("relayed");
+        matches!(e.content, Content::Statement(_))
+    };
+    assert!(read_by("globex").await, "A's globex is a recipient");
+    assert!(!read_by("acme").await, "A's acme is not");
+    let mut globex = a.client("globex").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while states_at(&mut globex, 80, 0).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the recipient never matched it at A"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        states_at(&mut a.client("acme").await, 80, 0)
+            .await
+            .is_empty(),
+        "no match for a member it does not name"
+    );
+    // A never passes it on, not even to the hub of its other recipient: C gets it from X.
+    admit_peer(&a, "outsider").await;
+    let mut federation = Federation::trusting([(xg, "x.example"), (cg, "c.example")]);
+    if let Some(o) = federation.origins.get_mut(&cg) {
+        o.peer = Some(id("outsider"));
+    }
+    a.client("admin")
+        .await
+        .submit(governance::settings(
+            &id("admin"),
+            &a.key("admin"),
+            Section::Federation(federation),
+            "C pulls from A as outsider",
+        ))
+        .await
+        .expect("A's federation settings");
+    let onward = federation_bodies(&a, "outsider").await;
+    let (_, body) = onward
+        .iter()
+        .find(|(i, _)| *i == shared.0)
+        .expect("relayed at A");
+    assert!(
+        !body,
+        "a restricted body reaches a hub only directly from its origin"
+    );
+}

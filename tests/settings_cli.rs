@@ -169,3 +169,72 @@ fn hub_key_rotation_and_quotas_with_the_cli() {
     let out = ok(d, &["audit", "verify", "--hub", &addr, "--as", "admin"]);
     assert!(out.contains("audit OK"), "{out}");
 }
+
+/// The federation section with the CLI: trusted origins, each origin's peer member
+/// (`--peer-of`), shown by `settings show`; a bad flag is one line and changes nothing.
+#[test]
+fn federation_settings_with_the_cli() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    ok(d, &["pki", "init"]);
+    ok(d, &["init", "--data", "data", "--name", "settings.test"]);
+    let (_hub, addr) = ServeProcess::start(d, &[]);
+    let (x, y) = ("0a".repeat(32), "0b".repeat(32));
+    let set = |extra: &[&str]| {
+        let mut args = vec![
+            "admin",
+            "settings",
+            "federation",
+            "--hub",
+            &addr,
+            "--as",
+            "admin",
+            "--reason",
+            "partners",
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let x_origin = format!("{x}=x.example");
+    let y_origin = format!("{y}=y.example@{x}");
+    let x_peer = format!("{x}=hub-x");
+    let args = set(&[
+        "--origin",
+        &x_origin,
+        "--origin",
+        &y_origin,
+        "--peer-of",
+        &x_peer,
+    ]);
+    let out = ok(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("x.example"), "{out}");
+    let shown = ok(
+        d,
+        &["admin", "settings", "show", "--hub", &addr, "--as", "admin"],
+    );
+    assert!(
+        shown.contains(&format!(
+            "trusts 'x.example' (genesis {x}), pulling here as 'hub-x'"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("trusts 'y.example' (genesis {y}), relayed by {x}")),
+        "{shown}"
+    );
+    // A peer for an origin not listed, or a peer that is not a member id: one line, nothing set.
+    let z_peer = format!("{}=hub-x", "0c".repeat(32));
+    let args = set(&["--origin", &x_origin, "--peer-of", &z_peer]);
+    let err = fails(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("no --origin names this genesis"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let bad_peer = format!("{x}=Hub X");
+    let args = set(&["--origin", &x_origin, "--peer-of", &bad_peer]);
+    let err = fails(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("peer"), "{err}");
+    let again = ok(
+        d,
+        &["admin", "settings", "show", "--hub", &addr, "--as", "admin"],
+    );
+    assert_eq!(again.matches("trusts '").count(), 2, "unchanged: {again}");
+}

@@ -214,6 +214,11 @@ pub struct FederationArgs {
         required_unless_present = "none"
     )]
     origins: Vec<String>,
+    /// The member (with the `peer` role) through which a trusted origin pulls this hub's log
+    /// (repeatable): GENESIS=MEMBER. Its pulls get the bodies of restricted statements naming
+    /// that hub's members (`member@HUB_NAME`).
+    #[arg(long = "peer-of", value_name = "GENESIS=MEMBER", requires = "origins")]
+    peers: Vec<String>,
     /// Trust no origin: relaying stops (what was relayed stays in the log).
     #[arg(long, conflicts_with = "origins")]
     none: bool,
@@ -221,8 +226,12 @@ pub struct FederationArgs {
     change: ChangeArgs,
 }
 
-/// Parses `--origin GENESIS=HUB_NAME[@RELAY,...]` flags into the federation section.
-fn parse_origins(flags: &[String]) -> anyhow::Result<crate::settings::Federation> {
+/// Parses `--origin GENESIS=HUB_NAME[@RELAY,...]` and `--peer-of GENESIS=MEMBER` flags into
+/// the federation section.
+fn parse_origins(
+    flags: &[String],
+    peers: &[String],
+) -> anyhow::Result<crate::settings::Federation> {
     use crate::statement::StatementId;
     let genesis = |text: &str, flag: &str| {
         StatementId::from_hex(text).ok_or_else(|| {
@@ -245,7 +254,24 @@ fn parse_origins(flags: &[String]) -> anyhow::Result<crate::settings::Federation
             genesis_id: genesis(id, flag)?.0.to_vec(),
             hub_name: name.to_owned(),
             relayed_by,
+            peer: String::new(),
         });
+    }
+    for flag in peers {
+        let (id, member) = flag
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--peer-of {flag}: expected GENESIS=MEMBER"))?;
+        let id = genesis(id, flag)?.0.to_vec();
+        let origin = wire
+            .origins
+            .iter_mut()
+            .find(|o| o.genesis_id == id)
+            .ok_or_else(|| anyhow::anyhow!("--peer-of {flag}: no --origin names this genesis"))?;
+        anyhow::ensure!(
+            origin.peer.is_empty(),
+            "--peer-of {flag}: that origin's peer is given twice"
+        );
+        origin.peer = member.to_owned();
     }
     wire.origins.sort_by(|a, b| a.genesis_id.cmp(&b.genesis_id));
     Ok(crate::settings::Federation::from_wire(&wire)?)
@@ -769,7 +795,7 @@ async fn settings(command: SettingsCommand) -> Result<()> {
             let federation = if args.none {
                 crate::settings::Federation::default()
             } else {
-                parse_origins(&args.origins)?
+                parse_origins(&args.origins, &args.peers)?
             };
             let change = &args.change;
             let issuer = change.conn.member_id()?;
@@ -816,13 +842,17 @@ async fn settings(command: SettingsCommand) -> Result<()> {
             for (genesis, o) in &federation.origins {
                 let relays: Vec<String> = o.relayed_by.iter().map(|r| r.to_string()).collect();
                 println!(
-                    "federation: trusts '{}' (genesis {genesis}){}",
+                    "federation: trusts '{}' (genesis {genesis}){}{}",
                     o.hub_name,
                     if relays.is_empty() {
                         String::new()
                     } else {
                         format!(", relayed by {}", relays.join(", "))
-                    }
+                    },
+                    o.peer
+                        .as_ref()
+                        .map(|p| format!(", pulling here as '{p}'"))
+                        .unwrap_or_default()
                 );
             }
             println!("quotas default: {}", show(&q.default_limits));

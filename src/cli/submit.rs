@@ -53,8 +53,10 @@ pub struct SubmitArgs {
     new_submission: bool,
     /// Restrict every statement to this member (repeatable): only the members named, you and
     /// auditors receive the content; everyone else sees only that you shared something with
-    /// them, and when (docs/PROTOCOL.md §2.7). At most 64.
-    #[arg(long = "recipient", value_name = "MEMBER")]
+    /// them, and when (docs/PROTOCOL.md §2.7). A member of a hub this coalition federates
+    /// with is named `MEMBER@HUB_NAME`: the body goes to that hub only, directly from this one
+    /// (§3.10). At most 64.
+    #[arg(long = "recipient", value_name = "MEMBER[@HUB_NAME]")]
     recipients: Vec<String>,
 }
 
@@ -79,7 +81,7 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
     let recipients = args
         .recipients
         .iter()
-        .map(|r| MemberId::parse(r).with_context(|| format!("--recipient '{r}'")))
+        .map(|r| MemberId::parse_qualified(r).with_context(|| format!("--recipient '{r}'")))
         .collect::<Result<Vec<_>>>()?;
     let recipients = Recipients::from_members(recipients, &id).context("--recipient")?;
     let submission = Submission::new(input, kind, &id, &KeyId::of(&key.verifying_key()))?

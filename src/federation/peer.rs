@@ -143,7 +143,10 @@ impl Puller {
         self.status.proven_to = anchor;
         let mut relayer = match self.relayer.take() {
             Some(r) if r.resumes(size) => r,
-            _ => Relayer::new(self.peer.genesis, size),
+            _ => match replica.registry().coalition() {
+                Some(c) => Relayer::new(self.peer.genesis, size).for_hub(&c.hub_name),
+                None => Relayer::new(self.peer.genesis, size),
+            },
         };
         let from = relayer.next();
         self.status.relayed_to = from;

@@ -6,7 +6,7 @@
 
 use crate::pb;
 use crate::replica::{OriginCheckpoint, Relay, leaf_data_of};
-use crate::statement::{Header, StatementId};
+use crate::statement::{Header, Reader, StatementId};
 use thiserror::Error;
 
 /// Why an origin entry cannot be relayed.
@@ -41,6 +41,8 @@ pub struct Relayer {
     origin: StatementId,
     next: u64,
     gaps: Vec<Vec<u8>>,
+    /// Whose restricted bodies are kept: this relaying hub's members'.
+    reads: Reader,
 }
 
 impl Relayer {
@@ -52,7 +54,17 @@ impl Relayer {
             origin,
             next,
             gaps: Vec::new(),
+            reads: Reader::Relay,
         }
+    }
+
+    /// Keeps the body of a restricted statement naming a member of the relaying hub, named
+    /// `hub_name` in the origin's recipients (`member@hub_name`): the origin serves it to
+    /// that hub's peer identity only (docs/PROTOCOL.md §3.10). Every other restricted body
+    /// is dropped.
+    pub fn for_hub(mut self, hub_name: &str) -> Self {
+        self.reads = Reader::Hub(hub_name.to_owned());
+        self
     }
 
     /// The next origin position expected.
@@ -69,7 +81,7 @@ impl Relayer {
     /// Takes the origin's next entry, as the origin serves it. A statement the origin logged
     /// itself becomes a relayed entry (its position and receipt time here are the writer's
     /// to give: 0 until then), carrying the gap leaves before it; a restricted statement's
-    /// body stays at its origin. An entry the origin relayed itself, and a statement the
+    /// body stays at its origin unless it names a member of this hub ([`Relayer::for_hub`]). An entry the origin relayed itself, and a statement the
     /// relaying log `held` already (logged at both hubs: it appears once per hub), becomes a
     /// gap leaf of the next one (`None`).
     pub fn take(
@@ -94,7 +106,7 @@ impl Relayer {
         }
         let mut envelope = entry.envelope;
         if let Some(e) = &mut envelope
-            && Header::decode(&e.payload).is_ok_and(|h| h.is_restricted())
+            && Header::decode(&e.payload).is_ok_and(|h| !h.readable_by(&self.reads))
         {
             e.body = Default::default();
         }
@@ -231,11 +243,18 @@ impl Onward {
             checkpoint,
             ..relay
         };
+        // A restricted body reaches a hub only directly from its origin.
+        let mut envelope = entry.envelope.clone();
+        if let Some(e) = &mut envelope
+            && Header::decode(&e.payload).is_ok_and(|h| h.is_restricted())
+        {
+            e.body = Default::default();
+        }
         Some(pb::SyncEntry {
             seq: 0,
             received_at_ms: 0,
             statement_id: entry.statement_id.clone(),
-            envelope: entry.envelope.clone(),
+            envelope,
             compromised_key_ids: Vec::new(),
             erased_by: None,
             relay: Some(onward.to_wire()),

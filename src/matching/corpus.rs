@@ -99,6 +99,7 @@ impl Corpus {
         entry: &StoredEntry,
         statement: &Statement,
         id: StatementId,
+        recipients: Recipients,
     ) -> Result<(), MatcherFull> {
         if entry.seq < self.next_seq {
             return Ok(());
@@ -119,8 +120,6 @@ impl Corpus {
                 self.expiries.push((ordinal, at));
             }
             let issuer = self.issuer(&statement.issuer);
-            // `statement` was decoded from this entry's envelope, so its header decodes.
-            let recipients = entry.header().map(|h| h.recipients).unwrap_or_default();
             // A hash set's hash `i` is its entry `i`; a risk signal's only when every
             // indicator before it is a hash.
             let entries = match &statement.body {

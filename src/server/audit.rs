@@ -36,6 +36,11 @@ pub struct AuditService {
 }
 
 impl AuditService {
+    /// Membership and settings as of the durable log.
+    pub(super) fn registry(&self) -> std::sync::Arc<crate::membership::Registry> {
+        self.store.registry()
+    }
+
     /// A service over `store`, publishing on demand through `checkpointer`; its entry streams
     /// end when `shutdown` begins.
     pub fn new(store: Store, checkpointer: Checkpointer, shutdown: Listener) -> Self {
@@ -334,7 +339,9 @@ async fn stream_range(
             // An auditor reads every body; a member gets a restricted statement's body only
             // where the read rule admits it (§2.7), as in a sync.
             let readable = matches!(reads, crate::statement::Reader::Everything)
-                || entry.header().is_none_or(|h| h.readable_by(&reads));
+                || entry
+                    .header()
+                    .is_none_or(|h| entry.readable_by(&h, &reads, &registry));
             if !send(
                 Ok(entry.into_sync_entry(&registry, readable)),
                 &mut shutdown,

@@ -1,7 +1,9 @@
 //! The `coalition.v1.Federation` service (docs/PROTOCOL.md §3.10): a peer hub — a member
 //! holding the `peer` role, which may call nothing else (`auth::policy`) — pulls this hub's
 //! log to relay it: checkpoints, consistency proofs and entries, the same reads as `Audit`,
-//! except that a restricted statement comes without its body (bodies stay at their origin).
+//! except that a restricted statement comes without its body — unless it names a member of
+//! the hub the caller pulls for (the federation settings' `peer`) and was logged here (a
+//! restricted body reaches a hub only directly from its origin).
 
 use super::audit::{AuditService, EntryStream};
 use crate::pb;
@@ -41,7 +43,19 @@ impl pb::federation_server::Federation for FederationService {
         &self,
         request: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<EntryStream>, Status> {
-        super::auth::caller(&request)?;
-        self.0.entries(request.into_inner(), Reader::Relay)
+        let caller = super::auth::caller(&request)?;
+        // The hub this peer pulls for reads the restricted statements naming its members.
+        let reads = self
+            .0
+            .registry()
+            .coalition()
+            .and_then(|c| {
+                c.settings
+                    .federation
+                    .hub_of_peer(&caller.id)
+                    .map(str::to_owned)
+            })
+            .map_or(Reader::Relay, Reader::Hub);
+        self.0.entries(request.into_inner(), reads)
     }
 }

@@ -256,10 +256,11 @@ impl pb::hub_server::Hub for HubService {
             .ok_or_else(|| Status::not_found(format!("no statement {id} in this hub's log")))?;
         // A restricted statement's body goes only to its readers (§2.7); others get the
         // header, as a sync would send it.
-        let readable = entry.header().is_none_or(|h| h.readable_by(&reads));
-        Ok(Response::new(
-            entry.into_sync_entry(&self.store.registry(), readable),
-        ))
+        let registry = self.store.registry();
+        let readable = entry
+            .header()
+            .is_none_or(|h| entry.readable_by(&h, &reads, &registry));
+        Ok(Response::new(entry.into_sync_entry(&registry, readable)))
     }
 
     async fn list_members(
@@ -478,10 +479,14 @@ fn check_submission(
     parsed
         .header
         .recipients
-        .check_active(|id| {
-            registry
+        .check_active(|id| match id.hub() {
+            None => registry
                 .member(id)
-                .is_some_and(|m| m.status == crate::membership::MemberStatus::Active)
+                .is_some_and(|m| m.status == crate::membership::MemberStatus::Active),
+            // A member of a hub this coalition federates with (docs/PROTOCOL.md §3.10).
+            Some(hub) => registry
+                .coalition()
+                .is_some_and(|c| c.hub_name != hub && c.settings.federation.trusts_hub(hub)),
         })
         .map_err(status::statement)?;
     let lifecycle = match parsed.statement.as_ref().map(|s| &s.body) {
@@ -732,7 +737,8 @@ async fn stream_entries(
                     // reader may not read (§2.7), without its body.
                     let selected = match entry.header() {
                         Some(h) => {
-                            (select.is_everything() || select.selects(&h)) && h.readable_by(&reads)
+                            (select.is_everything() || select.selects(&h))
+                                && entry.readable_by(&h, &reads, &registry)
                         }
                         // A newer protocol version: only an unfiltered sync gets its body.
                         None => select.is_everything(),

@@ -10,7 +10,7 @@
 use super::health::{Component, HealthState};
 use super::shutdown::Listener;
 use crate::matching::{Corpus, snapshot};
-use crate::statement::{Body, ParsedEnvelope};
+use crate::statement::{Body, ParsedEnvelope, Recipients};
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -634,7 +634,7 @@ fn index_step(
         if entry.envelope.as_ref().is_some_and(|e| e.body.is_empty())
             && (entry.relay.is_some() || entry.erased_by(&registry).is_some())
         {
-            decoded.push((entry, None, id));
+            decoded.push((entry, None, id, Recipients::everyone()));
             continue;
         }
         // Only verified statements were stored; a decode failure means a damaged store.
@@ -648,17 +648,22 @@ fn index_step(
         // A relayed statement is shown as its origin's member's (`acme@x.example`).
         let mut statement = statement;
         statement.issuer = entry.issuer_here(&statement.issuer, &registry);
-        decoded.push((entry, Some(statement), id));
+        // Its recipients as this hub reads them (a relayed one's, docs/PROTOCOL.md §3.10).
+        let recipients = entry
+            .header()
+            .map(|h| entry.recipients_here(&h, &registry))
+            .unwrap_or_default();
+        decoded.push((entry, Some(statement), id, recipients));
     }
     let mut guard = corpus.write().map_err(|e| e.to_string())?;
     let mut removed = 0;
-    for (entry, statement, id) in &decoded {
+    for (entry, statement, id, recipients) in &decoded {
         let Some(statement) = statement else {
             guard.pass(entry.seq);
             continue;
         };
         guard
-            .stage(entry, statement, *id)
+            .stage(entry, statement, *id, recipients.clone())
             .map_err(|e| format!("entry {}: {e}", entry.seq))?;
         // An erasure: its target's hashes leave matching at once.
         if let Body::Retraction(r) = &statement.body

@@ -25,6 +25,10 @@ pub enum Reader {
     /// unrestricted bodies only. Restricted bodies never leave their origin, so a relayed
     /// restricted statement comes as its header.
     Relay,
+    /// A peer hub pulling this log to relay it, known by the name its members are qualified
+    /// with here (the federation settings' `peer`): reads unrestricted bodies, and restricted
+    /// ones naming one of its members (`member@hub_name`), for it to serve them to them.
+    Hub(String),
 }
 
 impl Reader {
@@ -82,7 +86,7 @@ impl Recipients {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                MemberId::parse(r)
+                MemberId::parse_qualified(r)
                     .map_err(|e| StatementError::invalid(format!("recipients[{i}]"), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -159,10 +163,27 @@ impl Recipients {
         Err(StatementError::invalid(
             "recipients",
             format!(
-                "not active members of this coalition: {}; name only active members (`coalition admin member list`)",
+                "not active members of this coalition: {}; name only active members (`coalition admin member list`), or members of a hub it federates with as `member@HUB_NAME`",
                 missing.join(", ")
             ),
         ))
+    }
+
+    /// The recipients of a statement relayed from the hub `origin_hub`, as this hub (named
+    /// `own_hub`) reads them (docs/PROTOCOL.md §3.10): a member of this hub named there
+    /// (`globex@<own_hub>`) is `globex` here; a member of the origin (`bob` there) is
+    /// `bob@<origin_hub>` here; a member of a third hub stays as named.
+    pub fn relayed_from(&self, origin_hub: &str, own_hub: &str) -> Recipients {
+        Recipients(
+            self.0
+                .iter()
+                .map(|m| match m.foreign() {
+                    Some((id, hub)) if hub == own_hub => id,
+                    Some(_) => m.clone(),
+                    None => m.qualified(origin_hub),
+                })
+                .collect(),
+        )
     }
 
     /// True for an unrestricted statement.
@@ -188,6 +209,9 @@ impl Recipients {
             Reader::Everything => true,
             Reader::Member(id) => self.is_everyone() || id == issuer || self.0.contains(id),
             Reader::Relay => self.is_everyone(),
+            Reader::Hub(hub) => {
+                self.is_everyone() || self.0.iter().any(|m| m.hub() == Some(hub.as_str()))
+            }
         }
     }
 }
@@ -265,6 +289,31 @@ mod tests {
                 .check_header(Kind::Membership, true, true)
                 .is_ok()
         );
+    }
+
+    /// Members of other hubs (`member@hub`, docs/PROTOCOL.md §3.10): named as such, read by
+    /// that hub's pull (and no other hub's), and mapped to this hub's view when relayed.
+    #[test]
+    fn members_of_other_hubs() {
+        let q = |s: &str| MemberId::parse_qualified(s).expect("qualified id");
+        let acme = id("acme");
+        let r = Recipients::decode(&wire(&["bob", "globex@a.example"]), &acme).expect("valid");
+        assert!(r.admit(&acme, &Reader::Hub("a.example".into())));
+        assert!(!r.admit(&acme, &Reader::Hub("c.example".into())));
+        assert!(!r.admit(&acme, &Reader::Relay));
+        assert!(
+            !r.admit(&acme, &Reader::Member(id("globex"))),
+            "not at the origin"
+        );
+        let at_a = r.relayed_from("x.example", "a.example");
+        assert_eq!(at_a.to_string(), "bob@x.example,globex");
+        let issuer_at_a = q("acme@x.example");
+        assert!(at_a.admit(&issuer_at_a, &Reader::Member(id("globex"))));
+        assert!(
+            !at_a.admit(&issuer_at_a, &Reader::Member(id("bob"))),
+            "A's bob is not X's"
+        );
+        assert!(Recipients::decode(&wire(&["globex@"]), &acme).is_err());
     }
 
     #[test]

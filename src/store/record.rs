@@ -125,18 +125,60 @@ impl StoredEntry {
     /// relayed one (docs/PROTOCOL.md §3.10), the name the settings trust the origin under
     /// (its genesis id's first 16 hex digits if they no longer name it).
     pub fn issuer_here(&self, issuer: &MemberId, registry: &Registry) -> MemberId {
-        let Some(origin) = self
+        match self.origin_hub(registry) {
+            Some(hub) => issuer.qualified(&hub),
+            None => issuer.clone(),
+        }
+    }
+
+    /// For a relayed statement, the name its origin's members are qualified with here.
+    fn origin_hub(&self, registry: &Registry) -> Option<String> {
+        let origin = self
             .relay
             .as_ref()
-            .and_then(|r| StatementId::from_slice(&r.origin_genesis))
-        else {
-            return issuer.clone();
-        };
+            .and_then(|r| StatementId::from_slice(&r.origin_genesis))?;
         let trusted = registry
             .coalition()
             .and_then(|c| c.settings.federation.origins.get(&origin))
             .map(|o| o.hub_name.clone());
-        issuer.qualified(&trusted.unwrap_or_else(|| origin.to_string()[..16].to_owned()))
+        Some(trusted.unwrap_or_else(|| origin.to_string()[..16].to_owned()))
+    }
+
+    /// The recipients of this entry's statement (`header`'s) as this hub reads them: a
+    /// relayed statement's as [`crate::statement::Recipients::relayed_from`] maps them.
+    pub fn recipients_here(
+        &self,
+        header: &Header,
+        registry: &Registry,
+    ) -> crate::statement::Recipients {
+        match (self.origin_hub(registry), registry.coalition()) {
+            (Some(origin), Some(c)) => header.recipients.relayed_from(&origin, &c.hub_name),
+            _ => header.recipients.clone(),
+        }
+    }
+
+    /// The read rule here (docs/PROTOCOL.md §2.7, §3.10): whether `reader` may read the body
+    /// of this entry's statement (`header`'s). A relayed restricted statement is read by the
+    /// members of this hub it names (its recipients as [`StoredEntry::recipients_here`] maps
+    /// them) and by readers of everything, and never goes on to another hub: a restricted
+    /// body reaches a hub only directly from its origin.
+    pub fn readable_by(
+        &self,
+        header: &Header,
+        reader: &crate::statement::Reader,
+        registry: &Registry,
+    ) -> bool {
+        use crate::statement::Reader;
+        if self.relay.is_none() || header.recipients.is_everyone() {
+            return header.readable_by(reader);
+        }
+        match reader {
+            Reader::Everything => true,
+            Reader::Member(_) => self
+                .recipients_here(header, registry)
+                .admit(&self.issuer_here(&header.issuer, registry), reader),
+            Reader::Relay | Reader::Hub(_) => false,
+        }
     }
 
     /// The log position of the erasure that erased this entry's statement, if one applies
