@@ -97,7 +97,13 @@ async fn peered() -> (TestHub, TestHub, StatementId) {
         &only_globex,
     );
     acme.submit(restricted).await.expect("restricted");
-    let xg = genesis_of(&x).await;
+    let (a, xg) = relaying(&x).await;
+    (x, a, xg)
+}
+
+/// A, trusting X and relaying it through X's `outsider` (admitted there as A's peer identity).
+async fn relaying(x: &TestHub) -> (TestHub, StatementId) {
+    let xg = genesis_of(x).await;
     let peer = Peer {
         addr: x.addr.clone(),
         tls: x.tls("outsider"),
@@ -109,7 +115,7 @@ async fn peered() -> (TestHub, TestHub, StatementId) {
     })
     .await;
     trust(&a, &[(xg, "x.example")]).await;
-    (x, a, xg)
+    (a, xg)
 }
 
 #[tokio::test]
@@ -786,5 +792,61 @@ async fn a_restricted_statement_reaches_only_the_hub_serving_its_recipient_from_
     assert!(
         !body,
         "a restricted body reaches a hub only directly from its origin"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_erased_at_its_origin_before_the_relay_goes_on_without_its_body() {
+    let x = TestHub::start_named("x.example", |_, o| o).await;
+    admit_peer(&x, "outsider").await;
+    let mut acme = x.client("acme").await;
+    let erased = acme
+        .submit(x.hash_set("acme", 95, 3))
+        .await
+        .expect("submit")
+        .receipt
+        .expect("receipt");
+    let target = StatementId::from_slice(&erased.statement_id).expect("id");
+    x.client("admin")
+        .await
+        .submit(governance::retraction(
+            &id("admin"),
+            &x.key("admin"),
+            coalition_hub::lifecycle::Retraction {
+                target,
+                entries: Vec::new(),
+                reason: "court order".into(),
+                admin_quorum: true,
+                erase: true,
+            },
+        ))
+        .await
+        .expect("erasure");
+    acme.submit(x.hash_set("acme", 96, 3))
+        .await
+        .expect("more after it");
+    let (a, xg) = relaying(&x).await;
+    let s = wait_relayed(&a, xg, x.store.log_size()).await;
+    assert_eq!(s.peers[0].refusals, 0, "{}", s.peers[0].refused);
+    // A's members verify it: the header, the claim settled by X's erasure; no body anywhere.
+    let synced = a
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("sync");
+    let e = synced
+        .entries
+        .iter()
+        .find(|e| e.id == target)
+        .expect("relayed");
+    assert_eq!(e.content, Content::Withheld);
+    let stored = a.store.entry_by_id(&target).expect("read").expect("stored");
+    assert!(
+        stored.envelope.is_some_and(|env| env.body.is_empty()),
+        "A never held the body"
+    );
+    let mut globex = a.client("globex").await;
+    assert!(
+        states_at(&mut globex, 95, 0).await.is_empty(),
+        "nothing of it matches at A"
     );
 }

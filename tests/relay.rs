@@ -406,6 +406,7 @@ fn a_statement_by_a_key_the_origin_retired_is_refused() {
             origin_received_at_ms: w.x.clock + 1,
             gap_leaves: Vec::new(),
             checkpoint: None,
+            erased_by: None,
         }
         .to_wire(),
     );
@@ -542,6 +543,75 @@ fn a_statement_logged_at_both_hubs_appears_once() {
     let e = replay(&lying).expect_err("a statement never relayed");
     assert!(
         matches!(origin_fault(&e), Fault::RelayEvidence(m) if m.contains("does not hold")),
+        "{e}"
+    );
+}
+
+/// A statement its origin erased (§2.8) before it was relayed comes without its body, with the
+/// origin position of the erasure: the origin's replica here checks that claim when the
+/// erasure is relayed (rule 13a in the origin's log), and relaying goes on. A claim naming
+/// anything but that erasure is refused.
+#[test]
+fn a_statement_erased_at_its_origin_before_the_relay_is_relayed_without_its_body() {
+    let mut x = Hub::found("x.example");
+    let erased = x.hash_set(90, 0);
+    let target = StatementId::from_slice(&x.entries[erased as usize].statement_id).expect("id");
+    let erasure = x.log(sign_new(
+        &id("boss"),
+        &x.boss,
+        Body::Retraction(coalition_hub::lifecycle::Retraction {
+            target,
+            entries: Vec::new(),
+            reason: "court order".into(),
+            admin_quorum: true,
+            erase: true,
+        }),
+    ));
+    x.hash_set(91, 1);
+    // X serves the erased statement as its header, with the erasure's position.
+    let served = |by: u64| {
+        let mut served = x.clone();
+        let e = &mut served.entries[erased as usize];
+        if let Some(envelope) = &mut e.envelope {
+            envelope.body = Default::default();
+        }
+        e.erased_by = Some(by);
+        served
+    };
+    let mut a = Hub::found("a.example");
+    a.trust(&[(x.genesis(), "x.example")]);
+    let x_size = x.size();
+    let mut honest = a.clone();
+    honest.relay(
+        &served(erasure),
+        &mut Relayer::new(x.genesis(), 0),
+        x_size,
+        x_size,
+        0,
+    );
+    let (_, accepted) = replay(&honest).expect("the claim is settled by X's erasure");
+    let at_a = accepted.iter().find(|e| e.id == target).expect("relayed");
+    assert_eq!(at_a.content, Content::Withheld);
+    assert_eq!(
+        accepted
+            .last()
+            .and_then(|e| e.origin.as_ref())
+            .map(|o| o.seq),
+        Some(x_size - 1)
+    );
+
+    // A claim naming the next hash set, not the erasure, is caught in X's log.
+    let mut lying = a.clone();
+    lying.relay(
+        &served(erasure + 1),
+        &mut Relayer::new(x.genesis(), 0),
+        x_size,
+        x_size,
+        0,
+    );
+    let e = replay(&lying).expect_err("a false erasure claim");
+    assert!(
+        matches!(origin_fault(&e), Fault::FalseErasure { .. }),
         "{e}"
     );
 }

@@ -1157,6 +1157,7 @@ fn make_relayed(f: &Fixture) -> Value {
             note: f.checkpoint(4),
             proofs: Vec::new(),
         }),
+        erased_by: None,
     };
     let wire = pb::SyncEntry {
         seq,

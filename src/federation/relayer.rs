@@ -116,6 +116,8 @@ impl Relayer {
             origin_received_at_ms: entry.received_at_ms,
             gap_leaves: std::mem::take(&mut self.gaps),
             checkpoint: None,
+            // Erased at the origin (its body is gone there): relayed with the claim.
+            erased_by: entry.erased_by,
         };
         Ok(Some(pb::SyncEntry {
             seq: 0,

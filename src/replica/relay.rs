@@ -41,6 +41,9 @@ pub struct Relay {
     /// An origin checkpoint covering this statement, with the consistency proofs the
     /// origin's replica needs to accept it.
     pub checkpoint: Option<OriginCheckpoint>,
+    /// The origin position of the erasure that erased the statement at its origin before it
+    /// was relayed (its body is then absent): checked in the origin's log (rule 13a).
+    pub erased_by: Option<u64>,
 }
 
 /// An origin's signed checkpoint and the consistency proofs that extend what a replica holds
@@ -97,6 +100,7 @@ impl Relay {
             origin_received_at_ms: wire.origin_received_at_ms,
             gap_leaves: wire.gap_leaves,
             checkpoint,
+            erased_by: wire.erased_by,
         })
     }
 
@@ -117,6 +121,7 @@ impl Relay {
                     })
                     .collect(),
             }),
+            erased_by: self.erased_by,
         }
     }
 
@@ -225,6 +230,8 @@ impl Origin {
         }
         p.seq = relay.origin_seq;
         p.received_at_ms = relay.origin_received_at_ms;
+        // An erasure at the origin before the relay: the claim is checked in the origin's log.
+        p.erased_by = relay.erased_by;
         let replayed = self.replica.replay_one(p, &mut ProvenByCheckpoints)?;
         if replayed.0.header.as_ref().map(|h| h.kind) == Some(Kind::Genesis)
             && let Some(c) = self.replica.registry().coalition()
@@ -308,6 +315,8 @@ impl Replica {
                 },
             ));
         }
+        // An erasure is the origin's own statement, never a gap leaf (rule 13a).
+        self.settle_erasure_claims(seq, None)?;
         self.frontier.append(leaf_hash(data));
         self.last_received_ms = received_at_ms;
         let size = self.frontier.size().0;
@@ -335,7 +344,7 @@ impl Replica {
         if p.erased_by.is_some() {
             return Err(at(
                 p.seq,
-                Fault::RelayEvidence("a relayed statement carries an erasure claim: erasing a relayed statement is not part of protocol version 1".into()),
+                Fault::RelayEvidence("a relayed statement carries an erasure claim in this log: an origin's erasure is claimed in `relay.erased_by`, at its origin position".into()),
             ));
         }
         let trusted = self

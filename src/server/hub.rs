@@ -558,7 +558,7 @@ fn check_target(
         .map(|entry| {
             if entry.relay.is_some() && entry.envelope.as_ref().is_some_and(|e| e.body.is_empty()) {
                 return Err(Status::failed_precondition(format!(
-                    "statement {id} was relayed from another hub without its body (it is restricted there): it cannot be the target of a statement here"
+                    "statement {id} was relayed from another hub without its body (restricted or erased there): it cannot be the target of a statement here"
                 )));
             }
             entry
