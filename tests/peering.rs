@@ -850,3 +850,120 @@ async fn a_statement_erased_at_its_origin_before_the_relay_goes_on_without_its_b
         "nothing of it matches at A"
     );
 }
+
+#[tokio::test]
+async fn an_origins_erasure_after_the_relay_erases_at_the_relaying_hub_too() {
+    let (x, a, xg) = peered().await;
+    let target = x
+        .client("acme")
+        .await
+        .submit(x.hash_set("acme", 97, 3))
+        .await
+        .expect("submit")
+        .receipt
+        .expect("receipt");
+    let target = StatementId::from_slice(&target.statement_id).expect("id");
+    wait_relayed(&a, xg, x.store.log_size()).await;
+    wait_state(&a, 97, 0, target, EntryState::Active).await;
+    // A member of A who synced it before the erasure.
+    let before = a
+        .sync_proven("globex", FilterSpec::default())
+        .await
+        .expect("sync");
+    let stored = a.store.entry_by_id(&target).expect("read").expect("stored");
+    assert!(
+        stored.envelope.is_some_and(|e| !e.body.is_empty()),
+        "relayed with its body"
+    );
+    // Only the origin erases it: A's admin quorum is refused, nothing logged.
+    let size = a.store.log_size();
+    let refused = a
+        .client("admin")
+        .await
+        .submit(governance::retraction(
+            &id("admin"),
+            &a.key("admin"),
+            coalition_hub::lifecycle::Retraction {
+                target,
+                entries: Vec::new(),
+                reason: "not ours to erase".into(),
+                admin_quorum: true,
+                erase: true,
+            },
+        ))
+        .await
+        .expect_err("A cannot erase X's statement");
+    assert!(
+        refused.to_string().contains("only its origin can erase it"),
+        "{refused}"
+    );
+    assert_eq!(a.store.log_size(), size);
+    x.client("admin")
+        .await
+        .submit(governance::retraction(
+            &id("admin"),
+            &x.key("admin"),
+            coalition_hub::lifecycle::Retraction {
+                target,
+                entries: Vec::new(),
+                reason: "court order".into(),
+                admin_quorum: true,
+                erase: true,
+            },
+        ))
+        .await
+        .expect("X erases it");
+    wait_relayed(&a, xg, x.store.log_size()).await;
+    // A overwrote the body, Match never returns it, whatever is asked for.
+    let stored = a.store.entry_by_id(&target).expect("read").expect("stored");
+    assert!(
+        stored.envelope.is_some_and(|e| e.body.is_empty()),
+        "scrubbed at A"
+    );
+    let mut globex = a.client("globex").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !states_at(&mut globex, 97, 0).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still matching at A after the erasure"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A member syncing from scratch gets the header and the claim, settled by X's erasure;
+    // one who held it sees it erased.
+    let fresh = a
+        .sync_proven("acme", FilterSpec::default())
+        .await
+        .expect("a fresh sync verifies");
+    let e = fresh
+        .entries
+        .iter()
+        .find(|e| e.id == target)
+        .expect("relayed");
+    assert_eq!(e.content, Content::Withheld);
+    let held = before
+        .entries
+        .iter()
+        .find(|e| e.id == target)
+        .expect("held");
+    let issuer = id("acme").qualified("x.example");
+    let state = |synced: &crate::common::Synced| {
+        synced.replica.registry().entry_state(
+            &Target {
+                id: target,
+                seq: held.seq,
+                issuer: &issuer,
+                kind: Kind::HashSet,
+            },
+            0,
+        )
+    };
+    assert_eq!(state(&fresh), EntryState::Erased);
+    // After a restart, the body is still gone and the auditor's replay agrees.
+    let a = TestHub::resume(a.stop().await).await;
+    let stored = a.store.entry_by_id(&target).expect("read").expect("stored");
+    assert!(stored.envelope.is_some_and(|e| e.body.is_empty()));
+    a.sync_proven("auditor", FilterSpec::default())
+        .await
+        .expect("the auditor's replay");
+}

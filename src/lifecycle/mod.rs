@@ -569,8 +569,13 @@ impl Lifecycle {
         if !matches!(target.kind, Kind::HashSet | Kind::RiskSignal) {
             return Err(NoEffect::NotRetractable(target.kind));
         }
+        // An erasure reaches only statements of its own hub: a relaying hub cannot erase a
+        // relayed statement (only its origin can, docs/PROTOCOL.md §3.10).
+        let erases_elsewhere =
+            record.retraction.erase && record.issuer.hub() != target.issuer.hub();
         if (!record.retraction.admin_quorum && &record.issuer != target.issuer)
             || !quorum_reaches(&record.issuer, target.issuer)
+            || erases_elsewhere
         {
             return Err(NoEffect::NotTheIssuer {
                 target_issuer: target.issuer.clone(),
@@ -1097,6 +1102,34 @@ mod tests {
         retract(&mut here, 5, "admin", 1, &[], true);
         assert_eq!(state(&here, &x_acme), EntryState::Retracted);
         assert_eq!(state(&here, &acme), EntryState::Retracted);
+        // An erasure reaches only its own hub's statements.
+        let erase = |issuer: &str| {
+            let mut life = Lifecycle::new();
+            life.record(
+                id(105),
+                Position {
+                    seq: 5,
+                    received_at_ms: 1005,
+                },
+                member(issuer),
+                vec![key(5)],
+                Retraction {
+                    target: id(1),
+                    entries: Vec::new(),
+                    reason: "court order".into(),
+                    admin_quorum: true,
+                    erase: true,
+                },
+            );
+            life
+        };
+        assert_eq!(state(&erase("admin"), &acme), EntryState::Erased);
+        assert_eq!(state(&erase("admin"), &x_acme), EntryState::Active);
+        assert_eq!(
+            state(&erase("admin@x.example"), &x_acme),
+            EntryState::Erased
+        );
+        assert_eq!(state(&erase("admin@x.example"), &acme), EntryState::Active);
     }
 
     /// Erasures: erased wins over a retraction and every opinion, is never voided by a later

@@ -198,6 +198,9 @@ pub struct Registry {
     /// (docs/PROTOCOL.md §3.10): it judges what concerns that hub's members (whose opinions
     /// count, which of their keys are compromised) and never grants anything here.
     origins: BTreeMap<String, Arc<Registry>>,
+    /// The relayed erasures: their position here, to their position at their origin (what a
+    /// relayed entry's `relay.erased_by` names, docs/PROTOCOL.md §3.10).
+    relayed_erasures: BTreeMap<u64, u64>,
 }
 
 fn status_name(status: MemberStatus) -> &'static str {
@@ -282,6 +285,11 @@ impl Registry {
         }
     }
 
+    /// The origin position of the relayed erasure logged here at `seq`.
+    pub fn origin_position(&self, seq: u64) -> Option<u64> {
+        self.relayed_erasures.get(&seq).copied()
+    }
+
     /// The hubs relayed from: the name their members are qualified with, their membership.
     pub fn origins(&self) -> impl Iterator<Item = (&str, &Arc<Registry>)> {
         self.origins.iter().map(|(hub, r)| (hub.as_str(), r))
@@ -301,14 +309,14 @@ impl Registry {
     /// Records a retraction or an opinion another hub logged and this log relays
     /// (docs/PROTOCOL.md §3.10): `record`, as the origin's membership replayed it, with its
     /// issuer qualified by `hub_name` and logged here at `seq`. Its receipt time stays the
-    /// origin's, the time the origin's key compromises are judged against. An erasure
-    /// withdraws the statement here like a retraction (its body is not scrubbed here: erasing
-    /// a relayed statement is not part of protocol version 1).
+    /// origin's, the time the origin's key compromises are judged against. An erasure erases
+    /// here too (its origin position is kept: [`Registry::origin_position`]).
     pub fn record_relayed(&mut self, hub_name: &str, seq: u64, record: RelayedLifecycle<'_>) {
         match record {
             RelayedLifecycle::Retraction(r) => {
-                let mut retraction = r.retraction.clone();
-                retraction.erase = false;
+                if r.retraction.erase {
+                    self.relayed_erasures.insert(seq, r.position.seq);
+                }
                 self.lifecycle.record(
                     r.id,
                     Position {
@@ -317,7 +325,7 @@ impl Registry {
                     },
                     r.issuer.qualified(hub_name),
                     r.key_ids.clone(),
-                    retraction,
+                    r.retraction.clone(),
                 );
             }
             RelayedLifecycle::Opinion(o) => self.lifecycle.record_opinion(

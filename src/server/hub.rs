@@ -554,6 +554,14 @@ fn check_target(
             .map_err(status::retraction);
     }
     let registry = store.registry();
+    if let (Body::Retraction(r), Some(entry)) = (body, &stored)
+        && r.erase
+        && entry.relay.is_some()
+    {
+        return Err(Status::failed_precondition(format!(
+            "statement {id} was relayed from another hub: only its origin can erase it (its erasure there erases it here too); this hub's admin quorum may retract it instead"
+        )));
+    }
     let target = stored
         .map(|entry| {
             if entry.relay.is_some() && entry.envelope.as_ref().is_some_and(|e| e.body.is_empty()) {

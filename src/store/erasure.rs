@@ -1,8 +1,9 @@
 //! Erasure on disk (docs/PROTOCOL.md §2.8): an erased statement's body is overwritten with
 //! zeros in place in `entries.dat`, once the erasure is durable.
 //!
-//! A record is the prost-encoded [`StoredEntry`], whose last field is the envelope, whose last
-//! field is the body: the body is the record's tail. Overwriting it with as many zero bytes
+//! A record is the prost-encoded [`StoredEntry`], whose last field is the envelope (then, for
+//! a relayed statement, its relay), whose last field is the body: the body ends the record, or
+//! the envelope just before the relay. Overwriting it with as many zero bytes
 //! keeps every offset in `entries.idx`, and the record still decodes (a bytes field may hold
 //! anything); a body of zeros cannot be a statement's (its first byte would be field number
 //! 0, which no protobuf message has), so [`clear_scrubbed`] reads such a body as absent.
@@ -44,18 +45,34 @@ impl EntryFiles {
             key: format!("entry {seq}"),
             reason: e.to_string(),
         })?;
-        let body = entry.envelope.map(|e| e.body).unwrap_or_default();
+        let body = entry
+            .envelope
+            .as_ref()
+            .map(|e| e.body.clone())
+            .unwrap_or_default();
         if body.iter().all(|b| *b == 0) {
             return Ok(false);
         }
-        if !bytes.ends_with(&body) {
+        // A relayed record ends with its relay (field 5, after the envelope); the body ends
+        // the envelope just before it.
+        let tail = entry
+            .relay
+            .as_ref()
+            .map_or(0, |r| prost::encoding::message::encoded_len(5, r));
+        let Some(end) = bytes.len().checked_sub(tail) else {
             return Err(StoreError::Corrupt {
                 key: format!("entry {seq}"),
-                reason: "the record does not end with its body, so it cannot be erased in place"
+                reason: "the record is shorter than its relay".into(),
+            });
+        };
+        if !bytes[..end].ends_with(&body) {
+            return Err(StoreError::Corrupt {
+                key: format!("entry {seq}"),
+                reason: "the record's envelope does not end with its body, so it cannot be erased in place"
                     .into(),
             });
         }
-        let at = start + (bytes.len() - body.len()) as u64;
+        let at = start + (end - body.len()) as u64;
         self.write_at(DATA_FILE, &vec![0u8; body.len()], at)?;
         Ok(true)
     }
@@ -69,7 +86,7 @@ fn erased(registry: &Registry, entry: &StoredEntry, id: StatementId) -> bool {
     let target = Target {
         id,
         seq: entry.seq,
-        issuer: &header.issuer,
+        issuer: &entry.issuer_here(&header.issuer, registry),
         kind: header.kind,
     };
     registry.erased_by(&target).is_some()

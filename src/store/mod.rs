@@ -840,15 +840,26 @@ impl Writer {
         }
         group.batch.insert(ORIGINS, origins_record(&candidate)?);
         let end = candidate.size();
+        // An origin's erasure erases here too: the bodies it names are overwritten.
+        let erased: Vec<StatementId> = accepted
+            .iter()
+            .filter_map(|a| a.statement())
+            .filter_map(|s| erasure::erasure_targets(&s.body))
+            .collect();
         match self.write_group(group) {
             Ok(()) => {
                 // Relayed retractions and opinions (and the origins' membership) change
                 // the states Match and sync decide.
                 let registry_changed = !Arc::ptr_eq(self.replica.registry(), candidate.registry());
                 self.replica = candidate;
-                self.published.send_replace(end);
+                // Published before the scrub, as for appends.
                 if registry_changed {
                     self.registry.send_replace(self.replica.registry().clone());
+                }
+                self.published.send_replace(end);
+                if let Err(e) = self.scrub(&erased, end) {
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    return Err(e);
                 }
                 let _ = reply.send(Ok(here..end));
                 Ok(())

@@ -96,11 +96,19 @@ impl StoredEntry {
     /// the entry that erased it. Take `registry` after reading the entry: the writer publishes
     /// an erasure before it overwrites the body, so a body found overwritten is then explained.
     pub fn into_sync_entry(mut self, registry: &Registry, with_body: bool) -> pb::SyncEntry {
-        let erased_by = self.erased_by(registry);
+        let mut erased_by = self.erased_by(registry);
         if (!with_body || erased_by.is_some())
             && let Some(envelope) = &mut self.envelope
         {
             envelope.body = Default::default();
+        }
+        // A relayed statement its origin erased: the claim names the erasure's origin
+        // position, in the relay (docs/PROTOCOL.md §3.10).
+        if let (Some(relay), Some(here)) = (&mut self.relay, erased_by) {
+            if relay.erased_by.is_none() {
+                relay.erased_by = registry.origin_position(here);
+            }
+            erased_by = None;
         }
         let compromised_key_ids = match &self.envelope {
             Some(envelope) => registry.compromised(
@@ -192,7 +200,7 @@ impl StoredEntry {
         registry.erased_by(&crate::lifecycle::Target {
             id,
             seq: self.seq,
-            issuer: &header.issuer,
+            issuer: &self.issuer_here(&header.issuer, registry),
             kind: header.kind,
         })
     }
