@@ -37,7 +37,18 @@ async fn admit_peer(t: &TestHub, member: &str) {
 
 /// At `t`, the admin quorum trusts `origins` (genesis, hub name).
 async fn trust(t: &TestHub, origins: &[(StatementId, &str)]) {
-    let federation = Federation::trusting(origins.iter().copied());
+    federate(t, origins, None).await;
+}
+
+/// At `t`, the admin quorum trusts `origins` (genesis, hub name), and names `peer` (origin,
+/// member) as the member through which that origin pulls `t`'s log.
+async fn federate(t: &TestHub, origins: &[(StatementId, &str)], peer: Option<(StatementId, &str)>) {
+    let mut federation = Federation::trusting(origins.iter().copied());
+    if let Some((origin, member)) = peer
+        && let Some(o) = federation.origins.get_mut(&origin)
+    {
+        o.peer = Some(id(member));
+    }
     let envelope = governance::settings(
         &id("admin"),
         &t.key("admin"),
@@ -49,6 +60,21 @@ async fn trust(t: &TestHub, origins: &[(StatementId, &str)]) {
         .submit(envelope)
         .await
         .expect("settings");
+}
+
+/// An erasure of `target` by `t`'s admin (an admin-quorum statement: quorum 1 here).
+fn erasure(t: &TestHub, target: StatementId) -> pb::Envelope {
+    governance::retraction(
+        &id("admin"),
+        &t.key("admin"),
+        coalition_hub::lifecycle::Retraction {
+            target,
+            entries: Vec::new(),
+            reason: "court order".into(),
+            admin_quorum: true,
+            erase: true,
+        },
+    )
 }
 
 async fn status(t: &TestHub) -> pb::FederationStatus {
@@ -675,20 +701,12 @@ async fn a_restricted_statement_reaches_only_the_hub_serving_its_recipient_from_
     let ag = genesis_of(&a).await;
     // X federates with A (A pulls X's log as X's member `outsider`) and with a hub C.
     let cg = StatementId([0x0c; 32]);
-    let mut federation = Federation::trusting([(ag, "a.example"), (cg, "c.example")]);
-    if let Some(o) = federation.origins.get_mut(&ag) {
-        o.peer = Some(id("outsider"));
-    }
-    x.client("admin")
-        .await
-        .submit(governance::settings(
-            &id("admin"),
-            &x.key("admin"),
-            Section::Federation(federation),
-            "federate with A and C",
-        ))
-        .await
-        .expect("X's federation settings");
+    federate(
+        &x,
+        &[(ag, "a.example"), (cg, "c.example")],
+        Some((ag, "outsider")),
+    )
+    .await;
     // acme at X shares a set that only A's globex and C's initech may read.
     let recipients = Recipients::from_members(
         vec![
@@ -770,20 +788,12 @@ async fn a_restricted_statement_reaches_only_the_hub_serving_its_recipient_from_
     );
     // A never passes it on, not even to the hub of its other recipient: C gets it from X.
     admit_peer(&a, "outsider").await;
-    let mut federation = Federation::trusting([(xg, "x.example"), (cg, "c.example")]);
-    if let Some(o) = federation.origins.get_mut(&cg) {
-        o.peer = Some(id("outsider"));
-    }
-    a.client("admin")
-        .await
-        .submit(governance::settings(
-            &id("admin"),
-            &a.key("admin"),
-            Section::Federation(federation),
-            "C pulls from A as outsider",
-        ))
-        .await
-        .expect("A's federation settings");
+    federate(
+        &a,
+        &[(xg, "x.example"), (cg, "c.example")],
+        Some((cg, "outsider")),
+    )
+    .await;
     let onward = federation_bodies(&a, "outsider").await;
     let (_, body) = onward
         .iter()
@@ -809,17 +819,7 @@ async fn a_statement_erased_at_its_origin_before_the_relay_goes_on_without_its_b
     let target = StatementId::from_slice(&erased.statement_id).expect("id");
     x.client("admin")
         .await
-        .submit(governance::retraction(
-            &id("admin"),
-            &x.key("admin"),
-            coalition_hub::lifecycle::Retraction {
-                target,
-                entries: Vec::new(),
-                reason: "court order".into(),
-                admin_quorum: true,
-                erase: true,
-            },
-        ))
+        .submit(erasure(&x, target))
         .await
         .expect("erasure");
     acme.submit(x.hash_set("acme", 96, 3))
@@ -880,17 +880,7 @@ async fn an_origins_erasure_after_the_relay_erases_at_the_relaying_hub_too() {
     let refused = a
         .client("admin")
         .await
-        .submit(governance::retraction(
-            &id("admin"),
-            &a.key("admin"),
-            coalition_hub::lifecycle::Retraction {
-                target,
-                entries: Vec::new(),
-                reason: "not ours to erase".into(),
-                admin_quorum: true,
-                erase: true,
-            },
-        ))
+        .submit(erasure(&a, target))
         .await
         .expect_err("A cannot erase X's statement");
     assert!(
@@ -900,17 +890,7 @@ async fn an_origins_erasure_after_the_relay_erases_at_the_relaying_hub_too() {
     assert_eq!(a.store.log_size(), size);
     x.client("admin")
         .await
-        .submit(governance::retraction(
-            &id("admin"),
-            &x.key("admin"),
-            coalition_hub::lifecycle::Retraction {
-                target,
-                entries: Vec::new(),
-                reason: "court order".into(),
-                admin_quorum: true,
-                erase: true,
-            },
-        ))
+        .submit(erasure(&x, target))
         .await
         .expect("X erases it");
     wait_relayed(&a, xg, x.store.log_size()).await;

@@ -84,26 +84,15 @@ impl Hub {
             .stderr(Stdio::from(log))
             .spawn()
             .context("starting `coalition serve`")?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no stdout from the hub"))?;
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stdout.read_line(&mut line)? == 0 {
-                let _ = child.kill();
-                let _ = child.wait();
+        match listening(&mut child, "listening on ") {
+            Ok((addr, stdout)) => Ok(Hub {
+                addr,
+                child,
+                _stdout: stdout,
+            }),
+            Err(e) => {
                 let log = std::fs::read_to_string(log_path).unwrap_or_default();
-                bail!("the hub exited before listening: {log}");
-            }
-            if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                return Ok(Hub {
-                    addr: addr.to_owned(),
-                    child,
-                    _stdout: stdout,
-                });
+                bail!("the hub {e}: {log}")
             }
         }
     }
@@ -271,29 +260,14 @@ impl Witness {
             .stderr(Stdio::null())
             .spawn()
             .context("starting `coalition witness run`")?;
-        let mut stdout = BufReader::new(
-            child
-                .stdout
-                .take()
-                .ok_or_else(|| anyhow!("no stdout from the witness"))?,
-        );
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stdout.read_line(&mut line)? == 0 {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the witness exited before listening");
-            }
-            if let Some(addr) = line.trim().strip_prefix("witness listening on ") {
-                return Ok(Witness {
-                    addr: addr.to_owned(),
-                    key,
-                    child,
-                    _stdout: stdout,
-                });
-            }
-        }
+        let (addr, stdout) = listening(&mut child, "witness listening on ")
+            .map_err(|e| anyhow!("the witness {e}"))?;
+        Ok(Witness {
+            addr,
+            key,
+            child,
+            _stdout: stdout,
+        })
     }
 
     /// The witness policy naming only this witness, as its quorum.
@@ -308,5 +282,28 @@ impl Drop for Witness {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads `child`'s stdout up to its line `<prefix><address>`: the address, and the stdout
+/// (kept open so the child never writes to a closed pipe). The child is killed and reaped if
+/// it exits first.
+fn listening(child: &mut Child, prefix: &str) -> Result<(String, BufReader<ChildStdout>)> {
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("has no stdout"))?;
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stdout.read_line(&mut line)? == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("exited before listening");
+        }
+        if let Some(addr) = line.trim().strip_prefix(prefix) {
+            return Ok((addr.to_owned(), stdout));
+        }
     }
 }
