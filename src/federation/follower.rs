@@ -135,11 +135,7 @@ impl Follower {
     /// checked against the local root, with the cosignatures the witness policy verifies.
     pub async fn round(&mut self) -> Result<Round, FollowError> {
         let result = self.round_inner().await;
-        match &result {
-            Err(FollowError::Unavailable { .. }) => self.source.disconnect(),
-            Err(FollowError::Refused { .. }) => self.status.refusals += 1,
-            _ => {}
-        }
+        self.source.account(&result, &mut self.status.refusals);
         result
     }
 

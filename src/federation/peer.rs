@@ -81,11 +81,7 @@ impl Puller {
     /// the cursor, relayed with that checkpoint as evidence and logged as one group.
     pub async fn round(&mut self) -> Result<Round, FollowError> {
         let result = self.round_inner().await;
-        match &result {
-            Err(FollowError::Unavailable { .. }) => self.source.disconnect(),
-            Err(FollowError::Refused { .. }) => self.status.refusals += 1,
-            _ => {}
-        }
+        self.source.account(&result, &mut self.status.refusals);
         result
     }
 
@@ -196,12 +192,19 @@ impl Puller {
         let mut onward = Onward::new(replica.origins().map(|(g, _, r)| (*g, OriginView::of(r))));
         let mut batch = Vec::new();
         for entry in entries {
-            // A statement logged here too (submitted to both hubs) appears once here.
-            let held = crate::statement::StatementId::from_slice(&entry.statement_id)
-                .map(|id| self.store.entry_by_id(&id).map(|e| e.is_some()))
-                .transpose()?
-                .unwrap_or(false);
-            let passed_on = match onward_of(&entry) {
+            let onward_origin = onward_of(&entry);
+            // A statement logged here too (submitted to both hubs) appears once here. Only
+            // the peer's own statements and what it relays onward are looked up: its other
+            // relays are gap leaves whatever this log holds.
+            let held = if entry.relay.is_none() || onward_origin.is_some() {
+                crate::statement::StatementId::from_slice(&entry.statement_id)
+                    .map(|id| self.store.entry_by_id(&id).map(|e| e.is_some()))
+                    .transpose()?
+                    .unwrap_or(false)
+            } else {
+                false
+            };
+            let passed_on = match onward_origin {
                 Some(origin) if held => {
                     onward.block(origin);
                     None

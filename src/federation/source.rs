@@ -54,6 +54,16 @@ impl Source {
         self.client = None;
     }
 
+    /// After a round: an unavailable source is disconnected (the next call reconnects), a
+    /// refusal is counted in `refusals`.
+    pub fn account<T>(&mut self, result: &Result<T, FollowError>, refusals: &mut u64) {
+        match result {
+            Err(FollowError::Unavailable { .. }) => self.disconnect(),
+            Err(FollowError::Refused { .. }) => *refusals += 1,
+            _ => {}
+        }
+    }
+
     /// The latest signed checkpoint note it published (never refreshed on demand).
     pub async fn latest_note(&mut self) -> Result<String, FollowError> {
         let request = pb::GetCheckpointRequest {

@@ -586,6 +586,18 @@ impl SeenIds for HeldIds<'_> {
     }
 }
 
+/// The statements the erasures among `accepted` name: this hub's and, relayed, their
+/// origins' (whether each erases here is the registry's to say, `erasure.rs`).
+fn erasures_in<'a>(
+    accepted: impl IntoIterator<Item = &'a crate::replica::Accepted>,
+) -> Vec<StatementId> {
+    accepted
+        .into_iter()
+        .filter_map(crate::replica::Accepted::statement)
+        .filter_map(|s| erasure::erasure_targets(&s.body))
+        .collect()
+}
+
 /// The [`ORIGINS`] record of a replica.
 fn origins_record(replica: &Replica) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(&replica.origin_snapshots()).map_err(|e| StoreError::Corrupt {
@@ -706,7 +718,6 @@ impl Writer {
             return Ok(());
         }
         let mut group = Group::default();
-        let mut erased = Vec::new();
         let mut relayed = false;
         for (entry, accepted) in &batch.entries {
             // A relayed membership change is the origin's, never this log's.
@@ -719,11 +730,7 @@ impl Writer {
                 group.registry_changed = true;
                 group.batch.insert(&membership_key(entry.seq)[..], &[][..]);
             }
-            if accepted.origin.is_some() {
-                relayed = true;
-            } else if let Some(statement) = accepted.statement() {
-                erased.extend(erasure::erasure_targets(&statement.body));
-            }
+            relayed |= accepted.origin.is_some();
             let record = StoredEntry {
                 seq: entry.seq,
                 received_at_ms: entry.received_at_ms,
@@ -731,27 +738,15 @@ impl Writer {
                 envelope: entry.envelope.clone(),
                 relay: entry.relay.clone(),
             };
-            self.tiles.append(log::leaf_hash(&record.leaf_data()?));
-            self.entries.stage(&record);
-            group.in_batch.insert(
-                accepted.id,
-                Receipt {
-                    statement_id: accepted.id,
-                    seq: entry.seq,
-                    received_at_ms: entry.received_at_ms,
-                },
-            );
+            self.stage_record(&mut group, &record, accepted.id)?;
         }
         if relayed {
             group.batch.insert(ORIGINS, origins_record(&batch.replica)?);
         }
-        let result = self.write_group(group).and_then(|()| {
-            self.replica = batch.replica;
-            // Published before the scrub, as for appends (`commit`).
-            self.registry.send_replace(self.replica.registry().clone());
-            self.published.send_replace(end);
-            self.scrub(&erased, end)
-        });
+        let erased = erasures_in(batch.entries.iter().map(|(_, a)| a));
+        let result = self
+            .write_group(group)
+            .and_then(|()| self.adopt(batch.replica, &erased));
         match result {
             Ok(()) => {
                 let _ = reply.send(Ok(end));
@@ -827,40 +822,16 @@ impl Writer {
                 envelope: entry.envelope,
                 relay: entry.relay,
             };
-            self.tiles.append(log::leaf_hash(&record.leaf_data()?));
-            self.entries.stage(&record);
-            group.in_batch.insert(
-                accepted.id,
-                Receipt {
-                    statement_id: accepted.id,
-                    seq: record.seq,
-                    received_at_ms,
-                },
-            );
+            self.stage_record(&mut group, &record, accepted.id)?;
         }
         group.batch.insert(ORIGINS, origins_record(&candidate)?);
         let end = candidate.size();
-        // An origin's erasure erases here too: the bodies it names are overwritten.
-        let erased: Vec<StatementId> = accepted
-            .iter()
-            .filter_map(|a| a.statement())
-            .filter_map(|s| erasure::erasure_targets(&s.body))
-            .collect();
-        match self.write_group(group) {
+        let erased = erasures_in(&accepted);
+        let result = self
+            .write_group(group)
+            .and_then(|()| self.adopt(candidate, &erased));
+        match result {
             Ok(()) => {
-                // Relayed retractions and opinions (and the origins' membership) change
-                // the states Match and sync decide.
-                let registry_changed = !Arc::ptr_eq(self.replica.registry(), candidate.registry());
-                self.replica = candidate;
-                // Published before the scrub, as for appends.
-                if registry_changed {
-                    self.registry.send_replace(self.replica.registry().clone());
-                }
-                self.published.send_replace(end);
-                if let Err(e) = self.scrub(&erased, end) {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
-                    return Err(e);
-                }
                 let _ = reply.send(Ok(here..end));
                 Ok(())
             }
@@ -869,6 +840,42 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Stages one record of a batch of another hub's entries (replicated or relayed): its
+    /// leaf joins the tiles, the record the entry files, its id the group.
+    fn stage_record(
+        &mut self,
+        group: &mut Group,
+        record: &StoredEntry,
+        id: StatementId,
+    ) -> Result<(), StoreError> {
+        self.tiles.append(log::leaf_hash(&record.leaf_data()?));
+        self.entries.stage(record);
+        group.in_batch.insert(
+            id,
+            Receipt {
+                statement_id: id,
+                seq: record.seq,
+                received_at_ms: record.received_at_ms,
+            },
+        );
+        Ok(())
+    }
+
+    /// After a durable group of another hub's entries: `replica`, which accepted them,
+    /// becomes the writer's; its registry (when the group changed it) and size are
+    /// published, then the bodies the group's erasures name are overwritten — before
+    /// anything is acknowledged, as for appends.
+    fn adopt(&mut self, replica: Replica, erased: &[StatementId]) -> Result<(), StoreError> {
+        let registry_changed = !Arc::ptr_eq(self.replica.registry(), replica.registry());
+        self.replica = replica;
+        if registry_changed {
+            self.registry.send_replace(self.replica.registry().clone());
+        }
+        let end = self.replica.size();
+        self.published.send_replace(end);
+        self.scrub(erased, end)
     }
 
     /// Makes a staged group durable: the entry files synced, then the size, tiles and marks
