@@ -667,7 +667,7 @@ fn a_peers_relays_go_onward_with_their_provenance() {
     let mut onward = Onward::new([]);
     let mut batch = Vec::new();
     for e in &w.x.entries {
-        let passed_on = e.relay.as_ref().and_then(|_| onward.take(e));
+        let passed_on = e.relay.as_ref().and_then(|_| onward.take(e, false));
         batch.extend(from_x.take(e.clone(), false).expect("relayable"));
         batch.extend(passed_on);
     }
@@ -697,7 +697,22 @@ fn a_peers_relays_go_onward_with_their_provenance() {
             .origins()
             .map(|(g, _, r)| (*g, coalition_hub::federation::OriginView::of(r))),
     );
-    assert!(w.x.entries.iter().all(|e| again.take(e).is_none()));
+    assert!(w.x.entries.iter().all(|e| again.take(e, false).is_none()));
+    // An entry relayed here already is skipped, held or not, without leaving its origin to
+    // other paths: the origin's next entry still goes on (a puller re-reading after a restart).
+    let y = w.y.genesis().0.to_vec();
+    let of_y: Vec<_> =
+        w.x.entries
+            .iter()
+            .filter(|e| e.relay.as_ref().is_some_and(|r| r.origin_genesis == y))
+            .collect();
+    let mut resumed = Onward::new([]);
+    assert!(resumed.take(of_y[0], false).is_some());
+    assert!(
+        resumed.take(of_y[0], true).is_none(),
+        "relayed here already"
+    );
+    assert!(resumed.take(of_y[1], false).is_some(), "Y is not blocked");
 }
 
 fn renumber(hub: &mut Hub) {

@@ -204,14 +204,7 @@ impl Puller {
             } else {
                 false
             };
-            let passed_on = match onward_origin {
-                Some(origin) if held => {
-                    onward.block(origin);
-                    None
-                }
-                Some(_) => onward.take(&entry),
-                None => None,
-            };
+            let passed_on = onward_origin.and_then(|_| onward.take(&entry, held));
             if let Some(relayed) = relayer
                 .take(entry, held)
                 .map_err(|e| self.source.refused_text(e.to_string()))?

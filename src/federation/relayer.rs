@@ -196,17 +196,11 @@ impl Onward {
         }
     }
 
-    /// Leaves `origin` to its other paths for the rest of this round: an entry of it the
-    /// peer relayed is held here already (logged here too), and only the origin's own
-    /// relayer turns such a statement into a gap leaf.
-    pub fn block(&mut self, origin: StatementId) {
-        self.blocked.insert(origin);
-    }
-
-    /// Takes an entry the peer relayed (its `relay` set): the entry to relay here (position
-    /// and receipt time the writer's to give), or `None` when this log has it already or
-    /// cannot continue the origin from it.
-    pub fn take(&mut self, entry: &pb::SyncEntry) -> Option<pb::SyncEntry> {
+    /// Takes an entry the peer relayed (its `relay` set), `held` when this log holds its
+    /// statement already: the entry to relay here (position and receipt time the writer's to
+    /// give), or `None` when this log relayed it already or cannot continue the origin from
+    /// it.
+    pub fn take(&mut self, entry: &pb::SyncEntry, held: bool) -> Option<pb::SyncEntry> {
         let relay = Relay::from_wire(entry.relay.clone()?).ok()?;
         if self.blocked.contains(&relay.origin) {
             return None;
@@ -215,6 +209,13 @@ impl Onward {
         let k = relay.origin_seq;
         if k < view.size {
             return None; // relayed here already
+        }
+        if held {
+            // Beyond what this log rebuilt of the origin, yet logged here already (by another
+            // path, or submitted here too): only the origin's own relayer turns it into a gap
+            // leaf, so the origin is left to its other paths for this round.
+            self.blocked.insert(relay.origin);
+            return None;
         }
         let first = k.checked_sub(relay.gap_leaves.len() as u64)?;
         if first > view.size {
