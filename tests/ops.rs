@@ -507,8 +507,11 @@ async fn the_operations_listener_serves_metrics_and_json_logs() {
     let page = loop {
         let (code, page) = hub.get("/metrics");
         assert_eq!(code, 200);
-        // The sync stream is recorded when it ends, which the hub sees just after the client.
-        if sample(&page, "coalition_sync_streams_open") == Some(0.0) || Instant::now() > deadline {
+        // The sync stream is recorded when it ends, which the hub sees just after the client;
+        // the indexer catches up with the log in the background.
+        let settled = sample(&page, "coalition_sync_streams_open") == Some(0.0)
+            && sample(&page, "coalition_index_lag_entries") == Some(0.0);
+        if settled || Instant::now() > deadline {
             break page;
         }
         std::thread::sleep(Duration::from_millis(20));
