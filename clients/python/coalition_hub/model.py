@@ -1,0 +1,168 @@
+"""Plain types of the public API: what a verified sync yields and what a submission takes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+
+class Kind(enum.IntEnum):
+    """Statement kinds (`StatementKind`)."""
+
+    HASH_SET = 1
+    RISK_SIGNAL = 2
+    GENESIS = 3
+    MEMBERSHIP = 4
+    SETTINGS = 5
+    RETRACTION = 6
+    OPINION = 7
+
+
+class HashType(enum.IntEnum):
+    """Hash algorithms (`HashType`), with their value lengths in :data:`HASH_LENGTHS`."""
+
+    MD5 = 1
+    SHA1 = 2
+    SHA256 = 3
+    PDQ = 4
+    PHOTODNA = 5
+
+    @property
+    def wire_name(self) -> str:
+        """Lowercase name as the CLI spells it (md5, sha1, sha256, pdq, photodna)."""
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, name: str | int | HashType) -> HashType:
+        """From a name (`"pdq"`, `"PDQ"`) or a number."""
+        if isinstance(name, str):
+            return cls[name.upper()]
+        return cls(name)
+
+
+#: Exact value length in bytes of each hash type (§2.3).
+HASH_LENGTHS: dict[int, int] = {1: 16, 2: 20, 3: 32, 4: 32, 5: 144}
+
+
+class EntryState(enum.IntEnum):
+    """An entry's lifecycle state (§4.3, `EntryState`)."""
+
+    ACTIVE = 1
+    DISPUTED = 2
+    QUARANTINED = 3
+    RETRACTED = 4
+    COMPROMISED = 5
+    EXPIRED = 6
+    ERASED = 7
+
+
+class Verdict(enum.IntEnum):
+    """Opinion verdicts (`OpinionVerdict`)."""
+
+    CONFIRMED = 1
+    FALSE_POSITIVE = 2
+    DISPUTED = 3
+    WITHDRAWN = 4
+    QUARANTINE = 5
+    RELEASE = 6
+    SEEN = 7
+
+
+@dataclass(frozen=True)
+class HashInput:
+    """One hash to submit: type, raw value (or hex), PDQ quality, labels."""
+
+    type: HashType | str
+    value: bytes | str
+    quality: int | None = None
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VerifiedHash:
+    """One hash of a verified hash set (or a risk signal's hash indicator)."""
+
+    #: Index of the entry in its statement (a hash set's `entries`, a signal's `indicators`).
+    entry_index: int
+    #: Lowercase type name: md5, sha1, sha256, pdq, photodna.
+    type: str
+    #: Lowercase hex of the raw value.
+    value_hex: str
+    #: PDQ quality, None for other types.
+    quality: int | None
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerifiedIndicator:
+    """One indicator of a verified risk signal."""
+
+    entry_index: int
+    #: keyword, url, domain, account_handle or hash.
+    type: str
+    value: str
+    platform: str
+    hash: VerifiedHash | None
+
+
+@dataclass(frozen=True)
+class RiskSignalFields:
+    """A verified risk signal's fields."""
+
+    category: str
+    severity: str
+    title: str
+    description: str
+    first_seen_ms: int
+    last_seen_ms: int
+    expires_at_ms: int | None
+    indicators: tuple[VerifiedIndicator, ...]
+
+
+@dataclass
+class VerifiedEntry:
+    """One log entry whose bytes, signatures, entitlement and Merkle inclusion in a signed
+    checkpoint were verified by this client (never taken on the hub's word)."""
+
+    seq: int
+    #: Lowercase hex statement id.
+    statement_id: str
+    #: The member who issued it.
+    issuer: str
+    #: The header's signing key id.
+    key_id: str
+    received_at_ms: int
+    issued_at_ms: int
+    kind: Kind
+    #: Restricted recipients (empty: every member reads it).
+    recipients: tuple[str, ...]
+    #: False when the body was withheld (a restricted statement this member may not read, or
+    #: an erased one); its header and signatures were still verified.
+    has_body: bool
+    #: The lifecycle state (§4.3) of the statement's entries when the batch was proven, for
+    #: hash sets and risk signals: `base_state` for every entry, except the entries named in
+    #: `entry_states` (entries some retraction or opinion names). Use :meth:`state`.
+    base_state: EntryState = EntryState.ACTIVE
+    entry_states: dict[int, EntryState] = field(default_factory=dict)
+    #: Hash-set description.
+    description: str = ""
+    expires_at_ms: int | None = None
+    #: Set for risk signals.
+    risk_signal: RiskSignalFields | None = None
+    #: Decoded body for governance and lifecycle statements (a dict of the protobuf message).
+    details: dict[str, Any] | None = None
+    #: Internal: the decoded body message (hashes are built from it on first use).
+    _body: Any = field(default=None, repr=False, compare=False)
+
+    def state(self, entry_index: int) -> EntryState:
+        """The state of one entry (§4.3) when the batch was proven."""
+        return self.entry_states.get(entry_index, self.base_state)
+
+    @cached_property
+    def hashes(self) -> tuple[VerifiedHash, ...]:
+        """Every hash of a hash set (or a risk signal's hash indicators), in entry order."""
+        from coalition_hub.statements import hashes_of_body
+
+        return hashes_of_body(self._body) if self._body is not None else ()

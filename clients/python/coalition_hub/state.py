@@ -1,0 +1,115 @@
+"""SyncState: the resumable state of a verified sync, persisted as JSON (no pickle).
+
+It holds what the replica needs to continue where it stopped (PROTOCOL.md §3.6): the pinned
+genesis, the number of entries replayed, the Merkle frontier, the last receipt time, the last
+accepted checkpoint, every governance and lifecycle entry (replayed again on load, signatures
+included, and the checkpoint's signature checked again), the statement ids logged (rule 9), the
+lifecycle targets and open erasure claims."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from coalition_hub import errors as E
+from coalition_hub.merkle import Frontier, ProofError
+from coalition_hub.pb import hub as hpb
+from coalition_hub.replica import Replica, Target
+
+FORMAT = 1
+
+
+class SyncState:
+    """A persistable sync position. Create it empty (`SyncState()`), optionally pinning the
+    genesis id (hex); `HubClient.sync` updates it after every proven batch it has yielded."""
+
+    def __init__(self, genesis: str | None = None) -> None:
+        self._data: dict[str, Any] = {"format": FORMAT, "genesis": genesis}
+
+    @property
+    def genesis(self) -> str | None:
+        """The pinned genesis statement id (hex), once known."""
+        g = self._data.get("genesis")
+        return g if isinstance(g, str) else None
+
+    @property
+    def size(self) -> int:
+        """Entries verified and proven so far (the next seq)."""
+        return int(self._data.get("size", 0))
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The last accepted signed checkpoint note."""
+        c = self._data.get("checkpoint")
+        return c if isinstance(c, str) else None
+
+    def to_json(self) -> str:
+        """The state as a JSON document."""
+        return json.dumps(self._data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SyncState:
+        """A state saved by :meth:`to_json`. Its contents are checked when a sync restores it."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise E.StateError("the saved state", f"not JSON: {e}") from e
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise E.StateError("the saved state", f"not a sync state of format {FORMAT}: sync from the start")
+        s = cls()
+        s._data = data
+        return s
+
+    # --- to and from a replica (package-internal) ------------------------------------------
+
+    def _save(self, r: Replica) -> None:
+        ids = sorted(r.ids.items(), key=lambda kv: kv[1])
+        self._data = {
+            "format": FORMAT,
+            "reader": r.reader,
+            "genesis": r.genesis_id.hex() if r.genesis_id else self.genesis,
+            "size": r.size,
+            "frontier": [h.hex() for h in r.frontier.hashes],
+            "last_received_ms": r.last_received_ms,
+            "checkpoint": r.anchor.note if r.anchor else None,
+            "governance": [base64.b64encode(g).decode() for g in r.governance],
+            "ids": base64.b64encode(b"".join(sid for sid, _ in ids)).decode(),
+            "targets": {
+                sid.hex(): [t.seq, t.issuer, t.kind, t.key_id, t.received_at_ms, t.expires_at_ms]
+                for sid, t in r.targets.items()
+            },
+            "erasure_claims": {str(m): [[seq, sid.hex()] for seq, sid in c] for m, c in r.erasure_claims.items()},
+        }
+
+    def _restore(self, reader: str) -> Replica:
+        d = self._data
+        pinned = bytes.fromhex(self.genesis) if self.genesis else None
+        r = Replica(reader=reader, pinned_genesis=pinned)
+        if "size" not in d:
+            return r
+        where = "the saved state"
+        try:
+            if d.get("reader") != reader:
+                raise E.StateError(where, f"it was saved by member '{d.get('reader')}', not '{reader}'")
+            ids = base64.b64decode(d["ids"])
+            if len(ids) != 32 * d["size"]:
+                raise E.StateError(where, "its statement ids do not match its size")
+            r.ids = {ids[i * 32 : i * 32 + 32]: i for i in range(d["size"])}
+            for sid, t in d["targets"].items():
+                r.targets[bytes.fromhex(sid)] = Target(*t)
+            for g in d["governance"]:
+                entry = hpb.SyncEntry()
+                entry.ParseFromString(base64.b64decode(g))
+                r.replay(entry, resumed=True)
+            r.frontier = Frontier(d["size"], [bytes.fromhex(h) for h in d["frontier"]])
+            r.last_received_ms = d["last_received_ms"]
+            for m, claims in d.get("erasure_claims", {}).items():
+                r.erasure_claims[int(m)] = [(seq, bytes.fromhex(sid)) for seq, sid in claims]
+            if d.get("checkpoint"):
+                r.anchor = r.verify_note(d["checkpoint"])
+                if r.anchor.size == r.size and r.anchor.root != r.frontier.root():
+                    raise E.StateError(where, "its checkpoint's root is not its frontier's root")
+        except (KeyError, TypeError, ValueError, ProofError) as e:
+            raise E.StateError(where, f"damaged: {e}") from e
+        return r

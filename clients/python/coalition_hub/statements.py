@@ -1,0 +1,316 @@
+"""Statements: building and signing them canonically (§2.1), and the field rules (§2.3) a
+reader checks on what it receives."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from coalition_hub.keys import SigningKey
+from coalition_hub.model import HASH_LENGTHS, HashInput, HashType, Kind, VerifiedHash
+from coalition_hub.pb import statement as spb
+from coalition_hub.wire import PAYLOAD_TYPE, pae, valid_key_id
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_HASH_ENTRIES = 100_000
+MAX_LABELS = 256
+MAX_RECIPIENTS = 64
+_MEMBER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+_CATEGORIES = {"A1", "A2", "B1", "B2"}
+_TYPE_NAMES = {1: "md5", 2: "sha1", 3: "sha256", 4: "pdq", 5: "photodna"}
+_INDICATOR_NAMES = {1: "keyword", 2: "url", 3: "domain", 4: "account_handle", 5: "hash"}
+_BODY_KIND = {
+    "hash_set": Kind.HASH_SET,
+    "risk_signal": Kind.RISK_SIGNAL,
+    "genesis": Kind.GENESIS,
+    "membership": Kind.MEMBERSHIP,
+    "settings": Kind.SETTINGS,
+    "retraction": Kind.RETRACTION,
+    "opinion": Kind.OPINION,
+}
+
+
+class FieldError(ValueError):
+    """A field that breaks a rule of §2.3 (the message names the field)."""
+
+
+def valid_member_id(member: str) -> bool:
+    """`[a-z0-9][a-z0-9-]{0,62}` (§1); a federated `member@hub` is accepted in recipients."""
+    return bool(_MEMBER_RE.match(member))
+
+
+_label_cache: dict[str, str] = {}
+
+
+def canonical_label(label: str) -> str:
+    """A label's canonical spelling (categories upper case), or FieldError."""
+    c = _label_cache.get(label)
+    if c is not None:
+        return c
+    up = label.upper()
+    if up in _CATEGORIES:
+        c = up
+    elif _TAG_RE.match(label):
+        c = label
+    else:
+        raise FieldError(f"label {label!r} is neither a category (A1, A2, B1, B2) nor a tag [a-z0-9][a-z0-9_.:-]{{0,63}}")
+    if len(_label_cache) < 65536:
+        _label_cache[label] = c
+    return c
+
+
+def body_kind(body: spb.StatementBody) -> Kind | None:
+    """The kind the body's oneof names."""
+    which = body.WhichOneof("body")
+    return _BODY_KIND.get(which) if which else None
+
+
+def _check_hash(entry: spb.HashEntry, where: str, types: set[int], labels: set[str]) -> None:
+    t = entry.type
+    length = HASH_LENGTHS.get(t)
+    if length is None:
+        raise FieldError(f"{where}.type: unknown or unspecified hash type {t}")
+    if len(entry.value) != length:
+        raise FieldError(f"{where}.value: a {_TYPE_NAMES[t]} hash must be {length} bytes, got {len(entry.value)}")
+    if t == 4:
+        if not entry.HasField("quality") or entry.quality > 100:
+            raise FieldError(f"{where}.quality: a pdq hash needs a quality 0..=100")
+    elif entry.HasField("quality"):
+        raise FieldError(f"{where}.quality: only pdq hashes have a quality")
+    types.add(t)
+    if entry.labels:
+        ls = entry.labels
+        if len(ls) > 16:
+            raise FieldError(f"{where}.labels: at most 16")
+        canon = [canonical_label(x) for x in ls]
+        if len(set(canon)) != len(canon):
+            raise FieldError(f"{where}.labels: a label given twice")
+        labels.update(canon)
+
+
+def check_header(h: spb.Statement) -> None:
+    """Header field rules (§2.1, §2.3) that do not need the body."""
+    if not valid_member_id(h.issuer):
+        raise FieldError(f"issuer: {h.issuer!r} is not a member id")
+    if not valid_key_id(h.key_id):
+        raise FieldError("key_id: not 16 lowercase hex characters")
+    if h.issued_at_ms <= 0:
+        raise FieldError("issued_at_ms: must be > 0")
+    if len(h.nonce) != 16:
+        raise FieldError("nonce: must be 16 bytes")
+    if h.kind not in Kind._value2member_map_:
+        raise FieldError(f"kind: unknown or unspecified ({h.kind})")
+    if len(h.body_sha256) != 32:
+        raise FieldError("body_sha256: must be 32 bytes")
+    if not 1 <= h.body_bytes <= MAX_BODY_BYTES:
+        raise FieldError("body_bytes: must be 1..=16 MiB")
+    ht = list(h.hash_types)
+    if ht != sorted(set(ht)) or any(t not in HASH_LENGTHS for t in ht):
+        raise FieldError("hash_types: not ascending, each once, known")
+    labels = list(h.labels)
+    if len(labels) > MAX_LABELS:
+        raise FieldError(f"labels: more than {MAX_LABELS}")
+    enc = [x.encode() for x in labels]
+    if enc != sorted(set(enc)) or any(canonical_label(x) != x for x in labels):
+        raise FieldError("labels: not canonical, ascending, each once")
+    rec = list(h.recipients)
+    if rec:
+        if len(rec) > MAX_RECIPIENTS:
+            raise FieldError(f"recipients: more than {MAX_RECIPIENTS}")
+        renc = [r.encode() for r in rec]
+        if renc != sorted(set(renc)) or h.issuer in rec:
+            raise FieldError("recipients: not ascending, each once, never the issuer")
+        if h.kind not in (Kind.HASH_SET, Kind.RISK_SIGNAL, Kind.OPINION):
+            raise FieldError(f"recipients: a {Kind(h.kind).name.lower()} statement cannot be restricted")
+        if ht or labels:
+            raise FieldError("hash_types / labels: a restricted header lists none")
+    elif h.kind in (Kind.GENESIS, Kind.MEMBERSHIP, Kind.SETTINGS, Kind.RETRACTION, Kind.OPINION) and (ht or labels):
+        raise FieldError("hash_types / labels: empty for this kind")
+
+
+def check_body(h: spb.Statement, body: spb.StatementBody) -> None:
+    """The body's field rules and that the header names it: kind, hash types, labels (§2.1).
+    Digest and length are checked by the caller."""
+    kind = body_kind(body)
+    if kind is None or kind != h.kind:
+        raise FieldError(f"kind: the header says {h.kind}, the body holds {body.WhichOneof('body')}")
+    types: set[int] = set()
+    labels: set[str] = set()
+    if kind == Kind.HASH_SET:
+        hs = body.hash_set
+        n = len(hs.entries)
+        if not 1 <= n <= MAX_HASH_ENTRIES:
+            raise FieldError(f"hash_set.entries: 1..={MAX_HASH_ENTRIES}, got {n}")
+        if len(hs.description) > 1000:
+            raise FieldError("hash_set.description: at most 1000 characters")
+        if hs.HasField("expires_at_ms") and hs.expires_at_ms <= 0:
+            raise FieldError("hash_set.expires_at_ms: must be > 0")
+        for i, e in enumerate(hs.entries):
+            _check_hash(e, f"hash_set.entries[{i}]", types, labels)
+    elif kind == Kind.RISK_SIGNAL:
+        rs = body.risk_signal
+        if not 1 <= rs.category <= 5 or not 1 <= rs.severity <= 4:
+            raise FieldError("risk_signal.category / severity: unspecified or unknown")
+        if not 1 <= len(rs.title) <= 200 or len(rs.description) > 10_000:
+            raise FieldError("risk_signal.title / description: length")
+        if not 1 <= len(rs.indicators) <= 1000:
+            raise FieldError("risk_signal.indicators: 1..=1000")
+        if not 0 < rs.first_seen_ms <= rs.last_seen_ms:
+            raise FieldError("risk_signal.first_seen_ms / last_seen_ms: 0 < first <= last")
+        if rs.HasField("expires_at_ms") and rs.expires_at_ms <= rs.last_seen_ms:
+            raise FieldError("risk_signal.expires_at_ms: must be after last_seen_ms")
+        for i, ind in enumerate(rs.indicators):
+            if ind.type == 5:
+                if ind.value or not ind.HasField("hash"):
+                    raise FieldError(f"risk_signal.indicators[{i}]: a hash indicator has a hash, no value")
+                _check_hash(ind.hash, f"risk_signal.indicators[{i}].hash", types, labels)
+            elif ind.type not in _INDICATOR_NAMES or not ind.value:
+                raise FieldError(f"risk_signal.indicators[{i}]: unknown type or empty value")
+    elif kind == Kind.RETRACTION:
+        r = body.retraction
+        if len(r.statement_id) != 32:
+            raise FieldError("retraction.statement_id: 32 bytes")
+        es = list(r.entries)
+        if es != sorted(set(es)):
+            raise FieldError("retraction.entries: ascending, each once")
+        if not 1 <= len(r.reason) <= 1000:
+            raise FieldError("retraction.reason: 1..=1000 characters")
+        if r.erase and (not r.admin_quorum or es):
+            raise FieldError("retraction.erase: an erasure is an admin-quorum retraction of the whole statement")
+    elif kind == Kind.OPINION:
+        o = body.opinion
+        if len(o.statement_id) != 32:
+            raise FieldError("opinion.statement_id: 32 bytes")
+        if not 1 <= o.verdict <= 7:
+            raise FieldError("opinion.verdict: unknown")
+        if o.admin_quorum != (o.verdict in (5, 6)):
+            raise FieldError("opinion.admin_quorum: true exactly for QUARANTINE and RELEASE")
+        if len(o.note) > 280:
+            raise FieldError("opinion.note: at most 280 characters")
+        if h.recipients and o.verdict not in (4, 7):
+            raise FieldError("recipients: a confirmed opinion cannot be restricted")
+    if h.recipients:
+        return  # a restricted header lists no hash types or labels (checked with the header)
+    if kind in (Kind.HASH_SET, Kind.RISK_SIGNAL):
+        if list(h.hash_types) != sorted(types):
+            raise FieldError("hash_types: not the body's hash types")
+        if list(h.labels) != sorted(labels, key=str.encode):
+            raise FieldError("labels: not the body's labels")
+
+
+def hashes_of_body(body: spb.StatementBody) -> tuple[VerifiedHash, ...]:
+    """The hashes of a hash set (entry index = position) or a risk signal's hash indicators."""
+    which = body.WhichOneof("body")
+    out: list[VerifiedHash] = []
+    if which == "hash_set":
+        for i, e in enumerate(body.hash_set.entries):
+            out.append(
+                VerifiedHash(i, _TYPE_NAMES[e.type], e.value.hex(), e.quality if e.type == 4 else None, tuple(e.labels))
+            )
+    elif which == "risk_signal":
+        for i, ind in enumerate(body.risk_signal.indicators):
+            if ind.type == 5:
+                e = ind.hash
+                out.append(
+                    VerifiedHash(i, _TYPE_NAMES[e.type], e.value.hex(), e.quality if e.type == 4 else None, tuple(e.labels))
+                )
+    return tuple(out)
+
+
+def indicator_type_name(t: int) -> str:
+    """keyword, url, domain, account_handle, hash."""
+    return _INDICATOR_NAMES.get(t, str(t))
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def hash_entry(h: HashInput) -> spb.HashEntry:
+    """The protobuf HashEntry of a HashInput, its labels in canonical spelling."""
+    t = HashType.parse(h.type)
+    value = bytes.fromhex(h.value) if isinstance(h.value, str) else bytes(h.value)
+    e = spb.HashEntry(type=int(t), value=value, labels=[canonical_label(x) for x in h.labels])
+    if h.quality is not None:
+        e.quality = h.quality
+    return e
+
+
+def sign_statement(
+    issuer: str,
+    key: SigningKey,
+    body: spb.StatementBody,
+    recipients: Sequence[str] = (),
+    issued_at_ms: int | None = None,
+    extra_signers: Iterable[SigningKey] = (),
+) -> spb.Envelope:
+    """Serializes `body` once, builds the header naming it (kind, hash types, labels, digest,
+    length), checks both against the field rules, and signs the PAE with `key` (and any
+    co-signers)."""
+    body_bytes = body.SerializeToString(deterministic=True)
+    kind = body_kind(body)
+    if kind is None:
+        raise FieldError("body: no statement in it")
+    types: set[int] = set()
+    labels: set[str] = set()
+    if not recipients:
+        entries: list[spb.HashEntry] = []
+        if kind == Kind.HASH_SET:
+            entries = list(body.hash_set.entries)
+        elif kind == Kind.RISK_SIGNAL:
+            entries = [i.hash for i in body.risk_signal.indicators if i.type == 5]
+        for e in entries:
+            types.add(e.type)
+            labels.update(canonical_label(x) for x in e.labels)
+    header = spb.Statement(
+        issuer=issuer,
+        key_id=key.key_id,
+        issued_at_ms=issued_at_ms if issued_at_ms is not None else int(time.time() * 1000),
+        nonce=os.urandom(16),
+        kind=int(kind),
+        hash_types=sorted(types),
+        labels=sorted(labels, key=str.encode),
+        body_sha256=hashlib.sha256(body_bytes).digest(),
+        body_bytes=len(body_bytes),
+        recipients=sorted(recipients, key=str.encode),
+    )
+    check_header(header)
+    check_body(header, body)
+    payload = header.SerializeToString(deterministic=True)
+    message = pae(PAYLOAD_TYPE, payload)
+    signatures = [spb.Signature(key_id=key.key_id, sig=key.sign(message))]
+    for k in extra_signers:
+        if k.key_id != key.key_id:
+            signatures.append(spb.Signature(key_id=k.key_id, sig=k.sign(message)))
+    return spb.Envelope(payload_type=PAYLOAD_TYPE, payload=payload, signatures=signatures, body=body_bytes)
+
+
+def hash_set_body(entries: Iterable[HashInput], description: str = "", expires_at_ms: int | None = None) -> spb.StatementBody:
+    """A hash-set body."""
+    hs = spb.HashSet(description=description, entries=[hash_entry(h) for h in entries])
+    if expires_at_ms is not None:
+        hs.expires_at_ms = expires_at_ms
+    return spb.StatementBody(hash_set=hs)
+
+
+def message_dict(message: Any) -> dict[str, Any]:
+    """A protobuf message as a plain dict (bytes as lowercase hex), for `details`."""
+    out: dict[str, Any] = {}
+    for fd, value in message.ListFields():
+        if fd.message_type is not None:
+            if fd.is_repeated:
+                out[fd.name] = [message_dict(v) for v in value]
+            else:
+                out[fd.name] = message_dict(value)
+        elif fd.type == fd.TYPE_BYTES:
+            out[fd.name] = [v.hex() for v in value] if fd.is_repeated else value.hex()
+        elif fd.is_repeated:
+            out[fd.name] = list(value)
+        else:
+            out[fd.name] = value
+    return out
