@@ -1,0 +1,160 @@
+"""Submit -> sync -> verify against a real hub over mutual TLS, resume from a saved state,
+membership changes made by the Rust CLI replayed by the Python replica, lifecycle states,
+restricted statements, match."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import client_of, key_of
+from hubprocess import Hub
+
+from coalition_hub import (
+    EntryState,
+    HashInput,
+    HubCallError,
+    Kind,
+    SigningKey,
+    SyncState,
+)
+from coalition_hub import errors as E
+
+PDQ = bytes(range(32))
+HASHES = [
+    HashInput("md5", "d41d8cd98f00b204e9800998ecf8427e", labels=("a1", "ncmec-ref")),
+    HashInput("sha1", bytes(range(20)), labels=("B2",)),
+    HashInput("sha256", os.urandom(32)),
+    HashInput("pdq", PDQ, quality=92, labels=("A1",)),
+    HashInput("photodna", bytes(144)),
+]
+
+
+def sync_all(client, state):  # type: ignore[no-untyped-def]
+    return list(client.sync(state))
+
+
+def test_whoami_names_the_certificate_member(hub: Hub) -> None:
+    with client_of(hub, "acme") as c:
+        me = c.whoami()
+    assert (me.member_id, me.roles, me.status) == ("acme", ("member",), "active")
+
+
+def test_submit_sync_verify_round_trip_and_resume(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    receipt = acme.submit_hashes(key_of(hub, "acme"), HASHES, description="round trip")
+    assert len(receipt.statement_id) == 64 and not receipt.already_present
+    again = acme.submit(  # resubmitting the same envelope is idempotent at the hub
+        __import__("coalition_hub.statements", fromlist=["x"]).sign_statement(
+            "acme", key_of(hub, "acme"), __import__("coalition_hub.statements", fromlist=["x"]).hash_set_body(HASHES[:1])
+        )
+    )
+    assert again.seq > receipt.seq
+
+    state = SyncState(genesis=hub.genesis)
+    entries = sync_all(globex, state)
+    assert [e.seq for e in entries] == list(range(len(entries)))
+    assert entries[0].kind == Kind.GENESIS and entries[0].statement_id == hub.genesis
+    mine = next(e for e in entries if e.statement_id == receipt.statement_id)
+    assert (mine.seq, mine.received_at_ms, mine.issuer, mine.kind) == (receipt.seq, receipt.received_at_ms, "acme", Kind.HASH_SET)
+    assert mine.description == "round trip" and mine.has_body
+    got = [(h.entry_index, h.type, h.value_hex, h.quality, h.labels) for h in mine.hashes]
+    assert got == [
+        (0, "md5", "d41d8cd98f00b204e9800998ecf8427e", None, ("A1", "ncmec-ref")),
+        (1, "sha1", bytes(range(20)).hex(), None, ("B2",)),
+        (2, "sha256", HASHES[2].value.hex(), None, ()),  # type: ignore[union-attr]
+        (3, "pdq", PDQ.hex(), 92, ("A1",)),
+        (4, "photodna", bytes(144).hex(), None, ()),
+    ]
+    assert all(mine.state(i) == EntryState.ACTIVE for i in range(5))
+    assert state.size == entries[-1].seq + 1 and state.checkpoint
+
+    # Resume from the saved JSON: only what is new, continuing the sequence.
+    saved = state.to_json()
+    r2 = acme.submit_hashes(key_of(hub, "acme"), [HashInput("sha256", os.urandom(32))])
+    resumed = SyncState.from_json(saved)
+    more = sync_all(globex, resumed)
+    assert [e.seq for e in more] == list(range(state.size, r2.seq + 1))
+    assert more[-1].statement_id == r2.statement_id
+    # Nothing new: nothing yielded, the checkpoint is still verified and the state kept.
+    assert sync_all(globex, resumed) == [] and resumed.size == r2.seq + 1
+
+
+def test_pinned_genesis_mismatch_is_refused(hub: Hub) -> None:
+    with pytest.raises(E.WrongGenesis):
+        sync_all(client_of(hub, "globex"), SyncState(genesis="00" * 32))
+
+
+def test_state_of_another_member_is_refused(hub: Hub) -> None:
+    state = SyncState()
+    sync_all(client_of(hub, "globex"), state)
+    with pytest.raises(E.StateError):
+        sync_all(client_of(hub, "acme"), SyncState.from_json(state.to_json()))
+
+
+def test_lifecycle_retraction_opinion_and_admin_quarantine(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    k = key_of(hub, "acme")
+    r = acme.submit_hashes(k, HASHES[:4], description="lifecycle")
+    acme.retract(k, r.statement_id, "a public-domain image", entries=[1])
+    globex.submit_opinion(key_of(hub, "globex"), r.statement_id, 0, "disputed", "looks odd")
+    hub.admin("quarantine", r.statement_id, "--entry", "2", "--note", "court order")
+    entries = sync_all(globex, SyncState())
+    target = next(e for e in entries if e.statement_id == r.statement_id)
+    assert target.state(0) == EntryState.DISPUTED
+    assert target.state(1) == EntryState.RETRACTED
+    assert target.state(2) == EntryState.QUARANTINED
+    assert target.state(3) == EntryState.ACTIVE
+    kinds = [e.kind for e in entries if e.seq > target.seq]
+    assert kinds.count(Kind.RETRACTION) >= 1 and kinds.count(Kind.OPINION) >= 2
+    # The hub's matching agrees on the retracted entry.
+    hits = globex.match([HASHES[1]], states=[EntryState.RETRACTED])
+    assert any(h.statement_id == r.statement_id and h.state == EntryState.RETRACTED for h in hits)
+
+
+def test_restricted_statement_body_only_for_its_readers(hub: Hub) -> None:
+    acme = client_of(hub, "acme")
+    r = acme.submit_hashes(key_of(hub, "acme"), [HashInput("sha256", os.urandom(32))], recipients=["globex"])
+    seen = {}
+    for member in ("globex", "initech"):
+        entries = sync_all(client_of(hub, member), SyncState())
+        seen[member] = next(e for e in entries if e.statement_id == r.statement_id)
+    assert seen["globex"].has_body and len(seen["globex"].hashes) == 1
+    assert not seen["initech"].has_body and seen["initech"].hashes == ()
+    assert seen["initech"].recipients == ("globex",)
+
+
+def test_key_rotation_made_by_the_rust_cli_is_replayed(hub: Hub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    initech = client_of(hub, "initech")
+    old = key_of(hub, "initech")
+    before = initech.submit_hashes(old, [HashInput("md5", os.urandom(16))])
+    new = SigningKey.generate()
+    (tmp_path / "new.pub").write_text(new.public_bytes.hex())
+    hub.admin("key", "add", "--member", "initech", "--key-file", str(tmp_path / "new.pub"))
+    hub.admin("key", "revoke", "--member", "initech", "--key-id", old.key_id, "--why", "retired")
+    with pytest.raises(HubCallError) as refused:
+        initech.submit_hashes(old, [HashInput("md5", os.urandom(16))])
+    assert refused.value.code == "PERMISSION_DENIED"
+    after = initech.submit_hashes(new, [HashInput("md5", os.urandom(16))])
+    entries = sync_all(client_of(hub, "globex"), SyncState())
+    by_id = {e.statement_id: e for e in entries}
+    assert by_id[before.statement_id].key_id == old.key_id
+    assert by_id[after.statement_id].key_id == new.key_id
+
+
+def test_match_exact_and_pdq_near(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    pdq = os.urandom(32)
+    md5 = os.urandom(16)
+    r = acme.submit_hashes(key_of(hub, "acme"), [HashInput("md5", md5), HashInput("pdq", pdq, quality=90)])
+    near = bytearray(pdq)
+    near[0] ^= 0b111  # 3 bits away
+    hits = globex.match([HashInput("md5", md5), HashInput("pdq", bytes(near), quality=90), HashInput("md5", os.urandom(16))])
+    assert {(h.query_index, h.statement_id, h.distance) for h in hits} == {(0, r.statement_id, 0), (1, r.statement_id, 3)}
+
+
+def test_a_member_may_not_sign_in_anothers_name(hub: Hub) -> None:
+    globex = client_of(hub, "globex")
+    with pytest.raises(HubCallError) as e:
+        globex.submit_hashes(key_of(hub, "acme"), [HashInput("md5", os.urandom(16))])
+    assert e.value.code in ("PERMISSION_DENIED", "INVALID_ARGUMENT")
