@@ -38,7 +38,7 @@ def verifier_key(name: str, public_key: bytes) -> str:
 def parse_verifier_key(vkey: str) -> tuple[str, bytes]:
     """(name, raw public key) of a verifier key string; checks its key id."""
     try:
-        name, kid_hex, b64 = vkey.rsplit("+", 2)
+        name, kid_hex, b64 = vkey.split("+", 2)  # names hold no "+"; base64 may
         raw = base64.b64decode(b64, validate=True)
     except (ValueError, binascii.Error) as e:
         raise NoteError(f"not a verifier key: {vkey!r}") from e
