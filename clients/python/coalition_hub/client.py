@@ -384,7 +384,7 @@ def to_verified(replica: Replica, r: Replayed) -> VerifiedEntry:
         kind=kind,
         recipients=tuple(h.recipients),
         has_body=r.body is not None,
-        _body=r.body,
+        hashes=r.hashes,
     )
     if kind in (Kind.HASH_SET, Kind.RISK_SIGNAL):
         v.base_state, v.entry_states = replica.states_of(e.statement_id)

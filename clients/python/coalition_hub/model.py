@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Kind(enum.IntEnum):
@@ -80,9 +79,9 @@ class HashInput:
     labels: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class VerifiedHash:
-    """One hash of a verified hash set (or a risk signal's hash indicator)."""
+class VerifiedHash(NamedTuple):
+    """One hash of a verified hash set (or a risk signal's hash indicator). A named tuple:
+    many are made per sync, and a tuple is the cheapest immutable record in Python."""
 
     #: Index of the entry in its statement (a hash set's `entries`, a signal's `indicators`).
     entry_index: int
@@ -153,16 +152,10 @@ class VerifiedEntry:
     risk_signal: RiskSignalFields | None = None
     #: Decoded body for governance and lifecycle statements (a dict of the protobuf message).
     details: dict[str, Any] | None = None
-    #: Internal: the decoded body message (hashes are built from it on first use).
-    _body: Any = field(default=None, repr=False, compare=False)
+    #: Every hash of a hash set (or a risk signal's hash indicators), in entry order, labels
+    #: in canonical spelling. Empty when the body was withheld.
+    hashes: tuple[VerifiedHash, ...] = ()
 
     def state(self, entry_index: int) -> EntryState:
         """The state of one entry (§4.3) when the batch was proven."""
         return self.entry_states.get(entry_index, self.base_state)
-
-    @cached_property
-    def hashes(self) -> tuple[VerifiedHash, ...]:
-        """Every hash of a hash set (or a risk signal's hash indicators), in entry order."""
-        from coalition_hub.statements import hashes_of_body
-
-        return hashes_of_body(self._body) if self._body is not None else ()

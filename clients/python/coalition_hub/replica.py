@@ -18,7 +18,7 @@ from coalition_hub.membership import (
     Membership,
 )
 from coalition_hub.merkle import Frontier, ProofError, verify_consistency
-from coalition_hub.model import EntryState, Kind, Verdict
+from coalition_hub.model import EntryState, Kind, Verdict, VerifiedHash
 from coalition_hub.note import Checkpoint, NoteError, head, verify_checkpoint
 from coalition_hub.pb import hub as hpb
 from coalition_hub.pb import statement as spb
@@ -75,6 +75,7 @@ class Replayed:
     header: spb.Statement | None
     body: spb.StatementBody | None
     version: int
+    hashes: tuple[VerifiedHash, ...] = ()
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Replica:
         if version != 1 and hashlib.sha256(message).digest() != entry.statement_id:
             raise E.Altered(at, "the entry was altered: its statement id is not SHA-256 of the PAE of the bytes received", seq)
         header = body = None
+        hashes: tuple[VerifiedHash, ...] = ()
         if version == 1:
             if len(env.payload) > 64 * 1024:
                 raise E.InvalidEntry(at, "header: larger than 64 KiB", seq)
@@ -145,7 +147,7 @@ class Replica:
                     if hashlib.sha256(env.body).digest() != header.body_sha256 or len(env.body) != header.body_bytes:
                         raise FieldError("body: its SHA-256 or length is not what the signed header names: the body was altered or swapped")
                     body = canonical(spb.StatementBody, env.body, "body")
-                    check_body(header, body)
+                    hashes = check_body(header, body)
             except (NotCanonical, FieldError) as e:
                 raise E.InvalidEntry(at, str(e), seq) from e
         # Rule 7-9: position, time, once.
@@ -191,7 +193,7 @@ class Replica:
         if not resumed:
             self._append(entry)
         self.ids[entry.statement_id] = seq
-        return Replayed(entry, header, body, 1)
+        return Replayed(entry, header, body, 1, hashes)
 
     def _may_read(self, h: spb.Statement) -> bool:
         """The read rule (§2.7) for this reader: unrestricted, or issued by or naming it."""

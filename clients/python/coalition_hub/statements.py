@@ -71,27 +71,34 @@ def body_kind(body: spb.StatementBody) -> Kind | None:
     return _BODY_KIND.get(which) if which else None
 
 
-def _check_hash(entry: spb.HashEntry, where: str, types: set[int], labels: set[str]) -> None:
+def _check_hash(entry: spb.HashEntry, index: int, where: str, types: set[int], labels: set[str]) -> VerifiedHash:
+    """One HashEntry's field rules; its public view (labels in canonical spelling)."""
     t = entry.type
+    value = entry.value
     length = HASH_LENGTHS.get(t)
     if length is None:
-        raise FieldError(f"{where}.type: unknown or unspecified hash type {t}")
-    if len(entry.value) != length:
-        raise FieldError(f"{where}.value: a {_TYPE_NAMES[t]} hash must be {length} bytes, got {len(entry.value)}")
+        raise FieldError(f"{where.format(index)}.type: unknown or unspecified hash type {t}")
+    if len(value) != length:
+        raise FieldError(f"{where.format(index)}.value: a {_TYPE_NAMES[t]} hash must be {length} bytes, got {len(value)}")
+    quality = None
     if t == 4:
         if not entry.HasField("quality") or entry.quality > 100:
-            raise FieldError(f"{where}.quality: a pdq hash needs a quality 0..=100")
+            raise FieldError(f"{where.format(index)}.quality: a pdq hash needs a quality 0..=100")
+        quality = entry.quality
     elif entry.HasField("quality"):
-        raise FieldError(f"{where}.quality: only pdq hashes have a quality")
+        raise FieldError(f"{where.format(index)}.quality: only pdq hashes have a quality")
     types.add(t)
-    if entry.labels:
-        ls = entry.labels
+    ls = entry.labels
+    canon: tuple[str, ...] = ()
+    if ls:
         if len(ls) > 16:
-            raise FieldError(f"{where}.labels: at most 16")
-        canon = [canonical_label(x) for x in ls]
-        if len(set(canon)) != len(canon):
-            raise FieldError(f"{where}.labels: a label given twice")
+            raise FieldError(f"{where.format(index)}.labels: at most 16")
+        cache = _label_cache
+        canon = tuple(cache.get(x) or canonical_label(x) for x in ls)
+        if len(canon) > 1 and len(set(canon)) != len(canon):
+            raise FieldError(f"{where.format(index)}.labels: a label given twice")
         labels.update(canon)
+    return VerifiedHash(index, _TYPE_NAMES[t], value.hex(), quality, canon)
 
 
 def check_header(h: spb.Statement) -> None:
@@ -134,14 +141,16 @@ def check_header(h: spb.Statement) -> None:
         raise FieldError("hash_types / labels: empty for this kind")
 
 
-def check_body(h: spb.Statement, body: spb.StatementBody) -> None:
+def check_body(h: spb.Statement, body: spb.StatementBody) -> tuple[VerifiedHash, ...]:
     """The body's field rules and that the header names it: kind, hash types, labels (§2.1).
-    Digest and length are checked by the caller."""
+    Digest and length are checked by the caller. Returns the hashes it holds (a hash set's
+    entries, a risk signal's hash indicators), checked."""
     kind = body_kind(body)
     if kind is None or kind != h.kind:
         raise FieldError(f"kind: the header says {h.kind}, the body holds {body.WhichOneof('body')}")
     types: set[int] = set()
     labels: set[str] = set()
+    hashes: list[VerifiedHash] = []
     if kind == Kind.HASH_SET:
         hs = body.hash_set
         n = len(hs.entries)
@@ -151,8 +160,36 @@ def check_body(h: spb.Statement, body: spb.StatementBody) -> None:
             raise FieldError("hash_set.description: at most 1000 characters")
         if hs.HasField("expires_at_ms") and hs.expires_at_ms <= 0:
             raise FieldError("hash_set.expires_at_ms: must be > 0")
-        for i, e in enumerate(hs.entries):
-            _check_hash(e, f"hash_set.entries[{i}]", types, labels)
+        # The hot loop of a sync (one pass per hash): the rules of _check_hash inline; an entry
+        # that breaks one goes through _check_hash, which names it.
+        append = hashes.append
+        lengths = HASH_LENGTHS
+        names = _TYPE_NAMES
+        cache = _label_cache
+        for i, e in enumerate(list(hs.entries)):
+            t = e.type
+            value = e.value
+            if len(value) != lengths.get(t):
+                _check_hash(e, i, "hash_set.entries[{}]", types, labels)
+            has_q = e.HasField("quality")
+            if t == 4:
+                q = e.quality
+                if not has_q or q > 100:
+                    _check_hash(e, i, "hash_set.entries[{}]", types, labels)
+            elif has_q:
+                _check_hash(e, i, "hash_set.entries[{}]", types, labels)
+            else:
+                q = None
+            ls = e.labels
+            if ls:
+                canon = tuple([cache.get(x) or canonical_label(x) for x in ls])
+                if len(canon) > 1 and (len(canon) > 16 or len(set(canon)) != len(canon)):
+                    _check_hash(e, i, "hash_set.entries[{}]", types, labels)
+                labels.update(canon)
+            else:
+                canon = ()
+            types.add(t)
+            append(VerifiedHash(i, names[t], value.hex(), q, canon))
     elif kind == Kind.RISK_SIGNAL:
         rs = body.risk_signal
         if not 1 <= rs.category <= 5 or not 1 <= rs.severity <= 4:
@@ -169,7 +206,7 @@ def check_body(h: spb.Statement, body: spb.StatementBody) -> None:
             if ind.type == 5:
                 if ind.value or not ind.HasField("hash"):
                     raise FieldError(f"risk_signal.indicators[{i}]: a hash indicator has a hash, no value")
-                _check_hash(ind.hash, f"risk_signal.indicators[{i}].hash", types, labels)
+                hashes.append(_check_hash(ind.hash, i, "risk_signal.indicators[{}].hash", types, labels))
             elif ind.type not in _INDICATOR_NAMES or not ind.value:
                 raise FieldError(f"risk_signal.indicators[{i}]: unknown type or empty value")
     elif kind == Kind.RETRACTION:
@@ -196,31 +233,13 @@ def check_body(h: spb.Statement, body: spb.StatementBody) -> None:
         if h.recipients and o.verdict not in (4, 7):
             raise FieldError("recipients: a confirmed opinion cannot be restricted")
     if h.recipients:
-        return  # a restricted header lists no hash types or labels (checked with the header)
+        return tuple(hashes)  # a restricted header lists no hash types or labels
     if kind in (Kind.HASH_SET, Kind.RISK_SIGNAL):
         if list(h.hash_types) != sorted(types):
             raise FieldError("hash_types: not the body's hash types")
         if list(h.labels) != sorted(labels, key=str.encode):
             raise FieldError("labels: not the body's labels")
-
-
-def hashes_of_body(body: spb.StatementBody) -> tuple[VerifiedHash, ...]:
-    """The hashes of a hash set (entry index = position) or a risk signal's hash indicators."""
-    which = body.WhichOneof("body")
-    out: list[VerifiedHash] = []
-    if which == "hash_set":
-        for i, e in enumerate(body.hash_set.entries):
-            out.append(
-                VerifiedHash(i, _TYPE_NAMES[e.type], e.value.hex(), e.quality if e.type == 4 else None, tuple(e.labels))
-            )
-    elif which == "risk_signal":
-        for i, ind in enumerate(body.risk_signal.indicators):
-            if ind.type == 5:
-                e = ind.hash
-                out.append(
-                    VerifiedHash(i, _TYPE_NAMES[e.type], e.value.hex(), e.quality if e.type == 4 else None, tuple(e.labels))
-                )
-    return tuple(out)
+    return tuple(hashes)
 
 
 def indicator_type_name(t: int) -> str:
