@@ -13,7 +13,7 @@ from typing import Any
 from coalition_hub.keys import SigningKey
 from coalition_hub.model import HASH_LENGTHS, HashInput, HashType, Kind, VerifiedHash
 from coalition_hub.pb import statement as spb
-from coalition_hub.wire import PAYLOAD_TYPE, pae, valid_key_id
+from coalition_hub.wire import PAYLOAD_TYPE, pae, valid_key_id, weak_key
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -99,6 +99,28 @@ def _check_hash(entry: spb.HashEntry, index: int, where: str, types: set[int], l
             raise FieldError(f"{where.format(index)}.labels: a label given twice")
         labels.update(canon)
     return VerifiedHash(index, _TYPE_NAMES[t], value.hex(), quality, canon)
+
+
+ROLE_ADMIN_VALUE = 1
+_HUB_NAME_RE = re.compile(r"^[!-*,-~]+$")  # printable ASCII, no space, no '+'
+
+
+def check_admission(a: spb.Admission, where: str) -> None:
+    """An Admission's field rules (§2.4)."""
+    if not valid_member_id(a.member_id):
+        raise FieldError(f"{where}.member_id: {a.member_id!r} is not a member id")
+    if len(a.display_name) > 200:
+        raise FieldError(f"{where}.display_name: at most 200 characters")
+    roles = list(a.roles)
+    if not roles or len(set(roles)) != len(roles) or any(not 1 <= r <= 4 for r in roles):
+        raise FieldError(f"{where}.roles: at least one, each once, known")
+    keys = [bytes(k) for k in a.public_keys]
+    if len(keys) > 16 or len(set(keys)) != len(keys) or any(len(k) != 32 or weak_key(k) for k in keys):
+        raise FieldError(f"{where}.public_keys: at most 16 distinct non-weak 32-byte ed25519 keys")
+    if not keys and set(roles) != {3}:
+        raise FieldError(f"{where}.public_keys: at least one unless the member is only an auditor")
+    if any(len(p) != 32 for p in a.certificate_sha256):
+        raise FieldError(f"{where}.certificate_sha256: 32 bytes each")
 
 
 def check_header(h: spb.Statement) -> None:
@@ -209,6 +231,28 @@ def check_body(h: spb.Statement, body: spb.StatementBody) -> tuple[VerifiedHash,
                 hashes.append(_check_hash(ind.hash, i, "risk_signal.indicators[{}].hash", types, labels))
             elif ind.type not in _INDICATOR_NAMES or not ind.value:
                 raise FieldError(f"risk_signal.indicators[{i}]: unknown type or empty value")
+    elif kind == Kind.GENESIS:
+        g = body.genesis
+        if not 1 <= len(g.hub_name) <= 100 or not _HUB_NAME_RE.match(g.hub_name):
+            raise FieldError("genesis.hub_name: 1..=100 printable ASCII characters, no spaces or '+'")
+        if len(g.hub_public_key) != 32 or weak_key(g.hub_public_key):
+            raise FieldError("genesis.hub_public_key: a valid non-weak 32-byte ed25519 key")
+        if not 1 <= len(g.admins) <= 16 or not 1 <= g.quorum <= len(g.admins):
+            raise FieldError("genesis: 1..=16 admins and a quorum of 1..=admins")
+        keys = [bytes(g.hub_public_key)]
+        for i, a in enumerate(g.admins):
+            check_admission(a, f"genesis.admins[{i}]")
+            if ROLE_ADMIN_VALUE not in a.roles or not a.public_keys:
+                raise FieldError(f"genesis.admins[{i}]: an admin role and at least one key")
+            keys += [bytes(k) for k in a.public_keys]
+        if len(set(keys)) != len(keys):
+            raise FieldError("genesis: a key used twice (the hub key included)")
+    elif kind == Kind.MEMBERSHIP:
+        c = body.membership
+        if len(c.reason) > 1000:
+            raise FieldError("membership.reason: at most 1000 characters")
+        if c.WhichOneof("change") == "admit":
+            check_admission(c.admit, "membership.admit")
     elif kind == Kind.RETRACTION:
         r = body.retraction
         if len(r.statement_id) != 32:

@@ -1,6 +1,7 @@
 """The published test vectors (docs/test-vectors/*.json), checked by this package's own
 byte-level code (PROTOCOL.md §7): canonical re-encoding of every header, body and sync entry,
-PAE, statement ids, key ids, **ed25519 signatures** (and the seeds' public keys), body digests,
+PAE, statement ids, key ids, **ed25519 signatures** (and the seeds' public keys), the field
+rules of every header and body (§2.3, §2.4) and that the header names its body, body digests,
 Merkle leaves, roots, inclusion and consistency proofs, relayed-entry leaves, and every
 checkpoint note's signature under its vector's verifier key."""
 
@@ -22,6 +23,7 @@ from coalition_hub.merkle import verify_inclusion as _verify_inclusion
 from coalition_hub.note import NoteError, head, note_key_id, parse_verifier_key, verify_checkpoint
 from coalition_hub.pb import hub as hub_pb
 from coalition_hub.pb import statement as statement_pb
+from coalition_hub.statements import FieldError, check_body, check_header
 from coalition_hub.wire import NotCanonical, canonical, key_id, leaf_hash, pae, verify_ed25519
 
 
@@ -113,7 +115,12 @@ def check_vector(v: dict[str, Any]) -> int:
     if "body_hex" in v:
         need(header is not None, "a body without a header")
         body = hx(v, "body_hex")
-        canon(pb.StatementBody, body, "body")
+        decoded = canon(pb.StatementBody, body, "body")
+        try:  # the field rules of §2.3 and the header naming its body (kind, types, labels)
+            check_header(header)
+            check_body(header, decoded)
+        except FieldError as e:
+            raise Failed(f"field rules: {e}") from e
         digest = hashlib.sha256(body).digest()
         need(digest == header.body_sha256, "the header's body_sha256 is not SHA-256(body)")
         need(len(body) == header.body_bytes, "the header's body_bytes is not the body's length")
