@@ -185,6 +185,7 @@ def check_body(h: spb.Statement, body: spb.StatementBody) -> tuple[VerifiedHash,
         # The hot loop of a sync (one pass per hash): the rules of _check_hash inline; an entry
         # that breaks one goes through _check_hash, which names it.
         append = hashes.append
+        new_hash = tuple.__new__  # the named tuple without its Python-level __new__
         lengths = HASH_LENGTHS
         names = _TYPE_NAMES
         cache = _label_cache
@@ -211,7 +212,7 @@ def check_body(h: spb.Statement, body: spb.StatementBody) -> tuple[VerifiedHash,
             else:
                 canon = ()
             types.add(t)
-            append(VerifiedHash(i, names[t], value.hex(), q, canon))
+            append(new_hash(VerifiedHash, (i, names[t], value.hex(), q, canon)))
     elif kind == Kind.RISK_SIGNAL:
         rs = body.risk_signal
         if not 1 <= rs.category <= 5 or not 1 <= rs.severity <= 4:
