@@ -333,6 +333,9 @@ class HubClient:
             replica.caught_up()
             yield from self._emit(replica, batch, state)
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.OUT_OF_RANGE:
+                # §3.6: a sync from beyond the server's log: it is behind, not by itself a fork.
+                raise E.Behind(f"entry {replica.size}", f"the server is behind: {e.details()}", replica.size) from e
             raise E.HubCallError("Sync", e.code().name, e.details() or "") from e
 
     def _prove(self, replica: Replica) -> None:

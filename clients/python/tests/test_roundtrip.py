@@ -4,6 +4,8 @@ restricted statements, match."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 
 import pytest
@@ -19,6 +21,7 @@ from coalition_hub import (
     SyncState,
 )
 from coalition_hub import errors as E
+from coalition_hub.merkle import Frontier
 
 PDQ = bytes(range(32))
 HASHES = [
@@ -158,3 +161,58 @@ def test_a_member_may_not_sign_in_anothers_name(hub: Hub) -> None:
     with pytest.raises(HubCallError) as e:
         globex.submit_hashes(key_of(hub, "acme"), [HashInput("md5", os.urandom(16))])
     assert e.value.code in ("PERMISSION_DENIED", "INVALID_ARGUMENT")
+
+
+def test_compromised_key_flags_what_it_signed(hub: Hub) -> None:
+    # A member made now: its certificate and key by `coalition pki init`, admitted by the CLI.
+    hub.run("pki", "init", "--certs", str(hub.certs), "--member", "umbrella")
+    hub.admit("umbrella", "member")
+    umbrella = client_of(hub, "umbrella")
+    k = key_of(hub, "umbrella")
+    r = umbrella.submit_hashes(k, [HashInput("md5", os.urandom(16))])
+    hub.admin("key", "revoke", "--member", "umbrella", "--key-id", k.key_id, "--why", "compromised", "--since", "2020-01-01T00:00:00Z")
+    entries = sync_all(client_of(hub, "globex"), SyncState())
+    target = next(e for e in entries if e.statement_id == r.statement_id)
+    assert target.state(0) == EntryState.COMPROMISED
+
+
+def test_expired_entries(hub: Hub) -> None:
+    import time
+
+    acme = client_of(hub, "acme")
+    r = acme.submit_hashes(key_of(hub, "acme"), [HashInput("md5", os.urandom(16))], expires_at_ms=int(time.time() * 1000) + 1500)
+    time.sleep(1.6)
+    entries = sync_all(client_of(hub, "globex"), SyncState())
+    target = next(e for e in entries if e.statement_id == r.statement_id)
+    assert target.expires_at_ms is not None and target.state(0) == EntryState.EXPIRED
+
+
+def test_risk_signal_submitted_by_the_rust_cli(hub: Hub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "signal.json").write_text(
+        '{"category":"sextortion","severity":"high","title":"Payment-demand script",'
+        '"indicators":[{"type":"keyword","value":"pay or i send them"},{"type":"domain","value":"pay-now.example"},'
+        '{"type":"hash","hash":{"type":"sha256","hash":"' + "ab" * 32 + '","labels":["A1"]}}],'
+        '"first_seen_ms":1764000000000,"last_seen_ms":1764100000000}'
+    )
+    hub.run("submit", "--as", "acme", "--signal", str(tmp_path / "signal.json"), "--hub", hub.addr, "--certs", str(hub.certs))
+    entries = sync_all(client_of(hub, "globex"), SyncState())
+    sig = [e for e in entries if e.kind == Kind.RISK_SIGNAL][-1]
+    assert sig.risk_signal is not None
+    assert (sig.risk_signal.category, sig.risk_signal.severity, sig.risk_signal.title) == ("sextortion", "high", "Payment-demand script")
+    assert [i.type for i in sig.risk_signal.indicators] == ["keyword", "domain", "hash"]
+    assert [(h.entry_index, h.type, h.value_hex, h.labels) for h in sig.hashes] == [(2, "sha256", "ab" * 32, ("A1",))]
+
+
+def test_a_sync_from_beyond_the_log_is_behind(hub: Hub) -> None:
+    globex = client_of(hub, "globex")
+    state = SyncState()
+    sync_all(globex, state)
+    data = json.loads(state.to_json())
+    # As if this member had verified one entry more than the server holds.
+    frontier = Frontier(data["size"], [bytes.fromhex(h) for h in data["frontier"]])
+    frontier.append(os.urandom(32))
+    data["size"] += 1
+    data["frontier"] = [h.hex() for h in frontier.hashes]
+    data["ids"] = base64.b64encode(base64.b64decode(data["ids"]) + os.urandom(32)).decode()
+    with pytest.raises(E.Behind):
+        sync_all(globex, SyncState.from_json(json.dumps(data)))
