@@ -26,7 +26,9 @@ def coalition_bin() -> str:
 class Hub:
     """A running hub process (stopped with :meth:`stop`)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, serve_args: tuple[str, ...] = (), before_serve=None) -> None:  # type: ignore[no-untyped-def]
+        """Makes the PKI and the genesis, calls `before_serve(self)` if given, serves with
+        `serve_args` added, and admits acme, globex, initech (members) and an auditor."""
         self.bin = coalition_bin()
         self.dir = tmp
         self.certs = tmp / "certs"
@@ -39,10 +41,12 @@ class Hub:
         m = re.search(r"genesis ([0-9a-f]{64})", out)
         assert m, out
         self.genesis = m.group(1)
+        if before_serve is not None:
+            before_serve(self)
         self.log = open(tmp / "serve.log", "w+", encoding="utf-8")
         self.proc = subprocess.Popen(
             [self.bin, "serve", "--data", str(self.data), "--certs", str(self.certs), "--listen", "127.0.0.1:0",
-             "--ops-listen", "off", "--checkpoint-ms", "100", "--match-snapshot", "off"],
+             "--ops-listen", "off", "--checkpoint-ms", "100", "--match-snapshot", "off", *serve_args],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
@@ -54,10 +58,14 @@ class Hub:
             self.stop()
             raise RuntimeError(f"the hub did not start: {line!r}; see {tmp / 'serve.log'}")
         self.addr = m.group(1)
-        self.admit("acme", "member")
-        self.admit("globex", "member")
-        self.admit("initech", "member")
-        self.admit("auditor", "auditor")
+        try:
+            self.admit("acme", "member")
+            self.admit("globex", "member")
+            self.admit("initech", "member")
+            self.admit("auditor", "auditor")
+        except Exception:
+            self.stop()
+            raise
 
     def run(self, *args: str) -> str:
         """Runs a CLI command, returning its stdout; fails the test on a non-zero exit."""

@@ -273,3 +273,36 @@ def test_entries_that_do_not_reach_the_accepted_checkpoint_root(hub: Hub, log: l
     bent = copy(log)
     bent[-1].received_at_ms += 1
     refused(hub, Lies(bent), E.RootMismatch, SyncState.from_json(state.to_json()))
+
+
+def forged_change(log: list[hpb.SyncEntry], issuer: str, key: SigningKey) -> hpb.SyncEntry:
+    admit = spb.Admission(member_id="mallory", display_name="Mallory", roles=[spb.ROLE_ADMIN], public_keys=[SigningKey.generate().public_bytes])
+    env = sign_statement(issuer, key, spb.StatementBody(membership=spb.MembershipChange(reason="x", admit=admit)))
+    from coalition_hub.wire import statement_id
+
+    last = log[-1]
+    return hpb.SyncEntry(seq=last.seq + 1, received_at_ms=last.received_at_ms + 1, statement_id=statement_id(env.payload_type, env.payload), envelope=env)
+
+
+def test_membership_change_by_a_member_without_the_admin_role(hub: Hub, log: list[hpb.SyncEntry]) -> None:
+    err = refused(hub, Lies(copy(log) + [forged_change(log, "acme", key_of(hub, "acme"))]), E.NotEntitled)
+    assert "lacks the 'admin' role" in str(err)
+
+
+def test_membership_change_signed_by_the_admin_is_applied(hub: Hub, log: list[hpb.SyncEntry]) -> None:
+    # The control: the same change signed by the real admin (quorum 1) is entitled; the
+    # double signs a checkpoint over it with the hub key, so the batch is proven.
+    got = sync_through(hub, Lies(copy(log) + [forged_change(log, "admin", key_of(hub, "admin"))]))
+    assert got[-1].details is not None and got[-1].details["membership"]["admit"]["member_id"] == "mallory"
+
+
+def test_membership_change_that_is_impossible(hub: Hub, log: list[hpb.SyncEntry]) -> None:
+    # Admitting a member id that exists: entitled and signed, but impossible (rule 16).
+    admit = spb.Admission(member_id="acme", roles=[spb.ROLE_MEMBER], public_keys=[SigningKey.generate().public_bytes])
+    env = sign_statement("admin", key_of(hub, "admin"), spb.StatementBody(membership=spb.MembershipChange(admit=admit)))
+    from coalition_hub.wire import statement_id
+
+    last = log[-1]
+    bad = hpb.SyncEntry(seq=last.seq + 1, received_at_ms=last.received_at_ms, statement_id=statement_id(env.payload_type, env.payload), envelope=env)
+    err = refused(hub, Lies(copy(log) + [bad]), E.Refused)
+    assert "already exists" in str(err)
