@@ -3,7 +3,8 @@
 # requirements.txt:
 #   1. installs the package from this directory (its build step compiles ../../proto with
 #      grpcio-tools: the generated stubs are not committed);
-#   2. checks the published test vectors with it (check_vectors.py), signatures included;
+#   2. type-checks it (mypy --strict) and checks the published test vectors with it
+#      (check_vectors.py), signatures included;
 #   3. runs the pytest suite (tests/) against a real hub: the binary $COALITION_BIN, or
 #      ${CARGO_TARGET_DIR:-<repo>/target}/debug/coalition, built with cargo if missing.
 #
@@ -20,6 +21,9 @@ fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
 "${pip[@]}" install -r "$here/requirements.txt"
 "${pip[@]}" install --no-build-isolation --force-reinstall --no-deps "$here"
+
+echo "== mypy --strict (the package is typed)"
+(cd "$here" && "$venv/bin/mypy" coalition_hub)
 
 echo "== test vectors (coalition_hub.vectors)"
 "$venv/bin/python" "$here/check_vectors.py"

@@ -35,6 +35,7 @@ from coalition_hub.statements import (
     indicator_type_name,
     message_dict,
     sign_statement,
+    wire_enum,
 )
 from coalition_hub.wire import canonical
 from coalition_hub.wire import statement_id as _statement_id
@@ -136,8 +137,8 @@ class HubClient:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        self._hub = hub_grpc.HubStub(self._channel)
-        self._audit = audit_grpc.AuditStub(self._channel)
+        self._hub: Any = hub_grpc.HubStub(self._channel)  # type: ignore[no-untyped-call]
+        self._audit: Any = audit_grpc.AuditStub(self._channel)  # type: ignore[no-untyped-call]
         self.timeout_s = timeout_s
 
     @classmethod
@@ -237,7 +238,7 @@ class HubClient:
         header, body = self.get_statement(statement_id)
         if recipients is None:
             recipients = [header.issuer] if verdict == Verdict.SEEN else []
-        o = spb.Opinion(statement_id=bytes.fromhex(statement_id), entry=entry_index, verdict=int(verdict), note=note)
+        o = spb.Opinion(statement_id=bytes.fromhex(statement_id), entry=entry_index, verdict=wire_enum(verdict), note=note)
         if body is not None and not header.recipients and not recipients:
             target = None
             if body.WhichOneof("body") == "hash_set" and entry_index < len(body.hash_set.entries):
@@ -258,10 +259,10 @@ class HubClient:
         states: Sequence[EntryState] = (),
     ) -> list[MatchHit]:
         """Matches hashes against the hub's corpus; one hit per match, in query order."""
-        req = hpb.MatchRequest(states=[int(s) for s in states])
+        req = hpb.MatchRequest(states=[wire_enum(s) for s in states])
         for q in queries:
             value = bytes.fromhex(q.value) if isinstance(q.value, str) else bytes(q.value)
-            mq = hpb.MatchQuery(type=int(HashType.parse(q.type)), value=value)
+            mq = hpb.MatchQuery(type=wire_enum(HashType.parse(q.type)), value=value)
             if q.quality is not None:
                 mq.quality = q.quality
             req.queries.append(mq)

@@ -227,8 +227,8 @@ class Replica:
             raise E.VersionNotAnnounced(at, f"a statement of protocol version {version}, which this log has not announced", entry.seq)
         for s in entry.envelope.signatures:
             owner = ms.key_owner.get(s.key_id)
-            k = ms.active_key(owner, s.key_id) if owner else None
-            if k is None or ms.members[owner].status != ACTIVE:
+            k = ms.active_key(owner, s.key_id) if owner is not None else None
+            if owner is None or k is None or ms.members[owner].status != ACTIVE:
                 raise E.NotEntitled(at, f"key {s.key_id} is not an active key of an active member", entry.seq)
             if not verify_ed25519(k.public, s.sig, message):
                 raise E.BadSignature(at, f"signature by key {s.key_id} does not verify over the payload", entry.seq)
@@ -296,13 +296,13 @@ class Replica:
             new_hub_kid = hashlib.sha256(new_hub_key).hexdigest()[:16] if new_hub_key else None
             admins: set[str] = set()
             for s in sigs:
-                if new_hub_kid is not None and s.key_id == new_hub_kid:
+                if new_hub_key is not None and s.key_id == new_hub_kid:
                     out.append(new_hub_key)
                     continue
                 owner = ms.key_owner.get(s.key_id)
-                k = ms.active_key(owner, s.key_id) if owner else None
-                m = ms.members.get(owner) if owner else None
-                if k is None or m is None or m.status != ACTIVE or ROLE_ADMIN not in m.roles:
+                k = ms.active_key(owner, s.key_id) if owner is not None else None
+                m = ms.members.get(owner) if owner is not None else None
+                if owner is None or k is None or m is None or m.status != ACTIVE or ROLE_ADMIN not in m.roles:
                     raise refuse(self._why_not(ms, s.key_id, "an active key of an active admin"))
                 admins.add(owner)
                 out.append(k.public)

@@ -155,11 +155,11 @@ def check_header(h: spb.Statement) -> None:
         renc = [r.encode() for r in rec]
         if renc != sorted(set(renc)) or h.issuer in rec:
             raise FieldError("recipients: not ascending, each once, never the issuer")
-        if h.kind not in (Kind.HASH_SET, Kind.RISK_SIGNAL, Kind.OPINION):
+        if int(h.kind) not in (Kind.HASH_SET, Kind.RISK_SIGNAL, Kind.OPINION):
             raise FieldError(f"recipients: a {Kind(h.kind).name.lower()} statement cannot be restricted")
         if ht or labels:
             raise FieldError("hash_types / labels: a restricted header lists none")
-    elif h.kind in (Kind.GENESIS, Kind.MEMBERSHIP, Kind.SETTINGS, Kind.RETRACTION, Kind.OPINION) and (ht or labels):
+    elif int(h.kind) in (Kind.GENESIS, Kind.MEMBERSHIP, Kind.SETTINGS, Kind.RETRACTION, Kind.OPINION) and (ht or labels):
         raise FieldError("hash_types / labels: empty for this kind")
 
 
@@ -168,7 +168,7 @@ def check_body(h: spb.Statement, body: spb.StatementBody) -> tuple[VerifiedHash,
     Digest and length are checked by the caller. Returns the hashes it holds (a hash set's
     entries, a risk signal's hash indicators), checked."""
     kind = body_kind(body)
-    if kind is None or kind != h.kind:
+    if kind is None or int(kind) != int(h.kind):
         raise FieldError(f"kind: the header says {h.kind}, the body holds {body.WhichOneof('body')}")
     types: set[int] = set()
     labels: set[str] = set()
@@ -295,11 +295,16 @@ def indicator_type_name(t: int) -> str:
 # --- building ------------------------------------------------------------------------------
 
 
+def wire_enum(value: int) -> Any:
+    """An enum value for a generated message's constructor (typed as the enum's ValueType)."""
+    return int(value)
+
+
 def hash_entry(h: HashInput) -> spb.HashEntry:
     """The protobuf HashEntry of a HashInput, its labels in canonical spelling."""
     t = HashType.parse(h.type)
     value = bytes.fromhex(h.value) if isinstance(h.value, str) else bytes(h.value)
-    e = spb.HashEntry(type=int(t), value=value, labels=[canonical_label(x) for x in h.labels])
+    e = spb.HashEntry(type=wire_enum(t), value=value, labels=[canonical_label(x) for x in h.labels])
     if h.quality is not None:
         e.quality = h.quality
     return e
@@ -336,8 +341,8 @@ def sign_statement(
         key_id=key.key_id,
         issued_at_ms=issued_at_ms if issued_at_ms is not None else int(time.time() * 1000),
         nonce=os.urandom(16),
-        kind=int(kind),
-        hash_types=sorted(types),
+        kind=wire_enum(kind),
+        hash_types=[wire_enum(t) for t in sorted(types)],
         labels=sorted(labels, key=str.encode),
         body_sha256=hashlib.sha256(body_bytes).digest(),
         body_bytes=len(body_bytes),

@@ -113,7 +113,8 @@ def check_vector(v: dict[str, Any]) -> int:
             )
         checks += 5
     if "body_hex" in v:
-        need(header is not None, "a body without a header")
+        if header is None:
+            raise Failed("a body without a header")
         body = hx(v, "body_hex")
         decoded = canon(pb.StatementBody, body, "body")
         try:  # the field rules of §2.3 and the header naming its body (kind, types, labels)
@@ -163,7 +164,10 @@ def check_vector(v: dict[str, Any]) -> int:
         need(all(len(g) in (40, 88) for g in gaps), "a gap leaf is 40 or 88 bytes")
         need(relay.checkpoint.note == r["checkpoint"], "origin checkpoint")
         need(len(relay.checkpoint.proofs) == 0, "no consistency proof in this vector")
-        be = lambda n, signed: n.to_bytes(8, "big", signed=signed)
+
+        def be(n: int, signed: bool) -> bytes:
+            return n.to_bytes(8, "big", signed=signed)
+
         relayed = (
             sid
             + be(entry.received_at_ms, True)
@@ -191,11 +195,11 @@ def check_vector(v: dict[str, Any]) -> int:
             checks += 1
     if "entries" in v:  # a checkpoint over a list of entries
         leaves = []
-        for i, e in enumerate(v["entries"]):
-            need(e["seq"] == i, "entries in order from 0")
-            data = hx(e, "statement_id_hex") + e["received_at_ms"].to_bytes(8, "big", signed=True)
-            need(data == hx(e, "leaf_data_hex"), f"entry {i}: leaf data")
-            need(leaf_hash(data) == hx(e, "leaf_hash_hex"), f"entry {i}: leaf hash")
+        for i, ent in enumerate(v["entries"]):
+            need(ent["seq"] == i, "entries in order from 0")
+            data = hx(ent, "statement_id_hex") + ent["received_at_ms"].to_bytes(8, "big", signed=True)
+            need(data == hx(ent, "leaf_data_hex"), f"entry {i}: leaf data")
+            need(leaf_hash(data) == hx(ent, "leaf_hash_hex"), f"entry {i}: leaf hash")
             leaves.append(leaf_hash(data))
         need(len(leaves) == v["tree_size"], "tree size")
         need(tree_root(leaves) == hx(v, "root_hex"), "root of the entries")
