@@ -418,4 +418,9 @@ def to_verified(replica: Replica, r: Replayed) -> VerifiedEntry:
     elif kind in GOVERNANCE or kind in LIFECYCLE:
         which = body.WhichOneof("body")
         v.details = {which: message_dict(getattr(body, which))}
+        if kind in LIFECYCLE:
+            target = body.retraction.statement_id if kind == Kind.RETRACTION else body.opinion.statement_id
+            v.target_statement_id = target.hex()
+            if target in replica.targets:
+                v.target_base_state, v.target_entry_states = replica.states_of(target)
     return v

@@ -152,9 +152,22 @@ class VerifiedEntry:
     risk_signal: RiskSignalFields | None = None
     #: Decoded body for governance and lifecycle statements (a dict of the protobuf message).
     details: dict[str, Any] | None = None
+    #: A retraction or opinion: the statement it speaks of (hex), and that statement's entry
+    #: states when this entry's batch was proven (when this client holds the target; later
+    #: entries of the same batch included): apply them to the rows yielded earlier for that
+    #: statement (`target_state(i)`).
+    target_statement_id: str | None = None
+    target_base_state: EntryState | None = None
+    target_entry_states: dict[int, EntryState] = field(default_factory=dict)
     #: Every hash of a hash set (or a risk signal's hash indicators), in entry order, labels
     #: in canonical spelling. Empty when the body was withheld.
     hashes: tuple[VerifiedHash, ...] = ()
+
+    def target_state(self, entry_index: int) -> EntryState | None:
+        """A retraction's or opinion's target entry state after it (None: target unknown)."""
+        if self.target_base_state is None:
+            return None
+        return self.target_entry_states.get(entry_index, self.target_base_state)
 
     def state(self, entry_index: int) -> EntryState:
         """The state of one entry (§4.3) when the batch was proven."""

@@ -110,6 +110,9 @@ def test_lifecycle_retraction_opinion_and_admin_quarantine(hub: Hub) -> None:
     assert target.state(3) == EntryState.ACTIVE
     kinds = [e.kind for e in entries if e.seq > target.seq]
     assert kinds.count(Kind.RETRACTION) >= 1 and kinds.count(Kind.OPINION) >= 2
+    # Each lifecycle entry names its target and the target's states once it is applied.
+    retraction = next(e for e in entries if e.kind == Kind.RETRACTION and e.target_statement_id == r.statement_id)
+    assert retraction.target_state(1) == EntryState.RETRACTED and retraction.target_state(0) == EntryState.DISPUTED
     # The hub's matching agrees on the retracted entry.
     hits = globex.match([HASHES[1]], states=[EntryState.RETRACTED])
     assert any(h.statement_id == r.statement_id and h.state == EntryState.RETRACTED for h in hits)
