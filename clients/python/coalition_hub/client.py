@@ -310,6 +310,7 @@ class HubClient:
             state = SyncState()
         replica = state._restore(self.member_id)
         received = replica.size
+        caught_up = False
         try:
             stream = self._hub.Sync(hpb.SyncRequest(from_seq=replica.size), timeout=None)
             batch: list[Replayed] = []
@@ -331,7 +332,11 @@ class HubClient:
                             f"the hub says it sent every entry below {resp.progress.next_seq}, but it sent the entries below {received}",
                             received,
                         )
-            replica.caught_up()
+                    caught_up = resp.progress.next_seq >= resp.progress.log_size
+            if caught_up:
+                # Rule 13a: the hub says it sent every entry; no erasure claim may stay open.
+                # (A stream that ended without saying so leaves them open, in the state.)
+                replica.caught_up()
             yield from self._emit(replica, batch, state)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.OUT_OF_RANGE:

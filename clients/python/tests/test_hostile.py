@@ -306,3 +306,12 @@ def test_membership_change_that_is_impossible(hub: Hub, log: list[hpb.SyncEntry]
     bad = hpb.SyncEntry(seq=last.seq + 1, received_at_ms=last.received_at_ms, statement_id=statement_id(env.payload_type, env.payload), envelope=env)
     err = refused(hub, Lies(copy(log) + [bad]), E.Refused)
     assert "already exists" in str(err)
+
+
+def test_erasure_claim_left_open(hub: Hub, log: list[hpb.SyncEntry]) -> None:
+    entries = copy(log)
+    i = first_hash_set(entries)
+    entries[i].envelope.body = b""
+    entries[i].erased_by = len(log) + 3  # an entry the hub never sends
+    err = refused(hub, Lies(entries), E.FalseErasure)
+    assert f"sent only {len(log)} entries" in str(err)

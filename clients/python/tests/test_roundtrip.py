@@ -219,3 +219,15 @@ def test_a_sync_from_beyond_the_log_is_behind(hub: Hub) -> None:
     data["ids"] = base64.b64encode(base64.b64decode(data["ids"]) + os.urandom(32)).decode()
     with pytest.raises(E.Behind):
         sync_all(globex, SyncState.from_json(json.dumps(data)))
+
+
+def test_erasure_under_legal_order(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    r = acme.submit_hashes(key_of(hub, "acme"), [HashInput("md5", os.urandom(16))], description="to erase")
+    hub.admin("erase", r.statement_id, "--reason", "court order 2026-301")
+    entries = sync_all(globex, SyncState())
+    target = next(e for e in entries if e.statement_id == r.statement_id)
+    # The hub serves the header only, with erased_by; the replica checks the claim.
+    assert not target.has_body and target.hashes == () and target.state(0) == EntryState.ERASED
+    erasure = next(e for e in entries if e.target_statement_id == r.statement_id)
+    assert erasure.kind == Kind.RETRACTION and erasure.target_state(0) == EntryState.ERASED
