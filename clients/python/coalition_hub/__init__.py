@@ -4,7 +4,8 @@ everything the hub sends (docs/PROTOCOL.md). See clients/python/README.md.
 The public API, kept stable for plugins (e.g. a ThreatExchange signal exchange):
 
 - :class:`HubClient` — `whoami`, `submit_hashes`, `submit_opinion`, `retract`, `match`, `sync`;
-- :class:`SyncState` — the resumable position of a sync (`to_json` / `from_json`);
+- :class:`SyncState` — the resumable position of a sync (`to_json` / `from_json`), with its
+  :class:`SyncFilter`;
 - :class:`VerifiedEntry`, :class:`VerifiedHash`, :class:`RiskSignalFields`,
   :class:`EntryState`, :class:`Kind`, :class:`HashType`, :class:`HashInput`, :class:`Verdict`;
 - :class:`SigningKey` — an ed25519 key (`from_pem_file`);
@@ -20,6 +21,7 @@ from coalition_hub.model import (
     HashType,
     Kind,
     RiskSignalFields,
+    SyncFilter,
     Verdict,
     VerifiedEntry,
     VerifiedHash,
@@ -41,6 +43,7 @@ __all__ = [
     "Receipt",
     "RiskSignalFields",
     "SigningKey",
+    "SyncFilter",
     "SyncState",
     "Verdict",
     "VerificationError",

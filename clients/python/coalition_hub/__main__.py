@@ -1,7 +1,7 @@
 """`python -m coalition_hub`: a small command line over the client.
 
     python -m coalition_hub [--hub ADDR] [--certs DIR] --as ID whoami
-    python -m coalition_hub ... sync --state FILE [--genesis HEX]      JSON Lines on stdout
+    python -m coalition_hub ... sync --state FILE [--genesis HEX] [--hash-type T]...   JSON Lines
     python -m coalition_hub ... submit --hashes FILE.csv [--description TEXT]
     python -m coalition_hub ... match TYPE:HEX [TYPE:HEX ...]
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from coalition_hub import errors as E
 from coalition_hub.client import HubClient, MatchQuery
 from coalition_hub.keys import SigningKey
-from coalition_hub.model import HashInput, VerifiedEntry
+from coalition_hub.model import HashInput, SyncFilter, VerifiedEntry
 from coalition_hub.state import SyncState
 
 
@@ -89,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = sub.add_parser("sync")
     s.add_argument("--state", required=True, help="JSON state file: created on first use, resumed after")
     s.add_argument("--genesis", help="pin the genesis statement id (hex) on first use")
+    s.add_argument("--kind", action="append", default=[], help="filter (first run): statement kind, e.g. hash_set")
+    s.add_argument("--hash-type", action="append", default=[], help="filter (first run): md5, sha1, sha256, pdq, photodna")
+    s.add_argument("--label", action="append", default=[], help="filter (first run): a label, e.g. A1")
+    s.add_argument("--issuer", action="append", default=[], help="filter (first run): a member id")
     u = sub.add_parser("submit")
     u.add_argument("--hashes", required=True)
     u.add_argument("--description", default="")
@@ -109,10 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for hit in c.match(qs):
                     print(json.dumps({**hit.__dict__, "state": hit.state.name.lower()}))
             else:
-                state = SyncState(genesis=a.genesis)
+                wanted = SyncFilter(a.kind, a.hash_type, a.label, a.issuer)
+                state = SyncState(genesis=a.genesis, filter=wanted)
                 if os.path.exists(a.state):
                     with open(a.state, encoding="utf-8") as f:
                         state = SyncState.from_json(f.read())
+                    if wanted != SyncFilter() and wanted != state.filter:
+                        raise E.CoalitionError(f"{a.state} was started with another filter ({state.filter.to_dict()}): resuming with another one is refused")
                 try:
                     for e in c.sync(state):
                         sys.stdout.write(json.dumps(entry_json(e)) + "\n")

@@ -302,9 +302,10 @@ class HubClient:
         """Streams the hub's log from `state` (or from the genesis) and yields every hash set,
         risk signal, retraction, opinion, genesis, membership and settings entry once it is
         verified (§4 rules 1-17) and proven in a signed checkpoint consistent with the last
-        one accepted (rules 18-20). `state` (pin a genesis with `SyncState(genesis=HEX)`) is
-        updated after each batch has been yielded; save it with `to_json()` and pass it back to
-        resume. Raises a :class:`coalition_hub.errors.VerificationError` subclass naming the
+        one accepted (rules 18-20). `state` (pin a genesis with `SyncState(genesis=HEX)`, filter
+        with `SyncState(filter=SyncFilter(...))`; entries outside the filter are yielded with
+        their body withheld, `has_body` False) is updated after each batch has been yielded;
+        save it with `to_json()` and pass it back to resume. Raises a :class:`coalition_hub.errors.VerificationError` subclass naming the
         rule a lying hub broke; nothing of a refused batch is yielded."""
         if state is None:
             state = SyncState()
@@ -312,7 +313,15 @@ class HubClient:
         received = replica.size
         caught_up = False
         try:
-            stream = self._hub.Sync(hpb.SyncRequest(from_seq=replica.size), timeout=None)
+            f = replica.filter
+            request = hpb.SyncRequest(
+                from_seq=replica.size,
+                kinds=[wire_enum(k) for k in f.kinds],
+                hash_types=[wire_enum(t) for t in f.hash_types],
+                labels=list(f.labels),
+                issuers=list(f.issuers),
+            )
+            stream = self._hub.Sync(request, timeout=None)
             batch: list[Replayed] = []
             size = 0
             for resp in stream:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 
@@ -67,6 +68,60 @@ class Verdict(enum.IntEnum):
     QUARANTINE = 5
     RELEASE = 6
     SEEN = 7
+
+
+@dataclass(frozen=True)
+class SyncFilter:
+    """What a sync selects (PROTOCOL.md §5 `Hub.Sync`), decided from the signed header alone:
+    within one field any value matches, across fields all must; an empty field matches
+    everything. Genesis, membership and settings statements are always selected; a restricted
+    header lists no hash types or labels, so only kinds and issuers apply to it. Entries the
+    filter does not select come (and are yielded) with their body withheld, still verified."""
+
+    kinds: tuple[Kind, ...] = ()
+    hash_types: tuple[HashType, ...] = ()
+    #: Labels in canonical spelling (categories upper case: A1, A2, B1, B2; tags as given).
+    labels: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Accept names ("pdq", "hash_set", "a1") and any sequence; store canonical tuples.
+        from coalition_hub.statements import canonical_label
+
+        object.__setattr__(self, "kinds", tuple(Kind[k.upper()] if isinstance(k, str) else Kind(k) for k in self.kinds))
+        object.__setattr__(self, "hash_types", tuple(HashType.parse(t) for t in self.hash_types))
+        object.__setattr__(self, "labels", tuple(canonical_label(x) for x in self.labels))
+        object.__setattr__(self, "issuers", tuple(self.issuers))
+
+    def selects(self, kind: int, hash_types: Sequence[int], labels: Sequence[str], issuer: str, restricted: bool) -> bool:
+        """Whether a header with these fields is selected."""
+        if kind in (Kind.GENESIS, Kind.MEMBERSHIP, Kind.SETTINGS):
+            return True
+        return (
+            (not self.kinds or kind in self.kinds)
+            and (not self.hash_types or restricted or any(t in self.hash_types for t in hash_types))
+            and (not self.labels or restricted or any(x in self.labels for x in labels))
+            and (not self.issuers or issuer in self.issuers)
+        )
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """JSON form (names), as saved in a SyncState."""
+        return {
+            "kinds": [k.name.lower() for k in self.kinds],
+            "hash_types": [t.wire_name for t in self.hash_types],
+            "labels": list(self.labels),
+            "issuers": list(self.issuers),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[Any]]) -> SyncFilter:
+        """From :meth:`to_dict`'s form."""
+        return cls(
+            tuple(Kind[k.upper()] for k in d.get("kinds", [])),
+            tuple(HashType.parse(t) for t in d.get("hash_types", [])),
+            tuple(d.get("labels", [])),
+            tuple(d.get("issuers", [])),
+        )
 
 
 @dataclass(frozen=True)

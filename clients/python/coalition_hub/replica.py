@@ -18,7 +18,7 @@ from coalition_hub.membership import (
     Membership,
 )
 from coalition_hub.merkle import Frontier, ProofError, verify_consistency
-from coalition_hub.model import EntryState, Kind, Verdict, VerifiedHash
+from coalition_hub.model import EntryState, Kind, SyncFilter, Verdict, VerifiedHash
 from coalition_hub.note import Checkpoint, NoteError, head, verify_checkpoint
 from coalition_hub.pb import hub as hpb
 from coalition_hub.pb import statement as spb
@@ -84,6 +84,8 @@ class Replica:
 
     reader: str
     pinned_genesis: bytes | None = None
+    #: The sync's filter (rule 13); the default selects everything.
+    filter: SyncFilter = field(default_factory=SyncFilter)
     genesis_id: bytes | None = None
     membership: Membership | None = None
     frontier: Frontier = field(default_factory=Frontier)
@@ -181,8 +183,8 @@ class Replica:
                 if m <= seq:
                     raise E.FalseErasure(at, f"the hub claims entry {seq} was erased by entry {m}, which is not after it", seq)
                 self.erasure_claims.setdefault(m, []).append((seq, entry.statement_id))
-            elif self._may_read(header):
-                raise E.WithheldSelected(at, "the body of a statement this member may read was withheld: the hub is withholding a selected statement", seq)
+            elif self._selects(header) and self._may_read(header):
+                raise E.WithheldSelected(at, "the body of a statement this member's filter selects and it may read was withheld: the hub is withholding a selected statement", seq)
         # Rule 14: entitlement; rules 15/17: signatures.
         keys = self._entitled(entry, header, body, at)
         for s, public in zip(sigs, keys, strict=True):
@@ -194,6 +196,10 @@ class Replica:
             self._append(entry)
         self.ids[entry.statement_id] = seq
         return Replayed(entry, header, body, 1, hashes)
+
+    def _selects(self, h: spb.Statement) -> bool:
+        """Whether the sync's filter selects this header (decided from the header alone)."""
+        return self.filter.selects(h.kind, h.hash_types, h.labels, h.issuer, bool(h.recipients))
 
     def _may_read(self, h: spb.Statement) -> bool:
         """The read rule (§2.7) for this reader: unrestricted, or issued by or naming it."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from coalition_hub import errors as E
 from coalition_hub.merkle import Frontier, ProofError
+from coalition_hub.model import SyncFilter
 from coalition_hub.pb import hub as hpb
 from coalition_hub.replica import Replica, Target
 
@@ -24,8 +25,20 @@ class SyncState:
     """A persistable sync position. Create it empty (`SyncState()`), optionally pinning the
     genesis id (hex); `HubClient.sync` updates it after every proven batch it has yielded."""
 
-    def __init__(self, genesis: str | None = None) -> None:
-        self._data: dict[str, Any] = {"format": FORMAT, "genesis": genesis}
+    def __init__(self, genesis: str | None = None, filter: SyncFilter | None = None) -> None:
+        self._data: dict[str, Any] = {
+            "format": FORMAT,
+            "genesis": genesis,
+            "filter": (filter or SyncFilter()).to_dict(),
+        }
+
+    @property
+    def filter(self) -> SyncFilter:
+        """The filter this sync was started with (a resumed sync keeps it)."""
+        try:
+            return SyncFilter.from_dict(self._data.get("filter") or {})
+        except (KeyError, ValueError, AttributeError, TypeError) as e:
+            raise E.StateError("the saved state", f"its filter does not parse: {e}") from e
 
     @property
     def genesis(self) -> str | None:
@@ -68,6 +81,7 @@ class SyncState:
         self._data = {
             "format": FORMAT,
             "reader": r.reader,
+            "filter": r.filter.to_dict(),
             "genesis": r.genesis_id.hex() if r.genesis_id else self.genesis,
             "size": r.size,
             "frontier": [h.hex() for h in r.frontier.hashes],
@@ -85,7 +99,7 @@ class SyncState:
     def _restore(self, reader: str) -> Replica:
         d = self._data
         pinned = bytes.fromhex(self.genesis) if self.genesis else None
-        r = Replica(reader=reader, pinned_genesis=pinned)
+        r = Replica(reader=reader, pinned_genesis=pinned, filter=self.filter)
         if "size" not in d:
             return r
         where = "the saved state"

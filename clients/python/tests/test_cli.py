@@ -41,3 +41,13 @@ def test_cli_error_is_one_line(hub: Hub, tmp_path) -> None:  # type: ignore[no-u
     bad = cli(hub, "globex", "sync", "--state", str(tmp_path / "s.json"), "--genesis", "00" * 32)
     assert bad.returncode == 1 and bad.stderr.startswith("error: verification FAILED at entry 0")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_filter_is_kept_and_another_refused(hub: Hub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    state = str(tmp_path / "state.json")
+    first = cli(hub, "globex", "sync", "--state", state, "--hash-type", "pdq")
+    assert first.returncode == 0, first.stderr
+    assert all(r["kind"] != "hash_set" or "hashes" not in r or all(h["type"] == "pdq" for h in r["hashes"])
+               for r in map(json.loads, first.stdout.splitlines()))
+    other = cli(hub, "globex", "sync", "--state", state, "--hash-type", "md5")
+    assert other.returncode == 1 and "another filter" in other.stderr

@@ -11,7 +11,7 @@ from conftest import client_of, key_of
 from hostile import HostileHub, Lies, capture, sign_note
 from hubprocess import Hub
 
-from coalition_hub import HashInput, HubClient, SigningKey, SyncState
+from coalition_hub import HashInput, HubClient, SigningKey, SyncFilter, SyncState
 from coalition_hub import errors as E
 from coalition_hub.merkle import tree_root
 from coalition_hub.pb import hub as hpb
@@ -315,3 +315,13 @@ def test_erasure_claim_left_open(hub: Hub, log: list[hpb.SyncEntry]) -> None:
     entries[i].erased_by = len(log) + 3  # an entry the hub never sends
     err = refused(hub, Lies(entries), E.FalseErasure)
     assert f"sent only {len(log)} entries" in str(err)
+
+
+def test_a_filtered_sync_refuses_a_selected_body_withheld(hub: Hub, log: list[hpb.SyncEntry]) -> None:
+    entries = copy(log)
+    i = first_hash_set(entries)  # acme's sets hold sha256 and md5 hashes
+    entries[i].envelope.body = b""
+    refused(hub, Lies(entries), E.WithheldSelected, SyncState(filter=SyncFilter(hash_types=("md5",))))
+    # The same body withheld from a sync that does not select it: verified, yielded bodiless.
+    got = sync_through(hub, Lies(copy(entries)), SyncState(filter=SyncFilter(hash_types=("pdq",))))
+    assert not got[i].has_body and [e.seq for e in got] == [e.seq for e in log]

@@ -18,6 +18,7 @@ from coalition_hub import (
     HubCallError,
     Kind,
     SigningKey,
+    SyncFilter,
     SyncState,
 )
 from coalition_hub import errors as E
@@ -231,3 +232,20 @@ def test_erasure_under_legal_order(hub: Hub) -> None:
     assert not target.has_body and target.hashes == () and target.state(0) == EntryState.ERASED
     erasure = next(e for e in entries if e.target_statement_id == r.statement_id)
     assert erasure.kind == Kind.RETRACTION and erasure.target_state(0) == EntryState.ERASED
+
+
+def test_filtered_sync_withholds_and_still_verifies(hub: Hub) -> None:
+    acme = client_of(hub, "acme")
+    pdq = acme.submit_hashes(key_of(hub, "acme"), [HashInput("pdq", os.urandom(32), quality=80)])
+    md5 = acme.submit_hashes(key_of(hub, "acme"), [HashInput("md5", os.urandom(16))])
+    state = SyncState(filter=SyncFilter(hash_types=("pdq",)))
+    entries = {e.statement_id: e for e in client_of(hub, "globex").sync(state)}
+    assert entries[pdq.statement_id].has_body and entries[md5.statement_id].has_body is False
+    assert entries[md5.statement_id].hashes == ()
+    # Governance always comes whole; the filter is kept by the saved state.
+    assert all(e.has_body for e in entries.values() if e.kind in (Kind.GENESIS, Kind.MEMBERSHIP))
+    resumed = SyncState.from_json(state.to_json())
+    assert resumed.filter == SyncFilter(hash_types=("pdq",))
+    later = acme.submit_hashes(key_of(hub, "acme"), [HashInput("md5", os.urandom(16))])
+    more = list(client_of(hub, "globex").sync(resumed))
+    assert [e.statement_id for e in more] == [later.statement_id] and not more[0].has_body
