@@ -143,13 +143,14 @@ class Replica:
             try:
                 header = canonical(spb.Statement, env.payload, "payload")
                 check_header(header)
-                if env.body:
-                    if len(env.body) > 16 * 1024 * 1024:
+                raw_body = env.body
+                if raw_body:
+                    if len(raw_body) > 16 * 1024 * 1024:
                         raise FieldError("body: larger than 16 MiB")
-                    if hashlib.sha256(env.body).digest() != header.body_sha256 or len(env.body) != header.body_bytes:
+                    if hashlib.sha256(raw_body).digest() != header.body_sha256 or len(raw_body) != header.body_bytes:
                         raise FieldError("body: its SHA-256 or length is not what the signed header names: the body was altered or swapped")
-                    body = canonical(spb.StatementBody, env.body, "body")
-                    hashes = check_body(header, body)
+                    body = canonical(spb.StatementBody, raw_body, "body")
+                    hashes = check_body(header, body, raw_body)
             except (NotCanonical, FieldError) as e:
                 raise E.InvalidEntry(at, str(e), seq) from e
         # Rule 7-9: position, time, once.
