@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -94,12 +93,3 @@ class Hub:
         if self.proc.stdout:
             self.proc.stdout.close()
         self.log.close()
-
-
-def wait_for(predicate, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Polls `predicate` every 50 ms (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)

@@ -22,7 +22,9 @@ from coalition_hub import (
     SyncState,
 )
 from coalition_hub import errors as E
+from coalition_hub.client import Receipt
 from coalition_hub.merkle import Frontier
+from coalition_hub.statements import hash_set_body, sign_statement
 
 PDQ = bytes(range(32))
 HASHES = [
@@ -48,12 +50,11 @@ def test_submit_sync_verify_round_trip_and_resume(hub: Hub) -> None:
     acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
     receipt = acme.submit_hashes(key_of(hub, "acme"), HASHES, description="round trip")
     assert len(receipt.statement_id) == 64 and not receipt.already_present
-    again = acme.submit(  # resubmitting the same envelope is idempotent at the hub
-        __import__("coalition_hub.statements", fromlist=["x"]).sign_statement(
-            "acme", key_of(hub, "acme"), __import__("coalition_hub.statements", fromlist=["x"]).hash_set_body(HASHES[:1])
-        )
-    )
-    assert again.seq > receipt.seq
+    envelope = sign_statement("acme", key_of(hub, "acme"), hash_set_body(HASHES[:1]))
+    first = acme.submit(envelope)
+    again = acme.submit(envelope)  # resubmitting the same envelope is idempotent at the hub
+    assert again == Receipt(first.statement_id, first.seq, first.received_at_ms, True)
+    assert first.seq > receipt.seq
 
     state = SyncState(genesis=hub.genesis)
     entries = sync_all(globex, state)
