@@ -49,6 +49,9 @@ BATCH_BYTES = 64 * 1024 * 1024
 CHECKPOINT_TRIES = 10
 CHECKPOINT_WAIT_S = 0.2
 MAX_MESSAGE_BYTES = 80 * 1024 * 1024
+#: A batch whose checkpoint is signed by a hub key a later rotation names (rule 18a) is held and
+#: proven with the next; at most this many batches are held at once (memory bound).
+MAX_DEFERRED_BATCHES = 8
 _CATEGORIES = {1: "sextortion", 2: "grooming", 3: "csam_distribution", 4: "trafficking", 5: "other"}
 _SEVERITIES = {1: "low", 2: "medium", 3: "high", 4: "critical"}
 
@@ -312,6 +315,7 @@ class HubClient:
         replica = state._restore(self.member_id)
         received = replica.size
         caught_up = False
+        deferred = 0
         try:
             f = replica.filter
             request = hpb.SyncRequest(
@@ -331,9 +335,15 @@ class HubClient:
                     batch.append(replica.replay(e))
                     received += 1
                     size += len(e.envelope.payload) + len(e.envelope.body)
-                    if len(batch) >= batch_entries or size >= batch_bytes:
-                        yield from self._emit(replica, batch, state)
-                        batch, size = [], 0
+                    if len(batch) >= batch_entries * (1 + deferred) or size >= batch_bytes * (1 + deferred):
+                        if deferred + 1 < MAX_DEFERRED_BATCHES:
+                            if self._prove_or_defer(replica):
+                                deferred += 1  # proven with the next batch
+                                continue
+                            yield from self._emit(replica, batch, state, proven=True)
+                        else:
+                            yield from self._emit(replica, batch, state)
+                        batch, size, deferred = [], 0, 0
                 elif item == "progress":
                     if resp.progress.next_seq != received:
                         raise E.BadProgress(
@@ -373,13 +383,23 @@ class HubClient:
         assert last is not None
         raise last
 
-    def _emit(self, replica: Replica, batch: list[Replayed], state: SyncState) -> Iterator[VerifiedEntry]:
-        """Proves the batch, yields its entries, then saves the state."""
+    def _prove_or_defer(self, replica: Replica) -> bool:
+        """Proves what was replayed; True when the hub's checkpoint is signed by a key not known
+        yet (a rotation among the entries still to come, rule 18a): prove with the next batch."""
+        try:
+            self._prove(replica)
+        except E.UnknownHubKey:
+            return True
+        return False
+
+    def _emit(self, replica: Replica, batch: list[Replayed], state: SyncState, *, proven: bool = False) -> Iterator[VerifiedEntry]:
+        """Proves the batch (unless `proven`), yields its entries, then saves the state."""
         if replica.membership is None:
             if batch:
                 raise E.NotEntitled("entry 0", "the log has no genesis")
             return
-        self._prove(replica)
+        if not proven:
+            self._prove(replica)
         for r in batch:
             if r.header is not None:
                 yield to_verified(replica, r)

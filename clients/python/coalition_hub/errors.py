@@ -145,6 +145,13 @@ class RetiredHubKey(VerificationError):
     fault = "RetiredHubKey"
 
 
+class UnknownHubKey(VerificationError):
+    """Rule 18a: a checkpoint beyond the entries replayed that no known hub key verifies (a
+    rotation not replayed yet may name its key); the sync proves the batch with the next one."""
+
+    fault = "UnknownHubKey"
+
+
 class NoHubKey(VerificationError):
     """Rule 18: a checkpoint before any genesis."""
 

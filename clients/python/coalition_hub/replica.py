@@ -480,6 +480,12 @@ class Replica:
                     except NoteError:
                         continue
                     raise E.RetiredHubKey(where, "signed by a hub key the log retired before this size: the old key may be lost or leaked", size) from e
+            if size > self.size:
+                raise E.UnknownHubKey(
+                    where,
+                    f"no hub key known here verifies it ({e}); a rotation among the entries not replayed yet may name its key: sync again",
+                    size,
+                ) from e
             raise E.CheckpointSignature(where, str(e), size) from e
 
     def offer_checkpoint(self, note: str, proof: Callable[[int, int], Sequence[bytes]]) -> Checkpoint:

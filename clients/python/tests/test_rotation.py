@@ -56,3 +56,30 @@ def test_a_checkpoint_under_the_retired_hub_key_is_refused(rotated: Hub) -> None
             list(c.sync(SyncState()))
     finally:
         double.stop()
+
+
+def test_a_batch_ending_before_the_rotation_is_proven_with_the_next(rotated: Hub) -> None:
+    # The hub's newest checkpoint is signed by the new key, which a batch ending before the
+    # rotation does not know yet: the client proves it together with the next batch.
+    log = capture(rotated)
+    leaves = [leaf_hash(leaf_data(e.statement_id, e.received_at_ms)) for e in log]
+    note = sign_note(len(log), tree_root(leaves), NEW_KEY)
+    double = HostileHub(rotated, Lies(log, note=note))
+    try:
+        with HubClient.from_certs_dir(double.addr, rotated.certs, "globex") as c:
+            got = list(c.sync(SyncState(), batch_entries=2))
+        assert [e.seq for e in got] == [e.seq for e in log]
+    finally:
+        double.stop()
+
+
+def test_a_checkpoint_no_key_verifies_fails_at_the_end(rotated: Hub) -> None:
+    log = capture(rotated)
+    leaves = [leaf_hash(leaf_data(e.statement_id, e.received_at_ms)) for e in log]
+    note = sign_note(len(log), tree_root(leaves), SigningKey.generate())
+    double = HostileHub(rotated, Lies(log, note=note))
+    try:
+        with HubClient.from_certs_dir(double.addr, rotated.certs, "globex") as c, pytest.raises(E.CheckpointSignature):
+            list(c.sync(SyncState(), batch_entries=2))
+    finally:
+        double.stop()
