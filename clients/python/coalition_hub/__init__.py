@@ -3,7 +3,8 @@ everything the hub sends (docs/PROTOCOL.md). See clients/python/README.md.
 
 The public API, kept stable for plugins (e.g. a ThreatExchange signal exchange):
 
-- :class:`HubClient` — `whoami`, `submit_hashes`, `submit_opinion`, `retract`, `match`, `sync`;
+- :class:`HubClient` — `whoami`, `submit_hashes`, `submit_risk_signal`, `submit_opinion`,
+  `retract`, `match`, `sync`;
 - :class:`SyncState` — the resumable position of a sync (`to_json` / `from_json`), with its
   :class:`SyncFilter`;
 - :class:`VerifiedEntry`, :class:`VerifiedHash`, :class:`RiskSignalFields`,
@@ -19,6 +20,7 @@ from coalition_hub.model import (
     EntryState,
     HashInput,
     HashType,
+    IndicatorInput,
     Kind,
     RiskSignalFields,
     SyncFilter,
@@ -36,6 +38,7 @@ __all__ = [
     "HashType",
     "HubCallError",
     "HubClient",
+    "IndicatorInput",
     "KeyFileError",
     "Kind",
     "MatchHit",

@@ -18,6 +18,7 @@ from coalition_hub.model import (
     EntryState,
     HashInput,
     HashType,
+    IndicatorInput,
     Kind,
     RiskSignalFields,
     Verdict,
@@ -34,6 +35,7 @@ from coalition_hub.statements import (
     hash_set_body,
     indicator_type_name,
     message_dict,
+    risk_signal_body,
     sign_statement,
     wire_enum,
 )
@@ -200,6 +202,24 @@ class HubClient:
     ) -> Receipt:
         """Signs and submits one hash set (1..=100,000 entries) as this member."""
         body = hash_set_body(entries, description, expires_at_ms)
+        return self.submit(sign_statement(self.member_id, signing_key, body, recipients))
+
+    def submit_risk_signal(
+        self,
+        signing_key: SigningKey,
+        category: str,
+        severity: str,
+        title: str,
+        indicators: Iterable[IndicatorInput],
+        first_seen_ms: int,
+        last_seen_ms: int,
+        *,
+        description: str = "",
+        expires_at_ms: int | None = None,
+        recipients: Sequence[str] = (),
+    ) -> Receipt:
+        """Signs and submits one risk signal (§2.3) as this member."""
+        body = risk_signal_body(category, severity, title, indicators, first_seen_ms, last_seen_ms, description, expires_at_ms)
         return self.submit(sign_statement(self.member_id, signing_key, body, recipients))
 
     def retract(self, signing_key: SigningKey, statement_id: str, reason: str, entries: Sequence[int] = ()) -> Receipt:

@@ -134,6 +134,17 @@ class HashInput:
     labels: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class IndicatorInput:
+    """One indicator of a risk signal to submit: `type` keyword, url, domain, account_handle
+    (with `platform`) or hash (with `hash`, `value` empty)."""
+
+    type: str
+    value: str = ""
+    platform: str = ""
+    hash: HashInput | None = None
+
+
 class VerifiedHash(NamedTuple):
     """One hash of a verified hash set (or a risk signal's hash indicator). A named tuple:
     many are made per sync, and a tuple is the cheapest immutable record in Python."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coalition_hub.keys import SigningKey
-from coalition_hub.model import HASH_LENGTHS, HashInput, HashType, Kind, VerifiedHash
+from coalition_hub.model import HASH_LENGTHS, HashInput, HashType, IndicatorInput, Kind, VerifiedHash
 from coalition_hub.pb import statement as spb
 from coalition_hub.wire import PAYLOAD_TYPE, pae, valid_key_id, weak_key
 
@@ -473,6 +473,44 @@ def hash_set_body(entries: Iterable[HashInput], description: str = "", expires_a
     if expires_at_ms is not None:
         hs.expires_at_ms = expires_at_ms
     return spb.StatementBody(hash_set=hs)
+
+
+_CATEGORY_VALUES = {"sextortion": 1, "grooming": 2, "csam_distribution": 3, "trafficking": 4, "other": 5}
+_SEVERITY_VALUES = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+_INDICATOR_VALUES = {v: k for k, v in _INDICATOR_NAMES.items()}
+
+
+def risk_signal_body(
+    category: str,
+    severity: str,
+    title: str,
+    indicators: Iterable[IndicatorInput],
+    first_seen_ms: int,
+    last_seen_ms: int,
+    description: str = "",
+    expires_at_ms: int | None = None,
+) -> spb.StatementBody:
+    """A risk-signal body (§2.3): category sextortion, grooming, csam_distribution,
+    trafficking or other; severity low, medium, high or critical."""
+    try:
+        rs = spb.RiskSignal(
+            category=wire_enum(_CATEGORY_VALUES[category]),
+            severity=wire_enum(_SEVERITY_VALUES[severity]),
+            title=title,
+            description=description,
+            first_seen_ms=first_seen_ms,
+            last_seen_ms=last_seen_ms,
+        )
+        for ind in indicators:
+            i = spb.Indicator(type=wire_enum(_INDICATOR_VALUES[ind.type]), value=ind.value, platform=ind.platform)
+            if ind.hash is not None:
+                i.hash.CopyFrom(hash_entry(ind.hash))
+            rs.indicators.append(i)
+    except KeyError as e:
+        raise FieldError(f"risk_signal: unknown category, severity or indicator type {e}") from e
+    if expires_at_ms is not None:
+        rs.expires_at_ms = expires_at_ms
+    return spb.StatementBody(risk_signal=rs)
 
 
 def message_dict(message: Any) -> dict[str, Any]:

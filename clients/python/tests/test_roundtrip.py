@@ -15,6 +15,7 @@ from hubprocess import Hub
 from coalition_hub import (
     EntryState,
     HashInput,
+    IndicatorInput,
     HubCallError,
     Kind,
     SigningKey,
@@ -250,3 +251,21 @@ def test_filtered_sync_withholds_and_still_verifies(hub: Hub) -> None:
     later = acme.submit_hashes(key_of(hub, "acme"), [HashInput("md5", os.urandom(16))])
     more = list(client_of(hub, "globex").sync(resumed))
     assert [e.statement_id for e in more] == [later.statement_id] and not more[0].has_body
+
+
+def test_risk_signal_submitted_by_the_python_client(hub: Hub) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    acme = client_of(hub, "acme")
+    r = acme.submit_risk_signal(
+        key_of(hub, "acme"), "grooming", "medium", "Lure phrases",
+        [IndicatorInput("keyword", "wanna be a model?"), IndicatorInput("account_handle", "@lure", platform="chat"),
+         IndicatorInput("hash", hash=HashInput("pdq", PDQ, quality=70, labels=("b1",)))],
+        now - 1000, now, description="seen this week", expires_at_ms=now + 86_400_000,
+    )
+    entries = sync_all(client_of(hub, "globex"), SyncState())
+    sig = next(e for e in entries if e.statement_id == r.statement_id)
+    assert sig.risk_signal is not None and sig.risk_signal.title == "Lure phrases" and sig.risk_signal.category == "grooming"
+    assert [(i.type, i.value, i.platform) for i in sig.risk_signal.indicators[:2]] == [("keyword", "wanna be a model?", ""), ("account_handle", "@lure", "chat")]
+    assert sig.hashes == ((2, "pdq", PDQ.hex(), 70, ("B1",)),) and sig.risk_signal.indicators[2].hash == sig.hashes[0]
