@@ -39,6 +39,7 @@ from coalition_hub.statements import (
     sign_statement,
     wire_enum,
 )
+from coalition_hub.witness import check_cosignatures
 from coalition_hub.wire import canonical
 from coalition_hub.wire import statement_id as _statement_id
 
@@ -54,6 +55,8 @@ MAX_MESSAGE_BYTES = 80 * 1024 * 1024
 #: A batch whose checkpoint is signed by a hub key a later rotation names (rule 18a) is held and
 #: proven with the next; at most this many batches are held at once (memory bound).
 MAX_DEFERRED_BATCHES = 8
+#: How long a strict (require_witnessed) sync waits for the hub to collect cosignatures.
+WITNESS_WAIT_S = 5.0
 _CATEGORIES = {1: "sextortion", 2: "grooming", 3: "csam_distribution", 4: "trafficking", 5: "other"}
 _SEVERITIES = {1: "low", 2: "medium", 3: "high", 4: "critical"}
 
@@ -145,6 +148,8 @@ class HubClient:
         self._hub: Any = hub_grpc.HubStub(self._channel)  # type: ignore[no-untyped-call]
         self._audit: Any = audit_grpc.AuditStub(self._channel)  # type: ignore[no-untyped-call]
         self.timeout_s = timeout_s
+        self._require_witnessed = False
+        self._witness_report: dict[str, Any] | None = None
 
     @classmethod
     def from_certs_dir(cls, address: str, certs: str | os.PathLike[str], member: str, **kw: Any) -> HubClient:
@@ -321,6 +326,7 @@ class HubClient:
         *,
         batch_entries: int = BATCH_ENTRIES,
         batch_bytes: int = BATCH_BYTES,
+        require_witnessed: bool = False,
     ) -> Iterator[VerifiedEntry]:
         """Streams the hub's log from `state` (or from the genesis) and yields every hash set,
         risk signal, retraction, opinion, genesis, membership and settings entry once it is
@@ -328,11 +334,16 @@ class HubClient:
         one accepted (rules 18-20). `state` (pin a genesis with `SyncState(genesis=HEX)`, filter
         with `SyncState(filter=SyncFilter(...))`; entries outside the filter are yielded with
         their body withheld, `has_body` False) is updated after each batch has been yielded;
-        save it with `to_json()` and pass it back to resume. Raises a :class:`coalition_hub.errors.VerificationError` subclass naming the
+        save it with `to_json()` and pass it back to resume. When the settings hold a witness
+        policy (§3.8), each proven checkpoint's cosignatures are checked against it and the
+        outcome kept in `state.witness`; `require_witnessed` refuses a batch whose checkpoint
+        does not meet the policy (`NotWitnessed`) or carries a forged cosignature
+        (`ForgedCosignature`). Raises a :class:`coalition_hub.errors.VerificationError` subclass naming the
         rule a lying hub broke; nothing of a refused batch is yielded."""
         if state is None:
             state = SyncState()
         replica = state._restore(self.member_id)
+        self._require_witnessed = require_witnessed
         received = replica.size
         caught_up = False
         deferred = 0
@@ -394,7 +405,8 @@ class HubClient:
         for attempt in range(CHECKPOINT_TRIES):
             cp = self._call("GetCheckpoint", self._audit.GetCheckpoint, apb.GetCheckpointRequest(refresh=True))
             try:
-                replica.offer_checkpoint(cp.note, proof)
+                accepted = replica.offer_checkpoint(cp.note, proof)
+                self._witnessed(replica, accepted.size, cp)
                 return
             except E.Behind as e:
                 last = e
@@ -402,6 +414,35 @@ class HubClient:
                     time.sleep(CHECKPOINT_WAIT_S)
         assert last is not None
         raise last
+
+    def _witnessed(self, replica: Replica, size: int, cp: Any) -> None:
+        """Checks the accepted checkpoint's cosignatures against the replayed witness policy;
+        in strict mode waits up to 5 s for the hub to collect them."""
+        ms = replica.membership
+        policy = ms.witness_policy if ms is not None else None
+        self._witness_report = None
+        if policy is None:
+            return
+        report = check_cosignatures(policy, cp.note, list(cp.cosignatures), size)
+        deadline = time.monotonic() + WITNESS_WAIT_S
+        while self._require_witnessed and not report.met and not report.forged and time.monotonic() < deadline:
+            time.sleep(CHECKPOINT_WAIT_S)
+            again = self._call("GetCheckpoint", self._audit.GetCheckpoint, apb.GetCheckpointRequest(tree_size=size))
+            if again.note == cp.note:
+                report = check_cosignatures(policy, cp.note, list(again.cosignatures), size)
+        self._witness_report = {
+            "size": size,
+            "cosigners": sorted(report.cosigners),
+            "forged": sorted(report.forged),
+            "met": report.met,
+            "newest": report.newest,
+        }
+        where = f"checkpoint of size {size}"
+        if self._require_witnessed and report.forged:
+            raise E.ForgedCosignature(where, f"the cosignature lines naming {', '.join(sorted(report.forged))} do not verify with their keys in the witness policy: forged", size)
+        if self._require_witnessed and not report.met:
+            cosigned = ", ".join(sorted(report.cosigners)) or "no witness"
+            raise E.NotWitnessed(where, f"cosigned by {cosigned}; the coalition's witness policy is NOT met", size)
 
     def _prove_or_defer(self, replica: Replica) -> bool:
         """Proves what was replayed; True when the hub's checkpoint is signed by a key not known
@@ -424,6 +465,8 @@ class HubClient:
             if r.header is not None:
                 yield to_verified(replica, r)
         state._save(replica)
+        if self._witness_report is not None:
+            state._set_witness(self._witness_report)
 
 
 def to_verified(replica: Replica, r: Replayed) -> VerifiedEntry:

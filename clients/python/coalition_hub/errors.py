@@ -152,6 +152,18 @@ class UnknownHubKey(VerificationError):
     fault = "UnknownHubKey"
 
 
+class ForgedCosignature(VerificationError):
+    """§3.8: a cosignature line naming a witness of the policy that does not verify with its key."""
+
+    fault = "ForgedCosignature"
+
+
+class NotWitnessed(VerificationError):
+    """§3.8, strict mode: the checkpoint's cosignatures do not meet the coalition's policy."""
+
+    fault = "NotWitnessed"
+
+
 class NoHubKey(VerificationError):
     """Rule 18: a checkpoint before any genesis."""
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from coalition_hub.pb import statement as spb
 from coalition_hub.wire import key_id, weak_key
+from coalition_hub.witness import Policy, PolicyError, parse_policy
 
 ROLE_ADMIN, ROLE_MEMBER, ROLE_AUDITOR, ROLE_PEER = 1, 2, 3, 4
 ACTIVE, SUSPENDED, REMOVED = 1, 2, 3
@@ -65,6 +66,8 @@ class Membership:
         self.key_owner: dict[str, str] = {}
         self.quarantine_threshold: int = DEFAULT_QUARANTINE_THRESHOLD
         self.settings_revision: int = 0
+        #: The witness policy in force (§3.8), None when the settings hold none.
+        self.witness_policy: Policy | None = None
         for a in genesis.admins:
             self._admit(a, seq)
 
@@ -220,8 +223,8 @@ class Membership:
             raise ChangeRefused("a membership change with no change")
 
     def apply_settings(self, change: spb.SettingsChange, seq: int) -> None:
-        """Applies a settings change (§2.5) or raises ChangeRefused. Quotas, witnesses and
-        federation are recorded as applied but not interpreted by this client."""
+        """Applies a settings change (§2.5) or raises ChangeRefused. Quotas and federation are
+        recorded as applied but not interpreted by this client."""
         which = change.WhichOneof("section")
         if which is None:
             raise ChangeRefused("a settings change with no section")
@@ -232,6 +235,11 @@ class Membership:
             if self.key_is_known(k):
                 raise ChangeRefused("hub_key: a key that was a hub key or is registered to a member")
             self.hub_keys.append((seq, k))
+        elif which == "witnesses":
+            try:
+                self.witness_policy = parse_policy(change.witnesses.policy)
+            except PolicyError as e:
+                raise ChangeRefused(f"settings.witnesses.policy: {e}") from e
         elif which == "lifecycle":
             t = change.lifecycle.quarantine_threshold
             if t > 1000:

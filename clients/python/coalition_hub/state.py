@@ -57,6 +57,16 @@ class SyncState:
         c = self._data.get("checkpoint")
         return c if isinstance(c, str) else None
 
+    @property
+    def witness(self) -> dict[str, Any] | None:
+        """What the last proven checkpoint's cosignatures showed under the coalition's witness
+        policy (§3.8): {"size", "cosigners", "forged", "met", "newest"}; None without a policy."""
+        w = self._data.get("witness")
+        return w if isinstance(w, dict) else None
+
+    def _set_witness(self, report: dict[str, Any] | None) -> None:
+        self._data["witness"] = report
+
     def to_json(self) -> str:
         """The state as a JSON document."""
         return json.dumps(self._data, separators=(",", ":"), sort_keys=True)
@@ -94,6 +104,7 @@ class SyncState:
                 for sid, t in r.targets.items()
             },
             "erasure_claims": {str(m): [[seq, sid.hex()] for seq, sid in c] for m, c in r.erasure_claims.items()},
+            "witness": self._data.get("witness"),
         }
 
     def _restore(self, reader: str) -> Replica:

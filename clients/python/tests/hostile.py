@@ -71,6 +71,8 @@ class Lies:
     leaves: list[bytes] = field(default_factory=list)
     #: Flip a byte of every consistency proof served.
     bad_proof: bool = False
+    #: Cosignature lines served with every checkpoint.
+    cosignatures: list[str] = field(default_factory=list)
 
     def log_leaves(self) -> list[bytes]:
         return self.leaves or [leaf_hash(leaf_data(e.statement_id, e.received_at_ms)) for e in self.entries]
@@ -90,10 +92,11 @@ class _Servicer(hub_grpc.HubServicer, audit_grpc.AuditServicer):
 
     def GetCheckpoint(self, request: apb.GetCheckpointRequest, context: grpc.ServicerContext) -> apb.SignedCheckpoint:
         if self.lies.note is not None:
-            return apb.SignedCheckpoint(note=self.lies.note)
+            return apb.SignedCheckpoint(note=self.lies.note, cosignatures=self.lies.cosignatures)
         leaves = self.lies.log_leaves()
         assert self.lies.hub_key is not None
-        return apb.SignedCheckpoint(note=sign_note(len(leaves), tree_root(leaves), self.lies.hub_key))
+        note = sign_note(len(leaves), tree_root(leaves), self.lies.hub_key)
+        return apb.SignedCheckpoint(note=note, cosignatures=self.lies.cosignatures)
 
     def GetConsistencyProof(self, request: apb.GetConsistencyProofRequest, context: grpc.ServicerContext) -> apb.ConsistencyProof:
         leaves = self.lies.log_leaves()[: request.new_size]
