@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--hash-type", action="append", default=[], help="filter (first run): md5, sha1, sha256, pdq, photodna")
     s.add_argument("--label", action="append", default=[], help="filter (first run): a label, e.g. A1")
     s.add_argument("--issuer", action="append", default=[], help="filter (first run): a member id")
+    s.add_argument("--require-witnessed", action="store_true", help="refuse a checkpoint the witness policy does not cover")
     u = sub.add_parser("submit")
     u.add_argument("--hashes", required=True)
     u.add_argument("--description", default="")
@@ -121,12 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if wanted != SyncFilter() and wanted != state.filter:
                         raise E.CoalitionError(f"{a.state} was started with another filter ({state.filter.to_dict()}): resuming with another one is refused")
                 try:
-                    for e in c.sync(state):
+                    for e in c.sync(state, require_witnessed=a.require_witnessed):
                         sys.stdout.write(json.dumps(entry_json(e)) + "\n")
                     sys.stdout.flush()
                 finally:
                     save(state, a.state)
                 print(f"verified and proven {state.size} entries; genesis {state.genesis}", file=sys.stderr)
+                w = state.witness
+                if w is not None:
+                    who = ", ".join(w["cosigners"]) or "no witness"
+                    verdict = "met" if w["met"] else "NOT met"
+                    forged = f"; forged lines naming {', '.join(w['forged'])}" if w["forged"] else ""
+                    print(f"witnesses: checkpoint {w['size']} cosigned by {who}; the policy is {verdict}{forged}", file=sys.stderr)
     except E.Behind as e:
         print(f"error: the server is behind: {e}; retry later or sync from another server", file=sys.stderr)
         return 3
