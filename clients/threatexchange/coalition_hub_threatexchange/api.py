@@ -236,6 +236,7 @@ class _Fetch:
         # Our own copies, so a delta abandoned half-way leaves the stored checkpoint as it was.
         self.skipped = dict(self.cp.skipped)
         self.sets = dict(self.cp.entry_counts)
+        self.set_keys = dict(self.cp.signed_by)
         self.verdicts = {k: dict(v) for k, v in self.cp.verdicts.items()}
         self.expiring = dict(self.cp.expiring)
         self.progress_ts = self.cp.progress_ts
@@ -267,6 +268,7 @@ class _Fetch:
             progress_ts=self.progress_ts,
             skipped=dict(self.skipped),
             entry_counts=dict(self.sets),
+            signed_by=dict(self.set_keys),
             verdicts={k: dict(v) for k, v in self.verdicts.items()},
             expiring=dict(self.expiring),
         )
@@ -280,6 +282,13 @@ class _Fetch:
         elif e.kind == Kind.RETRACTION and e.details:
             r = e.details.get("retraction", {})
             self.touched.add(r.get("statement_id", ""))
+        elif e.kind == Kind.MEMBERSHIP and e.details:
+            revoked = e.details.get("membership", {}).get("revoke_key", {})
+            if revoked.get("reason") == _COMPROMISED:
+                # Every set that key signed may now be `compromised` (or a retraction it
+                # signed voided): re-decide them all.
+                key_id = revoked.get("key_id", "")
+                self.touched.update(sid for sid, k in self.set_keys.items() if k == key_id)
         elif e.kind == Kind.OPINION and e.details:
             o = e.details.get("opinion", {})
             sid = o.get("statement_id", "")
@@ -300,25 +309,30 @@ class _Fetch:
         if not hashes:
             return
         self.sets[e.statement_id] = max(h.entry_index for h in hashes) + 1
+        self.set_keys[e.statement_id] = e.key_id
         if e.expires_at_ms is not None:
             self.expiring[e.statement_id] = e.expires_at_ms
         for h in hashes:
             key = record_key(e.statement_id, h.entry_index)
             self.updates[key] = self._record(e.statement_id, e.issuer, h, e.state(h.entry_index))
 
-    def _record(self, sid: str, issuer: str, h: t.Any, entry_state: EntryState) -> t.Optional[CoalitionHubEntry]:
-        """The record of one hash, None if threatexchange has no type for it (counted) or its
-        state is a deletion."""
+    def _record(
+        self, sid: str, issuer: str, h: t.Any, entry_state: EntryState, *, count: bool = True
+    ) -> t.Optional[CoalitionHubEntry]:
+        """The record of one hash, None if threatexchange has no type for it (counted when
+        first fetched) or its state is a deletion."""
         s_type = mapping.signal_type_for(h.type, self.supported)
-        if s_type is None:
-            self.skipped[h.type] = self.skipped.get(h.type, 0) + 1
+        signal = None
+        if s_type is not None:
+            try:
+                signal = s_type.validate_signal_str(mapping.signal_value(h.type, h.value_hex))
+            except Exception:  # threatexchange raises ValueError and others for a bad signal
+                signal = None
+        if signal is None:
+            if count:
+                self.skipped[h.type] = self.skipped.get(h.type, 0) + 1
             return None
         if mapping.is_deletion(entry_state.name):
-            return None
-        try:
-            signal = s_type.validate_signal_str(mapping.signal_value(h.type, h.value_hex))
-        except Exception:  # threatexchange raises ValueError and others for a bad signal
-            self.skipped[h.type] = self.skipped.get(h.type, 0) + 1
             return None
         key = record_key(sid, h.entry_index)
         return CoalitionHubEntry(
@@ -352,7 +366,7 @@ class _Fetch:
                 continue
             for h in _hashes_of(body):
                 self.updates[record_key(sid, h.entry_index)] = self._record(
-                    sid, header.issuer, h, named.get(h.entry_index, base)
+                    sid, header.issuer, h, named.get(h.entry_index, base), count=False
                 )
 
     def _expire(self, now_ms: int) -> None:
@@ -362,6 +376,10 @@ class _Fetch:
                 for i in range(self.sets.get(sid, 0)):
                     self.updates[record_key(sid, i)] = None
                 del self.expiring[sid]
+
+
+#: `RevocationReason.REVOCATION_REASON_COMPROMISED`.
+_COMPROMISED = 2
 
 
 class _Hash(t.NamedTuple):

@@ -110,6 +110,9 @@ class CoalitionHubCheckpoint(fetch_state.FetchCheckpointBase):
     #: Entry count of every hash set fetched (statement id -> entries), so that a retraction of a
     #: whole set deletes each of its entries' records.
     entry_counts: t.Dict[str, int] = field(default_factory=dict)
+    #: Signing key id of every hash set fetched (statement id -> key id), so that a key
+    #: declared compromised re-decides the sets it signed.
+    signed_by: t.Dict[str, str] = field(default_factory=dict)
     #: Each member's latest verdict per entry key (confirmed, false_positive, disputed), as
     #: the opinions fetched say: the records' opinions.
     verdicts: t.Dict[str, t.Dict[str, str]] = field(default_factory=dict)

@@ -10,6 +10,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import typing as t
 
 import pytest
@@ -235,6 +236,25 @@ def test_a_pinned_genesis_of_another_hub_is_refused(hub: t.Any) -> None:
     api = CoalitionHubSignalExchangeAPI.for_collab(config)
     with pytest.raises(Exception, match="genesis"):
         list(api.fetch_iter([PdqSignal], None))
+
+
+def test_a_compromised_key_deletes_what_it_signed_since(hub: t.Any, tx: TX, shared: t.Dict[str, str]) -> None:
+    # Runs last: acme's key is declared compromised from just before a new set.
+    since = int(time.time() * 1000)
+    late = [f"{rng.getrandbits(256):064x}" for _ in range(3)]
+    sid = hub.submit_hashes("acme", "".join(f"pdq,{p},A1,95\n" for p in late), "acme-late.csv")
+    tx("fetch")
+    assert len(tx.match_pdq(late[0])) == 1
+    key_id = tx.fetched().checkpoint.signed_by[sid]
+    hub.run(
+        "admin", "key", "revoke", "--member", "acme", "--key-id", key_id, "--why", "compromised",
+        "--since", str(since), *hub.client_args("admin"),
+    )
+    tx("fetch")
+    assert not [k for k in tx.fetched().updates if k.startswith(sid)]
+    assert tx.match_pdq(late[0]) == []
+    # What the key signed before the compromise time still matches.
+    assert len(tx.match_pdq(PDQ[1])) == 1
 
 
 def collab_config(hub: t.Any, member: str) -> CoalitionHubCollabConfig:
