@@ -4,7 +4,7 @@
 #   clients/threatexchange/run-tests.sh [VENV_DIR]     (default: target/txvenv under the repository)
 #
 # Installs the pinned packages of requirements.txt, the Python client (clients/python, or
-# $COALITION_PY_CLIENT) and this package, then runs pytest. The hub binary is $COALITION_BIN or
+# $COALITION_PY_CLIENT) and this package, checks the package with mypy --strict, then runs pytest. The hub binary is $COALITION_BIN or
 # target/debug/coalition (build it first: `cargo build --bin coalition`). Exits with pytest's
 # status, except that "no tests collected" (pytest's 5) is a failure too (exit 1).
 set -euo pipefail
@@ -17,7 +17,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
 "${pip[@]}" install -r "$here/requirements.txt"
-"${pip[@]}" install "$client" "$here"
+"${pip[@]}" install --no-build-isolation "$client" "$here"
+(cd "$here" && "$venv/bin/python" -m mypy --cache-dir "$venv/.mypy_cache" coalition_hub_threatexchange)
 export COALITION_BIN="${COALITION_BIN:-$root/target/debug/coalition}"
 set +e
 (cd "$here" && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)
