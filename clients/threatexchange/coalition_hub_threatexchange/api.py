@@ -14,7 +14,8 @@ import logging
 import time
 import typing as t
 
-from coalition_hub import EntryState, HubClient, Kind, MatchQuery, SigningKey, SyncState, VerifiedEntry
+from coalition_hub import CoalitionError, EntryState, HubClient, Kind, MatchQuery, SigningKey, SyncState, VerifiedEntry
+from threatexchange.exchanges import auth
 from threatexchange.exchanges import fetch_state as state
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPI
 from threatexchange.signal_type.signal_base import SignalType
@@ -65,17 +66,26 @@ class CoalitionHubSignalExchangeAPI(
     @classmethod
     def for_collab(cls, collab: CoalitionHubCollabConfig) -> "CoalitionHubSignalExchangeAPI":
         """Connects as the collab's member with its certificate and key (mutual TLS). The
-        signing key is loaded when an opinion is first reported."""
-        client = HubClient(
-            collab.hub,
-            collab.path("ca_pem"),
-            collab.path("cert_pem"),
-            collab.path("key_pem"),
-        )
+        signing key is loaded when an opinion is first reported.
+
+        A key file that is missing or unreadable, or a certificate of another member, raises
+        threatexchange's SignalExchangeAPIInvalidAuthException (the CLI prints it on one line
+        and exits 2)."""
+        try:
+            client = HubClient(
+                collab.hub,
+                collab.path("ca_pem"),
+                collab.path("cert_pem"),
+                collab.path("key_pem"),
+            )
+        except (CoalitionError, ValueError) as e:
+            raise auth.SignalExchangeAPIInvalidAuthException(cls, f"collab {collab.name!r}: {e}") from e
         if client.member_id != collab.member:
-            raise ValueError(
+            client.close()
+            raise auth.SignalExchangeAPIInvalidAuthException(
+                cls,
                 f"collab {collab.name!r}: the certificate {collab.path('cert_pem')} is "
-                f"member '{client.member_id}', the config says '{collab.member}'"
+                f"member '{client.member_id}', the config says '{collab.member}'",
             )
         return cls(collab, client)
 

@@ -16,6 +16,7 @@ import typing as t
 import pytest
 
 from coalition_hub import HubClient, Kind
+from threatexchange.exchanges.auth import SignalExchangeAPIInvalidAuthException
 from threatexchange.exchanges.fetch_state import SignalOpinion, SignalOpinionCategory
 from threatexchange.signal_type.md5 import VideoMD5Signal
 from threatexchange.signal_type.pdq.signal import PdqSignal
@@ -204,6 +205,22 @@ def test_opinions_map_to_categories(hub: t.Any, tx: TX, shared: t.Dict[str, str]
     ]
 
 
+def test_quarantine_deletes_and_release_restores(hub: t.Any, tx: TX, shared: t.Dict[str, str]) -> None:
+    sid = shared["set"]
+    hub.run("admin", "quarantine", sid, "--entry", "2", "--note", "court order", *hub.client_args("admin"))
+    tx("fetch")
+    assert f"{sid}:2" not in tx.fetched().updates
+    assert tx.match_pdq(PDQ[2]) == []
+    # Released: the next fetch re-decides the entry and brings its record back, whole, with
+    # the verdict it had.
+    hub.run("admin", "release", sid, "--entry", "2", *hub.client_args("admin"))
+    tx("fetch")
+    record = tx.fetched().updates[f"{sid}:2"]
+    assert (record.signal, record.labels, record.quality, record.state) == (PDQ[2], ["A1", "campaign-7"], 90, "active")
+    assert record.verdicts == {"initech": "false_positive"}
+    assert len(tx.match_pdq(PDQ[2])) == 1
+
+
 def test_report_refuses_what_it_cannot_say(hub: t.Any, shared: t.Dict[str, str]) -> None:
     acme = api_as(hub, "acme")
     # No other member's entry holds acme's own hash: an opinion on one's own entry is refused
@@ -222,12 +239,45 @@ def test_report_refuses_what_it_cannot_say(hub: t.Any, shared: t.Dict[str, str])
     assert len(opinions_at_hub(hub, "acme")) == before + 1
 
 
+def test_bad_input_fails_the_fetch_and_loses_nothing(hub: t.Any, tmp_path: pathlib.Path) -> None:
+    # A damaged checkpoint: the client refuses it, threatexchange keeps what it had.
+    api = api_as(hub, "globex")
+    from coalition_hub_threatexchange import CoalitionHubCheckpoint
+
+    with pytest.raises(Exception, match="not JSON"):
+        list(api.fetch_iter([PdqSignal], CoalitionHubCheckpoint(sync_state="{damaged")))
+    # A signal that is not a hash of its type.
+    with pytest.raises(ValueError):
+        api.report_true_positive(PdqSignal, "not-a-pdq-hash")
+    # A collab whose key files are missing: `threatexchange fetch` fails with one line naming
+    # the file (exit 2, threatexchange's "invalid auth") and stores nothing.
+    cli = TX(tmp_path)
+    cli("config", "extensions", "add", "coalition_hub_threatexchange")
+    cli(
+        "config", "collab", "edit", "coalition_hub", COLLAB, "--create",
+        "--hub", hub.addr, "--member", "globex", "--certs", str(tmp_path / "no-such-dir"),
+    )
+    out = cli("fetch", ok=False)
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        f"Invalid auth for coalition_hub: collab '{COLLAB}': {tmp_path / 'no-such-dir' / 'ca.pem'}: No such file or directory"
+    ], out.stderr
+    assert not (cli.state / "fetched" / "coalition_hub" / f"{COLLAB}.state.pickle").exists()
+
+
 def test_a_certificate_of_another_member_is_refused(hub: t.Any) -> None:
     config = collab_config(hub, "globex")
     config.cert_pem = str(hub.certs / "members" / "acme.pem")
     config.key_pem = str(hub.certs / "members" / "acme.key")
-    with pytest.raises(ValueError, match="is member 'acme', the config says 'globex'"):
+    with pytest.raises(SignalExchangeAPIInvalidAuthException) as refused:
         CoalitionHubSignalExchangeAPI.for_collab(config)
+    assert "is member 'acme', the config says 'globex'" in refused.value.message
+    # No certificate named at all.
+    config.cert_pem = None
+    config.certs = None
+    with pytest.raises(SignalExchangeAPIInvalidAuthException) as refused:
+        CoalitionHubSignalExchangeAPI.for_collab(config)
+    assert "set --ca-pem or --certs" in refused.value.message
 
 
 def test_a_pinned_genesis_of_another_hub_is_refused(hub: t.Any) -> None:
