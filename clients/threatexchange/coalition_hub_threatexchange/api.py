@@ -252,6 +252,8 @@ class _Fetch:
         self.progress_ts = self.cp.progress_ts
         self.updates: t.Dict[str, t.Optional[CoalitionHubEntry]] = {}
         self.touched: t.Set[str] = set()
+        self._types: t.Dict[str, t.Optional[t.Type[SignalType]]] = {}
+        self.reader = client.member_id
 
     def run(self) -> t.Iterator[Delta]:
         """Deltas at the client's batch boundaries (where its SyncState is saved), at least
@@ -331,20 +333,24 @@ class _Fetch:
     ) -> t.Optional[CoalitionHubEntry]:
         """The record of one hash, None if threatexchange has no type for it (counted when
         first fetched) or its state is a deletion."""
-        s_type = mapping.signal_type_for(h.type, self.supported)
+        try:
+            s_type = self._types[h.type]
+        except KeyError:  # first hash of this type in this fetch (get_name is not cheap)
+            s_type = self._types[h.type] = mapping.signal_type_for(h.type, self.supported)
         signal = None
         if s_type is not None:
+            value = h.value_hex if h.type != "photodna" else mapping.signal_value(h.type, h.value_hex)
             try:
-                signal = s_type.validate_signal_str(mapping.signal_value(h.type, h.value_hex))
+                signal = s_type.validate_signal_str(value)
             except Exception:  # threatexchange raises ValueError and others for a bad signal
                 signal = None
         if signal is None:
             if count:
                 self.skipped[h.type] = self.skipped.get(h.type, 0) + 1
             return None
-        if mapping.is_deletion(entry_state.name):
+        if entry_state not in _KEPT:
             return None
-        key = record_key(sid, h.entry_index)
+        verdicts = self.verdicts.get(record_key(sid, h.entry_index)) if self.verdicts else None
         return CoalitionHubEntry(
             statement_id=sid,
             entry=h.entry_index,
@@ -353,9 +359,9 @@ class _Fetch:
             signal=signal,
             quality=h.quality,
             labels=list(h.labels),
-            state=entry_state.name.lower(),
-            verdicts=dict(self.verdicts.get(key, {})),
-            reader=self.client.member_id,
+            state=_STATE_NAMES[entry_state],
+            verdicts=dict(verdicts) if verdicts else {},
+            reader=self.reader,
         )
 
     def _refresh_touched(self) -> None:
@@ -387,6 +393,11 @@ class _Fetch:
                     self.updates[record_key(sid, i)] = None
                 del self.expiring[sid]
 
+
+#: The entry states that keep a record (mapping.KEPT_STATES), as the client's enum.
+_KEPT = frozenset(s for s in EntryState if not mapping.is_deletion(s.name))
+#: Each state's name in records (mapping.ALL_STATES).
+_STATE_NAMES = {s: s.name.lower() for s in EntryState}
 
 #: `RevocationReason.REVOCATION_REASON_COMPROMISED`.
 _COMPROMISED = 2
