@@ -7,6 +7,7 @@ import os
 import pathlib
 import pickle
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,49 @@ def test_fetch_resumes_from_its_checkpoint(tx: TX) -> None:
     # Nothing new in the log: the same cursor, nothing fetched twice.
     assert after.log_size == before.log_size
     assert len(tx.fetched().updates) == 6
+
+
+def test_a_risk_signals_hash_indicators_are_fetched(hub: t.Any, tx: TX) -> None:
+    pdq = f"{rng.getrandbits(256):064x}"
+    signal = (
+        '{"category":"sextortion","severity":"high","title":"Payment-demand image",'
+        '"indicators":[{"type":"keyword","value":"pay or i send them"},'
+        f'{{"type":"hash","hash":{{"type":"pdq","hash":"{pdq}","quality":88,"labels":["A2"]}}}}],'
+        '"first_seen_ms":1764000000000,"last_seen_ms":1764100000000}'
+    )
+    path = hub.root / "signal.json"
+    path.write_text(signal)
+    out = hub.run("submit", *hub.client_args("acme"), "--signal", str(path)).stdout
+    sid = re.search(r"statement ([0-9a-f]{64})", out)
+    assert sid, out
+    tx("fetch")
+    # The hash indicator (entry 1) is a record; the keyword has no signal type here.
+    record = tx.fetched().updates[f"{sid.group(1)}:1"]
+    assert (record.hash_type, record.signal, record.quality, record.labels) == ("pdq", pdq, 88, ["A2"])
+    assert f"{sid.group(1)}:0" not in tx.fetched().updates
+    lines = tx.match_pdq(near(pdq))
+    assert len(lines) == 1 and "A2" in lines[0], lines
+
+
+def test_an_expired_set_is_deleted_by_the_next_fetch(hub: t.Any, tx: TX) -> None:
+    pdqs = [f"{rng.getrandbits(256):064x}" for _ in range(2)]
+    path = hub.root / "expiring.csv"
+    path.write_text("".join(f"pdq,{p},A1,90\n" for p in pdqs))
+    expires = int(time.time() * 1000) + 4000
+    out = hub.run(
+        "submit", *hub.client_args("acme"), "--hashes", str(path), "--expires-at", str(expires)
+    ).stdout
+    sid = re.search(r"statement ([0-9a-f]{64})", out)
+    assert sid, out
+    tx("fetch")
+    assert tx.fetched().checkpoint.expiring == {sid.group(1): expires}
+    assert len(tx.match_pdq(pdqs[0])) == 1
+    # Nothing is logged when a set expires: the next fetch after the time deletes it.
+    time.sleep(max(0.0, expires / 1000 - time.time()) + 0.5)
+    tx("fetch")
+    assert not [k for k in tx.fetched().updates if k.startswith(sid.group(1))]
+    assert tx.fetched().checkpoint.expiring == {}
+    assert tx.match_pdq(pdqs[0]) == []
 
 
 def test_retracted_entry_is_deleted(hub: t.Any, tx: TX, shared: t.Dict[str, str]) -> None:
