@@ -154,8 +154,9 @@ class CoalitionHubSignalExchangeAPI(
         POSITIVE_CLASS -> confirmed, NEGATIVE_CLASS -> false-positive, INVESTIGATION_SEED ->
         disputed (mapping.VERDICT_BY_CATEGORY). Tags become the opinion's note.
 
-        Raises ReportError if the signal type has no hub hash type, no other member's active
-        entry holds the signal, or no signing key is configured.
+        Raises ReportError if the signal type has no hub hash type or no other member's active
+        or disputed entry holds the signal; `coalition_hub.KeyFileError` if the signing key
+        cannot be read; `coalition_hub.HubCallError` if the hub refuses the opinion.
         """
         verdict = mapping.VERDICT_BY_CATEGORY[state.SignalOpinionCategory(opinion.category)]
         targets = self.entries_holding(s_type, signal)
@@ -182,13 +183,6 @@ class CoalitionHubSignalExchangeAPI(
         self.report_opinion(
             s_type, signal, state.SignalOpinion(True, state.SignalOpinionCategory.NEGATIVE_CLASS, set())
         )
-
-    def report_seen(self, s_type: t.Type[SignalType], signal: str) -> None:
-        """`seen` (restricted to each entry's issuer) on every other member's entry holding
-        the signal: "it matched on my platform"."""
-        key = self._key()
-        for statement_id, entry in self.entries_holding(s_type, signal):
-            self.client.submit_opinion(key, statement_id, entry, "seen")
 
     def entries_holding(self, s_type: t.Type[SignalType], signal: str) -> t.List[t.Tuple[str, int]]:
         """(statement id, entry) of every other member's matchable entry whose hash is exactly
