@@ -149,11 +149,7 @@ impl Comparison {
     /// The shares, in hundredths of a percent.
     pub fn score(&self) -> VpdqScore {
         fn bp(matched: usize, of: usize) -> u16 {
-            if of == 0 {
-                0
-            } else {
-                (matched * 10_000 / of) as u16
-            }
+            (matched * 10_000).checked_div(of).unwrap_or(0) as u16
         }
         VpdqScore {
             compared_bp: bp(self.compared_matched, self.compared_frames),
@@ -216,7 +212,7 @@ impl VpdqHash {
 
     /// Parses a hash entry's value ([`VPDQ_FRAME_BYTES`] per frame).
     pub fn from_bytes(value: &[u8]) -> Result<Self, VpdqError> {
-        if value.is_empty() || value.len() % VPDQ_FRAME_BYTES != 0 {
+        if value.is_empty() || !value.len().is_multiple_of(VPDQ_FRAME_BYTES) {
             return Err(VpdqError::Bytes(format!(
                 "a vpdq hash is a whole number of {VPDQ_FRAME_BYTES}-byte frames (at least one), got {} bytes",
                 value.len()
@@ -479,8 +475,9 @@ mod tests {
     #[test]
     fn comparison_table() {
         let rule = VpdqRule::default();
-        // (query, compared, distance, matches, compared_bp, query_bp)
-        let cases: &[(&[PdqHash], &[PdqHash], u32, bool, u16, u16)] = &[
+        /// (query, compared, distance, matches, compared_bp, query_bp)
+        type Case<'a> = (&'a [PdqHash], &'a [PdqHash], u32, bool, u16, u16);
+        let cases: &[Case] = &[
             // Identical.
             (&[h(0), h(0xff)], &[h(0), h(0xff)], 0, true, 10_000, 10_000),
             // A clip: the compared video is all in the query (padding in the query).
