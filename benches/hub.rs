@@ -1482,6 +1482,7 @@ async fn match_rpc(env: &Env, sets: usize, table: &mut Table) -> Result<()> {
         pdq_threshold: Some(31),
         min_quality: None,
         states: Vec::new(),
+        ..Default::default()
     };
     // Index grown live, one submitted set at a time.
     let (live_ms, live_worst, first) = time_matches(env, &hub, &request, BATCHES).await?;

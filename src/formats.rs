@@ -86,7 +86,8 @@ pub struct HashLine {
     /// When the hub received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at_ms: Option<i64>,
-    /// md5, sha1, sha256, pdq or photodna.
+    /// md5, sha1, sha256, pdq, photodna or vpdq (whose `hash` is the hex of its frames,
+    /// docs/PROTOCOL.md §2.3).
     #[serde(rename = "type")]
     pub hash_type: String,
     /// The hash, hex.
@@ -220,6 +221,57 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, FormatError> {
             source: row,
         });
     }
+}
+
+/// Largest vPDQ file read: 16 384 frames of about 80 characters, with room to spare.
+pub const MAX_VPDQ_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a vPDQ file in the reference tools' text format (one frame a line,
+/// `frame_number,quality,pdq_hex,timestamp_seconds`; docs/PROTOCOL.md §2.3 "vPDQ") as one hash
+/// entry with `labels`; a malformed line is named with the reason.
+pub fn read_vpdq(path: &Path, labels: &[String]) -> Result<HashEntry, FormatError> {
+    let shown = path.display().to_string();
+    let io = |source| FormatError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_VPDQ_FILE_BYTES + 1),
+        &mut text,
+    )
+    .map_err(io)?;
+    if text.len() as u64 > MAX_VPDQ_FILE_BYTES {
+        return Err(FormatError::Line {
+            path: shown,
+            line: 0,
+            reason: format!("larger than {MAX_VPDQ_FILE_BYTES} bytes; not a vpdq file?"),
+        });
+    }
+    let video = crate::matching::VpdqHash::parse_reference(&text).map_err(|e| match e {
+        crate::matching::vpdq::VpdqError::Line { line, reason } => FormatError::Line {
+            path: shown.clone(),
+            line,
+            reason,
+        },
+        other => FormatError::Line {
+            path: shown.clone(),
+            line: 0,
+            reason: other.to_string(),
+        },
+    })?;
+    let line = HashLine {
+        hash_type: HashType::Vpdq.name().into(),
+        hash: hex::encode(video.to_bytes()),
+        labels: labels.to_vec(),
+        ..Default::default()
+    };
+    line.to_entry().map_err(|reason| FormatError::Line {
+        path: shown,
+        line: 0,
+        reason,
+    })
 }
 
 /// Reads a hash list for submission (see [`read_rows`]).

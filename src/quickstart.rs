@@ -177,6 +177,7 @@ pub async fn run(certs: &Path) -> Result<()> {
             pdq_threshold: None,
             min_quality: None,
             states: Vec::new(),
+            ..Default::default()
         })
         .await
         .map_err(crate::client::ClientError::from)?

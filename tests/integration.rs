@@ -47,4 +47,5 @@ mod sync_csv;
 mod tiles;
 mod untrusted_text;
 mod vectors;
+mod vpdq;
 mod witness;

@@ -50,6 +50,7 @@ async fn ask(
             pdq_threshold: threshold,
             min_quality: None,
             states: Vec::new(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -141,6 +142,7 @@ async fn exact_and_pdq_matches_with_provenance_and_edges() {
             pdq_threshold: None,
             min_quality: Some(0),
             states: Vec::new(),
+            ..Default::default()
         })
         .await
         .expect("match")

@@ -80,6 +80,7 @@ async fn ask(
             pdq_threshold: Some(31),
             min_quality: Some(0),
             states: Vec::new(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())

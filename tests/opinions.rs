@@ -84,6 +84,7 @@ async fn lookup(
             pdq_threshold: None,
             min_quality: None,
             states: states.iter().map(|s| s.to_wire() as i32).collect(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -354,6 +355,7 @@ async fn the_quarantine_threshold_holds_against_colluders_below_it() {
             pdq_threshold: None,
             min_quality: None,
             states: vec![0],
+            ..Default::default()
         })
         .await
         .expect_err("unspecified state");

@@ -237,6 +237,7 @@ async fn foreign_identities_are_qualified_and_never_collide_with_local_ones() {
                 pdq_threshold: None,
                 min_quality: None,
                 states: Vec::new(),
+                ..Default::default()
             })
             .await
             .expect("match")
@@ -441,6 +442,7 @@ async fn states_at(
             pdq_threshold: None,
             min_quality: None,
             states: EntryState::ALL.iter().map(|s| s.to_wire() as i32).collect(),
+            ..Default::default()
         })
         .await
         .expect("match")

@@ -6,7 +6,7 @@
 use crate::client::ClientError;
 use crate::formats::{self, Row};
 use crate::lifecycle::EntryState;
-use crate::matching::{MAX_QUERIES, MatchOptions, Matcher, Query};
+use crate::matching::{MAX_QUERIES, MatchOptions, Matcher, Query, VpdqRule, VpdqScore};
 use crate::membership::MemberId;
 use crate::pb;
 use crate::pki::CertDir;
@@ -39,6 +39,13 @@ pub struct MatchArgs {
     /// PDQ: hashes below this quality do not match (0..=100).
     #[arg(long, default_value_t = crate::matching::DEFAULT_MIN_QUALITY.into())]
     min_quality: u32,
+    /// vPDQ: share of the query video's usable frames that must match (0..=100); frames obey
+    /// --threshold and --min-quality.
+    #[arg(long, default_value_t = crate::matching::vpdq::DEFAULT_VPDQ_QUERY_PERCENT)]
+    vpdq_query_percent: u32,
+    /// vPDQ: share of the indexed video's usable frames that must match (0..=100).
+    #[arg(long, default_value_t = crate::matching::vpdq::DEFAULT_VPDQ_COMPARED_PERCENT)]
+    vpdq_compared_percent: u32,
     /// With --hub: the entry states wanted, comma-separated (active, disputed, quarantined,
     /// retracted, compromised, expired). Default: active,disputed (what matches).
     #[arg(long, value_delimiter = ',', value_name = "STATES")]
@@ -111,6 +118,25 @@ struct MatchLine {
     /// Opinions on the matched hash value across every statement sharing it (with --hub).
     #[serde(skip_serializing_if = "Option::is_none")]
     hash_tally: Option<TallyLine>,
+    /// vPDQ: how much of each video matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vpdq: Option<VpdqLine>,
+}
+
+/// How a vPDQ query matched, in percent of each side's usable frames.
+#[derive(Debug, Serialize)]
+struct VpdqLine {
+    query_percent: f64,
+    compared_percent: f64,
+}
+
+impl VpdqLine {
+    fn of(score: VpdqScore) -> Self {
+        VpdqLine {
+            query_percent: f64::from(score.query_bp) / 100.0,
+            compared_percent: f64::from(score.compared_bp) / 100.0,
+        }
+    }
 }
 
 /// Where the matched hash came from.
@@ -134,6 +160,13 @@ struct Source {
 
 pub async fn run(args: MatchArgs) -> Result<()> {
     let options = MatchOptions::new(Some(args.threshold), Some(args.min_quality))
+        .and_then(|o| {
+            VpdqRule::new(
+                Some(args.vpdq_query_percent),
+                Some(args.vpdq_compared_percent),
+            )
+            .map(|v| o.with_vpdq(v))
+        })
         .map_err(anyhow::Error::msg)?;
     let states =
         EntryState::parse_list(&args.states).map_err(|e| anyhow::anyhow!("--states: {e}"))?;
@@ -182,6 +215,8 @@ pub async fn run(args: MatchArgs) -> Result<()> {
                 "hash_false_positive",
                 "hash_disputed",
                 "hash_seen",
+                "vpdq_query_percent",
+                "vpdq_compared_percent",
             ])?;
             for m in &lines {
                 let [confirmed, false_positive, disputed, seen] =
@@ -210,6 +245,8 @@ pub async fn run(args: MatchArgs) -> Result<()> {
                     h_false_positive,
                     h_disputed,
                     h_seen,
+                    opt(m.vpdq.as_ref().map(|v| v.query_percent)),
+                    opt(m.vpdq.as_ref().map(|v| v.compared_percent)),
                 ])?;
             }
             csv.flush()?;
@@ -282,6 +319,7 @@ fn offline(
                 state: None,
                 entry_tally: None,
                 hash_tally: None,
+                vpdq: hit.vpdq.map(VpdqLine::of),
             });
         }
     }
@@ -317,6 +355,8 @@ async fn online(
                 .collect(),
             pdq_threshold: Some(args.threshold),
             min_quality: Some(args.min_quality),
+            vpdq_query_percent: Some(args.vpdq_query_percent),
+            vpdq_compared_percent: Some(args.vpdq_compared_percent),
             // Empty: what matches now (active, disputed), as the offline index from a snapshot.
             states: states.iter().map(|s| s.to_wire() as i32).collect(),
         };
@@ -361,6 +401,10 @@ async fn online(
                     ),
                     entry_tally: Some(TallyLine::of(m.entry_tally, m.entry_seen)),
                     hash_tally: Some(TallyLine::of(m.hash_tally, m.hash_seen)),
+                    vpdq: m.vpdq.map(|v| VpdqLine {
+                        query_percent: f64::from(v.query_basis_points) / 100.0,
+                        compared_percent: f64::from(v.compared_basis_points) / 100.0,
+                    }),
                 });
             }
         }

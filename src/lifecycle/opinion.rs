@@ -170,17 +170,9 @@ impl Opinion {
                         format!("unknown or unspecified hash type {t}"),
                     )
                 })?;
-                if wire.hash_value.len() != hash_type.value_len() {
-                    return Err(StatementError::invalid(
-                        "opinion.hash_value",
-                        format!(
-                            "a {} value is {} bytes, got {}",
-                            hash_type.name(),
-                            hash_type.value_len(),
-                            wire.hash_value.len()
-                        ),
-                    ));
-                }
+                hash_type
+                    .check_value(&wire.hash_value)
+                    .map_err(|reason| StatementError::invalid("opinion.hash_value", reason))?;
                 Some(HashKey {
                     hash_type,
                     value: wire.hash_value,

@@ -4,6 +4,7 @@
 
 use super::matcher::MatcherFull;
 use super::snapshot::{Dec, Enc, SnapshotError};
+use super::vpdq::VpdqScore;
 use super::{Hit, MatchOptions, Matcher, MergePlan, PdqIndex, Query};
 use crate::membership::MemberId;
 use crate::statement::{HashType, Label, Recipients, Statement, StatementId};
@@ -50,6 +51,8 @@ pub struct Found<'a> {
     pub value: Vec<u8>,
     /// Its PDQ quality, if PDQ.
     pub quality: Option<u8>,
+    /// vPDQ: how much of the query and of the matched video matched.
+    pub vpdq: Option<VpdqScore>,
     /// Its labels.
     pub labels: &'a [Label],
     /// Its statement.
@@ -266,10 +269,19 @@ impl Corpus {
     }
 
     /// The match a hit of `query` stands for (`None` for a slot this corpus does not hold).
-    pub fn found(&self, query: &Query, Hit { distance, slot }: Hit) -> Option<Found<'_>> {
+    pub fn found(
+        &self,
+        query: &Query,
+        Hit {
+            distance,
+            slot,
+            vpdq,
+        }: Hit,
+    ) -> Option<Found<'_>> {
         let (statement, labels) = *self.slots.get(slot as usize)?;
         let value = match query.hash_type {
             HashType::Pdq => self.matcher.pdq_hash(slot)?.0.to_vec(),
+            HashType::Vpdq => self.matcher.vpdq_hash(slot)?.to_bytes(),
             _ => query.value.clone(),
         };
         Some(Found {
@@ -279,6 +291,7 @@ impl Corpus {
             quality: (query.hash_type == HashType::Pdq)
                 .then(|| self.matcher.quality(slot))
                 .flatten(),
+            vpdq,
             labels: self.label_sets.get(labels as usize)?,
             source: self.statements.get(statement as usize)?,
         })

@@ -3,6 +3,7 @@
 
 use super::segments::MergePlan;
 use super::snapshot::{Dec, Enc, SnapshotError};
+use super::vpdq::{self, VpdqHash, VpdqRule, VpdqScore};
 use super::{PdqHash, PdqIndex, SegmentedPdq};
 use crate::statement::HashType;
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ pub struct MatchOptions {
     pub pdq_threshold: u32,
     /// PDQ: indexed hashes and queries below this quality do not match.
     pub min_quality: u8,
+    /// vPDQ: how much of each video must match (frames obey the two fields above).
+    pub vpdq: VpdqRule,
 }
 
 impl Default for MatchOptions {
@@ -30,6 +33,7 @@ impl Default for MatchOptions {
         MatchOptions {
             pdq_threshold: DEFAULT_PDQ_THRESHOLD,
             min_quality: DEFAULT_MIN_QUALITY,
+            vpdq: VpdqRule::default(),
         }
     }
 }
@@ -39,7 +43,7 @@ impl Default for MatchOptions {
 pub struct Query {
     /// The algorithm.
     pub hash_type: HashType,
-    /// Raw bytes, of the type's exact length.
+    /// Raw bytes, of the type's exact length (vPDQ: valid frames).
     pub value: Vec<u8>,
     /// PDQ quality of the query, if known.
     pub quality: Option<u8>,
@@ -49,15 +53,10 @@ pub struct Query {
 pub const MAX_QUERIES: usize = 10_000;
 
 impl Query {
-    /// Validates a query: the value has the type's length; quality (PDQ only) is 0..=100.
+    /// Validates a query: the value has the type's length (vPDQ: is a valid frame list);
+    /// quality (PDQ only) is 0..=100.
     pub fn new(hash_type: HashType, value: Vec<u8>, quality: Option<u32>) -> Result<Query, String> {
-        if value.len() != hash_type.value_len() {
-            return Err(format!(
-                "a {hash_type} hash must be {} bytes, got {}",
-                hash_type.value_len(),
-                value.len()
-            ));
-        }
+        hash_type.check_value(&value)?;
         let quality = match (hash_type, quality) {
             (_, None) => None,
             (HashType::Pdq, Some(q)) if q <= 100 => Some(q as u8),
@@ -92,17 +91,25 @@ impl MatchOptions {
         Ok(MatchOptions {
             pdq_threshold,
             min_quality: min_quality as u8,
+            vpdq: VpdqRule::default(),
         })
+    }
+
+    /// The same options with this vPDQ rule.
+    pub fn with_vpdq(self, vpdq: VpdqRule) -> Self {
+        MatchOptions { vpdq, ..self }
     }
 }
 
-/// One match: the slot that matched and how far it is (0 for exact matches).
+/// One match: the slot that matched and how far it is (0 for exact and vPDQ matches).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hit {
     /// Distance in bits (PDQ) or 0.
     pub distance: u32,
     /// The matched slot.
     pub slot: u32,
+    /// vPDQ: how much of each video matched.
+    pub vpdq: Option<VpdqScore>,
 }
 
 /// Exact and PDQ indexes over slots `0..len`.
@@ -112,6 +119,7 @@ pub struct Matcher {
     exact: ExactMaps,
     slots: Vec<SlotInfo>,
     staged: Vec<(PdqHash, u32)>,
+    videos: Videos,
     /// [`MAX_HASHES`], lower in tests.
     max_hashes: usize,
 }
@@ -123,8 +131,99 @@ impl Default for Matcher {
             exact: ExactMaps::default(),
             slots: Vec::new(),
             staged: Vec::new(),
+            videos: Videos::default(),
             max_hashes: MAX_HASHES,
         }
+    }
+}
+
+/// The vPDQ slots: each video's frames, and an index of every video's unique frame hashes
+/// that finds the candidates a query can match (a match needs one matched frame pair, so the
+/// candidates are exactly the videos with a usable frame near a usable query frame).
+#[derive(Clone, Debug, Default)]
+struct Videos {
+    /// Slot → the video and its first frame id (its ids are consecutive, one per unique hash).
+    by_slot: HashMap<u32, (VpdqHash, u32)>,
+    /// Frame id → (slot, best quality of that hash in the video).
+    frame_owner: Vec<(u32, u8)>,
+    frames: SegmentedPdq,
+    staged: Vec<(PdqHash, u32)>,
+}
+
+impl Videos {
+    /// The unique hashes of a video, each with its best quality (first occurrence order).
+    fn unique(video: &VpdqHash) -> Vec<(PdqHash, u8)> {
+        let mut best: HashMap<PdqHash, usize> = HashMap::new();
+        let mut out: Vec<(PdqHash, u8)> = Vec::new();
+        for f in video.frames() {
+            match best.get(&f.hash) {
+                Some(&i) => out[i].1 = out[i].1.max(f.quality),
+                None => {
+                    best.insert(f.hash, out.len());
+                    out.push((f.hash, f.quality));
+                }
+            }
+        }
+        out
+    }
+
+    fn stage(&mut self, slot: u32, video: VpdqHash) {
+        let first = self.frame_owner.len() as u32;
+        for (hash, quality) in Self::unique(&video) {
+            let id = self.frame_owner.len() as u32;
+            self.frame_owner.push((slot, quality));
+            self.staged.push((hash, id));
+        }
+        self.by_slot.insert(slot, (video, first));
+    }
+
+    fn commit(&mut self) {
+        if !self.staged.is_empty() {
+            self.frames.append(std::mem::take(&mut self.staged));
+            self.frames.merge_all_pending();
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some((video, first)) = self.by_slot.get(&slot) {
+            let n = Self::unique(video).len() as u32;
+            for id in *first..first + n {
+                self.frames.remove(id);
+            }
+        }
+    }
+
+    /// The live videos `query` matches under `options`, best first.
+    fn lookup(&self, query: &[u8], options: &MatchOptions, slots: &[SlotInfo]) -> Vec<Hit> {
+        let Ok(query) = VpdqHash::from_bytes(query) else {
+            return Vec::new();
+        };
+        let usable = query.usable(options.min_quality);
+        let mut candidates: Vec<u32> = usable
+            .iter()
+            .flat_map(|q| self.frames.search(q, options.pdq_threshold))
+            .filter_map(|m| self.frame_owner.get(m.id as usize))
+            .filter(|(_, quality)| *quality >= options.min_quality)
+            .map(|(slot, _)| *slot)
+            .filter(|slot| slots.get(*slot as usize).is_some_and(|s| s.live))
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut hits: Vec<Hit> = candidates
+            .into_iter()
+            .filter_map(|slot| {
+                let (video, _) = self.by_slot.get(&slot)?;
+                let compared = video.usable(options.min_quality);
+                let outcome = vpdq::compare(&usable, &compared, options.pdq_threshold);
+                outcome.matches(&options.vpdq).then(|| Hit {
+                    distance: 0,
+                    slot,
+                    vpdq: Some(outcome.score()),
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.vpdq.cmp(&a.vpdq).then(a.slot.cmp(&b.slot)));
+        hits
     }
 }
 
@@ -183,7 +282,7 @@ impl ExactMaps {
                 .try_into()
                 .map_or(NONE, |k| put(&mut self.sha256, k, slot)),
             HashType::PhotoDna => put(&mut self.photodna, value.into(), slot),
-            HashType::Pdq => NONE,
+            HashType::Pdq | HashType::Vpdq => NONE,
         }
     }
 
@@ -199,7 +298,7 @@ impl ExactMaps {
                 .ok()
                 .and_then(|k| self.sha256.get(&k)),
             HashType::PhotoDna => self.photodna.get(value),
-            HashType::Pdq => None,
+            HashType::Pdq | HashType::Vpdq => None,
         };
         found.copied().unwrap_or(NONE)
     }
@@ -251,6 +350,14 @@ impl Matcher {
                 self.staged.push((hash, slot));
                 NONE
             }
+            // A value that is not a valid frame list (callers hold validated entries) is a
+            // slot that never matches.
+            None if hash_type == HashType::Vpdq => {
+                if let Ok(video) = VpdqHash::from_bytes(value) {
+                    self.videos.stage(slot, video);
+                }
+                NONE
+            }
             None => self.exact.push(hash_type, value, slot),
         };
         self.slots.push(SlotInfo {
@@ -275,6 +382,8 @@ impl Matcher {
         if !self.staged.is_empty() {
             self.pdq.append(std::mem::take(&mut self.staged));
         }
+        // vPDQ frames are few next to PDQ hashes: their index merges at once.
+        self.videos.commit();
     }
 
     /// The next PDQ segment merge to run, if any.
@@ -308,8 +417,12 @@ impl Matcher {
         }
         info.live = false;
         // Exact slots stay in their chain and are skipped by lookups.
-        if info.hash_type == HashType::Pdq {
-            self.pdq.remove(slot);
+        match info.hash_type {
+            HashType::Pdq => {
+                self.pdq.remove(slot);
+            }
+            HashType::Vpdq => self.videos.remove(slot),
+            _ => {}
         }
         true
     }
@@ -332,15 +445,23 @@ impl Matcher {
                     .map(|m| Hit {
                         distance: m.distance,
                         slot: m.id,
+                        vpdq: None,
                     })
                     .collect()
+            }
+            None if query.hash_type == HashType::Vpdq => {
+                self.videos.lookup(&query.value, options, &self.slots)
             }
             None => {
                 let mut hits = Vec::new();
                 let mut slot = self.exact.head(query.hash_type, &query.value);
                 while let Some(info) = self.slots.get(slot as usize) {
                     if info.live {
-                        hits.push(Hit { distance: 0, slot });
+                        hits.push(Hit {
+                            distance: 0,
+                            slot,
+                            vpdq: None,
+                        });
                     }
                     slot = info.next;
                 }
@@ -353,6 +474,11 @@ impl Matcher {
     /// The value indexed at `slot` (for PDQ, the matched hash; for exact types, the query).
     pub fn pdq_hash(&self, slot: u32) -> Option<PdqHash> {
         self.pdq.hash(slot)
+    }
+
+    /// The video indexed at a vPDQ slot.
+    pub fn vpdq_hash(&self, slot: u32) -> Option<&VpdqHash> {
+        self.videos.by_slot.get(&slot).map(|(video, _)| video)
     }
 
     /// The quality recorded for a slot.
@@ -396,7 +522,16 @@ impl Matcher {
             e.bytes(&hash.0)?;
             e.u32(*slot)?;
         }
-        self.pdq.encode(e)
+        self.pdq.encode(e)?;
+        // vPDQ videos in slot order (their frame index is rebuilt on reading).
+        let mut videos: Vec<_> = self.videos.by_slot.iter().collect();
+        videos.sort_unstable_by_key(|(slot, _)| **slot);
+        e.len(videos.len())?;
+        for (slot, (video, _)) in videos {
+            e.u32(*slot)?;
+            e.bytes(&video.to_bytes())?;
+        }
+        Ok(())
     }
 
     /// Reads a matcher written by [`Matcher::encode`].
@@ -461,23 +596,46 @@ impl Matcher {
             staged.push((PdqHash(hash), d.u32()?));
         }
         let pdq = SegmentedPdq::decode(d)?;
+        let mut videos = Videos::default();
+        let count = d.len(4 + 8 + vpdq::VPDQ_FRAME_BYTES)?;
+        let mut last = None;
+        for _ in 0..count {
+            let slot = d.u32()?;
+            d.ensure(
+                slots
+                    .get(slot as usize)
+                    .is_some_and(|s| s.hash_type == HashType::Vpdq)
+                    && last.is_none_or(|l| l < slot),
+                "a vpdq video is not at a vpdq slot in order",
+            )?;
+            last = Some(slot);
+            let video = VpdqHash::from_bytes(&d.bytes()?)
+                .map_err(|e| SnapshotError::Damaged(format!("a vpdq video: {e}")))?;
+            videos.stage(slot, video);
+            if !slots[slot as usize].live {
+                videos.remove(slot);
+            }
+        }
+        videos.commit();
         Ok(Matcher {
             pdq,
             exact,
             slots,
             staged,
+            videos,
             max_hashes: MAX_HASHES,
         })
     }
 }
 
 /// Hash types by their code in a snapshot.
-const TYPE_CODES: [HashType; 5] = [
+const TYPE_CODES: [HashType; 6] = [
     HashType::Md5,
     HashType::Sha1,
     HashType::Sha256,
     HashType::Pdq,
     HashType::PhotoDna,
+    HashType::Vpdq,
 ];
 
 fn type_code(t: HashType) -> u8 {
@@ -526,7 +684,8 @@ mod tests {
             m.lookup(&q(HashType::Md5, md5.clone(), None), &opts),
             vec![Hit {
                 distance: 0,
-                slot: a
+                slot: a,
+                vpdq: None,
             }]
         );
         assert!(
@@ -537,7 +696,8 @@ mod tests {
             m.lookup(&q(HashType::Pdq, flip(&pdq(1), 31), None), &opts),
             vec![Hit {
                 distance: 31,
-                slot: b
+                slot: b,
+                vpdq: None,
             }]
         );
         assert!(
@@ -554,7 +714,8 @@ mod tests {
             m.lookup(&q(HashType::Pdq, pdq(2), None), &lenient),
             vec![Hit {
                 distance: 0,
-                slot: low
+                slot: low,
+                vpdq: None,
             }]
         );
         assert!(

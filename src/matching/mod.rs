@@ -5,8 +5,8 @@
 //! threshold, sorted by `(distance, id)`), using multi-index hashing for typical
 //! thresholds (<= 32) and a linear scan when that is cheaper. [`Matcher`] adds exact
 //! lookup for the other hash types over numbered slots, with PDQ in [`SegmentedPdq`]
-//! (immutable segments merged in the background); [`Corpus`] is the hub's view with
-//! the provenance of every slot.
+//! (immutable segments merged in the background) and vPDQ video matching ([`vpdq`]);
+//! [`Corpus`] is the hub's view with the provenance of every slot.
 
 pub mod corpus;
 pub mod index;
@@ -14,6 +14,7 @@ pub mod matcher;
 pub mod pdq;
 pub mod segments;
 pub mod snapshot;
+pub mod vpdq;
 
 pub use corpus::{Corpus, Found, Provenance};
 pub use index::{IndexParams, PdqIndex, SearchPath};
@@ -23,3 +24,4 @@ pub use matcher::{
 };
 pub use pdq::{PDQ_BITS, PDQ_HEX_LEN, ParseError, PdqHash, PdqMatch, brute_force};
 pub use segments::{MergePlan, SegmentedPdq};
+pub use vpdq::{VpdqHash, VpdqRule, VpdqScore};

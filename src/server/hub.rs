@@ -8,7 +8,7 @@ use super::shutdown::{self, Listener};
 use super::verification::Verifier;
 use super::{access, auth, limits, status};
 use crate::lifecycle::HashKey;
-use crate::matching::{MAX_QUERIES, MatchOptions, Query};
+use crate::matching::{MAX_QUERIES, MatchOptions, Query, VpdqRule};
 use crate::membership::{MemberId, Registry, check_cosigner, check_submitter};
 use crate::pb;
 use crate::replica::PROTOCOL_VERSION;
@@ -290,6 +290,10 @@ impl pb::hub_server::Hub for HubService {
             )));
         }
         let options = MatchOptions::new(req.pdq_threshold, req.min_quality)
+            .and_then(|o| {
+                VpdqRule::new(req.vpdq_query_percent, req.vpdq_compared_percent)
+                    .map(|v| o.with_vpdq(v))
+            })
             .map_err(Status::invalid_argument)?;
         let states_wanted = match_states::wanted(&req.states)?;
         let queries = req
@@ -425,6 +429,10 @@ impl pb::hub_server::Hub for HubService {
                                     seq: f.source.seq,
                                     quality: f.quality.map(u32::from),
                                     hash_index,
+                                    vpdq: f.vpdq.map(|v| pb::VpdqScore {
+                                        query_basis_points: v.query_bp.into(),
+                                        compared_basis_points: v.compared_bp.into(),
+                                    }),
                                     ..Default::default()
                                 };
                                 match_states::annotate(&mut m, hit, hash_tally, seen);

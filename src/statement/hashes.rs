@@ -1,6 +1,7 @@
 //! Hash entries: the typed hash values and labels a hash set (or a hash indicator) carries.
 
 use super::StatementError;
+use crate::matching::vpdq::{VPDQ_FRAME_BYTES, VpdqHash};
 use crate::pb;
 use std::fmt;
 use std::str::FromStr;
@@ -23,15 +24,19 @@ pub enum HashType {
     Pdq,
     /// PhotoDNA-like perceptual hash, 144 opaque bytes.
     PhotoDna,
+    /// vPDQ video hash: a list of PDQ-hashed frames ([`crate::matching::vpdq`]), of variable
+    /// length.
+    Vpdq,
 }
 
 /// Every hash type, in wire order.
-pub const HASH_TYPES: [HashType; 5] = [
+pub const HASH_TYPES: [HashType; 6] = [
     HashType::Md5,
     HashType::Sha1,
     HashType::Sha256,
     HashType::Pdq,
     HashType::PhotoDna,
+    HashType::Vpdq,
 ];
 
 /// An industry classification category (the A1/A2/B1/B2 baseline scheme).
@@ -70,13 +75,30 @@ pub struct HashEntry {
 }
 
 impl HashType {
-    /// The exact length in bytes of a value of this type.
+    /// The exact length in bytes of a value of this type; for vPDQ, whose values hold a
+    /// variable number of frames, the length of one frame.
     pub fn value_len(self) -> usize {
         match self {
             HashType::Md5 => 16,
             HashType::Sha1 => 20,
             HashType::Sha256 | HashType::Pdq => 32,
             HashType::PhotoDna => 144,
+            HashType::Vpdq => VPDQ_FRAME_BYTES,
+        }
+    }
+
+    /// Checks a value's bytes: the type's exact length, or for vPDQ a valid frame list.
+    pub fn check_value(self, value: &[u8]) -> Result<(), String> {
+        match self {
+            HashType::Vpdq => VpdqHash::from_bytes(value)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            _ if value.len() != self.value_len() => Err(format!(
+                "a {self} hash must be {} bytes, got {}",
+                self.value_len(),
+                value.len()
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -88,6 +110,7 @@ impl HashType {
             HashType::Sha256 => "sha256",
             HashType::Pdq => "pdq",
             HashType::PhotoDna => "photodna",
+            HashType::Vpdq => "vpdq",
         }
     }
 
@@ -104,6 +127,7 @@ impl HashType {
             HashType::Sha256 => pb::HashType::Sha256,
             HashType::Pdq => pb::HashType::Pdq,
             HashType::PhotoDna => pb::HashType::Photodna,
+            HashType::Vpdq => pb::HashType::Vpdq,
         }
     }
 
@@ -115,6 +139,7 @@ impl HashType {
             pb::HashType::Sha256 => Some(HashType::Sha256),
             pb::HashType::Pdq => Some(HashType::Pdq),
             pb::HashType::Photodna => Some(HashType::PhotoDna),
+            pb::HashType::Vpdq => Some(HashType::Vpdq),
             pb::HashType::Unspecified => None,
         }
     }
@@ -134,7 +159,9 @@ impl FromStr for HashType {
             .into_iter()
             .find(|t| t.name() == lower)
             .ok_or_else(|| {
-                format!("unknown hash type '{s}' (expected md5, sha1, sha256, pdq or photodna)")
+                format!(
+                    "unknown hash type '{s}' (expected md5, sha1, sha256, pdq, photodna or vpdq)"
+                )
             })
     }
 }
@@ -194,21 +221,14 @@ impl HashEntry {
             StatementError::invalid(
                 format!("{field}.type"),
                 format!(
-                    "unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq or photodna)",
+                    "unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq, photodna or vpdq)",
                     entry.r#type
                 ),
             )
         })?;
-        if entry.value.len() != hash_type.value_len() {
-            return Err(StatementError::invalid(
-                format!("{field}.value"),
-                format!(
-                    "a {hash_type} hash must be {} bytes, got {}",
-                    hash_type.value_len(),
-                    entry.value.len()
-                ),
-            ));
-        }
+        hash_type
+            .check_value(&entry.value)
+            .map_err(|reason| StatementError::invalid(format!("{field}.value"), reason))?;
         let quality = match (hash_type, entry.quality) {
             (HashType::Pdq, Some(q)) if q <= 100 => Some(q as u8),
             (HashType::Pdq, Some(q)) => {
@@ -314,6 +334,15 @@ mod tests {
         check(entry(T::Sha256, 32, None, &["b2", "ncmec:ref"]), Ok(()));
         check(entry(T::Pdq, 32, Some(100), &[]), Ok(()));
         check(entry(T::Photodna, 144, None, &[]), Ok(()));
+        check(entry(T::Vpdq, 41, None, &[]), Ok(()));
+        check(
+            entry(T::Vpdq, 40, None, &[]),
+            Err("e.value: a vpdq hash is a whole number of 41-byte frames"),
+        );
+        check(
+            entry(T::Vpdq, 41, Some(100), &[]),
+            Err("only pdq hashes carry a quality"),
+        );
         check(
             entry(T::Sha256, 31, None, &[]),
             Err("e.value: a sha256 hash must be 32 bytes, got 31"),
