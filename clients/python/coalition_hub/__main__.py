@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--state", required=True, help="JSON state file: created on first use, resumed after")
     s.add_argument("--genesis", help="pin the genesis statement id (hex) on first use")
     s.add_argument("--kind", action="append", default=[], help="filter (first run): statement kind, e.g. hash_set")
-    s.add_argument("--hash-type", action="append", default=[], help="filter (first run): md5, sha1, sha256, pdq, photodna")
+    s.add_argument("--hash-type", action="append", default=[], help="filter (first run): md5, sha1, sha256, pdq, photodna, url_md5, vpdq")
     s.add_argument("--label", action="append", default=[], help="filter (first run): a label, e.g. A1")
     s.add_argument("--issuer", action="append", default=[], help="filter (first run): a member id")
     s.add_argument("--require-witnessed", action="store_true", help="refuse a checkpoint the witness policy does not cover")

@@ -28,10 +28,12 @@ class HashType(enum.IntEnum):
     SHA256 = 3
     PDQ = 4
     PHOTODNA = 5
+    URL_MD5 = 6
+    VPDQ = 7
 
     @property
     def wire_name(self) -> str:
-        """Lowercase name as the CLI spells it (md5, sha1, sha256, pdq, photodna)."""
+        """Lowercase name as the CLI spells it (md5, sha1, sha256, pdq, photodna, url_md5, vpdq)."""
         return self.name.lower()
 
     @classmethod
@@ -42,8 +44,11 @@ class HashType(enum.IntEnum):
         return cls(name)
 
 
-#: Exact value length in bytes of each hash type (§2.3).
-HASH_LENGTHS: dict[int, int] = {1: 16, 2: 20, 3: 32, 4: 32, 5: 144}
+#: Exact value length in bytes of each hash type (§2.3); for vpdq (7), the length of one frame
+#: (a value is 1..=16384 frames, :func:`coalition_hub.statements.check_vpdq_value`).
+HASH_LENGTHS: dict[int, int] = {1: 16, 2: 20, 3: 32, 4: 32, 5: 144, 6: 16, 7: 41}
+#: Most frames in one vpdq value (§2.3 "vPDQ").
+MAX_VPDQ_FRAMES = 16_384
 
 
 class EntryState(enum.IntEnum):
@@ -151,7 +156,7 @@ class VerifiedHash(NamedTuple):
 
     #: Index of the entry in its statement (a hash set's `entries`, a signal's `indicators`).
     entry_index: int
-    #: Lowercase type name: md5, sha1, sha256, pdq, photodna.
+    #: Lowercase type name: md5, sha1, sha256, pdq, photodna, url_md5, vpdq.
     type: str
     #: Lowercase hex of the raw value.
     value_hex: str

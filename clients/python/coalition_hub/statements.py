@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coalition_hub.keys import SigningKey
-from coalition_hub.model import HASH_LENGTHS, HashInput, HashType, IndicatorInput, Kind, VerifiedHash
+from coalition_hub.model import HASH_LENGTHS, MAX_VPDQ_FRAMES, HashInput, HashType, IndicatorInput, Kind, VerifiedHash
 from coalition_hub.pb import statement as spb
 from coalition_hub.wire import PAYLOAD_TYPE, pae, valid_key_id, weak_key
 
@@ -23,7 +23,7 @@ MAX_RECIPIENTS = 64
 _MEMBER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 _CATEGORIES = {"A1", "A2", "B1", "B2"}
-_TYPE_NAMES = {1: "md5", 2: "sha1", 3: "sha256", 4: "pdq", 5: "photodna"}
+_TYPE_NAMES = {1: "md5", 2: "sha1", 3: "sha256", 4: "pdq", 5: "photodna", 6: "url_md5", 7: "vpdq"}
 _INDICATOR_NAMES = {1: "keyword", 2: "url", 3: "domain", 4: "account_handle", 5: "hash"}
 _BODY_KIND = {
     "hash_set": Kind.HASH_SET,
@@ -78,7 +78,11 @@ def _check_hash(entry: spb.HashEntry, index: int, where: str, types: set[int], l
     length = HASH_LENGTHS.get(t)
     if length is None:
         raise FieldError(f"{where.format(index)}.type: unknown or unspecified hash type {t}")
-    if len(value) != length:
+    if t == 7:
+        problem = check_vpdq_value(value)
+        if problem:
+            raise FieldError(f"{where.format(index)}.value: {problem}")
+    elif len(value) != length:
         raise FieldError(f"{where.format(index)}.value: a {_TYPE_NAMES[t]} hash must be {length} bytes, got {len(value)}")
     quality = None
     if t == 4:
@@ -99,6 +103,31 @@ def _check_hash(entry: spb.HashEntry, index: int, where: str, types: set[int], l
             raise FieldError(f"{where.format(index)}.labels: a label given twice")
         labels.update(canon)
     return VerifiedHash(index, _TYPE_NAMES[t], value.hex(), quality, canon)
+
+
+def check_vpdq_value(value: bytes) -> str | None:
+    """A vpdq value's rules (§2.3 "vPDQ"): 1..=16384 frames of 41 bytes (frame number u32 BE,
+    timestamp ms u32 BE, quality 0..=100, 32-byte PDQ), frame numbers strictly increasing,
+    timestamps never decreasing. None if valid, else the reason."""
+    if not value or len(value) % 41:
+        return f"a vpdq hash is a whole number of 41-byte frames (at least one), got {len(value)} bytes"
+    n = len(value) // 41
+    if n > MAX_VPDQ_FRAMES:
+        return f"a vpdq hash has at most {MAX_VPDQ_FRAMES} frames, got {n}"
+    prev: tuple[int, int] | None = None
+    for i in range(n):
+        f = value[i * 41 : i * 41 + 41]
+        number = int.from_bytes(f[0:4], "big")
+        ts = int.from_bytes(f[4:8], "big")
+        if f[8] > 100:
+            return f"frame {i}: quality must be 0..=100, got {f[8]}"
+        if prev is not None:
+            if number <= prev[0]:
+                return f"frame {i}: frame numbers must increase ({number} after {prev[0]})"
+            if ts < prev[1]:
+                return f"frame {i}: timestamps must not decrease ({ts} ms after {prev[1]} ms)"
+        prev = (number, ts)
+    return None
 
 
 ROLE_ADMIN_VALUE = 1
@@ -158,7 +187,7 @@ def _hash_set_entries(hs: spb.HashSet, hashes: list[VerifiedHash], types: set[in
         append(new_hash(VerifiedHash, (i, names[t], value.hex(), q, canon)))
 
 
-_VALUE_LEN_BY_TYPE = (-1, 16, 20, 32, 32, 144)
+_VALUE_LEN_BY_TYPE = (-1, 16, 20, 32, 32, 144, 16)
 
 
 def _varint(b: bytes, p: int) -> tuple[int, int]:
@@ -207,7 +236,7 @@ def hash_set_entries_fast(raw: bytes) -> tuple[list[VerifiedHash], set[int], set
             if raw[q] != 0x08 or raw[q + 2] != 0x12:
                 return None
             t = raw[q + 1]
-            if not 1 <= t <= 5:
+            if not 1 <= t <= 6:  # vpdq (7) goes through _check_hash
                 return None
             vl = raw[q + 3]
             if vl < 0x80:

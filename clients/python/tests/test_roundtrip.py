@@ -269,3 +269,40 @@ def test_risk_signal_submitted_by_the_python_client(hub: Hub) -> None:
     assert sig.risk_signal is not None and sig.risk_signal.title == "Lure phrases" and sig.risk_signal.category == "grooming"
     assert [(i.type, i.value, i.platform) for i in sig.risk_signal.indicators[:2]] == [("keyword", "wanna be a model?", ""), ("account_handle", "@lure", "chat")]
     assert sig.hashes == ((2, "pdq", PDQ.hex(), 70, ("B1",)),) and sig.risk_signal.indicators[2].hash == sig.hashes[0]
+
+
+def _vpdq(frames: list[tuple[int, int, int, bytes]]) -> bytes:
+    """A vpdq value (§2.3 "vPDQ"): (frame number, timestamp ms, quality, pdq) per frame."""
+    return b"".join(n.to_bytes(4, "big") + ts.to_bytes(4, "big") + bytes([q]) + h for n, ts, q, h in frames)
+
+
+def test_vpdq_and_url_md5_entries_sync_verified_and_match(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    frames = [(i, i * 1000, 90, os.urandom(32)) for i in range(6)]
+    video = _vpdq(frames)
+    url = os.urandom(16)
+    r = acme.submit_hashes(key_of(hub, "acme"), [HashInput("vpdq", video, labels=("video",)), HashInput("url_md5", url)])
+    state = SyncState(genesis=hub.genesis)
+    mine = next(e for e in sync_all(globex, state) if e.statement_id == r.statement_id)
+    assert [(h.type, h.value_hex, h.quality) for h in mine.hashes] == [("vpdq", video.hex(), None), ("url_md5", url.hex(), None)]
+    # The same video (and a longer upload holding it) matches by the frame rule.
+    padded = _vpdq(frames + [(6 + i, 6000 + i * 1000, 90, os.urandom(32)) for i in range(3)])
+    hits = globex.match([HashInput("vpdq", padded), HashInput("url_md5", url)])
+    assert {(h.query_index, h.statement_id) for h in hits} == {(0, r.statement_id), (1, r.statement_id)}
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (b"", "whole number of 41-byte frames"),
+        (bytes(40), "got 40 bytes"),
+        (_vpdq([(0, 0, 101, bytes(32))]), "quality must be 0..=100"),
+        (_vpdq([(1, 0, 90, bytes(32)), (1, 5, 90, bytes(32))]), "frame numbers must increase"),
+        (_vpdq([(1, 9, 90, bytes(32)), (2, 5, 90, bytes(32))]), "timestamps must not decrease"),
+    ],
+)
+def test_vpdq_field_rules(value: bytes, reason: str) -> None:
+    from coalition_hub.statements import check_vpdq_value
+
+    problem = check_vpdq_value(value)
+    assert problem is not None and reason in problem, problem
