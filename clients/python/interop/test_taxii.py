@@ -76,6 +76,10 @@ SIGNAL = {
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
+    # requests lets these variables override the CA a session is given: the hub's development
+    # CA must be the one trusted.
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(var, None)
     d = tmp_path_factory.mktemp("hub")
     run(d, "pki", "init")
     run(d, "init", "--data", "data", "--name", "taxii.test.local", "--admin", "admin", "--quorum", "1")
