@@ -96,8 +96,7 @@ async fn run(sets: usize) -> Result<()> {
                 store.append(v).await?;
             }
         }
-        let genesis = store.registry().coalition().context("founded")?.genesis_id;
-        genesis
+        store.registry().coalition().context("founded")?.genesis_id
     };
     let objects = sets * SET_SIZE;
     println!("Coalition Hub TAXII 2.1 read benchmark");

@@ -374,7 +374,7 @@ async fn taxii_serves_the_log_as_stix_paged_filtered_and_versioned() {
     assert_eq!(all.body["objects"].as_array().expect("all").len(), 2);
     // A poller that saw the set sees the revocation as a newer object.
     let (news, _) = acme
-        .all(&hashes, &format!("added_after={}", page_last(&records)))
+        .all(&hashes, &format!("added_after={}", page_last(records)))
         .await;
     assert!(
         news.iter()

@@ -252,19 +252,19 @@ async fn route(
             }),
             None,
         )),
-        [API_ROOT, "collections", id] => Ok(json_answer(collection(*id)?.resource(&genesis), None)),
+        [API_ROOT, "collections", id] => Ok(json_answer(collection(id)?.resource(&genesis), None)),
         [API_ROOT, "collections", id, "objects"] => {
-            let (c, q) = (collection(*id)?, query()?);
+            let (c, q) = (collection(id)?, query()?);
             let page = read(state, c, reader, q, false).await?;
             Ok(objects(page))
         }
         [API_ROOT, "collections", id, "manifest"] => {
-            let (c, q) = (collection(*id)?, query()?);
+            let (c, q) = (collection(id)?, query()?);
             let page = read(state, c, reader, q, false).await?;
             Ok(manifest(page))
         }
         [API_ROOT, "collections", id, "objects", object] => {
-            let (c, mut q) = (collection(*id)?, query()?);
+            let (c, mut q) = (collection(id)?, query()?);
             q.ids = vec![(*object).to_owned()];
             let page = read(state, c, reader, q, true).await?;
             if page.objects.is_empty() {
@@ -273,7 +273,7 @@ async fn route(
             Ok(objects(page))
         }
         [API_ROOT, "collections", id, "objects", object, "versions"] => {
-            let (c, mut q) = (collection(*id)?, query()?);
+            let (c, mut q) = (collection(id)?, query()?);
             q.ids = vec![(*object).to_owned()];
             q.versions = Versions::All;
             let page = read(state, c, reader, q, true).await?;

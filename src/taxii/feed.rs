@@ -544,7 +544,7 @@ impl Walk<'_> {
                 let Some(view) = self.target(&o.target)? else {
                     return Ok(ControlFlow::Continue(()));
                 };
-                if from <= SLOT_OPINION && record.readable_by(self.reader) {
+                if from == SLOT_OPINION && record.readable_by(self.reader) {
                     let offer = Offer {
                         slot: SLOT_OPINION,
                         kind: "opinion",
