@@ -184,7 +184,18 @@ impl Taxii {
     }
 
     async fn connect(&self) -> Result<Conn> {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        // The hub binds its TAXII listener once serving starts, just after its gRPC line.
+        let mut tries = 0;
+        let tcp = loop {
+            match tokio::net::TcpStream::connect(self.addr).await {
+                Ok(tcp) => break tcp,
+                Err(_) if tries < 200 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         tcp.set_nodelay(true)?;
         let tls = tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(ServerName::try_from("localhost")?, tcp)
