@@ -31,6 +31,8 @@
 //! - [`fuzzing`]: one entry point per parser of untrusted bytes, shared by the `cargo fuzz`
 //!   targets (`fuzz/`) and the corpus replay test.
 //! - [`pki`]: the development CA, certificates and signing-key files.
+//! - [`taxii`]: the TAXII 2.1 read API's pure part: collections, STIX ids and objects, paging
+//!   parameters, and the walk of the log a page is read from (served by `server::taxii`).
 //! - [`text`]: untrusted text made safe to print (control characters escaped).
 //! - [`quickstart`]: the end-to-end demonstration behind `coalition quickstart`.
 //! - [`cli`]: the `coalition` command line (thin; `src/main.rs` only calls it).
@@ -56,6 +58,7 @@ pub mod settings;
 pub mod statement;
 pub mod store;
 pub mod sync;
+pub mod taxii;
 pub mod text;
 pub mod witness;
 

@@ -44,6 +44,7 @@ mod small_statements;
 mod submit_journal;
 mod sync;
 mod sync_csv;
+mod taxii;
 mod tiles;
 mod untrusted_text;
 mod vectors;

@@ -178,6 +178,16 @@ struct ServeArgs {
     /// GET /metrics (Prometheus) and GET /healthz. `off` disables it and the metrics.
     #[arg(long, env = "COALITION_OPS_LISTEN", default_value = crate::server::DEFAULT_OPS_LISTEN, value_name = "ADDR|off")]
     ops_listen: String,
+    /// Serve the TAXII 2.1 read API (HTTPS with the hub's mutual TLS; the hash sets and risk
+    /// signals as STIX 2.1 indicators, docs/PROTOCOL.md §8) on ADDR, e.g. 0.0.0.0:9443.
+    /// `off` (the default): not served.
+    #[arg(
+        long,
+        env = "COALITION_TAXII_LISTEN",
+        default_value = "off",
+        value_name = "ADDR|off"
+    )]
+    taxii_listen: String,
     /// Keep access-log records (who synced or matched how much, when) this many days.
     #[arg(long, default_value_t = 90, value_name = "DAYS")]
     access_log_days: u64,
@@ -570,6 +580,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
                     "--ops-listen {addr}: expected IP:PORT (e.g. {}) or off",
                     crate::server::DEFAULT_OPS_LISTEN
                 )
+            })?),
+        };
+        o.taxii_listen = match args.taxii_listen.as_str() {
+            "off" => None,
+            addr => Some(addr.parse().with_context(|| {
+                format!("--taxii-listen {addr}: expected IP:PORT (e.g. 0.0.0.0:9443) or off")
             })?),
         };
         o.match_snapshot = match args.match_snapshot.as_str() {

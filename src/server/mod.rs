@@ -22,6 +22,7 @@ mod pulling;
 mod quota;
 pub mod shutdown;
 mod status;
+mod taxii;
 mod tls;
 mod verification;
 mod witnessing;
@@ -133,6 +134,10 @@ pub struct ServeOptions {
     /// The peer hubs whose own statements this hub relays (`coalition serve --peer`,
     /// docs/PROTOCOL.md §3.10); none on a mirror.
     pub peers: Vec<crate::federation::Peer>,
+    /// Where the TAXII 2.1 read API (HTTPS, the same mutual TLS and read rule as gRPC,
+    /// docs/PROTOCOL.md §8) listens; `None`: not served (default; `coalition serve
+    /// --taxii-listen ADDR`).
+    pub taxii_listen: Option<SocketAddr>,
 }
 
 /// The services whose health is reported (besides `""`, the whole hub).
@@ -174,6 +179,7 @@ impl ServeOptions {
             match_snapshot: None,
             mirror_of: upstream,
             peers: Vec::new(),
+            taxii_listen: None,
         }
     }
 
@@ -341,6 +347,15 @@ pub async fn serve(
         })?),
         None => None,
     };
+    let taxii_listener = match options.taxii_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            ServerError::Io(std::io::Error::new(
+                e.kind(),
+                format!("TAXII listener {addr} (--taxii-listen ADDR): {e}"),
+            ))
+        })?),
+        None => None,
+    };
     {
         let (store, retention) = (store.clone(), options.access_retention);
         tokio::task::spawn_blocking(move || store.access().set_retention(retention))
@@ -426,6 +441,18 @@ pub async fn serve(
                     None
                 }
             }
+        }
+        None => None,
+    };
+    let taxii_server = match taxii_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "TAXII 2.1 API: https://{addr}/taxii2/");
+            Some(tokio::spawn(taxii::serve(
+                listener,
+                taxii::TaxiiState::new(store.clone(), hub_tls.clone()),
+                stop.listener(),
+            )))
         }
         None => None,
     };
@@ -540,6 +567,15 @@ pub async fn serve(
             match ops.await {
                 Ok(Err(e)) => tracing::warn!("operations listener: {e}"),
                 Err(e) => tracing::warn!("operations listener task: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        // The TAXII listener stopped at the shutdown's start; its connections close after the
+        // request in progress (each holds the store).
+        if let Some(taxii) = taxii_server {
+            match taxii.await {
+                Ok(Err(e)) => tracing::warn!("TAXII listener: {e}"),
+                Err(e) => tracing::warn!("TAXII listener task: {e}"),
                 Ok(Ok(())) => {}
             }
         }
