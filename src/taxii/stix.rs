@@ -309,7 +309,8 @@ pub fn opinion(
 }
 
 /// The key of a hash type in a STIX `hashes` dictionary: the hashing-algorithm-ov names for
-/// MD5, SHA-1 and SHA-256, custom `x_` keys for PDQ and PhotoDNA.
+/// MD5, SHA-1 and SHA-256, custom `x_` keys for PDQ, PhotoDNA and vPDQ (the hex of its
+/// canonical frames, docs/PROTOCOL.md §2.3).
 pub fn hash_key(hash_type: HashType) -> &'static str {
     match hash_type {
         HashType::Md5 => "MD5",
@@ -317,6 +318,7 @@ pub fn hash_key(hash_type: HashType) -> &'static str {
         HashType::Sha256 => "SHA-256",
         HashType::Pdq => "x_pdq",
         HashType::PhotoDna => "x_photodna",
+        HashType::Vpdq => "x_vpdq",
     }
 }
 
@@ -325,7 +327,9 @@ pub fn hash_key(hash_type: HashType) -> &'static str {
 fn pattern(entry: &Entry<'_>) -> (String, &'static str) {
     let hash_pattern = |h: &HashEntry| {
         let key = match h.hash_type {
-            HashType::Pdq | HashType::PhotoDna => hash_key(h.hash_type).to_owned(),
+            HashType::Pdq | HashType::PhotoDna | HashType::Vpdq => {
+                hash_key(h.hash_type).to_owned()
+            }
             other => format!("'{}'", hash_key(other)),
         };
         format!("[file:hashes.{key} = '{}']", hex::encode(&h.value))
