@@ -86,7 +86,7 @@ pub struct HashLine {
     /// When the hub received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at_ms: Option<i64>,
-    /// md5, sha1, sha256, pdq or photodna.
+    /// md5, sha1, sha256, pdq, photodna or url_md5.
     #[serde(rename = "type")]
     pub hash_type: String,
     /// The hash, hex.

@@ -2,8 +2,9 @@
 //! maps, slots, provenance, label sets), so that a hub starts matching in about the time it
 //! takes to read it instead of re-reading and re-indexing the log.
 //!
-//! Layout: the magic `CHMATCH4` (version 3 added each statement's recipients and the
-//! expiries, version 4 a risk signal's entry index of each hash; an older file is refused as
+//! Layout: the magic `CHMATCH5` (version 3 added each statement's recipients and the
+//! expiries, version 4 a risk signal's entry index of each hash, version 5 the exact map of
+//! `url_md5` hashes; an older file is refused as
 //! "wrong magic" and the log indexed instead), the log
 //! size and Merkle root the corpus covers
 //! ([`Covers`]), the corpus, then the CRC-32 (IEEE, little endian) of every byte before it.
@@ -23,7 +24,7 @@ use crc32fast::Hasher as Crc32;
 use std::io::{self, Read, Write};
 use thiserror::Error;
 
-const MAGIC: &[u8; 8] = b"CHMATCH4";
+const MAGIC: &[u8; 8] = b"CHMATCH5";
 /// Bytes of the trailing checksum.
 const CHECKSUM: u64 = 4;
 

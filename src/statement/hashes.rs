@@ -23,15 +23,19 @@ pub enum HashType {
     Pdq,
     /// PhotoDNA-like perceptual hash, 144 opaque bytes.
     PhotoDna,
+    /// URL-MD5, 16 bytes: the MD5 of a URL normalised as ThreatExchange does
+    /// (`media::url`), matched exactly.
+    UrlMd5,
 }
 
 /// Every hash type, in wire order.
-pub const HASH_TYPES: [HashType; 5] = [
+pub const HASH_TYPES: [HashType; 6] = [
     HashType::Md5,
     HashType::Sha1,
     HashType::Sha256,
     HashType::Pdq,
     HashType::PhotoDna,
+    HashType::UrlMd5,
 ];
 
 /// An industry classification category (the A1/A2/B1/B2 baseline scheme).
@@ -73,7 +77,7 @@ impl HashType {
     /// The exact length in bytes of a value of this type.
     pub fn value_len(self) -> usize {
         match self {
-            HashType::Md5 => 16,
+            HashType::Md5 | HashType::UrlMd5 => 16,
             HashType::Sha1 => 20,
             HashType::Sha256 | HashType::Pdq => 32,
             HashType::PhotoDna => 144,
@@ -88,6 +92,7 @@ impl HashType {
             HashType::Sha256 => "sha256",
             HashType::Pdq => "pdq",
             HashType::PhotoDna => "photodna",
+            HashType::UrlMd5 => "url_md5",
         }
     }
 
@@ -104,6 +109,7 @@ impl HashType {
             HashType::Sha256 => pb::HashType::Sha256,
             HashType::Pdq => pb::HashType::Pdq,
             HashType::PhotoDna => pb::HashType::Photodna,
+            HashType::UrlMd5 => pb::HashType::UrlMd5,
         }
     }
 
@@ -115,6 +121,7 @@ impl HashType {
             pb::HashType::Sha256 => Some(HashType::Sha256),
             pb::HashType::Pdq => Some(HashType::Pdq),
             pb::HashType::Photodna => Some(HashType::PhotoDna),
+            pb::HashType::UrlMd5 => Some(HashType::UrlMd5),
             pb::HashType::Unspecified => None,
         }
     }
@@ -134,7 +141,9 @@ impl FromStr for HashType {
             .into_iter()
             .find(|t| t.name() == lower)
             .ok_or_else(|| {
-                format!("unknown hash type '{s}' (expected md5, sha1, sha256, pdq or photodna)")
+                format!(
+                    "unknown hash type '{s}' (expected md5, sha1, sha256, pdq, photodna or url_md5)"
+                )
             })
     }
 }
@@ -194,7 +203,7 @@ impl HashEntry {
             StatementError::invalid(
                 format!("{field}.type"),
                 format!(
-                    "unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq or photodna)",
+                    "unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq, photodna or url_md5)",
                     entry.r#type
                 ),
             )
