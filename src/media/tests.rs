@@ -94,7 +94,7 @@ fn jpeg_at_any_quality_stays_near_the_original() {
         let img = picture(size.0, size.1, seed);
         let original = pdq_of(&encode(&img, ImageFormat::Png));
         assert!(
-            original.quality >= 50,
+            original.quality >= 20,
             "{size:?}: quality {}",
             original.quality
         );
