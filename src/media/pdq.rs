@@ -204,14 +204,14 @@ fn decimate(input: &[f32], rows: usize, cols: usize, out: &mut [[f32; BLOCK]; BL
 fn quality(block: &[[f32; BLOCK]; BLOCK]) -> u8 {
     let step = |u: f32, v: f32| (((u - v) * 100.0) / 255.0) as i32;
     let mut sum: i32 = 0;
-    for i in 0..BLOCK - 1 {
-        for j in 0..BLOCK {
-            sum += step(block[i][j], block[i + 1][j]).abs();
+    for rows in block.windows(2) {
+        for (&u, &v) in rows[0].iter().zip(&rows[1]) {
+            sum += step(u, v).abs();
         }
     }
     for row in block {
-        for j in 0..BLOCK - 1 {
-            sum += step(row[j], row[j + 1]).abs();
+        for pair in row.windows(2) {
+            sum += step(pair[0], pair[1]).abs();
         }
     }
     (sum / 90).min(100) as u8
@@ -243,8 +243,8 @@ fn dct64_to_16(a: &[[f32; BLOCK]; BLOCK]) -> [[f32; DCT_SIDE]; DCT_SIDE] {
     for (i, t_row) in t.iter_mut().enumerate() {
         for (j, cell) in t_row.iter_mut().enumerate() {
             let mut sum = 0f32;
-            for k in 0..BLOCK {
-                sum += d[i][k] * a[k][j];
+            for (&dk, a_row) in d[i].iter().zip(a) {
+                sum += dk * a_row[j];
             }
             *cell = sum;
         }
@@ -253,8 +253,8 @@ fn dct64_to_16(a: &[[f32; BLOCK]; BLOCK]) -> [[f32; DCT_SIDE]; DCT_SIDE] {
     for (i, b_row) in b.iter_mut().enumerate() {
         for (j, cell) in b_row.iter_mut().enumerate() {
             let mut sum = 0f32;
-            for k in 0..BLOCK {
-                sum += t[i][k] * d[j][k];
+            for (&tk, &dk) in t[i].iter().zip(&d[j]) {
+                sum += tk * dk;
             }
             *cell = sum;
         }
@@ -348,6 +348,43 @@ mod tests {
             }
         }
         v
+    }
+
+    /// Known answers of the reference: `pdqhash.compute` (PyPI 0.2.8, facebook/ThreatExchange
+    /// pdq/cpp) on the RGB image with pixel `(x, y)` =
+    /// `((7x + 13y) % 256, (x y) % 256, (x + 2y + x² div 5) % 256)`.
+    #[test]
+    fn agrees_with_the_reference_bindings() {
+        let cases = [
+            (
+                97,
+                61,
+                "3c6374e770c7c6b2ed07099f1f8f183e7c1ef835a2e0014a0bf02bc8ffe0b9c0",
+            ),
+            (
+                64,
+                64,
+                "9999331b6373ced18c0718e37087e1cf83870fad3d18f816c0b803f29ff8fd90",
+            ),
+            (
+                300,
+                200,
+                "7ff47fd47ef47ff44a947bf56ef46a547af17ed44a106a945af5400000104a10",
+            ),
+        ];
+        for (w, h, expected) in cases {
+            let mut rgb = Vec::with_capacity(w * h * 3);
+            for y in 0..h {
+                for x in 0..w {
+                    rgb.push(((x * 7 + y * 13) % 256) as u8);
+                    rgb.push(((x * y) % 256) as u8);
+                    rgb.push(((x + 2 * y + x * x / 5) % 256) as u8);
+                }
+            }
+            let d = hash_luma(&mut luma_from_rgb8(&rgb), h, w).expect("hashable");
+            assert_eq!(hex::encode(d.hash), expected, "{w}x{h}");
+            assert_eq!(d.quality, 100, "{w}x{h}");
+        }
     }
 
     #[test]
