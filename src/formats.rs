@@ -86,8 +86,8 @@ pub struct HashLine {
     /// When the hub received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at_ms: Option<i64>,
-    /// md5, sha1, sha256, pdq, photodna or vpdq (whose `hash` is the hex of its frames,
-    /// docs/PROTOCOL.md §2.3).
+    /// md5, sha1, sha256, pdq, photodna, url_md5 or vpdq (whose `hash` is the hex of its
+    /// frames, docs/PROTOCOL.md §2.3).
     #[serde(rename = "type")]
     pub hash_type: String,
     /// The hash, hex.
@@ -227,7 +227,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, FormatError> {
 pub const MAX_VPDQ_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads a vPDQ file in the reference tools' text format (one frame a line,
-/// `frame_number,quality,pdq_hex,timestamp_seconds`; docs/PROTOCOL.md §2.3 "vPDQ") as one hash
+/// `frame_number,quality,pdq_hex,timestamp_seconds`; docs/PROTOCOL.md §2.3.2) as one hash
 /// entry with `labels`; a malformed line is named with the reason.
 pub fn read_vpdq(path: &Path, labels: &[String]) -> Result<HashEntry, FormatError> {
     let shown = path.display().to_string();

@@ -16,6 +16,8 @@
 //!   statement that sets them and the settings in force. Pure.
 //! - [`matching`]: exact and PDQ near-duplicate matching (PDQ multi-index hashing), online
 //!   and offline.
+//! - [`media`]: hashing what a member holds: PDQ (the reference algorithm, bit for bit) and
+//!   MD5/SHA-1/SHA-256 of image files, bounded against decompression bombs; URL-MD5 of URLs.
 //! - [`replica`]: what a log means, decided in one place: the state machine the hub's writer,
 //!   every member's sync and the auditor feed entries and checkpoints to. Pure.
 //! - [`store`]: sled storage: the append-only log, its Merkle nodes and indexes, written by the
@@ -49,6 +51,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod log;
 pub mod matching;
+pub mod media;
 pub mod membership;
 pub mod pki;
 pub mod quickstart;

@@ -24,6 +24,7 @@ mod key_files;
 mod limits;
 mod matching;
 mod matching_follow;
+mod media;
 mod member_keys;
 mod membership;
 mod mirror;

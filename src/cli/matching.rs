@@ -2,11 +2,13 @@
 //! index file (nothing leaves the machine) or online against the hub. Both print the same
 //! columns: with `--hub` each match carries its entry's state, tallies and the `seen` counts
 //! the caller may read; offline, the entry index where the index file is sync output.
+//! `--files` hashes image files first (as `coalition hash`) and names each match's file.
 
 use crate::client::ClientError;
 use crate::formats::{self, Row};
 use crate::lifecycle::EntryState;
 use crate::matching::{MAX_QUERIES, MatchOptions, Matcher, Query, VpdqRule, VpdqScore};
+use crate::media::{self, FILE_HASH_TYPES, Limits};
 use crate::membership::MemberId;
 use crate::pb;
 use crate::pki::CertDir;
@@ -19,8 +21,18 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct MatchArgs {
     /// Hashes to look up: sync output, a hash list, or one 64-hex PDQ hash per line.
-    #[arg(long)]
-    queries: PathBuf,
+    #[arg(long, required_unless_present = "files", conflicts_with = "files")]
+    queries: Option<PathBuf>,
+    /// Image files, or directories walked for images (as `coalition hash`), to hash (pdq, md5,
+    /// sha1, sha256) and look up in one step; each match names its file (`query_file`).
+    #[arg(long, num_args = 1.., value_name = "FILE|DIR")]
+    files: Vec<PathBuf>,
+    /// With --files: largest file hashed, in bytes.
+    #[arg(long, default_value_t = media::DEFAULT_MAX_BYTES)]
+    max_bytes: u64,
+    /// With --files: most pixels of an image, checked before decoding.
+    #[arg(long, default_value_t = media::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
     /// Match offline against this file (same formats as --queries); no hub needed.
     #[arg(long, conflicts_with = "hub", required_unless_present = "hub")]
     index: Option<PathBuf>,
@@ -100,7 +112,11 @@ pub enum OutputFormat {
 /// One match as printed.
 #[derive(Debug, Serialize)]
 struct MatchLine {
+    /// The line of --queries; with --files, the file's position in the list (1-based).
     query_line: usize,
+    /// With --files: the file hashed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_file: Option<String>,
     query_type: String,
     query: String,
     r#match: String,
@@ -175,11 +191,22 @@ pub async fn run(args: MatchArgs) -> Result<()> {
             "--states needs --hub: offline, only entries that match are matched (snapshot rows naming another state are skipped)"
         );
     }
-    let queries = formats::read_rows(&args.queries)?;
-    let lines = match &args.index {
+    let (queries, files) = match &args.queries {
+        Some(path) => (formats::read_rows(path)?, None),
+        None => {
+            let (rows, files) = file_queries(&args)?;
+            (rows, Some(files))
+        }
+    };
+    let mut lines = match &args.index {
         Some(index) => offline(index, &queries, &options)?,
         None => online(&args, &queries, &states).await?,
     };
+    if let Some(files) = &files {
+        for m in &mut lines {
+            m.query_file = files.names.get(m.query_line - 1).cloned();
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.format {
@@ -193,7 +220,8 @@ pub async fn run(args: MatchArgs) -> Result<()> {
             // Through a real CSV writer: labels and ids quoted from the index or the hub cannot
             // add a column or a row.
             let mut csv = csv::Writer::from_writer(&mut out);
-            csv.write_record([
+            let file_column = files.is_some();
+            let mut header = vec![
                 "query_line",
                 "query_type",
                 "query",
@@ -217,13 +245,17 @@ pub async fn run(args: MatchArgs) -> Result<()> {
                 "hash_seen",
                 "vpdq_query_percent",
                 "vpdq_compared_percent",
-            ])?;
+            ];
+            if file_column {
+                header.push("query_file");
+            }
+            csv.write_record(&header)?;
             for m in &lines {
                 let [confirmed, false_positive, disputed, seen] =
                     TallyLine::cells(m.entry_tally.as_ref());
                 let [h_confirmed, h_false_positive, h_disputed, h_seen] =
                     TallyLine::cells(m.hash_tally.as_ref());
-                csv.write_record([
+                let mut record = vec![
                     m.query_line.to_string(),
                     m.query_type.clone(),
                     m.query.clone(),
@@ -247,20 +279,76 @@ pub async fn run(args: MatchArgs) -> Result<()> {
                     h_seen,
                     opt(m.vpdq.as_ref().map(|v| v.query_percent)),
                     opt(m.vpdq.as_ref().map(|v| v.compared_percent)),
-                ])?;
+                ];
+                if file_column {
+                    record.push(m.query_file.clone().unwrap_or_default());
+                }
+                csv.write_record(&record)?;
             }
             csv.flush()?;
         }
     }
     out.flush()?;
     let matched: std::collections::BTreeSet<usize> = lines.iter().map(|m| m.query_line).collect();
+    let (total, noun) = match &files {
+        Some(f) => (f.names.len(), "files"),
+        None => (queries.len(), "queries"),
+    };
     eprintln!(
-        "{} of {} queries matched ({} matches)",
+        "{} of {total} {noun} matched ({} matches)",
         matched.len(),
-        queries.len(),
         lines.len()
     );
+    if let Some(files) = files.filter(|f| f.failed > 0) {
+        bail!(
+            "{} of {} files could not be hashed (see above)",
+            files.failed,
+            files.names.len()
+        );
+    }
     Ok(())
+}
+
+/// The files `--files` hashed: their names by position, and how many could not be hashed.
+struct HashedFiles {
+    names: Vec<String>,
+    failed: usize,
+}
+
+/// Hashes `--files` into query rows (`line`: the file's 1-based position); a file that cannot
+/// be hashed is one stderr line and has no rows.
+fn file_queries(args: &MatchArgs) -> Result<(Vec<Row>, HashedFiles)> {
+    let limits = Limits {
+        max_bytes: args.max_bytes,
+        max_pixels: args.max_pixels,
+    };
+    let paths = media::collect_files(&args.files).context("listing the files to hash")?;
+    let results = media::hash_files(&paths, true, &limits);
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    for (i, (path, result)) in paths.iter().zip(results).enumerate() {
+        match result {
+            Ok(hashes) => {
+                super::hash::note_missing_pdq(path, &hashes, &FILE_HASH_TYPES);
+                rows.extend(
+                    hashes
+                        .entries(&FILE_HASH_TYPES, &[])
+                        .into_iter()
+                        .map(|entry| Row {
+                            line: i + 1,
+                            entry,
+                            source: formats::HashLine::default(),
+                        }),
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                super::hash::report(path, &e);
+            }
+        }
+    }
+    let names = paths.iter().map(|p| p.display().to_string()).collect();
+    Ok((rows, HashedFiles { names, failed }))
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -302,6 +390,7 @@ fn offline(
             };
             out.push(MatchLine {
                 query_line: q.line,
+                query_file: None,
                 query_type: q.entry.hash_type.name().into(),
                 query: hex::encode(&q.entry.value),
                 r#match: hex::encode(&row.entry.value),
@@ -381,6 +470,7 @@ async fn online(
             for m in result.matches {
                 out.push(MatchLine {
                     query_line: q.line,
+                    query_file: None,
                     query_type: q.entry.hash_type.name().into(),
                     query: hex::encode(&q.entry.value),
                     r#match: hex::encode(&m.value),

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod config;
 mod federation;
+mod hash;
 mod keys;
 mod lifecycle;
 mod matching;
@@ -81,6 +82,9 @@ enum Command {
     /// A statement: who shared it, its entries' states and the retractions naming it, as your
     /// own sync state decides them.
     Show(lifecycle::ShowArgs),
+    /// Hash image files (PDQ, MD5, SHA-1, SHA-256) and URLs (URL-MD5) into a hash list for
+    /// `submit` or `match`.
+    Hash(hash::HashArgs),
     /// Look hashes up: offline against a local index file, or online against the hub.
     Match(matching::MatchArgs),
     /// Independent auditing: export the log and checkpoints, verify them offline.
@@ -417,6 +421,7 @@ impl Cli {
             Command::Retract(args) => lifecycle::retract(args).await,
             Command::Opinion(args) => lifecycle::opinion(args).await,
             Command::Show(args) => lifecycle::show(args).await,
+            Command::Hash(args) => hash::run(args),
             Command::Match(args) => matching::run(args).await,
             Command::Whoami { conn } => {
                 let mut client = conn.connect().await?;

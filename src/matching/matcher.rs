@@ -263,6 +263,7 @@ struct ExactMaps {
     sha1: HashMap<[u8; 20], u32>,
     sha256: HashMap<[u8; 32], u32>,
     photodna: HashMap<Box<[u8]>, u32>,
+    url_md5: HashMap<[u8; 16], u32>,
 }
 
 impl ExactMaps {
@@ -282,6 +283,9 @@ impl ExactMaps {
                 .try_into()
                 .map_or(NONE, |k| put(&mut self.sha256, k, slot)),
             HashType::PhotoDna => put(&mut self.photodna, value.into(), slot),
+            HashType::UrlMd5 => value
+                .try_into()
+                .map_or(NONE, |k| put(&mut self.url_md5, k, slot)),
             HashType::Pdq | HashType::Vpdq => NONE,
         }
     }
@@ -298,6 +302,9 @@ impl ExactMaps {
                 .ok()
                 .and_then(|k| self.sha256.get(&k)),
             HashType::PhotoDna => self.photodna.get(value),
+            HashType::UrlMd5 => <[u8; 16]>::try_from(value)
+                .ok()
+                .and_then(|k| self.url_md5.get(&k)),
             HashType::Pdq | HashType::Vpdq => None,
         };
         found.copied().unwrap_or(NONE)
@@ -517,6 +524,7 @@ impl Matcher {
         map(e, &self.exact.sha1)?;
         map(e, &self.exact.sha256)?;
         map(e, &self.exact.photodna)?;
+        map(e, &self.exact.url_md5)?;
         e.len(self.staged.len())?;
         for (hash, slot) in &self.staged {
             e.bytes(&hash.0)?;
@@ -586,6 +594,7 @@ impl Matcher {
             sha1: map(d, n)?,
             sha256: map(d, n)?,
             photodna: map(d, n)?,
+            url_md5: map(d, n)?,
         };
         let staged_len = d.len(36)?;
         let mut staged = Vec::with_capacity(staged_len);
@@ -635,6 +644,7 @@ const TYPE_CODES: [HashType; 6] = [
     HashType::Sha256,
     HashType::Pdq,
     HashType::PhotoDna,
+    HashType::UrlMd5,
     HashType::Vpdq,
 ];
 

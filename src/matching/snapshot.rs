@@ -3,8 +3,8 @@
 //! takes to read it instead of re-reading and re-indexing the log.
 //!
 //! Layout: the magic `CHMATCH5` (version 3 added each statement's recipients and the
-//! expiries, version 4 a risk signal's entry index of each hash, version 5 the vPDQ videos;
-//! an older file is refused as
+//! expiries, version 4 a risk signal's entry index of each hash, version 5 the exact map of
+//! `url_md5` hashes and the vPDQ videos; an older file is refused as
 //! "wrong magic" and the log indexed instead), the log
 //! size and Merkle root the corpus covers
 //! ([`Covers`]), the corpus, then the CRC-32 (IEEE, little endian) of every byte before it.

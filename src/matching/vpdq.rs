@@ -6,7 +6,7 @@
 //! repeated hashes counted once; a query frame *matches* if some compared frame is within the
 //! PDQ distance, and the other way round; the two videos match when enough of each is matched.
 //! The published sources disagree on details, and this module decides them (docs/PROTOCOL.md
-//! §2.3 "vPDQ"):
+//! §2.3.2):
 //!
 //! - which side must reach 80%: the README names the *compared* (shared) video (P_c = 80%,
 //!   P_q = 0%: an upload that contains a known video plus padding still matches), while

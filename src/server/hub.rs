@@ -303,7 +303,7 @@ impl pb::hub_server::Hub for HubService {
             .map(|(i, q)| {
                 let hash_type = HashType::from_wire(q.r#type).ok_or_else(|| {
                     Status::invalid_argument(format!(
-                        "queries[{i}].type: unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq or photodna)",
+                        "queries[{i}].type: unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq, photodna or url_md5)",
                         q.r#type
                     ))
                 })?;

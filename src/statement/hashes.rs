@@ -24,6 +24,9 @@ pub enum HashType {
     Pdq,
     /// PhotoDNA-like perceptual hash, 144 opaque bytes.
     PhotoDna,
+    /// URL-MD5, 16 bytes: the MD5 of a URL normalised as ThreatExchange does
+    /// (`media::url`), matched exactly.
+    UrlMd5,
     /// vPDQ video hash: a list of PDQ-hashed frames ([`crate::matching::vpdq`]), of variable
     /// length.
     Vpdq,
@@ -36,6 +39,7 @@ pub const HASH_TYPES: [HashType; 6] = [
     HashType::Sha256,
     HashType::Pdq,
     HashType::PhotoDna,
+    HashType::UrlMd5,
     HashType::Vpdq,
 ];
 
@@ -79,7 +83,7 @@ impl HashType {
     /// variable number of frames, the length of one frame.
     pub fn value_len(self) -> usize {
         match self {
-            HashType::Md5 => 16,
+            HashType::Md5 | HashType::UrlMd5 => 16,
             HashType::Sha1 => 20,
             HashType::Sha256 | HashType::Pdq => 32,
             HashType::PhotoDna => 144,
@@ -110,6 +114,7 @@ impl HashType {
             HashType::Sha256 => "sha256",
             HashType::Pdq => "pdq",
             HashType::PhotoDna => "photodna",
+            HashType::UrlMd5 => "url_md5",
             HashType::Vpdq => "vpdq",
         }
     }
@@ -127,6 +132,7 @@ impl HashType {
             HashType::Sha256 => pb::HashType::Sha256,
             HashType::Pdq => pb::HashType::Pdq,
             HashType::PhotoDna => pb::HashType::Photodna,
+            HashType::UrlMd5 => pb::HashType::UrlMd5,
             HashType::Vpdq => pb::HashType::Vpdq,
         }
     }
@@ -139,6 +145,7 @@ impl HashType {
             pb::HashType::Sha256 => Some(HashType::Sha256),
             pb::HashType::Pdq => Some(HashType::Pdq),
             pb::HashType::Photodna => Some(HashType::PhotoDna),
+            pb::HashType::UrlMd5 => Some(HashType::UrlMd5),
             pb::HashType::Vpdq => Some(HashType::Vpdq),
             pb::HashType::Unspecified => None,
         }
@@ -160,7 +167,7 @@ impl FromStr for HashType {
             .find(|t| t.name() == lower)
             .ok_or_else(|| {
                 format!(
-                    "unknown hash type '{s}' (expected md5, sha1, sha256, pdq, photodna or vpdq)"
+                    "unknown hash type '{s}' (expected md5, sha1, sha256, pdq, photodna, url_md5 or vpdq)"
                 )
             })
     }
@@ -221,7 +228,7 @@ impl HashEntry {
             StatementError::invalid(
                 format!("{field}.type"),
                 format!(
-                    "unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq, photodna or vpdq)",
+                    "unknown or unspecified hash type {} (expected md5, sha1, sha256, pdq, photodna, url_md5 or vpdq)",
                     entry.r#type
                 ),
             )

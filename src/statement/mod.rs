@@ -16,7 +16,7 @@ pub use envelope::{
     payload_version, sign_statement, sign_statement_for,
 };
 pub use filter::SyncFilter;
-pub use hashes::{Category, HashEntry, HashType, Label};
+pub use hashes::{Category, HashEntry, HashType, Label, MAX_LABELS};
 pub use recipients::{MAX_RECIPIENTS, Reader, Recipients};
 pub use signal::{Indicator, RiskSignal, Severity, SignalCategory};
 pub use signature::{BATCH_SIZE, SignatureCheck, verify_many, verify_one};

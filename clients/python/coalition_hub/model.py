@@ -47,7 +47,7 @@ class HashType(enum.IntEnum):
 #: Exact value length in bytes of each hash type (§2.3); for vpdq (7), the length of one frame
 #: (a value is 1..=16384 frames, :func:`coalition_hub.statements.check_vpdq_value`).
 HASH_LENGTHS: dict[int, int] = {1: 16, 2: 20, 3: 32, 4: 32, 5: 144, 6: 16, 7: 41}
-#: Most frames in one vpdq value (§2.3 "vPDQ").
+#: Most frames in one vpdq value (§2.3.2).
 MAX_VPDQ_FRAMES = 16_384
 
 

@@ -106,7 +106,7 @@ def _check_hash(entry: spb.HashEntry, index: int, where: str, types: set[int], l
 
 
 def check_vpdq_value(value: bytes) -> str | None:
-    """A vpdq value's rules (§2.3 "vPDQ"): 1..=16384 frames of 41 bytes (frame number u32 BE,
+    """A vpdq value's rules (§2.3.2): 1..=16384 frames of 41 bytes (frame number u32 BE,
     timestamp ms u32 BE, quality 0..=100, 32-byte PDQ), frame numbers strictly increasing,
     timestamps never decreasing. None if valid, else the reason."""
     if not value or len(value) % 41:

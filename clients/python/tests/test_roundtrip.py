@@ -272,7 +272,7 @@ def test_risk_signal_submitted_by_the_python_client(hub: Hub) -> None:
 
 
 def _vpdq(frames: list[tuple[int, int, int, bytes]]) -> bytes:
-    """A vpdq value (§2.3 "vPDQ"): (frame number, timestamp ms, quality, pdq) per frame."""
+    """A vpdq value (§2.3.2): (frame number, timestamp ms, quality, pdq) per frame."""
     return b"".join(n.to_bytes(4, "big") + ts.to_bytes(4, "big") + bytes([q]) + h for n, ts, q, h in frames)
 
 
