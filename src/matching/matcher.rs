@@ -638,7 +638,7 @@ impl Matcher {
 }
 
 /// Hash types by their code in a snapshot.
-const TYPE_CODES: [HashType; 6] = [
+const TYPE_CODES: [HashType; 7] = [
     HashType::Md5,
     HashType::Sha1,
     HashType::Sha256,

@@ -122,7 +122,7 @@ impl FileHashes {
                 HashType::Md5 => Some(entry(t, &self.md5, None)),
                 HashType::Sha1 => Some(entry(t, &self.sha1, None)),
                 HashType::Sha256 => Some(entry(t, &self.sha256, None)),
-                HashType::PhotoDna | HashType::UrlMd5 => None,
+                HashType::PhotoDna | HashType::UrlMd5 | HashType::Vpdq => None,
             })
             .collect()
     }

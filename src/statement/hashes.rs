@@ -33,7 +33,7 @@ pub enum HashType {
 }
 
 /// Every hash type, in wire order.
-pub const HASH_TYPES: [HashType; 6] = [
+pub const HASH_TYPES: [HashType; 7] = [
     HashType::Md5,
     HashType::Sha1,
     HashType::Sha256,

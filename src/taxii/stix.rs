@@ -309,8 +309,8 @@ pub fn opinion(
 }
 
 /// The key of a hash type in a STIX `hashes` dictionary: the hashing-algorithm-ov names for
-/// MD5, SHA-1 and SHA-256, custom `x_` keys for PDQ, PhotoDNA and vPDQ (the hex of its
-/// canonical frames, docs/PROTOCOL.md §2.3).
+/// MD5, SHA-1 and SHA-256, custom `x_` keys for PDQ, PhotoDNA, vPDQ (the hex of its
+/// canonical frames, docs/PROTOCOL.md §2.3.2) and URL-MD5 (used in a `url` pattern).
 pub fn hash_key(hash_type: HashType) -> &'static str {
     match hash_type {
         HashType::Md5 => "MD5",
@@ -319,6 +319,7 @@ pub fn hash_key(hash_type: HashType) -> &'static str {
         HashType::Pdq => "x_pdq",
         HashType::PhotoDna => "x_photodna",
         HashType::Vpdq => "x_vpdq",
+        HashType::UrlMd5 => "x_url_md5",
     }
 }
 
@@ -326,8 +327,12 @@ pub fn hash_key(hash_type: HashType) -> &'static str {
 /// accounts; a PCRE matching the literal text for keywords (STIX has no keyword object).
 fn pattern(entry: &Entry<'_>) -> (String, &'static str) {
     let hash_pattern = |h: &HashEntry| {
+        if h.hash_type == HashType::UrlMd5 {
+            // The MD5 of a normalised URL (§2.3.1) describes a URL, not a file.
+            return format!("[url:x_url_md5 = '{}']", hex::encode(&h.value));
+        }
         let key = match h.hash_type {
-            HashType::Pdq | HashType::PhotoDna | HashType::Vpdq => {
+            HashType::Pdq | HashType::PhotoDna | HashType::Vpdq | HashType::UrlMd5 => {
                 hash_key(h.hash_type).to_owned()
             }
             other => format!("'{}'", hash_key(other)),
