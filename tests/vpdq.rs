@@ -298,15 +298,22 @@ async fn offline_match_reads_reference_vpdq_files() {
     let entry =
         coalition_hub::formats::read_vpdq(&from_file, &["video".into()]).expect("reference file");
     assert_eq!(entry.value, indexed.to_bytes());
+    // `coalition hash --vpdq` writes the same entry as a hash-list row.
     let index = dir.path().join("index.jsonl");
-    std::fs::write(
-        &index,
-        format!(
-            "{{\"type\":\"vpdq\",\"hash\":\"{}\",\"labels\":[\"video\"]}}\n",
-            hex::encode(&entry.value)
-        ),
-    )
-    .expect("write");
+    let hashed = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"))
+        .args(["hash", "--label", "video", "--vpdq"])
+        .arg(&from_file)
+        .arg("--out")
+        .arg(&index)
+        .output()
+        .expect("run coalition hash");
+    assert!(hashed.status.success(), "{hashed:?}");
+    let row: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&index).expect("read").trim())
+            .expect("one JSON row");
+    assert_eq!(row["type"], "vpdq");
+    assert_eq!(row["hash"], hex::encode(&entry.value));
+    assert_eq!(row["labels"], serde_json::json!(["video"]));
     let padded: Vec<PdqHash> = a.iter().copied().chain(hashes(22, 8)).collect();
     let queries = dir.path().join("queries.jsonl");
     std::fs::write(
@@ -331,4 +338,16 @@ async fn offline_match_reads_reference_vpdq_files() {
     let text = err.to_string();
     assert!(text.contains("broken.vpdq:2:"), "{text}");
     assert!(text.contains("pdq hash"), "{text}");
+    // ... and `coalition hash` prints that one line, hashes the rest, and exits 1.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coalition"))
+        .args(["hash", "--vpdq"])
+        .arg(&broken)
+        .arg("--vpdq")
+        .arg(&from_file)
+        .output()
+        .expect("run coalition hash");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.vpdq:2: pdq hash"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }

@@ -26,6 +26,11 @@ pub struct HashArgs {
     /// A URL to hash as url_md5 (repeatable).
     #[arg(long = "url", value_name = "URL")]
     urls: Vec<String>,
+    /// A video's vPDQ file in the reference tools' text format (`vpdq-hash-video`, the `vpdq`
+    /// package: `frame_number,quality,pdq_hex,timestamp_seconds` per line), written as one
+    /// vpdq row (repeatable).
+    #[arg(long = "vpdq", value_name = "FILE")]
+    vpdq_files: Vec<PathBuf>,
     /// A file of URLs to hash as url_md5, one per line (blank lines skipped).
     #[arg(long = "urls", value_name = "FILE")]
     url_file: Option<PathBuf>,
@@ -72,8 +77,14 @@ struct HashRow<'a> {
 }
 
 pub fn run(args: HashArgs) -> Result<()> {
-    if args.paths.is_empty() && args.urls.is_empty() && args.url_file.is_none() {
-        bail!("nothing to hash: give image files or directories, --url URL or --urls FILE");
+    if args.paths.is_empty()
+        && args.urls.is_empty()
+        && args.url_file.is_none()
+        && args.vpdq_files.is_empty()
+    {
+        bail!(
+            "nothing to hash: give image files or directories, --url URL, --urls FILE or --vpdq FILE"
+        );
     }
     let types = parse_types(&args.types)?;
     let labels = parse_labels(&args.labels)?;
@@ -132,8 +143,22 @@ pub fn run(args: HashArgs) -> Result<()> {
             }
         }
     }
+    for file in &args.vpdq_files {
+        let raw: Vec<String> = labels.iter().map(ToString::to_string).collect();
+        match crate::formats::read_vpdq(file, &raw) {
+            Ok(entry) => {
+                let shown = file.display().to_string();
+                writer.write(&entry, args.with_source.then_some(shown.as_str()), None)?;
+                written += 1;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}", escape_control(&e.to_string()));
+            }
+        }
+    }
     writer.finish()?;
-    let inputs = files.len() + urls.len();
+    let inputs = files.len() + urls.len() + args.vpdq_files.len();
     eprintln!(
         "{} of {inputs} inputs hashed ({written} hashes)",
         inputs - failed
