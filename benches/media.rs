@@ -41,7 +41,7 @@ fn picture(seed: u64) -> RgbImage {
         );
         let s = (fx * u).sin() * (fy * v).cos();
         let n: i16 = rng.gen_range(-10..=10);
-        let c = |base: f64| (base + i16::from(n) as f64).clamp(0.0, 255.0) as u8;
+        let c = |base: f64| (base + f64::from(n)).clamp(0.0, 255.0) as u8;
         Rgb([c(128.0 + 110.0 * s), c(255.0 * u), c(255.0 * v)])
     })
 }

@@ -82,7 +82,7 @@ pub fn hash_luma(luma: &mut [f32], rows: usize, cols: usize) -> Option<PdqDigest
 
 /// `computeJaroszFilterWindowSize`: half the block size of the output, rounded up.
 fn jarosz_window(old: usize, new: usize) -> usize {
-    (old + 2 * new - 1) / (2 * new)
+    old.div_ceil(2 * new)
 }
 
 /// `boxAlongRowsFloat`: a running box filter of `window` along each row.
@@ -468,8 +468,8 @@ mod tests {
     #[test]
     fn too_small_or_inconsistent_has_no_hash() {
         assert_eq!(hash_luma(&mut [0f32; 16], 4, 4), None);
-        assert_eq!(hash_luma(&mut vec![0f32; 20], 4, 5), None);
-        assert_eq!(hash_luma(&mut vec![0f32; 24], 5, 5), None);
+        assert_eq!(hash_luma(&mut [0f32; 20], 4, 5), None);
+        assert_eq!(hash_luma(&mut [0f32; 24], 5, 5), None);
     }
 
     #[test]
