@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::stix::{self, Entry, Source, Version};
-use super::{Collection, Cursor, MAX_SCAN_ENTRIES, Query, TaxiiError, Versions};
+use super::{Collection, Cursor, MAX_PAGE_BYTES, MAX_SCAN_ENTRIES, Query, TaxiiError, Versions};
 use crate::lifecycle::{OpinionRecord, Record, StatementStates, Target};
 use crate::membership::{Action, MemberId, Registry};
 use crate::statement::{Body, HashSet, Kind, ParsedEnvelope, Reader, RiskSignal, StatementId};
@@ -92,6 +92,8 @@ pub fn page(
         sink: Sink {
             query,
             objects: Vec::new(),
+            bytes: 0,
+            max_bytes: MAX_PAGE_BYTES,
         },
     };
     let end = size.min(start.seq.saturating_add(MAX_SCAN_ENTRIES));
@@ -161,10 +163,14 @@ fn internal(reason: &str) -> TaxiiError {
     )
 }
 
-/// The objects a request wants, gathered up to its limit.
+/// The objects a request wants, gathered up to its limit and its byte budget.
 struct Sink<'q> {
     query: &'q Query,
     objects: Vec<Found>,
+    /// Serialised bytes of `objects`.
+    bytes: usize,
+    /// [`MAX_PAGE_BYTES`], lower in tests.
+    max_bytes: usize,
 }
 
 /// One candidate object's facts, to decide whether the request wants it before building it.
@@ -211,6 +217,13 @@ impl Sink<'_> {
             return ControlFlow::Break(offer.slot);
         }
         if let Some(object) = build() {
+            // The first object always goes; any other only within the page's byte budget
+            // (the next page starts with it).
+            let size = serde_json::to_vec(&object).map_or(0, |v| v.len());
+            if !self.objects.is_empty() && self.bytes.saturating_add(size) > self.max_bytes {
+                return ControlFlow::Break(offer.slot);
+            }
+            self.bytes = self.bytes.saturating_add(size);
             self.objects.push(Found {
                 id: offer.id,
                 object,
@@ -660,5 +673,55 @@ impl Walk<'_> {
             })?;
         }
         ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(slot: u32) -> Offer<'static> {
+        Offer {
+            slot,
+            kind: "indicator",
+            id: format!("indicator--{slot}"),
+            date_added_ms: 1,
+            version_ms: 1,
+            first: true,
+            last: true,
+        }
+    }
+
+    #[test]
+    fn a_page_closes_at_its_byte_budget_but_always_carries_one_object() {
+        let query = Query::default();
+        let mut sink = Sink {
+            query: &query,
+            objects: Vec::new(),
+            bytes: 0,
+            max_bytes: 100,
+        };
+        let big = || Some(serde_json::json!({ "pattern": "x".repeat(150) }));
+        let small = || Some(serde_json::json!({ "pattern": "x" }));
+        // Larger than the budget alone: still sent, as the only object.
+        assert_eq!(sink.offer(offer(0), big), ControlFlow::Continue(()));
+        assert_eq!(sink.offer(offer(1), small), ControlFlow::Break(1));
+        assert_eq!(sink.objects.len(), 1);
+        // Small objects fill a fresh page up to the budget, then the page closes.
+        let mut sink = Sink {
+            query: &query,
+            objects: Vec::new(),
+            bytes: 0,
+            max_bytes: 100,
+        };
+        let mut slot = 0;
+        while sink.offer(offer(slot), small) == ControlFlow::Continue(()) {
+            slot += 1;
+        }
+        let per_object = serde_json::to_vec(&serde_json::json!({ "pattern": "x" }))
+            .map(|v| v.len())
+            .unwrap_or(1);
+        assert_eq!(sink.objects.len(), 100 / per_object);
+        assert!(sink.bytes <= 100);
     }
 }

@@ -24,6 +24,10 @@ pub const API_ROOT: &str = "coalition";
 pub const DEFAULT_PAGE_OBJECTS: usize = 1000;
 /// Most objects in a page (a larger `limit` is lowered to it, as TAXII allows).
 pub const MAX_PAGE_OBJECTS: usize = 5000;
+/// Most bytes of STIX objects in one page (serialised): a page closes early, with `more` and
+/// `next`, rather than grow past it (a vPDQ indicator alone can be over 1 MiB of hex). One
+/// object is always sent, however large.
+pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Most log entries one request reads: a page may hold fewer objects than asked (with
 /// `more: true`) when the entries read so far yield no more.
 pub const MAX_SCAN_ENTRIES: u64 = 20_000;
