@@ -538,14 +538,14 @@ async fn match_at_the_hub_prints_states_tallies_and_seen_and_filters_by_state() 
     let header = rows.next().expect("header");
     assert!(
         header.ends_with(
-            "index_line,entry,state,confirmed,false_positive,disputed,seen,hash_confirmed,hash_false_positive,hash_disputed,hash_seen"
+            "index_line,entry,state,confirmed,false_positive,disputed,seen,hash_confirmed,hash_false_positive,hash_disputed,hash_seen,vpdq_query_percent,vpdq_compared_percent"
         ),
         "{header}"
     );
     assert!(
         rows.next()
             .expect("row")
-            .ends_with(",,0,active,1,0,0,1,1,0,0,1"),
+            .ends_with(",,0,active,1,0,0,1,1,0,0,1,,"),
         "{text}"
     );
 
