@@ -3,7 +3,7 @@
 //! `next` over several pages, `added_after`, `match[type]` / `match[id]` / `match[version]`,
 //! the manifest, an object and its versions, an indicator revoked by its retraction, a STIX
 //! opinion from an opinion, a restricted statement invisible to a non-recipient exactly as in
-//! Sync, and the refusals (TLS without a certificate, 403, 404, 400, 405, 406).
+//! Sync, and the refusals (TLS without a certificate, 401, 403, 404, 400, 405, 406).
 
 use crate::common;
 
@@ -442,6 +442,36 @@ async fn taxii_serves_the_log_as_stix_paged_filtered_and_versioned() {
 }
 
 /// The last `date_added` of a manifest.
+/// A client certificate issued by `t`'s coalition CA that names no member (no member URI).
+fn certificate_naming_nobody(t: &TestHub) -> TlsConfig {
+    certificate_for(t, None)
+}
+
+/// A fresh client certificate from `t`'s coalition CA naming `member` (or nobody).
+fn certificate_for(t: &TestHub, member: Option<&str>) -> TlsConfig {
+    let read = |name: &str| std::fs::read_to_string(t.certs.root().join(name)).expect(name);
+    let ca_key = rcgen::KeyPair::from_pem(&read("ca.key")).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read("ca.pem"), ca_key).expect("CA");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, member.unwrap_or("nobody"));
+    if let Some(member) = member {
+        let uri = coalition_hub::membership::MemberId::parse(member)
+            .expect("member id")
+            .uri();
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.as_str().try_into().expect("uri"))];
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("certificate");
+    TlsConfig {
+        ca_pem: read("ca.pem").into_bytes(),
+        cert_pem: cert.pem().into_bytes(),
+        key_pem: key.serialize_pem().into_bytes(),
+    }
+}
+
 fn page_last(records: &[Value]) -> String {
     records
         .iter()
@@ -560,6 +590,28 @@ async fn taxii_shows_each_reader_what_sync_shows_it_and_refuses_with_taxii_error
     // No client certificate: refused by TLS (no request is answered).
     let anonymous = Reader::new(addr, &t.tls("acme"), false);
     assert!(anonymous.try_get("GET", "/taxii2/", None).await.is_err());
+
+    // 401: a certificate of the coalition CA that names no member, and one that is not the
+    // certificate a member's admission pins.
+    let nobody = Reader::new(addr, &certificate_naming_nobody(&t), true);
+    refused(&nobody.get("/taxii2/").await, 401, "names no member");
+    refused(&nobody.get(&hashes).await, 401, "names no member");
+    let acme_cert = rustls::pki_types::CertificateDer::from_pem_slice(&t.tls("acme").cert_pem)
+        .expect("acme's certificate");
+    let mut pinned = governance::admission(
+        &id("pinned"),
+        "PINNED",
+        &[Role::Member],
+        &[ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key()],
+    );
+    pinned.cert_pins = vec![<sha2::Sha256 as sha2::Digest>::digest(acme_cert.as_ref()).into()];
+    t.admin_change(Action::Admit(pinned)).await.expect("admit");
+    let mut wrong = t.tls("acme");
+    let fresh = certificate_for(&t, Some("pinned"));
+    wrong.cert_pem = fresh.cert_pem;
+    wrong.key_pem = fresh.key_pem;
+    let unpinned = Reader::new(addr, &wrong, true);
+    refused(&unpinned.get("/taxii2/").await, 401, "admitted with");
 
     // 403: a valid certificate whose member is suspended.
     t.admin_change(Action::Suspend(id("outsider")))

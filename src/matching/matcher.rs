@@ -6,7 +6,7 @@ use super::snapshot::{Dec, Enc, SnapshotError};
 use super::vpdq::{self, VpdqHash, VpdqRule, VpdqScore};
 use super::{PdqHash, PdqIndex, SegmentedPdq};
 use crate::statement::HashType;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use thiserror::Error;
 
@@ -142,12 +142,21 @@ impl Default for Matcher {
 /// candidates are exactly the videos with a usable frame near a usable query frame).
 #[derive(Clone, Debug, Default)]
 struct Videos {
-    /// Slot → the video and its first frame id (its ids are consecutive, one per unique hash).
-    by_slot: HashMap<u32, (VpdqHash, u32)>,
+    /// Slot → the video and its frame ids.
+    by_slot: HashMap<u32, Video>,
     /// Frame id → (slot, best quality of that hash in the video).
     frame_owner: Vec<(u32, u8)>,
     frames: SegmentedPdq,
     staged: Vec<(PdqHash, u32)>,
+}
+
+/// A video of [`Videos`]: its frames, and its frame ids `first..first + unique` (one per unique
+/// hash, consecutive).
+#[derive(Clone, Debug)]
+struct Video {
+    hash: VpdqHash,
+    first: u32,
+    unique: u32,
 }
 
 impl Videos {
@@ -174,7 +183,15 @@ impl Videos {
             self.frame_owner.push((slot, quality));
             self.staged.push((hash, id));
         }
-        self.by_slot.insert(slot, (video, first));
+        let unique = self.frame_owner.len() as u32 - first;
+        self.by_slot.insert(
+            slot,
+            Video {
+                hash: video,
+                first,
+                unique,
+            },
+        );
     }
 
     fn commit(&mut self) {
@@ -185,36 +202,59 @@ impl Videos {
     }
 
     fn remove(&mut self, slot: u32) {
-        if let Some((video, first)) = self.by_slot.get(&slot) {
-            let n = Self::unique(video).len() as u32;
-            for id in *first..first + n {
+        if let Some(video) = self.by_slot.get(&slot) {
+            for id in video.first..video.first + video.unique {
                 self.frames.remove(id);
             }
         }
     }
 
-    /// The live videos `query` matches under `options`, best first.
+    /// The live videos `query` matches under `options`, best first: exactly what
+    /// [`vpdq::compare`] of the query with each live video decides, but counted from the frame
+    /// index's answers instead of frame against frame. The work is one index search per usable
+    /// query frame plus one step per (query frame, indexed frame) pair within the distance,
+    /// whatever the lengths of the videos: a query of 16,384 frames against videos as long
+    /// costs no 16,384² comparisons per candidate.
     fn lookup(&self, query: &[u8], options: &MatchOptions, slots: &[SlotInfo]) -> Vec<Hit> {
         let Ok(query) = VpdqHash::from_bytes(query) else {
             return Vec::new();
         };
         let usable = query.usable(options.min_quality);
-        let mut candidates: Vec<u32> = usable
-            .iter()
-            .flat_map(|q| self.frames.search(q, options.pdq_threshold))
-            .filter_map(|m| self.frame_owner.get(m.id as usize))
-            .filter(|(_, quality)| *quality >= options.min_quality)
-            .map(|(slot, _)| *slot)
-            .filter(|slot| slots.get(*slot as usize).is_some_and(|s| s.live))
-            .collect();
-        candidates.sort_unstable();
-        candidates.dedup();
-        let mut hits: Vec<Hit> = candidates
+        // Per candidate video: its usable query frames with a near frame in it, and its
+        // usable frames near a usable query frame.
+        let mut near: HashMap<u32, (HashSet<u32>, HashSet<u32>)> = HashMap::new();
+        for (q, hash) in (0u32..).zip(&usable) {
+            for m in self.frames.search(hash, options.pdq_threshold) {
+                let Some(&(slot, quality)) = self.frame_owner.get(m.id as usize) else {
+                    continue;
+                };
+                if quality < options.min_quality
+                    || !slots.get(slot as usize).is_some_and(|s| s.live)
+                {
+                    continue;
+                }
+                let (queried, compared) = near.entry(slot).or_default();
+                queried.insert(q);
+                compared.insert(m.id);
+            }
+        }
+        let mut hits: Vec<Hit> = near
             .into_iter()
-            .filter_map(|slot| {
-                let (video, _) = self.by_slot.get(&slot)?;
-                let compared = video.usable(options.min_quality);
-                let outcome = vpdq::compare(&usable, &compared, options.pdq_threshold);
+            .filter_map(|(slot, (queried, compared))| {
+                let video = self.by_slot.get(&slot)?;
+                let ids = video.first as usize..(video.first + video.unique) as usize;
+                let compared_frames = self
+                    .frame_owner
+                    .get(ids)?
+                    .iter()
+                    .filter(|(_, quality)| *quality >= options.min_quality)
+                    .count();
+                let outcome = vpdq::Comparison {
+                    query_matched: queried.len(),
+                    query_frames: usable.len(),
+                    compared_matched: compared.len(),
+                    compared_frames,
+                };
                 outcome.matches(&options.vpdq).then(|| Hit {
                     distance: 0,
                     slot,
@@ -485,7 +525,7 @@ impl Matcher {
 
     /// The video indexed at a vPDQ slot.
     pub fn vpdq_hash(&self, slot: u32) -> Option<&VpdqHash> {
-        self.videos.by_slot.get(&slot).map(|(video, _)| video)
+        self.videos.by_slot.get(&slot).map(|video| &video.hash)
     }
 
     /// The quality recorded for a slot.
@@ -535,9 +575,9 @@ impl Matcher {
         let mut videos: Vec<_> = self.videos.by_slot.iter().collect();
         videos.sort_unstable_by_key(|(slot, _)| **slot);
         e.len(videos.len())?;
-        for (slot, (video, _)) in videos {
+        for (slot, video) in videos {
             e.u32(*slot)?;
-            e.bytes(&video.to_bytes())?;
+            e.bytes(&video.hash.to_bytes())?;
         }
         Ok(())
     }
@@ -793,5 +833,95 @@ mod tests {
         );
         assert_eq!(hits.len(), 1);
         assert_eq!(MAX_HASHES, u32::MAX as usize);
+    }
+
+    /// The index-counted vPDQ lookup decides exactly what comparing the query with every live
+    /// video frame by frame decides (`vpdq::compare`), over random videos sharing frames, with
+    /// repeated hashes, low-quality frames and removed videos.
+    #[test]
+    fn vpdq_lookup_agrees_with_frame_by_frame_comparison() {
+        use super::super::vpdq::Frame;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // A small pool of base hashes, so videos share frames and near frames.
+        let pool: Vec<PdqHash> = (0..12)
+            .map(|_| PdqHash(std::array::from_fn(|_| rng.r#gen())))
+            .collect();
+        let video = |rng: &mut rand::rngs::StdRng| -> VpdqHash {
+            let n = rng.gen_range(1..40);
+            let frames = (0..n)
+                .map(|i| {
+                    let mut hash = pool[rng.gen_range(0..pool.len())];
+                    for _ in 0..rng.gen_range(0..40) {
+                        let bit = rng.gen_range(0..256);
+                        hash.0[bit / 8] ^= 1 << (bit % 8);
+                    }
+                    Frame {
+                        number: i,
+                        timestamp_ms: i * 40,
+                        quality: rng.gen_range(0..=100),
+                        hash,
+                    }
+                })
+                .collect();
+            VpdqHash::new(frames).expect("valid video")
+        };
+        let mut m = Matcher::new();
+        let mut stored = Vec::new();
+        for _ in 0..60 {
+            let v = video(&mut rng);
+            let slot = m.stage(HashType::Vpdq, &v.to_bytes(), None).expect("room");
+            stored.push((slot, v));
+        }
+        m.commit();
+        let removed: Vec<u32> = stored.iter().step_by(7).map(|(slot, _)| *slot).collect();
+        for slot in &removed {
+            m.remove(*slot);
+        }
+        let mut compared = 0;
+        for round in 0..80 {
+            let query = video(&mut rng);
+            let options = MatchOptions {
+                pdq_threshold: [10, 31, 40][round % 3],
+                min_quality: [0, 50][round % 2],
+                ..MatchOptions::default()
+            }
+            .with_vpdq(
+                VpdqRule::new(Some([0, 30][round % 2]), Some([0, 20, 80][round % 3]))
+                    .expect("rule"),
+            );
+            let usable = query.usable(options.min_quality);
+            let mut expected: Vec<Hit> = stored
+                .iter()
+                .filter(|(slot, _)| !removed.contains(slot))
+                .filter_map(|(slot, v)| {
+                    let outcome = vpdq::compare(
+                        &usable,
+                        &v.usable(options.min_quality),
+                        options.pdq_threshold,
+                    );
+                    outcome.matches(&options.vpdq).then(|| Hit {
+                        distance: 0,
+                        slot: *slot,
+                        vpdq: Some(outcome.score()),
+                    })
+                })
+                .collect();
+            expected.sort_by(|a, b| b.vpdq.cmp(&a.vpdq).then(a.slot.cmp(&b.slot)));
+            let got = m.lookup(
+                &Query {
+                    hash_type: HashType::Vpdq,
+                    value: query.to_bytes(),
+                    quality: None,
+                },
+                &options,
+            );
+            compared += expected.len();
+            assert_eq!(got, expected, "round {round}");
+        }
+        assert!(
+            compared > 50,
+            "the random videos matched too rarely: {compared}"
+        );
     }
 }
