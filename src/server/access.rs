@@ -1,6 +1,7 @@
-//! The Hub service's access-log hooks (one line each in `hub.rs`): a Sync stream counted as it
-//! is sent and recorded when it ends; a Match recorded with its answer. Counts only, never a
-//! query hash or a filter value (see `store::AccessLog`). Also the matching metrics.
+//! The access-log hooks (one line each in `hub.rs` and `taxii.rs`): a Sync stream counted as it
+//! is sent and recorded when it ends; a Match recorded with its answer; a TAXII page recorded
+//! with its size. Counts only, never a query hash or a filter value (see `store::AccessLog`).
+//! Also the matching metrics.
 
 use crate::membership::MemberId;
 use crate::pb;
@@ -116,4 +117,27 @@ impl MatchAccess {
         );
         response
     }
+}
+
+/// Records a TAXII answer to `member` begun at `started_at_ms`: `objects` objects in `bytes`.
+pub fn taxii_answered(
+    store: &Store,
+    member: MemberId,
+    started_at_ms: i64,
+    objects: u64,
+    bytes: u64,
+) {
+    write(
+        store,
+        AccessRecord {
+            started_at_ms,
+            ended_at_ms: now_ms(),
+            member,
+            call: AccessCall::Taxii,
+            entries: objects,
+            bytes,
+            queries: 0,
+            hits: 0,
+        },
+    );
 }

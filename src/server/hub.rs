@@ -65,7 +65,8 @@ pub struct HubService {
 
 impl HubService {
     /// A service over `store`, matching against `matching`; its sync streams end when
-    /// `shutdown` begins. `mirror_of`: the upstream of a read-only mirror.
+    /// `shutdown` begins. `mirror_of`: the upstream of a read-only mirror. `quota`: the
+    /// member quotas, one ledger shared with the TAXII API.
     /// Submitted statements are checked on `verifier`'s threads.
     pub fn new(
         store: Store,
@@ -73,10 +74,11 @@ impl HubService {
         verifier: Verifier,
         shutdown: Listener,
         mirror_of: Option<String>,
+        quota: super::quota::Quota,
     ) -> Self {
         HubService {
             mirror_of,
-            quota: super::quota::Quota::new(store.clone()),
+            quota,
             store,
             matching,
             states: Arc::default(),

@@ -444,13 +444,15 @@ pub async fn serve(
         }
         None => None,
     };
+    // One quota ledger for gRPC and TAXII: what a member reads counts once, by either.
+    let quota = quota::Quota::new(store.clone());
     let taxii_server = match taxii_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "TAXII 2.1 API: https://{addr}/taxii2/");
             Some(tokio::spawn(taxii::serve(
                 listener,
-                taxii::TaxiiState::new(store.clone(), hub_tls.clone()),
+                taxii::TaxiiState::new(store.clone(), hub_tls.clone(), quota.clone()),
                 stop.listener(),
             )))
         }
@@ -463,6 +465,7 @@ pub async fn serve(
         verifier,
         stop.listener(),
         options.mirror_of.as_ref().map(|u| u.addr.clone()),
+        quota,
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -310,6 +310,13 @@ impl Quota {
         self.charge(member, Counter::SyncBytes, 0)
     }
 
+    /// A TAXII answer (a collection's objects, manifest or versions, docs/PROTOCOL.md §8.1)
+    /// of `bytes` about to be sent: counted as sync bytes, as the statements it shows would be
+    /// by a Sync (0 asks whether any are left).
+    pub fn taxii_answer(&self, member: &MemberId, bytes: u64) -> Result<(), Status> {
+        self.charge(member, Counter::SyncBytes, bytes)
+    }
+
     /// An entry sync is about to send: its payload and body bytes are counted if the body
     /// is sent (`with_body`) and it is not governance.
     pub fn sync_entry(

@@ -8,6 +8,10 @@
 //! and at most [`MAX_HEADER_BYTES`], pages of at most `taxii::MAX_PAGE_OBJECTS` objects from at
 //! most `taxii::MAX_SCAN_ENTRIES` log entries. Only GET is served; request bodies are never read.
 //!
+//! What a member reads here counts against its sync-bytes quota (the coalition settings'
+//! quotas, one ledger with gRPC: `quota::Quota::taxii_answer`), refused with 429 and
+//! `Retry-After`; each collection read is an access-log record (`Taxii`: objects and bytes).
+//!
 //! Metrics: `coalition_taxii_requests_total{status}`.
 
 use std::convert::Infallible;
@@ -27,9 +31,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tonic::Code;
 
+use super::access;
 use super::auth::{self, CertIds, Policy};
+use super::quota::Quota;
 use super::shutdown::Listener;
 use super::tls::HubTls;
+use crate::membership::Member;
 use crate::statement::Reader;
 use crate::store::{Store, now_ms};
 use crate::taxii::feed::{self, Page};
@@ -60,15 +67,18 @@ pub struct TaxiiState {
     store: Store,
     tls: HubTls,
     ids: Arc<CertIds>,
+    quota: Quota,
 }
 
 impl TaxiiState {
-    /// The API over `store`, authenticating with `tls`.
-    pub fn new(store: Store, tls: HubTls) -> Self {
+    /// The API over `store`, authenticating with `tls`, charging reads to `quota` (the one
+    /// the gRPC service charges).
+    pub fn new(store: Store, tls: HubTls, quota: Quota) -> Self {
         TaxiiState {
             store,
             tls,
             ids: Arc::new(CertIds::new(MAX_CONNECTIONS)),
+            quota,
         }
     }
 }
@@ -208,6 +218,7 @@ async fn route(
         },
     )?;
     let reader = Reader::of(&member);
+    let started = now_ms();
     let registry = state.store.registry();
     let coalition = registry
         .coalition()
@@ -255,38 +266,75 @@ async fn route(
         [API_ROOT, "collections", id] => Ok(json_answer(collection(id)?.resource(&genesis), None)),
         [API_ROOT, "collections", id, "objects"] => {
             let (c, q) = (collection(id)?, query()?);
-            let page = read(state, c, reader, q, false).await?;
-            Ok(objects(page))
+            let page = read(state, &member, c, reader, q, false).await?;
+            counted(state, &member, started, page, objects)
         }
         [API_ROOT, "collections", id, "manifest"] => {
             let (c, q) = (collection(id)?, query()?);
-            let page = read(state, c, reader, q, false).await?;
-            Ok(manifest(page))
+            let page = read(state, &member, c, reader, q, false).await?;
+            counted(state, &member, started, page, manifest)
         }
         [API_ROOT, "collections", id, "objects", object] => {
             let (c, mut q) = (collection(id)?, query()?);
             q.ids = vec![(*object).to_owned()];
-            let page = read(state, c, reader, q, true).await?;
+            let page = read(state, &member, c, reader, q, true).await?;
             if page.objects.is_empty() {
                 return Err(object_not_found(object));
             }
-            Ok(objects(page))
+            counted(state, &member, started, page, objects)
         }
         [API_ROOT, "collections", id, "objects", object, "versions"] => {
             let (c, mut q) = (collection(id)?, query()?);
             q.ids = vec![(*object).to_owned()];
             q.versions = Versions::All;
-            let page = read(state, c, reader, q, true).await?;
+            let page = read(state, &member, c, reader, q, true).await?;
             if page.objects.is_empty() {
                 return Err(object_not_found(object));
             }
-            Ok(versions(page))
+            counted(state, &member, started, page, versions)
         }
         _ => Err(TaxiiError::not_found(format!(
             "no TAXII resource at {:?}: discovery is /taxii2/, the API root /{API_ROOT}/",
             crate::text::escape_control(path)
         ))),
     }
+}
+
+/// `page` answered as `shape` (objects, manifest or versions): its bytes are charged to
+/// `member`'s sync-bytes quota (429 if they do not fit: nothing is sent) and the answer is
+/// recorded in the access log.
+fn counted(
+    state: &TaxiiState,
+    member: &Member,
+    started_at_ms: i64,
+    page: Page,
+    shape: fn(Page) -> Answer,
+) -> Result<Answer, TaxiiError> {
+    let count = page.objects.len() as u64;
+    let answer = shape(page);
+    let bytes = hyper::body::Body::size_hint(answer.body())
+        .exact()
+        .unwrap_or_default();
+    state
+        .quota
+        .taxii_answer(&member.id, bytes)
+        .map_err(quota_refusal)?;
+    access::taxii_answered(&state.store, member.id.clone(), started_at_ms, count, bytes);
+    Ok(answer)
+}
+
+/// A quota refusal (RESOURCE_EXHAUSTED with `retry-after`) as TAXII's 429; anything else the
+/// ledger says is a 500.
+fn quota_refusal(status: tonic::Status) -> TaxiiError {
+    if status.code() != Code::ResourceExhausted {
+        return TaxiiError::new(500, "Internal error", status.message());
+    }
+    let retry = status
+        .metadata()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    TaxiiError::too_many_requests(status.message(), retry)
 }
 
 fn object_not_found(object: &str) -> TaxiiError {
@@ -296,14 +344,20 @@ fn object_not_found(object: &str) -> TaxiiError {
     ))
 }
 
-/// Reads a page off the async workers (`find`: over the whole log, for lookups by id).
+/// Reads a page for `member` off the async workers (`find`: over the whole log, for lookups by
+/// id); refused with 429 first if `member`'s sync bytes are used up.
 async fn read(
     state: &TaxiiState,
+    member: &Member,
     collection: Collection,
     reader: Reader,
     query: Query,
     find: bool,
 ) -> Result<Page, TaxiiError> {
+    state
+        .quota
+        .taxii_answer(&member.id, 0)
+        .map_err(quota_refusal)?;
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
         let now = now_ms();
@@ -411,7 +465,13 @@ fn refusal(e: &TaxiiError) -> Answer {
     if status.is_server_error() {
         tracing::error!(reason = %e, "taxii: request failed");
     }
-    answer(status, &e.to_json(), None)
+    let mut response = answer(status, &e.to_json(), None);
+    if let Some(secs) = e.retry_after_s {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 fn answer(status: StatusCode, body: &Value, dates: Option<(i64, i64)>) -> Answer {

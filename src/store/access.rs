@@ -50,6 +50,9 @@ pub enum AccessCall {
     Sync,
     /// `Hub.Match`: `queries` asked and `hits` answered.
     Match,
+    /// A TAXII 2.1 request for a collection's objects, manifest or versions (docs/PROTOCOL.md
+    /// §8): `entries` objects answered in `bytes` of JSON.
+    Taxii,
 }
 
 impl AccessCall {
@@ -58,11 +61,12 @@ impl AccessCall {
         match self {
             AccessCall::Sync => "Sync",
             AccessCall::Match => "Match",
+            AccessCall::Taxii => "Taxii",
         }
     }
 
     fn parse(name: &str) -> Option<AccessCall> {
-        [AccessCall::Sync, AccessCall::Match]
+        [AccessCall::Sync, AccessCall::Match, AccessCall::Taxii]
             .into_iter()
             .find(|c| c.name() == name)
     }
@@ -79,9 +83,9 @@ pub struct AccessRecord {
     pub member: MemberId,
     /// Which call.
     pub call: AccessCall,
-    /// Log entries streamed (Sync).
+    /// Log entries streamed (Sync), objects answered (Taxii).
     pub entries: u64,
-    /// Bytes of messages streamed (Sync) or answered (Match).
+    /// Bytes of messages streamed (Sync) or answered (Match, Taxii).
     pub bytes: u64,
     /// Queries asked (Match).
     pub queries: u64,

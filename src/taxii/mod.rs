@@ -201,6 +201,8 @@ pub struct TaxiiError {
     pub title: String,
     /// What is wrong and what to do.
     pub description: String,
+    /// Seconds after which the request may succeed (429: sent as `Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 impl TaxiiError {
@@ -210,6 +212,15 @@ impl TaxiiError {
             status,
             title: title.to_owned(),
             description: description.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 429: the caller's quota is used up; it may try again after `retry_after_s` seconds.
+    pub fn too_many_requests(description: impl Into<String>, retry_after_s: Option<u64>) -> Self {
+        TaxiiError {
+            retry_after_s,
+            ..Self::new(429, "Too many requests", description)
         }
     }
 
