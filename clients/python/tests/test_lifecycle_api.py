@@ -1,5 +1,6 @@
-"""`SyncState.states_of` (an earlier statement's entry states as of a saved position), against a
-real hub."""
+"""`SyncState.states_of` (an earlier statement's entry states as of a saved position) and
+`HubClient.submit_opinion`'s `seen` (restricted to the entry's issuer, the hash copied from an
+unrestricted target), against a real hub."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import client_of, key_of
 from hubprocess import Hub
 
-from coalition_hub import EntryState, HashInput, Kind, SyncFilter, SyncState, VerifiedEntry
+from coalition_hub import EntryState, HashInput, HubCallError, Kind, SyncFilter, SyncState, Verdict, VerifiedEntry
 from coalition_hub import errors as E
 
 
@@ -95,3 +96,66 @@ def test_states_of_a_withheld_body_and_of_what_is_not_there(hub: Hub) -> None:
     data["size"] += 1
     with pytest.raises(E.StateError, match="statement ids do not match its size"):
         SyncState.from_json(json.dumps(data)).states_of(r.statement_id)
+
+
+# --- seen ---------------------------------------------------------------------------------------
+
+
+def test_seen_is_restricted_to_the_entrys_issuer_and_copies_its_hash(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    rows = hashes(2)
+    r = acme.submit_hashes(key_of(hub, "acme"), rows, description="seen")
+    receipt = globex.submit_opinion(key_of(hub, "globex"), r.statement_id, 1, Verdict.SEEN, "matched an upload")
+    assert not receipt.already_present
+
+    # The submitter of the set (acme) reads it: restricted to acme, the hash copied from entry 1.
+    by_acme = {e.statement_id: e for e in sync_all("acme", hub, SyncState())}
+    seen = by_acme[receipt.statement_id]
+    assert (seen.kind, seen.issuer, seen.recipients, seen.has_body) == (Kind.OPINION, "globex", ("acme",), True)
+    assert seen.details is not None
+    o = seen.details["opinion"]
+    assert (o["statement_id"], o.get("entry", 0), o["verdict"], o["note"]) == (r.statement_id, 1, Verdict.SEEN, "matched an upload")
+    assert (o["hash_type"], o["hash_value"]) == (1, rows[1].value.hex())  # type: ignore[union-attr]
+    # A seen never changes a state.
+    assert seen.target_state(1) == EntryState.ACTIVE
+    # The member who said it reads it; a third member gets the header only ("globex sent an
+    # opinion to acme"), still verified.
+    by_globex = {e.statement_id: e for e in sync_all("globex", hub, SyncState())}
+    assert by_globex[receipt.statement_id].has_body
+    by_initech = {e.statement_id: e for e in sync_all("initech", hub, SyncState())}
+    assert not by_initech[receipt.statement_id].has_body and by_initech[receipt.statement_id].recipients == ("acme",)
+
+    # More readers: the issuer is always one of them, the opinion's issuer never.
+    more = globex.submit_opinion(key_of(hub, "globex"), r.statement_id, 0, "seen", recipients=["initech", "globex"])
+    by_initech = {e.statement_id: e for e in sync_all("initech", hub, SyncState())}
+    assert by_initech[more.statement_id].recipients == ("acme", "initech") and by_initech[more.statement_id].has_body
+    # Withdrawing the seen is restricted the same way; a public seen on request.
+    withdrawn = globex.submit_opinion(key_of(hub, "globex"), r.statement_id, 1, "withdrawn", seen=True)
+    public = globex.submit_opinion(key_of(hub, "globex"), r.statement_id, 1, "seen", recipients=[])
+    by_initech = {e.statement_id: e for e in sync_all("initech", hub, SyncState())}
+    assert by_initech[withdrawn.statement_id].recipients == ("acme",) and not by_initech[withdrawn.statement_id].has_body
+    assert by_initech[public.statement_id].recipients == () and by_initech[public.statement_id].has_body
+    assert by_initech[public.statement_id].details["opinion"]["hash_value"] == rows[1].value.hex()  # type: ignore[index, union-attr]
+
+
+def test_seen_on_a_restricted_statement_copies_no_hash(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    r = acme.submit_hashes(key_of(hub, "acme"), hashes(1), recipients=["globex"])
+    receipt = globex.submit_opinion(key_of(hub, "globex"), r.statement_id, 0, "seen")
+    seen = next(e for e in sync_all("acme", hub, SyncState()) if e.statement_id == receipt.statement_id)
+    assert seen.details is not None and seen.recipients == ("acme",)
+    assert "hash_value" not in seen.details["opinion"] and "hash_type" not in seen.details["opinion"]
+
+
+def test_opinion_arguments_the_protocol_refuses_are_refused_here(hub: Hub) -> None:
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    r = acme.submit_hashes(key_of(hub, "acme"), hashes(1))
+    k = key_of(hub, "globex")
+    with pytest.raises(ValueError, match="takes no recipients"):
+        globex.submit_opinion(k, r.statement_id, 0, "confirmed", recipients=["acme"])
+    with pytest.raises(ValueError, match="seen=True goes with a withdrawal"):
+        globex.submit_opinion(k, r.statement_id, 0, "confirmed", seen=True)
+    # A seen on one's own entry: the hub refuses it (FAILED_PRECONDITION), nothing stored.
+    with pytest.raises(HubCallError) as refused:
+        acme.submit_opinion(key_of(hub, "acme"), r.statement_id, 0, "seen")
+    assert refused.value.code == "FAILED_PRECONDITION"
