@@ -331,6 +331,8 @@ class _Fetch:
             s_type = self._types[h.type]
         except KeyError:  # first hash of this type in this fetch (get_name is not cheap)
             s_type = self._types[h.type] = mapping.signal_type_for(h.type, self.supported)
+            if s_type is None:
+                log.info("skipping %s entries: %s", h.type, mapping.skip_reason(h.type, self.supported))
         signal = None
         if s_type is not None:
             value = h.value_hex if h.type != "photodna" else mapping.signal_value(h.type, h.value_hex)

@@ -164,6 +164,36 @@ def test_a_risk_signals_hash_indicators_are_fetched(hub: t.Any, tx: TX) -> None:
     assert len(lines) == 1 and "A2" in lines[0], lines
 
 
+def vpdq_value(frames: int) -> str:
+    """A vpdq value (docs/PROTOCOL.md §2.3.2) of `frames` frames one second apart, in hex:
+    frame number and milliseconds (u32 big-endian), quality, PDQ hash."""
+    return "".join(
+        f"{i:08x}{i * 1000:08x}{90:02x}{rng.getrandbits(256):064x}" for i in range(frames)
+    )
+
+
+def test_vpdq_entries_are_skipped_and_counted(hub: t.Any, tx: TX) -> None:
+    # threatexchange 1.2.17's vPDQ type needs the native `vpdq` package (not installed here,
+    # nor required): a set holding a vpdq hash is fetched without it, the rest of the set kept.
+    md5 = f"{rng.getrandbits(128):032x}"
+    before = dict(tx.fetched().checkpoint.skipped)
+    sid = hub.submit_hashes("acme", f"vpdq,{vpdq_value(3)},A1\nmd5,{md5},A1\n", "acme-video.csv")
+    tx("fetch")
+    state = tx.fetched()
+    assert f"{sid}:0" not in state.updates
+    assert (state.updates[f"{sid}:1"].hash_type, state.updates[f"{sid}:1"].signal) == ("md5", md5)
+    assert state.checkpoint.skipped == {**before, "vpdq": before.get("vpdq", 0) + 1}
+    assert state.checkpoint.entry_counts[sid] == 2
+    assert "video_md5" in tx("match", "--only-signal", "video_md5", "--hashes", "video", "--", md5).stdout
+    # A retraction of the set re-decides its entries: the vpdq entry is still skipped (not
+    # counted twice), the md5 one deleted.
+    hub.run("retract", sid, "--reason", "wrong video", *hub.client_args("acme"))
+    tx("fetch")
+    state = tx.fetched()
+    assert not [k for k in state.updates if k.startswith(sid)]
+    assert state.checkpoint.skipped == {**before, "vpdq": before.get("vpdq", 0) + 1}
+
+
 def test_an_expired_set_is_deleted_by_the_next_fetch(hub: t.Any, tx: TX) -> None:
     pdqs = [f"{rng.getrandbits(256):064x}" for _ in range(2)]
     path = hub.root / "expiring.csv"
