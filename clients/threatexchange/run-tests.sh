@@ -11,6 +11,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${1:-$root/target/txvenv}"
+# A relative VENV_DIR is taken from the current directory (the steps below run elsewhere).
+case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
 client="${COALITION_PY_CLIENT:-$root/clients/python}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"

@@ -258,16 +258,36 @@ class HubClient:
         note: str = "",
         *,
         recipients: Sequence[str] | None = None,
+        seen: bool = False,
     ) -> Receipt:
-        """A member's opinion on one entry of another member's statement (§2.7). The target's
-        hash is copied from the statement (fetched and checked). A SEEN is restricted to the
-        target's issuer unless `recipients` is given (`[]` for a public one)."""
+        """A member's opinion on one entry of another member's statement (§2.7). The target is
+        fetched (its id and body digest checked) and its hash copied into the opinion, unless
+        the target statement is restricted (an opinion copies no restricted content).
+
+        Who reads it (§2.7 "Seen"): a `SEEN`, and a `WITHDRAWN` with `seen=True` (withdrawing
+        this member's seen rather than its verdict), is restricted to the target's issuer and
+        the members in `recipients` (the issuer is always added; `recipients=[]` makes a `SEEN`
+        public). Every other opinion is read by every member and takes no `recipients`
+        (ValueError)."""
         verdict = Verdict[opinion.upper()] if isinstance(opinion, str) else Verdict(opinion)
+        if seen and verdict != Verdict.WITHDRAWN:
+            raise ValueError(f"seen=True goes with a withdrawal (of one's seen), not with {verdict.name.lower()}")
         header, body = self.get_statement(statement_id)
-        if recipients is None:
-            recipients = [header.issuer] if verdict == Verdict.SEEN else []
+        restricted = verdict == Verdict.SEEN or seen
+        if not restricted:
+            if recipients:
+                raise ValueError(f"a {verdict.name.lower()} opinion is read by every member: it takes no recipients")
+            readers: list[str] = []
+        elif verdict == Verdict.SEEN and recipients is not None and not recipients:
+            readers = []  # a public seen, on request only
+        else:
+            # The entry's issuer always reads it (the hub refuses one that does not name it);
+            # the issuer of the opinion never names itself.
+            named = {header.issuer, *(recipients or ())}
+            named.discard(self.member_id)
+            readers = sorted(named, key=str.encode)
         o = spb.Opinion(statement_id=bytes.fromhex(statement_id), entry=entry_index, verdict=wire_enum(verdict), note=note)
-        if body is not None and not header.recipients and not recipients:
+        if body is not None and not header.recipients:
             target = None
             if body.WhichOneof("body") == "hash_set" and entry_index < len(body.hash_set.entries):
                 target = body.hash_set.entries[entry_index]
@@ -277,7 +297,7 @@ class HubClient:
             if target is not None:
                 o.hash_type = target.type
                 o.hash_value = target.value
-        return self.submit(sign_statement(self.member_id, signing_key, spb.StatementBody(opinion=o), recipients))
+        return self.submit(sign_statement(self.member_id, signing_key, spb.StatementBody(opinion=o), readers))
 
     def match(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 
 from coalition_hub import errors as E
 from coalition_hub.merkle import Frontier, ProofError
-from coalition_hub.model import SyncFilter
+from coalition_hub.model import EntryState, SyncFilter
 from coalition_hub.pb import hub as hpb
 from coalition_hub.replica import Replica, Target
 
@@ -31,6 +31,8 @@ class SyncState:
             "genesis": genesis,
             "filter": (filter or SyncFilter()).to_dict(),
         }
+        #: The replica restored by :meth:`states_of`, kept until the state changes.
+        self._replica: Replica | None = None
 
     @property
     def filter(self) -> SyncFilter:
@@ -64,6 +66,37 @@ class SyncState:
         w = self._data.get("witness")
         return w if isinstance(w, dict) else None
 
+    def states_of(self, statement_id: str, now_ms: int | None = None) -> tuple[EntryState, dict[int, EntryState]]:
+        """The lifecycle state (PROTOCOL.md §4.3) of the entries of a hash set or risk signal
+        this state has verified, as of its position (`size`): `(base, named)`, where `base` is
+        the state of every entry no retraction or opinion names and `named` maps each entry some
+        lifecycle statement names, and whose state differs from `base`, to its state: the
+        state of entry `i` is `named.get(i, base)`, as :meth:`VerifiedEntry.state` decides it.
+
+        Use it for a statement yielded by an earlier sync, after later retractions, opinions,
+        quarantines, releases or a key compromise (a resumed sync yields only what is new).
+        The states are decided by the replica restored from this state, whose governance and
+        lifecycle entries are replayed and whose checkpoint signature is checked again (kept
+        until the next sync saves the state); `now_ms` (default: now) decides expiry.
+
+        Raises KeyError if `statement_id` (hex) is not a hash set or risk signal this state has
+        verified (never synced, another kind, or beyond `size`), ValueError if it is not 64
+        hex characters, :class:`coalition_hub.errors.StateError` if the state is damaged."""
+        sid = bytes.fromhex(statement_id)
+        if len(sid) != 32:
+            raise ValueError(f"a statement id is 64 hex characters, got {len(statement_id)}")
+        replica = self._replica
+        if replica is None:
+            reader = self._data.get("reader")
+            if "size" not in self._data:
+                raise KeyError(f"statement {statement_id}: this sync state has verified no entry yet")
+            if not isinstance(reader, str):
+                raise E.StateError("the saved state", "it names no reader")
+            replica = self._replica = self._restore(reader)
+        if sid not in replica.targets:
+            raise KeyError(f"statement {statement_id} is not a hash set or risk signal among the {self.size} entries this state has verified")
+        return replica.states_of(sid, now_ms)
+
     def _set_witness(self, report: dict[str, Any] | None) -> None:
         self._data["witness"] = report
 
@@ -87,6 +120,7 @@ class SyncState:
     # --- to and from a replica (package-internal) ------------------------------------------
 
     def _save(self, r: Replica) -> None:
+        self._replica = None  # the next states_of restores the new position
         ids = sorted(r.ids.items(), key=lambda kv: kv[1])
         self._data = {
             "format": FORMAT,

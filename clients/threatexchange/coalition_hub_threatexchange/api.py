@@ -331,6 +331,8 @@ class _Fetch:
             s_type = self._types[h.type]
         except KeyError:  # first hash of this type in this fetch (get_name is not cheap)
             s_type = self._types[h.type] = mapping.signal_type_for(h.type, self.supported)
+            if s_type is None:
+                log.info("skipping %s entries: %s", h.type, mapping.skip_reason(h.type, self.supported))
         signal = None
         if s_type is not None:
             value = h.value_hex if h.type != "photodna" else mapping.signal_value(h.type, h.value_hex)
@@ -360,15 +362,14 @@ class _Fetch:
 
     def _refresh_touched(self) -> None:
         """Re-decides every entry of the statements a retraction or opinion of this delta
-        named, against the replica's current lifecycle state (the client decides states; this
-        module never re-implements the rules)."""
+        named, by the client's `SyncState.states_of` at the position just saved (the client
+        decides states; this module never re-implements the rules)."""
         targets = {sid for sid in self.touched if sid in self.sets}
         self.touched.clear()
         if not targets:
             return
-        states_of = _replica_states(self.client, self.sync_state)
         for sid in sorted(targets):
-            base, named = states_of(sid)
+            base, named = self.sync_state.states_of(sid)
             header, body = self.client.get_statement(sid)  # content checked against its id
             if body is None:
                 for i in range(self.sets[sid]):
@@ -433,13 +434,3 @@ def _verdict_name(v: t.Any) -> str:
         return Verdict(int(v)).name
     except (ValueError, TypeError):
         return str(v)
-
-
-def _replica_states(client: HubClient, sync_state: SyncState) -> t.Callable[[str], t.Tuple[EntryState, t.Dict[int, EntryState]]]:
-    """The replica's decision on a statement's entries now: `SyncState.states_of` if the client
-    has it, else its replica restored from the state (internal API of coalition_hub)."""
-    public = getattr(sync_state, "states_of", None)
-    if public is not None:
-        return lambda sid: public(sid)
-    replica = sync_state._restore(client.member_id)  # noqa: SLF001 (see README "Gaps")
-    return lambda sid: replica.states_of(bytes.fromhex(sid))

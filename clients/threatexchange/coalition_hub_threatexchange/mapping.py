@@ -14,14 +14,27 @@ from threatexchange.signal_type.signal_base import SignalType
 from threatexchange.signal_type.url_md5 import UrlMD5Signal
 
 #: Hub hash type name (docs/PROTOCOL.md, `HashType` in lower case) -> threatexchange signal type
-#: name. A hub type missing here (sha1) or whose signal type the host has not installed
-#: (photodna without a PhotoDNA extension) is skipped and counted, never guessed.
+#: name. A hub type missing here (SKIPPED_HASH_TYPES, or one newer than this table) or whose
+#: signal type the host has not installed (photodna without a PhotoDNA extension) is skipped
+#: and counted, never guessed.
 SIGNAL_TYPE_BY_HASH_TYPE: t.Mapping[str, str] = {
     "pdq": PdqSignal.get_name(),  # "pdq"
     "md5": VideoMD5Signal.get_name(),  # "video_md5": threatexchange's only MD5 type
     "sha256": VideoSHA256Signal.get_name(),  # "video_sha256"
     "url_md5": UrlMD5Signal.get_name(),  # "url_md5" (ThreatExchange URL-MD5)
     "photodna": "photodna",  # only with a PhotoDNA extension installed
+}
+
+#: Hub hash types deliberately not mapped, and why: their entries are skipped (counted in the
+#: checkpoint's `skipped`) even if the host has a signal type of that name, since the hub's
+#: value is not that signal type's signal string.
+SKIPPED_HASH_TYPES: t.Mapping[str, str] = {
+    "sha1": "threatexchange has no SHA-1 signal type",
+    "vpdq": (
+        "threatexchange 1.2.17's vPDQ signal type (threatexchange.extensions.vpdq) needs the "
+        "native `vpdq` package, and its signal string (JSON of 'pdq,quality,seconds' frames) "
+        "is not the hub's binary frames: not mapped"
+    ),
 }
 
 #: Entry states (docs/PROTOCOL.md §4.3) that stay in threatexchange's copy. Every other state
@@ -66,6 +79,20 @@ def signal_type_for(
     if name is None:
         return None
     return next((st for st in supported if st.get_name() == name), None)
+
+
+def skip_reason(hash_type: str, supported: t.Sequence[t.Type[SignalType]]) -> t.Optional[str]:
+    """Why entries of this hub hash type are skipped with these signal types installed, or
+    None if they are not (it maps to one of them)."""
+    name = normalize_hash_type(hash_type)
+    if name in SKIPPED_HASH_TYPES:
+        return SKIPPED_HASH_TYPES[name]
+    signal_name = SIGNAL_TYPE_BY_HASH_TYPE.get(name)
+    if signal_name is None:
+        return f"no threatexchange signal type is known for hub hash type {name!r}"
+    if signal_type_for(name, supported) is None:
+        return f"its signal type {signal_name!r} is not installed"
+    return None
 
 
 def hash_type_for(signal_type: t.Type[SignalType]) -> t.Optional[str]:

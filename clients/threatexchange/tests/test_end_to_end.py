@@ -21,6 +21,7 @@ from threatexchange.exchanges.auth import SignalExchangeAPIInvalidAuthException
 from threatexchange.exchanges.fetch_state import SignalOpinion, SignalOpinionCategory
 from threatexchange.signal_type.md5 import VideoMD5Signal
 from threatexchange.signal_type.pdq.signal import PdqSignal
+from threatexchange.signal_type.url_md5 import UrlMD5Signal
 
 from coalition_hub_threatexchange import CoalitionHubCollabConfig, CoalitionHubSignalExchangeAPI, ReportError
 
@@ -162,6 +163,69 @@ def test_a_risk_signals_hash_indicators_are_fetched(hub: t.Any, tx: TX) -> None:
     assert f"{sid.group(1)}:0" not in tx.fetched().updates
     lines = tx.match_pdq(near(pdq))
     assert len(lines) == 1 and "A2" in lines[0], lines
+
+
+#: A URL as a member would report it, and the same URL as another platform saw it: the case of
+#: scheme, host and path differs, which threatexchange's normalisation removes.
+URL = "https://Files.Example.org/Share/Album-7/photo.JPG?id=4411"
+URL_SEEN = "HTTPS://files.example.ORG/share/album-7/PHOTO.jpg?ID=4411"
+
+
+def test_url_md5_hashes_are_fetched_and_match_a_url(hub: t.Any, tx: TX) -> None:
+    # acme shares URL-MD5 hashes computed by threatexchange's own UrlMD5Signal (its
+    # normalisation is the reference), with `coalition submit`.
+    url_md5 = UrlMD5Signal.hash_from_str(URL)
+    other = UrlMD5Signal.hash_from_str("https://unrelated.example.net/")
+    assert UrlMD5Signal.hash_from_str(URL_SEEN) == url_md5
+    # The hub's own URL-MD5 (`coalition hash --url`) is the same hash.
+    hashed = hub.run("hash", "--url", URL).stdout
+    assert url_md5 in hashed, hashed
+    sid = hub.submit_hashes("acme", f"type,hash,labels\nurl_md5,{url_md5},A1;url-list\n", "acme-urls.csv")
+    tx("fetch")
+    record = tx.fetched().updates[f"{sid}:0"]
+    assert (record.hash_type, record.signal, record.labels, record.state) == ("url_md5", url_md5, ["A1", "url-list"], "active")
+    # `threatexchange match url -- URL` hashes the URL itself (UrlMD5Signal) and finds it,
+    # whichever way its case was written.
+    for url in (URL, URL_SEEN):
+        lines = tx("match", "url", "--", url).stdout.splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("url_md5 ") and f"({COLLAB})" in lines[0], lines
+        assert "POSITIVE_CLASS" in lines[0] and "url-list" in lines[0] and "by acme" in lines[0], lines
+    # As a hash too; an unrelated URL and its hash do not match.
+    hit = tx("match", "--only-signal", "url_md5", "--hashes", "url", "--", url_md5).stdout
+    assert hit.startswith("url_md5 ") and "url-list" in hit, hit
+    assert tx("match", "url", "--", "https://unrelated.example.net/").stdout == ""
+    assert tx("match", "--only-signal", "url_md5", "--hashes", "url", "--", other).stdout == ""
+
+
+def vpdq_value(frames: int) -> str:
+    """A vpdq value (docs/PROTOCOL.md §2.3.2) of `frames` frames one second apart, in hex:
+    frame number and milliseconds (u32 big-endian), quality, PDQ hash."""
+    return "".join(
+        f"{i:08x}{i * 1000:08x}{90:02x}{rng.getrandbits(256):064x}" for i in range(frames)
+    )
+
+
+def test_vpdq_entries_are_skipped_and_counted(hub: t.Any, tx: TX) -> None:
+    # threatexchange 1.2.17's vPDQ type needs the native `vpdq` package (not installed here,
+    # nor required): a set holding a vpdq hash is fetched without it, the rest of the set kept.
+    md5 = f"{rng.getrandbits(128):032x}"
+    before = dict(tx.fetched().checkpoint.skipped)
+    sid = hub.submit_hashes("acme", f"vpdq,{vpdq_value(3)},A1\nmd5,{md5},A1\n", "acme-video.csv")
+    tx("fetch")
+    state = tx.fetched()
+    assert f"{sid}:0" not in state.updates
+    assert (state.updates[f"{sid}:1"].hash_type, state.updates[f"{sid}:1"].signal) == ("md5", md5)
+    assert state.checkpoint.skipped == {**before, "vpdq": before.get("vpdq", 0) + 1}
+    assert state.checkpoint.entry_counts[sid] == 2
+    assert "video_md5" in tx("match", "--only-signal", "video_md5", "--hashes", "video", "--", md5).stdout
+    # A retraction of the set re-decides its entries: the vpdq entry is still skipped (not
+    # counted twice), the md5 one deleted.
+    hub.run("retract", sid, "--reason", "wrong video", *hub.client_args("acme"))
+    tx("fetch")
+    state = tx.fetched()
+    assert not [k for k in state.updates if k.startswith(sid)]
+    assert state.checkpoint.skipped == {**before, "vpdq": before.get("vpdq", 0) + 1}
 
 
 def test_an_expired_set_is_deleted_by_the_next_fetch(hub: t.Any, tx: TX) -> None:

@@ -29,11 +29,53 @@ INSTALLED = [PdqSignal, VideoMD5Signal, VideoSHA256Signal, UrlMD5Signal]
         ("HASH_TYPE_URL_MD5", UrlMD5Signal),
         ("sha1", None),  # no threatexchange type: skipped and counted
         ("photodna", None),  # only with a PhotoDNA extension installed
+        ("vpdq", None),  # threatexchange's vPDQ needs the native `vpdq` package: not mapped
+        ("HASH_TYPE_VPDQ", None),
         ("tlsh", None),
     ],
 )
 def test_signal_types(hub_type, signal_type):
     assert mapping.signal_type_for(hub_type, INSTALLED) is signal_type
+
+
+class _NamedVpdq(VideoMD5Signal):
+    """A stand-in for threatexchange.extensions.vpdq's VPDQSignal (which cannot be imported
+    without the native `vpdq` package): a signal type named "vpdq"."""
+
+    @classmethod
+    def get_name(cls):
+        return "vpdq"
+
+
+def test_vpdq_is_skipped_even_with_a_vpdq_signal_type_installed():
+    # The hub's vpdq value (binary frames, hex) is not threatexchange's vPDQ signal string
+    # (JSON of "pdq,quality,seconds" frames): never handed to a type of that name.
+    assert mapping.signal_type_for("vpdq", [*INSTALLED, _NamedVpdq]) is None
+    assert "native `vpdq` package" in mapping.skip_reason("vpdq", [*INSTALLED, _NamedVpdq])
+    assert mapping.hash_type_for(_NamedVpdq) is None  # nothing to report an opinion with
+
+
+@pytest.mark.parametrize(
+    "hub_type, reason",
+    [
+        ("sha1", "no SHA-1 signal type"),
+        ("vpdq", "native `vpdq` package"),
+        ("photodna", "'photodna' is not installed"),
+        ("tlsh", "no threatexchange signal type is known"),
+        ("pdq", None),
+        ("url_md5", None),
+    ],
+)
+def test_skip_reasons(hub_type, reason):
+    got = mapping.skip_reason(hub_type, INSTALLED)
+    if reason is None:
+        assert got is None
+    else:
+        assert got is not None and reason in got, got
+
+
+def test_skipped_types_are_never_mapped():
+    assert not set(mapping.SKIPPED_HASH_TYPES) & set(mapping.SIGNAL_TYPE_BY_HASH_TYPE)
 
 
 @pytest.mark.parametrize(
