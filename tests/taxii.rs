@@ -3,7 +3,8 @@
 //! `next` over several pages, `added_after`, `match[type]` / `match[id]` / `match[version]`,
 //! the manifest, an object and its versions, an indicator revoked by its retraction, a STIX
 //! opinion from an opinion, a restricted statement invisible to a non-recipient exactly as in
-//! Sync, and the refusals (TLS without a certificate, 401, 403, 404, 400, 405, 406).
+//! Sync, and the refusals (TLS without a certificate, 401, 403, 404, 400, 405, 406); reads
+//! charged to the sync-bytes quota shared with gRPC (429) and recorded in the access log.
 
 use crate::common;
 
@@ -16,8 +17,11 @@ use coalition_hub::client::{sign_new, sign_new_for};
 use coalition_hub::governance;
 use coalition_hub::lifecycle::{HashKey, Opinion, Verdict};
 use coalition_hub::membership::{Action, Role};
+use coalition_hub::pb;
 use coalition_hub::pki::TlsConfig;
+use coalition_hub::settings::{QuotaLimits, Quotas, Section};
 use coalition_hub::statement::{Body, HashEntry, HashType, Indicator, Recipients, StatementId};
+use coalition_hub::store::AccessCall;
 use coalition_hub::taxii::{Collection, stix};
 use common::lifecycle::{logged, retract, share_signal};
 use common::{TestHub, id, sha256_set, sha256_value};
@@ -40,6 +44,7 @@ struct Got {
     content_type: String,
     first: Option<String>,
     last: Option<String>,
+    retry_after: Option<String>,
     body: Value,
 }
 
@@ -113,6 +118,7 @@ impl Reader {
             header("x-taxii-date-added-first"),
             header("x-taxii-date-added-last"),
         );
+        let retry_after = header("retry-after");
         let bytes = response
             .into_body()
             .collect()
@@ -125,6 +131,7 @@ impl Reader {
             content_type,
             first,
             last,
+            retry_after,
             body,
         })
     }
@@ -619,4 +626,87 @@ async fn taxii_shows_each_reader_what_sync_shows_it_and_refuses_with_taxii_error
         .expect("suspend");
     refused(&outsider.get("/taxii2/").await, 403, "outsider");
     refused(&outsider.get(&hashes).await, 403, "outsider");
+}
+
+/// TAXII reads count against the member's sync-bytes quota, in one ledger with gRPC's Sync:
+/// once used up, 429 with `Retry-After` and a TAXII error body, and a Sync is refused too;
+/// other members and discovery are not held up; each collection read is an access record.
+#[tokio::test(flavor = "multi_thread")]
+async fn taxii_reads_count_against_the_sync_quota_and_are_access_records() {
+    let (t, addr) = hub().await;
+    logged(&t, "acme", t.hash_set("acme", 61, 5)).await;
+    let mut policy = Quotas::default();
+    policy.members.insert(
+        id("globex"),
+        QuotaLimits {
+            sync_bytes_per_minute: Some(1),
+            ..Default::default()
+        },
+    );
+    t.client("admin")
+        .await
+        .submit(governance::settings(
+            &id("admin"),
+            &t.key("admin"),
+            Section::Quotas(policy),
+            "fair use",
+        ))
+        .await
+        .expect("quotas set");
+    let hashes = format!("{}objects/", collection_path(&t, Collection::HashSets));
+    let globex = Reader::new(addr, &t.tls("globex"), true);
+    // A full bucket serves one page however large (it is left in debt) ...
+    let first = globex.get(&hashes).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let served = first.body["objects"].as_array().expect("objects").len() as u64;
+    assert!(served >= 5, "{served}");
+    // ... then the member is over its quota, in TAXII and in gRPC alike.
+    for path in [
+        hashes.clone(),
+        format!("{}manifest/", collection_path(&t, Collection::HashSets)),
+    ] {
+        let refused = globex.get(&path).await;
+        assert_eq!(refused.status, 429, "{}", refused.body);
+        assert_eq!(refused.content_type, TAXII);
+        assert_eq!(refused.body["http_status"], "429");
+        let secs: u64 = refused
+            .retry_after
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no Retry-After: {:?}", refused.retry_after));
+        assert!(secs >= 1, "{secs}");
+        let description = refused.body["description"].as_str().expect("description");
+        assert!(
+            description.contains("globex")
+                && description.contains(&format!("retry after {secs} s")),
+            "{description}"
+        );
+    }
+    let status = t
+        .client("globex")
+        .await
+        .hub
+        .sync(pb::SyncRequest::default())
+        .await
+        .expect_err("the same ledger: a Sync is refused at once");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    // Discovery shows no collection content and is not counted; acme has no limit.
+    assert_eq!(globex.get("/taxii2/").await.status, 200);
+    let acme = Reader::new(addr, &t.tls("acme"), true);
+    assert_eq!(acme.get(&hashes).await.status, 200);
+    // The access log: globex's one page served, with its objects and bytes.
+    let records = t
+        .store
+        .access()
+        .list(0, i64::MAX, Some(&id("globex")), 100, None)
+        .expect("access log")
+        .records;
+    let taxii: Vec<_> = records
+        .iter()
+        .filter(|r| r.call == AccessCall::Taxii)
+        .collect();
+    assert_eq!(taxii.len(), 1, "{records:?}");
+    assert_eq!(taxii[0].entries, served);
+    assert!(taxii[0].bytes > 100 * served, "{:?}", taxii[0]);
+    assert!(taxii[0].started_at_ms <= taxii[0].ended_at_ms);
 }
