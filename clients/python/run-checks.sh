@@ -14,7 +14,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="${1:-$root/target/pyvenv}"
+venv="$(realpath -m "${1:-$root/target/pyvenv}")"  # absolute: the steps below change directory
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
