@@ -495,22 +495,20 @@ class Replica:
         where = f"checkpoint of size {cp.size}"
         n = self.size
         a = self.anchor
-        if a is not None and a.size == cp.size:
-            if a.root != cp.root:
-                raise E.SplitView(where, "two signed checkpoints of this size with different roots: the hub forked its log", cp.size)
-            return cp
-        if cp.size == n:
-            if cp.root != self.frontier.root():
-                raise E.RootMismatch(where, "the signed root is not the root of the entries replayed: history was rewritten", cp.size)
-        elif cp.size < n or (a is not None and cp.size < a.size):
-            raise E.Behind(where, f"the server's checkpoint ({cp.size}) is behind what this replica verified ({max(n, a.size if a else 0)})", cp.size)
-        else:
-            try:
-                if 0 < n < cp.size:
-                    verify_consistency(n, cp.size, self.frontier.root(), cp.root, proof(n, cp.size))
-                if a is not None and n < a.size < cp.size:
-                    verify_consistency(a.size, cp.size, a.root, cp.root, proof(a.size, cp.size))
-            except ProofError as e:
-                raise E.Inconsistent(where, f"consistency proof: {e}", cp.size) from e
+        if a is not None and a.size == cp.size and a.root != cp.root:
+            raise E.SplitView(where, "two signed checkpoints of this size with different roots: the hub forked its log", cp.size)
+        if cp.size == n and cp.root != self.frontier.root():
+            raise E.RootMismatch(where, "the signed root is not the root of the entries replayed: history was rewritten", cp.size)
+        anchor_size = a.size if a is not None else 0
+        if cp.size < n or cp.size < anchor_size:
+            raise E.Behind(where, f"the server's checkpoint ({cp.size}) is behind what this replica verified ({max(n, anchor_size)})", cp.size)
+        try:
+            # Every entry replayed is proven in it, and it extends the anchor.
+            if 0 < n < cp.size:
+                verify_consistency(n, cp.size, self.frontier.root(), cp.root, proof(n, cp.size))
+            if a is not None and n < a.size < cp.size:
+                verify_consistency(a.size, cp.size, a.root, cp.root, proof(a.size, cp.size))
+        except ProofError as e:
+            raise E.Inconsistent(where, f"consistency proof: {e}", cp.size) from e
         self.anchor = cp
         return cp
