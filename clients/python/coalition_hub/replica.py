@@ -357,7 +357,7 @@ class Replica:
                     )
         if kind == Kind.GENESIS:
             assert body is not None
-            self.membership = Membership(body.genesis, seq)
+            self.membership = Membership(body.genesis, seq, entry.statement_id)
             self.genesis_id = entry.statement_id
         elif kind in (Kind.MEMBERSHIP, Kind.SETTINGS):
             assert body is not None and self.membership is not None
