@@ -349,13 +349,15 @@ class Replica:
         its issuer qualified and the origin's receipt time, so the origin's word decides the
         states of the origin's statements here (§3.10 "Lifecycle of relayed statements")."""
         h, body = nested.header, nested.body
-        if h is None or body is None:
+        if h is None:
             return
         kind = Kind(h.kind)
         origin_seq = nested.entry.seq
         if kind in (Kind.HASH_SET, Kind.RISK_SIGNAL):
             t = origin.replica.targets[nested.entry.statement_id]
             self.targets[nested.entry.statement_id] = replace(t, seq=seq, issuer=qualified(t.issuer, origin.hub_name))
+        elif body is None:
+            return  # a restricted opinion this replica does not read
         elif kind == Kind.RETRACTION:
             r = body.retraction
             said = origin.replica.retractions[r.statement_id][-1]
