@@ -9,6 +9,7 @@ with the error of its rule, and nothing of the refused batch is yielded."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -220,6 +221,20 @@ def test_a_resumed_sync_continues_every_origin_where_it_stopped(fed: Federation,
     restored = SyncState.from_json(resumed.to_json())._restore("globex")
     assert restored.state_of(bytes.fromhex(fed.retracted), 0) == EntryState.RETRACTED
     assert restored.state_of(bytes.fromhex(fed.erased), 0) == EntryState.ERASED
+
+
+def test_the_command_line_shows_where_a_relayed_statement_was_first_logged(fed: Federation, tmp_path: Path) -> None:
+    from test_cli import cli
+
+    out = cli(fed.a, "initech", "sync", "--state", str(tmp_path / "state.json"), "--genesis", fed.a.genesis)
+    assert out.returncode == 0, out.stderr
+    rows = {r["statement_id"]: r for r in map(json.loads, out.stdout.splitlines())}
+    at_x = next(e for e in capture(fed.x) if e.statement_id.hex() == fed.x_sets[0])
+    row = rows[fed.x_sets[0]]
+    assert row["issuer"] == "acme@x.coalition.test"
+    assert row["origin"] == {"hub": "x.coalition.test", "genesis": fed.x.genesis, "seq": at_x.seq, "received_at_ms": at_x.received_at_ms}
+    assert row["hashes"][0]["value"] == SUBMITTED[fed.x_sets[0]]
+    assert all("origin" not in r for r in rows.values() if r["issuer"] in ("admin", "acme"))
 
 
 def test_an_honest_copy_of_the_relaying_hub_verifies(fed: Federation) -> None:
