@@ -1,6 +1,12 @@
 """The member's replica: replays a hub's log from its genesis under the replica rules of
 PROTOCOL.md §4, trusting nothing the hub says beyond entries, signed checkpoints and
-consistency proofs. Each refusal raises the :mod:`coalition_hub.errors` class of its rule."""
+consistency proofs. Each refusal raises the :mod:`coalition_hub.errors` class of its rule.
+
+A relayed entry (§3.10, rules 22-26) is judged by an :class:`Origin`: the same
+:class:`Replica` class, pinned to the origin's genesis and reading as a relay, rebuilds every
+leaf of the origin's log from the relayed statements and the gap leaves between them, so each
+relayed statement is replayed under the origin's membership at its origin position and proven
+by the origin's signed checkpoints. Nothing of an origin's membership becomes this hub's."""
 
 from __future__ import annotations
 
