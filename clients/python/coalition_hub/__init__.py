@@ -7,7 +7,8 @@ The public API, kept stable for plugins (e.g. a ThreatExchange signal exchange):
   `retract`, `match`, `sync`;
 - :class:`SyncState` — the resumable position of a sync (`to_json` / `from_json`), with its
   :class:`SyncFilter`;
-- :class:`VerifiedEntry`, :class:`VerifiedHash`, :class:`RiskSignalFields`,
+- :class:`VerifiedEntry` (with :class:`RelayOrigin` for a relayed statement),
+  :class:`VerifiedHash`, :class:`RiskSignalFields`,
   :class:`EntryState`, :class:`Kind`, :class:`HashType`, :class:`HashInput`, :class:`Verdict`;
 - :class:`SigningKey` — an ed25519 key (`from_pem_file`);
 - :mod:`coalition_hub.errors` — :class:`VerificationError` and one subclass per replica rule.
@@ -22,6 +23,7 @@ from coalition_hub.model import (
     HashType,
     IndicatorInput,
     Kind,
+    RelayOrigin,
     RiskSignalFields,
     SyncFilter,
     Verdict,
@@ -44,6 +46,7 @@ __all__ = [
     "MatchHit",
     "MatchQuery",
     "Receipt",
+    "RelayOrigin",
     "RiskSignalFields",
     "SigningKey",
     "SyncFilter",

@@ -36,6 +36,9 @@ def entry_json(e: VerifiedEntry) -> dict[str, object]:
         "received_at_ms": e.received_at_ms,
         "has_body": e.has_body,
     }
+    if e.origin is not None:
+        row["origin"] = {"hub": e.origin.hub_name, "genesis": e.origin.genesis_id, "seq": e.origin.seq,
+                         "received_at_ms": e.origin.received_at_ms}
     if e.recipients:
         row["recipients"] = list(e.recipients)
     if e.hashes:

@@ -29,7 +29,7 @@ from coalition_hub.pb import audit as apb
 from coalition_hub.pb import audit_grpc, hub_grpc
 from coalition_hub.pb import hub as hpb
 from coalition_hub.pb import statement as spb
-from coalition_hub.replica import GOVERNANCE, LIFECYCLE, Replayed, Replica
+from coalition_hub.replica import GOVERNANCE, LIFECYCLE, Replayed, Replica, qualified
 from coalition_hub.state import SyncState
 from coalition_hub.statements import (
     hash_set_body,
@@ -351,7 +351,10 @@ class HubClient:
         """Streams the hub's log from `state` (or from the genesis) and yields every hash set,
         risk signal, retraction, opinion, genesis, membership and settings entry once it is
         verified (§4 rules 1-17) and proven in a signed checkpoint consistent with the last
-        one accepted (rules 18-20). `state` (pin a genesis with `SyncState(genesis=HEX)`, filter
+        one accepted (rules 18-20). Statements the hub relays from a trusted origin hub
+        (§3.10) are verified back to the origin's genesis, membership and signed checkpoints
+        (rules 22-26) and yielded with `origin` set and their issuer qualified
+        (`acme@x.example`). `state` (pin a genesis with `SyncState(genesis=HEX)`, filter
         with `SyncState(filter=SyncFilter(...))`; entries outside the filter are yielded with
         their body withheld, `has_body` False) is updated after each batch has been yielded;
         save it with `to_json()` and pass it back to resume. When the settings hold a witness
@@ -404,7 +407,8 @@ class HubClient:
                         )
                     caught_up = resp.progress.next_seq >= resp.progress.log_size
             if caught_up:
-                # Rule 13a: the hub says it sent every entry; no erasure claim may stay open.
+                # Rule 13a: the hub says it sent every entry; no erasure claim may stay open,
+                # and (rule 26) every relayed statement is proven in its origin's checkpoints.
                 # (A stream that ended without saying so leaves them open, in the state.)
                 replica.caught_up()
             yield from self._emit(replica, batch, state)
@@ -498,7 +502,7 @@ def to_verified(replica: Replica, r: Replayed) -> VerifiedEntry:
     v = VerifiedEntry(
         seq=e.seq,
         statement_id=e.statement_id.hex(),
-        issuer=h.issuer,
+        issuer=qualified(h.issuer, r.origin.hub_name) if r.origin is not None else h.issuer,
         key_id=h.key_id,
         received_at_ms=e.received_at_ms,
         issued_at_ms=h.issued_at_ms,
@@ -506,6 +510,7 @@ def to_verified(replica: Replica, r: Replayed) -> VerifiedEntry:
         recipients=tuple(h.recipients),
         has_body=r.body is not None,
         hashes=r.hashes,
+        origin=r.origin,
     )
     if kind in (Kind.HASH_SET, Kind.RISK_SIGNAL):
         v.base_state, v.entry_states = replica.states_of(e.statement_id)

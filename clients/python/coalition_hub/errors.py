@@ -200,8 +200,45 @@ class BadProgress(VerificationError):
     fault = "BadProgress"
 
 
+class UntrustedOrigin(VerificationError):
+    """Rule 22: a relayed statement whose origin genesis the settings replayed so far do not
+    trust (or this log's own genesis)."""
+
+    fault = "UntrustedOrigin"
+
+
+class RelayEvidence(VerificationError):
+    """Rules 22, 24, 25: a relay's provenance or evidence is malformed (an origin genesis or a
+    proof hash that is not 32 bytes, a gap leaf of the wrong length or standing for a statement
+    this log does not hold, an origin that does not start with its genesis, an origin hub name
+    other than the trusted one, an erasure claim on the relayed entry itself, consistency
+    proofs not the ones the origin's replica needs)."""
+
+    fault = "RelayEvidence"
+
+
+class Relayed(VerificationError):
+    """Rules 24, 25: the origin's own log, rebuilt from the relayed statements and gap leaves,
+    refuses this relayed entry (or the origin checkpoint it carries). `hub` is the origin's hub
+    name and `error` the origin replica's refusal, located in the origin's log."""
+
+    fault = "Relayed"
+
+    def __init__(self, where: str, hub: str, error: VerificationError, seq: int | None = None) -> None:
+        super().__init__(where, f"relayed from '{hub}', whose log refuses it there: {error.where}: {error.what}", seq)
+        self.hub = hub
+        self.error = error
+
+
+class RelayUnproven(VerificationError):
+    """Rule 26: when the hub says it sent everything, statements relayed from an origin that no
+    accepted origin checkpoint proves: the relay withheld the origin's checkpoint."""
+
+    fault = "RelayUnproven"
+
+
 class Unsupported(VerificationError):
-    """Something this client does not verify yet (e.g. relayed entries): refused, never accepted unchecked."""
+    """Something this client does not verify: refused, never accepted unchecked."""
 
     fault = "Unsupported"
 

@@ -52,11 +52,21 @@ class MemberRecord:
         )
 
 
+@dataclass(frozen=True)
+class TrustedOrigin:
+    """A hub whose statements this log may relay (settings section `federation`, §3.10)."""
+
+    hub_name: str
+    #: Genesis ids of the other hubs allowed to relay it here.
+    relayed_by: frozenset[bytes] = frozenset()
+
+
 class Membership:
     """The coalition founded by a genesis, with every change applied since."""
 
-    def __init__(self, genesis: spb.Genesis, seq: int) -> None:
+    def __init__(self, genesis: spb.Genesis, seq: int, genesis_id: bytes) -> None:
         self.hub_name: str = genesis.hub_name
+        self.genesis_id: bytes = genesis_id
         #: (position naming it, key): a checkpoint of size N is signed by the last key named at
         #: a position below N (§2.5).
         self.hub_keys: list[tuple[int, bytes]] = [(seq, bytes(genesis.hub_public_key))]
@@ -68,6 +78,8 @@ class Membership:
         self.settings_revision: int = 0
         #: The witness policy in force (§3.8), None when the settings hold none.
         self.witness_policy: Policy | None = None
+        #: The trusted origins (§3.10) by genesis id; none before a `federation` section.
+        self.trusted_origins: dict[bytes, TrustedOrigin] = {}
         for a in genesis.admins:
             self._admit(a, seq)
 
@@ -223,8 +235,9 @@ class Membership:
             raise ChangeRefused("a membership change with no change")
 
     def apply_settings(self, change: spb.SettingsChange, seq: int) -> None:
-        """Applies a settings change (§2.5) or raises ChangeRefused. Quotas and federation are
-        recorded as applied but not interpreted by this client."""
+        """Applies a settings change (§2.5) or raises ChangeRefused. Quotas are recorded as
+        applied but not interpreted by this client. The section's field rules were checked
+        with the body (statements.check_body)."""
         which = change.WhichOneof("section")
         if which is None:
             raise ChangeRefused("a settings change with no section")
@@ -240,6 +253,13 @@ class Membership:
                 self.witness_policy = parse_policy(change.witnesses.policy)
             except PolicyError as e:
                 raise ChangeRefused(f"settings.witnesses.policy: {e}") from e
+        elif which == "federation":
+            origins = change.federation.origins
+            if any(o.genesis_id == self.genesis_id or self.genesis_id in o.relayed_by for o in origins):
+                raise ChangeRefused("the federation names this hub's own genesis: a hub does not relay its own statements")
+            self.trusted_origins = {
+                bytes(o.genesis_id): TrustedOrigin(o.hub_name, frozenset(bytes(r) for r in o.relayed_by)) for o in origins
+            }
         elif which == "lifecycle":
             t = change.lifecycle.quarantine_threshold
             if t > 1000:

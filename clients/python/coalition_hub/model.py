@@ -191,6 +191,20 @@ class RiskSignalFields:
     indicators: tuple[VerifiedIndicator, ...]
 
 
+@dataclass(frozen=True)
+class RelayOrigin:
+    """Where a relayed statement (PROTOCOL.md §3.10) was first logged: its origin hub, as this
+    hub's settings trust it, and its position and receipt time in the origin's log (verified
+    against the origin's membership and signed checkpoints)."""
+
+    #: The origin's hub name; the issuer of a relayed statement reads `member@hub_name`.
+    hub_name: str
+    #: The origin's genesis statement id (lowercase hex).
+    genesis_id: str
+    seq: int
+    received_at_ms: int
+
+
 @dataclass
 class VerifiedEntry:
     """One log entry whose bytes, signatures, entitlement and Merkle inclusion in a signed
@@ -199,7 +213,8 @@ class VerifiedEntry:
     seq: int
     #: Lowercase hex statement id.
     statement_id: str
-    #: The member who issued it.
+    #: The member who issued it; for a relayed statement, the origin's member qualified by the
+    #: origin's hub name (`acme@x.example`), never equal to a member of this hub.
     issuer: str
     #: The header's signing key id.
     key_id: str
@@ -233,6 +248,9 @@ class VerifiedEntry:
     #: Every hash of a hash set (or a risk signal's hash indicators), in entry order, labels
     #: in canonical spelling. Empty when the body was withheld.
     hashes: tuple[VerifiedHash, ...] = ()
+    #: Set for a statement another hub logged first and this hub relays (§3.10): `seq` and
+    #: `received_at_ms` above are this hub's, the origin's are here.
+    origin: RelayOrigin | None = None
 
     def target_state(self, entry_index: int) -> EntryState | None:
         """A retraction's or opinion's target entry state after it (None: target unknown)."""

@@ -4,7 +4,9 @@ It holds what the replica needs to continue where it stopped (PROTOCOL.md §3.6)
 genesis, the number of entries replayed, the Merkle frontier, the last receipt time, the last
 accepted checkpoint, every governance and lifecycle entry (replayed again on load, signatures
 included, and the checkpoint's signature checked again), the statement ids logged (rule 9), the
-lifecycle targets and open erasure claims."""
+lifecycle targets and open erasure claims; and the same for each origin relayed from (§3.10),
+with how many of its entries its checkpoints prove and where its retractions and opinions are
+logged here."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from coalition_hub import errors as E
 from coalition_hub.merkle import Frontier, ProofError
 from coalition_hub.model import EntryState, SyncFilter
 from coalition_hub.pb import hub as hpb
-from coalition_hub.replica import Replica, Target
+from coalition_hub.replica import Origin, Replica, Target
 
 FORMAT = 1
 
@@ -121,23 +123,12 @@ class SyncState:
 
     def _save(self, r: Replica) -> None:
         self._replica = None  # the next states_of restores the new position
-        ids = sorted(r.ids.items(), key=lambda kv: kv[1])
         self._data = {
             "format": FORMAT,
             "reader": r.reader,
             "filter": r.filter.to_dict(),
             "genesis": r.genesis_id.hex() if r.genesis_id else self.genesis,
-            "size": r.size,
-            "frontier": [h.hex() for h in r.frontier.hashes],
-            "last_received_ms": r.last_received_ms,
-            "checkpoint": r.anchor.note if r.anchor else None,
-            "governance": [base64.b64encode(g).decode() for g in r.governance],
-            "ids": base64.b64encode(b"".join(sid for sid, _ in ids)).decode(),
-            "targets": {
-                sid.hex(): [t.seq, t.issuer, t.kind, t.key_id, t.received_at_ms, t.expires_at_ms]
-                for sid, t in r.targets.items()
-            },
-            "erasure_claims": {str(m): [[seq, sid.hex()] for seq, sid in c] for m, c in r.erasure_claims.items()},
+            **_replica_data(r),
             "witness": self._data.get("witness"),
         }
 
@@ -151,24 +142,62 @@ class SyncState:
         try:
             if d.get("reader") != reader:
                 raise E.StateError(where, f"it was saved by member '{d.get('reader')}', not '{reader}'")
-            ids = base64.b64decode(d["ids"])
-            if len(ids) != 32 * d["size"]:
-                raise E.StateError(where, "its statement ids do not match its size")
-            r.ids = {ids[i * 32 : i * 32 + 32]: i for i in range(d["size"])}
-            for sid, t in d["targets"].items():
-                r.targets[bytes.fromhex(sid)] = Target(*t)
-            for g in d["governance"]:
-                entry = hpb.SyncEntry()
-                entry.ParseFromString(base64.b64decode(g))
-                r.replay(entry, resumed=True)
-            r.frontier = Frontier(d["size"], [bytes.fromhex(h) for h in d["frontier"]])
-            r.last_received_ms = d["last_received_ms"]
-            for m, claims in d.get("erasure_claims", {}).items():
-                r.erasure_claims[int(m)] = [(seq, bytes.fromhex(sid)) for seq, sid in claims]
-            if d.get("checkpoint"):
-                r.anchor = r.verify_note(d["checkpoint"])
-                if r.anchor.size == r.size and r.anchor.root != r.frontier.root():
-                    raise E.StateError(where, "its checkpoint's root is not its frontier's root")
+            _load_replica(r, d, where)
+            for genesis, od in d.get("origins", {}).items():
+                origin = Replica(reader=reader, pinned_genesis=bytes.fromhex(genesis), filter=r.filter, as_relay=True)
+                _load_replica(origin, od, f"{where}, origin {od['hub_name']}")
+                r.origins[bytes.fromhex(genesis)] = Origin(
+                    od["hub_name"], origin, int(od["proven"]), [(int(o), int(h)) for o, h in od["lifecycle_at"]]
+                )
+            r.relayed_lifecycle_restored()
         except (KeyError, TypeError, ValueError, ProofError) as e:
             raise E.StateError(where, f"damaged: {e}") from e
         return r
+
+
+def _replica_data(r: Replica) -> dict[str, Any]:
+    """What a replica needs to continue (an origin's replica keeps no statement ids)."""
+    ids = sorted(r.ids.items(), key=lambda kv: kv[1])
+    data: dict[str, Any] = {
+        "size": r.size,
+        "frontier": [h.hex() for h in r.frontier.hashes],
+        "last_received_ms": r.last_received_ms,
+        "checkpoint": r.anchor.note if r.anchor else None,
+        "governance": [base64.b64encode(g).decode() for g in r.governance],
+        "ids": base64.b64encode(b"".join(sid for sid, _ in ids)).decode(),
+        "targets": {
+            sid.hex(): [t.seq, t.issuer, t.kind, t.key_id, t.received_at_ms, t.expires_at_ms] for sid, t in r.targets.items()
+        },
+        "erasure_claims": {str(m): [[seq, sid.hex()] for seq, sid in c] for m, c in r.erasure_claims.items()},
+    }
+    if r.origins:
+        data["origins"] = {
+            genesis.hex(): {"hub_name": o.hub_name, "proven": o.proven, "lifecycle_at": o.lifecycle_at, **_replica_data(o.replica)}
+            for genesis, o in r.origins.items()
+        }
+    return data
+
+
+def _load_replica(r: Replica, d: dict[str, Any], where: str) -> None:
+    """Restores `r` from :func:`_replica_data`: the governance entries replayed again,
+    signatures included, and the checkpoint's signature checked again."""
+    size = d["size"]
+    if not r.as_relay:
+        ids = base64.b64decode(d["ids"])
+        if len(ids) != 32 * size:
+            raise E.StateError(where, "its statement ids do not match its size")
+        r.ids = {ids[i * 32 : i * 32 + 32]: i for i in range(size)}
+    for sid, t in d["targets"].items():
+        r.targets[bytes.fromhex(sid)] = Target(*t)
+    for g in d["governance"]:
+        entry = hpb.SyncEntry()
+        entry.ParseFromString(base64.b64decode(g))
+        r.replay(entry, resumed=True)
+    r.frontier = Frontier(size, [bytes.fromhex(h) for h in d["frontier"]])
+    r.last_received_ms = d["last_received_ms"]
+    for m, claims in d.get("erasure_claims", {}).items():
+        r.erasure_claims[int(m)] = [(seq, bytes.fromhex(sid)) for seq, sid in claims]
+    if d.get("checkpoint"):
+        r.anchor = r.verify_note(d["checkpoint"])
+        if r.anchor.size == r.size and r.anchor.root != r.frontier.root():
+            raise E.StateError(where, "its checkpoint's root is not its frontier's root")

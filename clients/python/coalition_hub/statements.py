@@ -134,6 +134,43 @@ ROLE_ADMIN_VALUE = 1
 _HUB_NAME_RE = re.compile(r"^[!-*,-~]+$")  # printable ASCII, no space, no '+'
 
 
+MAX_ORIGINS = 64
+
+
+def check_federation(f: spb.FederationSettings) -> None:
+    """The `federation` settings section's field rules (§2.5): origins by genesis id
+    ascending, each once, at most 64; hub names as a genesis names them; relays ascending,
+    each once, never the origin itself; each peer member the peer of one origin at most."""
+    at = "settings.federation.origins"
+    if len(f.origins) > MAX_ORIGINS:
+        raise FieldError(f"{at}: at most {MAX_ORIGINS} origins, got {len(f.origins)}")
+    last = b""
+    peers: set[str] = set()
+    for i, o in enumerate(f.origins):
+        if len(o.genesis_id) != 32:
+            raise FieldError(f"{at}[{i}].genesis_id: 32 bytes, got {len(o.genesis_id)}")
+        if o.genesis_id <= last:
+            raise FieldError(f"{at}[{i}].genesis_id: origins must be ascending by genesis id, each once")
+        last = o.genesis_id
+        if not 1 <= len(o.hub_name) <= 100 or not _HUB_NAME_RE.match(o.hub_name):
+            raise FieldError(f"{at}[{i}].hub_name: 1..=100 printable ASCII characters, no spaces or '+'")
+        if len(o.relayed_by) > MAX_ORIGINS:
+            raise FieldError(f"{at}[{i}].relayed_by: at most {MAX_ORIGINS} relays, got {len(o.relayed_by)}")
+        previous = b""
+        for j, r in enumerate(o.relayed_by):
+            if len(r) != 32:
+                raise FieldError(f"{at}[{i}].relayed_by[{j}]: 32 bytes, got {len(r)}")
+            if r == o.genesis_id or r <= previous:
+                raise FieldError(f"{at}[{i}].relayed_by[{j}]: relays must be ascending, each once, and not the origin itself")
+            previous = r
+        if o.peer:
+            if not valid_member_id(o.peer):
+                raise FieldError(f"{at}[{i}].peer: {o.peer!r} is not a member id")
+            if o.peer in peers:
+                raise FieldError(f"{at}[{i}].peer: '{o.peer}' is the peer of another origin: one hub per peer member")
+            peers.add(o.peer)
+
+
 def check_admission(a: spb.Admission, where: str) -> None:
     """An Admission's field rules (§2.4)."""
     if not valid_member_id(a.member_id):
@@ -391,6 +428,8 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
             raise FieldError("membership.reason: at most 1000 characters")
         if c.WhichOneof("change") == "admit":
             check_admission(c.admit, "membership.admit")
+    elif kind == Kind.SETTINGS and body.settings.WhichOneof("section") == "federation":
+        check_federation(body.settings.federation)
     elif kind == Kind.RETRACTION:
         r = body.retraction
         if len(r.statement_id) != 32:

@@ -24,7 +24,7 @@ from coalition_hub.note import NoteError, head, note_key_id, parse_verifier_key,
 from coalition_hub.pb import hub as hub_pb
 from coalition_hub.pb import statement as statement_pb
 from coalition_hub.statements import FieldError, check_body, check_header
-from coalition_hub.wire import NotCanonical, canonical, key_id, leaf_hash, pae, verify_ed25519
+from coalition_hub.wire import NotCanonical, canonical, key_id, leaf_hash, pae, relayed_leaf_data, verify_ed25519
 
 
 class Failed(Exception):
@@ -177,6 +177,8 @@ def check_vector(v: dict[str, Any]) -> int:
         )
         need(len(relayed) == 88 and relayed == hx(v, "relayed_leaf_data_hex"), "relayed leaf data")
         need(leaf_hash(relayed) == hx(v, "relayed_leaf_hash_hex"), "relayed leaf hash")
+        replica_leaf = relayed_leaf_data(sid, entry.received_at_ms, relay.origin_genesis, relay.origin_seq, relay.origin_received_at_ms)
+        need(replica_leaf == relayed, "the relayed leaf the replica appends")
         own = sid + be(relay.origin_received_at_ms, True)
         need(own == hx(v, "origin_leaf_data_hex"), "the statement's leaf at its origin")
         leaves = [leaf_hash(bytes.fromhex(h)) for h in v["origin_leaves_before_hex"]]

@@ -114,6 +114,21 @@ def leaf_data(sid: bytes, received_at_ms: int) -> bytes:
     return sid + received_at_ms.to_bytes(8, "big", signed=True)
 
 
+LEAF_LEN = 40
+RELAYED_LEAF_LEN = 88
+
+
+def relayed_leaf_data(sid: bytes, received_at_ms: int, origin_genesis: bytes, origin_seq: int, origin_received_at_ms: int) -> bytes:
+    """The 88-byte Merkle leaf data of a relayed entry (§3.1, §3.10): the 40 bytes of
+    :func:`leaf_data`, then the origin's genesis id and where and when the origin logged it."""
+    return (
+        leaf_data(sid, received_at_ms)
+        + origin_genesis
+        + origin_seq.to_bytes(8, "big")
+        + origin_received_at_ms.to_bytes(8, "big", signed=True)
+    )
+
+
 def leaf_hash(data: bytes) -> bytes:
     """RFC 9162 leaf hash: SHA-256(0x00 || data)."""
     return hashlib.sha256(b"\x00" + data).digest()

@@ -25,18 +25,28 @@ def coalition_bin() -> str:
 class Hub:
     """A running hub process (stopped with :meth:`stop`)."""
 
-    def __init__(self, tmp: Path, serve_args: tuple[str, ...] = (), before_serve=None) -> None:  # type: ignore[no-untyped-def]
-        """Makes the PKI and the genesis, calls `before_serve(self)` if given, serves with
-        `serve_args` added, and admits acme, globex, initech (members) and an auditor."""
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        tmp: Path,
+        serve_args: tuple[str, ...] = (),
+        before_serve=None,
+        *,
+        name: str = HUB_NAME,
+        extra_members: tuple[str, ...] = (),
+    ) -> None:
+        """Makes the PKI (with certificates for `extra_members` too, not admitted) and the
+        genesis of hub `name`, calls `before_serve(self)` if given, serves with `serve_args`
+        added, and admits acme, globex, initech (members) and an auditor."""
         self.bin = coalition_bin()
         self.dir = tmp
+        self.name = name
         self.certs = tmp / "certs"
         self.data = tmp / "data"
         args = ["pki", "init", "--certs", str(self.certs)]
-        for m in MEMBERS:
+        for m in MEMBERS + extra_members:
             args += ["--member", m]
         self.run(*args)
-        out = self.run("init", "--data", str(self.data), "--certs", str(self.certs), "--name", HUB_NAME, "--admin", "admin")
+        out = self.run("init", "--data", str(self.data), "--certs", str(self.certs), "--name", name, "--admin", "admin")
         m = re.search(r"genesis ([0-9a-f]{64})", out)
         assert m, out
         self.genesis = m.group(1)

@@ -325,3 +325,20 @@ def test_a_filtered_sync_refuses_a_selected_body_withheld(hub: Hub, log: list[hp
     # The same body withheld from a sync that does not select it: verified, yielded bodiless.
     got = sync_through(hub, Lies(copy(entries)), SyncState(filter=SyncFilter(hash_types=("pdq",))))
     assert not got[i].has_body and [e.seq for e in got] == [e.seq for e in log]
+
+
+def test_a_checkpoint_equal_to_the_anchor_still_proves_the_entries_replayed_since(hub: Hub, log: list[hpb.SyncEntry]) -> None:
+    # Rule 20: the anchor (of the whole log) came with the first entries; a later batch offered
+    # the same checkpoint again must still be proven in it (a consistency proof from the
+    # entries replayed), or the batch would be yielded before its root is ever checked.
+    state = SyncState()
+    sync_through(hub, Lies(copy(log[:3]), leaves=real_leaves(log)), state)
+    k = next(i for i in range(3, len(log) - 1) if log[i].received_at_ms < log[i + 1].received_at_ms)
+    bent = copy(log)
+    bent[k].received_at_ms = log[k + 1].received_at_ms  # still in order: only the root tells
+    yielded = []
+    with pytest.raises(E.Inconsistent):
+        for c in serve(hub, Lies(bent, leaves=real_leaves(log))):
+            for v in c.sync(SyncState.from_json(state.to_json()), batch_entries=1):
+                yielded.append(v)
+    assert all(v.seq < k for v in yielded), "no entry from the bent one on is yielded"
