@@ -148,7 +148,20 @@ async fn relaying(x: &TestHub) -> (TestHub, StatementId) {
 async fn a_peers_statements_are_relayed_with_provenance_and_verified_by_members() {
     let (x, a, xg) = peered().await;
     let x_size = x.store.log_size();
-    let s = wait_relayed(&a, xg, x_size).await;
+    wait_relayed(&a, xg, x_size).await;
+    // The puller publishes its status after the writer has logged its batch: wait for it too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = status(&a).await;
+        if s.peers.first().is_some_and(|p| p.relayed_to >= x_size) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status not caught up within 30 s: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let peer = &s.peers[0];
     assert_eq!(peer.relayed_to, x_size);
     assert_eq!(peer.refusals, 0);
