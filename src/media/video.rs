@@ -135,6 +135,7 @@ pub fn hash_video(path: &Path, options: &VideoOptions) -> Result<VpdqHash, Media
     }
     let sampling = Sampling::new(probe.rate, options.seconds_per_frame);
     let mut child = spawn(&options.ffmpeg, &decode_args(path, sampling.step))?;
+    // `spawn` pipes both: each is there once, taken here.
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let messages = std::thread::spawn(move || keep_tail(stderr, STDERR_KEPT));
@@ -184,10 +185,10 @@ pub fn hash_video(path: &Path, options: &VideoOptions) -> Result<VpdqHash, Media
             last_line(&messages)
         )));
     }
-    VpdqHash::new(frames).map_err(|e| match e.to_string() {
-        r if r.contains("at least one frame") => MediaError::Video("no frames decoded".into()),
-        r => MediaError::Video(r),
-    })
+    if frames.is_empty() {
+        return Err(MediaError::Video("ffmpeg decoded no frame".into()));
+    }
+    VpdqHash::new(frames).map_err(|e| MediaError::Video(e.to_string()))
 }
 
 /// The arguments that decode the sampled frames of `path` to raw RGB24 on standard output.
@@ -230,6 +231,7 @@ pub fn probe(path: &Path, options: &VideoOptions) -> Result<Probe, MediaError> {
         .into();
     args.push(path.as_os_str().to_owned());
     let mut child = spawn(&options.ffmpeg, &args)?;
+    // `spawn` pipes it; taken once, here.
     let stderr = child.stderr.take().expect("stderr is piped");
     let (_kill, watchdog) = watch(child, PROBE_TIMEOUT);
     let text = keep_head(stderr, STDERR_KEPT);
