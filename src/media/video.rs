@@ -139,7 +139,7 @@ pub fn hash_video(path: &Path, options: &VideoOptions) -> Result<VpdqHash, Media
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let messages = std::thread::spawn(move || keep_tail(stderr, STDERR_KEPT));
-    let (kill, watchdog) = watch(child, options.timeout);
+    let watchdog = Watchdog::start(child, options.timeout);
 
     let mut reader = FrameReader::new(stdout, w * h * 3, MAX_VPDQ_FRAMES);
     let mut frames = Vec::new();
@@ -164,13 +164,10 @@ pub fn hash_video(path: &Path, options: &VideoOptions) -> Result<VpdqHash, Media
         });
     };
     if outcome.is_err() {
-        // The receiver may be gone if ffmpeg already exited: nothing left to kill then.
-        let _ = kill.send(());
+        watchdog.kill();
     }
     drop(reader);
-    let (status, timed_out) = watchdog
-        .join()
-        .map_err(|_| MediaError::Video("the ffmpeg watchdog panicked".into()))??;
+    let (status, timed_out) = watchdog.finish()?;
     let messages = messages.join().unwrap_or_default();
     outcome?;
     if timed_out {
@@ -233,11 +230,9 @@ pub fn probe(path: &Path, options: &VideoOptions) -> Result<Probe, MediaError> {
     let mut child = spawn(&options.ffmpeg, &args)?;
     // `spawn` pipes it; taken once, here.
     let stderr = child.stderr.take().expect("stderr is piped");
-    let (_kill, watchdog) = watch(child, PROBE_TIMEOUT);
+    let watchdog = Watchdog::start(child, PROBE_TIMEOUT);
     let text = keep_head(stderr, STDERR_KEPT);
-    let (_, timed_out) = watchdog
-        .join()
-        .map_err(|_| MediaError::Video("the ffmpeg watchdog panicked".into()))??;
+    let (_, timed_out) = watchdog.finish()?;
     if timed_out {
         return Err(MediaError::Video(format!(
             "ffmpeg -i took longer than {} s and was stopped",
@@ -382,38 +377,59 @@ fn spawn(program: &Path, args: &[std::ffi::OsString]) -> Result<Child, MediaErro
         })
 }
 
-/// Waits for `child` on a thread, killing it at `timeout` or when told to; the thread answers
-/// its exit status and whether it was killed for the timeout.
+/// A thread that waits for a child, killing it at a timeout or when told to.
+struct Watchdog {
+    kill: mpsc::Sender<()>,
+    handle: std::thread::JoinHandle<Result<(ExitStatus, bool), MediaError>>,
+}
+
+impl Watchdog {
+    /// Starts watching `child`.
+    fn start(child: Child, timeout: Duration) -> Self {
+        let (kill, rx) = mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || watch(child, timeout, &rx));
+        Watchdog { kill, handle }
+    }
+
+    /// Kills the child now (nothing happens if it has already exited).
+    fn kill(&self) {
+        // The receiver is gone only if the watchdog has already returned: nothing to kill.
+        let _ = self.kill.send(());
+    }
+
+    /// Waits for the child: its exit status, and whether it was killed for the timeout.
+    fn finish(self) -> Result<(ExitStatus, bool), MediaError> {
+        self.handle
+            .join()
+            .map_err(|_| MediaError::Video("the ffmpeg watchdog panicked".into()))?
+    }
+}
+
+/// The watchdog's loop: the exit status, and whether `child` was killed for the timeout.
 fn watch(
     mut child: Child,
     timeout: Duration,
-) -> (
-    mpsc::Sender<()>,
-    std::thread::JoinHandle<Result<(ExitStatus, bool), MediaError>>,
-) {
-    let (tx, rx) = mpsc::channel::<()>();
-    let handle = std::thread::spawn(move || {
-        let deadline = Instant::now() + timeout;
-        let mut told = false;
-        // Bounded by the deadline: each pass waits at most POLL.
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok((status, false));
-            }
-            let now = Instant::now();
-            if told || now >= deadline {
-                // Killing a child that has just exited is harmless.
-                let _ = child.kill();
-                return Ok((child.wait()?, !told));
-            }
-            match rx.recv_timeout(POLL.min(deadline - now)) {
-                Ok(()) => told = true,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
-            }
+    rx: &mpsc::Receiver<()>,
+) -> Result<(ExitStatus, bool), MediaError> {
+    let deadline = Instant::now() + timeout;
+    let mut told = false;
+    // Bounded by the deadline: each pass waits at most POLL.
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, false));
         }
-    });
-    (tx, handle)
+        let now = Instant::now();
+        if told || now >= deadline {
+            // Killing a child that has just exited is harmless.
+            let _ = child.kill();
+            return Ok((child.wait()?, !told));
+        }
+        match rx.recv_timeout(POLL.min(deadline - now)) {
+            Ok(()) => told = true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
+        }
+    }
 }
 
 /// The first `max` bytes of a pipe (the rest read and dropped, so the writer never blocks).
@@ -576,6 +592,36 @@ mod tests {
             ffmpeg_program(Some(Path::new("/opt/ff"))),
             PathBuf::from("/opt/ff")
         );
+    }
+
+    #[test]
+    fn the_watchdog_kills_at_the_timeout_or_when_told() {
+        let sleeper = || Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        let started = Instant::now();
+        let watchdog = Watchdog::start(sleeper(), Duration::from_millis(100));
+        let (status, timed_out) = watchdog.finish().expect("waits");
+        assert!(timed_out && !status.success());
+        let watchdog = Watchdog::start(sleeper(), Duration::from_secs(60));
+        watchdog.kill();
+        let (status, timed_out) = watchdog.finish().expect("waits");
+        assert!(!timed_out && !status.success());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // A child that ends by itself is waited for, not killed.
+        let quick = Command::new("true").spawn().expect("true runs");
+        let watchdog = Watchdog::start(quick, Duration::from_secs(60));
+        assert_eq!(watchdog.finish().expect("waits"), (status_ok(), false));
+    }
+
+    fn status_ok() -> ExitStatus {
+        Command::new("true").status().expect("true runs")
+    }
+
+    #[test]
+    fn messages_kept_are_bounded() {
+        let text = "a".repeat(100) + "\nlast line\n";
+        assert_eq!(keep_head(text.as_bytes(), 5), "aaaaa");
+        assert_eq!(keep_tail(text.as_bytes(), 11), "\nlast line\n");
+        assert_eq!(last_line(&keep_tail(text.as_bytes(), 11)), "last line");
     }
 
     #[test]
