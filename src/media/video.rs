@@ -12,7 +12,8 @@
 //!   is a multiple of the step are hashed; the timestamp is number / rate, rounded to the
 //!   millisecond.
 //! - Each frame is converted to packed RGB24 at the stream's coded size (no rotation applied,
-//!   no scaling; swscale flags `area`, as the reference) and hashed with [`super::pdq`].
+//!   no scaling; swscale flags `area`, as the reference; `-s` set to that size, so a stream
+//!   whose size changes on the way is rescaled to it) and hashed with [`super::pdq`].
 //!
 //! Bounds: a frame larger than the pixel limit of images is refused before decoding; more than
 //! [`MAX_VPDQ_FRAMES`] sampled frames is refused (with a hint to sample more sparsely); ffmpeg
@@ -134,7 +135,8 @@ pub fn hash_video(path: &Path, options: &VideoOptions) -> Result<VpdqHash, Media
         )));
     }
     let sampling = Sampling::new(probe.rate, options.seconds_per_frame);
-    let mut child = spawn(&options.ffmpeg, &decode_args(path, sampling.step))?;
+    let args = decode_args(path, sampling.step, probe.width, probe.height);
+    let mut child = spawn(&options.ffmpeg, &args)?;
     // `spawn` pipes both: each is there once, taken here.
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -188,8 +190,10 @@ pub fn hash_video(path: &Path, options: &VideoOptions) -> Result<VpdqHash, Media
     VpdqHash::new(frames).map_err(|e| MediaError::Video(e.to_string()))
 }
 
-/// The arguments that decode the sampled frames of `path` to raw RGB24 on standard output.
-pub fn decode_args(path: &Path, step: u64) -> Vec<std::ffi::OsString> {
+/// The arguments that decode the sampled frames of `path` to raw RGB24 on standard output,
+/// each `width` × `height` (the probed size: a no-op for frames of that size, a rescale for a
+/// stream whose size changes on the way, so the frames read always have the size expected).
+pub fn decode_args(path: &Path, step: u64, width: u32, height: u32) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = [
         "-hide_banner",
         "-nostdin",
@@ -210,6 +214,8 @@ pub fn decode_args(path: &Path, step: u64) -> Vec<std::ffi::OsString> {
         "passthrough".into(),
         "-sws_flags".into(),
         "area".into(),
+        "-s".into(),
+        format!("{width}x{height}"),
         "-f".into(),
         "rawvideo".into(),
         "-pix_fmt".into(),
