@@ -5,7 +5,8 @@
 #   1. clients/python/run-checks.sh      the Python client: mypy, the test vectors, its pytest suite
 #   2. clients/python/interop            TAXII 2.1 read by taxii2-client + stix2-validator, and
 #                                        `coalition hash` against the reference PDQ (pdqhash) and
-#                                        python-threatexchange's URL-MD5
+#                                        python-threatexchange's URL-MD5, on images and on the
+#                                        frames of videos (ffmpeg from imageio-ffmpeg)
 #   3. clients/threatexchange/run-tests.sh  the threatexchange plugin driven by the real CLI
 #
 #   clients/run-tests.sh

@@ -261,17 +261,26 @@ pub fn read_vpdq(path: &Path, labels: &[String]) -> Result<HashEntry, FormatErro
             reason: other.to_string(),
         },
     })?;
+    vpdq_entry(&video, labels).map_err(|reason| FormatError::Line {
+        path: shown,
+        line: 0,
+        reason,
+    })
+}
+
+/// A vPDQ hash as the one hash entry (`vpdq` row) it is written as, with `labels`: the same
+/// row whether it was read from a vPDQ file or computed from a video.
+pub fn vpdq_entry(
+    video: &crate::matching::VpdqHash,
+    labels: &[String],
+) -> Result<HashEntry, String> {
     let line = HashLine {
         hash_type: HashType::Vpdq.name().into(),
         hash: hex::encode(video.to_bytes()),
         labels: labels.to_vec(),
         ..Default::default()
     };
-    line.to_entry().map_err(|reason| FormatError::Line {
-        path: shown,
-        line: 0,
-        reason,
-    })
+    line.to_entry()
 }
 
 /// Reads a hash list for submission (see [`read_rows`]).

@@ -339,3 +339,96 @@ fn match_files_offline_and_at_the_hub_names_the_file() {
     );
     assert_eq!(csv.lines().count(), 5, "{csv}");
 }
+
+/// A stand-in for ffmpeg (a shell script): `-i FILE` alone prints a 64x48, 10 fps stream line;
+/// with `-f rawvideo` it checks the sampling filter it was given and writes `frames.rgb` (or
+/// fails). The real ffmpeg is exercised by clients/python/interop/test_video_vpdq.py.
+fn fake_ffmpeg(d: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = d.join("fake-ffmpeg");
+    let frames = d.join("frames.rgb");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n\
+             *'select=not(mod(n\\,10))'*rawvideo*) cat '{}' ;;\n\
+             *rawvideo*) echo 'wrong filter' >&2; exit 1 ;;\n\
+             *) echo '  Stream #0:0: Video: h264, yuv420p, 64x48 [SAR 1:1 DAR 4:3], 10 fps, 10 tbr' >&2; exit 1 ;;\n\
+             esac\n",
+            frames.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script.display().to_string()
+}
+
+#[test]
+fn videos_are_sampled_frames_hashed_as_images_are() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    let ffmpeg = fake_ffmpeg(d);
+    std::fs::create_dir_all(d.join("lib")).expect("dir");
+    std::fs::write(d.join("lib/clip.MP4"), b"decoded by the fake").expect("clip");
+    // Three sampled frames, each also saved as a PNG (lossless: the same pixels).
+    let mut raw = Vec::new();
+    for seed in 0..3u64 {
+        let frame = image::imageops::resize(
+            &picture(10 + seed),
+            64,
+            48,
+            image::imageops::FilterType::Triangle,
+        );
+        frame.save(d.join(format!("f{seed}.png"))).expect("png");
+        raw.extend_from_slice(frame.as_raw());
+    }
+    std::fs::write(d.join("frames.rgb"), &raw).expect("frames");
+    let images = rows(&ok(
+        d,
+        &["hash", "--types", "pdq", "f0.png", "f1.png", "f2.png"],
+    ));
+    let video = rows(&ok(
+        d,
+        &["hash", "--ffmpeg", &ffmpeg, "lib", "--label", "A1"],
+    ));
+    assert_eq!(video.len(), 1, "{video:?}");
+    assert_eq!(video[0]["type"], "vpdq");
+    assert_eq!(video[0]["labels"], serde_json::json!(["A1"]));
+    let value = hex::decode(video[0]["hash"].as_str().unwrap()).expect("hex");
+    let frames = coalition_hub::matching::VpdqHash::from_bytes(&value).expect("vpdq");
+    for (i, (frame, image)) in frames.frames().iter().zip(&images).enumerate() {
+        // Frames 0, 10, 20 at 10 fps and one frame a second: 0, 1, 2 s.
+        assert_eq!(frame.number, 10 * i as u32);
+        assert_eq!(frame.timestamp_ms, 1000 * i as u32);
+        assert_eq!(frame.hash.to_string(), image["hash"].as_str().unwrap());
+        assert_eq!(u64::from(frame.quality), image["quality"].as_u64().unwrap());
+    }
+    assert_eq!(frames.frames().len(), 3);
+
+    // A frame cut short is one line naming the file; so is a video without ffmpeg; the image
+    // beside them is still hashed, and the exit code is 1.
+    std::fs::write(d.join("frames.rgb"), &raw[..raw.len() - 1]).expect("frames");
+    picture(1).save(d.join("lib/a.png")).expect("png");
+    let out = coalition(d, &["hash", "--ffmpeg", &ffmpeg, "lib"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("lib/clip.MP4: video: ffmpeg's output ended inside a frame"),
+        "{stderr}"
+    );
+    assert_eq!(rows(&String::from_utf8_lossy(&out.stdout)).len(), 4);
+    let out = coalition(d, &["hash", "--ffmpeg", "/nonexistent/ffmpeg", "lib"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("lib/clip.MP4: cannot run ffmpeg '/nonexistent/ffmpeg'")
+            && first.ends_with("name it with --ffmpeg PATH or COALITION_FFMPEG"),
+        "{stderr}"
+    );
+    assert_eq!(rows(&String::from_utf8_lossy(&out.stdout)).len(), 4);
+    // The sampling interval must be a positive number of seconds.
+    let out = coalition(d, &["hash", "--video-seconds-per-frame", "0", "lib"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--video-seconds-per-frame"));
+}

@@ -1,11 +1,12 @@
-//! `coalition hash`: the hash list of image files (PDQ, MD5, SHA-1, SHA-256) and URLs
-//! (URL-MD5), in the formats `coalition submit` and `coalition match` read.
+//! `coalition hash`: the hash list of image files (PDQ, MD5, SHA-1, SHA-256), video files
+//! (vPDQ, decoded by an external ffmpeg) and URLs (URL-MD5), in the formats `coalition submit`
+//! and `coalition match` read.
 //!
 //! A file that cannot be hashed costs one line on stderr naming it and the reason; every other
 //! file is still hashed and written, and the command exits 1 at the end.
 
 use crate::formats::Format;
-use crate::media::{self, FILE_HASH_TYPES, FileHashes, Limits, MediaError};
+use crate::media::{self, FILE_HASH_TYPES, FileHashes, Hashed, Limits, MediaError};
 use crate::statement::{HashEntry, HashType, Label, MAX_LABELS};
 use crate::text::escape_control;
 use anyhow::{Context, Result, bail};
@@ -19,8 +20,9 @@ pub const MAX_URLS: usize = 1_000_000;
 
 #[derive(Debug, Args)]
 pub struct HashArgs {
-    /// Image files (JPEG, PNG, GIF, WebP, BMP), or directories walked recursively for files
-    /// named *.jpg, *.jpeg, *.png, *.gif, *.webp or *.bmp (any case), in name order.
+    /// Image files (JPEG, PNG, GIF, WebP, BMP), video files (named *.mp4, *.m4v, *.mov, *.webm,
+    /// *.mkv or *.avi, any case: one vpdq row each, decoded by ffmpeg), or directories walked
+    /// recursively for files with those names, in name order.
     #[arg(value_name = "FILE|DIR")]
     paths: Vec<PathBuf>,
     /// A URL to hash as url_md5 (repeatable).
@@ -58,6 +60,37 @@ pub struct HashArgs {
     /// (decompression bombs).
     #[arg(long, default_value_t = media::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    #[command(flatten)]
+    video: VideoArgs,
+}
+
+/// How video files are decoded and sampled (`coalition hash`, `coalition match --files`).
+#[derive(Debug, Args)]
+pub struct VideoArgs {
+    /// The ffmpeg program that decodes video files (else $COALITION_FFMPEG, else `ffmpeg` on
+    /// PATH). Only run for files named as videos.
+    #[arg(long, value_name = "PATH")]
+    ffmpeg: Option<PathBuf>,
+    /// Seconds between the sampled frames of a video (the reference vpdq's seconds_per_hash):
+    /// every ⌊seconds × frame rate⌋-th decoded frame, from the first, is hashed.
+    #[arg(long, value_name = "SECONDS", default_value_t = media::video::DEFAULT_SECONDS_PER_FRAME)]
+    video_seconds_per_frame: f64,
+}
+
+impl VideoArgs {
+    /// The options for [`media::video::hash_video`], frames bounded by `max_pixels`.
+    pub(crate) fn options(&self, max_pixels: u64) -> Result<media::video::VideoOptions> {
+        let seconds = self.video_seconds_per_frame;
+        if !(seconds.is_finite() && seconds > 0.0) {
+            bail!("--video-seconds-per-frame: must be a number of seconds above 0, got {seconds}");
+        }
+        Ok(media::video::VideoOptions {
+            ffmpeg: media::video::ffmpeg_program(self.ffmpeg.as_deref()),
+            seconds_per_frame: seconds,
+            max_pixels,
+            timeout: media::video::DEFAULT_TIMEOUT,
+        })
+    }
 }
 
 /// One row of the hash list (the JSON Lines form; CSV writes the same columns but the
@@ -83,7 +116,7 @@ pub fn run(args: HashArgs) -> Result<()> {
         && args.vpdq_files.is_empty()
     {
         bail!(
-            "nothing to hash: give image files or directories, --url URL, --urls FILE or --vpdq FILE"
+            "nothing to hash: give image or video files or directories, --url URL, --urls FILE or --vpdq FILE"
         );
     }
     let types = parse_types(&args.types)?;
@@ -96,8 +129,10 @@ pub fn run(args: HashArgs) -> Result<()> {
     if let Some(file) = &args.url_file {
         urls.extend(read_urls(file)?);
     }
+    let video = args.video.options(args.max_pixels)?;
+    let raw_labels: Vec<String> = labels.iter().map(ToString::to_string).collect();
     let files = media::collect_files(&args.paths).context("listing the files to hash")?;
-    let results = media::hash_files(&files, types.contains(&HashType::Pdq), &limits);
+    let results = media::hash_inputs(&files, types.contains(&HashType::Pdq), &limits, &video);
 
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
@@ -109,15 +144,21 @@ pub fn run(args: HashArgs) -> Result<()> {
     let mut failed = 0usize;
     let mut written = 0usize;
     for (path, result) in files.iter().zip(&results) {
+        let shown = path.display().to_string();
+        let file = args.with_source.then_some(shown.as_str());
         match result {
-            Ok(hashes) => {
-                let shown = path.display().to_string();
-                let file = args.with_source.then_some(shown.as_str());
+            Ok(Hashed::Image(hashes)) => {
                 for entry in hashes.entries(&types, &labels) {
                     writer.write(&entry, file, None)?;
                     written += 1;
                 }
                 note_missing_pdq(path, hashes, &types);
+            }
+            Ok(Hashed::Video(video)) => {
+                let entry = crate::formats::vpdq_entry(video, &raw_labels)
+                    .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+                writer.write(&entry, file, None)?;
+                written += 1;
             }
             Err(e) => {
                 failed += 1;
@@ -144,8 +185,7 @@ pub fn run(args: HashArgs) -> Result<()> {
         }
     }
     for file in &args.vpdq_files {
-        let raw: Vec<String> = labels.iter().map(ToString::to_string).collect();
-        match crate::formats::read_vpdq(file, &raw) {
+        match crate::formats::read_vpdq(file, &raw_labels) {
             Ok(entry) => {
                 let shown = file.display().to_string();
                 writer.write(&entry, args.with_source.then_some(shown.as_str()), None)?;

@@ -23,10 +23,13 @@ pub struct MatchArgs {
     /// Hashes to look up: sync output, a hash list, or one 64-hex PDQ hash per line.
     #[arg(long, required_unless_present = "files", conflicts_with = "files")]
     queries: Option<PathBuf>,
-    /// Image files, or directories walked for images (as `coalition hash`), to hash (pdq, md5,
-    /// sha1, sha256) and look up in one step; each match names its file (`query_file`).
+    /// Image or video files, or directories walked for them (as `coalition hash`), to hash
+    /// (images: pdq, md5, sha1, sha256; videos: vpdq) and look up in one step; each match
+    /// names its file (`query_file`).
     #[arg(long, num_args = 1.., value_name = "FILE|DIR")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    video: super::hash::VideoArgs,
     /// With --files: largest file hashed, in bytes.
     #[arg(long, default_value_t = media::DEFAULT_MAX_BYTES)]
     max_bytes: u64,
@@ -322,13 +325,23 @@ fn file_queries(args: &MatchArgs) -> Result<(Vec<Row>, HashedFiles)> {
         max_bytes: args.max_bytes,
         max_pixels: args.max_pixels,
     };
+    let video = args.video.options(args.max_pixels)?;
     let paths = media::collect_files(&args.files).context("listing the files to hash")?;
-    let results = media::hash_files(&paths, true, &limits);
+    let results = media::hash_inputs(&paths, true, &limits, &video);
     let mut rows = Vec::new();
     let mut failed = 0;
     for (i, (path, result)) in paths.iter().zip(results).enumerate() {
         match result {
-            Ok(hashes) => {
+            Ok(media::Hashed::Video(video)) => {
+                let entry = formats::vpdq_entry(&video, &[])
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                rows.push(Row {
+                    line: i + 1,
+                    entry,
+                    source: formats::HashLine::default(),
+                });
+            }
+            Ok(media::Hashed::Image(hashes)) => {
                 super::hash::note_missing_pdq(path, &hashes, &FILE_HASH_TYPES);
                 rows.extend(
                     hashes

@@ -1,12 +1,16 @@
 //! Hashing media a member holds: the PDQ hash and the MD5, SHA-1 and SHA-256 digests of image
-//! files (bounded against decompression bombs), and the URL-MD5 of URLs.
+//! files (bounded against decompression bombs), the vPDQ hash of video files (decoded by an
+//! external ffmpeg, [`video`]), and the URL-MD5 of URLs.
 //!
-//! Pure apart from reading the files it is given: `coalition hash` and `coalition match
-//! --files` are thin drivers that fan the files out over cores and write what this returns.
+//! Pure apart from reading the files it is given (and running ffmpeg on videos): `coalition
+//! hash` and `coalition match --files` are thin drivers that fan the files out over cores and
+//! write what this returns.
 
 pub mod pdq;
 pub mod url;
+pub mod video;
 
+use crate::matching::VpdqHash;
 use crate::statement::{HashEntry, HashType, Label};
 use md5::Md5;
 use sha1::Sha1;
@@ -80,6 +84,36 @@ pub enum MediaError {
     /// The decoder failed (a damaged or truncated image, or over its memory limit).
     #[error("cannot decode: {0}")]
     Decode(String),
+    /// The ffmpeg program could not be started (a video).
+    #[error(
+        "cannot run ffmpeg '{program}' ({reason}): install ffmpeg, or name it with --ffmpeg PATH or COALITION_FFMPEG"
+    )]
+    NoFfmpeg {
+        /// The program tried.
+        program: String,
+        /// Why it did not start.
+        reason: String,
+    },
+    /// ffmpeg could not decode the video, or it was refused while decoding.
+    #[error("video: {0}")]
+    Video(String),
+    /// More sampled frames than a vPDQ hash holds.
+    #[error(
+        "video: more than {max} sampled frames; sample fewer with a larger --video-seconds-per-frame"
+    )]
+    TooManyFrames {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// What one file hashed to: an image's hashes, or a video's vPDQ hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hashed {
+    /// An image file.
+    Image(FileHashes),
+    /// A video file (named with one of [`video::VIDEO_EXTENSIONS`]).
+    Video(VpdqHash),
 }
 
 /// The hashes of one file.
@@ -139,6 +173,28 @@ pub fn hash_files(
     files
         .par_iter()
         .map(|path| hash_file(path, with_pdq, limits))
+        .collect()
+}
+
+/// Hashes every file on the current rayon pool, results in the order of `files`: a file named
+/// with a [`video::VIDEO_EXTENSIONS`] extension as a video (with `video`), any other as an image
+/// (see [`hash_file`]).
+pub fn hash_inputs(
+    files: &[PathBuf],
+    with_pdq: bool,
+    limits: &Limits,
+    video: &video::VideoOptions,
+) -> Vec<Result<Hashed, MediaError>> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .map(|path| {
+            if video::is_video_name(path) {
+                video::hash_video(path, video).map(Hashed::Video)
+            } else {
+                hash_file(path, with_pdq, limits).map(Hashed::Image)
+            }
+        })
         .collect()
 }
 
@@ -222,7 +278,8 @@ pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>, MediaError> 
 }
 
 /// The files to hash for the paths given: a file as it is (whatever its name), a directory
-/// walked recursively for files with an [`IMAGE_EXTENSIONS`] extension (any case), in file-name
+/// walked recursively for files with an [`IMAGE_EXTENSIONS`] or [`video::VIDEO_EXTENSIONS`]
+/// extension (any case), in file-name
 /// order at each level, symbolic links not followed. A path that cannot be read is an error.
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, walkdir::Error> {
     let mut out = Vec::new();
@@ -235,7 +292,8 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, walkdir::Error> 
             let named = entry.depth() == 0;
             // A root that is a symbolic link is followed (`follow_root_links`), so a link
             // named on the command line reads as what it points to.
-            if entry.file_type().is_file() && (named || is_image_name(entry.path())) {
+            let wanted = is_image_name(entry.path()) || video::is_video_name(entry.path());
+            if entry.file_type().is_file() && (named || wanted) {
                 out.push(entry.into_path());
             }
         }
