@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-pdqhash = pytest.importorskip("pdqhash")
+import pdqhash  # pinned in requirements-interop-media.txt: missing fails, never skips
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 BIN = pathlib.Path(os.environ.get("COALITION_BIN", ROOT / "target" / "debug" / "coalition"))
@@ -198,7 +198,8 @@ URLS = [
 
 
 def test_url_md5_matches_python_threatexchange(tmp_path):
-    url_md5 = pytest.importorskip("threatexchange.signal_type.url_md5")
+    from threatexchange.signal_type import url_md5
+
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(URLS) + "\n", encoding="utf-8")
     proc = coalition_hash("--urls", str(listing), "--with-source")
