@@ -140,7 +140,7 @@ pub fn hash_video(path: &Path, options: &VideoOptions) -> Result<VpdqHash, Media
     // `spawn` pipes both: each is there once, taken here.
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let messages = std::thread::spawn(move || keep_tail(stderr, STDERR_KEPT));
+    let messages = std::thread::spawn(move || keep(stderr, STDERR_KEPT, End::Tail));
     let watchdog = Watchdog::start(child, options.timeout);
 
     let mut reader = FrameReader::new(stdout, w * h * 3, MAX_VPDQ_FRAMES);
@@ -237,7 +237,7 @@ pub fn probe(path: &Path, options: &VideoOptions) -> Result<Probe, MediaError> {
     // `spawn` pipes it; taken once, here.
     let stderr = child.stderr.take().expect("stderr is piped");
     let watchdog = Watchdog::start(child, PROBE_TIMEOUT);
-    let text = keep_head(stderr, STDERR_KEPT);
+    let text = keep(stderr, STDERR_KEPT, End::Head);
     let (_, timed_out) = watchdog.finish()?;
     if timed_out {
         return Err(MediaError::Video(format!(
@@ -438,29 +438,25 @@ fn watch(
     }
 }
 
-/// The first `max` bytes of a pipe (the rest read and dropped, so the writer never blocks).
-fn keep_head(mut pipe: impl Read, max: usize) -> String {
+/// Which end of a pipe [`keep`] keeps.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    Head,
+    Tail,
+}
+
+/// The first or the last `max` bytes (about) of a pipe, read to its end (the rest dropped, so
+/// the writer never blocks).
+fn keep(mut pipe: impl Read, max: usize, end: End) -> String {
     let mut kept = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         match pipe.read(&mut chunk) {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
+            Ok(n) if end == End::Head => {
                 let room = max.saturating_sub(kept.len());
                 kept.extend_from_slice(&chunk[..n.min(room)]);
             }
-        }
-    }
-    String::from_utf8_lossy(&kept).into_owned()
-}
-
-/// The last `max` bytes (about) of a pipe.
-fn keep_tail(mut pipe: impl Read, max: usize) -> String {
-    let mut kept = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match pipe.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
             Ok(n) => {
                 kept.extend_from_slice(&chunk[..n]);
                 if kept.len() > max {
@@ -625,9 +621,12 @@ mod tests {
     #[test]
     fn messages_kept_are_bounded() {
         let text = "a".repeat(100) + "\nlast line\n";
-        assert_eq!(keep_head(text.as_bytes(), 5), "aaaaa");
-        assert_eq!(keep_tail(text.as_bytes(), 11), "\nlast line\n");
-        assert_eq!(last_line(&keep_tail(text.as_bytes(), 11)), "last line");
+        assert_eq!(keep(text.as_bytes(), 5, End::Head), "aaaaa");
+        assert_eq!(keep(text.as_bytes(), 11, End::Tail), "\nlast line\n");
+        assert_eq!(
+            last_line(&keep(text.as_bytes(), 11, End::Tail)),
+            "last line"
+        );
     }
 
     #[test]
