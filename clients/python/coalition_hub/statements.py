@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -137,6 +138,74 @@ _HUB_NAME_RE = re.compile(r"^[!-*,-~]+$")  # printable ASCII, no space, no '+'
 MAX_ORIGINS = 64
 
 
+def check_text(field: str, text: str, lo: int, hi: int) -> None:
+    """A text field's rule (§2.1): `lo..=hi` characters (code points) and no control character
+    but newline and tab."""
+    if not lo <= len(text) <= hi:
+        raise FieldError(f"{field}: must be {lo}..={hi} characters, got {len(text)}")
+    if any(c not in "\n\t" and unicodedata.category(c) == "Cc" for c in text):
+        raise FieldError(f"{field}: must not contain control characters")
+
+
+def _is_domain(d: str) -> bool:
+    """A lowercase DNS name with at least one dot: labels of 1..=63 of `a-z0-9-`, no hyphen
+    at either end."""
+    return "." in d and all(
+        0 < len(label) <= 63
+        and not label.startswith("-")
+        and not label.endswith("-")
+        and all(c in "abcdefghijklmnopqrstuvwxyz0123456789-" for c in label)
+        for label in d.split(".")
+    )
+
+
+def _check_indicator_value(ind: spb.Indicator, at: str) -> None:
+    """A risk signal's non-hash indicator (§2.3): its value (and platform) by type."""
+    if ind.HasField("hash"):
+        raise FieldError(f"{at}.hash: only a hash indicator carries a hash")
+    if ind.type != 4 and ind.platform:
+        raise FieldError(f"{at}.platform: only an account_handle indicator carries a platform")
+    if ind.type == 1:
+        check_text(f"{at}.value", ind.value, 1, 200)
+    elif ind.type == 2:
+        check_text(f"{at}.value", ind.value, 1, 2048)
+        lower = ind.value[:8].translate(_ASCII_LOWER)
+        rest = ind.value[8:] if lower == "https://" else ind.value[7:] if lower[:7] == "http://" else ""
+        if not rest or any(c.isspace() for c in ind.value):
+            raise FieldError(f"{at}.value: must be an http:// or https:// URL without spaces")
+    elif ind.type == 3:
+        check_text(f"{at}.value", ind.value, 1, 253)
+        if not _is_domain(ind.value):
+            raise FieldError(f"{at}.value: {ind.value!r} is not a lowercase DNS name like example.com")
+    elif ind.type == 4:
+        check_text(f"{at}.platform", ind.platform, 1, 100)
+        check_text(f"{at}.value", ind.value, 1, 200)
+    else:
+        raise FieldError(f"{at}.type: unknown or unspecified")
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+MAX_MEMBER_QUOTAS = 1024
+
+
+def check_quotas(q: spb.Quotas) -> None:
+    """The `quotas` settings section's field rules (§2.5): at most 1,024 member overrides, by
+    member id ascending, each once, each with its limits."""
+    at = "settings.quotas.members"
+    if len(q.members) > MAX_MEMBER_QUOTAS:
+        raise FieldError(f"{at}: at most {MAX_MEMBER_QUOTAS} member overrides, got {len(q.members)}")
+    last: str | None = None
+    for i, m in enumerate(q.members):
+        if not valid_member_id(m.member_id):
+            raise FieldError(f"{at}[{i}].member_id: {m.member_id!r} is not a member id")
+        if last is not None and last >= m.member_id:
+            raise FieldError(f"{at}[{i}].member_id: member ids must be ascending, each once")
+        if not m.HasField("limits"):
+            raise FieldError(f"{at}[{i}].limits: missing: set the member's limits (0 is unlimited)")
+        last = m.member_id
+
+
 def check_federation(f: spb.FederationSettings) -> None:
     """The `federation` settings section's field rules (§2.5): origins by genesis id
     ascending, each once, at most 64; hub names as a genesis names them; relays ascending,
@@ -175,8 +244,7 @@ def check_admission(a: spb.Admission, where: str) -> None:
     """An Admission's field rules (§2.4)."""
     if not valid_member_id(a.member_id):
         raise FieldError(f"{where}.member_id: {a.member_id!r} is not a member id")
-    if len(a.display_name) > 200:
-        raise FieldError(f"{where}.display_name: at most 200 characters")
+    check_text(f"{where}.display_name", a.display_name, 0, 200)
     roles = list(a.roles)
     if not roles or len(set(roles)) != len(roles) or any(not 1 <= r <= 4 for r in roles):
         raise FieldError(f"{where}.roles: at least one, each once, known")
@@ -378,8 +446,7 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
         n = len(hs.entries)
         if not 1 <= n <= MAX_HASH_ENTRIES:
             raise FieldError(f"hash_set.entries: 1..={MAX_HASH_ENTRIES}, got {n}")
-        if len(hs.description) > 1000:
-            raise FieldError("hash_set.description: at most 1000 characters")
+        check_text("hash_set.description", hs.description, 0, 1000)
         if hs.HasField("expires_at_ms") and hs.expires_at_ms <= 0:
             raise FieldError("hash_set.expires_at_ms: must be > 0")
         fast = hash_set_entries_fast(raw) if raw is not None else None
@@ -391,8 +458,8 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
         rs = body.risk_signal
         if not 1 <= rs.category <= 5 or not 1 <= rs.severity <= 4:
             raise FieldError("risk_signal.category / severity: unspecified or unknown")
-        if not 1 <= len(rs.title) <= 200 or len(rs.description) > 10_000:
-            raise FieldError("risk_signal.title / description: length")
+        check_text("risk_signal.title", rs.title, 1, 200)
+        check_text("risk_signal.description", rs.description, 0, 10_000)
         if not 1 <= len(rs.indicators) <= 1000:
             raise FieldError("risk_signal.indicators: 1..=1000")
         if not 0 < rs.first_seen_ms <= rs.last_seen_ms:
@@ -404,8 +471,8 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
                 if ind.value or not ind.HasField("hash"):
                     raise FieldError(f"risk_signal.indicators[{i}]: a hash indicator has a hash, no value")
                 hashes.append(_check_hash(ind.hash, i, "risk_signal.indicators[{}].hash", types, labels))
-            elif ind.type not in _INDICATOR_NAMES or not ind.value:
-                raise FieldError(f"risk_signal.indicators[{i}]: unknown type or empty value")
+            else:
+                _check_indicator_value(ind, f"risk_signal.indicators[{i}]")
     elif kind == Kind.GENESIS:
         g = body.genesis
         if not 1 <= len(g.hub_name) <= 100 or not _HUB_NAME_RE.match(g.hub_name):
@@ -424,12 +491,17 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
             raise FieldError("genesis: a key used twice (the hub key included)")
     elif kind == Kind.MEMBERSHIP:
         c = body.membership
-        if len(c.reason) > 1000:
-            raise FieldError("membership.reason: at most 1000 characters")
+        check_text("membership.reason", c.reason, 0, 1000)
         if c.WhichOneof("change") == "admit":
             check_admission(c.admit, "membership.admit")
-    elif kind == Kind.SETTINGS and body.settings.WhichOneof("section") == "federation":
-        check_federation(body.settings.federation)
+    elif kind == Kind.SETTINGS:
+        st = body.settings
+        check_text("settings.reason", st.reason, 0, 1000)
+        section = st.WhichOneof("section")
+        if section == "federation":
+            check_federation(st.federation)
+        elif section == "quotas":
+            check_quotas(st.quotas)
     elif kind == Kind.RETRACTION:
         r = body.retraction
         if len(r.statement_id) != 32:
@@ -437,8 +509,7 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
         es = list(r.entries)
         if es != sorted(set(es)):
             raise FieldError("retraction.entries: ascending, each once")
-        if not 1 <= len(r.reason) <= 1000:
-            raise FieldError("retraction.reason: 1..=1000 characters")
+        check_text("retraction.reason", r.reason, 1, 1000)
         if r.erase and (not r.admin_quorum or es):
             raise FieldError("retraction.erase: an erasure is an admin-quorum retraction of the whole statement")
     elif kind == Kind.OPINION:
@@ -449,8 +520,7 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
             raise FieldError("opinion.verdict: unknown")
         if o.admin_quorum != (o.verdict in (5, 6)):
             raise FieldError("opinion.admin_quorum: true exactly for QUARANTINE and RELEASE")
-        if len(o.note) > 280:
-            raise FieldError("opinion.note: at most 280 characters")
+        check_text("opinion.note", o.note, 0, 280)
         if h.recipients and o.verdict not in (4, 7):
             raise FieldError("recipients: a confirmed opinion cannot be restricted")
     if h.recipients:
