@@ -470,6 +470,8 @@ def check_body(h: spb.Statement, body: spb.StatementBody, raw: bytes | None = No
             if ind.type == 5:
                 if ind.value or not ind.HasField("hash"):
                     raise FieldError(f"risk_signal.indicators[{i}]: a hash indicator has a hash, no value")
+                if ind.platform:
+                    raise FieldError(f"risk_signal.indicators[{i}].platform: only an account_handle indicator carries a platform")
                 hashes.append(_check_hash(ind.hash, i, "risk_signal.indicators[{}].hash", types, labels))
             else:
                 _check_indicator_value(ind, f"risk_signal.indicators[{i}]")

@@ -65,6 +65,11 @@ REFUSED: list[tuple[str, Callable[[], spb.StatementBody], str]] = [
     ("acme", lambda: signal(ind(0, "x")), "risk_signal.indicators[0]"),
     (
         "acme",
+        lambda: signal(spb.Indicator(type=5, platform="x", hash=spb.HashEntry(type=1, value=bytes(16)))),
+        "risk_signal.indicators[0].platform",
+    ),
+    (
+        "acme",
         lambda: spb.StatementBody(retraction=spb.Retraction(statement_id=STATEMENT, reason="oops\x7f")),
         "retraction.reason",
     ),
