@@ -259,10 +259,16 @@ class HubClient:
         *,
         recipients: Sequence[str] | None = None,
         seen: bool = False,
+        expect_hash: tuple[HashType | str, bytes] | None = None,
     ) -> Receipt:
         """A member's opinion on one entry of another member's statement (§2.7). The target is
         fetched (its id and body digest checked) and its hash copied into the opinion, unless
         the target statement is restricted (an opinion copies no restricted content).
+
+        `expect_hash` (type, value): the hash the caller means to give its opinion on, when it
+        learnt the target from the hub (a Match hit): the verified target entry must hold
+        exactly it (`Altered` otherwise, nothing signed), so a hub cannot point the signature at
+        another entry.
 
         Who reads it (§2.7 "Seen"): a `SEEN`, and a `WITHDRAWN` with `seen=True` (withdrawing
         this member's seen rather than its verdict), is restricted to the target's issuer and
@@ -297,6 +303,13 @@ class HubClient:
             if target is not None:
                 o.hash_type = target.type
                 o.hash_value = target.value
+        if expect_hash is not None:
+            kind, value = expect_hash
+            if (o.hash_type, o.hash_value) != (wire_enum(HashType.parse(kind)), bytes(value)):
+                raise E.Altered(
+                    f"statement {statement_id} entry {entry_index}",
+                    f"the entry does not hold the {HashType.parse(kind).wire_name} hash {bytes(value).hex()} the hub named it for",
+                )
         return self.submit(sign_statement(self.member_id, signing_key, spb.StatementBody(opinion=o), readers))
 
     def match(

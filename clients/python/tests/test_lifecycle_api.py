@@ -159,3 +159,20 @@ def test_opinion_arguments_the_protocol_refuses_are_refused_here(hub: Hub) -> No
     with pytest.raises(HubCallError) as refused:
         acme.submit_opinion(key_of(hub, "acme"), r.statement_id, 0, "seen")
     assert refused.value.code == "FAILED_PRECONDITION"
+
+
+def test_an_opinion_on_a_hash_the_target_does_not_hold_is_never_signed(hub: Hub) -> None:
+    """`expect_hash`: a caller that learnt the target from the hub (a Match hit) signs only if
+    the verified target entry holds that very hash."""
+    acme, globex = client_of(hub, "acme"), client_of(hub, "globex")
+    mine = hashes(2)
+    r = acme.submit_hashes(key_of(hub, "acme"), mine)
+    k = key_of(hub, "globex")
+    with pytest.raises(E.Altered, match="does not hold the md5 hash"):
+        globex.submit_opinion(k, r.statement_id, 0, "confirmed", expect_hash=("md5", bytes(mine[1].value)))
+    before = sum(1 for _ in globex.sync(SyncState()))
+    with pytest.raises(E.Altered):
+        globex.submit_opinion(k, r.statement_id, 1, "confirmed", expect_hash=("sha256", bytes(mine[1].value)))
+    assert sum(1 for _ in globex.sync(SyncState())) == before, "nothing was submitted"
+    receipt = globex.submit_opinion(k, r.statement_id, 1, "confirmed", expect_hash=("md5", bytes(mine[1].value)))
+    assert receipt.seq > r.seq

@@ -159,6 +159,7 @@ class CoalitionHubSignalExchangeAPI(
         cannot be read; `coalition_hub.HubCallError` if the hub refuses the opinion.
         """
         verdict = mapping.VERDICT_BY_CATEGORY[state.SignalOpinionCategory(opinion.category)]
+        hash_type, value = _hub_hash(s_type, signal)
         targets = self.entries_holding(s_type, signal)
         if not targets:
             raise ReportError(
@@ -167,7 +168,10 @@ class CoalitionHubSignalExchangeAPI(
         note = ",".join(sorted(opinion.tags))[:280]
         key = self._key()
         for statement_id, entry in targets:
-            receipt = self.client.submit_opinion(key, statement_id, entry, verdict, note)
+            # The hub's Match named the target: the signed opinion must be on this very hash.
+            receipt = self.client.submit_opinion(
+                key, statement_id, entry, verdict, note, expect_hash=(hash_type, bytes.fromhex(value))
+            )
             log.info(
                 "opinion %s on %s entry %d: seq %d", verdict, statement_id, entry, receipt.seq
             )
@@ -188,10 +192,7 @@ class CoalitionHubSignalExchangeAPI(
         """(statement id, entry) of every other member's matchable entry whose hash is exactly
         this signal, as the hub's Match answers (an opinion names its target; the hub checks
         the target and the hash the opinion copies from it)."""
-        hash_type = mapping.hash_type_for(s_type)
-        if hash_type is None:
-            raise ReportError(f"signal type {s_type.get_name()} has no Coalition Hub hash type")
-        value = mapping.hub_value(hash_type, s_type.validate_signal_str(signal))
+        hash_type, value = _hub_hash(s_type, signal)
         states = (EntryState.ACTIVE, EntryState.DISPUTED)
         hits = self.client.match([MatchQuery(hash_type, value)], pdq_threshold=0, states=states)
         return sorted(
@@ -434,3 +435,12 @@ def _verdict_name(v: t.Any) -> str:
         return Verdict(int(v)).name
     except (ValueError, TypeError):
         return str(v)
+
+
+def _hub_hash(s_type: t.Type[SignalType], signal: str) -> t.Tuple[str, str]:
+    """A threatexchange signal as the hub's hash type and lower-case hex value; ReportError
+    if the signal type has no hub hash type."""
+    hash_type = mapping.hash_type_for(s_type)
+    if hash_type is None:
+        raise ReportError(f"signal type {s_type.get_name()} has no Coalition Hub hash type")
+    return hash_type, mapping.hub_value(hash_type, s_type.validate_signal_str(signal))
