@@ -29,7 +29,7 @@ use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pb;
 use coalition_hub::pki::CertDir;
 use coalition_hub::settings::{Federation, Section, TrustedOrigin};
-use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label, StatementId};
+use coalition_hub::statement::{Body, StatementId};
 use hub_process::{Hub, Witness};
 use pdq_queries::env_usize;
 use std::time::{Duration, Instant};
@@ -46,23 +46,7 @@ fn main() -> Result<()> {
 }
 
 fn set_body(set: usize) -> Body {
-    Body::HashSet(HashSet {
-        expires_at_ms: None,
-        description: format!("peering bench set {set}"),
-        entries: (0..SET)
-            .map(|i| {
-                let mut value = vec![0u8; 32];
-                value[..8].copy_from_slice(&(set as u64).to_be_bytes());
-                value[8..16].copy_from_slice(&(i as u64).to_be_bytes());
-                HashEntry {
-                    hash_type: HashType::Sha256,
-                    value,
-                    quality: None,
-                    labels: vec![Label::Tag("bench".into())],
-                }
-            })
-            .collect(),
-    })
+    founding::sha256_set(set, SET, format!("peering bench set {set}"))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

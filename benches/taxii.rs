@@ -21,7 +21,7 @@ use bytes::Bytes;
 use coalition_hub::client::sign_new;
 use coalition_hub::membership::MemberId;
 use coalition_hub::pki::CertDir;
-use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label, ParsedEnvelope};
+use coalition_hub::statement::ParsedEnvelope;
 use coalition_hub::taxii::{Collection, MAX_PAGE_OBJECTS};
 use http_body_util::{BodyExt, Empty};
 use hub_process::Hub;
@@ -69,24 +69,7 @@ async fn run(sets: usize) -> Result<()> {
             let verified = chunk
                 .par_iter()
                 .map(|&set| {
-                    let entries = (0..SET_SIZE)
-                        .map(|i| {
-                            let mut value = vec![0u8; 32];
-                            value[..8].copy_from_slice(&(set as u64).to_be_bytes());
-                            value[8..16].copy_from_slice(&(i as u64).to_be_bytes());
-                            HashEntry {
-                                hash_type: HashType::Sha256,
-                                value,
-                                quality: None,
-                                labels: vec![Label::Tag("bench".into())],
-                            }
-                        })
-                        .collect();
-                    let body = Body::HashSet(HashSet {
-                        expires_at_ms: None,
-                        description: format!("bench set {set}"),
-                        entries,
-                    });
+                    let body = founding::sha256_set(set, SET_SIZE, format!("bench set {set}"));
                     let parsed = ParsedEnvelope::parse(sign_new(&submitter, &key, body))?;
                     let (verified, _) = store.registry().verify(parsed)?;
                     Ok::<_, anyhow::Error>(verified)

@@ -7,10 +7,33 @@ use anyhow::Result;
 use coalition_hub::governance;
 use coalition_hub::membership::{Action, MemberId, Role};
 use coalition_hub::pki::CertDir;
+use coalition_hub::statement::{Body, HashEntry, HashSet, HashType, Label};
 use coalition_hub::store::{Store, StoreConfig};
 use ed25519_dalek::SigningKey;
 use prost::Message;
 use std::path::Path;
+
+/// Set `set` of `n` distinct sha256 hashes (bytes 0..8 the set, 8..16 the index, big-endian),
+/// tagged `bench`.
+pub fn sha256_set(set: usize, n: usize, description: String) -> Body {
+    Body::HashSet(HashSet {
+        expires_at_ms: None,
+        description,
+        entries: (0..n)
+            .map(|i| {
+                let mut value = vec![0u8; 32];
+                value[..8].copy_from_slice(&(set as u64).to_be_bytes());
+                value[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+                HashEntry {
+                    hash_type: HashType::Sha256,
+                    value,
+                    quality: None,
+                    labels: vec![Label::Tag("bench".into())],
+                }
+            })
+            .collect(),
+    })
+}
 
 /// Opens a store in `data`, founds `hub_name` into it and admits `members`; returns the store
 /// and the admin's signing key (for later changes such as a removal).
